@@ -1,0 +1,298 @@
+//! Service configuration: one TOML file (`--config FILE`), every key overridable by an
+//! environment variable of the same name in upper case (`ari_url` <- `ARI_URL`).
+//!
+//! Unknown keys and bad values are refused at start with a message that names the key, because a
+//! typo in a recording service's config silently records nothing.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything ari-recorder needs to run. See `ari-recorder.example.toml` for a commented copy.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Base URL of Asterisk's HTTP server (ARI lives under `/ari`).
+    pub ari_url: String,
+    /// ARI user from Asterisk's `ari.conf`.
+    pub ari_username: String,
+    /// Password of that ARI user. Never logged.
+    pub ari_password: String,
+    /// Name of the Stasis application (`Stasis(<app>,...)` in the dialplan).
+    pub ari_app: String,
+    /// Where Asterisk writes recordings (`/var/lib/asterisk/recording` in compose).
+    pub recordings_dir: PathBuf,
+    /// `sqlite://path?mode=rwc` (default) or `postgres://user:pass@host/db`. Never logged whole.
+    pub database_url: String,
+    /// Address of the HTTP API and page.
+    pub http_addr: SocketAddr,
+    /// Folder of call-flow definitions.
+    pub dialplans_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ari_url: "http://127.0.0.1:8088".into(),
+            ari_username: "recorder".into(),
+            ari_password: String::new(),
+            ari_app: "recorder".into(),
+            recordings_dir: PathBuf::from("./recordings"),
+            database_url: "sqlite://./data/ari-recorder.db?mode=rwc".into(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            dialplans_dir: PathBuf::from("./dialplans"),
+        }
+    }
+}
+
+/// The environment variables that override the file, in the order of the README's table.
+pub const ENV_KEYS: [&str; 8] = [
+    "ARI_URL",
+    "ARI_USERNAME",
+    "ARI_PASSWORD",
+    "ARI_APP",
+    "RECORDINGS_DIR",
+    "DATABASE_URL",
+    "HTTP_ADDR",
+    "DIALPLANS_DIR",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("configuration key {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// Reads the file (when given), then applies environment overrides from `env`, then validates.
+    /// `env` is a lookup so tests need not touch the process environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.message().to_string() + &describe_span(&text, e.span()),
+                })?
+            }
+            None => Config::default(),
+        };
+        for key in ENV_KEYS {
+            if let Some(value) = env(key) {
+                config.set(key, value)?;
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads from the real process environment.
+    pub fn from_process(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load(file, |key| std::env::var(key).ok())
+    }
+
+    fn set(&mut self, key: &'static str, value: String) -> Result<(), ConfigError> {
+        match key {
+            "ARI_URL" => self.ari_url = value,
+            "ARI_USERNAME" => self.ari_username = value,
+            "ARI_PASSWORD" => self.ari_password = value,
+            "ARI_APP" => self.ari_app = value,
+            "RECORDINGS_DIR" => self.recordings_dir = PathBuf::from(value),
+            "DATABASE_URL" => self.database_url = value,
+            "HTTP_ADDR" => {
+                self.http_addr = value.parse().map_err(|_| ConfigError::Invalid {
+                    key,
+                    reason: format!("{value:?} is not an address like 127.0.0.1:8080"),
+                })?
+            }
+            "DIALPLANS_DIR" => self.dialplans_dir = PathBuf::from(value),
+            _ => unreachable!("ENV_KEYS and set() list the same keys"),
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.ari_url).map_err(|e| ConfigError::Invalid {
+            key: "ARI_URL",
+            reason: format!("{:?} is not a URL ({e})", self.ari_url),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid {
+                key: "ARI_URL",
+                reason: format!("scheme must be http or https, not {:?}", url.scheme()),
+            });
+        }
+        if self.ari_username.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "ARI_USERNAME",
+                reason: "must not be empty".into(),
+            });
+        }
+        let app_ok = !self.ari_app.is_empty()
+            && self
+                .ari_app
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !app_ok {
+            return Err(ConfigError::Invalid {
+                key: "ARI_APP",
+                reason: format!("{:?} must be letters, digits, '-' or '_'", self.ari_app),
+            });
+        }
+        if self.recordings_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "RECORDINGS_DIR",
+                reason: "must not be empty".into(),
+            });
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "DATABASE_URL",
+                reason: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+        if self.dialplans_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "DIALPLANS_DIR",
+                reason: "must not be empty".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Secrets stay out of logs even when someone prints the whole config.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("ari_url", &self.ari_url)
+            .field("ari_username", &self.ari_username)
+            .field("ari_password", &"<redacted>")
+            .field("ari_app", &self.ari_app)
+            .field("recordings_dir", &self.recordings_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("http_addr", &self.http_addr)
+            .field("dialplans_dir", &self.dialplans_dir)
+            .finish()
+    }
+}
+
+/// Removes the password from a URL such as `postgres://user:secret@host/db`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+fn describe_span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |key| map.get(key).cloned()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), text).expect("write config");
+        file
+    }
+
+    #[test]
+    fn defaults_apply_without_file() {
+        let config = Config::load(None, env_of(&[])).expect("defaults are valid");
+        assert_eq!(config.ari_url, "http://127.0.0.1:8088");
+        assert_eq!(config.ari_app, "recorder");
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
+        assert!(config.database_url.starts_with("sqlite://./data/"));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let file = write("ari_url = \"http://10.0.0.1:8088\"\nari_app = \"fromfile\"\n");
+        let config = Config::load(
+            Some(file.path()),
+            env_of(&[("ARI_APP", "fromenv"), ("HTTP_ADDR", "127.0.0.1:9999")]),
+        )
+        .expect("valid");
+        assert_eq!(config.ari_url, "http://10.0.0.1:8088");
+        assert_eq!(config.ari_app, "fromenv");
+        assert_eq!(config.http_addr.port(), 9999);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let file = write("ari_url = \"http://x:1\"\nrecord_everything = true\n");
+        let err = Config::load(Some(file.path()), env_of(&[])).expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("record_everything"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Config::load(None, env_of(&[("HTTP_ADDR", "localhost")])).expect_err("bad");
+        assert!(err.to_string().contains("HTTP_ADDR"), "{err}");
+        let err = Config::load(None, env_of(&[("ARI_URL", "ftp://x")])).expect_err("bad");
+        assert!(err.to_string().contains("ARI_URL"), "{err}");
+        let err = Config::load(None, env_of(&[("DATABASE_URL", "mysql://x")])).expect_err("bad");
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+        let err = Config::load(None, env_of(&[("ARI_APP", "a b")])).expect_err("bad");
+        assert!(err.to_string().contains("ARI_APP"), "{err}");
+        let file = write("http_addr = 42\n");
+        let err = Config::load(Some(file.path()), env_of(&[])).expect_err("bad type");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = Config::load(
+            None,
+            env_of(&[
+                ("ARI_PASSWORD", "hunter2"),
+                ("DATABASE_URL", "postgres://app:pgsecret@db/rec"),
+            ]),
+        )
+        .expect("valid");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("pgsecret"), "{shown}");
+    }
+}

@@ -1,0 +1,23 @@
+//! # ari-recorder
+//!
+//! A call-recording service for Asterisk: a Stasis application over ARI that runs call flows and
+//! records what flow designers asked for, and a library that indexes and serves the recordings.
+//!
+//! ## Layout
+//! - [`config`]: the TOML file and its environment overrides.
+//! - [`ari`]: the ARI client: resource models, every event type, REST, the watched websocket.
+//! - [`stasis`]: the app runtime: keeps a model of calls and resynchronises it after reconnects.
+//! - [`sim`]: the simulated Asterisk (tests and `demo`), faithful to the reference traces.
+//! - [`audio`]: G.711, the WAV layout Asterisk writes, generated sounds.
+//! - [`library`]: the recordings database (SQLite or PostgreSQL).
+//! - [`http`]: the HTTP API; [`metrics`]: Prometheus metrics; [`service`]: wiring for `serve`.
+
+pub mod ari;
+pub mod audio;
+pub mod config;
+pub mod http;
+pub mod library;
+pub mod metrics;
+pub mod service;
+pub mod sim;
+pub mod stasis;

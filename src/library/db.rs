@@ -1,0 +1,188 @@
+//! Opening the library database and applying its migrations.
+//!
+//! Queries are built at run time through `sqlx::Any` (never the compile-time macros), so one
+//! binary serves SQLite and PostgreSQL; each backend has its own migrations folder because
+//! their DDL differs.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL {0:?} names neither sqlite: nor postgres://")]
+    UnknownBackend(String),
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the library database ({url}): {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Embedded so a deployed binary carries its schema.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "call_recordings",
+    sqlite: include_str!("../../migrations/sqlite/0001_call_recordings.sql"),
+    postgres: include_str!("../../migrations/postgres/0001_call_recordings.sql"),
+}];
+
+#[derive(Clone)]
+pub struct Database {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Database {
+    /// Opens (creating an SQLite file and its folder when needed) and migrates.
+    pub async fn open(url: &str) -> Result<Database, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(DbError::UnknownBackend(crate::config::redact_url(url)));
+        };
+        if backend == Backend::Sqlite {
+            if let Some(parent) = sqlite_file(url).and_then(|p| p.parent().map(PathBuf::from)) {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(&parent).map_err(|source| DbError::Folder {
+                        path: parent.clone(),
+                        source,
+                    })?;
+                }
+            }
+        }
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the indexer's writes; NORMAL is durable
+                    // across a process crash in WAL mode, which is what kill -9 tests.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await.map_err(|source| DbError::Open {
+            url: crate::config::redact_url(url),
+            source,
+        })?;
+        let db = Database { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for migration in MIGRATIONS {
+            let applied: Option<(i64,)> =
+                sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(migration.version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if applied.is_some() {
+                continue;
+            }
+            let sql = match self.backend {
+                Backend::Sqlite => migration.sqlite,
+                Backend::Postgres => migration.postgres,
+            };
+            let fail = |source| DbError::Migration {
+                version: migration.version,
+                name: migration.name,
+                source,
+            };
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
+            sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+                .bind(migration.version)
+                .bind(migration.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// For `/readyz`: the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    PathBuf::from_str(path).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_found() {
+        assert_eq!(
+            sqlite_file("sqlite://./data/x.db?mode=rwc"),
+            Some(PathBuf::from("./data/x.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_opens_migrates_twice_and_pings() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/sub/lib.db?mode=rwc", dir.path().display());
+        let db = Database::open(&url).await.expect("opens");
+        db.ping().await.expect("pings");
+        drop(db);
+        let again = Database::open(&url).await.expect("re-opens without re-applying");
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_migrations")
+            .fetch_one(&again.pool)
+            .await
+            .expect("counts");
+        assert_eq!(n, MIGRATIONS.len() as i64);
+    }
+}

@@ -1,0 +1,143 @@
+//! `serve`: the whole service wired together: HTTP API, library database, ARI event stream and
+//! the Stasis app runtime. `run` takes its shutdown signal as an argument so tests start it on a
+//! free port and stop it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::ari::stream::{run_event_stream, StreamTiming};
+use crate::ari::AriClient;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::library::Database;
+use crate::metrics::Metrics;
+use crate::stasis::{self, Change, Registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Database(#[from] crate::library::DbError),
+    #[error("ARI_URL: {0}")]
+    AriUrl(url::ParseError),
+    #[error("cannot listen on HTTP_ADDR {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started service: where it listens and handles for tests.
+pub struct Service {
+    pub http_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Mutex<Registry>>,
+    pub db: Database,
+    /// Every change the Stasis runtime reports; taken by whoever wants to watch.
+    pub changes: Option<mpsc::UnboundedReceiver<Change>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Service {
+    /// Waits for every task to end (after the shutdown signal).
+    pub async fn join(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts everything; it all stops when `shutdown` turns true.
+pub async fn start(config: &Config, timing: StreamTiming, shutdown: watch::Receiver<bool>) -> Result<Service, ServiceError> {
+    let metrics = Arc::new(Metrics::default());
+    let db = Database::open(&config.database_url).await?;
+    let client = AriClient::new(&config.ari_url, &config.ari_username, &config.ari_password)
+        .map_err(ServiceError::AriUrl)?;
+    if std::fs::read_dir(&config.recordings_dir).is_err() {
+        tracing::warn!(dir = %config.recordings_dir.display(), "recordings folder is not readable yet; /readyz will say so");
+    }
+    let listener = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| ServiceError::Listen {
+            addr: config.http_addr,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| ServiceError::Listen {
+        addr: config.http_addr,
+        source,
+    })?;
+    let app = http::router(AppState {
+        db: db.clone(),
+        metrics: metrics.clone(),
+        recordings_dir: config.recordings_dir.clone(),
+    });
+    let mut http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+
+    let (notice_tx, notice_rx) = mpsc::unbounded_channel();
+    let stream_task = tokio::spawn(run_event_stream(
+        client.clone(),
+        config.ari_app.clone(),
+        timing,
+        metrics.clone(),
+        notice_tx,
+        shutdown.clone(),
+    ));
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let (change_tx, change_rx) = mpsc::unbounded_channel();
+    let stasis_task = tokio::spawn(stasis::run(
+        client,
+        config.ari_app.clone(),
+        registry.clone(),
+        metrics.clone(),
+        notice_rx,
+        change_tx,
+    ));
+    tracing::info!(http = %http_addr, ari = %config.ari_url, app = %config.ari_app, "ari-recorder started");
+    Ok(Service {
+        http_addr,
+        metrics,
+        registry,
+        db,
+        changes: Some(change_rx),
+        tasks: vec![http_task, stream_task, stasis_task],
+    })
+}
+
+/// Turns SIGINT or SIGTERM into the shutdown signal.
+pub fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down: calls in progress are left to Asterisk");
+        let _ = tx.send(true);
+    });
+    rx
+}

@@ -1,0 +1,224 @@
+//! Simulated parties: what the far end of a channel does, scripted step by step.
+//!
+//! The built-in dialplan mirrors the one the reference traces were captured with
+//! (`caller-sim`: `talk`, `talkhash`, `silent`; `agents`: `2XX`, `busy`, `noanswer`); tests add
+//! their own scripts by name (`Sim::define_party`).
+
+use std::collections::VecDeque;
+
+use crate::audio::synth::{sound_length, sound_sample, Voice};
+use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
+
+/// One thing a party does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Let it ring this many seconds before the next step (for a dialled party).
+    Ring(f64),
+    /// Pick up.
+    Answer,
+    /// Answer busy: the dial fails with `BUSY`.
+    Busy,
+    /// Speak for this many seconds (generated speech).
+    Talk(f64),
+    /// Play a prompt as this party's voice (`demo-congrats`, `tt-monkeys`, ...).
+    Say(String),
+    /// Stay on the line sending no audio at all, like Asterisk's `Wait()`.
+    Wait(f64),
+    /// Press a DTMF digit.
+    Dtmf(char),
+    /// Hang up.
+    Hangup,
+}
+
+/// A party's whole behaviour and its voice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Script {
+    pub steps: Vec<Step>,
+    pub voice: Voice,
+}
+
+impl Script {
+    pub fn new(voice_name: &str, steps: Vec<Step>) -> Script {
+        Script {
+            steps,
+            voice: Voice::from_name(voice_name),
+        }
+    }
+}
+
+/// The caller-side scripts of the reference `caller-sim` context.
+pub fn caller_sim_script(extension: &str) -> Option<Script> {
+    let steps = match extension {
+        "talk" => vec![Step::Answer, Step::Say("demo-congrats".into()), Step::Wait(2.0), Step::Hangup],
+        "talkhash" => vec![
+            Step::Answer,
+            Step::Say("demo-congrats".into()),
+            Step::Dtmf('#'),
+            Step::Wait(5.0),
+            Step::Hangup,
+        ],
+        "silent" => vec![Step::Answer, Step::Wait(30.0), Step::Hangup],
+        _ => return None,
+    };
+    Some(Script::new(extension, steps))
+}
+
+/// The reference `agents` context: `2XX` answer and play `tt-monkeys`, `busy`, `noanswer`.
+pub fn agent_script(extension: &str) -> Option<Script> {
+    let steps = match extension {
+        "busy" => vec![Step::Busy],
+        "noanswer" => vec![Step::Ring(3600.0)],
+        e if e.len() == 3 && e.starts_with('2') && e.chars().all(|c| c.is_ascii_digit()) => {
+            vec![Step::Answer, Step::Say("tt-monkeys".into()), Step::Hangup]
+        }
+        _ => return None,
+    };
+    Some(Script::new(extension, steps))
+}
+
+/// What a running script asks the world to do this frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartyAction {
+    Answer,
+    Busy,
+    Dtmf(char),
+    Hangup,
+}
+
+/// A script being executed, frame by frame.
+#[derive(Debug)]
+pub struct PartyRun {
+    steps: VecDeque<Step>,
+    voice: Voice,
+    /// Samples already spent in the front step.
+    into_step: u64,
+    /// Running sample count of this party's speech, so the voice does not restart per step.
+    spoken: u64,
+}
+
+impl PartyRun {
+    pub fn new(script: &Script) -> PartyRun {
+        PartyRun {
+            steps: script.steps.iter().cloned().collect(),
+            voice: script.voice,
+            into_step: 0,
+            spoken: 0,
+        }
+    }
+
+    /// Advances one 20 ms frame: the audio this party sends (None: no frame at all) and the
+    /// instant actions it took. Ringing parties only act once answered by their own script.
+    pub fn frame(&mut self, actions: &mut Vec<PartyAction>) -> Option<Vec<i16>> {
+        loop {
+            let Some(step) = self.steps.front().cloned() else {
+                return None;
+            };
+            let length = match &step {
+                Step::Answer => {
+                    actions.push(PartyAction::Answer);
+                    self.next();
+                    continue;
+                }
+                Step::Busy => {
+                    actions.push(PartyAction::Busy);
+                    self.next();
+                    continue;
+                }
+                Step::Dtmf(d) => {
+                    actions.push(PartyAction::Dtmf(*d));
+                    self.next();
+                    continue;
+                }
+                Step::Hangup => {
+                    actions.push(PartyAction::Hangup);
+                    self.steps.clear();
+                    return None;
+                }
+                Step::Ring(s) | Step::Talk(s) | Step::Wait(s) => seconds(*s),
+                Step::Say(name) => sound_length(name).unwrap_or(0),
+            };
+            if self.into_step >= length {
+                self.next();
+                continue;
+            }
+            let start = self.into_step;
+            self.into_step += FRAME_SAMPLES as u64;
+            return match &step {
+                Step::Talk(_) => {
+                    let mut out = vec![0i16; FRAME_SAMPLES];
+                    self.voice.fill(self.spoken, &mut out);
+                    self.spoken += FRAME_SAMPLES as u64;
+                    Some(out)
+                }
+                Step::Say(name) => Some(
+                    (0..FRAME_SAMPLES as u64)
+                        .map(|i| {
+                            let n = start + i;
+                            if n < length {
+                                sound_sample(name, n)
+                            } else {
+                                0
+                            }
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            };
+        }
+    }
+
+    /// True while the front step is `Ring` (a dialled party not yet decided).
+    pub fn is_ringing(&self) -> bool {
+        matches!(self.steps.front(), Some(Step::Ring(_)))
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    fn next(&mut self) {
+        self.steps.pop_front();
+        self.into_step = 0;
+    }
+}
+
+fn seconds(s: f64) -> u64 {
+    (s.max(0.0) * f64::from(SAMPLE_RATE)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn talk_then_hangup_produces_frames_then_action() {
+        let script = Script::new("x", vec![Step::Answer, Step::Talk(0.04), Step::Hangup]);
+        let mut run = PartyRun::new(&script);
+        let mut actions = Vec::new();
+        assert!(run.frame(&mut actions).is_some());
+        assert_eq!(actions, vec![PartyAction::Answer]);
+        assert!(run.frame(&mut actions).is_some());
+        assert!(run.frame(&mut actions).is_none());
+        assert_eq!(actions, vec![PartyAction::Answer, PartyAction::Hangup]);
+        assert!(run.is_finished());
+    }
+
+    #[test]
+    fn wait_sends_no_audio() {
+        let script = Script::new("x", vec![Step::Wait(0.1)]);
+        let mut run = PartyRun::new(&script);
+        let mut actions = Vec::new();
+        for _ in 0..5 {
+            assert!(run.frame(&mut actions).is_none());
+        }
+        assert!(!run.is_finished() || actions.is_empty());
+    }
+
+    #[test]
+    fn builtin_dialplan_matches_reference() {
+        assert!(caller_sim_script("talk").is_some());
+        assert!(agent_script("201").is_some());
+        assert_eq!(agent_script("busy").map(|s| s.steps), Some(vec![Step::Busy]));
+        assert!(agent_script("999").is_none());
+    }
+}

@@ -1,0 +1,411 @@
+//! The Stasis application's runtime: it takes the event stream's notices, keeps a model of the
+//! app's channels, bridges and live recordings, and after every reconnect resynchronises that
+//! model from REST, because Asterisk drops events while the app is away.
+//!
+//! [`Registry`] is sans-IO (events and snapshots in, [`Change`]s out) so it is unit-tested
+//! without a socket; [`run`] is the thin task that feeds it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::ari::events::Event;
+use crate::ari::models::{Bridge, Channel, LiveRecording, StoredRecording};
+use crate::ari::stream::Notice;
+use crate::ari::{AriClient, AriError};
+use crate::metrics::Metrics;
+
+/// Something that happened to the app's calls or recordings, seen live or recovered from REST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    CallStarted { channel_id: String, args: Vec<String>, recovered: bool },
+    CallEnded { channel_id: String, recovered: bool },
+    RecordingStarted { name: String, target_uri: String },
+    RecordingFinished { name: String, duration: Option<i64>, recovered: bool },
+    RecordingFailed { name: String, cause: String },
+}
+
+/// What REST says after a reconnect.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Channels currently in the app (`/applications/{app}` ids resolved through `/channels`).
+    pub channels: Vec<Channel>,
+    pub bridges: Vec<Bridge>,
+    /// Each recording the registry believed live, and what `/recordings/live/{name}` said
+    /// (`None`: 404, it is no longer live).
+    pub live: Vec<(String, Option<LiveRecording>)>,
+    pub stored: Vec<StoredRecording>,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Channels in the app, by id.
+    channels: BTreeMap<String, Channel>,
+    bridges: BTreeSet<String>,
+    live: BTreeMap<String, LiveRecording>,
+}
+
+impl Registry {
+    pub fn calls_active(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn has_channel(&self, id: &str) -> bool {
+        self.channels.contains_key(id)
+    }
+
+    pub fn live_recordings(&self) -> Vec<String> {
+        self.live.keys().cloned().collect()
+    }
+
+    pub fn bridges(&self) -> Vec<String> {
+        self.bridges.iter().cloned().collect()
+    }
+
+    /// Applies one live event.
+    pub fn apply(&mut self, event: &Event) -> Vec<Change> {
+        let mut changes = Vec::new();
+        match event {
+            Event::StasisStart(e) => {
+                self.channels.insert(e.channel.id.clone(), e.channel.clone());
+                changes.push(Change::CallStarted {
+                    channel_id: e.channel.id.clone(),
+                    args: e.args.clone(),
+                    recovered: false,
+                });
+            }
+            Event::StasisEnd(e) => {
+                if self.channels.remove(&e.channel.id).is_some() {
+                    changes.push(Change::CallEnded {
+                        channel_id: e.channel.id.clone(),
+                        recovered: false,
+                    });
+                }
+            }
+            Event::ChannelStateChange(e) => {
+                if let Some(c) = self.channels.get_mut(&e.channel.id) {
+                    *c = e.channel.clone();
+                }
+            }
+            Event::ChannelEnteredBridge(e) => {
+                self.bridges.insert(e.bridge.id.clone());
+            }
+            Event::BridgeDestroyed(e) => {
+                self.bridges.remove(&e.bridge.id);
+            }
+            Event::RecordingStarted(e) => {
+                self.live.insert(e.recording.name.clone(), e.recording.clone());
+                changes.push(Change::RecordingStarted {
+                    name: e.recording.name.clone(),
+                    target_uri: e.recording.target_uri.clone(),
+                });
+            }
+            Event::RecordingFinished(e) => {
+                self.live.remove(&e.recording.name);
+                changes.push(Change::RecordingFinished {
+                    name: e.recording.name.clone(),
+                    duration: e.recording.duration,
+                    recovered: false,
+                });
+            }
+            Event::RecordingFailed(e) => {
+                self.live.remove(&e.recording.name);
+                changes.push(Change::RecordingFailed {
+                    name: e.recording.name.clone(),
+                    cause: e.recording.cause.clone().unwrap_or_else(|| "unknown".into()),
+                });
+            }
+            _ => {}
+        }
+        changes
+    }
+
+    /// Replaces the model with what REST shows, reporting what was missed while away.
+    pub fn reconcile(&mut self, snapshot: &Snapshot) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let present: BTreeMap<&str, &Channel> =
+            snapshot.channels.iter().map(|c| (c.id.as_str(), c)).collect();
+        let gone: Vec<String> = self
+            .channels
+            .keys()
+            .filter(|id| !present.contains_key(id.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.channels.remove(&id);
+            changes.push(Change::CallEnded {
+                channel_id: id,
+                recovered: true,
+            });
+        }
+        for (id, channel) in present {
+            if !self.channels.contains_key(id) {
+                self.channels.insert(id.to_string(), channel.clone());
+                changes.push(Change::CallStarted {
+                    channel_id: id.to_string(),
+                    args: stasis_args(channel),
+                    recovered: true,
+                });
+            } else {
+                self.channels.insert(id.to_string(), channel.clone());
+            }
+        }
+        self.bridges = snapshot.bridges.iter().map(|b| b.id.clone()).collect();
+        for (name, live) in &snapshot.live {
+            match live {
+                Some(recording) if matches!(recording.state.as_str(), "queued" | "recording" | "paused") => {
+                    self.live.insert(name.clone(), recording.clone());
+                }
+                _ => {
+                    if self.live.remove(name).is_none() {
+                        continue;
+                    }
+                    if snapshot.stored.iter().any(|s| &s.name == name) {
+                        changes.push(Change::RecordingFinished {
+                            name: name.clone(),
+                            duration: None,
+                            recovered: true,
+                        });
+                    } else {
+                        changes.push(Change::RecordingFailed {
+                            name: name.clone(),
+                            cause: "ended while disconnected from Asterisk and not stored".into(),
+                        });
+                    }
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// The `Stasis(app,args...)` arguments a channel entered with, read back from its dialplan
+/// location (what REST offers for a call found after a reconnect).
+fn stasis_args(channel: &Channel) -> Vec<String> {
+    if channel.dialplan.app_name != "Stasis" {
+        return vec![];
+    }
+    channel
+        .dialplan
+        .app_data
+        .split(',')
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Fetches a [`Snapshot`] for `app`.
+pub async fn snapshot(client: &AriClient, app: &str, live_names: &[String]) -> Result<Snapshot, AriError> {
+    let application = match client.application(app).await {
+        Ok(a) => Some(a),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e),
+    };
+    let in_app: BTreeSet<String> = application
+        .as_ref()
+        .map(|a| a.channel_ids.iter().cloned().collect())
+        .unwrap_or_default();
+    let channels = client
+        .channels()
+        .await?
+        .into_iter()
+        .filter(|c| in_app.contains(&c.id))
+        .collect();
+    let bridge_ids: BTreeSet<String> = application
+        .map(|a| a.bridge_ids.into_iter().collect())
+        .unwrap_or_default();
+    let bridges = client
+        .bridges()
+        .await?
+        .into_iter()
+        .filter(|b| bridge_ids.contains(&b.id))
+        .collect();
+    let mut live = Vec::new();
+    for name in live_names {
+        match client.live_recording(name).await {
+            Ok(r) => live.push((name.clone(), Some(r))),
+            Err(e) if e.is_not_found() => live.push((name.clone(), None)),
+            Err(e) => return Err(e),
+        }
+    }
+    let stored = client.stored_recordings().await?;
+    Ok(Snapshot {
+        channels,
+        bridges,
+        live,
+        stored,
+    })
+}
+
+/// Drives the registry from the stream's notices until the stream ends. Changes go to
+/// `changes` (the call flows and the library listen there).
+pub async fn run(
+    client: AriClient,
+    app: String,
+    registry: Arc<Mutex<Registry>>,
+    metrics: Arc<Metrics>,
+    mut notices: mpsc::UnboundedReceiver<Notice>,
+    changes: mpsc::UnboundedSender<Change>,
+) {
+    while let Some(notice) = notices.recv().await {
+        let produced = match notice {
+            Notice::Event(event) => lock(&registry).apply(&event),
+            Notice::Connected { resync: false } => {
+                // First connection: calls already in the app (ari-recorder restarted) are found too.
+                resync(&client, &app, &registry).await
+            }
+            Notice::Connected { resync: true } => resync(&client, &app, &registry).await,
+            Notice::Disconnected { .. } | Notice::Replaced => vec![],
+        };
+        for change in &produced {
+            match change {
+                Change::RecordingStarted { .. } => metrics.count_recording_started(),
+                Change::RecordingFinished { .. } => metrics.count_recording_finished(),
+                Change::RecordingFailed { .. } => metrics.count_recording_failed(),
+                _ => {}
+            }
+        }
+        metrics.set_calls_active(lock(&registry).calls_active());
+        for change in produced {
+            let _ = changes.send(change);
+        }
+    }
+}
+
+async fn resync(client: &AriClient, app: &str, registry: &Arc<Mutex<Registry>>) -> Vec<Change> {
+    let live_names = lock(registry).live_recordings();
+    match snapshot(client, app, &live_names).await {
+        Ok(snapshot) => {
+            let changes = lock(registry).reconcile(&snapshot);
+            tracing::info!(recovered = changes.len(), "resynchronised from ARI REST");
+            changes
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "resync from ARI REST failed; state may be stale until the next reconnect");
+            vec![]
+        }
+    }
+}
+
+fn lock(registry: &Arc<Mutex<Registry>>) -> std::sync::MutexGuard<'_, Registry> {
+    registry.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ari::events::{RecordingStarted, StasisStart};
+    use crate::ari::models::{CallerId, DialplanCep};
+
+    fn channel(id: &str) -> Channel {
+        Channel {
+            id: id.into(),
+            name: format!("Local/100@inbound-00000001;2 {id}"),
+            state: "Up".into(),
+            protocol_id: String::new(),
+            caller: CallerId::default(),
+            connected: CallerId::default(),
+            accountcode: String::new(),
+            dialplan: DialplanCep {
+                context: "inbound".into(),
+                exten: "100".into(),
+                priority: 2,
+                app_name: "Stasis".into(),
+                app_data: "recorder,inbound,100".into(),
+            },
+            creationtime: String::new(),
+            language: "en".into(),
+            channelvars: None,
+            caller_rdnis: None,
+            tenantid: None,
+        }
+    }
+
+    fn start(id: &str) -> Event {
+        Event::StasisStart(StasisStart {
+            args: vec!["inbound".into(), "100".into()],
+            channel: channel(id),
+            replace_channel: None,
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        })
+    }
+
+    fn recording(name: &str, state: &str) -> LiveRecording {
+        LiveRecording {
+            name: name.into(),
+            format: "wav".into(),
+            state: state.into(),
+            target_uri: "bridge:b1".into(),
+            duration: None,
+            talking_duration: None,
+            silence_duration: None,
+            cause: None,
+        }
+    }
+
+    #[test]
+    fn reconcile_reports_calls_and_recordings_missed_while_away() {
+        let mut registry = Registry::default();
+        registry.apply(&start("1.1"));
+        registry.apply(&start("1.2"));
+        registry.apply(&Event::RecordingStarted(RecordingStarted {
+            recording: recording("rec-a", "recording"),
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        }));
+        registry.apply(&Event::RecordingStarted(RecordingStarted {
+            recording: recording("rec-b", "recording"),
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        }));
+        // While away: 1.1 hung up, 1.3 arrived, rec-a finished and was stored, rec-b still live.
+        let snapshot = Snapshot {
+            channels: vec![channel("1.2"), channel("1.3")],
+            bridges: vec![],
+            live: vec![
+                ("rec-a".into(), None),
+                ("rec-b".into(), Some(recording("rec-b", "recording"))),
+            ],
+            stored: vec![StoredRecording {
+                name: "rec-a".into(),
+                format: "wav".into(),
+            }],
+        };
+        let changes = registry.reconcile(&snapshot);
+        assert!(changes.contains(&Change::CallEnded { channel_id: "1.1".into(), recovered: true }));
+        assert!(changes.contains(&Change::CallStarted {
+            channel_id: "1.3".into(),
+            args: vec!["inbound".into(), "100".into()],
+            recovered: true
+        }));
+        assert!(changes.contains(&Change::RecordingFinished {
+            name: "rec-a".into(),
+            duration: None,
+            recovered: true
+        }));
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert_eq!(registry.calls_active(), 2);
+        assert_eq!(registry.live_recordings(), vec!["rec-b".to_string()]);
+    }
+
+    #[test]
+    fn a_live_recording_that_vanished_without_a_file_is_failed() {
+        let mut registry = Registry::default();
+        registry.apply(&Event::RecordingStarted(RecordingStarted {
+            recording: recording("rec-x", "recording"),
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        }));
+        let changes = registry.reconcile(&Snapshot {
+            live: vec![("rec-x".into(), None)],
+            ..Snapshot::default()
+        });
+        assert!(matches!(&changes[..], [Change::RecordingFailed { name, .. }] if name == "rec-x"));
+    }
+}
