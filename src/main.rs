@@ -13,7 +13,11 @@ use ari_recorder::service;
 use ari_recorder::sim::{self, SimOptions};
 
 #[derive(Parser)]
-#[command(name = "ari-recorder", version, about = "Call recording for Asterisk over ARI")]
+#[command(
+    name = "ari-recorder",
+    version,
+    about = "Call recording for Asterisk over ARI"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +75,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -179,7 +186,9 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
         "ARI_PASSWORD" => Some(password.clone()),
         "ARI_APP" => Some("recorder".into()),
         "RECORDINGS_DIR" => Some(recordings.clone()),
-        "DATABASE_URL" => std::env::var(key).ok().or_else(|| Some(database_url.clone())),
+        "DATABASE_URL" => std::env::var(key)
+            .ok()
+            .or_else(|| Some(database_url.clone())),
         _ => std::env::var(key).ok(),
     })
     .map_err(|e| e.to_string())?;

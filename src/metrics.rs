@@ -61,10 +61,16 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let gauge = |out: &mut String, name: &str, help: &str, value: i64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         };
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         };
         gauge(
             &mut out,
@@ -139,8 +145,14 @@ mod tests {
         m.count_http("/healthz", 200);
         let text = m.render();
         assert!(text.contains("ari_connected 1\n"), "{text}");
-        assert!(text.contains("ari_events_total{type=\"StasisStart\"} 2\n"), "{text}");
-        assert!(text.contains("recordings_total{outcome=\"failed\"} 1\n"), "{text}");
+        assert!(
+            text.contains("ari_events_total{type=\"StasisStart\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("recordings_total{outcome=\"failed\"} 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains("http_requests_total{route=\"/healthz\",status=\"200\"} 1\n"),
             "{text}"

@@ -51,7 +51,11 @@ impl Service {
 }
 
 /// Starts everything; it all stops when `shutdown` turns true.
-pub async fn start(config: &Config, timing: StreamTiming, shutdown: watch::Receiver<bool>) -> Result<Service, ServiceError> {
+pub async fn start(
+    config: &Config,
+    timing: StreamTiming,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Service, ServiceError> {
     let metrics = Arc::new(Metrics::default());
     let db = Database::open(&config.database_url).await?;
     let client = AriClient::new(&config.ari_url, &config.ari_username, &config.ari_password)
@@ -65,10 +69,12 @@ pub async fn start(config: &Config, timing: StreamTiming, shutdown: watch::Recei
             addr: config.http_addr,
             source,
         })?;
-    let http_addr = listener.local_addr().map_err(|source| ServiceError::Listen {
-        addr: config.http_addr,
-        source,
-    })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| ServiceError::Listen {
+            addr: config.http_addr,
+            source,
+        })?;
     let app = http::router(AppState {
         db: db.clone(),
         metrics: metrics.clone(),

@@ -19,11 +19,28 @@ use crate::metrics::Metrics;
 /// Something that happened to the app's calls or recordings, seen live or recovered from REST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    CallStarted { channel_id: String, args: Vec<String>, recovered: bool },
-    CallEnded { channel_id: String, recovered: bool },
-    RecordingStarted { name: String, target_uri: String },
-    RecordingFinished { name: String, duration: Option<i64>, recovered: bool },
-    RecordingFailed { name: String, cause: String },
+    CallStarted {
+        channel_id: String,
+        args: Vec<String>,
+        recovered: bool,
+    },
+    CallEnded {
+        channel_id: String,
+        recovered: bool,
+    },
+    RecordingStarted {
+        name: String,
+        target_uri: String,
+    },
+    RecordingFinished {
+        name: String,
+        duration: Option<i64>,
+        recovered: bool,
+    },
+    RecordingFailed {
+        name: String,
+        cause: String,
+    },
 }
 
 /// What REST says after a reconnect.
@@ -68,7 +85,8 @@ impl Registry {
         let mut changes = Vec::new();
         match event {
             Event::StasisStart(e) => {
-                self.channels.insert(e.channel.id.clone(), e.channel.clone());
+                self.channels
+                    .insert(e.channel.id.clone(), e.channel.clone());
                 changes.push(Change::CallStarted {
                     channel_id: e.channel.id.clone(),
                     args: e.args.clone(),
@@ -95,7 +113,8 @@ impl Registry {
                 self.bridges.remove(&e.bridge.id);
             }
             Event::RecordingStarted(e) => {
-                self.live.insert(e.recording.name.clone(), e.recording.clone());
+                self.live
+                    .insert(e.recording.name.clone(), e.recording.clone());
                 changes.push(Change::RecordingStarted {
                     name: e.recording.name.clone(),
                     target_uri: e.recording.target_uri.clone(),
@@ -113,7 +132,11 @@ impl Registry {
                 self.live.remove(&e.recording.name);
                 changes.push(Change::RecordingFailed {
                     name: e.recording.name.clone(),
-                    cause: e.recording.cause.clone().unwrap_or_else(|| "unknown".into()),
+                    cause: e
+                        .recording
+                        .cause
+                        .clone()
+                        .unwrap_or_else(|| "unknown".into()),
                 });
             }
             _ => {}
@@ -124,8 +147,11 @@ impl Registry {
     /// Replaces the model with what REST shows, reporting what was missed while away.
     pub fn reconcile(&mut self, snapshot: &Snapshot) -> Vec<Change> {
         let mut changes = Vec::new();
-        let present: BTreeMap<&str, &Channel> =
-            snapshot.channels.iter().map(|c| (c.id.as_str(), c)).collect();
+        let present: BTreeMap<&str, &Channel> = snapshot
+            .channels
+            .iter()
+            .map(|c| (c.id.as_str(), c))
+            .collect();
         let gone: Vec<String> = self
             .channels
             .keys()
@@ -154,7 +180,9 @@ impl Registry {
         self.bridges = snapshot.bridges.iter().map(|b| b.id.clone()).collect();
         for (name, live) in &snapshot.live {
             match live {
-                Some(recording) if matches!(recording.state.as_str(), "queued" | "recording" | "paused") => {
+                Some(recording)
+                    if matches!(recording.state.as_str(), "queued" | "recording" | "paused") =>
+                {
                     self.live.insert(name.clone(), recording.clone());
                 }
                 _ => {
@@ -196,7 +224,11 @@ fn stasis_args(channel: &Channel) -> Vec<String> {
 }
 
 /// Fetches a [`Snapshot`] for `app`.
-pub async fn snapshot(client: &AriClient, app: &str, live_names: &[String]) -> Result<Snapshot, AriError> {
+pub async fn snapshot(
+    client: &AriClient,
+    app: &str,
+    live_names: &[String],
+) -> Result<Snapshot, AriError> {
     let application = match client.application(app).await {
         Ok(a) => Some(a),
         Err(e) if e.is_not_found() => None,
@@ -377,7 +409,10 @@ mod tests {
             }],
         };
         let changes = registry.reconcile(&snapshot);
-        assert!(changes.contains(&Change::CallEnded { channel_id: "1.1".into(), recovered: true }));
+        assert!(changes.contains(&Change::CallEnded {
+            channel_id: "1.1".into(),
+            recovered: true
+        }));
         assert!(changes.contains(&Change::CallStarted {
             channel_id: "1.3".into(),
             args: vec!["inbound".into(), "100".into()],

@@ -211,7 +211,11 @@ impl std::fmt::Debug for AriClient {
 
 impl AriClient {
     /// `ari_url` is Asterisk's HTTP root (`http://127.0.0.1:8088`); `/ari` is added here.
-    pub fn new(ari_url: &str, username: &str, password: &str) -> Result<AriClient, url::ParseError> {
+    pub fn new(
+        ari_url: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<AriClient, url::ParseError> {
         let mut base = Url::parse(ari_url)?;
         let path = base.path().trim_end_matches('/').to_string();
         base.set_path(&format!("{path}/ari/"));
@@ -234,8 +238,15 @@ impl AriClient {
 
     /// The websocket URL for `app`'s events (`ws://host:8088/ari/events?app=...`).
     pub fn events_url(&self, app: &str) -> Url {
-        let mut url = self.base.join("events").unwrap_or_else(|_| self.base.clone());
-        let scheme = if self.base.scheme() == "https" { "wss" } else { "ws" };
+        let mut url = self
+            .base
+            .join("events")
+            .unwrap_or_else(|_| self.base.clone());
+        let scheme = if self.base.scheme() == "https" {
+            "wss"
+        } else {
+            "ws"
+        };
         let _ = url.set_scheme(scheme);
         url.query_pairs_mut()
             .append_pair("app", app)
@@ -323,7 +334,9 @@ impl AriClient {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> AriResult<()> {
-        self.send(operation, method, segments, query).await.map(drop)
+        self.send(operation, method, segments, query)
+            .await
+            .map(drop)
     }
 
     // --- asterisk and applications ---
@@ -362,7 +375,10 @@ impl AriClient {
 
     /// Hangs a channel up; `reason` is `normal`, `busy`, `congestion`, `no_answer`, ...
     pub async fn hangup(&self, id: &str, reason: Option<&str>) -> AriResult<()> {
-        let query: Vec<(&str, String)> = reason.map(|r| ("reason", r.to_string())).into_iter().collect();
+        let query: Vec<(&str, String)> = reason
+            .map(|r| ("reason", r.to_string()))
+            .into_iter()
+            .collect();
         self.void("hangup", Method::DELETE, &["channels", id], &query)
             .await
     }
@@ -378,8 +394,13 @@ impl AriClient {
     }
 
     pub async fn ring_stop(&self, id: &str) -> AriResult<()> {
-        self.void("stop ringing", Method::DELETE, &["channels", id, "ring"], &[])
-            .await
+        self.void(
+            "stop ringing",
+            Method::DELETE,
+            &["channels", id, "ring"],
+            &[],
+        )
+        .await
     }
 
     pub async fn play_on_channel(
@@ -392,11 +413,20 @@ impl AriClient {
         if let Some(p) = playback_id {
             query.push(("playbackId", p.to_string()));
         }
-        self.json("play on channel", Method::POST, &["channels", id, "play"], &query)
-            .await
+        self.json(
+            "play on channel",
+            Method::POST,
+            &["channels", id, "play"],
+            &query,
+        )
+        .await
     }
 
-    pub async fn record_channel(&self, id: &str, request: &RecordRequest) -> AriResult<LiveRecording> {
+    pub async fn record_channel(
+        &self,
+        id: &str,
+        request: &RecordRequest,
+    ) -> AriResult<LiveRecording> {
         self.json(
             "record channel",
             Method::POST,
@@ -407,26 +437,52 @@ impl AriClient {
     }
 
     pub async fn channel_moh_start(&self, id: &str, class: Option<&str>) -> AriResult<()> {
-        let query: Vec<(&str, String)> = class.map(|c| ("mohClass", c.to_string())).into_iter().collect();
-        self.void("start channel MOH", Method::POST, &["channels", id, "moh"], &query)
-            .await
+        let query: Vec<(&str, String)> = class
+            .map(|c| ("mohClass", c.to_string()))
+            .into_iter()
+            .collect();
+        self.void(
+            "start channel MOH",
+            Method::POST,
+            &["channels", id, "moh"],
+            &query,
+        )
+        .await
     }
 
     pub async fn channel_moh_stop(&self, id: &str) -> AriResult<()> {
-        self.void("stop channel MOH", Method::DELETE, &["channels", id, "moh"], &[])
-            .await
+        self.void(
+            "stop channel MOH",
+            Method::DELETE,
+            &["channels", id, "moh"],
+            &[],
+        )
+        .await
     }
 
     pub async fn set_channel_var(&self, id: &str, variable: &str, value: &str) -> AriResult<()> {
-        let query = [("variable", variable.to_string()), ("value", value.to_string())];
-        self.void("set variable", Method::POST, &["channels", id, "variable"], &query)
-            .await
+        let query = [
+            ("variable", variable.to_string()),
+            ("value", value.to_string()),
+        ];
+        self.void(
+            "set variable",
+            Method::POST,
+            &["channels", id, "variable"],
+            &query,
+        )
+        .await
     }
 
     pub async fn get_channel_var(&self, id: &str, variable: &str) -> AriResult<Variable> {
         let query = [("variable", variable.to_string())];
-        self.json("get variable", Method::GET, &["channels", id, "variable"], &query)
-            .await
+        self.json(
+            "get variable",
+            Method::GET,
+            &["channels", id, "variable"],
+            &query,
+        )
+        .await
     }
 
     // --- bridges ---
@@ -457,13 +513,23 @@ impl AriClient {
     }
 
     /// Adds channels; `role` is `participant` or `announcer` when given.
-    pub async fn add_channels(&self, bridge: &str, channels: &[&str], role: Option<&str>) -> AriResult<()> {
+    pub async fn add_channels(
+        &self,
+        bridge: &str,
+        channels: &[&str],
+        role: Option<&str>,
+    ) -> AriResult<()> {
         let mut query = vec![("channel", channels.join(","))];
         if let Some(r) = role {
             query.push(("role", r.to_string()));
         }
-        self.void("add channel", Method::POST, &["bridges", bridge, "addChannel"], &query)
-            .await
+        self.void(
+            "add channel",
+            Method::POST,
+            &["bridges", bridge, "addChannel"],
+            &query,
+        )
+        .await
     }
 
     pub async fn remove_channels(&self, bridge: &str, channels: &[&str]) -> AriResult<()> {
@@ -478,23 +544,45 @@ impl AriClient {
     }
 
     pub async fn bridge_moh_start(&self, id: &str, class: Option<&str>) -> AriResult<()> {
-        let query: Vec<(&str, String)> = class.map(|c| ("mohClass", c.to_string())).into_iter().collect();
-        self.void("start bridge MOH", Method::POST, &["bridges", id, "moh"], &query)
-            .await
+        let query: Vec<(&str, String)> = class
+            .map(|c| ("mohClass", c.to_string()))
+            .into_iter()
+            .collect();
+        self.void(
+            "start bridge MOH",
+            Method::POST,
+            &["bridges", id, "moh"],
+            &query,
+        )
+        .await
     }
 
     pub async fn bridge_moh_stop(&self, id: &str) -> AriResult<()> {
-        self.void("stop bridge MOH", Method::DELETE, &["bridges", id, "moh"], &[])
-            .await
+        self.void(
+            "stop bridge MOH",
+            Method::DELETE,
+            &["bridges", id, "moh"],
+            &[],
+        )
+        .await
     }
 
     pub async fn play_on_bridge(&self, id: &str, media: &str) -> AriResult<Playback> {
         let query = [("media", media.to_string())];
-        self.json("play on bridge", Method::POST, &["bridges", id, "play"], &query)
-            .await
+        self.json(
+            "play on bridge",
+            Method::POST,
+            &["bridges", id, "play"],
+            &query,
+        )
+        .await
     }
 
-    pub async fn record_bridge(&self, id: &str, request: &RecordRequest) -> AriResult<LiveRecording> {
+    pub async fn record_bridge(
+        &self,
+        id: &str,
+        request: &RecordRequest,
+    ) -> AriResult<LiveRecording> {
         self.json(
             "record bridge",
             Method::POST,
@@ -507,8 +595,13 @@ impl AriClient {
     // --- live recordings ---
 
     pub async fn live_recording(&self, name: &str) -> AriResult<LiveRecording> {
-        self.json("get live recording", Method::GET, &["recordings", "live", name], &[])
-            .await
+        self.json(
+            "get live recording",
+            Method::GET,
+            &["recordings", "live", name],
+            &[],
+        )
+        .await
     }
 
     /// Stops and keeps the file (never `cancel`, which discards it).
@@ -524,8 +617,13 @@ impl AriClient {
 
     /// Stops and discards the file.
     pub async fn cancel_recording(&self, name: &str) -> AriResult<()> {
-        self.void("cancel recording", Method::DELETE, &["recordings", "live", name], &[])
-            .await
+        self.void(
+            "cancel recording",
+            Method::DELETE,
+            &["recordings", "live", name],
+            &[],
+        )
+        .await
     }
 
     pub async fn pause_recording(&self, name: &str) -> AriResult<()> {
@@ -571,8 +669,13 @@ impl AriClient {
     // --- stored recordings ---
 
     pub async fn stored_recordings(&self) -> AriResult<Vec<StoredRecording>> {
-        self.json("list stored recordings", Method::GET, &["recordings", "stored"], &[])
-            .await
+        self.json(
+            "list stored recordings",
+            Method::GET,
+            &["recordings", "stored"],
+            &[],
+        )
+        .await
     }
 
     pub async fn stored_recording(&self, name: &str) -> AriResult<StoredRecording> {
@@ -603,7 +706,11 @@ impl AriClient {
         Ok(bytes.to_vec())
     }
 
-    pub async fn copy_stored_recording(&self, name: &str, destination: &str) -> AriResult<StoredRecording> {
+    pub async fn copy_stored_recording(
+        &self,
+        name: &str,
+        destination: &str,
+    ) -> AriResult<StoredRecording> {
         let query = [("destinationRecordingName", destination.to_string())];
         self.json(
             "copy stored recording",

@@ -95,10 +95,18 @@ pub async fn run_event_stream(
                 let _ = tx.send(Notice::Replaced);
                 tracing::warn!(app = %app, "another websocket took over the ARI application; reconnecting to take it back");
             }
-            SessionEnd::Lost { reason, was_connected } => {
+            SessionEnd::Lost {
+                reason,
+                was_connected,
+            } => {
                 if was_connected {
                     connected_before = true;
-                    if tx.send(Notice::Disconnected { reason: reason.clone() }).is_err() {
+                    if tx
+                        .send(Notice::Disconnected {
+                            reason: reason.clone(),
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                     tracing::warn!(reason = %reason, "ARI websocket lost");
@@ -144,8 +152,11 @@ async fn session(
             }
         }
     };
-    let credentials = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", client.username(), client.password()));
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        client.username(),
+        client.password()
+    ));
     if let Ok(value) = HeaderValue::from_str(&format!("Basic {credentials}")) {
         request.headers_mut().insert(header::AUTHORIZATION, value);
     }

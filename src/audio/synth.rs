@@ -24,9 +24,9 @@ const PHRASE: u64 = 7; // syllables, then a pause of two syllables
 
 impl Voice {
     pub fn from_name(name: &str) -> Voice {
-        let seed = name
-            .bytes()
-            .fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+        let seed = name.bytes().fold(2166136261u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(16777619)
+        });
         Voice { seed }
     }
 
@@ -132,8 +132,12 @@ mod tests {
 
     #[test]
     fn different_voices_differ() {
-        let a: Vec<i16> = (1000..1160).map(|n| Voice::from_name("a").sample(n)).collect();
-        let b: Vec<i16> = (1000..1160).map(|n| Voice::from_name("b").sample(n)).collect();
+        let a: Vec<i16> = (1000..1160)
+            .map(|n| Voice::from_name("a").sample(n))
+            .collect();
+        let b: Vec<i16> = (1000..1160)
+            .map(|n| Voice::from_name("b").sample(n))
+            .collect();
         assert_ne!(a, b);
     }
 

@@ -150,7 +150,9 @@ impl Database {
 }
 
 fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     if path.is_empty() || path == ":memory:" {
         return None;
@@ -178,7 +180,9 @@ mod tests {
         let db = Database::open(&url).await.expect("opens");
         db.ping().await.expect("pings");
         drop(db);
-        let again = Database::open(&url).await.expect("re-opens without re-applying");
+        let again = Database::open(&url)
+            .await
+            .expect("re-opens without re-applying");
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_migrations")
             .fetch_one(&again.pool)
             .await

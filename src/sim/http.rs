@@ -64,7 +64,10 @@ fn no_content(result: SimResult<()>) -> Response {
 
 impl SimState {
     fn with<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        let mut world = self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut world = self
+            .world
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut world)
     }
 }
@@ -104,7 +107,10 @@ pub fn router(state: SimState) -> Router {
         .route("/channels/{id}", get(channel).delete(hangup))
         .route("/channels/{id}/answer", post(answer))
         .route("/channels/{id}/ring", post(ring).delete(ring))
-        .route("/channels/{id}/moh", post(channel_moh_start).delete(channel_moh_stop))
+        .route(
+            "/channels/{id}/moh",
+            post(channel_moh_start).delete(channel_moh_stop),
+        )
         .route("/channels/{id}/play", post(channel_play))
         .route("/channels/{id}/record", post(channel_record))
         .route("/channels/{id}/variable", get(get_var).post(set_var))
@@ -112,7 +118,10 @@ pub fn router(state: SimState) -> Router {
         .route("/bridges/{id}", get(bridge).delete(destroy_bridge))
         .route("/bridges/{id}/addChannel", post(add_channel))
         .route("/bridges/{id}/removeChannel", post(remove_channel))
-        .route("/bridges/{id}/moh", post(bridge_moh_start).delete(bridge_moh_stop))
+        .route(
+            "/bridges/{id}/moh",
+            post(bridge_moh_start).delete(bridge_moh_stop),
+        )
         .route("/bridges/{id}/play", post(bridge_play))
         .route("/bridges/{id}/record", post(bridge_record))
         .route("/recordings/live/{name}", get(live).delete(cancel))
@@ -120,12 +129,20 @@ pub fn router(state: SimState) -> Router {
         .route("/recordings/live/{name}/pause", post(pause).delete(unpause))
         .route("/recordings/live/{name}/mute", post(mute).delete(unmute))
         .route("/recordings/stored", get(stored_list))
-        .route("/recordings/stored/{name}", get(stored_get).delete(stored_delete))
+        .route(
+            "/recordings/stored/{name}",
+            get(stored_get).delete(stored_delete),
+        )
         .route("/recordings/stored/{name}/file", get(stored_file))
         .route("/recordings/stored/{name}/copy", post(stored_copy))
         .route("/playbacks/{id}", get(playback).delete(playback_stop))
         .route("/events", get(events))
-        .fallback(|| async { SimError { status: 404, message: "Not found".into() } })
+        .fallback(|| async {
+            SimError {
+                status: 404,
+                message: "Not found".into(),
+            }
+        })
         .layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
         .nest("/ari", ari)
@@ -216,12 +233,30 @@ async fn channel_moh_stop(State(s): State<SimState>, Path(id): Path<String>) -> 
     no_content(s.with(|w| w.channel_moh(&id, false)))
 }
 async fn channel_play(State(s): State<SimState>, Path(id): Path<String>, Query(q): Q) -> Response {
-    created_json(s.with(|w| w.play(&id, false, param(&q, "media").unwrap_or(""), param(&q, "playbackId"))))
+    created_json(s.with(|w| {
+        w.play(
+            &id,
+            false,
+            param(&q, "media").unwrap_or(""),
+            param(&q, "playbackId"),
+        )
+    }))
 }
 async fn bridge_play(State(s): State<SimState>, Path(id): Path<String>, Query(q): Q) -> Response {
-    created_json(s.with(|w| w.play(&id, true, param(&q, "media").unwrap_or(""), param(&q, "playbackId"))))
+    created_json(s.with(|w| {
+        w.play(
+            &id,
+            true,
+            param(&q, "media").unwrap_or(""),
+            param(&q, "playbackId"),
+        )
+    }))
 }
-async fn channel_record(State(s): State<SimState>, Path(id): Path<String>, Query(q): Q) -> Response {
+async fn channel_record(
+    State(s): State<SimState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Response {
     record(s, id, false, q)
 }
 async fn bridge_record(State(s): State<SimState>, Path(id): Path<String>, Query(q): Q) -> Response {
@@ -273,7 +308,14 @@ async fn bridge(State(s): State<SimState>, Path(id): Path<String>) -> Response {
 }
 async fn create_bridge(State(s): State<SimState>, Query(q): Q) -> Response {
     let app = s.dialplan_app.clone();
-    ok_json(s.with(|w| w.create_bridge(param(&q, "type"), param(&q, "name"), param(&q, "bridgeId"), &app)))
+    ok_json(s.with(|w| {
+        w.create_bridge(
+            param(&q, "type"),
+            param(&q, "name"),
+            param(&q, "bridgeId"),
+            &app,
+        )
+    }))
 }
 async fn destroy_bridge(State(s): State<SimState>, Path(id): Path<String>) -> Response {
     no_content(s.with(|w| w.destroy_bridge(&id)))
@@ -286,14 +328,26 @@ fn channel_list(q: &HashMap<String, String>) -> Vec<&str> {
 async fn add_channel(State(s): State<SimState>, Path(id): Path<String>, Query(q): Q) -> Response {
     let list = channel_list(&q);
     if list.is_empty() {
-        return SimError { status: 400, message: "channel: parameter is required".into() }.into_response();
+        return SimError {
+            status: 400,
+            message: "channel: parameter is required".into(),
+        }
+        .into_response();
     }
     no_content(s.with(|w| w.add_channels(&id, &list)))
 }
-async fn remove_channel(State(s): State<SimState>, Path(id): Path<String>, Query(q): Q) -> Response {
+async fn remove_channel(
+    State(s): State<SimState>,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Response {
     let list = channel_list(&q);
     if list.is_empty() {
-        return SimError { status: 400, message: "channel: parameter is required".into() }.into_response();
+        return SimError {
+            status: 400,
+            message: "channel: parameter is required".into(),
+        }
+        .into_response();
     }
     no_content(s.with(|w| w.remove_channels(&id, &list)))
 }
@@ -347,8 +401,11 @@ async fn stored_file(State(s): State<SimState>, Path(name): Path<String>) -> Res
 }
 async fn stored_copy(State(s): State<SimState>, Path(name): Path<String>, Query(q): Q) -> Response {
     let Some(destination) = param(&q, "destinationRecordingName") else {
-        return SimError { status: 400, message: "destinationRecordingName: parameter is required".into() }
-            .into_response();
+        return SimError {
+            status: 400,
+            message: "destinationRecordingName: parameter is required".into(),
+        }
+        .into_response();
     };
     ok_json(s.with(|w| w.copy_stored(&name, destination)))
 }
@@ -361,7 +418,11 @@ async fn playback_stop(State(s): State<SimState>, Path(id): Path<String>) -> Res
 
 async fn events(State(s): State<SimState>, ws: WebSocketUpgrade, Query(q): Q) -> Response {
     let Some(app) = param(&q, "app").map(str::to_string) else {
-        return SimError { status: 400, message: "app: parameter is required".into() }.into_response();
+        return SimError {
+            status: 400,
+            message: "app: parameter is required".into(),
+        }
+        .into_response();
     };
     ws.on_upgrade(move |socket| serve_events(s, app, socket))
 }
@@ -370,7 +431,10 @@ async fn serve_events(state: SimState, app: String, mut socket: WebSocket) {
     let (id, mut rx) = state.with(|w| w.connect_app(&app));
     let mut recheck = tokio::time::interval(Duration::from_millis(20));
     loop {
-        let stall = *state.stalled_until.lock().unwrap_or_else(|p| p.into_inner());
+        let stall = *state
+            .stalled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(until) = stall {
             if until > Instant::now() {
                 // A stalled peer: reads nothing, answers no ping, sends nothing.
@@ -449,7 +513,9 @@ async fn control_drop(State(s): State<SimState>) -> Response {
 }
 
 async fn control_stall(State(s): State<SimState>, Query(q): Q) -> Response {
-    let seconds: f64 = param(&q, "seconds").and_then(|v| v.parse().ok()).unwrap_or(15.0);
+    let seconds: f64 = param(&q, "seconds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15.0);
     *s.stalled_until.lock().unwrap_or_else(|p| p.into_inner()) =
         Some(Instant::now() + Duration::from_secs_f64(seconds.clamp(0.0, 3600.0)));
     StatusCode::NO_CONTENT.into_response()
@@ -461,7 +527,9 @@ async fn control_restart(State(s): State<SimState>) -> Response {
 }
 
 async fn control_fail_next_record(State(s): State<SimState>, Query(q): Q) -> Response {
-    let cause = param(&q, "cause").unwrap_or("Simulated failure").to_string();
+    let cause = param(&q, "cause")
+        .unwrap_or("Simulated failure")
+        .to_string();
     s.with(|w| w.fail_next_record(&cause));
     StatusCode::NO_CONTENT.into_response()
 }

@@ -78,7 +78,12 @@ impl SimHandle {
 
     /// A call from the network to `exten`, the caller following the script registered under
     /// `behaviour` (or the built-in `talk`, `talkhash`, `silent`).
-    pub fn place_inbound_call(&self, exten: &str, caller_id: &str, behaviour: &str) -> Result<Channel, String> {
+    pub fn place_inbound_call(
+        &self,
+        exten: &str,
+        caller_id: &str,
+        behaviour: &str,
+    ) -> Result<Channel, String> {
         let app = self.state.dialplan_app.clone();
         self.with_world(|w| {
             w.originate(
@@ -108,7 +113,11 @@ impl SimHandle {
 
     /// Websockets stop reading and writing (no pong either) for `duration`.
     pub fn stall_websockets(&self, duration: Duration) {
-        *self.state.stalled_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + duration);
+        *self
+            .state
+            .stalled_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + duration);
     }
 
     /// Asterisk restarts: all channels and bridges gone.

@@ -49,7 +49,12 @@ impl Script {
 /// The caller-side scripts of the reference `caller-sim` context.
 pub fn caller_sim_script(extension: &str) -> Option<Script> {
     let steps = match extension {
-        "talk" => vec![Step::Answer, Step::Say("demo-congrats".into()), Step::Wait(2.0), Step::Hangup],
+        "talk" => vec![
+            Step::Answer,
+            Step::Say("demo-congrats".into()),
+            Step::Wait(2.0),
+            Step::Hangup,
+        ],
         "talkhash" => vec![
             Step::Answer,
             Step::Say("demo-congrats".into()),
@@ -167,6 +172,26 @@ impl PartyRun {
         }
     }
 
+    /// Takes the instant steps at the front (answer, busy, DTMF, hangup) without spending time:
+    /// a party that answers at once does so within the request that dialled it.
+    pub fn take_instant(&mut self, actions: &mut Vec<PartyAction>) {
+        while let Some(step) = self.steps.front() {
+            let action = match step {
+                Step::Answer => PartyAction::Answer,
+                Step::Busy => PartyAction::Busy,
+                Step::Dtmf(d) => PartyAction::Dtmf(*d),
+                Step::Hangup => {
+                    actions.push(PartyAction::Hangup);
+                    self.steps.clear();
+                    return;
+                }
+                _ => return,
+            };
+            actions.push(action);
+            self.next();
+        }
+    }
+
     /// True while the front step is `Ring` (a dialled party not yet decided).
     pub fn is_ringing(&self) -> bool {
         matches!(self.steps.front(), Some(Step::Ring(_)))
@@ -218,7 +243,10 @@ mod tests {
     fn builtin_dialplan_matches_reference() {
         assert!(caller_sim_script("talk").is_some());
         assert!(agent_script("201").is_some());
-        assert_eq!(agent_script("busy").map(|s| s.steps), Some(vec![Step::Busy]));
+        assert_eq!(
+            agent_script("busy").map(|s| s.steps),
+            Some(vec![Step::Busy])
+        );
         assert!(agent_script("999").is_none());
     }
 }

@@ -356,7 +356,10 @@ impl World {
             .map(|b| b.model.id.clone())
             .collect();
         let known = self.apps.contains_key(name)
-            || self.channels.values().any(|c| c.app.as_deref() == Some(name))
+            || self
+                .channels
+                .values()
+                .any(|c| c.app.as_deref() == Some(name))
             || self.bridges.values().any(|b| b.app == name);
         if !known {
             return fail(404, "Application not found");
@@ -453,8 +456,12 @@ impl World {
 
         if tech == "Local" && ctx == "inbound" {
             // A call from the network: ;2 enters the app, ;1 runs the caller's script.
-            let script = extension
-                .and_then(|e| self.parties.get(e).cloned().or_else(|| caller_sim_script(e)));
+            let script = extension.and_then(|e| {
+                self.parties
+                    .get(e)
+                    .cloned()
+                    .or_else(|| caller_sim_script(e))
+            });
             let stasis_app = default_app.to_string();
             let app_data = format!("{stasis_app},inbound,{exten}");
             let mut inbound = outgoing.clone();
@@ -498,7 +505,10 @@ impl World {
         }
 
         let Some(app) = app else {
-            return fail(400, "Only calls into the app or to Local/<exten>@inbound are simulated");
+            return fail(
+                400,
+                "Only calls into the app or to Local/<exten>@inbound are simulated",
+            );
         };
         let script = self.parties.get(endpoint).cloned().or_else(|| {
             if tech == "Local" && ctx == "agents" {
@@ -528,14 +538,25 @@ impl World {
         half_model.dialplan.app_data = String::new();
         self.channels.insert(
             other_id.clone(),
-            SimChannel::new(half_model.clone(), Role::Half, None, Some(outgoing_id.clone())),
+            SimChannel::new(
+                half_model.clone(),
+                Role::Half,
+                None,
+                Some(outgoing_id.clone()),
+            ),
         );
         match script {
             Some(script) => {
-                dialled.party = Some(PartyRun::new(&script));
+                let mut run = PartyRun::new(&script);
+                let mut actions = Vec::new();
+                run.take_instant(&mut actions);
+                dialled.party = Some(run);
                 dialled.script = Some(script);
                 self.channels.insert(outgoing_id.clone(), dialled);
                 self.emit_dial(&outgoing_id, "");
+                for action in actions {
+                    self.apply_party_action(&outgoing_id, action);
+                }
             }
             None => {
                 // Nothing answers this endpoint: both halves are destroyed at once.
@@ -562,7 +583,9 @@ impl World {
     }
 
     fn emit_dial(&self, id: &str, status: &str) {
-        let Some(c) = self.channels.get(id) else { return };
+        let Some(c) = self.channels.get(id) else {
+            return;
+        };
         let Some(app) = &c.app else { return };
         self.emit(
             app,
@@ -581,7 +604,9 @@ impl World {
     }
 
     fn emit_state_change(&self, id: &str) {
-        let Some(c) = self.channels.get(id) else { return };
+        let Some(c) = self.channels.get(id) else {
+            return;
+        };
         let Some(app) = &c.app else { return };
         self.emit(
             app,
@@ -656,10 +681,20 @@ impl World {
     pub fn hangup(&mut self, id: &str, reason: Option<&str>) -> SimResult<()> {
         if let Some(r) = reason {
             const REASONS: [&str; 10] = [
-                "normal", "busy", "congestion", "no_answer", "timeout", "rejected",
-                "unallocated", "normal_unspecified", "number_incomplete", "codec_mismatch",
+                "normal",
+                "busy",
+                "congestion",
+                "no_answer",
+                "timeout",
+                "rejected",
+                "unallocated",
+                "normal_unspecified",
+                "number_incomplete",
+                "codec_mismatch",
             ];
-            if !REASONS.contains(&r) && !["interworking", "failure", "answered_elsewhere"].contains(&r) {
+            if !REASONS.contains(&r)
+                && !["interworking", "failure", "answered_elsewhere"].contains(&r)
+            {
                 return fail(400, "Invalid reason for hangup provided");
             }
         }
@@ -675,7 +710,9 @@ impl World {
 
     /// Ends a channel: hangup request, recording finished, bridge left, StasisEnd, destroyed.
     fn end_channel(&mut self, id: &str, cause: i64, by_app: bool) {
-        let Some(c) = self.channels.get(id) else { return };
+        let Some(c) = self.channels.get(id) else {
+            return;
+        };
         let model = c.model.clone();
         let app = c.app.clone();
         let in_stasis = c.in_stasis;
@@ -718,7 +755,9 @@ impl World {
                 );
             }
         }
-        let Some(c) = self.channels.remove(id) else { return };
+        let Some(c) = self.channels.remove(id) else {
+            return;
+        };
         if let Some(h) = &c.half {
             self.channels.remove(h);
         }
@@ -726,7 +765,11 @@ impl World {
         // the dialplan is unsubscribed at StasisEnd, as in the traces.
         if role == Role::Dialled {
             if let Some(app) = &app {
-                let (cause, cause_txt) = if by_app { (16, "Normal Clearing") } else { (cause, cause_text(cause)) };
+                let (cause, cause_txt) = if by_app {
+                    (16, "Normal Clearing")
+                } else {
+                    (cause, cause_text(cause))
+                };
                 self.emit(
                     app,
                     Event::ChannelDestroyed(ChannelDestroyed {
@@ -766,8 +809,16 @@ impl World {
         let kind = kind.unwrap_or("mixing");
         let holding = kind.split(',').any(|k| k == "holding");
         for k in kind.split(',') {
-            if !["mixing", "holding", "dtmf_events", "proxy_media", "video_sfu", "video_single", "sdp_label"]
-                .contains(&k)
+            if ![
+                "mixing",
+                "holding",
+                "dtmf_events",
+                "proxy_media",
+                "video_sfu",
+                "video_single",
+                "sdp_label",
+            ]
+            .contains(&k)
             {
                 return fail(400, format!("Invalid bridge type '{k}'"));
             }
@@ -778,7 +829,12 @@ impl World {
         }
         let model = Bridge {
             id: id.clone(),
-            technology: if holding { "holding_bridge" } else { "simple_bridge" }.into(),
+            technology: if holding {
+                "holding_bridge"
+            } else {
+                "simple_bridge"
+            }
+            .into(),
             bridge_type: if holding { "holding" } else { "mixing" }.into(),
             bridge_class: "stasis".into(),
             creator: "Stasis".into(),
@@ -821,11 +877,15 @@ impl World {
             if let Some(old) = current {
                 self.leave_bridge(id, &old);
             }
-            let Some(b) = self.bridges.get_mut(bridge) else { continue };
+            let Some(b) = self.bridges.get_mut(bridge) else {
+                continue;
+            };
             b.model.channels.push(id.to_string());
             let bridge_model = b.model.clone();
             let app = b.app.clone();
-            let Some(c) = self.channels.get_mut(*id) else { continue };
+            let Some(c) = self.channels.get_mut(*id) else {
+                continue;
+            };
             c.bridge = Some(bridge.to_string());
             let channel_model = c.model.clone();
             self.emit(
@@ -861,12 +921,22 @@ impl World {
     }
 
     fn leave_bridge(&mut self, channel: &str, bridge: &str) {
-        let Some(c) = self.channels.get_mut(channel) else { return };
+        let Some(c) = self.channels.get_mut(channel) else {
+            return;
+        };
         c.bridge = None;
         let channel_model = c.model.clone();
-        let Some(b) = self.bridges.get_mut(bridge) else { return };
+        let Some(b) = self.bridges.get_mut(bridge) else {
+            return;
+        };
+        // With three or more participants (the recorder counts) Asterisk has moved the bridge
+        // to softmix; the leave event still shows it, then it falls back (hunt, transfer traces).
+        let participants = b.model.channels.len() + usize::from(b.recording.is_some());
         b.model.channels.retain(|id| id != channel);
-        let bridge_model = b.model.clone();
+        let mut bridge_model = b.model.clone();
+        if b.model.bridge_type == "mixing" && participants >= 3 {
+            bridge_model.technology = "softmix".into();
+        }
         let app = b.app.clone();
         let empty = b.model.channels.is_empty();
         let recording = b.recording.clone();
@@ -925,7 +995,13 @@ impl World {
 
     // ---------------------------------------------------------------- playbacks
 
-    pub fn play(&mut self, target: &str, on_bridge: bool, media: &str, playback_id: Option<&str>) -> SimResult<Playback> {
+    pub fn play(
+        &mut self,
+        target: &str,
+        on_bridge: bool,
+        media: &str,
+        playback_id: Option<&str>,
+    ) -> SimResult<Playback> {
         let app = if on_bridge {
             match self.bridges.get(target) {
                 Some(b) => b.app.clone(),
@@ -945,7 +1021,11 @@ impl World {
         let mut queue: VecDeque<String> = media.split(',').map(str::to_string).collect();
         let first = queue.front().cloned().unwrap_or_default();
         queue.pop_front();
-        let target_uri = if on_bridge { format!("bridge:{target}") } else { format!("channel:{target}") };
+        let target_uri = if on_bridge {
+            format!("bridge:{target}")
+        } else {
+            format!("channel:{target}")
+        };
         let model = Playback {
             id: id.clone(),
             media_uri: first.clone(),
@@ -959,7 +1039,11 @@ impl World {
             SimPlayback {
                 model: model.clone(),
                 app,
-                target: if on_bridge { Target::Bridge(target.into()) } else { Target::Channel(target.into()) },
+                target: if on_bridge {
+                    Target::Bridge(target.into())
+                } else {
+                    Target::Channel(target.into())
+                },
                 queue,
                 current: Some((first, 0, 0)),
                 started: false,
@@ -1028,7 +1112,11 @@ impl World {
         let wav_path = self.recordings_dir.join(format!("{name}.wav"));
         if let Ok(bytes) = std::fs::read(&wav_path) {
             let data = bytes.get(wav::HEADER_LEN as usize..)?;
-            return Some(data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect());
+            return Some(
+                data.chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            );
         }
         let ulaw_path = self.recordings_dir.join(format!("{name}.ulaw"));
         std::fs::read(ulaw_path)
@@ -1078,7 +1166,6 @@ impl World {
                 return fail(400, "terminateOn invalid");
             }
         }
-        let _ = beep;
         let Some(file_format) = FileFormat::parse(format) else {
             return fail(422, "specified format is unknown on this system");
         };
@@ -1086,11 +1173,17 @@ impl World {
             return fail(500, "Error parsing request");
         }
         if self.recordings.contains_key(name) {
-            return fail(409, format!("Recording '{name}' already exists and can not be overwritten"));
+            return fail(
+                409,
+                format!("Recording '{name}' already exists and can not be overwritten"),
+            );
         }
         let path = self.recordings_dir.join(format!("{name}.{format}"));
         if if_exists == IfExists::Fail && path.exists() {
-            return fail(409, format!("Recording '{name}' already exists and can not be overwritten"));
+            return fail(
+                409,
+                format!("Recording '{name}' already exists and can not be overwritten"),
+            );
         }
         if !self.recordings_dir.is_dir() {
             return fail(500, "Internal Server Error");
@@ -1100,7 +1193,8 @@ impl World {
                 return fail(500, "Internal Server Error");
             }
         }
-        let append = if_exists == IfExists::Append && path.exists() && file_format != FileFormat::Wav;
+        let append =
+            if_exists == IfExists::Append && path.exists() && file_format != FileFormat::Wav;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
@@ -1114,11 +1208,23 @@ impl World {
         if file_format == FileFormat::Wav && writer.write_all(&wav::header(0)).is_err() {
             return fail(500, "Internal Server Error");
         }
-        let target_uri = if on_bridge { format!("bridge:{target}") } else { format!("channel:{target}") };
+        let target_uri = if on_bridge {
+            format!("bridge:{target}")
+        } else {
+            format!("channel:{target}")
+        };
+        let in_bridge = !on_bridge
+            && self
+                .channels
+                .get(target)
+                .is_some_and(|c| c.bridge.is_some());
+        // Asterisk answers `queued` while a beep is pending or a bridge must attach the recorder;
+        // a plain channel recording is already `recording` in the 201 (voicemail_silence trace).
+        let immediate = !on_bridge && !in_bridge && beep != Some(true);
         let live = LiveRecording {
             name: name.to_string(),
             format: format.to_string(),
-            state: "queued".into(),
+            state: if immediate { "recording" } else { "queued" }.into(),
             target_uri,
             duration: None,
             talking_duration: None,
@@ -1126,14 +1232,17 @@ impl World {
             cause: None,
         };
         let mut fail_cause = self.fail_next_record.take();
-        let in_bridge = !on_bridge && self.channels.get(target).is_some_and(|c| c.bridge.is_some());
         if in_bridge {
             fail_cause = Some("Cannot record channel while in bridge".into());
         }
         let recording = SimRecording {
             live: live.clone(),
             app: app.clone(),
-            target: if on_bridge { Target::Bridge(target.into()) } else { Target::Channel(target.into()) },
+            target: if on_bridge {
+                Target::Bridge(target.into())
+            } else {
+                Target::Channel(target.into())
+            },
             writer: Some(writer),
             format: file_format,
             data_bytes: 0,
@@ -1141,8 +1250,12 @@ impl World {
             elapsed: 0,
             talking: 0,
             silence_run: 0,
-            max_duration: max_duration.filter(|d| *d > 0).map(|d| seconds(f64::from(d))),
-            max_silence: max_silence.filter(|d| *d > 0).map(|d| seconds(f64::from(d))),
+            max_duration: max_duration
+                .filter(|d| *d > 0)
+                .map(|d| seconds(f64::from(d))),
+            max_silence: max_silence
+                .filter(|d| *d > 0)
+                .map(|d| seconds(f64::from(d))),
             terminate_on: terminate_on.filter(|t| *t != "none").map(str::to_string),
             report_talk: max_silence.is_some_and(|d| d > 0),
             paused: false,
@@ -1202,7 +1315,9 @@ impl World {
         let Some(r) = self.recordings.get(name) else {
             return fail(404, "Recording not found");
         };
-        let path = self.recordings_dir.join(format!("{}.{}", r.live.name, r.live.format));
+        let path = self
+            .recordings_dir
+            .join(format!("{}.{}", r.live.name, r.live.format));
         self.finish_recording(name, "canceled");
         let _ = std::fs::remove_file(path);
         Ok(())
@@ -1231,15 +1346,33 @@ impl World {
 
     /// Closes the file (sizes filled in) and tells the app.
     fn finish_recording(&mut self, name: &str, state: &str) {
-        let Some(mut r) = self.recordings.remove(name) else { return };
+        self.finish_recording_trimmed(name, state, 0);
+    }
+
+    /// Closes the file, dropping its last `trim` samples first (Asterisk cuts the keypress off a
+    /// recording ended by DTMF: the voicemail_hash trace reports 29 s for 30.5 s of talk).
+    fn finish_recording_trimmed(&mut self, name: &str, state: &str, trim: u64) {
+        let Some(mut r) = self.recordings.remove(name) else {
+            return;
+        };
+        let bytes_per_sample: u64 = if r.format == FileFormat::Ulaw { 1 } else { 2 };
+        let trimmed = trim.min(r.recorded);
+        r.recorded -= trimmed;
+        r.data_bytes -= (trimmed * bytes_per_sample).min(r.data_bytes);
         if let Some(mut writer) = r.writer.take() {
             let _ = writer.flush();
-            if r.format == FileFormat::Wav {
-                let data_len = u32::try_from(r.data_bytes).unwrap_or(u32::MAX);
-                if let Ok(mut file) = writer.into_inner() {
+            if let Ok(mut file) = writer.into_inner() {
+                let header = if r.format == FileFormat::Wav {
+                    wav::HEADER_LEN
+                } else {
+                    0
+                };
+                let _ = file.set_len(header + r.data_bytes);
+                if r.format == FileFormat::Wav {
+                    let data_len = u32::try_from(r.data_bytes).unwrap_or(u32::MAX);
                     let _ = wav::finalize(&mut file, data_len);
-                    let _ = file.sync_data();
                 }
+                let _ = file.sync_data();
             }
         }
         match &r.target {
@@ -1331,7 +1464,10 @@ impl World {
             return fail(400, "Invalid destination recording name");
         }
         if self.stored_path(destination).is_ok() {
-            return fail(409, "A recording with the same name already exists on the system");
+            return fail(
+                409,
+                "A recording with the same name already exists on the system",
+            );
         }
         let dest = self.recordings_dir.join(format!("{destination}.{format}"));
         if let Some(parent) = dest.parent() {
@@ -1371,7 +1507,9 @@ impl World {
         let ids: Vec<String> = self.channels.keys().cloned().collect();
         for id in ids {
             let mut actions = Vec::new();
-            let Some(c) = self.channels.get_mut(&id) else { continue };
+            let Some(c) = self.channels.get_mut(&id) else {
+                continue;
+            };
             c.frame = match c.party.as_mut() {
                 Some(run) => run.frame(&mut actions),
                 None => None,
@@ -1383,7 +1521,9 @@ impl World {
     }
 
     fn apply_party_action(&mut self, id: &str, action: PartyAction) {
-        let Some(c) = self.channels.get(id) else { return };
+        let Some(c) = self.channels.get(id) else {
+            return;
+        };
         let role = c.role;
         match action {
             PartyAction::Answer => {
@@ -1392,7 +1532,9 @@ impl World {
                     if let Some(h) = half.and_then(|h| self.channels.get_mut(&h)) {
                         h.model.state = "Up".into();
                     }
-                    let Some(c) = self.channels.get_mut(id) else { return };
+                    let Some(c) = self.channels.get_mut(id) else {
+                        return;
+                    };
                     c.model.state = "Up".into();
                     c.ring_deadline = None;
                     c.in_stasis = true;
@@ -1417,7 +1559,8 @@ impl World {
             PartyAction::Busy => {
                 if role == Role::Dialled {
                     self.emit_dial(id, "BUSY");
-                    self.destroy_unanswered(id, 17, "User busy");
+                    // The ;1 half dies with cause 0, its ;2 with 17 (hunt trace).
+                    self.destroy_unanswered(id, 0, "Unknown");
                 }
             }
             PartyAction::Dtmf(digit) => {
@@ -1439,11 +1582,13 @@ impl World {
                     );
                 }
                 if let Some(name) = recording {
-                    let stops = self.recordings.get(&name).and_then(|r| r.terminate_on.clone()).is_some_and(
-                        |t| t == "any" || t == digit.to_string(),
-                    );
+                    let stops = self
+                        .recordings
+                        .get(&name)
+                        .and_then(|r| r.terminate_on.clone())
+                        .is_some_and(|t| t == "any" || t == digit.to_string());
                     if stops {
-                        self.finish_recording(&name, "done");
+                        self.finish_recording_trimmed(&name, "done", seconds(0.5));
                     }
                 }
             }
@@ -1460,7 +1605,9 @@ impl World {
 
     /// A dialled party that never answered: destroyed without entering the app.
     fn destroy_unanswered(&mut self, id: &str, cause: i64, cause_txt: &str) {
-        let Some(c) = self.channels.remove(id) else { return };
+        let Some(c) = self.channels.remove(id) else {
+            return;
+        };
         if let Some(h) = &c.half {
             self.channels.remove(h);
         }
@@ -1511,7 +1658,9 @@ impl World {
                 None => continue,
             };
             let length = self.media_length(&media);
-            let Some(p) = self.playbacks.get_mut(&id) else { continue };
+            let Some(p) = self.playbacks.get_mut(&id) else {
+                continue;
+            };
             if !started {
                 p.started = true;
                 p.model.state = "playing".into();
@@ -1604,7 +1753,9 @@ impl World {
                 Some(Target::Channel(id)) => self.channels.get(&id).and_then(|c| c.frame.clone()),
                 None => continue,
             };
-            let Some(r) = self.recordings.get_mut(&name) else { continue };
+            let Some(r) = self.recordings.get_mut(&name) else {
+                continue;
+            };
             if r.paused {
                 continue; // a paused recording drops the audio
             }
@@ -1643,7 +1794,11 @@ impl World {
 
     /// Number of channels and live recordings, for the demo's status line and tests.
     pub fn counts(&self) -> (usize, usize, usize) {
-        (self.channels.len(), self.bridges.len(), self.recordings.len())
+        (
+            self.channels.len(),
+            self.bridges.len(),
+            self.recordings.len(),
+        )
     }
 }
 
@@ -1694,19 +1849,29 @@ fn parse_caller_id(text: &str) -> CallerId {
 }
 
 fn collect_stored(root: &Path, dir: &Path, out: &mut Vec<StoredRecording>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if kind.is_dir() {
             collect_stored(root, &path, out);
             continue;
         }
-        let Some(ext) = path.extension().and_then(|e| e.to_str()) else { continue };
+        let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+            continue;
+        };
         if !STORED_EXTENSIONS.contains(&ext) {
             continue;
         }
-        let Ok(relative) = path.with_extension("").strip_prefix(root).map(Path::to_path_buf) else {
+        let Ok(relative) = path
+            .with_extension("")
+            .strip_prefix(root)
+            .map(Path::to_path_buf)
+        else {
             continue;
         };
         out.push(StoredRecording {
@@ -1724,7 +1889,10 @@ mod tests {
     fn caller_id_parses() {
         assert_eq!(
             parse_caller_id("Alice <5551001>"),
-            CallerId { name: "Alice".into(), number: "5551001".into() }
+            CallerId {
+                name: "Alice".into(),
+                number: "5551001".into()
+            }
         );
         assert_eq!(parse_caller_id("").number, "");
     }
