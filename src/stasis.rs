@@ -93,13 +93,11 @@ impl Registry {
                     recovered: false,
                 });
             }
-            Event::StasisEnd(e) => {
-                if self.channels.remove(&e.channel.id).is_some() {
-                    changes.push(Change::CallEnded {
-                        channel_id: e.channel.id.clone(),
-                        recovered: false,
-                    });
-                }
+            Event::StasisEnd(e) if self.channels.remove(&e.channel.id).is_some() => {
+                changes.push(Change::CallEnded {
+                    channel_id: e.channel.id.clone(),
+                    recovered: false,
+                });
             }
             Event::ChannelStateChange(e) => {
                 if let Some(c) = self.channels.get_mut(&e.channel.id) {

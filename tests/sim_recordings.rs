@@ -14,13 +14,17 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 }
 
 fn pcm(bytes: &[u8]) -> Vec<i16> {
-    bytes[44..].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()
+    bytes[44..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
 }
 
 async fn finished(events: &Collected, name: &str) -> serde_json::Value {
     events
         .wait_for("RecordingFinished", |e| {
-            e.iter().any(|e| e["type"] == "RecordingFinished" && e["recording"]["name"] == name)
+            e.iter()
+                .any(|e| e["type"] == "RecordingFinished" && e["recording"]["name"] == name)
         })
         .await;
     events
@@ -36,13 +40,24 @@ async fn bridge_wav_has_zero_sizes_while_recording_and_real_sizes_after() {
     let t = start_sim(0.0).await;
     let client = t.client();
     let (events, _task) = listen_sim(&t.sim, "recorder").await;
-    t.sim.define_party("talker", Script::new("Alice", vec![Step::Answer, Step::Talk(60.0)]));
-    t.sim.place_inbound_call("100", "Alice <5551001>", "talker").expect("call");
+    t.sim.define_party(
+        "talker",
+        Script::new("Alice", vec![Step::Answer, Step::Talk(60.0)]),
+    );
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talker")
+        .expect("call");
     let caller = client.channels().await.expect("channels")[1].id.clone();
     client.answer(&caller).await.expect("answer");
     let bridge = client.create_bridge("mixing", None).await.expect("bridge");
-    client.add_channels(&bridge.id, &[&caller], None).await.expect("add");
-    client.record_bridge(&bridge.id, &RecordRequest::new("call-1", "wav")).await.expect("record");
+    client
+        .add_channels(&bridge.id, &[&caller], None)
+        .await
+        .expect("add");
+    client
+        .record_bridge(&bridge.id, &RecordRequest::new("call-1", "wav"))
+        .await
+        .expect("record");
     t.sim.advance(2.0);
 
     let path = t.recordings.join("call-1.wav");
@@ -50,7 +65,11 @@ async fn bridge_wav_has_zero_sizes_while_recording_and_real_sizes_after() {
     assert_eq!(&partial[0..4], b"RIFF");
     assert_eq!(u32_at(&partial, 4), 0, "RIFF size 0 while open");
     assert_eq!(u32_at(&partial, 40), 0, "data size 0 while open");
-    assert_eq!(partial.len(), 44 + 2 * 8000 * 2, "two seconds of PCM16 already on disk");
+    assert_eq!(
+        partial.len(),
+        44 + 2 * 8000 * 2,
+        "two seconds of PCM16 already on disk"
+    );
 
     t.sim.advance(1.0);
     client.stop_recording("call-1").await.expect("stop");
@@ -61,7 +80,10 @@ async fn bridge_wav_has_zero_sizes_while_recording_and_real_sizes_after() {
     assert_eq!(u32_at(&bytes, 4) as usize, bytes.len() - 8);
     assert_eq!(u32_at(&bytes, 24), 8000, "8 kHz");
     let samples = pcm(&bytes);
-    assert!(samples.iter().any(|s| s.unsigned_abs() > 1000), "the caller's voice is in the file");
+    assert!(
+        samples.iter().any(|s| s.unsigned_abs() > 1000),
+        "the caller's voice is in the file"
+    );
 }
 
 #[tokio::test]
@@ -69,13 +91,32 @@ async fn pause_drops_audio_and_mute_writes_silence() {
     let t = start_sim(0.0).await;
     let client = t.client();
     let (events, _task) = listen_sim(&t.sim, "recorder").await;
-    t.sim.define_party("tone", Script::new("Bob", vec![Step::Answer, Step::Say("beep".into()), Step::Say("beep".into()), Step::Talk(60.0)]));
-    t.sim.place_inbound_call("100", "Bob <5551002>", "tone").expect("call");
+    t.sim.define_party(
+        "tone",
+        Script::new(
+            "Bob",
+            vec![
+                Step::Answer,
+                Step::Say("beep".into()),
+                Step::Say("beep".into()),
+                Step::Talk(60.0),
+            ],
+        ),
+    );
+    t.sim
+        .place_inbound_call("100", "Bob <5551002>", "tone")
+        .expect("call");
     let caller = client.channels().await.expect("channels")[1].id.clone();
     client.answer(&caller).await.expect("answer");
     let bridge = client.create_bridge("mixing", None).await.expect("bridge");
-    client.add_channels(&bridge.id, &[&caller], None).await.expect("add");
-    client.record_bridge(&bridge.id, &RecordRequest::new("pm", "wav")).await.expect("record");
+    client
+        .add_channels(&bridge.id, &[&caller], None)
+        .await
+        .expect("add");
+    client
+        .record_bridge(&bridge.id, &RecordRequest::new("pm", "wav"))
+        .await
+        .expect("record");
     t.sim.advance(1.0);
     client.pause_recording("pm").await.expect("pause");
     t.sim.advance(1.0);
@@ -89,20 +130,35 @@ async fn pause_drops_audio_and_mute_writes_silence() {
     assert_eq!(done["duration"], 3, "the paused second is not in the file");
     let samples = pcm(&std::fs::read(t.recordings.join("pm.wav")).expect("file"));
     assert_eq!(samples.len(), 3 * 8000);
-    assert!(samples[8000..16000].iter().all(|s| *s == 0), "muted second is silence");
-    assert!(samples[16000..].iter().any(|s| *s != 0), "audio after unmute");
+    assert!(
+        samples[8000..16000].iter().all(|s| *s == 0),
+        "muted second is silence"
+    );
+    assert!(
+        samples[16000..].iter().any(|s| *s != 0),
+        "audio after unmute"
+    );
 }
 
-async fn voicemail(behaviour: Script, request: RecordRequest, run_for: f64) -> (serde_json::Value, Vec<u8>) {
+async fn voicemail(
+    behaviour: Script,
+    request: RecordRequest,
+    run_for: f64,
+) -> (serde_json::Value, Vec<u8>) {
     let t = start_sim(0.0).await;
     let client = t.client();
     let (events, _task) = listen_sim(&t.sim, "recorder").await;
     t.sim.define_party("vm-caller", behaviour);
-    t.sim.place_inbound_call("300", "Bob <5551002>", "vm-caller").expect("call");
+    t.sim
+        .place_inbound_call("300", "Bob <5551002>", "vm-caller")
+        .expect("call");
     let caller = client.channels().await.expect("channels")[1].id.clone();
     client.answer(&caller).await.expect("answer");
     let name = request.name.clone();
-    client.record_channel(&caller, &request).await.expect("record");
+    client
+        .record_channel(&caller, &request)
+        .await
+        .expect("record");
     t.sim.advance(run_for);
     let done = finished(&events, &name).await;
     let bytes = std::fs::read(t.recordings.join(format!("{name}.ulaw"))).expect("file");
@@ -117,16 +173,30 @@ async fn voicemail_ulaw_ends_when_the_caller_hangs_up() {
     let (done, bytes) = voicemail(script, request, 6.0).await;
     assert_eq!(done["duration"], 4);
     assert_eq!(bytes.len(), 4 * 8000, "raw mu-law: one byte a sample");
-    assert!(bytes.iter().map(|b| decode_ulaw(*b)).any(|s| s.unsigned_abs() > 1000));
+    assert!(bytes
+        .iter()
+        .map(|b| decode_ulaw(*b))
+        .any(|s| s.unsigned_abs() > 1000));
 }
 
 #[tokio::test]
 async fn voicemail_ends_on_hash_without_the_keypress() {
-    let script = Script::new("Ivan", vec![Step::Answer, Step::Talk(5.0), Step::Dtmf('#'), Step::Talk(5.0)]);
+    let script = Script::new(
+        "Ivan",
+        vec![
+            Step::Answer,
+            Step::Talk(5.0),
+            Step::Dtmf('#'),
+            Step::Talk(5.0),
+        ],
+    );
     let mut request = RecordRequest::new("vm-hash", "ulaw");
     request.terminate_on = Some("#".into());
     let (done, bytes) = voicemail(script, request, 8.0).await;
-    assert_eq!(done["duration"], 4, "the last half second (the keypress) is cut");
+    assert_eq!(
+        done["duration"], 4,
+        "the last half second (the keypress) is cut"
+    );
     assert_eq!(bytes.len(), 4 * 8000 + 4000);
 }
 

@@ -29,6 +29,9 @@ macro_rules! ari_events {
         )*
 
         /// One message from `/ari/events`, tagged by its `type` field.
+        // Variants differ in size (transfers carry many channels); events travel boxed
+        // (`Notice::Event(Box<Event>)`), so the enum's size only matters on the stack.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(tag = "type")]
         pub enum Event {

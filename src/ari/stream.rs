@@ -79,6 +79,7 @@ pub async fn run_event_stream(
 ) {
     let mut attempt: u32 = 0;
     let mut connected_before = false;
+    let mut replaced = false;
     loop {
         if *shutdown.borrow() {
             return;
@@ -92,8 +93,14 @@ pub async fn run_event_stream(
         match outcome {
             SessionEnd::ConsumerGone => return,
             SessionEnd::Replaced => {
-                let _ = tx.send(Notice::Replaced);
-                tracing::warn!(app = %app, "another websocket took over the ARI application; reconnecting to take it back");
+                connected_before = true;
+                if tx.send(Notice::Replaced).is_err() {
+                    return;
+                }
+                // Another consumer took the app. Wait the longest backoff before taking it back,
+                // so two live instances do not fight in a tight loop.
+                replaced = true;
+                tracing::error!(app = %app, "another websocket took over the ARI application; taking it back after the backoff cap");
             }
             SessionEnd::Lost {
                 reason,
@@ -118,7 +125,11 @@ pub async fn run_event_stream(
         if started.elapsed() >= timing.stable_after {
             attempt = 0;
         }
-        let delay = backoff_delay(&timing, attempt, fastrand::f64());
+        let delay = if std::mem::take(&mut replaced) {
+            timing.backoff_cap
+        } else {
+            backoff_delay(&timing, attempt, fastrand::f64())
+        };
         attempt = attempt.saturating_add(1);
         tokio::select! {
             _ = sleep(delay) => {}

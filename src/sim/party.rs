@@ -115,9 +115,7 @@ impl PartyRun {
     /// instant actions it took. Ringing parties only act once answered by their own script.
     pub fn frame(&mut self, actions: &mut Vec<PartyAction>) -> Option<Vec<i16>> {
         loop {
-            let Some(step) = self.steps.front().cloned() else {
-                return None;
-            };
+            let step = self.steps.front().cloned()?;
             let length = match &step {
                 Step::Answer => {
                     actions.push(PartyAction::Answer);

@@ -621,7 +621,6 @@ impl World {
 
     pub fn answer(&mut self, id: &str) -> SimResult<()> {
         self.stasis_channel(id)?;
-        let now = self.now;
         let Some(c) = self.channels.get_mut(id) else {
             return fail(404, "Channel not found");
         };
@@ -633,7 +632,6 @@ impl World {
         if c.role == Role::InboundCaller && c.party.is_none() {
             c.party = c.script.as_ref().map(PartyRun::new);
         }
-        let _ = now;
         let half = c.half.clone();
         if let Some(h) = half.and_then(|h| self.channels.get_mut(&h)) {
             h.model.state = "Up".into();
@@ -698,13 +696,8 @@ impl World {
                 return fail(400, "Invalid reason for hangup provided");
             }
         }
-        let c = self.channel_model(id)?;
-        let ringing = c.role == Role::Dialled && c.model.state != "Up";
+        self.channel_model(id)?;
         self.end_channel(id, 32, true);
-        if ringing {
-            // A dialled party hung up before answering: the dial ends NOANSWER.
-            let _ = ringing;
-        }
         Ok(())
     }
 

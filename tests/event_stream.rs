@@ -1,0 +1,273 @@
+//! The watched ARI websocket: reconnects with resync after a dropped socket, detects a silent
+//! dead one, survives unknown events, takes the app back after `ApplicationReplaced`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ari_recorder::ari::stream::{run_event_stream, Notice, StreamTiming};
+use ari_recorder::ari::{AriClient, RecordRequest};
+use ari_recorder::config::Config;
+use ari_recorder::metrics::Metrics;
+use ari_recorder::service;
+use ari_recorder::stasis::Change;
+use common::{start_sim, PASSWORD, USER};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+fn fast_timing() -> StreamTiming {
+    StreamTiming {
+        ping_interval: Duration::from_millis(100),
+        dead_after: Duration::from_millis(500),
+        backoff_base: Duration::from_millis(10),
+        backoff_cap: Duration::from_millis(100),
+        stable_after: Duration::from_secs(10),
+    }
+}
+
+async fn next_notice(
+    rx: &mut mpsc::UnboundedReceiver<Notice>,
+    what: &str,
+    pred: impl Fn(&Notice) -> bool,
+) -> Notice {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let notice = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .unwrap_or_else(|| panic!("stream ended waiting for {what}"));
+        if pred(&notice) {
+            return notice;
+        }
+    }
+}
+
+async fn next_change(
+    rx: &mut mpsc::UnboundedReceiver<Change>,
+    what: &str,
+    pred: impl Fn(&Change) -> bool,
+) -> Change {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let change = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .unwrap_or_else(|| panic!("changes ended waiting for {what}"));
+        if pred(&change) {
+            return change;
+        }
+    }
+}
+
+#[tokio::test]
+async fn dropped_socket_reconnects_and_resync_recovers_what_was_missed() {
+    let t = start_sim(0.0).await;
+    let client = t.client();
+    let config = Config::load(None, |key| match key {
+        "ARI_URL" => Some(t.sim.url()),
+        "ARI_PASSWORD" => Some(PASSWORD.into()),
+        "RECORDINGS_DIR" => Some(t.recordings.display().to_string()),
+        "DATABASE_URL" => Some(format!(
+            "sqlite://{}/lib.db?mode=rwc",
+            t.dir.path().display()
+        )),
+        "HTTP_ADDR" => Some("127.0.0.1:0".into()),
+        _ => None,
+    })
+    .expect("config");
+    let (stop, shutdown) = watch::channel(false);
+    let mut svc = service::start(&config, fast_timing(), shutdown)
+        .await
+        .expect("service");
+    let mut changes = svc.changes.take().expect("changes");
+    for _ in 0..500 {
+        if t.sim.app_connected("recorder") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    t.sim
+        .place_inbound_call("700", "Frank <5551006>", "silent")
+        .expect("call");
+    let started = next_change(&mut changes, "call start", |c| {
+        matches!(
+            c,
+            Change::CallStarted {
+                recovered: false,
+                ..
+            }
+        )
+    })
+    .await;
+    let Change::CallStarted {
+        channel_id: caller,
+        args,
+        ..
+    } = started
+    else {
+        unreachable!()
+    };
+    assert_eq!(args, vec!["inbound".to_string(), "700".to_string()]);
+    client.answer(&caller).await.expect("answer");
+    let bridge = client.create_bridge("mixing", None).await.expect("bridge");
+    client
+        .add_channels(&bridge.id, &[&caller], None)
+        .await
+        .expect("add");
+    client
+        .record_bridge(&bridge.id, &RecordRequest::new("rec-away", "wav"))
+        .await
+        .expect("record");
+    next_change(&mut changes, "recording start", |c| {
+        matches!(c, Change::RecordingStarted { .. })
+    })
+    .await;
+
+    // The socket drops; while away the caller is hung up and the recording ends with the bridge.
+    t.sim.drop_websockets();
+    client
+        .hangup(&caller, None)
+        .await
+        .expect("hangup while away");
+    client
+        .destroy_bridge(&bridge.id)
+        .await
+        .expect("destroy while away");
+
+    let ended = next_change(&mut changes, "recovered end", |c| {
+        matches!(c, Change::CallEnded { .. })
+    })
+    .await;
+    assert_eq!(
+        ended,
+        Change::CallEnded {
+            channel_id: caller.clone(),
+            recovered: true
+        }
+    );
+    let finished = next_change(&mut changes, "recovered recording", |c| {
+        matches!(c, Change::RecordingFinished { .. })
+    })
+    .await;
+    assert_eq!(
+        finished,
+        Change::RecordingFinished {
+            name: "rec-away".into(),
+            duration: None,
+            recovered: true
+        }
+    );
+    assert!(svc.metrics.reconnects() >= 1);
+    assert_eq!(svc.registry.lock().expect("lock").calls_active(), 0);
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(10), svc.join())
+        .await
+        .expect("service stops");
+}
+
+#[tokio::test]
+async fn a_silent_dead_socket_is_detected_and_replaced() {
+    let t = start_sim(0.0).await;
+    let client = t.client();
+    let metrics = Arc::new(Metrics::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (_stop, shutdown) = watch::channel(false);
+    tokio::spawn(run_event_stream(
+        client,
+        "recorder".into(),
+        fast_timing(),
+        metrics.clone(),
+        tx,
+        shutdown,
+    ));
+    next_notice(&mut rx, "first connect", |n| {
+        matches!(n, Notice::Connected { resync: false })
+    })
+    .await;
+    t.sim.stall_websockets(Duration::from_secs(2));
+    let lost = next_notice(&mut rx, "dead socket", |n| {
+        matches!(n, Notice::Disconnected { .. })
+    })
+    .await;
+    let Notice::Disconnected { reason } = lost else {
+        unreachable!()
+    };
+    assert!(reason.contains("dead"), "{reason}");
+    next_notice(&mut rx, "reconnect", |n| {
+        matches!(n, Notice::Connected { resync: true })
+    })
+    .await;
+    assert!(metrics.ari_connected());
+}
+
+#[tokio::test]
+async fn application_replaced_is_reported_and_the_app_taken_back() {
+    let t = start_sim(0.0).await;
+    let metrics = Arc::new(Metrics::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (_stop, shutdown) = watch::channel(false);
+    tokio::spawn(run_event_stream(
+        t.client(),
+        "recorder".into(),
+        fast_timing(),
+        metrics,
+        tx,
+        shutdown,
+    ));
+    next_notice(&mut rx, "connect", |n| {
+        matches!(n, Notice::Connected { .. })
+    })
+    .await;
+    let (_other, _task) = common::listen(&t.sim.url(), "recorder").await;
+    next_notice(&mut rx, "replaced", |n| matches!(n, Notice::Replaced)).await;
+    next_notice(&mut rx, "taken back", |n| {
+        matches!(n, Notice::Connected { resync: true })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_events_are_skipped_not_fatal() {
+    // A bare websocket server standing in for a newer Asterisk that sends event types we lack.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp)
+            .await
+            .expect("handshake");
+        for frame in [
+            r#"{"type":"ChannelQuantumEntangled","application":"recorder","timestamp":"2026-11-21T00:00:00.000+0000"}"#,
+            "{not json",
+            r#"{"type":"ApplicationRegistered","application":"recorder","timestamp":"2026-11-21T00:00:00.000+0000"}"#,
+        ] {
+            ws.send(Message::Text(frame.into())).await.expect("send");
+        }
+        while ws.next().await.is_some() {}
+    });
+    let client = AriClient::new(&format!("http://{addr}"), USER, PASSWORD).expect("client");
+    let metrics = Arc::new(Metrics::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (_stop, shutdown) = watch::channel(false);
+    tokio::spawn(run_event_stream(
+        client,
+        "recorder".into(),
+        fast_timing(),
+        metrics.clone(),
+        tx,
+        shutdown,
+    ));
+    let event = next_notice(&mut rx, "known event", |n| matches!(n, Notice::Event(_))).await;
+    let Notice::Event(event) = event else {
+        unreachable!()
+    };
+    assert_eq!(event.type_name(), "ApplicationRegistered");
+    assert!(metrics
+        .render()
+        .contains("ari_events_total{type=\"Unknown\"} 1"));
+}

@@ -1,0 +1,154 @@
+//! The service's operator endpoints over a real socket, and the binary's `check` command.
+
+mod common;
+
+use std::time::Duration;
+
+use ari_recorder::ari::stream::StreamTiming;
+use ari_recorder::config::Config;
+use ari_recorder::service;
+use common::{start_sim, PASSWORD};
+use tokio::sync::watch;
+
+fn timing() -> StreamTiming {
+    StreamTiming {
+        ping_interval: Duration::from_millis(100),
+        dead_after: Duration::from_millis(500),
+        backoff_base: Duration::from_millis(10),
+        backoff_cap: Duration::from_millis(100),
+        stable_after: Duration::from_secs(10),
+    }
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let t = start_sim(0.0).await;
+    let config = Config::load(None, |key| match key {
+        "ARI_URL" => Some(t.sim.url()),
+        "ARI_PASSWORD" => Some(PASSWORD.into()),
+        "RECORDINGS_DIR" => Some(t.recordings.display().to_string()),
+        "DATABASE_URL" => Some(format!(
+            "sqlite://{}/lib.db?mode=rwc",
+            t.dir.path().display()
+        )),
+        "HTTP_ADDR" => Some("127.0.0.1:0".into()),
+        _ => None,
+    })
+    .expect("config");
+    let (stop, shutdown) = watch::channel(false);
+    let svc = service::start(&config, timing(), shutdown)
+        .await
+        .expect("service");
+    let base = format!("http://{}", svc.http_addr);
+    for _ in 0..500 {
+        if svc.metrics.ari_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let (status, body) = get(&format!("{base}/healthz")).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(ready["ari"], "connected");
+
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "silent")
+        .expect("call");
+    for _ in 0..500 {
+        if svc.registry.lock().expect("lock").calls_active() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    assert!(metrics.contains("ari_connected 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("ari_events_total{type=\"StasisStart\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("calls_active 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("http_requests_total{route=\"/healthz\",status=\"200\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(PASSWORD));
+
+    // Asterisk goes away: the library stays ready, the ARI state says so.
+    t.sim.drop_websockets();
+    t.sim.stop();
+    for _ in 0..500 {
+        if !svc.metrics.ari_connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""ari":"disconnected""#), "{body}");
+
+    // The recordings folder vanishes: not ready, with the reason.
+    std::fs::remove_dir_all(&t.recordings).expect("remove");
+    let (status, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cannot read the recordings folder"), "{body}");
+
+    let (status, body) = get(&format!("{base}/nope")).await;
+    assert_eq!(status, 404);
+    assert!(body.contains(r#""error":"not_found""#));
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(10), svc.join())
+        .await
+        .expect("graceful stop");
+}
+
+#[test]
+fn check_names_the_bad_key_and_fails() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "ari_url = \"http://127.0.0.1:8088\"\nrecord_evrything = true\n",
+    )
+    .expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ari-recorder"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("record_evrything"), "{stderr}");
+}
+
+#[test]
+fn check_accepts_a_valid_setup() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join("dialplans")).expect("dialplans");
+    std::fs::create_dir_all(dir.path().join("recordings")).expect("recordings");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ari-recorder"))
+        .arg("check")
+        .env("DIALPLANS_DIR", dir.path().join("dialplans"))
+        .env("RECORDINGS_DIR", dir.path().join("recordings"))
+        .env("ARI_PASSWORD", "s3cret-value")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !stdout.contains("s3cret-value"),
+        "password never printed: {stdout}"
+    );
+}
