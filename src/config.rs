@@ -282,6 +282,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ari-recorder.example.toml");
+        let config = Config::load(Some(&path), env_of(&[])).expect("example is valid");
+        assert_eq!(
+            config.recordings_dir,
+            PathBuf::from("/var/lib/asterisk/recording")
+        );
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let config = Config::load(
             None,

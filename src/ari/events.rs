@@ -50,6 +50,22 @@ macro_rules! ari_events {
                 }
             }
 
+            /// When Asterisk raised the event.
+            pub fn timestamp(&self) -> Option<&str> {
+                match self {
+                    $( Event::$name(e) => Some(e.timestamp.as_str()), )*
+                    Event::Unknown => None,
+                }
+            }
+
+            /// The Asterisk instance that raised the event.
+            pub fn asterisk_id(&self) -> Option<&str> {
+                match self {
+                    $( Event::$name(e) => e.asterisk_id.as_deref(), )*
+                    Event::Unknown => None,
+                }
+            }
+
             /// Every known `type` string, for metrics and tests.
             pub const TYPE_NAMES: &'static [&'static str] = &[ $( stringify!($name), )* ];
         }

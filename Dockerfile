@@ -1,0 +1,17 @@
+# ari-recorder: built on Debian bookworm, run on bookworm-slim as an unprivileged user.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked && strip target/release/ari-recorder
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home /var/lib/ari-recorder ari-recorder \
+    && mkdir -p /var/lib/ari-recorder && chown ari-recorder /var/lib/ari-recorder
+COPY --from=build /src/target/release/ari-recorder /usr/local/bin/ari-recorder
+USER ari-recorder
+EXPOSE 8080
+HEALTHCHECK CMD ["/usr/local/bin/ari-recorder", "check"]
+ENTRYPOINT ["/usr/local/bin/ari-recorder"]
+CMD ["serve"]

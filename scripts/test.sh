@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of ari-recorder. Sets up what the tests need on Debian first:
+# PostgreSQL (installed with apt-get when missing, run as a throwaway cluster on 127.0.0.1),
+# because the library is tested against real SQLite and real PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ -z "${TEST_POSTGRES_URL:-}" ]; then
+  if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
+    echo "installing PostgreSQL for the database tests..." >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  fi
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  PGPORT=${PGPORT:-55432}
+  PGDATA="${TMPDIR:-/tmp}/ari-recorder-test-pg"
+  # initdb refuses to run as root: run the cluster as the postgres user then.
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+    rm -rf "$PGDATA"
+    mkdir -p "$PGDATA"
+    [ "$(id -u)" = 0 ] && chown postgres "$PGDATA"
+    as_pg "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w \
+      -o "-p $PGPORT -k $PGDATA -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  fi
+  export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+fi
+
+cargo test --locked --all-targets "$@"

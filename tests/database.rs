@@ -1,0 +1,112 @@
+//! The library database on both backends: real SQLite and real PostgreSQL (the test script
+//! starts one and sets TEST_POSTGRES_URL).
+
+use ari_recorder::library::{Backend, Database};
+
+#[derive(sqlx::FromRow, Debug, PartialEq)]
+struct Row {
+    recording_name: String,
+    call_id: String,
+    duration_seconds: Option<i64>,
+}
+
+async fn exercise(db: &Database) {
+    db.ping().await.expect("ping");
+    sqlx::query(
+        "INSERT INTO call_recordings (recording_name, call_id, format, state, started_at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind("transfer-1a5138fb")
+    .bind("1795300930.35")
+    .bind("wav")
+    .bind("recording")
+    .bind(1_795_300_930_000i64)
+    .execute(&db.pool)
+    .await
+    .expect("insert");
+    sqlx::query(
+        "UPDATE call_recordings SET state = $1, duration_seconds = $2 WHERE recording_name = $3",
+    )
+    .bind("done")
+    .bind(16i64)
+    .bind("transfer-1a5138fb")
+    .execute(&db.pool)
+    .await
+    .expect("update");
+    let row: Row = sqlx::query_as(
+        "SELECT recording_name, call_id, duration_seconds FROM call_recordings WHERE recording_name = $1",
+    )
+    .bind("transfer-1a5138fb")
+    .fetch_one(&db.pool)
+    .await
+    .expect("select");
+    assert_eq!(
+        row,
+        Row {
+            recording_name: "transfer-1a5138fb".into(),
+            call_id: "1795300930.35".into(),
+            duration_seconds: Some(16),
+        }
+    );
+}
+
+#[tokio::test]
+async fn sqlite_backend_migrates_and_stores() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = Database::open(&format!(
+        "sqlite://{}/data/lib.db?mode=rwc",
+        dir.path().display()
+    ))
+    .await
+    .expect("open");
+    assert_eq!(db.backend, Backend::Sqlite);
+    exercise(&db).await;
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&db.pool)
+        .await
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn postgres_backend_migrates_and_stores() {
+    let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
+        // scripts/test.sh always provides one; only a bare `cargo test` gets here.
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the PostgreSQL tests (use scripts/test.sh)"
+        );
+        eprintln!(
+            "TEST_POSTGRES_URL not set: PostgreSQL test not run (scripts/test.sh sets it up)"
+        );
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("admin connection");
+    let name = format!("ari_recorder_test_{}", fastrand::u64(..));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create db");
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("TEST_POSTGRES_URL has no database part"),
+    };
+    let db = Database::open(&url).await.expect("open");
+    assert_eq!(db.backend, Backend::Postgres);
+    exercise(&db).await;
+    // Opening again applies nothing twice.
+    let again = Database::open(&url).await.expect("reopen");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_migrations")
+        .fetch_one(&again.pool)
+        .await
+        .expect("count");
+    assert_eq!(n, 1);
+    db.pool.close().await;
+    again.pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("drop db");
+}
