@@ -25,7 +25,8 @@ fn frames() -> Vec<String> {
         let text = std::fs::read_to_string(entry.path()).expect("trace");
         for line in text.lines() {
             let record: serde_json::Value = serde_json::from_str(line).expect("json");
-            if record["kind"] == "event" {
+            // ApplicationReplaced makes the stream hand the app over: not part of a steady load.
+            if record["kind"] == "event" && record["event"]["type"] != "ApplicationReplaced" {
                 out.push(record["event"].to_string());
             }
         }

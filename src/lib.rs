@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML file and its environment overrides.
 //! - [`ari`]: the ARI client: resource models, every event type, REST, the watched websocket.
 //! - [`stasis`]: the app runtime: keeps a model of calls and resynchronises it after reconnects.
+//! - [`flows`]: call flows: definitions, the per-call state machine, hot reload, the call driver.
 //! - [`sim`]: the simulated Asterisk (tests and `demo`), faithful to the reference traces.
 //! - [`audio`]: G.711, the WAV layout Asterisk writes, generated sounds.
 //! - [`library`]: the recordings database (SQLite or PostgreSQL).
@@ -15,6 +16,7 @@
 pub mod ari;
 pub mod audio;
 pub mod config;
+pub mod flows;
 pub mod http;
 pub mod library;
 pub mod metrics;

@@ -142,13 +142,13 @@ async fn run(command: Command) -> Result<(), String> {
 fn check(config: Option<PathBuf>) -> Result<(), String> {
     let config = Config::from_process(config.as_deref()).map_err(|e| e.to_string())?;
     let mut problems = Vec::new();
-    match std::fs::read_dir(&config.dialplans_dir) {
-        Ok(_) => {}
-        Err(e) => problems.push(format!(
-            "DIALPLANS_DIR {}: {e}",
-            config.dialplans_dir.display()
-        )),
-    }
+    let flows = match ari_recorder::flows::check_folder(&config.dialplans_dir) {
+        Ok(set) => set.flows.len(),
+        Err(errors) => {
+            problems.extend(errors.iter().map(|e| e.to_string()));
+            0
+        }
+    };
     if let Err(e) = std::fs::read_dir(&config.recordings_dir) {
         problems.push(format!(
             "RECORDINGS_DIR {}: {e}",
@@ -156,7 +156,7 @@ fn check(config: Option<PathBuf>) -> Result<(), String> {
         ));
     }
     if problems.is_empty() {
-        println!("configuration is valid: {config:?}");
+        println!("configuration is valid ({flows} flows): {config:?}");
         Ok(())
     } else {
         Err(problems.join("\n"))

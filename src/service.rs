@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::ari::stream::{run_event_stream, StreamTiming};
 use crate::ari::AriClient;
 use crate::config::Config;
+use crate::flows::{FlowRuntime, FlowStore};
 use crate::http::{self, AppState};
 use crate::library::Database;
 use crate::metrics::Metrics;
@@ -23,6 +24,10 @@ pub enum ServiceError {
     Database(#[from] crate::library::DbError),
     #[error("ARI_URL: {0}")]
     AriUrl(url::ParseError),
+    #[error("DIALPLANS_DIR: {0}")]
+    Dialplans(crate::flows::FlowError),
+    #[error("DIALPLANS_DIR: cannot watch for changes: {0}")]
+    Watch(notify::Error),
     #[error("cannot listen on HTTP_ADDR {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -36,6 +41,7 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Mutex<Registry>>,
     pub db: Database,
+    pub flows: FlowRuntime,
     /// Every change the Stasis runtime reports; taken by whoever wants to watch.
     pub changes: Option<mpsc::UnboundedReceiver<Change>>,
     tasks: Vec<JoinHandle<()>>,
@@ -75,10 +81,18 @@ pub async fn start(
             addr: config.http_addr,
             source,
         })?;
+    let (store, problems) = FlowStore::load(&config.dialplans_dir).map_err(ServiceError::Dialplans)?;
+    for problem in &problems {
+        tracing::error!(problem = %problem, "dialplan not loaded");
+    }
+    let store = Arc::new(store);
+    let watch_task = store.watch(shutdown.clone()).map_err(ServiceError::Watch)?;
+    let flows = FlowRuntime::new(client.clone(), config.ari_app.clone(), store, db.clone());
     let app = http::router(AppState {
         db: db.clone(),
         metrics: metrics.clone(),
         recordings_dir: config.recordings_dir.clone(),
+        flows: flows.clone(),
     });
     let mut http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -102,23 +116,26 @@ pub async fn start(
         shutdown.clone(),
     ));
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let (change_tx, change_rx) = mpsc::unbounded_channel();
+    let (input_tx, input_rx) = mpsc::unbounded_channel();
     let stasis_task = tokio::spawn(stasis::run(
         client,
         config.ari_app.clone(),
         registry.clone(),
         metrics.clone(),
         notice_rx,
-        change_tx,
+        input_tx,
     ));
+    let (change_tx, change_rx) = mpsc::unbounded_channel();
+    let flows_task = tokio::spawn(flows.clone().run(input_rx, change_tx));
     tracing::info!(http = %http_addr, ari = %config.ari_url, app = %config.ari_app, "ari-recorder started");
     Ok(Service {
         http_addr,
         metrics,
         registry,
         db,
+        flows,
         changes: Some(change_rx),
-        tasks: vec![http_task, stream_task, stasis_task],
+        tasks: vec![http_task, stream_task, stasis_task, flows_task, watch_task],
     })
 }
 

@@ -43,6 +43,14 @@ pub enum Change {
     },
 }
 
+/// What the Stasis runtime hands on: every event as it came, and the changes it derived (live
+/// or recovered from REST after a reconnect).
+#[derive(Debug)]
+pub enum AppInput {
+    Event(Box<Event>),
+    Change(Change),
+}
+
 /// What REST says after a reconnect.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -268,19 +276,23 @@ pub async fn snapshot(
     })
 }
 
-/// Drives the registry from the stream's notices until the stream ends. Changes go to
-/// `changes` (the call flows and the library listen there).
+/// Drives the registry from the stream's notices until the stream ends. Events and the
+/// changes derived from them go to `output`, in order (the call flows listen there).
 pub async fn run(
     client: AriClient,
     app: String,
     registry: Arc<Mutex<Registry>>,
     metrics: Arc<Metrics>,
     mut notices: mpsc::UnboundedReceiver<Notice>,
-    changes: mpsc::UnboundedSender<Change>,
+    output: mpsc::UnboundedSender<AppInput>,
 ) {
     while let Some(notice) = notices.recv().await {
         let produced = match notice {
-            Notice::Event(event) => lock(&registry).apply(&event),
+            Notice::Event(event) => {
+                let changes = lock(&registry).apply(&event);
+                let _ = output.send(AppInput::Event(event));
+                changes
+            }
             Notice::Connected { resync: false } => {
                 // First connection: calls already in the app (ari-recorder restarted) are found too.
                 resync(&client, &app, &registry).await
@@ -298,7 +310,7 @@ pub async fn run(
         }
         metrics.set_calls_active(lock(&registry).calls_active());
         for change in produced {
-            let _ = changes.send(change);
+            let _ = output.send(AppInput::Change(change));
         }
     }
 }

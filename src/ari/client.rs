@@ -507,6 +507,17 @@ impl AriClient {
             .await
     }
 
+    /// Creates a bridge with an ID of the caller's choosing, so events can be routed before the
+    /// answer comes back.
+    pub async fn create_bridge_with_id(&self, id: &str, kind: &str, name: Option<&str>) -> AriResult<Bridge> {
+        let mut query = vec![("type", kind.to_string()), ("bridgeId", id.to_string())];
+        if let Some(n) = name {
+            query.push(("name", n.to_string()));
+        }
+        self.json("create bridge", Method::POST, &["bridges"], &query)
+            .await
+    }
+
     pub async fn destroy_bridge(&self, id: &str) -> AriResult<()> {
         self.void("destroy bridge", Method::DELETE, &["bridges", id], &[])
             .await

@@ -213,6 +213,7 @@ async fn originate(State(s): State<SimState>, Query(q): Q) -> Response {
             param(&q, "extension"),
             param(&q, "callerId"),
             timeout,
+            param(&q, "channelId"),
             &app,
         )
     }))
@@ -502,6 +503,7 @@ async fn control_call(State(s): State<SimState>, Json(request): Json<CallRequest
             Some(&behaviour),
             request.caller_id.as_deref(),
             Some(30),
+            None,
             &app,
         )
     }))

@@ -94,6 +94,7 @@ impl SimHandle {
                 Some(behaviour),
                 Some(caller_id),
                 Some(30),
+                None,
                 &app,
             )
         })

@@ -407,6 +407,7 @@ impl World {
         extension: Option<&str>,
         caller_id: Option<&str>,
         timeout: Option<u32>,
+        channel_id: Option<&str>,
         default_app: &str,
     ) -> SimResult<Channel> {
         if endpoint.is_empty() {
@@ -429,7 +430,13 @@ impl World {
         } else {
             format!("{endpoint}-{local_seq:08x}")
         };
-        let outgoing_id = self.new_channel_id();
+        let outgoing_id = match channel_id {
+            Some(id) if self.channels.contains_key(id) => {
+                return fail(409, "Channel with given unique ID already exists");
+            }
+            Some(id) => id.to_string(),
+            None => self.new_channel_id(),
+        };
         let other_id = self.new_channel_id();
         let outgoing = Channel {
             id: outgoing_id.clone(),
@@ -510,12 +517,11 @@ impl World {
                 "Only calls into the app or to Local/<exten>@inbound are simulated",
             );
         };
-        let script = self.parties.get(endpoint).cloned().or_else(|| {
-            if tech == "Local" && ctx == "agents" {
-                agent_script(exten)
-            } else {
-                None
-            }
+        // Phones (`PJSIP/201`) behave like the reference agents (`Local/201@agents`).
+        let script = self.parties.get(endpoint).cloned().or_else(|| match tech {
+            "Local" if ctx == "agents" => agent_script(exten),
+            "Local" => None,
+            _ => agent_script(resource),
         });
         let args: Vec<String> = app_args
             .map(|a| a.split(',').map(str::to_string).collect())

@@ -1,0 +1,837 @@
+//! One call as a state machine (sans-IO): ARI events, timer ticks and failed commands in; ARI
+//! commands, timers and library writes out. The task in `runtime.rs` only moves messages.
+//!
+//! IDs the call creates (legs, bridges, playbacks) are chosen here, `<call id>_<kind><n>`, and
+//! passed to ARI (`channelId`, `bridgeId`, `playbackId`), so commands need no answer to go on
+//! and every event can be routed back to its call by ID.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::definition::{Flow, HuntMode, NodeKind, Strategy};
+use crate::ari::events::Event;
+use crate::ari::{IfExists, RecordRequest};
+
+/// A request to Asterisk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Answer { channel: String },
+    Hangup { channel: String },
+    CreateBridge { bridge: String, kind: &'static str, name: String },
+    AddChannels { bridge: String, channels: Vec<String> },
+    RemoveChannel { bridge: String, channel: String },
+    DestroyBridge { bridge: String },
+    BridgeMoh { bridge: String, class: String, on: bool },
+    Originate { channel: String, endpoint: String, caller_id: Option<String>, timeout: u32, app_args: String },
+    Play { channel: String, playback: String, media: String },
+    RecordBridge { bridge: String, request: RecordRequest },
+    RecordChannel { channel: String, request: RecordRequest },
+    StopRecording { name: String },
+}
+
+/// What the call writes to the library when it starts a recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRow {
+    pub recording_name: String,
+    pub call_id: String,
+    pub tenant: String,
+    pub flow: Option<String>,
+    pub node: Option<String>,
+    pub node_type: String,
+    pub direction: &'static str,
+    pub caller_name: String,
+    pub caller_number: String,
+    pub callee: String,
+    pub format: String,
+    pub started_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Command(Command),
+    /// Call back with `Input::Timer(key)` after `after`.
+    Timer { key: u64, after: Duration },
+    RecordingStarted(RecordingRow),
+    /// A record request was refused outright (no 201): stored as failed with the reason.
+    RecordingRefused { name: String, cause: String },
+    /// The call is over; no more input is expected.
+    Finished,
+}
+
+#[derive(Debug, Clone)]
+pub enum Input<'a> {
+    /// The caller entered the app (or, outbound, the first leg was placed): start.
+    Start,
+    Event(&'a Event),
+    Timer(u64),
+    /// A command Asterisk refused.
+    Failed { command: Command, status: Option<u16>, message: String },
+    /// REST shows this channel is gone (missed while the websocket was away).
+    ChannelGone(String),
+}
+
+/// Agents' availability, shared by every call of the service: an agent on a call is not offered
+/// another; round robin and longest idle need memory across calls.
+#[derive(Debug, Default)]
+pub struct AgentBook {
+    busy: BTreeSet<String>,
+    last_end_ms: HashMap<String, u64>,
+    cursor: HashMap<String, usize>,
+}
+
+impl AgentBook {
+    pub fn is_busy(&self, endpoint: &str) -> bool {
+        self.busy.contains(endpoint)
+    }
+
+    /// The agents to ring now for a queue, claimed as busy.
+    fn offer(&mut self, queue: &str, agents: &[String], strategy: Strategy) -> Vec<String> {
+        let free: Vec<&String> = agents.iter().filter(|a| !self.busy.contains(*a)).collect();
+        let chosen: Vec<String> = match strategy {
+            Strategy::RingAll => free.iter().map(|a| a.to_string()).collect(),
+            Strategy::RoundRobin => {
+                let start = self.cursor.get(queue).copied().unwrap_or(0);
+                let pick = (0..agents.len())
+                    .map(|i| (start + i) % agents.len())
+                    .find(|&i| !self.busy.contains(&agents[i]));
+                match pick {
+                    Some(i) => {
+                        self.cursor.insert(queue.to_string(), (i + 1) % agents.len());
+                        vec![agents[i].clone()]
+                    }
+                    None => vec![],
+                }
+            }
+            Strategy::LongestIdle => free
+                .iter()
+                .min_by_key(|a| self.last_end_ms.get(a.as_str()).copied().unwrap_or(0))
+                .map(|a| vec![a.to_string()])
+                .unwrap_or_default(),
+        };
+        for a in &chosen {
+            self.busy.insert(a.clone());
+        }
+        chosen
+    }
+
+    fn claim(&mut self, endpoint: &str) {
+        self.busy.insert(endpoint.to_string());
+    }
+
+    fn release(&mut self, endpoint: &str, now_ms: u64, talked: bool) {
+        self.busy.remove(endpoint);
+        if talked {
+            self.last_end_ms.insert(endpoint.to_string(), now_ms);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    Ringing,
+    Up,
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+struct Leg {
+    endpoint: String,
+    state: LegState,
+    /// Claimed in the agent book (queue agents and hunt members).
+    claimed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DialKind {
+    Transfer,
+    HuntSequential { index: usize },
+    HuntSimultaneous,
+    Queue,
+    Outbound,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Waiting for the outbound first leg to answer.
+    PlacingOutbound,
+    Playing { index: usize, playback: String },
+    Dialing { kind: DialKind, timer: u64 },
+    Bridged { agent: String, recorded: bool },
+    VoicemailGreeting { playback: String },
+    VoicemailRecording { name: String },
+    Ended,
+}
+
+/// Where a call came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Call {
+    pub id: String,
+    flow: Option<Arc<Flow>>,
+    direction: Direction,
+    caller_name: String,
+    caller_number: String,
+    caller_gone: bool,
+    /// Outbound: where the second leg goes, and whether to record.
+    outbound_to: Option<(String, bool)>,
+    node: Option<String>,
+    phase: Phase,
+    mixing: Option<String>,
+    holding: Option<String>,
+    moh_on: Option<String>,
+    legs: BTreeMap<String, Leg>,
+    recording: Option<String>,
+    next_id: u32,
+    next_timer: u64,
+    queue_retry_timer: Option<u64>,
+    queue_deadline_timer: Option<u64>,
+    hops: u32,
+}
+
+/// A waiting queue caller re-checks for a free agent this often.
+const QUEUE_RETRY: Duration = Duration::from_secs(1);
+/// Node transitions allowed in one call before it is ended: a last guard against loops.
+const MAX_HOPS: u32 = 200;
+
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect()
+}
+
+impl Call {
+    /// A call that entered the app through the dialplan, for `flow`.
+    pub fn inbound(channel_id: &str, caller_name: &str, caller_number: &str, flow: Arc<Flow>) -> Call {
+        Call::new(channel_id, Some(flow), Direction::Inbound, caller_name, caller_number, None)
+    }
+
+    /// A direct outbound call: `from` is rung first (as the caller), then `to`.
+    pub fn outbound(call_id: &str, from: &str, to: &str, record: bool) -> Call {
+        let mut call = Call::new(call_id, None, Direction::Outbound, "", from, Some((to.to_string(), record)));
+        call.phase = Phase::PlacingOutbound;
+        call
+    }
+
+    fn new(
+        id: &str,
+        flow: Option<Arc<Flow>>,
+        direction: Direction,
+        caller_name: &str,
+        caller_number: &str,
+        outbound_to: Option<(String, bool)>,
+    ) -> Call {
+        Call {
+            id: id.to_string(),
+            flow,
+            direction,
+            caller_name: caller_name.to_string(),
+            caller_number: caller_number.to_string(),
+            caller_gone: false,
+            outbound_to,
+            node: None,
+            phase: Phase::PlacingOutbound,
+            mixing: None,
+            holding: None,
+            moh_on: None,
+            legs: BTreeMap::new(),
+            recording: None,
+            next_id: 0,
+            next_timer: 0,
+            queue_retry_timer: None,
+            queue_deadline_timer: None,
+            hops: 0,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Ended
+    }
+
+    /// The node the call is in, for logs and tests.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    fn fresh(&mut self, kind: &str) -> String {
+        self.next_id += 1;
+        format!("{}_{kind}{}", self.id, self.next_id)
+    }
+
+    fn timer(&mut self, out: &mut Vec<Output>, after: Duration) -> u64 {
+        self.next_timer += 1;
+        out.push(Output::Timer { key: self.next_timer, after });
+        self.next_timer
+    }
+
+    /// Feeds one input; `now_ms` is wall time in ms (for the library and longest-idle).
+    pub fn handle(&mut self, input: Input<'_>, now_ms: u64, agents: &mut AgentBook) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.phase == Phase::Ended {
+            return out;
+        }
+        match input {
+            Input::Start => self.start(now_ms, agents, &mut out),
+            Input::Event(event) => self.on_event(event, now_ms, agents, &mut out),
+            Input::Timer(key) => self.on_timer(key, now_ms, agents, &mut out),
+            Input::Failed { command, status, message } => self.on_failed(command, status, message, now_ms, agents, &mut out),
+            Input::ChannelGone(id) => self.on_gone(&id, now_ms, agents, &mut out),
+        }
+        out
+    }
+
+    fn start(&mut self, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        match (&self.outbound_to, &self.flow) {
+            (Some(_), _) => {
+                // The first leg carries the call's own ID; its StasisStart starts the dial.
+                out.push(Output::Command(Command::Originate {
+                    channel: self.id.clone(),
+                    endpoint: self.caller_number.clone(),
+                    caller_id: None,
+                    timeout: 30,
+                    app_args: format!("outbound,{}", self.id),
+                }));
+                self.phase = Phase::PlacingOutbound;
+            }
+            (None, Some(flow)) => {
+                out.push(Output::Command(Command::Answer { channel: self.id.clone() }));
+                let start = flow.start.clone();
+                self.enter(Some(start), now_ms, agents, out);
+            }
+            (None, None) => self.end(now_ms, agents, out),
+        }
+    }
+
+    fn node_kind(&self, id: &str) -> Option<NodeKind> {
+        self.flow.as_ref().and_then(|f| f.nodes.get(id)).map(|n| n.kind.clone())
+    }
+
+    fn ensure_mixing(&mut self, out: &mut Vec<Output>) -> String {
+        if let Some(b) = &self.mixing {
+            return b.clone();
+        }
+        let bridge = self.fresh("B");
+        out.push(Output::Command(Command::CreateBridge {
+            bridge: bridge.clone(),
+            kind: "mixing",
+            name: format!("call-{}", self.id),
+        }));
+        out.push(Output::Command(Command::AddChannels { bridge: bridge.clone(), channels: vec![self.id.clone()] }));
+        self.mixing = Some(bridge.clone());
+        bridge
+    }
+
+    fn moh(&mut self, bridge: &str, class: &str, out: &mut Vec<Output>) {
+        out.push(Output::Command(Command::BridgeMoh { bridge: bridge.to_string(), class: class.to_string(), on: true }));
+        self.moh_on = Some(bridge.to_string());
+    }
+
+    fn moh_off(&mut self, out: &mut Vec<Output>) {
+        if let Some(bridge) = self.moh_on.take() {
+            out.push(Output::Command(Command::BridgeMoh { bridge, class: String::new(), on: false }));
+        }
+    }
+
+    fn dial(&mut self, endpoint: &str, timeout: u32, claimed: bool, out: &mut Vec<Output>) -> String {
+        let leg = self.fresh("L");
+        let caller_id = if self.caller_number.is_empty() {
+            None
+        } else if self.caller_name.is_empty() {
+            Some(self.caller_number.clone())
+        } else {
+            Some(format!("{} <{}>", self.caller_name, self.caller_number))
+        };
+        out.push(Output::Command(Command::Originate {
+            channel: leg.clone(),
+            endpoint: endpoint.to_string(),
+            caller_id,
+            timeout,
+            app_args: format!("leg,{}", self.id),
+        }));
+        self.legs.insert(leg.clone(), Leg { endpoint: endpoint.to_string(), state: LegState::Ringing, claimed });
+        leg
+    }
+
+    /// Goes to `node` (None: the flow ends here, the caller is hung up).
+    fn enter(&mut self, node: Option<String>, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        self.hops += 1;
+        let Some(id) = node.filter(|_| self.hops <= MAX_HOPS) else {
+            self.end(now_ms, agents, out);
+            return;
+        };
+        let Some(kind) = self.node_kind(&id) else {
+            self.end(now_ms, agents, out);
+            return;
+        };
+        self.node = Some(id.clone());
+        match kind {
+            NodeKind::PlayAudio { media, next } => {
+                if media.is_empty() {
+                    self.enter(next, now_ms, agents, out);
+                    return;
+                }
+                let playback = self.fresh("P");
+                out.push(Output::Command(Command::Play { channel: self.id.clone(), playback: playback.clone(), media: media[0].clone() }));
+                self.phase = Phase::Playing { index: 0, playback };
+            }
+            NodeKind::Transfer { target, ring_timeout, .. } => {
+                self.ensure_mixing(out);
+                self.dial(&target, ring_timeout, false, out);
+                let timer = self.timer(out, Duration::from_secs(u64::from(ring_timeout) + 5));
+                self.phase = Phase::Dialing { kind: DialKind::Transfer, timer };
+            }
+            NodeKind::HuntGroup { members, mode, ring_seconds, .. } => {
+                let bridge = self.ensure_mixing(out);
+                self.moh(&bridge, "default", out);
+                match mode {
+                    HuntMode::Simultaneous => {
+                        for m in &members {
+                            self.dial(m, ring_seconds, false, out);
+                        }
+                        let timer = self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
+                        self.phase = Phase::Dialing { kind: DialKind::HuntSimultaneous, timer };
+                    }
+                    HuntMode::Sequential => {
+                        self.dial(&members[0], ring_seconds, false, out);
+                        let timer = self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
+                        self.phase = Phase::Dialing { kind: DialKind::HuntSequential { index: 0 }, timer };
+                    }
+                }
+            }
+            NodeKind::Queue { max_wait, moh_class, .. } => {
+                if let Some(mixing) = &self.mixing {
+                    out.push(Output::Command(Command::RemoveChannel { bridge: mixing.clone(), channel: self.id.clone() }));
+                }
+                let holding = self.fresh("H");
+                out.push(Output::Command(Command::CreateBridge { bridge: holding.clone(), kind: "holding", name: format!("queue-{}-hold", id) }));
+                out.push(Output::Command(Command::AddChannels { bridge: holding.clone(), channels: vec![self.id.clone()] }));
+                self.moh(&holding, &moh_class, out);
+                self.holding = Some(holding);
+                self.queue_deadline_timer = Some(self.timer(out, Duration::from_secs(u64::from(max_wait))));
+                self.phase = Phase::Dialing { kind: DialKind::Queue, timer: 0 };
+                self.offer_queue(agents, out);
+            }
+            NodeKind::Voicemail { greeting, .. } => {
+                if let Some(bridge) = &self.mixing {
+                    // A channel in a bridge cannot be recorded on its own.
+                    out.push(Output::Command(Command::RemoveChannel { bridge: bridge.clone(), channel: self.id.clone() }));
+                }
+                match greeting {
+                    Some(media) => {
+                        let playback = self.fresh("P");
+                        out.push(Output::Command(Command::Play { channel: self.id.clone(), playback: playback.clone(), media }));
+                        self.phase = Phase::VoicemailGreeting { playback };
+                    }
+                    None => self.start_voicemail(now_ms, out),
+                }
+            }
+            NodeKind::Hangup => self.end(now_ms, agents, out),
+        }
+    }
+
+    fn start_voicemail(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let Some(NodeKind::Voicemail { mailbox, beep, max_duration, max_silence, .. }) =
+            self.node.as_deref().and_then(|n| self.node_kind(n))
+        else {
+            return;
+        };
+        let name = recording_name(&format!("voicemail-{}", sanitize(&mailbox)), now_ms);
+        let mut request = RecordRequest::new(name.clone(), "ulaw");
+        request.max_duration_seconds = Some(max_duration);
+        request.max_silence_seconds = Some(max_silence);
+        request.beep = Some(beep);
+        request.terminate_on = Some("#".into());
+        request.if_exists = Some(IfExists::Fail);
+        // The row goes first so RecordingFinished always finds it.
+        out.push(Output::RecordingStarted(self.row(&name, "ulaw", &mailbox, now_ms)));
+        out.push(Output::Command(Command::RecordChannel { channel: self.id.clone(), request }));
+        self.recording = Some(name.clone());
+        self.phase = Phase::VoicemailRecording { name };
+    }
+
+    fn row(&self, name: &str, format: &str, callee: &str, now_ms: u64) -> RecordingRow {
+        let (flow, node, node_type, tenant) = match (&self.flow, &self.node) {
+            (Some(f), Some(n)) => (
+                Some(f.name.clone()),
+                Some(n.clone()),
+                f.nodes.get(n).map(|n| n.kind.type_name()).unwrap_or("unknown").to_string(),
+                f.tenant.clone(),
+            ),
+            _ => (None, None, "outbound".to_string(), "default".to_string()),
+        };
+        RecordingRow {
+            recording_name: name.to_string(),
+            call_id: self.id.clone(),
+            tenant,
+            flow,
+            node,
+            node_type,
+            direction: self.direction.as_str(),
+            caller_name: self.caller_name.clone(),
+            caller_number: self.caller_number.clone(),
+            callee: callee.to_string(),
+            format: format.to_string(),
+            started_at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn offer_queue(&mut self, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        let Some(NodeKind::Queue { agents: members, strategy, ring_timeout, .. }) =
+            self.node.as_deref().and_then(|n| self.node_kind(n))
+        else {
+            return;
+        };
+        let ringing = self.legs.values().any(|l| l.state == LegState::Ringing);
+        if ringing {
+            return;
+        }
+        let queue_key = format!("{}/{}", self.flow.as_ref().map(|f| f.name.as_str()).unwrap_or(""), self.node.as_deref().unwrap_or(""));
+        let chosen = agents.offer(&queue_key, &members, strategy);
+        for agent in &chosen {
+            self.dial(agent, ring_timeout, true, out);
+        }
+        if chosen.is_empty() {
+            self.queue_retry_timer = Some(self.timer(out, QUEUE_RETRY));
+        }
+    }
+
+    fn on_event(&mut self, event: &Event, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        match event {
+            Event::StasisStart(e) => {
+                let id = e.channel.id.as_str();
+                if id == self.id && self.phase == Phase::PlacingOutbound {
+                    // Outbound: the first leg answered; now ring the other side.
+                    if let Some((to, _)) = self.outbound_to.clone() {
+                        self.caller_name = e.channel.connected.name.clone();
+                        self.ensure_mixing(out);
+                        self.dial(&to, 30, false, out);
+                        let timer = self.timer(out, Duration::from_secs(35));
+                        self.phase = Phase::Dialing { kind: DialKind::Outbound, timer };
+                    }
+                } else if self.legs.contains_key(id) {
+                    self.leg_answered(id, now_ms, agents, out);
+                }
+            }
+            Event::ChannelEnteredBridge(e) => {
+                let Some(channel) = &e.channel else { return };
+                if Some(&e.bridge.id) != self.mixing.as_ref() {
+                    return;
+                }
+                if let Phase::Bridged { agent, recorded: false } = &self.phase {
+                    // Both parties are in: the bridge is complete.
+                    let both = e.bridge.channels.contains(&self.id) && e.bridge.channels.contains(agent);
+                    if channel.id == *agent || both {
+                        let agent = agent.clone();
+                        self.phase = Phase::Bridged { agent: agent.clone(), recorded: true };
+                        self.maybe_record(&agent, now_ms, out);
+                    }
+                }
+            }
+            Event::Dial(e) => {
+                let failed = matches!(e.dialstatus.as_str(), "BUSY" | "NOANSWER" | "CANCEL" | "CONGESTION" | "CHANUNAVAIL");
+                if failed {
+                    self.leg_failed(&e.peer.id, now_ms, agents, out);
+                }
+            }
+            Event::ChannelDestroyed(e) => self.on_gone(&e.channel.id, now_ms, agents, out),
+            Event::StasisEnd(e) => self.on_gone(&e.channel.id, now_ms, agents, out),
+            Event::ChannelHangupRequest(e) if e.channel.id == self.id => self.on_gone(&self.id.clone(), now_ms, agents, out),
+            Event::PlaybackFinished(e) => self.playback_done(&e.playback.id, now_ms, agents, out),
+            Event::RecordingFinished(e) => self.recording_over(&e.recording.name, now_ms, agents, out),
+            Event::RecordingFailed(e) => self.recording_over(&e.recording.name, now_ms, agents, out),
+            _ => {}
+        }
+    }
+
+    fn maybe_record(&mut self, agent: &str, now_ms: u64, out: &mut Vec<Output>) {
+        let record = match &self.outbound_to {
+            Some((_, record)) => *record,
+            None => self.node.as_deref().and_then(|n| self.node_kind(n)).and_then(|k| k.record_call()).unwrap_or(false),
+        };
+        let Some(bridge) = self.mixing.clone().filter(|_| record) else { return };
+        let prefix = match &self.outbound_to {
+            Some(_) => "outbound".to_string(),
+            None => self.node.as_deref().and_then(|n| self.node_kind(n)).map(|k| k.type_name().replace('_', "-")).unwrap_or_default(),
+        };
+        let name = recording_name(&prefix, now_ms);
+        let mut request = RecordRequest::new(name.clone(), "wav");
+        request.if_exists = Some(IfExists::Fail);
+        let callee = self.legs.get(agent).map(|l| l.endpoint.clone()).unwrap_or_default();
+        out.push(Output::RecordingStarted(self.row(&name, "wav", &callee, now_ms)));
+        out.push(Output::Command(Command::RecordBridge { bridge, request }));
+        self.recording = Some(name);
+    }
+
+    fn leg_answered(&mut self, leg: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        let Phase::Dialing { kind, .. } = self.phase.clone() else {
+            // Answered too late (the call moved on): hang it up.
+            out.push(Output::Command(Command::Hangup { channel: leg.to_string() }));
+            return;
+        };
+        if let Some(l) = self.legs.get_mut(leg) {
+            l.state = LegState::Up;
+            if !l.claimed {
+                l.claimed = true;
+                agents.claim(&l.endpoint);
+            }
+        }
+        // First to answer wins: every other ringing leg is hung up.
+        let losers: Vec<String> = self
+            .legs
+            .iter()
+            .filter(|(id, l)| id.as_str() != leg && l.state == LegState::Ringing)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for loser in losers {
+            out.push(Output::Command(Command::Hangup { channel: loser.clone() }));
+            self.release_leg(&loser, now_ms, agents, false);
+        }
+        self.moh_off(out);
+        if kind == DialKind::Queue {
+            if let Some(holding) = self.holding.take() {
+                out.push(Output::Command(Command::RemoveChannel { bridge: holding.clone(), channel: self.id.clone() }));
+                out.push(Output::Command(Command::DestroyBridge { bridge: holding }));
+            }
+            self.queue_deadline_timer = None;
+            self.queue_retry_timer = None;
+            let bridge = self.fresh("B");
+            out.push(Output::Command(Command::CreateBridge { bridge: bridge.clone(), kind: "mixing", name: format!("call-{}", self.id) }));
+            out.push(Output::Command(Command::AddChannels { bridge: bridge.clone(), channels: vec![self.id.clone(), leg.to_string()] }));
+            self.mixing = Some(bridge);
+        } else if let Some(bridge) = self.mixing.clone() {
+            out.push(Output::Command(Command::AddChannels { bridge, channels: vec![leg.to_string()] }));
+        }
+        self.phase = Phase::Bridged { agent: leg.to_string(), recorded: false };
+    }
+
+    fn release_leg(&mut self, leg: &str, now_ms: u64, agents: &mut AgentBook, talked: bool) {
+        if let Some(l) = self.legs.get_mut(leg) {
+            if l.state != LegState::Gone {
+                l.state = LegState::Gone;
+                if l.claimed {
+                    l.claimed = false;
+                    agents.release(&l.endpoint, now_ms, talked);
+                }
+            }
+        }
+    }
+
+    fn leg_failed(&mut self, leg: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        if !matches!(self.legs.get(leg).map(|l| l.state), Some(LegState::Ringing)) {
+            return;
+        }
+        self.release_leg(leg, now_ms, agents, false);
+        let Phase::Dialing { kind, .. } = self.phase.clone() else { return };
+        let ringing = self.legs.values().any(|l| l.state == LegState::Ringing);
+        match kind {
+            DialKind::Transfer | DialKind::Outbound => self.fail_node(now_ms, agents, out),
+            DialKind::HuntSimultaneous => {
+                if !ringing {
+                    self.fail_node(now_ms, agents, out);
+                }
+            }
+            DialKind::HuntSequential { index } => {
+                let Some(NodeKind::HuntGroup { members, ring_seconds, .. }) = self.node.as_deref().and_then(|n| self.node_kind(n)) else {
+                    return;
+                };
+                if index + 1 < members.len() {
+                    self.dial(&members[index + 1], ring_seconds, false, out);
+                    let timer = self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
+                    self.phase = Phase::Dialing { kind: DialKind::HuntSequential { index: index + 1 }, timer };
+                } else {
+                    self.fail_node(now_ms, agents, out);
+                }
+            }
+            DialKind::Queue => self.offer_queue(agents, out),
+        }
+    }
+
+    /// Busy, no answer or failure: hang up what still rings, take the failure edge.
+    fn fail_node(&mut self, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        let ringing: Vec<String> = self.legs.iter().filter(|(_, l)| l.state == LegState::Ringing).map(|(id, _)| id.clone()).collect();
+        for leg in ringing {
+            out.push(Output::Command(Command::Hangup { channel: leg.clone() }));
+            self.release_leg(&leg, now_ms, agents, false);
+        }
+        self.moh_off(out);
+        let edge = self.node.as_deref().and_then(|n| self.node_kind(n)).and_then(|k| match k {
+            NodeKind::Transfer { on_failure, .. } | NodeKind::HuntGroup { on_failure, .. } => on_failure,
+            NodeKind::Queue { overflow, .. } => overflow,
+            _ => None,
+        });
+        if self.outbound_to.is_some() {
+            self.end(now_ms, agents, out);
+            return;
+        }
+        if let Some(holding) = self.holding.take() {
+            out.push(Output::Command(Command::RemoveChannel { bridge: holding.clone(), channel: self.id.clone() }));
+            out.push(Output::Command(Command::DestroyBridge { bridge: holding }));
+            if let Some(mixing) = &self.mixing {
+                // Back into the call's own bridge for whatever comes next.
+                out.push(Output::Command(Command::AddChannels { bridge: mixing.clone(), channels: vec![self.id.clone()] }));
+            }
+        }
+        self.queue_deadline_timer = None;
+        self.queue_retry_timer = None;
+        self.enter(edge, now_ms, agents, out);
+    }
+
+    fn playback_done(&mut self, playback: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        match self.phase.clone() {
+            Phase::Playing { index, playback: current } if current == playback => {
+                let Some(NodeKind::PlayAudio { media, next }) = self.node.as_deref().and_then(|n| self.node_kind(n)) else {
+                    return;
+                };
+                if index + 1 < media.len() {
+                    let playback = self.fresh("P");
+                    out.push(Output::Command(Command::Play { channel: self.id.clone(), playback: playback.clone(), media: media[index + 1].clone() }));
+                    self.phase = Phase::Playing { index: index + 1, playback };
+                } else {
+                    self.enter(next, now_ms, agents, out);
+                }
+            }
+            Phase::VoicemailGreeting { playback: current } if current == playback => self.start_voicemail(now_ms, out),
+            _ => {}
+        }
+    }
+
+    fn recording_over(&mut self, name: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        if self.recording.as_deref() != Some(name) {
+            return;
+        }
+        self.recording = None;
+        // A voicemail ends with its recording; a bridged call goes on unrecorded.
+        if let Phase::VoicemailRecording { .. } = self.phase {
+            self.end(now_ms, agents, out);
+        }
+    }
+
+    fn on_gone(&mut self, channel: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        if channel == self.id {
+            if self.caller_gone {
+                return;
+            }
+            self.caller_gone = true;
+            if self.phase == Phase::PlacingOutbound {
+                self.end(now_ms, agents, out);
+                return;
+            }
+            if let Phase::VoicemailRecording { .. } = self.phase {
+                // Asterisk finishes the recording itself when the caller hangs up.
+                self.recording = None;
+            }
+            self.end(now_ms, agents, out);
+            return;
+        }
+        let Some(state) = self.legs.get(channel).map(|l| l.state) else { return };
+        match state {
+            LegState::Ringing => self.leg_failed(channel, now_ms, agents, out),
+            LegState::Up => {
+                self.release_leg(channel, now_ms, agents, true);
+                if matches!(&self.phase, Phase::Bridged { agent, .. } if agent == channel) {
+                    // The agent hung up first: the call is over.
+                    self.end(now_ms, agents, out);
+                }
+            }
+            LegState::Gone => {}
+        }
+    }
+
+    fn on_timer(&mut self, key: u64, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        if self.queue_deadline_timer == Some(key) {
+            // Waited too long: overflow.
+            self.queue_deadline_timer = None;
+            if let Phase::Dialing { kind: DialKind::Queue, .. } = self.phase {
+                self.fail_node(now_ms, agents, out);
+            }
+            return;
+        }
+        if self.queue_retry_timer == Some(key) {
+            self.queue_retry_timer = None;
+            if let Phase::Dialing { kind: DialKind::Queue, .. } = self.phase {
+                self.offer_queue(agents, out);
+            }
+            return;
+        }
+        if let Phase::Dialing { timer, .. } = self.phase {
+            if timer == key {
+                // Asterisk should have ended the dial by now; stop waiting for it.
+                self.fail_node(now_ms, agents, out);
+            }
+        }
+    }
+
+    fn on_failed(&mut self, command: Command, status: Option<u16>, message: String, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        match command {
+            Command::Originate { channel, .. } => {
+                if channel == self.id {
+                    self.end(now_ms, agents, out);
+                } else {
+                    self.leg_failed(&channel, now_ms, agents, out);
+                }
+            }
+            Command::RecordBridge { request, .. } | Command::RecordChannel { request, .. } => {
+                let cause = match status {
+                    Some(s) => format!("{s} {message}"),
+                    None => message,
+                };
+                out.push(Output::RecordingRefused { name: request.name.clone(), cause });
+                self.recording_over(&request.name, now_ms, agents, out);
+            }
+            Command::Answer { .. } | Command::AddChannels { .. } | Command::CreateBridge { .. } if status == Some(404) => {
+                // The caller is gone already.
+                self.on_gone(&self.id.clone(), now_ms, agents, out);
+            }
+            Command::Play { playback, .. } => self.playback_done(&playback, now_ms, agents, out),
+            _ => {}
+        }
+    }
+
+    /// Ends the call cleanly: recording stopped (never discarded), legs hung up, bridges gone.
+    fn end(&mut self, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        if let Some(name) = self.recording.take() {
+            out.push(Output::Command(Command::StopRecording { name }));
+        }
+        let legs: Vec<(String, LegState)> = self.legs.iter().map(|(id, l)| (id.clone(), l.state)).collect();
+        for (leg, state) in legs {
+            if state != LegState::Gone {
+                out.push(Output::Command(Command::Hangup { channel: leg.clone() }));
+            }
+            self.release_leg(&leg, now_ms, agents, state == LegState::Up);
+        }
+        if !self.caller_gone {
+            out.push(Output::Command(Command::Hangup { channel: self.id.clone() }));
+            self.caller_gone = true;
+        }
+        for bridge in [self.holding.take(), self.mixing.take()].into_iter().flatten() {
+            out.push(Output::Command(Command::DestroyBridge { bridge }));
+        }
+        self.phase = Phase::Ended;
+        out.push(Output::Finished);
+    }
+}
+
+/// A unique, filesystem-safe recording name: `<kind>-<UTC date-time>-<8 hex>`.
+pub fn recording_name(kind: &str, now_ms: u64) -> String {
+    let when = chrono::DateTime::from_timestamp_millis(i64::try_from(now_ms).unwrap_or(0))
+        .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
+        .unwrap_or_else(|| "00000000-000000".into());
+    format!("{}-{when}-{:08x}", sanitize(kind), fastrand::u32(..))
+}

@@ -1,0 +1,760 @@
+//! Flow files: one TOML file per flow in `dialplans/`, plus `settings.toml`.
+//!
+//! Parsing is done by hand over a `toml::Table` so every problem is reported with the file, the
+//! node and the field, and all problems of a folder are reported at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use toml::{Table, Value};
+
+/// How a queue offers a waiting caller to its agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Every free agent rings at once; the first to answer gets the call.
+    RingAll,
+    /// Free agents in turn, continuing after the last one offered a call (shared by all calls).
+    RoundRobin,
+    /// The free agent whose last call ended longest ago.
+    LongestIdle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HuntMode {
+    /// Each member rings `ring_seconds`, one after the other.
+    Sequential,
+    /// All members ring at once; the first to answer wins, the others are hung up.
+    Simultaneous,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    PlayAudio {
+        media: Vec<String>,
+        next: Option<String>,
+    },
+    Transfer {
+        target: String,
+        ring_timeout: u32,
+        record_call: bool,
+        on_failure: Option<String>,
+    },
+    Queue {
+        agents: Vec<String>,
+        strategy: Strategy,
+        ring_timeout: u32,
+        max_wait: u32,
+        overflow: Option<String>,
+        moh_class: String,
+        record_call: bool,
+    },
+    HuntGroup {
+        members: Vec<String>,
+        mode: HuntMode,
+        ring_seconds: u32,
+        record_call: bool,
+        on_failure: Option<String>,
+    },
+    Voicemail {
+        mailbox: String,
+        greeting: Option<String>,
+        beep: bool,
+        max_duration: u32,
+        max_silence: u32,
+    },
+    Hangup,
+}
+
+impl NodeKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NodeKind::PlayAudio { .. } => "play_audio",
+            NodeKind::Transfer { .. } => "transfer",
+            NodeKind::Queue { .. } => "queue",
+            NodeKind::HuntGroup { .. } => "hunt_group",
+            NodeKind::Voicemail { .. } => "voicemail",
+            NodeKind::Hangup => "hangup",
+        }
+    }
+
+    /// `record_call` of the node types that have it.
+    pub fn record_call(&self) -> Option<bool> {
+        match self {
+            NodeKind::Transfer { record_call, .. }
+            | NodeKind::Queue { record_call, .. }
+            | NodeKind::HuntGroup { record_call, .. } => Some(*record_call),
+            _ => None,
+        }
+    }
+
+    /// The edges leaving the node, with the field that holds each.
+    pub fn edges(&self) -> Vec<(&'static str, &str)> {
+        fn pick<'a>(field: &'static str, target: &'a Option<String>) -> Option<(&'static str, &'a str)> {
+            target.as_deref().map(|t| (field, t))
+        }
+        match self {
+            NodeKind::PlayAudio { next, .. } => pick("next", next).into_iter().collect(),
+            NodeKind::Transfer { on_failure, .. } | NodeKind::HuntGroup { on_failure, .. } => {
+                pick("on_failure", on_failure).into_iter().collect()
+            }
+            NodeKind::Queue { overflow, .. } => pick("overflow", overflow).into_iter().collect(),
+            NodeKind::Voicemail { .. } | NodeKind::Hangup => vec![],
+        }
+    }
+
+    /// Whether passing through the node always takes time (a prompt, a wait, a recording).
+    /// A cycle made only of nodes that may not wait would spin.
+    fn always_waits(&self) -> bool {
+        match self {
+            NodeKind::PlayAudio { media, .. } => !media.is_empty(),
+            NodeKind::Queue { max_wait, .. } => *max_wait > 0,
+            NodeKind::Voicemail { .. } | NodeKind::Hangup => true,
+            // A busy target fails at once.
+            NodeKind::Transfer { .. } | NodeKind::HuntGroup { .. } => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub id: String,
+    pub kind: NodeKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flow {
+    pub name: String,
+    pub file: PathBuf,
+    pub tenant: String,
+    /// Dialled numbers (the Stasis args after `inbound`) that enter this flow.
+    pub numbers: Vec<String>,
+    pub start: String,
+    pub nodes: BTreeMap<String, Node>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// Record direct outbound calls placed through `POST /api/calls`.
+    pub record_outbound_calls: bool,
+}
+
+/// One problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowError {
+    pub file: PathBuf,
+    pub node: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for FlowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(node) = &self.node {
+            write!(f, ": node {node:?}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ", field {field:?}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every flow of the folder and the settings.
+#[derive(Debug, Clone, Default)]
+pub struct FlowSet {
+    pub flows: BTreeMap<String, Arc<Flow>>,
+    pub by_number: HashMap<String, String>,
+    pub settings: Settings,
+}
+
+impl FlowSet {
+    pub fn flow_for_number(&self, number: &str) -> Option<Arc<Flow>> {
+        self.by_number.get(number).and_then(|name| self.flows.get(name)).cloned()
+    }
+}
+
+pub const SETTINGS_FILE: &str = "settings.toml";
+
+struct Ctx<'a> {
+    file: &'a Path,
+    node: Option<&'a str>,
+    errors: &'a mut Vec<FlowError>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, field: Option<&str>, message: impl Into<String>) {
+        self.errors.push(FlowError {
+            file: self.file.to_path_buf(),
+            node: self.node.map(str::to_string),
+            field: field.map(str::to_string),
+            message: message.into(),
+        });
+    }
+
+    fn string(&mut self, table: &Table, field: &str, required: bool) -> Option<String> {
+        match table.get(field) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(Value::String(_)) => {
+                self.err(Some(field), "must not be empty");
+                None
+            }
+            Some(other) => {
+                self.err(Some(field), format!("must be a string, not {}", other.type_str()));
+                None
+            }
+            None => {
+                if required {
+                    self.err(Some(field), "missing");
+                }
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, table: &Table, field: &str, required: bool) -> Vec<String> {
+        match table.get(field) {
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item {
+                        Value::String(s) if !s.trim().is_empty() => out.push(s.clone()),
+                        _ => self.err(Some(field), "every entry must be a non-empty string"),
+                    }
+                }
+                if required && out.is_empty() && !items.is_empty() {
+                    return out;
+                }
+                if required && items.is_empty() {
+                    self.err(Some(field), "must list at least one entry");
+                }
+                out
+            }
+            Some(other) => {
+                self.err(Some(field), format!("must be a list of strings, not {}", other.type_str()));
+                vec![]
+            }
+            None => {
+                if required {
+                    self.err(Some(field), "missing");
+                }
+                vec![]
+            }
+        }
+    }
+
+    fn seconds(&mut self, table: &Table, field: &str, default: u32, max: u32) -> u32 {
+        match table.get(field) {
+            None => default,
+            Some(Value::Integer(n)) if (0..=i64::from(max)).contains(n) => *n as u32,
+            Some(Value::Integer(n)) => {
+                self.err(Some(field), format!("{n} is out of range 0..={max}"));
+                default
+            }
+            Some(other) => {
+                self.err(Some(field), format!("must be a whole number of seconds, not {}", other.type_str()));
+                default
+            }
+        }
+    }
+
+    fn boolean(&mut self, table: &Table, field: &str, default: bool) -> bool {
+        match table.get(field) {
+            None => default,
+            Some(Value::Boolean(b)) => *b,
+            Some(other) => {
+                self.err(Some(field), format!("must be true or false, not {}", other.type_str()));
+                default
+            }
+        }
+    }
+
+    fn known_fields(&mut self, table: &Table, allowed: &[&str]) {
+        for key in table.keys() {
+            if !allowed.contains(&key.as_str()) {
+                self.err(Some(key), format!("unknown field (expected one of: {})", allowed.join(", ")));
+            }
+        }
+    }
+}
+
+fn check_media(ctx: &mut Ctx<'_>, field: &str, media: &str) {
+    if !(media.starts_with("sound:") || media.starts_with("recording:") || media.starts_with("tone:")) {
+        ctx.err(Some(field), format!("{media:?} must start with sound:, recording: or tone:"));
+    }
+}
+
+fn check_endpoint(ctx: &mut Ctx<'_>, field: &str, endpoint: &str) {
+    match endpoint.split_once('/') {
+        Some((tech, resource)) if !tech.is_empty() && !resource.is_empty() => {}
+        _ => ctx.err(Some(field), format!("{endpoint:?} is not an endpoint like PJSIP/201 or Local/201@agents")),
+    }
+}
+
+fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
+    let kind = ctx.string(table, "type", true)?;
+    let kind = match kind.as_str() {
+        "play_audio" => {
+            ctx.known_fields(table, &["type", "media", "next"]);
+            let media = ctx.strings(table, "media", true);
+            for m in &media {
+                check_media(ctx, "media", m);
+            }
+            NodeKind::PlayAudio {
+                media,
+                next: ctx.string(table, "next", false),
+            }
+        }
+        "transfer" => {
+            ctx.known_fields(table, &["type", "target", "ring_timeout", "record_call", "on_failure"]);
+            let target = ctx.string(table, "target", true);
+            if let Some(t) = &target {
+                check_endpoint(ctx, "target", t);
+            }
+            NodeKind::Transfer {
+                target: target.unwrap_or_default(),
+                ring_timeout: ctx.seconds(table, "ring_timeout", 20, 600),
+                record_call: ctx.boolean(table, "record_call", false),
+                on_failure: ctx.string(table, "on_failure", false),
+            }
+        }
+        "queue" => {
+            ctx.known_fields(
+                table,
+                &["type", "agents", "strategy", "ring_timeout", "max_wait", "overflow", "moh_class", "record_call"],
+            );
+            let agents = ctx.strings(table, "agents", true);
+            for a in &agents {
+                check_endpoint(ctx, "agents", a);
+            }
+            let strategy = match ctx.string(table, "strategy", false).as_deref() {
+                None | Some("ringall") => Strategy::RingAll,
+                Some("round_robin") => Strategy::RoundRobin,
+                Some("longest_idle") => Strategy::LongestIdle,
+                Some(other) => {
+                    ctx.err(Some("strategy"), format!("{other:?} is not ringall, round_robin or longest_idle"));
+                    Strategy::RingAll
+                }
+            };
+            NodeKind::Queue {
+                agents,
+                strategy,
+                ring_timeout: ctx.seconds(table, "ring_timeout", 15, 600),
+                max_wait: ctx.seconds(table, "max_wait", 300, 86_400),
+                overflow: ctx.string(table, "overflow", false),
+                moh_class: ctx.string(table, "moh_class", false).unwrap_or_else(|| "default".into()),
+                record_call: ctx.boolean(table, "record_call", false),
+            }
+        }
+        "hunt_group" => {
+            ctx.known_fields(table, &["type", "members", "mode", "ring_seconds", "record_call", "on_failure"]);
+            let members = ctx.strings(table, "members", true);
+            for m in &members {
+                check_endpoint(ctx, "members", m);
+            }
+            let mode = match ctx.string(table, "mode", false).as_deref() {
+                None | Some("sequential") => HuntMode::Sequential,
+                Some("simultaneous") => HuntMode::Simultaneous,
+                Some(other) => {
+                    ctx.err(Some("mode"), format!("{other:?} is not sequential or simultaneous"));
+                    HuntMode::Sequential
+                }
+            };
+            NodeKind::HuntGroup {
+                members,
+                mode,
+                ring_seconds: ctx.seconds(table, "ring_seconds", 15, 600),
+                record_call: ctx.boolean(table, "record_call", false),
+                on_failure: ctx.string(table, "on_failure", false),
+            }
+        }
+        "voicemail" => {
+            ctx.known_fields(table, &["type", "mailbox", "greeting", "beep", "max_duration", "max_silence"]);
+            let mailbox = ctx.string(table, "mailbox", true);
+            if let Some(m) = &mailbox {
+                if !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    ctx.err(Some("mailbox"), "letters, digits, '-' and '_' only (it names files)");
+                }
+            }
+            let greeting = ctx.string(table, "greeting", false);
+            if let Some(g) = &greeting {
+                check_media(ctx, "greeting", g);
+            }
+            NodeKind::Voicemail {
+                mailbox: mailbox.unwrap_or_default(),
+                greeting,
+                beep: ctx.boolean(table, "beep", true),
+                max_duration: ctx.seconds(table, "max_duration", 120, 3600),
+                max_silence: ctx.seconds(table, "max_silence", 10, 600),
+            }
+        }
+        "hangup" => {
+            ctx.known_fields(table, &["type"]);
+            NodeKind::Hangup
+        }
+        other => {
+            ctx.err(
+                Some("type"),
+                format!("unknown node type {other:?} (expected play_audio, transfer, queue, hunt_group, voicemail or hangup)"),
+            );
+            return None;
+        }
+    };
+    let _ = id;
+    Some(kind)
+}
+
+/// Parses one flow file. The flow's name is the file stem.
+pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
+    let mut errors = Vec::new();
+    let table: Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            return Err(vec![FlowError {
+                file: file.to_path_buf(),
+                node: None,
+                field: None,
+                message: match line {
+                    Some(l) => format!("line {l}: {}", e.message()),
+                    None => e.message().to_string(),
+                },
+            }]);
+        }
+    };
+    let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut ctx = Ctx { file, node: None, errors: &mut errors };
+    ctx.known_fields(&table, &["flow", "nodes"]);
+    let empty = Table::new();
+    let head = match table.get("flow") {
+        Some(Value::Table(t)) => t,
+        Some(_) => {
+            ctx.err(Some("flow"), "must be a table ([flow])");
+            &empty
+        }
+        None => {
+            ctx.err(Some("flow"), "missing [flow] section");
+            &empty
+        }
+    };
+    ctx.known_fields(head, &["numbers", "start", "tenant", "description"]);
+    let numbers = ctx.strings(head, "numbers", true);
+    let start = ctx.string(head, "start", true).unwrap_or_default();
+    let tenant = ctx.string(head, "tenant", false).unwrap_or_else(|| "default".into());
+    let mut nodes = BTreeMap::new();
+    match table.get("nodes") {
+        Some(Value::Table(node_tables)) => {
+            for (id, value) in node_tables {
+                let mut node_ctx = Ctx { file, node: Some(id), errors: ctx.errors };
+                match value {
+                    Value::Table(t) => {
+                        if let Some(kind) = parse_node(&mut node_ctx, id, t) {
+                            nodes.insert(id.clone(), Node { id: id.clone(), kind });
+                        }
+                    }
+                    _ => node_ctx.err(None, "must be a table ([nodes.<name>])"),
+                }
+            }
+        }
+        Some(_) => ctx.err(Some("nodes"), "must be a table of nodes"),
+        None => ctx.err(Some("nodes"), "missing: a flow needs at least one [nodes.<name>]"),
+    }
+    let mut ctx = Ctx { file, node: None, errors: &mut errors };
+    if !start.is_empty() && !nodes.contains_key(&start) && table.get("nodes").is_some() {
+        ctx.err(Some("start"), format!("names node {start:?}, which does not exist"));
+    }
+    // Edges must land on nodes; parse failures of the target are reported on their own.
+    let all_ids: BTreeSet<&String> = match table.get("nodes") {
+        Some(Value::Table(t)) => t.keys().collect(),
+        _ => BTreeSet::new(),
+    };
+    for node in nodes.values() {
+        for (field, target) in node.kind.edges() {
+            if !all_ids.contains(&target.to_string()) {
+                errors.push(FlowError {
+                    file: file.to_path_buf(),
+                    node: Some(node.id.clone()),
+                    field: Some(field.into()),
+                    message: format!("points to node {target:?}, which does not exist"),
+                });
+            }
+        }
+    }
+    if let Some(cycle) = cycle_without_wait(&nodes) {
+        errors.push(FlowError {
+            file: file.to_path_buf(),
+            node: cycle.first().cloned(),
+            field: None,
+            message: format!("cycle without a wait: {} (add a prompt, a queue or voicemail on the loop)", cycle.join(" -> ")),
+        });
+    }
+    if errors.is_empty() {
+        Ok(Flow { name, file: file.to_path_buf(), tenant, numbers, start, nodes })
+    } else {
+        Err(errors)
+    }
+}
+
+/// A cycle through nodes none of which always waits, if any.
+fn cycle_without_wait(nodes: &BTreeMap<String, Node>) -> Option<Vec<String>> {
+    // Only edges between non-waiting nodes matter; find a cycle in that subgraph by DFS.
+    fn visit(
+        id: &str,
+        nodes: &BTreeMap<String, Node>,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|s| s == id) {
+            let mut cycle = stack[pos..].to_vec();
+            cycle.push(id.to_string());
+            return Some(cycle);
+        }
+        if done.contains(id) {
+            return None;
+        }
+        let node = nodes.get(id)?;
+        if node.kind.always_waits() {
+            return None;
+        }
+        stack.push(id.to_string());
+        for (_, next) in node.kind.edges() {
+            if let Some(c) = visit(next, nodes, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.insert(id.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for id in nodes.keys() {
+        if let Some(c) = visit(id, nodes, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError>> {
+    let mut errors = Vec::new();
+    let table: Table = toml::from_str(text).map_err(|e| {
+        vec![FlowError { file: file.to_path_buf(), node: None, field: None, message: e.message().to_string() }]
+    })?;
+    let mut ctx = Ctx { file, node: None, errors: &mut errors };
+    ctx.known_fields(&table, &["record_outbound_calls"]);
+    let settings = Settings { record_outbound_calls: ctx.boolean(&table, "record_outbound_calls", false) };
+    if errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads every `*.toml` of `dir`. Returns each file's parse result (flow files by path) and the
+/// settings result.
+pub struct FolderRead {
+    pub flows: BTreeMap<PathBuf, Result<Flow, Vec<FlowError>>>,
+    pub settings: Option<Result<Settings, Vec<FlowError>>>,
+}
+
+pub fn read_folder(dir: &Path) -> Result<FolderRead, FlowError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| FlowError {
+        file: dir.to_path_buf(),
+        node: None,
+        field: None,
+        message: format!("cannot read the dialplans folder: {e}"),
+    })?;
+    let mut flows = BTreeMap::new();
+    let mut settings = None;
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                let error = FlowError { file: path.clone(), node: None, field: None, message: format!("cannot read: {e}") };
+                if path.file_name().is_some_and(|n| n == SETTINGS_FILE) {
+                    settings = Some(Err(vec![error]));
+                } else {
+                    flows.insert(path, Err(vec![error]));
+                }
+                continue;
+            }
+        };
+        if path.file_name().is_some_and(|n| n == SETTINGS_FILE) {
+            settings = Some(parse_settings(&path, &text));
+        } else {
+            flows.insert(path.clone(), parse_flow(&path, &text));
+        }
+    }
+    Ok(FolderRead { flows, settings })
+}
+
+/// Builds a set from per-file flows, refusing numbers claimed twice (the file read later loses).
+pub fn assemble(flows: Vec<Flow>, settings: Settings) -> (FlowSet, Vec<FlowError>) {
+    let mut set = FlowSet { settings, ..FlowSet::default() };
+    let mut errors = Vec::new();
+    for flow in flows {
+        let clash: Vec<&String> = flow.numbers.iter().filter(|n| set.by_number.contains_key(*n)).collect();
+        if let Some(number) = clash.first() {
+            errors.push(FlowError {
+                file: flow.file.clone(),
+                node: None,
+                field: Some("numbers".into()),
+                message: format!("number {number:?} is already used by flow {:?}", set.by_number[*number]),
+            });
+            continue;
+        }
+        for n in &flow.numbers {
+            set.by_number.insert(n.clone(), flow.name.clone());
+        }
+        set.flows.insert(flow.name.clone(), Arc::new(flow));
+    }
+    (set, errors)
+}
+
+/// `check`: every problem of the folder, or the valid set.
+pub fn check_folder(dir: &Path) -> Result<FlowSet, Vec<FlowError>> {
+    let read = read_folder(dir).map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let mut good = Vec::new();
+    for result in read.flows.into_values() {
+        match result {
+            Ok(flow) => good.push(flow),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    let settings = match read.settings {
+        Some(Ok(s)) => s,
+        Some(Err(mut e)) => {
+            errors.append(&mut e);
+            Settings::default()
+        }
+        None => Settings::default(),
+    };
+    let (set, mut clashes) = assemble(good, settings);
+    errors.append(&mut clashes);
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Flow, Vec<FlowError>> {
+        parse_flow(Path::new("dialplans/support.toml"), text)
+    }
+
+    const GOOD: &str = r#"
+[flow]
+numbers = ["100"]
+start = "hello"
+
+[nodes.hello]
+type = "play_audio"
+media = ["sound:hello-world"]
+next = "desk"
+
+[nodes.desk]
+type = "transfer"
+target = "Local/201@agents"
+record_call = true
+on_failure = "vm"
+
+[nodes.vm]
+type = "voicemail"
+mailbox = "support"
+"#;
+
+    #[test]
+    fn a_good_flow_parses_with_defaults() {
+        let flow = parse(GOOD).expect("valid");
+        assert_eq!(flow.name, "support");
+        assert_eq!(flow.tenant, "default");
+        assert_eq!(flow.nodes["desk"].kind.record_call(), Some(true));
+        match &flow.nodes["vm"].kind {
+            NodeKind::Voicemail { beep, max_duration, max_silence, .. } => {
+                assert!(*beep);
+                assert_eq!((*max_duration, *max_silence), (120, 10));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_file_node_and_field_and_all_are_reported() {
+        let text = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+
+[nodes.desk]
+type = "transfer"
+on_failure = "nowhere"
+
+[nodes.odd]
+type = "conference"
+
+[nodes.loud]
+type = "play_audio"
+media = ["http://x"]
+"#;
+        let errors = parse(text).expect_err("invalid");
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let joined = shown.join("\n");
+        assert!(joined.contains(r#"dialplans/support.toml: node "desk", field "target": missing"#), "{joined}");
+        assert!(joined.contains(r#"node "desk", field "on_failure": points to node "nowhere""#), "{joined}");
+        assert!(joined.contains(r#"node "odd", field "type": unknown node type "conference""#), "{joined}");
+        assert!(joined.contains(r#"node "loud", field "media""#), "{joined}");
+        assert_eq!(errors.len(), 4, "{joined}");
+    }
+
+    #[test]
+    fn a_cycle_without_a_wait_is_refused_but_one_through_a_prompt_is_fine() {
+        let spin = r#"
+[flow]
+numbers = ["1"]
+start = "a"
+[nodes.a]
+type = "transfer"
+target = "PJSIP/a"
+on_failure = "b"
+[nodes.b]
+type = "hunt_group"
+members = ["PJSIP/b"]
+on_failure = "a"
+"#;
+        let errors = parse(spin).expect_err("spins");
+        assert!(errors[0].message.contains("cycle without a wait: a -> b -> a"), "{errors:?}");
+        let waits = spin.replace("on_failure = \"a\"", "on_failure = \"sorry\"")
+            + "[nodes.sorry]\ntype = \"play_audio\"\nmedia = [\"sound:vm-goodbye\"]\nnext = \"a\"\n";
+        parse(&waits).expect("a prompt on the loop is a wait");
+    }
+
+    #[test]
+    fn duplicate_numbers_across_files_are_refused() {
+        let a = parse(GOOD).expect("valid");
+        let mut b = parse(GOOD).expect("valid");
+        b.name = "other".into();
+        b.file = PathBuf::from("dialplans/other.toml");
+        let (set, errors) = assemble(vec![a, b], Settings::default());
+        assert_eq!(set.flows.len(), 1);
+        assert_eq!(errors[0].to_string(), r#"dialplans/other.toml, field "numbers": number "100" is already used by flow "support""#);
+    }
+
+    #[test]
+    fn syntax_errors_give_the_line() {
+        let errors = parse("[flow]\nnumbers = [\n").expect_err("broken");
+        assert!(errors[0].message.starts_with("line "), "{errors:?}");
+    }
+}

@@ -1,0 +1,365 @@
+//! Drives calls: routes each ARI event to its call's task (one task per call), executes the
+//! commands a call returns, keeps its timers, and writes recording rows to the library.
+//!
+//! The dispatcher never waits on REST or the database: commands run in the call tasks, library
+//! writes in a writer task of their own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use super::call::{AgentBook, Call, Command, Input, Output, RecordingRow};
+use super::store::FlowStore;
+use crate::ari::events::Event;
+use crate::ari::{AriClient, AriError, OriginateRequest};
+use crate::library::Database;
+use crate::stasis::{AppInput, Change};
+
+/// A library write, applied in order by the writer task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LibraryWrite {
+    Started(RecordingRow),
+    Finished { name: String, duration: Option<i64>, at_ms: i64 },
+    Failed { name: String, cause: String, at_ms: i64 },
+}
+
+enum CallMsg {
+    Event(Arc<Event>),
+    Gone(String),
+    Timer(u64),
+}
+
+struct Inner {
+    client: AriClient,
+    app: String,
+    store: Arc<FlowStore>,
+    agents: Mutex<AgentBook>,
+    calls: Mutex<HashMap<String, mpsc::UnboundedSender<CallMsg>>>,
+    library: mpsc::UnboundedSender<LibraryWrite>,
+}
+
+/// Handle to the running flows; cheap to clone.
+#[derive(Clone)]
+pub struct FlowRuntime {
+    inner: Arc<Inner>,
+}
+
+pub fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+impl FlowRuntime {
+    pub fn new(client: AriClient, app: String, store: Arc<FlowStore>, db: Database) -> FlowRuntime {
+        let (library, writes) = mpsc::unbounded_channel();
+        tokio::spawn(library_writer(db, writes));
+        FlowRuntime {
+            inner: Arc::new(Inner {
+                client,
+                app,
+                store,
+                agents: Mutex::new(AgentBook::default()),
+                calls: Mutex::new(HashMap::new()),
+                library,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<FlowStore> {
+        &self.inner.store
+    }
+
+    /// Calls being driven now.
+    pub fn calls_in_progress(&self) -> usize {
+        self.inner.calls.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// `POST /api/calls`: rings `from`, then `to`, bridges them, records per the setting.
+    pub fn place_outbound(&self, from: &str, to: &str) -> String {
+        let id = format!("out{:016x}", fastrand::u64(..));
+        let record = self.inner.store.settings().record_outbound_calls;
+        let call = Call::outbound(&id, from, to, record);
+        spawn_call(self.inner.clone(), call);
+        id
+    }
+
+    /// Consumes the Stasis runtime's inputs until they end; changes are re-published to
+    /// `observer` (tests and future consumers).
+    pub async fn run(self, mut inputs: mpsc::UnboundedReceiver<AppInput>, observer: mpsc::UnboundedSender<Change>) {
+        while let Some(input) = inputs.recv().await {
+            match input {
+                AppInput::Event(event) => self.dispatch(Arc::from(event)),
+                AppInput::Change(change) => {
+                    self.on_change(&change);
+                    let _ = observer.send(change);
+                }
+            }
+        }
+    }
+
+    fn on_change(&self, change: &Change) {
+        let inner = &self.inner;
+        match change {
+            Change::CallEnded { channel_id, recovered: true } => {
+                if let Some(tx) = route(inner, channel_id) {
+                    let _ = tx.send(CallMsg::Gone(channel_id.clone()));
+                }
+            }
+            Change::CallStarted { channel_id, recovered: true, .. } => {
+                // Found in the app after a restart with no call of ours: end it cleanly.
+                if route(inner, channel_id).is_none() {
+                    let client = inner.client.clone();
+                    let id = channel_id.clone();
+                    tracing::warn!(channel = %id, "call found in Asterisk without a running flow (ari-recorder restarted); ending it");
+                    tokio::spawn(async move {
+                        let _ = client.hangup(&id, None).await;
+                    });
+                }
+            }
+            Change::RecordingFinished { name, duration, recovered: true } => {
+                let _ = inner.library.send(LibraryWrite::Finished { name: name.clone(), duration: *duration, at_ms: now_ms() as i64 });
+            }
+            Change::RecordingFailed { name, cause } if !cause.is_empty() => {
+                // Live failures are written from the event; this is the resync case.
+                if cause.contains("disconnected") {
+                    let _ = inner.library.send(LibraryWrite::Failed { name: name.clone(), cause: cause.clone(), at_ms: now_ms() as i64 });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&self, event: Arc<Event>) {
+        let inner = &self.inner;
+        match &*event {
+            Event::RecordingFinished(e) => {
+                let _ = inner.library.send(LibraryWrite::Finished {
+                    name: e.recording.name.clone(),
+                    duration: e.recording.duration,
+                    at_ms: now_ms() as i64,
+                });
+            }
+            Event::RecordingFailed(e) => {
+                let _ = inner.library.send(LibraryWrite::Failed {
+                    name: e.recording.name.clone(),
+                    cause: e.recording.cause.clone().unwrap_or_else(|| "unknown".into()),
+                    at_ms: now_ms() as i64,
+                });
+            }
+            _ => {}
+        }
+        let subject = subject_of(&event);
+        let Some(subject) = subject else { return };
+        if let Some(tx) = route(inner, &subject) {
+            let _ = tx.send(CallMsg::Event(event));
+            return;
+        }
+        if let Event::StasisStart(e) = &*event {
+            match e.args.first().map(String::as_str) {
+                Some("inbound") => {
+                    let number = e.args.get(1).cloned().unwrap_or_default();
+                    match inner.store.current().flow_for_number(&number) {
+                        Some(flow) => {
+                            let call = Call::inbound(&e.channel.id, &e.channel.caller.name, &e.channel.caller.number, flow);
+                            spawn_call(inner.clone(), call);
+                        }
+                        None => {
+                            tracing::warn!(number = %number, "no flow for the dialled number; hanging up");
+                            let client = inner.client.clone();
+                            let id = e.channel.id.clone();
+                            tokio::spawn(async move {
+                                let _ = client.hangup(&id, Some("unallocated")).await;
+                            });
+                        }
+                    }
+                }
+                _ => {
+                    // A leg whose call is over (answered too late): hang it up.
+                    let client = inner.client.clone();
+                    let id = e.channel.id.clone();
+                    tokio::spawn(async move {
+                        let _ = client.hangup(&id, None).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The ID an event is routed by: its channel, the dialled peer, the playback, the recording's
+/// target, or the bridge.
+fn subject_of(event: &Event) -> Option<String> {
+    match event {
+        Event::PlaybackStarted(e) => Some(e.playback.id.clone()),
+        Event::PlaybackFinished(e) => Some(e.playback.id.clone()),
+        Event::PlaybackContinuing(e) => Some(e.playback.id.clone()),
+        Event::BridgeDestroyed(e) => Some(e.bridge.id.clone()),
+        other => {
+            if let Some(r) = other.recording() {
+                return r.target_uri.split_once(':').map(|(_, id)| id.to_string());
+            }
+            other.channel().map(|c| c.id.clone())
+        }
+    }
+}
+
+/// The call owning `id`: the caller channel is the call's ID; what the call created is
+/// `<call id>_<kind><n>`.
+fn route(inner: &Inner, id: &str) -> Option<mpsc::UnboundedSender<CallMsg>> {
+    let calls = inner.calls.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(tx) = calls.get(id) {
+        return Some(tx.clone());
+    }
+    let (owner, _) = id.rsplit_once('_')?;
+    calls.get(owner).cloned()
+}
+
+fn spawn_call(inner: Arc<Inner>, call: Call) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    inner.calls.lock().unwrap_or_else(|p| p.into_inner()).insert(call.id.clone(), tx.clone());
+    tokio::spawn(drive_call(inner, call, tx, rx));
+}
+
+async fn drive_call(inner: Arc<Inner>, mut call: Call, tx: mpsc::UnboundedSender<CallMsg>, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
+    let id = call.id.clone();
+    tracing::info!(call = %id, "call started");
+    let outputs = handle(&inner, &mut call, Input::Start);
+    execute(&inner, &mut call, &tx, outputs).await;
+    while !call.is_finished() {
+        let Some(msg) = rx.recv().await else { break };
+        let outputs = match &msg {
+            CallMsg::Event(event) => handle(&inner, &mut call, Input::Event(event)),
+            CallMsg::Gone(channel) => handle(&inner, &mut call, Input::ChannelGone(channel.clone())),
+            CallMsg::Timer(key) => handle(&inner, &mut call, Input::Timer(*key)),
+        };
+        execute(&inner, &mut call, &tx, outputs).await;
+    }
+    inner.calls.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    tracing::info!(call = %id, "call ended");
+}
+
+fn handle(inner: &Inner, call: &mut Call, input: Input<'_>) -> Vec<Output> {
+    let mut agents = inner.agents.lock().unwrap_or_else(|p| p.into_inner());
+    call.handle(input, now_ms(), &mut agents)
+}
+
+/// Runs outputs in order; a refused command is fed back to the call at once.
+async fn execute(inner: &Inner, call: &mut Call, tx: &mpsc::UnboundedSender<CallMsg>, outputs: Vec<Output>) {
+    let mut queue: std::collections::VecDeque<Output> = outputs.into();
+    while let Some(output) = queue.pop_front() {
+        match output {
+            Output::Command(command) => {
+                if let Err(e) = run_command(inner, &command).await {
+                    if !e.is_not_found() || !matches!(command, Command::Hangup { .. } | Command::DestroyBridge { .. } | Command::StopRecording { .. } | Command::BridgeMoh { .. }) {
+                        tracing::warn!(call = %call.id, error = %e, "ARI command failed");
+                    }
+                    let failed = Input::Failed {
+                        command,
+                        status: e.status().map(|s| s.as_u16()),
+                        message: e.message().map(str::to_string).unwrap_or_else(|| e.to_string()),
+                    };
+                    queue.extend(handle(inner, call, failed));
+                }
+            }
+            Output::Timer { key, after } => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(CallMsg::Timer(key));
+                });
+            }
+            Output::RecordingStarted(row) => {
+                let _ = inner.library.send(LibraryWrite::Started(row));
+            }
+            Output::RecordingRefused { name, cause } => {
+                let _ = inner.library.send(LibraryWrite::Failed { name, cause, at_ms: now_ms() as i64 });
+            }
+            Output::Finished => {}
+        }
+    }
+}
+
+async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
+    let c = &inner.client;
+    match command {
+        Command::Answer { channel } => c.answer(channel).await,
+        Command::Hangup { channel } => c.hangup(channel, None).await,
+        Command::CreateBridge { bridge, kind, name } => c.create_bridge_with_id(bridge, kind, Some(name)).await.map(drop),
+        Command::AddChannels { bridge, channels } => {
+            let ids: Vec<&str> = channels.iter().map(String::as_str).collect();
+            c.add_channels(bridge, &ids, None).await
+        }
+        Command::RemoveChannel { bridge, channel } => c.remove_channels(bridge, &[channel]).await,
+        Command::DestroyBridge { bridge } => c.destroy_bridge(bridge).await,
+        Command::BridgeMoh { bridge, class, on: true } => c.bridge_moh_start(bridge, Some(class)).await,
+        Command::BridgeMoh { bridge, on: false, .. } => c.bridge_moh_stop(bridge).await,
+        Command::Originate { channel, endpoint, caller_id, timeout, app_args } => c
+            .originate(&OriginateRequest {
+                endpoint: endpoint.clone(),
+                app: Some(inner.app.clone()),
+                app_args: Some(app_args.clone()),
+                caller_id: caller_id.clone(),
+                timeout: Some(*timeout),
+                channel_id: Some(channel.clone()),
+                ..OriginateRequest::default()
+            })
+            .await
+            .map(drop),
+        Command::Play { channel, playback, media } => c.play_on_channel(channel, media, Some(playback)).await.map(drop),
+        Command::RecordBridge { bridge, request } => c.record_bridge(bridge, request).await.map(drop),
+        Command::RecordChannel { channel, request } => c.record_channel(channel, request).await.map(drop),
+        Command::StopRecording { name } => c.stop_recording(name).await,
+    }
+}
+
+/// Applies library writes in order; a failed write is logged and the next one goes on.
+async fn library_writer(db: Database, mut writes: mpsc::UnboundedReceiver<LibraryWrite>) {
+    while let Some(write) = writes.recv().await {
+        let result = match &write {
+            LibraryWrite::Started(row) => {
+                sqlx::query(
+                    "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
+                     caller_name, caller_number, callee, format, state, started_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12) \
+                     ON CONFLICT (recording_name) DO NOTHING",
+                )
+                .bind(&row.recording_name)
+                .bind(&row.call_id)
+                .bind(&row.tenant)
+                .bind(&row.flow)
+                .bind(&row.node)
+                .bind(&row.node_type)
+                .bind(row.direction)
+                .bind(&row.caller_name)
+                .bind(&row.caller_number)
+                .bind(&row.callee)
+                .bind(&row.format)
+                .bind(row.started_at_ms)
+                .execute(&db.pool)
+                .await
+            }
+            LibraryWrite::Finished { name, duration, at_ms } => {
+                sqlx::query(
+                    "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \
+                     finished_at_ms = $2 WHERE recording_name = $3 AND state <> 'failed'",
+                )
+                .bind(*duration)
+                .bind(*at_ms)
+                .bind(name)
+                .execute(&db.pool)
+                .await
+            }
+            LibraryWrite::Failed { name, cause, at_ms } => {
+                sqlx::query("UPDATE call_recordings SET state = 'failed', failure_cause = $1, finished_at_ms = $2 WHERE recording_name = $3")
+                    .bind(cause)
+                    .bind(*at_ms)
+                    .bind(name)
+                    .execute(&db.pool)
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "library write failed");
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The flows in force: loaded from `dialplans/`, hot-reloaded when a file changes, edited from
+//! the HTTP API.
+//!
+//! A broken edit is refused and logged with its reasons; the last good version of that file
+//! keeps running. Edits are written back atomically (temp file, fsync, rename) with `toml_edit`,
+//! so comments and layout survive. New flows apply to new calls only: a call keeps the `Flow`
+//! it started with.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use notify::Watcher;
+use tokio::sync::{mpsc, watch};
+
+use super::definition::{assemble, parse_flow, parse_settings, read_folder, Flow, FlowError, FlowSet, Settings, SETTINGS_FILE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("no flow named {0:?}")]
+    NoFlow(String),
+    #[error("flow {flow:?} has no node {node:?}")]
+    NoNode { flow: String, node: String },
+    #[error("node {node:?} is a {kind} node, which has no record_call")]
+    NotRecordable { node: String, kind: &'static str },
+    #[error("the edited file would be invalid: {0}")]
+    Invalid(String),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+pub struct FlowStore {
+    dir: PathBuf,
+    current: RwLock<Arc<FlowSet>>,
+    last_good: Mutex<BTreeMap<PathBuf, Flow>>,
+    last_settings: Mutex<Settings>,
+    /// Serialises edits so two PATCHes never interleave their read-modify-write.
+    edit: Mutex<()>,
+}
+
+impl FlowStore {
+    /// Loads the folder. Files with problems are left out and their problems returned (the
+    /// service logs them and starts with the good ones).
+    pub fn load(dir: &Path) -> Result<(FlowStore, Vec<FlowError>), FlowError> {
+        let store = FlowStore {
+            dir: dir.to_path_buf(),
+            current: RwLock::new(Arc::new(FlowSet::default())),
+            last_good: Mutex::new(BTreeMap::new()),
+            last_settings: Mutex::new(Settings::default()),
+            edit: Mutex::new(()),
+        };
+        read_folder(dir)?;
+        let problems = store.reload();
+        Ok((store, problems))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The flows in force now.
+    pub fn current(&self) -> Arc<FlowSet> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the folder; returns the problems of files whose new version was refused.
+    pub fn reload(&self) -> Vec<FlowError> {
+        let read = match read_folder(&self.dir) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "dialplans folder unreadable; keeping the flows in force");
+                return vec![e];
+            }
+        };
+        let mut problems = Vec::new();
+        let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next: BTreeMap<PathBuf, Flow> = BTreeMap::new();
+        for (path, result) in read.flows {
+            match result {
+                Ok(flow) => {
+                    next.insert(path, flow);
+                }
+                Err(errors) => {
+                    if let Some(old) = last_good.get(&path) {
+                        next.insert(path.clone(), old.clone());
+                    }
+                    problems.extend(errors);
+                }
+            }
+        }
+        let mut settings = self.last_settings.lock().unwrap_or_else(|p| p.into_inner());
+        match read.settings {
+            Some(Ok(s)) => *settings = s,
+            Some(Err(errors)) => problems.extend(errors),
+            None => *settings = Settings::default(),
+        }
+        let (set, clashes) = assemble(next.values().cloned().collect(), *settings);
+        problems.extend(clashes);
+        for p in &problems {
+            tracing::error!(problem = %p, "dialplan refused; the last good version keeps running");
+        }
+        *last_good = next;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        problems
+    }
+
+    fn flow_path(&self, flow: &str) -> Result<PathBuf, EditError> {
+        self.current()
+            .flows
+            .get(flow)
+            .map(|f| f.file.clone())
+            .ok_or_else(|| EditError::NoFlow(flow.to_string()))
+    }
+
+    /// Turns recording on or off for one node; applies to the next call.
+    pub fn set_record_call(&self, flow: &str, node: &str, record: bool) -> Result<(), EditError> {
+        let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.current();
+        let Some(f) = current.flows.get(flow) else {
+            return Err(EditError::NoFlow(flow.to_string()));
+        };
+        let Some(n) = f.nodes.get(node) else {
+            return Err(EditError::NoNode { flow: flow.to_string(), node: node.to_string() });
+        };
+        if n.kind.record_call().is_none() {
+            return Err(EditError::NotRecordable { node: node.to_string(), kind: n.kind.type_name() });
+        }
+        let path = self.flow_path(flow)?;
+        let text = std::fs::read_to_string(&path).map_err(|source| EditError::Write { path: path.clone(), source })?;
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Invalid(e.to_string()))?;
+        let Some(table) = doc.get_mut("nodes").and_then(|n| n.get_mut(node)).and_then(|t| t.as_table_like_mut()) else {
+            return Err(EditError::NoNode { flow: flow.to_string(), node: node.to_string() });
+        };
+        match table.get_mut("record_call").and_then(|v| v.as_value_mut()) {
+            Some(value) => {
+                // Keep the comment that may follow the value on its line.
+                let decor = value.decor().clone();
+                *value = toml_edit::Value::from(record);
+                *value.decor_mut() = decor;
+            }
+            None => {
+                table.insert("record_call", toml_edit::value(record));
+            }
+        }
+        let new_text = doc.to_string();
+        parse_flow(&path, &new_text).map_err(|errors| {
+            EditError::Invalid(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        })?;
+        write_atomically(&path, &new_text)?;
+        self.reload();
+        Ok(())
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.current().settings
+    }
+
+    /// Changes `record_outbound_calls`; applies to the next call.
+    pub fn set_record_outbound_calls(&self, record: bool) -> Result<Settings, EditError> {
+        let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.dir.join(SETTINGS_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                "# Service-wide call settings (edited by the API too; comments are kept).\n".to_string()
+            }
+            Err(source) => return Err(EditError::Write { path, source }),
+        };
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Invalid(e.to_string()))?;
+        match doc.get_mut("record_outbound_calls").and_then(|v| v.as_value_mut()) {
+            Some(value) => {
+                let decor = value.decor().clone();
+                *value = toml_edit::Value::from(record);
+                *value.decor_mut() = decor;
+            }
+            None => {
+                doc.insert("record_outbound_calls", toml_edit::value(record));
+            }
+        }
+        let new_text = doc.to_string();
+        let settings = parse_settings(&path, &new_text).map_err(|errors| {
+            EditError::Invalid(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        })?;
+        write_atomically(&path, &new_text)?;
+        self.reload();
+        Ok(settings)
+    }
+
+    /// Watches the folder and reloads on change until `shutdown`.
+    pub fn watch(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        })?;
+        watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
+        let store = Arc::clone(self);
+        Ok(tokio::spawn(async move {
+            let _watcher = watcher;
+            loop {
+                tokio::select! {
+                    got = rx.recv() => if got.is_none() { return },
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                // Editors write in several steps: let them finish, then read once.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                while rx.try_recv().is_ok() {}
+                let problems = store.reload();
+                tracing::info!(flows = store.current().flows.len(), refused = problems.len(), "dialplans reloaded");
+            }
+        }))
+    }
+}
+
+/// Temp file in the same folder, fsync, rename over, fsync the folder: a crash leaves the old
+/// file or the new one, never half of either.
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), EditError> {
+    use std::io::Write;
+    let fail = |source| EditError::Write { path: path.to_path_buf(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{:08x}.tmp", fastrand::u32(..)));
+    let mut file = std::fs::File::create(&tmp).map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    drop(file);
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLOW: &str = r#"# Support line: callers reach the desk.
+[flow]
+numbers = ["100"]
+start = "desk"
+
+[nodes.desk]
+type = "transfer"
+target = "Local/201@agents"
+record_call = false # flip with PATCH /api/flows/support/nodes/desk
+"#;
+
+    fn folder() -> (tempfile::TempDir, FlowStore) {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("support.toml"), FLOW).expect("write");
+        let (store, problems) = FlowStore::load(dir.path()).expect("load");
+        assert!(problems.is_empty(), "{problems:?}");
+        (dir, store)
+    }
+
+    #[test]
+    fn record_call_edit_keeps_comments_and_applies() {
+        let (dir, store) = folder();
+        store.set_record_call("support", "desk", true).expect("edit");
+        let text = std::fs::read_to_string(dir.path().join("support.toml")).expect("read");
+        assert!(text.contains("# Support line: callers reach the desk."), "{text}");
+        assert!(text.contains("record_call = true # flip with PATCH"), "{text}");
+        assert_eq!(store.current().flows["support"].nodes["desk"].kind.record_call(), Some(true));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_broken_edit_is_refused_and_the_last_good_flow_keeps_running() {
+        let (dir, store) = folder();
+        std::fs::write(dir.path().join("support.toml"), FLOW.replace("type = \"transfer\"", "type = \"teleport\"")).expect("write");
+        let problems = store.reload();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].to_string().contains("node \"desk\", field \"type\""), "{}", problems[0]);
+        assert!(store.current().flow_for_number("100").is_some(), "last good version still in force");
+    }
+
+    #[test]
+    fn settings_are_created_and_toggled() {
+        let (dir, store) = folder();
+        assert!(!store.settings().record_outbound_calls);
+        store.set_record_outbound_calls(true).expect("set");
+        assert!(store.settings().record_outbound_calls);
+        let text = std::fs::read_to_string(dir.path().join(SETTINGS_FILE)).expect("read");
+        assert!(text.contains("record_outbound_calls = true"), "{text}");
+    }
+
+    #[test]
+    fn edits_are_refused_for_nodes_without_record_call() {
+        let (dir, store) = folder();
+        std::fs::write(
+            dir.path().join("hello.toml"),
+            "[flow]\nnumbers = [\"200\"]\nstart = \"hi\"\n[nodes.hi]\ntype = \"play_audio\"\nmedia = [\"sound:hello-world\"]\n",
+        )
+        .expect("write");
+        store.reload();
+        let err = store.set_record_call("hello", "hi", true).expect_err("not recordable");
+        assert!(err.to_string().contains("play_audio node"), "{err}");
+        assert!(matches!(store.set_record_call("nope", "x", true), Err(EditError::NoFlow(_))));
+    }
+}
