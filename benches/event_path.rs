@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench event_path`. Frames are the real events of `tests/fixtures/traces`.
 //! Peer in the same run: untyped parsing (`serde_json::Value`) of the same frames.
-//! Everything runs on one thread (a current-thread runtime), i.e. one core.
+//! The reader runs on one thread (a current-thread runtime), i.e. one core; the sender, standing
+//! in for Asterisk, on another.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,39 +69,47 @@ fn parse_throughput(frames: &[String], total: usize) {
 }
 
 /// A websocket server sending `total` frames, `per_tick` every `tick` (None: as fast as it can),
-/// each stamped with its send time in `asterisk_id`.
+/// each stamped with its send time in `asterisk_id`. It runs on a thread and runtime of its own,
+/// like Asterisk in its own process, so the reader under test has its core to itself.
 async fn serve(
     frames: Vec<String>,
     total: usize,
     pace: Option<(usize, Duration)>,
     epoch: Instant,
 ) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.expect("accept");
-        let mut ws = tokio_tungstenite::accept_async(tcp)
-            .await
-            .expect("handshake");
-        let mut sent = 0usize;
-        let mut ticker = pace.map(|(_, tick)| tokio::time::interval(tick));
-        while sent < total {
-            let burst = pace.map(|(n, _)| n).unwrap_or(256);
-            if let Some(t) = ticker.as_mut() {
-                t.tick().await;
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let addr = std_listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            let (tcp, _) = listener.accept().await.expect("accept");
+            tcp.set_nodelay(true).expect("nodelay");
+            let mut ws = tokio_tungstenite::accept_async(tcp)
+                .await
+                .expect("handshake");
+            let mut sent = 0usize;
+            let mut ticker = pace.map(|(_, tick)| tokio::time::interval(tick));
+            while sent < total {
+                let burst = pace.map(|(n, _)| n).unwrap_or(256);
+                if let Some(t) = ticker.as_mut() {
+                    t.tick().await;
+                }
+                for _ in 0..burst.min(total - sent) {
+                    let stamp = epoch.elapsed().as_nanos().to_string();
+                    let frame = frames[sent % frames.len()].replace("02:fc:00:00:00:01", &stamp);
+                    ws.feed(Message::Text(frame.into())).await.expect("send");
+                    sent += 1;
+                }
+                ws.flush().await.expect("flush");
             }
-            for _ in 0..burst.min(total - sent) {
-                let stamp = epoch.elapsed().as_nanos().to_string();
-                let frame = frames[sent % frames.len()].replace("02:fc:00:00:00:01", &stamp);
-                ws.feed(Message::Text(frame.into())).await.expect("send");
-                sent += 1;
-            }
-            ws.flush().await.expect("flush");
-        }
-        // Keep the socket open until the reader is done.
-        tokio::time::sleep(Duration::from_secs(30)).await;
+            // Keep the socket open until the reader is done.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
     });
     addr
 }

@@ -35,19 +35,31 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({"error": self.code, "message": self.message}))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({"error": self.code, "message": self.message})),
+        )
+            .into_response()
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", rejection.body_text())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            rejection.body_text(),
+        )
     }
 }
 
@@ -55,7 +67,9 @@ impl From<EditError> for ApiError {
     fn from(e: EditError) -> ApiError {
         let (status, code) = match &e {
             EditError::NoFlow(_) | EditError::NoNode { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            EditError::NotRecordable { .. } | EditError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            EditError::NotRecordable { .. } | EditError::Invalid(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
             EditError::Write { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "write_failed"),
         };
         ApiError::new(status, code, e.to_string())
@@ -147,8 +161,11 @@ fn node_json(id: &str, kind: &NodeKind) -> serde_json::Value {
     if let Some(record) = kind.record_call() {
         node["record_call"] = serde_json::Value::Bool(record);
     }
-    let edges: serde_json::Map<String, serde_json::Value> =
-        kind.edges().into_iter().map(|(field, target)| (field.to_string(), serde_json::Value::from(target))).collect();
+    let edges: serde_json::Map<String, serde_json::Value> = kind
+        .edges()
+        .into_iter()
+        .map(|(field, target)| (field.to_string(), serde_json::Value::from(target)))
+        .collect();
     node["edges"] = serde_json::Value::Object(edges);
     node
 }
@@ -188,12 +205,22 @@ async fn patch_node(
     let (f, n) = (flow.clone(), node.clone());
     tokio::task::spawn_blocking(move || store.set_record_call(&f, &n, patch.record_call))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
     let set = state.flows.store().current();
-    let kind = set.flows.get(&flow).and_then(|f| f.nodes.get(&node)).map(|n| n.kind.clone());
+    let kind = set
+        .flows
+        .get(&flow)
+        .and_then(|f| f.nodes.get(&node))
+        .map(|n| n.kind.clone());
     match kind {
         Some(kind) => Ok(Json(node_json(&node, &kind)).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "node vanished during the edit")),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "node vanished during the edit",
+        )),
     }
 }
 
@@ -207,12 +234,17 @@ struct SettingsPatch {
     record_outbound_calls: bool,
 }
 
-async fn patch_settings(State(state): State<AppState>, body: Result<Json<SettingsPatch>, JsonRejection>) -> Result<Response, ApiError> {
+async fn patch_settings(
+    State(state): State<AppState>,
+    body: Result<Json<SettingsPatch>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(patch) = body?;
     let store = state.flows.store().clone();
-    let settings = tokio::task::spawn_blocking(move || store.set_record_outbound_calls(patch.record_outbound_calls))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let settings = tokio::task::spawn_blocking(move || {
+        store.set_record_outbound_calls(patch.record_outbound_calls)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok(Json(settings).into_response())
 }
 
@@ -231,7 +263,10 @@ fn valid_endpoint(endpoint: &str) -> bool {
 
 /// A direct outbound call: `from` rings first, then `to`; recorded when
 /// `record_outbound_calls` is on.
-async fn place_call(State(state): State<AppState>, body: Result<Json<CallRequest>, JsonRejection>) -> Result<Response, ApiError> {
+async fn place_call(
+    State(state): State<AppState>,
+    body: Result<Json<CallRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(request) = body?;
     for (field, value) in [("from", &request.from), ("to", &request.to)] {
         if !valid_endpoint(value) {
@@ -243,5 +278,9 @@ async fn place_call(State(state): State<AppState>, body: Result<Json<CallRequest
         }
     }
     let call_id = state.flows.place_outbound(&request.from, &request.to);
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"call_id": call_id}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"call_id": call_id})),
+    )
+        .into_response())
 }

@@ -201,19 +201,30 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
         service.http_addr,
         sim.url()
     );
-    const CALLERS: [(&str, &str, &str); 4] = [
+    // A steady mix over the sample flows of dialplans/: support (greeting, transfer, voicemail),
+    // voicemail (ended by hang-up or #), the sales hunt group, the helpdesk queue, and a direct
+    // outbound call.
+    const CALLERS: [(&str, &str, &str); 5] = [
         ("100", "Alice <5551001>", "talk"),
         ("300", "Bob <5551002>", "talk"),
-        ("400", "Carol <5551003>", "talkhash"),
-        ("500", "Dave <5551004>", "silent"),
+        ("400", "Carol <5551003>", "talk"),
+        ("500", "Dave <5551004>", "talk"),
+        ("320", "Ivan <5551009>", "talkhash"),
     ];
     let mut shutdown_wait = shutdown.clone();
     let mut n = 0usize;
     loop {
-        let (exten, caller, behaviour) = CALLERS[n % CALLERS.len()];
-        match sim.place_inbound_call(exten, caller, behaviour) {
-            Ok(channel) => tracing::info!(exten, caller_channel = %channel.id, "demo call placed"),
-            Err(e) => tracing::warn!(error = %e, "demo call failed"),
+        if n % 6 == 5 {
+            let id = service.flows.place_outbound("PJSIP/204", "PJSIP/205");
+            tracing::info!(call = %id, "demo outbound call placed");
+        } else {
+            let (exten, caller, behaviour) = CALLERS[n % CALLERS.len()];
+            match sim.place_inbound_call(exten, caller, behaviour) {
+                Ok(channel) => {
+                    tracing::info!(exten, caller_channel = %channel.id, "demo call placed")
+                }
+                Err(e) => tracing::warn!(error = %e, "demo call failed"),
+            }
         }
         n += 1;
         tokio::select! {

@@ -81,7 +81,8 @@ pub async fn start(
             addr: config.http_addr,
             source,
         })?;
-    let (store, problems) = FlowStore::load(&config.dialplans_dir).map_err(ServiceError::Dialplans)?;
+    let (store, problems) =
+        FlowStore::load(&config.dialplans_dir).map_err(ServiceError::Dialplans)?;
     for problem in &problems {
         tracing::error!(problem = %problem, "dialplan not loaded");
     }
@@ -96,6 +97,10 @@ pub async fn start(
     });
     let mut http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                let _ = tcp.set_nodelay(true);
+            });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = http_shutdown.wait_for(|stop| *stop).await;

@@ -40,6 +40,7 @@ pub enum Change {
     RecordingFailed {
         name: String,
         cause: String,
+        recovered: bool,
     },
 }
 
@@ -143,6 +144,7 @@ impl Registry {
                         .cause
                         .clone()
                         .unwrap_or_else(|| "unknown".into()),
+                    recovered: false,
                 });
             }
             _ => {}
@@ -205,6 +207,7 @@ impl Registry {
                         changes.push(Change::RecordingFailed {
                             name: name.clone(),
                             cause: "ended while disconnected from Asterisk and not stored".into(),
+                            recovered: true,
                         });
                     }
                 }

@@ -509,7 +509,12 @@ impl AriClient {
 
     /// Creates a bridge with an ID of the caller's choosing, so events can be routed before the
     /// answer comes back.
-    pub async fn create_bridge_with_id(&self, id: &str, kind: &str, name: Option<&str>) -> AriResult<Bridge> {
+    pub async fn create_bridge_with_id(
+        &self,
+        id: &str,
+        kind: &str,
+        name: Option<&str>,
+    ) -> AriResult<Bridge> {
         let mut query = vec![("type", kind.to_string()), ("bridgeId", id.to_string())];
         if let Some(n) = name {
             query.push(("name", n.to_string()));

@@ -16,18 +16,56 @@ use crate::ari::{IfExists, RecordRequest};
 /// A request to Asterisk.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Answer { channel: String },
-    Hangup { channel: String },
-    CreateBridge { bridge: String, kind: &'static str, name: String },
-    AddChannels { bridge: String, channels: Vec<String> },
-    RemoveChannel { bridge: String, channel: String },
-    DestroyBridge { bridge: String },
-    BridgeMoh { bridge: String, class: String, on: bool },
-    Originate { channel: String, endpoint: String, caller_id: Option<String>, timeout: u32, app_args: String },
-    Play { channel: String, playback: String, media: String },
-    RecordBridge { bridge: String, request: RecordRequest },
-    RecordChannel { channel: String, request: RecordRequest },
-    StopRecording { name: String },
+    Answer {
+        channel: String,
+    },
+    Hangup {
+        channel: String,
+    },
+    CreateBridge {
+        bridge: String,
+        kind: &'static str,
+        name: String,
+    },
+    AddChannels {
+        bridge: String,
+        channels: Vec<String>,
+    },
+    RemoveChannel {
+        bridge: String,
+        channel: String,
+    },
+    DestroyBridge {
+        bridge: String,
+    },
+    BridgeMoh {
+        bridge: String,
+        class: String,
+        on: bool,
+    },
+    Originate {
+        channel: String,
+        endpoint: String,
+        caller_id: Option<String>,
+        timeout: u32,
+        app_args: String,
+    },
+    Play {
+        channel: String,
+        playback: String,
+        media: String,
+    },
+    RecordBridge {
+        bridge: String,
+        request: RecordRequest,
+    },
+    RecordChannel {
+        channel: String,
+        request: RecordRequest,
+    },
+    StopRecording {
+        name: String,
+    },
 }
 
 /// What the call writes to the library when it starts a recording.
@@ -51,10 +89,16 @@ pub struct RecordingRow {
 pub enum Output {
     Command(Command),
     /// Call back with `Input::Timer(key)` after `after`.
-    Timer { key: u64, after: Duration },
+    Timer {
+        key: u64,
+        after: Duration,
+    },
     RecordingStarted(RecordingRow),
     /// A record request was refused outright (no 201): stored as failed with the reason.
-    RecordingRefused { name: String, cause: String },
+    RecordingRefused {
+        name: String,
+        cause: String,
+    },
     /// The call is over; no more input is expected.
     Finished,
 }
@@ -66,7 +110,11 @@ pub enum Input<'a> {
     Event(&'a Event),
     Timer(u64),
     /// A command Asterisk refused.
-    Failed { command: Command, status: Option<u16>, message: String },
+    Failed {
+        command: Command,
+        status: Option<u16>,
+        message: String,
+    },
     /// REST shows this channel is gone (missed while the websocket was away).
     ChannelGone(String),
 }
@@ -97,7 +145,8 @@ impl AgentBook {
                     .find(|&i| !self.busy.contains(&agents[i]));
                 match pick {
                     Some(i) => {
-                        self.cursor.insert(queue.to_string(), (i + 1) % agents.len());
+                        self.cursor
+                            .insert(queue.to_string(), (i + 1) % agents.len());
                         vec![agents[i].clone()]
                     }
                     None => vec![],
@@ -155,11 +204,24 @@ enum DialKind {
 enum Phase {
     /// Waiting for the outbound first leg to answer.
     PlacingOutbound,
-    Playing { index: usize, playback: String },
-    Dialing { kind: DialKind, timer: u64 },
-    Bridged { agent: String, recorded: bool },
-    VoicemailGreeting { playback: String },
-    VoicemailRecording { name: String },
+    Playing {
+        index: usize,
+        playback: String,
+    },
+    Dialing {
+        kind: DialKind,
+        timer: u64,
+    },
+    Bridged {
+        agent: String,
+        recorded: bool,
+    },
+    VoicemailGreeting {
+        playback: String,
+    },
+    VoicemailRecording {
+        name: String,
+    },
     Ended,
 }
 
@@ -210,19 +272,44 @@ const MAX_HOPS: u32 = 200;
 
 fn sanitize(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
 impl Call {
     /// A call that entered the app through the dialplan, for `flow`.
-    pub fn inbound(channel_id: &str, caller_name: &str, caller_number: &str, flow: Arc<Flow>) -> Call {
-        Call::new(channel_id, Some(flow), Direction::Inbound, caller_name, caller_number, None)
+    pub fn inbound(
+        channel_id: &str,
+        caller_name: &str,
+        caller_number: &str,
+        flow: Arc<Flow>,
+    ) -> Call {
+        Call::new(
+            channel_id,
+            Some(flow),
+            Direction::Inbound,
+            caller_name,
+            caller_number,
+            None,
+        )
     }
 
     /// A direct outbound call: `from` is rung first (as the caller), then `to`.
     pub fn outbound(call_id: &str, from: &str, to: &str, record: bool) -> Call {
-        let mut call = Call::new(call_id, None, Direction::Outbound, "", from, Some((to.to_string(), record)));
+        let mut call = Call::new(
+            call_id,
+            None,
+            Direction::Outbound,
+            "",
+            from,
+            Some((to.to_string(), record)),
+        );
         call.phase = Phase::PlacingOutbound;
         call
     }
@@ -274,7 +361,10 @@ impl Call {
 
     fn timer(&mut self, out: &mut Vec<Output>, after: Duration) -> u64 {
         self.next_timer += 1;
-        out.push(Output::Timer { key: self.next_timer, after });
+        out.push(Output::Timer {
+            key: self.next_timer,
+            after,
+        });
         self.next_timer
     }
 
@@ -288,7 +378,11 @@ impl Call {
             Input::Start => self.start(now_ms, agents, &mut out),
             Input::Event(event) => self.on_event(event, now_ms, agents, &mut out),
             Input::Timer(key) => self.on_timer(key, now_ms, agents, &mut out),
-            Input::Failed { command, status, message } => self.on_failed(command, status, message, now_ms, agents, &mut out),
+            Input::Failed {
+                command,
+                status,
+                message,
+            } => self.on_failed(command, status, message, now_ms, agents, &mut out),
             Input::ChannelGone(id) => self.on_gone(&id, now_ms, agents, &mut out),
         }
         out
@@ -308,7 +402,9 @@ impl Call {
                 self.phase = Phase::PlacingOutbound;
             }
             (None, Some(flow)) => {
-                out.push(Output::Command(Command::Answer { channel: self.id.clone() }));
+                out.push(Output::Command(Command::Answer {
+                    channel: self.id.clone(),
+                }));
                 let start = flow.start.clone();
                 self.enter(Some(start), now_ms, agents, out);
             }
@@ -317,7 +413,10 @@ impl Call {
     }
 
     fn node_kind(&self, id: &str) -> Option<NodeKind> {
-        self.flow.as_ref().and_then(|f| f.nodes.get(id)).map(|n| n.kind.clone())
+        self.flow
+            .as_ref()
+            .and_then(|f| f.nodes.get(id))
+            .map(|n| n.kind.clone())
     }
 
     fn ensure_mixing(&mut self, out: &mut Vec<Output>) -> String {
@@ -330,23 +429,40 @@ impl Call {
             kind: "mixing",
             name: format!("call-{}", self.id),
         }));
-        out.push(Output::Command(Command::AddChannels { bridge: bridge.clone(), channels: vec![self.id.clone()] }));
+        out.push(Output::Command(Command::AddChannels {
+            bridge: bridge.clone(),
+            channels: vec![self.id.clone()],
+        }));
         self.mixing = Some(bridge.clone());
         bridge
     }
 
     fn moh(&mut self, bridge: &str, class: &str, out: &mut Vec<Output>) {
-        out.push(Output::Command(Command::BridgeMoh { bridge: bridge.to_string(), class: class.to_string(), on: true }));
+        out.push(Output::Command(Command::BridgeMoh {
+            bridge: bridge.to_string(),
+            class: class.to_string(),
+            on: true,
+        }));
         self.moh_on = Some(bridge.to_string());
     }
 
     fn moh_off(&mut self, out: &mut Vec<Output>) {
         if let Some(bridge) = self.moh_on.take() {
-            out.push(Output::Command(Command::BridgeMoh { bridge, class: String::new(), on: false }));
+            out.push(Output::Command(Command::BridgeMoh {
+                bridge,
+                class: String::new(),
+                on: false,
+            }));
         }
     }
 
-    fn dial(&mut self, endpoint: &str, timeout: u32, claimed: bool, out: &mut Vec<Output>) -> String {
+    fn dial(
+        &mut self,
+        endpoint: &str,
+        timeout: u32,
+        claimed: bool,
+        out: &mut Vec<Output>,
+    ) -> String {
         let leg = self.fresh("L");
         let caller_id = if self.caller_number.is_empty() {
             None
@@ -362,12 +478,25 @@ impl Call {
             timeout,
             app_args: format!("leg,{}", self.id),
         }));
-        self.legs.insert(leg.clone(), Leg { endpoint: endpoint.to_string(), state: LegState::Ringing, claimed });
+        self.legs.insert(
+            leg.clone(),
+            Leg {
+                endpoint: endpoint.to_string(),
+                state: LegState::Ringing,
+                claimed,
+            },
+        );
         leg
     }
 
     /// Goes to `node` (None: the flow ends here, the caller is hung up).
-    fn enter(&mut self, node: Option<String>, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+    fn enter(
+        &mut self,
+        node: Option<String>,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
         self.hops += 1;
         let Some(id) = node.filter(|_| self.hops <= MAX_HOPS) else {
             self.end(now_ms, agents, out);
@@ -385,16 +514,32 @@ impl Call {
                     return;
                 }
                 let playback = self.fresh("P");
-                out.push(Output::Command(Command::Play { channel: self.id.clone(), playback: playback.clone(), media: media[0].clone() }));
+                out.push(Output::Command(Command::Play {
+                    channel: self.id.clone(),
+                    playback: playback.clone(),
+                    media: media[0].clone(),
+                }));
                 self.phase = Phase::Playing { index: 0, playback };
             }
-            NodeKind::Transfer { target, ring_timeout, .. } => {
+            NodeKind::Transfer {
+                target,
+                ring_timeout,
+                ..
+            } => {
                 self.ensure_mixing(out);
                 self.dial(&target, ring_timeout, false, out);
                 let timer = self.timer(out, Duration::from_secs(u64::from(ring_timeout) + 5));
-                self.phase = Phase::Dialing { kind: DialKind::Transfer, timer };
+                self.phase = Phase::Dialing {
+                    kind: DialKind::Transfer,
+                    timer,
+                };
             }
-            NodeKind::HuntGroup { members, mode, ring_seconds, .. } => {
+            NodeKind::HuntGroup {
+                members,
+                mode,
+                ring_seconds,
+                ..
+            } => {
                 let bridge = self.ensure_mixing(out);
                 self.moh(&bridge, "default", out);
                 match mode {
@@ -402,38 +547,71 @@ impl Call {
                         for m in &members {
                             self.dial(m, ring_seconds, false, out);
                         }
-                        let timer = self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
-                        self.phase = Phase::Dialing { kind: DialKind::HuntSimultaneous, timer };
+                        let timer =
+                            self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
+                        self.phase = Phase::Dialing {
+                            kind: DialKind::HuntSimultaneous,
+                            timer,
+                        };
                     }
                     HuntMode::Sequential => {
                         self.dial(&members[0], ring_seconds, false, out);
-                        let timer = self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
-                        self.phase = Phase::Dialing { kind: DialKind::HuntSequential { index: 0 }, timer };
+                        let timer =
+                            self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
+                        self.phase = Phase::Dialing {
+                            kind: DialKind::HuntSequential { index: 0 },
+                            timer,
+                        };
                     }
                 }
             }
-            NodeKind::Queue { max_wait, moh_class, .. } => {
+            NodeKind::Queue {
+                max_wait,
+                moh_class,
+                ..
+            } => {
                 if let Some(mixing) = &self.mixing {
-                    out.push(Output::Command(Command::RemoveChannel { bridge: mixing.clone(), channel: self.id.clone() }));
+                    out.push(Output::Command(Command::RemoveChannel {
+                        bridge: mixing.clone(),
+                        channel: self.id.clone(),
+                    }));
                 }
                 let holding = self.fresh("H");
-                out.push(Output::Command(Command::CreateBridge { bridge: holding.clone(), kind: "holding", name: format!("queue-{}-hold", id) }));
-                out.push(Output::Command(Command::AddChannels { bridge: holding.clone(), channels: vec![self.id.clone()] }));
+                out.push(Output::Command(Command::CreateBridge {
+                    bridge: holding.clone(),
+                    kind: "holding",
+                    name: format!("queue-{}-hold", id),
+                }));
+                out.push(Output::Command(Command::AddChannels {
+                    bridge: holding.clone(),
+                    channels: vec![self.id.clone()],
+                }));
                 self.moh(&holding, &moh_class, out);
                 self.holding = Some(holding);
-                self.queue_deadline_timer = Some(self.timer(out, Duration::from_secs(u64::from(max_wait))));
-                self.phase = Phase::Dialing { kind: DialKind::Queue, timer: 0 };
+                self.queue_deadline_timer =
+                    Some(self.timer(out, Duration::from_secs(u64::from(max_wait))));
+                self.phase = Phase::Dialing {
+                    kind: DialKind::Queue,
+                    timer: 0,
+                };
                 self.offer_queue(agents, out);
             }
             NodeKind::Voicemail { greeting, .. } => {
                 if let Some(bridge) = &self.mixing {
                     // A channel in a bridge cannot be recorded on its own.
-                    out.push(Output::Command(Command::RemoveChannel { bridge: bridge.clone(), channel: self.id.clone() }));
+                    out.push(Output::Command(Command::RemoveChannel {
+                        bridge: bridge.clone(),
+                        channel: self.id.clone(),
+                    }));
                 }
                 match greeting {
                     Some(media) => {
                         let playback = self.fresh("P");
-                        out.push(Output::Command(Command::Play { channel: self.id.clone(), playback: playback.clone(), media }));
+                        out.push(Output::Command(Command::Play {
+                            channel: self.id.clone(),
+                            playback: playback.clone(),
+                            media,
+                        }));
                         self.phase = Phase::VoicemailGreeting { playback };
                     }
                     None => self.start_voicemail(now_ms, out),
@@ -444,8 +622,13 @@ impl Call {
     }
 
     fn start_voicemail(&mut self, now_ms: u64, out: &mut Vec<Output>) {
-        let Some(NodeKind::Voicemail { mailbox, beep, max_duration, max_silence, .. }) =
-            self.node.as_deref().and_then(|n| self.node_kind(n))
+        let Some(NodeKind::Voicemail {
+            mailbox,
+            beep,
+            max_duration,
+            max_silence,
+            ..
+        }) = self.node.as_deref().and_then(|n| self.node_kind(n))
         else {
             return;
         };
@@ -457,8 +640,13 @@ impl Call {
         request.terminate_on = Some("#".into());
         request.if_exists = Some(IfExists::Fail);
         // The row goes first so RecordingFinished always finds it.
-        out.push(Output::RecordingStarted(self.row(&name, "ulaw", &mailbox, now_ms)));
-        out.push(Output::Command(Command::RecordChannel { channel: self.id.clone(), request }));
+        out.push(Output::RecordingStarted(
+            self.row(&name, "ulaw", &mailbox, now_ms),
+        ));
+        out.push(Output::Command(Command::RecordChannel {
+            channel: self.id.clone(),
+            request,
+        }));
         self.recording = Some(name.clone());
         self.phase = Phase::VoicemailRecording { name };
     }
@@ -468,7 +656,11 @@ impl Call {
             (Some(f), Some(n)) => (
                 Some(f.name.clone()),
                 Some(n.clone()),
-                f.nodes.get(n).map(|n| n.kind.type_name()).unwrap_or("unknown").to_string(),
+                f.nodes
+                    .get(n)
+                    .map(|n| n.kind.type_name())
+                    .unwrap_or("unknown")
+                    .to_string(),
                 f.tenant.clone(),
             ),
             _ => (None, None, "outbound".to_string(), "default".to_string()),
@@ -490,8 +682,12 @@ impl Call {
     }
 
     fn offer_queue(&mut self, agents: &mut AgentBook, out: &mut Vec<Output>) {
-        let Some(NodeKind::Queue { agents: members, strategy, ring_timeout, .. }) =
-            self.node.as_deref().and_then(|n| self.node_kind(n))
+        let Some(NodeKind::Queue {
+            agents: members,
+            strategy,
+            ring_timeout,
+            ..
+        }) = self.node.as_deref().and_then(|n| self.node_kind(n))
         else {
             return;
         };
@@ -499,7 +695,11 @@ impl Call {
         if ringing {
             return;
         }
-        let queue_key = format!("{}/{}", self.flow.as_ref().map(|f| f.name.as_str()).unwrap_or(""), self.node.as_deref().unwrap_or(""));
+        let queue_key = format!(
+            "{}/{}",
+            self.flow.as_ref().map(|f| f.name.as_str()).unwrap_or(""),
+            self.node.as_deref().unwrap_or("")
+        );
         let chosen = agents.offer(&queue_key, &members, strategy);
         for agent in &chosen {
             self.dial(agent, ring_timeout, true, out);
@@ -509,7 +709,13 @@ impl Call {
         }
     }
 
-    fn on_event(&mut self, event: &Event, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+    fn on_event(
+        &mut self,
+        event: &Event,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
         match event {
             Event::StasisStart(e) => {
                 let id = e.channel.id.as_str();
@@ -520,7 +726,10 @@ impl Call {
                         self.ensure_mixing(out);
                         self.dial(&to, 30, false, out);
                         let timer = self.timer(out, Duration::from_secs(35));
-                        self.phase = Phase::Dialing { kind: DialKind::Outbound, timer };
+                        self.phase = Phase::Dialing {
+                            kind: DialKind::Outbound,
+                            timer,
+                        };
                     }
                 } else if self.legs.contains_key(id) {
                     self.leg_answered(id, now_ms, agents, out);
@@ -531,28 +740,45 @@ impl Call {
                 if Some(&e.bridge.id) != self.mixing.as_ref() {
                     return;
                 }
-                if let Phase::Bridged { agent, recorded: false } = &self.phase {
+                if let Phase::Bridged {
+                    agent,
+                    recorded: false,
+                } = &self.phase
+                {
                     // Both parties are in: the bridge is complete.
-                    let both = e.bridge.channels.contains(&self.id) && e.bridge.channels.contains(agent);
+                    let both =
+                        e.bridge.channels.contains(&self.id) && e.bridge.channels.contains(agent);
                     if channel.id == *agent || both {
                         let agent = agent.clone();
-                        self.phase = Phase::Bridged { agent: agent.clone(), recorded: true };
+                        self.phase = Phase::Bridged {
+                            agent: agent.clone(),
+                            recorded: true,
+                        };
                         self.maybe_record(&agent, now_ms, out);
                     }
                 }
             }
             Event::Dial(e) => {
-                let failed = matches!(e.dialstatus.as_str(), "BUSY" | "NOANSWER" | "CANCEL" | "CONGESTION" | "CHANUNAVAIL");
+                let failed = matches!(
+                    e.dialstatus.as_str(),
+                    "BUSY" | "NOANSWER" | "CANCEL" | "CONGESTION" | "CHANUNAVAIL"
+                );
                 if failed {
                     self.leg_failed(&e.peer.id, now_ms, agents, out);
                 }
             }
             Event::ChannelDestroyed(e) => self.on_gone(&e.channel.id, now_ms, agents, out),
             Event::StasisEnd(e) => self.on_gone(&e.channel.id, now_ms, agents, out),
-            Event::ChannelHangupRequest(e) if e.channel.id == self.id => self.on_gone(&self.id.clone(), now_ms, agents, out),
+            Event::ChannelHangupRequest(e) if e.channel.id == self.id => {
+                self.on_gone(&self.id.clone(), now_ms, agents, out)
+            }
             Event::PlaybackFinished(e) => self.playback_done(&e.playback.id, now_ms, agents, out),
-            Event::RecordingFinished(e) => self.recording_over(&e.recording.name, now_ms, agents, out),
-            Event::RecordingFailed(e) => self.recording_over(&e.recording.name, now_ms, agents, out),
+            Event::RecordingFinished(e) => {
+                self.recording_over(&e.recording.name, now_ms, agents, out)
+            }
+            Event::RecordingFailed(e) => {
+                self.recording_over(&e.recording.name, now_ms, agents, out)
+            }
             _ => {}
         }
     }
@@ -560,26 +786,52 @@ impl Call {
     fn maybe_record(&mut self, agent: &str, now_ms: u64, out: &mut Vec<Output>) {
         let record = match &self.outbound_to {
             Some((_, record)) => *record,
-            None => self.node.as_deref().and_then(|n| self.node_kind(n)).and_then(|k| k.record_call()).unwrap_or(false),
+            None => self
+                .node
+                .as_deref()
+                .and_then(|n| self.node_kind(n))
+                .and_then(|k| k.record_call())
+                .unwrap_or(false),
         };
-        let Some(bridge) = self.mixing.clone().filter(|_| record) else { return };
+        let Some(bridge) = self.mixing.clone().filter(|_| record) else {
+            return;
+        };
         let prefix = match &self.outbound_to {
             Some(_) => "outbound".to_string(),
-            None => self.node.as_deref().and_then(|n| self.node_kind(n)).map(|k| k.type_name().replace('_', "-")).unwrap_or_default(),
+            None => self
+                .node
+                .as_deref()
+                .and_then(|n| self.node_kind(n))
+                .map(|k| k.type_name().replace('_', "-"))
+                .unwrap_or_default(),
         };
         let name = recording_name(&prefix, now_ms);
         let mut request = RecordRequest::new(name.clone(), "wav");
         request.if_exists = Some(IfExists::Fail);
-        let callee = self.legs.get(agent).map(|l| l.endpoint.clone()).unwrap_or_default();
-        out.push(Output::RecordingStarted(self.row(&name, "wav", &callee, now_ms)));
+        let callee = self
+            .legs
+            .get(agent)
+            .map(|l| l.endpoint.clone())
+            .unwrap_or_default();
+        out.push(Output::RecordingStarted(
+            self.row(&name, "wav", &callee, now_ms),
+        ));
         out.push(Output::Command(Command::RecordBridge { bridge, request }));
         self.recording = Some(name);
     }
 
-    fn leg_answered(&mut self, leg: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+    fn leg_answered(
+        &mut self,
+        leg: &str,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
         let Phase::Dialing { kind, .. } = self.phase.clone() else {
             // Answered too late (the call moved on): hang it up.
-            out.push(Output::Command(Command::Hangup { channel: leg.to_string() }));
+            out.push(Output::Command(Command::Hangup {
+                channel: leg.to_string(),
+            }));
             return;
         };
         if let Some(l) = self.legs.get_mut(leg) {
@@ -597,25 +849,43 @@ impl Call {
             .map(|(id, _)| id.clone())
             .collect();
         for loser in losers {
-            out.push(Output::Command(Command::Hangup { channel: loser.clone() }));
+            out.push(Output::Command(Command::Hangup {
+                channel: loser.clone(),
+            }));
             self.release_leg(&loser, now_ms, agents, false);
         }
         self.moh_off(out);
         if kind == DialKind::Queue {
             if let Some(holding) = self.holding.take() {
-                out.push(Output::Command(Command::RemoveChannel { bridge: holding.clone(), channel: self.id.clone() }));
+                out.push(Output::Command(Command::RemoveChannel {
+                    bridge: holding.clone(),
+                    channel: self.id.clone(),
+                }));
                 out.push(Output::Command(Command::DestroyBridge { bridge: holding }));
             }
             self.queue_deadline_timer = None;
             self.queue_retry_timer = None;
             let bridge = self.fresh("B");
-            out.push(Output::Command(Command::CreateBridge { bridge: bridge.clone(), kind: "mixing", name: format!("call-{}", self.id) }));
-            out.push(Output::Command(Command::AddChannels { bridge: bridge.clone(), channels: vec![self.id.clone(), leg.to_string()] }));
+            out.push(Output::Command(Command::CreateBridge {
+                bridge: bridge.clone(),
+                kind: "mixing",
+                name: format!("call-{}", self.id),
+            }));
+            out.push(Output::Command(Command::AddChannels {
+                bridge: bridge.clone(),
+                channels: vec![self.id.clone(), leg.to_string()],
+            }));
             self.mixing = Some(bridge);
         } else if let Some(bridge) = self.mixing.clone() {
-            out.push(Output::Command(Command::AddChannels { bridge, channels: vec![leg.to_string()] }));
+            out.push(Output::Command(Command::AddChannels {
+                bridge,
+                channels: vec![leg.to_string()],
+            }));
         }
-        self.phase = Phase::Bridged { agent: leg.to_string(), recorded: false };
+        self.phase = Phase::Bridged {
+            agent: leg.to_string(),
+            recorded: false,
+        };
     }
 
     fn release_leg(&mut self, leg: &str, now_ms: u64, agents: &mut AgentBook, talked: bool) {
@@ -630,12 +900,20 @@ impl Call {
         }
     }
 
-    fn leg_failed(&mut self, leg: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+    fn leg_failed(
+        &mut self,
+        leg: &str,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
         if !matches!(self.legs.get(leg).map(|l| l.state), Some(LegState::Ringing)) {
             return;
         }
         self.release_leg(leg, now_ms, agents, false);
-        let Phase::Dialing { kind, .. } = self.phase.clone() else { return };
+        let Phase::Dialing { kind, .. } = self.phase.clone() else {
+            return;
+        };
         let ringing = self.legs.values().any(|l| l.state == LegState::Ringing);
         match kind {
             DialKind::Transfer | DialKind::Outbound => self.fail_node(now_ms, agents, out),
@@ -645,13 +923,21 @@ impl Call {
                 }
             }
             DialKind::HuntSequential { index } => {
-                let Some(NodeKind::HuntGroup { members, ring_seconds, .. }) = self.node.as_deref().and_then(|n| self.node_kind(n)) else {
+                let Some(NodeKind::HuntGroup {
+                    members,
+                    ring_seconds,
+                    ..
+                }) = self.node.as_deref().and_then(|n| self.node_kind(n))
+                else {
                     return;
                 };
                 if index + 1 < members.len() {
                     self.dial(&members[index + 1], ring_seconds, false, out);
                     let timer = self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
-                    self.phase = Phase::Dialing { kind: DialKind::HuntSequential { index: index + 1 }, timer };
+                    self.phase = Phase::Dialing {
+                        kind: DialKind::HuntSequential { index: index + 1 },
+                        timer,
+                    };
                 } else {
                     self.fail_node(now_ms, agents, out);
                 }
@@ -662,27 +948,45 @@ impl Call {
 
     /// Busy, no answer or failure: hang up what still rings, take the failure edge.
     fn fail_node(&mut self, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
-        let ringing: Vec<String> = self.legs.iter().filter(|(_, l)| l.state == LegState::Ringing).map(|(id, _)| id.clone()).collect();
+        let ringing: Vec<String> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| l.state == LegState::Ringing)
+            .map(|(id, _)| id.clone())
+            .collect();
         for leg in ringing {
-            out.push(Output::Command(Command::Hangup { channel: leg.clone() }));
+            out.push(Output::Command(Command::Hangup {
+                channel: leg.clone(),
+            }));
             self.release_leg(&leg, now_ms, agents, false);
         }
         self.moh_off(out);
-        let edge = self.node.as_deref().and_then(|n| self.node_kind(n)).and_then(|k| match k {
-            NodeKind::Transfer { on_failure, .. } | NodeKind::HuntGroup { on_failure, .. } => on_failure,
-            NodeKind::Queue { overflow, .. } => overflow,
-            _ => None,
-        });
+        let edge =
+            self.node
+                .as_deref()
+                .and_then(|n| self.node_kind(n))
+                .and_then(|k| match k {
+                    NodeKind::Transfer { on_failure, .. }
+                    | NodeKind::HuntGroup { on_failure, .. } => on_failure,
+                    NodeKind::Queue { overflow, .. } => overflow,
+                    _ => None,
+                });
         if self.outbound_to.is_some() {
             self.end(now_ms, agents, out);
             return;
         }
         if let Some(holding) = self.holding.take() {
-            out.push(Output::Command(Command::RemoveChannel { bridge: holding.clone(), channel: self.id.clone() }));
+            out.push(Output::Command(Command::RemoveChannel {
+                bridge: holding.clone(),
+                channel: self.id.clone(),
+            }));
             out.push(Output::Command(Command::DestroyBridge { bridge: holding }));
             if let Some(mixing) = &self.mixing {
                 // Back into the call's own bridge for whatever comes next.
-                out.push(Output::Command(Command::AddChannels { bridge: mixing.clone(), channels: vec![self.id.clone()] }));
+                out.push(Output::Command(Command::AddChannels {
+                    bridge: mixing.clone(),
+                    channels: vec![self.id.clone()],
+                }));
             }
         }
         self.queue_deadline_timer = None;
@@ -690,26 +994,52 @@ impl Call {
         self.enter(edge, now_ms, agents, out);
     }
 
-    fn playback_done(&mut self, playback: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+    fn playback_done(
+        &mut self,
+        playback: &str,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
         match self.phase.clone() {
-            Phase::Playing { index, playback: current } if current == playback => {
-                let Some(NodeKind::PlayAudio { media, next }) = self.node.as_deref().and_then(|n| self.node_kind(n)) else {
+            Phase::Playing {
+                index,
+                playback: current,
+            } if current == playback => {
+                let Some(NodeKind::PlayAudio { media, next }) =
+                    self.node.as_deref().and_then(|n| self.node_kind(n))
+                else {
                     return;
                 };
                 if index + 1 < media.len() {
                     let playback = self.fresh("P");
-                    out.push(Output::Command(Command::Play { channel: self.id.clone(), playback: playback.clone(), media: media[index + 1].clone() }));
-                    self.phase = Phase::Playing { index: index + 1, playback };
+                    out.push(Output::Command(Command::Play {
+                        channel: self.id.clone(),
+                        playback: playback.clone(),
+                        media: media[index + 1].clone(),
+                    }));
+                    self.phase = Phase::Playing {
+                        index: index + 1,
+                        playback,
+                    };
                 } else {
                     self.enter(next, now_ms, agents, out);
                 }
             }
-            Phase::VoicemailGreeting { playback: current } if current == playback => self.start_voicemail(now_ms, out),
+            Phase::VoicemailGreeting { playback: current } if current == playback => {
+                self.start_voicemail(now_ms, out)
+            }
             _ => {}
         }
     }
 
-    fn recording_over(&mut self, name: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+    fn recording_over(
+        &mut self,
+        name: &str,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
         if self.recording.as_deref() != Some(name) {
             return;
         }
@@ -720,7 +1050,13 @@ impl Call {
         }
     }
 
-    fn on_gone(&mut self, channel: &str, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+    fn on_gone(
+        &mut self,
+        channel: &str,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
         if channel == self.id {
             if self.caller_gone {
                 return;
@@ -737,7 +1073,9 @@ impl Call {
             self.end(now_ms, agents, out);
             return;
         }
-        let Some(state) = self.legs.get(channel).map(|l| l.state) else { return };
+        let Some(state) = self.legs.get(channel).map(|l| l.state) else {
+            return;
+        };
         match state {
             LegState::Ringing => self.leg_failed(channel, now_ms, agents, out),
             LegState::Up => {
@@ -755,14 +1093,22 @@ impl Call {
         if self.queue_deadline_timer == Some(key) {
             // Waited too long: overflow.
             self.queue_deadline_timer = None;
-            if let Phase::Dialing { kind: DialKind::Queue, .. } = self.phase {
+            if let Phase::Dialing {
+                kind: DialKind::Queue,
+                ..
+            } = self.phase
+            {
                 self.fail_node(now_ms, agents, out);
             }
             return;
         }
         if self.queue_retry_timer == Some(key) {
             self.queue_retry_timer = None;
-            if let Phase::Dialing { kind: DialKind::Queue, .. } = self.phase {
+            if let Phase::Dialing {
+                kind: DialKind::Queue,
+                ..
+            } = self.phase
+            {
                 self.offer_queue(agents, out);
             }
             return;
@@ -775,7 +1121,15 @@ impl Call {
         }
     }
 
-    fn on_failed(&mut self, command: Command, status: Option<u16>, message: String, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+    fn on_failed(
+        &mut self,
+        command: Command,
+        status: Option<u16>,
+        message: String,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
         match command {
             Command::Originate { channel, .. } => {
                 if channel == self.id {
@@ -789,10 +1143,15 @@ impl Call {
                     Some(s) => format!("{s} {message}"),
                     None => message,
                 };
-                out.push(Output::RecordingRefused { name: request.name.clone(), cause });
+                out.push(Output::RecordingRefused {
+                    name: request.name.clone(),
+                    cause,
+                });
                 self.recording_over(&request.name, now_ms, agents, out);
             }
-            Command::Answer { .. } | Command::AddChannels { .. } | Command::CreateBridge { .. } if status == Some(404) => {
+            Command::Answer { .. } | Command::AddChannels { .. } | Command::CreateBridge { .. }
+                if status == Some(404) =>
+            {
                 // The caller is gone already.
                 self.on_gone(&self.id.clone(), now_ms, agents, out);
             }
@@ -809,18 +1168,29 @@ impl Call {
         if let Some(name) = self.recording.take() {
             out.push(Output::Command(Command::StopRecording { name }));
         }
-        let legs: Vec<(String, LegState)> = self.legs.iter().map(|(id, l)| (id.clone(), l.state)).collect();
+        let legs: Vec<(String, LegState)> = self
+            .legs
+            .iter()
+            .map(|(id, l)| (id.clone(), l.state))
+            .collect();
         for (leg, state) in legs {
             if state != LegState::Gone {
-                out.push(Output::Command(Command::Hangup { channel: leg.clone() }));
+                out.push(Output::Command(Command::Hangup {
+                    channel: leg.clone(),
+                }));
             }
             self.release_leg(&leg, now_ms, agents, state == LegState::Up);
         }
         if !self.caller_gone {
-            out.push(Output::Command(Command::Hangup { channel: self.id.clone() }));
+            out.push(Output::Command(Command::Hangup {
+                channel: self.id.clone(),
+            }));
             self.caller_gone = true;
         }
-        for bridge in [self.holding.take(), self.mixing.take()].into_iter().flatten() {
+        for bridge in [self.holding.take(), self.mixing.take()]
+            .into_iter()
+            .flatten()
+        {
             out.push(Output::Command(Command::DestroyBridge { bridge }));
         }
         self.phase = Phase::Ended;
@@ -834,4 +1204,183 @@ pub fn recording_name(kind: &str, now_ms: u64) -> String {
         .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
         .unwrap_or_else(|| "00000000-000000".into());
     format!("{}-{when}-{:08x}", sanitize(kind), fastrand::u32(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ari::events::{ChannelEnteredBridge, StasisEnd, StasisStart};
+    use crate::ari::models::{Bridge, CallerId, Channel, DialplanCep};
+    use crate::flows::definition::parse_flow;
+    use std::path::Path;
+
+    fn channel(id: &str) -> Channel {
+        Channel {
+            id: id.into(),
+            name: format!("PJSIP/{id}"),
+            state: "Up".into(),
+            protocol_id: String::new(),
+            caller: CallerId::default(),
+            connected: CallerId::default(),
+            accountcode: String::new(),
+            dialplan: DialplanCep::default(),
+            creationtime: String::new(),
+            language: "en".into(),
+            channelvars: None,
+            caller_rdnis: None,
+            tenantid: None,
+        }
+    }
+
+    fn flow(record: bool) -> Arc<Flow> {
+        let text = format!(
+            "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = {record}\n"
+        );
+        Arc::new(parse_flow(Path::new("support.toml"), &text).expect("valid"))
+    }
+
+    fn commands(out: &[Output]) -> Vec<&Command> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Command(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn entered(bridge: &str, channels: &[&str], who: &str) -> Event {
+        Event::ChannelEnteredBridge(ChannelEnteredBridge {
+            bridge: Bridge {
+                id: bridge.into(),
+                technology: "simple_bridge".into(),
+                bridge_type: "mixing".into(),
+                bridge_class: "stasis".into(),
+                creator: "Stasis".into(),
+                name: String::new(),
+                channels: channels.iter().map(|c| c.to_string()).collect(),
+                creationtime: String::new(),
+                video_mode: None,
+                video_source_id: None,
+                bridgevars: None,
+            },
+            channel: Some(channel(who)),
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        })
+    }
+
+    fn stasis_start(id: &str) -> Event {
+        Event::StasisStart(StasisStart {
+            args: vec!["leg".into(), "c1".into()],
+            channel: channel(id),
+            replace_channel: None,
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        })
+    }
+
+    fn stasis_end(id: &str) -> Event {
+        Event::StasisEnd(StasisEnd {
+            channel: channel(id),
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        })
+    }
+
+    #[test]
+    fn transfer_records_once_the_bridge_is_complete_and_ends_cleanly() {
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow(true));
+        let out = call.handle(Input::Start, 0, &mut agents);
+        let cmds = commands(&out);
+        assert!(matches!(cmds[0], Command::Answer { channel } if channel == "c1"));
+        assert!(
+            matches!(cmds[1], Command::CreateBridge { bridge, kind: "mixing", .. } if bridge == "c1_B1")
+        );
+        assert!(
+            matches!(cmds[3], Command::Originate { channel, endpoint, timeout: 20, .. } if channel == "c1_L2" && endpoint == "PJSIP/201")
+        );
+
+        let out = call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
+        assert!(
+            matches!(commands(&out)[..], [Command::AddChannels { bridge, channels }] if bridge == "c1_B1" && channels == &vec!["c1_L2".to_string()])
+        );
+        assert!(agents.is_busy("PJSIP/201"));
+
+        let out = call.handle(
+            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
+            20,
+            &mut agents,
+        );
+        let row = out.iter().find_map(|o| match o {
+            Output::RecordingStarted(row) => Some(row.clone()),
+            _ => None,
+        });
+        let row = row.expect("row written before the request");
+        assert_eq!(
+            (
+                row.callee.as_str(),
+                row.node_type.as_str(),
+                row.format.as_str()
+            ),
+            ("PJSIP/201", "transfer", "wav")
+        );
+        assert!(
+            matches!(out.last(), Some(Output::Command(Command::RecordBridge { bridge, .. })) if bridge == "c1_B1")
+        );
+
+        // The agent hangs up first: recording stopped (not discarded), caller hung up, bridge gone.
+        let out = call.handle(Input::Event(&stasis_end("c1_L2")), 30, &mut agents);
+        let cmds = commands(&out);
+        assert!(matches!(cmds[0], Command::StopRecording { name } if *name == row.recording_name));
+        assert!(cmds
+            .iter()
+            .any(|c| matches!(c, Command::Hangup { channel } if channel == "c1")));
+        assert!(cmds
+            .iter()
+            .any(|c| matches!(c, Command::DestroyBridge { bridge } if bridge == "c1_B1")));
+        assert_eq!(out.last(), Some(&Output::Finished));
+        assert!(!agents.is_busy("PJSIP/201"));
+        assert!(call.is_finished());
+    }
+
+    #[test]
+    fn record_call_off_never_asks_for_a_recording() {
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow(false));
+        let mut all = call.handle(Input::Start, 0, &mut agents);
+        all.extend(call.handle(Input::Event(&stasis_start("c1_L2")), 1, &mut agents));
+        all.extend(call.handle(
+            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
+            2,
+            &mut agents,
+        ));
+        all.extend(call.handle(Input::Event(&stasis_end("c1")), 3, &mut agents));
+        assert!(!all.iter().any(|o| matches!(
+            o,
+            Output::RecordingStarted(_) | Output::Command(Command::RecordBridge { .. })
+        )));
+        assert!(call.is_finished());
+    }
+
+    #[test]
+    fn round_robin_and_longest_idle_choose_across_calls() {
+        let mut book = AgentBook::default();
+        let agents = vec!["A".to_string(), "B".to_string(), "C".to_string()];
+        assert_eq!(book.offer("q", &agents, Strategy::RoundRobin), vec!["A"]);
+        assert_eq!(book.offer("q", &agents, Strategy::RoundRobin), vec!["B"]);
+        book.release("A", 100, true);
+        assert_eq!(book.offer("q", &agents, Strategy::RoundRobin), vec!["C"]);
+        assert_eq!(book.offer("q", &agents, Strategy::RoundRobin), vec!["A"]);
+        assert!(
+            book.offer("q", &agents, Strategy::RingAll).is_empty(),
+            "all busy"
+        );
+        book.release("A", 300, true);
+        book.release("B", 200, true);
+        assert_eq!(book.offer("q2", &agents, Strategy::LongestIdle), vec!["B"]);
+    }
 }

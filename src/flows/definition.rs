@@ -91,7 +91,10 @@ impl NodeKind {
 
     /// The edges leaving the node, with the field that holds each.
     pub fn edges(&self) -> Vec<(&'static str, &str)> {
-        fn pick<'a>(field: &'static str, target: &'a Option<String>) -> Option<(&'static str, &'a str)> {
+        fn pick<'a>(
+            field: &'static str,
+            target: &'a Option<String>,
+        ) -> Option<(&'static str, &'a str)> {
             target.as_deref().map(|t| (field, t))
         }
         match self {
@@ -172,7 +175,10 @@ pub struct FlowSet {
 
 impl FlowSet {
     pub fn flow_for_number(&self, number: &str) -> Option<Arc<Flow>> {
-        self.by_number.get(number).and_then(|name| self.flows.get(name)).cloned()
+        self.by_number
+            .get(number)
+            .and_then(|name| self.flows.get(name))
+            .cloned()
     }
 }
 
@@ -202,7 +208,10 @@ impl Ctx<'_> {
                 None
             }
             Some(other) => {
-                self.err(Some(field), format!("must be a string, not {}", other.type_str()));
+                self.err(
+                    Some(field),
+                    format!("must be a string, not {}", other.type_str()),
+                );
                 None
             }
             None => {
@@ -233,7 +242,10 @@ impl Ctx<'_> {
                 out
             }
             Some(other) => {
-                self.err(Some(field), format!("must be a list of strings, not {}", other.type_str()));
+                self.err(
+                    Some(field),
+                    format!("must be a list of strings, not {}", other.type_str()),
+                );
                 vec![]
             }
             None => {
@@ -254,7 +266,13 @@ impl Ctx<'_> {
                 default
             }
             Some(other) => {
-                self.err(Some(field), format!("must be a whole number of seconds, not {}", other.type_str()));
+                self.err(
+                    Some(field),
+                    format!(
+                        "must be a whole number of seconds, not {}",
+                        other.type_str()
+                    ),
+                );
                 default
             }
         }
@@ -265,7 +283,10 @@ impl Ctx<'_> {
             None => default,
             Some(Value::Boolean(b)) => *b,
             Some(other) => {
-                self.err(Some(field), format!("must be true or false, not {}", other.type_str()));
+                self.err(
+                    Some(field),
+                    format!("must be true or false, not {}", other.type_str()),
+                );
                 default
             }
         }
@@ -274,22 +295,34 @@ impl Ctx<'_> {
     fn known_fields(&mut self, table: &Table, allowed: &[&str]) {
         for key in table.keys() {
             if !allowed.contains(&key.as_str()) {
-                self.err(Some(key), format!("unknown field (expected one of: {})", allowed.join(", ")));
+                self.err(
+                    Some(key),
+                    format!("unknown field (expected one of: {})", allowed.join(", ")),
+                );
             }
         }
     }
 }
 
 fn check_media(ctx: &mut Ctx<'_>, field: &str, media: &str) {
-    if !(media.starts_with("sound:") || media.starts_with("recording:") || media.starts_with("tone:")) {
-        ctx.err(Some(field), format!("{media:?} must start with sound:, recording: or tone:"));
+    if !(media.starts_with("sound:")
+        || media.starts_with("recording:")
+        || media.starts_with("tone:"))
+    {
+        ctx.err(
+            Some(field),
+            format!("{media:?} must start with sound:, recording: or tone:"),
+        );
     }
 }
 
 fn check_endpoint(ctx: &mut Ctx<'_>, field: &str, endpoint: &str) {
     match endpoint.split_once('/') {
         Some((tech, resource)) if !tech.is_empty() && !resource.is_empty() => {}
-        _ => ctx.err(Some(field), format!("{endpoint:?} is not an endpoint like PJSIP/201 or Local/201@agents")),
+        _ => ctx.err(
+            Some(field),
+            format!("{endpoint:?} is not an endpoint like PJSIP/201 or Local/201@agents"),
+        ),
     }
 }
 
@@ -308,7 +341,16 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
             }
         }
         "transfer" => {
-            ctx.known_fields(table, &["type", "target", "ring_timeout", "record_call", "on_failure"]);
+            ctx.known_fields(
+                table,
+                &[
+                    "type",
+                    "target",
+                    "ring_timeout",
+                    "record_call",
+                    "on_failure",
+                ],
+            );
             let target = ctx.string(table, "target", true);
             if let Some(t) = &target {
                 check_endpoint(ctx, "target", t);
@@ -323,7 +365,16 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
         "queue" => {
             ctx.known_fields(
                 table,
-                &["type", "agents", "strategy", "ring_timeout", "max_wait", "overflow", "moh_class", "record_call"],
+                &[
+                    "type",
+                    "agents",
+                    "strategy",
+                    "ring_timeout",
+                    "max_wait",
+                    "overflow",
+                    "moh_class",
+                    "record_call",
+                ],
             );
             let agents = ctx.strings(table, "agents", true);
             for a in &agents {
@@ -334,7 +385,10 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                 Some("round_robin") => Strategy::RoundRobin,
                 Some("longest_idle") => Strategy::LongestIdle,
                 Some(other) => {
-                    ctx.err(Some("strategy"), format!("{other:?} is not ringall, round_robin or longest_idle"));
+                    ctx.err(
+                        Some("strategy"),
+                        format!("{other:?} is not ringall, round_robin or longest_idle"),
+                    );
                     Strategy::RingAll
                 }
             };
@@ -344,12 +398,24 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                 ring_timeout: ctx.seconds(table, "ring_timeout", 15, 600),
                 max_wait: ctx.seconds(table, "max_wait", 300, 86_400),
                 overflow: ctx.string(table, "overflow", false),
-                moh_class: ctx.string(table, "moh_class", false).unwrap_or_else(|| "default".into()),
+                moh_class: ctx
+                    .string(table, "moh_class", false)
+                    .unwrap_or_else(|| "default".into()),
                 record_call: ctx.boolean(table, "record_call", false),
             }
         }
         "hunt_group" => {
-            ctx.known_fields(table, &["type", "members", "mode", "ring_seconds", "record_call", "on_failure"]);
+            ctx.known_fields(
+                table,
+                &[
+                    "type",
+                    "members",
+                    "mode",
+                    "ring_seconds",
+                    "record_call",
+                    "on_failure",
+                ],
+            );
             let members = ctx.strings(table, "members", true);
             for m in &members {
                 check_endpoint(ctx, "members", m);
@@ -358,7 +424,10 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                 None | Some("sequential") => HuntMode::Sequential,
                 Some("simultaneous") => HuntMode::Simultaneous,
                 Some(other) => {
-                    ctx.err(Some("mode"), format!("{other:?} is not sequential or simultaneous"));
+                    ctx.err(
+                        Some("mode"),
+                        format!("{other:?} is not sequential or simultaneous"),
+                    );
                     HuntMode::Sequential
                 }
             };
@@ -371,11 +440,27 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
             }
         }
         "voicemail" => {
-            ctx.known_fields(table, &["type", "mailbox", "greeting", "beep", "max_duration", "max_silence"]);
+            ctx.known_fields(
+                table,
+                &[
+                    "type",
+                    "mailbox",
+                    "greeting",
+                    "beep",
+                    "max_duration",
+                    "max_silence",
+                ],
+            );
             let mailbox = ctx.string(table, "mailbox", true);
             if let Some(m) = &mailbox {
-                if !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                    ctx.err(Some("mailbox"), "letters, digits, '-' and '_' only (it names files)");
+                if !m
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    ctx.err(
+                        Some("mailbox"),
+                        "letters, digits, '-' and '_' only (it names files)",
+                    );
                 }
             }
             let greeting = ctx.string(table, "greeting", false);
@@ -412,7 +497,9 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
     let table: Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             return Err(vec![FlowError {
                 file: file.to_path_buf(),
                 node: None,
@@ -424,8 +511,15 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             }]);
         }
     };
-    let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut ctx = Ctx { file, node: None, errors: &mut errors };
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut ctx = Ctx {
+        file,
+        node: None,
+        errors: &mut errors,
+    };
     ctx.known_fields(&table, &["flow", "nodes"]);
     let empty = Table::new();
     let head = match table.get("flow") {
@@ -442,16 +536,28 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
     ctx.known_fields(head, &["numbers", "start", "tenant", "description"]);
     let numbers = ctx.strings(head, "numbers", true);
     let start = ctx.string(head, "start", true).unwrap_or_default();
-    let tenant = ctx.string(head, "tenant", false).unwrap_or_else(|| "default".into());
+    let tenant = ctx
+        .string(head, "tenant", false)
+        .unwrap_or_else(|| "default".into());
     let mut nodes = BTreeMap::new();
     match table.get("nodes") {
         Some(Value::Table(node_tables)) => {
             for (id, value) in node_tables {
-                let mut node_ctx = Ctx { file, node: Some(id), errors: ctx.errors };
+                let mut node_ctx = Ctx {
+                    file,
+                    node: Some(id),
+                    errors: ctx.errors,
+                };
                 match value {
                     Value::Table(t) => {
                         if let Some(kind) = parse_node(&mut node_ctx, id, t) {
-                            nodes.insert(id.clone(), Node { id: id.clone(), kind });
+                            nodes.insert(
+                                id.clone(),
+                                Node {
+                                    id: id.clone(),
+                                    kind,
+                                },
+                            );
                         }
                     }
                     _ => node_ctx.err(None, "must be a table ([nodes.<name>])"),
@@ -459,17 +565,24 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             }
         }
         Some(_) => ctx.err(Some("nodes"), "must be a table of nodes"),
-        None => ctx.err(Some("nodes"), "missing: a flow needs at least one [nodes.<name>]"),
-    }
-    let mut ctx = Ctx { file, node: None, errors: &mut errors };
-    if !start.is_empty() && !nodes.contains_key(&start) && table.get("nodes").is_some() {
-        ctx.err(Some("start"), format!("names node {start:?}, which does not exist"));
+        None => ctx.err(
+            Some("nodes"),
+            "missing: a flow needs at least one [nodes.<name>]",
+        ),
     }
     // Edges must land on nodes; parse failures of the target are reported on their own.
     let all_ids: BTreeSet<&String> = match table.get("nodes") {
         Some(Value::Table(t)) => t.keys().collect(),
         _ => BTreeSet::new(),
     };
+    if !start.is_empty() && !all_ids.contains(&start) && table.get("nodes").is_some() {
+        errors.push(FlowError {
+            file: file.to_path_buf(),
+            node: None,
+            field: Some("start".into()),
+            message: format!("names node {start:?}, which does not exist"),
+        });
+    }
     for node in nodes.values() {
         for (field, target) in node.kind.edges() {
             if !all_ids.contains(&target.to_string()) {
@@ -487,11 +600,21 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             file: file.to_path_buf(),
             node: cycle.first().cloned(),
             field: None,
-            message: format!("cycle without a wait: {} (add a prompt, a queue or voicemail on the loop)", cycle.join(" -> ")),
+            message: format!(
+                "cycle without a wait: {} (add a prompt, a queue or voicemail on the loop)",
+                cycle.join(" -> ")
+            ),
         });
     }
     if errors.is_empty() {
-        Ok(Flow { name, file: file.to_path_buf(), tenant, numbers, start, nodes })
+        Ok(Flow {
+            name,
+            file: file.to_path_buf(),
+            tenant,
+            numbers,
+            start,
+            nodes,
+        })
     } else {
         Err(errors)
     }
@@ -540,11 +663,22 @@ fn cycle_without_wait(nodes: &BTreeMap<String, Node>) -> Option<Vec<String>> {
 pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError>> {
     let mut errors = Vec::new();
     let table: Table = toml::from_str(text).map_err(|e| {
-        vec![FlowError { file: file.to_path_buf(), node: None, field: None, message: e.message().to_string() }]
+        vec![FlowError {
+            file: file.to_path_buf(),
+            node: None,
+            field: None,
+            message: e.message().to_string(),
+        }]
     })?;
-    let mut ctx = Ctx { file, node: None, errors: &mut errors };
+    let mut ctx = Ctx {
+        file,
+        node: None,
+        errors: &mut errors,
+    };
     ctx.known_fields(&table, &["record_outbound_calls"]);
-    let settings = Settings { record_outbound_calls: ctx.boolean(&table, "record_outbound_calls", false) };
+    let settings = Settings {
+        record_outbound_calls: ctx.boolean(&table, "record_outbound_calls", false),
+    };
     if errors.is_empty() {
         Ok(settings)
     } else {
@@ -578,7 +712,12 @@ pub fn read_folder(dir: &Path) -> Result<FolderRead, FlowError> {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                let error = FlowError { file: path.clone(), node: None, field: None, message: format!("cannot read: {e}") };
+                let error = FlowError {
+                    file: path.clone(),
+                    node: None,
+                    field: None,
+                    message: format!("cannot read: {e}"),
+                };
                 if path.file_name().is_some_and(|n| n == SETTINGS_FILE) {
                     settings = Some(Err(vec![error]));
                 } else {
@@ -598,16 +737,26 @@ pub fn read_folder(dir: &Path) -> Result<FolderRead, FlowError> {
 
 /// Builds a set from per-file flows, refusing numbers claimed twice (the file read later loses).
 pub fn assemble(flows: Vec<Flow>, settings: Settings) -> (FlowSet, Vec<FlowError>) {
-    let mut set = FlowSet { settings, ..FlowSet::default() };
+    let mut set = FlowSet {
+        settings,
+        ..FlowSet::default()
+    };
     let mut errors = Vec::new();
     for flow in flows {
-        let clash: Vec<&String> = flow.numbers.iter().filter(|n| set.by_number.contains_key(*n)).collect();
+        let clash: Vec<&String> = flow
+            .numbers
+            .iter()
+            .filter(|n| set.by_number.contains_key(*n))
+            .collect();
         if let Some(number) = clash.first() {
             errors.push(FlowError {
                 file: flow.file.clone(),
                 node: None,
                 field: Some("numbers".into()),
-                message: format!("number {number:?} is already used by flow {:?}", set.by_number[*number]),
+                message: format!(
+                    "number {number:?} is already used by flow {:?}",
+                    set.by_number[*number]
+                ),
             });
             continue;
         }
@@ -683,7 +832,12 @@ mailbox = "support"
         assert_eq!(flow.tenant, "default");
         assert_eq!(flow.nodes["desk"].kind.record_call(), Some(true));
         match &flow.nodes["vm"].kind {
-            NodeKind::Voicemail { beep, max_duration, max_silence, .. } => {
+            NodeKind::Voicemail {
+                beep,
+                max_duration,
+                max_silence,
+                ..
+            } => {
                 assert!(*beep);
                 assert_eq!((*max_duration, *max_silence), (120, 10));
             }
@@ -712,9 +866,18 @@ media = ["http://x"]
         let errors = parse(text).expect_err("invalid");
         let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let joined = shown.join("\n");
-        assert!(joined.contains(r#"dialplans/support.toml: node "desk", field "target": missing"#), "{joined}");
-        assert!(joined.contains(r#"node "desk", field "on_failure": points to node "nowhere""#), "{joined}");
-        assert!(joined.contains(r#"node "odd", field "type": unknown node type "conference""#), "{joined}");
+        assert!(
+            joined.contains(r#"dialplans/support.toml: node "desk", field "target": missing"#),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(r#"node "desk", field "on_failure": points to node "nowhere""#),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(r#"node "odd", field "type": unknown node type "conference""#),
+            "{joined}"
+        );
         assert!(joined.contains(r#"node "loud", field "media""#), "{joined}");
         assert_eq!(errors.len(), 4, "{joined}");
     }
@@ -735,7 +898,12 @@ members = ["PJSIP/b"]
 on_failure = "a"
 "#;
         let errors = parse(spin).expect_err("spins");
-        assert!(errors[0].message.contains("cycle without a wait: a -> b -> a"), "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("cycle without a wait: a -> b -> a"),
+            "{errors:?}"
+        );
         let waits = spin.replace("on_failure = \"a\"", "on_failure = \"sorry\"")
             + "[nodes.sorry]\ntype = \"play_audio\"\nmedia = [\"sound:vm-goodbye\"]\nnext = \"a\"\n";
         parse(&waits).expect("a prompt on the loop is a wait");
@@ -749,7 +917,10 @@ on_failure = "a"
         b.file = PathBuf::from("dialplans/other.toml");
         let (set, errors) = assemble(vec![a, b], Settings::default());
         assert_eq!(set.flows.len(), 1);
-        assert_eq!(errors[0].to_string(), r#"dialplans/other.toml, field "numbers": number "100" is already used by flow "support""#);
+        assert_eq!(
+            errors[0].to_string(),
+            r#"dialplans/other.toml, field "numbers": number "100" is already used by flow "support""#
+        );
     }
 
     #[test]

@@ -19,9 +19,17 @@ use crate::stasis::{AppInput, Change};
 /// A library write, applied in order by the writer task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LibraryWrite {
-    Started(RecordingRow),
-    Finished { name: String, duration: Option<i64>, at_ms: i64 },
-    Failed { name: String, cause: String, at_ms: i64 },
+    Started(Box<RecordingRow>),
+    Finished {
+        name: String,
+        duration: Option<i64>,
+        at_ms: i64,
+    },
+    Failed {
+        name: String,
+        cause: String,
+        at_ms: i64,
+    },
 }
 
 enum CallMsg {
@@ -71,7 +79,11 @@ impl FlowRuntime {
 
     /// Calls being driven now.
     pub fn calls_in_progress(&self) -> usize {
-        self.inner.calls.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.inner
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// `POST /api/calls`: rings `from`, then `to`, bridges them, records per the setting.
@@ -85,7 +97,11 @@ impl FlowRuntime {
 
     /// Consumes the Stasis runtime's inputs until they end; changes are re-published to
     /// `observer` (tests and future consumers).
-    pub async fn run(self, mut inputs: mpsc::UnboundedReceiver<AppInput>, observer: mpsc::UnboundedSender<Change>) {
+    pub async fn run(
+        self,
+        mut inputs: mpsc::UnboundedReceiver<AppInput>,
+        observer: mpsc::UnboundedSender<Change>,
+    ) {
         while let Some(input) = inputs.recv().await {
             match input {
                 AppInput::Event(event) => self.dispatch(Arc::from(event)),
@@ -100,30 +116,49 @@ impl FlowRuntime {
     fn on_change(&self, change: &Change) {
         let inner = &self.inner;
         match change {
-            Change::CallEnded { channel_id, recovered: true } => {
+            Change::CallEnded {
+                channel_id,
+                recovered: true,
+            } => {
                 if let Some(tx) = route(inner, channel_id) {
                     let _ = tx.send(CallMsg::Gone(channel_id.clone()));
                 }
             }
-            Change::CallStarted { channel_id, recovered: true, .. } => {
-                // Found in the app after a restart with no call of ours: end it cleanly.
-                if route(inner, channel_id).is_none() {
-                    let client = inner.client.clone();
-                    let id = channel_id.clone();
-                    tracing::warn!(channel = %id, "call found in Asterisk without a running flow (ari-recorder restarted); ending it");
-                    tokio::spawn(async move {
-                        let _ = client.hangup(&id, None).await;
-                    });
-                }
+            // Found in the app after a restart with no call of ours: end it cleanly.
+            Change::CallStarted {
+                channel_id,
+                recovered: true,
+                ..
+            } if route(inner, channel_id).is_none() => {
+                let client = inner.client.clone();
+                let id = channel_id.clone();
+                tracing::warn!(channel = %id, "call found in Asterisk without a running flow (ari-recorder restarted); ending it");
+                tokio::spawn(async move {
+                    let _ = client.hangup(&id, None).await;
+                });
             }
-            Change::RecordingFinished { name, duration, recovered: true } => {
-                let _ = inner.library.send(LibraryWrite::Finished { name: name.clone(), duration: *duration, at_ms: now_ms() as i64 });
+            Change::RecordingFinished {
+                name,
+                duration,
+                recovered: true,
+            } => {
+                let _ = inner.library.send(LibraryWrite::Finished {
+                    name: name.clone(),
+                    duration: *duration,
+                    at_ms: now_ms() as i64,
+                });
             }
-            Change::RecordingFailed { name, cause } if !cause.is_empty() => {
-                // Live failures are written from the event; this is the resync case.
-                if cause.contains("disconnected") {
-                    let _ = inner.library.send(LibraryWrite::Failed { name: name.clone(), cause: cause.clone(), at_ms: now_ms() as i64 });
-                }
+            // Live failures are written from the event itself; this is the resync case.
+            Change::RecordingFailed {
+                name,
+                cause,
+                recovered: true,
+            } => {
+                let _ = inner.library.send(LibraryWrite::Failed {
+                    name: name.clone(),
+                    cause: cause.clone(),
+                    at_ms: now_ms() as i64,
+                });
             }
             _ => {}
         }
@@ -142,7 +177,11 @@ impl FlowRuntime {
             Event::RecordingFailed(e) => {
                 let _ = inner.library.send(LibraryWrite::Failed {
                     name: e.recording.name.clone(),
-                    cause: e.recording.cause.clone().unwrap_or_else(|| "unknown".into()),
+                    cause: e
+                        .recording
+                        .cause
+                        .clone()
+                        .unwrap_or_else(|| "unknown".into()),
                     at_ms: now_ms() as i64,
                 });
             }
@@ -160,7 +199,12 @@ impl FlowRuntime {
                     let number = e.args.get(1).cloned().unwrap_or_default();
                     match inner.store.current().flow_for_number(&number) {
                         Some(flow) => {
-                            let call = Call::inbound(&e.channel.id, &e.channel.caller.name, &e.channel.caller.number, flow);
+                            let call = Call::inbound(
+                                &e.channel.id,
+                                &e.channel.caller.name,
+                                &e.channel.caller.number,
+                                flow,
+                            );
                             spawn_call(inner.clone(), call);
                         }
                         None => {
@@ -216,11 +260,20 @@ fn route(inner: &Inner, id: &str) -> Option<mpsc::UnboundedSender<CallMsg>> {
 
 fn spawn_call(inner: Arc<Inner>, call: Call) {
     let (tx, rx) = mpsc::unbounded_channel();
-    inner.calls.lock().unwrap_or_else(|p| p.into_inner()).insert(call.id.clone(), tx.clone());
+    inner
+        .calls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(call.id.clone(), tx.clone());
     tokio::spawn(drive_call(inner, call, tx, rx));
 }
 
-async fn drive_call(inner: Arc<Inner>, mut call: Call, tx: mpsc::UnboundedSender<CallMsg>, mut rx: mpsc::UnboundedReceiver<CallMsg>) {
+async fn drive_call(
+    inner: Arc<Inner>,
+    mut call: Call,
+    tx: mpsc::UnboundedSender<CallMsg>,
+    mut rx: mpsc::UnboundedReceiver<CallMsg>,
+) {
     let id = call.id.clone();
     tracing::info!(call = %id, "call started");
     let outputs = handle(&inner, &mut call, Input::Start);
@@ -229,12 +282,18 @@ async fn drive_call(inner: Arc<Inner>, mut call: Call, tx: mpsc::UnboundedSender
         let Some(msg) = rx.recv().await else { break };
         let outputs = match &msg {
             CallMsg::Event(event) => handle(&inner, &mut call, Input::Event(event)),
-            CallMsg::Gone(channel) => handle(&inner, &mut call, Input::ChannelGone(channel.clone())),
+            CallMsg::Gone(channel) => {
+                handle(&inner, &mut call, Input::ChannelGone(channel.clone()))
+            }
             CallMsg::Timer(key) => handle(&inner, &mut call, Input::Timer(*key)),
         };
         execute(&inner, &mut call, &tx, outputs).await;
     }
-    inner.calls.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    inner
+        .calls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id);
     tracing::info!(call = %id, "call ended");
 }
 
@@ -244,19 +303,35 @@ fn handle(inner: &Inner, call: &mut Call, input: Input<'_>) -> Vec<Output> {
 }
 
 /// Runs outputs in order; a refused command is fed back to the call at once.
-async fn execute(inner: &Inner, call: &mut Call, tx: &mpsc::UnboundedSender<CallMsg>, outputs: Vec<Output>) {
+async fn execute(
+    inner: &Inner,
+    call: &mut Call,
+    tx: &mpsc::UnboundedSender<CallMsg>,
+    outputs: Vec<Output>,
+) {
     let mut queue: std::collections::VecDeque<Output> = outputs.into();
     while let Some(output) = queue.pop_front() {
         match output {
             Output::Command(command) => {
                 if let Err(e) = run_command(inner, &command).await {
-                    if !e.is_not_found() || !matches!(command, Command::Hangup { .. } | Command::DestroyBridge { .. } | Command::StopRecording { .. } | Command::BridgeMoh { .. }) {
+                    if !e.is_not_found()
+                        || !matches!(
+                            command,
+                            Command::Hangup { .. }
+                                | Command::DestroyBridge { .. }
+                                | Command::StopRecording { .. }
+                                | Command::BridgeMoh { .. }
+                        )
+                    {
                         tracing::warn!(call = %call.id, error = %e, "ARI command failed");
                     }
                     let failed = Input::Failed {
                         command,
                         status: e.status().map(|s| s.as_u16()),
-                        message: e.message().map(str::to_string).unwrap_or_else(|| e.to_string()),
+                        message: e
+                            .message()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| e.to_string()),
                     };
                     queue.extend(handle(inner, call, failed));
                 }
@@ -269,10 +344,14 @@ async fn execute(inner: &Inner, call: &mut Call, tx: &mpsc::UnboundedSender<Call
                 });
             }
             Output::RecordingStarted(row) => {
-                let _ = inner.library.send(LibraryWrite::Started(row));
+                let _ = inner.library.send(LibraryWrite::Started(Box::new(row)));
             }
             Output::RecordingRefused { name, cause } => {
-                let _ = inner.library.send(LibraryWrite::Failed { name, cause, at_ms: now_ms() as i64 });
+                let _ = inner.library.send(LibraryWrite::Failed {
+                    name,
+                    cause,
+                    at_ms: now_ms() as i64,
+                });
             }
             Output::Finished => {}
         }
@@ -284,16 +363,31 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
     match command {
         Command::Answer { channel } => c.answer(channel).await,
         Command::Hangup { channel } => c.hangup(channel, None).await,
-        Command::CreateBridge { bridge, kind, name } => c.create_bridge_with_id(bridge, kind, Some(name)).await.map(drop),
+        Command::CreateBridge { bridge, kind, name } => c
+            .create_bridge_with_id(bridge, kind, Some(name))
+            .await
+            .map(drop),
         Command::AddChannels { bridge, channels } => {
             let ids: Vec<&str> = channels.iter().map(String::as_str).collect();
             c.add_channels(bridge, &ids, None).await
         }
         Command::RemoveChannel { bridge, channel } => c.remove_channels(bridge, &[channel]).await,
         Command::DestroyBridge { bridge } => c.destroy_bridge(bridge).await,
-        Command::BridgeMoh { bridge, class, on: true } => c.bridge_moh_start(bridge, Some(class)).await,
-        Command::BridgeMoh { bridge, on: false, .. } => c.bridge_moh_stop(bridge).await,
-        Command::Originate { channel, endpoint, caller_id, timeout, app_args } => c
+        Command::BridgeMoh {
+            bridge,
+            class,
+            on: true,
+        } => c.bridge_moh_start(bridge, Some(class)).await,
+        Command::BridgeMoh {
+            bridge, on: false, ..
+        } => c.bridge_moh_stop(bridge).await,
+        Command::Originate {
+            channel,
+            endpoint,
+            caller_id,
+            timeout,
+            app_args,
+        } => c
             .originate(&OriginateRequest {
                 endpoint: endpoint.clone(),
                 app: Some(inner.app.clone()),
@@ -305,9 +399,20 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
             })
             .await
             .map(drop),
-        Command::Play { channel, playback, media } => c.play_on_channel(channel, media, Some(playback)).await.map(drop),
-        Command::RecordBridge { bridge, request } => c.record_bridge(bridge, request).await.map(drop),
-        Command::RecordChannel { channel, request } => c.record_channel(channel, request).await.map(drop),
+        Command::Play {
+            channel,
+            playback,
+            media,
+        } => c
+            .play_on_channel(channel, media, Some(playback))
+            .await
+            .map(drop),
+        Command::RecordBridge { bridge, request } => {
+            c.record_bridge(bridge, request).await.map(drop)
+        }
+        Command::RecordChannel { channel, request } => {
+            c.record_channel(channel, request).await.map(drop)
+        }
         Command::StopRecording { name } => c.stop_recording(name).await,
     }
 }

@@ -14,7 +14,10 @@ use std::time::Duration;
 use notify::Watcher;
 use tokio::sync::{mpsc, watch};
 
-use super::definition::{assemble, parse_flow, parse_settings, read_folder, Flow, FlowError, FlowSet, Settings, SETTINGS_FILE};
+use super::definition::{
+    assemble, parse_flow, parse_settings, read_folder, Flow, FlowError, FlowSet, Settings,
+    SETTINGS_FILE,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
@@ -27,7 +30,10 @@ pub enum EditError {
     #[error("the edited file would be invalid: {0}")]
     Invalid(String),
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub struct FlowStore {
@@ -61,7 +67,10 @@ impl FlowStore {
 
     /// The flows in force now.
     pub fn current(&self) -> Arc<FlowSet> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Re-reads the folder; returns the problems of files whose new version was refused.
@@ -121,16 +130,34 @@ impl FlowStore {
             return Err(EditError::NoFlow(flow.to_string()));
         };
         let Some(n) = f.nodes.get(node) else {
-            return Err(EditError::NoNode { flow: flow.to_string(), node: node.to_string() });
+            return Err(EditError::NoNode {
+                flow: flow.to_string(),
+                node: node.to_string(),
+            });
         };
         if n.kind.record_call().is_none() {
-            return Err(EditError::NotRecordable { node: node.to_string(), kind: n.kind.type_name() });
+            return Err(EditError::NotRecordable {
+                node: node.to_string(),
+                kind: n.kind.type_name(),
+            });
         }
         let path = self.flow_path(flow)?;
-        let text = std::fs::read_to_string(&path).map_err(|source| EditError::Write { path: path.clone(), source })?;
-        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Invalid(e.to_string()))?;
-        let Some(table) = doc.get_mut("nodes").and_then(|n| n.get_mut(node)).and_then(|t| t.as_table_like_mut()) else {
-            return Err(EditError::NoNode { flow: flow.to_string(), node: node.to_string() });
+        let text = std::fs::read_to_string(&path).map_err(|source| EditError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        let mut doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| EditError::Invalid(e.to_string()))?;
+        let Some(table) = doc
+            .get_mut("nodes")
+            .and_then(|n| n.get_mut(node))
+            .and_then(|t| t.as_table_like_mut())
+        else {
+            return Err(EditError::NoNode {
+                flow: flow.to_string(),
+                node: node.to_string(),
+            });
         };
         match table.get_mut("record_call").and_then(|v| v.as_value_mut()) {
             Some(value) => {
@@ -145,7 +172,13 @@ impl FlowStore {
         }
         let new_text = doc.to_string();
         parse_flow(&path, &new_text).map_err(|errors| {
-            EditError::Invalid(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+            EditError::Invalid(
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         })?;
         write_atomically(&path, &new_text)?;
         self.reload();
@@ -163,12 +196,18 @@ impl FlowStore {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                "# Service-wide call settings (edited by the API too; comments are kept).\n".to_string()
+                "# Service-wide call settings (edited by the API too; comments are kept).\n"
+                    .to_string()
             }
             Err(source) => return Err(EditError::Write { path, source }),
         };
-        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Invalid(e.to_string()))?;
-        match doc.get_mut("record_outbound_calls").and_then(|v| v.as_value_mut()) {
+        let mut doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| EditError::Invalid(e.to_string()))?;
+        match doc
+            .get_mut("record_outbound_calls")
+            .and_then(|v| v.as_value_mut())
+        {
             Some(value) => {
                 let decor = value.decor().clone();
                 *value = toml_edit::Value::from(record);
@@ -180,7 +219,13 @@ impl FlowStore {
         }
         let new_text = doc.to_string();
         let settings = parse_settings(&path, &new_text).map_err(|errors| {
-            EditError::Invalid(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+            EditError::Invalid(
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
         })?;
         write_atomically(&path, &new_text)?;
         self.reload();
@@ -188,13 +233,17 @@ impl FlowStore {
     }
 
     /// Watches the folder and reloads on change until `shutdown`.
-    pub fn watch(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
+    pub fn watch(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
-                let _ = tx.send(());
-            }
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = tx.send(());
+                }
+            })?;
         watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
         let store = Arc::clone(self);
         Ok(tokio::spawn(async move {
@@ -208,7 +257,11 @@ impl FlowStore {
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 while rx.try_recv().is_ok() {}
                 let problems = store.reload();
-                tracing::info!(flows = store.current().flows.len(), refused = problems.len(), "dialplans reloaded");
+                tracing::info!(
+                    flows = store.current().flows.len(),
+                    refused = problems.len(),
+                    "dialplans reloaded"
+                );
             }
         }))
     }
@@ -218,9 +271,15 @@ impl FlowStore {
 /// file or the new one, never half of either.
 pub fn write_atomically(path: &Path, text: &str) -> Result<(), EditError> {
     use std::io::Write;
-    let fail = |source| EditError::Write { path: path.to_path_buf(), source };
+    let fail = |source| EditError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{:08x}.tmp", fastrand::u32(..)));
     let mut file = std::fs::File::create(&tmp).map_err(fail)?;
     file.write_all(text.as_bytes()).map_err(fail)?;
@@ -262,23 +321,53 @@ record_call = false # flip with PATCH /api/flows/support/nodes/desk
     #[test]
     fn record_call_edit_keeps_comments_and_applies() {
         let (dir, store) = folder();
-        store.set_record_call("support", "desk", true).expect("edit");
+        store
+            .set_record_call("support", "desk", true)
+            .expect("edit");
         let text = std::fs::read_to_string(dir.path().join("support.toml")).expect("read");
-        assert!(text.contains("# Support line: callers reach the desk."), "{text}");
-        assert!(text.contains("record_call = true # flip with PATCH"), "{text}");
-        assert_eq!(store.current().flows["support"].nodes["desk"].kind.record_call(), Some(true));
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        assert!(
+            text.contains("# Support line: callers reach the desk."),
+            "{text}"
+        );
+        assert!(
+            text.contains("record_call = true # flip with PATCH"),
+            "{text}"
+        );
+        assert_eq!(
+            store.current().flows["support"].nodes["desk"]
+                .kind
+                .record_call(),
+            Some(true)
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
         assert!(leftovers.is_empty());
     }
 
     #[test]
     fn a_broken_edit_is_refused_and_the_last_good_flow_keeps_running() {
         let (dir, store) = folder();
-        std::fs::write(dir.path().join("support.toml"), FLOW.replace("type = \"transfer\"", "type = \"teleport\"")).expect("write");
+        std::fs::write(
+            dir.path().join("support.toml"),
+            FLOW.replace("type = \"transfer\"", "type = \"teleport\""),
+        )
+        .expect("write");
         let problems = store.reload();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].to_string().contains("node \"desk\", field \"type\""), "{}", problems[0]);
-        assert!(store.current().flow_for_number("100").is_some(), "last good version still in force");
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("node \"desk\", field \"type\""),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            store.current().flow_for_number("100").is_some(),
+            "last good version still in force"
+        );
     }
 
     #[test]
@@ -300,8 +389,13 @@ record_call = false # flip with PATCH /api/flows/support/nodes/desk
         )
         .expect("write");
         store.reload();
-        let err = store.set_record_call("hello", "hi", true).expect_err("not recordable");
+        let err = store
+            .set_record_call("hello", "hi", true)
+            .expect_err("not recordable");
         assert!(err.to_string().contains("play_audio node"), "{err}");
-        assert!(matches!(store.set_record_call("nope", "x", true), Err(EditError::NoFlow(_))));
+        assert!(matches!(
+            store.set_record_call("nope", "x", true),
+            Err(EditError::NoFlow(_))
+        ));
     }
 }

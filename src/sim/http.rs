@@ -30,6 +30,18 @@ pub struct SimState {
     pub dialplan_app: String,
     /// While set and in the future, websockets neither read nor write (a stalled peer).
     pub stalled_until: Arc<Mutex<Option<Instant>>>,
+    /// Every ARI request received, in order, so tests can assert what the app asked for.
+    pub requests: Arc<Mutex<Vec<SimRequest>>>,
+}
+
+/// One ARI request as received (path relative to `/ari`, query string as sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// When it arrived (for latency benchmarks).
+    pub at: std::time::Instant,
 }
 
 type Q = Query<HashMap<String, String>>;
@@ -143,7 +155,8 @@ pub fn router(state: SimState) -> Router {
                 message: "Not found".into(),
             }
         })
-        .layer(middleware::from_fn_with_state(state.clone(), require_auth));
+        .layer(middleware::from_fn_with_state(state.clone(), require_auth))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request));
     Router::new()
         .nest("/ari", ari)
         .route("/__sim/call", post(control_call))
@@ -152,6 +165,21 @@ pub fn router(state: SimState) -> Router {
         .route("/__sim/restart", post(control_restart))
         .route("/__sim/fail-next-record", post(control_fail_next_record))
         .with_state(state)
+}
+
+async fn log_request(State(state): State<SimState>, request: Request, next: Next) -> Response {
+    let entry = SimRequest {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+        query: request.uri().query().unwrap_or("").to_string(),
+        at: std::time::Instant::now(),
+    };
+    state
+        .requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(entry);
+    next.run(request).await
 }
 
 /// Basic auth or `api_key=user:password`, as Asterisk accepts; 401 otherwise.

@@ -131,6 +131,15 @@ impl SimHandle {
         self.with_world(|w| w.fail_next_record(cause));
     }
 
+    /// Every ARI request received so far.
+    pub fn requests(&self) -> Vec<http::SimRequest> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn app_connected(&self, app: &str) -> bool {
         self.with_world(|w| w.app_connected(app))
     }
@@ -156,11 +165,17 @@ pub async fn start(options: SimOptions) -> std::io::Result<SimHandle> {
         password: options.password.clone(),
         dialplan_app: options.app.clone(),
         stalled_until: Arc::new(Mutex::new(None)),
+        requests: Arc::new(Mutex::new(Vec::new())),
     };
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let app = http::router(state.clone());
     let mut server_shutdown = shutdown_rx.clone();
     tokio::spawn(async move {
+        // Small websocket frames must not wait on Nagle and delayed ACKs (40 ms stalls).
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                let _ = tcp.set_nodelay(true);
+            });
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = server_shutdown.wait_for(|stop| *stop).await;

@@ -154,6 +154,8 @@ pub struct World {
     parties: HashMap<String, Script>,
     fail_next_record: Option<String>,
     started_at: String,
+    /// When each bridge first held two channels (for latency benchmarks).
+    bridge_complete_at: HashMap<String, std::time::Instant>,
 }
 
 fn timestamp() -> String {
@@ -206,6 +208,7 @@ impl World {
             parties: HashMap::new(),
             fail_next_record: None,
             started_at: timestamp(),
+            bridge_complete_at: HashMap::new(),
         }
     }
 
@@ -880,6 +883,11 @@ impl World {
                 continue;
             };
             b.model.channels.push(id.to_string());
+            if b.model.channels.len() == 2 {
+                self.bridge_complete_at
+                    .entry(bridge.to_string())
+                    .or_insert_with(std::time::Instant::now);
+            }
             let bridge_model = b.model.clone();
             let app = b.app.clone();
             let Some(c) = self.channels.get_mut(*id) else {
@@ -968,6 +976,7 @@ impl World {
             self.finish_recording(&name, "done");
         }
         self.stop_playbacks_of(&Target::Bridge(id.to_string()));
+        self.bridge_complete_at.remove(id);
         if let Some(b) = self.bridges.remove(id) {
             self.emit(
                 &b.app,
@@ -1789,6 +1798,11 @@ impl World {
                 self.finish_recording(&name, "done");
             }
         }
+    }
+
+    /// When `bridge` first held two channels.
+    pub fn bridge_completed_at(&self, bridge: &str) -> Option<std::time::Instant> {
+        self.bridge_complete_at.get(bridge).copied()
     }
 
     /// Number of channels and live recordings, for the demo's status line and tests.

@@ -106,3 +106,119 @@ pub async fn listen_sim(sim: &SimHandle, app: &str) -> (Collected, tokio::task::
     }
     panic!("simulator never registered the websocket for {app}");
 }
+
+/// A running ari-recorder pointed at a simulated Asterisk, with its own dialplans folder.
+pub struct TestService {
+    pub svc: ari_recorder::service::Service,
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub dialplans: PathBuf,
+    pub base: String,
+}
+
+pub fn fast_timing() -> ari_recorder::ari::stream::StreamTiming {
+    ari_recorder::ari::stream::StreamTiming {
+        ping_interval: Duration::from_millis(100),
+        dead_after: Duration::from_millis(500),
+        backoff_base: Duration::from_millis(10),
+        backoff_cap: Duration::from_millis(100),
+        stable_after: Duration::from_secs(10),
+    }
+}
+
+/// Starts the service with `flows` (file name, TOML) in a fresh dialplans folder.
+pub async fn start_service(t: &TestSim, flows: &[(&str, &str)]) -> TestService {
+    let dialplans = t.dir.path().join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("dialplans dir");
+    for (name, text) in flows {
+        std::fs::write(dialplans.join(name), text).expect("flow file");
+    }
+    let sim_url = t.sim.url();
+    let recordings = t.recordings.display().to_string();
+    let database = format!("sqlite://{}/library.db?mode=rwc", t.dir.path().display());
+    let dialplans_text = dialplans.display().to_string();
+    let config = ari_recorder::config::Config::load(None, |key| match key {
+        "ARI_URL" => Some(sim_url.clone()),
+        "ARI_PASSWORD" => Some(PASSWORD.into()),
+        "RECORDINGS_DIR" => Some(recordings.clone()),
+        "DATABASE_URL" => Some(database.clone()),
+        "DIALPLANS_DIR" => Some(dialplans_text.clone()),
+        "HTTP_ADDR" => Some("127.0.0.1:0".into()),
+        _ => None,
+    })
+    .expect("config");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let svc = ari_recorder::service::start(&config, fast_timing(), shutdown)
+        .await
+        .expect("service starts");
+    let base = format!("http://{}", svc.http_addr);
+    wait_until("ARI connected", || {
+        t.sim.app_connected("recorder") && svc.metrics.ari_connected()
+    })
+    .await;
+    TestService {
+        svc,
+        stop,
+        dialplans,
+        base,
+    }
+}
+
+/// Polls `condition` (bounded: 10 s) — for state reached through sockets and tasks.
+pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A row of the library's call metadata.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordingRow {
+    pub recording_name: String,
+    pub call_id: String,
+    pub tenant: String,
+    pub flow: Option<String>,
+    pub node: Option<String>,
+    pub node_type: Option<String>,
+    pub direction: String,
+    pub caller_name: Option<String>,
+    pub caller_number: Option<String>,
+    pub callee: Option<String>,
+    pub format: String,
+    pub state: String,
+    pub duration_seconds: Option<i64>,
+    pub failure_cause: Option<String>,
+}
+
+pub async fn recording_rows(db: &ari_recorder::library::Database) -> Vec<RecordingRow> {
+    sqlx::query_as(
+        "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, \
+         callee, format, state, duration_seconds, failure_cause FROM call_recordings ORDER BY started_at_ms, recording_name",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("rows")
+}
+
+/// Waits until the library holds `n` rows all satisfying `pred`.
+pub async fn wait_rows(
+    db: &ari_recorder::library::Database,
+    what: &str,
+    n: usize,
+    pred: impl Fn(&RecordingRow) -> bool,
+) -> Vec<RecordingRow> {
+    for _ in 0..1000 {
+        let rows = recording_rows(db).await;
+        if rows.len() == n && rows.iter().all(&pred) {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "timed out waiting for {what}: {:?}",
+        recording_rows(db).await
+    );
+}

@@ -1,0 +1,993 @@
+//! Call flows against the simulated Asterisk: every node type with `record_call` on and off,
+//! failure edges, hang-ups, queue strategies, hunt modes, outbound calls, hot reload, failed
+//! recordings and a dropped ARI socket. Simulated time moves only when a test advances it.
+
+mod common;
+
+use ari_recorder::sim::{Script, Step};
+use common::{
+    recording_rows, start_service, start_sim, wait_rows, wait_until, TestService, TestSim,
+};
+
+fn transfer_flow(target: &str, record: bool) -> String {
+    format!(
+        r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+tenant = "acme"
+
+[nodes.desk]
+type = "transfer"
+target = "{target}"
+ring_timeout = 5
+record_call = {record}
+on_failure = "sorry"
+
+[nodes.sorry]
+type = "play_audio"
+media = ["sound:vm-goodbye"]
+"#
+    )
+}
+
+fn record_requests(t: &TestSim) -> Vec<String> {
+    t.sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/record"))
+        .map(|r| format!("{}?{}", r.path, r.query))
+        .collect()
+}
+
+fn quiet(t: &TestSim) -> bool {
+    t.sim.with_world(|w| w.counts()) == (0, 0, 0)
+}
+
+async fn stop(s: TestService) {
+    let _ = s.stop.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.svc.join()).await;
+}
+
+fn caller(t: &TestSim, name: &str, steps: Vec<Step>) {
+    t.sim.define_party(name, Script::new(name, steps));
+}
+
+#[tokio::test]
+async fn transfer_with_record_call_records_the_bridge_and_stores_metadata() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    let rows = wait_rows(&s.svc.db, "recording row", 1, |r| r.state == "recording").await;
+    let row = &rows[0];
+    assert!(row.recording_name.starts_with("transfer-"), "{row:?}");
+    assert_eq!(row.format, "wav");
+    assert_eq!(
+        (
+            row.flow.as_deref(),
+            row.node.as_deref(),
+            row.node_type.as_deref()
+        ),
+        (Some("support"), Some("desk"), Some("transfer"))
+    );
+    assert_eq!(
+        (row.caller_name.as_deref(), row.caller_number.as_deref()),
+        (Some("Alice"), Some("5551001"))
+    );
+    assert_eq!(row.callee.as_deref(), Some("PJSIP/201"));
+    assert_eq!(
+        (row.tenant.as_str(), row.direction.as_str()),
+        ("acme", "inbound")
+    );
+    let requests = record_requests(&t);
+    assert_eq!(requests.len(), 1);
+    assert!(
+        requests[0].contains("format=wav") && requests[0].contains("ifExists=fail"),
+        "{requests:?}"
+    );
+
+    // The agent talks 16.2 s then hangs up: the call ends cleanly.
+    t.sim.advance(16.5);
+    let rows = wait_rows(&s.svc.db, "finished row", 1, |r| r.state == "done").await;
+    assert_eq!(rows[0].duration_seconds, Some(16));
+    wait_until("everything torn down", || quiet(&t)).await;
+    let file = t.recordings.join(format!("{}.wav", rows[0].recording_name));
+    let bytes = std::fs::read(&file).expect("recording on disk");
+    assert_eq!(
+        u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]) as usize,
+        bytes.len() - 44
+    );
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn record_call_off_never_sends_a_record_request() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", false))]).await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_until("agent bridged", || {
+        t.sim
+            .with_world(|w| w.bridges().iter().any(|b| b.channels.len() == 2))
+    })
+    .await;
+    t.sim.advance(17.0);
+    wait_until("call over", || quiet(&t)).await;
+    assert!(record_requests(&t).is_empty());
+    assert!(recording_rows(&s.svc.db).await.is_empty());
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn play_audio_is_never_recorded_and_then_hangs_up() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["200"]
+start = "hello"
+[nodes.hello]
+type = "play_audio"
+media = ["sound:hello-world", "sound:vm-goodbye"]
+"#;
+    let s = start_service(&t, &[("hello.toml", flow)]).await;
+    t.sim
+        .place_inbound_call("200", "Bob <5551002>", "silent")
+        .expect("call");
+    wait_until("first prompt", || {
+        t.sim.requests().iter().any(|r| r.path.ends_with("/play"))
+    })
+    .await;
+    t.sim.advance(1.5);
+    wait_until("second prompt", || {
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/play"))
+            .count()
+            == 2
+    })
+    .await;
+    t.sim.advance(1.5);
+    wait_until("hung up after the prompts", || quiet(&t)).await;
+    assert!(record_requests(&t).is_empty());
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn busy_target_takes_the_failure_edge_to_voicemail() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/busy"
+record_call = true
+on_failure = "vm"
+[nodes.vm]
+type = "voicemail"
+mailbox = "support"
+max_duration = 60
+max_silence = 10
+"#;
+    let s = start_service(&t, &[("support.toml", flow)]).await;
+    caller(
+        &t,
+        "leaves-message",
+        vec![Step::Answer, Step::Talk(3.0), Step::Hangup],
+    );
+    t.sim
+        .place_inbound_call("100", "Carol <5551003>", "leaves-message")
+        .expect("call");
+    let rows = wait_rows(&s.svc.db, "voicemail row", 1, |r| r.state == "recording").await;
+    assert_eq!(
+        (rows[0].format.as_str(), rows[0].node_type.as_deref()),
+        ("ulaw", Some("voicemail"))
+    );
+    assert_eq!(
+        rows[0].callee.as_deref(),
+        Some("support"),
+        "tied to the mailbox"
+    );
+    let requests = record_requests(&t);
+    assert_eq!(
+        requests.len(),
+        1,
+        "the busy transfer never recorded: {requests:?}"
+    );
+    assert!(
+        requests[0].contains("/channels/")
+            && requests[0].contains("format=ulaw")
+            && requests[0].contains("terminateOn=%23"),
+        "{requests:?}"
+    );
+    t.sim.advance(4.0);
+    let rows = wait_rows(&s.svc.db, "voicemail done", 1, |r| r.state == "done").await;
+    assert_eq!(rows[0].duration_seconds, Some(3));
+    assert_eq!(
+        std::fs::metadata(
+            t.recordings
+                .join(format!("{}.ulaw", rows[0].recording_name))
+        )
+        .expect("file")
+        .len(),
+        3 * 8000
+    );
+    wait_until("torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn voicemail_stops_on_hash_and_on_silence() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["300"]
+start = "vm"
+[nodes.vm]
+type = "voicemail"
+mailbox = "general"
+greeting = "sound:vm-intro"
+max_duration = 60
+max_silence = 3
+"#;
+    let s = start_service(&t, &[("vm.toml", flow)]).await;
+    caller(
+        &t,
+        "presses-hash",
+        vec![
+            Step::Answer,
+            Step::Wait(6.0),
+            Step::Talk(4.0),
+            Step::Dtmf('#'),
+            Step::Wait(30.0),
+        ],
+    );
+    caller(&t, "says-nothing", vec![Step::Answer, Step::Wait(60.0)]);
+    t.sim
+        .place_inbound_call("300", "Ivan <5551009>", "presses-hash")
+        .expect("call");
+    t.sim
+        .place_inbound_call("300", "Judy <5551010>", "says-nothing")
+        .expect("call");
+    wait_until("greetings playing", || {
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/play"))
+            .count()
+            == 2
+    })
+    .await;
+    t.sim.advance(5.8); // vm-intro is 5.65 s
+    wait_rows(&s.svc.db, "both recording", 2, |r| r.state == "recording").await;
+    t.sim.advance(12.0);
+    let rows = wait_rows(&s.svc.db, "both done", 2, |r| r.state == "done").await;
+    let by_caller = |name: &str| {
+        rows.iter()
+            .find(|r| r.caller_name.as_deref() == Some(name))
+            .expect("row")
+            .clone()
+    };
+    assert_eq!(
+        by_caller("Ivan").duration_seconds,
+        Some(3),
+        "# ends it, keypress trimmed"
+    );
+    assert_eq!(
+        by_caller("Judy").duration_seconds,
+        Some(0),
+        "silence ends it"
+    );
+    wait_until("both calls hung up", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn no_answer_takes_the_failure_edge() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[("support.toml", &transfer_flow("PJSIP/noanswer", true))],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("100", "Dave <5551004>", "silent")
+        .expect("call");
+    wait_until("ringing", || {
+        t.sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/channels")
+    })
+    .await;
+    t.sim.advance(5.5);
+    wait_until("goodbye prompt", || {
+        t.sim.requests().iter().any(|r| r.path.ends_with("/play"))
+    })
+    .await;
+    t.sim.advance(1.5);
+    wait_until("hung up", || quiet(&t)).await;
+    assert!(record_requests(&t).is_empty());
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn caller_hanging_up_while_the_agent_rings_ends_everything() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[("support.toml", &transfer_flow("PJSIP/noanswer", true))],
+    )
+    .await;
+    caller(
+        &t,
+        "impatient",
+        vec![Step::Answer, Step::Wait(1.0), Step::Hangup],
+    );
+    t.sim
+        .place_inbound_call("100", "Erin <5551011>", "impatient")
+        .expect("call");
+    wait_until("ringing", || t.sim.with_world(|w| w.channels().len()) == 4).await;
+    t.sim.advance(1.5);
+    wait_until("ringing leg hung up and bridge gone", || quiet(&t)).await;
+    stop(s).await;
+}
+
+fn hunt_flow(mode: &str, members: &[&str]) -> String {
+    let members: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    format!(
+        r#"
+[flow]
+numbers = ["400"]
+start = "team"
+[nodes.team]
+type = "hunt_group"
+mode = "{mode}"
+members = [{}]
+ring_seconds = 2
+record_call = true
+on_failure = "bye"
+[nodes.bye]
+type = "hangup"
+"#,
+        members.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn simultaneous_hunt_first_answer_wins_others_hung_up() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[(
+            "sales.toml",
+            &hunt_flow(
+                "simultaneous",
+                &["PJSIP/noanswer", "PJSIP/202", "PJSIP/busy"],
+            ),
+        )],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("400", "Carol <5551003>", "talk")
+        .expect("call");
+    let rows = wait_rows(&s.svc.db, "hunt recording", 1, |r| r.state == "recording").await;
+    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
+    assert_eq!(rows[0].node_type.as_deref(), Some("hunt_group"));
+    // The member still ringing was hung up by the app.
+    let hangups = t
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.starts_with("/channels/"))
+        .count();
+    assert!(hangups >= 1);
+    wait_until("only caller and winner left", || {
+        t.sim.with_world(|w| w.channels().len()) == 4
+    })
+    .await;
+    t.sim.advance(17.0);
+    wait_rows(&s.svc.db, "done", 1, |r| r.state == "done").await;
+    wait_until("torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn sequential_hunt_moves_on_after_busy_and_no_answer() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[(
+            "sales.toml",
+            &hunt_flow("sequential", &["PJSIP/busy", "PJSIP/noanswer", "PJSIP/203"]),
+        )],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("400", "Carol <5551003>", "talk")
+        .expect("call");
+    wait_until("second member ringing", || {
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/channels")
+            .count()
+            == 2
+    })
+    .await;
+    t.sim.advance(2.5);
+    let rows = wait_rows(&s.svc.db, "third member recorded", 1, |r| {
+        r.state == "recording"
+    })
+    .await;
+    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/203"));
+    t.sim.advance(17.0);
+    wait_until("torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn hunt_with_nobody_answering_takes_the_failure_edge() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[(
+            "sales.toml",
+            &hunt_flow("simultaneous", &["PJSIP/noanswer", "PJSIP/busy"]),
+        )],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("400", "Carol <5551003>", "talk")
+        .expect("call");
+    wait_until("ringing", || {
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/channels")
+            .count()
+            == 2
+    })
+    .await;
+    t.sim.advance(2.5);
+    wait_until("hung up by the failure edge", || quiet(&t)).await;
+    assert!(record_requests(&t).is_empty());
+    stop(s).await;
+}
+
+fn queue_flow(strategy: &str, agents: &[&str], max_wait: u32) -> String {
+    let agents: Vec<String> = agents.iter().map(|m| format!("\"{m}\"")).collect();
+    format!(
+        r#"
+[flow]
+numbers = ["500"]
+start = "q"
+[nodes.q]
+type = "queue"
+agents = [{}]
+strategy = "{strategy}"
+ring_timeout = 30
+max_wait = {max_wait}
+record_call = true
+overflow = "fallback"
+[nodes.fallback]
+type = "transfer"
+target = "PJSIP/209"
+record_call = true
+"#,
+        agents.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn queue_round_robin_spreads_calls_and_busy_agents_are_not_offered() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[(
+            "helpdesk.toml",
+            &queue_flow("round_robin", &["PJSIP/201", "PJSIP/202"], 60),
+        )],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("500", "Caller One <5550001>", "talk")
+        .expect("call");
+    wait_rows(&s.svc.db, "first answered", 1, |r| r.state == "recording").await;
+    t.sim
+        .place_inbound_call("500", "Caller Two <5550002>", "talk")
+        .expect("call");
+    let rows = wait_rows(&s.svc.db, "second answered", 2, |r| r.state == "recording").await;
+    let callees: Vec<&str> = rows.iter().filter_map(|r| r.callee.as_deref()).collect();
+    assert_eq!(
+        callees,
+        vec!["PJSIP/201", "PJSIP/202"],
+        "each agent gets one call"
+    );
+    // Both agents busy: a third caller waits in the holding bridge, offered to nobody.
+    t.sim
+        .place_inbound_call("500", "Caller Three <5550003>", "talk")
+        .expect("call");
+    wait_until("third waits on hold", || {
+        t.sim.with_world(|w| {
+            w.bridges()
+                .iter()
+                .any(|b| b.bridge_type == "holding" && b.channels.len() == 1)
+        })
+    })
+    .await;
+    let originates = t
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/channels")
+        .count();
+    assert_eq!(originates, 2, "no busy agent was offered the third call");
+    // Agents hang up after 16.2 s: the waiting caller gets the next free agent.
+    t.sim.advance(17.0);
+    wait_until("third caller offered", || {
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/channels")
+            .count()
+            == 3
+    })
+    .await;
+    let rows = wait_rows(&s.svc.db, "third answered", 3, |_| true).await;
+    assert_eq!(rows[2].caller_name.as_deref(), Some("Caller Three"));
+    t.sim.advance(17.0);
+    wait_until("torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn queue_ringall_offers_every_free_agent_and_longest_idle_picks_the_rested_one() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[
+            (
+                "ringall.toml",
+                &queue_flow("ringall", &["PJSIP/noanswer", "PJSIP/202"], 60),
+            ),
+            (
+                "idle.toml",
+                &queue_flow("longest_idle", &["PJSIP/211", "PJSIP/212"], 60)
+                    .replace("\"500\"", "\"510\""),
+            ),
+        ],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("500", "Ring All <5550010>", "talk")
+        .expect("call");
+    let rows = wait_rows(&s.svc.db, "ringall answered", 1, |_| true).await;
+    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
+    assert_eq!(
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/channels")
+            .count(),
+        2,
+        "both agents rung"
+    );
+
+    // Longest idle: 211 takes a call and finishes; the next call goes to 212 (never used) and
+    // the one after to 211 (idle longer than 212, which just ended).
+    t.sim
+        .place_inbound_call("510", "Idle One <5550011>", "talk")
+        .expect("call");
+    wait_rows(&s.svc.db, "first idle call", 2, |_| true).await;
+    t.sim.advance(17.0);
+    wait_rows(&s.svc.db, "finished", 2, |r| r.state == "done").await;
+    t.sim
+        .place_inbound_call("510", "Idle Two <5550012>", "talk")
+        .expect("call");
+    let rows = wait_rows(&s.svc.db, "second idle call", 3, |_| true).await;
+    assert_eq!(rows[1].callee.as_deref(), Some("PJSIP/211"));
+    assert_eq!(rows[2].callee.as_deref(), Some("PJSIP/212"));
+    t.sim.advance(17.0);
+    wait_until("torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn queue_overflows_after_max_wait_and_records_the_new_segment() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[(
+            "helpdesk.toml",
+            &queue_flow("ringall", &["PJSIP/noanswer"], 1),
+        )],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("500", "Waiter <5550020>", "talk")
+        .expect("call");
+    // max_wait is wall time in the app: one second later the caller overflows to the transfer.
+    let rows = wait_rows(&s.svc.db, "overflow transfer recorded", 1, |r| {
+        r.state == "recording"
+    })
+    .await;
+    assert_eq!(
+        (rows[0].node.as_deref(), rows[0].callee.as_deref()),
+        (Some("fallback"), Some("PJSIP/209"))
+    );
+    assert!(
+        t.sim
+            .with_world(|w| w.bridges().iter().all(|b| b.bridge_type == "mixing")),
+        "holding bridge destroyed"
+    );
+    t.sim.advance(17.0);
+    wait_until("torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn caller_leaving_the_queue_ends_cleanly() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[(
+            "helpdesk.toml",
+            &queue_flow("ringall", &["PJSIP/noanswer"], 60),
+        )],
+    )
+    .await;
+    caller(
+        &t,
+        "gives-up",
+        vec![Step::Answer, Step::Wait(2.0), Step::Hangup],
+    );
+    t.sim
+        .place_inbound_call("500", "Quitter <5550021>", "gives-up")
+        .expect("call");
+    wait_until("on hold and agent ringing", || {
+        t.sim.with_world(|w| w.channels().len()) == 4
+    })
+    .await;
+    t.sim.advance(2.5);
+    wait_until("torn down", || quiet(&t)).await;
+    assert!(record_requests(&t).is_empty());
+    stop(s).await;
+}
+
+async fn api(
+    method: reqwest::Method,
+    url: String,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .request(method, url)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn outbound_calls_follow_record_outbound_calls() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[]).await;
+    let (status, body) = api(
+        reqwest::Method::POST,
+        format!("{}/api/calls", s.base),
+        serde_json::json!({"from": "PJSIP/201", "to": "PJSIP/202"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_until("both legs bridged", || {
+        t.sim
+            .with_world(|w| w.bridges().iter().any(|b| b.channels.len() == 2))
+    })
+    .await;
+    assert!(record_requests(&t).is_empty(), "setting off: not recorded");
+    t.sim.advance(17.0);
+    wait_until("over", || quiet(&t)).await;
+
+    let (status, body) = api(
+        reqwest::Method::PATCH,
+        format!("{}/api/settings", s.base),
+        serde_json::json!({"record_outbound_calls": true}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["record_outbound_calls"].as_bool()),
+        (200, Some(true))
+    );
+    let (status, _) = api(
+        reqwest::Method::POST,
+        format!("{}/api/calls", s.base),
+        serde_json::json!({"from": "PJSIP/203", "to": "PJSIP/204"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let rows = wait_rows(&s.svc.db, "outbound recorded", 1, |r| {
+        r.state == "recording"
+    })
+    .await;
+    assert_eq!(
+        (
+            rows[0].direction.as_str(),
+            rows[0].caller_number.as_deref(),
+            rows[0].callee.as_deref()
+        ),
+        ("outbound", Some("PJSIP/203"), Some("PJSIP/204"))
+    );
+    t.sim.advance(17.0);
+    wait_until("over", || quiet(&t)).await;
+
+    let (status, body) = api(
+        reqwest::Method::POST,
+        format!("{}/api/calls", s.base),
+        serde_json::json!({"from": "nonsense", "to": "PJSIP/1"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "bad_request");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("from"),
+        "{body}"
+    );
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn patch_record_call_applies_to_the_next_call_and_errors_are_json() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", false))]).await;
+    let (status, flows) = api(
+        reqwest::Method::GET,
+        format!("{}/api/flows", s.base),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(flows["flows"][0]["name"], "support");
+    let (status, node) = api(
+        reqwest::Method::PATCH,
+        format!("{}/api/flows/support/nodes/desk", s.base),
+        serde_json::json!({"record_call": true}),
+    )
+    .await;
+    assert_eq!(
+        (status, node["record_call"].as_bool()),
+        (200, Some(true)),
+        "{node}"
+    );
+    let text = std::fs::read_to_string(s.dialplans.join("support.toml")).expect("file");
+    assert!(text.contains("record_call = true"), "written back: {text}");
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_rows(&s.svc.db, "now recorded", 1, |r| r.state == "recording").await;
+
+    let (status, body) = api(
+        reqwest::Method::PATCH,
+        format!("{}/api/flows/nope/nodes/desk", s.base),
+        serde_json::json!({"record_call": true}),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, body) = api(
+        reqwest::Method::PATCH,
+        format!("{}/api/flows/support/nodes/sorry", s.base),
+        serde_json::json!({"record_call": true}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api(
+        reqwest::Method::PATCH,
+        format!("{}/api/flows/support/nodes/desk", s.base),
+        serde_json::json!({"record_call": "yes"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    t.sim.advance(17.0);
+    wait_until("over", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn hot_reload_swaps_good_edits_and_refuses_broken_ones() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", false))]).await;
+    // A good edit: a new number appears.
+    std::fs::write(
+        s.dialplans.join("support.toml"),
+        transfer_flow("PJSIP/201", true).replace("[\"100\"]", "[\"100\", \"101\"]"),
+    )
+    .expect("edit");
+    let flows = s.svc.flows.store().clone();
+    wait_until("new version in force", || {
+        flows.current().flow_for_number("101").is_some()
+    })
+    .await;
+    // A broken edit: refused, the last good version keeps running.
+    std::fs::write(
+        s.dialplans.join("support.toml"),
+        "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"teleport\"\n",
+    )
+    .expect("edit");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        flows.current().flow_for_number("101").is_some(),
+        "last good version still in force"
+    );
+    t.sim
+        .place_inbound_call("101", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_rows(&s.svc.db, "recorded with the good version", 1, |r| {
+        r.state == "recording"
+    })
+    .await;
+    t.sim.advance(17.0);
+    wait_until("over", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn recording_failed_after_201_is_stored_and_the_call_goes_on() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
+    t.sim.fail_next_record("Simulated disk failure");
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    let rows = wait_rows(&s.svc.db, "failed row", 1, |r| r.state == "failed").await;
+    assert_eq!(
+        rows[0].failure_cause.as_deref(),
+        Some("Simulated disk failure")
+    );
+    assert!(
+        t.sim
+            .with_world(|w| w.bridges().iter().any(|b| b.channels.len() == 2)),
+        "still talking"
+    );
+    t.sim.advance(17.0);
+    wait_until("over", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn missing_recordings_folder_stores_the_refusal_and_the_call_goes_on() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
+    std::fs::remove_dir_all(&t.recordings).expect("remove");
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    let rows = wait_rows(&s.svc.db, "refused row", 1, |r| r.state == "failed").await;
+    assert!(
+        rows[0]
+            .failure_cause
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("500"),
+        "{rows:?}"
+    );
+    t.sim.advance(17.0);
+    wait_until("over", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn a_dropped_socket_mid_call_keeps_the_recording_and_ends_cleanly_after() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_rows(&s.svc.db, "recording", 1, |r| r.state == "recording").await;
+    let reconnects = s.svc.metrics.reconnects();
+    t.sim.drop_websockets();
+    // While the app is away the agent hangs up; that event is lost.
+    t.sim.advance(17.0);
+    wait_until("reconnected", || {
+        s.svc.metrics.reconnects() > reconnects && s.svc.metrics.ari_connected()
+    })
+    .await;
+    let rows = wait_rows(&s.svc.db, "finished after resync", 1, |r| r.state == "done").await;
+    // The bridge kept recording the caller for all 17 simulated seconds the app was away.
+    assert_eq!(rows[0].duration_seconds, Some(17));
+    wait_until("over", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn calls_found_after_a_restart_are_ended_cleanly() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_rows(&s.svc.db, "recording", 1, |r| r.state == "recording").await;
+    stop(s).await;
+    assert!(
+        !quiet(&t),
+        "calls in progress are left to Asterisk on shutdown"
+    );
+    let s = start_service(&t, &[]).await;
+    wait_until("restarted service ends the orphaned call", || {
+        t.sim.with_world(|w| w.channels().is_empty())
+    })
+    .await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_calls_every_recording_accounted_for() {
+    let t = start_sim(0.0).await;
+    let vm = r#"
+[flow]
+numbers = ["300"]
+start = "vm"
+[nodes.vm]
+type = "voicemail"
+mailbox = "general"
+max_duration = 60
+max_silence = 10
+"#;
+    let s = start_service(
+        &t,
+        &[
+            ("support.toml", &transfer_flow("PJSIP/201", true)),
+            ("vm.toml", vm),
+        ],
+    )
+    .await;
+    caller(
+        &t,
+        "short-message",
+        vec![Step::Answer, Step::Talk(2.0), Step::Hangup],
+    );
+    for i in 0..200 {
+        let (number, behaviour) = if i % 2 == 0 {
+            ("100", "talk")
+        } else {
+            ("300", "short-message")
+        };
+        t.sim
+            .place_inbound_call(number, &format!("Caller {i} <555{i:04}>"), behaviour)
+            .expect("call");
+    }
+    wait_rows(&s.svc.db, "200 recordings started", 200, |r| {
+        r.state == "recording"
+    })
+    .await;
+    t.sim.advance(17.0);
+    let rows = wait_rows(&s.svc.db, "200 recordings finished", 200, |r| {
+        r.state == "done"
+    })
+    .await;
+    for row in &rows {
+        let ext = if row.format == "wav" { "wav" } else { "ulaw" };
+        assert!(
+            t.recordings
+                .join(format!("{}.{ext}", row.recording_name))
+                .is_file(),
+            "{row:?}"
+        );
+    }
+    assert_eq!(rows.iter().filter(|r| r.format == "wav").count(), 100);
+    wait_until("all 200 calls torn down", || quiet(&t)).await;
+    assert_eq!(s.svc.flows.calls_in_progress(), 0);
+    stop(s).await;
+}
