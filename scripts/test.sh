@@ -10,12 +10,13 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if [ -z "${TEST_POSTGRES_URL:-}" ]; then
-  if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
+  # The client package alone also creates /usr/lib/postgresql/*/bin: look for the server.
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "installing PostgreSQL for the database tests..." >&2
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   fi
-  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  PGBIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
   PGPORT=${PGPORT:-55432}
   PGDATA="${TMPDIR:-/tmp}/ari-recorder-test-pg"
   # initdb refuses to run as root: run the cluster as the postgres user then.
