@@ -20,7 +20,8 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     CallStarted {
-        channel_id: String,
+        /// The channel as the event or REST showed it (state, caller).
+        channel: Box<Channel>,
         args: Vec<String>,
         recovered: bool,
     },
@@ -97,7 +98,7 @@ impl Registry {
                 self.channels
                     .insert(e.channel.id.clone(), e.channel.clone());
                 changes.push(Change::CallStarted {
-                    channel_id: e.channel.id.clone(),
+                    channel: Box::new(e.channel.clone()),
                     args: e.args.clone(),
                     recovered: false,
                 });
@@ -177,7 +178,7 @@ impl Registry {
             if !self.channels.contains_key(id) {
                 self.channels.insert(id.to_string(), channel.clone());
                 changes.push(Change::CallStarted {
-                    channel_id: id.to_string(),
+                    channel: Box::new(channel.clone()),
                     args: stasis_args(channel),
                     recovered: true,
                 });
@@ -427,7 +428,7 @@ mod tests {
             recovered: true
         }));
         assert!(changes.contains(&Change::CallStarted {
-            channel_id: "1.3".into(),
+            channel: Box::new(channel("1.3")),
             args: vec!["inbound".into(), "100".into()],
             recovered: true
         }));

@@ -991,3 +991,16 @@ max_silence = 10
     assert_eq!(s.svc.flows.calls_in_progress(), 0);
     stop(s).await;
 }
+
+#[tokio::test]
+async fn a_caller_waiting_in_the_app_before_the_service_connects_gets_the_flow() {
+    let t = start_sim(0.0).await;
+    // The caller entered Stasis while ari-recorder was not connected: no StasisStart will come.
+    t.sim.place_inbound_call("100", "Early <5551099>", "talk").expect("call");
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
+    let rows = wait_rows(&s.svc.db, "recorded", 1, |r| r.state == "recording").await;
+    assert_eq!(rows[0].caller_name.as_deref(), Some("Early"));
+    t.sim.advance(16.5);
+    wait_until("over", || quiet(&t)).await;
+    stop(s).await;
+}

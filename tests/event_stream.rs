@@ -108,14 +108,10 @@ async fn dropped_socket_reconnects_and_resync_recovers_what_was_missed() {
         )
     })
     .await;
-    let Change::CallStarted {
-        channel_id: caller,
-        args,
-        ..
-    } = started
-    else {
+    let Change::CallStarted { channel, args, .. } = started else {
         unreachable!()
     };
+    let caller = channel.id.clone();
     assert_eq!(args, vec!["inbound".to_string(), "700".to_string()]);
     client.answer(&caller).await.expect("answer");
     let bridge = client.create_bridge("mixing", None).await.expect("bridge");

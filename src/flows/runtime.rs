@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::call::{AgentBook, Call, Command, Input, Output, RecordingRow};
 use super::store::FlowStore;
 use crate::ari::events::Event;
+use crate::ari::models::Channel;
 use crate::ari::{AriClient, AriError, OriginateRequest};
 use crate::library::Database;
 use crate::stasis::{AppInput, Change};
@@ -124,18 +125,24 @@ impl FlowRuntime {
                     let _ = tx.send(CallMsg::Gone(channel_id.clone()));
                 }
             }
-            // Found in the app after a restart with no call of ours: end it cleanly.
+            // In the app with no call of ours: after a restart of ari-recorder, or a caller who
+            // arrived while the websocket was connecting. A caller not yet answered gets its
+            // flow; anything else is ended cleanly.
             Change::CallStarted {
-                channel_id,
+                channel,
+                args,
                 recovered: true,
-                ..
-            } if route(inner, channel_id).is_none() => {
-                let client = inner.client.clone();
-                let id = channel_id.clone();
-                tracing::warn!(channel = %id, "call found in Asterisk without a running flow (ari-recorder restarted); ending it");
-                tokio::spawn(async move {
-                    let _ = client.hangup(&id, None).await;
-                });
+            } if route(inner, &channel.id).is_none() => {
+                if args.first().map(String::as_str) == Some("inbound") && channel.state != "Up" {
+                    start_inbound(
+                        inner,
+                        channel,
+                        args.get(1).map(String::as_str).unwrap_or(""),
+                    );
+                } else {
+                    tracing::warn!(channel = %channel.id, "call found in Asterisk without a running flow (ari-recorder restarted); ending it");
+                    hang_up(inner, &channel.id, None);
+                }
             }
             Change::RecordingFinished {
                 name,
@@ -195,39 +202,43 @@ impl FlowRuntime {
         }
         if let Event::StasisStart(e) = &*event {
             match e.args.first().map(String::as_str) {
-                Some("inbound") => {
-                    let number = e.args.get(1).cloned().unwrap_or_default();
-                    match inner.store.current().flow_for_number(&number) {
-                        Some(flow) => {
-                            let call = Call::inbound(
-                                &e.channel.id,
-                                &e.channel.caller.name,
-                                &e.channel.caller.number,
-                                flow,
-                            );
-                            spawn_call(inner.clone(), call);
-                        }
-                        None => {
-                            tracing::warn!(number = %number, "no flow for the dialled number; hanging up");
-                            let client = inner.client.clone();
-                            let id = e.channel.id.clone();
-                            tokio::spawn(async move {
-                                let _ = client.hangup(&id, Some("unallocated")).await;
-                            });
-                        }
-                    }
-                }
-                _ => {
-                    // A leg whose call is over (answered too late): hang it up.
-                    let client = inner.client.clone();
-                    let id = e.channel.id.clone();
-                    tokio::spawn(async move {
-                        let _ = client.hangup(&id, None).await;
-                    });
-                }
+                Some("inbound") => start_inbound(
+                    inner,
+                    &e.channel,
+                    e.args.get(1).map(String::as_str).unwrap_or(""),
+                ),
+                // A leg whose call is over (answered too late): hang it up.
+                _ => hang_up(inner, &e.channel.id, None),
             }
         }
     }
+}
+
+/// Starts the flow for a caller who dialled `number`, or hangs up when no flow has it.
+fn start_inbound(inner: &Arc<Inner>, channel: &Channel, number: &str) {
+    match inner.store.current().flow_for_number(number) {
+        Some(flow) => {
+            let call = Call::inbound(
+                &channel.id,
+                &channel.caller.name,
+                &channel.caller.number,
+                flow,
+            );
+            spawn_call(inner.clone(), call);
+        }
+        None => {
+            tracing::warn!(number = %number, "no flow for the dialled number; hanging up");
+            hang_up(inner, &channel.id, Some("unallocated"));
+        }
+    }
+}
+
+fn hang_up(inner: &Inner, channel: &str, reason: Option<&'static str>) {
+    let client = inner.client.clone();
+    let id = channel.to_string();
+    tokio::spawn(async move {
+        let _ = client.hangup(&id, reason).await;
+    });
 }
 
 /// The ID an event is routed by: its channel, the dialled peer, the playback, the recording's
