@@ -88,7 +88,13 @@ pub async fn start(
     }
     let store = Arc::new(store);
     let watch_task = store.watch(shutdown.clone()).map_err(ServiceError::Watch)?;
-    let flows = FlowRuntime::new(client.clone(), config.ari_app.clone(), store, db.clone());
+    let (flows, writer_task) = FlowRuntime::new(
+        client.clone(),
+        config.ari_app.clone(),
+        store,
+        db.clone(),
+        shutdown.clone(),
+    );
     let app = http::router(AppState {
         db: db.clone(),
         metrics: metrics.clone(),
@@ -140,7 +146,14 @@ pub async fn start(
         db,
         flows,
         changes: Some(change_rx),
-        tasks: vec![http_task, stream_task, stasis_task, flows_task, watch_task],
+        tasks: vec![
+            http_task,
+            stream_task,
+            stasis_task,
+            flows_task,
+            watch_task,
+            writer_task,
+        ],
     })
 }
 

@@ -44,6 +44,22 @@ fn quiet(t: &TestSim) -> bool {
     t.sim.with_world(|w| w.counts()) == (0, 0, 0)
 }
 
+/// Waits until `n` recordings are started in the library and live in the simulated Asterisk
+/// (the row is written just before the record request is sent).
+async fn wait_recording(
+    t: &TestSim,
+    s: &TestService,
+    what: &str,
+    n: usize,
+) -> Vec<common::RecordingRow> {
+    let rows = wait_rows(&s.svc.db, what, n, |r| r.state == "recording").await;
+    wait_until("recordings live in Asterisk", || {
+        t.sim.with_world(|w| w.counts().2) == n
+    })
+    .await;
+    rows
+}
+
 async fn stop(s: TestService) {
     let _ = s.stop.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.svc.join()).await;
@@ -60,7 +76,7 @@ async fn transfer_with_record_call_records_the_bridge_and_stores_metadata() {
     t.sim
         .place_inbound_call("100", "Alice <5551001>", "talk")
         .expect("call");
-    let rows = wait_rows(&s.svc.db, "recording row", 1, |r| r.state == "recording").await;
+    let rows = wait_recording(&t, &s, "recording row", 1).await;
     let row = &rows[0];
     assert!(row.recording_name.starts_with("transfer-"), "{row:?}");
     assert_eq!(row.format, "wav");
@@ -183,7 +199,7 @@ max_silence = 10
     t.sim
         .place_inbound_call("100", "Carol <5551003>", "leaves-message")
         .expect("call");
-    let rows = wait_rows(&s.svc.db, "voicemail row", 1, |r| r.state == "recording").await;
+    let rows = wait_recording(&t, &s, "voicemail row", 1).await;
     assert_eq!(
         (rows[0].format.as_str(), rows[0].node_type.as_deref()),
         ("ulaw", Some("voicemail"))
@@ -264,7 +280,7 @@ max_silence = 3
     })
     .await;
     t.sim.advance(5.8); // vm-intro is 5.65 s
-    wait_rows(&s.svc.db, "both recording", 2, |r| r.state == "recording").await;
+    wait_recording(&t, &s, "both recording", 2).await;
     t.sim.advance(12.0);
     let rows = wait_rows(&s.svc.db, "both done", 2, |r| r.state == "done").await;
     let by_caller = |name: &str| {
@@ -376,7 +392,7 @@ async fn simultaneous_hunt_first_answer_wins_others_hung_up() {
     t.sim
         .place_inbound_call("400", "Carol <5551003>", "talk")
         .expect("call");
-    let rows = wait_rows(&s.svc.db, "hunt recording", 1, |r| r.state == "recording").await;
+    let rows = wait_recording(&t, &s, "hunt recording", 1).await;
     assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
     assert_eq!(rows[0].node_type.as_deref(), Some("hunt_group"));
     // The member still ringing was hung up by the app.
@@ -421,10 +437,7 @@ async fn sequential_hunt_moves_on_after_busy_and_no_answer() {
     })
     .await;
     t.sim.advance(2.5);
-    let rows = wait_rows(&s.svc.db, "third member recorded", 1, |r| {
-        r.state == "recording"
-    })
-    .await;
+    let rows = wait_recording(&t, &s, "third member recorded", 1).await;
     assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/203"));
     t.sim.advance(17.0);
     wait_until("torn down", || quiet(&t)).await;
@@ -498,11 +511,11 @@ async fn queue_round_robin_spreads_calls_and_busy_agents_are_not_offered() {
     t.sim
         .place_inbound_call("500", "Caller One <5550001>", "talk")
         .expect("call");
-    wait_rows(&s.svc.db, "first answered", 1, |r| r.state == "recording").await;
+    wait_recording(&t, &s, "first answered", 1).await;
     t.sim
         .place_inbound_call("500", "Caller Two <5550002>", "talk")
         .expect("call");
-    let rows = wait_rows(&s.svc.db, "second answered", 2, |r| r.state == "recording").await;
+    let rows = wait_recording(&t, &s, "second answered", 2).await;
     let callees: Vec<&str> = rows.iter().filter_map(|r| r.callee.as_deref()).collect();
     assert_eq!(
         callees,
@@ -613,10 +626,7 @@ async fn queue_overflows_after_max_wait_and_records_the_new_segment() {
         .place_inbound_call("500", "Waiter <5550020>", "talk")
         .expect("call");
     // max_wait is wall time in the app: one second later the caller overflows to the transfer.
-    let rows = wait_rows(&s.svc.db, "overflow transfer recorded", 1, |r| {
-        r.state == "recording"
-    })
-    .await;
+    let rows = wait_recording(&t, &s, "overflow transfer recorded", 1).await;
     assert_eq!(
         (rows[0].node.as_deref(), rows[0].callee.as_deref()),
         (Some("fallback"), Some("PJSIP/209"))
@@ -715,10 +725,7 @@ async fn outbound_calls_follow_record_outbound_calls() {
     )
     .await;
     assert_eq!(status, 202);
-    let rows = wait_rows(&s.svc.db, "outbound recorded", 1, |r| {
-        r.state == "recording"
-    })
-    .await;
+    let rows = wait_recording(&t, &s, "outbound recorded", 1).await;
     assert_eq!(
         (
             rows[0].direction.as_str(),
@@ -773,7 +780,7 @@ async fn patch_record_call_applies_to_the_next_call_and_errors_are_json() {
     t.sim
         .place_inbound_call("100", "Alice <5551001>", "talk")
         .expect("call");
-    wait_rows(&s.svc.db, "now recorded", 1, |r| r.state == "recording").await;
+    wait_recording(&t, &s, "now recorded", 1).await;
 
     let (status, body) = api(
         reqwest::Method::PATCH,
@@ -834,10 +841,7 @@ async fn hot_reload_swaps_good_edits_and_refuses_broken_ones() {
     t.sim
         .place_inbound_call("101", "Alice <5551001>", "talk")
         .expect("call");
-    wait_rows(&s.svc.db, "recorded with the good version", 1, |r| {
-        r.state == "recording"
-    })
-    .await;
+    wait_recording(&t, &s, "recorded with the good version", 1).await;
     t.sim.advance(17.0);
     wait_until("over", || quiet(&t)).await;
     stop(s).await;
@@ -895,7 +899,7 @@ async fn a_dropped_socket_mid_call_keeps_the_recording_and_ends_cleanly_after() 
     t.sim
         .place_inbound_call("100", "Alice <5551001>", "talk")
         .expect("call");
-    wait_rows(&s.svc.db, "recording", 1, |r| r.state == "recording").await;
+    wait_recording(&t, &s, "recording", 1).await;
     let reconnects = s.svc.metrics.reconnects();
     t.sim.drop_websockets();
     // While the app is away the agent hangs up; that event is lost.
@@ -918,7 +922,7 @@ async fn calls_found_after_a_restart_are_ended_cleanly() {
     t.sim
         .place_inbound_call("100", "Alice <5551001>", "talk")
         .expect("call");
-    wait_rows(&s.svc.db, "recording", 1, |r| r.state == "recording").await;
+    wait_recording(&t, &s, "recording", 1).await;
     stop(s).await;
     assert!(
         !quiet(&t),
@@ -968,10 +972,7 @@ max_silence = 10
             .place_inbound_call(number, &format!("Caller {i} <555{i:04}>"), behaviour)
             .expect("call");
     }
-    wait_rows(&s.svc.db, "200 recordings started", 200, |r| {
-        r.state == "recording"
-    })
-    .await;
+    wait_recording(&t, &s, "200 recordings started", 200).await;
     t.sim.advance(17.0);
     let rows = wait_rows(&s.svc.db, "200 recordings finished", 200, |r| {
         r.state == "done"
@@ -996,11 +997,148 @@ max_silence = 10
 async fn a_caller_waiting_in_the_app_before_the_service_connects_gets_the_flow() {
     let t = start_sim(0.0).await;
     // The caller entered Stasis while ari-recorder was not connected: no StasisStart will come.
-    t.sim.place_inbound_call("100", "Early <5551099>", "talk").expect("call");
+    t.sim
+        .place_inbound_call("100", "Early <5551099>", "talk")
+        .expect("call");
     let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
-    let rows = wait_rows(&s.svc.db, "recorded", 1, |r| r.state == "recording").await;
+    let rows = wait_recording(&t, &s, "recorded", 1).await;
     assert_eq!(rows[0].caller_name.as_deref(), Some("Early"));
     t.sim.advance(16.5);
     wait_until("over", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn hunt_and_queue_with_record_call_off_never_record() {
+    let t = start_sim(0.0).await;
+    let hunt = hunt_flow("simultaneous", &["PJSIP/202"])
+        .replace("record_call = true", "record_call = false");
+    let queue = queue_flow("ringall", &["PJSIP/203"], 60)
+        .replace("record_call = true", "record_call = false");
+    let s = start_service(&t, &[("sales.toml", &hunt), ("helpdesk.toml", &queue)]).await;
+    t.sim
+        .place_inbound_call("400", "Hunt <5550030>", "talk")
+        .expect("call");
+    t.sim
+        .place_inbound_call("500", "Queue <5550031>", "talk")
+        .expect("call");
+    wait_until("both bridged", || {
+        t.sim
+            .with_world(|w| w.bridges().iter().filter(|b| b.channels.len() == 2).count() == 2)
+    })
+    .await;
+    t.sim.advance(16.5);
+    wait_until("over", || quiet(&t)).await;
+    assert!(record_requests(&t).is_empty());
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn voicemail_stops_at_max_duration_and_unreachable_targets_fail_over() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+[nodes.desk]
+type = "transfer"
+target = "Local/999@nowhere"
+record_call = true
+on_failure = "vm"
+[nodes.vm]
+type = "voicemail"
+mailbox = "support"
+beep = false
+max_duration = 2
+max_silence = 10
+"#;
+    let s = start_service(&t, &[("support.toml", flow)]).await;
+    caller(&t, "talks-on", vec![Step::Answer, Step::Talk(60.0)]);
+    t.sim
+        .place_inbound_call("100", "Long <5550040>", "talks-on")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "voicemail after the failed dial", 1).await;
+    assert_eq!(rows[0].format, "ulaw");
+    t.sim.advance(3.0);
+    let rows = wait_rows(&s.svc.db, "capped", 1, |r| r.state == "done").await;
+    assert_eq!(rows[0].duration_seconds, Some(2));
+    wait_until("hung up after the message", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn caller_hanging_up_first_and_both_at_once_end_cleanly() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[("support.toml", &transfer_flow("PJSIP/agent-long", true))],
+    )
+    .await;
+    t.sim.define_party(
+        "PJSIP/agent-long",
+        Script::new("agent", vec![Step::Answer, Step::Talk(60.0), Step::Hangup]),
+    );
+    caller(
+        &t,
+        "brief",
+        vec![Step::Answer, Step::Talk(3.0), Step::Hangup],
+    );
+    t.sim
+        .place_inbound_call("100", "Brief <5550050>", "brief")
+        .expect("call");
+    wait_recording(&t, &s, "recording", 1).await;
+    t.sim.advance(3.5);
+    let rows = wait_rows(&s.svc.db, "stopped when the caller left", 1, |r| {
+        r.state == "done"
+    })
+    .await;
+    assert_eq!(rows[0].duration_seconds, Some(3));
+    wait_until("agent hung up, bridge gone", || quiet(&t)).await;
+    assert!(
+        t.sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/stop")),
+        "stopped with /stop, never discarded"
+    );
+    assert!(!t
+        .sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path.starts_with("/recordings/live")));
+
+    // Both parties hang up in the same 20 ms frame.
+    t.sim.define_party(
+        "PJSIP/agent-short",
+        Script::new("agent", vec![Step::Answer, Step::Talk(2.0), Step::Hangup]),
+    );
+    std::fs::write(
+        s.dialplans.join("support.toml"),
+        transfer_flow("PJSIP/agent-short", true),
+    )
+    .expect("edit");
+    let flows = s.svc.flows.store().clone();
+    wait_until("reloaded", || {
+        flows.current().flows["support"].nodes["desk"].kind
+            == ari_recorder::flows::NodeKind::Transfer {
+                target: "PJSIP/agent-short".into(),
+                ring_timeout: 5,
+                record_call: true,
+                on_failure: Some("sorry".into()),
+            }
+    })
+    .await;
+    caller(
+        &t,
+        "same-time",
+        vec![Step::Answer, Step::Talk(2.0), Step::Hangup],
+    );
+    t.sim
+        .place_inbound_call("100", "Same <5550051>", "same-time")
+        .expect("call");
+    wait_rows(&s.svc.db, "second recording", 2, |_| true).await;
+    t.sim.advance(2.5);
+    wait_rows(&s.svc.db, "both done", 2, |r| r.state == "done").await;
+    wait_until("torn down", || quiet(&t)).await;
     stop(s).await;
 }

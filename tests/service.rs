@@ -152,3 +152,37 @@ fn check_accepts_a_valid_setup() {
         "password never printed: {stdout}"
     );
 }
+
+#[test]
+fn check_reports_every_dialplan_problem_with_file_node_and_field() {
+    let dir = tempfile::tempdir().expect("dir");
+    let dialplans = dir.path().join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("dialplans");
+    std::fs::create_dir_all(dir.path().join("recordings")).expect("recordings");
+    std::fs::write(
+        dialplans.join("a.toml"),
+        "[flow]\nnumbers = [\"1\"]\nstart = \"x\"\n[nodes.x]\ntype = \"transfer\"\n",
+    )
+    .expect("a");
+    std::fs::write(
+        dialplans.join("b.toml"),
+        "[flow]\nnumbers = [\"2\"]\nstart = \"y\"\n[nodes.y]\ntype = \"hangup\"\nnext = \"z\"\n",
+    )
+    .expect("b");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ari-recorder"))
+        .arg("check")
+        .env("DIALPLANS_DIR", &dialplans)
+        .env("RECORDINGS_DIR", dir.path().join("recordings"))
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("a.toml: node \"x\", field \"target\": missing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("b.toml: node \"y\", field \"next\": unknown field"),
+        "{stderr}"
+    );
+}

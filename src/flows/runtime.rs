@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::call::{AgentBook, Call, Command, Input, Output, RecordingRow};
 use super::store::FlowStore;
@@ -59,10 +59,18 @@ pub fn now_ms() -> u64 {
 }
 
 impl FlowRuntime {
-    pub fn new(client: AriClient, app: String, store: Arc<FlowStore>, db: Database) -> FlowRuntime {
+    /// Starts the library writer too; it drains what is queued when `shutdown` turns true, so
+    /// a clean stop loses no row. Returns the writer's handle for the service to wait on.
+    pub fn new(
+        client: AriClient,
+        app: String,
+        store: Arc<FlowStore>,
+        db: Database,
+        shutdown: watch::Receiver<bool>,
+    ) -> (FlowRuntime, tokio::task::JoinHandle<()>) {
         let (library, writes) = mpsc::unbounded_channel();
-        tokio::spawn(library_writer(db, writes));
-        FlowRuntime {
+        let writer = tokio::spawn(library_writer(db, writes, shutdown));
+        let runtime = FlowRuntime {
             inner: Arc::new(Inner {
                 client,
                 app,
@@ -71,7 +79,8 @@ impl FlowRuntime {
                 calls: Mutex::new(HashMap::new()),
                 library,
             }),
-        }
+        };
+        (runtime, writer)
     }
 
     pub fn store(&self) -> &Arc<FlowStore> {
@@ -429,8 +438,33 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
 }
 
 /// Applies library writes in order; a failed write is logged and the next one goes on.
-async fn library_writer(db: Database, mut writes: mpsc::UnboundedReceiver<LibraryWrite>) {
-    while let Some(write) = writes.recv().await {
+async fn library_writer(
+    db: Database,
+    mut writes: mpsc::UnboundedReceiver<LibraryWrite>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            write = writes.recv() => match write {
+                Some(w) => apply_write(&db, w).await,
+                None => return,
+            },
+            changed = shutdown.changed() => {
+                // A dropped sender means nobody can stop us any more: treat it as a stop.
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    while let Ok(write) = writes.try_recv() {
+        apply_write(&db, write).await;
+    }
+}
+
+async fn apply_write(db: &Database, write: LibraryWrite) {
+    {
         let result = match &write {
             LibraryWrite::Started(row) => {
                 sqlx::query(
