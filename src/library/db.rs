@@ -46,12 +46,20 @@ struct Migration {
 }
 
 /// Embedded so a deployed binary carries its schema.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "call_recordings",
-    sqlite: include_str!("../../migrations/sqlite/0001_call_recordings.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_call_recordings.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "call_recordings",
+        sqlite: include_str!("../../migrations/sqlite/0001_call_recordings.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_call_recordings.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "recordings",
+        sqlite: include_str!("../../migrations/sqlite/0002_recordings.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_recordings.sql"),
+    },
+];
 
 #[derive(Clone)]
 pub struct Database {
