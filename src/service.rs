@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -13,8 +14,8 @@ use crate::ari::stream::{run_event_stream, StreamTiming};
 use crate::ari::AriClient;
 use crate::config::Config;
 use crate::flows::{FlowRuntime, FlowStore};
-use crate::http::{self, AppState};
-use crate::library::Database;
+use crate::http::{self, AppState, Library};
+use crate::library::{Database, Indexer};
 use crate::metrics::Metrics;
 use crate::stasis::{self, Change, Registry};
 
@@ -95,7 +96,14 @@ pub async fn start(
         db.clone(),
         shutdown.clone(),
     );
+    let indexer = Arc::new(Indexer::new(
+        db.clone(),
+        config.recordings_dir.clone(),
+        Duration::from_secs(3),
+    ));
+    let index_task = tokio::spawn(keep_indexed(indexer.clone(), shutdown.clone()));
     let app = http::router(AppState {
+        library: Arc::new(Library::new(indexer)),
         db: db.clone(),
         metrics: metrics.clone(),
         recordings_dir: config.recordings_dir.clone(),
@@ -153,8 +161,43 @@ pub async fn start(
             flows_task,
             watch_task,
             writer_task,
+            index_task,
         ],
     })
+}
+
+/// A full scan of the recordings folder, then its watcher, until shutdown. A folder that does
+/// not exist yet (Asterisk not started) is waited for.
+async fn keep_indexed(indexer: Arc<Indexer>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if indexer.root().is_dir() {
+            match indexer.full_scan().await {
+                Ok(report) => tracing::info!(
+                    found = report.found,
+                    probed = report.probed,
+                    missing = report.missing,
+                    "recordings folder indexed"
+                ),
+                Err(e) => tracing::error!(error = %e, "indexing the recordings folder failed"),
+            }
+            match indexer.watch(shutdown.clone()) {
+                Ok(task) => {
+                    let _ = task.await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch the recordings folder; rescanning in 5 s")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            changed = shutdown.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 /// Turns SIGINT or SIGTERM into the shutdown signal.

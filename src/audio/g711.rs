@@ -59,3 +59,31 @@ mod tests {
         }
     }
 }
+
+/// Decodes one A-law byte to linear 16-bit (ITU-T G.711).
+pub fn decode_alaw(byte: u8) -> i16 {
+    let a = byte ^ 0x55;
+    let sign = a & 0x80;
+    let exponent = i32::from((a >> 4) & 0x07);
+    let mantissa = i32::from(a & 0x0F);
+    let magnitude = if exponent == 0 {
+        (mantissa << 4) + 8
+    } else {
+        ((mantissa << 4) + 0x108) << (exponent - 1)
+    };
+    (if sign != 0 { magnitude } else { -magnitude }) as i16
+}
+
+#[cfg(test)]
+mod alaw_tests {
+    use super::decode_alaw;
+
+    #[test]
+    fn alaw_reference_points() {
+        // From the G.711 A-law table: 0xD5 and 0x55 are the smallest magnitudes.
+        assert_eq!(decode_alaw(0xD5), 8);
+        assert_eq!(decode_alaw(0x55), -8);
+        assert_eq!(decode_alaw(0xAA), 32256);
+        assert_eq!(decode_alaw(0x2A), -32256);
+    }
+}

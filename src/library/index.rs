@@ -90,31 +90,49 @@ fn walk(root: &Path) -> Vec<Seen> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             let rel = match path.strip_prefix(root) {
                 Ok(r) => r.to_string_lossy().replace('\\', "/"),
                 Err(_) => continue,
             };
             if meta.file_type().is_symlink() {
                 let target = path.canonicalize();
-                let inside = target.as_ref().is_ok_and(|t| t.starts_with(&canonical_root));
+                let inside = target
+                    .as_ref()
+                    .is_ok_and(|t| t.starts_with(&canonical_root));
                 let target_meta = target.as_ref().ok().and_then(|t| std::fs::metadata(t).ok());
                 if target_meta.as_ref().is_some_and(|m| m.is_dir()) {
                     continue; // directory links are not walked
                 }
                 if is_recording_file(&path) {
-                    let (size, mtime) = target_meta.map(|m| (m.len(), mtime_ms(&m))).unwrap_or((0, mtime_ms(&meta)));
-                    out.push(Seen { rel, size, mtime_ms: mtime, escapes: !inside });
+                    let (size, mtime) = target_meta
+                        .map(|m| (m.len(), mtime_ms(&m)))
+                        .unwrap_or((0, mtime_ms(&meta)));
+                    out.push(Seen {
+                        rel,
+                        size,
+                        mtime_ms: mtime,
+                        escapes: !inside,
+                    });
                 }
                 continue;
             }
             if meta.is_dir() {
                 stack.push(path);
             } else if meta.is_file() && is_recording_file(&path) {
-                out.push(Seen { rel, size: meta.len(), mtime_ms: mtime_ms(&meta), escapes: false });
+                out.push(Seen {
+                    rel,
+                    size: meta.len(),
+                    mtime_ms: mtime_ms(&meta),
+                    escapes: false,
+                });
             }
         }
     }
@@ -155,7 +173,12 @@ struct Row {
 
 impl Indexer {
     pub fn new(db: Database, root: PathBuf, settle: Duration) -> Indexer {
-        Indexer { db, root, settle, state: Arc::new(ScanState::default()) }
+        Indexer {
+            db,
+            root,
+            settle,
+            state: Arc::new(ScanState::default()),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -170,20 +193,33 @@ impl Indexer {
         self.state.running.store(false, Ordering::Relaxed);
         if result.is_ok() {
             self.state.scans_completed.fetch_add(1, Ordering::Relaxed);
-            self.state.last_scan_ms.store(now_ms() as u64, Ordering::Relaxed);
+            self.state
+                .last_scan_ms
+                .store(now_ms() as u64, Ordering::Relaxed);
         }
         result
     }
 
     async fn full_scan_inner(&self) -> Result<ScanReport, DbError> {
         let root = self.root.clone();
-        let seen = tokio::task::spawn_blocking(move || walk(&root)).await.unwrap_or_default();
-        self.state.files_found.store(seen.len() as u64, Ordering::Relaxed);
+        let seen = tokio::task::spawn_blocking(move || walk(&root))
+            .await
+            .unwrap_or_default();
+        self.state
+            .files_found
+            .store(seen.len() as u64, Ordering::Relaxed);
         let known: Vec<(String, i64, i64, String)> =
-            sqlx::query_as("SELECT path, size_bytes, mtime_ms, status FROM recordings").fetch_all(&self.db.pool).await?;
-        let known: HashMap<String, (i64, i64, String)> =
-            known.into_iter().map(|(p, s, m, st)| (p, (s, m, st))).collect();
-        let mut report = ScanReport { found: seen.len() as u64, ..ScanReport::default() };
+            sqlx::query_as("SELECT path, size_bytes, mtime_ms, status FROM recordings")
+                .fetch_all(&self.db.pool)
+                .await?;
+        let known: HashMap<String, (i64, i64, String)> = known
+            .into_iter()
+            .map(|(p, s, m, st)| (p, (s, m, st)))
+            .collect();
+        let mut report = ScanReport {
+            found: seen.len() as u64,
+            ..ScanReport::default()
+        };
         let on_disk: HashSet<&str> = seen.iter().map(|s| s.rel.as_str()).collect();
 
         // Deleted rows whose file came back or was never removed: finish the deletion.
@@ -198,7 +234,10 @@ impl Indexer {
                 Some((_, _, status)) if status == "deleted" => false,
                 // Unchanged and final: nothing to do.
                 Some((size, mtime, status)) => {
-                    !(*size == s.size as i64 && *mtime == s.mtime_ms && status != "recording" && status != "missing")
+                    !(*size == s.size as i64
+                        && *mtime == s.mtime_ms
+                        && status != "recording"
+                        && status != "missing")
                 }
                 None => true,
             })
@@ -210,12 +249,16 @@ impl Indexer {
             let batch: Vec<Seen> = to_probe.drain(..to_probe.len().min(BATCH)).collect();
             let rows = self.probe_batch(batch, &calls).await;
             report.probed += rows.len() as u64;
-            self.state.files_probed.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            self.state
+                .files_probed
+                .fetch_add(rows.len() as u64, Ordering::Relaxed);
             self.write_rows(rows).await?;
         }
         let vanished: Vec<String> = known
             .iter()
-            .filter(|(path, (_, _, status))| !on_disk.contains(path.as_str()) && status != "deleted" && status != "missing")
+            .filter(|(path, (_, _, status))| {
+                !on_disk.contains(path.as_str()) && status != "deleted" && status != "missing"
+            })
             .map(|(p, _)| p.clone())
             .collect();
         report.missing = vanished.len() as u64;
@@ -239,7 +282,10 @@ impl Indexer {
         )
         .fetch_all(&self.db.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.recording_name.clone(), r)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.recording_name.clone(), r))
+            .collect())
     }
 
     async fn call_meta(&self, name: &str) -> Result<Option<CallMeta>, DbError> {
@@ -251,13 +297,21 @@ impl Indexer {
         .await?)
     }
 
-    async fn probe_batch(&self, batch: Vec<Seen>, calls: &HashMap<String, CallMeta>) -> Vec<(Row, Option<CallMeta>)> {
+    async fn probe_batch(
+        &self,
+        batch: Vec<Seen>,
+        calls: &HashMap<String, CallMeta>,
+    ) -> Vec<(Row, Option<CallMeta>)> {
         let root = self.root.clone();
         let settle_ms = self.settle.as_millis() as i64;
         let finished: HashSet<String> = batch
             .iter()
             .map(|s| recording_name(&s.rel))
-            .filter(|n| calls.get(n).is_some_and(|c| c.state == "done" || c.state == "failed"))
+            .filter(|n| {
+                calls
+                    .get(n)
+                    .is_some_and(|c| c.state == "done" || c.state == "failed")
+            })
             .collect();
         let probed = tokio::task::spawn_blocking(move || {
             let now = now_ms();
@@ -265,11 +319,17 @@ impl Indexer {
                 .into_iter()
                 .map(|seen| {
                     let probe = if seen.escapes {
-                        let format = Path::new(&seen.rel).extension().and_then(|e| e.to_str()).unwrap_or("").to_string();
+                        let format = Path::new(&seen.rel)
+                            .extension()
+                            .and_then(|e| e.to_str())
+                            .unwrap_or("")
+                            .to_string();
                         Probe {
                             format,
                             status: Status::Unreadable,
-                            reason: Some("symlink points outside the recordings folder: not followed".into()),
+                            reason: Some(
+                                "symlink points outside the recordings folder: not followed".into(),
+                            ),
                             size: 0,
                             encoding: None,
                             sample_rate: 0,
@@ -282,12 +342,17 @@ impl Indexer {
                     } else {
                         probe(&root.join(&seen.rel))
                     };
-                    let is_final = finished.contains(&recording_name(&seen.rel)) || now - seen.mtime_ms >= settle_ms;
+                    let is_final = finished.contains(&recording_name(&seen.rel))
+                        || now - seen.mtime_ms >= settle_ms;
                     let status = match probe.status {
                         Status::Ready | Status::Empty if !is_final => "recording",
                         other => other.as_str(),
                     };
-                    Row { seen, probe, status }
+                    Row {
+                        seen,
+                        probe,
+                        status,
+                    }
                 })
                 .collect::<Vec<_>>()
         })
@@ -368,26 +433,44 @@ impl Indexer {
     pub async fn index_paths(&self, paths: Vec<PathBuf>) -> Result<(), DbError> {
         let mut seen = Vec::new();
         for path in paths {
-            let Ok(rel) = path.strip_prefix(&self.root) else { continue };
+            let Ok(rel) = path.strip_prefix(&self.root) else {
+                continue;
+            };
             let rel = rel.to_string_lossy().replace('\\', "/");
             if !is_recording_file(&path) {
                 continue;
             }
-            let deleted: Option<(String,)> = sqlx::query_as("SELECT status FROM recordings WHERE path = $1 AND status = 'deleted'")
-                .bind(&rel)
-                .fetch_optional(&self.db.pool)
-                .await?;
+            let deleted: Option<(String,)> = sqlx::query_as(
+                "SELECT status FROM recordings WHERE path = $1 AND status = 'deleted'",
+            )
+            .bind(&rel)
+            .fetch_optional(&self.db.pool)
+            .await?;
             if deleted.is_some() {
                 continue;
             }
             match std::fs::symlink_metadata(&path) {
                 Ok(meta) if meta.file_type().is_symlink() => {
-                    let inside = path.canonicalize().is_ok_and(|t| t.starts_with(self.root.canonicalize().unwrap_or_default()));
+                    let inside = path
+                        .canonicalize()
+                        .is_ok_and(|t| t.starts_with(self.root.canonicalize().unwrap_or_default()));
                     let target = std::fs::metadata(&path).ok();
-                    let (size, mtime) = target.map(|m| (m.len(), mtime_ms(&m))).unwrap_or((0, mtime_ms(&meta)));
-                    seen.push(Seen { rel, size, mtime_ms: mtime, escapes: !inside });
+                    let (size, mtime) = target
+                        .map(|m| (m.len(), mtime_ms(&m)))
+                        .unwrap_or((0, mtime_ms(&meta)));
+                    seen.push(Seen {
+                        rel,
+                        size,
+                        mtime_ms: mtime,
+                        escapes: !inside,
+                    });
                 }
-                Ok(meta) if meta.is_file() => seen.push(Seen { rel, size: meta.len(), mtime_ms: mtime_ms(&meta), escapes: false }),
+                Ok(meta) if meta.is_file() => seen.push(Seen {
+                    rel,
+                    size: meta.len(),
+                    mtime_ms: mtime_ms(&meta),
+                    escapes: false,
+                }),
                 Ok(_) => {}
                 Err(_) => {
                     sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2 AND status <> 'deleted'")
@@ -415,30 +498,36 @@ impl Indexer {
     /// Re-probes rows still `recording`: the ones ARI finished or that stopped changing
     /// become final.
     pub async fn settle(&self) -> Result<(), DbError> {
-        let open: Vec<(String,)> = sqlx::query_as("SELECT path FROM recordings WHERE status = 'recording'")
-            .fetch_all(&self.db.pool)
-            .await?;
+        let open: Vec<(String,)> =
+            sqlx::query_as("SELECT path FROM recordings WHERE status = 'recording'")
+                .fetch_all(&self.db.pool)
+                .await?;
         if open.is_empty() {
             return Ok(());
         }
-        self.index_paths(open.into_iter().map(|(p,)| self.root.join(p)).collect()).await
+        self.index_paths(open.into_iter().map(|(p,)| self.root.join(p)).collect())
+            .await
     }
 
     /// Keeps the table current until `shutdown`: file events re-index their paths, an
     /// overflow rescans everything, and open recordings are settled every second.
-    pub fn watch(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
+    pub fn watch(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<PathBuf>>>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) if event.need_rescan() => {
-                let _ = tx.send(None);
-            }
-            Ok(event) => {
-                let _ = tx.send(Some(event.paths));
-            }
-            Err(_) => {
-                let _ = tx.send(None);
-            }
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) if event.need_rescan() => {
+                    let _ = tx.send(None);
+                }
+                Ok(event) => {
+                    let _ = tx.send(Some(event.paths));
+                }
+                Err(_) => {
+                    let _ = tx.send(None);
+                }
+            })?;
         watcher.watch(&self.root, notify::RecursiveMode::Recursive)?;
         let indexer = Arc::clone(self);
         Ok(tokio::spawn(async move {

@@ -93,18 +93,37 @@ impl Probe {
         }
     }
 
-    fn audio(format: &str, size: u64, encoding: Encoding, rate: u32, offset: u64, len: u64) -> Probe {
+    fn audio(
+        format: &str,
+        size: u64,
+        encoding: Encoding,
+        rate: u32,
+        offset: u64,
+        len: u64,
+    ) -> Probe {
         let samples = len / encoding.bytes_per_sample();
         Probe {
             format: format.to_string(),
-            status: if len == 0 { Status::Empty } else { Status::Ready },
-            reason: if len == 0 { Some("no audio".into()) } else { None },
+            status: if len == 0 {
+                Status::Empty
+            } else {
+                Status::Ready
+            },
+            reason: if len == 0 {
+                Some("no audio".into())
+            } else {
+                None
+            },
             size,
             encoding: Some(encoding),
             sample_rate: rate,
             data_offset: offset,
             data_len: len,
-            duration_ms: if rate == 0 { 0 } else { samples * 1000 / u64::from(rate) },
+            duration_ms: if rate == 0 {
+                0
+            } else {
+                samples * 1000 / u64::from(rate)
+            },
             sizes_recovered: false,
             sha256: None,
         }
@@ -112,7 +131,8 @@ impl Probe {
 }
 
 /// File extensions Asterisk writes; other files in the folder are not recordings.
-pub const RECORDING_EXTENSIONS: [&str; 8] = ["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"];
+pub const RECORDING_EXTENSIONS: [&str; 8] =
+    ["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"];
 
 pub fn is_recording_file(path: &Path) -> bool {
     path.extension()
@@ -122,14 +142,22 @@ pub fn is_recording_file(path: &Path) -> bool {
 
 /// Probes `path` (already known to stay inside the recordings folder) and hashes it.
 pub fn probe(path: &Path) -> Probe {
-    let format = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_string();
+    let format = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_string();
     let mut file = match File::open(path) {
         Ok(f) => f,
-        Err(e) => return Probe::problem(&format, 0, Status::Unreadable, format!("cannot open: {e}")),
+        Err(e) => {
+            return Probe::problem(&format, 0, Status::Unreadable, format!("cannot open: {e}"))
+        }
     };
     let size = match file.metadata() {
         Ok(m) => m.len(),
-        Err(e) => return Probe::problem(&format, 0, Status::Unreadable, format!("cannot stat: {e}")),
+        Err(e) => {
+            return Probe::problem(&format, 0, Status::Unreadable, format!("cannot stat: {e}"))
+        }
     };
     if size == 0 {
         let mut p = Probe::problem(&format, 0, Status::Empty, "0 bytes: nothing was recorded");
@@ -138,9 +166,24 @@ pub fn probe(path: &Path) -> Probe {
     }
     let mut probe = match format.as_str() {
         "wav" | "wav16" => probe_wav(&mut file, &format, size),
-        "WAV" => Probe::problem(&format, size, Status::NotPlayable, "GSM-in-WAV (WAV) is not decoded by this service"),
-        "gsm" => Probe::problem(&format, size, Status::NotPlayable, "GSM 06.10 is not decoded by this service"),
-        "g722" => Probe::problem(&format, size, Status::NotPlayable, "G.722 is not decoded by this service"),
+        "WAV" => Probe::problem(
+            &format,
+            size,
+            Status::NotPlayable,
+            "GSM-in-WAV (WAV) is not decoded by this service",
+        ),
+        "gsm" => Probe::problem(
+            &format,
+            size,
+            Status::NotPlayable,
+            "GSM 06.10 is not decoded by this service",
+        ),
+        "g722" => Probe::problem(
+            &format,
+            size,
+            Status::NotPlayable,
+            "G.722 is not decoded by this service",
+        ),
         "ulaw" => Probe::audio(&format, size, Encoding::Ulaw, 8000, 0, size),
         "alaw" => Probe::audio(&format, size, Encoding::Alaw, 8000, 0, size),
         "sln" => {
@@ -165,7 +208,12 @@ pub fn probe(path: &Path) -> Probe {
 fn probe_wav(file: &mut File, format: &str, size: u64) -> Probe {
     let mut header = [0u8; 12];
     if let Err(e) = file.read_exact(&mut header) {
-        return Probe::problem(format, size, Status::Unreadable, format!("truncated header: {e}"));
+        return Probe::problem(
+            format,
+            size,
+            Status::Unreadable,
+            format!("truncated header: {e}"),
+        );
     }
     if &header[0..4] != b"RIFF" || &header[8..12] != b"WAVE" {
         return Probe::problem(format, size, Status::Unreadable, "not a RIFF/WAVE file");
@@ -176,7 +224,12 @@ fn probe_wav(file: &mut File, format: &str, size: u64) -> Probe {
     for _ in 0..64 {
         let mut chunk = [0u8; 8];
         if file.read_exact(&mut chunk).is_err() {
-            return Probe::problem(format, size, Status::Unreadable, "truncated header: no data chunk");
+            return Probe::problem(
+                format,
+                size,
+                Status::Unreadable,
+                "truncated header: no data chunk",
+            );
         }
         pos += 8;
         let id = &chunk[0..4];
@@ -204,7 +257,12 @@ fn probe_wav(file: &mut File, format: &str, size: u64) -> Probe {
                 return Probe::problem(format, size, Status::Unreadable, "data before fmt chunk");
             };
             if audio_format == 0x31 {
-                return Probe::problem(format, size, Status::NotPlayable, "GSM 6.10 in WAV is not decoded by this service");
+                return Probe::problem(
+                    format,
+                    size,
+                    Status::NotPlayable,
+                    "GSM 6.10 in WAV is not decoded by this service",
+                );
             }
             let encoding = match (audio_format, bits) {
                 (1, 16) => Encoding::Pcm16,
@@ -220,7 +278,12 @@ fn probe_wav(file: &mut File, format: &str, size: u64) -> Probe {
                 }
             };
             if channels != 1 {
-                return Probe::problem(format, size, Status::NotPlayable, format!("{channels} channels: only mono is served"));
+                return Probe::problem(
+                    format,
+                    size,
+                    Status::NotPlayable,
+                    format!("{channels} channels: only mono is served"),
+                );
             }
             let available = size.saturating_sub(pos);
             let (data_len, recovered) = if len == 0 {
@@ -233,7 +296,9 @@ fn probe_wav(file: &mut File, format: &str, size: u64) -> Probe {
             let mut probe = Probe::audio(format, size, encoding, rate, pos, data_len);
             probe.sizes_recovered = recovered;
             if len > available {
-                probe.reason = Some(format!("truncated: header promises {len} bytes of audio, {available} present"));
+                probe.reason = Some(format!(
+                    "truncated: header promises {len} bytes of audio, {available} present"
+                ));
             } else if recovered {
                 probe.reason = Some("WAV sizes were 0 (file not closed by Asterisk): length taken from the file size".into());
             }
@@ -276,7 +341,9 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recordings").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/recordings")
+            .join(name)
     }
 
     #[test]
@@ -301,7 +368,10 @@ mod tests {
     #[test]
     fn ulaw_duration_is_bytes_over_8000() {
         let p = probe(&fixture("voicemail-b97ae5ca.ulaw"));
-        assert_eq!((p.status, p.encoding), (Status::Ready, Some(Encoding::Ulaw)));
+        assert_eq!(
+            (p.status, p.encoding),
+            (Status::Ready, Some(Encoding::Ulaw))
+        );
         assert_eq!(p.duration_ms, 193_392 * 1000 / 8000);
         let empty = probe(&fixture("vmsilence-cec16dce.ulaw"));
         assert_eq!(empty.status, Status::Empty);
@@ -326,7 +396,10 @@ mod tests {
         short.extend_from_slice(&[0u8; 100]);
         let cut = write("c.wav", &short);
         assert_eq!((cut.status, cut.data_len), (Status::Ready, 100));
-        assert!(cut.reason.as_deref().unwrap_or("").contains("truncated"), "{cut:?}");
+        assert!(
+            cut.reason.as_deref().unwrap_or("").contains("truncated"),
+            "{cut:?}"
+        );
         let gsm = write("g.gsm", &[0u8; 33]);
         assert_eq!(gsm.status, Status::NotPlayable);
         let empty = write("e.ulaw", &[]);

@@ -1,0 +1,227 @@
+//! Every playable recording served as one PCM WAV byte stream, whatever its stored encoding:
+//! a 44-byte header with the real sizes (even for an Asterisk file whose header still says 0),
+//! then 16-bit samples. mu-law and A-law are transcoded on the fly; any byte range of the
+//! stream maps to a range of the source without decoding the rest of the file.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use super::g711::{decode_alaw, decode_ulaw};
+use super::wav;
+use crate::library::probe::Encoding;
+
+#[derive(Debug, Clone)]
+pub struct WavStream {
+    pub path: PathBuf,
+    pub encoding: Encoding,
+    pub sample_rate: u32,
+    pub data_offset: u64,
+    /// Bytes of audio in the source.
+    pub data_len: u64,
+}
+
+impl WavStream {
+    pub fn samples(&self) -> u64 {
+        self.data_len / self.encoding.bytes_per_sample()
+    }
+
+    /// Length of the served stream: header plus 16-bit samples.
+    pub fn len(&self) -> u64 {
+        wav::HEADER_LEN + self.samples() * 2
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples() == 0
+    }
+
+    fn header(&self) -> [u8; 44] {
+        let mut h = wav::header(u32::try_from(self.samples() * 2).unwrap_or(u32::MAX));
+        h[24..28].copy_from_slice(&self.sample_rate.to_le_bytes());
+        h[28..32].copy_from_slice(&(self.sample_rate * 2).to_le_bytes());
+        h
+    }
+
+    /// Bytes `start..end` (end exclusive, clamped to the stream) of the served WAV.
+    pub fn read_range(&self, start: u64, end: u64) -> io::Result<Vec<u8>> {
+        let end = end.min(self.len());
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity((end - start) as usize);
+        if start < wav::HEADER_LEN {
+            let header = self.header();
+            out.extend_from_slice(&header[start as usize..end.min(wav::HEADER_LEN) as usize]);
+        }
+        let pcm_start = start.max(wav::HEADER_LEN) - wav::HEADER_LEN;
+        let pcm_end = end - wav::HEADER_LEN.min(end);
+        if pcm_end <= pcm_start {
+            return Ok(out);
+        }
+        // The source samples covering the PCM bytes asked for.
+        let first_sample = pcm_start / 2;
+        let last_sample = (pcm_end - 1) / 2;
+        let bps = self.encoding.bytes_per_sample();
+        let mut file = std::fs::File::open(&self.path)?;
+        file.seek(SeekFrom::Start(self.data_offset + first_sample * bps))?;
+        let mut source = vec![0u8; ((last_sample - first_sample + 1) * bps) as usize];
+        file.read_exact(&mut source)?;
+        let pcm: Vec<u8> = match self.encoding {
+            Encoding::Pcm16 => source,
+            Encoding::Ulaw => source
+                .iter()
+                .flat_map(|b| decode_ulaw(*b).to_le_bytes())
+                .collect(),
+            Encoding::Alaw => source
+                .iter()
+                .flat_map(|b| decode_alaw(*b).to_le_bytes())
+                .collect(),
+        };
+        let skip = (pcm_start - first_sample * 2) as usize;
+        let take = (pcm_end - pcm_start) as usize;
+        out.extend_from_slice(&pcm[skip..skip + take]);
+        Ok(out)
+    }
+
+    /// Every decoded sample (for the waveform).
+    pub fn samples_i16(&self) -> io::Result<Vec<i16>> {
+        let bytes = self.read_range(wav::HEADER_LEN, self.len())?;
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect())
+    }
+}
+
+/// A parsed `Range` header against a stream of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No usable range: serve everything with 200.
+    Full,
+    /// Serve `start..=end` with 206.
+    Part { start: u64, end: u64 },
+    /// 416 Range Not Satisfiable.
+    Unsatisfiable,
+}
+
+/// Parses one `bytes=` range (several ranges are answered with the whole stream, as RFC 9110
+/// allows).
+pub fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
+    let Some(value) = header else {
+        return RangeRequest::Full;
+    };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Unsatisfiable;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeRequest::Unsatisfiable;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if len == 0 {
+        return RangeRequest::Unsatisfiable;
+    }
+    match (a.is_empty(), b.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match b.parse::<u64>() {
+            Ok(0) | Err(_) => RangeRequest::Unsatisfiable,
+            Ok(n) => RangeRequest::Part {
+                start: len.saturating_sub(n),
+                end: len - 1,
+            },
+        },
+        (false, true) => match a.parse::<u64>() {
+            Ok(start) if start < len => RangeRequest::Part {
+                start,
+                end: len - 1,
+            },
+            _ => RangeRequest::Unsatisfiable,
+        },
+        (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(start), Ok(end)) if start <= end && start < len => RangeRequest::Part {
+                start,
+                end: end.min(len - 1),
+            },
+            _ => RangeRequest::Unsatisfiable,
+        },
+        (true, true) => RangeRequest::Unsatisfiable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(parse_range(None, 100), RangeRequest::Full);
+        assert_eq!(
+            parse_range(Some("bytes=0-1"), 100),
+            RangeRequest::Part { start: 0, end: 1 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=90-"), 100),
+            RangeRequest::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-10"), 100),
+            RangeRequest::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-500"), 100),
+            RangeRequest::Part { start: 0, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=50-5000"), 100),
+            RangeRequest::Part { start: 50, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=100-"), 100),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some("bytes=5-1"), 100),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some("items=0-1"), 100),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);
+    }
+
+    #[test]
+    fn every_range_of_a_transcoded_stream_matches_the_whole() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.ulaw");
+        let source: Vec<u8> = (0..=255u8).cycle().take(1001).collect();
+        std::fs::write(&path, &source).expect("write");
+        let stream = WavStream {
+            path,
+            encoding: Encoding::Ulaw,
+            sample_rate: 8000,
+            data_offset: 0,
+            data_len: 1001,
+        };
+        let whole = stream.read_range(0, stream.len()).expect("read");
+        assert_eq!(whole.len() as u64, 44 + 2002);
+        for (i, b) in source.iter().enumerate() {
+            let s = i16::from_le_bytes([whole[44 + 2 * i], whole[45 + 2 * i]]);
+            assert_eq!(s, decode_ulaw(*b), "sample {i}");
+        }
+        for (start, end) in [
+            (0, 1),
+            (0, 2),
+            (43, 46),
+            (45, 46),
+            (45, 47),
+            (1000, 2046),
+            (2045, 2046),
+            (44, 44),
+        ] {
+            let part = stream.read_range(start, end).expect("range");
+            assert_eq!(part, whole[start as usize..end as usize], "{start}..{end}");
+        }
+    }
+}

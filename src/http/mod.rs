@@ -1,0 +1,175 @@
+//! The service's HTTP API: the operators' endpoints (`/healthz`, `/readyz`, `/metrics`) and the
+//! flow designers' API (`/api/flows`, `/api/settings`, `/api/calls`). Every request is counted
+//! by route and status; every error is JSON `{"error": code, "message": reason}`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+
+mod flows;
+mod recordings;
+
+pub use recordings::Library;
+
+use crate::flows::store::EditError;
+use crate::flows::FlowRuntime;
+use crate::library::Database;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub metrics: Arc<Metrics>,
+    pub recordings_dir: PathBuf,
+    pub flows: FlowRuntime,
+    pub library: Arc<Library>,
+}
+
+/// A JSON error answer.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({"error": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> ApiError {
+        let (status, code) = match &e {
+            EditError::NoFlow(_) | EditError::NoNode { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            EditError::NotRecordable { .. } | EditError::Invalid(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            EditError::Write { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "write_failed"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/flows", get(flows::list_flows))
+        .route("/api/flows/{flow}/nodes/{node}", patch(flows::patch_node))
+        .route(
+            "/api/settings",
+            get(flows::get_settings).patch(flows::patch_settings),
+        )
+        .route("/api/calls", post(flows::place_call))
+        .route("/api/recordings", get(recordings::list))
+        .route(
+            "/api/recordings/{id}",
+            get(recordings::get_one).delete(recordings::delete),
+        )
+        .route("/api/recordings/{id}/audio", get(recordings::audio))
+        .route("/api/recordings/{id}/download", get(recordings::download))
+        .route("/api/recordings/{id}/peaks", get(recordings::peaks))
+        .route("/api/library/scan", get(recordings::scan_state))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Routes, not raw paths: label values must stay few.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    state.metrics.count_http(&route, response.status().as_u16());
+    response
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "not_found", "message": "no such route"})),
+    )
+        .into_response()
+}
+
+/// The process is up.
+async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// Ready to serve the library: database open and recordings folder readable. ARI's state is
+/// reported but does not make the service unready: the library keeps serving while Asterisk is
+/// away.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let database = match state.db.ping().await {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let recordings_dir = match std::fs::read_dir(&state.recordings_dir) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("cannot read the recordings folder: {e}"),
+    };
+    let ready = database == "ok" && recordings_dir == "ok";
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "database": database,
+        "recordings_dir": recordings_dir,
+        "ari": if state.metrics.ari_connected() { "connected" } else { "disconnected" },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,758 @@
+//! The recordings library over HTTP: the paginated, filtered list, one recording's metadata,
+//! inline audio with exact HTTP ranges, download as an attachment, waveform peaks, and delete
+//! in two steps.
+//!
+//! IDs in URLs, never paths; every file opened is checked to stay inside the recordings folder.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+
+use super::{ApiError, AppState};
+use crate::audio::serve::{parse_range, RangeRequest, WavStream};
+use crate::library::probe::Encoding;
+use crate::library::{Database, Indexer};
+
+/// How long a delete confirmation token stays valid.
+const CONFIRM_TTL: Duration = Duration::from_secs(120);
+const MAX_LIMIT: i64 = 200;
+
+/// What the library endpoints share.
+pub struct Library {
+    pub indexer: Arc<Indexer>,
+    root: PathBuf,
+    /// Delete confirmations: token -> (recording id, expiry).
+    confirmations: Mutex<HashMap<String, (i64, Instant)>>,
+    /// Waveform peaks, computed once per (id, hash, points).
+    peaks: Mutex<HashMap<PeaksKey, Arc<Peaks>>>,
+}
+
+/// (recording id, its SHA-256, number of points): a changed file gets new peaks.
+type PeaksKey = (i64, String, u32);
+/// Min and max of each slice.
+type Peaks = Vec<[i16; 2]>;
+
+impl Library {
+    pub fn new(indexer: Arc<Indexer>) -> Library {
+        let root = indexer.root().to_path_buf();
+        Library {
+            indexer,
+            root,
+            confirmations: Mutex::new(HashMap::new()),
+            peaks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The file of a row, refusing anything that resolves outside the folder.
+    fn file(&self, rel: &str) -> Option<PathBuf> {
+        let root = self.root.canonicalize().ok()?;
+        let path = root.join(rel).canonicalize().ok()?;
+        path.starts_with(&root).then_some(path)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct RecordingRow {
+    id: i64,
+    path: String,
+    name: String,
+    format: String,
+    status: String,
+    reason: Option<String>,
+    size_bytes: i64,
+    duration_ms: i64,
+    encoding: Option<String>,
+    sample_rate: i64,
+    data_offset: i64,
+    data_len: i64,
+    sha256: Option<String>,
+    call_id: Option<String>,
+    tenant: String,
+    flow: Option<String>,
+    node: Option<String>,
+    node_type: Option<String>,
+    direction: Option<String>,
+    caller_name: Option<String>,
+    caller_number: Option<String>,
+    callee: Option<String>,
+    started_at_ms: i64,
+    private: i64,
+    consent: String,
+    compliance: String,
+    deleted_at_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
+    data_offset, data_len, sha256, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, \
+    callee, started_at_ms, private, consent, compliance, deleted_at_ms";
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+impl RecordingRow {
+    fn json(&self) -> serde_json::Value {
+        let base = format!("/api/recordings/{}", self.id);
+        let playable = self.status == "ready";
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "format": self.format,
+            "status": self.status,
+            "reason": self.reason,
+            "duration_seconds": self.duration_ms as f64 / 1000.0,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "started_at": rfc3339(self.started_at_ms),
+            "call_id": self.call_id,
+            "tenant": self.tenant,
+            "flow": self.flow,
+            "node": self.node,
+            "node_type": self.node_type,
+            "direction": self.direction,
+            "caller": { "name": self.caller_name, "number": self.caller_number },
+            "callee": self.callee,
+            "private": self.private != 0,
+            "consent": self.consent,
+            "compliance": self.compliance,
+            "deleted_at": self.deleted_at_ms.map(rfc3339),
+            "playable": playable,
+            "links": if playable {
+                serde_json::json!({
+                    "audio": format!("{base}/audio"),
+                    "download": format!("{base}/download"),
+                    "peaks": format!("{base}/peaks"),
+                })
+            } else {
+                serde_json::json!({})
+            },
+        })
+    }
+
+    fn stream(&self, file: PathBuf) -> Option<WavStream> {
+        let encoding = match self.encoding.as_deref()? {
+            "pcm16" => Encoding::Pcm16,
+            "ulaw" => Encoding::Ulaw,
+            "alaw" => Encoding::Alaw,
+            _ => return None,
+        };
+        Some(WavStream {
+            path: file,
+            encoding,
+            sample_rate: u32::try_from(self.sample_rate).ok()?,
+            data_offset: u64::try_from(self.data_offset).ok()?,
+            data_len: u64::try_from(self.data_len).ok()?,
+        })
+    }
+}
+
+fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("{param}: {message}"),
+    )
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such recording")
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "library request failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the library could not answer",
+    )
+}
+
+/// A value bound into a dynamically built query.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Newest,
+    Longest,
+}
+
+fn parse_time(param: &str, value: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = value.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            bad(
+                param,
+                "expected RFC 3339 (2026-11-21T10:00:00Z) or milliseconds since 1970",
+            )
+        })
+}
+
+fn encode_cursor(sort: Sort, key: i64, id: i64) -> String {
+    let tag = if sort == Sort::Newest { "n" } else { "l" };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{tag}:{key}:{id}"))
+}
+
+fn decode_cursor(sort: Sort, cursor: &str) -> Result<(i64, i64), ApiError> {
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| bad("cursor", "not a cursor from this API"))?;
+    let mut parts = text.split(':');
+    let tag = if sort == Sort::Newest { "n" } else { "l" };
+    match (
+        parts.next(),
+        parts.next().map(str::parse::<i64>),
+        parts.next().map(str::parse::<i64>),
+    ) {
+        (Some(t), Some(Ok(key)), Some(Ok(id))) if t == tag => Ok((key, id)),
+        (Some(_), Some(Ok(_)), Some(Ok(_))) => Err(bad("cursor", "belongs to another sort order")),
+        _ => Err(bad("cursor", "not a cursor from this API")),
+    }
+}
+
+const LIST_PARAMS: [&str; 13] = [
+    "limit",
+    "cursor",
+    "sort",
+    "caller",
+    "callee",
+    "name",
+    "node_type",
+    "direction",
+    "status",
+    "format",
+    "from",
+    "to",
+    "min_duration",
+];
+
+/// `GET /api/recordings`: keyset pagination, newest first or longest first, with filters.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    for key in q.keys() {
+        if !LIST_PARAMS.contains(&key.as_str()) {
+            return Err(bad(
+                key,
+                format!(
+                    "unknown parameter (expected one of: {})",
+                    LIST_PARAMS.join(", ")
+                ),
+            ));
+        }
+    }
+    let limit = match q.get("limit") {
+        None => 50,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(bad(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                ))
+            }
+        },
+    };
+    let sort = match q.get("sort").map(String::as_str) {
+        None | Some("newest") => Sort::Newest,
+        Some("longest") => Sort::Longest,
+        Some(_) => return Err(bad("sort", "must be newest or longest")),
+    };
+    let mut clauses: Vec<String> = Vec::new();
+    let mut binds: Vec<Bind> = Vec::new();
+    let mut next = 1;
+    let mut param = |binds: &mut Vec<Bind>, value: Bind| -> String {
+        binds.push(value);
+        let p = format!("${next}");
+        next += 1;
+        p
+    };
+    // Prefix matches are range scans on their indexes.
+    let like_escape = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+            + "%"
+    };
+    for (key, column, lower) in [
+        ("caller", "caller_number", false),
+        ("callee", "callee", false),
+        ("name", "caller_name_lower", true),
+    ] {
+        if let Some(v) = q.get(key) {
+            if v.is_empty() || v.len() > 100 {
+                return Err(bad(key, "must be 1 to 100 characters"));
+            }
+            let v = if lower { v.to_lowercase() } else { v.clone() };
+            let p = param(&mut binds, Bind::Text(like_escape(&v)));
+            clauses.push(format!("{column} LIKE {p} ESCAPE '\\'"));
+        }
+    }
+    let allowed: [(&str, &[&str]); 4] = [
+        (
+            "node_type",
+            &["transfer", "queue", "hunt_group", "voicemail", "outbound"],
+        ),
+        ("direction", &["inbound", "outbound"]),
+        (
+            "status",
+            &[
+                "recording",
+                "ready",
+                "empty",
+                "unreadable",
+                "not_playable",
+                "missing",
+                "deleted",
+            ],
+        ),
+        (
+            "format",
+            &["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"],
+        ),
+    ];
+    for (key, values) in allowed {
+        if let Some(v) = q.get(key) {
+            if !values.contains(&v.as_str()) {
+                return Err(bad(key, format!("must be one of: {}", values.join(", "))));
+            }
+            let p = param(&mut binds, Bind::Text(v.clone()));
+            clauses.push(format!("{key} = {p}"));
+        }
+    }
+    if let Some(v) = q.get("from") {
+        let p = param(&mut binds, Bind::Int(parse_time("from", v)?));
+        clauses.push(format!("started_at_ms >= {p}"));
+    }
+    if let Some(v) = q.get("to") {
+        let p = param(&mut binds, Bind::Int(parse_time("to", v)?));
+        clauses.push(format!("started_at_ms < {p}"));
+    }
+    if let Some(v) = q.get("min_duration") {
+        let seconds: f64 = v
+            .parse()
+            .map_err(|_| bad("min_duration", "must be a number of seconds"))?;
+        if !(0.0..=86_400.0).contains(&seconds) {
+            return Err(bad("min_duration", "must be between 0 and 86400 seconds"));
+        }
+        let p = param(&mut binds, Bind::Int((seconds * 1000.0) as i64));
+        clauses.push(format!("duration_ms >= {p}"));
+    }
+    let (key_column, order) = match sort {
+        Sort::Newest => ("started_at_ms", "started_at_ms DESC, id DESC"),
+        Sort::Longest => ("duration_ms", "duration_ms DESC, id DESC"),
+    };
+    if let Some(cursor) = q.get("cursor") {
+        let (key, id) = decode_cursor(sort, cursor)?;
+        let pk = param(&mut binds, Bind::Int(key));
+        let pk2 = param(&mut binds, Bind::Int(key));
+        let pid = param(&mut binds, Bind::Int(id));
+        // Keyset: strictly after the last row of the previous page, whatever the depth.
+        clauses.push(format!(
+            "({key_column} < {pk} OR ({key_column} = {pk2} AND id < {pid}))"
+        ));
+    }
+    let where_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let limit_param = param(&mut binds, Bind::Int(limit + 1));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM recordings {where_sql} ORDER BY {order} LIMIT {limit_param}"
+    );
+    let mut query = sqlx::query_as::<_, RecordingRow>(&sql);
+    for b in binds {
+        query = match b {
+            Bind::Text(t) => query.bind(t),
+            Bind::Int(i) => query.bind(i),
+        };
+    }
+    let mut rows = query.fetch_all(&state.db.pool).await.map_err(internal)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = match (more, rows.last()) {
+        (true, Some(last)) => Some(encode_cursor(
+            sort,
+            if sort == Sort::Newest {
+                last.started_at_ms
+            } else {
+                last.duration_ms
+            },
+            last.id,
+        )),
+        _ => None,
+    };
+    Ok(Json(serde_json::json!({
+        "recordings": rows.iter().map(RecordingRow::json).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    }))
+    .into_response())
+}
+
+async fn fetch(db: &Database, id: &str) -> Result<RecordingRow, ApiError> {
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    sqlx::query_as::<_, RecordingRow>(&format!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)
+}
+
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(fetch(&state.db, &id).await?.json()).into_response())
+}
+
+pub(super) async fn scan_state(State(state): State<AppState>) -> Response {
+    Json(state.library.indexer.state.json()).into_response()
+}
+
+/// The audio of a row, or why there is none.
+fn playable(library: &Library, row: &RecordingRow) -> Result<WavStream, ApiError> {
+    match row.status.as_str() {
+        "ready" => {}
+        "recording" => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "in_progress",
+                "the call is still being recorded",
+            ));
+        }
+        other => {
+            let reason = row.reason.clone().unwrap_or_else(|| other.to_string());
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_audio",
+                format!("no audio: {reason}"),
+            ));
+        }
+    }
+    let file = library.file(&row.path).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_audio",
+            "no audio: the file is gone or outside the recordings folder",
+        )
+    })?;
+    row.stream(file).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_audio",
+            "no audio: format not playable",
+        )
+    })
+}
+
+fn serve(
+    stream: WavStream,
+    etag: String,
+    headers: &HeaderMap,
+    attachment: Option<String>,
+) -> Result<Response, ApiError> {
+    let len = stream.len();
+    let range = parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
+    // A range made for another version of the file must not be stitched onto this one.
+    let if_range_stale = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v != etag);
+    let range = if if_range_stale {
+        RangeRequest::Full
+    } else {
+        range
+    };
+    let mut response = match range {
+        RangeRequest::Unsatisfiable => {
+            let mut r = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad_range",
+                format!("the stream is {len} bytes long"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+        RangeRequest::Full => {
+            let body = stream.read_range(0, len).map_err(internal)?;
+            (StatusCode::OK, Body::from(body)).into_response()
+        }
+        RangeRequest::Part { start, end } => {
+            let body = stream.read_range(start, end + 1).map_err(internal)?;
+            let mut r = (StatusCode::PARTIAL_CONTENT, Body::from(body)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(name) = attachment {
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    } else {
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("inline"),
+        );
+    }
+    Ok(response)
+}
+
+fn etag(row: &RecordingRow) -> String {
+    format!(
+        "\"{}\"",
+        row.sha256
+            .as_deref()
+            .map(|h| &h[..h.len().min(32)])
+            .unwrap_or("none")
+    )
+}
+
+pub(super) async fn audio(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = fetch(&state.db, &id).await?;
+    let stream = playable(&state.library, &row)?;
+    let tag = etag(&row);
+    tokio::task::spawn_blocking(move || serve(stream, tag, &headers, None))
+        .await
+        .map_err(internal)?
+}
+
+/// A download name from metadata only: date, node type and caller digits, never raw input.
+fn download_name(row: &RecordingRow) -> String {
+    let when = chrono::DateTime::from_timestamp_millis(row.started_at_ms)
+        .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
+        .unwrap_or_else(|| "recording".into());
+    let kind: String = row
+        .node_type
+        .as_deref()
+        .unwrap_or("recording")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let caller: String = row
+        .caller_number
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(20)
+        .collect();
+    if caller.is_empty() {
+        format!("{when}-{kind}-{}.wav", row.id)
+    } else {
+        format!("{when}-{kind}-{caller}-{}.wav", row.id)
+    }
+}
+
+pub(super) async fn download(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = fetch(&state.db, &id).await?;
+    let stream = playable(&state.library, &row)?;
+    let tag = etag(&row);
+    let name = download_name(&row);
+    tokio::task::spawn_blocking(move || serve(stream, tag, &headers, Some(name)))
+        .await
+        .map_err(internal)?
+}
+
+/// `GET /api/recordings/{id}/peaks?points=N`: min and max of each of N slices of the audio.
+pub(super) async fn peaks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let points: u32 = match q.get("points") {
+        None => 800,
+        Some(v) => match v.parse() {
+            Ok(n) if (1..=10_000).contains(&n) => n,
+            _ => return Err(bad("points", "must be a whole number from 1 to 10000")),
+        },
+    };
+    let row = fetch(&state.db, &id).await?;
+    let stream = playable(&state.library, &row)?;
+    let key = (row.id, row.sha256.clone().unwrap_or_default(), points);
+    let cached = state
+        .library
+        .peaks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    let peaks = match cached {
+        Some(p) => p,
+        None => {
+            let computed =
+                tokio::task::spawn_blocking(move || -> std::io::Result<Vec<[i16; 2]>> {
+                    let samples = stream.samples_i16()?;
+                    let n = points as usize;
+                    Ok((0..n)
+                        .map(|i| {
+                            let from = i * samples.len() / n;
+                            let to = ((i + 1) * samples.len() / n)
+                                .max(from + 1)
+                                .min(samples.len());
+                            let slice = samples.get(from..to).unwrap_or(&[]);
+                            [
+                                slice.iter().copied().min().unwrap_or(0),
+                                slice.iter().copied().max().unwrap_or(0),
+                            ]
+                        })
+                        .collect())
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+            let computed = Arc::new(computed);
+            let mut cache = state
+                .library
+                .peaks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if cache.len() > 2000 {
+                cache.clear();
+            }
+            cache.insert(key, computed.clone());
+            computed
+        }
+    };
+    Ok(Json(serde_json::json!({
+        "id": row.id,
+        "points": points,
+        "duration_seconds": row.duration_ms as f64 / 1000.0,
+        "peaks": peaks.iter().map(|[lo, hi]| [*lo, *hi]).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// `DELETE /api/recordings/{id}`: without `confirm`, answers a token bound to this recording;
+/// with it, removes the file and keeps the row as a tombstone. The row is marked first, so a
+/// crash in between leaves a tombstone whose file the next scan removes.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let row = fetch(&state.db, &id).await?;
+    if row.status == "deleted" {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "deleted",
+            "the recording was already deleted",
+        ));
+    }
+    if row.status == "recording" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "in_progress",
+            "the call is still being recorded",
+        ));
+    }
+    let Some(token) = q.get("confirm") else {
+        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let mut confirmations = state
+            .library
+            .confirmations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        confirmations.retain(|_, (_, expiry)| *expiry > now);
+        confirmations.insert(token.clone(), (row.id, now + CONFIRM_TTL));
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "confirm_token": token,
+                "expires_in_seconds": CONFIRM_TTL.as_secs(),
+                "recording": { "id": row.id, "name": row.name },
+                "confirm_with": format!("DELETE /api/recordings/{}?confirm={token}", row.id),
+            })),
+        )
+            .into_response());
+    };
+    let entry = state
+        .library
+        .confirmations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(token);
+    match entry {
+        Some((bound, expiry)) if bound == row.id && expiry > Instant::now() => {}
+        Some((bound, _)) if bound != row.id => {
+            return Err(bad("confirm", "this token confirms another recording"));
+        }
+        Some(_) => {
+            return Err(bad(
+                "confirm",
+                "the confirmation expired: ask for a new one",
+            ))
+        }
+        None => return Err(bad("confirm", "unknown or already used confirmation token")),
+    }
+    sqlx::query("UPDATE recordings SET status = 'deleted', reason = 'deleted through the API', deleted_at_ms = $1, deleted_by = $2 WHERE id = $3")
+        .bind(chrono::Utc::now().timestamp_millis())
+        .bind("api")
+        .bind(row.id)
+        .execute(&state.db.pool)
+        .await
+        .map_err(internal)?;
+    if let Some(file) = state.library.file(&row.path) {
+        if let Err(e) = std::fs::remove_file(&file) {
+            tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");
+        }
+    }
+    state
+        .library
+        .peaks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(id, _, _), _| *id != row.id);
+    let row = fetch(&state.db, &id).await?;
+    Ok(Json(row.json()).into_response())
+}

@@ -1,0 +1,532 @@
+//! The recordings library with real files: scanning (the real Asterisk files, crashed and bad
+//! files), reconciliation, the watcher, and every endpoint: list with keyset pagination and
+//! filters, metadata, audio with exact ranges on stored and transcoded audio, download, peaks,
+//! two-step delete, path traversal.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use ari_recorder::library::index::set_mtime;
+use common::{start_service, start_sim, wait_until, TestService, TestSim};
+use serde_json::Value;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/recordings")
+        .join(name)
+}
+
+/// Files dated an hour ago are final (not being written).
+fn put(t: &TestSim, rel: &str, bytes: &[u8]) {
+    let path = t.recordings.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("dir");
+    }
+    std::fs::write(&path, bytes).expect("write");
+    set_mtime(&path, SystemTime::now() - Duration::from_secs(3600)).expect("mtime");
+}
+
+fn put_fixture(t: &TestSim, rel: &str, fixture_name: &str) {
+    put(
+        t,
+        rel,
+        &std::fs::read(fixture(fixture_name)).expect("fixture"),
+    );
+}
+
+async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = reqwest::Client::new().get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.bytes().await.expect("body").to_vec(),
+    )
+}
+
+async fn json(url: &str) -> (u16, Value) {
+    let (status, _, body) = get(url, &[]).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn scanned(s: &TestService, at_least: u64) {
+    for _ in 0..1000 {
+        let (_, state) = json(&format!("{}/api/library/scan", s.base)).await;
+        if state["scans_completed"].as_u64().unwrap_or(0) >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("scan never completed");
+}
+
+async fn all(s: &TestService, query: &str) -> Vec<Value> {
+    let (status, page) = json(&format!("{}/api/recordings?limit=200&{query}", s.base)).await;
+    assert_eq!(status, 200, "{page}");
+    page["recordings"].as_array().cloned().unwrap_or_default()
+}
+
+fn by_name<'a>(list: &'a [Value], name: &str) -> &'a Value {
+    list.iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed"))
+}
+
+/// An independent mu-law decoder (the classic bit-twiddling form) to check ours against.
+fn reference_ulaw(u: u8) -> i16 {
+    let u = !u as i32;
+    let t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4);
+    (if u & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
+}
+
+#[tokio::test]
+async fn scan_indexes_real_and_bad_files_with_status_and_reason() {
+    let t = start_sim(0.0).await;
+    put_fixture(&t, "transfer-1a5138fb.wav", "transfer-1a5138fb.wav");
+    put_fixture(
+        &t,
+        "crashed/inprogress-90df1d87.wav",
+        "inprogress-90df1d87.partial.wav",
+    );
+    put_fixture(&t, "voicemail-b97ae5ca.ulaw", "voicemail-b97ae5ca.ulaw");
+    put_fixture(&t, "vmsilence-cec16dce.ulaw", "vmsilence-cec16dce.ulaw");
+    put(&t, "header-only.wav", &ari_recorder::audio::wav::header(0));
+    put(&t, "not-audio.wav", b"<html>this is not audio</html>");
+    put(
+        &t,
+        "truncated.wav",
+        &ari_recorder::audio::wav::header(0)[..30],
+    );
+    put(&t, "old.gsm", &[0u8; 330]);
+    put(&t, "notes.txt", b"not a recording");
+    let outside = t.dir.path().join("secret.wav");
+    std::fs::copy(fixture("queue-447a786b.wav"), &outside).expect("copy");
+    std::os::unix::fs::symlink(&outside, t.recordings.join("escape.wav")).expect("symlink");
+    let s = start_service(&t, &[]).await;
+    scanned(&s, 1).await;
+    let list = all(&s, "").await;
+    assert_eq!(list.len(), 9, "{list:#?}");
+    let ready = by_name(&list, "transfer-1a5138fb");
+    assert_eq!(
+        (ready["status"].as_str(), ready["duration_seconds"].as_f64()),
+        (Some("ready"), Some(16.2))
+    );
+    assert_eq!(ready["sha256"].as_str().map(str::len), Some(64));
+    let crashed = by_name(&list, "crashed/inprogress-90df1d87");
+    assert_eq!(crashed["status"], "ready");
+    assert!(
+        crashed["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("sizes were 0"),
+        "{crashed}"
+    );
+    assert_eq!(crashed["duration_seconds"].as_f64(), Some(2.048));
+    assert_eq!(
+        by_name(&list, "voicemail-b97ae5ca")["duration_seconds"].as_f64(),
+        Some(24.174)
+    );
+    assert_eq!(by_name(&list, "vmsilence-cec16dce")["status"], "empty");
+    assert_eq!(by_name(&list, "header-only")["status"], "empty");
+    assert_eq!(by_name(&list, "not-audio")["status"], "unreadable");
+    assert_eq!(by_name(&list, "truncated")["status"], "unreadable");
+    assert_eq!(by_name(&list, "old")["status"], "not_playable");
+    let escape = by_name(&list, "escape");
+    assert_eq!(escape["status"], "unreadable");
+    assert!(
+        escape["reason"].as_str().unwrap_or("").contains("outside"),
+        "{escape}"
+    );
+    let (status, _, _) = get(
+        &format!("{}/api/recordings/{}/audio", s.base, escape["id"]),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 404, "a symlink out of the folder is never served");
+    let _ = s.stop.send(true);
+}
+
+#[tokio::test]
+async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_keeps_up() {
+    let t = start_sim(0.0).await;
+    put_fixture(&t, "a.wav", "queue-447a786b.wav");
+    put_fixture(&t, "b.ulaw", "voicemail-b97ae5ca.ulaw");
+    let s = start_service(&t, &[]).await;
+    scanned(&s, 1).await;
+    assert_eq!(all(&s, "").await.len(), 2);
+    let _ = s.stop.send(true);
+    s.svc.join().await;
+
+    std::fs::remove_file(t.recordings.join("a.wav")).expect("remove");
+    put_fixture(&t, "c.wav", "hunt-ed927e64.wav");
+    let s = start_service(&t, &[]).await;
+    scanned(&s, 1).await;
+    let list = all(&s, "").await;
+    assert_eq!(by_name(&list, "a")["status"], "missing");
+    assert_eq!(by_name(&list, "c")["status"], "ready");
+
+    // A file being written appears: listed as recording, then final once it stops changing.
+    let growing = t.recordings.join("live/d.wav");
+    std::fs::create_dir_all(growing.parent().expect("parent")).expect("dir");
+    std::fs::write(
+        &growing,
+        std::fs::read(fixture("inprogress-90df1d87.partial.wav")).expect("fixture"),
+    )
+    .expect("write");
+    let url = format!("{}/api/recordings?limit=200", s.base);
+    wait_until_async(|| async {
+        let (_, page) = json(&url).await;
+        page["recordings"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|r| r["name"] == "live/d" && r["status"] == "recording")
+        })
+    })
+    .await;
+    wait_until_async(|| async {
+        let (_, page) = json(&url).await;
+        page["recordings"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|r| r["name"] == "live/d" && r["status"] == "ready")
+        })
+    })
+    .await;
+    let _ = s.stop.send(true);
+}
+
+async fn wait_until_async<F, Fut>(condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1000 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out");
+}
+
+#[tokio::test]
+async fn list_pages_with_keyset_cursors_and_filters() {
+    let t = start_sim(0.0).await;
+    for i in 0..7 {
+        put_fixture(&t, &format!("q{i}.wav"), "queue-447a786b.wav");
+    }
+    put_fixture(&t, "long.wav", "transfer-1a5138fb.wav");
+    put_fixture(&t, "vm.ulaw", "voicemail-b97ae5ca.ulaw");
+    let s = start_service(&t, &[]).await;
+    scanned(&s, 1).await;
+    let mut seen = Vec::new();
+    let mut url = format!("{}/api/recordings?limit=2", s.base);
+    loop {
+        let (status, page) = json(&url).await;
+        assert_eq!(status, 200, "{page}");
+        let rows = page["recordings"].as_array().cloned().unwrap_or_default();
+        assert!(rows.len() <= 2);
+        seen.extend(rows.iter().map(|r| r["id"].as_i64().unwrap_or(0)));
+        match page["next_cursor"].as_str() {
+            Some(c) => url = format!("{}/api/recordings?limit=2&cursor={c}", s.base),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        (seen.len(), unique.len()),
+        (9, 9),
+        "every row exactly once: {seen:?}"
+    );
+
+    let longest = all(&s, "sort=longest").await;
+    assert_eq!(longest[0]["name"], "vm");
+    assert_eq!(longest[1]["name"], "long");
+    assert_eq!(all(&s, "format=ulaw").await.len(), 1);
+    assert_eq!(all(&s, "min_duration=10").await.len(), 2);
+    assert_eq!(all(&s, "status=ready&format=wav").await.len(), 8);
+    // A cursor of one sort order is refused by the other, and bad parameters are named.
+    let (_, page) = json(&format!("{}/api/recordings?limit=1", s.base)).await;
+    let cursor = page["next_cursor"].as_str().expect("cursor").to_string();
+    for (query, param) in [
+        (format!("sort=longest&cursor={cursor}"), "cursor"),
+        ("limit=500".into(), "limit"),
+        ("status=great".into(), "status"),
+        ("from=yesterday".into(), "from"),
+        ("colour=red".into(), "colour"),
+    ] {
+        let (status, body) = json(&format!("{}/api/recordings?{query}", s.base)).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"], "bad_request");
+        assert!(
+            body["message"].as_str().unwrap_or("").starts_with(param),
+            "{body}"
+        );
+    }
+    let _ = s.stop.send(true);
+}
+
+#[tokio::test]
+async fn audio_ranges_are_exact_on_stored_and_transcoded_audio() {
+    let t = start_sim(0.0).await;
+    put_fixture(&t, "call.wav", "queue-447a786b.wav");
+    put_fixture(&t, "vm.ulaw", "voicemail-b97ae5ca.ulaw");
+    put_fixture(&t, "crashed.wav", "inprogress-90df1d87.partial.wav");
+    let s = start_service(&t, &[]).await;
+    scanned(&s, 1).await;
+    let list = all(&s, "").await;
+
+    // WAV: served byte for byte.
+    let wav = by_name(&list, "call");
+    let url = format!("{}/api/recordings/{}/audio", s.base, wav["id"]);
+    let (status, headers, body) = get(&url, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        std::fs::read(fixture("queue-447a786b.wav")).expect("fixture")
+    );
+    assert_eq!(headers["content-type"], "audio/wav");
+    assert_eq!(headers["accept-ranges"], "bytes");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let etag = headers["etag"].to_str().expect("etag").to_string();
+    // Safari's probe.
+    let (status, headers, part) = get(&url, &[("range", "bytes=0-1")]).await;
+    assert_eq!((status, part.as_slice()), (206, b"RI".as_slice()));
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes 0-1/{}", body.len()).as_str()
+    );
+    let (status, _, tail) = get(&url, &[("range", "bytes=-100")]).await;
+    assert_eq!((status, tail.as_slice()), (206, &body[body.len() - 100..]));
+    let (status, headers, _) = get(&url, &[("range", &format!("bytes={}-", body.len()))]).await;
+    assert_eq!(status, 416);
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes */{}", body.len()).as_str()
+    );
+    let (status, _, whole) =
+        get(&url, &[("range", "bytes=10-20"), ("if-range", "\"stale\"")]).await;
+    assert_eq!(
+        (status, whole.len()),
+        (200, body.len()),
+        "a stale If-Range gets the whole file"
+    );
+    let (status, _, _) = get(&url, &[("range", "bytes=10-20"), ("if-range", &etag)]).await;
+    assert_eq!(status, 206);
+
+    // A crashed WAV (sizes 0) is served with a correct header.
+    let crashed = by_name(&list, "crashed");
+    let (_, _, fixed) = get(
+        &format!("{}/api/recordings/{}/audio", s.base, crashed["id"]),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        u32::from_le_bytes([fixed[40], fixed[41], fixed[42], fixed[43]]) as usize,
+        fixed.len() - 44
+    );
+
+    // mu-law: transcoded to PCM WAV, sample for sample against a reference decoder, and every
+    // range equals the same bytes of the whole stream.
+    let vm = by_name(&list, "vm");
+    let url = format!("{}/api/recordings/{}/audio", s.base, vm["id"]);
+    let (_, _, whole) = get(&url, &[]).await;
+    let source = std::fs::read(fixture("voicemail-b97ae5ca.ulaw")).expect("fixture");
+    assert_eq!(whole.len(), 44 + source.len() * 2);
+    for (i, byte) in source.iter().enumerate() {
+        assert_eq!(
+            i16::from_le_bytes([whole[44 + 2 * i], whole[45 + 2 * i]]),
+            reference_ulaw(*byte),
+            "sample {i}"
+        );
+    }
+    for (start, end) in [
+        (0u64, 1u64),
+        (0, 43),
+        (43, 44),
+        (44, 45),
+        (45, 46),
+        (45, 1000),
+        (100_001, 200_000),
+        (whole.len() as u64 - 1, whole.len() as u64 - 1),
+    ] {
+        let (status, _, part) = get(&url, &[("range", &format!("bytes={start}-{end}"))]).await;
+        assert_eq!(status, 206);
+        assert_eq!(part, whole[start as usize..=end as usize], "{start}-{end}");
+    }
+    let _ = s.stop.send(true);
+}
+
+#[tokio::test]
+async fn download_peaks_and_two_step_delete() {
+    let t = start_sim(0.0).await;
+    put_fixture(&t, "call.wav", "hunt-ed927e64.wav");
+    let s = start_service(&t, &[]).await;
+    scanned(&s, 1).await;
+    let id = all(&s, "").await[0]["id"].as_i64().expect("id");
+    let (status, headers, body) =
+        get(&format!("{}/api/recordings/{id}/download", s.base), &[]).await;
+    assert_eq!(status, 200);
+    let disposition = headers["content-disposition"].to_str().expect("header");
+    assert!(
+        disposition.starts_with("attachment; filename=\"")
+            && disposition.ends_with(&format!("-{id}.wav\"")),
+        "{disposition}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(body.len() > 44);
+
+    let (status, peaks) = json(&format!("{}/api/recordings/{id}/peaks?points=100", s.base)).await;
+    assert_eq!(status, 200);
+    let points = peaks["peaks"].as_array().expect("peaks");
+    assert_eq!(points.len(), 100);
+    assert!(
+        points.iter().any(|p| p[1].as_i64().unwrap_or(0) > 1000),
+        "the agent's voice shows"
+    );
+    let (status, _) = json(&format!("{}/api/recordings/{id}/peaks?points=0", s.base)).await;
+    assert_eq!(status, 400);
+
+    let client = reqwest::Client::new();
+    let first = client
+        .delete(format!("{}/api/recordings/{id}", s.base))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(first.status().as_u16(), 202);
+    let first: Value = first.json().await.expect("json");
+    assert_eq!(first["recording"]["name"], "call");
+    assert!(
+        t.recordings.join("call.wav").exists(),
+        "nothing deleted before confirmation"
+    );
+    let wrong = client
+        .delete(format!("{}/api/recordings/{id}?confirm=nope", s.base))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(wrong.status().as_u16(), 400);
+    let token = first["confirm_token"].as_str().expect("token");
+    let done = client
+        .delete(format!("{}/api/recordings/{id}?confirm={token}", s.base))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(done.status().as_u16(), 200);
+    let done: Value = done.json().await.expect("json");
+    assert_eq!(done["status"], "deleted");
+    assert!(done["deleted_at"].is_string());
+    assert!(!t.recordings.join("call.wav").exists());
+    let again = client
+        .delete(format!("{}/api/recordings/{id}?confirm={token}", s.base))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(again.status().as_u16(), 410);
+    let (status, body) = json(&format!("{}/api/recordings/{id}/audio", s.base)).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("no_audio")));
+    let _ = s.stop.send(true);
+}
+
+#[tokio::test]
+async fn a_tombstone_left_by_a_crash_mid_delete_is_finished_by_the_next_scan() {
+    let t = start_sim(0.0).await;
+    put_fixture(&t, "call.wav", "queue-447a786b.wav");
+    let s = start_service(&t, &[]).await;
+    scanned(&s, 1).await;
+    sqlx::query(
+        "UPDATE recordings SET status = 'deleted', deleted_at_ms = 1 WHERE path = 'call.wav'",
+    )
+    .execute(&s.svc.db.pool)
+    .await
+    .expect("tombstone");
+    let _ = s.stop.send(true);
+    s.svc.join().await;
+    assert!(t.recordings.join("call.wav").exists());
+    let s = start_service(&t, &[]).await;
+    scanned(&s, 1).await;
+    assert!(
+        !t.recordings.join("call.wav").exists(),
+        "the deletion was completed"
+    );
+    assert_eq!(all(&s, "").await[0]["status"], "deleted");
+    let _ = s.stop.send(true);
+}
+
+#[tokio::test]
+async fn paths_never_leave_the_recordings_folder() {
+    let t = start_sim(0.0).await;
+    let secret = t.dir.path().join("library.db-secret.wav");
+    std::fs::copy(fixture("queue-447a786b.wav"), &secret).expect("copy");
+    let s = start_service(&t, &[]).await;
+    scanned(&s, 1).await;
+    // A row whose path escapes (as a tampered database would hold) is never served.
+    sqlx::query(
+        "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, data_offset, data_len, started_at_ms, indexed_at_ms) \
+         VALUES ('../library.db-secret.wav', 'x', 'wav', 'ready', 1, 1, 1, 'pcm16', 8000, 44, 100, 1, 1)",
+    )
+    .execute(&s.svc.db.pool)
+    .await
+    .expect("insert");
+    let id = all(&s, "").await[0]["id"].as_i64().expect("id");
+    let (status, _, _) = get(&format!("{}/api/recordings/{id}/audio", s.base), &[]).await;
+    assert_eq!(status, 404);
+    for path in ["..%2F..%2Fetc%2Fpasswd", "1%2F..%2F2", "-1", "99999"] {
+        let (status, _, body) = get(&format!("{}/api/recordings/{path}/audio", s.base), &[]).await;
+        assert_eq!(status, 404, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    let _ = s.stop.send(true);
+}
+
+#[tokio::test]
+async fn calls_recorded_by_the_flows_appear_with_their_metadata() {
+    let t = start_sim(0.0).await;
+    let flow = "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\n";
+    let s = start_service(&t, &[("support.toml", flow)]).await;
+    scanned(&s, 1).await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    let url = format!("{}/api/recordings?caller=555", s.base);
+    wait_until_async(|| async {
+        let (_, page) = json(&url).await;
+        page["recordings"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1 && l[0]["status"] == "recording")
+    })
+    .await;
+    t.sim.advance(16.5);
+    wait_until_async(|| async {
+        let (_, page) = json(&url).await;
+        page["recordings"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1 && l[0]["status"] == "ready")
+    })
+    .await;
+    let (_, page) = json(&url).await;
+    let r = &page["recordings"][0];
+    assert_eq!(
+        (
+            r["caller"]["name"].as_str(),
+            r["callee"].as_str(),
+            r["node_type"].as_str()
+        ),
+        (Some("Alice"), Some("PJSIP/201"), Some("transfer"))
+    );
+    assert_eq!(r["duration_seconds"].as_f64(), Some(16.5));
+    assert_eq!(
+        all(&s, "name=ali").await.len(),
+        1,
+        "caller name prefix, any case"
+    );
+    assert_eq!(all(&s, "node_type=voicemail").await.len(), 0);
+    wait_until("over", || t.sim.with_world(|w| w.counts()) == (0, 0, 0)).await;
+    let _ = s.stop.send(true);
+}
