@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use ari_recorder::library::index::set_mtime;
-use common::{start_service, start_sim, wait_until, TestService, TestSim};
+use common::{database_url, start_service_on, start_sim, wait_until, Db, TestService, TestSim};
 use serde_json::Value;
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -86,9 +86,11 @@ fn reference_ulaw(u: u8) -> i16 {
     (if u & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
 }
 
-#[tokio::test]
-async fn scan_indexes_real_and_bad_files_with_status_and_reason() {
+async fn scan_indexes_real_and_bad_files_with_status_and_reason(db: Db) {
     let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
     put_fixture(&t, "transfer-1a5138fb.wav", "transfer-1a5138fb.wav");
     put_fixture(
         &t,
@@ -109,7 +111,7 @@ async fn scan_indexes_real_and_bad_files_with_status_and_reason() {
     let outside = t.dir.path().join("secret.wav");
     std::fs::copy(fixture("queue-447a786b.wav"), &outside).expect("copy");
     std::os::unix::fs::symlink(&outside, t.recordings.join("escape.wav")).expect("symlink");
-    let s = start_service(&t, &[]).await;
+    let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
     let list = all(&s, "").await;
     assert_eq!(list.len(), 9, "{list:#?}");
@@ -153,12 +155,14 @@ async fn scan_indexes_real_and_bad_files_with_status_and_reason() {
     let _ = s.stop.send(true);
 }
 
-#[tokio::test]
-async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_keeps_up() {
+async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_keeps_up(db: Db) {
     let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
     put_fixture(&t, "a.wav", "queue-447a786b.wav");
     put_fixture(&t, "b.ulaw", "voicemail-b97ae5ca.ulaw");
-    let s = start_service(&t, &[]).await;
+    let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
     assert_eq!(all(&s, "").await.len(), 2);
     let _ = s.stop.send(true);
@@ -166,7 +170,7 @@ async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_ke
 
     std::fs::remove_file(t.recordings.join("a.wav")).expect("remove");
     put_fixture(&t, "c.wav", "hunt-ed927e64.wav");
-    let s = start_service(&t, &[]).await;
+    let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
     let list = all(&s, "").await;
     assert_eq!(by_name(&list, "a")["status"], "missing");
@@ -214,15 +218,17 @@ where
     panic!("timed out");
 }
 
-#[tokio::test]
-async fn list_pages_with_keyset_cursors_and_filters() {
+async fn list_pages_with_keyset_cursors_and_filters(db: Db) {
     let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
     for i in 0..7 {
         put_fixture(&t, &format!("q{i}.wav"), "queue-447a786b.wav");
     }
     put_fixture(&t, "long.wav", "transfer-1a5138fb.wav");
     put_fixture(&t, "vm.ulaw", "voicemail-b97ae5ca.ulaw");
-    let s = start_service(&t, &[]).await;
+    let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
     let mut seen = Vec::new();
     let mut url = format!("{}/api/recordings?limit=2", s.base);
@@ -273,13 +279,15 @@ async fn list_pages_with_keyset_cursors_and_filters() {
     let _ = s.stop.send(true);
 }
 
-#[tokio::test]
-async fn audio_ranges_are_exact_on_stored_and_transcoded_audio() {
+async fn audio_ranges_are_exact_on_stored_and_transcoded_audio(db: Db) {
     let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
     put_fixture(&t, "call.wav", "queue-447a786b.wav");
     put_fixture(&t, "vm.ulaw", "voicemail-b97ae5ca.ulaw");
     put_fixture(&t, "crashed.wav", "inprogress-90df1d87.partial.wav");
-    let s = start_service(&t, &[]).await;
+    let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
     let list = all(&s, "").await;
 
@@ -364,11 +372,13 @@ async fn audio_ranges_are_exact_on_stored_and_transcoded_audio() {
     let _ = s.stop.send(true);
 }
 
-#[tokio::test]
-async fn download_peaks_and_two_step_delete() {
+async fn download_peaks_and_two_step_delete(db: Db) {
     let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
     put_fixture(&t, "call.wav", "hunt-ed927e64.wav");
-    let s = start_service(&t, &[]).await;
+    let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
     let id = all(&s, "").await[0]["id"].as_i64().expect("id");
     let (status, headers, body) =
@@ -435,11 +445,13 @@ async fn download_peaks_and_two_step_delete() {
     let _ = s.stop.send(true);
 }
 
-#[tokio::test]
-async fn a_tombstone_left_by_a_crash_mid_delete_is_finished_by_the_next_scan() {
+async fn a_tombstone_left_by_a_crash_mid_delete_is_finished_by_the_next_scan(db: Db) {
     let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
     put_fixture(&t, "call.wav", "queue-447a786b.wav");
-    let s = start_service(&t, &[]).await;
+    let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
     sqlx::query(
         "UPDATE recordings SET status = 'deleted', deleted_at_ms = 1 WHERE path = 'call.wav'",
@@ -450,7 +462,7 @@ async fn a_tombstone_left_by_a_crash_mid_delete_is_finished_by_the_next_scan() {
     let _ = s.stop.send(true);
     s.svc.join().await;
     assert!(t.recordings.join("call.wav").exists());
-    let s = start_service(&t, &[]).await;
+    let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
     assert!(
         !t.recordings.join("call.wav").exists(),
@@ -460,12 +472,14 @@ async fn a_tombstone_left_by_a_crash_mid_delete_is_finished_by_the_next_scan() {
     let _ = s.stop.send(true);
 }
 
-#[tokio::test]
-async fn paths_never_leave_the_recordings_folder() {
+async fn paths_never_leave_the_recordings_folder(db: Db) {
     let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
     let secret = t.dir.path().join("library.db-secret.wav");
     std::fs::copy(fixture("queue-447a786b.wav"), &secret).expect("copy");
-    let s = start_service(&t, &[]).await;
+    let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
     // A row whose path escapes (as a tampered database would hold) is never served.
     sqlx::query(
@@ -485,11 +499,13 @@ async fn paths_never_leave_the_recordings_folder() {
     let _ = s.stop.send(true);
 }
 
-#[tokio::test]
-async fn calls_recorded_by_the_flows_appear_with_their_metadata() {
+async fn calls_recorded_by_the_flows_appear_with_their_metadata(db: Db) {
     let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
     let flow = "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\n";
-    let s = start_service(&t, &[("support.toml", flow)]).await;
+    let s = start_service_on(&t, &[("support.toml", flow)], &url).await;
     scanned(&s, 1).await;
     t.sim
         .place_inbound_call("100", "Alice <5551001>", "talk")
@@ -530,3 +546,26 @@ async fn calls_recorded_by_the_flows_appear_with_their_metadata() {
     wait_until("over", || t.sim.with_world(|w| w.counts()) == (0, 0, 0)).await;
     let _ = s.stop.send(true);
 }
+
+/// Every library test runs on SQLite and on PostgreSQL.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
+        }
+    };
+}
+
+on_both_databases!(
+    scan_indexes_real_and_bad_files_with_status_and_reason,
+    reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_keeps_up,
+    list_pages_with_keyset_cursors_and_filters,
+    audio_ranges_are_exact_on_stored_and_transcoded_audio,
+    download_peaks_and_two_step_delete,
+    a_tombstone_left_by_a_crash_mid_delete_is_finished_by_the_next_scan,
+    paths_never_leave_the_recordings_folder,
+    calls_recorded_by_the_flows_appear_with_their_metadata,
+);

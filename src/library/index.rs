@@ -432,7 +432,18 @@ impl Indexer {
     /// Re-indexes the given files (from the watcher); vanished ones become `missing`.
     pub async fn index_paths(&self, paths: Vec<PathBuf>) -> Result<(), DbError> {
         let mut seen = Vec::new();
+        // A new folder's first files can be written before its watch is in place: index
+        // whatever a folder event names.
+        let mut expanded = Vec::new();
         for path in paths {
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                let inside = walk(&path);
+                expanded.extend(inside.into_iter().map(|s| path.join(s.rel)));
+            } else {
+                expanded.push(path);
+            }
+        }
+        for path in expanded {
             let Ok(rel) = path.strip_prefix(&self.root) else {
                 continue;
             };

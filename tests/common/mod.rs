@@ -125,8 +125,57 @@ pub fn fast_timing() -> ari_recorder::ari::stream::StreamTiming {
     }
 }
 
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database of that kind for one test: an SQLite file in the test's folder, or a new
+/// database in the PostgreSQL that `scripts/test.sh` starts (`TEST_POSTGRES_URL`). `None` when
+/// PostgreSQL is not available outside CI (CI must have it).
+pub async fn database_url(t: &TestSim, db: Db) -> Option<String> {
+    match db {
+        Db::Sqlite => Some(format!(
+            "sqlite://{}/library.db?mode=rwc",
+            t.dir.path().display()
+        )),
+        Db::Postgres => {
+            let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "CI must run the PostgreSQL tests (use scripts/test.sh)"
+                );
+                eprintln!("TEST_POSTGRES_URL not set: PostgreSQL variant not run (scripts/test.sh sets it up)");
+                return None;
+            };
+            sqlx::any::install_default_drivers();
+            let admin = sqlx::AnyPool::connect(&admin_url)
+                .await
+                .expect("admin connection");
+            let name = format!("ari_recorder_test_{:016x}", fastrand::u64(..));
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .expect("create database");
+            admin.close().await;
+            let (base, _) = admin_url
+                .rsplit_once('/')
+                .expect("TEST_POSTGRES_URL names a database");
+            Some(format!("{base}/{name}"))
+        }
+    }
+}
+
 /// Starts the service with `flows` (file name, TOML) in a fresh dialplans folder.
 pub async fn start_service(t: &TestSim, flows: &[(&str, &str)]) -> TestService {
+    let url = database_url(t, Db::Sqlite).await.expect("sqlite");
+    start_service_on(t, flows, &url).await
+}
+
+/// The same, on the database at `database`.
+pub async fn start_service_on(t: &TestSim, flows: &[(&str, &str)], database: &str) -> TestService {
     let dialplans = t.dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).expect("dialplans dir");
     for (name, text) in flows {
@@ -134,7 +183,7 @@ pub async fn start_service(t: &TestSim, flows: &[(&str, &str)]) -> TestService {
     }
     let sim_url = t.sim.url();
     let recordings = t.recordings.display().to_string();
-    let database = format!("sqlite://{}/library.db?mode=rwc", t.dir.path().display());
+    let database = database.to_string();
     let dialplans_text = dialplans.display().to_string();
     let config = ari_recorder::config::Config::load(None, |key| match key {
         "ARI_URL" => Some(sim_url.clone()),
