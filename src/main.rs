@@ -59,6 +59,11 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
     },
+    /// Index the recordings folder into the library now, with progress.
+    Index {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration and the dialplans folder; exit non-zero with the reasons.
     Check {
         #[arg(long)]
@@ -136,7 +141,58 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Check { config } => check(config),
+        Command::Index { config } => index(config).await,
     }
+}
+
+/// A full scan of RECORDINGS_DIR into the library, printing progress on stderr.
+async fn index(config: Option<PathBuf>) -> Result<(), String> {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    let config = Config::from_process(config.as_deref()).map_err(|e| e.to_string())?;
+    let db = ari_recorder::library::Database::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let indexer = ari_recorder::library::Indexer::new(
+        db,
+        config.recordings_dir.clone(),
+        Duration::from_secs(3),
+    );
+    let state = indexer.state.clone();
+    let progress = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let found = state.files_found.load(Ordering::Relaxed);
+            let probed = state.files_probed.load(Ordering::Relaxed);
+            let width = 30usize;
+            let filled = if found == 0 {
+                0
+            } else {
+                (probed as usize * width / found as usize).min(width)
+            };
+            eprint!(
+                "\r[{}{}] {probed} probed, {found} found",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+            let _ = std::io::stderr().flush();
+        }
+    });
+    let started = std::time::Instant::now();
+    let report = indexer.full_scan().await.map_err(|e| e.to_string());
+    progress.abort();
+    let report = report?;
+    eprintln!();
+    println!(
+        "indexed {} in {:.2?}: {} found, {} probed, {} unchanged, {} missing",
+        config.recordings_dir.display(),
+        started.elapsed(),
+        report.found,
+        report.probed,
+        report.unchanged,
+        report.missing
+    );
+    Ok(())
 }
 
 fn check(config: Option<PathBuf>) -> Result<(), String> {

@@ -14,6 +14,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 
 mod flows;
+pub mod openapi;
 mod recordings;
 
 pub use recordings::Library;
@@ -103,6 +104,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/recordings/{id}/download", get(recordings::download))
         .route("/api/recordings/{id}/peaks", get(recordings::peaks))
         .route("/api/library/scan", get(recordings::scan_state))
+        .route(
+            "/api/openapi.json",
+            get(|| async { Json(openapi::document()) }),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
