@@ -254,3 +254,48 @@ fn openapi_describes_every_route_the_router_serves() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_killed_index_loses_nothing_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let recordings = dir.path().join("recordings");
+    const FILES: usize = 8000;
+    for i in 0..FILES {
+        let sub = recordings.join(format!("{:02}", i % 50));
+        std::fs::create_dir_all(&sub).expect("dir");
+        let path = sub.join(format!("call-{i}.ulaw"));
+        std::fs::write(&path, [0x7Fu8; 400]).expect("write");
+        ari_recorder::library::index::set_mtime(&path, std::time::SystemTime::now() - Duration::from_secs(3600)).expect("mtime");
+    }
+    let database = format!("sqlite://{}/lib.db?mode=rwc", dir.path().display());
+    let index = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ari-recorder"))
+            .arg("index")
+            .env("RECORDINGS_DIR", &recordings)
+            .env("DATABASE_URL", &database)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    // Killed (SIGKILL) somewhere in the middle, wherever that falls.
+    let mut child = index();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let db = ari_recorder::library::Database::open(&database).await.expect("reopens");
+    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&db.pool).await.expect("check");
+    assert_eq!(check, "ok");
+    let (partial,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings").fetch_one(&db.pool).await.expect("count");
+    assert!(partial as usize <= FILES);
+    let (torn,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE sha256 IS NULL OR duration_ms <> 50")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(torn, 0, "every row written is whole");
+    // The next run reconciles: everything indexed, once.
+    let status = index().wait().expect("second run");
+    assert!(status.success());
+    let (all,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'").fetch_one(&db.pool).await.expect("count");
+    assert_eq!(all as usize, FILES);
+}

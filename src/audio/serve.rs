@@ -67,14 +67,8 @@ impl WavStream {
         file.read_exact(&mut source)?;
         let pcm: Vec<u8> = match self.encoding {
             Encoding::Pcm16 => source,
-            Encoding::Ulaw => source
-                .iter()
-                .flat_map(|b| decode_ulaw(*b).to_le_bytes())
-                .collect(),
-            Encoding::Alaw => source
-                .iter()
-                .flat_map(|b| decode_alaw(*b).to_le_bytes())
-                .collect(),
+            Encoding::Ulaw => expand(&source, &ULAW_TABLE),
+            Encoding::Alaw => expand(&source, &ALAW_TABLE),
         };
         let skip = (pcm_start - first_sample * 2) as usize;
         let take = (pcm_end - pcm_start) as usize;
@@ -90,6 +84,20 @@ impl WavStream {
             .map(|c| i16::from_le_bytes([c[0], c[1]]))
             .collect())
     }
+}
+
+/// Each G.711 code's 16-bit little-endian sample: one lookup per byte.
+static ULAW_TABLE: std::sync::LazyLock<[[u8; 2]; 256]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|i| decode_ulaw(i as u8).to_le_bytes()));
+static ALAW_TABLE: std::sync::LazyLock<[[u8; 2]; 256]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|i| decode_alaw(i as u8).to_le_bytes()));
+
+fn expand(source: &[u8], table: &[[u8; 2]; 256]) -> Vec<u8> {
+    let mut out = vec![0u8; source.len() * 2];
+    for (pair, code) in out.chunks_exact_mut(2).zip(source) {
+        pair.copy_from_slice(&table[usize::from(*code)]);
+    }
+    out
 }
 
 /// A parsed `Range` header against a stream of `len` bytes.

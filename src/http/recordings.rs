@@ -363,12 +363,10 @@ pub(super) async fn list(
     if let Some(cursor) = q.get("cursor") {
         let (key, id) = decode_cursor(sort, cursor)?;
         let pk = param(&mut binds, Bind::Int(key));
-        let pk2 = param(&mut binds, Bind::Int(key));
         let pid = param(&mut binds, Bind::Int(id));
-        // Keyset: strictly after the last row of the previous page, whatever the depth.
-        clauses.push(format!(
-            "({key_column} < {pk} OR ({key_column} = {pk2} AND id < {pid}))"
-        ));
+        // Keyset: strictly after the last row of the previous page. A row-value comparison is
+        // one range seek on the (key, id) index, whatever the depth.
+        clauses.push(format!("({key_column}, id) < ({pk}, {pid})"));
     }
     let where_sql = if clauses.is_empty() {
         String::new()
