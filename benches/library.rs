@@ -129,6 +129,10 @@ async fn list(dir: &Path) {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    // As the service does: no Nagle delay on small responses.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::new();
     let base = format!("http://{addr}/api/recordings?limit=50");
@@ -157,6 +161,39 @@ async fn list(dir: &Path) {
         times.sort();
         println!(
             "  GET /api/recordings {label}: p50 {:?}  p99 {:?}",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+    }
+    for (label, cursor) in [
+        ("shallow", None),
+        ("deep (row 999,950)", Some((deep_started, deep_id))),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t0 = Instant::now();
+            let rows: Vec<(i64,)> = match cursor {
+                None => sqlx::query_as("SELECT id FROM recordings ORDER BY started_at_ms DESC, id DESC LIMIT $1")
+                    .bind(51i64)
+                    .fetch_all(&db.pool)
+                    .await
+                    .expect("keyset"),
+                Some((k, id)) => sqlx::query_as(
+                    "SELECT id FROM recordings WHERE (started_at_ms, id) < ($1, $2) ORDER BY started_at_ms DESC, id DESC LIMIT $3",
+                )
+                .bind(k)
+                .bind(id)
+                .bind(51i64)
+                .fetch_all(&db.pool)
+                .await
+                .expect("keyset"),
+            };
+            assert!(rows.len() >= 49, "a page, or the last 49 rows");
+            times.push(t0.elapsed());
+        }
+        times.sort();
+        println!(
+            "  keyset query only, {label}: p50 {:?}  p99 {:?}",
             percentile(&times, 0.5),
             percentile(&times, 0.99)
         );

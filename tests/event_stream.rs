@@ -6,24 +6,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ari_recorder::ari::stream::{run_event_stream, Notice, StreamTiming};
+use ari_recorder::ari::stream::{run_event_stream, Notice};
 use ari_recorder::ari::{AriClient, RecordRequest};
 use ari_recorder::metrics::Metrics;
 use ari_recorder::stasis::{self, AppInput, Change, Registry};
-use common::{start_sim, PASSWORD, USER};
+use common::{fast_timing, start_sim, PASSWORD, USER};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
-
-fn fast_timing() -> StreamTiming {
-    StreamTiming {
-        ping_interval: Duration::from_millis(100),
-        dead_after: Duration::from_millis(500),
-        backoff_base: Duration::from_millis(10),
-        backoff_cap: Duration::from_millis(100),
-        stable_after: Duration::from_secs(10),
-    }
-}
 
 async fn next_notice(
     rx: &mut mpsc::UnboundedReceiver<Notice>,

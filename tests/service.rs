@@ -4,21 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use ari_recorder::ari::stream::StreamTiming;
 use ari_recorder::config::Config;
 use ari_recorder::service;
-use common::{start_sim, PASSWORD};
+use common::{fast_timing, start_sim, PASSWORD};
 use tokio::sync::watch;
-
-fn timing() -> StreamTiming {
-    StreamTiming {
-        ping_interval: Duration::from_millis(100),
-        dead_after: Duration::from_millis(500),
-        backoff_base: Duration::from_millis(10),
-        backoff_cap: Duration::from_millis(100),
-        stable_after: Duration::from_secs(10),
-    }
-}
 
 async fn get(url: &str) -> (u16, String) {
     let response = reqwest::get(url).await.expect("request");
@@ -42,7 +31,7 @@ async fn health_readiness_and_metrics() {
     })
     .expect("config");
     let (stop, shutdown) = watch::channel(false);
-    let svc = service::start(&config, timing(), shutdown)
+    let svc = service::start(&config, fast_timing(), shutdown)
         .await
         .expect("service");
     let base = format!("http://{}", svc.http_addr);
@@ -265,7 +254,11 @@ async fn a_killed_index_loses_nothing_and_corrupts_nothing() {
         std::fs::create_dir_all(&sub).expect("dir");
         let path = sub.join(format!("call-{i}.ulaw"));
         std::fs::write(&path, [0x7Fu8; 400]).expect("write");
-        ari_recorder::library::index::set_mtime(&path, std::time::SystemTime::now() - Duration::from_secs(3600)).expect("mtime");
+        ari_recorder::library::index::set_mtime(
+            &path,
+            std::time::SystemTime::now() - Duration::from_secs(3600),
+        )
+        .expect("mtime");
     }
     let database = format!("sqlite://{}/lib.db?mode=rwc", dir.path().display());
     let index = || {
@@ -283,19 +276,31 @@ async fn a_killed_index_loses_nothing_and_corrupts_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().expect("kill -9");
     let _ = child.wait();
-    let db = ari_recorder::library::Database::open(&database).await.expect("reopens");
-    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&db.pool).await.expect("check");
+    let db = ari_recorder::library::Database::open(&database)
+        .await
+        .expect("reopens");
+    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+        .fetch_one(&db.pool)
+        .await
+        .expect("check");
     assert_eq!(check, "ok");
-    let (partial,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings").fetch_one(&db.pool).await.expect("count");
-    assert!(partial as usize <= FILES);
-    let (torn,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE sha256 IS NULL OR duration_ms <> 50")
+    let (partial,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings")
         .fetch_one(&db.pool)
         .await
         .expect("count");
+    assert!(partial as usize <= FILES);
+    let (torn,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE sha256 IS NULL OR duration_ms <> 50")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
     assert_eq!(torn, 0, "every row written is whole");
     // The next run reconciles: everything indexed, once.
     let status = index().wait().expect("second run");
     assert!(status.success());
-    let (all,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'").fetch_one(&db.pool).await.expect("count");
+    let (all,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
     assert_eq!(all as usize, FILES);
 }

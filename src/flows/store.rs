@@ -159,27 +159,9 @@ impl FlowStore {
                 node: node.to_string(),
             });
         };
-        match table.get_mut("record_call").and_then(|v| v.as_value_mut()) {
-            Some(value) => {
-                // Keep the comment that may follow the value on its line.
-                let decor = value.decor().clone();
-                *value = toml_edit::Value::from(record);
-                *value.decor_mut() = decor;
-            }
-            None => {
-                table.insert("record_call", toml_edit::value(record));
-            }
-        }
+        set_bool(table, "record_call", record);
         let new_text = doc.to_string();
-        parse_flow(&path, &new_text).map_err(|errors| {
-            EditError::Invalid(
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        parse_flow(&path, &new_text).map_err(refused)?;
         write_atomically(&path, &new_text)?;
         self.reload();
         Ok(())
@@ -204,29 +186,9 @@ impl FlowStore {
         let mut doc: toml_edit::DocumentMut = text
             .parse()
             .map_err(|e: toml_edit::TomlError| EditError::Invalid(e.to_string()))?;
-        match doc
-            .get_mut("record_outbound_calls")
-            .and_then(|v| v.as_value_mut())
-        {
-            Some(value) => {
-                let decor = value.decor().clone();
-                *value = toml_edit::Value::from(record);
-                *value.decor_mut() = decor;
-            }
-            None => {
-                doc.insert("record_outbound_calls", toml_edit::value(record));
-            }
-        }
+        set_bool(doc.as_table_mut(), "record_outbound_calls", record);
         let new_text = doc.to_string();
-        let settings = parse_settings(&path, &new_text).map_err(|errors| {
-            EditError::Invalid(
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let settings = parse_settings(&path, &new_text).map_err(refused)?;
         write_atomically(&path, &new_text)?;
         self.reload();
         Ok(settings)
@@ -265,6 +227,31 @@ impl FlowStore {
             }
         }))
     }
+}
+
+/// Sets `key` to `value` in a TOML table, keeping the comment that may follow the old value.
+fn set_bool(table: &mut dyn toml_edit::TableLike, key: &str, value: bool) {
+    match table.get_mut(key).and_then(|v| v.as_value_mut()) {
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = toml_edit::Value::from(value);
+            *old.decor_mut() = decor;
+        }
+        None => {
+            table.insert(key, toml_edit::value(value));
+        }
+    }
+}
+
+/// All problems of a refused edit in one message.
+fn refused(errors: Vec<FlowError>) -> EditError {
+    EditError::Invalid(
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 /// Temp file in the same folder, fsync, rename over, fsync the folder: a crash leaves the old

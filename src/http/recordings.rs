@@ -552,10 +552,21 @@ pub(super) async fn audio(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let row = fetch(&state.db, &id).await?;
+    audio_response(&state, &id, headers, false).await
+}
+
+/// The audio of `id`, inline or as an attachment named from its metadata.
+async fn audio_response(
+    state: &AppState,
+    id: &str,
+    headers: HeaderMap,
+    attachment: bool,
+) -> Result<Response, ApiError> {
+    let row = fetch(&state.db, id).await?;
     let stream = playable(&state.library, &row)?;
     let tag = etag(&row);
-    tokio::task::spawn_blocking(move || serve(stream, tag, &headers, None))
+    let name = attachment.then(|| download_name(&row));
+    tokio::task::spawn_blocking(move || serve(stream, tag, &headers, name))
         .await
         .map_err(internal)?
 }
@@ -592,13 +603,7 @@ pub(super) async fn download(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let row = fetch(&state.db, &id).await?;
-    let stream = playable(&state.library, &row)?;
-    let tag = etag(&row);
-    let name = download_name(&row);
-    tokio::task::spawn_blocking(move || serve(stream, tag, &headers, Some(name)))
-        .await
-        .map_err(internal)?
+    audio_response(&state, &id, headers, true).await
 }
 
 /// `GET /api/recordings/{id}/peaks?points=N`: min and max of each of N slices of the audio.

@@ -324,21 +324,12 @@ impl Indexer {
                             .and_then(|e| e.to_str())
                             .unwrap_or("")
                             .to_string();
-                        Probe {
-                            format,
-                            status: Status::Unreadable,
-                            reason: Some(
-                                "symlink points outside the recordings folder: not followed".into(),
-                            ),
-                            size: 0,
-                            encoding: None,
-                            sample_rate: 0,
-                            data_offset: 0,
-                            data_len: 0,
-                            duration_ms: 0,
-                            sizes_recovered: false,
-                            sha256: None,
-                        }
+                        Probe::problem(
+                            &format,
+                            0,
+                            Status::Unreadable,
+                            "symlink points outside the recordings folder: not followed",
+                        )
                     } else {
                         probe(&root.join(&seen.rel))
                     };

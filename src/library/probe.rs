@@ -77,7 +77,12 @@ pub struct Probe {
 }
 
 impl Probe {
-    fn problem(format: &str, size: u64, status: Status, reason: impl Into<String>) -> Probe {
+    pub(crate) fn problem(
+        format: &str,
+        size: u64,
+        status: Status,
+        reason: impl Into<String>,
+    ) -> Probe {
         Probe {
             format: format.to_string(),
             status,
