@@ -176,7 +176,8 @@ async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_ke
     assert_eq!(by_name(&list, "a")["status"], "missing");
     assert_eq!(by_name(&list, "c")["status"], "ready");
 
-    // A file being written appears: listed as recording, then final once it stops changing.
+    // A file being written appears: listed as recording (not hashed on every change), then
+    // final, with its hash, once it stops changing.
     let growing = t.recordings.join("live/d.wav");
     std::fs::create_dir_all(growing.parent().expect("parent")).expect("dir");
     std::fs::write(
@@ -188,8 +189,9 @@ async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_ke
     wait_until_async(|| async {
         let (_, page) = json(&url).await;
         page["recordings"].as_array().is_some_and(|l| {
-            l.iter()
-                .any(|r| r["name"] == "live/d" && r["status"] == "recording")
+            l.iter().any(|r| {
+                r["name"] == "live/d" && r["status"] == "recording" && r["sha256"].is_null()
+            })
         })
     })
     .await;
@@ -197,7 +199,7 @@ async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_ke
         let (_, page) = json(&url).await;
         page["recordings"].as_array().is_some_and(|l| {
             l.iter()
-                .any(|r| r["name"] == "live/d" && r["status"] == "ready")
+                .any(|r| r["name"] == "live/d" && r["status"] == "ready" && r["sha256"].is_string())
         })
     })
     .await;

@@ -50,8 +50,9 @@ pub struct StreamTiming {
 impl Default for StreamTiming {
     fn default() -> Self {
         StreamTiming {
-            ping_interval: Duration::from_secs(3),
-            dead_after: Duration::from_secs(8),
+            // Checked at each ping: a silent socket is found within 7 + 2 = 9 s.
+            ping_interval: Duration::from_secs(2),
+            dead_after: Duration::from_secs(7),
             backoff_base: Duration::from_millis(250),
             backoff_cap: Duration::from_secs(30),
             stable_after: Duration::from_secs(10),

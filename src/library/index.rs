@@ -19,7 +19,7 @@ use notify::Watcher;
 use tokio::sync::{mpsc, watch};
 
 use super::db::{Database, DbError};
-use super::probe::{is_recording_file, probe, Encoding, Probe, Status};
+use super::probe::{is_recording_file, probe_with, Encoding, Probe, Status};
 
 /// Rows written per transaction.
 const BATCH: usize = 500;
@@ -318,6 +318,8 @@ impl Indexer {
             batch
                 .into_iter()
                 .map(|seen| {
+                    let is_final = finished.contains(&recording_name(&seen.rel))
+                        || now - seen.mtime_ms >= settle_ms;
                     let probe = if seen.escapes {
                         let format = Path::new(&seen.rel)
                             .extension()
@@ -331,10 +333,8 @@ impl Indexer {
                             "symlink points outside the recordings folder: not followed",
                         )
                     } else {
-                        probe(&root.join(&seen.rel))
+                        probe_with(&root.join(&seen.rel), is_final)
                     };
-                    let is_final = finished.contains(&recording_name(&seen.rel))
-                        || now - seen.mtime_ms >= settle_ms;
                     let status = match probe.status {
                         Status::Ready | Status::Empty if !is_final => "recording",
                         other => other.as_str(),

@@ -147,6 +147,12 @@ pub fn is_recording_file(path: &Path) -> bool {
 
 /// Probes `path` (already known to stay inside the recordings folder) and hashes it.
 pub fn probe(path: &Path) -> Probe {
+    probe_with(path, true)
+}
+
+/// Probes `path`; `hash` false skips the SHA-256 (a file still being written is hashed once it
+/// is final, not on every change).
+pub fn probe_with(path: &Path, hash: bool) -> Probe {
     let format = path
         .extension()
         .and_then(|e| e.to_str())
@@ -200,6 +206,9 @@ pub fn probe(path: &Path) -> Probe {
         }
         other => Probe::problem(other, size, Status::Unreadable, "not a recording format"),
     };
+    if !hash {
+        return probe;
+    }
     match hash_file(&mut file) {
         Ok(h) => probe.sha256 = Some(h),
         Err(e) => {
