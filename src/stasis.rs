@@ -29,6 +29,11 @@ pub enum Change {
         channel_id: String,
         recovered: bool,
     },
+    /// A bridge of the app that REST shows and no event announced (found after a restart or
+    /// created while the websocket was away).
+    BridgeFound {
+        bridge_id: String,
+    },
     RecordingStarted {
         name: String,
         target_uri: String,
@@ -78,16 +83,8 @@ impl Registry {
         self.channels.len()
     }
 
-    pub fn has_channel(&self, id: &str) -> bool {
-        self.channels.contains_key(id)
-    }
-
     pub fn live_recordings(&self) -> Vec<String> {
         self.live.keys().cloned().collect()
-    }
-
-    pub fn bridges(&self) -> Vec<String> {
-        self.bridges.iter().cloned().collect()
     }
 
     /// Applies one live event.
@@ -184,6 +181,13 @@ impl Registry {
                 });
             } else {
                 self.channels.insert(id.to_string(), channel.clone());
+            }
+        }
+        for bridge in &snapshot.bridges {
+            if !self.bridges.contains(&bridge.id) {
+                changes.push(Change::BridgeFound {
+                    bridge_id: bridge.id.clone(),
+                });
             }
         }
         self.bridges = snapshot.bridges.iter().map(|b| b.id.clone()).collect();

@@ -929,9 +929,10 @@ async fn calls_found_after_a_restart_are_ended_cleanly() {
         "calls in progress are left to Asterisk on shutdown"
     );
     let s = start_service(&t, &[]).await;
-    wait_until("restarted service ends the orphaned call", || {
-        t.sim.with_world(|w| w.channels().is_empty())
-    })
+    wait_until(
+        "restarted service ends the orphaned call and its bridge",
+        || quiet(&t),
+    )
     .await;
     stop(s).await;
 }

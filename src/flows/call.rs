@@ -349,11 +349,6 @@ impl Call {
         self.phase == Phase::Ended
     }
 
-    /// The node the call is in, for logs and tests.
-    pub fn node(&self) -> Option<&str> {
-        self.node.as_deref()
-    }
-
     fn fresh(&mut self, kind: &str) -> String {
         self.next_id += 1;
         format!("{}_{kind}{}", self.id, self.next_id)

@@ -153,6 +153,16 @@ impl FlowRuntime {
                     hang_up(inner, &channel.id, None);
                 }
             }
+            // A bridge no call of ours owns (left by a previous run): destroyed, which also
+            // closes any recording on it.
+            Change::BridgeFound { bridge_id } if route(inner, bridge_id).is_none() => {
+                tracing::warn!(bridge = %bridge_id, "bridge found in Asterisk without a running call; destroying it");
+                let client = inner.client.clone();
+                let id = bridge_id.clone();
+                tokio::spawn(async move {
+                    let _ = client.destroy_bridge(&id).await;
+                });
+            }
             Change::RecordingFinished {
                 name,
                 duration,

@@ -190,11 +190,6 @@ impl PartyRun {
         }
     }
 
-    /// True while the front step is `Ring` (a dialled party not yet decided).
-    pub fn is_ringing(&self) -> bool {
-        matches!(self.steps.front(), Some(Step::Ring(_)))
-    }
-
     pub fn is_finished(&self) -> bool {
         self.steps.is_empty()
     }

@@ -284,10 +284,6 @@ impl World {
         self.started_at = timestamp();
     }
 
-    pub fn now_samples(&self) -> u64 {
-        self.now
-    }
-
     // ---------------------------------------------------------------- ids and models
 
     fn new_channel_id(&mut self) -> String {
