@@ -32,4 +32,5 @@ if [ -z "${TEST_POSTGRES_URL:-}" ]; then
   export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 fi
 
-cargo test --locked --all-targets "$@"
+# Benchmarks are not tests: `cargo bench` (scripts/bench.sh) runs them.
+cargo test --locked --lib --bins --tests "$@"
