@@ -1,11 +1,13 @@
 # ari-recorder: built on Debian bookworm, run on bookworm-slim as an unprivileged user.
 FROM rust:1-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libopus-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked && strip target/release/ari-recorder
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libopus0 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home /var/lib/ari-recorder ari-recorder \
     && mkdir -p /var/lib/ari-recorder && chown ari-recorder /var/lib/ari-recorder

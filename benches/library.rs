@@ -1,10 +1,11 @@
 //! Library benchmarks, each beside a peer measured in the same run:
 //! - scanning 100,000 files (first index, then a warm rescan) against a plain directory walk
 //!   (`find`);
-//! - a list page at 1,000,000 rows, shallow and deep, through the HTTP endpoint's keyset query,
-//!   against OFFSET paging of the same rows;
-//! - mu-law to WAV transcoding throughput against `sox` (when installed: `scripts/bench.sh`
-//!   installs it).
+//! - a list page at `BENCH_ROWS` rows (1,000,000), shallow and deep, through the HTTP endpoint,
+//!   against OFFSET paging of the same rows (SQLite, or PostgreSQL at `BENCH_POSTGRES_URL`);
+//! - mu-law to WAV transcoding throughput against `sox`, Opus encoding speed against `opusenc`,
+//!   and one range stream against nginx serving the same file (`scripts/bench.sh` installs the
+//!   three).
 //!
 //! `cargo bench --bench library`
 
@@ -79,83 +80,78 @@ async fn scan(dir: &Path) {
     );
 }
 
+/// `BENCH_ROWS` (default 1,000,000) rows, on SQLite, or on the PostgreSQL database named by
+/// `BENCH_POSTGRES_URL` when set (its recordings table is emptied first).
 async fn list(dir: &Path) {
-    const ROWS: i64 = 1_000_000;
-    let url = format!("sqlite://{}/list.db?mode=rwc", dir.display());
+    let rows: i64 = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let (url, backend) = match std::env::var("BENCH_POSTGRES_URL") {
+        Ok(url) => (url, "PostgreSQL"),
+        Err(_) => (
+            format!("sqlite://{}/list.db?mode=rwc", dir.display()),
+            "SQLite",
+        ),
+    };
     let db = Database::open(&url).await.expect("db");
+    sqlx::query("DELETE FROM recordings")
+        .execute(&db.pool)
+        .await
+        .expect("empty");
     let t0 = Instant::now();
-    // One statement generates the rows: a recursive counter.
+    // One statement generates the rows.
+    let numbers = if backend == "SQLite" {
+        format!("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {rows}) SELECT x FROM n")
+    } else {
+        format!("SELECT x FROM generate_series(1, {rows}) AS n(x)")
+    };
     sqlx::query(&format!(
         "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, \
          data_offset, data_len, caller_number, caller_name, caller_name_lower, node_type, direction, started_at_ms, indexed_at_ms) \
-         WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {ROWS}) \
          SELECT 'r/' || x || '.wav', 'r/' || x, 'wav', 'ready', 16044, 0, (x * 7919) % 600000, 'pcm16', 8000, 44, 16000, \
-         '555' || (x % 10000), 'Caller ' || x, 'caller ' || x, 'transfer', 'inbound', 1700000000000 + x * 1000, 0 FROM n"
+         '555' || (x % 10000), 'Caller ' || x, 'caller ' || x, 'transfer', 'inbound', 1700000000000 + x * 1000, 0 \
+         FROM ({numbers}) AS numbers"
     ))
     .execute(&db.pool)
     .await
     .expect("seed");
+    sqlx::query("ANALYZE")
+        .execute(&db.pool)
+        .await
+        .expect("analyze");
     println!(
-        "list at {ROWS} rows (SQLite, seeded in {:.1?}):",
+        "list at {rows} rows ({backend}, seeded in {:.1?}):",
         t0.elapsed()
     );
 
     // The endpoint, on a real socket.
-    let dialplans = dir.join("dialplans");
-    std::fs::create_dir_all(&dialplans).expect("dir");
-    let (store, _) = ari_recorder::flows::FlowStore::load(&dialplans).expect("flows");
-    let client = ari_recorder::ari::AriClient::new("http://127.0.0.1:9", "x", "x").expect("client");
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let (flows, _) = ari_recorder::flows::FlowRuntime::new(
-        client,
-        "recorder".into(),
-        std::sync::Arc::new(store),
-        db.clone(),
-        shutdown,
-    );
-    let indexer = std::sync::Arc::new(Indexer::new(
-        db.clone(),
-        dir.join("none"),
-        Duration::from_secs(3),
-    ));
-    let app = ari_recorder::http::router(ari_recorder::http::AppState {
-        db: db.clone(),
-        metrics: Default::default(),
-        recordings_dir: dir.join("none"),
-        flows,
-        library: std::sync::Arc::new(ari_recorder::http::Library::new(indexer)),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    // As the service does: no Nagle delay on small responses.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_router(library_router(dir, db.clone(), dir.join("none")).await).await;
     let client = reqwest::Client::new();
     let base = format!("http://{addr}/api/recordings?limit=50");
-    // A cursor deep in the list: the row at depth 999,950.
-    let (deep_started, deep_id): (i64, i64) = sqlx::query_as(
-        "SELECT started_at_ms, id FROM recordings ORDER BY started_at_ms DESC, id DESC LIMIT 1 OFFSET 999950",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .expect("deep row");
+    // A cursor deep in the list: the last full page.
+    let depth = rows - 50;
+    let (deep_started, deep_id): (i64, i64) =
+        sqlx::query_as("SELECT started_at_ms, id FROM recordings ORDER BY started_at_ms DESC, id DESC LIMIT 1 OFFSET $1")
+            .bind(depth - 1)
+            .fetch_one(&db.pool)
+            .await
+            .expect("deep row");
     use base64::Engine;
     let deep_cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(format!("n:{deep_started}:{deep_id}"));
+    let deep_label = format!("deep (row {depth})");
     for (label, url) in [
-        ("shallow (first page)", base.clone()),
-        ("deep (row 999,950)", format!("{base}&cursor={deep_cursor}")),
+        ("shallow (first page)".to_string(), base.clone()),
+        (deep_label.clone(), format!("{base}&cursor={deep_cursor}")),
     ] {
         let mut times = Vec::new();
         for _ in 0..200 {
             let t0 = Instant::now();
             let response = client.get(&url).send().await.expect("get");
             assert_eq!(response.status().as_u16(), 200);
-            let _ = response.bytes().await.expect("body");
+            let body: serde_json::Value = response.json().await.expect("body");
+            assert_eq!(body["recordings"].as_array().map(Vec::len), Some(50));
             times.push(t0.elapsed());
         }
         times.sort();
@@ -166,13 +162,13 @@ async fn list(dir: &Path) {
         );
     }
     for (label, cursor) in [
-        ("shallow", None),
-        ("deep (row 999,950)", Some((deep_started, deep_id))),
+        ("shallow".to_string(), None),
+        (deep_label, Some((deep_started, deep_id))),
     ] {
         let mut times = Vec::new();
         for _ in 0..200 {
             let t0 = Instant::now();
-            let rows: Vec<(i64,)> = match cursor {
+            let found: Vec<(i64,)> = match cursor {
                 None => sqlx::query_as("SELECT id FROM recordings ORDER BY started_at_ms DESC, id DESC LIMIT $1")
                     .bind(51i64)
                     .fetch_all(&db.pool)
@@ -188,7 +184,7 @@ async fn list(dir: &Path) {
                 .await
                 .expect("keyset"),
             };
-            assert!(rows.len() >= 49, "a page, or the last 49 rows");
+            assert!(found.len() >= 50);
             times.push(t0.elapsed());
         }
         times.sort();
@@ -198,18 +194,21 @@ async fn list(dir: &Path) {
             percentile(&times, 0.99)
         );
     }
-    for (label, offset) in [("shallow (OFFSET 0)", 0), ("deep (OFFSET 999950)", 999_950)] {
+    for (label, offset) in [
+        ("shallow (OFFSET 0)".to_string(), 0),
+        (format!("deep (OFFSET {depth})"), depth),
+    ] {
         let mut times = Vec::new();
         for _ in 0..20 {
             let t0 = Instant::now();
-            let rows: Vec<(i64,)> = sqlx::query_as(
+            let found: Vec<(i64,)> = sqlx::query_as(
                 "SELECT id FROM recordings ORDER BY started_at_ms DESC, id DESC LIMIT 50 OFFSET $1",
             )
-            .bind(offset as i64)
+            .bind(offset)
             .fetch_all(&db.pool)
             .await
             .expect("offset");
-            assert_eq!(rows.len(), 50);
+            assert_eq!(found.len(), 50);
             times.push(t0.elapsed());
         }
         times.sort();
@@ -269,13 +268,208 @@ fn transcode(dir: &Path) {
     }
 }
 
+fn opus(dir: &Path) {
+    const SECONDS: usize = 600;
+    let mut samples = vec![0i16; 8000 * SECONDS];
+    ari_recorder::audio::synth::Voice::from_name("bench").fill(0, &mut samples);
+    let t0 = Instant::now();
+    let ogg = ari_recorder::audio::opus::encode_ogg_opus(&samples, 8000).expect("opus");
+    let ours = t0.elapsed();
+    println!("Opus encoding of {SECONDS} s of 8 kHz speech:");
+    println!(
+        "  ari-recorder (libopus via audiopus, voip): {:>6.0}x realtime ({ours:.2?}, {} bytes)",
+        SECONDS as f64 / ours.as_secs_f64(),
+        ogg.len()
+    );
+    let wav_path = dir.join("speech.wav");
+    let mut wav =
+        ari_recorder::audio::wav::header(u32::try_from(samples.len() * 2).expect("fits")).to_vec();
+    wav.extend(ari_recorder::audio::wav::pcm_bytes(&samples));
+    std::fs::write(&wav_path, wav).expect("wav");
+    let t0 = Instant::now();
+    match Command::new("opusenc")
+        .args(["--quiet", "--speech"])
+        .arg(&wav_path)
+        .arg(dir.join("speech.opus"))
+        .status()
+    {
+        Ok(status) if status.success() => {
+            let theirs = t0.elapsed();
+            println!(
+                "  peer: opusenc --speech:                    {:>6.0}x realtime ({theirs:.2?})",
+                SECONDS as f64 / theirs.as_secs_f64()
+            );
+        }
+        _ => println!("  peer: opusenc not installed (scripts/bench.sh installs it)"),
+    }
+}
+
+/// Builds the service's HTTP router over `db` and `recordings` (no Asterisk needed).
+async fn library_router(dir: &Path, db: Database, recordings: std::path::PathBuf) -> axum::Router {
+    let dialplans = dir.join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("dir");
+    let (store, _) = ari_recorder::flows::FlowStore::load(&dialplans).expect("flows");
+    let client = ari_recorder::ari::AriClient::new("http://127.0.0.1:9", "x", "x").expect("client");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    std::mem::forget(stop); // lives as long as the benchmark
+    let (flows, _) = ari_recorder::flows::FlowRuntime::new(
+        client,
+        "recorder".into(),
+        std::sync::Arc::new(store),
+        db.clone(),
+        shutdown,
+    );
+    let indexer = std::sync::Arc::new(Indexer::new(
+        db.clone(),
+        recordings.clone(),
+        Duration::from_secs(3),
+    ));
+    ari_recorder::http::router(ari_recorder::http::AppState {
+        db,
+        metrics: Default::default(),
+        recordings_dir: recordings,
+        flows,
+        library: std::sync::Arc::new(ari_recorder::http::Library::new(indexer)),
+    })
+}
+
+async fn serve_router(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// Reads a whole `Range: bytes=0-` answer, returning MiB/s.
+async fn range_throughput(url: &str) -> f64 {
+    let client = reqwest::Client::new();
+    let t0 = Instant::now();
+    let mut response = client
+        .get(url)
+        .header("range", "bytes=0-")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status().as_u16(), 206, "{url}");
+    let mut bytes = 0usize;
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        bytes += chunk.len();
+    }
+    bytes as f64 / 1_048_576.0 / t0.elapsed().as_secs_f64()
+}
+
+/// One range stream of the same 200 MiB WAV from the library endpoint and from nginx.
+async fn range_stream(dir: &Path) {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).expect("dir");
+    let samples = 100 * 1024 * 1024; // 200 MiB of PCM
+    let mut wav =
+        ari_recorder::audio::wav::header(u32::try_from(samples * 2).expect("fits")).to_vec();
+    wav.extend((0..samples).flat_map(|i| ((i % 20_000) as i16).to_le_bytes()));
+    let file = www.join("big.wav");
+    std::fs::write(&file, &wav).expect("write");
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .expect("open")
+        .set_modified(old)
+        .expect("mtime");
+    let db = Database::open(&format!("sqlite://{}/range.db?mode=rwc", dir.display()))
+        .await
+        .expect("db");
+    Indexer::new(db.clone(), www.clone(), Duration::from_secs(3))
+        .full_scan()
+        .await
+        .expect("scan");
+    let addr = serve_router(library_router(dir, db, www.clone()).await).await;
+    // Warm both paths once, then measure.
+    let ours_url = format!("http://{addr}/api/recordings/1/audio");
+    range_throughput(&ours_url).await;
+    let ours = range_throughput(&ours_url).await;
+    println!("one range stream of a 200 MiB WAV (Range: bytes=0-):");
+    println!("  ari-recorder /api/recordings/{{id}}/audio: {ours:>6.0} MiB/s");
+    let port = 18_000 + (std::process::id() % 1000) as u16;
+    let conf = dir.join("nginx.conf");
+    let user = if std::env::var("USER").as_deref() == Ok("root") || is_root() {
+        "user root;"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "{user} daemon off; pid {d}/nginx.pid; error_log {d}/nginx-error.log; worker_processes 1;\n\
+             events {{}}\nhttp {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; root {w}; }} }}\n",
+            d = dir.display(),
+            w = www.display()
+        ),
+    )
+    .expect("conf");
+    match Command::new("nginx")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir)
+        .spawn()
+    {
+        Ok(mut nginx) => {
+            let url = format!("http://127.0.0.1:{port}/big.wav");
+            for _ in 0..100 {
+                if reqwest::get(&url).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            range_throughput(&url).await;
+            let theirs = range_throughput(&url).await;
+            println!("  peer: nginx (sendfile), same file:        {theirs:>6.0} MiB/s");
+            let _ = nginx.kill();
+            let _ = nginx.wait();
+        }
+        Err(_) => println!("  peer: nginx not installed (scripts/bench.sh installs it)"),
+    }
+}
+
+/// Whether this process runs as root (nginx then needs `user root;` to read the temp folder).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 fn main() {
+    // `BENCH_ONLY=list` (or scan, range, transcode, opus) runs one part.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let dir = tempfile::tempdir().expect("dir");
-    transcode(dir.path());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(scan(dir.path()));
-    runtime.block_on(list(dir.path()));
+    if run("opus") {
+        opus(dir.path());
+    }
+    if run("transcode") {
+        transcode(dir.path());
+    }
+    if run("scan") {
+        runtime.block_on(scan(dir.path()));
+    }
+    if run("range") {
+        runtime.block_on(range_stream(dir.path()));
+    }
+    if run("list") {
+        runtime.block_on(list(dir.path()));
+    }
 }

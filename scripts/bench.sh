@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Runs every benchmark with its peers installed: sox (mu-law transcoding) comes from Debian.
+# Runs every benchmark with its peers installed from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! command -v sox >/dev/null; then
+# Peers measured beside our code: sox (transcoding), opusenc (Opus), nginx (range streams);
+# libopus to build.
+if ! command -v sox >/dev/null || ! command -v opusenc >/dev/null || ! command -v nginx >/dev/null \
+  || ! pkg-config --exists opus 2>/dev/null; then
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sox >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    sox opus-tools nginx libopus-dev pkg-config >/dev/null
 fi
 cargo bench --locked "$@"

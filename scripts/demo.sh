@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # The demo: ari-recorder with its simulated Asterisk on loopback placing a steady mix of calls.
-# Needs only Rust (cargo); everything else is built in. Stop with Ctrl-C.
+# Needs Rust (cargo); installs Debian's libopus-dev when missing. Stop with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+# The build links Debian's libopus (Opus output), found through pkg-config.
+if ! pkg-config --exists opus 2>/dev/null; then
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopus-dev pkg-config >/dev/null
+fi
 mkdir -p dialplans
 exec cargo run --release --locked -- demo "$@"

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Runs every test of ari-recorder. Sets up what the tests need on Debian first:
-# PostgreSQL (installed with apt-get when missing, run as a throwaway cluster on 127.0.0.1),
-# because the library is tested against real SQLite and real PostgreSQL.
+# Runs every test of ari-recorder. Sets up what the tests need on Debian first: libopus (the
+# build links it) and PostgreSQL (installed with apt-get when missing, run as a throwaway
+# cluster on 127.0.0.1), because the library is tested against real SQLite and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# libopus (Opus output) is linked from Debian's package, found through pkg-config.
+if ! pkg-config --exists opus 2>/dev/null; then
+  echo "installing libopus-dev and pkg-config..." >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopus-dev pkg-config >/dev/null
+fi
 
 if [ -z "${TEST_POSTGRES_URL:-}" ]; then
   # The client package alone also creates /usr/lib/postgresql/*/bin: look for the server.

@@ -395,6 +395,38 @@ async fn download_peaks_and_two_step_delete(db: Db) {
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert!(body.len() > 44);
 
+    // Ogg Opus on request, ranges included.
+    let (status, headers, ogg) = get(
+        &format!("{}/api/recordings/{id}/audio?format=opus", s.base),
+        &[],
+    )
+    .await;
+    assert_eq!((status, &ogg[0..4]), (200, b"OggS".as_slice()));
+    assert_eq!(headers["content-type"], "audio/ogg");
+    assert!(
+        ogg.len() * 4 < body.len(),
+        "far smaller than the WAV: {} vs {}",
+        ogg.len(),
+        body.len()
+    );
+    let (status, _, head) = get(
+        &format!("{}/api/recordings/{id}/audio?format=opus", s.base),
+        &[("range", "bytes=28-35")],
+    )
+    .await;
+    assert_eq!((status, head.as_slice()), (206, b"OpusHead".as_slice()));
+    let (_, headers, _) = get(
+        &format!("{}/api/recordings/{id}/download?format=opus", s.base),
+        &[],
+    )
+    .await;
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap_or("")
+        .ends_with(".opus\""));
+    let (status, body) = json(&format!("{}/api/recordings/{id}/audio?format=mp3", s.base)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+
     let (status, peaks) = json(&format!("{}/api/recordings/{id}/peaks?points=100", s.base)).await;
     assert_eq!(status, 200);
     let points = peaks["peaks"].as_array().expect("peaks");

@@ -1,6 +1,7 @@
 //! Audio: G.711 mu-law, the WAV layout Asterisk writes, and generated sounds.
 
 pub mod g711;
+pub mod opus;
 pub mod serve;
 pub mod synth;
 pub mod wav;

@@ -57,22 +57,49 @@ impl WavStream {
         if pcm_end <= pcm_start {
             return Ok(out);
         }
-        // The source samples covering the PCM bytes asked for.
+        let take = (pcm_end - pcm_start) as usize;
+        let mut file = std::fs::File::open(&self.path)?;
+        let base = out.len();
+        out.resize(base + take, 0);
+        let dst = &mut out[base..];
+        let table = match self.encoding {
+            Encoding::Pcm16 => {
+                // Stored as served: read straight into the answer.
+                file.seek(SeekFrom::Start(self.data_offset + pcm_start))?;
+                file.read_exact(dst)?;
+                return Ok(out);
+            }
+            Encoding::Ulaw => &*ULAW_TABLE,
+            Encoding::Alaw => &*ALAW_TABLE,
+        };
+        // One source byte a sample: decode straight into the answer, half a sample at
+        // either end when the range starts or stops inside one.
         let first_sample = pcm_start / 2;
         let last_sample = (pcm_end - 1) / 2;
-        let bps = self.encoding.bytes_per_sample();
-        let mut file = std::fs::File::open(&self.path)?;
-        file.seek(SeekFrom::Start(self.data_offset + first_sample * bps))?;
-        let mut source = vec![0u8; ((last_sample - first_sample + 1) * bps) as usize];
+        file.seek(SeekFrom::Start(self.data_offset + first_sample))?;
+        let mut source = vec![0u8; (last_sample - first_sample + 1) as usize];
         file.read_exact(&mut source)?;
-        let pcm: Vec<u8> = match self.encoding {
-            Encoding::Pcm16 => source,
-            Encoding::Ulaw => expand(&source, &ULAW_TABLE),
-            Encoding::Alaw => expand(&source, &ALAW_TABLE),
-        };
-        let skip = (pcm_start - first_sample * 2) as usize;
-        let take = (pcm_end - pcm_start) as usize;
-        out.extend_from_slice(&pcm[skip..skip + take]);
+        let mut codes = source.iter().map(|c| &table[usize::from(*c)]);
+        let mut k = 0;
+        if pcm_start % 2 == 1 {
+            if let Some(pair) = codes.next() {
+                dst[0] = pair[1];
+            }
+            k = 1;
+        }
+        let pairs = (take - k) / 2;
+        for (slot, pair) in dst[k..k + 2 * pairs]
+            .chunks_exact_mut(2)
+            .zip(codes.by_ref())
+        {
+            slot.copy_from_slice(pair);
+        }
+        k += 2 * pairs;
+        if k < take {
+            if let Some(pair) = codes.next() {
+                dst[k] = pair[0];
+            }
+        }
         Ok(out)
     }
 
@@ -91,14 +118,6 @@ static ULAW_TABLE: std::sync::LazyLock<[[u8; 2]; 256]> =
     std::sync::LazyLock::new(|| std::array::from_fn(|i| decode_ulaw(i as u8).to_le_bytes()));
 static ALAW_TABLE: std::sync::LazyLock<[[u8; 2]; 256]> =
     std::sync::LazyLock::new(|| std::array::from_fn(|i| decode_alaw(i as u8).to_le_bytes()));
-
-fn expand(source: &[u8], table: &[[u8; 2]; 256]) -> Vec<u8> {
-    let mut out = vec![0u8; source.len() * 2];
-    for (pair, code) in out.chunks_exact_mut(2).zip(source) {
-        pair.copy_from_slice(&table[usize::from(*code)]);
-    }
-    out
-}
 
 /// A parsed `Range` header against a stream of `len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

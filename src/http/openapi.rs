@@ -32,7 +32,11 @@ fn query(name: &str, description: &str, schema: Value) -> Value {
 fn audio_op(summary: &str, attachment: bool) -> Value {
     json!({
         "summary": summary,
-        "parameters": [id_param(), {"name": "Range", "in": "header", "required": false, "schema": {"type": "string"}, "description": "one `bytes=` range"}],
+        "parameters": [
+            id_param(),
+            query("format", "wav (default: PCM WAV, transcoded when stored as mu-law/A-law) or opus (Ogg Opus, RFC 7845)", json!({"enum": ["wav", "opus"]})),
+            {"name": "Range", "in": "header", "required": false, "schema": {"type": "string"}, "description": "one `bytes=` range"}
+        ],
         "responses": merge(json!({
             "200": {"description": if attachment { "the audio as an attachment (audio/wav)" } else { "the audio (audio/wav)" }, "content": {"audio/wav": {}}},
             "206": {"description": "the requested range", "content": {"audio/wav": {}}},

@@ -33,8 +33,12 @@ pub struct Library {
     confirmations: Mutex<HashMap<String, (i64, Instant)>>,
     /// Waveform peaks, computed once per (id, hash, points).
     peaks: Mutex<HashMap<PeaksKey, Arc<Peaks>>>,
+    /// Ogg Opus renderings, by (recording id, SHA-256).
+    opus: Mutex<HashMap<FileVersion, Arc<Vec<u8>>>>,
 }
 
+/// (recording id, its SHA-256): a changed file gets new renderings.
+type FileVersion = (i64, String);
 /// (recording id, its SHA-256, number of points): a changed file gets new peaks.
 type PeaksKey = (i64, String, u32);
 /// Min and max of each slice.
@@ -48,6 +52,7 @@ impl Library {
             root,
             confirmations: Mutex::new(HashMap::new()),
             peaks: Mutex::new(HashMap::new()),
+            opus: Mutex::new(HashMap::new()),
         }
     }
 
@@ -463,13 +468,71 @@ fn playable(library: &Library, row: &RecordingRow) -> Result<WavStream, ApiError
     })
 }
 
+/// What an audio answer serves ranges of: the WAV stream, or an encoded file held in memory.
+enum AudioBody {
+    Wav(WavStream),
+    Ogg(Arc<Vec<u8>>),
+}
+
+impl AudioBody {
+    fn len(&self) -> u64 {
+        match self {
+            AudioBody::Wav(w) => w.len(),
+            AudioBody::Ogg(b) => b.len() as u64,
+        }
+    }
+
+    fn read_range(&self, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+        match self {
+            AudioBody::Wav(w) => w.read_range(start, end),
+            AudioBody::Ogg(b) => {
+                let end = end.min(b.len() as u64) as usize;
+                Ok(b.get(start as usize..end).unwrap_or(&[]).to_vec())
+            }
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self {
+            AudioBody::Wav(_) => "audio/wav",
+            AudioBody::Ogg(_) => "audio/ogg",
+        }
+    }
+}
+
+/// Bytes `start..end` of `source`, read a chunk at a time as the client takes them, so a long
+/// recording starts at once and never sits whole in memory.
+fn chunked_body(source: Arc<AudioBody>, start: u64, end: u64) -> Body {
+    const CHUNK: u64 = 256 * 1024;
+    let chunks = futures_util::stream::unfold(start, move |pos| {
+        let source = source.clone();
+        async move {
+            if pos >= end {
+                return None;
+            }
+            let upto = (pos + CHUNK).min(end);
+            let read = tokio::task::spawn_blocking(move || source.read_range(pos, upto)).await;
+            let item = match read {
+                Ok(Ok(bytes)) => Ok(bytes),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            // After an error the stream ends (the client sees a short body).
+            let next = if item.is_ok() { upto } else { end };
+            Some((item, next))
+        }
+    });
+    Body::from_stream(chunks)
+}
+
 fn serve(
-    stream: WavStream,
+    stream: AudioBody,
     etag: String,
     headers: &HeaderMap,
     attachment: Option<String>,
 ) -> Result<Response, ApiError> {
     let len = stream.len();
+    let content_type = stream.content_type();
     let range = parse_range(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
         len,
@@ -498,20 +561,24 @@ fn serve(
             return Ok(r);
         }
         RangeRequest::Full => {
-            let body = stream.read_range(0, len).map_err(internal)?;
-            (StatusCode::OK, Body::from(body)).into_response()
+            (StatusCode::OK, chunked_body(Arc::new(stream), 0, len)).into_response()
         }
         RangeRequest::Part { start, end } => {
-            let body = stream.read_range(start, end + 1).map_err(internal)?;
-            let mut r = (StatusCode::PARTIAL_CONTENT, Body::from(body)).into_response();
+            let body = chunked_body(Arc::new(stream), start, end + 1);
+            let mut r = (StatusCode::PARTIAL_CONTENT, body).into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
             }
             r
         }
     };
+    let served = match range {
+        RangeRequest::Part { start, end } => end + 1 - start,
+        _ => len,
+    };
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(served));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -550,9 +617,10 @@ fn etag(row: &RecordingRow) -> String {
 pub(super) async fn audio(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    audio_response(&state, &id, headers, false).await
+    audio_response(&state, &id, headers, &q, false).await
 }
 
 /// The audio of `id`, inline or as an attachment named from its metadata.
@@ -560,15 +628,64 @@ async fn audio_response(
     state: &AppState,
     id: &str,
     headers: HeaderMap,
+    query: &HashMap<String, String>,
     attachment: bool,
 ) -> Result<Response, ApiError> {
+    let opus = match query.get("format").map(String::as_str) {
+        None | Some("wav") => false,
+        Some("opus") => true,
+        Some(_) => return Err(bad("format", "must be wav or opus")),
+    };
     let row = fetch(&state.db, id).await?;
     let stream = playable(&state.library, &row)?;
-    let tag = etag(&row);
-    let name = attachment.then(|| download_name(&row));
-    tokio::task::spawn_blocking(move || serve(stream, tag, &headers, name))
-        .await
-        .map_err(internal)?
+    let mut tag = etag(&row);
+    let mut name = attachment.then(|| download_name(&row));
+    let body = if opus {
+        tag = format!("\"{}-opus\"", tag.trim_matches('"'));
+        name = name.map(|n| n.replace(".wav", ".opus"));
+        AudioBody::Ogg(opus_file(&state.library, &row, stream).await?)
+    } else {
+        AudioBody::Wav(stream)
+    };
+    serve(body, tag, &headers, name)
+}
+
+/// The recording as Ogg Opus, encoded once per file version and kept in memory.
+async fn opus_file(
+    library: &Library,
+    row: &RecordingRow,
+    stream: WavStream,
+) -> Result<Arc<Vec<u8>>, ApiError> {
+    let key = (row.id, row.sha256.clone().unwrap_or_default());
+    if let Some(cached) = library
+        .opus
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+    {
+        return Ok(cached.clone());
+    }
+    let rate = stream.sample_rate;
+    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let samples = stream.samples_i16().map_err(|e| e.to_string())?;
+        crate::audio::opus::encode_ogg_opus(&samples, rate).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_audio",
+            format!("no Opus audio: {e}"),
+        )
+    })?;
+    let encoded = Arc::new(encoded);
+    let mut cache = library.opus.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= 64 {
+        cache.clear();
+    }
+    cache.insert(key, encoded.clone());
+    Ok(encoded)
 }
 
 /// A download name from metadata only: date, node type and caller digits, never raw input.
@@ -601,9 +718,10 @@ fn download_name(row: &RecordingRow) -> String {
 pub(super) async fn download(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    audio_response(&state, &id, headers, true).await
+    audio_response(&state, &id, headers, &q, true).await
 }
 
 /// `GET /api/recordings/{id}/peaks?points=N`: min and max of each of N slices of the audio.
