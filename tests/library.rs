@@ -542,7 +542,7 @@ async fn calls_recorded_by_the_flows_appear_with_their_metadata(db: Db) {
     let s = start_service_on(&t, &[("support.toml", flow)], &url).await;
     scanned(&s, 1).await;
     t.sim
-        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .place_inbound_call("100", "Alice Smith <5551001>", "talk")
         .expect("call");
     let url = format!("{}/api/recordings?caller=555", s.base);
     wait_until_async(|| async {
@@ -568,14 +568,31 @@ async fn calls_recorded_by_the_flows_appear_with_their_metadata(db: Db) {
             r["callee"].as_str(),
             r["node_type"].as_str()
         ),
-        (Some("Alice"), Some("PJSIP/201"), Some("transfer"))
+        (Some("Alice Smith"), Some("PJSIP/201"), Some("transfer"))
     );
     assert_eq!(r["duration_seconds"].as_f64(), Some(16.5));
     assert_eq!(
         all(&s, "name=ali").await.len(),
         1,
-        "caller name prefix, any case"
+        "a word of the caller name, any case"
     );
+    assert_eq!(
+        all(&s, "name=SMI").await.len(),
+        1,
+        "any word, not only the first"
+    );
+    assert_eq!(
+        all(&s, "name=smith%20al").await.len(),
+        1,
+        "every word typed must match"
+    );
+    assert_eq!(
+        all(&s, "name=lic").await.len(),
+        0,
+        "words are matched from their start"
+    );
+    let (status, _) = json(&format!("{}/api/recordings?name=%20%21", s.base)).await;
+    assert_eq!(status, 400);
     assert_eq!(all(&s, "node_type=voicemail").await.len(), 0);
     wait_until("over", || t.sim.with_world(|w| w.counts()) == (0, 0, 0)).await;
     let _ = s.stop.send(true);

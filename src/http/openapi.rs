@@ -90,7 +90,7 @@ pub fn document() -> Value {
                     query("sort", "newest (default) or longest", json!({"enum": ["newest", "longest"]})),
                     query("caller", "caller number prefix", json!({"type": "string"})),
                     query("callee", "callee prefix", json!({"type": "string"})),
-                    query("name", "caller name prefix, any case", json!({"type": "string"})),
+                    query("name", "words of the caller name: each word given must start one, any case", json!({"type": "string"})),
                     query("node_type", "", json!({"enum": ["transfer", "queue", "hunt_group", "voicemail", "outbound"]})),
                     query("direction", "", json!({"enum": ["inbound", "outbound"]})),
                     query("status", "", json!({"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted"]})),

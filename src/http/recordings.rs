@@ -300,7 +300,6 @@ pub(super) async fn list(
     for (key, column, lower) in [
         ("caller", "caller_number", false),
         ("callee", "callee", false),
-        ("name", "caller_name_lower", true),
     ] {
         if let Some(v) = q.get(key) {
             if v.is_empty() || v.len() > 100 {
@@ -309,6 +308,22 @@ pub(super) async fn list(
             let v = if lower { v.to_lowercase() } else { v.clone() };
             let p = param(&mut binds, Bind::Text(like_escape(&v)));
             clauses.push(format!("{column} LIKE {p} ESCAPE '\\'"));
+        }
+    }
+    if let Some(v) = q.get("name") {
+        let words = crate::library::index::name_words(v);
+        if words.is_empty() || v.len() > 100 {
+            return Err(bad(
+                "name",
+                "must hold a word of letters or digits, at most 100 characters",
+            ));
+        }
+        // Every word typed must start a word of the caller's name.
+        for word in words {
+            let p = param(&mut binds, Bind::Text(like_escape(&word)));
+            clauses.push(format!(
+                "id IN (SELECT recording_id FROM recording_words WHERE word LIKE {p} ESCAPE '\\')"
+            ));
         }
     }
     let allowed: [(&str, &[&str]); 4] = [

@@ -59,6 +59,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_recordings.sql"),
         postgres: include_str!("../../migrations/postgres/0002_recordings.sql"),
     },
+    Migration {
+        version: 3,
+        name: "recording_words",
+        sqlite: include_str!("../../migrations/sqlite/0003_recording_words.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_recording_words.sql"),
+    },
 ];
 
 #[derive(Clone)]

@@ -164,6 +164,18 @@ struct CallMeta {
     started_at_ms: i64,
 }
 
+/// The lower-cased words of a caller name (letters and digits), each once.
+pub fn name_words(name: &str) -> Vec<String> {
+    let mut words: Vec<String> = name
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    words.sort();
+    words.dedup();
+    words
+}
+
 /// A probed file ready to write.
 struct Row {
     seen: Seen,
@@ -372,7 +384,7 @@ impl Indexer {
                 Encoding::Alaw => "alaw",
             });
             let m = meta.as_ref();
-            sqlx::query(
+            let (id,): (i64,) = sqlx::query_as(
                 "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, duration_ms, encoding, \
                  sample_rate, data_offset, data_len, sha256, call_id, tenant, flow, node, node_type, direction, caller_name, \
                  caller_name_lower, caller_number, callee, started_at_ms, owner, participants, indexed_at_ms) \
@@ -384,7 +396,8 @@ impl Indexer {
                  flow = excluded.flow, node = excluded.node, node_type = excluded.node_type, direction = excluded.direction, \
                  caller_name = excluded.caller_name, caller_name_lower = excluded.caller_name_lower, \
                  caller_number = excluded.caller_number, callee = excluded.callee, started_at_ms = excluded.started_at_ms, \
-                 owner = excluded.owner, participants = excluded.participants, indexed_at_ms = excluded.indexed_at_ms",
+                 owner = excluded.owner, participants = excluded.participants, indexed_at_ms = excluded.indexed_at_ms \
+                 RETURNING id",
             )
             .bind(&row.seen.rel)
             .bind(&name)
@@ -413,8 +426,20 @@ impl Indexer {
             .bind(m.and_then(|m| m.callee.clone()))
             .bind(m.map(|m| format!("{},{}", m.caller_number.clone().unwrap_or_default(), m.callee.clone().unwrap_or_default())))
             .bind(now_ms())
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            // The caller name's words, for the name search.
+            sqlx::query("DELETE FROM recording_words WHERE recording_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            for word in name_words(m.and_then(|m| m.caller_name.as_deref()).unwrap_or("")) {
+                sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(word)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
