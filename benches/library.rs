@@ -108,9 +108,9 @@ async fn list(dir: &Path) {
     };
     sqlx::query(&format!(
         "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, \
-         data_offset, data_len, caller_number, caller_name, caller_name_lower, node_type, direction, started_at_ms, indexed_at_ms) \
+         data_offset, data_len, caller_number, caller_name, node_type, direction, started_at_ms, indexed_at_ms) \
          SELECT 'r/' || x || '.wav', 'r/' || x, 'wav', 'ready', 16044, 0, (x * 7919) % 600000, 'pcm16', 8000, 44, 16000, \
-         '555' || (x % 10000), 'Caller ' || x, 'caller ' || x, 'transfer', 'inbound', 1700000000000 + x * 1000, 0 \
+         '555' || (x % 10000), 'Caller ' || x, 'transfer', 'inbound', 1700000000000 + x * 1000, 0 \
          FROM ({numbers}) AS numbers"
     ))
     .execute(&db.pool)

@@ -24,7 +24,6 @@ CREATE TABLE IF NOT EXISTS recordings (
     node_type         TEXT,
     direction         TEXT,
     caller_name       TEXT,
-    caller_name_lower TEXT,
     caller_number     TEXT,
     callee            TEXT,
     started_at_ms     INTEGER NOT NULL,
@@ -41,7 +40,6 @@ CREATE INDEX IF NOT EXISTS recordings_newest ON recordings (started_at_ms DESC, 
 CREATE INDEX IF NOT EXISTS recordings_longest ON recordings (duration_ms DESC, id DESC);
 CREATE INDEX IF NOT EXISTS recordings_caller ON recordings (caller_number, started_at_ms DESC, id DESC);
 CREATE INDEX IF NOT EXISTS recordings_callee ON recordings (callee, started_at_ms DESC, id DESC);
-CREATE INDEX IF NOT EXISTS recordings_caller_name ON recordings (caller_name_lower, started_at_ms DESC, id DESC);
 CREATE INDEX IF NOT EXISTS recordings_node_type ON recordings (node_type, started_at_ms DESC, id DESC);
 CREATE INDEX IF NOT EXISTS recordings_direction ON recordings (direction, started_at_ms DESC, id DESC);
 CREATE INDEX IF NOT EXISTS recordings_status ON recordings (status, started_at_ms DESC, id DESC);

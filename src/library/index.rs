@@ -387,14 +387,14 @@ impl Indexer {
             let (id,): (i64,) = sqlx::query_as(
                 "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, duration_ms, encoding, \
                  sample_rate, data_offset, data_len, sha256, call_id, tenant, flow, node, node_type, direction, caller_name, \
-                 caller_name_lower, caller_number, callee, started_at_ms, owner, participants, indexed_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) \
+                 caller_number, callee, started_at_ms, owner, participants, indexed_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) \
                  ON CONFLICT (path) DO UPDATE SET format = excluded.format, status = excluded.status, reason = excluded.reason, \
                  size_bytes = excluded.size_bytes, mtime_ms = excluded.mtime_ms, duration_ms = excluded.duration_ms, \
                  encoding = excluded.encoding, sample_rate = excluded.sample_rate, data_offset = excluded.data_offset, \
                  data_len = excluded.data_len, sha256 = excluded.sha256, call_id = excluded.call_id, tenant = excluded.tenant, \
                  flow = excluded.flow, node = excluded.node, node_type = excluded.node_type, direction = excluded.direction, \
-                 caller_name = excluded.caller_name, caller_name_lower = excluded.caller_name_lower, \
+                 caller_name = excluded.caller_name, \
                  caller_number = excluded.caller_number, callee = excluded.callee, started_at_ms = excluded.started_at_ms, \
                  owner = excluded.owner, participants = excluded.participants, indexed_at_ms = excluded.indexed_at_ms \
                  RETURNING id",
@@ -419,7 +419,6 @@ impl Indexer {
             .bind(m.and_then(|m| m.node_type.clone()))
             .bind(m.map(|m| m.direction.clone()))
             .bind(m.and_then(|m| m.caller_name.clone()))
-            .bind(m.and_then(|m| m.caller_name.as_ref().map(|n| n.to_lowercase())))
             .bind(m.and_then(|m| m.caller_number.clone()))
             .bind(m.and_then(|m| m.callee.clone()))
             .bind(started)
