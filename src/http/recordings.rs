@@ -25,12 +25,40 @@ use crate::library::{Database, Indexer};
 const CONFIRM_TTL: Duration = Duration::from_secs(120);
 const MAX_LIMIT: i64 = 200;
 
+/// Delete confirmations: each token is bound to one recording, valid for `CONFIRM_TTL`, and
+/// used once.
+#[derive(Default)]
+struct Confirmations {
+    tokens: HashMap<String, (i64, Instant)>,
+}
+
+impl Confirmations {
+    fn issue(&mut self, recording: i64, now: Instant) -> String {
+        self.tokens.retain(|_, (_, expiry)| *expiry > now);
+        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        self.tokens
+            .insert(token.clone(), (recording, now + CONFIRM_TTL));
+        token
+    }
+
+    /// Consumes `token` for `recording`, or says why it cannot be used.
+    fn redeem(&mut self, token: &str, recording: i64, now: Instant) -> Result<(), &'static str> {
+        match self.tokens.remove(token) {
+            Some((bound, _)) if bound != recording => Err("this token confirms another recording"),
+            Some((_, expiry)) if expiry <= now => {
+                Err("the confirmation expired: ask for a new one")
+            }
+            Some(_) => Ok(()),
+            None => Err("unknown or already used confirmation token"),
+        }
+    }
+}
+
 /// What the library endpoints share.
 pub struct Library {
     pub indexer: Arc<Indexer>,
     root: PathBuf,
-    /// Delete confirmations: token -> (recording id, expiry).
-    confirmations: Mutex<HashMap<String, (i64, Instant)>>,
+    confirmations: Mutex<Confirmations>,
     /// Waveform peaks, computed once per (id, hash, points).
     peaks: Mutex<HashMap<PeaksKey, Arc<Peaks>>>,
     /// Ogg Opus renderings, by (recording id, SHA-256).
@@ -50,7 +78,7 @@ impl Library {
         Library {
             indexer,
             root,
-            confirmations: Mutex::new(HashMap::new()),
+            confirmations: Mutex::new(Confirmations::default()),
             peaks: Mutex::new(HashMap::new()),
             opus: Mutex::new(HashMap::new()),
         }
@@ -832,15 +860,12 @@ pub(super) async fn delete(
         ));
     }
     let Some(token) = q.get("confirm") else {
-        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        let mut confirmations = state
+        let token = state
             .library
             .confirmations
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        confirmations.retain(|_, (_, expiry)| *expiry > now);
-        confirmations.insert(token.clone(), (row.id, now + CONFIRM_TTL));
+            .unwrap_or_else(|p| p.into_inner())
+            .issue(row.id, Instant::now());
         return Ok((
             StatusCode::ACCEPTED,
             Json(serde_json::json!({
@@ -852,25 +877,13 @@ pub(super) async fn delete(
         )
             .into_response());
     };
-    let entry = state
+    state
         .library
         .confirmations
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remove(token);
-    match entry {
-        Some((bound, expiry)) if bound == row.id && expiry > Instant::now() => {}
-        Some((bound, _)) if bound != row.id => {
-            return Err(bad("confirm", "this token confirms another recording"));
-        }
-        Some(_) => {
-            return Err(bad(
-                "confirm",
-                "the confirmation expired: ask for a new one",
-            ))
-        }
-        None => return Err(bad("confirm", "unknown or already used confirmation token")),
-    }
+        .redeem(token, row.id, Instant::now())
+        .map_err(|reason| bad("confirm", reason))?;
     sqlx::query("UPDATE recordings SET status = 'deleted', reason = 'deleted through the API', deleted_at_ms = $1, deleted_by = $2 WHERE id = $3")
         .bind(chrono::Utc::now().timestamp_millis())
         .bind("api")
@@ -891,4 +904,73 @@ pub(super) async fn delete(
         .retain(|(id, _, _), _| *id != row.id);
     let row = fetch(&state.db, &id).await?;
     Ok(Json(row.json()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmations_are_bound_single_use_and_expire() {
+        let mut c = Confirmations::default();
+        let t0 = Instant::now();
+        let token = c.issue(7, t0);
+        assert_eq!(
+            c.redeem(&token, 8, t0),
+            Err("this token confirms another recording")
+        );
+        // A token tried on the wrong recording is spent.
+        assert_eq!(
+            c.redeem(&token, 7, t0),
+            Err("unknown or already used confirmation token")
+        );
+        let token = c.issue(7, t0);
+        assert_eq!(
+            c.redeem(&token, 7, t0 + CONFIRM_TTL),
+            Err("the confirmation expired: ask for a new one")
+        );
+        let token = c.issue(7, t0);
+        assert_eq!(
+            c.redeem(&token, 7, t0 + CONFIRM_TTL - Duration::from_secs(1)),
+            Ok(())
+        );
+        assert!(c.redeem(&token, 7, t0).is_err(), "single use");
+    }
+
+    #[test]
+    fn download_names_come_from_metadata_only() {
+        let row = RecordingRow {
+            id: 42,
+            path: "../../x".into(),
+            name: "evil\"; rm -rf".into(),
+            format: "wav".into(),
+            status: "ready".into(),
+            reason: None,
+            size_bytes: 0,
+            duration_ms: 0,
+            encoding: None,
+            sample_rate: 8000,
+            data_offset: 44,
+            data_len: 0,
+            sha256: None,
+            call_id: None,
+            tenant: "default".into(),
+            flow: None,
+            node: None,
+            node_type: Some("transfer\"\r\n".into()),
+            direction: None,
+            caller_name: None,
+            caller_number: Some("+1 (555) 0100\";".into()),
+            callee: None,
+            started_at_ms: 1_795_300_930_000,
+            private: 0,
+            consent: "unknown".into(),
+            compliance: "permitted".into(),
+            deleted_at_ms: None,
+        };
+        assert_eq!(
+            download_name(&row),
+            "20261121-224210-transfer-15550100-42.wav"
+        );
+    }
 }
