@@ -5,7 +5,7 @@ mod common;
 
 use ari_recorder::ari::{AriClient, IfExists, OriginateRequest, RecordRequest};
 use ari_recorder::sim::{Script, Step};
-use common::{listen_sim, start_sim};
+use common::{caller_in_bridge, listen_sim, start_sim};
 
 fn agent(endpoint: &str) -> OriginateRequest {
     OriginateRequest {
@@ -261,29 +261,20 @@ async fn errors_keep_status_and_asterisk_message() {
         .expect_err("404")
         .is_not_found());
 
-    t.sim
-        .place_inbound_call("600", "Eve <5551005>", "silent")
-        .expect("call");
-    let caller = client.channels().await.expect("channels")[1].id.clone();
-    client.answer(&caller).await.expect("answer");
-    let bridge = client.create_bridge("mixing", None).await.expect("bridge");
-    client
-        .add_channels(&bridge.id, &[&caller], None)
-        .await
-        .expect("add");
+    let (caller, bridge) = caller_in_bridge(&t, "600", "Eve <5551005>", "silent").await;
     let mp3 = client
-        .record_bridge(&bridge.id, &RecordRequest::new("bad", "mp3"))
+        .record_bridge(&bridge, &RecordRequest::new("bad", "mp3"))
         .await
         .expect_err("422");
     assert!(mp3.is_unprocessable(), "{mp3}");
     client
-        .record_bridge(&bridge.id, &RecordRequest::new("dup", "wav"))
+        .record_bridge(&bridge, &RecordRequest::new("dup", "wav"))
         .await
         .expect("first");
     let mut again = RecordRequest::new("dup", "wav");
     again.if_exists = Some(IfExists::Fail);
     let dup = client
-        .record_bridge(&bridge.id, &again)
+        .record_bridge(&bridge, &again)
         .await
         .expect_err("409");
     assert!(dup.is_conflict());
@@ -307,17 +298,9 @@ async fn missing_recordings_folder_answers_500_and_records_nothing() {
     let t = start_sim(0.0).await;
     std::fs::remove_dir_all(&t.recordings).expect("remove");
     let client = t.client();
-    t.sim
-        .place_inbound_call("100", "Alice <5551001>", "talk")
-        .expect("call");
-    let caller = client.channels().await.expect("channels")[1].id.clone();
-    let bridge = client.create_bridge("mixing", None).await.expect("bridge");
-    client
-        .add_channels(&bridge.id, &[&caller], None)
-        .await
-        .expect("add");
+    let (_, bridge) = caller_in_bridge(&t, "100", "Alice <5551001>", "talk").await;
     let err = client
-        .record_bridge(&bridge.id, &RecordRequest::new("r", "wav"))
+        .record_bridge(&bridge, &RecordRequest::new("r", "wav"))
         .await
         .expect_err("500");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
@@ -343,18 +326,10 @@ async fn record_failed_can_follow_a_201() {
     let t = start_sim(0.0).await;
     let client = t.client();
     let (events, _task) = listen_sim(&t.sim, "recorder").await;
-    t.sim
-        .place_inbound_call("100", "Alice <5551001>", "silent")
-        .expect("call");
-    let caller = client.channels().await.expect("channels")[1].id.clone();
-    let bridge = client.create_bridge("mixing", None).await.expect("bridge");
-    client
-        .add_channels(&bridge.id, &[&caller], None)
-        .await
-        .expect("add");
+    let (_, bridge) = caller_in_bridge(&t, "100", "Alice <5551001>", "silent").await;
     t.sim.fail_next_record("Simulated disk failure");
     let live = client
-        .record_bridge(&bridge.id, &RecordRequest::new("doomed", "wav"))
+        .record_bridge(&bridge, &RecordRequest::new("doomed", "wav"))
         .await
         .expect("201");
     assert_eq!(live.state, "queued");

@@ -7,7 +7,7 @@ mod common;
 use ari_recorder::ari::RecordRequest;
 use ari_recorder::audio::g711::decode_ulaw;
 use ari_recorder::sim::{Script, Step};
-use common::{listen_sim, start_sim, Collected};
+use common::{answered_caller, caller_in_bridge, listen_sim, start_sim, Collected};
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
@@ -44,18 +44,9 @@ async fn bridge_wav_has_zero_sizes_while_recording_and_real_sizes_after() {
         "talker",
         Script::new("Alice", vec![Step::Answer, Step::Talk(60.0)]),
     );
-    t.sim
-        .place_inbound_call("100", "Alice <5551001>", "talker")
-        .expect("call");
-    let caller = client.channels().await.expect("channels")[1].id.clone();
-    client.answer(&caller).await.expect("answer");
-    let bridge = client.create_bridge("mixing", None).await.expect("bridge");
+    let (_, bridge) = caller_in_bridge(&t, "100", "Alice <5551001>", "talker").await;
     client
-        .add_channels(&bridge.id, &[&caller], None)
-        .await
-        .expect("add");
-    client
-        .record_bridge(&bridge.id, &RecordRequest::new("call-1", "wav"))
+        .record_bridge(&bridge, &RecordRequest::new("call-1", "wav"))
         .await
         .expect("record");
     t.sim.advance(2.0);
@@ -103,18 +94,9 @@ async fn pause_drops_audio_and_mute_writes_silence() {
             ],
         ),
     );
-    t.sim
-        .place_inbound_call("100", "Bob <5551002>", "tone")
-        .expect("call");
-    let caller = client.channels().await.expect("channels")[1].id.clone();
-    client.answer(&caller).await.expect("answer");
-    let bridge = client.create_bridge("mixing", None).await.expect("bridge");
+    let (_, bridge) = caller_in_bridge(&t, "100", "Bob <5551002>", "tone").await;
     client
-        .add_channels(&bridge.id, &[&caller], None)
-        .await
-        .expect("add");
-    client
-        .record_bridge(&bridge.id, &RecordRequest::new("pm", "wav"))
+        .record_bridge(&bridge, &RecordRequest::new("pm", "wav"))
         .await
         .expect("record");
     t.sim.advance(1.0);
@@ -149,11 +131,7 @@ async fn voicemail(
     let client = t.client();
     let (events, _task) = listen_sim(&t.sim, "recorder").await;
     t.sim.define_party("vm-caller", behaviour);
-    t.sim
-        .place_inbound_call("300", "Bob <5551002>", "vm-caller")
-        .expect("call");
-    let caller = client.channels().await.expect("channels")[1].id.clone();
-    client.answer(&caller).await.expect("answer");
+    let caller = answered_caller(&t, "300", "Bob <5551002>", "vm-caller").await;
     let name = request.name.clone();
     client
         .record_channel(&caller, &request)

@@ -271,3 +271,44 @@ pub async fn wait_rows(
         recording_rows(db).await
     );
 }
+
+/// Places a call from the network to `exten` and answers it: the caller's channel in the app.
+pub async fn answered_caller(t: &TestSim, exten: &str, caller_id: &str, behaviour: &str) -> String {
+    let client = t.client();
+    let before = client
+        .application("recorder")
+        .await
+        .map(|a| a.channel_ids)
+        .unwrap_or_default();
+    t.sim
+        .place_inbound_call(exten, caller_id, behaviour)
+        .expect("call placed");
+    let now = client
+        .application("recorder")
+        .await
+        .expect("app")
+        .channel_ids;
+    let caller = now
+        .into_iter()
+        .find(|id| !before.contains(id))
+        .expect("caller in the app");
+    client.answer(&caller).await.expect("answer");
+    caller
+}
+
+/// `answered_caller`, then put in a new mixing bridge: (caller, bridge id).
+pub async fn caller_in_bridge(
+    t: &TestSim,
+    exten: &str,
+    caller_id: &str,
+    behaviour: &str,
+) -> (String, String) {
+    let caller = answered_caller(t, exten, caller_id, behaviour).await;
+    let client = t.client();
+    let bridge = client.create_bridge("mixing", None).await.expect("bridge");
+    client
+        .add_channels(&bridge.id, &[&caller], None)
+        .await
+        .expect("add");
+    (caller, bridge.id)
+}
