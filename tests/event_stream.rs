@@ -15,21 +15,30 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The first item of `rx` that `pick` maps to Some, within 10 s.
+async fn next_matching<I, T>(
+    rx: &mut mpsc::UnboundedReceiver<I>,
+    what: &str,
+    pick: impl Fn(I) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let item = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .unwrap_or_else(|| panic!("channel ended waiting for {what}"));
+        if let Some(found) = pick(item) {
+            return found;
+        }
+    }
+}
+
 async fn next_notice(
     rx: &mut mpsc::UnboundedReceiver<Notice>,
     what: &str,
     pred: impl Fn(&Notice) -> bool,
 ) -> Notice {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let notice = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-            .unwrap_or_else(|| panic!("stream ended waiting for {what}"));
-        if pred(&notice) {
-            return notice;
-        }
-    }
+    next_matching(rx, what, |n| pred(&n).then_some(n)).await
 }
 
 async fn next_change(
@@ -37,18 +46,11 @@ async fn next_change(
     what: &str,
     pred: impl Fn(&Change) -> bool,
 ) -> Change {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let input = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-            .unwrap_or_else(|| panic!("changes ended waiting for {what}"));
-        if let AppInput::Change(change) = input {
-            if pred(&change) {
-                return change;
-            }
-        }
-    }
+    next_matching(rx, what, |input| match input {
+        AppInput::Change(c) if pred(&c) => Some(c),
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test]

@@ -837,18 +837,7 @@ impl Call {
             }
         }
         // First to answer wins: every other ringing leg is hung up.
-        let losers: Vec<String> = self
-            .legs
-            .iter()
-            .filter(|(id, l)| id.as_str() != leg && l.state == LegState::Ringing)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for loser in losers {
-            out.push(Output::Command(Command::Hangup {
-                channel: loser.clone(),
-            }));
-            self.release_leg(&loser, now_ms, agents, false);
-        }
+        self.hang_up_ringing(Some(leg), now_ms, agents, out);
         self.moh_off(out);
         if kind == DialKind::Queue {
             if let Some(holding) = self.holding.take() {
@@ -941,12 +930,18 @@ impl Call {
         }
     }
 
-    /// Busy, no answer or failure: hang up what still rings, take the failure edge.
-    fn fail_node(&mut self, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+    /// Hangs up every leg still ringing, but `keep`.
+    fn hang_up_ringing(
+        &mut self,
+        keep: Option<&str>,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
         let ringing: Vec<String> = self
             .legs
             .iter()
-            .filter(|(_, l)| l.state == LegState::Ringing)
+            .filter(|(id, l)| l.state == LegState::Ringing && Some(id.as_str()) != keep)
             .map(|(id, _)| id.clone())
             .collect();
         for leg in ringing {
@@ -955,6 +950,11 @@ impl Call {
             }));
             self.release_leg(&leg, now_ms, agents, false);
         }
+    }
+
+    /// Busy, no answer or failure: hang up what still rings, take the failure edge.
+    fn fail_node(&mut self, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        self.hang_up_ringing(None, now_ms, agents, out);
         self.moh_off(out);
         let edge =
             self.node

@@ -163,23 +163,16 @@ impl FlowRuntime {
                     let _ = client.destroy_bridge(&id).await;
                 });
             }
-            Change::RecordingFinished {
-                name,
-                duration,
-                recovered: true,
-            } => {
+            // Library updates come from the changes, live or recovered after a reconnect:
+            // one path for both.
+            Change::RecordingFinished { name, duration, .. } => {
                 let _ = inner.library.send(LibraryWrite::Finished {
                     name: name.clone(),
                     duration: *duration,
                     at_ms: now_ms() as i64,
                 });
             }
-            // Live failures are written from the event itself; this is the resync case.
-            Change::RecordingFailed {
-                name,
-                cause,
-                recovered: true,
-            } => {
+            Change::RecordingFailed { name, cause, .. } => {
                 let _ = inner.library.send(LibraryWrite::Failed {
                     name: name.clone(),
                     cause: cause.clone(),
@@ -192,27 +185,6 @@ impl FlowRuntime {
 
     fn dispatch(&self, event: Arc<Event>) {
         let inner = &self.inner;
-        match &*event {
-            Event::RecordingFinished(e) => {
-                let _ = inner.library.send(LibraryWrite::Finished {
-                    name: e.recording.name.clone(),
-                    duration: e.recording.duration,
-                    at_ms: now_ms() as i64,
-                });
-            }
-            Event::RecordingFailed(e) => {
-                let _ = inner.library.send(LibraryWrite::Failed {
-                    name: e.recording.name.clone(),
-                    cause: e
-                        .recording
-                        .cause
-                        .clone()
-                        .unwrap_or_else(|| "unknown".into()),
-                    at_ms: now_ms() as i64,
-                });
-            }
-            _ => {}
-        }
         let subject = subject_of(&event);
         let Some(subject) = subject else { return };
         if let Some(tx) = route(inner, &subject) {
