@@ -30,6 +30,23 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Folder of call-flow definitions.
     pub dialplans_dir: PathBuf,
+    /// Keys that sign short-lived links, `id:secret` (secret at least 32 characters). The first
+    /// signs; all verify, so a key is rotated by adding a new one first and removing the old
+    /// one after the longest link life. Empty: a random key per process. Never logged.
+    pub link_signing_keys: Vec<String>,
+    /// The longest life a download link may ask for (`expires_in` is capped to it).
+    pub link_max_seconds: u64,
+    /// Life of the web player's playback links.
+    pub play_link_seconds: u64,
+    /// Life of a browser session.
+    pub session_seconds: u64,
+    /// Signed-link requests allowed per user or token per minute.
+    pub grants_per_minute: u32,
+    /// Tenant and project of recordings found on disk without call metadata.
+    pub default_tenant: String,
+    pub default_project: String,
+    /// Mark the session cookie `Secure` (browsers still send it to http://localhost).
+    pub secure_cookies: bool,
 }
 
 impl Default for Config {
@@ -43,12 +60,20 @@ impl Default for Config {
             database_url: "sqlite://./data/ari-recorder.db?mode=rwc".into(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             dialplans_dir: PathBuf::from("./dialplans"),
+            link_signing_keys: Vec::new(),
+            link_max_seconds: 86_400,
+            play_link_seconds: 300,
+            session_seconds: 8 * 3600,
+            grants_per_minute: 30,
+            default_tenant: "default".into(),
+            default_project: "default".into(),
+            secure_cookies: true,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 8] = [
+pub const ENV_KEYS: [&str; 16] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -57,6 +82,14 @@ pub const ENV_KEYS: [&str; 8] = [
     "DATABASE_URL",
     "HTTP_ADDR",
     "DIALPLANS_DIR",
+    "LINK_SIGNING_KEYS",
+    "LINK_MAX_SECONDS",
+    "PLAY_LINK_SECONDS",
+    "SESSION_SECONDS",
+    "GRANTS_PER_MINUTE",
+    "DEFAULT_TENANT",
+    "DEFAULT_PROJECT",
+    "SECURE_COOKIES",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +154,32 @@ impl Config {
                 })?
             }
             "DIALPLANS_DIR" => self.dialplans_dir = PathBuf::from(value),
+            "LINK_SIGNING_KEYS" => {
+                self.link_signing_keys = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "LINK_MAX_SECONDS" => self.link_max_seconds = number(key, &value)?,
+            "PLAY_LINK_SECONDS" => self.play_link_seconds = number(key, &value)?,
+            "SESSION_SECONDS" => self.session_seconds = number(key, &value)?,
+            "GRANTS_PER_MINUTE" => self.grants_per_minute = number(key, &value)?,
+            "DEFAULT_TENANT" => self.default_tenant = value,
+            "DEFAULT_PROJECT" => self.default_project = value,
+            "SECURE_COOKIES" => {
+                self.secure_cookies = match value.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key,
+                            reason: format!("{value:?} is not true or false"),
+                        })
+                    }
+                }
+            }
             _ => unreachable!("ENV_KEYS and set() list the same keys"),
         }
         Ok(())
@@ -169,6 +228,38 @@ impl Config {
                 reason: "must start with sqlite:, postgres:// or postgresql://".into(),
             });
         }
+        if !self.link_signing_keys.is_empty() {
+            crate::access::links::LinkKeys::parse(&self.link_signing_keys).map_err(|reason| {
+                ConfigError::Invalid {
+                    key: "LINK_SIGNING_KEYS",
+                    reason,
+                }
+            })?;
+        }
+        for (key, value) in [
+            ("LINK_MAX_SECONDS", self.link_max_seconds),
+            ("PLAY_LINK_SECONDS", self.play_link_seconds),
+            ("SESSION_SECONDS", self.session_seconds),
+            ("GRANTS_PER_MINUTE", u64::from(self.grants_per_minute)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        for (key, value) in [
+            ("DEFAULT_TENANT", &self.default_tenant),
+            ("DEFAULT_PROJECT", &self.default_project),
+        ] {
+            if value.is_empty() || value.len() > 64 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be 1 to 64 characters".into(),
+                });
+            }
+        }
         if self.dialplans_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "DIALPLANS_DIR",
@@ -191,8 +282,23 @@ impl fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("http_addr", &self.http_addr)
             .field("dialplans_dir", &self.dialplans_dir)
+            .field("link_signing_keys", &"<redacted>")
+            .field("link_max_seconds", &self.link_max_seconds)
+            .field("play_link_seconds", &self.play_link_seconds)
+            .field("session_seconds", &self.session_seconds)
+            .field("grants_per_minute", &self.grants_per_minute)
+            .field("default_tenant", &self.default_tenant)
+            .field("default_project", &self.default_project)
+            .field("secure_cookies", &self.secure_cookies)
             .finish()
     }
+}
+
+fn number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Invalid {
+        key,
+        reason: format!("{value:?} is not a whole number"),
+    })
 }
 
 /// Removes the password from a URL such as `postgres://user:secret@host/db`.
@@ -298,11 +404,16 @@ mod tests {
             env_of(&[
                 ("ARI_PASSWORD", "hunter2"),
                 ("DATABASE_URL", "postgres://app:pgsecret@db/rec"),
+                (
+                    "LINK_SIGNING_KEYS",
+                    "k1:linksecretlinksecretlinksecret-0001",
+                ),
             ]),
         )
         .expect("valid");
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("pgsecret"), "{shown}");
+        assert!(!shown.contains("linksecret"), "{shown}");
     }
 }

@@ -11,8 +11,10 @@
 //! - [`sim`]: the simulated Asterisk (tests and `demo`), faithful to the reference traces.
 //! - [`audio`]: G.711, the WAV layout Asterisk writes, generated sounds.
 //! - [`library`]: the recordings database (SQLite or PostgreSQL).
+//! - [`access`]: users, tokens, sessions, signed links, the permission policy and the audit log.
 //! - [`http`]: the HTTP API; [`metrics`]: Prometheus metrics; [`service`]: wiring for `serve`.
 
+pub mod access;
 pub mod ari;
 pub mod audio;
 pub mod config;

@@ -1,4 +1,5 @@
-//! The `ari-recorder` command: `serve`, `demo`, `sim`, `check`.
+//! The `ari-recorder` command: `serve`, `demo`, `sim`, `check`, `index`, and the access
+//! bootstrap: `user add`, `token create`, `tenant set`, `audit verify`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +8,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use ari_recorder::access::accounts::{self, NewUser};
+use ari_recorder::access::audit::{AuditEntry, AuditTx};
+use ari_recorder::access::policy::TenantSettings;
+use ari_recorder::access::Scope;
 use ari_recorder::ari::stream::StreamTiming;
 use ari_recorder::config::Config;
 use ari_recorder::service;
@@ -66,6 +71,96 @@ enum Command {
     },
     /// Validate the configuration and the dialplans folder; exit non-zero with the reasons.
     Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Users who sign in to the page and the API.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// API tokens for integrations.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// A tenant's entitlements.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user. The password is read from ARI_RECORDER_PASSWORD or the first line of stdin
+    /// (never from the command line, where other users of the machine could see it).
+    Add {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        username: String,
+        /// admin, manager or staff.
+        #[arg(long)]
+        role: String,
+        /// Defaults to the configured default tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Comma-separated projects the user is limited to (default: every project).
+        #[arg(long, value_delimiter = ',')]
+        projects: Vec<String>,
+        /// The user's phone endpoint, e.g. PJSIP/201: private calls they were on are theirs.
+        #[arg(long)]
+        extension: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user; it is printed once.
+    Create {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        user: String,
+        /// A label for the token (what uses it).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: recordings:read, recordings:play, recordings:download,
+        /// recordings:delete, flows:write, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Days until the token stops working (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Set a tenant's entitlements (unnamed ones keep their value).
+    Set {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        name: String,
+        /// Staff may play recordings.
+        #[arg(long)]
+        staff_playback: Option<bool>,
+        /// Managers and admins may download recordings.
+        #[arg(long)]
+        download: Option<bool>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit non-zero naming the first broken event.
+    Verify {
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -142,6 +237,167 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Check { config } => check(config),
         Command::Index { config } => index(config).await,
+        Command::User { command } => user(command).await,
+        Command::Token { command } => token(command).await,
+        Command::Tenant { command } => tenant(command).await,
+        Command::Audit { command } => audit(command).await,
+    }
+}
+
+async fn open_database(
+    config: Option<&std::path::Path>,
+) -> Result<(Config, ari_recorder::library::Database), String> {
+    let config = Config::from_process(config).map_err(|e| e.to_string())?;
+    let db = ari_recorder::library::Database::open(&config.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((config, db))
+}
+
+/// Who the command line acts as in the audit log.
+fn cli_entry(tenant: &str, action: &'static str, detail: String) -> AuditEntry {
+    AuditEntry {
+        client: "command line".into(),
+        detail: Some(detail),
+        ..AuditEntry::new("cli", tenant, action)
+    }
+}
+
+async fn user(command: UserCommand) -> Result<(), String> {
+    let UserCommand::Add {
+        config,
+        username,
+        role,
+        tenant,
+        projects,
+        extension,
+    } = command;
+    let (config, db) = open_database(config.as_deref()).await?;
+    let password = match std::env::var("ARI_RECORDER_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    let user = NewUser {
+        username,
+        password,
+        role,
+        tenant: tenant.unwrap_or(config.default_tenant.clone()),
+        projects,
+        extension,
+    };
+    let entry = cli_entry(
+        &user.tenant,
+        "user_create",
+        format!("{} as {}", user.username, user.role),
+    );
+    let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
+    let id = accounts::create_user(tx.conn(), &user)
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.commit(&entry).await.map_err(|e| e.to_string())?;
+    println!(
+        "user {} added (id {id}, {} of tenant {})",
+        user.username, user.role, user.tenant
+    );
+    Ok(())
+}
+
+async fn token(command: TokenCommand) -> Result<(), String> {
+    let TokenCommand::Create {
+        config,
+        user,
+        name,
+        scopes,
+        expires_days,
+    } = command;
+    let (_, db) = open_database(config.as_deref()).await?;
+    let scopes = scopes
+        .iter()
+        .map(|s| {
+            Scope::parse(s.trim()).ok_or_else(|| {
+                let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown scope {s:?} (known: {})", known.join(", "))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let expires = expires_days
+        .map(|days| ari_recorder::access::now_ms() + i64::from(days) * 86_400_000);
+    let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
+    let owner: Option<(String,)> = sqlx::query_as("SELECT tenant FROM users WHERE username = $1")
+        .bind(&user)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(|e| e.to_string())?;
+    let tenant = owner.map(|(t,)| t).unwrap_or_default();
+    let (id, secret) = accounts::create_token(tx.conn(), &user, &name, &scopes, expires)
+        .await
+        .map_err(|e| e.to_string())?;
+    let listed: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let entry = cli_entry(
+        &tenant,
+        "token_create",
+        format!("token {id} ({name}) for {user}: {}", listed.join(" ")),
+    );
+    tx.commit(&entry).await.map_err(|e| e.to_string())?;
+    eprintln!("token {id} for {user} created; it is shown once, store it now:");
+    println!("{secret}");
+    Ok(())
+}
+
+async fn tenant(command: TenantCommand) -> Result<(), String> {
+    let TenantCommand::Set {
+        config,
+        name,
+        staff_playback,
+        download,
+    } = command;
+    let (_, db) = open_database(config.as_deref()).await?;
+    let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
+    let current = accounts::tenant_settings(tx.conn(), &name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let settings = TenantSettings {
+        staff_playback: staff_playback.unwrap_or(current.staff_playback),
+        download_entitlement: download.unwrap_or(current.download_entitlement),
+    };
+    accounts::set_tenant_settings(tx.conn(), &name, settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let detail = format!(
+        "staff_playback = {}, download_entitlement = {}",
+        settings.staff_playback, settings.download_entitlement
+    );
+    tx.commit(&cli_entry(&name, "setting_change", detail.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("tenant {name}: {detail}");
+    Ok(())
+}
+
+async fn audit(command: AuditCommand) -> Result<(), String> {
+    let AuditCommand::Verify { config } = command;
+    let (_, db) = open_database(config.as_deref()).await?;
+    let report = ari_recorder::access::audit::verify(&db)
+        .await
+        .map_err(|e| e.to_string())?;
+    match report.problem {
+        None => {
+            println!(
+                "audit log intact: {} events, head {}",
+                report.events, report.head_hash
+            );
+            Ok(())
+        }
+        Some(problem) => Err(format!(
+            "audit log broken after {} good events: {problem}",
+            report.events
+        )),
     }
 }
 
@@ -219,6 +475,42 @@ fn check(config: Option<PathBuf>) -> Result<(), String> {
     }
 }
 
+/// The demo's users' password: the demo is a local sandbox, not a deployment.
+const DEMO_PASSWORD: &str = "ari-recorder-demo";
+
+/// One user per role in the default tenant, which may download and lets staff play.
+async fn demo_accounts(db: &ari_recorder::library::Database, tenant: &str) -> Result<(), String> {
+    let mut tx = AuditTx::begin(db).await.map_err(|e| e.to_string())?;
+    for (name, extension) in [
+        ("admin", None),
+        ("manager", Some("PJSIP/201")),
+        ("staff", Some("PJSIP/202")),
+    ] {
+        let user = NewUser {
+            username: name.into(),
+            password: DEMO_PASSWORD.into(),
+            role: name.into(),
+            tenant: tenant.into(),
+            projects: Vec::new(),
+            extension: extension.map(String::from),
+        };
+        match accounts::create_user(tx.conn(), &user).await {
+            Ok(_) | Err(accounts::AccountError::Exists(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let everything = TenantSettings {
+        staff_playback: true,
+        download_entitlement: true,
+    };
+    accounts::set_tenant_settings(tx.conn(), tenant, everything)
+        .await
+        .map_err(|e| e.to_string())?;
+    let entry = cli_entry(tenant, "setting_change", "demo users and entitlements".into());
+    tx.commit(&entry).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// The service plus the simulated Asterisk on loopback, placing a steady mix of sample calls.
 async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result<(), String> {
     let recordings_dir = data.join("recordings");
@@ -252,10 +544,14 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
     let service = service::start(&config, StreamTiming::default(), shutdown.clone())
         .await
         .map_err(|e| e.to_string())?;
+    demo_accounts(&service.db, &config.default_tenant).await?;
     println!(
-        "ari-recorder demo: service at http://{} (metrics at /metrics), simulated Asterisk at {}",
-        service.http_addr,
+        "ari-recorder demo: library at http://localhost:{}/ (metrics at /metrics), simulated Asterisk at {}",
+        service.http_addr.port(),
         sim.url()
+    );
+    println!(
+        "sign in as admin, manager or staff (password {DEMO_PASSWORD}); staff may play but never download"
     );
     // A steady mix over the sample flows of dialplans/: support (greeting, transfer, voicemail),
     // voicemail (ended by hang-up or #), the sales hunt group, the helpdesk queue, and a direct
@@ -271,7 +567,7 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
     let mut n = 0usize;
     loop {
         if n % 6 == 5 {
-            let id = service.flows.place_outbound("PJSIP/204", "PJSIP/205");
+            let id = service.flows.place_outbound("PJSIP/204", "PJSIP/205", "default", "default");
             tracing::info!(call = %id, "demo outbound call placed");
         } else {
             let (exten, caller, behaviour) = CALLERS[n % CALLERS.len()];

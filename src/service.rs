@@ -96,11 +96,14 @@ pub async fn start(
         db.clone(),
         shutdown.clone(),
     );
-    let indexer = Arc::new(Indexer::new(
-        db.clone(),
-        config.recordings_dir.clone(),
-        Duration::from_secs(3),
-    ));
+    let indexer = Arc::new(
+        Indexer::new(
+            db.clone(),
+            config.recordings_dir.clone(),
+            Duration::from_secs(3),
+        )
+        .with_default_scope(&config.default_tenant, &config.default_project),
+    );
     let index_task = tokio::spawn(keep_indexed(indexer.clone(), shutdown.clone()));
     let app = http::router(AppState {
         library: Arc::new(Library::new(indexer)),
@@ -108,6 +111,7 @@ pub async fn start(
         metrics: metrics.clone(),
         recordings_dir: config.recordings_dir.clone(),
         flows: flows.clone(),
+        access: Arc::new(http::Access::from_config(config)),
     });
     let mut http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -115,6 +119,8 @@ pub async fn start(
             axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
                 let _ = tcp.set_nodelay(true);
             });
+        // The peer address goes into the audit log.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = http_shutdown.wait_for(|stop| *stop).await;

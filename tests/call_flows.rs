@@ -675,7 +675,16 @@ async fn api(
     url: String,
     body: serde_json::Value,
 ) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
+    api_with(common::authed(), method, url, body).await
+}
+
+async fn api_with(
+    client: reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client
         .request(method, url)
         .json(&body)
         .send()
@@ -756,7 +765,34 @@ async fn outbound_calls_follow_record_outbound_calls() {
 async fn patch_record_call_applies_to_the_next_call_and_errors_are_json() {
     let t = start_sim(0.0).await;
     let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", false))]).await;
+    // The flow belongs to tenant acme: the default tenant's admin neither sees nor edits it.
     let (status, flows) = api(
+        reqwest::Method::GET,
+        format!("{}/api/flows", s.base),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!((status, flows["flows"].as_array().map(Vec::len)), (200, Some(0)));
+    let (status, _) = api(
+        reqwest::Method::PATCH,
+        format!("{}/api/flows/support/nodes/desk", s.base),
+        serde_json::json!({"record_call": true}),
+    )
+    .await;
+    assert_eq!(status, 404, "another tenant's flow is invisible");
+    let acme = common::user_token(
+        &s.svc.db,
+        "acme-manager",
+        "manager",
+        "acme",
+        &[],
+        None,
+        &[ari_recorder::access::Scope::FlowsWrite],
+    )
+    .await;
+    let acme_client = || common::bearer(&acme);
+    let (status, flows) = api_with(
+        acme_client(),
         reqwest::Method::GET,
         format!("{}/api/flows", s.base),
         serde_json::Value::Null,
@@ -764,7 +800,8 @@ async fn patch_record_call_applies_to_the_next_call_and_errors_are_json() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(flows["flows"][0]["name"], "support");
-    let (status, node) = api(
+    let (status, node) = api_with(
+        acme_client(),
         reqwest::Method::PATCH,
         format!("{}/api/flows/support/nodes/desk", s.base),
         serde_json::json!({"record_call": true}),
@@ -782,21 +819,24 @@ async fn patch_record_call_applies_to_the_next_call_and_errors_are_json() {
         .expect("call");
     wait_recording(&t, &s, "now recorded", 1).await;
 
-    let (status, body) = api(
+    let (status, body) = api_with(
+        acme_client(),
         reqwest::Method::PATCH,
         format!("{}/api/flows/nope/nodes/desk", s.base),
         serde_json::json!({"record_call": true}),
     )
     .await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
-    let (status, body) = api(
+    let (status, body) = api_with(
+        acme_client(),
         reqwest::Method::PATCH,
         format!("{}/api/flows/support/nodes/sorry", s.base),
         serde_json::json!({"record_call": true}),
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = api(
+    let (status, body) = api_with(
+        acme_client(),
         reqwest::Method::PATCH,
         format!("{}/api/flows/support/nodes/desk", s.base),
         serde_json::json!({"record_call": "yes"}),

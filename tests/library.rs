@@ -37,7 +37,7 @@ fn put_fixture(t: &TestSim, rel: &str, fixture_name: &str) {
 }
 
 async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    let mut request = reqwest::Client::new().get(url);
+    let mut request = common::authed().get(url);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
@@ -65,6 +65,14 @@ async fn scanned(s: &TestService, at_least: u64) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("scan never completed");
+}
+
+/// Files found on disk carry no consent: these tests play them, so an admin grants it.
+async fn grant_consent_to_all(s: &TestService) {
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
 }
 
 async fn all(s: &TestService, query: &str) -> Vec<Value> {
@@ -113,6 +121,7 @@ async fn scan_indexes_real_and_bad_files_with_status_and_reason(db: Db) {
     std::os::unix::fs::symlink(&outside, t.recordings.join("escape.wav")).expect("symlink");
     let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
+    grant_consent_to_all(&s).await;
     let list = all(&s, "").await;
     assert_eq!(list.len(), 9, "{list:#?}");
     let ready = by_name(&list, "transfer-1a5138fb");
@@ -291,6 +300,7 @@ async fn audio_ranges_are_exact_on_stored_and_transcoded_audio(db: Db) {
     put_fixture(&t, "crashed.wav", "inprogress-90df1d87.partial.wav");
     let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
+    grant_consent_to_all(&s).await;
     let list = all(&s, "").await;
 
     // WAV: served byte for byte.
@@ -382,6 +392,7 @@ async fn download_peaks_and_two_step_delete(db: Db) {
     put_fixture(&t, "call.wav", "hunt-ed927e64.wav");
     let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
+    grant_consent_to_all(&s).await;
     let id = all(&s, "").await[0]["id"].as_i64().expect("id");
     let (status, headers, body) =
         get(&format!("{}/api/recordings/{id}/download", s.base), &[]).await;
@@ -438,7 +449,7 @@ async fn download_peaks_and_two_step_delete(db: Db) {
     let (status, _) = json(&format!("{}/api/recordings/{id}/peaks?points=0", s.base)).await;
     assert_eq!(status, 400);
 
-    let client = reqwest::Client::new();
+    let client = common::authed();
     let first = client
         .delete(format!("{}/api/recordings/{id}", s.base))
         .send()
@@ -517,8 +528,8 @@ async fn paths_never_leave_the_recordings_folder(db: Db) {
     scanned(&s, 1).await;
     // A row whose path escapes (as a tampered database would hold) is never served.
     sqlx::query(
-        "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, data_offset, data_len, started_at_ms, indexed_at_ms) \
-         VALUES ('../library.db-secret.wav', 'x', 'wav', 'ready', 1, 1, 1, 'pcm16', 8000, 44, 100, 1, 1)",
+        "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, data_offset, data_len, started_at_ms, indexed_at_ms, consent) \
+         VALUES ('../library.db-secret.wav', 'x', 'wav', 'ready', 1, 1, 1, 'pcm16', 8000, 44, 100, 1, 1, 'granted')",
     )
     .execute(&s.svc.db.pool)
     .await

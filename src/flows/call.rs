@@ -74,6 +74,13 @@ pub struct RecordingRow {
     pub recording_name: String,
     pub call_id: String,
     pub tenant: String,
+    pub project: String,
+    /// Only the people on the call may see it.
+    pub private: bool,
+    /// `granted` when the caller heard a recording notice, else `unknown`.
+    pub consent: &'static str,
+    /// The caller's number and the answering endpoint, comma-separated.
+    pub participants: String,
     pub flow: Option<String>,
     pub node: Option<String>,
     pub node_type: String,
@@ -263,6 +270,10 @@ pub struct Call {
     queue_retry_timer: Option<u64>,
     queue_deadline_timer: Option<u64>,
     hops: u32,
+    /// A `recording_notice` prompt was played to the caller.
+    heard_recording_notice: bool,
+    /// Tenant and project of a direct outbound call (flows carry their own).
+    outbound_scope: (String, String),
 }
 
 /// A waiting queue caller re-checks for a free agent this often.
@@ -314,6 +325,12 @@ impl Call {
         call
     }
 
+    /// The tenant and project a direct outbound call's recordings belong to.
+    pub fn in_scope(mut self, tenant: &str, project: &str) -> Call {
+        self.outbound_scope = (tenant.to_string(), project.to_string());
+        self
+    }
+
     fn new(
         id: &str,
         flow: Option<Arc<Flow>>,
@@ -342,6 +359,8 @@ impl Call {
             queue_retry_timer: None,
             queue_deadline_timer: None,
             hops: 0,
+            heard_recording_notice: false,
+            outbound_scope: ("default".into(), "default".into()),
         }
     }
 
@@ -503,7 +522,12 @@ impl Call {
         };
         self.node = Some(id.clone());
         match kind {
-            NodeKind::PlayAudio { media, next } => {
+            NodeKind::PlayAudio {
+                media,
+                next,
+                recording_notice,
+            } => {
+                self.heard_recording_notice |= recording_notice;
                 if media.is_empty() {
                     self.enter(next, now_ms, agents, out);
                     return;
@@ -647,7 +671,7 @@ impl Call {
     }
 
     fn row(&self, name: &str, format: &str, callee: &str, now_ms: u64) -> RecordingRow {
-        let (flow, node, node_type, tenant) = match (&self.flow, &self.node) {
+        let (flow, node, node_type, tenant, project, private) = match (&self.flow, &self.node) {
             (Some(f), Some(n)) => (
                 Some(f.name.clone()),
                 Some(n.clone()),
@@ -657,13 +681,30 @@ impl Call {
                     .unwrap_or("unknown")
                     .to_string(),
                 f.tenant.clone(),
+                f.project.clone(),
+                f.private,
             ),
-            _ => (None, None, "outbound".to_string(), "default".to_string()),
+            _ => (
+                None,
+                None,
+                "outbound".to_string(),
+                self.outbound_scope.0.clone(),
+                self.outbound_scope.1.clone(),
+                false,
+            ),
         };
         RecordingRow {
             recording_name: name.to_string(),
             call_id: self.id.clone(),
             tenant,
+            project,
+            private,
+            consent: if self.heard_recording_notice {
+                "granted"
+            } else {
+                "unknown"
+            },
+            participants: format!("{},{callee}", self.caller_number),
             flow,
             node,
             node_type,
@@ -1001,7 +1042,7 @@ impl Call {
                 index,
                 playback: current,
             } if current == playback => {
-                let Some(NodeKind::PlayAudio { media, next }) =
+                let Some(NodeKind::PlayAudio { media, next, .. }) =
                     self.node.as_deref().and_then(|n| self.node_kind(n))
                 else {
                     return;

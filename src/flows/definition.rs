@@ -34,6 +34,9 @@ pub enum NodeKind {
     PlayAudio {
         media: Vec<String>,
         next: Option<String>,
+        /// The prompt tells the caller the call is recorded: their recordings are marked as
+        /// consented.
+        recording_notice: bool,
     },
     Transfer {
         target: String,
@@ -131,6 +134,10 @@ pub struct Flow {
     pub name: String,
     pub file: PathBuf,
     pub tenant: String,
+    /// The project inside the tenant whose users see this flow and its recordings.
+    pub project: String,
+    /// Recordings of this flow are visible only to the people on the call.
+    pub private: bool,
     /// Dialled numbers (the Stasis args after `inbound`) that enter this flow.
     pub numbers: Vec<String>,
     pub start: String,
@@ -330,7 +337,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
     let kind = ctx.string(table, "type", true)?;
     let kind = match kind.as_str() {
         "play_audio" => {
-            ctx.known_fields(table, &["type", "media", "next"]);
+            ctx.known_fields(table, &["type", "media", "next", "recording_notice"]);
             let media = ctx.strings(table, "media", true);
             for m in &media {
                 check_media(ctx, "media", m);
@@ -338,6 +345,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
             NodeKind::PlayAudio {
                 media,
                 next: ctx.string(table, "next", false),
+                recording_notice: ctx.boolean(table, "recording_notice", false),
             }
         }
         "transfer" => {
@@ -533,12 +541,26 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             &empty
         }
     };
-    ctx.known_fields(head, &["numbers", "start", "tenant", "description"]);
+    ctx.known_fields(
+        head,
+        &[
+            "numbers",
+            "start",
+            "tenant",
+            "project",
+            "private",
+            "description",
+        ],
+    );
     let numbers = ctx.strings(head, "numbers", true);
     let start = ctx.string(head, "start", true).unwrap_or_default();
     let tenant = ctx
         .string(head, "tenant", false)
         .unwrap_or_else(|| "default".into());
+    let project = ctx
+        .string(head, "project", false)
+        .unwrap_or_else(|| "default".into());
+    let private = ctx.boolean(head, "private", false);
     let mut nodes = BTreeMap::new();
     match table.get("nodes") {
         Some(Value::Table(node_tables)) => {
@@ -611,6 +633,8 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             name,
             file: file.to_path_buf(),
             tenant,
+            project,
+            private,
             numbers,
             start,
             nodes,

@@ -97,10 +97,11 @@ impl FlowRuntime {
     }
 
     /// `POST /api/calls`: rings `from`, then `to`, bridges them, records per the setting.
-    pub fn place_outbound(&self, from: &str, to: &str) -> String {
+    /// The recordings belong to `tenant` and `project` (the caller's).
+    pub fn place_outbound(&self, from: &str, to: &str, tenant: &str, project: &str) -> String {
         let id = format!("out{:016x}", fastrand::u64(..));
         let record = self.inner.store.settings().record_outbound_calls;
-        let call = Call::outbound(&id, from, to, record);
+        let call = Call::outbound(&id, from, to, record).in_scope(tenant, project);
         spawn_call(self.inner.clone(), call);
         id
     }
@@ -451,8 +452,8 @@ async fn apply_write(db: &Database, write: LibraryWrite) {
             LibraryWrite::Started(row) => {
                 sqlx::query(
                     "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
-                     caller_name, caller_number, callee, format, state, started_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12) \
+                     caller_name, caller_number, callee, format, state, started_at_ms, project, private, consent, participants) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16) \
                      ON CONFLICT (recording_name) DO NOTHING",
                 )
                 .bind(&row.recording_name)
@@ -467,6 +468,10 @@ async fn apply_write(db: &Database, write: LibraryWrite) {
                 .bind(&row.callee)
                 .bind(&row.format)
                 .bind(row.started_at_ms)
+                .bind(&row.project)
+                .bind(i64::from(row.private))
+                .bind(row.consent)
+                .bind(&row.participants)
                 .execute(&db.pool)
                 .await
             }

@@ -7,8 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{ApiError, AppState};
+use super::auth::Caller;
+use super::{internal, ApiError, AppState};
+use crate::access::audit::AuditTx;
+use crate::access::policy::in_scope;
+use crate::access::{Role, Scope};
 use crate::flows::NodeKind;
+
+const EDITORS: [Role; 2] = [Role::Admin, Role::Manager];
 
 fn node_json(id: &str, kind: &NodeKind) -> serde_json::Value {
     let mut node = serde_json::json!({"id": id, "type": kind.type_name()});
@@ -24,16 +30,20 @@ fn node_json(id: &str, kind: &NodeKind) -> serde_json::Value {
     node
 }
 
-/// Every flow in force with its nodes, `record_call` where the node type has it.
-pub(super) async fn list_flows(State(state): State<AppState>) -> Response {
+/// The flows of the caller's tenant and projects with their nodes, `record_call` where the node
+/// type has it.
+pub(super) async fn list_flows(State(state): State<AppState>, caller: Caller) -> Response {
     let set = state.flows.store().current();
     let flows: Vec<serde_json::Value> = set
         .flows
         .values()
+        .filter(|f| in_scope(&caller.principal, &f.tenant, &f.project))
         .map(|f| {
             serde_json::json!({
                 "name": f.name,
                 "tenant": f.tenant,
+                "project": f.project,
+                "private": f.private,
                 "numbers": f.numbers,
                 "start": f.start,
                 "nodes": f.nodes.values().map(|n| node_json(&n.id, &n.kind)).collect::<Vec<_>>(),
@@ -49,19 +59,56 @@ pub(super) struct NodePatch {
     record_call: bool,
 }
 
+/// Runs a file edit under an open audit transaction, so the event is written with its outcome.
+async fn audited_edit<T: Send + 'static>(
+    state: &AppState,
+    caller: &Caller,
+    action: &'static str,
+    detail: String,
+    edit: impl FnOnce() -> Result<T, crate::flows::store::EditError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let tx = AuditTx::begin(&state.db).await.map_err(internal)?;
+    let result = tokio::task::spawn_blocking(edit).await.map_err(internal)?;
+    let mut entry = caller.entry(action);
+    entry.detail = Some(detail);
+    if let Err(e) = &result {
+        entry.outcome = format!("failed: {e}");
+    }
+    tx.commit(&entry).await.map_err(internal)?;
+    Ok(result?)
+}
+
 pub(super) async fn patch_node(
     State(state): State<AppState>,
+    caller: Caller,
     Path((flow, node)): Path<(String, String)>,
     body: Result<Json<NodePatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(patch) = body?;
+    caller
+        .require(&state, "flow_change", &EDITORS, Scope::FlowsWrite)
+        .await?;
+    let visible = state
+        .flows
+        .store()
+        .current()
+        .flows
+        .get(&flow)
+        .is_some_and(|f| in_scope(&caller.principal, &f.tenant, &f.project));
+    if !visible {
+        let error = ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no flow {flow:?}"));
+        return Err(caller.refuse(&state, caller.entry("flow_change"), error).await);
+    }
     let store = state.flows.store().clone();
     let (f, n) = (flow.clone(), node.clone());
-    tokio::task::spawn_blocking(move || store.set_record_call(&f, &n, patch.record_call))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+    audited_edit(
+        &state,
+        &caller,
+        "flow_change",
+        format!("{flow}/{node} record_call = {}", patch.record_call),
+        move || store.set_record_call(&f, &n, patch.record_call),
+    )
+    .await?;
     let set = state.flows.store().current();
     let kind = set
         .flows
@@ -78,7 +125,7 @@ pub(super) async fn patch_node(
     }
 }
 
-pub(super) async fn get_settings(State(state): State<AppState>) -> Response {
+pub(super) async fn get_settings(State(state): State<AppState>, _caller: Caller) -> Response {
     Json(state.flows.store().settings()).into_response()
 }
 
@@ -88,17 +135,34 @@ pub(super) struct SettingsPatch {
     record_outbound_calls: bool,
 }
 
+/// Settings are the deployment's, not a tenant's: only editors of the operator's tenant (the
+/// configured default tenant) change them.
 pub(super) async fn patch_settings(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Json<SettingsPatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(patch) = body?;
+    caller
+        .require(&state, "setting_change", &EDITORS, Scope::FlowsWrite)
+        .await?;
+    if caller.principal.tenant != state.access.operator_tenant {
+        let error = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_restriction",
+            "deployment settings belong to the operator's tenant",
+        );
+        return Err(caller.refuse(&state, caller.entry("setting_change"), error).await);
+    }
     let store = state.flows.store().clone();
-    let settings = tokio::task::spawn_blocking(move || {
-        store.set_record_outbound_calls(patch.record_outbound_calls)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let settings = audited_edit(
+        &state,
+        &caller,
+        "setting_change",
+        format!("record_outbound_calls = {}", patch.record_outbound_calls),
+        move || store.set_record_outbound_calls(patch.record_outbound_calls),
+    )
+    .await?;
     Ok(Json(settings).into_response())
 }
 
@@ -119,9 +183,13 @@ fn valid_endpoint(endpoint: &str) -> bool {
 /// `record_outbound_calls` is on.
 pub(super) async fn place_call(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Json<CallRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
+    caller
+        .require(&state, "call_place", &EDITORS, Scope::FlowsWrite)
+        .await?;
     for (field, value) in [("from", &request.from), ("to", &request.to)] {
         if !valid_endpoint(value) {
             return Err(ApiError::new(
@@ -131,7 +199,22 @@ pub(super) async fn place_call(
             ));
         }
     }
-    let call_id = state.flows.place_outbound(&request.from, &request.to);
+    let principal = &caller.principal;
+    let project = principal
+        .projects
+        .first()
+        .map(String::as_str)
+        .unwrap_or(state.access.default_project.as_str());
+    // The trace is written before the call exists.
+    let mut entry = caller.entry("call_place");
+    entry.detail = Some(format!("{} -> {}", request.from, request.to));
+    crate::access::audit::record(&state.db, &entry)
+        .await
+        .map_err(internal)?;
+    let call_id =
+        state
+            .flows
+            .place_outbound(&request.from, &request.to, &principal.tenant, project);
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"call_id": call_id})),

@@ -13,10 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 
+mod admin;
+pub mod auth;
 mod flows;
 pub mod openapi;
 mod recordings;
 
+pub use auth::Access;
 pub use recordings::Library;
 
 use crate::flows::store::EditError;
@@ -31,13 +34,15 @@ pub struct AppState {
     pub recordings_dir: PathBuf,
     pub flows: FlowRuntime,
     pub library: Arc<Library>,
+    pub access: Arc<Access>,
 }
 
 /// A JSON error answer.
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    pub status: StatusCode,
+    pub code: &'static str,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -46,17 +51,29 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({"error": self.code, "message": self.message})),
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -68,6 +85,33 @@ impl From<JsonRejection> for ApiError {
             rejection.body_text(),
         )
     }
+}
+
+/// A failure the client cannot fix: logged here, answered without detail.
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "request failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the service could not answer",
+    )
+}
+
+/// 429 with `Retry-After`.
+pub fn too_many(wait: std::time::Duration) -> ApiError {
+    let seconds = wait.as_secs() + 1;
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests: retry in {seconds} s"),
+    )
+    .retry_after(seconds)
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 impl From<EditError> for ApiError {
@@ -95,13 +139,34 @@ pub fn router(state: AppState) -> Router {
             get(flows::get_settings).patch(flows::patch_settings),
         )
         .route("/api/calls", post(flows::place_call))
+        .route(
+            "/api/session",
+            get(auth::current).post(auth::login).delete(auth::logout),
+        )
+        .route(
+            "/api/users",
+            get(admin::list_users).post(admin::create_user),
+        )
+        .route("/api/users/{id}", patch(admin::update_user))
+        .route(
+            "/api/tenant",
+            get(admin::get_tenant).patch(admin::patch_tenant),
+        )
+        .route("/api/audit", get(admin::list_audit))
         .route("/api/recordings", get(recordings::list))
         .route(
             "/api/recordings/{id}",
-            get(recordings::get_one).delete(recordings::delete),
+            get(recordings::get_one)
+                .patch(recordings::set_status)
+                .delete(recordings::delete),
         )
         .route("/api/recordings/{id}/audio", get(recordings::audio))
         .route("/api/recordings/{id}/download", get(recordings::download))
+        .route(
+            "/api/recordings/{id}/download-url",
+            post(recordings::download_url),
+        )
+        .route("/api/recordings/{id}/play-url", post(recordings::play_url))
         .route("/api/recordings/{id}/peaks", get(recordings::peaks))
         .route("/api/library/scan", get(recordings::scan_state))
         .route(

@@ -3,6 +3,8 @@
 //! in two steps.
 //!
 //! IDs in URLs, never paths; every file opened is checked to stay inside the recordings folder.
+//! Every request is authorized by `access::policy::decide` and leaves one audit event; audio is
+//! served to a signed-in caller or through a signed link.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,7 +18,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 
-use super::{ApiError, AppState};
+use super::auth::{denied, Caller, ConnectInfoOrUnknown};
+use super::{internal, rfc3339, ApiError, AppState};
+use crate::access::accounts::{self, principal_for_subject};
+use crate::access::audit::{self, AuditEntry, AuditTx};
+use crate::access::links::{self, Grant, LinkAction};
+use crate::access::policy::{decide, Action, Denial, RecordingFacts, TenantSettings};
+use crate::access::{random_secret, Principal, Scope};
 use crate::audio::serve::{parse_range, RangeRequest, WavStream};
 use crate::library::probe::Encoding;
 use crate::library::{Database, Indexer};
@@ -35,7 +43,7 @@ struct Confirmations {
 impl Confirmations {
     fn issue(&mut self, recording: i64, now: Instant) -> String {
         self.tokens.retain(|_, (_, expiry)| *expiry > now);
-        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let token = random_secret();
         self.tokens
             .insert(token.clone(), (recording, now + CONFIRM_TTL));
         token
@@ -109,6 +117,8 @@ struct RecordingRow {
     sha256: Option<String>,
     call_id: Option<String>,
     tenant: String,
+    project: String,
+    participants: Option<String>,
     flow: Option<String>,
     node: Option<String>,
     node_type: Option<String>,
@@ -124,19 +134,42 @@ struct RecordingRow {
 }
 
 const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
-    data_offset, data_len, sha256, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, \
+    data_offset, data_len, sha256, call_id, tenant, project, participants, flow, node, node_type, direction, caller_name, caller_number, \
     callee, started_at_ms, private, consent, compliance, deleted_at_ms";
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 impl RecordingRow {
-    fn json(&self) -> serde_json::Value {
+    fn facts(&self) -> RecordingFacts<'_> {
+        RecordingFacts {
+            tenant: &self.tenant,
+            project: &self.project,
+            private: self.private != 0,
+            participants: self.participants.as_deref().unwrap_or(""),
+            consent: &self.consent,
+            compliance: &self.compliance,
+            status: &self.status,
+        }
+    }
+
+    /// The recording as `principal` may see it: what they may do with it and, where not, why.
+    fn json(&self, principal: &Principal, tenant: TenantSettings) -> serde_json::Value {
         let base = format!("/api/recordings/{}", self.id);
         let playable = self.status == "ready";
+        let verdict = |action| decide(principal, tenant, &self.facts(), action);
+        let shown = |result: Result<(), Denial>| match result {
+            Ok(()) => serde_json::json!({"allowed": true}),
+            Err(d) => serde_json::json!({"allowed": false, "reason": d.reason()}),
+        };
+        let (play, download) = (verdict(Action::Play), verdict(Action::Download));
+        let mut links = serde_json::Map::new();
+        if play.is_ok() {
+            links.insert("audio".into(), format!("{base}/audio").into());
+            links.insert("peaks".into(), format!("{base}/peaks").into());
+            links.insert("play_url".into(), format!("{base}/play-url").into());
+        }
+        if download.is_ok() {
+            links.insert("download".into(), format!("{base}/download").into());
+            links.insert("download_url".into(), format!("{base}/download-url").into());
+        }
         serde_json::json!({
             "id": self.id,
             "name": self.name,
@@ -149,6 +182,7 @@ impl RecordingRow {
             "started_at": rfc3339(self.started_at_ms),
             "call_id": self.call_id,
             "tenant": self.tenant,
+            "project": self.project,
             "flow": self.flow,
             "node": self.node,
             "node_type": self.node_type,
@@ -160,15 +194,13 @@ impl RecordingRow {
             "compliance": self.compliance,
             "deleted_at": self.deleted_at_ms.map(rfc3339),
             "playable": playable,
-            "links": if playable {
-                serde_json::json!({
-                    "audio": format!("{base}/audio"),
-                    "download": format!("{base}/download"),
-                    "peaks": format!("{base}/peaks"),
-                })
-            } else {
-                serde_json::json!({})
+            "access": {
+                "play": shown(play),
+                "download": shown(download),
+                "delete": shown(verdict(Action::Delete)),
+                "set_status": shown(verdict(Action::SetStatus)),
             },
+            "links": links,
         })
     }
 
@@ -197,17 +229,23 @@ fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
     )
 }
 
-fn not_found() -> ApiError {
+pub(super) fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such recording")
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "library request failed");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "the library could not answer",
-    )
+async fn tenant_settings(state: &AppState, tenant: &str) -> Result<TenantSettings, ApiError> {
+    let mut conn = state.db.pool.acquire().await.map_err(internal)?;
+    accounts::tenant_settings(&mut conn, tenant)
+        .await
+        .map_err(internal)
+}
+
+/// A LIKE pattern matching `value` anywhere as a literal.
+fn like_literal(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// A value bound into a dynamically built query.
@@ -276,11 +314,19 @@ const LIST_PARAMS: [&str; 13] = [
     "min_duration",
 ];
 
-/// `GET /api/recordings`: keyset pagination, newest first or longest first, with filters.
+/// `GET /api/recordings`: keyset pagination, newest first or longest first, with filters, over
+/// the recordings the caller may see (their tenant and projects; private ones they were on).
 pub(super) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let principal = &caller.principal;
+    if !principal.has_scope(Scope::RecordingsRead) {
+        return Err(caller
+            .refuse(&state, caller.entry("list"), denied(Denial::MissingScope))
+            .await);
+    }
     for key in q.keys() {
         if !LIST_PARAMS.contains(&key.as_str()) {
             return Err(bad(
@@ -318,13 +364,30 @@ pub(super) async fn list(
         next += 1;
         p
     };
+    // What the caller may see: their tenant, their projects, private calls they were on.
+    let p = param(&mut binds, Bind::Text(principal.tenant.clone()));
+    clauses.push(format!("tenant = {p}"));
+    if !principal.projects.is_empty() {
+        let list: Vec<String> = principal
+            .projects
+            .iter()
+            .map(|project| param(&mut binds, Bind::Text(project.clone())))
+            .collect();
+        clauses.push(format!("project IN ({})", list.join(", ")));
+    }
+    let mut own = Vec::new();
+    for identity in std::iter::once(&principal.username).chain(principal.extension.as_ref()) {
+        let p = param(
+            &mut binds,
+            Bind::Text(format!("%,{},%", like_literal(identity))),
+        );
+        own.push(format!(
+            "(',' || COALESCE(participants, '') || ',') LIKE {p} ESCAPE '\\'"
+        ));
+    }
+    clauses.push(format!("(private = 0 OR {})", own.join(" OR ")));
     // Prefix matches are range scans on their indexes.
-    let like_escape = |v: &str| {
-        v.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-            + "%"
-    };
+    let like_escape = |v: &str| like_literal(v) + "%";
     for (key, column, lower) in [
         ("caller", "caller_number", false),
         ("callee", "callee", false),
@@ -447,32 +510,136 @@ pub(super) async fn list(
         )),
         _ => None,
     };
+    let tenant = tenant_settings(&state, &principal.tenant).await?;
+    let mut entry = caller.entry("list");
+    entry.detail = Some(format!("{} recordings", rows.len()));
+    audit::record(&state.db, &entry).await.map_err(internal)?;
     Ok(Json(serde_json::json!({
-        "recordings": rows.iter().map(RecordingRow::json).collect::<Vec<_>>(),
+        "recordings": rows.iter().map(|r| r.json(principal, tenant)).collect::<Vec<_>>(),
         "next_cursor": next_cursor,
     }))
     .into_response())
 }
 
-async fn fetch(db: &Database, id: &str) -> Result<RecordingRow, ApiError> {
-    let id: i64 = id.parse().map_err(|_| not_found())?;
+async fn fetch(db: &Database, id: i64) -> Result<Option<RecordingRow>, ApiError> {
     sqlx::query_as::<_, RecordingRow>(&format!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))
         .bind(id)
         .fetch_optional(&db.pool)
         .await
-        .map_err(internal)?
-        .ok_or_else(not_found)
+        .map_err(internal)
+}
+
+/// A recording `caller` may do `action` to, with the tenant's settings and the audit entry to
+/// commit with the action. A refusal is audited here and answered; a recording out of the
+/// caller's scope is answered exactly like one that does not exist.
+async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+    audit_action: &'static str,
+) -> Result<(RecordingRow, TenantSettings, AuditEntry), ApiError> {
+    let mut entry = caller.entry(audit_action);
+    let parsed: Option<i64> = id.parse().ok();
+    entry.recording_id = parsed;
+    let row = match parsed {
+        Some(id) => fetch(&state.db, id).await?,
+        None => None,
+    };
+    let Some(row) = row else {
+        return Err(caller.refuse(state, entry, not_found()).await);
+    };
+    let tenant = tenant_settings(state, &caller.principal.tenant).await?;
+    match decide(&caller.principal, tenant, &row.facts(), action) {
+        Ok(()) => Ok((row, tenant, entry)),
+        // Say precisely why there is no audio (in progress, empty, unreadable...).
+        Err(Denial::MediaUnavailable) => {
+            let error = match playable(&state.library, &row) {
+                Err(e) => e,
+                Ok(_) => denied(Denial::MediaUnavailable),
+            };
+            Err(caller.refuse(state, entry, error).await)
+        }
+        Err(d) => Err(caller.refuse(state, entry, denied(d)).await),
+    }
 }
 
 pub(super) async fn get_one(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(fetch(&state.db, &id).await?.json()).into_response())
+    let (row, tenant, entry) = authorize(&state, &caller, &id, Action::Read, "metadata").await?;
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    Ok(Json(row.json(&caller.principal, tenant)).into_response())
 }
 
-pub(super) async fn scan_state(State(state): State<AppState>) -> Response {
-    Json(state.library.indexer.state.json()).into_response()
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatusPatch {
+    consent: Option<String>,
+    compliance: Option<String>,
+}
+
+/// `PATCH /api/recordings/{id}`: an admin sets consent and compliance status.
+pub(super) async fn set_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<StatusPatch>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(patch) = body?;
+    let checks: [(&str, &Option<String>, &[&str]); 2] = [
+        ("consent", &patch.consent, &["granted", "denied", "unknown"]),
+        (
+            "compliance",
+            &patch.compliance,
+            &["permitted", "denied", "missing_evidence", "policy_blocked"],
+        ),
+    ];
+    for (field, value, allowed) in checks {
+        if let Some(v) = value {
+            if !allowed.contains(&v.as_str()) {
+                return Err(bad(field, format!("must be one of: {}", allowed.join(", "))));
+            }
+        }
+    }
+    if patch.consent.is_none() && patch.compliance.is_none() {
+        return Err(bad("body", "set consent, compliance or both"));
+    }
+    let (row, tenant, mut entry) =
+        authorize(&state, &caller, &id, Action::SetStatus, "set_status").await?;
+    let consent = patch.consent.unwrap_or(row.consent.clone());
+    let compliance = patch.compliance.unwrap_or(row.compliance.clone());
+    entry.detail = Some(format!(
+        "consent {} -> {consent}, compliance {} -> {compliance}",
+        row.consent, row.compliance
+    ));
+    let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
+    sqlx::query("UPDATE recordings SET consent = $1, compliance = $2 WHERE id = $3")
+        .bind(&consent)
+        .bind(&compliance)
+        .bind(row.id)
+        .execute(tx.conn())
+        .await
+        .map_err(internal)?;
+    tx.commit(&entry).await.map_err(internal)?;
+    let row = RecordingRow {
+        consent,
+        compliance,
+        ..row
+    };
+    Ok(Json(row.json(&caller.principal, tenant)).into_response())
+}
+
+pub(super) async fn scan_state(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller
+        .require(&state, "scan_state", &[crate::access::Role::Admin], Scope::Admin)
+        .await?;
+    Ok(Json(state.library.indexer.state.json()).into_response())
 }
 
 /// The audio of a row, or why there is none.
@@ -661,26 +828,182 @@ pub(super) async fn audio(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    ConnectInfoOrUnknown(client): ConnectInfoOrUnknown,
+    caller: Option<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    audio_response(&state, &id, headers, &q, false).await
+    let request = MediaRequest {
+        id,
+        query: q,
+        client,
+        caller,
+        headers,
+    };
+    audio_response(&state, request, LinkAction::Audio).await
 }
 
-/// The audio of `id`, inline or as an attachment named from its metadata.
+pub(super) async fn download(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    ConnectInfoOrUnknown(client): ConnectInfoOrUnknown,
+    caller: Option<Caller>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let request = MediaRequest {
+        id,
+        query: q,
+        client,
+        caller,
+        headers,
+    };
+    audio_response(&state, request, LinkAction::Download).await
+}
+
+/// A request for a recording's bytes, by a signed-in caller or through a signed link.
+struct MediaRequest {
+    id: String,
+    query: HashMap<String, String>,
+    client: String,
+    caller: Option<Caller>,
+    headers: HeaderMap,
+}
+
+fn link_refused(error: links::LinkError) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, error.reason(), error.message())
+}
+
+/// Checks a signed link and returns the caller it stands for, auditing a refusal.
+async fn link_caller(
+    state: &AppState,
+    request: &MediaRequest,
+    action: LinkAction,
+) -> Result<(Caller, Grant), ApiError> {
+    let audit_action = match action {
+        LinkAction::Audio => "stream",
+        LinkAction::Download => "download",
+    };
+    let subject = request.query.get("by").cloned().unwrap_or_default();
+    let mut entry = AuditEntry {
+        client: request.client.clone(),
+        recording_id: request.id.parse().ok(),
+        detail: Some("signed link".into()),
+        ..AuditEntry::new(format!("link:{subject}"), "", audit_action)
+    };
+    let now = chrono::Utc::now().timestamp();
+    let verified = match entry.recording_id {
+        Some(id) => links::verify(&state.access.keys, id, action, &request.query, now),
+        None => Err(links::LinkError::Tampered),
+    };
+    let principal = match verified {
+        Ok(ref grant) => {
+            let mut conn = state.db.pool.acquire().await.map_err(internal)?;
+            principal_for_subject(&mut conn, &grant.subject)
+                .await
+                .map_err(internal)?
+        }
+        Err(_) => None,
+    };
+    match (verified, principal) {
+        (Ok(grant), Some(principal)) => Ok((
+            Caller {
+                principal,
+                client: request.client.clone(),
+                session: None,
+            },
+            grant,
+        )),
+        (Ok(_), None) => {
+            entry.outcome = "link_revoked".into();
+            audit::record(&state.db, &entry).await.map_err(internal)?;
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "link_revoked",
+                "the user or token this link was made for is no longer valid",
+            ))
+        }
+        (Err(e), _) => {
+            entry.outcome = e.reason().into();
+            audit::record(&state.db, &entry).await.map_err(internal)?;
+            Err(link_refused(e))
+        }
+    }
+}
+
+/// The audio of a recording, inline or as an attachment named from its metadata. Audited
+/// before a byte is sent; a single-use download link is spent in the same transaction.
 async fn audio_response(
     state: &AppState,
-    id: &str,
-    headers: HeaderMap,
-    query: &HashMap<String, String>,
-    attachment: bool,
+    mut request: MediaRequest,
+    action: LinkAction,
 ) -> Result<Response, ApiError> {
-    let opus = match query.get("format").map(String::as_str) {
+    let attachment = action == LinkAction::Download;
+    let opus = match request.query.get("format").map(String::as_str) {
         None | Some("wav") => false,
         Some("opus") => true,
         Some(_) => return Err(bad("format", "must be wav or opus")),
     };
-    let row = fetch(&state.db, id).await?;
-    let stream = playable(&state.library, &row)?;
+    let (caller, grant) = if links::is_link(&request.query) {
+        let (caller, grant) = link_caller(state, &request, action).await?;
+        (caller, Some(grant))
+    } else {
+        match request.caller.take() {
+            Some(caller) => (caller, None),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "sign in, send an API token, or use a signed link",
+                ))
+            }
+        }
+    };
+    let (policy_action, audit_action) = match action {
+        LinkAction::Audio => (Action::Play, "stream"),
+        LinkAction::Download => (Action::Download, "download"),
+    };
+    let (row, _, mut entry) =
+        authorize(state, &caller, &request.id, policy_action, audit_action).await?;
+    let stream = match playable(&state.library, &row) {
+        Ok(stream) => stream,
+        Err(e) => return Err(caller.refuse(state, entry, e).await),
+    };
+    let range = request
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| r.chars().take(60).collect::<String>());
+    entry.detail = Some(
+        [
+            grant.as_ref().map(|_| "signed link".to_string()),
+            opus.then(|| "opus".to_string()),
+            range,
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", "),
+    )
+    .filter(|d| !d.is_empty());
+    let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
+    if let Some(grant) = grant.as_ref().filter(|_| attachment) {
+        let spent = sqlx::query(
+            "INSERT INTO used_grants (nonce, used_at_ms, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(&grant.nonce)
+        .bind(crate::access::now_ms())
+        .bind(grant.expires.saturating_mul(1000))
+        .execute(tx.conn())
+        .await
+        .map_err(internal)?;
+        if spent.rows_affected() == 0 {
+            drop(tx);
+            return Err(caller
+                .refuse(state, entry, link_refused(links::LinkError::Used))
+                .await);
+        }
+    }
+    tx.commit(&entry).await.map_err(internal)?;
     let mut tag = etag(&row);
     let mut name = attachment.then(|| download_name(&row));
     let body = if opus {
@@ -690,7 +1013,90 @@ async fn audio_response(
     } else {
         AudioBody::Wav(stream)
     };
-    serve(body, tag, &headers, name)
+    serve(body, tag, &request.headers, name)
+}
+
+/// `POST /api/recordings/{id}/download-url?expires_in=N`: a single-use signed download link.
+pub(super) async fn download_url(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    create_link(&state, &caller, &id, &q, LinkAction::Download).await
+}
+
+/// `POST /api/recordings/{id}/play-url`: a short-lived signed audio link for a player.
+pub(super) async fn play_url(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    create_link(&state, &caller, &id, &q, LinkAction::Audio).await
+}
+
+async fn create_link(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    query: &HashMap<String, String>,
+    action: LinkAction,
+) -> Result<Response, ApiError> {
+    let access = &state.access;
+    let requested = match query.get("expires_in") {
+        None if action == LinkAction::Download => 3600,
+        None => access.play_link_seconds,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 1 => n,
+            _ => return Err(bad("expires_in", "must be a whole number of seconds, at least 1")),
+        },
+    };
+    let cap = match action {
+        LinkAction::Download => access.link_max_seconds,
+        LinkAction::Audio => access.play_link_seconds,
+    };
+    let lifetime = requested.min(cap);
+    let principal = &caller.principal;
+    if let Err(wait) = access
+        .limiter
+        .take(&format!("grant:{}", principal.link_subject()), Instant::now())
+    {
+        let mut entry = caller.entry("link_create");
+        entry.recording_id = id.parse().ok();
+        return Err(caller.refuse(state, entry, super::too_many(wait)).await);
+    }
+    let policy_action = match action {
+        LinkAction::Audio => Action::Play,
+        LinkAction::Download => Action::Download,
+    };
+    let (row, _, mut entry) = authorize(state, caller, id, policy_action, "link_create").await?;
+    let expires = chrono::Utc::now().timestamp() + lifetime;
+    let grant = Grant {
+        recording: row.id,
+        action,
+        subject: principal.link_subject(),
+        expires,
+        nonce: random_secret()[..32].to_string(),
+    };
+    entry.detail = Some(format!("{} link for {lifetime} s", action.as_str()));
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    let url = format!(
+        "/api/recordings/{}/{}?{}",
+        row.id,
+        action.as_str(),
+        links::sign(&access.keys, &grant)
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "url": url,
+            "expires_at": rfc3339(expires * 1000),
+            "expires_in": lifetime,
+            "single_use": action == LinkAction::Download,
+        })),
+    )
+        .into_response())
 }
 
 /// The recording as Ogg Opus, encoded once per file version and kept in memory.
@@ -758,18 +1164,12 @@ fn download_name(row: &RecordingRow) -> String {
     }
 }
 
-pub(super) async fn download(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    audio_response(&state, &id, headers, &q, true).await
-}
 
 /// `GET /api/recordings/{id}/peaks?points=N`: min and max of each of N slices of the audio.
+/// The waveform is part of the player: it needs the right to play.
 pub(super) async fn peaks(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -780,8 +1180,12 @@ pub(super) async fn peaks(
             _ => return Err(bad("points", "must be a whole number from 1 to 10000")),
         },
     };
-    let row = fetch(&state.db, &id).await?;
-    let stream = playable(&state.library, &row)?;
+    let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "peaks").await?;
+    let stream = match playable(&state.library, &row) {
+        Ok(stream) => stream,
+        Err(e) => return Err(caller.refuse(&state, entry, e).await),
+    };
+    audit::record(&state.db, &entry).await.map_err(internal)?;
     let key = (row.id, row.sha256.clone().unwrap_or_default(), points);
     let cached = state
         .library
@@ -841,25 +1245,31 @@ pub(super) async fn peaks(
 /// crash in between leaves a tombstone whose file the next scan removes.
 pub(super) async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let row = fetch(&state.db, &id).await?;
+    let (row, tenant, mut entry) =
+        authorize(&state, &caller, &id, Action::Delete, "delete").await?;
     if row.status == "deleted" {
-        return Err(ApiError::new(
+        let error = ApiError::new(
             StatusCode::GONE,
             "deleted",
             "the recording was already deleted",
-        ));
+        );
+        return Err(caller.refuse(&state, entry, error).await);
     }
     if row.status == "recording" {
-        return Err(ApiError::new(
+        let error = ApiError::new(
             StatusCode::CONFLICT,
             "in_progress",
             "the call is still being recorded",
-        ));
+        );
+        return Err(caller.refuse(&state, entry, error).await);
     }
     let Some(token) = q.get("confirm") else {
+        entry.detail = Some("confirmation issued".into());
+        audit::record(&state.db, &entry).await.map_err(internal)?;
         let token = state
             .library
             .confirmations
@@ -877,20 +1287,25 @@ pub(super) async fn delete(
         )
             .into_response());
     };
-    state
+    let redeemed = state
         .library
         .confirmations
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .redeem(token, row.id, Instant::now())
-        .map_err(|reason| bad("confirm", reason))?;
+        .redeem(token, row.id, Instant::now());
+    if let Err(reason) = redeemed {
+        return Err(caller.refuse(&state, entry, bad("confirm", reason)).await);
+    }
+    entry.detail = Some("deleted".into());
+    let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
     sqlx::query("UPDATE recordings SET status = 'deleted', reason = 'deleted through the API', deleted_at_ms = $1, deleted_by = $2 WHERE id = $3")
         .bind(chrono::Utc::now().timestamp_millis())
-        .bind("api")
+        .bind(caller.principal.actor())
         .bind(row.id)
-        .execute(&state.db.pool)
+        .execute(tx.conn())
         .await
         .map_err(internal)?;
+    tx.commit(&entry).await.map_err(internal)?;
     if let Some(file) = state.library.file(&row.path) {
         if let Err(e) = std::fs::remove_file(&file) {
             tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");
@@ -902,8 +1317,8 @@ pub(super) async fn delete(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .retain(|(id, _, _), _| *id != row.id);
-    let row = fetch(&state.db, &id).await?;
-    Ok(Json(row.json()).into_response())
+    let row = fetch(&state.db, row.id).await?.ok_or_else(not_found)?;
+    Ok(Json(row.json(&caller.principal, tenant)).into_response())
 }
 
 #[cfg(test)]
@@ -955,6 +1370,8 @@ mod tests {
             sha256: None,
             call_id: None,
             tenant: "default".into(),
+            project: "default".into(),
+            participants: None,
             flow: None,
             node: None,
             node_type: Some("transfer\"\r\n".into()),

@@ -65,6 +65,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_recording_words.sql"),
         postgres: include_str!("../../migrations/postgres/0003_recording_words.sql"),
     },
+    Migration {
+        version: 4,
+        name: "access",
+        sqlite: include_str!("../../migrations/sqlite/0004_access.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_access.sql"),
+    },
 ];
 
 #[derive(Clone)]

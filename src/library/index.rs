@@ -70,6 +70,8 @@ pub struct Indexer {
     root: PathBuf,
     settle: Duration,
     pub state: Arc<ScanState>,
+    /// Tenant and project of files found without call metadata.
+    default_scope: (String, String),
 }
 
 fn now_ms() -> i64 {
@@ -162,6 +164,10 @@ struct CallMeta {
     callee: Option<String>,
     state: String,
     started_at_ms: i64,
+    project: String,
+    private: i64,
+    consent: String,
+    participants: Option<String>,
 }
 
 /// The lower-cased words of a caller name (letters and digits), each once.
@@ -190,7 +196,14 @@ impl Indexer {
             root,
             settle,
             state: Arc::new(ScanState::default()),
+            default_scope: ("default".into(), "default".into()),
         }
+    }
+
+    /// Files found on disk without call metadata belong to `tenant` and `project`.
+    pub fn with_default_scope(mut self, tenant: &str, project: &str) -> Indexer {
+        self.default_scope = (tenant.to_string(), project.to_string());
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -290,7 +303,7 @@ impl Indexer {
 
     async fn call_meta_all(&self) -> Result<HashMap<String, CallMeta>, DbError> {
         let rows: Vec<CallMeta> = sqlx::query_as(
-            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms FROM call_recordings",
+            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms, project, private, consent, participants FROM call_recordings",
         )
         .fetch_all(&self.db.pool)
         .await?;
@@ -302,7 +315,7 @@ impl Indexer {
 
     async fn call_meta(&self, name: &str) -> Result<Option<CallMeta>, DbError> {
         Ok(sqlx::query_as(
-            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms FROM call_recordings WHERE recording_name = $1",
+            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms, project, private, consent, participants FROM call_recordings WHERE recording_name = $1",
         )
         .bind(name)
         .fetch_optional(&self.db.pool)
@@ -387,8 +400,8 @@ impl Indexer {
             let (id,): (i64,) = sqlx::query_as(
                 "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, duration_ms, encoding, \
                  sample_rate, data_offset, data_len, sha256, call_id, tenant, flow, node, node_type, direction, caller_name, \
-                 caller_number, callee, started_at_ms, owner, participants, indexed_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) \
+                 caller_number, callee, started_at_ms, owner, participants, indexed_at_ms, project, private, consent) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29) \
                  ON CONFLICT (path) DO UPDATE SET format = excluded.format, status = excluded.status, reason = excluded.reason, \
                  size_bytes = excluded.size_bytes, mtime_ms = excluded.mtime_ms, duration_ms = excluded.duration_ms, \
                  encoding = excluded.encoding, sample_rate = excluded.sample_rate, data_offset = excluded.data_offset, \
@@ -396,7 +409,9 @@ impl Indexer {
                  flow = excluded.flow, node = excluded.node, node_type = excluded.node_type, direction = excluded.direction, \
                  caller_name = excluded.caller_name, \
                  caller_number = excluded.caller_number, callee = excluded.callee, started_at_ms = excluded.started_at_ms, \
-                 owner = excluded.owner, participants = excluded.participants, indexed_at_ms = excluded.indexed_at_ms \
+                 owner = excluded.owner, participants = excluded.participants, indexed_at_ms = excluded.indexed_at_ms, \
+                 project = excluded.project, private = excluded.private, \
+                 consent = CASE WHEN recordings.consent = 'unknown' THEN excluded.consent ELSE recordings.consent END \
                  RETURNING id",
             )
             .bind(&row.seen.rel)
@@ -413,7 +428,7 @@ impl Indexer {
             .bind(row.probe.data_len as i64)
             .bind(&row.probe.sha256)
             .bind(m.map(|m| m.call_id.clone()))
-            .bind(m.map(|m| m.tenant.clone()).unwrap_or_else(|| "default".into()))
+            .bind(m.map(|m| m.tenant.clone()).unwrap_or_else(|| self.default_scope.0.clone()))
             .bind(m.and_then(|m| m.flow.clone()))
             .bind(m.and_then(|m| m.node.clone()))
             .bind(m.and_then(|m| m.node_type.clone()))
@@ -423,8 +438,19 @@ impl Indexer {
             .bind(m.and_then(|m| m.callee.clone()))
             .bind(started)
             .bind(m.and_then(|m| m.callee.clone()))
-            .bind(m.map(|m| format!("{},{}", m.caller_number.clone().unwrap_or_default(), m.callee.clone().unwrap_or_default())))
+            .bind(m.map(|m| {
+                m.participants.clone().unwrap_or_else(|| {
+                    format!(
+                        "{},{}",
+                        m.caller_number.clone().unwrap_or_default(),
+                        m.callee.clone().unwrap_or_default()
+                    )
+                })
+            }))
             .bind(now_ms())
+            .bind(m.map(|m| m.project.clone()).unwrap_or_else(|| self.default_scope.1.clone()))
+            .bind(m.map(|m| m.private).unwrap_or(0))
+            .bind(m.map(|m| m.consent.clone()).unwrap_or_else(|| "unknown".into()))
             .fetch_one(&mut *tx)
             .await?;
             // The caller name's words, for the name search.

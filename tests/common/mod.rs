@@ -113,6 +113,97 @@ pub struct TestService {
     pub stop: tokio::sync::watch::Sender<bool>,
     pub dialplans: PathBuf,
     pub base: String,
+    /// An admin API token (every scope) of the default tenant, which may play and download.
+    pub token: String,
+}
+
+thread_local! {
+    /// The admin token of the service this test started last. Each `#[tokio::test]` runs on its
+    /// own thread, so tests that only pass URLs around still authenticate as their own admin.
+    static ADMIN_TOKEN: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// An HTTP client that sends this test's admin token.
+pub fn authed() -> reqwest::Client {
+    let token = ADMIN_TOKEN.with(|t| t.borrow().clone());
+    bearer(token.as_deref().expect("a service was started on this thread"))
+}
+
+/// An HTTP client that sends `token` as a Bearer token.
+pub fn bearer(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .expect("token is ASCII");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// A user with `role` in `tenant` (limited to `projects` when not empty) and a token with
+/// `scopes`; returns the token.
+pub async fn user_token(
+    db: &ari_recorder::library::Database,
+    username: &str,
+    role: &str,
+    tenant: &str,
+    projects: &[&str],
+    extension: Option<&str>,
+    scopes: &[ari_recorder::access::Scope],
+) -> String {
+    use ari_recorder::access::accounts;
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let user = accounts::NewUser {
+        username: username.into(),
+        password: format!("{username}-password"),
+        role: role.into(),
+        tenant: tenant.into(),
+        projects: projects.iter().map(|p| p.to_string()).collect(),
+        extension: extension.map(String::from),
+    };
+    match accounts::create_user(&mut conn, &user).await {
+        Ok(_) | Err(accounts::AccountError::Exists(_)) => {}
+        Err(e) => panic!("user {username}: {e}"),
+    }
+    let (_, token) = accounts::create_token(&mut conn, username, "tests", scopes, None)
+        .await
+        .expect("token");
+    token
+}
+
+/// Creates an admin with an all-scopes token in the default tenant and lets that tenant play
+/// and download; returns the token.
+pub async fn bootstrap_admin(db: &ari_recorder::library::Database) -> String {
+    use ari_recorder::access::{accounts, policy::TenantSettings, Scope};
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let user = accounts::NewUser {
+        username: "tester".into(),
+        password: "tester-password".into(),
+        role: "admin".into(),
+        tenant: "default".into(),
+        projects: Vec::new(),
+        extension: None,
+    };
+    match accounts::create_user(&mut conn, &user).await {
+        Ok(_) | Err(accounts::AccountError::Exists(_)) => {}
+        Err(e) => panic!("test admin: {e}"),
+    }
+    accounts::set_tenant_settings(
+        &mut conn,
+        "default",
+        TenantSettings {
+            staff_playback: true,
+            download_entitlement: true,
+        },
+    )
+    .await
+    .expect("tenant");
+    let (_, token) = accounts::create_token(&mut conn, "tester", "tests", &[Scope::Admin], None)
+        .await
+        .expect("token");
+    ADMIN_TOKEN.with(|t| *t.borrow_mut() = Some(token.clone()));
+    token
 }
 
 pub fn fast_timing() -> ari_recorder::ari::stream::StreamTiming {
@@ -204,11 +295,13 @@ pub async fn start_service_on(t: &TestSim, flows: &[(&str, &str)], database: &st
         t.sim.app_connected("recorder") && svc.metrics.ari_connected()
     })
     .await;
+    let token = bootstrap_admin(&svc.db).await;
     TestService {
         svc,
         stop,
         dialplans,
         base,
+        token,
     }
 }
 

@@ -1,0 +1,463 @@
+//! Users, API tokens, browser sessions and tenants' settings, as stored in the database.
+//!
+//! Passwords are argon2id hashes; tokens and session cookies are 256-bit random secrets stored
+//! as SHA-256, so neither a log nor a stolen database holds anything that signs in.
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::{password_hash::SaltString, Argon2};
+use sqlx::AnyConnection;
+
+use super::policy::TenantSettings;
+use super::{now_ms, random_secret, sha256_hex, Credential, Principal, Role, Scope};
+use crate::library::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("user {0:?} already exists")]
+    Exists(String),
+    #[error("no user {0:?}")]
+    NoUser(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for AccountError {
+    fn from(e: sqlx::Error) -> AccountError {
+        AccountError::Db(DbError::Query(e))
+    }
+}
+
+/// What `user add` and `POST /api/users` take.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub role: String,
+    #[serde(default)]
+    pub tenant: String,
+    #[serde(default)]
+    pub projects: Vec<String>,
+    #[serde(default)]
+    pub extension: Option<String>,
+}
+
+fn valid_name(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+pub fn hash_password(password: &str) -> Result<String, AccountError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AccountError::Invalid {
+            field: "password",
+            reason: e.to_string(),
+        })
+}
+
+fn password_matches(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+}
+
+/// Checks and normalises a new user; returns the role.
+pub fn check_new_user(user: &NewUser) -> Result<Role, AccountError> {
+    let invalid = |field, reason: &str| AccountError::Invalid {
+        field,
+        reason: reason.into(),
+    };
+    if !valid_name(&user.username) {
+        return Err(invalid(
+            "username",
+            "1 to 64 letters, digits, '.', '_', '-' or '@'",
+        ));
+    }
+    if user.password.chars().count() < 10 {
+        return Err(invalid("password", "at least 10 characters"));
+    }
+    let role = Role::parse(&user.role).ok_or_else(|| invalid("role", "admin, manager or staff"))?;
+    if !valid_name(&user.tenant) {
+        return Err(invalid("tenant", "1 to 64 letters, digits, '.', '_', '-'"));
+    }
+    if user.projects.iter().any(|p| !valid_name(p)) {
+        return Err(invalid("projects", "names of 1 to 64 letters, digits, '.', '_', '-'"));
+    }
+    if user
+        .extension
+        .as_deref()
+        .is_some_and(|e| e.is_empty() || e.len() > 80 || e.contains(','))
+    {
+        return Err(invalid("extension", "1 to 80 characters without ','"));
+    }
+    Ok(role)
+}
+
+pub async fn create_user(conn: &mut AnyConnection, user: &NewUser) -> Result<i64, AccountError> {
+    let role = check_new_user(user)?;
+    let exists: Option<(i64,)> = sqlx::query_as("SELECT id FROM users WHERE username = $1")
+        .bind(&user.username)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_some() {
+        return Err(AccountError::Exists(user.username.clone()));
+    }
+    let hash = hash_password(&user.password)?;
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO users (username, password_hash, role, tenant, projects, extension, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(&user.username)
+    .bind(hash)
+    .bind(role.as_str())
+    .bind(&user.tenant)
+    .bind(user.projects.join(","))
+    .bind(&user.extension)
+    .bind(now_ms())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    username: String,
+    password_hash: String,
+    role: String,
+    tenant: String,
+    projects: String,
+    extension: Option<String>,
+    disabled: i64,
+}
+
+impl UserRow {
+    fn principal(self, credential: Credential) -> Option<Principal> {
+        if self.disabled != 0 {
+            return None;
+        }
+        Some(Principal {
+            user_id: self.id,
+            username: self.username,
+            role: Role::parse(&self.role)?,
+            tenant: self.tenant,
+            projects: self
+                .projects
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect(),
+            extension: self.extension,
+            credential,
+        })
+    }
+}
+
+const USER_COLUMNS: &str =
+    "id, username, password_hash, role, tenant, projects, extension, disabled";
+
+async fn user_by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The user's id when the password is right. A wrong user name costs the same hashing work as
+/// a wrong password, so timing does not tell which names exist.
+pub async fn check_password(
+    conn: &mut AnyConnection,
+    username: &str,
+    password: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row: Option<UserRow> =
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"))
+            .bind(username)
+            .fetch_optional(conn)
+            .await?;
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match row {
+        Some(user) if user.disabled == 0 => {
+            Ok(password_matches(password, &user.password_hash).then_some(user.id))
+        }
+        _ => {
+            let dummy = DUMMY.get_or_init(|| hash_password("not a password").unwrap_or_default());
+            let _ = password_matches(password, dummy);
+            Ok(None)
+        }
+    }
+}
+
+/// The principal a user id stands for (None when missing or disabled).
+pub async fn principal_for_user(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    credential: Credential,
+) -> Result<Option<Principal>, sqlx::Error> {
+    Ok(user_by_id(conn, user_id)
+        .await?
+        .and_then(|u| u.principal(credential)))
+}
+
+/// Creates an API token for a user; returns its id and the secret, shown once.
+pub async fn create_token(
+    conn: &mut AnyConnection,
+    username: &str,
+    name: &str,
+    scopes: &[Scope],
+    expires_at_ms: Option<i64>,
+) -> Result<(i64, String), AccountError> {
+    let user: Option<(i64,)> = sqlx::query_as("SELECT id FROM users WHERE username = $1")
+        .bind(username)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (user_id,) = user.ok_or_else(|| AccountError::NoUser(username.to_string()))?;
+    if scopes.is_empty() {
+        return Err(AccountError::Invalid {
+            field: "scopes",
+            reason: "name at least one scope".into(),
+        });
+    }
+    let secret = format!("arr_{}", random_secret());
+    let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO api_tokens (user_id, name, token_hash, scopes, created_at_ms, expires_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(name)
+    .bind(sha256_hex(&secret))
+    .bind(scopes.join(" "))
+    .bind(now_ms())
+    .bind(expires_at_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((id, secret))
+}
+
+/// The principal of a live Bearer token.
+pub async fn principal_for_token(
+    conn: &mut AnyConnection,
+    secret: &str,
+) -> Result<Option<Principal>, sqlx::Error> {
+    let row: Option<(i64, i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, user_id, scopes, expires_at_ms, revoked_at_ms FROM api_tokens WHERE token_hash = $1",
+    )
+    .bind(sha256_hex(secret))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((id, user_id, scopes, expires, revoked)) = row else {
+        return Ok(None);
+    };
+    if revoked.is_some() || expires.is_some_and(|e| e <= now_ms()) {
+        return Ok(None);
+    }
+    let scopes = scopes.split(' ').filter_map(Scope::parse).collect();
+    principal_for_user(conn, user_id, Credential::Token { id, scopes }).await
+}
+
+/// The principal a signed link was issued to (`u<user id>` or `t<token id>`), if still valid.
+pub async fn principal_for_subject(
+    conn: &mut AnyConnection,
+    subject: &str,
+) -> Result<Option<Principal>, sqlx::Error> {
+    if let Some(user) = subject.strip_prefix('u').and_then(|s| s.parse().ok()) {
+        return principal_for_user(conn, user, Credential::Session).await;
+    }
+    let Some(token) = subject.strip_prefix('t').and_then(|s| s.parse::<i64>().ok()) else {
+        return Ok(None);
+    };
+    let row: Option<(i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT user_id, scopes, expires_at_ms, revoked_at_ms FROM api_tokens WHERE id = $1",
+    )
+    .bind(token)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some((user_id, scopes, expires, None)) if expires.is_none_or(|e| e > now_ms()) => {
+            let scopes = scopes.split(' ').filter_map(Scope::parse).collect();
+            principal_for_user(conn, user_id, Credential::Token { id: token, scopes }).await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A new browser session: the cookie secret and its CSRF token.
+pub struct NewSession {
+    pub secret: String,
+    pub csrf_token: String,
+    pub expires_at_ms: i64,
+}
+
+pub async fn create_session(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    lifetime_ms: i64,
+) -> Result<NewSession, sqlx::Error> {
+    let now = now_ms();
+    // Expired sessions are dropped as new ones are made.
+    sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let session = NewSession {
+        secret: random_secret(),
+        csrf_token: random_secret(),
+        expires_at_ms: now + lifetime_ms,
+    };
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(sha256_hex(&session.secret))
+    .bind(user_id)
+    .bind(&session.csrf_token)
+    .bind(now)
+    .bind(session.expires_at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(session)
+}
+
+/// The principal and CSRF token of a live session cookie.
+pub async fn principal_for_session(
+    conn: &mut AnyConnection,
+    secret: &str,
+) -> Result<Option<(Principal, String, i64)>, sqlx::Error> {
+    let row: Option<(i64, String, i64)> = sqlx::query_as(
+        "SELECT user_id, csrf_token, expires_at_ms FROM sessions WHERE token_hash = $1",
+    )
+    .bind(sha256_hex(secret))
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some((user_id, csrf, expires)) if expires > now_ms() => Ok(principal_for_user(
+            conn,
+            user_id,
+            Credential::Session,
+        )
+        .await?
+        .map(|p| (p, csrf, expires))),
+        _ => Ok(None),
+    }
+}
+
+pub async fn end_session(conn: &mut AnyConnection, secret: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(sha256_hex(secret))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn tenant_settings(
+    conn: &mut AnyConnection,
+    tenant: &str,
+) -> Result<TenantSettings, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT staff_playback, download_entitlement FROM tenants WHERE name = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row
+        .map(|(staff, download)| TenantSettings {
+            staff_playback: staff != 0,
+            download_entitlement: download != 0,
+        })
+        .unwrap_or_default())
+}
+
+pub async fn set_tenant_settings(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    settings: TenantSettings,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tenants (name, staff_playback, download_entitlement) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET staff_playback = excluded.staff_playback, \
+         download_entitlement = excluded.download_entitlement",
+    )
+    .bind(tenant)
+    .bind(i64::from(settings.staff_playback))
+    .bind(i64::from(settings.download_entitlement))
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// A user as the admin API shows it (never the hash).
+#[derive(Debug, serde::Serialize, sqlx::FromRow)]
+pub struct UserView {
+    pub id: i64,
+    pub username: String,
+    pub role: String,
+    pub tenant: String,
+    pub projects: String,
+    pub extension: Option<String>,
+    pub disabled: i64,
+}
+
+pub async fn list_users(
+    conn: &mut AnyConnection,
+    tenant: &str,
+) -> Result<Vec<UserView>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, username, role, tenant, projects, extension, disabled FROM users WHERE tenant = $1 ORDER BY username",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
+    .await
+}
+
+/// Changes a user's role, projects or disabled flag; None when the user is not in `tenant`.
+pub async fn update_user(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: i64,
+    role: Option<Role>,
+    projects: Option<&[String]>,
+    disabled: Option<bool>,
+) -> Result<Option<UserView>, sqlx::Error> {
+    let current: Option<UserView> = sqlx::query_as(
+        "SELECT id, username, role, tenant, projects, extension, disabled FROM users WHERE id = $1 AND tenant = $2",
+    )
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let role = role.map(Role::as_str).unwrap_or(current.role.as_str());
+    let projects = projects.map(|p| p.join(",")).unwrap_or(current.projects.clone());
+    let disabled = disabled.map(i64::from).unwrap_or(current.disabled);
+    sqlx::query("UPDATE users SET role = $1, projects = $2, disabled = $3 WHERE id = $4")
+        .bind(role)
+        .bind(&projects)
+        .bind(disabled)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if disabled != 0 {
+        // A disabled user's sessions end at once.
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(Some(UserView {
+        role: role.to_string(),
+        projects,
+        disabled,
+        ..current
+    }))
+}

@@ -1,0 +1,305 @@
+//! Short-lived links: `/api/recordings/{id}/{audio|download}?by=..&exp=..&nonce=..&kid=..&sig=..`
+//! where `sig` is HMAC-SHA256 over the recording, the action, the principal, the expiry and a
+//! nonce. Any changed field breaks the signature. Keys carry ids so they can be rotated: the
+//! first configured key signs, every configured key verifies.
+
+use std::collections::HashMap;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{hex, random_secret};
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAction {
+    /// Inline playback; reusable until it expires (a player makes many range requests).
+    Audio,
+    /// An attachment; single use.
+    Download,
+}
+
+impl LinkAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkAction::Audio => "audio",
+            LinkAction::Download => "download",
+        }
+    }
+}
+
+/// Signing keys by id. Never printed: `Debug` shows the ids only.
+#[derive(Clone)]
+pub struct LinkKeys {
+    keys: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for LinkKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("LinkKeys").field("ids", &ids).finish()
+    }
+}
+
+impl LinkKeys {
+    /// Parses `id:secret` entries; the first signs. Secrets must be at least 32 characters.
+    pub fn parse(entries: &[String]) -> Result<LinkKeys, String> {
+        let mut keys = Vec::new();
+        for entry in entries {
+            let (id, secret) = entry
+                .split_once(':')
+                .ok_or("each key is id:secret (for example 2026-11:<64 hex digits>)")?;
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err("a key id is letters, digits and '-'".into());
+            }
+            if secret.len() < 32 {
+                return Err(format!("key {id:?}: the secret must be at least 32 characters"));
+            }
+            if keys.iter().any(|(known, _)| known == id) {
+                return Err(format!("key id {id:?} appears twice"));
+            }
+            keys.push((id.to_string(), secret.as_bytes().to_vec()));
+        }
+        if keys.is_empty() {
+            return Err("no keys".into());
+        }
+        Ok(LinkKeys { keys })
+    }
+
+    /// A key made for this process only: links die with it.
+    pub fn ephemeral() -> LinkKeys {
+        LinkKeys {
+            keys: vec![("ephemeral".into(), random_secret().into_bytes())],
+        }
+    }
+
+    fn mac(&self, id: &str) -> Option<HmacSha256> {
+        let (_, secret) = self.keys.iter().find(|(k, _)| k == id)?;
+        HmacSha256::new_from_slice(secret).ok()
+    }
+}
+
+/// What a link allows, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub recording: i64,
+    pub action: LinkAction,
+    /// `u<user id>` or `t<token id>`.
+    pub subject: String,
+    /// Unix seconds.
+    pub expires: i64,
+    pub nonce: String,
+}
+
+fn message(grant: &Grant) -> String {
+    format!(
+        "ari-recorder link v1\n{}\n{}\n{}\n{}\n{}",
+        grant.recording,
+        grant.action.as_str(),
+        grant.subject,
+        grant.expires,
+        grant.nonce
+    )
+}
+
+/// The query string of a signed link for `grant`.
+pub fn sign(keys: &LinkKeys, grant: &Grant) -> String {
+    let (kid, _) = &keys.keys[0];
+    let sig = keys
+        .mac(kid)
+        .map(|mut mac| {
+            mac.update(message(grant).as_bytes());
+            hex(&mac.finalize().into_bytes())
+        })
+        .unwrap_or_default();
+    format!(
+        "by={}&exp={}&nonce={}&kid={kid}&sig={sig}",
+        grant.subject, grant.expires, grant.nonce
+    )
+}
+
+/// Why a link was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkError {
+    Malformed,
+    UnknownKey,
+    Tampered,
+    Expired,
+    Used,
+}
+
+impl LinkError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            LinkError::Malformed => "link_malformed",
+            LinkError::UnknownKey => "link_key_retired",
+            LinkError::Tampered => "link_tampered",
+            LinkError::Expired => "link_expired",
+            LinkError::Used => "link_used",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            LinkError::Malformed => "the link is incomplete",
+            LinkError::UnknownKey => "the link was signed with a key that is no longer accepted",
+            LinkError::Tampered => "the link's signature does not match: it was altered",
+            LinkError::Expired => "the link has expired: ask for a new one",
+            LinkError::Used => "this download link was already used: ask for a new one",
+        }
+    }
+}
+
+/// Whether the query carries a signed link at all.
+pub fn is_link(query: &HashMap<String, String>) -> bool {
+    query.contains_key("sig")
+}
+
+/// Checks a link for `recording` and `action` at `now` (unix seconds). The signature is checked
+/// before the expiry, so a link whose expiry was pushed back reads as tampered.
+pub fn verify(
+    keys: &LinkKeys,
+    recording: i64,
+    action: LinkAction,
+    query: &HashMap<String, String>,
+    now: i64,
+) -> Result<Grant, LinkError> {
+    let field = |name: &str| query.get(name).ok_or(LinkError::Malformed);
+    let expires_text = field("exp")?;
+    let grant = Grant {
+        recording,
+        action,
+        subject: field("by")?.clone(),
+        expires: expires_text.parse().map_err(|_| LinkError::Tampered)?,
+        nonce: field("nonce")?.clone(),
+    };
+    // "exp=0100" parses like "exp=100" but was not what was signed.
+    if grant.expires.to_string() != *expires_text {
+        return Err(LinkError::Tampered);
+    }
+    let mut mac = keys.mac(field("kid")?).ok_or(LinkError::UnknownKey)?;
+    let sig = decode_hex(field("sig")?).ok_or(LinkError::Tampered)?;
+    mac.update(message(&grant).as_bytes());
+    // Constant-time comparison.
+    mac.verify_slice(&sig).map_err(|_| LinkError::Tampered)?;
+    if grant.expires <= now {
+        return Err(LinkError::Expired);
+    }
+    Ok(grant)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(text: &str) -> HashMap<String, String> {
+        url::form_urlencoded::parse(text.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    fn keys(entries: &[&str]) -> LinkKeys {
+        LinkKeys::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("valid keys")
+    }
+
+    const K1: &str = "k1:0123456789abcdef0123456789abcdef";
+    const K2: &str = "k2:fedcba9876543210fedcba9876543210";
+
+    fn grant() -> Grant {
+        Grant {
+            recording: 7,
+            action: LinkAction::Download,
+            subject: "u3".into(),
+            expires: 1_000,
+            nonce: "abc".into(),
+        }
+    }
+
+    #[test]
+    fn a_signed_link_verifies_until_it_expires() {
+        let k = keys(&[K1]);
+        let q = query(&sign(&k, &grant()));
+        assert_eq!(verify(&k, 7, LinkAction::Download, &q, 999), Ok(grant()));
+        assert_eq!(
+            verify(&k, 7, LinkAction::Download, &q, 1_000),
+            Err(LinkError::Expired)
+        );
+    }
+
+    #[test]
+    fn every_signed_field_is_covered() {
+        let k = keys(&[K1]);
+        let signed = sign(&k, &grant());
+        assert_eq!(
+            verify(&k, 8, LinkAction::Download, &query(&signed), 0),
+            Err(LinkError::Tampered),
+            "recording"
+        );
+        assert_eq!(
+            verify(&k, 7, LinkAction::Audio, &query(&signed), 0),
+            Err(LinkError::Tampered),
+            "action"
+        );
+        for (from, to) in [("by=u3", "by=u4"), ("exp=1000", "exp=9000"), ("exp=1000", "exp=01000"), ("nonce=abc", "nonce=abd")] {
+            let changed = signed.replace(from, to);
+            assert_eq!(
+                verify(&k, 7, LinkAction::Download, &query(&changed), 0),
+                Err(LinkError::Tampered),
+                "{from} -> {to}"
+            );
+        }
+        let sig_pos = signed.find("sig=").expect("sig") + 4;
+        let mut flipped = signed.clone().into_bytes();
+        flipped[sig_pos] = if flipped[sig_pos] == b'0' { b'1' } else { b'0' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        assert_eq!(
+            verify(&k, 7, LinkAction::Download, &query(&flipped), 0),
+            Err(LinkError::Tampered)
+        );
+        assert_eq!(
+            verify(&k, 7, LinkAction::Download, &query("by=u3&exp=1000"), 0),
+            Err(LinkError::Malformed)
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_old_links_until_their_key_is_removed() {
+        let old = keys(&[K1]);
+        let link = query(&sign(&old, &grant()));
+        let rotated = keys(&[K2, K1]);
+        assert_eq!(verify(&rotated, 7, LinkAction::Download, &link, 0), Ok(grant()));
+        let new_link = sign(&rotated, &grant());
+        assert!(new_link.contains("kid=k2"), "{new_link}");
+        let retired = keys(&[K2]);
+        assert_eq!(
+            verify(&retired, 7, LinkAction::Download, &link, 0),
+            Err(LinkError::UnknownKey)
+        );
+        // A key id pointed at a different secret does not verify.
+        let swapped = keys(&["k1:another-secret-of-at-least-32-chars!!"]);
+        assert_eq!(
+            verify(&swapped, 7, LinkAction::Download, &link, 0),
+            Err(LinkError::Tampered)
+        );
+    }
+
+    #[test]
+    fn bad_key_lists_are_refused() {
+        for bad in [vec![], vec!["nocolon".to_string()], vec!["k:short".to_string()], vec![K1.to_string(), K1.to_string()]] {
+            assert!(LinkKeys::parse(&bad).is_err(), "{bad:?}");
+        }
+        assert!(!format!("{:?}", keys(&[K1])).contains("0123456789abcdef"));
+    }
+}

@@ -1,0 +1,264 @@
+//! Administration of one tenant by its admins: users and their roles, the tenant's entitlements,
+//! and the audit log. Every change is written with its audit event in one transaction.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::auth::Caller;
+use super::{internal, rfc3339, ApiError, AppState};
+use crate::access::accounts::{self, AccountError, NewUser};
+use crate::access::audit::{self, AuditTx, StoredEvent};
+use crate::access::policy::TenantSettings;
+use crate::access::{Role, Scope};
+
+const ADMIN: [Role; 1] = [Role::Admin];
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> ApiError {
+        match e {
+            AccountError::Db(e) => internal(e),
+            AccountError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            other => bad(other.to_string()),
+        }
+    }
+}
+
+pub(super) async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(&state, "user_list", &ADMIN, Scope::Admin).await?;
+    let mut conn = state.db.pool.acquire().await.map_err(internal)?;
+    let users = accounts::list_users(&mut conn, &caller.principal.tenant)
+        .await
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({ "users": users })).into_response())
+}
+
+/// `POST /api/users`: a new user in the admin's own tenant.
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<NewUser>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(mut user) = body?;
+    caller.require(&state, "user_create", &ADMIN, Scope::Admin).await?;
+    if !user.tenant.is_empty() && user.tenant != caller.principal.tenant {
+        return Err(bad("tenant: admins create users in their own tenant only"));
+    }
+    user.tenant = caller.principal.tenant.clone();
+    accounts::check_new_user(&user)?;
+    let mut entry = caller.entry("user_create");
+    entry.detail = Some(format!("{} as {}", user.username, user.role));
+    let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
+    let id = accounts::create_user(tx.conn(), &user).await?;
+    tx.commit(&entry).await.map_err(internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"id": id, "username": user.username, "role": user.role})),
+    )
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UserPatch {
+    role: Option<String>,
+    projects: Option<Vec<String>>,
+    disabled: Option<bool>,
+}
+
+/// `PATCH /api/users/{id}`: role, projects, disabled.
+pub(super) async fn update_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: Result<Json<UserPatch>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(patch) = body?;
+    caller.require(&state, "role_change", &ADMIN, Scope::Admin).await?;
+    let role = match patch.role.as_deref() {
+        None => None,
+        Some(text) => Some(Role::parse(text).ok_or_else(|| bad("role: admin, manager or staff"))?),
+    };
+    if id == caller.principal.user_id && (role.is_some_and(|r| r != Role::Admin) || patch.disabled == Some(true)) {
+        return Err(bad("an admin cannot demote or disable themselves: ask another admin"));
+    }
+    let mut entry = caller.entry("role_change");
+    entry.detail = Some(format!(
+        "user {id}: role {:?}, projects {:?}, disabled {:?}",
+        patch.role, patch.projects, patch.disabled
+    ));
+    let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
+    let updated = accounts::update_user(
+        tx.conn(),
+        &caller.principal.tenant,
+        id,
+        role,
+        patch.projects.as_deref(),
+        patch.disabled,
+    )
+    .await
+    .map_err(internal)?;
+    let Some(user) = updated else {
+        drop(tx);
+        let error = ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such user");
+        return Err(caller.refuse(&state, entry, error).await);
+    };
+    tx.commit(&entry).await.map_err(internal)?;
+    Ok(Json(user).into_response())
+}
+
+pub(super) async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let mut conn = state.db.pool.acquire().await.map_err(internal)?;
+    let settings = accounts::tenant_settings(&mut conn, &caller.principal.tenant)
+        .await
+        .map_err(internal)?;
+    Ok(Json(tenant_json(&caller.principal.tenant, settings)).into_response())
+}
+
+fn tenant_json(name: &str, settings: TenantSettings) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "staff_playback": settings.staff_playback,
+        "download_entitlement": settings.download_entitlement,
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantPatch {
+    staff_playback: Option<bool>,
+    download_entitlement: Option<bool>,
+}
+
+/// `PATCH /api/tenant`: the admin's tenant's entitlements.
+pub(super) async fn patch_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<TenantPatch>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(patch) = body?;
+    caller.require(&state, "setting_change", &ADMIN, Scope::Admin).await?;
+    let tenant = caller.principal.tenant.clone();
+    let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
+    let current = accounts::tenant_settings(tx.conn(), &tenant)
+        .await
+        .map_err(internal)?;
+    let settings = TenantSettings {
+        staff_playback: patch.staff_playback.unwrap_or(current.staff_playback),
+        download_entitlement: patch
+            .download_entitlement
+            .unwrap_or(current.download_entitlement),
+    };
+    accounts::set_tenant_settings(tx.conn(), &tenant, settings)
+        .await
+        .map_err(internal)?;
+    let mut entry = caller.entry("setting_change");
+    entry.detail = Some(format!(
+        "staff_playback = {}, download_entitlement = {}",
+        settings.staff_playback, settings.download_entitlement
+    ));
+    tx.commit(&entry).await.map_err(internal)?;
+    Ok(Json(tenant_json(&tenant, settings)).into_response())
+}
+
+const AUDIT_PARAMS: [&str; 6] = ["before", "limit", "actor", "action", "recording", "outcome"];
+
+/// `GET /api/audit`: the admin's tenant's events, newest first, `before` a sequence number.
+pub(super) async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, "audit_read", &ADMIN, Scope::Admin).await?;
+    if let Some(key) = q.keys().find(|k| !AUDIT_PARAMS.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "{key}: unknown parameter (expected one of: {})",
+            AUDIT_PARAMS.join(", ")
+        )));
+    }
+    let limit: i64 = match q.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| bad("limit: a whole number from 1 to 1000"))?,
+    };
+    let mut sql = String::from(
+        "SELECT seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash \
+         FROM audit_events WHERE tenant = $1",
+    );
+    let mut texts: Vec<String> = vec![caller.principal.tenant.clone()];
+    let mut ints: Vec<(usize, i64)> = Vec::new();
+    let mut n = 2;
+    for (key, column) in [("actor", "actor"), ("action", "action"), ("outcome", "outcome")] {
+        if let Some(v) = q.get(key) {
+            sql.push_str(&format!(" AND {column} = ${n}"));
+            texts.push(v.clone());
+            n += 1;
+        }
+    }
+    for (key, column, op) in [("recording", "recording_id", "="), ("before", "seq", "<")] {
+        if let Some(v) = q.get(key) {
+            let value: i64 = v.parse().map_err(|_| bad(format!("{key}: a whole number")))?;
+            sql.push_str(&format!(" AND {column} {op} ${n}"));
+            ints.push((n, value));
+            n += 1;
+        }
+    }
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${n}"));
+    let mut query = sqlx::query_as::<_, StoredEvent>(&sql);
+    for text in texts {
+        query = query.bind(text);
+    }
+    for (_, value) in ints {
+        query = query.bind(value);
+    }
+    let mut events = query
+        .bind(limit + 1)
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(internal)?;
+    let more = events.len() as i64 > limit;
+    events.truncate(limit as usize);
+    let next = more.then(|| events.last().map(|e| e.seq)).flatten();
+    // Reading the log is itself an access worth recording.
+    let mut entry = caller.entry("audit_read");
+    entry.detail = Some(format!("{} events", events.len()));
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    let events: Vec<serde_json::Value> = events
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "seq": e.seq,
+                "at": rfc3339(e.at_ms),
+                "actor": e.actor,
+                "action": e.action,
+                "recording_id": e.recording_id,
+                "outcome": e.outcome,
+                "client": e.client,
+                "detail": e.detail,
+                "hash": e.hash,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "events": events,
+        "next_before": next,
+    }))
+    .into_response())
+}

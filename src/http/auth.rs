@@ -1,0 +1,400 @@
+//! Who is asking: a Bearer API token or a browser session cookie (whose state-changing requests
+//! must carry the session's CSRF token). Sign in and out, and the session's own view.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::{ApiError, AppState};
+use crate::access::accounts;
+use crate::access::audit::{self, AuditEntry, AuditTx};
+use crate::access::links::LinkKeys;
+use crate::access::policy::Denial;
+use crate::access::rate::RateLimiter;
+use crate::access::{Credential, Principal, Role, Scope};
+use crate::config::Config;
+
+pub const SESSION_COOKIE: &str = "ari_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Access settings and state shared by the handlers.
+pub struct Access {
+    pub keys: LinkKeys,
+    pub limiter: RateLimiter,
+    pub session_ms: i64,
+    pub link_max_seconds: i64,
+    pub play_link_seconds: i64,
+    pub secure_cookies: bool,
+    /// The deployment's own tenant: its editors change deployment-wide settings.
+    pub operator_tenant: String,
+    /// Project of direct outbound calls placed by users not limited to projects.
+    pub default_project: String,
+}
+
+impl Access {
+    pub fn from_config(config: &Config) -> Access {
+        let keys = if config.link_signing_keys.is_empty() {
+            tracing::warn!(
+                "no link_signing_keys configured: links are signed with a random key and stop working when the service restarts"
+            );
+            LinkKeys::ephemeral()
+        } else {
+            // Validated when the config was loaded.
+            LinkKeys::parse(&config.link_signing_keys).unwrap_or_else(|_| LinkKeys::ephemeral())
+        };
+        Access {
+            keys,
+            limiter: RateLimiter::new(config.grants_per_minute),
+            session_ms: i64::try_from(config.session_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            link_max_seconds: i64::try_from(config.link_max_seconds).unwrap_or(i64::MAX),
+            play_link_seconds: i64::try_from(config.play_link_seconds).unwrap_or(i64::MAX),
+            secure_cookies: config.secure_cookies,
+            operator_tenant: config.default_tenant.clone(),
+            default_project: config.default_project.clone(),
+        }
+    }
+}
+
+/// An authenticated request: the principal and the client's address (for the audit log).
+pub struct Caller {
+    pub principal: Principal,
+    pub client: String,
+    /// A browser session's CSRF token and expiry.
+    pub session: Option<(String, i64)>,
+}
+
+impl Caller {
+    /// An audit entry for this caller.
+    pub fn entry(&self, action: &'static str) -> AuditEntry {
+        AuditEntry {
+            client: self.client.clone(),
+            ..AuditEntry::new(
+                self.principal.actor(),
+                self.principal.tenant.clone(),
+                action,
+            )
+        }
+    }
+
+    /// Records a refused attempt and returns the error to answer with.
+    pub async fn refuse(
+        &self,
+        state: &AppState,
+        mut entry: AuditEntry,
+        error: ApiError,
+    ) -> ApiError {
+        entry.outcome = error.code.to_string();
+        match audit::record(&state.db, &entry).await {
+            Ok(_) => error,
+            Err(e) => super::internal(e),
+        }
+    }
+
+    /// Requires a role among `roles` and the token scope `scope`; records a refusal.
+    pub async fn require(
+        &self,
+        state: &AppState,
+        action: &'static str,
+        roles: &[Role],
+        scope: Scope,
+    ) -> Result<(), ApiError> {
+        let denial = if !self.principal.has_scope(scope) {
+            Some(Denial::MissingScope)
+        } else if !roles.contains(&self.principal.role) {
+            Some(Denial::RoleRestriction)
+        } else {
+            None
+        };
+        match denial {
+            None => Ok(()),
+            Some(d) => Err(self.refuse(state, self.entry(action), denied(d)).await),
+        }
+    }
+}
+
+/// The error answer for a denial; out of scope reads exactly like "no such recording".
+pub fn denied(denial: Denial) -> ApiError {
+    match denial {
+        Denial::OutOfScope => super::recordings::not_found(),
+        other => ApiError::new(StatusCode::FORBIDDEN, other.reason(), other.message()),
+    }
+}
+
+pub fn client_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// Constant-time equality of two secrets.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The principal behind the request's credentials, None when it carries none.
+pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Option<Caller>, ApiError> {
+    let client = client_address(parts);
+    let mut conn = state.db.pool.acquire().await.map_err(super::internal)?;
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        let principal = accounts::principal_for_token(&mut conn, token.trim())
+            .await
+            .map_err(super::internal)?
+            .ok_or_else(|| unauthorized("unknown, expired or revoked API token"))?;
+        return Ok(Some(Caller {
+            principal,
+            client,
+            session: None,
+        }));
+    }
+    let Some(secret) = session_cookie(&parts.headers) else {
+        return Ok(None);
+    };
+    let (principal, csrf, expires) = accounts::principal_for_session(&mut conn, &secret)
+        .await
+        .map_err(super::internal)?
+        .ok_or_else(|| unauthorized("the session has expired or ended: sign in again"))?;
+    drop(conn);
+    let caller = Caller {
+        principal,
+        client,
+        session: Some((csrf.clone(), expires)),
+    };
+    // A cookie rides along on any request the browser makes, a forged cross-site form too: a
+    // state-changing request must also prove it read the session's CSRF token.
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !same_secret(sent, &csrf) {
+            let mut entry = caller.entry("request");
+            entry.detail = Some(format!("{} {}", parts.method, parts.uri.path()));
+            return Err(caller
+                .refuse(
+                    state,
+                    entry,
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "csrf",
+                        "missing or wrong X-CSRF-Token header: read it from GET /api/session",
+                    ),
+                )
+                .await);
+        }
+    }
+    Ok(Some(caller))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Response> {
+        match authenticate(state, parts).await {
+            Ok(Some(caller)) => Ok(caller),
+            Ok(None) => Err(with_challenge(unauthorized(
+                "sign in, or send an API token as 'Authorization: Bearer <token>'",
+            ))),
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => Err(with_challenge(e)),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+/// For endpoints that also take signed links: no (valid) credentials is not an error yet.
+impl OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Caller>, Response> {
+        match authenticate(state, parts).await {
+            Ok(caller) => Ok(caller),
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => Ok(None),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+fn with_challenge(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"ari-recorder\""),
+    );
+    response
+}
+
+/// What the page needs to know of the signed-in user.
+fn session_view(principal: &Principal, csrf: Option<&str>, expires_at_ms: Option<i64>) -> serde_json::Value {
+    let role = principal.role;
+    serde_json::json!({
+        "user": {
+            "id": principal.user_id,
+            "username": principal.username,
+            "role": role.as_str(),
+            "tenant": principal.tenant,
+            "projects": principal.projects,
+            "extension": principal.extension,
+        },
+        "csrf_token": csrf,
+        "expires_at": expires_at_ms.map(super::rfc3339),
+        "can": {
+            "edit_flows": matches!(role, Role::Admin | Role::Manager) && principal.has_scope(Scope::FlowsWrite),
+            "administer": role == Role::Admin && principal.has_scope(Scope::Admin),
+        },
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Login {
+    username: String,
+    password: String,
+}
+
+fn cookie(access: &Access, value: &str, max_age_seconds: i64) -> HeaderValue {
+    let secure = if access.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("ari_session=; Max-Age=0"))
+}
+
+/// `POST /api/session`: signs in with a password; sets the session cookie.
+pub(super) async fn login(
+    State(state): State<AppState>,
+    ConnectInfoOrUnknown(client): ConnectInfoOrUnknown,
+    body: Result<Json<Login>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(login) = body?;
+    if login.username.len() > 64 || login.password.len() > 1024 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "username or password too long",
+        ));
+    }
+    let mut entry = AuditEntry {
+        client: client.clone(),
+        ..AuditEntry::new(format!("user:{}", login.username), "", "login")
+    };
+    // Password guessing is slowed per user name and per address.
+    let now = Instant::now();
+    for key in [format!("login:{}", login.username), format!("login@{client}")] {
+        if let Err(wait) = state.access.limiter.take(&key, now) {
+            entry.outcome = "rate_limited".into();
+            audit::record(&state.db, &entry).await.map_err(super::internal)?;
+            return Err(super::too_many(wait));
+        }
+    }
+    let mut conn = state.db.pool.acquire().await.map_err(super::internal)?;
+    let user = accounts::check_password(&mut conn, &login.username, &login.password)
+        .await
+        .map_err(super::internal)?;
+    let principal = match user {
+        Some(id) => accounts::principal_for_user(&mut conn, id, Credential::Session)
+            .await
+            .map_err(super::internal)?,
+        None => None,
+    };
+    drop(conn);
+    let Some(principal) = principal else {
+        entry.outcome = "bad_credentials".into();
+        audit::record(&state.db, &entry).await.map_err(super::internal)?;
+        return Err(unauthorized("wrong user name or password"));
+    };
+    entry.tenant = principal.tenant.clone();
+    let mut tx = AuditTx::begin(&state.db).await.map_err(super::internal)?;
+    let session = accounts::create_session(tx.conn(), principal.user_id, state.access.session_ms)
+        .await
+        .map_err(super::internal)?;
+    tx.commit(&entry).await.map_err(super::internal)?;
+    let mut response = Json(session_view(
+        &principal,
+        Some(&session.csrf_token),
+        Some(session.expires_at_ms),
+    ))
+    .into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie(&state.access, &session.secret, state.access.session_ms / 1000),
+    );
+    Ok(response)
+}
+
+/// `GET /api/session`: who is signed in, their CSRF token and what they may do.
+pub(super) async fn current(caller: Caller) -> Response {
+    let (csrf, expires) = match &caller.session {
+        Some((csrf, expires)) => (Some(csrf.as_str()), Some(*expires)),
+        None => (None, None),
+    };
+    Json(session_view(&caller.principal, csrf, expires)).into_response()
+}
+
+/// `DELETE /api/session`: signs out; the cookie stops working at once.
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let mut tx = AuditTx::begin(&state.db).await.map_err(super::internal)?;
+    if let Some(secret) = session_cookie(&headers) {
+        accounts::end_session(tx.conn(), &secret)
+            .await
+            .map_err(super::internal)?;
+    }
+    tx.commit(&caller.entry("logout"))
+        .await
+        .map_err(super::internal)?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cookie(&state.access, "", 0));
+    Ok(response)
+}
+
+/// The client's address, or "unknown" when the server runs without connect info.
+pub struct ConnectInfoOrUnknown(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ConnectInfoOrUnknown {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ConnectInfoOrUnknown(client_address(parts)))
+    }
+}
