@@ -102,9 +102,15 @@ async fn list(dir: &Path) {
     // Bulk load as one would: secondary indexes dropped, rows in, indexes built once (the
     // same CREATE INDEX statements as the migration).
     let migration = if backend == "SQLite" {
-        include_str!("../migrations/sqlite/0002_recordings.sql")
+        concat!(
+            include_str!("../migrations/sqlite/0002_recordings.sql"),
+            include_str!("../migrations/sqlite/0004_access.sql")
+        )
     } else {
-        include_str!("../migrations/postgres/0002_recordings.sql")
+        concat!(
+            include_str!("../migrations/postgres/0002_recordings.sql"),
+            include_str!("../migrations/postgres/0004_access.sql")
+        )
     };
     let create_indexes: Vec<String> = migration
         .split(';')
@@ -117,7 +123,7 @@ async fn list(dir: &Path) {
                 .trim()
                 .to_string()
         })
-        .filter(|statement| statement.starts_with("CREATE INDEX"))
+        .filter(|statement| statement.starts_with("CREATE INDEX IF NOT EXISTS recordings"))
         .collect();
     for statement in &create_indexes {
         let name = statement.split_whitespace().nth(5).expect("index name");
@@ -159,8 +165,9 @@ async fn list(dir: &Path) {
     );
 
     // The endpoint, on a real socket.
-    let addr = serve_router(library_router(dir, db.clone(), dir.join("none")).await).await;
-    let client = reqwest::Client::new();
+    let (router, token) = library_router(dir, db.clone(), dir.join("none")).await;
+    let addr = serve_router(router).await;
+    let client = bearer_client(&token);
     let base = format!("http://{addr}/api/recordings?limit=50");
     // A cursor deep in the list: the last full page.
     let depth = rows - 50;
@@ -337,8 +344,49 @@ fn opus(dir: &Path) {
     }
 }
 
-/// Builds the service's HTTP router over `db` and `recordings` (no Asterisk needed).
-async fn library_router(dir: &Path, db: Database, recordings: std::path::PathBuf) -> axum::Router {
+fn bearer_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("ascii"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// Builds the service's HTTP router over `db` and `recordings` (no Asterisk needed), with an
+/// admin of the default tenant whose token the requests carry.
+async fn library_router(
+    dir: &Path,
+    db: Database,
+    recordings: std::path::PathBuf,
+) -> (axum::Router, String) {
+    use ari_recorder::access::accounts;
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let admin = accounts::NewUser {
+        username: "bench".into(),
+        password: "bench-password".into(),
+        role: "admin".into(),
+        tenant: "default".into(),
+        projects: Vec::new(),
+        extension: None,
+    };
+    match accounts::create_user(&mut conn, &admin).await {
+        Ok(_) | Err(accounts::AccountError::Exists(_)) => {}
+        Err(e) => panic!("bench user: {e}"),
+    }
+    let (_, token) = accounts::create_token(
+        &mut conn,
+        "bench",
+        "bench",
+        &[ari_recorder::access::Scope::Admin],
+        None,
+    )
+    .await
+    .expect("token");
+    drop(conn);
     let dialplans = dir.join("dialplans");
     std::fs::create_dir_all(&dialplans).expect("dir");
     let (store, _) = ari_recorder::flows::FlowStore::load(&dialplans).expect("flows");
@@ -357,13 +405,17 @@ async fn library_router(dir: &Path, db: Database, recordings: std::path::PathBuf
         recordings.clone(),
         Duration::from_secs(3),
     ));
-    ari_recorder::http::router(ari_recorder::http::AppState {
+    let router = ari_recorder::http::router(ari_recorder::http::AppState {
         db,
         metrics: Default::default(),
         recordings_dir: recordings,
         flows,
         library: std::sync::Arc::new(ari_recorder::http::Library::new(indexer)),
-    })
+        access: std::sync::Arc::new(ari_recorder::http::Access::from_config(
+            &ari_recorder::config::Config::default(),
+        )),
+    });
+    (router, token)
 }
 
 async fn serve_router(app: axum::Router) -> std::net::SocketAddr {
@@ -379,8 +431,7 @@ async fn serve_router(app: axum::Router) -> std::net::SocketAddr {
 }
 
 /// Reads a whole `Range: bytes=0-` answer, returning MiB/s.
-async fn range_throughput(url: &str) -> f64 {
-    let client = reqwest::Client::new();
+async fn range_throughput(url: &str, client: &reqwest::Client) -> f64 {
     let t0 = Instant::now();
     let mut response = client
         .get(url)
@@ -420,11 +471,17 @@ async fn range_stream(dir: &Path) {
         .full_scan()
         .await
         .expect("scan");
-    let addr = serve_router(library_router(dir, db, www.clone()).await).await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&db.pool)
+        .await
+        .expect("consent");
+    let (router, token) = library_router(dir, db, www.clone()).await;
+    let addr = serve_router(router).await;
+    let ours_client = bearer_client(&token);
     // Warm both paths once, then measure.
     let ours_url = format!("http://{addr}/api/recordings/1/audio");
-    range_throughput(&ours_url).await;
-    let ours = range_throughput(&ours_url).await;
+    range_throughput(&ours_url, &ours_client).await;
+    let ours = range_throughput(&ours_url, &ours_client).await;
     println!("one range stream of a 200 MiB WAV (Range: bytes=0-):");
     println!("  ari-recorder /api/recordings/{{id}}/audio: {ours:>6.0} MiB/s");
     let port = 18_000 + (std::process::id() % 1000) as u16;
@@ -459,8 +516,8 @@ async fn range_stream(dir: &Path) {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            range_throughput(&url).await;
-            let theirs = range_throughput(&url).await;
+            range_throughput(&url, &reqwest::Client::new()).await;
+            let theirs = range_throughput(&url, &reqwest::Client::new()).await;
             println!("  peer: nginx (sendfile), same file:        {theirs:>6.0} MiB/s");
             let _ = nginx.kill();
             let _ = nginx.wait();

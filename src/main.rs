@@ -326,8 +326,8 @@ async fn token(command: TokenCommand) -> Result<(), String> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let expires = expires_days
-        .map(|days| ari_recorder::access::now_ms() + i64::from(days) * 86_400_000);
+    let expires =
+        expires_days.map(|days| ari_recorder::access::now_ms() + i64::from(days) * 86_400_000);
     let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
     let owner: Option<(String,)> = sqlx::query_as("SELECT tenant FROM users WHERE username = $1")
         .bind(&user)
@@ -506,7 +506,11 @@ async fn demo_accounts(db: &ari_recorder::library::Database, tenant: &str) -> Re
     accounts::set_tenant_settings(tx.conn(), tenant, everything)
         .await
         .map_err(|e| e.to_string())?;
-    let entry = cli_entry(tenant, "setting_change", "demo users and entitlements".into());
+    let entry = cli_entry(
+        tenant,
+        "setting_change",
+        "demo users and entitlements".into(),
+    );
     tx.commit(&entry).await.map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -567,7 +571,9 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
     let mut n = 0usize;
     loop {
         if n % 6 == 5 {
-            let id = service.flows.place_outbound("PJSIP/204", "PJSIP/205", "default", "default");
+            let id = service
+                .flows
+                .place_outbound("PJSIP/204", "PJSIP/205", "default", "default");
             tracing::info!(call = %id, "demo outbound call placed");
         } else {
             let (exten, caller, behaviour) = CALLERS[n % CALLERS.len()];

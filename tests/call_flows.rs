@@ -772,7 +772,10 @@ async fn patch_record_call_applies_to_the_next_call_and_errors_are_json() {
         serde_json::Value::Null,
     )
     .await;
-    assert_eq!((status, flows["flows"].as_array().map(Vec::len)), (200, Some(0)));
+    assert_eq!(
+        (status, flows["flows"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
     let (status, _) = api(
         reqwest::Method::PATCH,
         format!("{}/api/flows/support/nodes/desk", s.base),

@@ -609,6 +609,72 @@ async fn calls_recorded_by_the_flows_appear_with_their_metadata(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// The flow decides a recording's project and privacy, and marks consent when the caller heard
+/// a recording notice; the library applies them: a private call is its participants' only.
+async fn flows_give_recordings_their_project_consent_and_privacy(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let flow = "[flow]\nnumbers = [\"100\"]\nstart = \"notice\"\nproject = \"board\"\nprivate = true\n\
+        [nodes.notice]\ntype = \"play_audio\"\nmedia = [\"sound:hello-world\"]\nrecording_notice = true\nnext = \"desk\"\n\
+        [nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\n";
+    let s = start_service_on(&t, &[("board.toml", flow)], &url).await;
+    scanned(&s, 1).await;
+    t.sim
+        .place_inbound_call("100", "Alice Smith <5551001>", "talk")
+        .expect("call");
+    let mut row = None;
+    for _ in 0..500 {
+        t.sim.advance(0.1);
+        let found: Option<(String, i64, String, Option<String>)> =
+            sqlx::query_as("SELECT project, private, consent, participants FROM recordings")
+                .fetch_optional(&s.svc.db.pool)
+                .await
+                .expect("query");
+        if found.is_some() {
+            row = found;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (project, private, consent, participants) = row.expect("the call was recorded");
+    assert_eq!(
+        (project.as_str(), private, consent.as_str()),
+        ("board", 1, "granted")
+    );
+    assert_eq!(participants.as_deref(), Some("5551001,PJSIP/201"));
+    // The admin of the tenant is not on the call: the recording is not theirs to see.
+    assert_eq!(all(&s, "").await.len(), 0);
+    let agent = common::user_token(
+        &s.svc.db,
+        "agent-201",
+        "staff",
+        "default",
+        &["board"],
+        Some("PJSIP/201"),
+        &[ari_recorder::access::Scope::RecordingsRead],
+    )
+    .await;
+    let page: Value = common::bearer(&agent)
+        .get(format!("{}/api/recordings", s.base))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        page["recordings"].as_array().map(Vec::len),
+        Some(1),
+        "{page}"
+    );
+    assert_eq!(page["recordings"][0]["consent"], "granted");
+    t.sim.advance(30.0);
+    wait_until("over", || t.sim.with_world(|w| w.counts()) == (0, 0, 0)).await;
+    let _ = s.stop.send(true);
+}
+
 /// Every library test runs on SQLite and on PostgreSQL.
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
@@ -622,6 +688,7 @@ macro_rules! on_both_databases {
 }
 
 on_both_databases!(
+    flows_give_recordings_their_project_consent_and_privacy,
     scan_indexes_real_and_bad_files_with_status_and_reason,
     reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_keeps_up,
     list_pages_with_keyset_cursors_and_filters,

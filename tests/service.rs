@@ -235,7 +235,20 @@ fn openapi_describes_every_route_the_router_serves() {
         .filter_map(|rest| rest.trim_start().strip_prefix('"'))
         .filter_map(|rest| rest.split('"').next())
         .collect();
-    assert!(served.len() >= 14, "{served:?}");
+    assert!(served.len() >= 20, "{served:?}");
+    // The security schemes are described, and open endpoints say they are open.
+    let schemes = &doc["components"]["securitySchemes"];
+    for scheme in ["bearer", "session", "signedLink"] {
+        assert!(schemes[scheme].is_object(), "{scheme} missing");
+    }
+    assert_eq!(
+        doc["paths"]["/healthz"]["get"]["security"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        doc["paths"]["/api/session"]["post"]["security"],
+        serde_json::json!([])
+    );
     for route in served {
         assert!(
             described.iter().any(|d| d == route),

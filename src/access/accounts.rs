@@ -90,7 +90,10 @@ pub fn check_new_user(user: &NewUser) -> Result<Role, AccountError> {
         return Err(invalid("tenant", "1 to 64 letters, digits, '.', '_', '-'"));
     }
     if user.projects.iter().any(|p| !valid_name(p)) {
-        return Err(invalid("projects", "names of 1 to 64 letters, digits, '.', '_', '-'"));
+        return Err(invalid(
+            "projects",
+            "names of 1 to 64 letters, digits, '.', '_', '-'",
+        ));
     }
     if user
         .extension
@@ -179,11 +182,12 @@ pub async fn check_password(
     username: &str,
     password: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let row: Option<UserRow> =
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"))
-            .bind(username)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<UserRow> = sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+    ))
+    .bind(username)
+    .fetch_optional(conn)
+    .await?;
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     match row {
         Some(user) if user.disabled == 0 => {
@@ -244,25 +248,46 @@ pub async fn create_token(
     Ok((id, secret))
 }
 
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: i64,
+    user_id: i64,
+    scopes: String,
+    expires_at_ms: Option<i64>,
+    revoked_at_ms: Option<i64>,
+}
+
+impl TokenRow {
+    fn live(&self) -> bool {
+        self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| e > now_ms())
+    }
+
+    fn credential(&self) -> Credential {
+        Credential::Token {
+            id: self.id,
+            scopes: self.scopes.split(' ').filter_map(Scope::parse).collect(),
+        }
+    }
+}
+
 /// The principal of a live Bearer token.
 pub async fn principal_for_token(
     conn: &mut AnyConnection,
     secret: &str,
 ) -> Result<Option<Principal>, sqlx::Error> {
-    let row: Option<(i64, i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let row: Option<TokenRow> = sqlx::query_as(
         "SELECT id, user_id, scopes, expires_at_ms, revoked_at_ms FROM api_tokens WHERE token_hash = $1",
     )
     .bind(sha256_hex(secret))
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((id, user_id, scopes, expires, revoked)) = row else {
-        return Ok(None);
-    };
-    if revoked.is_some() || expires.is_some_and(|e| e <= now_ms()) {
-        return Ok(None);
+    match row {
+        Some(token) if token.live() => {
+            let credential = token.credential();
+            principal_for_user(conn, token.user_id, credential).await
+        }
+        _ => Ok(None),
     }
-    let scopes = scopes.split(' ').filter_map(Scope::parse).collect();
-    principal_for_user(conn, user_id, Credential::Token { id, scopes }).await
 }
 
 /// The principal a signed link was issued to (`u<user id>` or `t<token id>`), if still valid.
@@ -273,19 +298,22 @@ pub async fn principal_for_subject(
     if let Some(user) = subject.strip_prefix('u').and_then(|s| s.parse().ok()) {
         return principal_for_user(conn, user, Credential::Session).await;
     }
-    let Some(token) = subject.strip_prefix('t').and_then(|s| s.parse::<i64>().ok()) else {
+    let Some(token) = subject
+        .strip_prefix('t')
+        .and_then(|s| s.parse::<i64>().ok())
+    else {
         return Ok(None);
     };
-    let row: Option<(i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
-        "SELECT user_id, scopes, expires_at_ms, revoked_at_ms FROM api_tokens WHERE id = $1",
+    let row: Option<TokenRow> = sqlx::query_as(
+        "SELECT id, user_id, scopes, expires_at_ms, revoked_at_ms FROM api_tokens WHERE id = $1",
     )
     .bind(token)
     .fetch_optional(&mut *conn)
     .await?;
     match row {
-        Some((user_id, scopes, expires, None)) if expires.is_none_or(|e| e > now_ms()) => {
-            let scopes = scopes.split(' ').filter_map(Scope::parse).collect();
-            principal_for_user(conn, user_id, Credential::Token { id: token, scopes }).await
+        Some(token) if token.live() => {
+            let credential = token.credential();
+            principal_for_user(conn, token.user_id, credential).await
         }
         _ => Ok(None),
     }
@@ -339,13 +367,11 @@ pub async fn principal_for_session(
     .fetch_optional(&mut *conn)
     .await?;
     match row {
-        Some((user_id, csrf, expires)) if expires > now_ms() => Ok(principal_for_user(
-            conn,
-            user_id,
-            Credential::Session,
-        )
-        .await?
-        .map(|p| (p, csrf, expires))),
+        Some((user_id, csrf, expires)) if expires > now_ms() => {
+            Ok(principal_for_user(conn, user_id, Credential::Session)
+                .await?
+                .map(|p| (p, csrf, expires)))
+        }
         _ => Ok(None),
     }
 }
@@ -362,12 +388,11 @@ pub async fn tenant_settings(
     conn: &mut AnyConnection,
     tenant: &str,
 ) -> Result<TenantSettings, sqlx::Error> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT staff_playback, download_entitlement FROM tenants WHERE name = $1",
-    )
-    .bind(tenant)
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT staff_playback, download_entitlement FROM tenants WHERE name = $1")
+            .bind(tenant)
+            .fetch_optional(conn)
+            .await?;
     Ok(row
         .map(|(staff, download)| TenantSettings {
             staff_playback: staff != 0,
@@ -438,7 +463,9 @@ pub async fn update_user(
         return Ok(None);
     };
     let role = role.map(Role::as_str).unwrap_or(current.role.as_str());
-    let projects = projects.map(|p| p.join(",")).unwrap_or(current.projects.clone());
+    let projects = projects
+        .map(|p| p.join(","))
+        .unwrap_or(current.projects.clone());
     let disabled = disabled.map(i64::from).unwrap_or(current.disabled);
     sqlx::query("UPDATE users SET role = $1, projects = $2, disabled = $3 WHERE id = $4")
         .bind(role)

@@ -48,7 +48,10 @@ impl AuditEntry {
 /// length-prefixed so no two different events can hash the same text.
 pub fn event_hash(event: &StoredEvent) -> String {
     let mut hasher = Sha256::new();
-    let recording = event.recording_id.map(|r| r.to_string()).unwrap_or_default();
+    let recording = event
+        .recording_id
+        .map(|r| r.to_string())
+        .unwrap_or_default();
     let fields = [
         event.prev_hash.as_str(),
         &event.seq.to_string(),
@@ -250,23 +253,63 @@ mod tests {
         };
         let reference = event_hash(&base);
         let variants = [
-            StoredEvent { prev_hash: "1".into(), ..base.clone() },
-            StoredEvent { seq: 2, ..base.clone() },
-            StoredEvent { at_ms: 6, ..base.clone() },
-            StoredEvent { actor: "user:b".into(), ..base.clone() },
-            StoredEvent { tenant: "u".into(), ..base.clone() },
-            StoredEvent { action: "download".into(), ..base.clone() },
-            StoredEvent { recording_id: None, ..base.clone() },
-            StoredEvent { outcome: "denied".into(), ..base.clone() },
-            StoredEvent { client: "ip2".into(), ..base.clone() },
-            StoredEvent { detail: Some(String::new()), ..base.clone() },
+            StoredEvent {
+                prev_hash: "1".into(),
+                ..base.clone()
+            },
+            StoredEvent {
+                seq: 2,
+                ..base.clone()
+            },
+            StoredEvent {
+                at_ms: 6,
+                ..base.clone()
+            },
+            StoredEvent {
+                actor: "user:b".into(),
+                ..base.clone()
+            },
+            StoredEvent {
+                tenant: "u".into(),
+                ..base.clone()
+            },
+            StoredEvent {
+                action: "download".into(),
+                ..base.clone()
+            },
+            StoredEvent {
+                recording_id: None,
+                ..base.clone()
+            },
+            StoredEvent {
+                outcome: "denied".into(),
+                ..base.clone()
+            },
+            StoredEvent {
+                client: "ip2".into(),
+                ..base.clone()
+            },
+            StoredEvent {
+                detail: Some(String::new()),
+                ..base.clone()
+            },
             // Moving text between fields must not keep the hash.
-            StoredEvent { actor: "user:at".into(), tenant: String::new(), ..base.clone() },
+            StoredEvent {
+                actor: "user:at".into(),
+                tenant: String::new(),
+                ..base.clone()
+            },
         ];
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(reference, event_hash(v), "variant {i}");
         }
         // The stored hash itself is not an input.
-        assert_eq!(reference, event_hash(&StoredEvent { hash: "x".into(), ..base }));
+        assert_eq!(
+            reference,
+            event_hash(&StoredEvent {
+                hash: "x".into(),
+                ..base
+            })
+        );
     }
 }

@@ -54,7 +54,9 @@ impl LinkKeys {
                 return Err("a key id is letters, digits and '-'".into());
             }
             if secret.len() < 32 {
-                return Err(format!("key {id:?}: the secret must be at least 32 characters"));
+                return Err(format!(
+                    "key {id:?}: the secret must be at least 32 characters"
+                ));
             }
             if keys.iter().any(|(known, _)| known == id) {
                 return Err(format!("key id {id:?} appears twice"));
@@ -190,7 +192,7 @@ pub fn verify(
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -252,7 +254,12 @@ mod tests {
             Err(LinkError::Tampered),
             "action"
         );
-        for (from, to) in [("by=u3", "by=u4"), ("exp=1000", "exp=9000"), ("exp=1000", "exp=01000"), ("nonce=abc", "nonce=abd")] {
+        for (from, to) in [
+            ("by=u3", "by=u4"),
+            ("exp=1000", "exp=9000"),
+            ("exp=1000", "exp=01000"),
+            ("nonce=abc", "nonce=abd"),
+        ] {
             let changed = signed.replace(from, to);
             assert_eq!(
                 verify(&k, 7, LinkAction::Download, &query(&changed), 0),
@@ -279,7 +286,10 @@ mod tests {
         let old = keys(&[K1]);
         let link = query(&sign(&old, &grant()));
         let rotated = keys(&[K2, K1]);
-        assert_eq!(verify(&rotated, 7, LinkAction::Download, &link, 0), Ok(grant()));
+        assert_eq!(
+            verify(&rotated, 7, LinkAction::Download, &link, 0),
+            Ok(grant())
+        );
         let new_link = sign(&rotated, &grant());
         assert!(new_link.contains("kid=k2"), "{new_link}");
         let retired = keys(&[K2]);
@@ -297,7 +307,12 @@ mod tests {
 
     #[test]
     fn bad_key_lists_are_refused() {
-        for bad in [vec![], vec!["nocolon".to_string()], vec!["k:short".to_string()], vec![K1.to_string(), K1.to_string()]] {
+        for bad in [
+            vec![],
+            vec!["nocolon".to_string()],
+            vec!["k:short".to_string()],
+            vec![K1.to_string(), K1.to_string()],
+        ] {
             assert!(LinkKeys::parse(&bad).is_err(), "{bad:?}");
         }
         assert!(!format!("{:?}", keys(&[K1])).contains("0123456789abcdef"));

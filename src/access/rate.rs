@@ -63,7 +63,10 @@ mod tests {
             assert_eq!(limiter.take("u1", t0), Ok(()));
         }
         let wait = limiter.take("u1", t0).expect_err("fourth is refused");
-        assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         // Others are not affected.
         assert_eq!(limiter.take("t9", t0), Ok(()));
         assert_eq!(limiter.take("u1", t0 + Duration::from_secs(20)), Ok(()));

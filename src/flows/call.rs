@@ -100,7 +100,7 @@ pub enum Output {
         key: u64,
         after: Duration,
     },
-    RecordingStarted(RecordingRow),
+    RecordingStarted(Box<RecordingRow>),
     /// A record request was refused outright (no 201): stored as failed with the reason.
     RecordingRefused {
         name: String,
@@ -659,9 +659,9 @@ impl Call {
         request.terminate_on = Some("#".into());
         request.if_exists = Some(IfExists::Fail);
         // The row goes first so RecordingFinished always finds it.
-        out.push(Output::RecordingStarted(
+        out.push(Output::RecordingStarted(Box::new(
             self.row(&name, "ulaw", &mailbox, now_ms),
-        ));
+        )));
         out.push(Output::Command(Command::RecordChannel {
             channel: self.id.clone(),
             request,
@@ -849,9 +849,9 @@ impl Call {
             .get(agent)
             .map(|l| l.endpoint.clone())
             .unwrap_or_default();
-        out.push(Output::RecordingStarted(
+        out.push(Output::RecordingStarted(Box::new(
             self.row(&name, "wav", &callee, now_ms),
-        ));
+        )));
         out.push(Output::Command(Command::RecordBridge { bridge, request }));
         self.recording = Some(name);
     }
@@ -1352,7 +1352,7 @@ mod tests {
             &mut agents,
         );
         let row = out.iter().find_map(|o| match o {
-            Output::RecordingStarted(row) => Some(row.clone()),
+            Output::RecordingStarted(row) => Some(*row.clone()),
             _ => None,
         });
         let row = row.expect("row written before the request");

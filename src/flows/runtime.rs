@@ -347,7 +347,7 @@ async fn execute(
                 });
             }
             Output::RecordingStarted(row) => {
-                let _ = inner.library.send(LibraryWrite::Started(Box::new(row)));
+                let _ = inner.library.send(LibraryWrite::Started(row));
             }
             Output::RecordingRefused { name, cause } => {
                 let _ = inner.library.send(LibraryWrite::Failed {

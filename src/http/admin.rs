@@ -36,7 +36,9 @@ pub(super) async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, "user_list", &ADMIN, Scope::Admin).await?;
+    caller
+        .require(&state, "user_list", &ADMIN, Scope::Admin)
+        .await?;
     let mut conn = state.db.pool.acquire().await.map_err(internal)?;
     let users = accounts::list_users(&mut conn, &caller.principal.tenant)
         .await
@@ -51,7 +53,9 @@ pub(super) async fn create_user(
     body: Result<Json<NewUser>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(mut user) = body?;
-    caller.require(&state, "user_create", &ADMIN, Scope::Admin).await?;
+    caller
+        .require(&state, "user_create", &ADMIN, Scope::Admin)
+        .await?;
     if !user.tenant.is_empty() && user.tenant != caller.principal.tenant {
         return Err(bad("tenant: admins create users in their own tenant only"));
     }
@@ -85,13 +89,19 @@ pub(super) async fn update_user(
     body: Result<Json<UserPatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(patch) = body?;
-    caller.require(&state, "role_change", &ADMIN, Scope::Admin).await?;
+    caller
+        .require(&state, "role_change", &ADMIN, Scope::Admin)
+        .await?;
     let role = match patch.role.as_deref() {
         None => None,
         Some(text) => Some(Role::parse(text).ok_or_else(|| bad("role: admin, manager or staff"))?),
     };
-    if id == caller.principal.user_id && (role.is_some_and(|r| r != Role::Admin) || patch.disabled == Some(true)) {
-        return Err(bad("an admin cannot demote or disable themselves: ask another admin"));
+    if id == caller.principal.user_id
+        && (role.is_some_and(|r| r != Role::Admin) || patch.disabled == Some(true))
+    {
+        return Err(bad(
+            "an admin cannot demote or disable themselves: ask another admin",
+        ));
     }
     let mut entry = caller.entry("role_change");
     entry.detail = Some(format!(
@@ -151,7 +161,9 @@ pub(super) async fn patch_tenant(
     body: Result<Json<TenantPatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(patch) = body?;
-    caller.require(&state, "setting_change", &ADMIN, Scope::Admin).await?;
+    caller
+        .require(&state, "setting_change", &ADMIN, Scope::Admin)
+        .await?;
     let tenant = caller.principal.tenant.clone();
     let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
     let current = accounts::tenant_settings(tx.conn(), &tenant)
@@ -183,7 +195,9 @@ pub(super) async fn list_audit(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, "audit_read", &ADMIN, Scope::Admin).await?;
+    caller
+        .require(&state, "audit_read", &ADMIN, Scope::Admin)
+        .await?;
     if let Some(key) = q.keys().find(|k| !AUDIT_PARAMS.contains(&k.as_str())) {
         return Err(bad(format!(
             "{key}: unknown parameter (expected one of: {})",
@@ -205,7 +219,11 @@ pub(super) async fn list_audit(
     let mut texts: Vec<String> = vec![caller.principal.tenant.clone()];
     let mut ints: Vec<(usize, i64)> = Vec::new();
     let mut n = 2;
-    for (key, column) in [("actor", "actor"), ("action", "action"), ("outcome", "outcome")] {
+    for (key, column) in [
+        ("actor", "actor"),
+        ("action", "action"),
+        ("outcome", "outcome"),
+    ] {
         if let Some(v) = q.get(key) {
             sql.push_str(&format!(" AND {column} = ${n}"));
             texts.push(v.clone());
@@ -214,7 +232,9 @@ pub(super) async fn list_audit(
     }
     for (key, column, op) in [("recording", "recording_id", "="), ("before", "seq", "<")] {
         if let Some(v) = q.get(key) {
-            let value: i64 = v.parse().map_err(|_| bad(format!("{key}: a whole number")))?;
+            let value: i64 = v
+                .parse()
+                .map_err(|_| bad(format!("{key}: a whole number")))?;
             sql.push_str(&format!(" AND {column} {op} ${n}"));
             ints.push((n, value));
             n += 1;

@@ -260,7 +260,11 @@ fn with_challenge(error: ApiError) -> Response {
 }
 
 /// What the page needs to know of the signed-in user.
-fn session_view(principal: &Principal, csrf: Option<&str>, expires_at_ms: Option<i64>) -> serde_json::Value {
+fn session_view(
+    principal: &Principal,
+    csrf: Option<&str>,
+    expires_at_ms: Option<i64>,
+) -> serde_json::Value {
     let role = principal.role;
     serde_json::json!({
         "user": {
@@ -288,7 +292,11 @@ pub(super) struct Login {
 }
 
 fn cookie(access: &Access, value: &str, max_age_seconds: i64) -> HeaderValue {
-    let secure = if access.secure_cookies { "; Secure" } else { "" };
+    let secure = if access.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}{secure}"
     ))
@@ -315,10 +323,15 @@ pub(super) async fn login(
     };
     // Password guessing is slowed per user name and per address.
     let now = Instant::now();
-    for key in [format!("login:{}", login.username), format!("login@{client}")] {
+    for key in [
+        format!("login:{}", login.username),
+        format!("login@{client}"),
+    ] {
         if let Err(wait) = state.access.limiter.take(&key, now) {
             entry.outcome = "rate_limited".into();
-            audit::record(&state.db, &entry).await.map_err(super::internal)?;
+            audit::record(&state.db, &entry)
+                .await
+                .map_err(super::internal)?;
             return Err(super::too_many(wait));
         }
     }
@@ -335,7 +348,9 @@ pub(super) async fn login(
     drop(conn);
     let Some(principal) = principal else {
         entry.outcome = "bad_credentials".into();
-        audit::record(&state.db, &entry).await.map_err(super::internal)?;
+        audit::record(&state.db, &entry)
+            .await
+            .map_err(super::internal)?;
         return Err(unauthorized("wrong user name or password"));
     };
     entry.tenant = principal.tenant.clone();
@@ -352,7 +367,11 @@ pub(super) async fn login(
     .into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        cookie(&state.access, &session.secret, state.access.session_ms / 1000),
+        cookie(
+            &state.access,
+            &session.secret,
+            state.access.session_ms / 1000,
+        ),
     );
     Ok(response)
 }

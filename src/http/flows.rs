@@ -96,8 +96,14 @@ pub(super) async fn patch_node(
         .get(&flow)
         .is_some_and(|f| in_scope(&caller.principal, &f.tenant, &f.project));
     if !visible {
-        let error = ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no flow {flow:?}"));
-        return Err(caller.refuse(&state, caller.entry("flow_change"), error).await);
+        let error = ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no flow {flow:?}"),
+        );
+        return Err(caller
+            .refuse(&state, caller.entry("flow_change"), error)
+            .await);
     }
     let store = state.flows.store().clone();
     let (f, n) = (flow.clone(), node.clone());
@@ -152,7 +158,9 @@ pub(super) async fn patch_settings(
             "role_restriction",
             "deployment settings belong to the operator's tenant",
         );
-        return Err(caller.refuse(&state, caller.entry("setting_change"), error).await);
+        return Err(caller
+            .refuse(&state, caller.entry("setting_change"), error)
+            .await);
     }
     let store = state.flows.store().clone();
     let settings = audited_edit(

@@ -45,9 +45,122 @@ fn audio_op(summary: &str, attachment: bool) -> Value {
     })
 }
 
+/// Open endpoints: no credentials.
+fn open() -> Value {
+    json!([])
+}
+
+/// Endpoints that also take a signed link instead of credentials.
+fn media_security() -> Value {
+    json!([{"bearer": []}, {"session": []}, {"signedLink": []}])
+}
+
+fn status_of(code: &str) -> Value {
+    json!({"type": "object", "properties": {"allowed": {"type": "boolean"}, "reason": {"enum": [
+        "missing_entitlement", "missing_consent", "compliance_policy", "media_unavailable",
+        "role_restriction", "missing_scope", "private_recording"
+    ]}}, "description": code})
+}
+
+/// Sign-in, administration, audit and signed links.
+fn access_paths() -> Value {
+    json!({
+        "/api/session": {
+            "get": {"summary": "the signed-in user, the session's CSRF token and what they may do", "responses": merge(json!({"200": {"description": "the session"}}), error_responses(&["401"]))},
+            "post": {
+                "summary": "sign in with a password: sets the HttpOnly SameSite=Strict session cookie and answers the CSRF token",
+                "security": open(),
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string", "format": "password"}}}}}},
+                "responses": merge(json!({"200": {"description": "signed in"}}), error_responses(&["400", "401", "429"]))
+            },
+            "delete": {"summary": "sign out: the session ends at once", "responses": merge(json!({"204": {"description": "signed out"}}), error_responses(&["401", "403"]))}
+        },
+        "/api/users": {
+            "get": {"summary": "the users of the admin's tenant", "responses": merge(json!({"200": {"description": "users"}}), error_responses(&["401", "403"]))},
+            "post": {
+                "summary": "add a user to the admin's tenant",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["username", "password", "role"], "properties": {
+                    "username": {"type": "string"}, "password": {"type": "string", "minLength": 10}, "role": {"enum": ["admin", "manager", "staff"]},
+                    "projects": {"type": "array", "items": {"type": "string"}}, "extension": {"type": "string", "example": "PJSIP/201"}
+                }}}}},
+                "responses": merge(json!({"201": {"description": "created"}}), error_responses(&["400", "401", "403", "409"]))
+            }
+        },
+        "/api/users/{id}": {"patch": {
+            "summary": "change a user's role, projects or disabled flag",
+            "parameters": [id_param()],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "role": {"enum": ["admin", "manager", "staff"]}, "projects": {"type": "array", "items": {"type": "string"}}, "disabled": {"type": "boolean"}
+            }}}}},
+            "responses": merge(json!({"200": {"description": "the user"}}), error_responses(&["400", "401", "403", "404"]))
+        }},
+        "/api/tenant": {
+            "get": {"summary": "the caller's tenant's entitlements", "responses": merge(json!({"200": {"description": "tenant"}}), error_responses(&["401"]))},
+            "patch": {
+                "summary": "set staff_playback and download_entitlement (admin)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {"staff_playback": {"type": "boolean"}, "download_entitlement": {"type": "boolean"}}}}}},
+                "responses": merge(json!({"200": {"description": "tenant"}}), error_responses(&["400", "401", "403"]))
+            }
+        },
+        "/api/audit": {"get": {
+            "summary": "the tenant's audit events, newest first (admin)",
+            "parameters": [
+                query("before", "sequence number: events older than it (next_before of the previous page)", json!({"type": "integer"})),
+                query("limit", "1 to 1000 (100)", json!({"type": "integer"})),
+                query("actor", "e.g. user:alice or token:3:alice", json!({"type": "string"})),
+                query("action", "list, metadata, stream, peaks, download, link_create, delete, set_status, login, logout, flow_change, setting_change, role_change, user_create, call_place...", json!({"type": "string"})),
+                query("recording", "recording id", json!({"type": "integer"})),
+                query("outcome", "allowed or the refusal reason", json!({"type": "string"}))
+            ],
+            "responses": merge(json!({"200": {"description": "events and next_before"}}), error_responses(&["400", "401", "403"]))
+        }},
+        "/api/recordings/{id}/download-url": {"post": {
+            "summary": "a single-use signed download link, usable without credentials until it expires",
+            "parameters": [id_param(), query("expires_in", "seconds (3600), capped at link_max_seconds", json!({"type": "integer", "minimum": 1}))],
+            "responses": merge(json!({"201": {"description": "{url, expires_at, expires_in, single_use}"}}), error_responses(&["400", "401", "403", "404", "429"]))
+        }},
+        "/api/recordings/{id}/play-url": {"post": {
+            "summary": "a short-lived signed audio link for a player (reusable until it expires)",
+            "parameters": [id_param()],
+            "responses": merge(json!({"201": {"description": "{url, expires_at, expires_in, single_use}"}}), error_responses(&["401", "403", "404", "429"]))
+        }}
+    })
+}
+
+fn components() -> Value {
+    json!({
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "an API token from `ari-recorder token create`, limited to its scopes: recordings:read, recordings:play, recordings:download, recordings:delete, flows:write, admin"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "ari_session", "description": "the browser session from POST /api/session; requests other than GET and HEAD must also send the session's token in the X-CSRF-Token header"},
+            "signedLink": {"type": "apiKey", "in": "query", "name": "sig", "description": "a link from download-url or play-url: by, exp, nonce, kid and sig signed with HMAC-SHA256 over recording, action, principal, expiry and nonce"}
+        },
+        "schemas": {
+            "Error": {"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+            "Settings": {"type": "object", "properties": {"record_outbound_calls": {"type": "boolean"}}},
+            "Recording": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "name": {"type": "string"}, "format": {"type": "string"},
+                "status": {"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted"]},
+                "reason": {"type": ["string", "null"]}, "duration_seconds": {"type": "number"}, "size_bytes": {"type": "integer"},
+                "sha256": {"type": ["string", "null"]}, "started_at": {"type": "string", "format": "date-time"},
+                "call_id": {"type": ["string", "null"]}, "tenant": {"type": "string"}, "project": {"type": "string"}, "flow": {"type": ["string", "null"]},
+                "node": {"type": ["string", "null"]}, "node_type": {"type": ["string", "null"]}, "direction": {"type": ["string", "null"]},
+                "caller": {"type": "object", "properties": {"name": {"type": ["string", "null"]}, "number": {"type": ["string", "null"]}}},
+                "callee": {"type": ["string", "null"]}, "private": {"type": "boolean"},
+                "consent": {"enum": ["granted", "denied", "unknown"]},
+                "compliance": {"enum": ["permitted", "denied", "missing_evidence", "policy_blocked"]},
+                "deleted_at": {"type": ["string", "null"]}, "playable": {"type": "boolean"},
+                "access": {"type": "object", "description": "what the asking user may do, and if not, why", "properties": {
+                    "play": status_of("play"), "download": status_of("download"), "delete": status_of("delete"), "set_status": status_of("set consent and compliance")
+                }},
+                "links": {"type": "object", "description": "only the actions the asking user may take"}
+            }}
+        }
+    })
+}
+
 /// The document.
 pub fn document() -> Value {
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "ari-recorder",
@@ -55,10 +168,10 @@ pub fn document() -> Value {
             "description": "Call recording for Asterisk: call flows, the recordings library, operators' endpoints. Errors are JSON {\"error\": code, \"message\": reason}."
         },
         "paths": {
-            "/healthz": {"get": {"summary": "the process is up", "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "database open and recordings folder readable; ARI state reported", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the reasons"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
-            "/api/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/healthz": {"get": {"summary": "the process is up", "security": open(), "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "database open and recordings folder readable; ARI state reported", "security": open(), "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the reasons"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "security": open(), "responses": {"200": {"description": "text exposition format"}}}},
+            "/api/openapi.json": {"get": {"summary": "this document", "security": open(), "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/api/flows": {"get": {"summary": "every flow, its nodes and the settings", "responses": {"200": {"description": "flows"}}}},
             "/api/flows/{flow}/nodes/{node}": {"patch": {
                 "summary": "turn record_call on or off for a transfer, queue or hunt_group node (written back to the file)",
@@ -105,38 +218,37 @@ pub fn document() -> Value {
                 }}}}}}), error_responses(&["400"]))
             }},
             "/api/recordings/{id}": {
-                "get": {"summary": "one recording", "parameters": [id_param()], "responses": merge(json!({"200": {"description": "the recording", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recording"}}}}}), error_responses(&["404"]))},
+                "get": {"summary": "one recording, with what the asking user may do with it", "parameters": [id_param()], "responses": merge(json!({"200": {"description": "the recording", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recording"}}}}}), error_responses(&["403", "404"]))},
+                "patch": {
+                    "summary": "set consent and compliance status (admin)",
+                    "parameters": [id_param()],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                        "consent": {"enum": ["granted", "denied", "unknown"]},
+                        "compliance": {"enum": ["permitted", "denied", "missing_evidence", "policy_blocked"]}
+                    }}}}},
+                    "responses": merge(json!({"200": {"description": "the recording"}}), error_responses(&["400", "403", "404"]))
+                },
                 "delete": {
                     "summary": "delete in two steps: without `confirm` answers a token; with it removes the file and keeps a tombstone",
                     "parameters": [id_param(), query("confirm", "the token of the first step", json!({"type": "string"}))],
                     "responses": merge(json!({"202": {"description": "confirmation token"}, "200": {"description": "deleted: the tombstone"}}), error_responses(&["400", "404", "409", "410"]))
                 }
             },
-            "/api/recordings/{id}/audio": {"get": audio_op("inline playback as PCM WAV (mu-law and A-law transcoded), exact ranges", false)},
-            "/api/recordings/{id}/download": {"get": audio_op("the same audio as an attachment", true)},
+            "/api/recordings/{id}/audio": {"get": merge(audio_op("inline playback as PCM WAV (mu-law and A-law transcoded), exact ranges", false), json!({"security": media_security()}))},
+            "/api/recordings/{id}/download": {"get": merge(audio_op("the same audio as an attachment (admin and manager, with the download entitlement)", true), json!({"security": media_security()}))},
             "/api/recordings/{id}/peaks": {"get": {
                 "summary": "min/max peaks for a waveform",
                 "parameters": [id_param(), query("points", "1 to 10000 (800)", json!({"type": "integer"}))],
                 "responses": merge(json!({"200": {"description": "peaks: [[min, max], ...]"}}), error_responses(&["400", "404", "409"]))
             }},
-            "/api/library/scan": {"get": {"summary": "state of the recordings folder scan", "responses": {"200": {"description": "scan state"}}}}
+            "/api/library/scan": {"get": {"summary": "state of the recordings folder scan (admin)", "responses": {"200": {"description": "scan state"}}}}
         },
-        "components": {"schemas": {
-            "Error": {"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-            "Settings": {"type": "object", "properties": {"record_outbound_calls": {"type": "boolean"}}},
-            "Recording": {"type": "object", "properties": {
-                "id": {"type": "integer"}, "name": {"type": "string"}, "format": {"type": "string"},
-                "status": {"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted"]},
-                "reason": {"type": ["string", "null"]}, "duration_seconds": {"type": "number"}, "size_bytes": {"type": "integer"},
-                "sha256": {"type": ["string", "null"]}, "started_at": {"type": "string", "format": "date-time"},
-                "call_id": {"type": ["string", "null"]}, "tenant": {"type": "string"}, "flow": {"type": ["string", "null"]},
-                "node": {"type": ["string", "null"]}, "node_type": {"type": ["string", "null"]}, "direction": {"type": ["string", "null"]},
-                "caller": {"type": "object", "properties": {"name": {"type": ["string", "null"]}, "number": {"type": ["string", "null"]}}},
-                "callee": {"type": ["string", "null"]}, "private": {"type": "boolean"},
-                "consent": {"enum": ["granted", "denied", "unknown"]},
-                "compliance": {"enum": ["permitted", "denied", "missing_evidence", "policy_blocked"]},
-                "deleted_at": {"type": ["string", "null"]}, "playable": {"type": "boolean"}, "links": {"type": "object"}
-            }}
-        }}
-    })
+        "security": [{"bearer": []}, {"session": []}],
+        "components": components()
+    });
+    if let (Some(paths), Value::Object(more)) = (document["paths"].as_object_mut(), access_paths())
+    {
+        paths.extend(more);
+    }
+    document
 }

@@ -600,7 +600,10 @@ pub(super) async fn set_status(
     for (field, value, allowed) in checks {
         if let Some(v) = value {
             if !allowed.contains(&v.as_str()) {
-                return Err(bad(field, format!("must be one of: {}", allowed.join(", "))));
+                return Err(bad(
+                    field,
+                    format!("must be one of: {}", allowed.join(", ")),
+                ));
             }
         }
     }
@@ -637,7 +640,12 @@ pub(super) async fn scan_state(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller
-        .require(&state, "scan_state", &[crate::access::Role::Admin], Scope::Admin)
+        .require(
+            &state,
+            "scan_state",
+            &[crate::access::Role::Admin],
+            Scope::Admin,
+        )
         .await?;
     Ok(Json(state.library.indexer.state.json()).into_response())
 }
@@ -1049,7 +1057,12 @@ async fn create_link(
         None => access.play_link_seconds,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 1 => n,
-            _ => return Err(bad("expires_in", "must be a whole number of seconds, at least 1")),
+            _ => {
+                return Err(bad(
+                    "expires_in",
+                    "must be a whole number of seconds, at least 1",
+                ))
+            }
         },
     };
     let cap = match action {
@@ -1058,10 +1071,10 @@ async fn create_link(
     };
     let lifetime = requested.min(cap);
     let principal = &caller.principal;
-    if let Err(wait) = access
-        .limiter
-        .take(&format!("grant:{}", principal.link_subject()), Instant::now())
-    {
+    if let Err(wait) = access.limiter.take(
+        &format!("grant:{}", principal.link_subject()),
+        Instant::now(),
+    ) {
         let mut entry = caller.entry("link_create");
         entry.recording_id = id.parse().ok();
         return Err(caller.refuse(state, entry, super::too_many(wait)).await);
@@ -1163,7 +1176,6 @@ fn download_name(row: &RecordingRow) -> String {
         format!("{when}-{kind}-{caller}-{}.wav", row.id)
     }
 }
-
 
 /// `GET /api/recordings/{id}/peaks?points=N`: min and max of each of N slices of the audio.
 /// The waveform is part of the player: it needs the right to play.

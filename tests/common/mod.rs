@@ -126,14 +126,18 @@ thread_local! {
 /// An HTTP client that sends this test's admin token.
 pub fn authed() -> reqwest::Client {
     let token = ADMIN_TOKEN.with(|t| t.borrow().clone());
-    bearer(token.as_deref().expect("a service was started on this thread"))
+    bearer(
+        token
+            .as_deref()
+            .expect("a service was started on this thread"),
+    )
 }
 
 /// An HTTP client that sends `token` as a Bearer token.
 pub fn bearer(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-        .expect("token is ASCII");
+    let value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token is ASCII");
     headers.insert(reqwest::header::AUTHORIZATION, value);
     reqwest::Client::builder()
         .default_headers(headers)
@@ -267,6 +271,20 @@ pub async fn start_service(t: &TestSim, flows: &[(&str, &str)]) -> TestService {
 
 /// The same, on the database at `database`.
 pub async fn start_service_on(t: &TestSim, flows: &[(&str, &str)], database: &str) -> TestService {
+    start_service_with(t, flows, database, &[]).await
+}
+
+/// The same, with more configuration (`SESSION_SECONDS`, `LINK_SIGNING_KEYS`...).
+pub async fn start_service_with(
+    t: &TestSim,
+    flows: &[(&str, &str)],
+    database: &str,
+    settings: &[(&str, &str)],
+) -> TestService {
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let dialplans = t.dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).expect("dialplans dir");
     for (name, text) in flows {
@@ -283,7 +301,10 @@ pub async fn start_service_on(t: &TestSim, flows: &[(&str, &str)], database: &st
         "DATABASE_URL" => Some(database.clone()),
         "DIALPLANS_DIR" => Some(dialplans_text.clone()),
         "HTTP_ADDR" => Some("127.0.0.1:0".into()),
-        _ => None,
+        other => settings
+            .iter()
+            .find(|(k, _)| k == other)
+            .map(|(_, v)| v.clone()),
     })
     .expect("config");
     let (stop, shutdown) = tokio::sync::watch::channel(false);

@@ -1,0 +1,1160 @@
+//! Access control through the HTTP API on a real service and database: the whole permission
+//! matrix with its audit trail, signed links, sessions with CSRF, rate limits and the audit
+//! chain's verification.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+use ari_recorder::access::Scope;
+use ari_recorder::library::index::set_mtime;
+use ari_recorder::library::Database;
+use common::{database_url, start_service_with, start_sim, user_token, Db, TestService, TestSim};
+use serde_json::Value;
+
+const ALL_SCOPES: [Scope; 6] = Scope::ALL;
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or("").to_string()
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("request");
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.bytes().await.expect("body").to_vec(),
+    }
+}
+
+/// A short real WAV (8 kHz, 16-bit) dated an hour ago, so the indexer takes it as final.
+fn put_wav(t: &TestSim, name: &str) {
+    let samples: Vec<u8> = (0..1600i16).flat_map(|i| (i * 7).to_le_bytes()).collect();
+    let mut wav = ari_recorder::audio::wav::header(samples.len() as u32).to_vec();
+    wav.extend(samples);
+    let path = t.recordings.join(format!("{name}.wav"));
+    std::fs::write(&path, wav).expect("write");
+    set_mtime(&path, SystemTime::now() - Duration::from_secs(3600)).expect("mtime");
+}
+
+/// Call metadata as the flows write it, so the indexer gives the file its tenant and project.
+async fn call_metadata(
+    db: &Database,
+    name: &str,
+    tenant: &str,
+    project: &str,
+    private: bool,
+    participants: &str,
+) {
+    sqlx::query(
+        "INSERT INTO call_recordings (recording_name, call_id, tenant, project, private, participants, node_type, \
+         direction, caller_number, callee, format, state, started_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'transfer', 'inbound', '5550100', 'PJSIP/201', 'wav', 'done', $7)",
+    )
+    .bind(name)
+    .bind(format!("call-{name}"))
+    .bind(tenant)
+    .bind(project)
+    .bind(i64::from(private))
+    .bind(participants)
+    .bind(1_790_000_000_000i64)
+    .execute(&db.pool)
+    .await
+    .expect("metadata");
+}
+
+async fn audit_head(db: &Database) -> i64 {
+    let (seq,): (i64,) = sqlx::query_as("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(&db.pool)
+        .await
+        .expect("head");
+    seq
+}
+
+async fn wait_indexed(db: &Database, count: i64) {
+    for _ in 0..1000 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+        if n >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the library never indexed {count} recordings");
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Admin,
+    Manager,
+    Staff,
+}
+
+#[derive(Clone, Debug)]
+struct TenantCase {
+    name: String,
+    staff_playback: bool,
+    download: bool,
+}
+
+#[derive(Clone, Debug)]
+struct RecordingCase {
+    id: i64,
+    tenant: String,
+    project: &'static str,
+    consent: &'static str,
+    compliance: &'static str,
+    private: bool,
+    /// Extension of the one user on the call.
+    participant: String,
+}
+
+struct UserCase {
+    role: Role,
+    tenant: TenantCase,
+    extension: String,
+    token: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    Read,
+    Play,
+    Download,
+    Delete,
+}
+
+/// The issue's rules, written out independently of the service's policy code.
+fn expected(user: &UserCase, rec: &RecordingCase, act: Act) -> (u16, &'static str) {
+    if rec.tenant != user.tenant.name || rec.project != "p1" {
+        return (404, "not_found");
+    }
+    if rec.private && rec.participant != user.extension {
+        return (403, "private_recording");
+    }
+    let consent_and_compliance = || {
+        if rec.consent != "granted" {
+            (403, "missing_consent")
+        } else if rec.compliance != "permitted" {
+            (403, "compliance_policy")
+        } else {
+            (0, "")
+        }
+    };
+    match act {
+        Act::Read => (200, ""),
+        Act::Delete if user.role == Role::Admin => (202, ""),
+        Act::Delete => (403, "role_restriction"),
+        Act::Play => {
+            if user.role == Role::Staff && !user.tenant.staff_playback {
+                return (403, "role_restriction");
+            }
+            match consent_and_compliance() {
+                (0, _) => (206, ""),
+                refused => refused,
+            }
+        }
+        Act::Download => {
+            if user.role == Role::Staff {
+                return (403, "role_restriction");
+            }
+            if !user.tenant.download {
+                return (403, "missing_entitlement");
+            }
+            match consent_and_compliance() {
+                (0, _) => (200, ""),
+                refused => refused,
+            }
+        }
+    }
+}
+
+fn request(client: &reqwest::Client, base: &str, id: i64, act: Act) -> reqwest::RequestBuilder {
+    match act {
+        Act::Read => client.get(format!("{base}/api/recordings/{id}")),
+        Act::Play => client
+            .get(format!("{base}/api/recordings/{id}/audio"))
+            .header("range", "bytes=0-1"),
+        Act::Download => client.get(format!("{base}/api/recordings/{id}/download")),
+        Act::Delete => client.delete(format!("{base}/api/recordings/{id}")),
+    }
+}
+
+/// Every role x consent x compliance x entitlement x tenant/project scope x private flag x
+/// action, through the API: status and reason as the rules say, out of scope identical to a
+/// recording that does not exist, one audit event per attempt, lists showing exactly what may
+/// be seen.
+async fn the_permission_matrix_holds_through_the_api(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let database = Database::open(&url).await.expect("database");
+    let tenants: Vec<TenantCase> = [(false, false), (false, true), (true, false), (true, true)]
+        .into_iter()
+        .map(|(staff_playback, download)| TenantCase {
+            name: format!("t-sp{}-dl{}", u8::from(staff_playback), u8::from(download)),
+            staff_playback,
+            download,
+        })
+        .collect();
+    let mut planned = Vec::new();
+    for tenant in &tenants {
+        for project in ["p1", "p2"] {
+            for consent in ["granted", "denied", "unknown"] {
+                for compliance in ["permitted", "denied", "missing_evidence", "policy_blocked"] {
+                    for private in [false, true] {
+                        let name =
+                            format!("{}-{project}-{consent}-{compliance}-{private}", tenant.name);
+                        let participant = format!("PJSIP/{}-manager", tenant.name);
+                        put_wav(&t, &name);
+                        call_metadata(
+                            &database,
+                            &name,
+                            &tenant.name,
+                            project,
+                            private,
+                            &participant,
+                        )
+                        .await;
+                        planned.push((
+                            name,
+                            tenant.name.clone(),
+                            project,
+                            consent,
+                            compliance,
+                            private,
+                            participant,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    let db_handle = &s.svc.db;
+    wait_indexed(db_handle, planned.len() as i64).await;
+    let mut recordings = Vec::new();
+    for (name, tenant, project, consent, compliance, private, participant) in planned {
+        let (id,): (i64,) = sqlx::query_as(
+            "UPDATE recordings SET consent = $1, compliance = $2 WHERE name = $3 RETURNING id",
+        )
+        .bind(consent)
+        .bind(compliance)
+        .bind(&name)
+        .fetch_one(&db_handle.pool)
+        .await
+        .expect("set status");
+        recordings.push(RecordingCase {
+            id,
+            tenant,
+            project,
+            consent,
+            compliance,
+            private,
+            participant,
+        });
+    }
+    let mut users = Vec::new();
+    for tenant in &tenants {
+        let mut conn = db_handle.pool.acquire().await.expect("conn");
+        ari_recorder::access::accounts::set_tenant_settings(
+            &mut conn,
+            &tenant.name,
+            ari_recorder::access::policy::TenantSettings {
+                staff_playback: tenant.staff_playback,
+                download_entitlement: tenant.download,
+            },
+        )
+        .await
+        .expect("tenant");
+        drop(conn);
+        for (role, role_name) in [
+            (Role::Admin, "admin"),
+            (Role::Manager, "manager"),
+            (Role::Staff, "staff"),
+        ] {
+            let username = format!("{}-{role_name}", tenant.name);
+            let extension = format!("PJSIP/{username}");
+            let token = user_token(
+                db_handle,
+                &username,
+                role_name,
+                &tenant.name,
+                &["p1"],
+                Some(&extension),
+                &ALL_SCOPES,
+            )
+            .await;
+            users.push(UserCase {
+                role,
+                tenant: tenant.clone(),
+                extension,
+                token,
+            });
+        }
+    }
+
+    let client_of = |token: &str| common::bearer(token);
+    let missing_id = 999_999_999;
+    let mut attempts = 0;
+    for user in &users {
+        let client = client_of(&user.token);
+        // Lists show exactly the recordings in scope and not private to others.
+        let before = audit_head(db_handle).await;
+        let page = send(client.get(format!("{}/api/recordings?limit=200", s.base))).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            audit_head(db_handle).await,
+            before + 1,
+            "a list is one audit event"
+        );
+        let listed: BTreeSet<i64> = page.json()["recordings"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|r| r["id"].as_i64())
+            .collect();
+        let visible: BTreeSet<i64> = recordings
+            .iter()
+            .filter(|r| expected(user, r, Act::Read).0 == 200)
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(listed, visible, "{:?} of {}", user.role, user.tenant.name);
+
+        let mut not_found = HashMap::new();
+        for act in [Act::Read, Act::Play, Act::Download, Act::Delete] {
+            let answer = send(request(&client, &s.base, missing_id, act)).await;
+            assert_eq!(answer.status, 404);
+            not_found.insert(format!("{act:?}"), answer);
+        }
+        for rec in &recordings {
+            for act in [Act::Read, Act::Play, Act::Download, Act::Delete] {
+                let before = audit_head(db_handle).await;
+                let answer = send(request(&client, &s.base, rec.id, act)).await;
+                attempts += 1;
+                let (status, reason) = expected(user, rec, act);
+                let context = format!(
+                    "{:?} of {} doing {act:?} on {rec:?}",
+                    user.role, user.tenant.name
+                );
+                assert_eq!(
+                    answer.status,
+                    status,
+                    "{context}: {}",
+                    String::from_utf8_lossy(&answer.body)
+                );
+                if !reason.is_empty() {
+                    assert_eq!(answer.error(), reason, "{context}");
+                }
+                if status == 404 {
+                    let missing = &not_found[&format!("{act:?}")];
+                    assert_eq!(
+                        answer.body, missing.body,
+                        "{context}: out of scope must read as not found"
+                    );
+                    assert_eq!(
+                        answer.headers.get("content-type"),
+                        missing.headers.get("content-type"),
+                        "{context}"
+                    );
+                }
+                if let Act::Read = act {
+                    if status == 200 {
+                        // The recording's JSON tells this user what they may do, and why not.
+                        let access = &answer.json()["access"];
+                        for (key, other) in [("play", Act::Play), ("download", Act::Download)] {
+                            let (s, r) = expected(user, rec, other);
+                            assert_eq!(
+                                access[key]["allowed"].as_bool(),
+                                Some(s < 300),
+                                "{context}: {key}"
+                            );
+                            if s >= 300 {
+                                assert_eq!(
+                                    access[key]["reason"].as_str(),
+                                    Some(r),
+                                    "{context}: {key}"
+                                );
+                            }
+                        }
+                    }
+                }
+                assert_eq!(
+                    audit_head(db_handle).await,
+                    before + 1,
+                    "{context}: exactly one audit event"
+                );
+            }
+        }
+    }
+    let (outcomes,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE recording_id IS NOT NULL AND recording_id <> $1",
+    )
+    .bind(missing_id)
+    .fetch_one(&db_handle.pool)
+    .await
+    .expect("count");
+    assert_eq!(
+        outcomes, attempts,
+        "every attempt, allowed or denied, left its event"
+    );
+    let report = ari_recorder::access::audit::verify(db_handle)
+        .await
+        .expect("verify");
+    assert_eq!(report.problem, None);
+    let _ = s.stop.send(true);
+}
+
+/// A service with one recording of the default tenant that may be played and downloaded, and
+/// the admin's token.
+async fn one_recording(t: &TestSim, url: &str, settings: &[(&str, &str)]) -> (TestService, i64) {
+    put_wav(t, "call");
+    let s = start_service_with(t, &[], url, settings).await;
+    wait_indexed(&s.svc.db, 1).await;
+    let (id,): (i64,) = sqlx::query_as(
+        "UPDATE recordings SET consent = 'granted' WHERE name = 'call' RETURNING id",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("consent");
+    (s, id)
+}
+
+async fn link(
+    s: &TestService,
+    client: &reqwest::Client,
+    id: i64,
+    kind: &str,
+    query: &str,
+) -> Answer {
+    send(client.post(format!("{}/api/recordings/{id}/{kind}{query}", s.base))).await
+}
+
+const KEY_A: &str = "a:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const KEY_B: &str = "b:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = one_recording(
+        &t,
+        &url,
+        &[("LINK_SIGNING_KEYS", KEY_A), ("LINK_MAX_SECONDS", "600")],
+    )
+    .await;
+    let admin = common::authed();
+    let anonymous = reqwest::Client::new();
+
+    // Created links carry their expiry; the cap applies; nonsense is refused.
+    let made = link(&s, &admin, id, "download-url", "?expires_in=100000").await;
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    assert_eq!(made.json()["expires_in"], 600, "capped at LINK_MAX_SECONDS");
+    assert_eq!(made.json()["single_use"], true);
+    let default = link(&s, &admin, id, "download-url", "").await;
+    assert_eq!(
+        default.json()["expires_in"],
+        600,
+        "the default (3600) is capped too"
+    );
+    for bad in ["?expires_in=0", "?expires_in=-5", "?expires_in=soon"] {
+        let answer = link(&s, &admin, id, "download-url", bad).await;
+        assert_eq!(
+            (answer.status, answer.error().as_str()),
+            (400, "bad_request"),
+            "{bad}"
+        );
+    }
+
+    // A download link works once, without any credentials, as an attachment.
+    let url_of = |a: &Answer| format!("{}{}", s.base, a.json()["url"].as_str().expect("url"));
+    let first = send(anonymous.get(url_of(&made))).await;
+    assert_eq!(first.status, 200);
+    assert!(first.headers["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("attachment"));
+    assert_eq!(first.headers["x-content-type-options"], "nosniff");
+    assert_eq!(&first.body[..4], b"RIFF");
+    let again = send(anonymous.get(url_of(&made))).await;
+    assert_eq!((again.status, again.error().as_str()), (403, "link_used"));
+
+    // Each signed field, changed, breaks the signature.
+    let fresh = url_of(&link(&s, &admin, id, "download-url", "?expires_in=300").await);
+    let query = fresh.split_once('?').expect("query").1.to_string();
+    let field = |name: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .expect("field")
+            .to_string()
+    };
+    let exp: i64 = field("exp").parse().expect("exp");
+    let tampered = [
+        (
+            "recording",
+            format!("{}/api/recordings/{}/download?{query}", s.base, id + 1),
+        ),
+        (
+            "action",
+            format!("{}/api/recordings/{id}/audio?{query}", s.base),
+        ),
+        (
+            "principal",
+            fresh.replace(&format!("by={}", field("by")), "by=u999"),
+        ),
+        (
+            "expiry",
+            fresh.replace(&format!("exp={exp}"), &format!("exp={}", exp + 3600)),
+        ),
+        (
+            "nonce",
+            fresh.replace(&format!("nonce={}", field("nonce")), "nonce=0000"),
+        ),
+        (
+            "signature",
+            fresh.replace(
+                &format!("sig={}", field("sig")),
+                &format!("sig={}", "0".repeat(64)),
+            ),
+        ),
+    ];
+    for (what, tampered_url) in tampered {
+        let answer = send(anonymous.get(&tampered_url)).await;
+        assert_eq!(
+            (answer.status, answer.error().as_str()),
+            (403, "link_tampered"),
+            "{what}"
+        );
+    }
+    // The untouched link still works: tampering spent nothing.
+    assert_eq!(send(anonymous.get(&fresh)).await.status, 200);
+
+    // Expiry.
+    let short = url_of(&link(&s, &admin, id, "download-url", "?expires_in=1").await);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = send(anonymous.get(&short)).await;
+    assert_eq!(
+        (expired.status, expired.error().as_str()),
+        (403, "link_expired")
+    );
+
+    // Playback links are reusable (a player makes many range requests) but never download.
+    let play = url_of(&link(&s, &admin, id, "play-url", "").await);
+    for _ in 0..3 {
+        let answer = send(anonymous.get(&play).header("range", "bytes=0-99")).await;
+        assert_eq!(answer.status, 206);
+        assert_eq!(answer.headers["content-disposition"], "inline");
+    }
+
+    // Rotation: B signs, A still verifies; then A is retired.
+    let old_path = link(&s, &admin, id, "play-url", "").await.json()["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let _ = s.stop.send(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rotated_keys = format!("{KEY_B},{KEY_A}");
+    let s = start_service_with(&t, &[], &url, &[("LINK_SIGNING_KEYS", &rotated_keys)]).await;
+    let admin = common::authed();
+    let old_link = format!("{}{old_path}", s.base);
+    assert_eq!(
+        send(anonymous.get(&old_link)).await.status,
+        200,
+        "old key still verifies"
+    );
+    let new_path = link(&s, &admin, id, "play-url", "").await.json()["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert!(new_path.contains("kid=b"), "{new_path}");
+    let _ = s.stop.send(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = start_service_with(&t, &[], &url, &[("LINK_SIGNING_KEYS", KEY_B)]).await;
+    let retired = send(anonymous.get(format!("{}{old_path}", s.base))).await;
+    assert_eq!(
+        (retired.status, retired.error().as_str()),
+        (403, "link_key_retired")
+    );
+    let new_link = format!("{}{new_path}", s.base);
+    assert_eq!(send(anonymous.get(&new_link)).await.status, 200);
+
+    // A link dies with the rights of whoever made it.
+    sqlx::query("UPDATE users SET disabled = 1 WHERE username = 'tester'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("disable");
+    let revoked = send(anonymous.get(&new_link)).await;
+    assert_eq!(
+        (revoked.status, revoked.error().as_str()),
+        (403, "link_revoked")
+    );
+    let _ = s.stop.send(true);
+}
+
+fn session_cookie(answer: &Answer) -> String {
+    let set = answer.headers["set-cookie"].to_str().expect("ascii");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(set.contains(attribute), "{set} lacks {attribute}");
+    }
+    set.split(';').next().expect("pair").to_string()
+}
+
+async fn login(s: &TestService, username: &str, password: &str) -> Answer {
+    send(
+        reqwest::Client::new()
+            .post(format!("{}/api/session", s.base))
+            .json(&serde_json::json!({"username": username, "password": password})),
+    )
+    .await
+}
+
+async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = one_recording(&t, &url, &[("SESSION_SECONDS", "5")]).await;
+    let browser = reqwest::Client::new();
+
+    let wrong = login(&s, "tester", "not-the-password").await;
+    assert_eq!(
+        (wrong.status, wrong.error().as_str()),
+        (401, "unauthorized")
+    );
+    let nobody = login(&s, "nobody", "whatever-password").await;
+    assert_eq!(
+        nobody.body, wrong.body,
+        "unknown users and wrong passwords read the same"
+    );
+
+    let signed_in = login(&s, "tester", "tester-password").await;
+    assert_eq!(signed_in.status, 200);
+    let cookie = session_cookie(&signed_in);
+    let csrf = signed_in.json()["csrf_token"]
+        .as_str()
+        .expect("csrf")
+        .to_string();
+    let me = send(
+        browser
+            .get(format!("{}/api/session", s.base))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(me.json()["user"]["username"], "tester");
+    assert_eq!(me.json()["csrf_token"], csrf.as_str());
+
+    // Reads need only the cookie; writes need the CSRF token too.
+    let read = send(
+        browser
+            .get(format!("{}/api/recordings/{id}", s.base))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    let patch = |token: Option<&str>| {
+        let mut r = browser
+            .patch(format!("{}/api/recordings/{id}", s.base))
+            .header("cookie", &cookie)
+            .json(&serde_json::json!({"compliance": "missing_evidence"}));
+        if let Some(token) = token {
+            r = r.header("x-csrf-token", token);
+        }
+        r
+    };
+    for forged in [None, Some("0".repeat(64).as_str()), Some(&csrf[..10])] {
+        let answer = send(patch(forged)).await;
+        assert_eq!(
+            (answer.status, answer.error().as_str()),
+            (403, "csrf"),
+            "{forged:?}"
+        );
+    }
+    let (compliance,): (String,) =
+        sqlx::query_as("SELECT compliance FROM recordings WHERE id = $1")
+            .bind(id)
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("row");
+    assert_eq!(compliance, "permitted", "no forged write went through");
+    let answer = send(patch(Some(&csrf))).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.json()["compliance"], "missing_evidence");
+    assert_eq!(
+        answer.json()["access"]["play"]["reason"],
+        "compliance_policy"
+    );
+
+    // Expiry: the cookie stops working when the session ends.
+    let expires_at = chrono::DateTime::parse_from_rfc3339(
+        signed_in.json()["expires_at"].as_str().expect("expiry"),
+    )
+    .expect("rfc3339");
+    let left = (expires_at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
+    tokio::time::sleep(Duration::from_millis(left as u64 + 200)).await;
+    let late = send(
+        browser
+            .get(format!("{}/api/recordings/{id}", s.base))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(late.status, 401);
+
+    // Logout ends a session at once.
+    let again = login(&s, "tester", "tester-password").await;
+    let cookie = session_cookie(&again);
+    let csrf = again.json()["csrf_token"]
+        .as_str()
+        .expect("csrf")
+        .to_string();
+    let out = send(
+        browser
+            .delete(format!("{}/api/session", s.base))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf),
+    )
+    .await;
+    assert_eq!(out.status, 204);
+    let after = send(
+        browser
+            .get(format!("{}/api/session", s.base))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(after.status, 401);
+
+    let actions: Vec<(String, String)> = sqlx::query_as("SELECT action, outcome FROM audit_events WHERE action IN ('login', 'logout', 'request', 'set_status') ORDER BY seq")
+        .fetch_all(&s.svc.db.pool)
+        .await
+        .expect("audit");
+    let seen: Vec<(&str, &str)> = actions
+        .iter()
+        .map(|(a, o)| (a.as_str(), o.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("login", "bad_credentials"),
+            ("login", "bad_credentials"),
+            ("login", "allowed"),
+            ("request", "csrf"),
+            ("request", "csrf"),
+            ("request", "csrf"),
+            ("set_status", "allowed"),
+            ("login", "allowed"),
+            ("logout", "allowed"),
+        ]
+    );
+    let _ = s.stop.send(true);
+}
+
+async fn link_requests_are_rate_limited_per_principal(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = one_recording(&t, &url, &[("GRANTS_PER_MINUTE", "3")]).await;
+    let admin = common::authed();
+    for _ in 0..3 {
+        assert_eq!(link(&s, &admin, id, "play-url", "").await.status, 201);
+    }
+    let limited = link(&s, &admin, id, "download-url", "").await;
+    assert_eq!(
+        (limited.status, limited.error().as_str()),
+        (429, "rate_limited")
+    );
+    let wait: u64 = limited.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=21).contains(&wait), "{wait}");
+    // Another token of another user has its own allowance.
+    let other = user_token(
+        &s.svc.db,
+        "other-admin",
+        "admin",
+        "default",
+        &[],
+        None,
+        &ALL_SCOPES,
+    )
+    .await;
+    assert_eq!(
+        link(&s, &common::bearer(&other), id, "play-url", "")
+            .await
+            .status,
+        201
+    );
+    let (limited_events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'link_create' AND outcome = 'rate_limited'")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("audit");
+    assert_eq!(limited_events, 1);
+    let _ = s.stop.send(true);
+}
+
+/// Tokens are limited to their scopes, admins change consent, private recordings stay with
+/// their participants, and the audit log is the admin's to read.
+async fn scopes_consent_changes_and_the_audit_api(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = one_recording(&t, &url, &[]).await;
+    let reader = user_token(
+        &s.svc.db,
+        "reader",
+        "admin",
+        "default",
+        &[],
+        None,
+        &[Scope::RecordingsRead],
+    )
+    .await;
+    let reader = common::bearer(&reader);
+    assert_eq!(
+        send(reader.get(format!("{}/api/recordings/{id}", s.base)))
+            .await
+            .status,
+        200
+    );
+    let play = send(reader.get(format!("{}/api/recordings/{id}/audio", s.base))).await;
+    assert_eq!((play.status, play.error().as_str()), (403, "missing_scope"));
+    let audit = send(reader.get(format!("{}/api/audit", s.base))).await;
+    assert_eq!(
+        (audit.status, audit.error().as_str()),
+        (403, "missing_scope")
+    );
+
+    let admin = common::authed();
+    let bad = send(
+        admin
+            .patch(format!("{}/api/recordings/{id}", s.base))
+            .json(&serde_json::json!({"consent": "maybe"})),
+    )
+    .await;
+    assert_eq!((bad.status, bad.error().as_str()), (400, "bad_request"));
+    let denied = send(
+        admin
+            .patch(format!("{}/api/recordings/{id}", s.base))
+            .json(&serde_json::json!({"consent": "denied"})),
+    )
+    .await;
+    assert_eq!(denied.status, 200);
+    assert_eq!(
+        denied.json()["access"]["play"],
+        serde_json::json!({"allowed": false, "reason": "missing_consent"})
+    );
+    let manager = user_token(
+        &s.svc.db,
+        "boss",
+        "manager",
+        "default",
+        &[],
+        Some("PJSIP/209"),
+        &ALL_SCOPES,
+    )
+    .await;
+    let manager = common::bearer(&manager);
+    let refused = send(
+        manager
+            .patch(format!("{}/api/recordings/{id}", s.base))
+            .json(&serde_json::json!({"consent": "granted"})),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (403, "role_restriction")
+    );
+    let no_audit = send(manager.get(format!("{}/api/audit", s.base))).await;
+    assert_eq!(
+        (no_audit.status, no_audit.error().as_str()),
+        (403, "role_restriction")
+    );
+
+    // A private call of the manager's: theirs to see, nobody else's, admins included.
+    sqlx::query(
+        "UPDATE recordings SET private = 1, participants = '5550100,PJSIP/209' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&s.svc.db.pool)
+    .await
+    .expect("private");
+    assert_eq!(
+        send(manager.get(format!("{}/api/recordings/{id}", s.base)))
+            .await
+            .status,
+        200
+    );
+    let hidden = send(admin.get(format!("{}/api/recordings/{id}", s.base))).await;
+    assert_eq!(
+        (hidden.status, hidden.error().as_str()),
+        (403, "private_recording")
+    );
+    let listed = send(admin.get(format!("{}/api/recordings", s.base))).await;
+    assert_eq!(
+        listed.json()["recordings"].as_array().map(Vec::len),
+        Some(0)
+    );
+
+    // The audit API pages the tenant's events, newest first, with filters.
+    let page = send(admin.get(format!("{}/api/audit?limit=2&recording={id}", s.base))).await;
+    assert_eq!(page.status, 200);
+    let events = page.json()["events"].as_array().cloned().expect("events");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["action"], "metadata");
+    assert_eq!(events[0]["outcome"], "private_recording");
+    assert!(events[0]["seq"].as_i64() > events[1]["seq"].as_i64());
+    let before = page.json()["next_before"].as_i64().expect("more");
+    let next = send(admin.get(format!(
+        "{}/api/audit?limit=50&recording={id}&before={before}",
+        s.base
+    )))
+    .await;
+    let older = next.json()["events"].as_array().cloned().expect("events");
+    assert!(older.iter().all(|e| e["seq"].as_i64() < Some(before)));
+    assert!(older.iter().any(|e| e["action"] == "set_status"
+        && e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("-> denied"))));
+    let unknown = send(admin.get(format!("{}/api/audit?who=me", s.base))).await;
+    assert_eq!(
+        (unknown.status, unknown.error().as_str()),
+        (400, "bad_request")
+    );
+    let _ = s.stop.send(true);
+}
+
+fn binary() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ari-recorder"))
+}
+
+/// `ari-recorder audit verify` passes an intact log and names the event that was edited, cut
+/// out or removed from the end.
+async fn audit_verify_catches_edited_and_deleted_events(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = one_recording(&t, &url, &[]).await;
+    let admin = common::authed();
+    for _ in 0..5 {
+        assert_eq!(
+            send(admin.get(format!("{}/api/recordings/{id}", s.base)))
+                .await
+                .status,
+            200
+        );
+    }
+    let pool = s.svc.db.pool.clone();
+    let verify = || {
+        let out = binary()
+            .args(["audit", "verify"])
+            .env("DATABASE_URL", &url)
+            .output()
+            .expect("run");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = verify();
+    assert!(ok, "{text}");
+    assert!(text.contains("intact: 5 events"), "{text}");
+
+    // Editing an event's outcome.
+    sqlx::query("UPDATE audit_events SET outcome = 'not_found' WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .expect("edit");
+    let (ok, text) = verify();
+    assert!(!ok && text.contains("event 3 was altered"), "{text}");
+    sqlx::query("UPDATE audit_events SET outcome = 'allowed' WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .expect("undo");
+    assert!(verify().0);
+
+    // Cutting one out of the middle, and renumbering to hide the gap.
+    sqlx::query("DELETE FROM audit_events WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .expect("cut");
+    let (ok, text) = verify();
+    assert!(!ok && text.contains("event 2 is missing"), "{text}");
+    for seq in 3..=5 {
+        sqlx::query("UPDATE audit_events SET seq = seq - 1 WHERE seq = $1")
+            .bind(seq)
+            .execute(&pool)
+            .await
+            .expect("renumber");
+    }
+    let (ok, text) = verify();
+    assert!(!ok && text.contains("does not follow"), "{text}");
+
+    // Removing the newest events.
+    let t2 = start_sim(0.0).await;
+    let Some(url2) = database_url(&t2, db).await else {
+        return;
+    };
+    let (s2, id2) = one_recording(&t2, &url2, &[]).await;
+    for _ in 0..3 {
+        send(common::authed().get(format!("{}/api/recordings/{id2}", s2.base))).await;
+    }
+    sqlx::query("DELETE FROM audit_events WHERE seq = 3")
+        .execute(&s2.svc.db.pool)
+        .await
+        .expect("tail");
+    let out = binary()
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", &url2)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && text.contains("removed from the end"),
+        "{text}"
+    );
+    let _ = s.stop.send(true);
+    let _ = s2.stop.send(true);
+}
+
+/// `user add` and `token create` bootstrap access from the command line.
+async fn the_command_line_bootstraps_users_and_tokens(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = one_recording(&t, &url, &[]).await;
+    let run = |args: &[&str], password: Option<&str>| {
+        let mut command = binary();
+        command
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env_remove("ARI_RECORDER_PASSWORD");
+        if let Some(p) = password {
+            command.env("ARI_RECORDER_PASSWORD", p);
+        }
+        let out = command.output().expect("run");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, _, err) = run(
+        &["user", "add", "--username", "ops", "--role", "admin"],
+        Some("short"),
+    );
+    assert!(
+        !ok && err.contains("password: at least 10 characters"),
+        "{err}"
+    );
+    let (ok, _, err) = run(
+        &["user", "add", "--username", "ops", "--role", "root"],
+        Some("long-enough-password"),
+    );
+    assert!(!ok && err.contains("role"), "{err}");
+    let (ok, out, err) = run(
+        &["user", "add", "--username", "ops", "--role", "admin"],
+        Some("long-enough-password"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("user ops added"), "{out}");
+    let (ok, _, err) = run(
+        &[
+            "token",
+            "create",
+            "--user",
+            "ops",
+            "--name",
+            "ci",
+            "--scopes",
+            "recordings:read,recordings:fly",
+        ],
+        None,
+    );
+    assert!(
+        !ok && err.contains("unknown scope \"recordings:fly\""),
+        "{err}"
+    );
+    let (ok, token, err) = run(
+        &[
+            "token",
+            "create",
+            "--user",
+            "ops",
+            "--name",
+            "ci",
+            "--scopes",
+            "recordings:read",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        token.starts_with("arr_") && !err.contains(&token),
+        "printed once, on stdout only"
+    );
+    let client = common::bearer(&token);
+    assert_eq!(
+        send(client.get(format!("{}/api/recordings/{id}", s.base)))
+            .await
+            .status,
+        200
+    );
+    let signed_in = login(&s, "ops", "long-enough-password").await;
+    assert_eq!(signed_in.status, 200);
+    let (stored,): (String,) =
+        sqlx::query_as("SELECT password_hash FROM users WHERE username = 'ops'")
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("user");
+    assert!(stored.starts_with("$argon2id$") && !stored.contains("long-enough-password"));
+    let _ = s.stop.send(true);
+}
+
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
+        }
+    };
+}
+
+on_both_databases!(
+    the_permission_matrix_holds_through_the_api,
+    signed_links_expire_are_capped_single_use_tamper_proof_and_rotate,
+    sessions_need_csrf_for_writes_and_expire,
+    link_requests_are_rate_limited_per_principal,
+    scopes_consent_changes_and_the_audit_api,
+    audit_verify_catches_edited_and_deleted_events,
+    the_command_line_bootstraps_users_and_tokens,
+);
