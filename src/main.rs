@@ -139,6 +139,13 @@ enum TokenCommand {
         #[arg(long)]
         expires_days: Option<u32>,
     },
+    /// Revoke a token by its id: it stops working at once, with the links made with it.
+    Revoke {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -309,13 +316,16 @@ async fn user(command: UserCommand) -> Result<(), String> {
 }
 
 async fn token(command: TokenCommand) -> Result<(), String> {
-    let TokenCommand::Create {
-        config,
-        user,
-        name,
-        scopes,
-        expires_days,
-    } = command;
+    let (config, user, name, scopes, expires_days) = match command {
+        TokenCommand::Create {
+            config,
+            user,
+            name,
+            scopes,
+            expires_days,
+        } => (config, user, name, scopes, expires_days),
+        TokenCommand::Revoke { config, id } => return revoke_token(config, id).await,
+    };
     let (_, db) = open_database(config.as_deref()).await?;
     let scopes = scopes
         .iter()
@@ -347,6 +357,32 @@ async fn token(command: TokenCommand) -> Result<(), String> {
     tx.commit(&entry).await.map_err(|e| e.to_string())?;
     eprintln!("token {id} for {user} created; it is shown once, store it now:");
     println!("{secret}");
+    Ok(())
+}
+
+async fn revoke_token(config: Option<PathBuf>, id: i64) -> Result<(), String> {
+    let (_, db) = open_database(config.as_deref()).await?;
+    let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
+    let owner: Option<(String,)> = sqlx::query_as(
+        "SELECT users.tenant FROM api_tokens JOIN users ON users.id = api_tokens.user_id WHERE api_tokens.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(|e| e.to_string())?;
+    let Some((tenant,)) = owner else {
+        return Err(format!("no token {id}"));
+    };
+    sqlx::query("UPDATE api_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
+        .bind(ari_recorder::access::now_ms())
+        .bind(id)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.commit(&cli_entry(&tenant, "token_revoke", format!("token {id}")))
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("token {id} revoked");
     Ok(())
 }
 

@@ -1127,6 +1127,18 @@ async fn the_command_line_bootstraps_users_and_tokens(db: Db) {
             .status,
         200
     );
+    let token_id = err
+        .split_whitespace()
+        .nth(1)
+        .expect("token <id> for ops created")
+        .to_string();
+    let (ok, out, err) = run(&["token", "revoke", "--id", &token_id], None);
+    assert!(
+        ok && out.contains(&format!("token {token_id} revoked")),
+        "{out}{err}"
+    );
+    let revoked = send(client.get(format!("{}/api/recordings/{id}", s.base))).await;
+    assert_eq!(revoked.status, 401, "a revoked token stops working at once");
     let signed_in = login(&s, "ops", "long-enough-password").await;
     assert_eq!(signed_in.status, 200);
     let (stored,): (String,) =
