@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of ari-recorder. Sets up what the tests need on Debian first: libopus (the
-# build links it) and PostgreSQL (installed with apt-get when missing, run as a throwaway
-# cluster on 127.0.0.1), because the library is tested against real SQLite and PostgreSQL.
+# build links it), PostgreSQL (installed with apt-get when missing, run as a throwaway cluster
+# on 127.0.0.1), because the library is tested against real SQLite and PostgreSQL, and
+# Chromium with its WebDriver, because the page is tested in a real browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,13 @@ if ! pkg-config --exists opus 2>/dev/null; then
   echo "installing libopus-dev and pkg-config..." >&2
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopus-dev pkg-config >/dev/null
+fi
+
+# The page's end-to-end tests drive Debian's headless Chromium through chromedriver.
+if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium and chromium-driver for the page tests..." >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
 if [ -z "${TEST_POSTGRES_URL:-}" ]; then

@@ -12,6 +12,7 @@
 //! - [`audio`]: G.711, the WAV layout Asterisk writes, generated sounds.
 //! - [`library`]: the recordings database (SQLite or PostgreSQL).
 //! - [`access`]: users, tokens, sessions, signed links, the permission policy and the audit log.
+//! - [`web`]: the recordings page served at `/`.
 //! - [`http`]: the HTTP API; [`metrics`]: Prometheus metrics; [`service`]: wiring for `serve`.
 
 pub mod access;
@@ -25,3 +26,4 @@ pub mod metrics;
 pub mod service;
 pub mod sim;
 pub mod stasis;
+pub mod web;

@@ -1,0 +1,658 @@
+// The recordings page. Plain ES module, no build step; it uses only the public API.
+//
+// Views live in the URL hash (#/recordings?caller=555&status=ready, #/flows) so a reviewer can
+// share a link with a colleague who has the same rights.
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const session = { user: null, csrf: null, can: {} };
+
+async function api(method, path, body) {
+  const headers = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (method !== "GET" && session.csrf) headers["x-csrf-token"] = session.csrf;
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = new ApiError(response.status, data?.error ?? "error", data?.message ?? response.statusText);
+    if (response.status === 401 && path !== "/api/session") showSignIn("Your session ended: sign in again.");
+    throw error;
+  }
+  return data;
+}
+
+function say(message) {
+  const status = $("#status");
+  status.textContent = message;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+function clock(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) seconds = 0;
+  const whole = Math.floor(seconds);
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = String(whole % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+function when(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
+}
+
+const STATUS_LABEL = {
+  recording: "recording in progress",
+  ready: "ready",
+  empty: "failed: empty",
+  unreadable: "failed: unreadable",
+  not_playable: "failed: not playable",
+  missing: "missing",
+  deleted: "deleted",
+};
+
+const REASON_TEXT = {
+  missing_consent: "not permitted: the caller's consent is not on record",
+  compliance_policy: "not permitted: a compliance policy blocks it",
+  missing_entitlement: "not permitted: your organisation's plan does not include it",
+  role_restriction: "not permitted for your role",
+  missing_scope: "not permitted for this token",
+  private_recording: "not permitted: a private call",
+  media_unavailable: "no playable audio",
+};
+
+/// Why a recording has no audio to offer, in words.
+function noAudioReason(rec) {
+  switch (rec.status) {
+    case "empty": return "too short: the call ended before any audio was recorded";
+    case "unreadable": return `failed: ${rec.reason ?? "the file is unreadable"}`;
+    case "not_playable": return `failed: ${rec.reason ?? "a format this service does not play"}`;
+    case "missing": return "retention: the file is no longer on disk";
+    case "deleted": return `retention: deleted${rec.deleted_at ? " on " + when(rec.deleted_at) : ""}`;
+    default: return REASON_TEXT[rec.access?.play?.reason] ?? "not permitted";
+  }
+}
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign in and out
+
+function showOnly(id) {
+  for (const view of ["sign-in-view", "recordings-view", "flows-view"]) {
+    $(`#${view}`).hidden = view !== id;
+  }
+}
+
+function showSignIn(message = "") {
+  session.user = null;
+  session.csrf = null;
+  $("#nav").hidden = true;
+  $("#who").hidden = true;
+  showOnly("sign-in-view");
+  $("#sign-in-error").textContent = message;
+  $("#username").focus();
+}
+
+function signedIn(data) {
+  session.user = data.user;
+  session.csrf = data.csrf_token;
+  session.can = data.can ?? {};
+  $("#who-name").textContent = `${data.user.username} (${data.user.role}, ${data.user.tenant})`;
+  $("#who").hidden = false;
+  $("#nav").hidden = false;
+  $("#nav-flows").hidden = !session.can.edit_flows;
+}
+
+$("#sign-in").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("#sign-in-error").textContent = "";
+  try {
+    const data = await api("POST", "/api/session", {
+      username: $("#username").value,
+      password: $("#password").value,
+    });
+    $("#password").value = "";
+    signedIn(data);
+    route();
+  } catch (error) {
+    $("#sign-in-error").textContent = error.status === 401 ? "Wrong user name or password." : error.message;
+  }
+});
+
+$("#sign-out").addEventListener("click", async () => {
+  try { await api("DELETE", "/api/session"); } catch { /* the session may be gone already */ }
+  showSignIn("Signed out.");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Routing: #/recordings?<filters>&cursor=... and #/flows
+
+function parseHash() {
+  const hash = location.hash.replace(/^#/, "") || "/recordings";
+  const [path, query = ""] = hash.split("?");
+  return { path, params: new URLSearchParams(query) };
+}
+
+function go(path, params) {
+  const query = params && [...params].length ? `?${params}` : "";
+  location.hash = `#${path}${query}`;
+}
+
+async function route() {
+  if (!session.user) return;
+  const { path, params } = parseHash();
+  for (const link of document.querySelectorAll("#nav a")) {
+    link.toggleAttribute("aria-current", link.getAttribute("href") === `#${path}`);
+  }
+  if (path === "/flows" && session.can.edit_flows) {
+    showOnly("flows-view");
+    await loadFlows();
+  } else {
+    showOnly("recordings-view");
+    await loadRecordings(params);
+  }
+}
+
+window.addEventListener("hashchange", route);
+
+// ---------------------------------------------------------------------------------------------
+// Recordings list
+
+const FILTERS = ["name", "caller", "callee", "node_type", "direction", "status", "from", "to", "min_duration", "sort"];
+
+/// The API query for the page's filters; dates are local days.
+function apiQuery(params) {
+  const query = new URLSearchParams();
+  for (const key of FILTERS) {
+    const value = params.get(key);
+    if (!value) continue;
+    if (key === "from") query.set("from", new Date(`${value}T00:00`).toISOString());
+    else if (key === "to") {
+      const end = new Date(`${value}T00:00`);
+      end.setDate(end.getDate() + 1);
+      query.set("to", end.toISOString());
+    } else query.set(key, value);
+  }
+  if (params.get("cursor")) query.set("cursor", params.get("cursor"));
+  query.set("limit", params.get("limit") || "25");
+  return query;
+}
+
+let current = { params: new URLSearchParams(), next: null };
+
+async function loadRecordings(params) {
+  for (const key of FILTERS) {
+    const field = $(`#f-${key}`);
+    if (field) field.value = params.get(key) ?? "";
+  }
+  const body = $("#recordings tbody");
+  say("Loading recordings...");
+  let page;
+  try {
+    page = await api("GET", `/api/recordings?${apiQuery(params)}`);
+  } catch (error) {
+    if (error.status !== 401) say(`Could not load recordings: ${error.message}`);
+    return;
+  }
+  current = { params, next: page.next_cursor };
+  body.replaceChildren(...page.recordings.flatMap(recordingRows));
+  $("#empty").hidden = page.recordings.length > 0;
+  $("#next-page").disabled = !page.next_cursor;
+  $("#prev-page").disabled = !params.get("cursor");
+  $("#first-page").disabled = !params.get("cursor");
+  say(`${page.recordings.length} recordings${page.next_cursor ? ", more on the next page" : ""}.`);
+}
+
+function filtersFromForm() {
+  const params = new URLSearchParams();
+  for (const key of FILTERS) {
+    const value = $(`#f-${key}`).value.trim();
+    if (value) params.set(key, value);
+  }
+  return params;
+}
+
+$("#filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  go("/recordings", filtersFromForm());
+});
+
+$("#clear-filters").addEventListener("click", () => go("/recordings", new URLSearchParams()));
+
+$("#next-page").addEventListener("click", () => {
+  if (!current.next) return;
+  const params = new URLSearchParams(current.params);
+  params.set("cursor", current.next);
+  go("/recordings", params);
+});
+
+// Keyset pages go forward only: earlier pages are the browser's history.
+$("#prev-page").addEventListener("click", () => history.back());
+
+$("#first-page").addEventListener("click", () => {
+  const params = new URLSearchParams(current.params);
+  params.delete("cursor");
+  go("/recordings", params);
+});
+
+function statusBadge(rec) {
+  return el("span", { class: `badge status-${rec.status}`, text: STATUS_LABEL[rec.status] ?? rec.status });
+}
+
+/// A recording's row and its (closed) panel row.
+function recordingRows(rec) {
+  const panelId = `panel-${rec.id}`;
+  const caller = [rec.caller?.name, rec.caller?.number].filter(Boolean).join(" ") || "unknown";
+  const toggle = el("button", {
+    type: "button",
+    class: "expand",
+    "aria-expanded": "false",
+    "aria-controls": panelId,
+    "aria-label": `Open the recording of the call from ${caller}`,
+    text: "▸",
+  });
+  const row = el("tr", { "data-id": rec.id },
+    el("td", {}, toggle),
+    el("td", { "data-label": "Caller" }, caller),
+    el("td", { "data-label": "Callee" }, rec.callee ?? ""),
+    el("td", { "data-label": "Node" }, (rec.node_type ?? "").replace("_", " ")),
+    el("td", { "data-label": "Direction" }, rec.direction ?? ""),
+    el("td", { "data-label": "Duration" }, clock(rec.duration_seconds)),
+    el("td", { "data-label": "Date and time" }, el("time", { datetime: rec.started_at, text: when(rec.started_at) })),
+    el("td", { "data-label": "Status", class: "status-cell" }, statusBadge(rec)),
+  );
+  const panelRow = el("tr", { class: "panel-row", hidden: true },
+    el("td", { colspan: "8" }, el("section", { id: panelId, class: "panel", tabindex: "0", "aria-label": `Call Recording: ${caller}` })));
+  toggle.addEventListener("click", () => {
+    const open = toggle.getAttribute("aria-expanded") === "true";
+    toggle.setAttribute("aria-expanded", String(!open));
+    toggle.textContent = open ? "▸" : "▾";
+    panelRow.hidden = open;
+    const panel = $(`#${panelId}`);
+    if (open) {
+      panel.player?.stop();
+      panel.replaceChildren();
+    } else {
+      openPanel(panel, rec.id, row);
+    }
+  });
+  return [row, panelRow];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Call Recording panel: nothing is fetched until it opens.
+
+async function openPanel(panel, id, row) {
+  panel.replaceChildren(el("p", { class: "muted", text: "Loading recording..." }));
+  let rec;
+  try {
+    rec = await api("GET", `/api/recordings/${id}`);
+  } catch (error) {
+    panel.replaceChildren(el("p", { class: "error", text: `Could not load the recording: ${error.message}` }));
+    return;
+  }
+  const heading = el("h3", { text: "Call Recording" });
+  const indicators = el("p", { class: "indicators" },
+    el("span", { class: `badge consent-${rec.consent}`, text: `Consent: ${rec.consent}` }),
+    el("span", { class: `badge compliance-${rec.compliance}`, text: `Compliance: ${rec.compliance.replace("_", " ")}` }),
+    rec.private ? el("span", { class: "badge", text: "Private" }) : null,
+  );
+  const actions = el("div", { class: "actions" });
+  const body = el("div", { class: "panel-body" });
+  panel.replaceChildren(heading, indicators, body, actions);
+
+  if (rec.status === "recording") {
+    body.append(el("p", { class: "notice", text: "Recording in progress" }));
+  } else if (rec.status === "ready" && rec.access.play.allowed) {
+    panel.player = new Player(body, rec);
+  } else {
+    body.append(el("p", { class: "notice" }, el("strong", { text: "No recording available" }), ` (${noAudioReason(rec)})`));
+    if (rec.status === "ready") {
+      body.append(el("button", { type: "button", disabled: true, "aria-disabled": "true", text: "Play", title: noAudioReason(rec) }));
+    }
+  }
+  if (rec.access.download.allowed) {
+    actions.append(el("button", { type: "button", class: "download", text: "Download", onclick: () => confirmDownload(rec) }));
+  }
+  if (rec.access.delete.allowed && rec.status !== "deleted") {
+    actions.append(el("button", {
+      type: "button",
+      class: "danger delete",
+      text: "Delete",
+      onclick: () => confirmDelete(rec, panel, row),
+    }));
+  }
+}
+
+function describe(rec) {
+  const caller = [rec.caller?.name, rec.caller?.number].filter(Boolean).join(" ") || "an unknown caller";
+  return `the ${clock(rec.duration_seconds)} call from ${caller} on ${when(rec.started_at)} (recording ${rec.id})`;
+}
+
+/// Opens `dialog`; resolves to true when the user confirmed.
+function confirmWith(dialog) {
+  return new Promise((resolve) => {
+    dialog.returnValue = "";
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
+    dialog.showModal();
+  });
+}
+
+async function confirmDownload(rec) {
+  $("#download-text").textContent = `Download ${describe(rec)}?`;
+  if (!(await confirmWith($("#download-dialog")))) return;
+  try {
+    const link = await api("POST", `/api/recordings/${rec.id}/download-url?expires_in=60`);
+    const anchor = el("a", { href: link.url, download: "" });
+    document.body.append(anchor);
+    anchor.click();
+    anchor.remove();
+    say("Download started (audited).");
+  } catch (error) {
+    say(`Download refused: ${error.message}`);
+  }
+}
+
+async function confirmDelete(rec, panel, row) {
+  $("#delete-text").textContent = `Delete ${describe(rec)}?`;
+  if (!(await confirmWith($("#delete-dialog")))) return;
+  try {
+    const step = await api("DELETE", `/api/recordings/${rec.id}`);
+    const deleted = await api("DELETE", `/api/recordings/${rec.id}?confirm=${encodeURIComponent(step.confirm_token)}`);
+    panel.player?.stop();
+    row.querySelector(".status-cell").replaceChildren(statusBadge(deleted));
+    await openPanel(panel, rec.id, row);
+    say(`Recording ${rec.id} deleted.`);
+  } catch (error) {
+    say(`Delete failed: ${error.message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The player: waveform from the peaks endpoint, audio streamed through HTTP Range from a
+// short-lived signed link (renewed when it expires mid-listen).
+
+class Player {
+  constructor(container, rec) {
+    this.rec = rec;
+    this.duration = rec.duration_seconds;
+    this.audio = el("audio", { preload: "metadata" });
+    this.canvas = el("canvas", {
+      class: "wave",
+      role: "slider",
+      tabindex: "-1",
+      "aria-label": "Position in the recording",
+      "aria-valuemin": "0",
+      "aria-valuemax": String(Math.round(this.duration)),
+      "aria-valuenow": "0",
+      "aria-valuetext": `0:00 of ${clock(this.duration)}`,
+    });
+    this.playButton = el("button", { type: "button", class: "play", text: "Play", "aria-label": "Play" });
+    this.elapsed = el("span", { class: "elapsed", text: "0:00" });
+    this.total = el("span", { class: "total", text: clock(this.duration) });
+    this.speed = el("select", { id: `speed-${rec.id}`, class: "speed" },
+      ...[0.5, 0.75, 1, 1.25, 1.5, 2].map((rate) => el("option", { value: String(rate), selected: rate === 1, text: `${rate}×` })));
+    this.volume = el("input", { id: `volume-${rec.id}`, class: "volume", type: "range", min: "0", max: "1", step: "0.05", value: "1" });
+    const back = el("button", { type: "button", class: "back", text: "−5 s", "aria-label": "Back 5 seconds", onclick: () => this.seekBy(-5) });
+    const forward = el("button", { type: "button", class: "forward", text: "+5 s", "aria-label": "Forward 5 seconds", onclick: () => this.seekBy(5) });
+    container.append(
+      el("div", { class: "player" },
+        this.canvas,
+        el("div", { class: "controls" },
+          back, this.playButton, forward,
+          el("span", { class: "time", "aria-live": "off" }, this.elapsed, " / ", this.total),
+          el("label", { for: `speed-${rec.id}` }, "Speed ", this.speed),
+          el("label", { for: `volume-${rec.id}` }, "Volume ", this.volume)),
+        el("p", { class: "muted hint", text: "Keys when this panel has focus: Space plays or pauses, Left and Right move 5 seconds." }),
+        this.audio));
+    this.panel = container.closest(".panel");
+    this.peaks = [];
+    this.bind();
+    this.load();
+  }
+
+  bind() {
+    this.playButton.addEventListener("click", () => this.toggle());
+    this.speed.addEventListener("change", () => { this.audio.playbackRate = Number(this.speed.value); });
+    this.volume.addEventListener("input", () => { this.audio.volume = Number(this.volume.value); });
+    this.audio.addEventListener("timeupdate", () => this.update());
+    this.audio.addEventListener("play", () => this.update());
+    this.audio.addEventListener("pause", () => this.update());
+    this.audio.addEventListener("loadedmetadata", () => {
+      if (Number.isFinite(this.audio.duration)) this.duration = this.audio.duration;
+      this.total.textContent = clock(this.duration);
+      this.audio.playbackRate = Number(this.speed.value);
+    });
+    this.audio.addEventListener("error", () => this.renew());
+    // Click or drag on the waveform to seek.
+    let dragging = false;
+    const seekTo = (event) => {
+      const box = this.canvas.getBoundingClientRect();
+      const fraction = Math.min(1, Math.max(0, (event.clientX - box.left) / box.width));
+      this.seek(fraction * this.duration);
+    };
+    this.canvas.addEventListener("pointerdown", (event) => {
+      dragging = true;
+      this.canvas.setPointerCapture(event.pointerId);
+      seekTo(event);
+    });
+    this.canvas.addEventListener("pointermove", (event) => { if (dragging) seekTo(event); });
+    this.canvas.addEventListener("pointerup", () => { dragging = false; });
+    this.onKey = (event) => {
+      const target = event.target;
+      if (target.closest("button, select, input, a")) return;
+      if (event.key === " " || event.code === "Space") {
+        event.preventDefault();
+        this.toggle();
+      } else if (event.key === "ArrowLeft") {
+        event.preventDefault();
+        this.seekBy(-5);
+      } else if (event.key === "ArrowRight") {
+        event.preventDefault();
+        this.seekBy(5);
+      }
+    };
+    this.panel.addEventListener("keydown", this.onKey);
+    this.onResize = () => this.draw();
+    window.addEventListener("resize", this.onResize);
+  }
+
+  async load() {
+    await this.renew();
+    const points = Math.max(100, Math.min(2000, Math.round(this.canvas.clientWidth || 800)));
+    try {
+      const data = await api("GET", `/api/recordings/${this.rec.id}/peaks?points=${points}`);
+      this.peaks = data.peaks;
+    } catch (error) {
+      say(`No waveform: ${error.message}`);
+    }
+    this.draw();
+  }
+
+  /// A fresh signed playback link, keeping the position (links are short-lived).
+  async renew() {
+    if (this.renewing) return;
+    this.renewing = true;
+    try {
+      const position = this.audio.currentTime || 0;
+      const wasPlaying = !this.audio.paused;
+      const link = await api("POST", `/api/recordings/${this.rec.id}/play-url`);
+      this.audio.src = link.url;
+      if (position > 0) this.audio.currentTime = position;
+      if (wasPlaying) await this.audio.play().catch(() => {});
+    } catch (error) {
+      say(`Playback unavailable: ${error.message}`);
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  async toggle() {
+    if (this.audio.paused) {
+      try {
+        await this.audio.play();
+      } catch (error) {
+        say(`Cannot play: ${error.message}`);
+      }
+    } else {
+      this.audio.pause();
+    }
+  }
+
+  seek(seconds) {
+    const end = Number.isFinite(this.audio.duration) ? this.audio.duration : this.duration;
+    this.audio.currentTime = Math.min(Math.max(0, seconds), end);
+    this.update();
+  }
+
+  seekBy(delta) {
+    this.seek((this.audio.currentTime || 0) + delta);
+  }
+
+  stop() {
+    this.audio.pause();
+    this.audio.removeAttribute("src");
+    this.audio.load();
+    this.panel?.removeEventListener("keydown", this.onKey);
+    window.removeEventListener("resize", this.onResize);
+  }
+
+  update() {
+    const now = this.audio.currentTime || 0;
+    this.elapsed.textContent = clock(now);
+    const playing = !this.audio.paused;
+    this.playButton.textContent = playing ? "Pause" : "Play";
+    this.playButton.setAttribute("aria-label", playing ? "Pause" : "Play");
+    this.canvas.setAttribute("aria-valuenow", String(Math.round(now)));
+    this.canvas.setAttribute("aria-valuetext", `${clock(now)} of ${clock(this.duration)}`);
+    this.draw();
+  }
+
+  draw() {
+    const canvas = this.canvas;
+    const ratio = window.devicePixelRatio || 1;
+    const width = Math.max(1, canvas.clientWidth);
+    const height = Math.max(1, canvas.clientHeight);
+    if (canvas.width !== Math.round(width * ratio)) canvas.width = Math.round(width * ratio);
+    if (canvas.height !== Math.round(height * ratio)) canvas.height = Math.round(height * ratio);
+    const context = canvas.getContext("2d");
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
+    context.clearRect(0, 0, width, height);
+    const played = this.duration > 0 ? (this.audio.currentTime || 0) / this.duration : 0;
+    const styles = getComputedStyle(canvas);
+    const middle = height / 2;
+    const count = this.peaks.length;
+    for (let x = 0; x < width; x++) {
+      const peak = count ? this.peaks[Math.min(count - 1, Math.floor((x / width) * count))] : [0, 0];
+      const low = (peak[0] / 32768) * middle;
+      const high = (peak[1] / 32768) * middle;
+      context.fillStyle = x / width <= played ? styles.getPropertyValue("--wave-played") : styles.getPropertyValue("--wave");
+      context.fillRect(x, middle - Math.max(high, 0.5), 1, Math.max(1, high - low));
+    }
+    context.fillStyle = styles.getPropertyValue("--wave-cursor");
+    context.fillRect(Math.min(width - 2, played * width), 0, 2, height);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flows: record_call switches and record_outbound_calls
+
+async function loadFlows() {
+  say("Loading flows...");
+  let flows;
+  let settings;
+  try {
+    [flows, settings] = await Promise.all([api("GET", "/api/flows"), api("GET", "/api/settings")]);
+  } catch (error) {
+    if (error.status !== 401) say(`Could not load flows: ${error.message}`);
+    return;
+  }
+  const outbound = $("#record-outbound");
+  outbound.checked = settings.record_outbound_calls;
+  outbound.onchange = () => toggleSetting(outbound);
+  const container = $("#flows");
+  container.replaceChildren(...flows.flows.map((flow) => el("article", { class: "card flow" },
+    el("h3", { text: flow.name }),
+    el("p", { class: "muted", text: `Numbers ${flow.numbers.join(", ")} · starts at ${flow.start} · ${flow.tenant}/${flow.project}${flow.private ? " · private" : ""}` }),
+    el("ul", { class: "nodes" }, ...flow.nodes.map((node) => el("li", {},
+      el("span", { class: "node-name", text: node.id }),
+      el("span", { class: "muted", text: ` ${node.type.replace("_", " ")}` }),
+      node.record_call === undefined ? null : recordSwitch(flow.name, node)))))));
+  say(`${flows.flows.length} flows.`);
+}
+
+function recordSwitch(flowName, node) {
+  const id = `record-${flowName}-${node.id}`;
+  const input = el("input", { type: "checkbox", role: "switch", id, checked: node.record_call });
+  input.addEventListener("change", async () => {
+    input.disabled = true;
+    try {
+      const updated = await api("PATCH", `/api/flows/${encodeURIComponent(flowName)}/nodes/${encodeURIComponent(node.id)}`, { record_call: input.checked });
+      input.checked = updated.record_call;
+      say(`${flowName} / ${node.id}: recording ${updated.record_call ? "on" : "off"} from the next call.`);
+    } catch (error) {
+      input.checked = !input.checked;
+      say(`Not changed: ${error.message}`);
+    } finally {
+      input.disabled = false;
+    }
+  });
+  return el("label", { class: "switch", for: id }, input, " Record calls");
+}
+
+async function toggleSetting(input) {
+  input.disabled = true;
+  try {
+    const settings = await api("PATCH", "/api/settings", { record_outbound_calls: input.checked });
+    input.checked = settings.record_outbound_calls;
+    say(`Direct outbound calls are ${settings.record_outbound_calls ? "" : "not "}recorded from the next call.`);
+  } catch (error) {
+    input.checked = !input.checked;
+    say(`Not changed: ${error.message}`);
+  } finally {
+    input.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start: an existing session cookie signs straight in.
+
+(async () => {
+  try {
+    signedIn(await api("GET", "/api/session"));
+    await route();
+  } catch {
+    showSignIn();
+  }
+})();

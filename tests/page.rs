@@ -1,0 +1,644 @@
+//! The recordings page in a real browser: Debian's headless Chromium driven over WebDriver,
+//! against the real service and the simulated Asterisk. Screenshots go to
+//! `target/screenshots/`.
+
+mod common;
+#[path = "support/webdriver.rs"]
+mod webdriver;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use ari_recorder::library::index::set_mtime;
+use ari_recorder::library::Database;
+use common::{start_service_on, start_sim, user_token, TestService, TestSim};
+use serde_json::Value;
+use webdriver::{Browser, ARROW_LEFT, ARROW_RIGHT};
+
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
+}
+
+/// A WAV of `seconds` of a soft tone, dated an hour ago (final).
+fn put_tone(t: &TestSim, name: &str, seconds: usize) {
+    let samples: Vec<u8> = (0..seconds * 8000)
+        .flat_map(|i| ((((i as f64) * 0.3).sin() * 6000.0) as i16).to_le_bytes())
+        .collect();
+    let mut wav = ari_recorder::audio::wav::header(samples.len() as u32).to_vec();
+    wav.extend(samples);
+    let path = t.recordings.join(format!("{name}.wav"));
+    std::fs::write(&path, wav).expect("write");
+    set_mtime(&path, SystemTime::now() - Duration::from_secs(3600)).expect("mtime");
+}
+
+struct Call<'a> {
+    name: &'a str,
+    tenant: &'a str,
+    caller_name: &'a str,
+    caller_number: &'a str,
+    node_type: &'a str,
+    consent: &'a str,
+    started_at_ms: i64,
+}
+
+async fn metadata(db: &Database, call: &Call<'_>) {
+    sqlx::query(
+        "INSERT INTO call_recordings (recording_name, call_id, tenant, project, node_type, direction, caller_name, \
+         caller_number, callee, format, state, started_at_ms, consent, participants) \
+         VALUES ($1, $2, $3, 'default', $4, 'inbound', $5, $6, 'PJSIP/201', 'wav', 'done', $7, $8, $9)",
+    )
+    .bind(call.name)
+    .bind(format!("call-{}", call.name))
+    .bind(call.tenant)
+    .bind(call.node_type)
+    .bind(call.caller_name)
+    .bind(call.caller_number)
+    .bind(call.started_at_ms)
+    .bind(call.consent)
+    .bind(format!("{},PJSIP/201", call.caller_number))
+    .execute(&db.pool)
+    .await
+    .expect("metadata");
+}
+
+const SUPPORT: &str = r#"
+[flow]
+numbers = ["100"]
+start = "notice"
+
+[nodes.notice]
+type = "play_audio"
+media = ["sound:hello-world"]
+recording_notice = true
+next = "desk"
+
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/201"
+ring_timeout = 5
+record_call = false
+"#;
+
+async fn stream_events(s: &TestService) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'stream'")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("count");
+    n
+}
+
+async fn sign_in(browser: &Browser, base: &str, username: &str, password: &str) {
+    browser.goto(&format!("{base}/")).await;
+    let user = browser.find("#username").await;
+    browser
+        .wait_for(
+            "the sign-in form",
+            "return !document.querySelector('#sign-in-view').hidden",
+        )
+        .await;
+    browser.clear(&user).await;
+    browser.keys(&user, username).await;
+    let password_field = browser.find("#password").await;
+    browser.keys(&password_field, password).await;
+    browser
+        .click(&browser.find("#sign-in button[type=submit]").await)
+        .await;
+    browser
+        .wait_for("signed in", "return !document.querySelector('#who').hidden")
+        .await;
+}
+
+async fn sign_out(browser: &Browser) {
+    browser.click(&browser.find("#sign-out").await).await;
+    browser
+        .wait_for(
+            "signed out",
+            "return !document.querySelector('#sign-in-view').hidden",
+        )
+        .await;
+}
+
+async fn rows(browser: &Browser) -> Vec<String> {
+    let value = browser
+        .exec(
+            "return [...document.querySelectorAll('#recordings tbody tr[data-id]')].map(r => r.children[1].textContent)",
+            &[],
+        )
+        .await;
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn audio_state(browser: &Browser, panel: &str) -> (f64, f64, bool) {
+    let value = browser
+        .exec(
+            "const a = document.querySelector(arguments[0] + ' audio'); return [a.currentTime, a.playbackRate, a.paused];",
+            &[Value::from(panel)],
+        )
+        .await;
+    (
+        value[0].as_f64().unwrap_or(-1.0),
+        value[1].as_f64().unwrap_or(-1.0),
+        value[2].as_bool().unwrap_or(true),
+    )
+}
+
+#[tokio::test]
+async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording() {
+    let Some(driver) = webdriver::chromedriver() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the browser tests (scripts/test.sh installs chromium-driver)"
+        );
+        eprintln!("chromedriver not installed: page test not run (scripts/test.sh installs it)");
+        return;
+    };
+    let t = start_sim(0.0).await;
+    let url = common::database_url(&t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    // The library: a real Asterisk recording, four more calls, one without consent, and one of
+    // another tenant that must never show.
+    let database = Database::open(&url).await.expect("database");
+    let day = 1_795_300_000_000i64;
+    let calls = [
+        (
+            "real-transfer",
+            "default",
+            "Alice Archer",
+            "5551001",
+            "transfer",
+            "granted",
+            0,
+        ),
+        (
+            "queue-a",
+            "default",
+            "Bob Baker",
+            "5551002",
+            "queue",
+            "granted",
+            1,
+        ),
+        (
+            "hunt-a",
+            "default",
+            "Carol Cole",
+            "5551003",
+            "hunt_group",
+            "granted",
+            2,
+        ),
+        (
+            "unconsented",
+            "default",
+            "Dave Dunn",
+            "5551004",
+            "transfer",
+            "unknown",
+            3,
+        ),
+        (
+            "voicemail-a",
+            "default",
+            "Zed Zimmer",
+            "5551005",
+            "voicemail",
+            "granted",
+            4,
+        ),
+        (
+            "other-tenant",
+            "globex",
+            "Mallory Other",
+            "5559999",
+            "transfer",
+            "granted",
+            5,
+        ),
+    ];
+    for (name, tenant, caller_name, caller_number, node_type, consent, order) in calls {
+        if name == "real-transfer" {
+            let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/recordings/transfer-1a5138fb.wav");
+            let path = t.recordings.join("real-transfer.wav");
+            std::fs::copy(fixture, &path).expect("copy");
+            set_mtime(&path, SystemTime::now() - Duration::from_secs(3600)).expect("mtime");
+        } else {
+            put_tone(&t, name, 6);
+        }
+        let call = Call {
+            name,
+            tenant,
+            caller_name,
+            caller_number,
+            node_type,
+            consent,
+            started_at_ms: day - order * 600_000,
+        };
+        metadata(&database, &call).await;
+    }
+    let s = start_service_on(&t, &[("support.toml", SUPPORT)], &url).await;
+    user_token(
+        &s.svc.db,
+        "sam",
+        "staff",
+        "default",
+        &[],
+        None,
+        &[ari_recorder::access::Scope::RecordingsRead],
+    )
+    .await;
+    for _ in 0..500 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings")
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("count");
+        if n >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Browsers send Secure cookies to localhost over plain HTTP.
+    let base = format!("http://localhost:{}", s.svc.http_addr.port());
+    let downloads = tempfile::tempdir().expect("downloads");
+    let browser = Browser::start(driver, downloads.path()).await;
+
+    // Sign in; the list shows what the admin may see, never the other tenant's call.
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    browser
+        .wait_for(
+            "the list",
+            "return document.querySelectorAll('#recordings tbody tr[data-id]').length === 5",
+        )
+        .await;
+    let listed = rows(&browser).await;
+    assert_eq!(
+        listed[0], "Alice Archer 5551001",
+        "newest first: {listed:?}"
+    );
+    assert!(
+        listed.iter().all(|r| !r.contains("Mallory")),
+        "out of scope never appears: {listed:?}"
+    );
+    browser.screenshot(&screenshots().join("list.png")).await;
+
+    // Every field has a label; nothing was fetched from another origin.
+    let unlabeled = browser
+        .exec(
+            "return [...document.querySelectorAll('input, select')].filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.id)",
+            &[],
+        )
+        .await;
+    assert_eq!(unlabeled, serde_json::json!([]));
+
+    // Pages through the API's cursor, kept in the URL.
+    browser.goto(&format!("{base}/#/recordings?limit=2")).await;
+    browser
+        .wait_for(
+            "a page of two",
+            "return document.querySelectorAll('#recordings tbody tr[data-id]').length === 2",
+        )
+        .await;
+    let first_page = rows(&browser).await;
+    browser.click(&browser.find("#next-page").await).await;
+    browser
+        .wait_for(
+            "the second page",
+            "return location.hash.includes('cursor=')",
+        )
+        .await;
+    browser
+        .wait_for(
+            "second page rows",
+            &format!(
+                "return document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent !== {:?}",
+                first_page[0]
+            ),
+        )
+        .await;
+    let second_page = rows(&browser).await;
+    assert_eq!(second_page.len(), 2);
+    assert!(second_page.iter().all(|r| !first_page.contains(r)));
+    browser.click(&browser.find("#prev-page").await).await;
+    browser
+        .wait_for(
+            "back to the first page",
+            "return !location.hash.includes('cursor=')",
+        )
+        .await;
+    browser
+        .wait_for(
+            "first page rows",
+            &format!(
+                "return document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === {:?}",
+                first_page[0]
+            ),
+        )
+        .await;
+
+    // Filters keep their state in the URL: a shared link opens the same search.
+    browser.goto(&format!("{base}/#/recordings")).await;
+    let name = browser.find("#f-name").await;
+    browser.keys(&name, "zed").await;
+    browser
+        .click(&browser.find("#filters button[type=submit]").await)
+        .await;
+    browser
+        .wait_for("filtered", "return location.hash.includes('name=zed')")
+        .await;
+    browser
+        .wait_for(
+            "one match",
+            "return document.querySelectorAll('#recordings tbody tr[data-id]').length === 1",
+        )
+        .await;
+    assert_eq!(rows(&browser).await, ["Zed Zimmer 5551005"]);
+    browser
+        .goto(&format!("{base}/#/recordings?status=ready&name=zed"))
+        .await;
+    browser.exec("location.reload()", &[]).await;
+    browser
+        .wait_for(
+            "the shared link's search",
+            "return document.querySelector('#f-name')?.value === 'zed' && document.querySelector('#f-status').value === 'ready' && document.querySelectorAll('#recordings tbody tr[data-id]').length === 1",
+        )
+        .await;
+    browser.goto(&format!("{base}/#/recordings")).await;
+    browser
+        .wait_for(
+            "the full list",
+            "return document.querySelectorAll('#recordings tbody tr[data-id]').length === 5",
+        )
+        .await;
+
+    // A recording without consent: Play disabled with the reason, no audio fetched.
+    let unconsented = browser
+        .find("#recordings tbody tr[data-id]:nth-of-type(7) button.expand")
+        .await;
+    browser.click(&unconsented).await;
+    let reason = browser.find(".panel .notice").await;
+    browser
+        .wait_for(
+            "the reason",
+            "return document.querySelector('.panel .notice')?.textContent.includes('consent')",
+        )
+        .await;
+    assert!(browser
+        .text(&reason)
+        .await
+        .starts_with("No recording available"));
+    browser.click(&unconsented).await;
+
+    // Open the real recording's panel: no audio was requested before it opened.
+    assert_eq!(stream_events(&s).await, 0, "no audio before a panel opens");
+    let open = browser
+        .find("#recordings tbody tr[data-id] button.expand")
+        .await;
+    browser.click(&open).await;
+    let id = browser
+        .exec(
+            "return document.querySelector('#recordings tbody tr[data-id]').dataset.id",
+            &[],
+        )
+        .await;
+    let panel = format!("#panel-{}", id.as_str().expect("id"));
+    browser.find(&format!("{panel} .player canvas.wave")).await;
+    browser
+        .wait_for(
+            "metadata loaded",
+            &format!("return document.querySelector('{panel} audio').readyState >= 1"),
+        )
+        .await;
+    assert!(stream_events(&s).await > 0, "the player streams once open");
+    let indicators = browser
+        .text(&browser.find(&format!("{panel} .indicators")).await)
+        .await;
+    assert!(
+        indicators.contains("Consent: granted") && indicators.contains("Compliance: permitted"),
+        "{indicators}"
+    );
+
+    // Play and see time advance.
+    browser
+        .click(&browser.find(&format!("{panel} button.play")).await)
+        .await;
+    browser
+        .wait_for(
+            "time advances",
+            &format!("return document.querySelector('{panel} audio').currentTime > 1.2 && document.querySelector('{panel} .elapsed').textContent !== '0:00'"),
+        )
+        .await;
+    browser
+        .click(&browser.find(&format!("{panel} button.play")).await)
+        .await;
+    browser
+        .wait_for(
+            "paused",
+            &format!("return document.querySelector('{panel} audio').paused"),
+        )
+        .await;
+    browser.screenshot(&screenshots().join("player.png")).await;
+
+    // Keyboard: Right moves 5 s, Space plays and pauses, when the panel has focus.
+    let (before, _, _) = audio_state(&browser, &panel).await;
+    let panel_element = browser.find(&panel).await;
+    browser.keys(&panel_element, ARROW_RIGHT).await;
+    let (after, _, _) = audio_state(&browser, &panel).await;
+    assert!((after - before - 5.0).abs() < 0.3, "{before} -> {after}");
+    browser.keys(&panel_element, ARROW_LEFT).await;
+    let (back, _, _) = audio_state(&browser, &panel).await;
+    assert!((after - back - 5.0).abs() < 0.3, "{after} -> {back}");
+    browser.keys(&panel_element, " ").await;
+    browser
+        .wait_for(
+            "Space plays",
+            &format!("return !document.querySelector('{panel} audio').paused"),
+        )
+        .await;
+    browser.keys(&panel_element, " ").await;
+    browser
+        .wait_for(
+            "Space pauses",
+            &format!("return document.querySelector('{panel} audio').paused"),
+        )
+        .await;
+
+    // Click on the waveform: the middle of it is the middle of the call.
+    browser
+        .click(&browser.find(&format!("{panel} canvas.wave")).await)
+        .await;
+    let (position, _, _) = audio_state(&browser, &panel).await;
+    let duration = browser
+        .exec(
+            &format!("return document.querySelector('{panel} audio').duration"),
+            &[],
+        )
+        .await
+        .as_f64()
+        .expect("duration");
+    assert!(
+        (position - duration / 2.0).abs() < 0.5,
+        "{position} of {duration}"
+    );
+
+    // Speed.
+    browser
+        .click(
+            &browser
+                .find(&format!("{panel} select.speed option[value='2']"))
+                .await,
+        )
+        .await;
+    let (_, rate, _) = audio_state(&browser, &panel).await;
+    assert_eq!(rate, 2.0);
+
+    // Download through the confirmation, which says it is audited.
+    browser
+        .click(&browser.find(&format!("{panel} button.download")).await)
+        .await;
+    browser
+        .wait_for(
+            "the dialog",
+            "return document.querySelector('#download-dialog').open",
+        )
+        .await;
+    let warning = browser.text(&browser.find("#download-dialog").await).await;
+    assert!(warning.contains("audited"), "{warning}");
+    browser
+        .click(&browser.find("#download-confirm").await)
+        .await;
+    let mut saved = None;
+    for _ in 0..200 {
+        saved = std::fs::read_dir(downloads.path())
+            .expect("downloads")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "wav"));
+        if saved.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let saved = saved.expect("the file was saved");
+    let bytes = std::fs::read(&saved).expect("read download");
+    assert_eq!(&bytes[..4], b"RIFF");
+    let (downloads_audited,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'download' AND outcome = 'allowed'",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(downloads_audited, 1);
+
+    // Delete through the confirmation naming the recording: the row becomes deleted.
+    browser
+        .click(&browser.find(&format!("{panel} button.delete")).await)
+        .await;
+    browser
+        .wait_for(
+            "the dialog",
+            "return document.querySelector('#delete-dialog').open",
+        )
+        .await;
+    let naming = browser.text(&browser.find("#delete-text").await).await;
+    assert!(
+        naming.contains("Alice Archer")
+            && naming.contains(&format!("recording {}", id.as_str().unwrap_or(""))),
+        "{naming}"
+    );
+    browser.click(&browser.find("#delete-confirm").await).await;
+    browser
+        .wait_for(
+            "the row shows deleted",
+            "return document.querySelector('#recordings tbody tr[data-id] .status-cell').textContent === 'deleted'",
+        )
+        .await;
+
+    // Phone width: no sideways scrolling.
+    browser.set_window(390, 844).await;
+    let fits = browser
+        .exec(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+            &[],
+        )
+        .await;
+    assert_eq!(fits, Value::Bool(true), "the page fits a phone");
+    browser.screenshot(&screenshots().join("phone.png")).await;
+    browser.set_window(1280, 900).await;
+
+    // Staff may play (the tenant allows it) but never see Download.
+    sign_out(&browser).await;
+    sign_in(&browser, &base, "sam", "sam-password").await;
+    browser
+        .wait_for(
+            "the list",
+            "return document.querySelectorAll('#recordings tbody tr[data-id]').length === 5",
+        )
+        .await;
+    browser
+        .click(
+            &browser
+                .find("#recordings tbody tr[data-id]:nth-of-type(3) button.expand")
+                .await,
+        )
+        .await;
+    browser.find(".panel .player").await;
+    assert!(browser.find_all(".panel button.download").await.is_empty());
+    assert!(browser.find_all(".panel button.delete").await.is_empty());
+    assert!(
+        browser
+            .find_all("#nav-flows:not([hidden])")
+            .await
+            .is_empty(),
+        "staff do not edit flows"
+    );
+    sign_out(&browser).await;
+
+    // A flow designer turns record_call on: the next call is recorded.
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    browser.goto(&format!("{base}/#/flows")).await;
+    let switch = browser.find("#record-support-desk").await;
+    assert_eq!(
+        browser
+            .exec("return arguments[0].checked", &[Browser::arg(&switch)])
+            .await,
+        Value::Bool(false)
+    );
+    browser.click(&switch).await;
+    browser
+        .wait_for(
+            "saved",
+            "return document.querySelector('#status').textContent.includes('recording on')",
+        )
+        .await;
+    let text = std::fs::read_to_string(s.dialplans.join("support.toml")).expect("flow file");
+    assert!(text.contains("record_call = true"), "{text}");
+    t.sim
+        .place_inbound_call("100", "Erin Evans <5551006>", "talk")
+        .expect("call");
+    let mut recorded = false;
+    for _ in 0..400 {
+        t.sim.advance(0.1);
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM call_recordings WHERE flow = 'support'")
+                .fetch_one(&s.svc.db.pool)
+                .await
+                .expect("count");
+        if n == 1 {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(recorded, "the next call was recorded");
+    t.sim.advance(30.0);
+    browser.quit().await;
+    let _ = s.stop.send(true);
+}
