@@ -1128,8 +1128,9 @@ async fn the_command_line_bootstraps_users_and_tokens(db: Db) {
         200
     );
     let token_id = err
-        .split_whitespace()
-        .nth(1)
+        .lines()
+        .find(|l| l.contains(" for ops created"))
+        .and_then(|l| l.split_whitespace().nth(1))
         .expect("token <id> for ops created")
         .to_string();
     let (ok, out, err) = run(&["token", "revoke", "--id", &token_id], None);

@@ -601,8 +601,52 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     );
     sign_out(&browser).await;
 
-    // A flow designer turns record_call on: the next call is recorded.
+    // A call bridged while record_call is off is listed, and says why it has no audio.
+    t.sim
+        .place_inbound_call("100", "Nina North <5551007>", "talk")
+        .expect("call");
+    let mut listed_unrecorded = false;
+    for _ in 0..400 {
+        t.sim.advance(0.1);
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM recordings WHERE status = 'not_recorded' AND caller_name = 'Nina North'",
+        )
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("count");
+        if n == 1 {
+            listed_unrecorded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(listed_unrecorded, "the unrecorded call is in the library");
+    t.sim.advance(30.0);
     sign_in(&browser, &base, "tester", "tester-password").await;
+    browser
+        .goto(&format!("{base}/#/recordings?status=not_recorded"))
+        .await;
+    browser
+        .wait_for(
+            "the unrecorded call",
+            "return document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === 'Nina North 5551007'",
+        )
+        .await;
+    browser
+        .click(
+            &browser
+                .find("#recordings tbody tr[data-id] button.expand")
+                .await,
+        )
+        .await;
+    browser
+        .wait_for(
+            "the reason",
+            "return document.querySelector('.panel .notice')?.textContent.includes('setting off')",
+        )
+        .await;
+
+    // A flow designer turns record_call on: the next call is recorded.
     browser.goto(&format!("{base}/#/flows")).await;
     let switch = browser.find("#record-support-desk").await;
     assert_eq!(

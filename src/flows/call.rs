@@ -101,6 +101,9 @@ pub enum Output {
         after: Duration,
     },
     RecordingStarted(Box<RecordingRow>),
+    /// A bridged call its node (or the outbound setting) said not to record: listed so a
+    /// reviewer looking for it learns why there is no audio.
+    NotRecorded(Box<RecordingRow>),
     /// A record request was refused outright (no 201): stored as failed with the reason.
     RecordingRefused {
         name: String,
@@ -829,9 +832,29 @@ impl Call {
                 .and_then(|k| k.record_call())
                 .unwrap_or(false),
         };
-        let Some(bridge) = self.mixing.clone().filter(|_| record) else {
+        let Some(bridge) = self.mixing.clone() else {
             return;
         };
+        if !record {
+            if self.recording.is_none() {
+                let callee = self
+                    .legs
+                    .get(agent)
+                    .map(|l| l.endpoint.clone())
+                    .unwrap_or_default();
+                let format = match &self.outbound_to {
+                    Some(_) => "record_outbound_calls",
+                    None => "record_call",
+                };
+                out.push(Output::NotRecorded(Box::new(self.row(
+                    &format!("call:{}", self.id),
+                    format,
+                    &callee,
+                    now_ms,
+                ))));
+            }
+            return;
+        }
         let prefix = match &self.outbound_to {
             Some(_) => "outbound".to_string(),
             None => self

@@ -21,6 +21,8 @@ use crate::stasis::{AppInput, Change};
 #[derive(Debug, Clone, PartialEq)]
 pub enum LibraryWrite {
     Started(Box<RecordingRow>),
+    /// `format` names the setting that was off.
+    NotRecorded(Box<RecordingRow>),
     Finished {
         name: String,
         duration: Option<i64>,
@@ -349,6 +351,9 @@ async fn execute(
             Output::RecordingStarted(row) => {
                 let _ = inner.library.send(LibraryWrite::Started(row));
             }
+            Output::NotRecorded(row) => {
+                let _ = inner.library.send(LibraryWrite::NotRecorded(row));
+            }
             Output::RecordingRefused { name, cause } => {
                 let _ = inner.library.send(LibraryWrite::Failed {
                     name,
@@ -446,6 +451,52 @@ async fn library_writer(
     }
 }
 
+/// A call that was bridged without recording goes straight into the library's list (no file):
+/// its path is `call:<id>`, which the indexer never treats as a file.
+async fn not_recorded(
+    db: &Database,
+    row: &RecordingRow,
+) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+    let reason = format!("recording was off for this call ({} = false)", row.format);
+    let mut tx = db.pool.begin().await?;
+    let inserted: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
+         flow, node, node_type, direction, caller_name, caller_number, callee, started_at_ms, participants, private, \
+         consent, indexed_at_ms) \
+         VALUES ($1, $1, 'none', 'not_recorded', $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $3, $14, $15, $16, $3) \
+         ON CONFLICT (path) DO NOTHING RETURNING id",
+    )
+    .bind(&row.recording_name)
+    .bind(reason)
+    .bind(row.started_at_ms)
+    .bind(&row.call_id)
+    .bind(&row.tenant)
+    .bind(&row.project)
+    .bind(&row.flow)
+    .bind(&row.node)
+    .bind(&row.node_type)
+    .bind(row.direction)
+    .bind(&row.caller_name)
+    .bind(&row.caller_number)
+    .bind(&row.callee)
+    .bind(&row.participants)
+    .bind(i64::from(row.private))
+    .bind(row.consent)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((id,)) = inserted {
+        for word in crate::library::index::name_words(&row.caller_name) {
+            sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(word)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(Default::default())
+}
+
 async fn apply_write(db: &Database, write: LibraryWrite) {
     {
         let result = match &write {
@@ -475,6 +526,7 @@ async fn apply_write(db: &Database, write: LibraryWrite) {
                 .execute(&db.pool)
                 .await
             }
+            LibraryWrite::NotRecorded(row) => not_recorded(db, row).await,
             LibraryWrite::Finished { name, duration, at_ms } => {
                 sqlx::query(
                     "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \

@@ -433,6 +433,7 @@ pub(super) async fn list(
                 "not_playable",
                 "missing",
                 "deleted",
+                "not_recorded",
             ],
         ),
         (

@@ -282,7 +282,8 @@ impl Indexer {
         let vanished: Vec<String> = known
             .iter()
             .filter(|(path, (_, _, status))| {
-                !on_disk.contains(path.as_str()) && status != "deleted" && status != "missing"
+                !on_disk.contains(path.as_str())
+                    && !matches!(status.as_str(), "deleted" | "missing" | "not_recorded")
             })
             .map(|(p, _)| p.clone())
             .collect();

@@ -68,6 +68,7 @@ const STATUS_LABEL = {
   not_playable: "failed: not playable",
   missing: "missing",
   deleted: "deleted",
+  not_recorded: "not recorded",
 };
 
 const REASON_TEXT = {
@@ -83,6 +84,7 @@ const REASON_TEXT = {
 /// Why a recording has no audio to offer, in words.
 function noAudioReason(rec) {
   switch (rec.status) {
+    case "not_recorded": return `setting off: ${rec.reason ?? "recording was off for this call"}`;
     case "empty": return "too short: the call ended before any audio was recorded";
     case "unreadable": return `failed: ${rec.reason ?? "the file is unreadable"}`;
     case "not_playable": return `failed: ${rec.reason ?? "a format this service does not play"}`;
