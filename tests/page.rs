@@ -488,6 +488,25 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         "{position} of {duration}"
     );
 
+    // Drag on the waveform: the position follows the pointer to where it is released.
+    let wave = browser.find(&format!("{panel} canvas.wave")).await;
+    let width = browser
+        .exec(
+            "return arguments[0].getBoundingClientRect().width",
+            &[Browser::arg(&wave)],
+        )
+        .await
+        .as_f64()
+        .expect("width");
+    let to = (width * 0.3) as i64;
+    browser.drag(&wave, -(width * 0.3) as i64, to).await;
+    let (dragged, _, _) = audio_state(&browser, &panel).await;
+    let expected = (0.5 + to as f64 / width) * duration;
+    assert!(
+        (dragged - expected).abs() < 0.5,
+        "dragged to {dragged}, expected {expected}"
+    );
+
     // Speed.
     browser
         .click(

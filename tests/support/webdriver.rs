@@ -182,6 +182,29 @@ impl Browser {
         .await;
     }
 
+    /// Presses the mouse `from` pixels right of the element's centre, drags to `to`, releases.
+    pub async fn drag(&self, element: &Element, from: i64, to: i64) {
+        let origin = json!({ ELEMENT: element.0 });
+        self.post(
+            "/actions",
+            json!({"actions": [{
+                "type": "pointer",
+                "id": "mouse",
+                "parameters": {"pointerType": "mouse"},
+                "actions": [
+                    {"type": "pointerMove", "duration": 0, "origin": origin, "x": from, "y": 0},
+                    {"type": "pointerDown", "button": 0},
+                    {"type": "pointerMove", "duration": 150, "origin": origin, "x": (from + to) / 2, "y": 0},
+                    {"type": "pointerMove", "duration": 150, "origin": origin, "x": to, "y": 0},
+                    {"type": "pointerUp", "button": 0}
+                ]
+            }]}),
+        )
+        .await;
+        self.command(reqwest::Method::DELETE, "/actions", None)
+            .await;
+    }
+
     pub async fn clear(&self, element: &Element) {
         self.post(&format!("/element/{}/clear", element.0), json!({}))
             .await;
