@@ -1151,17 +1151,6 @@ async fn the_command_line_bootstraps_users_and_tokens(db: Db) {
     let _ = s.stop.send(true);
 }
 
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
-        }
-    };
-}
-
 on_both_databases!(
     the_permission_matrix_holds_through_the_api,
     signed_links_expire_are_capped_single_use_tamper_proof_and_rotate,

@@ -675,18 +675,6 @@ async fn flows_give_recordings_their_project_consent_and_privacy(db: Db) {
     let _ = s.stop.send(true);
 }
 
-/// Every library test runs on SQLite and on PostgreSQL.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
-        }
-    };
-}
-
 on_both_databases!(
     flows_give_recordings_their_project_consent_and_privacy,
     scan_indexes_real_and_bad_files_with_status_and_reason,

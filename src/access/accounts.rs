@@ -275,12 +275,22 @@ pub async fn principal_for_token(
     conn: &mut AnyConnection,
     secret: &str,
 ) -> Result<Option<Principal>, sqlx::Error> {
-    let row: Option<TokenRow> = sqlx::query_as(
-        "SELECT id, user_id, scopes, expires_at_ms, revoked_at_ms FROM api_tokens WHERE token_hash = $1",
-    )
+    let row: Option<TokenRow> = sqlx::query_as(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
+    ))
     .bind(sha256_hex(secret))
     .fetch_optional(&mut *conn)
     .await?;
+    principal_for_token_row(conn, row).await
+}
+
+const TOKEN_COLUMNS: &str = "id, user_id, scopes, expires_at_ms, revoked_at_ms";
+
+/// The principal of a token that is neither revoked nor expired, with its scopes.
+async fn principal_for_token_row(
+    conn: &mut AnyConnection,
+    row: Option<TokenRow>,
+) -> Result<Option<Principal>, sqlx::Error> {
     match row {
         Some(token) if token.live() => {
             let credential = token.credential();
@@ -304,19 +314,13 @@ pub async fn principal_for_subject(
     else {
         return Ok(None);
     };
-    let row: Option<TokenRow> = sqlx::query_as(
-        "SELECT id, user_id, scopes, expires_at_ms, revoked_at_ms FROM api_tokens WHERE id = $1",
-    )
+    let row: Option<TokenRow> = sqlx::query_as(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+    ))
     .bind(token)
     .fetch_optional(&mut *conn)
     .await?;
-    match row {
-        Some(token) if token.live() => {
-            let credential = token.credential();
-            principal_for_user(conn, token.user_id, credential).await
-        }
-        _ => Ok(None),
-    }
+    principal_for_token_row(conn, row).await
 }
 
 /// A new browser session: the cookie secret and its CSRF token.

@@ -485,13 +485,7 @@ async fn not_recorded(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some((id,)) = inserted {
-        for word in crate::library::index::name_words(&row.caller_name) {
-            sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(word)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        crate::library::index::store_name_words(&mut tx, id, &row.caller_name).await?;
     }
     tx.commit().await?;
     Ok(Default::default())

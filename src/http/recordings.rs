@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -835,47 +835,60 @@ fn etag(row: &RecordingRow) -> String {
 
 pub(super) async fn audio(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-    ConnectInfoOrUnknown(client): ConnectInfoOrUnknown,
-    caller: Option<Caller>,
-    headers: HeaderMap,
+    request: MediaRequest,
 ) -> Result<Response, ApiError> {
-    let request = MediaRequest {
-        id,
-        query: q,
-        client,
-        caller,
-        headers,
-    };
     audio_response(&state, request, LinkAction::Audio).await
 }
 
 pub(super) async fn download(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-    ConnectInfoOrUnknown(client): ConnectInfoOrUnknown,
-    caller: Option<Caller>,
-    headers: HeaderMap,
+    request: MediaRequest,
 ) -> Result<Response, ApiError> {
-    let request = MediaRequest {
-        id,
-        query: q,
-        client,
-        caller,
-        headers,
-    };
     audio_response(&state, request, LinkAction::Download).await
 }
 
 /// A request for a recording's bytes, by a signed-in caller or through a signed link.
-struct MediaRequest {
+pub(super) struct MediaRequest {
     id: String,
     query: HashMap<String, String>,
     client: String,
     caller: Option<Caller>,
     headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for MediaRequest {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<MediaRequest, Response> {
+        use axum::extract::OptionalFromRequestParts;
+        let Path(id) =
+            <Path<String> as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let Query(query) =
+            <Query<HashMap<String, String>> as FromRequestParts<AppState>>::from_request_parts(
+                parts, state,
+            )
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let ConnectInfoOrUnknown(client) =
+            <ConnectInfoOrUnknown as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .map_err(|never| match never {})?;
+        let caller =
+            <Caller as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await?;
+        Ok(MediaRequest {
+            id,
+            query,
+            client,
+            caller,
+            headers: parts.headers.clone(),
+        })
+    }
 }
 
 fn link_refused(error: links::LinkError) -> ApiError {

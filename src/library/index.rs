@@ -170,6 +170,26 @@ struct CallMeta {
     participants: Option<String>,
 }
 
+/// Replaces the words of recording `id`'s caller name, for the name search.
+pub async fn store_name_words(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+    caller_name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM recording_words WHERE recording_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for word in name_words(caller_name) {
+        sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(word)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The lower-cased words of a caller name (letters and digits), each once.
 pub fn name_words(name: &str) -> Vec<String> {
     let mut words: Vec<String> = name
@@ -454,18 +474,8 @@ impl Indexer {
             .bind(m.map(|m| m.consent.clone()).unwrap_or_else(|| "unknown".into()))
             .fetch_one(&mut *tx)
             .await?;
-            // The caller name's words, for the name search.
-            sqlx::query("DELETE FROM recording_words WHERE recording_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            for word in name_words(m.and_then(|m| m.caller_name.as_deref()).unwrap_or("")) {
-                sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(word)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let caller_name = m.and_then(|m| m.caller_name.as_deref()).unwrap_or("");
+            store_name_words(&mut tx, id, caller_name).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -426,3 +426,16 @@ pub async fn caller_in_bridge(
         .expect("add");
     (caller, bridge.id)
 }
+
+/// Runs each named `async fn(Db)` twice, as `sqlite::<name>` and `postgres::<name>`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await } )*
+        }
+    };
+}
