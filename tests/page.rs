@@ -87,6 +87,22 @@ async fn stream_events(s: &TestService) -> i64 {
     n
 }
 
+/// Advances simulated time a tenth of a second at a time until `count_sql` counts one row.
+async fn advance_until_one(t: &TestSim, s: &TestService, count_sql: &str) -> bool {
+    for _ in 0..400 {
+        t.sim.advance(0.1);
+        let (n,): (i64,) = sqlx::query_as(count_sql)
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("count");
+        if n == 1 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 async fn sign_in(browser: &Browser, base: &str, username: &str, password: &str) {
     browser.goto(&format!("{base}/")).await;
     let user = browser.find("#username").await;
@@ -624,21 +640,12 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     t.sim
         .place_inbound_call("100", "Nina North <5551007>", "talk")
         .expect("call");
-    let mut listed_unrecorded = false;
-    for _ in 0..400 {
-        t.sim.advance(0.1);
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM recordings WHERE status = 'not_recorded' AND caller_name = 'Nina North'",
-        )
-        .fetch_one(&s.svc.db.pool)
-        .await
-        .expect("count");
-        if n == 1 {
-            listed_unrecorded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let listed_unrecorded = advance_until_one(
+        &t,
+        &s,
+        "SELECT COUNT(*) FROM recordings WHERE status = 'not_recorded' AND caller_name = 'Nina North'",
+    )
+    .await;
     assert!(listed_unrecorded, "the unrecorded call is in the library");
     t.sim.advance(30.0);
     sign_in(&browser, &base, "tester", "tester-password").await;
@@ -686,20 +693,12 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     t.sim
         .place_inbound_call("100", "Erin Evans <5551006>", "talk")
         .expect("call");
-    let mut recorded = false;
-    for _ in 0..400 {
-        t.sim.advance(0.1);
-        let (n,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM call_recordings WHERE flow = 'support'")
-                .fetch_one(&s.svc.db.pool)
-                .await
-                .expect("count");
-        if n == 1 {
-            recorded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let recorded = advance_until_one(
+        &t,
+        &s,
+        "SELECT COUNT(*) FROM call_recordings WHERE flow = 'support'",
+    )
+    .await;
     assert!(recorded, "the next call was recorded");
     t.sim.advance(30.0);
     browser.quit().await;
