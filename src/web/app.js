@@ -456,7 +456,12 @@ class Player {
       this.total.textContent = clock(this.duration);
       this.audio.playbackRate = Number(this.speed.value);
     });
-    this.audio.addEventListener("error", () => this.renew());
+    // An expired playback link shows as a media error: get a new one, but not in a loop when
+    // the refusal is for good (consent withdrawn, recording deleted).
+    this.audio.addEventListener("error", () => {
+      if (Date.now() - (this.renewedAt ?? 0) > 10_000) this.renew();
+      else say("Playback stopped: the recording is no longer available to you.");
+    });
     // Click or drag on the waveform to seek.
     let dragging = false;
     const seekTo = (event) => {
@@ -506,6 +511,7 @@ class Player {
   async renew() {
     if (this.renewing) return;
     this.renewing = true;
+    this.renewedAt = Date.now();
     try {
       const position = this.audio.currentTime || 0;
       const wasPlaying = !this.audio.paused;
