@@ -675,7 +675,46 @@ async fn flows_give_recordings_their_project_consent_and_privacy(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// A file re-indexed many times (as one being written is) keeps its id, and the next file gets
+/// the next id: ids stay dense and stable.
+async fn reindexing_keeps_ids_stable_and_dense(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let database = ari_recorder::library::Database::open(&url)
+        .await
+        .expect("db");
+    let indexer = ari_recorder::library::Indexer::new(
+        database.clone(),
+        t.recordings.clone(),
+        Duration::from_secs(3),
+    );
+    let header = ari_recorder::audio::wav::header(0);
+    for grown in 1..=4usize {
+        let mut bytes = header.to_vec();
+        bytes.extend(std::iter::repeat_n(0u8, grown * 1600));
+        put(&t, "growing.wav", &bytes);
+        set_mtime(
+            &t.recordings.join("growing.wav"),
+            SystemTime::now() - Duration::from_secs(3600 - grown as u64),
+        )
+        .expect("mtime");
+        indexer.full_scan().await.expect("scan");
+    }
+    put_fixture(&t, "next.wav", "transfer-1a5138fb.wav");
+    indexer.full_scan().await.expect("scan");
+    let ids: Vec<(String, i64)> = sqlx::query_as("SELECT name, id FROM recordings ORDER BY id")
+        .fetch_all(&database.pool)
+        .await
+        .expect("ids");
+    let (first, second) = (ids[0].1, ids[1].1);
+    assert_eq!(ids[0].0, "growing");
+    assert_eq!(second, first + 1, "{ids:?}");
+}
+
 on_both_databases!(
+    reindexing_keeps_ids_stable_and_dense,
     flows_give_recordings_their_project_consent_and_privacy,
     scan_indexes_real_and_bad_files_with_status_and_reason,
     reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_keeps_up,

@@ -170,6 +170,88 @@ struct CallMeta {
     participants: Option<String>,
 }
 
+/// The columns the indexer writes, in the order of its values.
+const ROW_COLUMNS: [&str; 29] = [
+    "path",
+    "name",
+    "format",
+    "status",
+    "reason",
+    "size_bytes",
+    "mtime_ms",
+    "duration_ms",
+    "encoding",
+    "sample_rate",
+    "data_offset",
+    "data_len",
+    "sha256",
+    "call_id",
+    "tenant",
+    "flow",
+    "node",
+    "node_type",
+    "direction",
+    "caller_name",
+    "caller_number",
+    "callee",
+    "started_at_ms",
+    "owner",
+    "participants",
+    "indexed_at_ms",
+    "project",
+    "private",
+    "consent",
+];
+
+/// A value the indexer writes.
+enum Stored {
+    Text(Option<String>),
+    Int(i64),
+}
+
+fn bind_stored<'q>(
+    mut query: sqlx::query::QueryAs<'q, sqlx::Any, (i64,), sqlx::any::AnyArguments<'q>>,
+    values: &'q [Stored],
+) -> sqlx::query::QueryAs<'q, sqlx::Any, (i64,), sqlx::any::AnyArguments<'q>> {
+    for value in values {
+        query = match value {
+            Stored::Text(text) => query.bind(text.as_deref()),
+            Stored::Int(int) => query.bind(*int),
+        };
+    }
+    query
+}
+
+/// `UPDATE ... WHERE path = $1`: every column but the path; consent an admin or a flow set is
+/// kept (only `unknown` is replaced).
+static UPDATE_ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let sets: Vec<String> = ROW_COLUMNS
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, column)| match *column {
+            "consent" => format!(
+                "consent = CASE WHEN consent = 'unknown' THEN ${} ELSE consent END",
+                i + 1
+            ),
+            _ => format!("{column} = ${}", i + 1),
+        })
+        .collect();
+    format!(
+        "UPDATE recordings SET {} WHERE path = $1 RETURNING id",
+        sets.join(", ")
+    )
+});
+
+static INSERT_ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=ROW_COLUMNS.len()).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO recordings ({}) VALUES ({}) ON CONFLICT (path) DO NOTHING RETURNING id",
+        ROW_COLUMNS.join(", "),
+        placeholders.join(", ")
+    )
+});
+
 /// Replaces the words of recording `id`'s caller name, for the name search.
 pub async fn store_name_words(
     conn: &mut sqlx::AnyConnection,
@@ -418,62 +500,81 @@ impl Indexer {
                 Encoding::Alaw => "alaw",
             });
             let m = meta.as_ref();
-            let (id,): (i64,) = sqlx::query_as(
-                "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, duration_ms, encoding, \
-                 sample_rate, data_offset, data_len, sha256, call_id, tenant, flow, node, node_type, direction, caller_name, \
-                 caller_number, callee, started_at_ms, owner, participants, indexed_at_ms, project, private, consent) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29) \
-                 ON CONFLICT (path) DO UPDATE SET format = excluded.format, status = excluded.status, reason = excluded.reason, \
-                 size_bytes = excluded.size_bytes, mtime_ms = excluded.mtime_ms, duration_ms = excluded.duration_ms, \
-                 encoding = excluded.encoding, sample_rate = excluded.sample_rate, data_offset = excluded.data_offset, \
-                 data_len = excluded.data_len, sha256 = excluded.sha256, call_id = excluded.call_id, tenant = excluded.tenant, \
-                 flow = excluded.flow, node = excluded.node, node_type = excluded.node_type, direction = excluded.direction, \
-                 caller_name = excluded.caller_name, \
-                 caller_number = excluded.caller_number, callee = excluded.callee, started_at_ms = excluded.started_at_ms, \
-                 owner = excluded.owner, participants = excluded.participants, indexed_at_ms = excluded.indexed_at_ms, \
-                 project = excluded.project, private = excluded.private, \
-                 consent = CASE WHEN recordings.consent = 'unknown' THEN excluded.consent ELSE recordings.consent END \
-                 RETURNING id",
-            )
-            .bind(&row.seen.rel)
-            .bind(&name)
-            .bind(&row.probe.format)
-            .bind(row.status)
-            .bind(&row.probe.reason)
-            .bind(row.probe.size as i64)
-            .bind(row.seen.mtime_ms)
-            .bind(row.probe.duration_ms as i64)
-            .bind(encoding)
-            .bind(i64::from(row.probe.sample_rate))
-            .bind(row.probe.data_offset as i64)
-            .bind(row.probe.data_len as i64)
-            .bind(&row.probe.sha256)
-            .bind(m.map(|m| m.call_id.clone()))
-            .bind(m.map(|m| m.tenant.clone()).unwrap_or_else(|| self.default_scope.0.clone()))
-            .bind(m.and_then(|m| m.flow.clone()))
-            .bind(m.and_then(|m| m.node.clone()))
-            .bind(m.and_then(|m| m.node_type.clone()))
-            .bind(m.map(|m| m.direction.clone()))
-            .bind(m.and_then(|m| m.caller_name.clone()))
-            .bind(m.and_then(|m| m.caller_number.clone()))
-            .bind(m.and_then(|m| m.callee.clone()))
-            .bind(started)
-            .bind(m.and_then(|m| m.callee.clone()))
-            .bind(m.map(|m| {
-                m.participants.clone().unwrap_or_else(|| {
-                    format!(
-                        "{},{}",
-                        m.caller_number.clone().unwrap_or_default(),
-                        m.callee.clone().unwrap_or_default()
-                    )
-                })
-            }))
-            .bind(now_ms())
-            .bind(m.map(|m| m.project.clone()).unwrap_or_else(|| self.default_scope.1.clone()))
-            .bind(m.map(|m| m.private).unwrap_or(0))
-            .bind(m.map(|m| m.consent.clone()).unwrap_or_else(|| "unknown".into()))
-            .fetch_one(&mut *tx)
-            .await?;
+            let text = |v: Option<String>| Stored::Text(v);
+            let int = |v: i64| Stored::Int(v);
+            // In ROW_COLUMNS order.
+            let values = [
+                text(Some(row.seen.rel.clone())),
+                text(Some(name.clone())),
+                text(Some(row.probe.format.clone())),
+                text(Some(row.status.to_string())),
+                text(row.probe.reason.clone()),
+                int(row.probe.size as i64),
+                int(row.seen.mtime_ms),
+                int(row.probe.duration_ms as i64),
+                text(encoding.map(String::from)),
+                int(i64::from(row.probe.sample_rate)),
+                int(row.probe.data_offset as i64),
+                int(row.probe.data_len as i64),
+                text(row.probe.sha256.clone()),
+                text(m.map(|m| m.call_id.clone())),
+                text(Some(
+                    m.map(|m| m.tenant.clone())
+                        .unwrap_or_else(|| self.default_scope.0.clone()),
+                )),
+                text(m.and_then(|m| m.flow.clone())),
+                text(m.and_then(|m| m.node.clone())),
+                text(m.and_then(|m| m.node_type.clone())),
+                text(m.map(|m| m.direction.clone())),
+                text(m.and_then(|m| m.caller_name.clone())),
+                text(m.and_then(|m| m.caller_number.clone())),
+                text(m.and_then(|m| m.callee.clone())),
+                int(started),
+                text(m.and_then(|m| m.callee.clone())),
+                text(m.map(|m| {
+                    m.participants.clone().unwrap_or_else(|| {
+                        format!(
+                            "{},{}",
+                            m.caller_number.clone().unwrap_or_default(),
+                            m.callee.clone().unwrap_or_default()
+                        )
+                    })
+                })),
+                int(now_ms()),
+                text(Some(
+                    m.map(|m| m.project.clone())
+                        .unwrap_or_else(|| self.default_scope.1.clone()),
+                )),
+                int(m.map(|m| m.private).unwrap_or(0)),
+                text(Some(
+                    m.map(|m| m.consent.clone())
+                        .unwrap_or_else(|| "unknown".into()),
+                )),
+            ];
+            // Update first: an upsert that turns into an update still spends an id of the
+            // sequence, and a file being written is re-indexed many times.
+            let updated: Option<(i64,)> = bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let id = match updated {
+                Some((id,)) => id,
+                None => {
+                    let inserted: Option<(i64,)> =
+                        bind_stored(sqlx::query_as(&INSERT_ROW), &values)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    match inserted {
+                        Some((id,)) => id,
+                        // Another writer (the watcher, a second instance) added it meanwhile.
+                        None => {
+                            bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
+                                .fetch_one(&mut *tx)
+                                .await?
+                                .0
+                        }
+                    }
+                }
+            };
             let caller_name = m.and_then(|m| m.caller_name.as_deref()).unwrap_or("");
             store_name_words(&mut tx, id, caller_name).await?;
         }
