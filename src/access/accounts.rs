@@ -141,6 +141,8 @@ struct UserRow {
     projects: String,
     extension: Option<String>,
     disabled: i64,
+    staff_playback: i64,
+    download_entitlement: i64,
 }
 
 impl UserRow {
@@ -161,18 +163,27 @@ impl UserRow {
                 .collect(),
             extension: self.extension,
             credential,
+            settings: TenantSettings {
+                staff_playback: self.staff_playback != 0,
+                download_entitlement: self.download_entitlement != 0,
+            },
         })
     }
 }
 
-const USER_COLUMNS: &str =
-    "id, username, password_hash, role, tenant, projects, extension, disabled";
+/// A user with their tenant's settings: one query answers who is asking and what their tenant
+/// allows. Selected from users `u` followed by `TENANT_OF_USER`.
+const USER_COLUMNS: &str = "u.id, u.username, u.password_hash, u.role, u.tenant, u.projects, u.extension, u.disabled, \
+     COALESCE(tn.staff_playback, 0) AS staff_playback, COALESCE(tn.download_entitlement, 0) AS download_entitlement";
+const TENANT_OF_USER: &str = "LEFT JOIN tenants tn ON tn.name = u.tenant";
 
 async fn user_by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS} FROM users u {TENANT_OF_USER} WHERE u.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// The user's id when the password is right. A wrong user name costs the same hashing work as
@@ -183,7 +194,7 @@ pub async fn check_password(
     password: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
     let row: Option<UserRow> = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+        "SELECT {USER_COLUMNS} FROM users u {TENANT_OF_USER} WHERE u.username = $1"
     ))
     .bind(username)
     .fetch_optional(conn)
@@ -250,24 +261,31 @@ pub async fn create_token(
 
 #[derive(sqlx::FromRow)]
 struct TokenRow {
-    id: i64,
-    user_id: i64,
+    token_id: i64,
     scopes: String,
     expires_at_ms: Option<i64>,
     revoked_at_ms: Option<i64>,
+    #[sqlx(flatten)]
+    user: UserRow,
 }
 
 impl TokenRow {
-    fn live(&self) -> bool {
-        self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| e > now_ms())
-    }
-
-    fn credential(&self) -> Credential {
-        Credential::Token {
-            id: self.id,
+    /// The token's principal, unless it is revoked or expired (or its user disabled).
+    fn principal(self) -> Option<Principal> {
+        let live = self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| e > now_ms());
+        let credential = Credential::Token {
+            id: self.token_id,
             scopes: self.scopes.split(' ').filter_map(Scope::parse).collect(),
-        }
+        };
+        live.then(|| self.user.principal(credential)).flatten()
     }
+}
+
+fn token_query(condition: &str) -> String {
+    format!(
+        "SELECT t.id AS token_id, t.scopes, t.expires_at_ms, t.revoked_at_ms, {USER_COLUMNS} \
+         FROM api_tokens t JOIN users u ON u.id = t.user_id {TENANT_OF_USER} WHERE {condition}"
+    )
 }
 
 /// The principal of a live Bearer token.
@@ -275,29 +293,11 @@ pub async fn principal_for_token(
     conn: &mut AnyConnection,
     secret: &str,
 ) -> Result<Option<Principal>, sqlx::Error> {
-    let row: Option<TokenRow> = sqlx::query_as(&format!(
-        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
-    ))
-    .bind(sha256_hex(secret))
-    .fetch_optional(&mut *conn)
-    .await?;
-    principal_for_token_row(conn, row).await
-}
-
-const TOKEN_COLUMNS: &str = "id, user_id, scopes, expires_at_ms, revoked_at_ms";
-
-/// The principal of a token that is neither revoked nor expired, with its scopes.
-async fn principal_for_token_row(
-    conn: &mut AnyConnection,
-    row: Option<TokenRow>,
-) -> Result<Option<Principal>, sqlx::Error> {
-    match row {
-        Some(token) if token.live() => {
-            let credential = token.credential();
-            principal_for_user(conn, token.user_id, credential).await
-        }
-        _ => Ok(None),
-    }
+    let row: Option<TokenRow> = sqlx::query_as(&token_query("t.token_hash = $1"))
+        .bind(sha256_hex(secret))
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.and_then(TokenRow::principal))
 }
 
 /// The principal a signed link was issued to (`u<user id>` or `t<token id>`), if still valid.
@@ -314,13 +314,11 @@ pub async fn principal_for_subject(
     else {
         return Ok(None);
     };
-    let row: Option<TokenRow> = sqlx::query_as(&format!(
-        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
-    ))
-    .bind(token)
-    .fetch_optional(&mut *conn)
-    .await?;
-    principal_for_token_row(conn, row).await
+    let row: Option<TokenRow> = sqlx::query_as(&token_query("t.id = $1"))
+        .bind(token)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.and_then(TokenRow::principal))
 }
 
 /// A new browser session: the cookie secret and its CSRF token.
@@ -364,20 +362,29 @@ pub async fn principal_for_session(
     conn: &mut AnyConnection,
     secret: &str,
 ) -> Result<Option<(Principal, String, i64)>, sqlx::Error> {
-    let row: Option<(i64, String, i64)> = sqlx::query_as(
-        "SELECT user_id, csrf_token, expires_at_ms FROM sessions WHERE token_hash = $1",
-    )
+    let row: Option<SessionRow> = sqlx::query_as(&format!(
+        "SELECT s.csrf_token, s.expires_at_ms AS session_expires_at_ms, {USER_COLUMNS} \
+         FROM sessions s JOIN users u ON u.id = s.user_id {TENANT_OF_USER} WHERE s.token_hash = $1"
+    ))
     .bind(sha256_hex(secret))
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?;
-    match row {
-        Some((user_id, csrf, expires)) if expires > now_ms() => {
-            Ok(principal_for_user(conn, user_id, Credential::Session)
-                .await?
-                .map(|p| (p, csrf, expires)))
-        }
-        _ => Ok(None),
-    }
+    Ok(row
+        .filter(|r| r.session_expires_at_ms > now_ms())
+        .and_then(|r| {
+            let (csrf, expires) = (r.csrf_token, r.session_expires_at_ms);
+            r.user
+                .principal(Credential::Session)
+                .map(|p| (p, csrf, expires))
+        }))
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    csrf_token: String,
+    session_expires_at_ms: i64,
+    #[sqlx(flatten)]
+    user: UserRow,
 }
 
 pub async fn end_session(conn: &mut AnyConnection, secret: &str) -> Result<(), sqlx::Error> {

@@ -74,15 +74,18 @@ pub fn event_hash(event: &StoredEvent) -> String {
 /// An open transaction holding the audit chain's head.
 pub struct AuditTx {
     tx: Transaction<'static, Any>,
+    /// The chain's newest event (sequence number, hash), read while holding it.
+    head: (i64, String),
 }
 
 impl AuditTx {
     pub async fn begin(db: &Database) -> Result<AuditTx, DbError> {
         let mut tx = db.pool.begin().await?;
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
-        Ok(AuditTx { tx })
+        let head: (i64, String) =
+            sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
+                .fetch_one(&mut *tx)
+                .await?;
+        Ok(AuditTx { tx, head })
     }
 
     /// Where the action does its own writes.
@@ -93,10 +96,7 @@ impl AuditTx {
     /// Appends the event and commits it with whatever the action wrote. Returns its sequence
     /// number.
     pub async fn commit(mut self, entry: &AuditEntry) -> Result<i64, DbError> {
-        let (head_seq, head_hash): (i64, String) =
-            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-                .fetch_one(&mut *self.tx)
-                .await?;
+        let (head_seq, head_hash) = std::mem::take(&mut self.head);
         let mut event = StoredEvent {
             seq: head_seq + 1,
             at_ms: now_ms(),

@@ -101,6 +101,8 @@ pub struct Principal {
     /// The user's phone endpoint (`PJSIP/201`), to recognise their own calls.
     pub extension: Option<String>,
     pub credential: Credential,
+    /// The entitlements of the user's tenant, read with the user on every request.
+    pub settings: policy::TenantSettings,
 }
 
 impl Principal {

@@ -176,6 +176,7 @@ mod tests {
             projects: vec!["support".into()],
             extension: Some("PJSIP/201".into()),
             credential: Credential::Session,
+            settings: TenantSettings::default(),
         }
     }
 

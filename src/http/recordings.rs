@@ -20,7 +20,7 @@ use base64::Engine;
 
 use super::auth::{denied, Caller, ConnectInfoOrUnknown};
 use super::{internal, rfc3339, ApiError, AppState};
-use crate::access::accounts::{self, principal_for_subject};
+use crate::access::accounts::principal_for_subject;
 use crate::access::audit::{self, AuditEntry, AuditTx};
 use crate::access::links::{self, Grant, LinkAction};
 use crate::access::policy::{decide, Action, Denial, RecordingFacts, TenantSettings};
@@ -231,13 +231,6 @@ fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
 
 pub(super) fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such recording")
-}
-
-async fn tenant_settings(state: &AppState, tenant: &str) -> Result<TenantSettings, ApiError> {
-    let mut conn = state.db.pool.acquire().await.map_err(internal)?;
-    accounts::tenant_settings(&mut conn, tenant)
-        .await
-        .map_err(internal)
 }
 
 /// A LIKE pattern matching `value` anywhere as a literal.
@@ -511,7 +504,7 @@ pub(super) async fn list(
         )),
         _ => None,
     };
-    let tenant = tenant_settings(&state, &principal.tenant).await?;
+    let tenant = principal.settings;
     let mut entry = caller.entry("list");
     entry.detail = Some(format!("{} recordings", rows.len()));
     audit::record(&state.db, &entry).await.map_err(internal)?;
@@ -550,7 +543,7 @@ async fn authorize(
     let Some(row) = row else {
         return Err(caller.refuse(state, entry, not_found()).await);
     };
-    let tenant = tenant_settings(state, &caller.principal.tenant).await?;
+    let tenant = caller.principal.settings;
     match decide(&caller.principal, tenant, &row.facts(), action) {
         Ok(()) => Ok((row, tenant, entry)),
         // Say precisely why there is no audio (in progress, empty, unreadable...).
