@@ -700,6 +700,37 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     )
     .await;
     assert!(recorded, "the next call was recorded");
+
+    // While the call goes on, its panel says so.
+    let in_progress = advance_until_one(
+        &t,
+        &s,
+        "SELECT COUNT(*) FROM recordings WHERE status = 'recording' AND caller_name = 'Erin Evans'",
+    )
+    .await;
+    assert!(in_progress, "the file being written is listed");
+    browser
+        .goto(&format!("{base}/#/recordings?status=recording"))
+        .await;
+    browser
+        .wait_for(
+            "the call in progress",
+            "return document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === 'Erin Evans 5551006'",
+        )
+        .await;
+    browser
+        .click(
+            &browser
+                .find("#recordings tbody tr[data-id] button.expand")
+                .await,
+        )
+        .await;
+    browser
+        .wait_for(
+            "in progress",
+            "return document.querySelector('.panel .notice')?.textContent === 'Recording in progress'",
+        )
+        .await;
     t.sim.advance(30.0);
     browser.quit().await;
     let _ = s.stop.send(true);
