@@ -605,6 +605,25 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
     assert_eq!(fits, Value::Bool(true), "the page fits a phone");
+    // Opened on a phone, the filters fold away so the list comes first.
+    browser.exec("location.reload()", &[]).await;
+    browser
+        .wait_for(
+            "the list on a phone",
+            "return document.querySelectorAll('#recordings tbody tr[data-id]').length === 5 && !document.querySelector('#filters-box').open",
+        )
+        .await;
+    let closed_panels_shown = browser
+        .exec(
+            "return [...document.querySelectorAll('tr.panel-row[hidden]')].filter(r => r.offsetHeight > 0).length",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        closed_panels_shown,
+        Value::from(0),
+        "closed panels take no room"
+    );
     browser.screenshot(&screenshots().join("phone.png")).await;
     browser.set_window(1280, 900).await;
 

@@ -213,11 +213,17 @@ function apiQuery(params) {
 
 let current = { params: new URLSearchParams(), next: null };
 
+const phone = window.matchMedia("(max-width: 40rem)");
+
 async function loadRecordings(params) {
+  let filtered = false;
   for (const key of FILTERS) {
     const field = $(`#f-${key}`);
     if (field) field.value = params.get(key) ?? "";
+    filtered ||= Boolean(params.get(key));
   }
+  // On a phone the filters fold away unless a search is on, so the list comes first.
+  if (phone.matches && !filtered) $("#filters-box").open = false;
   const body = $("#recordings tbody");
   say("Loading recordings...");
   let page;
