@@ -1014,6 +1014,12 @@ async fn audio_response(
     .filter(|d| !d.is_empty());
     let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
     if let Some(grant) = grant.as_ref().filter(|_| attachment) {
+        // Spent nonces matter only until their link would have expired anyway.
+        sqlx::query("DELETE FROM used_grants WHERE expires_at_ms < $1")
+            .bind(crate::access::now_ms())
+            .execute(tx.conn())
+            .await
+            .map_err(internal)?;
         let spent = sqlx::query(
             "INSERT INTO used_grants (nonce, used_at_ms, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING",
         )
