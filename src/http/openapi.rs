@@ -41,7 +41,7 @@ fn audio_op(summary: &str, attachment: bool) -> Value {
             "200": {"description": if attachment { "the audio as an attachment (audio/wav)" } else { "the audio (audio/wav)" }, "content": {"audio/wav": {}}},
             "206": {"description": "the requested range", "content": {"audio/wav": {}}},
             "416": {"description": "range not satisfiable"},
-        }), error_responses(&["404", "409"])),
+        }), error_responses(&["401", "403", "404", "409"])),
     })
 }
 
@@ -237,9 +237,9 @@ pub fn document() -> Value {
             "/api/recordings/{id}/audio": {"get": merge(audio_op("inline playback as PCM WAV (mu-law and A-law transcoded), exact ranges", false), json!({"security": media_security()}))},
             "/api/recordings/{id}/download": {"get": merge(audio_op("the same audio as an attachment (admin and manager, with the download entitlement)", true), json!({"security": media_security()}))},
             "/api/recordings/{id}/peaks": {"get": {
-                "summary": "min/max peaks for a waveform",
+                "summary": "min/max peaks for a waveform (needs the right to play)",
                 "parameters": [id_param(), query("points", "1 to 10000 (800)", json!({"type": "integer"}))],
-                "responses": merge(json!({"200": {"description": "peaks: [[min, max], ...]"}}), error_responses(&["400", "404", "409"]))
+                "responses": merge(json!({"200": {"description": "peaks: [[min, max], ...]"}}), error_responses(&["400", "401", "403", "404", "409"]))
             }},
             "/api/library/scan": {"get": {"summary": "state of the recordings folder scan (admin)", "responses": {"200": {"description": "scan state"}}}}
         },
