@@ -79,11 +79,15 @@ ring_timeout = 5
 record_call = false
 "#;
 
-async fn stream_events(s: &TestService) -> i64 {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'stream'")
-        .fetch_one(&s.svc.db.pool)
-        .await
-        .expect("count");
+/// Audio requests the service answered (every one is audited), of one recording or of all.
+async fn stream_events(s: &TestService, recording: Option<i64>) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'stream' AND ($1 IS NULL OR recording_id = $1)",
+    )
+    .bind(recording)
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("count");
     n
 }
 
@@ -412,19 +416,46 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .starts_with("No recording available"));
     browser.click(&unconsented).await;
 
-    // Open the real recording's panel: no audio was requested before it opened.
-    assert_eq!(stream_events(&s).await, 0, "no audio before a panel opens");
-    let open = browser
-        .find("#recordings tbody tr[data-id] button.expand")
+    // Nothing of a recording's audio is requested before its panel opens.
+    assert_eq!(
+        stream_events(&s, None).await,
+        0,
+        "no audio before a panel opens"
+    );
+
+    // Keyboard only: Enter on a row's button opens its panel.
+    let carol = browser
+        .find("#recordings tbody tr[data-id]:nth-of-type(5) button.expand")
         .await;
-    browser.click(&open).await;
+    browser.keys(&carol, webdriver::ENTER).await;
+    browser
+        .wait_for(
+            "opened by keyboard",
+            "return document.querySelector('#recordings tbody tr[data-id]:nth-of-type(5) button.expand').getAttribute('aria-expanded') === 'true' && !!document.querySelector('.panel .player')",
+        )
+        .await;
+    browser.keys(&carol, webdriver::ENTER).await;
+    browser
+        .wait_for(
+            "closed by keyboard",
+            "return !document.querySelector('.panel .player')",
+        )
+        .await;
+
+    // Open the real recording's panel: its audio is requested only now.
     let id = browser
         .exec(
             "return document.querySelector('#recordings tbody tr[data-id]').dataset.id",
             &[],
         )
         .await;
-    let panel = format!("#panel-{}", id.as_str().expect("id"));
+    let recording: i64 = id.as_str().and_then(|i| i.parse().ok()).expect("id");
+    assert_eq!(stream_events(&s, Some(recording)).await, 0);
+    let open = browser
+        .find("#recordings tbody tr[data-id] button.expand")
+        .await;
+    browser.click(&open).await;
+    let panel = format!("#panel-{recording}");
     browser.find(&format!("{panel} .player canvas.wave")).await;
     browser
         .wait_for(
@@ -432,7 +463,10 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
             &format!("return document.querySelector('{panel} audio').readyState >= 1"),
         )
         .await;
-    assert!(stream_events(&s).await > 0, "the player streams once open");
+    assert!(
+        stream_events(&s, Some(recording)).await > 0,
+        "the player streams once open"
+    );
     let indicators = browser
         .text(&browser.find(&format!("{panel} .indicators")).await)
         .await;

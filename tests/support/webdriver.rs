@@ -11,6 +11,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub const ARROW_LEFT: &str = "\u{E012}";
 pub const ARROW_RIGHT: &str = "\u{E014}";
+pub const ENTER: &str = "\u{E007}";
 
 /// Where Debian puts the driver; `None` when it is not installed.
 pub fn chromedriver() -> Option<&'static str> {
