@@ -1151,7 +1151,37 @@ async fn the_command_line_bootstraps_users_and_tokens(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Many requests at once still make one unbroken chain: writers queue on the chain's head.
+async fn concurrent_requests_keep_one_chain(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = one_recording(&t, &url, &[]).await;
+    let before = audit_head(&s.svc.db).await;
+    let client = common::authed();
+    let requests = (0..60).map(|i| {
+        let request = if i % 2 == 0 {
+            client.get(format!("{}/api/recordings/{id}", s.base))
+        } else {
+            client
+                .get(format!("{}/api/recordings/{id}/audio", s.base))
+                .header("range", "bytes=0-99")
+        };
+        send(request)
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    assert!(answers.iter().all(|a| a.status == 200 || a.status == 206));
+    assert_eq!(audit_head(&s.svc.db).await, before + 60);
+    let report = ari_recorder::access::audit::verify(&s.svc.db)
+        .await
+        .expect("verify");
+    assert_eq!((report.events, report.problem), (before + 60, None));
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    concurrent_requests_keep_one_chain,
     the_permission_matrix_holds_through_the_api,
     signed_links_expire_are_capped_single_use_tamper_proof_and_rotate,
     sessions_need_csrf_for_writes_and_expire,
