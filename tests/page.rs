@@ -398,6 +398,13 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
 
+    // Nothing of a recording's audio is requested before its panel opens.
+    assert_eq!(
+        stream_events(&s, None).await,
+        0,
+        "no audio before a panel opens"
+    );
+
     // A recording without consent: Play disabled with the reason, no audio fetched.
     let unconsented = browser
         .find("#recordings tbody tr[data-id]:nth-of-type(7) button.expand")
@@ -414,14 +421,32 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .text(&reason)
         .await
         .starts_with("No recording available"));
-    browser.click(&unconsented).await;
-
-    // Nothing of a recording's audio is requested before its panel opens.
-    assert_eq!(
-        stream_events(&s, None).await,
-        0,
-        "no audio before a panel opens"
+    assert!(
+        browser.find_all(".panel .player").await.is_empty(),
+        "no player without consent"
     );
+
+    // The admin records the caller's consent in the panel: the player appears.
+    let consent = browser
+        .find(".panel select[name=consent] option[value=granted]")
+        .await;
+    browser.click(&consent).await;
+    browser
+        .click(
+            &browser
+                .find(".panel .status-form button[type=submit]")
+                .await,
+        )
+        .await;
+    browser.find(".panel .player").await;
+    let (status_changes,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'set_status' AND outcome = 'allowed'",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(status_changes, 1);
+    browser.click(&unconsented).await;
 
     // Keyboard only: Enter on a row's button opens its panel.
     let carol = browser

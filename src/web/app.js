@@ -361,6 +361,38 @@ async function openPanel(panel, id, row) {
       onclick: () => confirmDelete(rec, panel, row),
     }));
   }
+  if (rec.access.set_status.allowed && rec.status !== "deleted") {
+    panel.append(statusForm(rec, panel, row));
+  }
+}
+
+/// Admins record consent and compliance; the panel redraws with what that allows.
+function statusForm(rec, panel, row) {
+  const choice = (name, label, values, current) => {
+    const id = `${name}-${rec.id}`;
+    return el("div", {},
+      el("label", { for: id, text: label }),
+      el("select", { id, name }, ...values.map((v) => el("option", { value: v, selected: v === current, text: v.replace("_", " ") }))));
+  };
+  const form = el("form", { class: "status-form", "aria-label": "Consent and compliance" },
+    choice("consent", "Consent", ["granted", "denied", "unknown"], rec.consent),
+    choice("compliance", "Compliance", ["permitted", "denied", "missing_evidence", "policy_blocked"], rec.compliance),
+    el("button", { type: "submit", class: "secondary", text: "Save status" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("PATCH", `/api/recordings/${rec.id}`, {
+        consent: form.elements.consent.value,
+        compliance: form.elements.compliance.value,
+      });
+      panel.player?.stop();
+      await openPanel(panel, rec.id, row);
+      say(`Recording ${rec.id}: consent ${form.elements.consent.value}, compliance ${form.elements.compliance.value} (audited).`);
+    } catch (error) {
+      say(`Status not changed: ${error.message}`);
+    }
+  });
+  return form;
 }
 
 function describe(rec) {
