@@ -91,6 +91,29 @@ async fn stream_events(s: &TestService, recording: Option<i64>) -> i64 {
     n
 }
 
+/// Audit events of `action` with `outcome`.
+async fn audited(s: &TestService, action: &str, outcome: &str) -> i64 {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = $1 AND outcome = $2")
+            .bind(action)
+            .bind(outcome)
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("count");
+    n
+}
+
+/// Clicks `button` and waits for the modal `dialog` it opens.
+async fn open_dialog(browser: &Browser, button: &str, dialog: &str) {
+    browser.click(&browser.find(button).await).await;
+    browser
+        .wait_for(
+            "the dialog",
+            &format!("return document.querySelector('{dialog}').open"),
+        )
+        .await;
+}
+
 /// Advances simulated time a tenth of a second at a time until `count_sql` counts one row.
 async fn advance_until_one(t: &TestSim, s: &TestService, count_sql: &str) -> bool {
     for _ in 0..400 {
@@ -439,13 +462,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
     browser.find(".panel .player").await;
-    let (status_changes,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM audit_events WHERE action = 'set_status' AND outcome = 'allowed'",
-    )
-    .fetch_one(&s.svc.db.pool)
-    .await
-    .expect("audit");
-    assert_eq!(status_changes, 1);
+    assert_eq!(audited(&s, "set_status", "allowed").await, 1);
     browser.click(&unconsented).await;
 
     // Keyboard only: Enter on a row's button opens its panel.
@@ -594,15 +611,12 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     assert_eq!(rate, 2.0);
 
     // Download through the confirmation, which says it is audited.
-    browser
-        .click(&browser.find(&format!("{panel} button.download")).await)
-        .await;
-    browser
-        .wait_for(
-            "the dialog",
-            "return document.querySelector('#download-dialog').open",
-        )
-        .await;
+    open_dialog(
+        &browser,
+        &format!("{panel} button.download"),
+        "#download-dialog",
+    )
+    .await;
     let warning = browser.text(&browser.find("#download-dialog").await).await;
     assert!(warning.contains("audited"), "{warning}");
     browser
@@ -623,24 +637,15 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     let saved = saved.expect("the file was saved");
     let bytes = std::fs::read(&saved).expect("read download");
     assert_eq!(&bytes[..4], b"RIFF");
-    let (downloads_audited,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM audit_events WHERE action = 'download' AND outcome = 'allowed'",
-    )
-    .fetch_one(&s.svc.db.pool)
-    .await
-    .expect("audit");
-    assert_eq!(downloads_audited, 1);
+    assert_eq!(audited(&s, "download", "allowed").await, 1);
 
     // Delete through the confirmation naming the recording: the row becomes deleted.
-    browser
-        .click(&browser.find(&format!("{panel} button.delete")).await)
-        .await;
-    browser
-        .wait_for(
-            "the dialog",
-            "return document.querySelector('#delete-dialog').open",
-        )
-        .await;
+    open_dialog(
+        &browser,
+        &format!("{panel} button.delete"),
+        "#delete-dialog",
+    )
+    .await;
     let naming = browser.text(&browser.find("#delete-text").await).await;
     assert!(
         naming.contains("Alice Archer")
