@@ -114,6 +114,24 @@ async fn open_dialog(browser: &Browser, button: &str, dialog: &str) {
         .await;
 }
 
+/// Lists `#/recordings?{query}`, waits for `caller` in the first row and opens its panel.
+async fn open_first(browser: &Browser, base: &str, query: &str, caller: &str) {
+    browser.goto(&format!("{base}/#/recordings?{query}")).await;
+    browser
+        .wait_for(
+            caller,
+            &format!("return document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === {caller:?}"),
+        )
+        .await;
+    browser
+        .click(
+            &browser
+                .find("#recordings tbody tr[data-id] button.expand")
+                .await,
+        )
+        .await;
+}
+
 /// Advances simulated time a tenth of a second at a time until `count_sql` counts one row.
 async fn advance_until_one(t: &TestSim, s: &TestService, count_sql: &str) -> bool {
     for _ in 0..400 {
@@ -732,22 +750,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     assert!(listed_unrecorded, "the unrecorded call is in the library");
     t.sim.advance(30.0);
     sign_in(&browser, &base, "tester", "tester-password").await;
-    browser
-        .goto(&format!("{base}/#/recordings?status=not_recorded"))
-        .await;
-    browser
-        .wait_for(
-            "the unrecorded call",
-            "return document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === 'Nina North 5551007'",
-        )
-        .await;
-    browser
-        .click(
-            &browser
-                .find("#recordings tbody tr[data-id] button.expand")
-                .await,
-        )
-        .await;
+    open_first(&browser, &base, "status=not_recorded", "Nina North 5551007").await;
     browser
         .wait_for(
             "the reason",
@@ -792,22 +795,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     )
     .await;
     assert!(in_progress, "the file being written is listed");
-    browser
-        .goto(&format!("{base}/#/recordings?status=recording"))
-        .await;
-    browser
-        .wait_for(
-            "the call in progress",
-            "return document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === 'Erin Evans 5551006'",
-        )
-        .await;
-    browser
-        .click(
-            &browser
-                .find("#recordings tbody tr[data-id] button.expand")
-                .await,
-        )
-        .await;
+    open_first(&browser, &base, "status=recording", "Erin Evans 5551006").await;
     browser
         .wait_for(
             "in progress",
