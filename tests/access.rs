@@ -813,6 +813,21 @@ async fn link_requests_are_rate_limited_per_principal(db: Db) {
         .await
         .expect("audit");
     assert_eq!(limited_events, 1);
+
+    // Password guessing: per user name, then 429; another name from the same address goes on.
+    for _ in 0..3 {
+        assert_eq!(login(&s, "tester", "wrong-password").await.status, 401);
+    }
+    let slowed = login(&s, "tester", "wrong-password").await;
+    assert_eq!(
+        (slowed.status, slowed.error().as_str()),
+        (429, "rate_limited")
+    );
+    assert!(slowed.headers.contains_key("retry-after"));
+    assert_eq!(
+        login(&s, "someone-else", "wrong-password").await.status,
+        401
+    );
     let _ = s.stop.send(true);
 }
 

@@ -26,7 +26,11 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Access settings and state shared by the handlers.
 pub struct Access {
     pub keys: LinkKeys,
+    /// Signed-link requests per principal, and sign-in attempts per user name.
     pub limiter: RateLimiter,
+    /// Sign-in attempts per client address: ten times looser, since a whole office may sit
+    /// behind one proxy address.
+    pub address_limiter: RateLimiter,
     pub session_ms: i64,
     pub link_max_seconds: i64,
     pub play_link_seconds: i64,
@@ -51,6 +55,7 @@ impl Access {
         Access {
             keys,
             limiter: RateLimiter::new(config.grants_per_minute),
+            address_limiter: RateLimiter::new(config.grants_per_minute.saturating_mul(10)),
             session_ms: i64::try_from(config.session_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
             link_max_seconds: i64::try_from(config.link_max_seconds).unwrap_or(i64::MAX),
@@ -323,11 +328,12 @@ pub(super) async fn login(
     };
     // Password guessing is slowed per user name and per address.
     let now = Instant::now();
-    for key in [
-        format!("login:{}", login.username),
-        format!("login@{client}"),
+    let access = &state.access;
+    for (limiter, key) in [
+        (&access.limiter, format!("login:{}", login.username)),
+        (&access.address_limiter, format!("login@{client}")),
     ] {
-        if let Err(wait) = state.access.limiter.take(&key, now) {
+        if let Err(wait) = limiter.take(&key, now) {
             entry.outcome = "rate_limited".into();
             audit::record(&state.db, &entry)
                 .await
