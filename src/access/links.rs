@@ -27,6 +27,22 @@ impl LinkAction {
             LinkAction::Download => "download",
         }
     }
+
+    /// What the policy must allow for these bytes.
+    pub fn policy_action(self) -> super::policy::Action {
+        match self {
+            LinkAction::Audio => super::policy::Action::Play,
+            LinkAction::Download => super::policy::Action::Download,
+        }
+    }
+
+    /// How the audit log names serving them.
+    pub fn audit_action(self) -> &'static str {
+        match self {
+            LinkAction::Audio => "stream",
+            LinkAction::Download => "download",
+        }
+    }
 }
 
 /// Signing keys by id. Never printed: `Debug` shows the ids only.

@@ -437,9 +437,14 @@ impl Call {
     }
 
     fn ensure_mixing(&mut self, out: &mut Vec<Output>) -> String {
-        if let Some(b) = &self.mixing {
-            return b.clone();
+        match &self.mixing {
+            Some(b) => b.clone(),
+            None => self.new_mixing(vec![self.id.clone()], out),
         }
+    }
+
+    /// Creates the call's mixing bridge with `channels` in it.
+    fn new_mixing(&mut self, channels: Vec<String>, out: &mut Vec<Output>) -> String {
         let bridge = self.fresh("B");
         out.push(Output::Command(Command::CreateBridge {
             bridge: bridge.clone(),
@@ -448,7 +453,7 @@ impl Call {
         }));
         out.push(Output::Command(Command::AddChannels {
             bridge: bridge.clone(),
-            channels: vec![self.id.clone()],
+            channels,
         }));
         self.mixing = Some(bridge.clone());
         bridge
@@ -835,23 +840,17 @@ impl Call {
         let Some(bridge) = self.mixing.clone() else {
             return;
         };
+        let callee = self
+            .legs
+            .get(agent)
+            .map(|l| l.endpoint.clone())
+            .unwrap_or_default();
         if !record {
             if self.recording.is_none() {
-                let callee = self
-                    .legs
-                    .get(agent)
-                    .map(|l| l.endpoint.clone())
-                    .unwrap_or_default();
-                let format = match &self.outbound_to {
-                    Some(_) => "record_outbound_calls",
-                    None => "record_call",
-                };
-                out.push(Output::NotRecorded(Box::new(self.row(
-                    &format!("call:{}", self.id),
-                    format,
-                    &callee,
-                    now_ms,
-                ))));
+                let name = format!("call:{}", self.id);
+                out.push(Output::NotRecorded(Box::new(
+                    self.row(&name, "none", &callee, now_ms),
+                )));
             }
             return;
         }
@@ -867,11 +866,6 @@ impl Call {
         let name = recording_name(&prefix, now_ms);
         let mut request = RecordRequest::new(name.clone(), "wav");
         request.if_exists = Some(IfExists::Fail);
-        let callee = self
-            .legs
-            .get(agent)
-            .map(|l| l.endpoint.clone())
-            .unwrap_or_default();
         out.push(Output::RecordingStarted(Box::new(
             self.row(&name, "wav", &callee, now_ms),
         )));
@@ -913,17 +907,7 @@ impl Call {
             }
             self.queue_deadline_timer = None;
             self.queue_retry_timer = None;
-            let bridge = self.fresh("B");
-            out.push(Output::Command(Command::CreateBridge {
-                bridge: bridge.clone(),
-                kind: "mixing",
-                name: format!("call-{}", self.id),
-            }));
-            out.push(Output::Command(Command::AddChannels {
-                bridge: bridge.clone(),
-                channels: vec![self.id.clone(), leg.to_string()],
-            }));
-            self.mixing = Some(bridge);
+            self.new_mixing(vec![self.id.clone(), leg.to_string()], out);
         } else if let Some(bridge) = self.mixing.clone() {
             out.push(Output::Command(Command::AddChannels {
                 bridge,

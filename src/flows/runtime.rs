@@ -21,7 +21,6 @@ use crate::stasis::{AppInput, Change};
 #[derive(Debug, Clone, PartialEq)]
 pub enum LibraryWrite {
     Started(Box<RecordingRow>),
-    /// `format` names the setting that was off.
     NotRecorded(Box<RecordingRow>),
     Finished {
         name: String,
@@ -453,17 +452,21 @@ async fn library_writer(
 
 /// A call that was bridged without recording goes straight into the library's list (no file):
 /// its path is `call:<id>`, which the indexer never treats as a file.
-async fn not_recorded(
-    db: &Database,
-    row: &RecordingRow,
-) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
-    let reason = format!("recording was off for this call ({} = false)", row.format);
+async fn not_recorded(db: &Database, row: &RecordingRow) -> Result<(), sqlx::Error> {
+    // Direct outbound calls (the only calls without a flow) follow the deployment setting;
+    // flow calls their node's switch.
+    let setting = if row.flow.is_none() {
+        "record_outbound_calls"
+    } else {
+        "record_call"
+    };
+    let reason = format!("recording was off for this call ({setting} = false)");
     let mut tx = db.pool.begin().await?;
     let inserted: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
          flow, node, node_type, direction, caller_name, caller_number, callee, started_at_ms, participants, private, \
          consent, indexed_at_ms) \
-         VALUES ($1, $1, 'none', 'not_recorded', $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $3, $14, $15, $16, $3) \
+         VALUES ($1, $1, $17, 'not_recorded', $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $3, $14, $15, $16, $3) \
          ON CONFLICT (path) DO NOTHING RETURNING id",
     )
     .bind(&row.recording_name)
@@ -482,67 +485,68 @@ async fn not_recorded(
     .bind(&row.participants)
     .bind(i64::from(row.private))
     .bind(row.consent)
+    .bind(&row.format)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some((id,)) = inserted {
         crate::library::index::store_name_words(&mut tx, id, &row.caller_name).await?;
     }
-    tx.commit().await?;
-    Ok(Default::default())
+    tx.commit().await
 }
 
 async fn apply_write(db: &Database, write: LibraryWrite) {
-    {
-        let result = match &write {
-            LibraryWrite::Started(row) => {
-                sqlx::query(
-                    "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
-                     caller_name, caller_number, callee, format, state, started_at_ms, project, private, consent, participants) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16) \
-                     ON CONFLICT (recording_name) DO NOTHING",
-                )
-                .bind(&row.recording_name)
-                .bind(&row.call_id)
-                .bind(&row.tenant)
-                .bind(&row.flow)
-                .bind(&row.node)
-                .bind(&row.node_type)
-                .bind(row.direction)
-                .bind(&row.caller_name)
-                .bind(&row.caller_number)
-                .bind(&row.callee)
-                .bind(&row.format)
-                .bind(row.started_at_ms)
-                .bind(&row.project)
-                .bind(i64::from(row.private))
-                .bind(row.consent)
-                .bind(&row.participants)
-                .execute(&db.pool)
-                .await
-            }
-            LibraryWrite::NotRecorded(row) => not_recorded(db, row).await,
-            LibraryWrite::Finished { name, duration, at_ms } => {
-                sqlx::query(
-                    "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \
-                     finished_at_ms = $2 WHERE recording_name = $3 AND state <> 'failed'",
-                )
-                .bind(*duration)
+    let result = match &write {
+        LibraryWrite::Started(row) => {
+            sqlx::query(
+                "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
+                 caller_name, caller_number, callee, format, state, started_at_ms, project, private, consent, participants) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16) \
+                 ON CONFLICT (recording_name) DO NOTHING",
+            )
+            .bind(&row.recording_name)
+            .bind(&row.call_id)
+            .bind(&row.tenant)
+            .bind(&row.flow)
+            .bind(&row.node)
+            .bind(&row.node_type)
+            .bind(row.direction)
+            .bind(&row.caller_name)
+            .bind(&row.caller_number)
+            .bind(&row.callee)
+            .bind(&row.format)
+            .bind(row.started_at_ms)
+            .bind(&row.project)
+            .bind(i64::from(row.private))
+            .bind(row.consent)
+            .bind(&row.participants)
+            .execute(&db.pool)
+            .await
+            .map(drop)
+        }
+        LibraryWrite::NotRecorded(row) => not_recorded(db, row).await,
+        LibraryWrite::Finished { name, duration, at_ms } => {
+            sqlx::query(
+                "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \
+                 finished_at_ms = $2 WHERE recording_name = $3 AND state <> 'failed'",
+            )
+            .bind(*duration)
+            .bind(*at_ms)
+            .bind(name)
+            .execute(&db.pool)
+            .await
+            .map(drop)
+        }
+        LibraryWrite::Failed { name, cause, at_ms } => {
+            sqlx::query("UPDATE call_recordings SET state = 'failed', failure_cause = $1, finished_at_ms = $2 WHERE recording_name = $3")
+                .bind(cause)
                 .bind(*at_ms)
                 .bind(name)
                 .execute(&db.pool)
                 .await
-            }
-            LibraryWrite::Failed { name, cause, at_ms } => {
-                sqlx::query("UPDATE call_recordings SET state = 'failed', failure_cause = $1, finished_at_ms = $2 WHERE recording_name = $3")
-                    .bind(cause)
-                    .bind(*at_ms)
-                    .bind(name)
-                    .execute(&db.pool)
-                    .await
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "library write failed");
+                .map(drop)
         }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "library write failed");
     }
 }

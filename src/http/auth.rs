@@ -49,8 +49,12 @@ impl Access {
             );
             LinkKeys::ephemeral()
         } else {
-            // Validated when the config was loaded.
-            LinkKeys::parse(&config.link_signing_keys).unwrap_or_else(|_| LinkKeys::ephemeral())
+            // Validated when the config was loaded; should that ever be bypassed, say so
+            // rather than sign with a key nobody configured in silence.
+            LinkKeys::parse(&config.link_signing_keys).unwrap_or_else(|reason| {
+                tracing::error!(%reason, "link_signing_keys unusable: using a random key");
+                LinkKeys::ephemeral()
+            })
         };
         Access {
             keys,

@@ -906,10 +906,7 @@ async fn link_caller(
     request: &MediaRequest,
     action: LinkAction,
 ) -> Result<(Caller, Grant), ApiError> {
-    let audit_action = match action {
-        LinkAction::Audio => "stream",
-        LinkAction::Download => "download",
-    };
+    let audit_action = action.audit_action();
     let subject = request.query.get("by").cloned().unwrap_or_default();
     let mut entry = AuditEntry {
         client: request.client.clone(),
@@ -985,12 +982,14 @@ async fn audio_response(
             }
         }
     };
-    let (policy_action, audit_action) = match action {
-        LinkAction::Audio => (Action::Play, "stream"),
-        LinkAction::Download => (Action::Download, "download"),
-    };
-    let (row, _, mut entry) =
-        authorize(state, &caller, &request.id, policy_action, audit_action).await?;
+    let (row, _, mut entry) = authorize(
+        state,
+        &caller,
+        &request.id,
+        action.policy_action(),
+        action.audit_action(),
+    )
+    .await?;
     let stream = match playable(&state.library, &row) {
         Ok(stream) => stream,
         Err(e) => return Err(caller.refuse(state, entry, e).await),
@@ -1104,11 +1103,8 @@ async fn create_link(
         entry.recording_id = id.parse().ok();
         return Err(caller.refuse(state, entry, super::too_many(wait)).await);
     }
-    let policy_action = match action {
-        LinkAction::Audio => Action::Play,
-        LinkAction::Download => Action::Download,
-    };
-    let (row, _, mut entry) = authorize(state, caller, id, policy_action, "link_create").await?;
+    let (row, _, mut entry) =
+        authorize(state, caller, id, action.policy_action(), "link_create").await?;
     let expires = chrono::Utc::now().timestamp() + lifetime;
     let grant = Grant {
         recording: row.id,
