@@ -122,7 +122,7 @@ async fn stream_run(
     let epoch = Instant::now();
     let addr = serve(frames, total, pace, epoch).await;
     let client = AriClient::new(&format!("http://{addr}"), "recorder", "x").expect("client");
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(ari_recorder::ari::stream::NOTICE_QUEUE);
     let (_stop, shutdown) = watch::channel(false);
     tokio::spawn(run_event_stream(
         client,

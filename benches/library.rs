@@ -398,6 +398,10 @@ async fn library_router(
         "recorder".into(),
         std::sync::Arc::new(store),
         db.clone(),
+        ari_recorder::flows::runtime::LibraryLinks {
+            metrics: Default::default(),
+            finished: None,
+        },
         shutdown,
     );
     let indexer = std::sync::Arc::new(Indexer::new(

@@ -47,6 +47,9 @@ pub struct Config {
     pub default_project: String,
     /// Mark the session cookie `Secure` (browsers still send it to http://localhost).
     pub secure_cookies: bool,
+    /// PEM certificates of a private CA trusted for `https://` ARI and, as `sslrootcert`,
+    /// for PostgreSQL URLs with `sslmode=verify-ca` or `verify-full`.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -68,12 +71,13 @@ impl Default for Config {
             default_tenant: "default".into(),
             default_project: "default".into(),
             secure_cookies: true,
+            tls_ca_file: None,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 16] = [
+pub const ENV_KEYS: [&str; 17] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -90,6 +94,7 @@ pub const ENV_KEYS: [&str; 16] = [
     "DEFAULT_TENANT",
     "DEFAULT_PROJECT",
     "SECURE_COOKIES",
+    "TLS_CA_FILE",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +185,9 @@ impl Config {
                     }
                 }
             }
+            "TLS_CA_FILE" => {
+                self.tls_ca_file = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+            }
             _ => unreachable!("ENV_KEYS and set() list the same keys"),
         }
         Ok(())
@@ -266,7 +274,65 @@ impl Config {
                 reason: "must not be empty".into(),
             });
         }
+        if let Some(path) = &self.tls_ca_file {
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(ConfigError::Invalid {
+                    key: "TLS_CA_FILE",
+                    reason: format!("cannot read {}: {e}", path.display()),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The database URL to connect with: a PostgreSQL URL that verifies the server
+    /// (`sslmode=verify-ca` / `verify-full`) and names no `sslrootcert` gets `tls_ca_file`.
+    pub fn database_connect_url(&self) -> String {
+        let Some(ca) = &self.tls_ca_file else {
+            return self.database_url.clone();
+        };
+        let Ok(mut url) = url::Url::parse(&self.database_url) else {
+            return self.database_url.clone();
+        };
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return self.database_url.clone();
+        }
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let verifies = pairs
+            .iter()
+            .any(|(k, v)| k == "sslmode" && v.starts_with("verify"));
+        if verifies && !pairs.iter().any(|(k, _)| k == "sslrootcert") {
+            url.query_pairs_mut()
+                .append_pair("sslrootcert", &ca.display().to_string());
+        }
+        url.to_string()
+    }
+
+    /// Why the database URL may travel in clear over a network, if it may: a PostgreSQL host
+    /// other than loopback without `sslmode=require` or stricter.
+    pub fn database_tls_warning(&self) -> Option<String> {
+        let url = url::Url::parse(&self.database_url).ok()?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return None;
+        }
+        let host = url.host_str().unwrap_or("");
+        if matches!(host, "127.0.0.1" | "::1" | "[::1]" | "localhost" | "") {
+            return None;
+        }
+        let mode = url
+            .query_pairs()
+            .find(|(k, _)| k == "sslmode")
+            .map(|(_, v)| v.into_owned());
+        match mode.as_deref() {
+            Some("require" | "verify-ca" | "verify-full") => None,
+            other => Some(format!(
+                "DATABASE_URL reaches {host} with sslmode={}: the connection may be unencrypted; use sslmode=verify-full (or require)",
+                other.unwrap_or("prefer (the default)")
+            )),
+        }
     }
 }
 
@@ -290,6 +356,7 @@ impl fmt::Debug for Config {
             .field("default_tenant", &self.default_tenant)
             .field("default_project", &self.default_project)
             .field("secure_cookies", &self.secure_cookies)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }

@@ -14,6 +14,7 @@
 //! - [`access`]: users, tokens, sessions, signed links, the permission policy and the audit log.
 //! - [`web`]: the recordings page served at `/`.
 //! - [`http`]: the HTTP API; [`metrics`]: Prometheus metrics; [`service`]: wiring for `serve`.
+//! - [`tls`]: rustls settings for ARI over TLS and the simulated Asterisk's TLS listener.
 
 pub mod access;
 pub mod ari;
@@ -26,4 +27,5 @@ pub mod metrics;
 pub mod service;
 pub mod sim;
 pub mod stasis;
+pub mod tls;
 pub mod web;

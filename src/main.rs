@@ -63,6 +63,12 @@ enum Command {
         /// Simulated seconds per real second.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// Serve ARI over TLS with this PEM certificate chain (and --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Index the recordings folder into the library now, with progress.
     Index {
@@ -224,9 +230,17 @@ async fn run(command: Command) -> Result<(), String> {
             password,
             app,
             speed,
+            tls_cert,
+            tls_key,
         } => {
             std::fs::create_dir_all(&recordings_dir)
                 .map_err(|e| format!("cannot create {}: {e}", recordings_dir.display()))?;
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(
+                    ari_recorder::tls::server_config(&cert, &key).map_err(|e| e.to_string())?,
+                ),
+                _ => None,
+            };
             let handle = sim::start(SimOptions {
                 listen,
                 username,
@@ -234,6 +248,7 @@ async fn run(command: Command) -> Result<(), String> {
                 app,
                 recordings_dir,
                 speed,
+                tls,
             })
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -255,7 +270,7 @@ async fn open_database(
     config: Option<&std::path::Path>,
 ) -> Result<(Config, ari_recorder::library::Database), String> {
     let config = Config::from_process(config).map_err(|e| e.to_string())?;
-    let db = ari_recorder::library::Database::open(&config.database_url)
+    let db = ari_recorder::library::Database::open(&config.database_connect_url())
         .await
         .map_err(|e| e.to_string())?;
     Ok((config, db))
@@ -442,7 +457,7 @@ async fn index(config: Option<PathBuf>) -> Result<(), String> {
     use std::io::Write;
     use std::sync::atomic::Ordering;
     let config = Config::from_process(config.as_deref()).map_err(|e| e.to_string())?;
-    let db = ari_recorder::library::Database::open(&config.database_url)
+    let db = ari_recorder::library::Database::open(&config.database_connect_url())
         .await
         .map_err(|e| e.to_string())?;
     let indexer = ari_recorder::library::Indexer::new(

@@ -1,12 +1,66 @@
 //! Operator metrics in Prometheus text format (`GET /metrics`).
 //!
-//! A handful of counters and gauges kept with atomics; labelled counters sit behind a mutex held
-//! only for an increment, never across an await.
+//! A handful of counters, gauges and histograms kept with atomics; labelled ones sit behind a
+//! mutex held only for an increment, never across an await.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histograms' buckets: 0.5 ms to 10 s.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A Prometheus histogram of durations with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations at or under each bound (not cumulative; summed when rendered), then +Inf.
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let slot = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.counts[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Writes the series of `name` with `labels` (`key="value"` pairs, or empty).
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.counts[BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+    }
+}
+
+/// Writes a metric's HELP and TYPE lines.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
 
 #[derive(Default)]
 pub struct Metrics {
@@ -18,6 +72,14 @@ pub struct Metrics {
     recordings_finished: AtomicU64,
     recordings_failed: AtomicU64,
     http_requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// From the event that completed a bridge to its record request leaving.
+    pub record_request_delay: Histogram,
+    /// ARI REST round trips, by operation.
+    ari_requests: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
+    /// Database write transactions of the call runtime (call state, recording metadata).
+    pub call_db_writes: Histogram,
+    /// Observer messages and other drops that are safe, by what was dropped.
+    dropped: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -54,6 +116,20 @@ impl Metrics {
     pub fn count_http(&self, route: &str, status: u16) {
         if let Ok(mut map) = self.http_requests.lock() {
             *map.entry((route.to_string(), status)).or_default() += 1;
+        }
+    }
+
+    pub fn observe_ari(&self, operation: &'static str, elapsed: Duration) {
+        let histogram = match self.ari_requests.lock() {
+            Ok(mut map) => Arc::clone(map.entry(operation).or_default()),
+            Err(_) => return,
+        };
+        histogram.observe(elapsed);
+    }
+
+    pub fn count_dropped(&self, what: &'static str) {
+        if let Ok(mut map) = self.dropped.lock() {
+            *map.entry(what).or_default() += 1;
         }
     }
 
@@ -125,6 +201,50 @@ impl Metrics {
                     out,
                     "http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
                 );
+            }
+        }
+        header(
+            &mut out,
+            "record_request_delay_seconds",
+            "histogram",
+            "From the event that completed a bridge to the record request leaving for Asterisk.",
+        );
+        self.record_request_delay
+            .render(&mut out, "record_request_delay_seconds", "");
+        header(
+            &mut out,
+            "ari_request_seconds",
+            "histogram",
+            "ARI REST round trips, by operation.",
+        );
+        let ari: Vec<(&'static str, Arc<Histogram>)> = match self.ari_requests.lock() {
+            Ok(map) => map.iter().map(|(k, v)| (*k, Arc::clone(v))).collect(),
+            Err(_) => Vec::new(),
+        };
+        for (operation, histogram) in ari {
+            histogram.render(
+                &mut out,
+                "ari_request_seconds",
+                &format!("operation=\"{operation}\""),
+            );
+        }
+        header(
+            &mut out,
+            "calls_db_write_seconds",
+            "histogram",
+            "Database write transactions of the call runtime (call state, recording metadata).",
+        );
+        self.call_db_writes
+            .render(&mut out, "calls_db_write_seconds", "");
+        header(
+            &mut out,
+            "dropped_total",
+            "counter",
+            "Messages dropped where dropping is safe, by kind.",
+        );
+        if let Ok(map) = self.dropped.lock() {
+            for (what, n) in map.iter() {
+                let _ = writeln!(out, "dropped_total{{kind=\"{what}\"}} {n}");
             }
         }
         out

@@ -10,14 +10,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::ari::stream::{run_event_stream, StreamTiming};
+use crate::ari::stream::{run_event_stream, StreamTiming, NOTICE_QUEUE};
 use crate::ari::AriClient;
 use crate::config::Config;
+use crate::flows::runtime::LibraryLinks;
 use crate::flows::{FlowRuntime, FlowStore};
 use crate::http::{self, AppState, Library};
+use crate::library::index::ScanError;
 use crate::library::{Database, Indexer};
 use crate::metrics::Metrics;
-use crate::stasis::{self, Change, Registry};
+use crate::stasis::{self, Registry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -25,6 +27,8 @@ pub enum ServiceError {
     Database(#[from] crate::library::DbError),
     #[error("ARI_URL: {0}")]
     AriUrl(url::ParseError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("DIALPLANS_DIR: {0}")]
     Dialplans(crate::flows::FlowError),
     #[error("DIALPLANS_DIR: cannot watch for changes: {0}")]
@@ -43,8 +47,7 @@ pub struct Service {
     pub registry: Arc<Mutex<Registry>>,
     pub db: Database,
     pub flows: FlowRuntime,
-    /// Every change the Stasis runtime reports; taken by whoever wants to watch.
-    pub changes: Option<mpsc::UnboundedReceiver<Change>>,
+    pub indexer: Arc<Indexer>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -64,9 +67,19 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Service, ServiceError> {
     let metrics = Arc::new(Metrics::default());
-    let db = Database::open(&config.database_url).await?;
-    let client = AriClient::new(&config.ari_url, &config.ari_username, &config.ari_password)
-        .map_err(ServiceError::AriUrl)?;
+    if let Some(warning) = config.database_tls_warning() {
+        tracing::warn!("{warning}");
+    }
+    let db = Database::open(&config.database_connect_url()).await?;
+    let tls = crate::tls::client_config(config.tls_ca_file.as_deref())?;
+    let client = AriClient::with_tls(
+        &config.ari_url,
+        &config.ari_username,
+        &config.ari_password,
+        tls,
+    )
+    .map_err(ServiceError::AriUrl)?
+    .with_metrics(metrics.clone());
     if std::fs::read_dir(&config.recordings_dir).is_err() {
         tracing::warn!(dir = %config.recordings_dir.display(), "recordings folder is not readable yet; /readyz will say so");
     }
@@ -89,13 +102,6 @@ pub async fn start(
     }
     let store = Arc::new(store);
     let watch_task = store.watch(shutdown.clone()).map_err(ServiceError::Watch)?;
-    let (flows, writer_task) = FlowRuntime::new(
-        client.clone(),
-        config.ari_app.clone(),
-        store,
-        db.clone(),
-        shutdown.clone(),
-    );
     let indexer = Arc::new(
         Indexer::new(
             db.clone(),
@@ -104,9 +110,20 @@ pub async fn start(
         )
         .with_default_scope(&config.default_tenant, &config.default_project),
     );
+    let (flows, writer_task) = FlowRuntime::new(
+        client.clone(),
+        config.ari_app.clone(),
+        store,
+        db.clone(),
+        LibraryLinks {
+            metrics: metrics.clone(),
+            finished: Some(indexer.finished_notifier()),
+        },
+        shutdown.clone(),
+    );
     let index_task = tokio::spawn(keep_indexed(indexer.clone(), shutdown.clone()));
     let app = http::router(AppState {
-        library: Arc::new(Library::new(indexer)),
+        library: Arc::new(Library::new(indexer.clone())),
         db: db.clone(),
         metrics: metrics.clone(),
         recordings_dir: config.recordings_dir.clone(),
@@ -131,7 +148,7 @@ pub async fn start(
         }
     });
 
-    let (notice_tx, notice_rx) = mpsc::unbounded_channel();
+    let (notice_tx, notice_rx) = mpsc::channel(NOTICE_QUEUE);
     let stream_task = tokio::spawn(run_event_stream(
         client.clone(),
         config.ari_app.clone(),
@@ -141,7 +158,7 @@ pub async fn start(
         shutdown.clone(),
     ));
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let (input_tx, input_rx) = mpsc::unbounded_channel();
+    let (input_tx, input_rx) = mpsc::channel(NOTICE_QUEUE);
     let stasis_task = tokio::spawn(stasis::run(
         client,
         config.ari_app.clone(),
@@ -150,8 +167,7 @@ pub async fn start(
         notice_rx,
         input_tx,
     ));
-    let (change_tx, change_rx) = mpsc::unbounded_channel();
-    let flows_task = tokio::spawn(flows.clone().run(input_rx, change_tx));
+    let flows_task = tokio::spawn(flows.clone().run(input_rx));
     tracing::info!(http = %http_addr, ari = %config.ari_url, app = %config.ari_app, "ari-recorder started");
     Ok(Service {
         http_addr,
@@ -159,7 +175,7 @@ pub async fn start(
         registry,
         db,
         flows,
-        changes: Some(change_rx),
+        indexer,
         tasks: vec![
             http_task,
             stream_task,
@@ -173,34 +189,39 @@ pub async fn start(
 }
 
 /// A full scan of the recordings folder, then its watcher, until shutdown. A folder that does
-/// not exist yet (Asterisk not started) is waited for.
+/// not exist yet (Asterisk not started) is waited for; a walk that fails (permissions, I/O)
+/// changes no row and is retried.
 async fn keep_indexed(indexer: Arc<Indexer>, mut shutdown: watch::Receiver<bool>) {
     loop {
         if *shutdown.borrow() {
             return;
         }
+        let mut retry = Duration::from_secs(5);
         if indexer.root().is_dir() {
             match indexer.full_scan().await {
-                Ok(report) => tracing::info!(
-                    found = report.found,
-                    probed = report.probed,
-                    missing = report.missing,
-                    "recordings folder indexed"
-                ),
+                Ok(report) => {
+                    tracing::info!(
+                        found = report.found,
+                        probed = report.probed,
+                        missing = report.missing,
+                        "recordings folder indexed"
+                    );
+                    match indexer.watch(shutdown.clone()) {
+                        Ok(task) => {
+                            let _ = task.await;
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot watch the recordings folder; rescanning in 5 s")
+                        }
+                    }
+                }
+                Err(ScanError::Walk(_)) => retry = Duration::from_secs(30),
                 Err(e) => tracing::error!(error = %e, "indexing the recordings folder failed"),
-            }
-            match indexer.watch(shutdown.clone()) {
-                Ok(task) => {
-                    let _ = task.await;
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot watch the recordings folder; rescanning in 5 s")
-                }
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep(retry) => {}
             changed = shutdown.changed() => if changed.is_err() { return },
         }
     }

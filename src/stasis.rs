@@ -48,6 +48,8 @@ pub enum Change {
         cause: String,
         recovered: bool,
     },
+    /// A resync from REST is complete: every change it found was reported before this.
+    Resynced,
 }
 
 /// What the Stasis runtime hands on: every event as it came, and the changes it derived (live
@@ -291,14 +293,14 @@ pub async fn run(
     app: String,
     registry: Arc<Mutex<Registry>>,
     metrics: Arc<Metrics>,
-    mut notices: mpsc::UnboundedReceiver<Notice>,
-    output: mpsc::UnboundedSender<AppInput>,
+    mut notices: mpsc::Receiver<Notice>,
+    output: mpsc::Sender<AppInput>,
 ) {
     while let Some(notice) = notices.recv().await {
         let produced = match notice {
             Notice::Event(event) => {
                 let changes = lock(&registry).apply(&event);
-                let _ = output.send(AppInput::Event(event));
+                let _ = output.send(AppInput::Event(event)).await;
                 changes
             }
             Notice::Connected { resync: false } => {
@@ -318,7 +320,7 @@ pub async fn run(
         }
         metrics.set_calls_active(lock(&registry).calls_active());
         for change in produced {
-            let _ = output.send(AppInput::Change(change));
+            let _ = output.send(AppInput::Change(change)).await;
         }
     }
 }
@@ -327,8 +329,9 @@ async fn resync(client: &AriClient, app: &str, registry: &Arc<Mutex<Registry>>) 
     let live_names = lock(registry).live_recordings();
     match snapshot(client, app, &live_names).await {
         Ok(snapshot) => {
-            let changes = lock(registry).reconcile(&snapshot);
+            let mut changes = lock(registry).reconcile(&snapshot);
             tracing::info!(recovered = changes.len(), "resynchronised from ARI REST");
+            changes.push(Change::Resynced);
             changes
         }
         Err(e) => {

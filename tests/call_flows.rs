@@ -6,7 +6,8 @@ mod common;
 
 use ari_recorder::sim::{Script, Step};
 use common::{
-    recording_rows, start_service, start_sim, wait_rows, wait_until, TestService, TestSim,
+    caller, quiet, recording_rows, start_service, start_sim, stop, wait_recording, wait_rows,
+    wait_until, TestSim,
 };
 
 fn transfer_flow(target: &str, record: bool) -> String {
@@ -38,35 +39,6 @@ fn record_requests(t: &TestSim) -> Vec<String> {
         .filter(|r| r.method == "POST" && r.path.ends_with("/record"))
         .map(|r| format!("{}?{}", r.path, r.query))
         .collect()
-}
-
-fn quiet(t: &TestSim) -> bool {
-    t.sim.with_world(|w| w.counts()) == (0, 0, 0)
-}
-
-/// Waits until `n` recordings are started in the library and live in the simulated Asterisk
-/// (the row is written just before the record request is sent).
-async fn wait_recording(
-    t: &TestSim,
-    s: &TestService,
-    what: &str,
-    n: usize,
-) -> Vec<common::RecordingRow> {
-    let rows = wait_rows(&s.svc.db, what, n, |r| r.state == "recording").await;
-    wait_until("recordings live in Asterisk", || {
-        t.sim.with_world(|w| w.counts().2) == n
-    })
-    .await;
-    rows
-}
-
-async fn stop(s: TestService) {
-    let _ = s.stop.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.svc.join()).await;
-}
-
-fn caller(t: &TestSim, name: &str, steps: Vec<Step>) {
-    t.sim.define_party(name, Script::new(name, steps));
 }
 
 #[tokio::test]
@@ -959,7 +931,7 @@ async fn a_dropped_socket_mid_call_keeps_the_recording_and_ends_cleanly_after() 
 }
 
 #[tokio::test]
-async fn calls_found_after_a_restart_are_ended_cleanly() {
+async fn calls_found_after_a_restart_without_saved_state_are_ended_cleanly() {
     let t = start_sim(0.0).await;
     let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
     t.sim
@@ -971,7 +943,9 @@ async fn calls_found_after_a_restart_are_ended_cleanly() {
         !quiet(&t),
         "calls in progress are left to Asterisk on shutdown"
     );
-    let s = start_service(&t, &[]).await;
+    // A new start on another database knows nothing of the call: it cannot resume it.
+    let other = format!("sqlite://{}/other.db?mode=rwc", t.dir.path().display());
+    let s = common::start_service_on(&t, &[], &other).await;
     wait_until(
         "restarted service ends the orphaned call and its bridge",
         || quiet(&t),

@@ -102,7 +102,11 @@ async fn postgres_backend_migrates_and_stores() {
         .fetch_one(&again.pool)
         .await
         .expect("count");
-    assert_eq!(n, 4, "every migration applied once");
+    assert_eq!(
+        n,
+        ari_recorder::library::db::migration_count() as i64,
+        "every migration applied once"
+    );
     db.pool.close().await;
     again.pool.close().await;
     sqlx::query(&format!("DROP DATABASE {name}"))

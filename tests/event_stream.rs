@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// The first item of `rx` that `pick` maps to Some, within 10 s.
 async fn next_matching<I, T>(
-    rx: &mut mpsc::UnboundedReceiver<I>,
+    rx: &mut mpsc::Receiver<I>,
     what: &str,
     pick: impl Fn(I) -> Option<T>,
 ) -> T {
@@ -34,7 +34,7 @@ async fn next_matching<I, T>(
 }
 
 async fn next_notice(
-    rx: &mut mpsc::UnboundedReceiver<Notice>,
+    rx: &mut mpsc::Receiver<Notice>,
     what: &str,
     pred: impl Fn(&Notice) -> bool,
 ) -> Notice {
@@ -42,7 +42,7 @@ async fn next_notice(
 }
 
 async fn next_change(
-    rx: &mut mpsc::UnboundedReceiver<AppInput>,
+    rx: &mut mpsc::Receiver<AppInput>,
     what: &str,
     pred: impl Fn(&Change) -> bool,
 ) -> Change {
@@ -61,7 +61,7 @@ async fn dropped_socket_reconnects_and_resync_recovers_what_was_missed() {
     // the call itself.
     let metrics = Arc::new(Metrics::default());
     let (stop, shutdown) = watch::channel(false);
-    let (notice_tx, notice_rx) = mpsc::unbounded_channel();
+    let (notice_tx, notice_rx) = mpsc::channel(ari_recorder::ari::stream::NOTICE_QUEUE);
     tokio::spawn(run_event_stream(
         client.clone(),
         "recorder".into(),
@@ -71,7 +71,7 @@ async fn dropped_socket_reconnects_and_resync_recovers_what_was_missed() {
         shutdown,
     ));
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let (input_tx, mut changes) = mpsc::unbounded_channel();
+    let (input_tx, mut changes) = mpsc::channel(ari_recorder::ari::stream::NOTICE_QUEUE);
     tokio::spawn(stasis::run(
         client.clone(),
         "recorder".into(),
@@ -164,7 +164,7 @@ async fn a_silent_dead_socket_is_detected_and_replaced() {
     let t = start_sim(0.0).await;
     let client = t.client();
     let metrics = Arc::new(Metrics::default());
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(ari_recorder::ari::stream::NOTICE_QUEUE);
     let (_stop, shutdown) = watch::channel(false);
     tokio::spawn(run_event_stream(
         client,
@@ -198,7 +198,7 @@ async fn a_silent_dead_socket_is_detected_and_replaced() {
 async fn application_replaced_is_reported_and_the_app_taken_back() {
     let t = start_sim(0.0).await;
     let metrics = Arc::new(Metrics::default());
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(ari_recorder::ari::stream::NOTICE_QUEUE);
     let (_stop, shutdown) = watch::channel(false);
     tokio::spawn(run_event_stream(
         t.client(),
@@ -243,7 +243,7 @@ async fn unknown_and_malformed_events_are_skipped_not_fatal() {
     });
     let client = AriClient::new(&format!("http://{addr}"), USER, PASSWORD).expect("client");
     let metrics = Arc::new(Metrics::default());
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(ari_recorder::ari::stream::NOTICE_QUEUE);
     let (_stop, shutdown) = watch::channel(false);
     tokio::spawn(run_event_stream(
         client,

@@ -3,6 +3,7 @@
 //! Every error carries the HTTP status and Asterisk's own message, so callers can tell a
 //! 404 (gone), 409 (conflict), 422 (bad format) and 500 (Asterisk could not do it) apart.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -10,6 +11,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::models::*;
+use crate::metrics::Metrics;
 
 /// What went wrong talking to ARI.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +200,10 @@ pub struct AriClient {
     base: Url,
     username: String,
     password: String,
+    /// The TLS settings of `https://` and `wss://` connections.
+    tls: Arc<rustls::ClientConfig>,
+    /// Where REST latencies go, when someone watches.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for AriClient {
@@ -211,10 +217,22 @@ impl std::fmt::Debug for AriClient {
 
 impl AriClient {
     /// `ari_url` is Asterisk's HTTP root (`http://127.0.0.1:8088`); `/ari` is added here.
+    /// `https://` URLs trust the Mozilla roots; see [`AriClient::with_tls`] for a private CA.
     pub fn new(
         ari_url: &str,
         username: &str,
         password: &str,
+    ) -> Result<AriClient, url::ParseError> {
+        let tls = crate::tls::client_config(None).map_err(|_| url::ParseError::EmptyHost)?;
+        AriClient::with_tls(ari_url, username, password, tls)
+    }
+
+    /// As [`AriClient::new`], with the given TLS settings for `https://` and `wss://`.
+    pub fn with_tls(
+        ari_url: &str,
+        username: &str,
+        password: &str,
+        tls: Arc<rustls::ClientConfig>,
     ) -> Result<AriClient, url::ParseError> {
         let mut base = Url::parse(ari_url)?;
         let path = base.path().trim_end_matches('/').to_string();
@@ -222,6 +240,9 @@ impl AriClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
+            .use_preconfigured_tls(tls.as_ref().clone())
+            // A plain-HTTP redirect must never take an https:// ARI URL out of TLS.
+            .https_only(base.scheme() == "https")
             .build()
             .map_err(|_| url::ParseError::EmptyHost)?;
         Ok(AriClient {
@@ -229,7 +250,19 @@ impl AriClient {
             base,
             username: username.to_string(),
             password: password.to_string(),
+            tls,
+            metrics: None,
         })
+    }
+
+    /// REST round trips are timed into `metrics` (`ari_request_seconds`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> AriClient {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub(crate) fn tls(&self) -> Arc<rustls::ClientConfig> {
+        Arc::clone(&self.tls)
     }
 
     pub fn base_url(&self) -> &Url {
@@ -280,14 +313,18 @@ impl AriClient {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> AriResult<reqwest::Response> {
-        let response = self
+        let started = std::time::Instant::now();
+        let sent = self
             .http
             .request(method, self.url(segments))
             .basic_auth(&self.username, Some(&self.password))
             .query(query)
             .send()
-            .await
-            .map_err(|source| AriError::Transport { operation, source })?;
+            .await;
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_ari(operation, started.elapsed());
+        }
+        let response = sent.map_err(|source| AriError::Transport { operation, source })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

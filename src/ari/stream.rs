@@ -69,13 +69,17 @@ pub fn backoff_delay(timing: &StreamTiming, attempt: u32, unit_random: f64) -> D
     ceiling.mul_f64(unit_random.clamp(0.0, 1.0))
 }
 
+/// Notices the consumer has not taken yet; past this the reader waits for it (and TCP pushes
+/// back on Asterisk) instead of growing without bound.
+pub const NOTICE_QUEUE: usize = 65_536;
+
 /// Runs until `shutdown` turns true. Notices go to `tx`; if the receiver is gone, it stops.
 pub async fn run_event_stream(
     client: AriClient,
     app: String,
     timing: StreamTiming,
     metrics: Arc<Metrics>,
-    tx: mpsc::UnboundedSender<Notice>,
+    tx: mpsc::Sender<Notice>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut attempt: u32 = 0;
@@ -95,7 +99,7 @@ pub async fn run_event_stream(
             SessionEnd::ConsumerGone => return,
             SessionEnd::Replaced => {
                 connected_before = true;
-                if tx.send(Notice::Replaced).is_err() {
+                if tx.send(Notice::Replaced).await.is_err() {
                     return;
                 }
                 // Another consumer took the app. Wait the longest backoff before taking it back,
@@ -109,11 +113,9 @@ pub async fn run_event_stream(
             } => {
                 if was_connected {
                     connected_before = true;
-                    if tx
-                        .send(Notice::Disconnected {
+                    if tx.send(Notice::Disconnected {
                             reason: reason.clone(),
-                        })
-                        .is_err()
+                        }).await.is_err()
                     {
                         return;
                     }
@@ -151,7 +153,7 @@ async fn session(
     app: &str,
     timing: &StreamTiming,
     metrics: &Metrics,
-    tx: &mpsc::UnboundedSender<Notice>,
+    tx: &mpsc::Sender<Notice>,
     connected_before: bool,
 ) -> SessionEnd {
     let url = client.events_url(app);
@@ -174,7 +176,13 @@ async fn session(
     }
     let socket = match tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(request),
+        // Always our rustls settings: a wss:// URL is TLS or nothing.
+        tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            true,
+            Some(tokio_tungstenite::Connector::Rustls(client.tls())),
+        ),
     )
     .await
     {
@@ -203,11 +211,9 @@ async fn session(
     };
     metrics.set_ari_connected(true);
     tracing::info!(app = %app, resync = connected_before, "ARI websocket connected");
-    if tx
-        .send(Notice::Connected {
+    if tx.send(Notice::Connected {
             resync: connected_before,
-        })
-        .is_err()
+        }).await.is_err()
     {
         return SessionEnd::ConsumerGone;
     }
@@ -229,7 +235,7 @@ async fn session(
                         Ok(Parsed::Known(event)) => {
                             metrics.count_event(event.type_name());
                             let replaced = matches!(*event, Event::ApplicationReplaced(_));
-                            if tx.send(Notice::Event(event)).is_err() {
+                            if tx.send(Notice::Event(event)).await.is_err() {
                                 return SessionEnd::ConsumerGone;
                             }
                             if replaced {

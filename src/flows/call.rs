@@ -127,6 +127,20 @@ pub enum Input<'a> {
     },
     /// REST shows this channel is gone (missed while the websocket was away).
     ChannelGone(String),
+    /// The call was restored from its saved state after ari-recorder restarted: what Asterisk
+    /// shows of it now.
+    Adopted(&'a Adoption),
+}
+
+/// What REST showed of a restored call when a new ari-recorder took it over.
+#[derive(Debug, Clone, Default)]
+pub struct Adoption {
+    /// Which of the call's channels (caller and legs) still exist.
+    pub channels: BTreeSet<String>,
+    /// The call's recording is no longer live (it finished or failed while we were away).
+    pub recording_over: bool,
+    /// The prompt that was playing has ended.
+    pub playback_over: bool,
 }
 
 /// Agents' availability, shared by every call of the service: an agent on a call is not offered
@@ -186,14 +200,14 @@ impl AgentBook {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum LegState {
     Ringing,
     Up,
     Gone,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Leg {
     endpoint: String,
     state: LegState,
@@ -201,7 +215,7 @@ struct Leg {
     claimed: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum DialKind {
     Transfer,
     HuntSequential { index: usize },
@@ -210,7 +224,7 @@ enum DialKind {
     Outbound,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Phase {
     /// Waiting for the outbound first leg to answer.
     PlacingOutbound,
@@ -236,7 +250,7 @@ enum Phase {
 }
 
 /// Where a call came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     Inbound,
     Outbound,
@@ -277,6 +291,69 @@ pub struct Call {
     heard_recording_notice: bool,
     /// Tenant and project of a direct outbound call (flows carry their own).
     outbound_scope: (String, String),
+    /// When each pending timer is due (wall ms), so a restored call re-arms them. The queue's
+    /// once-a-second retry is not kept: it is re-armed from the phase.
+    deadlines: BTreeMap<u64, u64>,
+    /// Wall time of the input being handled.
+    now_ms: u64,
+}
+
+/// What is saved of a call at each transition, to resume it after a restart or a crash of
+/// ari-recorder (its flow is saved by name and looked up again).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CallState {
+    pub id: String,
+    pub flow: Option<String>,
+    direction: Direction,
+    caller_name: String,
+    caller_number: String,
+    caller_gone: bool,
+    outbound_to: Option<(String, bool)>,
+    node: Option<String>,
+    phase: Phase,
+    mixing: Option<String>,
+    holding: Option<String>,
+    moh_on: Option<String>,
+    legs: BTreeMap<String, Leg>,
+    pub recording: Option<String>,
+    next_id: u32,
+    queue_deadline_timer: Option<u64>,
+    hops: u32,
+    heard_recording_notice: bool,
+    outbound_scope: (String, String),
+    deadlines: BTreeMap<u64, u64>,
+}
+
+impl CallState {
+    /// The channels of the call Asterisk may still have: the caller and every leg not gone.
+    pub fn channels(&self) -> Vec<String> {
+        std::iter::once(self.id.clone())
+            .chain(
+                self.legs
+                    .iter()
+                    .filter(|(_, l)| l.state != LegState::Gone)
+                    .map(|(id, _)| id.clone()),
+            )
+            .collect()
+    }
+
+    /// The state with its timers left out: what decides whether it is worth saving again.
+    pub fn without_timers(&self) -> CallState {
+        CallState {
+            deadlines: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The prompt playing when the state was saved.
+    pub fn playback(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Playing { playback, .. } | Phase::VoicemailGreeting { playback } => {
+                Some(playback)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A waiting queue caller re-checks for a free agent this often.
@@ -364,6 +441,130 @@ impl Call {
             hops: 0,
             heard_recording_notice: false,
             outbound_scope: ("default".into(), "default".into()),
+            deadlines: BTreeMap::new(),
+            now_ms: 0,
+        }
+    }
+
+    /// What to save of the call now.
+    pub fn state(&self) -> CallState {
+        CallState {
+            id: self.id.clone(),
+            flow: self.flow.as_ref().map(|f| f.name.clone()),
+            direction: self.direction,
+            caller_name: self.caller_name.clone(),
+            caller_number: self.caller_number.clone(),
+            caller_gone: self.caller_gone,
+            outbound_to: self.outbound_to.clone(),
+            node: self.node.clone(),
+            phase: self.phase.clone(),
+            mixing: self.mixing.clone(),
+            holding: self.holding.clone(),
+            moh_on: self.moh_on.clone(),
+            legs: self.legs.clone(),
+            recording: self.recording.clone(),
+            next_id: self.next_id,
+            queue_deadline_timer: self.queue_deadline_timer,
+            hops: self.hops,
+            heard_recording_notice: self.heard_recording_notice,
+            outbound_scope: self.outbound_scope.clone(),
+            deadlines: self.deadlines.clone(),
+        }
+    }
+
+    /// A call rebuilt from its saved state; `flow` is the flow of that name in force now
+    /// (None: it was removed, and the call ends at its next step). Feed it
+    /// [`Input::Adopted`] first.
+    pub fn restore(state: CallState, flow: Option<Arc<Flow>>) -> Call {
+        let next_timer = state
+            .deadlines
+            .keys()
+            .copied()
+            .chain(state.queue_deadline_timer)
+            .chain(match state.phase {
+                Phase::Dialing { timer, .. } => Some(timer),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        Call {
+            id: state.id,
+            flow,
+            direction: state.direction,
+            caller_name: state.caller_name,
+            caller_number: state.caller_number,
+            caller_gone: state.caller_gone,
+            outbound_to: state.outbound_to,
+            node: state.node,
+            phase: state.phase,
+            mixing: state.mixing,
+            holding: state.holding,
+            moh_on: state.moh_on,
+            legs: state.legs,
+            recording: state.recording,
+            next_id: state.next_id,
+            next_timer,
+            queue_retry_timer: None,
+            queue_deadline_timer: state.queue_deadline_timer,
+            hops: state.hops,
+            heard_recording_notice: state.heard_recording_notice,
+            outbound_scope: state.outbound_scope,
+            deadlines: state.deadlines,
+            now_ms: 0,
+        }
+    }
+
+    /// Takes the call over as Asterisk shows it now: timers re-armed, agents claimed again,
+    /// and whatever ended while nobody was listening handled as if its event had come.
+    fn adopt(
+        &mut self,
+        adoption: &Adoption,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
+        for (key, due) in &self.deadlines {
+            out.push(Output::Timer {
+                key: *key,
+                after: Duration::from_millis(due.saturating_sub(now_ms)),
+            });
+        }
+        for leg in self.legs.values() {
+            if leg.claimed && leg.state != LegState::Gone {
+                agents.claim(&leg.endpoint);
+            }
+        }
+        if let Phase::Dialing {
+            kind: DialKind::Queue,
+            ..
+        } = self.phase
+        {
+            self.queue_retry_timer = Some(self.retry_timer(out));
+        }
+        if !adoption.channels.contains(&self.id) {
+            self.on_gone(&self.id.clone(), now_ms, agents, out);
+            return;
+        }
+        let legs_gone: Vec<String> = self
+            .legs
+            .iter()
+            .filter(|(id, l)| l.state != LegState::Gone && !adoption.channels.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for leg in legs_gone {
+            self.on_gone(&leg, now_ms, agents, out);
+        }
+        if adoption.recording_over {
+            if let Some(name) = self.recording.clone() {
+                self.recording_over(&name, now_ms, agents, out);
+            }
+        }
+        if adoption.playback_over {
+            if let Phase::Playing { playback, .. } | Phase::VoicemailGreeting { playback } =
+                self.phase.clone()
+            {
+                self.playback_done(&playback, now_ms, agents, out);
+            }
         }
     }
 
@@ -377,6 +578,19 @@ impl Call {
     }
 
     fn timer(&mut self, out: &mut Vec<Output>, after: Duration) -> u64 {
+        let key = self.retry_timer_after(out, after);
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.deadlines
+            .insert(key, self.now_ms.saturating_add(after_ms));
+        key
+    }
+
+    /// The queue's retry tick: not saved (a restored queue call re-arms it).
+    fn retry_timer(&mut self, out: &mut Vec<Output>) -> u64 {
+        self.retry_timer_after(out, QUEUE_RETRY)
+    }
+
+    fn retry_timer_after(&mut self, out: &mut Vec<Output>, after: Duration) -> u64 {
         self.next_timer += 1;
         out.push(Output::Timer {
             key: self.next_timer,
@@ -391,7 +605,9 @@ impl Call {
         if self.phase == Phase::Ended {
             return out;
         }
+        self.now_ms = now_ms;
         match input {
+            Input::Adopted(adoption) => self.adopt(adoption, now_ms, agents, &mut out),
             Input::Start => self.start(now_ms, agents, &mut out),
             Input::Event(event) => self.on_event(event, now_ms, agents, &mut out),
             Input::Timer(key) => self.on_timer(key, now_ms, agents, &mut out),
@@ -749,7 +965,7 @@ impl Call {
             self.dial(agent, ring_timeout, true, out);
         }
         if chosen.is_empty() {
-            self.queue_retry_timer = Some(self.timer(out, QUEUE_RETRY));
+            self.queue_retry_timer = Some(self.retry_timer(out));
         }
     }
 
@@ -1133,6 +1349,7 @@ impl Call {
     }
 
     fn on_timer(&mut self, key: u64, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
+        self.deadlines.remove(&key);
         if self.queue_deadline_timer == Some(key) {
             // Waited too long: overflow.
             self.queue_deadline_timer = None;

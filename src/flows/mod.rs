@@ -4,6 +4,7 @@
 pub mod call;
 pub mod definition;
 pub mod runtime;
+pub mod saved;
 pub mod store;
 
 pub use definition::{check_folder, Flow, FlowError, FlowSet, NodeKind, Settings};

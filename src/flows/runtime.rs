@@ -9,13 +9,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
-use super::call::{AgentBook, Call, Command, Input, Output, RecordingRow};
+use super::call::{Adoption, AgentBook, Call, CallState, Command, Input, Output, RecordingRow};
 use super::store::FlowStore;
 use crate::ari::events::Event;
 use crate::ari::models::Channel;
 use crate::ari::{AriClient, AriError, OriginateRequest};
+use crate::library::index::FinishedNotifier;
 use crate::library::Database;
+use crate::metrics::Metrics;
 use crate::stasis::{AppInput, Change};
+use std::time::Instant;
 
 /// A library write, applied in order by the writer task.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,10 +35,19 @@ pub enum LibraryWrite {
         cause: String,
         at_ms: i64,
     },
+    /// A call's saved state (None: the call ended, forget it).
+    CallState {
+        call_id: String,
+        state: Option<Box<CallState>>,
+    },
 }
 
+/// Library writes waiting for the writer; call tasks wait (briefly) when it is this far behind.
+const LIBRARY_QUEUE: usize = 8192;
+
 enum CallMsg {
-    Event(Arc<Event>),
+    /// An event and when the dispatcher received it.
+    Event(Arc<Event>, Instant),
     Gone(String),
     Timer(u64),
 }
@@ -46,7 +58,14 @@ struct Inner {
     store: Arc<FlowStore>,
     agents: Mutex<AgentBook>,
     calls: Mutex<HashMap<String, mpsc::UnboundedSender<CallMsg>>>,
-    library: mpsc::UnboundedSender<LibraryWrite>,
+    library: mpsc::Sender<LibraryWrite>,
+    metrics: Arc<Metrics>,
+    db: Database,
+    /// Calls saved by an earlier run, waiting for the first resync to be taken over. Their
+    /// senders are in `calls` from the start, so no event of theirs is lost or mistaken.
+    pending: Mutex<Vec<(CallState, mpsc::UnboundedReceiver<CallMsg>)>>,
+    /// Call tasks stop (leaving their calls to Asterisk and the next start) when it turns true.
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Handle to the running flows; cheap to clone.
@@ -67,10 +86,20 @@ impl FlowRuntime {
         app: String,
         store: Arc<FlowStore>,
         db: Database,
+        library: LibraryLinks,
         shutdown: watch::Receiver<bool>,
     ) -> (FlowRuntime, tokio::task::JoinHandle<()>) {
-        let (library, writes) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(library_writer(db, writes, shutdown));
+        let LibraryLinks { metrics, finished } = library;
+        let (library, writes) = mpsc::channel(LIBRARY_QUEUE);
+        let writer = tokio::spawn(library_writer(
+            db.clone(),
+            writes,
+            Writer {
+                metrics: Arc::clone(&metrics),
+                finished,
+            },
+            shutdown.clone(),
+        ));
         let runtime = FlowRuntime {
             inner: Arc::new(Inner {
                 client,
@@ -79,6 +108,10 @@ impl FlowRuntime {
                 agents: Mutex::new(AgentBook::default()),
                 calls: Mutex::new(HashMap::new()),
                 library,
+                metrics,
+                db,
+                pending: Mutex::new(Vec::new()),
+                shutdown,
             }),
         };
         (runtime, writer)
@@ -107,27 +140,50 @@ impl FlowRuntime {
         id
     }
 
-    /// Consumes the Stasis runtime's inputs until they end; changes are re-published to
-    /// `observer` (tests and future consumers).
-    pub async fn run(
-        self,
-        mut inputs: mpsc::UnboundedReceiver<AppInput>,
-        observer: mpsc::UnboundedSender<Change>,
-    ) {
+    /// Consumes the Stasis runtime's inputs until they end. Calls saved by an earlier run are
+    /// loaded first and taken over after the first resync from REST.
+    pub async fn run(self, mut inputs: mpsc::Receiver<AppInput>) {
+        self.load_saved_calls().await;
         while let Some(input) = inputs.recv().await {
             match input {
                 AppInput::Event(event) => self.dispatch(Arc::from(event)),
-                AppInput::Change(change) => {
-                    self.on_change(&change);
-                    let _ = observer.send(change);
-                }
+                AppInput::Change(change) => self.on_change(&change).await,
             }
         }
     }
 
-    fn on_change(&self, change: &Change) {
+    async fn load_saved_calls(&self) {
+        let saved = match super::saved::load_all(&self.inner.db).await {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the saved calls; calls in progress will not be resumed");
+                return;
+            }
+        };
+        if saved.is_empty() {
+            return;
+        }
+        tracing::info!(calls = saved.len(), "calls saved by the previous run: taking them over after the first resync");
+        let mut calls = self.inner.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for state in saved {
+            let (tx, rx) = mpsc::unbounded_channel();
+            calls.insert(state.id.clone(), tx);
+            pending.push((state, rx));
+        }
+    }
+
+    async fn on_change(&self, change: &Change) {
         let inner = &self.inner;
         match change {
+            Change::Resynced => {
+                let pending = std::mem::take(
+                    &mut *inner.pending.lock().unwrap_or_else(|p| p.into_inner()),
+                );
+                for (state, rx) in pending {
+                    tokio::spawn(adopt_call(inner.clone(), state, rx));
+                }
+            }
             Change::CallEnded {
                 channel_id,
                 recovered: true,
@@ -151,14 +207,14 @@ impl FlowRuntime {
                         args.get(1).map(String::as_str).unwrap_or(""),
                     );
                 } else {
-                    tracing::warn!(channel = %channel.id, "call found in Asterisk without a running flow (ari-recorder restarted); ending it");
+                    tracing::warn!(channel = %channel.id, "call found in Asterisk with no saved state to resume it from; ending it");
                     hang_up(inner, &channel.id, None);
                 }
             }
             // A bridge no call of ours owns (left by a previous run): destroyed, which also
             // closes any recording on it.
             Change::BridgeFound { bridge_id } if route(inner, bridge_id).is_none() => {
-                tracing::warn!(bridge = %bridge_id, "bridge found in Asterisk without a running call; destroying it");
+                tracing::warn!(bridge = %bridge_id, "bridge found in Asterisk that no call in progress owns; destroying it");
                 let client = inner.client.clone();
                 let id = bridge_id.clone();
                 tokio::spawn(async move {
@@ -168,18 +224,24 @@ impl FlowRuntime {
             // Library updates come from the changes, live or recovered after a reconnect:
             // one path for both.
             Change::RecordingFinished { name, duration, .. } => {
-                let _ = inner.library.send(LibraryWrite::Finished {
-                    name: name.clone(),
-                    duration: *duration,
-                    at_ms: now_ms() as i64,
-                });
+                let _ = inner
+                    .library
+                    .send(LibraryWrite::Finished {
+                        name: name.clone(),
+                        duration: *duration,
+                        at_ms: now_ms() as i64,
+                    })
+                    .await;
             }
             Change::RecordingFailed { name, cause, .. } => {
-                let _ = inner.library.send(LibraryWrite::Failed {
-                    name: name.clone(),
-                    cause: cause.clone(),
-                    at_ms: now_ms() as i64,
-                });
+                let _ = inner
+                    .library
+                    .send(LibraryWrite::Failed {
+                        name: name.clone(),
+                        cause: cause.clone(),
+                        at_ms: now_ms() as i64,
+                    })
+                    .await;
             }
             _ => {}
         }
@@ -190,7 +252,7 @@ impl FlowRuntime {
         let subject = subject_of(&event);
         let Some(subject) = subject else { return };
         if let Some(tx) = route(inner, &subject) {
-            let _ = tx.send(CallMsg::Event(event));
+            let _ = tx.send(CallMsg::Event(event, Instant::now()));
             return;
         }
         if let Event::StasisStart(e) = &*event {
@@ -269,7 +331,80 @@ fn spawn_call(inner: Arc<Inner>, call: Call) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(call.id.clone(), tx.clone());
-    tokio::spawn(drive_call(inner, call, tx, rx));
+    tokio::spawn(drive_call(inner, call, tx, rx, None));
+}
+
+/// Takes over a call saved by an earlier run: asks Asterisk what is left of it (its channels,
+/// its recording, its prompt), then drives it on from its saved state.
+async fn adopt_call(
+    inner: Arc<Inner>,
+    state: CallState,
+    rx: mpsc::UnboundedReceiver<CallMsg>,
+) {
+    let client = &inner.client;
+    let mut adoption = Adoption::default();
+    for channel in state.channels() {
+        match client.channel(&channel).await {
+            Err(e) if e.is_not_found() => {}
+            // Present, or unknown (Asterisk busy): assume present; its end will be heard.
+            _ => {
+                adoption.channels.insert(channel);
+            }
+        }
+    }
+    if let Some(name) = &state.recording {
+        let live = match client.live_recording(name).await {
+            Ok(r) => Some(matches!(r.state.as_str(), "queued" | "recording" | "paused")),
+            Err(e) if e.is_not_found() => Some(false),
+            Err(_) => None,
+        };
+        if live == Some(false) {
+            adoption.recording_over = true;
+            // Ended while nobody listened: the library learns it as the event would have told.
+            let write = if client.stored_recording(name).await.is_ok() {
+                LibraryWrite::Finished {
+                    name: name.clone(),
+                    duration: None,
+                    at_ms: now_ms() as i64,
+                }
+            } else {
+                LibraryWrite::Failed {
+                    name: name.clone(),
+                    cause: "ended while ari-recorder was restarting and not stored".into(),
+                    at_ms: now_ms() as i64,
+                }
+            };
+            let _ = inner.library.send(write).await;
+        }
+    }
+    if let Some(playback) = state.playback() {
+        adoption.playback_over = client
+            .playback(playback)
+            .await
+            .is_err_and(|e| e.is_not_found());
+    }
+    let flow = state
+        .flow
+        .as_ref()
+        .and_then(|name| inner.store.current().flows.get(name).cloned());
+    if state.flow.is_some() && flow.is_none() {
+        tracing::warn!(call = %state.id, flow = ?state.flow, "the call's flow is gone; it ends at its next step");
+    }
+    tracing::info!(
+        call = %state.id,
+        channels = adoption.channels.len(),
+        recording_over = adoption.recording_over,
+        "call taken over from the previous run"
+    );
+    let tx = inner
+        .calls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&state.id)
+        .cloned();
+    let Some(tx) = tx else { return };
+    let call = Call::restore(state, flow);
+    drive_call(inner, call, tx, rx, Some(adoption)).await;
 }
 
 async fn drive_call(
@@ -277,21 +412,46 @@ async fn drive_call(
     mut call: Call,
     tx: mpsc::UnboundedSender<CallMsg>,
     mut rx: mpsc::UnboundedReceiver<CallMsg>,
+    adopted: Option<Adoption>,
 ) {
     let id = call.id.clone();
-    tracing::info!(call = %id, "call started");
-    let outputs = handle(&inner, &mut call, Input::Start);
+    let mut shutdown = inner.shutdown.clone();
+    let mut saved = SavedState::default();
+    let first = match &adopted {
+        Some(adoption) => {
+            // What was saved is the baseline: only a change is written again.
+            saved.last = Some(call.state().without_timers());
+            saved.written = true;
+            Input::Adopted(adoption)
+        }
+        None => {
+            tracing::info!(call = %id, "call started");
+            Input::Start
+        }
+    };
+    let outputs = handle(&inner, &mut call, first);
     execute(&inner, &mut call, &tx, outputs).await;
+    saved.save(&inner, &call).await;
     while !call.is_finished() {
-        let Some(msg) = rx.recv().await else { break };
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            // Stopping: the call stays up in Asterisk, saved, for the next start to take over.
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let Some(msg) = msg else { break };
+        let mut received = None;
         let outputs = match &msg {
-            CallMsg::Event(event) => handle(&inner, &mut call, Input::Event(event)),
+            CallMsg::Event(event, at) => {
+                received = Some(*at);
+                handle(&inner, &mut call, Input::Event(event))
+            }
             CallMsg::Gone(channel) => {
                 handle(&inner, &mut call, Input::ChannelGone(channel.clone()))
             }
             CallMsg::Timer(key) => handle(&inner, &mut call, Input::Timer(*key)),
         };
-        execute(&inner, &mut call, &tx, outputs).await;
+        execute_after(&inner, &mut call, &tx, outputs, received).await;
+        saved.save(&inner, &call).await;
     }
     inner
         .calls
@@ -299,6 +459,46 @@ async fn drive_call(
         .unwrap_or_else(|p| p.into_inner())
         .remove(&id);
     tracing::info!(call = %id, "call ended");
+}
+
+/// What was last saved of a call, so a state is written only when it changed (timers alone
+/// moving are not worth a write: the next change carries them).
+#[derive(Default)]
+struct SavedState {
+    last: Option<CallState>,
+    written: bool,
+}
+
+impl SavedState {
+    async fn save(&mut self, inner: &Inner, call: &Call) {
+        if call.is_finished() {
+            if self.written {
+                self.written = false;
+                let _ = inner
+                    .library
+                    .send(LibraryWrite::CallState {
+                        call_id: call.id.clone(),
+                        state: None,
+                    })
+                    .await;
+            }
+            return;
+        }
+        let state = call.state();
+        let key = state.without_timers();
+        if self.last.as_ref() == Some(&key) {
+            return;
+        }
+        self.last = Some(key);
+        self.written = true;
+        let _ = inner
+            .library
+            .send(LibraryWrite::CallState {
+                call_id: call.id.clone(),
+                state: Some(Box::new(state)),
+            })
+            .await;
+    }
 }
 
 fn handle(inner: &Inner, call: &mut Call, input: Input<'_>) -> Vec<Output> {
@@ -313,10 +513,24 @@ async fn execute(
     tx: &mpsc::UnboundedSender<CallMsg>,
     outputs: Vec<Output>,
 ) {
+    execute_after(inner, call, tx, outputs, None).await
+}
+
+/// [`execute`] for outputs of an event received at `received` (for the record-request delay).
+async fn execute_after(
+    inner: &Inner,
+    call: &mut Call,
+    tx: &mpsc::UnboundedSender<CallMsg>,
+    outputs: Vec<Output>,
+    received: Option<Instant>,
+) {
     let mut queue: std::collections::VecDeque<Output> = outputs.into();
     while let Some(output) = queue.pop_front() {
         match output {
             Output::Command(command) => {
+                if let (Command::RecordBridge { .. }, Some(at)) = (&command, received) {
+                    inner.metrics.record_request_delay.observe(at.elapsed());
+                }
                 if let Err(e) = run_command(inner, &command).await {
                     if !e.is_not_found()
                         || !matches!(
@@ -348,17 +562,20 @@ async fn execute(
                 });
             }
             Output::RecordingStarted(row) => {
-                let _ = inner.library.send(LibraryWrite::Started(row));
+                let _ = inner.library.send(LibraryWrite::Started(row)).await;
             }
             Output::NotRecorded(row) => {
-                let _ = inner.library.send(LibraryWrite::NotRecorded(row));
+                let _ = inner.library.send(LibraryWrite::NotRecorded(row)).await;
             }
             Output::RecordingRefused { name, cause } => {
-                let _ = inner.library.send(LibraryWrite::Failed {
-                    name,
-                    cause,
-                    at_ms: now_ms() as i64,
-                });
+                let _ = inner
+                    .library
+                    .send(LibraryWrite::Failed {
+                        name,
+                        cause,
+                        at_ms: now_ms() as i64,
+                    })
+                    .await;
             }
             Output::Finished => {}
         }
@@ -424,17 +641,47 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
     }
 }
 
+/// What the call runtime tells the rest of the service: its costs, and which recordings ARI
+/// finished (so the library row turns final at once).
+pub struct LibraryLinks {
+    pub metrics: Arc<Metrics>,
+    pub finished: Option<FinishedNotifier>,
+}
+
+struct Writer {
+    metrics: Arc<Metrics>,
+    finished: Option<FinishedNotifier>,
+}
+
+impl Writer {
+    async fn apply(&self, db: &Database, write: LibraryWrite) {
+        let finished = match &write {
+            LibraryWrite::Finished { name, .. } | LibraryWrite::Failed { name, .. } => {
+                Some(name.clone())
+            }
+            _ => None,
+        };
+        let started = Instant::now();
+        apply_write(db, write).await;
+        self.metrics.call_db_writes.observe(started.elapsed());
+        if let (Some(name), Some(notifier)) = (finished, &self.finished) {
+            notifier.finished(&name);
+        }
+    }
+}
+
 /// Applies library writes in order; a failed write is logged and the next one goes on.
 async fn library_writer(
     db: Database,
-    mut writes: mpsc::UnboundedReceiver<LibraryWrite>,
+    mut writes: mpsc::Receiver<LibraryWrite>,
+    writer: Writer,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             biased;
             write = writes.recv() => match write {
-                Some(w) => apply_write(&db, w).await,
+                Some(w) => writer.apply(&db, w).await,
                 None => return,
             },
             changed = shutdown.changed() => {
@@ -446,7 +693,7 @@ async fn library_writer(
         }
     }
     while let Ok(write) = writes.try_recv() {
-        apply_write(&db, write).await;
+        writer.apply(&db, write).await;
     }
 }
 
@@ -524,6 +771,13 @@ async fn apply_write(db: &Database, write: LibraryWrite) {
             .map(drop)
         }
         LibraryWrite::NotRecorded(row) => not_recorded(db, row).await,
+        LibraryWrite::CallState {
+            state: Some(state), ..
+        } => super::saved::save(db, state, now_ms() as i64).await,
+        LibraryWrite::CallState {
+            call_id,
+            state: None,
+        } => super::saved::remove(db, call_id).await,
         LibraryWrite::Finished { name, duration, at_ms } => {
             sqlx::query(
                 "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \

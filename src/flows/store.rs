@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ pub struct FlowStore {
     last_settings: Mutex<Settings>,
     /// Serialises edits so two PATCHes never interleave their read-modify-write.
     edit: Mutex<()>,
+    /// Reloads since start (tests wait on it; a quiet folder keeps it still).
+    reloads: AtomicU64,
 }
 
 impl FlowStore {
@@ -55,6 +58,7 @@ impl FlowStore {
             last_good: Mutex::new(BTreeMap::new()),
             last_settings: Mutex::new(Settings::default()),
             edit: Mutex::new(()),
+            reloads: AtomicU64::new(0),
         };
         read_folder(dir)?;
         let problems = store.reload();
@@ -73,8 +77,14 @@ impl FlowStore {
             .clone()
     }
 
+    /// How many times the folder was read since start.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
     /// Re-reads the folder; returns the problems of files whose new version was refused.
     pub fn reload(&self) -> Vec<FlowError> {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
         let read = match read_folder(&self.dir) {
             Ok(r) => r,
             Err(e) => {
@@ -199,11 +209,17 @@ impl FlowStore {
         self: &Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        // One pending signal is enough: a reload reads the whole folder.
+        let (tx, mut rx) = mpsc::channel(1);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = tx.send(());
+                // Our own reads of the folder must not trigger the next reload.
+                let relevant = match &event {
+                    Ok(event) => crate::library::index::changes_content(&event.kind),
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = tx.try_send(());
                 }
             })?;
         watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;

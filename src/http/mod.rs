@@ -215,9 +215,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => "ok".to_string(),
         Err(e) => e.to_string(),
     };
-    let recordings_dir = match std::fs::read_dir(&state.recordings_dir) {
-        Ok(_) => "ok".to_string(),
-        Err(e) => format!("cannot read the recordings folder: {e}"),
+    let scan = &state.library.indexer.state;
+    let recordings_dir = match (std::fs::read_dir(&state.recordings_dir), scan.last_walk_error()) {
+        (Err(e), _) => format!("cannot read the recordings folder: {e}"),
+        (Ok(_), Some(walk)) => format!("the last walk of the recordings folder failed: {walk}"),
+        (Ok(_), None) => "ok".to_string(),
     };
     let ready = database == "ok" && recordings_dir == "ok";
     let body = serde_json::json!({
@@ -235,12 +237,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.metrics.render();
+    state.library.indexer.state.render(&mut text);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }

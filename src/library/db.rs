@@ -71,7 +71,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_access.sql"),
         postgres: include_str!("../../migrations/postgres/0004_access.sql"),
     },
+    Migration {
+        version: 5,
+        name: "active_calls",
+        sqlite: include_str!("../../migrations/sqlite/0005_active_calls.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_active_calls.sql"),
+    },
 ];
+
+/// How many migrations this binary carries.
+pub fn migration_count() -> usize {
+    MIGRATIONS.len()
+}
 
 #[derive(Clone)]
 pub struct Database {

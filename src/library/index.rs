@@ -6,8 +6,12 @@
 //! the table current; a watcher overflow triggers a full rescan. Writes go in batches, each in
 //! one transaction, so a kill at any moment leaves whole rows and the next start reconciles.
 //!
-//! A file is final when ARI said `RecordingFinished` for its name or it has not changed for
-//! `settle`; until then it is listed as `recording` with the duration its size gives.
+//! A file is final when ARI said `RecordingFinished` for its name (the flow runtime tells the
+//! watcher at once), or it was closed after writing, or it has not changed for `settle`; until
+//! then it is listed as `recording` with the duration its size gives, rewritten at most every
+//! [`GROWING_UPDATE`]. The watcher reacts only to events that change a file's content or
+//! existence (never to opens and reads, its own probing included), and a file whose size and
+//! mtime are unchanged is never probed again: at rest it costs nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,6 +27,10 @@ use super::probe::{is_recording_file, probe_with, Encoding, Probe, Status};
 
 /// Rows written per transaction.
 const BATCH: usize = 500;
+/// A growing recording's row is rewritten (its length) at most this often.
+pub const GROWING_UPDATE: Duration = Duration::from_secs(5);
+/// File events waiting for the watcher task; past this the watcher rescans instead.
+const EVENT_QUEUE: usize = 4096;
 
 /// Progress of the scan, for `ari-recorder index` and `GET /api/library/scan`.
 #[derive(Debug, Default)]
@@ -32,6 +40,22 @@ pub struct ScanState {
     pub files_probed: AtomicU64,
     pub scans_completed: AtomicU64,
     pub last_scan_ms: AtomicU64,
+    /// Files opened and read to probe them, since start (a quiet library keeps this still).
+    pub file_reads_total: AtomicU64,
+    /// Database write transactions of the indexer, since start.
+    pub write_transactions_total: AtomicU64,
+    /// File events that named no content change (opens, reads) and were ignored.
+    pub events_ignored_total: AtomicU64,
+    /// File events dropped because the queue was full (a rescan follows).
+    pub events_dropped_total: AtomicU64,
+    /// Paths waiting to be indexed, and recordings still growing.
+    pub queue_depth: AtomicU64,
+    pub growing: AtomicU64,
+    pub walk_failures_total: AtomicU64,
+    /// Why the last walk of the folder failed; cleared by the next one that succeeds.
+    pub last_walk_error: std::sync::Mutex<Option<String>>,
+    /// How long the indexer's write transactions take.
+    pub write_seconds: crate::metrics::Histogram,
 }
 
 impl ScanState {
@@ -42,7 +66,71 @@ impl ScanState {
             "files_probed": self.files_probed.load(Ordering::Relaxed),
             "scans_completed": self.scans_completed.load(Ordering::Relaxed),
             "last_scan_ms": self.last_scan_ms.load(Ordering::Relaxed),
+            "last_walk_error": self.last_walk_error(),
         })
+    }
+
+    pub fn last_walk_error(&self) -> Option<String> {
+        self.last_walk_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The indexer's part of `/metrics`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let counters = [
+            ("indexer_file_reads_total", "counter", "Files opened and read to probe them.", &self.file_reads_total),
+            ("indexer_db_write_transactions_total", "counter", "Database write transactions of the indexer.", &self.write_transactions_total),
+            ("indexer_events_ignored_total", "counter", "File events that changed no content (opens, reads), ignored.", &self.events_ignored_total),
+            ("indexer_events_dropped_total", "counter", "File events dropped on a full queue (a rescan follows).", &self.events_dropped_total),
+            ("indexer_walk_failures_total", "counter", "Walks of the recordings folder that failed (no row changed).", &self.walk_failures_total),
+            ("indexer_queue_depth", "gauge", "Paths being indexed now.", &self.queue_depth),
+            ("indexer_growing_recordings", "gauge", "Recordings still being written.", &self.growing),
+        ];
+        for (name, kind, help, value) in counters {
+            crate::metrics::header(out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        crate::metrics::header(out, "indexer_walk_ok", "gauge", "1 when the last walk of the recordings folder succeeded.");
+        let _ = writeln!(out, "indexer_walk_ok {}", u8::from(self.last_walk_error().is_none()));
+        crate::metrics::header(out, "indexer_db_write_seconds", "histogram", "Database write transactions of the indexer.");
+        self.write_seconds.render(out, "indexer_db_write_seconds", "");
+    }
+
+    fn set_walk_error(&self, error: Option<String>) {
+        *self
+            .last_walk_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = error;
+    }
+}
+
+/// Why a scan stopped without changing the table.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("walking the recordings folder failed, no row changed: {0}")]
+    Walk(String),
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+impl From<sqlx::Error> for ScanError {
+    fn from(e: sqlx::Error) -> ScanError {
+        ScanError::Database(DbError::from(e))
+    }
+}
+
+/// Whether a file event can mean new content or a file appearing or going. Opens, reads and
+/// closes without writing (the indexer's own probing, playback) are not.
+pub fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Any | EventKind::Other => true,
     }
 }
 
@@ -72,6 +160,9 @@ pub struct Indexer {
     pub state: Arc<ScanState>,
     /// Tenant and project of files found without call metadata.
     default_scope: (String, String),
+    finished_tx: mpsc::Sender<String>,
+    /// Taken by the watcher.
+    finished_rx: std::sync::Mutex<Option<mpsc::Receiver<String>>>,
 }
 
 fn now_ms() -> i64 {
@@ -86,19 +177,23 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
         .unwrap_or(0)
 }
 
-/// Walks `root` without following symlinks out of it.
-fn walk(root: &Path) -> Vec<Seen> {
+/// Walks `root` without following symlinks out of it. Any folder that cannot be listed fails
+/// the whole walk: a partial listing would look like vanished files.
+fn walk(root: &Path) -> Result<Vec<Seen>, String> {
     let canonical_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
             let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                // Removed between the listing and now: simply not there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("{}: {e}", path.display())),
             };
             let rel = match path.strip_prefix(root) {
                 Ok(r) => r.to_string_lossy().replace('\\', "/"),
@@ -138,7 +233,7 @@ fn walk(root: &Path) -> Vec<Seen> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The ARI name of a file: its relative path without the extension.
@@ -293,12 +388,15 @@ struct Row {
 
 impl Indexer {
     pub fn new(db: Database, root: PathBuf, settle: Duration) -> Indexer {
+        let (finished_tx, finished_rx) = mpsc::channel(EVENT_QUEUE);
         Indexer {
             db,
             root,
             settle,
             state: Arc::new(ScanState::default()),
             default_scope: ("default".into(), "default".into()),
+            finished_tx,
+            finished_rx: std::sync::Mutex::new(Some(finished_rx)),
         }
     }
 
@@ -312,26 +410,44 @@ impl Indexer {
         &self.root
     }
 
-    /// Reconciles the table with the folder.
-    pub async fn full_scan(&self) -> Result<ScanReport, DbError> {
+    /// Reconciles the table with the folder. A walk that fails changes no row: the error is
+    /// kept for `/readyz` and `/metrics` and returned.
+    pub async fn full_scan(&self) -> Result<ScanReport, ScanError> {
         self.state.running.store(true, Ordering::Relaxed);
         self.state.files_probed.store(0, Ordering::Relaxed);
         let result = self.full_scan_inner().await;
         self.state.running.store(false, Ordering::Relaxed);
-        if result.is_ok() {
-            self.state.scans_completed.fetch_add(1, Ordering::Relaxed);
-            self.state
-                .last_scan_ms
-                .store(now_ms() as u64, Ordering::Relaxed);
+        match &result {
+            Ok(_) => {
+                self.state.scans_completed.fetch_add(1, Ordering::Relaxed);
+                self.state
+                    .last_scan_ms
+                    .store(now_ms() as u64, Ordering::Relaxed);
+            }
+            Err(ScanError::Walk(reason)) => {
+                self.state.walk_failures_total.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(reason = %reason, "walking the recordings folder failed; no row changed");
+            }
+            Err(_) => {}
         }
         result
     }
 
-    async fn full_scan_inner(&self) -> Result<ScanReport, DbError> {
+    async fn full_scan_inner(&self) -> Result<ScanReport, ScanError> {
         let root = self.root.clone();
-        let seen = tokio::task::spawn_blocking(move || walk(&root))
+        let walked = tokio::task::spawn_blocking(move || walk(&root))
             .await
-            .unwrap_or_default();
+            .map_err(|e| ScanError::Walk(format!("the walk stopped: {e}")))?;
+        let seen = match walked {
+            Ok(seen) => {
+                self.state.set_walk_error(None);
+                seen
+            }
+            Err(reason) => {
+                self.state.set_walk_error(Some(reason.clone()));
+                return Err(ScanError::Walk(reason));
+            }
+        };
         self.state
             .files_found
             .store(seen.len() as u64, Ordering::Relaxed);
@@ -391,6 +507,7 @@ impl Indexer {
             .collect();
         report.missing = vanished.len() as u64;
         for chunk in vanished.chunks(BATCH) {
+            self.count_write();
             let mut tx = self.db.pool.begin().await?;
             for path in chunk {
                 sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2")
@@ -441,7 +558,9 @@ impl Indexer {
                     .is_some_and(|c| c.state == "done" || c.state == "failed")
             })
             .collect();
+        let state = Arc::clone(&self.state);
         let probed = tokio::task::spawn_blocking(move || {
+            let reads = &state.file_reads_total;
             let now = now_ms();
             batch
                 .into_iter()
@@ -461,6 +580,7 @@ impl Indexer {
                             "symlink points outside the recordings folder: not followed",
                         )
                     } else {
+                        reads.fetch_add(1, Ordering::Relaxed);
                         probe_with(&root.join(&seen.rel), is_final)
                     };
                     let status = match probe.status {
@@ -486,9 +606,25 @@ impl Indexer {
             .collect()
     }
 
-    async fn write_rows(&self, rows: Vec<(Row, Option<CallMeta>)>) -> Result<(), DbError> {
+    fn count_write(&self) {
+        self.state
+            .write_transactions_total
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes the rows in one transaction; returns the paths still being recorded.
+    async fn write_rows(&self, rows: Vec<(Row, Option<CallMeta>)>) -> Result<Vec<String>, DbError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count_write();
+        let started = std::time::Instant::now();
+        let mut growing = Vec::new();
         let mut tx = self.db.pool.begin().await?;
         for (row, meta) in rows {
+            if row.status == "recording" {
+                growing.push(row.seen.rel.clone());
+            }
             let name = recording_name(&row.seen.rel);
             let started = meta
                 .as_ref()
@@ -579,19 +715,26 @@ impl Indexer {
             store_name_words(&mut tx, id, caller_name).await?;
         }
         tx.commit().await?;
-        Ok(())
+        self.state.write_seconds.observe(started.elapsed());
+        Ok(growing)
     }
 
-    /// Re-indexes the given files (from the watcher); vanished ones become `missing`.
-    pub async fn index_paths(&self, paths: Vec<PathBuf>) -> Result<(), DbError> {
+    /// Re-indexes the given files (from the watcher); vanished ones become `missing`. A file
+    /// whose size and mtime match its final row is not read again. Returns the paths (relative)
+    /// still being recorded.
+    pub async fn index_paths(&self, paths: Vec<PathBuf>) -> Result<Vec<String>, DbError> {
         let mut seen = Vec::new();
         // A new folder's first files can be written before its watch is in place: index
         // whatever a folder event names.
         let mut expanded = Vec::new();
         for path in paths {
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                let inside = walk(&path);
-                expanded.extend(inside.into_iter().map(|s| path.join(s.rel)));
+                match walk(&path) {
+                    Ok(inside) => expanded.extend(inside.into_iter().map(|s| path.join(s.rel))),
+                    Err(reason) => {
+                        tracing::warn!(reason = %reason, "cannot list a new folder; the next rescan retries")
+                    }
+                }
             } else {
                 expanded.push(path);
             }
@@ -604,15 +747,20 @@ impl Indexer {
             if !is_recording_file(&path) {
                 continue;
             }
-            let deleted: Option<(String,)> = sqlx::query_as(
-                "SELECT status FROM recordings WHERE path = $1 AND status = 'deleted'",
+            let known: Option<(String, i64, i64)> = sqlx::query_as(
+                "SELECT status, size_bytes, mtime_ms FROM recordings WHERE path = $1",
             )
             .bind(&rel)
             .fetch_optional(&self.db.pool)
             .await?;
-            if deleted.is_some() {
+            if known.as_ref().is_some_and(|k| k.0 == "deleted") {
                 continue;
             }
+            let unchanged = |size: u64, mtime: i64| {
+                known.as_ref().is_some_and(|(status, s, m)| {
+                    *s == size as i64 && *m == mtime && status != "recording" && status != "missing"
+                })
+            };
             match std::fs::symlink_metadata(&path) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     let inside = path
@@ -622,31 +770,46 @@ impl Indexer {
                     let (size, mtime) = target
                         .map(|m| (m.len(), mtime_ms(&m)))
                         .unwrap_or((0, mtime_ms(&meta)));
-                    seen.push(Seen {
-                        rel,
-                        size,
-                        mtime_ms: mtime,
-                        escapes: !inside,
-                    });
+                    if !unchanged(size, mtime) {
+                        seen.push(Seen {
+                            rel,
+                            size,
+                            mtime_ms: mtime,
+                            escapes: !inside,
+                        });
+                    }
                 }
-                Ok(meta) if meta.is_file() => seen.push(Seen {
-                    rel,
-                    size: meta.len(),
-                    mtime_ms: mtime_ms(&meta),
-                    escapes: false,
-                }),
+                Ok(meta) if meta.is_file() => {
+                    if !unchanged(meta.len(), mtime_ms(&meta)) {
+                        seen.push(Seen {
+                            rel,
+                            size: meta.len(),
+                            mtime_ms: mtime_ms(&meta),
+                            escapes: false,
+                        });
+                    }
+                }
                 Ok(_) => {}
-                Err(_) => {
-                    sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2 AND status <> 'deleted'")
-                        .bind(now_ms())
-                        .bind(&rel)
-                        .execute(&self.db.pool)
-                        .await?;
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let listed = known.as_ref().is_some_and(|(status, _, _)| {
+                        !matches!(status.as_str(), "missing" | "not_recorded")
+                    });
+                    if listed {
+                        self.count_write();
+                        sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2 AND status <> 'deleted'")
+                            .bind(now_ms())
+                            .bind(&rel)
+                            .execute(&self.db.pool)
+                            .await?;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(path = %rel, error = %e, "cannot read a recording's metadata; left as it was");
                 }
             }
         }
         if seen.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut calls = HashMap::new();
         for s in &seen {
@@ -659,59 +822,87 @@ impl Indexer {
         self.write_rows(rows).await
     }
 
-    /// Re-probes rows still `recording`: the ones ARI finished or that stopped changing
-    /// become final.
-    pub async fn settle(&self) -> Result<(), DbError> {
+    /// Paths of the rows still listed as being recorded.
+    async fn growing_paths(&self) -> Result<Vec<String>, DbError> {
         let open: Vec<(String,)> =
             sqlx::query_as("SELECT path FROM recordings WHERE status = 'recording'")
                 .fetch_all(&self.db.pool)
                 .await?;
-        if open.is_empty() {
-            return Ok(());
-        }
-        self.index_paths(open.into_iter().map(|(p,)| self.root.join(p)).collect())
-            .await
+        Ok(open.into_iter().map(|(p,)| p).collect())
     }
 
-    /// Keeps the table current until `shutdown`: file events re-index their paths, an
-    /// overflow rescans everything, and open recordings are settled every second.
+    /// A handle for telling the watcher that ARI finished a recording.
+    pub fn finished_notifier(&self) -> FinishedNotifier {
+        FinishedNotifier {
+            tx: self.finished_tx.clone(),
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    /// Keeps the table current until `shutdown`: file events that change content re-index
+    /// their paths, an overflow rescans everything, growing recordings are looked at (a stat,
+    /// no read) once a second while there are any, and a finished recording turns final as
+    /// soon as the flow runtime says so.
     pub fn watch(
         self: &Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<PathBuf>>>();
+        let (tx, mut rx) = mpsc::channel::<Vec<PathBuf>>(EVENT_QUEUE);
+        let rescan = Arc::new(AtomicBool::new(false));
+        let rescan_flag = Arc::clone(&rescan);
+        let state = Arc::clone(&self.state);
         let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-                Ok(event) if event.need_rescan() => {
-                    let _ = tx.send(None);
-                }
-                Ok(event) => {
-                    let _ = tx.send(Some(event.paths));
-                }
-                Err(_) => {
-                    let _ = tx.send(None);
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let overflow = match event {
+                    Ok(event) if event.need_rescan() => true,
+                    Ok(event) if !changes_content(&event.kind) => {
+                        state.events_ignored_total.fetch_add(1, Ordering::Relaxed);
+                        false
+                    }
+                    Ok(event) => match tx.try_send(event.paths) {
+                        Ok(()) => false,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            state.events_dropped_total.fetch_add(1, Ordering::Relaxed);
+                            true
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    },
+                    Err(_) => true,
+                };
+                if overflow && !rescan_flag.swap(true, Ordering::Relaxed) {
+                    // Wake the task with an empty batch; a full queue wakes it anyway.
+                    let _ = tx.try_send(Vec::new());
                 }
             })?;
         watcher.watch(&self.root, notify::RecursiveMode::Recursive)?;
         let indexer = Arc::clone(self);
+        let mut finished = self
+            .finished_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         Ok(tokio::spawn(async move {
             let _watcher = watcher;
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut growing = Growing::default();
+            match indexer.growing_paths().await {
+                Ok(paths) => growing.add(paths),
+                Err(e) => tracing::warn!(error = %e, "cannot list the recordings being written"),
+            }
             loop {
+                indexer
+                    .state
+                    .growing
+                    .store(growing.len() as u64, Ordering::Relaxed);
                 let mut paths: HashSet<PathBuf> = HashSet::new();
-                let mut rescan = false;
+                let mut done_names = Vec::new();
+                let mut tick = false;
                 tokio::select! {
                     got = rx.recv() => match got {
-                        Some(Some(p)) => paths.extend(p),
-                        Some(None) => rescan = true,
+                        Some(p) => paths.extend(p),
                         None => return,
                     },
-                    _ = tick.tick() => {
-                        if let Err(e) = indexer.settle().await {
-                            tracing::warn!(error = %e, "settling open recordings failed");
-                        }
-                        continue;
-                    }
+                    Some(name) = recv_finished(&mut finished) => done_names.push(name),
+                    _ = tokio::time::sleep(Duration::from_secs(1)), if !growing.is_empty() => tick = true,
                     changed = shutdown.changed() => {
                         if changed.is_err() || *shutdown.borrow() {
                             return;
@@ -719,25 +910,174 @@ impl Indexer {
                         continue;
                     }
                 }
-                // Gather what else arrived meanwhile: an active recording changes 50 times a second.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                while let Ok(more) = rx.try_recv() {
-                    match more {
-                        Some(p) => paths.extend(p),
-                        None => rescan = true,
+                if !paths.is_empty() {
+                    // Gather what else arrived meanwhile: a file being copied in changes often.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    while let Ok(more) = rx.try_recv() {
+                        paths.extend(more);
                     }
                 }
-                let result = if rescan {
+                indexer
+                    .state
+                    .queue_depth
+                    .store(paths.len() as u64, Ordering::Relaxed);
+                let result = if rescan.swap(false, Ordering::Relaxed) {
                     tracing::info!("file watcher overflowed: rescanning the recordings folder");
-                    indexer.full_scan().await.map(drop)
+                    match indexer.full_scan().await {
+                        Ok(_) => indexer.growing_paths().await.map(|open| {
+                            growing = Growing::default();
+                            growing.add(open);
+                        }),
+                        Err(ScanError::Database(e)) => Err(e),
+                        Err(ScanError::Walk(_)) => Ok(()),
+                    }
+                } else if !done_names.is_empty() {
+                    indexer.settle_finished(&done_names, &mut growing).await
+                } else if tick {
+                    indexer.settle_growing(&mut growing).await
                 } else {
-                    indexer.index_paths(paths.into_iter().collect()).await
+                    // A recording already known to grow is left to the once-a-second look.
+                    let fresh: Vec<PathBuf> = paths
+                        .into_iter()
+                        .filter(|p| !growing.contains_path(&indexer.root, p))
+                        .collect();
+                    indexer.index_paths(fresh).await.map(|open| growing.add(open))
                 };
+                indexer.state.queue_depth.store(0, Ordering::Relaxed);
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "indexing failed; the next change or rescan retries");
                 }
             }
         }))
+    }
+
+    /// ARI finished these recordings: their rows turn final now (the call metadata says done).
+    async fn settle_finished(&self, names: &[String], growing: &mut Growing) -> Result<(), DbError> {
+        let mut paths = Vec::new();
+        for name in names {
+            let rows: Vec<(String,)> =
+                sqlx::query_as("SELECT path FROM recordings WHERE name = $1 AND status = 'recording'")
+                    .bind(name)
+                    .fetch_all(&self.db.pool)
+                    .await?;
+            for (rel,) in rows {
+                growing.remove(&rel);
+                paths.push(self.root.join(rel));
+            }
+        }
+        let open = self.index_paths(paths).await?;
+        growing.add(open);
+        Ok(())
+    }
+
+    /// Looks at each growing recording (metadata only): one that stopped changing for `settle`
+    /// or vanished is indexed as it is now; one still growing has its row rewritten at most
+    /// every [`GROWING_UPDATE`].
+    async fn settle_growing(&self, growing: &mut Growing) -> Result<(), DbError> {
+        let settle_ms = self.settle.as_millis() as i64;
+        let now = now_ms();
+        let mut due = Vec::new();
+        for (rel, entry) in growing.entries.iter_mut() {
+            let path = self.root.join(rel);
+            match std::fs::metadata(&path) {
+                Ok(meta) => {
+                    let (size, mtime) = (meta.len(), mtime_ms(&meta));
+                    let quiet = now - mtime >= settle_ms;
+                    let stale = size != entry.written_size
+                        && entry.written_at.elapsed() >= GROWING_UPDATE;
+                    if quiet || stale {
+                        entry.written_size = size;
+                        entry.written_at = std::time::Instant::now();
+                        due.push(rel.clone());
+                    }
+                }
+                Err(_) => due.push(rel.clone()),
+            }
+        }
+        if due.is_empty() {
+            return Ok(());
+        }
+        for rel in &due {
+            growing.remove(rel);
+        }
+        let open = self
+            .index_paths(due.iter().map(|rel| self.root.join(rel)).collect())
+            .await?;
+        // Rows rewritten as still growing keep their entry (and its last write time).
+        for rel in open {
+            growing.entries.entry(rel).or_insert_with(GrowingEntry::now);
+        }
+        Ok(())
+    }
+}
+
+async fn recv_finished(rx: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells the watcher that ARI finished a recording, so its row turns final at once instead of
+/// after the settle time. Never blocks: when the watcher is behind, the settle time catches it.
+#[derive(Clone)]
+pub struct FinishedNotifier {
+    tx: mpsc::Sender<String>,
+    state: Arc<ScanState>,
+}
+
+impl FinishedNotifier {
+    pub fn finished(&self, name: &str) {
+        if self.tx.try_send(name.to_string()).is_err() {
+            self.state
+                .events_dropped_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Recordings being written: when their row was last rewritten, and at what size.
+#[derive(Default)]
+struct Growing {
+    entries: HashMap<String, GrowingEntry>,
+}
+
+struct GrowingEntry {
+    written_at: std::time::Instant,
+    written_size: u64,
+}
+
+impl GrowingEntry {
+    fn now() -> GrowingEntry {
+        GrowingEntry {
+            written_at: std::time::Instant::now(),
+            written_size: 0,
+        }
+    }
+}
+
+impl Growing {
+    fn add(&mut self, rels: Vec<String>) {
+        for rel in rels {
+            self.entries.entry(rel).or_insert_with(GrowingEntry::now);
+        }
+    }
+    fn remove(&mut self, rel: &str) {
+        self.entries.remove(rel);
+    }
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    fn contains_path(&self, root: &Path, path: &Path) -> bool {
+        path.strip_prefix(root)
+            .map(|rel| {
+                self.entries
+                    .contains_key(&rel.to_string_lossy().replace('\\', "/"))
+            })
+            .unwrap_or(false)
     }
 }
 

@@ -37,6 +37,8 @@ pub struct SimOptions {
     pub recordings_dir: PathBuf,
     /// Simulated seconds per real second; 0 means time moves only through `advance`.
     pub speed: f64,
+    /// Serve ARI over TLS (`https://`, `wss://`) with this server configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for SimOptions {
@@ -48,6 +50,7 @@ impl Default for SimOptions {
             app: "recorder".into(),
             recordings_dir: PathBuf::from("./recordings"),
             speed: 1.0,
+            tls: None,
         }
     }
 }
@@ -55,14 +58,17 @@ impl Default for SimOptions {
 /// A running simulated Asterisk. Dropping it stops it.
 pub struct SimHandle {
     pub addr: SocketAddr,
+    /// Served over TLS.
+    tls: bool,
     state: http::SimState,
     shutdown: watch::Sender<bool>,
 }
 
 impl SimHandle {
-    /// `http://127.0.0.1:<port>`: what `ARI_URL` should be.
+    /// `http://127.0.0.1:<port>` (`https://` over TLS): what `ARI_URL` should be.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Runs `f` on the world under its lock.
@@ -170,18 +176,33 @@ pub async fn start(options: SimOptions) -> std::io::Result<SimHandle> {
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let app = http::router(state.clone());
     let mut server_shutdown = shutdown_rx.clone();
-    tokio::spawn(async move {
-        // Small websocket frames must not wait on Nagle and delayed ACKs (40 ms stalls).
-        let listener =
-            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                let _ = tcp.set_nodelay(true);
+    let tls = options.tls.is_some();
+    match options.tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config);
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = server_shutdown.wait_for(|stop| *stop).await;
+                    })
+                    .await;
             });
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-    });
+        }
+        None => {
+            tokio::spawn(async move {
+                // Small websocket frames must not wait on Nagle and delayed ACKs (40 ms stalls).
+                let listener =
+                    axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = server_shutdown.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+            });
+        }
+    }
     if options.speed > 0.0 {
         let world = state.world.clone();
         let speed = options.speed;
@@ -207,6 +228,7 @@ pub async fn start(options: SimOptions) -> std::io::Result<SimHandle> {
     }
     Ok(SimHandle {
         addr,
+        tls,
         state,
         shutdown,
     })

@@ -439,3 +439,34 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// No channel, bridge or live recording left in the simulated Asterisk.
+pub fn quiet(t: &TestSim) -> bool {
+    t.sim.with_world(|w| w.counts()) == (0, 0, 0)
+}
+
+/// Waits until `n` recordings are started in the library and live in the simulated Asterisk
+/// (the row is written just before the record request is sent).
+pub async fn wait_recording(
+    t: &TestSim,
+    s: &TestService,
+    what: &str,
+    n: usize,
+) -> Vec<RecordingRow> {
+    let rows = wait_rows(&s.svc.db, what, n, |r| r.state == "recording").await;
+    wait_until("recordings live in Asterisk", || {
+        t.sim.with_world(|w| w.counts().2) == n
+    })
+    .await;
+    rows
+}
+
+pub async fn stop(s: TestService) {
+    let _ = s.stop.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.svc.join()).await;
+}
+
+pub fn caller(t: &TestSim, name: &str, steps: Vec<ari_recorder::sim::Step>) {
+    t.sim.define_party(name, ari_recorder::sim::Script::new(name, steps));
+}
+

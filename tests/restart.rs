@@ -1,0 +1,248 @@
+//! Calls survive a restart of ari-recorder: the service stops mid-call (bridged, queued,
+//! ringing a hunt group, in voicemail), a new one starts on the same database, takes the calls
+//! over and each ends as if nothing had happened, with a recording of full length.
+
+mod common;
+
+use ari_recorder::sim::{Script, Step};
+use common::{
+    caller, quiet, start_service, start_sim, stop, wait_recording, wait_rows, wait_until,
+    TestService, TestSim,
+};
+
+const SUPPORT: &str = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/agent-long"
+ring_timeout = 5
+record_call = true
+"#;
+
+const HELPDESK: &str = r#"
+[flow]
+numbers = ["500"]
+start = "q"
+[nodes.q]
+type = "queue"
+agents = ["PJSIP/noanswer"]
+strategy = "ringall"
+ring_timeout = 30
+max_wait = 3
+record_call = true
+overflow = "fallback"
+[nodes.fallback]
+type = "transfer"
+target = "PJSIP/209"
+record_call = true
+"#;
+
+const SALES: &str = r#"
+[flow]
+numbers = ["400"]
+start = "team"
+[nodes.team]
+type = "hunt_group"
+mode = "sequential"
+members = ["PJSIP/noanswer", "PJSIP/202"]
+ring_seconds = 2
+record_call = true
+"#;
+
+const MAILBOX: &str = r#"
+[flow]
+numbers = ["300"]
+start = "vm"
+[nodes.vm]
+type = "voicemail"
+mailbox = "general"
+max_duration = 60
+max_silence = 10
+"#;
+
+/// Stops the service as SIGTERM does, checks Asterisk still has the call, starts a new one on
+/// the same database and folders.
+async fn restart(t: &TestSim, s: TestService, flows: &[(&str, &str)]) -> TestService {
+    stop(s).await;
+    assert!(!quiet(t), "the call is left up in Asterisk while we are away");
+    start_service(t, flows).await
+}
+
+/// The library row of a recording once the indexer made it final: (status, duration ms).
+async fn final_file(s: &TestService, name: &str) -> (String, i64) {
+    for _ in 0..1000 {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT status, duration_ms FROM recordings WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&s.svc.db.pool)
+                .await
+                .expect("query");
+        if let Some(row) = row.filter(|(status, _)| status != "recording") {
+            return row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{name} never became final");
+}
+
+async fn saved_calls(s: &TestService) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM active_calls")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("count");
+    n
+}
+
+#[tokio::test]
+async fn a_bridged_call_keeps_its_recording_through_a_restart() {
+    let t = start_sim(0.0).await;
+    let flows = [("support.toml", SUPPORT)];
+    t.sim.define_party(
+        "PJSIP/agent-long",
+        Script::new("agent", vec![Step::Answer, Step::Talk(20.0), Step::Hangup]),
+    );
+    caller(
+        &t,
+        "patient",
+        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
+    );
+    let s = start_service(&t, &flows).await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "patient")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "recording", 1).await;
+    t.sim.advance(5.0);
+    let s = restart(&t, s, &flows).await;
+    // Away for 5 s: the recording went on in Asterisk.
+    t.sim.advance(5.0);
+    assert_eq!(
+        t.sim.with_world(|w| w.counts().2),
+        1,
+        "the recording is still live after the restart"
+    );
+    // The agent hangs up 20 s into the call: the adopted call ends normally.
+    t.sim.advance(10.0);
+    let done = wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    assert_eq!(done[0].recording_name, rows[0].recording_name);
+    assert_eq!(done[0].duration_seconds, Some(20), "full length, no cut");
+    let (status, duration_ms) = final_file(&s, &rows[0].recording_name).await;
+    assert_eq!(status, "ready");
+    assert!((19_900..=20_100).contains(&duration_ms), "{duration_ms}");
+    wait_until("caller hung up and bridge destroyed", || quiet(&t)).await;
+    wait_until("saved state removed", || s.svc.flows.calls_in_progress() == 0).await;
+    assert_eq!(saved_calls(&s).await, 0);
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn a_queued_caller_waits_on_and_overflows_after_a_restart() {
+    let t = start_sim(0.0).await;
+    let flows = [("helpdesk.toml", HELPDESK)];
+    caller(
+        &t,
+        "waiting",
+        vec![Step::Answer, Step::Talk(120.0), Step::Hangup],
+    );
+    let s = start_service(&t, &flows).await;
+    t.sim
+        .place_inbound_call("500", "Bob <5551002>", "waiting")
+        .expect("call");
+    wait_until("caller held with the agent ringing", || {
+        t.sim.with_world(|w| w.counts().0) == 2
+    })
+    .await;
+    let s = restart(&t, s, &flows).await;
+    // max_wait runs on from where it was: the caller overflows to the fallback, recorded.
+    let rows = wait_recording(&t, &s, "overflow recording", 1).await;
+    assert_eq!(rows[0].node.as_deref(), Some("fallback"));
+    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/209"));
+    t.sim.advance(30.0);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("everything torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn a_hunt_group_rings_on_through_a_restart() {
+    let t = start_sim(0.0).await;
+    let flows = [("sales.toml", SALES)];
+    caller(
+        &t,
+        "shopper",
+        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
+    );
+    let s = start_service(&t, &flows).await;
+    t.sim
+        .place_inbound_call("400", "Dan <5551004>", "shopper")
+        .expect("call");
+    wait_until("first member ringing", || {
+        t.sim.with_world(|w| w.counts().0) == 2
+    })
+    .await;
+    let s = restart(&t, s, &flows).await;
+    // The first member's 2 s pass without an answer; the hunt goes on to the second.
+    t.sim.advance(3.0);
+    let rows = wait_recording(&t, &s, "second member recorded", 1).await;
+    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
+    t.sim.advance(30.0);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("everything torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn a_voicemail_message_is_recorded_whole_through_a_restart() {
+    let t = start_sim(0.0).await;
+    let flows = [("vm.toml", MAILBOX)];
+    caller(
+        &t,
+        "long-message",
+        vec![Step::Answer, Step::Talk(10.0), Step::Hangup],
+    );
+    let s = start_service(&t, &flows).await;
+    t.sim
+        .place_inbound_call("300", "Eve <5551005>", "long-message")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "voicemail", 1).await;
+    t.sim.advance(4.0);
+    let s = restart(&t, s, &flows).await;
+    t.sim.advance(7.0);
+    let done = wait_rows(&s.svc.db, "message done", 1, |r| r.state == "done").await;
+    assert_eq!(done[0].duration_seconds, Some(10));
+    let file = t.recordings.join(format!("{}.ulaw", rows[0].recording_name));
+    assert_eq!(std::fs::metadata(file).expect("file").len(), 10 * 8000);
+    wait_until("caller gone", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn a_call_that_ended_while_away_is_cleaned_up_and_its_recording_finished() {
+    let t = start_sim(0.0).await;
+    let flows = [("support.toml", SUPPORT)];
+    t.sim.define_party(
+        "PJSIP/agent-long",
+        Script::new("agent", vec![Step::Answer, Step::Talk(8.0), Step::Hangup]),
+    );
+    caller(
+        &t,
+        "brief",
+        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
+    );
+    let s = start_service(&t, &flows).await;
+    t.sim
+        .place_inbound_call("100", "Fay <5551006>", "brief")
+        .expect("call");
+    wait_recording(&t, &s, "recording", 1).await;
+    stop(s).await;
+    // The agent hangs up while nobody listens: the bridge keeps the caller and ends the
+    // recording only when the caller goes too.
+    t.sim.advance(9.0);
+    let s = start_service(&t, &flows).await;
+    let done = wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    assert_eq!(done[0].duration_seconds.map(|d| d >= 8), Some(true));
+    wait_until("caller hung up, bridge destroyed", || quiet(&t)).await;
+    wait_until("no call left", || s.svc.flows.calls_in_progress() == 0).await;
+    stop(s).await;
+}
