@@ -33,7 +33,7 @@ if [ -z "${TEST_POSTGRES_URL:-}" ]; then
   fi
   PGBIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
   PGPORT=${PGPORT:-55432}
-  PGDATA="${TMPDIR:-/tmp}/ari-recorder-test-pg"
+  PGDATA="${TMPDIR:-/tmp}/ari-recorder-test-pg-tls"
   # initdb refuses to run as root: run the cluster as the postgres user then.
   as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
   if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
@@ -41,10 +41,25 @@ if [ -z "${TEST_POSTGRES_URL:-}" ]; then
     mkdir -p "$PGDATA"
     [ "$(id -u)" = 0 ] && chown postgres "$PGDATA"
     as_pg "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
+    # TLS on, with a throwaway CA, so the tests can check sslmode=verify-full.
+    command -v openssl >/dev/null || { as_root apt-get update -qq; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
+    (
+      cd "$PGDATA"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=ari-recorder test CA" \
+        -keyout ca.key -out ca.crt 2>/dev/null
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr 2>/dev/null
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' > server.ext
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile server.ext -out server.crt 2>/dev/null
+      chmod 600 server.key
+      [ "$(id -u)" = 0 ] && chown postgres server.key server.crt
+      true
+    )
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w \
-      -o "-p $PGPORT -k $PGDATA -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+      -o "-p $PGPORT -k $PGDATA -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on -c ssl_cert_file=$PGDATA/server.crt -c ssl_key_file=$PGDATA/server.key" start >/dev/null
   fi
   export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+  export TEST_POSTGRES_CA="$PGDATA/ca.crt"
 fi
 
 # Benchmarks are not tests: `cargo bench` (scripts/bench.sh) runs them.

@@ -236,9 +236,9 @@ async fn run(command: Command) -> Result<(), String> {
             std::fs::create_dir_all(&recordings_dir)
                 .map_err(|e| format!("cannot create {}: {e}", recordings_dir.display()))?;
             let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(
-                    ari_recorder::tls::server_config(&cert, &key).map_err(|e| e.to_string())?,
-                ),
+                (Some(cert), Some(key)) => {
+                    Some(ari_recorder::tls::server_config(&cert, &key).map_err(|e| e.to_string())?)
+                }
                 _ => None,
             };
             let handle = sim::start(SimOptions {

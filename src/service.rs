@@ -197,7 +197,9 @@ async fn keep_indexed(indexer: Arc<Indexer>, mut shutdown: watch::Receiver<bool>
             return;
         }
         let mut retry = Duration::from_secs(5);
-        if indexer.root().is_dir() {
+        // Not there yet (Asterisk not started) is waited for; there but not a readable folder
+        // is a failed walk, reported.
+        if indexer.root().exists() {
             match indexer.full_scan().await {
                 Ok(report) => {
                     tracing::info!(

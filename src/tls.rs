@@ -136,7 +136,10 @@ mod tests {
         std::fs::write(&path, "not a certificate\n").expect("write");
         let error = client_config(Some(&path)).expect_err("refused");
         let text = error.to_string();
-        assert!(text.contains("TLS_CA_FILE") && text.contains("ca.pem"), "{text}");
+        assert!(
+            text.contains("TLS_CA_FILE") && text.contains("ca.pem"),
+            "{text}"
+        );
     }
 
     #[test]

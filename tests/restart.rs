@@ -66,7 +66,10 @@ max_silence = 10
 /// the same database and folders.
 async fn restart(t: &TestSim, s: TestService, flows: &[(&str, &str)]) -> TestService {
     stop(s).await;
-    assert!(!quiet(t), "the call is left up in Asterisk while we are away");
+    assert!(
+        !quiet(t),
+        "the call is left up in Asterisk while we are away"
+    );
     start_service(t, flows).await
 }
 
@@ -123,7 +126,11 @@ async fn a_bridged_call_keeps_its_recording_through_a_restart() {
         "the recording is still live after the restart"
     );
     // The agent hangs up 20 s into the call: the adopted call ends normally.
-    t.sim.advance(10.0);
+    t.sim.advance(9.9);
+    let channels = t.sim.with_world(|w| w.counts().0);
+    while t.sim.with_world(|w| w.counts().0) == channels {
+        t.sim.advance(0.02);
+    }
     let done = wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
     assert_eq!(done[0].recording_name, rows[0].recording_name);
     assert_eq!(done[0].duration_seconds, Some(20), "full length, no cut");
@@ -131,7 +138,10 @@ async fn a_bridged_call_keeps_its_recording_through_a_restart() {
     assert_eq!(status, "ready");
     assert!((19_900..=20_100).contains(&duration_ms), "{duration_ms}");
     wait_until("caller hung up and bridge destroyed", || quiet(&t)).await;
-    wait_until("saved state removed", || s.svc.flows.calls_in_progress() == 0).await;
+    wait_until("saved state removed", || {
+        s.svc.flows.calls_in_progress() == 0
+    })
+    .await;
     assert_eq!(saved_calls(&s).await, 0);
     stop(s).await;
 }
@@ -211,7 +221,9 @@ async fn a_voicemail_message_is_recorded_whole_through_a_restart() {
     t.sim.advance(7.0);
     let done = wait_rows(&s.svc.db, "message done", 1, |r| r.state == "done").await;
     assert_eq!(done[0].duration_seconds, Some(10));
-    let file = t.recordings.join(format!("{}.ulaw", rows[0].recording_name));
+    let file = t
+        .recordings
+        .join(format!("{}.ulaw", rows[0].recording_name));
     assert_eq!(std::fs::metadata(file).expect("file").len(), 10 * 8000);
     wait_until("caller gone", || quiet(&t)).await;
     stop(s).await;

@@ -113,9 +113,12 @@ pub async fn run_event_stream(
             } => {
                 if was_connected {
                     connected_before = true;
-                    if tx.send(Notice::Disconnected {
+                    if tx
+                        .send(Notice::Disconnected {
                             reason: reason.clone(),
-                        }).await.is_err()
+                        })
+                        .await
+                        .is_err()
                     {
                         return;
                     }
@@ -211,9 +214,12 @@ async fn session(
     };
     metrics.set_ari_connected(true);
     tracing::info!(app = %app, resync = connected_before, "ARI websocket connected");
-    if tx.send(Notice::Connected {
+    if tx
+        .send(Notice::Connected {
             resync: connected_before,
-        }).await.is_err()
+        })
+        .await
+        .is_err()
     {
         return SessionEnd::ConsumerGone;
     }

@@ -163,7 +163,10 @@ impl FlowRuntime {
         if saved.is_empty() {
             return;
         }
-        tracing::info!(calls = saved.len(), "calls saved by the previous run: taking them over after the first resync");
+        tracing::info!(
+            calls = saved.len(),
+            "calls saved by the previous run: taking them over after the first resync"
+        );
         let mut calls = self.inner.calls.lock().unwrap_or_else(|p| p.into_inner());
         let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
         for state in saved {
@@ -177,9 +180,8 @@ impl FlowRuntime {
         let inner = &self.inner;
         match change {
             Change::Resynced => {
-                let pending = std::mem::take(
-                    &mut *inner.pending.lock().unwrap_or_else(|p| p.into_inner()),
-                );
+                let pending =
+                    std::mem::take(&mut *inner.pending.lock().unwrap_or_else(|p| p.into_inner()));
                 for (state, rx) in pending {
                     tokio::spawn(adopt_call(inner.clone(), state, rx));
                 }
@@ -336,11 +338,7 @@ fn spawn_call(inner: Arc<Inner>, call: Call) {
 
 /// Takes over a call saved by an earlier run: asks Asterisk what is left of it (its channels,
 /// its recording, its prompt), then drives it on from its saved state.
-async fn adopt_call(
-    inner: Arc<Inner>,
-    state: CallState,
-    rx: mpsc::UnboundedReceiver<CallMsg>,
-) {
+async fn adopt_call(inner: Arc<Inner>, state: CallState, rx: mpsc::UnboundedReceiver<CallMsg>) {
     let client = &inner.client;
     let mut adoption = Adoption::default();
     for channel in state.channels() {
@@ -354,7 +352,10 @@ async fn adopt_call(
     }
     if let Some(name) = &state.recording {
         let live = match client.live_recording(name).await {
-            Ok(r) => Some(matches!(r.state.as_str(), "queued" | "recording" | "paused")),
+            Ok(r) => Some(matches!(
+                r.state.as_str(),
+                "queued" | "recording" | "paused"
+            )),
             Err(e) if e.is_not_found() => Some(false),
             Err(_) => None,
         };

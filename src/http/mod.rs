@@ -216,7 +216,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Err(e) => e.to_string(),
     };
     let scan = &state.library.indexer.state;
-    let recordings_dir = match (std::fs::read_dir(&state.recordings_dir), scan.last_walk_error()) {
+    let recordings_dir = match (
+        std::fs::read_dir(&state.recordings_dir),
+        scan.last_walk_error(),
+    ) {
         (Err(e), _) => format!("cannot read the recordings folder: {e}"),
         (Ok(_), Some(walk)) => format!("the last walk of the recordings folder failed: {walk}"),
         (Ok(_), None) => "ok".to_string(),

@@ -81,22 +81,72 @@ impl ScanState {
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
         let counters = [
-            ("indexer_file_reads_total", "counter", "Files opened and read to probe them.", &self.file_reads_total),
-            ("indexer_db_write_transactions_total", "counter", "Database write transactions of the indexer.", &self.write_transactions_total),
-            ("indexer_events_ignored_total", "counter", "File events that changed no content (opens, reads), ignored.", &self.events_ignored_total),
-            ("indexer_events_dropped_total", "counter", "File events dropped on a full queue (a rescan follows).", &self.events_dropped_total),
-            ("indexer_walk_failures_total", "counter", "Walks of the recordings folder that failed (no row changed).", &self.walk_failures_total),
-            ("indexer_queue_depth", "gauge", "Paths being indexed now.", &self.queue_depth),
-            ("indexer_growing_recordings", "gauge", "Recordings still being written.", &self.growing),
+            (
+                "indexer_file_reads_total",
+                "counter",
+                "Files opened and read to probe them.",
+                &self.file_reads_total,
+            ),
+            (
+                "indexer_db_write_transactions_total",
+                "counter",
+                "Database write transactions of the indexer.",
+                &self.write_transactions_total,
+            ),
+            (
+                "indexer_events_ignored_total",
+                "counter",
+                "File events that changed no content (opens, reads), ignored.",
+                &self.events_ignored_total,
+            ),
+            (
+                "indexer_events_dropped_total",
+                "counter",
+                "File events dropped on a full queue (a rescan follows).",
+                &self.events_dropped_total,
+            ),
+            (
+                "indexer_walk_failures_total",
+                "counter",
+                "Walks of the recordings folder that failed (no row changed).",
+                &self.walk_failures_total,
+            ),
+            (
+                "indexer_queue_depth",
+                "gauge",
+                "Paths being indexed now.",
+                &self.queue_depth,
+            ),
+            (
+                "indexer_growing_recordings",
+                "gauge",
+                "Recordings still being written.",
+                &self.growing,
+            ),
         ];
         for (name, kind, help, value) in counters {
             crate::metrics::header(out, name, kind, help);
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
-        crate::metrics::header(out, "indexer_walk_ok", "gauge", "1 when the last walk of the recordings folder succeeded.");
-        let _ = writeln!(out, "indexer_walk_ok {}", u8::from(self.last_walk_error().is_none()));
-        crate::metrics::header(out, "indexer_db_write_seconds", "histogram", "Database write transactions of the indexer.");
-        self.write_seconds.render(out, "indexer_db_write_seconds", "");
+        crate::metrics::header(
+            out,
+            "indexer_walk_ok",
+            "gauge",
+            "1 when the last walk of the recordings folder succeeded.",
+        );
+        let _ = writeln!(
+            out,
+            "indexer_walk_ok {}",
+            u8::from(self.last_walk_error().is_none())
+        );
+        crate::metrics::header(
+            out,
+            "indexer_db_write_seconds",
+            "histogram",
+            "Database write transactions of the indexer.",
+        );
+        self.write_seconds
+            .render(out, "indexer_db_write_seconds", "");
     }
 
     fn set_walk_error(&self, error: Option<String>) {
@@ -184,8 +234,7 @@ fn walk(root: &Path) -> Result<Vec<Seen>, String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
             let path = entry.path();
@@ -425,7 +474,9 @@ impl Indexer {
                     .store(now_ms() as u64, Ordering::Relaxed);
             }
             Err(ScanError::Walk(reason)) => {
-                self.state.walk_failures_total.fetch_add(1, Ordering::Relaxed);
+                self.state
+                    .walk_failures_total
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(reason = %reason, "walking the recordings folder failed; no row changed");
             }
             Err(_) => {}
@@ -941,7 +992,10 @@ impl Indexer {
                         .into_iter()
                         .filter(|p| !growing.contains_path(&indexer.root, p))
                         .collect();
-                    indexer.index_paths(fresh).await.map(|open| growing.add(open))
+                    indexer
+                        .index_paths(fresh)
+                        .await
+                        .map(|open| growing.add(open))
                 };
                 indexer.state.queue_depth.store(0, Ordering::Relaxed);
                 if let Err(e) = result {
@@ -952,14 +1006,19 @@ impl Indexer {
     }
 
     /// ARI finished these recordings: their rows turn final now (the call metadata says done).
-    async fn settle_finished(&self, names: &[String], growing: &mut Growing) -> Result<(), DbError> {
+    async fn settle_finished(
+        &self,
+        names: &[String],
+        growing: &mut Growing,
+    ) -> Result<(), DbError> {
         let mut paths = Vec::new();
         for name in names {
-            let rows: Vec<(String,)> =
-                sqlx::query_as("SELECT path FROM recordings WHERE name = $1 AND status = 'recording'")
-                    .bind(name)
-                    .fetch_all(&self.db.pool)
-                    .await?;
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT path FROM recordings WHERE name = $1 AND status = 'recording'",
+            )
+            .bind(name)
+            .fetch_all(&self.db.pool)
+            .await?;
             for (rel,) in rows {
                 growing.remove(&rel);
                 paths.push(self.root.join(rel));
@@ -983,8 +1042,8 @@ impl Indexer {
                 Ok(meta) => {
                     let (size, mtime) = (meta.len(), mtime_ms(&meta));
                     let quiet = now - mtime >= settle_ms;
-                    let stale = size != entry.written_size
-                        && entry.written_at.elapsed() >= GROWING_UPDATE;
+                    let stale =
+                        size != entry.written_size && entry.written_at.elapsed() >= GROWING_UPDATE;
                     if quiet || stale {
                         entry.written_size = size;
                         entry.written_at = std::time::Instant::now();

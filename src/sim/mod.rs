@@ -191,10 +191,12 @@ pub async fn start(options: SimOptions) -> std::io::Result<SimHandle> {
         None => {
             tokio::spawn(async move {
                 // Small websocket frames must not wait on Nagle and delayed ACKs (40 ms stalls).
-                let listener =
-                    axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                let listener = axum::serve::ListenerExt::tap_io(
+                    listener,
+                    |tcp: &mut tokio::net::TcpStream| {
                         let _ = tcp.set_nodelay(true);
-                    });
+                    },
+                );
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         let _ = server_shutdown.wait_for(|stop| *stop).await;

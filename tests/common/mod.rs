@@ -467,6 +467,6 @@ pub async fn stop(s: TestService) {
 }
 
 pub fn caller(t: &TestSim, name: &str, steps: Vec<ari_recorder::sim::Step>) {
-    t.sim.define_party(name, ari_recorder::sim::Script::new(name, steps));
+    t.sim
+        .define_party(name, ari_recorder::sim::Script::new(name, steps));
 }
-

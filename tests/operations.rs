@@ -1,0 +1,373 @@
+//! Running for months: a quiet service costs nothing (no file reads, no database writes, no
+//! reloads), a failed walk of the recordings folder changes no row and is reported, and ARI is
+//! reached over TLS (and never over plain HTTP when the URL says https).
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use ari_recorder::sim::{self, SimOptions};
+use common::{start_service, start_service_with, start_sim, wait_until, TestService, TestSim};
+
+const FILES: usize = 2000;
+
+/// Fills the recordings folder with `n` finished WAV files (modified an hour ago).
+fn fill(t: &TestSim, n: usize) {
+    let wav = std::fs::read("tests/fixtures/recordings/queue-447a786b.wav").expect("fixture");
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    for i in 0..n {
+        let path = t.recordings.join(format!("old-{i:05}.wav"));
+        std::fs::write(&path, &wav).expect("write");
+        ari_recorder::library::index::set_mtime(&path, old).expect("mtime");
+    }
+}
+
+async fn rows_with_status(s: &TestService, status: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = $1")
+        .bind(status)
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("count");
+    n
+}
+
+async fn wait_indexed(s: &TestService, n: usize) {
+    for _ in 0..3000 {
+        if rows_with_status(s, "ready").await == n as i64 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the {n} files were never all indexed");
+}
+
+/// What the service has done so far: (file reads, indexer writes, call writes, flow reloads).
+fn costs(s: &TestService) -> (u64, u64, u64, u64) {
+    let scan = &s.svc.indexer.state;
+    (
+        scan.file_reads_total.load(Ordering::Relaxed),
+        scan.write_transactions_total.load(Ordering::Relaxed),
+        s.svc.metrics.call_db_writes.count(),
+        s.svc.flows.store().reloads(),
+    )
+}
+
+/// A stretch of time in which nothing should happen. It is a duration on purpose: "nothing
+/// happened" has no event to wait for. Longer than the settle time (3 s) and than the cycle
+/// in which the old watcher re-read every file (about 2.5 s).
+async fn quiet_interval() {
+    tokio::time::sleep(Duration::from_secs(4)).await;
+}
+
+#[tokio::test]
+async fn a_settled_service_reads_no_file_and_writes_nothing_even_while_files_are_read() {
+    let t = start_sim(0.0).await;
+    fill(&t, FILES);
+    let s = start_service(&t, &[]).await;
+    wait_indexed(&s, FILES).await;
+    assert_eq!(costs(&s).0, FILES as u64, "each file read once to index it");
+
+    // Playback through the API, and every file read by someone else (a backup, a copy).
+    let (id,): (i64,) = sqlx::query_as("SELECT id FROM recordings ORDER BY id LIMIT 1")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("id");
+    // Files found without call metadata have no consent on record: an admin records it.
+    let consent = common::authed()
+        .patch(format!("{}/api/recordings/{id}", s.base))
+        .json(&serde_json::json!({"consent": "granted"}))
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(consent.status(), 200, "{:?}", consent.text().await);
+    let before = costs(&s);
+    let audio = common::authed()
+        .get(format!("{}/api/recordings/{id}/audio", s.base))
+        .send()
+        .await
+        .expect("audio");
+    assert_eq!(audio.status(), 200);
+    assert_eq!(audio.bytes().await.expect("body").len(), 62444);
+    let ignored = s
+        .svc
+        .indexer
+        .state
+        .events_ignored_total
+        .load(Ordering::Relaxed);
+    for i in 0..FILES {
+        let bytes = std::fs::read(t.recordings.join(format!("old-{i:05}.wav"))).expect("read");
+        assert_eq!(bytes.len(), 62444);
+    }
+    // The watcher saw those opens and reads, and let them go.
+    wait_until("the reads' events reached the watcher", || {
+        s.svc
+            .indexer
+            .state
+            .events_ignored_total
+            .load(Ordering::Relaxed)
+            >= ignored + FILES as u64
+    })
+    .await;
+    quiet_interval().await;
+    assert_eq!(
+        costs(&s),
+        before,
+        "(file reads, indexer writes, call writes, reloads) moved while nothing changed"
+    );
+    assert_eq!(rows_with_status(&s, "ready").await, FILES as i64);
+    common::stop(s).await;
+}
+
+#[tokio::test]
+async fn one_edit_of_a_flow_reloads_once_and_then_the_folder_is_quiet() {
+    let t = start_sim(0.0).await;
+    let flow = "[flow]\nnumbers = [\"100\"]\nstart = \"bye\"\n[nodes.bye]\ntype = \"hangup\"\n";
+    let s = start_service(&t, &[("one.toml", flow)]).await;
+    let reloads = s.svc.flows.store().reloads();
+    std::fs::write(
+        s.dialplans.join("two.toml"),
+        flow.replace("\"100\"", "\"200\""),
+    )
+    .expect("write");
+    wait_until("the edit was loaded", || {
+        s.svc.flows.store().current().flows.len() == 2
+    })
+    .await;
+    let after_edit = s.svc.flows.store().reloads();
+    assert!(after_edit > reloads);
+    quiet_interval().await;
+    assert_eq!(
+        s.svc.flows.store().reloads(),
+        after_edit,
+        "reading the folder must not trigger another reload"
+    );
+    common::stop(s).await;
+}
+
+#[tokio::test]
+async fn a_walk_that_fails_changes_no_row_and_is_reported() {
+    let t = start_sim(0.0).await;
+    fill(&t, 20);
+    let s = start_service(&t, &[]).await;
+    wait_indexed(&s, 20).await;
+    // The folder goes away under us (an unmounted volume): its path is now a plain file.
+    let away = t.dir.path().join("moved-away");
+    std::fs::rename(&t.recordings, &away).expect("move");
+    std::fs::write(&t.recordings, b"not a folder").expect("file");
+    let error = s.svc.indexer.full_scan().await.expect_err("the walk fails");
+    assert!(error.to_string().contains("no row changed"), "{error}");
+    assert_eq!(
+        rows_with_status(&s, "ready").await,
+        20,
+        "no row marked missing"
+    );
+    assert_eq!(rows_with_status(&s, "missing").await, 0);
+
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("{}/readyz", s.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert!(
+        body["recordings_dir"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot read")),
+        "{body}"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("indexer_walk_failures_total 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("indexer_walk_ok 0\n"), "{metrics}");
+
+    // The volume comes back: the next walk succeeds, nothing was lost, the report clears.
+    std::fs::remove_file(&t.recordings).expect("remove");
+    std::fs::rename(&away, &t.recordings).expect("move back");
+    let report = s.svc.indexer.full_scan().await.expect("scan");
+    assert_eq!((report.found, report.missing), (20, 0));
+    assert!(s.svc.indexer.state.last_walk_error().is_none());
+    common::stop(s).await;
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 it signed, as PEM files in
+/// `dir`: (CA certificate, server certificate, server key).
+fn certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("server params")
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("server certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write");
+    std::fs::write(&paths.1, server.pem()).expect("write");
+    std::fs::write(&paths.2, server_key.serialize_pem()).expect("write");
+    paths
+}
+
+async fn tls_sim() -> (TestSim, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recordings = dir.path().join("recording");
+    std::fs::create_dir_all(&recordings).expect("recordings dir");
+    let (ca, cert, key) = certificates(dir.path());
+    let sim = sim::start(SimOptions {
+        recordings_dir: recordings.clone(),
+        speed: 0.0,
+        tls: Some(ari_recorder::tls::server_config(&cert, &key).expect("server TLS")),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("sim starts");
+    assert!(sim.url().starts_with("https://"));
+    (
+        TestSim {
+            sim,
+            dir,
+            recordings,
+        },
+        ca,
+    )
+}
+
+#[tokio::test]
+async fn ari_over_tls_with_a_private_ca_records_a_call() {
+    let (t, ca) = tls_sim().await;
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/201"
+record_call = true
+"#;
+    let database = common::database_url(&t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    let ca_text = ca.display().to_string();
+    // Waits for the wss:// websocket to connect, so REST and events both cross TLS.
+    let s = start_service_with(
+        &t,
+        &[("support.toml", flow)],
+        &database,
+        &[("TLS_CA_FILE", &ca_text)],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    let rows = common::wait_recording(&t, &s, "recorded over TLS", 1).await;
+    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/201"));
+    common::stop(s).await;
+}
+
+/// Starts the service against `ari_url` without waiting for ARI; returns it and its stopper.
+async fn service_for(
+    t: &TestSim,
+    ari_url: &str,
+    ca_file: Option<&str>,
+) -> (
+    ari_recorder::service::Service,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let dialplans = t.dir.path().join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("dialplans");
+    let database = format!("sqlite://{}/tls.db?mode=rwc", t.dir.path().display());
+    let recordings = t.recordings.display().to_string();
+    let dialplans_text = dialplans.display().to_string();
+    let config = ari_recorder::config::Config::load(None, |key| match key {
+        "ARI_URL" => Some(ari_url.to_string()),
+        "ARI_PASSWORD" => Some(common::PASSWORD.into()),
+        "RECORDINGS_DIR" => Some(recordings.clone()),
+        "DATABASE_URL" => Some(database.clone()),
+        "DIALPLANS_DIR" => Some(dialplans_text.clone()),
+        "HTTP_ADDR" => Some("127.0.0.1:0".into()),
+        "TLS_CA_FILE" => ca_file.map(String::from),
+        _ => None,
+    })
+    .expect("config");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let svc = ari_recorder::service::start(&config, common::fast_timing(), shutdown)
+        .await
+        .expect("service starts");
+    (svc, stop)
+}
+
+#[tokio::test]
+async fn a_tls_url_never_falls_back_and_an_unknown_ca_is_refused() {
+    // An https:// URL to an Asterisk that speaks plain HTTP: no connection, ever.
+    let plain = start_sim(0.0).await;
+    let https_to_plain = plain.sim.url().replace("http://", "https://");
+    let (svc, stop) = service_for(&plain, &https_to_plain, None).await;
+    wait_until("several attempts", || svc.metrics.reconnects() >= 3).await;
+    assert!(!svc.metrics.ari_connected());
+    assert!(!plain.sim.app_connected("recorder"));
+    let _ = stop.send(true);
+    svc.join().await;
+
+    // A TLS Asterisk whose certificate no trusted CA signed: refused.
+    let (t, _ca) = tls_sim().await;
+    let (svc, stop) = service_for(&t, &t.sim.url(), None).await;
+    wait_until("several attempts", || svc.metrics.reconnects() >= 3).await;
+    assert!(!svc.metrics.ari_connected());
+    assert!(!t.sim.app_connected("recorder"));
+    let _ = stop.send(true);
+    svc.join().await;
+}
+
+#[tokio::test]
+async fn postgres_over_tls_with_sslmode_verify_full() {
+    let t = start_sim(0.0).await;
+    let Some(url) = common::database_url(&t, common::Db::Postgres).await else {
+        return;
+    };
+    let ca = std::env::var("TEST_POSTGRES_CA").expect("scripts/test.sh sets TEST_POSTGRES_CA");
+    let verified = format!("{url}?sslmode=verify-full");
+    let config = ari_recorder::config::Config::load(None, |key| match key {
+        "DATABASE_URL" => Some(verified.clone()),
+        "TLS_CA_FILE" => Some(ca.clone()),
+        _ => None,
+    })
+    .expect("config");
+    let db = ari_recorder::library::Database::open(&config.database_connect_url())
+        .await
+        .expect("TLS connection verified against the CA");
+    let (ssl,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&db.pool)
+            .await
+            .expect("pg_stat_ssl");
+    assert!(ssl, "the connection is encrypted");
+
+    // The same server checked against a CA that did not sign it: refused, not downgraded.
+    let other = tempfile::tempdir().expect("dir");
+    let (wrong_ca, _, _) = certificates(other.path());
+    let refused = ari_recorder::library::Database::open(&format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        wrong_ca.display()
+    ))
+    .await;
+    assert!(refused.is_err(), "an unverified server must be refused");
+}
