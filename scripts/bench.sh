@@ -3,12 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-# Peers measured beside our code: sox (transcoding), opusenc (Opus), nginx (range streams);
+# Peers measured beside our code: sox (transcoding), opusenc (Opus), nginx (range streams),
+# inotifywait (a bare watcher, for the idle cost);
 # libopus to build.
 if ! command -v sox >/dev/null || ! command -v opusenc >/dev/null || ! command -v nginx >/dev/null \
+  || ! command -v inotifywait >/dev/null \
   || ! pkg-config --exists opus 2>/dev/null; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    sox opus-tools nginx libopus-dev pkg-config >/dev/null
+    sox opus-tools nginx inotify-tools libopus-dev pkg-config >/dev/null
 fi
 cargo bench --locked "$@"

@@ -186,6 +186,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -519,11 +521,70 @@ fn check(config: Option<PathBuf>) -> Result<(), String> {
         ));
     }
     if problems.is_empty() {
-        println!("configuration is valid ({flows} flows): {config:?}");
+        println!("{}", check_summary(&config, flows));
         Ok(())
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// What `check` found, one setting a line; secrets are never shown, only whether they are set.
+fn check_summary(config: &Config, flows: usize) -> String {
+    let set = |secret: bool| if secret { "set" } else { "not set" };
+    let lines = [
+        ("configuration", "valid".to_string()),
+        (
+            "ARI",
+            format!(
+                "{} as {} (password {}), app {}",
+                config.ari_url,
+                config.ari_username,
+                set(!config.ari_password.is_empty()),
+                config.ari_app
+            ),
+        ),
+        (
+            "TLS CA file",
+            config
+                .tls_ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none (public roots only)".into()),
+        ),
+        ("recordings", config.recordings_dir.display().to_string()),
+        (
+            "database",
+            ari_recorder::config::redact_url(&config.database_url),
+        ),
+        ("HTTP", config.http_addr.to_string()),
+        (
+            "flows",
+            format!("{flows} in {}", config.dialplans_dir.display()),
+        ),
+        (
+            "link signing keys",
+            if config.link_signing_keys.is_empty() {
+                "none (a random key per process)".into()
+            } else {
+                format!("{} configured", config.link_signing_keys.len())
+            },
+        ),
+        (
+            "default scope",
+            format!(
+                "tenant {}, project {}",
+                config.default_tenant, config.default_project
+            ),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, value) in lines {
+        out.push_str(&format!("{name:<18} {value}\n"));
+    }
+    if let Some(warning) = config.database_tls_warning() {
+        out.push_str(&format!("warning            {warning}\n"));
+    }
+    out.trim_end().to_string()
 }
 
 /// The demo's users' password: the demo is a local sandbox, not a deployment.

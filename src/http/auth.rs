@@ -233,7 +233,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Response> {
         match authenticate(state, parts).await {
-            Ok(Some(caller)) => Ok(caller),
+            Ok(Some(caller)) => Ok(note_principal(parts, caller)),
             Ok(None) => Err(with_challenge(unauthorized(
                 "sign in, or send an API token as 'Authorization: Bearer <token>'",
             ))),
@@ -252,11 +252,19 @@ impl OptionalFromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Option<Caller>, Response> {
         match authenticate(state, parts).await {
-            Ok(caller) => Ok(caller),
+            Ok(caller) => Ok(caller.map(|c| note_principal(parts, c))),
             Err(e) if e.status == StatusCode::UNAUTHORIZED => Ok(None),
             Err(e) => Err(e.into_response()),
         }
     }
+}
+
+/// Tells the request log who this is (`u<user id>`).
+fn note_principal(parts: &Parts, caller: Caller) -> Caller {
+    if let Some(slot) = parts.extensions.get::<super::RequestPrincipal>() {
+        slot.set(format!("u{}", caller.principal.user_id));
+    }
+    caller
 }
 
 fn with_challenge(error: ApiError) -> Response {

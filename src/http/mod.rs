@@ -177,20 +177,54 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            count_requests,
+            observe_request,
         ))
         .with_state(state)
 }
 
-async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Who a request turned out to be, filled in by the authentication extractor for the log.
+#[derive(Clone, Default)]
+pub struct RequestPrincipal(Arc<std::sync::Mutex<Option<String>>>);
+
+impl RequestPrincipal {
+    pub fn set(&self, id: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Counts every request by route and status, and logs it: method, route (the template, so no
+/// IDs, query strings or signatures), status, latency and the principal's id. Never a header,
+/// a body or a secret.
+async fn observe_request(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     // Routes, not raw paths: label values must stay few.
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
+    let principal = RequestPrincipal::default();
+    request.extensions_mut().insert(principal.clone());
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
-    state.metrics.count_http(&route, response.status().as_u16());
+    let status = response.status().as_u16();
+    state.metrics.count_http(&route, status);
+    tracing::info!(
+        target: "ari_recorder::http::request",
+        method = %method,
+        route = %route,
+        status,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        principal = principal.get().as_deref().unwrap_or("-"),
+        "request"
+    );
     response
 }
 
