@@ -84,6 +84,8 @@ pub struct Metrics {
     http_requests: Mutex<BTreeMap<(String, u16), u64>>,
     /// From the event that completed a bridge to its record request leaving.
     pub record_request_delay: Histogram,
+    /// From Asterisk stamping an event to the app reading it.
+    pub event_lag: Histogram,
     /// ARI REST round trips, by operation.
     ari_requests: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
     /// Database write transactions of the call runtime (call state, recording metadata).
@@ -221,6 +223,13 @@ impl Metrics {
         );
         self.record_request_delay
             .render(&mut out, "record_request_delay_seconds", "");
+        header(
+            &mut out,
+            "ari_event_lag_seconds",
+            "histogram",
+            "From Asterisk stamping an event to ari-recorder reading it off the websocket.",
+        );
+        self.event_lag.render(&mut out, "ari_event_lag_seconds", "");
         header(
             &mut out,
             "ari_request_seconds",

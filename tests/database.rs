@@ -109,7 +109,7 @@ async fn postgres_backend_migrates_and_stores() {
     );
     db.pool.close().await;
     again.pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {name}"))
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&admin)
         .await
         .expect("drop db");

@@ -5,3 +5,6 @@ CREATE TABLE IF NOT EXISTS active_calls (
     state         TEXT NOT NULL,
     updated_at_ms BIGINT NOT NULL
 );
+-- A recording armed when the other party was dialled: when that party answered (the lead-in
+-- before it is marked, not cut).
+ALTER TABLE call_recordings ADD COLUMN answered_at_ms BIGINT;

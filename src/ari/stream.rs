@@ -69,6 +69,14 @@ pub fn backoff_delay(timing: &StreamTiming, attempt: u32, unit_random: f64) -> D
     ceiling.mul_f64(unit_random.clamp(0.0, 1.0))
 }
 
+/// How long ago Asterisk stamped an event (`2026-11-30T12:00:00.123+0000`): how far the app
+/// runs behind Asterisk, clock skew included.
+fn lag_behind(timestamp: &str) -> Option<Duration> {
+    let stamped = chrono::DateTime::parse_from_str(timestamp, "%Y-%m-%dT%H:%M:%S%.3f%z").ok()?;
+    let lag = chrono::Utc::now().signed_duration_since(stamped);
+    lag.to_std().ok()
+}
+
 /// Notices the consumer has not taken yet; past this the reader waits for it (and TCP pushes
 /// back on Asterisk) instead of growing without bound.
 pub const NOTICE_QUEUE: usize = 65_536;
@@ -240,6 +248,9 @@ async fn session(
                     Some(Ok(Message::Text(text))) => match parse_event(&text) {
                         Ok(Parsed::Known(event)) => {
                             metrics.count_event(event.type_name());
+                            if let Some(lag) = event.timestamp().and_then(lag_behind) {
+                                metrics.event_lag.observe(lag);
+                            }
                             let replaced = matches!(*event, Event::ApplicationReplaced(_));
                             if tx.send(Notice::Event(event)).await.is_err() {
                                 return SessionEnd::ConsumerGone;

@@ -66,6 +66,10 @@ pub enum Command {
     StopRecording {
         name: String,
     },
+    /// Stops and discards a recording (a lead-in nobody answered).
+    CancelRecording {
+        name: String,
+    },
 }
 
 /// What the call writes to the library when it starts a recording.
@@ -108,6 +112,17 @@ pub enum Output {
     RecordingRefused {
         name: String,
         cause: String,
+    },
+    /// A recording armed when the caller entered the bridge: the other party answered now
+    /// (the lead-in ends here) and is `callee`.
+    RecordingAnswered {
+        name: String,
+        callee: String,
+        at_ms: i64,
+    },
+    /// A recording armed at dial that nobody answered: discarded.
+    RecordingCancelled {
+        name: String,
     },
     /// The call is over; no more input is expected.
     Finished,
@@ -296,6 +311,11 @@ pub struct Call {
     deadlines: BTreeMap<u64, u64>,
     /// Wall time of the input being handled.
     now_ms: u64,
+    /// Start recording the bridge when the caller is in it and the other party is dialled,
+    /// not once both are in: a slow Asterisk then loses no word (the lead-in is marked).
+    record_from_dial: bool,
+    /// The recording was armed at dial and nobody has answered yet.
+    lead_in: bool,
 }
 
 /// What is saved of a call at each transition, to resume it after a restart or a crash of
@@ -322,6 +342,10 @@ pub struct CallState {
     heard_recording_notice: bool,
     outbound_scope: (String, String),
     deadlines: BTreeMap<u64, u64>,
+    #[serde(default)]
+    record_from_dial: bool,
+    #[serde(default)]
+    lead_in: bool,
 }
 
 impl CallState {
@@ -443,7 +467,15 @@ impl Call {
             outbound_scope: ("default".into(), "default".into()),
             deadlines: BTreeMap::new(),
             now_ms: 0,
+            record_from_dial: false,
+            lead_in: false,
         }
+    }
+
+    /// Arm recordings when the other party is dialled (see `Call::record_from_dial`).
+    pub fn recording_from_dial(mut self, on: bool) -> Call {
+        self.record_from_dial = on;
+        self
     }
 
     /// What to save of the call now.
@@ -469,6 +501,8 @@ impl Call {
             heard_recording_notice: self.heard_recording_notice,
             outbound_scope: self.outbound_scope.clone(),
             deadlines: self.deadlines.clone(),
+            record_from_dial: self.record_from_dial,
+            lead_in: self.lead_in,
         }
     }
 
@@ -511,6 +545,8 @@ impl Call {
             outbound_scope: state.outbound_scope,
             deadlines: state.deadlines,
             now_ms: 0,
+            record_from_dial: state.record_from_dial,
+            lead_in: state.lead_in,
         }
     }
 
@@ -771,6 +807,7 @@ impl Call {
             } => {
                 self.ensure_mixing(out);
                 self.dial(&target, ring_timeout, false, out);
+                self.arm_recording(&target, now_ms, out);
                 let timer = self.timer(out, Duration::from_secs(u64::from(ring_timeout) + 5));
                 self.phase = Phase::Dialing {
                     kind: DialKind::Transfer,
@@ -790,6 +827,7 @@ impl Call {
                         for m in &members {
                             self.dial(m, ring_seconds, false, out);
                         }
+                        self.arm_recording("", now_ms, out);
                         let timer =
                             self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
                         self.phase = Phase::Dialing {
@@ -799,6 +837,7 @@ impl Call {
                     }
                     HuntMode::Sequential => {
                         self.dial(&members[0], ring_seconds, false, out);
+                        self.arm_recording("", now_ms, out);
                         let timer =
                             self.timer(out, Duration::from_secs(u64::from(ring_seconds) + 5));
                         self.phase = Phase::Dialing {
@@ -985,6 +1024,7 @@ impl Call {
                         self.caller_name = e.channel.connected.name.clone();
                         self.ensure_mixing(out);
                         self.dial(&to, 30, false, out);
+                        self.arm_recording(&to, now_ms, out);
                         let timer = self.timer(out, Duration::from_secs(35));
                         self.phase = Phase::Dialing {
                             kind: DialKind::Outbound,
@@ -1043,8 +1083,9 @@ impl Call {
         }
     }
 
-    fn maybe_record(&mut self, agent: &str, now_ms: u64, out: &mut Vec<Output>) {
-        let record = match &self.outbound_to {
+    /// Whether the current node (or a direct outbound call's setting) records.
+    fn records(&self) -> bool {
+        match &self.outbound_to {
             Some((_, record)) => *record,
             None => self
                 .node
@@ -1052,7 +1093,59 @@ impl Call {
                 .and_then(|n| self.node_kind(n))
                 .and_then(|k| k.record_call())
                 .unwrap_or(false),
+        }
+    }
+
+    /// The recording's name for the current node: `<node type>-<time>-<hex>`.
+    fn new_recording_name(&self, now_ms: u64) -> String {
+        let prefix = match &self.outbound_to {
+            Some(_) => "outbound".to_string(),
+            None => self
+                .node
+                .as_deref()
+                .and_then(|n| self.node_kind(n))
+                .map(|k| k.type_name().replace('_', "-"))
+                .unwrap_or_default(),
         };
+        recording_name(&prefix, now_ms)
+    }
+
+    /// Starts recording the call's bridge now, with only the caller in it, when the deployment
+    /// records from dial: the Originate already queued goes first, so ringing overlaps the
+    /// record request, and the answering party is added only after Asterisk took it.
+    fn arm_recording(&mut self, callee: &str, now_ms: u64, out: &mut Vec<Output>) {
+        if !self.record_from_dial || !self.records() || self.recording.is_some() {
+            return;
+        }
+        let Some(bridge) = self.mixing.clone() else {
+            return;
+        };
+        let name = self.new_recording_name(now_ms);
+        let mut request = RecordRequest::new(name.clone(), "wav");
+        request.if_exists = Some(IfExists::Fail);
+        out.push(Output::RecordingStarted(Box::new(
+            self.row(&name, "wav", callee, now_ms),
+        )));
+        out.push(Output::Command(Command::RecordBridge { bridge, request }));
+        self.recording = Some(name);
+        self.lead_in = true;
+    }
+
+    /// The armed recording's lead-in is discarded: nobody answered.
+    fn cancel_lead_in(&mut self, out: &mut Vec<Output>) {
+        if !self.lead_in {
+            return;
+        }
+        self.lead_in = false;
+        if let Some(name) = self.recording.take() {
+            // The library hears it first, so the file vanishing is not taken for a loss.
+            out.push(Output::RecordingCancelled { name: name.clone() });
+            out.push(Output::Command(Command::CancelRecording { name }));
+        }
+    }
+
+    fn maybe_record(&mut self, agent: &str, now_ms: u64, out: &mut Vec<Output>) {
+        let record = self.records();
         let Some(bridge) = self.mixing.clone() else {
             return;
         };
@@ -1070,16 +1163,7 @@ impl Call {
             }
             return;
         }
-        let prefix = match &self.outbound_to {
-            Some(_) => "outbound".to_string(),
-            None => self
-                .node
-                .as_deref()
-                .and_then(|n| self.node_kind(n))
-                .map(|k| k.type_name().replace('_', "-"))
-                .unwrap_or_default(),
-        };
-        let name = recording_name(&prefix, now_ms);
+        let name = self.new_recording_name(now_ms);
         let mut request = RecordRequest::new(name.clone(), "wav");
         request.if_exists = Some(IfExists::Fail);
         out.push(Output::RecordingStarted(Box::new(
@@ -1130,9 +1214,26 @@ impl Call {
                 channels: vec![leg.to_string()],
             }));
         }
+        let armed = self.lead_in;
+        if armed {
+            // Recording since the dial: the lead-in ends as the answering party comes in.
+            self.lead_in = false;
+            if let Some(name) = self.recording.clone() {
+                let callee = self
+                    .legs
+                    .get(leg)
+                    .map(|l| l.endpoint.clone())
+                    .unwrap_or_default();
+                out.push(Output::RecordingAnswered {
+                    name,
+                    callee,
+                    at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
+                });
+            }
+        }
         self.phase = Phase::Bridged {
             agent: leg.to_string(),
-            recorded: false,
+            recorded: armed,
         };
     }
 
@@ -1220,6 +1321,7 @@ impl Call {
     fn fail_node(&mut self, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
         self.hang_up_ringing(None, now_ms, agents, out);
         self.moh_off(out);
+        self.cancel_lead_in(out);
         let edge =
             self.node
                 .as_deref()
@@ -1425,6 +1527,8 @@ impl Call {
         if self.phase == Phase::Ended {
             return;
         }
+        // The caller left before anyone answered: the armed recording holds nothing of a call.
+        self.cancel_lead_in(out);
         if let Some(name) = self.recording.take() {
             out.push(Output::Command(Command::StopRecording { name }));
         }

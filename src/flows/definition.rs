@@ -144,10 +144,23 @@ pub struct Flow {
     pub nodes: BTreeMap<String, Node>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     /// Record direct outbound calls placed through `POST /api/calls`.
     pub record_outbound_calls: bool,
+    /// Start a call's recording when the other party is dialled (the caller alone in the
+    /// bridge; the lead-in is marked and discarded when nobody answers), so a slow Asterisk
+    /// loses no word. Off: record once both parties are in the bridge.
+    pub record_from_dial: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            record_outbound_calls: false,
+            record_from_dial: true,
+        }
+    }
 }
 
 /// One problem, located.
@@ -699,9 +712,10 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
         node: None,
         errors: &mut errors,
     };
-    ctx.known_fields(&table, &["record_outbound_calls"]);
+    ctx.known_fields(&table, &["record_outbound_calls", "record_from_dial"]);
     let settings = Settings {
         record_outbound_calls: ctx.boolean(&table, "record_outbound_calls", false),
+        record_from_dial: ctx.boolean(&table, "record_from_dial", true),
     };
     if errors.is_empty() {
         Ok(settings)

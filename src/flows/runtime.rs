@@ -35,6 +35,17 @@ pub enum LibraryWrite {
         cause: String,
         at_ms: i64,
     },
+    /// An armed recording's other party answered: its callee, and where the lead-in ends.
+    Answered {
+        name: String,
+        callee: String,
+        at_ms: i64,
+    },
+    /// An armed recording nobody answered was discarded.
+    Cancelled {
+        name: String,
+        at_ms: i64,
+    },
     /// A call's saved state (None: the call ended, forget it).
     CallState {
         call_id: String,
@@ -134,8 +145,10 @@ impl FlowRuntime {
     /// The recordings belong to `tenant` and `project` (the caller's).
     pub fn place_outbound(&self, from: &str, to: &str, tenant: &str, project: &str) -> String {
         let id = format!("out{:016x}", fastrand::u64(..));
-        let record = self.inner.store.settings().record_outbound_calls;
-        let call = Call::outbound(&id, from, to, record).in_scope(tenant, project);
+        let settings = self.inner.store.settings();
+        let call = Call::outbound(&id, from, to, settings.record_outbound_calls)
+            .in_scope(tenant, project)
+            .recording_from_dial(settings.record_from_dial);
         spawn_call(self.inner.clone(), call);
         id
     }
@@ -273,14 +286,16 @@ impl FlowRuntime {
 
 /// Starts the flow for a caller who dialled `number`, or hangs up when no flow has it.
 fn start_inbound(inner: &Arc<Inner>, channel: &Channel, number: &str) {
-    match inner.store.current().flow_for_number(number) {
+    let flows = inner.store.current();
+    match flows.flow_for_number(number) {
         Some(flow) => {
             let call = Call::inbound(
                 &channel.id,
                 &channel.caller.name,
                 &channel.caller.number,
                 flow,
-            );
+            )
+            .recording_from_dial(flows.settings.record_from_dial);
             spawn_call(inner.clone(), call);
         }
         None => {
@@ -539,6 +554,7 @@ async fn execute_after(
                             Command::Hangup { .. }
                                 | Command::DestroyBridge { .. }
                                 | Command::StopRecording { .. }
+                                | Command::CancelRecording { .. }
                                 | Command::BridgeMoh { .. }
                         )
                     {
@@ -567,6 +583,29 @@ async fn execute_after(
             }
             Output::NotRecorded(row) => {
                 let _ = inner.library.send(LibraryWrite::NotRecorded(row)).await;
+            }
+            Output::RecordingAnswered {
+                name,
+                callee,
+                at_ms,
+            } => {
+                let _ = inner
+                    .library
+                    .send(LibraryWrite::Answered {
+                        name,
+                        callee,
+                        at_ms,
+                    })
+                    .await;
+            }
+            Output::RecordingCancelled { name } => {
+                let _ = inner
+                    .library
+                    .send(LibraryWrite::Cancelled {
+                        name,
+                        at_ms: now_ms() as i64,
+                    })
+                    .await;
             }
             Output::RecordingRefused { name, cause } => {
                 let _ = inner
@@ -639,6 +678,14 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
             c.record_channel(channel, request).await.map(drop)
         }
         Command::StopRecording { name } => c.stop_recording(name).await,
+        Command::CancelRecording { name } => match c.cancel_recording(name).await {
+            // It ended already (the caller left and the bridge emptied): discard the file.
+            Err(e) if e.is_not_found() => match c.delete_stored_recording(name).await {
+                Err(e) if e.is_not_found() => Ok(()),
+                other => other,
+            },
+            other => other,
+        },
     }
 }
 
@@ -772,6 +819,33 @@ async fn apply_write(db: &Database, write: LibraryWrite) {
             .map(drop)
         }
         LibraryWrite::NotRecorded(row) => not_recorded(db, row).await,
+        LibraryWrite::Answered {
+            name,
+            callee,
+            at_ms,
+        } => {
+            sqlx::query(
+                "UPDATE call_recordings SET callee = $1, answered_at_ms = $2, \
+                 participants = COALESCE(caller_number, '') || ',' || $1 WHERE recording_name = $3",
+            )
+            .bind(callee)
+            .bind(*at_ms)
+            .bind(name)
+            .execute(&db.pool)
+            .await
+            .map(drop)
+        }
+        LibraryWrite::Cancelled { name, at_ms } => {
+            sqlx::query(
+                "UPDATE call_recordings SET state = 'canceled', failure_cause = 'nobody answered', \
+                 finished_at_ms = $1 WHERE recording_name = $2 AND state = 'recording'",
+            )
+            .bind(*at_ms)
+            .bind(name)
+            .execute(&db.pool)
+            .await
+            .map(drop)
+        }
         LibraryWrite::CallState {
             state: Some(state), ..
         } => super::saved::save(db, state, now_ms() as i64).await,
@@ -782,7 +856,7 @@ async fn apply_write(db: &Database, write: LibraryWrite) {
         LibraryWrite::Finished { name, duration, at_ms } => {
             sqlx::query(
                 "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \
-                 finished_at_ms = $2 WHERE recording_name = $3 AND state <> 'failed'",
+                 finished_at_ms = $2 WHERE recording_name = $3 AND state = 'recording'",
             )
             .bind(*duration)
             .bind(*at_ms)

@@ -556,6 +556,14 @@ impl Indexer {
             })
             .map(|(p, _)| p.clone())
             .collect();
+        // A lead-in Asterisk discarded (nobody answered) is not a missing recording.
+        let (cancelled, vanished): (Vec<String>, Vec<String>) =
+            vanished.into_iter().partition(|path| {
+                calls
+                    .get(&recording_name(path))
+                    .is_some_and(|c| c.state == "canceled")
+            });
+        self.forget(&cancelled).await?;
         report.missing = vanished.len() as u64;
         for chunk in vanished.chunks(BATCH) {
             self.count_write();
@@ -845,6 +853,20 @@ impl Indexer {
                     let listed = known.as_ref().is_some_and(|(status, _, _)| {
                         !matches!(status.as_str(), "missing" | "not_recorded")
                     });
+                    let call_state = self
+                        .call_meta(&recording_name(&rel))
+                        .await?
+                        .map(|m| m.state);
+                    match call_state.as_deref() {
+                        // A lead-in discarded because nobody answered: it never was a recording.
+                        Some("canceled") if known.is_some() => {
+                            self.forget(&[rel.clone()]).await?;
+                            continue;
+                        }
+                        // Still recording says the call: its end (or cancel) will be told.
+                        Some("recording") => continue,
+                        _ => {}
+                    }
                     if listed {
                         self.count_write();
                         sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2 AND status <> 'deleted'")
@@ -871,6 +893,27 @@ impl Indexer {
         }
         let rows = self.probe_batch(seen, &calls).await;
         self.write_rows(rows).await
+    }
+
+    /// Removes the rows of recordings that never were (a cancelled lead-in).
+    async fn forget(&self, paths: &[String]) -> Result<(), DbError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        self.count_write();
+        let mut tx = self.db.pool.begin().await?;
+        for path in paths {
+            sqlx::query("DELETE FROM recording_words WHERE recording_id IN (SELECT id FROM recordings WHERE path = $1)")
+                .bind(path)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM recordings WHERE path = $1")
+                .bind(path)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Paths of the rows still listed as being recorded.
