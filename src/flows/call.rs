@@ -316,6 +316,10 @@ pub struct Call {
     record_from_dial: bool,
     /// The recording was armed at dial and nobody has answered yet.
     lead_in: bool,
+    /// Names of the call's channels by id, as StasisStart gave them. Hang-ups go by name:
+    /// Asterisk finds a channel by name in its hash table, but by id only by locking every
+    /// channel in turn under its global channel lock, which stalls all channel creation.
+    channel_names: BTreeMap<String, String>,
 }
 
 /// What is saved of a call at each transition, to resume it after a restart or a crash of
@@ -346,6 +350,8 @@ pub struct CallState {
     record_from_dial: bool,
     #[serde(default)]
     lead_in: bool,
+    #[serde(default)]
+    channel_names: BTreeMap<String, String>,
 }
 
 impl CallState {
@@ -469,7 +475,27 @@ impl Call {
             now_ms: 0,
             record_from_dial: false,
             lead_in: false,
+            channel_names: BTreeMap::new(),
         }
+    }
+
+    /// The caller channel's name (from its StasisStart), for hanging up by name.
+    pub fn with_channel_name(mut self, name: &str) -> Call {
+        if !name.is_empty() {
+            self.channel_names.insert(self.id.clone(), name.to_string());
+        }
+        self
+    }
+
+    /// A hang-up of `channel`, by name when it is known (see `channel_names`).
+    fn hangup(&self, channel: &str) -> Output {
+        Output::Command(Command::Hangup {
+            channel: self
+                .channel_names
+                .get(channel)
+                .cloned()
+                .unwrap_or_else(|| channel.to_string()),
+        })
     }
 
     /// Arm recordings when the other party is dialled (see `Call::record_from_dial`).
@@ -503,6 +529,7 @@ impl Call {
             deadlines: self.deadlines.clone(),
             record_from_dial: self.record_from_dial,
             lead_in: self.lead_in,
+            channel_names: self.channel_names.clone(),
         }
     }
 
@@ -547,6 +574,7 @@ impl Call {
             now_ms: 0,
             record_from_dial: state.record_from_dial,
             lead_in: state.lead_in,
+            channel_names: state.channel_names,
         }
     }
 
@@ -1018,6 +1046,10 @@ impl Call {
         match event {
             Event::StasisStart(e) => {
                 let id = e.channel.id.as_str();
+                if (id == self.id || self.legs.contains_key(id)) && !e.channel.name.is_empty() {
+                    self.channel_names
+                        .insert(id.to_string(), e.channel.name.clone());
+                }
                 if id == self.id && self.phase == Phase::PlacingOutbound {
                     // Outbound: the first leg answered; now ring the other side.
                     if let Some((to, _)) = self.outbound_to.clone() {
@@ -1182,9 +1214,7 @@ impl Call {
     ) {
         let Phase::Dialing { kind, .. } = self.phase.clone() else {
             // Answered too late (the call moved on): hang it up.
-            out.push(Output::Command(Command::Hangup {
-                channel: leg.to_string(),
-            }));
+            out.push(self.hangup(leg));
             return;
         };
         if let Some(l) = self.legs.get_mut(leg) {
@@ -1310,9 +1340,7 @@ impl Call {
             .map(|(id, _)| id.clone())
             .collect();
         for leg in ringing {
-            out.push(Output::Command(Command::Hangup {
-                channel: leg.clone(),
-            }));
+            out.push(self.hangup(&leg));
             self.release_leg(&leg, now_ms, agents, false);
         }
     }
@@ -1539,16 +1567,12 @@ impl Call {
             .collect();
         for (leg, state) in legs {
             if state != LegState::Gone {
-                out.push(Output::Command(Command::Hangup {
-                    channel: leg.clone(),
-                }));
+                out.push(self.hangup(&leg));
             }
             self.release_leg(&leg, now_ms, agents, state == LegState::Up);
         }
         if !self.caller_gone {
-            out.push(Output::Command(Command::Hangup {
-                channel: self.id.clone(),
-            }));
+            out.push(self.hangup(&self.id));
             self.caller_gone = true;
         }
         for bridge in [self.holding.take(), self.mixing.take()]
@@ -1709,6 +1733,82 @@ mod tests {
         assert_eq!(out.last(), Some(&Output::Finished));
         assert!(!agents.is_busy("PJSIP/201"));
         assert!(call.is_finished());
+    }
+
+    #[test]
+    fn recording_from_dial_arms_at_dial_marks_the_answer_and_hangs_up_by_name() {
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow(true))
+            .recording_from_dial(true)
+            .with_channel_name("Local/100@inbound-00000001;2");
+        let out = call.handle(Input::Start, 0, &mut agents);
+        let cmds = commands(&out);
+        // Originate first (ringing overlaps the record request), then the recording.
+        let originate = cmds
+            .iter()
+            .position(|c| matches!(c, Command::Originate { .. }))
+            .expect("originate");
+        let record = cmds
+            .iter()
+            .position(|c| matches!(c, Command::RecordBridge { bridge, .. } if bridge == "c1_B1"))
+            .expect("armed at dial");
+        assert!(originate < record);
+        let name = call.state().recording.expect("recording");
+
+        let out = call.handle(Input::Event(&stasis_start("c1_L2")), 1500, &mut agents);
+        assert!(out.iter().any(|o| matches!(o,
+            Output::RecordingAnswered { name: n, callee, at_ms: 1500 } if *n == name && callee == "PJSIP/201")));
+        // Both in the bridge: no second recording.
+        let out = call.handle(
+            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
+            1510,
+            &mut agents,
+        );
+        assert!(!commands(&out)
+            .iter()
+            .any(|c| matches!(c, Command::RecordBridge { .. })));
+
+        // The agent hangs up: the caller is hung up by name, not by id.
+        let out = call.handle(Input::Event(&stasis_end("c1_L2")), 9000, &mut agents);
+        let cmds = commands(&out);
+        assert!(matches!(cmds[0], Command::StopRecording { name: n } if *n == name));
+        assert!(cmds.iter().any(
+            |c| matches!(c, Command::Hangup { channel } if channel == "Local/100@inbound-00000001;2")
+        ));
+    }
+
+    #[test]
+    fn a_recording_armed_at_dial_that_nobody_answers_is_cancelled() {
+        let mut agents = AgentBook::default();
+        let mut call =
+            Call::inbound("c1", "Alice", "5551001", flow(true)).recording_from_dial(true);
+        call.handle(Input::Start, 0, &mut agents);
+        let name = call.state().recording.expect("armed");
+        let busy = Event::Dial(crate::ari::events::Dial {
+            peer: channel("c1_L2"),
+            caller: None,
+            forwarded: None,
+            forward: None,
+            dialstring: None,
+            dialstatus: "BUSY".into(),
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        });
+        let out = call.handle(Input::Event(&busy), 500, &mut agents);
+        let cancelled = out
+            .iter()
+            .position(|o| matches!(o, Output::RecordingCancelled { name: n } if *n == name))
+            .expect("library told");
+        let command = out
+            .iter()
+            .position(|o| matches!(o, Output::Command(Command::CancelRecording { name: n }) if *n == name))
+            .expect("discarded in Asterisk");
+        assert!(
+            cancelled < command,
+            "the library hears it before the file goes"
+        );
+        assert!(call.state().recording.is_none());
     }
 
     #[test]

@@ -150,7 +150,7 @@ pub struct Settings {
     pub record_outbound_calls: bool,
     /// Start a call's recording when the other party is dialled (the caller alone in the
     /// bridge; the lead-in is marked and discarded when nobody answers), so a slow Asterisk
-    /// loses no word. Off: record once both parties are in the bridge.
+    /// loses no word. Off (the default): record once both parties are in the bridge.
     pub record_from_dial: bool,
 }
 
@@ -158,7 +158,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             record_outbound_calls: false,
-            record_from_dial: true,
+            record_from_dial: false,
         }
     }
 }
@@ -715,7 +715,7 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
     ctx.known_fields(&table, &["record_outbound_calls", "record_from_dial"]);
     let settings = Settings {
         record_outbound_calls: ctx.boolean(&table, "record_outbound_calls", false),
-        record_from_dial: ctx.boolean(&table, "record_from_dial", true),
+        record_from_dial: ctx.boolean(&table, "record_from_dial", false),
     };
     if errors.is_empty() {
         Ok(settings)

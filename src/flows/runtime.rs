@@ -295,7 +295,8 @@ fn start_inbound(inner: &Arc<Inner>, channel: &Channel, number: &str) {
                 &channel.caller.number,
                 flow,
             )
-            .recording_from_dial(flows.settings.record_from_dial);
+            .recording_from_dial(flows.settings.record_from_dial)
+            .with_channel_name(&channel.name);
             spawn_call(inner.clone(), call);
         }
         None => {

@@ -701,8 +701,15 @@ impl World {
                 return fail(400, "Invalid reason for hangup provided");
             }
         }
-        self.channel_model(id)?;
-        self.end_channel(id, 32, true);
+        // As Asterisk: the channel's name first, then its id.
+        let id = self
+            .channels
+            .iter()
+            .find(|(_, c)| c.model.name == id)
+            .map(|(key, _)| key.clone())
+            .unwrap_or_else(|| id.to_string());
+        self.channel_model(&id)?;
+        self.end_channel(&id, 32, true);
         Ok(())
     }
 
