@@ -90,8 +90,6 @@ pub struct Metrics {
     ari_requests: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
     /// Database write transactions of the call runtime (call state, recording metadata).
     pub call_db_writes: Histogram,
-    /// Observer messages and other drops that are safe, by what was dropped.
-    dropped: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -137,12 +135,6 @@ impl Metrics {
             Err(_) => return,
         };
         histogram.observe(elapsed);
-    }
-
-    pub fn count_dropped(&self, what: &'static str) {
-        if let Ok(mut map) = self.dropped.lock() {
-            *map.entry(what).or_default() += 1;
-        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -255,17 +247,6 @@ impl Metrics {
         );
         self.call_db_writes
             .render(&mut out, "calls_db_write_seconds", "");
-        header(
-            &mut out,
-            "dropped_total",
-            "counter",
-            "Messages dropped where dropping is safe, by kind.",
-        );
-        if let Ok(map) = self.dropped.lock() {
-            for (what, n) in map.iter() {
-                let _ = writeln!(out, "dropped_total{{kind=\"{what}\"}} {n}");
-            }
-        }
         out
     }
 }

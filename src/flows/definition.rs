@@ -144,7 +144,7 @@ pub struct Flow {
     pub nodes: BTreeMap<String, Node>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     /// Record direct outbound calls placed through `POST /api/calls`.
     pub record_outbound_calls: bool,
@@ -152,15 +152,6 @@ pub struct Settings {
     /// bridge; the lead-in is marked and discarded when nobody answers), so a slow Asterisk
     /// loses no word. Off (the default): record once both parties are in the bridge.
     pub record_from_dial: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            record_outbound_calls: false,
-            record_from_dial: false,
-        }
-    }
 }
 
 /// One problem, located.

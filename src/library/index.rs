@@ -860,7 +860,7 @@ impl Indexer {
                     match call_state.as_deref() {
                         // A lead-in discarded because nobody answered: it never was a recording.
                         Some("canceled") if known.is_some() => {
-                            self.forget(&[rel.clone()]).await?;
+                            self.forget(std::slice::from_ref(&rel)).await?;
                             continue;
                         }
                         // Still recording says the call: its end (or cancel) will be told.
