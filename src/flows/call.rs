@@ -280,10 +280,15 @@ impl Direction {
     }
 }
 
-#[derive(Debug)]
+/// Serialized as is (but its flow, saved by name, and its timer counters) at each transition,
+/// to resume it after a restart or a crash of ari-recorder.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Call {
     pub id: String,
+    #[serde(skip)]
     flow: Option<Arc<Flow>>,
+    /// The flow's name, to find it again when the call is resumed.
+    flow_name: Option<String>,
     direction: Direction,
     caller_name: String,
     caller_number: String,
@@ -298,7 +303,9 @@ pub struct Call {
     legs: BTreeMap<String, Leg>,
     recording: Option<String>,
     next_id: u32,
+    #[serde(skip)]
     next_timer: u64,
+    #[serde(skip)]
     queue_retry_timer: Option<u64>,
     queue_deadline_timer: Option<u64>,
     hops: u32,
@@ -310,6 +317,7 @@ pub struct Call {
     /// once-a-second retry is not kept: it is re-armed from the phase.
     deadlines: BTreeMap<u64, u64>,
     /// Wall time of the input being handled.
+    #[serde(skip)]
     now_ms: u64,
     /// Start recording the bridge when the caller is in it and the other party is dialled,
     /// not once both are in: a slow Asterisk then loses no word (the lead-in is marked).
@@ -319,71 +327,8 @@ pub struct Call {
     /// Names of the call's channels by id, as StasisStart gave them. Hang-ups go by name:
     /// Asterisk finds a channel by name in its hash table, but by id only by locking every
     /// channel in turn under its global channel lock, which stalls all channel creation.
-    channel_names: BTreeMap<String, String>,
-}
-
-/// What is saved of a call at each transition, to resume it after a restart or a crash of
-/// ari-recorder (its flow is saved by name and looked up again).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CallState {
-    pub id: String,
-    pub flow: Option<String>,
-    direction: Direction,
-    caller_name: String,
-    caller_number: String,
-    caller_gone: bool,
-    outbound_to: Option<(String, bool)>,
-    node: Option<String>,
-    phase: Phase,
-    mixing: Option<String>,
-    holding: Option<String>,
-    moh_on: Option<String>,
-    legs: BTreeMap<String, Leg>,
-    pub recording: Option<String>,
-    next_id: u32,
-    queue_deadline_timer: Option<u64>,
-    hops: u32,
-    heard_recording_notice: bool,
-    outbound_scope: (String, String),
-    deadlines: BTreeMap<u64, u64>,
-    #[serde(default)]
-    record_from_dial: bool,
-    #[serde(default)]
-    lead_in: bool,
     #[serde(default)]
     channel_names: BTreeMap<String, String>,
-}
-
-impl CallState {
-    /// The channels of the call Asterisk may still have: the caller and every leg not gone.
-    pub fn channels(&self) -> Vec<String> {
-        std::iter::once(self.id.clone())
-            .chain(
-                self.legs
-                    .iter()
-                    .filter(|(_, l)| l.state != LegState::Gone)
-                    .map(|(id, _)| id.clone()),
-            )
-            .collect()
-    }
-
-    /// The state with its timers left out: what decides whether it is worth saving again.
-    pub fn without_timers(&self) -> CallState {
-        CallState {
-            deadlines: BTreeMap::new(),
-            ..self.clone()
-        }
-    }
-
-    /// The prompt playing when the state was saved.
-    pub fn playback(&self) -> Option<&str> {
-        match &self.phase {
-            Phase::Playing { playback, .. } | Phase::VoicemailGreeting { playback } => {
-                Some(playback)
-            }
-            _ => None,
-        }
-    }
 }
 
 /// A waiting queue caller re-checks for a free agent this often.
@@ -451,6 +396,7 @@ impl Call {
     ) -> Call {
         Call {
             id: id.to_string(),
+            flow_name: flow.as_ref().map(|f| f.name.clone()),
             flow,
             direction,
             caller_name: caller_name.to_string(),
@@ -504,78 +450,64 @@ impl Call {
         self
     }
 
-    /// What to save of the call now.
-    pub fn state(&self) -> CallState {
-        CallState {
-            id: self.id.clone(),
-            flow: self.flow.as_ref().map(|f| f.name.clone()),
-            direction: self.direction,
-            caller_name: self.caller_name.clone(),
-            caller_number: self.caller_number.clone(),
-            caller_gone: self.caller_gone,
-            outbound_to: self.outbound_to.clone(),
-            node: self.node.clone(),
-            phase: self.phase.clone(),
-            mixing: self.mixing.clone(),
-            holding: self.holding.clone(),
-            moh_on: self.moh_on.clone(),
-            legs: self.legs.clone(),
-            recording: self.recording.clone(),
-            next_id: self.next_id,
-            queue_deadline_timer: self.queue_deadline_timer,
-            hops: self.hops,
-            heard_recording_notice: self.heard_recording_notice,
-            outbound_scope: self.outbound_scope.clone(),
-            deadlines: self.deadlines.clone(),
-            record_from_dial: self.record_from_dial,
-            lead_in: self.lead_in,
-            channel_names: self.channel_names.clone(),
+    /// The call as saved, with the deadlines of its timers left out: what decides whether
+    /// it is worth saving again (timers alone moving are not).
+    pub fn saved_without_timers(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.remove("deadlines");
+        }
+        value
+    }
+
+    /// The name of the call's flow (None: a direct outbound call).
+    pub fn flow_name(&self) -> Option<&str> {
+        self.flow_name.as_deref()
+    }
+
+    /// The recording running now.
+    pub fn recording(&self) -> Option<&str> {
+        self.recording.as_deref()
+    }
+
+    /// The channels of the call Asterisk may still have: the caller and every leg not gone.
+    pub fn channels(&self) -> Vec<String> {
+        std::iter::once(self.id.clone())
+            .chain(
+                self.legs
+                    .iter()
+                    .filter(|(_, l)| l.state != LegState::Gone)
+                    .map(|(id, _)| id.clone()),
+            )
+            .collect()
+    }
+
+    /// The prompt playing now.
+    pub fn playback(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Playing { playback, .. } | Phase::VoicemailGreeting { playback } => {
+                Some(playback)
+            }
+            _ => None,
         }
     }
 
-    /// A call rebuilt from its saved state; `flow` is the flow of that name in force now
-    /// (None: it was removed, and the call ends at its next step). Feed it
-    /// [`Input::Adopted`] first.
-    pub fn restore(state: CallState, flow: Option<Arc<Flow>>) -> Call {
-        let next_timer = state
+    /// A saved call made ready to go on: `flow` is the flow of its name in force now (None:
+    /// it was removed, and the call ends at its next step). Feed it [`Input::Adopted`] first.
+    pub fn resume(mut self, flow: Option<Arc<Flow>>) -> Call {
+        self.flow = flow;
+        self.next_timer = self
             .deadlines
             .keys()
             .copied()
-            .chain(state.queue_deadline_timer)
-            .chain(match state.phase {
+            .chain(self.queue_deadline_timer)
+            .chain(match self.phase {
                 Phase::Dialing { timer, .. } => Some(timer),
                 _ => None,
             })
             .max()
             .unwrap_or(0);
-        Call {
-            id: state.id,
-            flow,
-            direction: state.direction,
-            caller_name: state.caller_name,
-            caller_number: state.caller_number,
-            caller_gone: state.caller_gone,
-            outbound_to: state.outbound_to,
-            node: state.node,
-            phase: state.phase,
-            mixing: state.mixing,
-            holding: state.holding,
-            moh_on: state.moh_on,
-            legs: state.legs,
-            recording: state.recording,
-            next_id: state.next_id,
-            next_timer,
-            queue_retry_timer: None,
-            queue_deadline_timer: state.queue_deadline_timer,
-            hops: state.hops,
-            heard_recording_notice: state.heard_recording_notice,
-            outbound_scope: state.outbound_scope,
-            deadlines: state.deadlines,
-            now_ms: 0,
-            record_from_dial: state.record_from_dial,
-            lead_in: state.lead_in,
-            channel_names: state.channel_names,
-        }
+        self
     }
 
     /// Takes the call over as Asterisk shows it now: timers re-armed, agents claimed again,
@@ -1753,7 +1685,7 @@ mod tests {
             .position(|c| matches!(c, Command::RecordBridge { bridge, .. } if bridge == "c1_B1"))
             .expect("armed at dial");
         assert!(originate < record);
-        let name = call.state().recording.expect("recording");
+        let name = call.recording().expect("recording").to_string();
 
         let out = call.handle(Input::Event(&stasis_start("c1_L2")), 1500, &mut agents);
         assert!(out.iter().any(|o| matches!(o,
@@ -1783,7 +1715,7 @@ mod tests {
         let mut call =
             Call::inbound("c1", "Alice", "5551001", flow(true)).recording_from_dial(true);
         call.handle(Input::Start, 0, &mut agents);
-        let name = call.state().recording.expect("armed");
+        let name = call.recording().expect("armed").to_string();
         let busy = Event::Dial(crate::ari::events::Dial {
             peer: channel("c1_L2"),
             caller: None,
@@ -1808,7 +1740,7 @@ mod tests {
             cancelled < command,
             "the library hears it before the file goes"
         );
-        assert!(call.state().recording.is_none());
+        assert!(call.recording().is_none());
     }
 
     #[test]

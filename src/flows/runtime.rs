@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
-use super::call::{Adoption, AgentBook, Call, CallState, Command, Input, Output, RecordingRow};
+use super::call::{Adoption, AgentBook, Call, Command, Input, Output, RecordingRow};
 use super::store::FlowStore;
 use crate::ari::events::Event;
 use crate::ari::models::Channel;
@@ -49,7 +49,8 @@ pub enum LibraryWrite {
     /// A call's saved state (None: the call ended, forget it).
     CallState {
         call_id: String,
-        state: Option<Box<CallState>>,
+        /// The call as it serializes.
+        state: Option<String>,
     },
 }
 
@@ -74,7 +75,7 @@ struct Inner {
     db: Database,
     /// Calls saved by an earlier run, waiting for the first resync to be taken over. Their
     /// senders are in `calls` from the start, so no event of theirs is lost or mistaken.
-    pending: Mutex<Vec<(CallState, mpsc::UnboundedReceiver<CallMsg>)>>,
+    pending: Mutex<Vec<(Call, mpsc::UnboundedReceiver<CallMsg>)>>,
     /// Call tasks stop (leaving their calls to Asterisk and the next start) when it turns true.
     shutdown: watch::Receiver<bool>,
 }
@@ -354,10 +355,10 @@ fn spawn_call(inner: Arc<Inner>, call: Call) {
 
 /// Takes over a call saved by an earlier run: asks Asterisk what is left of it (its channels,
 /// its recording, its prompt), then drives it on from its saved state.
-async fn adopt_call(inner: Arc<Inner>, state: CallState, rx: mpsc::UnboundedReceiver<CallMsg>) {
+async fn adopt_call(inner: Arc<Inner>, saved: Call, rx: mpsc::UnboundedReceiver<CallMsg>) {
     let client = &inner.client;
     let mut adoption = Adoption::default();
-    for channel in state.channels() {
+    for channel in saved.channels() {
         match client.channel(&channel).await {
             Err(e) if e.is_not_found() => {}
             // Present, or unknown (Asterisk busy): assume present; its end will be heard.
@@ -366,7 +367,7 @@ async fn adopt_call(inner: Arc<Inner>, state: CallState, rx: mpsc::UnboundedRece
             }
         }
     }
-    if let Some(name) = &state.recording {
+    if let Some(name) = saved.recording() {
         let live = match client.live_recording(name).await {
             Ok(r) => Some(matches!(
                 r.state.as_str(),
@@ -380,13 +381,13 @@ async fn adopt_call(inner: Arc<Inner>, state: CallState, rx: mpsc::UnboundedRece
             // Ended while nobody listened: the library learns it as the event would have told.
             let write = if client.stored_recording(name).await.is_ok() {
                 LibraryWrite::Finished {
-                    name: name.clone(),
+                    name: name.to_string(),
                     duration: None,
                     at_ms: now_ms() as i64,
                 }
             } else {
                 LibraryWrite::Failed {
-                    name: name.clone(),
+                    name: name.to_string(),
                     cause: "ended while ari-recorder was restarting and not stored".into(),
                     at_ms: now_ms() as i64,
                 }
@@ -394,21 +395,20 @@ async fn adopt_call(inner: Arc<Inner>, state: CallState, rx: mpsc::UnboundedRece
             let _ = inner.library.send(write).await;
         }
     }
-    if let Some(playback) = state.playback() {
+    if let Some(playback) = saved.playback() {
         adoption.playback_over = client
             .playback(playback)
             .await
             .is_err_and(|e| e.is_not_found());
     }
-    let flow = state
-        .flow
-        .as_ref()
+    let flow = saved
+        .flow_name()
         .and_then(|name| inner.store.current().flows.get(name).cloned());
-    if state.flow.is_some() && flow.is_none() {
-        tracing::warn!(call = %state.id, flow = ?state.flow, "the call's flow is gone; it ends at its next step");
+    if saved.flow_name().is_some() && flow.is_none() {
+        tracing::warn!(call = %saved.id, flow = ?saved.flow_name(), "the call's flow is gone; it ends at its next step");
     }
     tracing::info!(
-        call = %state.id,
+        call = %saved.id,
         channels = adoption.channels.len(),
         recording_over = adoption.recording_over,
         "call taken over from the previous run"
@@ -417,10 +417,10 @@ async fn adopt_call(inner: Arc<Inner>, state: CallState, rx: mpsc::UnboundedRece
         .calls
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&state.id)
+        .get(&saved.id)
         .cloned();
     let Some(tx) = tx else { return };
-    let call = Call::restore(state, flow);
+    let call = saved.resume(flow);
     drive_call(inner, call, tx, rx, Some(adoption)).await;
 }
 
@@ -437,7 +437,7 @@ async fn drive_call(
     let first = match &adopted {
         Some(adoption) => {
             // What was saved is the baseline: only a change is written again.
-            saved.last = Some(call.state().without_timers());
+            saved.last = Some(call.saved_without_timers());
             saved.written = true;
             Input::Adopted(adoption)
         }
@@ -482,7 +482,7 @@ async fn drive_call(
 /// moving are not worth a write: the next change carries them).
 #[derive(Default)]
 struct SavedState {
-    last: Option<CallState>,
+    last: Option<serde_json::Value>,
     written: bool,
 }
 
@@ -501,18 +501,20 @@ impl SavedState {
             }
             return;
         }
-        let state = call.state();
-        let key = state.without_timers();
+        let key = call.saved_without_timers();
         if self.last.as_ref() == Some(&key) {
             return;
         }
+        let Ok(state) = serde_json::to_string(call) else {
+            return;
+        };
         self.last = Some(key);
         self.written = true;
         let _ = inner
             .library
             .send(LibraryWrite::CallState {
                 call_id: call.id.clone(),
-                state: Some(Box::new(state)),
+                state: Some(state),
             })
             .await;
     }
@@ -848,8 +850,9 @@ async fn apply_write(db: &Database, write: LibraryWrite) {
             .map(drop)
         }
         LibraryWrite::CallState {
-            state: Some(state), ..
-        } => super::saved::save(db, state, now_ms() as i64).await,
+            call_id,
+            state: Some(state),
+        } => super::saved::save(db, call_id, state, now_ms() as i64).await,
         LibraryWrite::CallState {
             call_id,
             state: None,
