@@ -36,6 +36,11 @@ if [ -z "${TEST_POSTGRES_URL:-}" ]; then
   PGDATA="${TMPDIR:-/tmp}/ari-recorder-test-pg-tls"
   # initdb refuses to run as root: run the cluster as the postgres user then.
   as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  # A cluster of an earlier version of this script (no TLS) holds the port: stop it.
+  OLD_PGDATA="${TMPDIR:-/tmp}/ari-recorder-test-pg"
+  if [ -d "$OLD_PGDATA" ] && as_pg "$PGBIN/pg_ctl" -D "$OLD_PGDATA" status >/dev/null 2>&1; then
+    as_pg "$PGBIN/pg_ctl" -D "$OLD_PGDATA" -m fast stop >/dev/null
+  fi
   if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     rm -rf "$PGDATA"
     mkdir -p "$PGDATA"

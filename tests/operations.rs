@@ -343,7 +343,16 @@ async fn postgres_over_tls_with_sslmode_verify_full() {
     let Some(url) = common::database_url(&t, common::Db::Postgres).await else {
         return;
     };
-    let ca = std::env::var("TEST_POSTGRES_CA").expect("scripts/test.sh sets TEST_POSTGRES_CA");
+    let Ok(ca) = std::env::var("TEST_POSTGRES_CA") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the PostgreSQL TLS test (scripts/test.sh sets TEST_POSTGRES_CA)"
+        );
+        eprintln!(
+            "TEST_POSTGRES_CA not set: PostgreSQL TLS test not run (scripts/test.sh sets it up)"
+        );
+        return;
+    };
     let verified = format!("{url}?sslmode=verify-full");
     let config = ari_recorder::config::Config::load(None, |key| match key {
         "DATABASE_URL" => Some(verified.clone()),
