@@ -450,14 +450,15 @@ impl Call {
         self
     }
 
-    /// The call as saved, with the deadlines of its timers left out: what decides whether
-    /// it is worth saving again (timers alone moving are not).
-    pub fn saved_without_timers(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(object) = value.as_object_mut() {
+    /// The call as saved (`.0`), and the same with the deadlines of its timers left out
+    /// (`.1`): what decides whether it is worth saving again (timers alone moving are not).
+    pub fn saved(&self) -> (serde_json::Value, serde_json::Value) {
+        let full = serde_json::to_value(self).unwrap_or_default();
+        let mut key = full.clone();
+        if let Some(object) = key.as_object_mut() {
             object.remove("deadlines");
         }
-        value
+        (full, key)
     }
 
     /// The name of the call's flow (None: a direct outbound call).

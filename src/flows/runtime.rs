@@ -4,7 +4,7 @@
 //! The dispatcher never waits on REST or the database: commands run in the call tasks, library
 //! writes in a writer task of their own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
@@ -196,8 +196,20 @@ impl FlowRuntime {
             Change::Resynced => {
                 let pending =
                     std::mem::take(&mut *inner.pending.lock().unwrap_or_else(|p| p.into_inner()));
+                if pending.is_empty() {
+                    return;
+                }
+                // One list for every call taken over: a lookup by id makes Asterisk lock every
+                // channel in turn, a list is read from its snapshot cache.
+                let present: Option<Arc<BTreeSet<String>>> = match inner.client.channels().await {
+                    Ok(channels) => Some(Arc::new(channels.into_iter().map(|c| c.id).collect())),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list Asterisk's channels; assuming the saved calls' channels are up");
+                        None
+                    }
+                };
                 for (state, rx) in pending {
-                    tokio::spawn(adopt_call(inner.clone(), state, rx));
+                    tokio::spawn(adopt_call(inner.clone(), state, present.clone(), rx));
                 }
             }
             Change::CallEnded {
@@ -355,18 +367,22 @@ fn spawn_call(inner: Arc<Inner>, call: Call) {
 
 /// Takes over a call saved by an earlier run: asks Asterisk what is left of it (its channels,
 /// its recording, its prompt), then drives it on from its saved state.
-async fn adopt_call(inner: Arc<Inner>, saved: Call, rx: mpsc::UnboundedReceiver<CallMsg>) {
+async fn adopt_call(
+    inner: Arc<Inner>,
+    saved: Call,
+    present: Option<Arc<BTreeSet<String>>>,
+    rx: mpsc::UnboundedReceiver<CallMsg>,
+) {
     let client = &inner.client;
-    let mut adoption = Adoption::default();
-    for channel in saved.channels() {
-        match client.channel(&channel).await {
-            Err(e) if e.is_not_found() => {}
-            // Present, or unknown (Asterisk busy): assume present; its end will be heard.
-            _ => {
-                adoption.channels.insert(channel);
-            }
-        }
-    }
+    let mut adoption = Adoption {
+        // Unknown (the list failed): assume present; its end will be heard.
+        channels: saved
+            .channels()
+            .into_iter()
+            .filter(|c| present.as_ref().is_none_or(|p| p.contains(c)))
+            .collect(),
+        ..Adoption::default()
+    };
     if let Some(name) = saved.recording() {
         let live = match client.live_recording(name).await {
             Ok(r) => Some(matches!(
@@ -437,7 +453,7 @@ async fn drive_call(
     let first = match &adopted {
         Some(adoption) => {
             // What was saved is the baseline: only a change is written again.
-            saved.last = Some(call.saved_without_timers());
+            saved.last = Some(call.saved().1);
             saved.written = true;
             Input::Adopted(adoption)
         }
@@ -501,13 +517,11 @@ impl SavedState {
             }
             return;
         }
-        let key = call.saved_without_timers();
+        let (full, key) = call.saved();
         if self.last.as_ref() == Some(&key) {
             return;
         }
-        let Ok(state) = serde_json::to_string(call) else {
-            return;
-        };
+        let state = full.to_string();
         self.last = Some(key);
         self.written = true;
         let _ = inner
