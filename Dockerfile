@@ -1,4 +1,5 @@
-# ari-recorder: built on Debian bookworm, run on bookworm-slim as an unprivileged user.
+# ari-recorder: built on Debian bookworm, run on bookworm-slim as an unprivileged user
+# (uid 10001, group 10001: the group docker-compose.yml shares with Asterisk for the recordings).
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends libopus-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
@@ -9,7 +10,8 @@ RUN cargo build --release --locked && strip target/release/ari-recorder
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libopus0 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home /var/lib/ari-recorder ari-recorder \
+    && groupadd --system --gid 10001 ari-recorder \
+    && useradd --system --uid 10001 --gid 10001 --home /var/lib/ari-recorder ari-recorder \
     && mkdir -p /var/lib/ari-recorder && chown ari-recorder /var/lib/ari-recorder
 COPY --from=build /src/target/release/ari-recorder /usr/local/bin/ari-recorder
 USER ari-recorder

@@ -14,6 +14,7 @@
 //! - [`access`]: users, tokens, sessions, signed links, the permission policy and the audit log.
 //! - [`web`]: the recordings page served at `/`.
 //! - [`http`]: the HTTP API; [`metrics`]: Prometheus metrics; [`service`]: wiring for `serve`.
+//! - [`preflight`]: warnings about folders the service cannot write or that are missing.
 //! - [`tls`]: rustls settings for ARI over TLS and the simulated Asterisk's TLS listener.
 
 pub mod access;
@@ -24,6 +25,7 @@ pub mod flows;
 pub mod http;
 pub mod library;
 pub mod metrics;
+pub mod preflight;
 pub mod service;
 pub mod sim;
 pub mod stasis;

@@ -507,12 +507,18 @@ async fn index(config: Option<PathBuf>) -> Result<(), String> {
 fn check(config: Option<PathBuf>) -> Result<(), String> {
     let config = Config::from_process(config.as_deref()).map_err(|e| e.to_string())?;
     let mut problems = Vec::new();
-    let flows = match ari_recorder::flows::check_folder(&config.dialplans_dir) {
-        Ok(set) => set.flows.len(),
-        Err(errors) => {
-            problems.extend(errors.iter().map(|e| e.to_string()));
-            0
+    let warnings = ari_recorder::preflight::folder_warnings(&config);
+    // A missing dialplans folder is a warning (a library-only node), not a problem.
+    let flows = if config.dialplans_dir.exists() {
+        match ari_recorder::flows::check_folder(&config.dialplans_dir) {
+            Ok(set) => set.flows.len(),
+            Err(errors) => {
+                problems.extend(errors.iter().map(|e| e.to_string()));
+                0
+            }
         }
+    } else {
+        0
     };
     if let Err(e) = std::fs::read_dir(&config.recordings_dir) {
         problems.push(format!(
@@ -522,8 +528,12 @@ fn check(config: Option<PathBuf>) -> Result<(), String> {
     }
     if problems.is_empty() {
         println!("{}", check_summary(&config, flows));
+        for warning in warnings {
+            println!("{:<18} {warning}", "warning");
+        }
         Ok(())
     } else {
+        problems.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
         Err(problems.join("\n"))
     }
 }

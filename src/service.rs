@@ -83,6 +83,9 @@ pub async fn start(
     if std::fs::read_dir(&config.recordings_dir).is_err() {
         tracing::warn!(dir = %config.recordings_dir.display(), "recordings folder is not readable yet; /readyz will say so");
     }
+    for warning in crate::preflight::folder_warnings(config) {
+        tracing::warn!("{warning}");
+    }
     let listener = TcpListener::bind(config.http_addr)
         .await
         .map_err(|source| ServiceError::Listen {

@@ -201,6 +201,61 @@ async fn a_walk_that_fails_changes_no_row_and_is_reported() {
     common::stop(s).await;
 }
 
+#[tokio::test]
+async fn a_node_without_a_dialplans_folder_serves_the_library_and_loads_flows_once_it_appears() {
+    let t = start_sim(0.0).await;
+    fill(&t, 3);
+    let later = t.dir.path().join("flows-written-later");
+    let database = common::database_url(&t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    let dir = later.display().to_string();
+    let s = start_service_with(&t, &[], &database, &[("DIALPLANS_DIR", dir.as_str())]).await;
+    wait_indexed(&s, 3).await;
+    assert!(s.svc.flows.store().current().flows.is_empty());
+    let http = reqwest::Client::new();
+    let readyz = || async {
+        let ready = http
+            .get(format!("{}/readyz", s.base))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 200, "a library-only node is ready");
+        ready.json::<serde_json::Value>().await.expect("json")
+    };
+    let body = readyz().await;
+    let warnings = body["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{body}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .is_some_and(|w| w.contains("DIALPLANS_DIR") && w.contains("does not exist")),
+        "{body}"
+    );
+    let list = common::authed()
+        .get(format!("{}/api/recordings", s.base))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(list.status(), 200);
+
+    // The operator writes the first flow: it is picked up without a restart.
+    std::fs::create_dir_all(&later).expect("create the folder");
+    std::fs::write(
+        later.join("support.toml"),
+        "[flow]\nnumbers = [\"100\"]\nstart = \"bye\"\n[nodes.bye]\ntype = \"hangup\"\n",
+    )
+    .expect("flow");
+    let store = s.svc.flows.store().clone();
+    wait_until("the new folder's flow is loaded", || {
+        store.current().flows.contains_key("support")
+    })
+    .await;
+    let body = readyz().await;
+    assert_eq!(body["warnings"], serde_json::json!([]), "{body}");
+    common::stop(s).await;
+}
+
 /// A certificate authority and a server certificate for 127.0.0.1 it signed, as PEM files in
 /// `dir`: (CA certificate, server certificate, server key).
 fn certificates(

@@ -143,6 +143,82 @@ fn check_accepts_a_valid_setup() {
 }
 
 #[test]
+fn check_accepts_a_missing_dialplans_folder_with_a_warning() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join("recordings")).expect("recordings");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ari-recorder"))
+        .arg("check")
+        .env("DIALPLANS_DIR", dir.path().join("no-flows-here"))
+        .env("RECORDINGS_DIR", dir.path().join("recordings"))
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "a library-only node passes: {stdout}"
+    );
+    assert!(stdout.contains("flows              0 in"), "{stdout}");
+    assert!(
+        stdout.contains("warning            DIALPLANS_DIR")
+            && stdout.contains("no-flows-here does not exist"),
+        "{stdout}"
+    );
+}
+
+/// `check` run as a user who may read but not write the folders (nobody, when the tests run as
+/// root; the folders made read-only otherwise).
+#[test]
+fn check_warns_that_delete_will_fail_when_the_recordings_folder_is_not_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let recordings = dir.path().join("recordings");
+    let dialplans = dir.path().join("dialplans");
+    for folder in [&recordings, &dialplans] {
+        std::fs::create_dir_all(folder).expect("folder");
+    }
+    let root = rustix::process::geteuid().is_root();
+    let mut command = if root {
+        // nobody must reach the folders: the temporary folder itself is private.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_ari-recorder"));
+        c
+    } else {
+        for folder in [&recordings, &dialplans] {
+            std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o555))
+                .expect("chmod");
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_ari-recorder"))
+    };
+    let output = command
+        .arg("check")
+        .env("DIALPLANS_DIR", &dialplans)
+        .env("RECORDINGS_DIR", &recordings)
+        .output()
+        .expect("runs");
+    for folder in [&recordings, &dialplans] {
+        let _ = std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o755));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "warnings do not fail check: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("RECORDINGS_DIR")
+            && stdout.contains("is not writable by this service: deleting recordings will fail"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("DIALPLANS_DIR") && stdout.contains("switching recording on or off"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn check_reports_every_dialplan_problem_with_file_node_and_field() {
     let dir = tempfile::tempdir().expect("dir");
     let dialplans = dir.path().join("dialplans");

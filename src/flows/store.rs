@@ -50,7 +50,8 @@ pub struct FlowStore {
 
 impl FlowStore {
     /// Loads the folder. Files with problems are left out and their problems returned (the
-    /// service logs them and starts with the good ones).
+    /// service logs them and starts with the good ones). A folder that does not exist gives no
+    /// flows (a node that only serves the library); [`FlowStore::watch`] loads it once it appears.
     pub fn load(dir: &Path) -> Result<(FlowStore, Vec<FlowError>), FlowError> {
         let store = FlowStore {
             dir: dir.to_path_buf(),
@@ -60,7 +61,9 @@ impl FlowStore {
             edit: Mutex::new(()),
             reloads: AtomicU64::new(0),
         };
-        read_folder(dir)?;
+        if !folder_missing(dir) {
+            read_folder(dir)?;
+        }
         let problems = store.reload();
         Ok((store, problems))
     }
@@ -85,6 +88,10 @@ impl FlowStore {
     /// Re-reads the folder; returns the problems of files whose new version was refused.
     pub fn reload(&self) -> Vec<FlowError> {
         self.reloads.fetch_add(1, Ordering::Relaxed);
+        if folder_missing(&self.dir) {
+            // Not written yet: nothing to run, nothing to complain about (start-up warned).
+            return Vec::new();
+        }
         let read = match read_folder(&self.dir) {
             Ok(r) => r,
             Err(e) => {
@@ -204,7 +211,8 @@ impl FlowStore {
         Ok(settings)
     }
 
-    /// Watches the folder and reloads on change until `shutdown`.
+    /// Watches the folder and reloads on change until `shutdown`. A folder that does not exist
+    /// yet is looked for every [`MISSING_FOLDER_POLL`], then loaded and watched.
     pub fn watch(
         self: &Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
@@ -222,10 +230,34 @@ impl FlowStore {
                     let _ = tx.try_send(());
                 }
             })?;
-        watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
+        let missing = folder_missing(&self.dir);
+        if !missing {
+            watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
+        }
         let store = Arc::clone(self);
         Ok(tokio::spawn(async move {
-            let _watcher = watcher;
+            let mut watcher = watcher;
+            if missing {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(MISSING_FOLDER_POLL) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                    }
+                    if folder_missing(&store.dir) {
+                        continue;
+                    }
+                    if let Err(e) = watcher.watch(&store.dir, notify::RecursiveMode::NonRecursive) {
+                        tracing::error!(error = %e, dir = %store.dir.display(), "cannot watch the new dialplans folder; its flows load but edits on disk need a restart");
+                    }
+                    let problems = store.reload();
+                    tracing::info!(
+                        flows = store.current().flows.len(),
+                        refused = problems.len(),
+                        "dialplans folder appeared; flows loaded"
+                    );
+                    break;
+                }
+            }
             loop {
                 tokio::select! {
                     got = rx.recv() => if got.is_none() { return },
@@ -243,6 +275,13 @@ impl FlowStore {
             }
         }))
     }
+}
+
+/// How often a dialplans folder that does not exist yet is looked for (a stat: free).
+pub const MISSING_FOLDER_POLL: Duration = Duration::from_secs(5);
+
+fn folder_missing(dir: &Path) -> bool {
+    matches!(std::fs::metadata(dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Sets `key` to `value` in a TOML table, keeping the comment that may follow the old value.

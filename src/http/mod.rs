@@ -259,11 +259,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (Ok(_), None) => "ok".to_string(),
     };
     let ready = database == "ok" && recordings_dir == "ok";
+    // Not gating: a read-only volume still plays, a library-only node has no flows.
+    let warnings =
+        crate::preflight::folder_warnings_for(&state.recordings_dir, state.flows.store().dir());
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "database": database,
         "recordings_dir": recordings_dir,
         "ari": if state.metrics.ari_connected() { "connected" } else { "disconnected" },
+        "warnings": warnings,
     });
     let status = if ready {
         StatusCode::OK

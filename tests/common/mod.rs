@@ -294,17 +294,20 @@ pub async fn start_service_with(
     let recordings = t.recordings.display().to_string();
     let database = database.to_string();
     let dialplans_text = dialplans.display().to_string();
-    let config = ari_recorder::config::Config::load(None, |key| match key {
-        "ARI_URL" => Some(sim_url.clone()),
-        "ARI_PASSWORD" => Some(PASSWORD.into()),
-        "RECORDINGS_DIR" => Some(recordings.clone()),
-        "DATABASE_URL" => Some(database.clone()),
-        "DIALPLANS_DIR" => Some(dialplans_text.clone()),
-        "HTTP_ADDR" => Some("127.0.0.1:0".into()),
-        other => settings
-            .iter()
-            .find(|(k, _)| k == other)
-            .map(|(_, v)| v.clone()),
+    // `settings` override the defaults below (e.g. a DIALPLANS_DIR that does not exist).
+    let config = ari_recorder::config::Config::load(None, |key| {
+        if let Some((_, value)) = settings.iter().find(|(k, _)| k == key) {
+            return Some(value.clone());
+        }
+        match key {
+            "ARI_URL" => Some(sim_url.clone()),
+            "ARI_PASSWORD" => Some(PASSWORD.into()),
+            "RECORDINGS_DIR" => Some(recordings.clone()),
+            "DATABASE_URL" => Some(database.clone()),
+            "DIALPLANS_DIR" => Some(dialplans_text.clone()),
+            "HTTP_ADDR" => Some("127.0.0.1:0".into()),
+            _ => None,
+        }
     })
     .expect("config");
     let (stop, shutdown) = tokio::sync::watch::channel(false);

@@ -1,0 +1,173 @@
+//! The README's first command: `ari-recorder demo` (what `scripts/demo.sh` runs), started as a
+//! user would start it, on a free port with a fresh data folder, with the sample flows of
+//! `dialplans/`. It must produce a recording of every kind and serve the page.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Stops the demo with SIGTERM (as Ctrl-C or systemd would) if the test ends early.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn terminate(child: &Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child has a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+}
+
+/// The session cookie of a signed-in demo user.
+async fn sign_in(http: &reqwest::Client, base: &str, user: &str) -> String {
+    let response = http
+        .post(format!("{base}/api/session"))
+        .json(&serde_json::json!({"username": user, "password": "ari-recorder-demo"}))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(
+        response.status(),
+        200,
+        "{user} signs in with the README's password"
+    );
+    let cookie = response
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie");
+    cookie.split(';').next().expect("name=value").to_string()
+}
+
+#[tokio::test]
+async fn the_demo_records_every_kind_of_call_and_serves_the_page() {
+    let data = tempfile::tempdir().expect("data folder");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ari-recorder"));
+    command
+        .args(["demo", "--call-every", "0.5", "--data"])
+        .arg(data.path())
+        // The repository's sample flows, as the README's command uses them.
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for key in ["DATABASE_URL", "DIALPLANS_DIR", "RECORDINGS_DIR", "ARI_URL"] {
+        command.env_remove(key);
+    }
+    let mut demo = Demo(command.spawn().expect("the demo starts"));
+    let stdout = demo.0.stdout.take().expect("stdout");
+    // The first line names the page's address (the port the system gave).
+    let base = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .expect("the demo prints its address")
+            .expect("utf-8");
+        // Keep draining so the demo never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        first
+    })
+    .await
+    .expect("reader");
+    let base = base
+        .split("library at ")
+        .nth(1)
+        .and_then(|rest| rest.split('/').nth(2))
+        .map(|host| format!("http://{}", host.replace("localhost", "127.0.0.1")))
+        .unwrap_or_else(|| panic!("no address in {base:?}"));
+
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{base}/")).send().await.expect("page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("<script type=\"module\""), "{html}");
+
+    let cookie = sign_in(&http, &base, "admin").await;
+    // Every kind the README promises: a bridged transfer, a queue and a hunt-group call (WAV),
+    // a voicemail message (mu-law), each finished and indexed, and a direct outbound call,
+    // recorded or listed as not recorded as the sample settings say.
+    let settings: toml::Table = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans/settings.toml"),
+    )
+    .expect("sample settings")
+    .parse()
+    .expect("toml");
+    let outbound = match settings.get("record_outbound_calls") {
+        Some(toml::Value::Boolean(true)) => ("wav", "ready"),
+        _ => ("none", "not_recorded"),
+    };
+    let wanted = [
+        ("transfer", ("wav", "ready")),
+        ("queue", ("wav", "ready")),
+        ("hunt_group", ("wav", "ready")),
+        ("voicemail", ("ulaw", "ready")),
+        ("outbound", outbound),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut seen: Vec<serde_json::Value>;
+    loop {
+        let list: serde_json::Value = http
+            .get(format!("{base}/api/recordings?limit=200"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        seen = list["recordings"].as_array().cloned().unwrap_or_default();
+        let missing: Vec<_> = wanted
+            .iter()
+            .filter(|(kind, (format, status))| {
+                !seen.iter().any(|r| {
+                    let matches_kind = if *kind == "outbound" {
+                        r["direction"] == "outbound"
+                    } else {
+                        r["node_type"] == *kind && r["direction"] == "inbound"
+                    };
+                    matches_kind && r["format"] == *format && r["status"] == *status
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finished recording of {missing:?} after 3 minutes of demo calls: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The prompts are never recorded: every row is a call's.
+    assert!(seen.iter().all(|r| r["call_id"].is_string()), "{seen:#?}");
+    // The support line announces recording, so its calls play for the demo's staff user.
+    let supported = seen
+        .iter()
+        .find(|r| r["flow"] == "support" && r["node_type"] == "transfer" && r["status"] == "ready")
+        .expect("a support-line recording");
+    let staff = sign_in(&http, &base, "staff").await;
+    let id = supported["id"].as_i64().expect("id");
+    let audio = http
+        .get(format!("{base}/api/recordings/{id}/audio"))
+        .header(reqwest::header::COOKIE, &staff)
+        .header(reqwest::header::RANGE, "bytes=0-43")
+        .send()
+        .await
+        .expect("audio");
+    assert_eq!(audio.status(), 206);
+    assert_eq!(&audio.bytes().await.expect("bytes")[..4], b"RIFF");
+
+    terminate(&demo.0);
+    let status = tokio::task::spawn_blocking(move || demo.0.wait())
+        .await
+        .expect("waiter")
+        .expect("the demo exits");
+    assert!(
+        status.success(),
+        "the demo stops cleanly on SIGTERM: {status}"
+    );
+}
