@@ -169,7 +169,7 @@ pub fn document() -> Value {
         },
         "paths": {
             "/healthz": {"get": {"summary": "the process is up", "security": open(), "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "database open and recordings folder readable; ARI state reported", "security": open(), "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the reasons"}}}},
+            "/readyz": {"get": {"summary": "database open and recordings folder readable; ARI state and warnings (folders not writable, no dialplans folder) reported", "security": open(), "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the reasons"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "security": open(), "responses": {"200": {"description": "text exposition format"}}}},
             "/api/openapi.json": {"get": {"summary": "this document", "security": open(), "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/api/flows": {"get": {"summary": "every flow, its nodes and the settings", "responses": {"200": {"description": "flows"}}}},
