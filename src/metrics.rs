@@ -90,6 +90,8 @@ pub struct Metrics {
     ari_requests: Mutex<BTreeMap<&'static str, Arc<Histogram>>>,
     /// Database write transactions of the call runtime (call state, recording metadata).
     pub call_db_writes: Histogram,
+    /// Refused unauthenticated attempts past their address's rate, answered 429 unaudited.
+    audit_suppressed: AtomicU64,
 }
 
 impl Metrics {
@@ -122,6 +124,9 @@ impl Metrics {
     }
     pub fn count_recording_failed(&self) {
         self.recordings_failed.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count_audit_suppressed(&self) {
+        self.audit_suppressed.fetch_add(1, Ordering::Relaxed);
     }
     pub fn count_http(&self, route: &str, status: u16) {
         if let Ok(mut map) = self.http_requests.lock() {
@@ -173,6 +178,12 @@ impl Metrics {
                 let _ = writeln!(out, "ari_events_total{{type=\"{kind}\"}} {n}");
             }
         }
+        counter(
+            &mut out,
+            "audit_events_suppressed_total",
+            "Refused sign-ins and signed links from an address past its failure rate: answered 429, not audited one by one.",
+            self.audit_suppressed.load(Ordering::Relaxed),
+        );
         gauge(
             &mut out,
             "calls_active",

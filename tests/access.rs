@@ -5,50 +5,16 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ari_recorder::access::Scope;
-use ari_recorder::library::index::set_mtime;
 use ari_recorder::library::Database;
-use common::{database_url, start_service_with, start_sim, user_token, Db, TestService, TestSim};
-use serde_json::Value;
+use common::{
+    database_url, put_wav, send, start_service_with, start_sim, user_token,
+    wait_ready as wait_indexed, Answer, Db, TestService, TestSim,
+};
 
 const ALL_SCOPES: [Scope; 6] = Scope::ALL;
-
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or("").to_string()
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Answer {
-    let response = request.send().await.expect("request");
-    Answer {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        body: response.bytes().await.expect("body").to_vec(),
-    }
-}
-
-/// A short real WAV (8 kHz, 16-bit) dated an hour ago, so the indexer takes it as final.
-fn put_wav(t: &TestSim, name: &str) {
-    let samples: Vec<u8> = (0..1600i16).flat_map(|i| (i * 7).to_le_bytes()).collect();
-    let mut wav = ari_recorder::audio::wav::header(samples.len() as u32).to_vec();
-    wav.extend(samples);
-    let path = t.recordings.join(format!("{name}.wav"));
-    std::fs::write(&path, wav).expect("write");
-    set_mtime(&path, SystemTime::now() - Duration::from_secs(3600)).expect("mtime");
-}
 
 /// Call metadata as the flows write it, so the indexer gives the file its tenant and project.
 async fn call_metadata(
@@ -82,20 +48,6 @@ async fn audit_head(db: &Database) -> i64 {
         .await
         .expect("head");
     seq
-}
-
-async fn wait_indexed(db: &Database, count: i64) {
-    for _ in 0..1000 {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'")
-            .fetch_one(&db.pool)
-            .await
-            .expect("count");
-        if n >= count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the library never indexed {count} recordings");
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

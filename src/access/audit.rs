@@ -44,6 +44,16 @@ impl AuditEntry {
     }
 }
 
+/// `text` cut to `max` characters, marked with "…" when cut.
+pub fn capped(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// The hash of an event: SHA-256 over the previous hash and each field (not its own `hash`),
 /// length-prefixed so no two different events can hash the same text.
 pub fn event_hash(event: &StoredEvent) -> String {
@@ -97,16 +107,18 @@ impl AuditTx {
     /// number.
     pub async fn commit(mut self, entry: &AuditEntry) -> Result<i64, DbError> {
         let (head_seq, head_hash) = std::mem::take(&mut self.head);
+        // Every field has a ceiling, whatever a caller put in it: an event never grows with
+        // what an unauthenticated client sends.
         let mut event = StoredEvent {
             seq: head_seq + 1,
             at_ms: now_ms(),
-            actor: entry.actor.clone(),
-            tenant: entry.tenant.clone(),
+            actor: capped(&entry.actor, 128),
+            tenant: capped(&entry.tenant, 64),
             action: entry.action.to_string(),
             recording_id: entry.recording_id,
-            outcome: entry.outcome.clone(),
-            client: entry.client.clone(),
-            detail: entry.detail.clone(),
+            outcome: capped(&entry.outcome, 64),
+            client: capped(&entry.client, 64),
+            detail: entry.detail.as_deref().map(|d| capped(d, 512)),
             prev_hash: head_hash,
             hash: String::new(),
         };

@@ -184,6 +184,10 @@ pub fn verify(
     now: i64,
 ) -> Result<Grant, LinkError> {
     let field = |name: &str| query.get(name).ok_or(LinkError::Malformed);
+    // Shape first: nothing unchecked reaches the audit log or the MAC.
+    if !well_formed(query) {
+        return Err(LinkError::Malformed);
+    }
     let expires_text = field("exp")?;
     let grant = Grant {
         recording,
@@ -205,6 +209,28 @@ pub fn verify(
         return Err(LinkError::Expired);
     }
     Ok(grant)
+}
+
+/// Whether `by` names a principal (`u<digits>` or `t<digits>`).
+pub fn valid_subject(by: &str) -> bool {
+    let digits = by.strip_prefix('u').or_else(|| by.strip_prefix('t'));
+    digits.is_some_and(|d| (1..=19).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Every field of a link has the shape [`sign`] gives it.
+fn well_formed(query: &HashMap<String, String>) -> bool {
+    let is_hex = |t: &str| t.bytes().all(|b| b.is_ascii_hexdigit());
+    let get = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
+    let (by, exp, nonce, kid, sig) = (get("by"), get("exp"), get("nonce"), get("kid"), get("sig"));
+    valid_subject(by)
+        && (1..=19).contains(&exp.len())
+        && exp.bytes().all(|b| b.is_ascii_digit())
+        && (1..=64).contains(&nonce.len())
+        && is_hex(nonce)
+        && (1..=64).contains(&kid.len())
+        && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && sig.len() == 64
+        && is_hex(sig)
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -295,6 +321,24 @@ mod tests {
             verify(&k, 7, LinkAction::Download, &query("by=u3&exp=1000"), 0),
             Err(LinkError::Malformed)
         );
+        // Fields of the wrong shape are malformed before any signature is computed.
+        let long_by = format!("by={}", "x".repeat(60_000));
+        for (from, to) in [
+            ("by=u3", long_by.as_str()),
+            ("by=u3", "by=u"),
+            ("by=u3", "by=admin"),
+            ("exp=1000", "exp=-1"),
+            ("nonce=abc", "nonce=zz"),
+            ("kid=k1", "kid=k1%0A"),
+        ] {
+            let changed = signed.replace(from, to);
+            assert_eq!(
+                verify(&k, 7, LinkAction::Download, &query(&changed), 0),
+                Err(LinkError::Malformed),
+                "{from} -> {to}"
+            );
+        }
+        assert!(valid_subject("u1") && valid_subject("t42") && !valid_subject("u1x"));
     }
 
     #[test]

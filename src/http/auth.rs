@@ -31,6 +31,9 @@ pub struct Access {
     /// Sign-in attempts per client address: ten times looser, since a whole office may sit
     /// behind one proxy address.
     pub address_limiter: RateLimiter,
+    /// Refused signed links per client address: past it they are answered 429 and no longer
+    /// audited one by one (an unauthenticated client must not grow the audit log at will).
+    pub failure_limiter: RateLimiter,
     pub session_ms: i64,
     pub link_max_seconds: i64,
     pub play_link_seconds: i64,
@@ -60,6 +63,7 @@ impl Access {
             keys,
             limiter: RateLimiter::new(config.grants_per_minute),
             address_limiter: RateLimiter::new(config.grants_per_minute.saturating_mul(10)),
+            failure_limiter: RateLimiter::new(config.grants_per_minute),
             session_ms: i64::try_from(config.session_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
             link_max_seconds: i64::try_from(config.link_max_seconds).unwrap_or(i64::MAX),

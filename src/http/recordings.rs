@@ -907,7 +907,12 @@ async fn link_caller(
     action: LinkAction,
 ) -> Result<(Caller, Grant), ApiError> {
     let audit_action = action.audit_action();
-    let subject = request.query.get("by").cloned().unwrap_or_default();
+    // Only a well-formed subject is written down; anything else is named as such.
+    let subject = request
+        .query
+        .get("by")
+        .filter(|by| links::valid_subject(by))
+        .map_or("invalid", String::as_str);
     let mut entry = AuditEntry {
         client: request.client.clone(),
         recording_id: request.id.parse().ok(),
@@ -947,11 +952,34 @@ async fn link_caller(
             ))
         }
         (Err(e), _) => {
+            if let Err(wait) = state
+                .access
+                .failure_limiter
+                .take(&format!("link@{}", request.client), Instant::now())
+            {
+                state.metrics.count_audit_suppressed();
+                return Err(super::too_many(wait));
+            }
             entry.outcome = e.reason().into();
+            entry.tenant = refusal_tenant(state, entry.recording_id).await?;
             audit::record(&state.db, &entry).await.map_err(internal)?;
             Err(link_refused(e))
         }
     }
+}
+
+/// Whose admins see a refused link: the recording's tenant, or the operators' when the link
+/// names no recording there is.
+async fn refusal_tenant(state: &AppState, recording: Option<i64>) -> Result<String, ApiError> {
+    let tenant: Option<(String,)> = match recording {
+        Some(id) => sqlx::query_as("SELECT tenant FROM recordings WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.db.pool)
+            .await
+            .map_err(internal)?,
+        None => None,
+    };
+    Ok(tenant.map_or_else(|| state.access.operator_tenant.clone(), |(t,)| t))
 }
 
 /// The audio of a recording, inline or as an attachment named from its metadata. Audited

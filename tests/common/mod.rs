@@ -473,3 +473,58 @@ pub fn caller(t: &TestSim, name: &str, steps: Vec<ari_recorder::sim::Step>) {
     t.sim
         .define_party(name, ari_recorder::sim::Script::new(name, steps));
 }
+
+/// An HTTP answer read whole: status, headers, body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or("").to_string()
+    }
+}
+
+pub async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("request");
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.bytes().await.expect("body").to_vec(),
+    }
+}
+
+/// A short real WAV (8 kHz, 16-bit) dated an hour ago, so the indexer takes it as final.
+pub fn put_wav(t: &TestSim, name: &str) {
+    let samples: Vec<u8> = (0..1600i16).flat_map(|i| (i * 7).to_le_bytes()).collect();
+    let mut wav = ari_recorder::audio::wav::header(samples.len() as u32).to_vec();
+    wav.extend(samples);
+    let path = t.recordings.join(format!("{name}.wav"));
+    std::fs::write(&path, wav).expect("write");
+    ari_recorder::library::index::set_mtime(
+        &path,
+        std::time::SystemTime::now() - Duration::from_secs(3600),
+    )
+    .expect("mtime");
+}
+
+/// Waits until `count` recordings are final (`ready`) in the library.
+pub async fn wait_ready(db: &ari_recorder::library::Database, count: i64) {
+    for _ in 0..1000 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+        if n >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the library never indexed {count} recordings");
+}
