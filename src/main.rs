@@ -167,6 +167,10 @@ enum TenantCommand {
         /// Managers and admins may download recordings.
         #[arg(long)]
         download: Option<bool>,
+        /// Endpoints the tenant's editors may place direct calls between, comma-separated
+        /// patterns with at most one * each: "PJSIP/2*,Local/*@internal" ("" clears).
+        #[arg(long)]
+        call_endpoints: Option<String>,
     },
 }
 
@@ -409,7 +413,23 @@ async fn tenant(command: TenantCommand) -> Result<(), String> {
         name,
         staff_playback,
         download,
+        call_endpoints,
     } = command;
+    let endpoints = match call_endpoints {
+        Some(text) => {
+            let patterns: Vec<String> = text
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect();
+            for pattern in &patterns {
+                ari_recorder::access::calls::check_pattern(pattern)?;
+            }
+            Some(patterns)
+        }
+        None => None,
+    };
     let (_, db) = open_database(config.as_deref()).await?;
     let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
     let current = accounts::tenant_settings(tx.conn(), &name)
@@ -422,10 +442,16 @@ async fn tenant(command: TenantCommand) -> Result<(), String> {
     accounts::set_tenant_settings(tx.conn(), &name, settings)
         .await
         .map_err(|e| e.to_string())?;
-    let detail = format!(
+    let mut detail = format!(
         "staff_playback = {}, download_entitlement = {}",
         settings.staff_playback, settings.download_entitlement
     );
+    if let Some(patterns) = &endpoints {
+        ari_recorder::access::calls::set_endpoints(tx.conn(), &name, patterns)
+            .await
+            .map_err(|e| e.to_string())?;
+        detail.push_str(&format!(", call_endpoints = [{}]", patterns.join(", ")));
+    }
     tx.commit(&cli_entry(&name, "setting_change", detail.clone()))
         .await
         .map_err(|e| e.to_string())?;

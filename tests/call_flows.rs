@@ -673,6 +673,11 @@ async fn api_with(
 async fn outbound_calls_follow_record_outbound_calls() {
     let t = start_sim(0.0).await;
     let s = start_service(&t, &[]).await;
+    let mut conn = s.svc.db.pool.acquire().await.expect("connection");
+    ari_recorder::access::calls::set_endpoints(&mut conn, "default", &["PJSIP/2*".into()])
+        .await
+        .expect("the operator allows the tenant's phones");
+    drop(conn);
     let (status, body) = api(
         reqwest::Method::POST,
         format!("{}/api/calls", s.base),

@@ -95,4 +95,86 @@ async fn a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant(db: 
     let _ = s.stop.send(true);
 }
 
-on_both_databases!(a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant,);
+/// Finding 2: a manager of acme placed a call between two phones of the default tenant (and
+/// acme's admin played its recording), and `Local/1900...@outbound-trunk` was accepted. Now
+/// each tenant may ring only the endpoints the operator listed for it, at a rate.
+async fn placing_calls_stays_inside_the_tenants_endpoints(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let s = start_service_with(&t, &[], &url, &[("GRANTS_PER_MINUTE", "3")]).await;
+    let mut conn = s.svc.db.pool.acquire().await.expect("connection");
+    let calls = ari_recorder::access::calls::set_endpoints;
+    calls(&mut conn, "default", &["PJSIP/2*".into()])
+        .await
+        .expect("default's phones");
+    calls(
+        &mut conn,
+        "acme",
+        &["PJSIP/3*".into(), "Local/*@internal".into()],
+    )
+    .await
+    .expect("acme's phones");
+    drop(conn);
+    let manager = common::user_token(
+        &s.svc.db,
+        "acme-manager",
+        "manager",
+        "acme",
+        &[],
+        None,
+        &ari_recorder::access::Scope::ALL,
+    )
+    .await;
+    let http = common::bearer(&manager);
+    let place = |from: &str, to: &str| {
+        http.post(format!("{}/api/calls", s.base))
+            .json(&serde_json::json!({"from": from, "to": to}))
+    };
+    for (from, to) in [
+        ("PJSIP/201", "PJSIP/202"),
+        ("PJSIP/301", "Local/19005550100@outbound-trunk"),
+    ] {
+        let answer = send(place(from, to)).await;
+        assert_eq!(
+            (answer.status, answer.error().as_str()),
+            (403, "endpoint_not_allowed"),
+            "{from} -> {to}"
+        );
+    }
+    assert!(
+        t.sim.with_world(|w| w.counts()) == (0, 0, 0),
+        "nothing rang"
+    );
+    let allowed = send(place("PJSIP/301", "Local/302@internal")).await;
+    assert_eq!(allowed.status, 202, "{:?}", allowed.json());
+    // Three a minute: the fourth attempt (allowed or not) waits.
+    let limited = send(place("PJSIP/301", "PJSIP/302")).await;
+    assert_eq!(
+        (limited.status, limited.error().as_str()),
+        (429, "rate_limited")
+    );
+    let refusals: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tenant, outcome FROM audit_events WHERE action = 'call_place' ORDER BY seq",
+    )
+    .fetch_all(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    let expected: Vec<(String, String)> = [
+        "endpoint_not_allowed",
+        "endpoint_not_allowed",
+        "allowed",
+        "rate_limited",
+    ]
+    .iter()
+    .map(|o| ("acme".to_string(), o.to_string()))
+    .collect();
+    assert_eq!(refusals, expected);
+    let _ = s.stop.send(true);
+}
+
+on_both_databases!(
+    a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant,
+    placing_calls_stays_inside_the_tenants_endpoints,
+);

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod calls;
 pub mod links;
 pub mod policy;
 pub mod rate;

@@ -136,7 +136,13 @@ pub(super) async fn get_tenant(
     let settings = accounts::tenant_settings(&mut conn, &caller.principal.tenant)
         .await
         .map_err(internal)?;
-    Ok(Json(tenant_json(&caller.principal.tenant, settings)).into_response())
+    let mut view = tenant_json(&caller.principal.tenant, settings);
+    // Read-only here: the operator sets them (`ari-recorder tenant set --call-endpoints`).
+    view["call_endpoints"] = crate::access::calls::endpoints(&mut conn, &caller.principal.tenant)
+        .await
+        .map_err(internal)?
+        .into();
+    Ok(Json(view).into_response())
 }
 
 fn tenant_json(name: &str, settings: TenantSettings) -> serde_json::Value {

@@ -208,14 +208,40 @@ pub(super) async fn place_call(
         }
     }
     let principal = &caller.principal;
+    let mut entry = caller.entry("call_place");
+    entry.detail = Some(format!("{} -> {}", request.from, request.to));
+    // A call rings real phones and may cost money: each user or token has a rate.
+    if let Err(wait) = state.access.limiter.take(
+        &format!("call:{}", principal.actor()),
+        std::time::Instant::now(),
+    ) {
+        return Err(caller.refuse(&state, entry, super::too_many(wait)).await);
+    }
+    let mut conn = state.db.pool.acquire().await.map_err(internal)?;
+    let allowed = crate::access::calls::endpoints(&mut conn, &principal.tenant)
+        .await
+        .map_err(internal)?;
+    drop(conn);
+    if let Some(outside) = [&request.from, &request.to]
+        .into_iter()
+        .find(|endpoint| !crate::access::calls::allows(&allowed, endpoint))
+    {
+        let error = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "endpoint_not_allowed",
+            format!(
+                "{outside:?} is not among tenant {:?}'s call endpoints; the operator lists them with `ari-recorder tenant set {} --call-endpoints ...`",
+                principal.tenant, principal.tenant
+            ),
+        );
+        return Err(caller.refuse(&state, entry, error).await);
+    }
     let project = principal
         .projects
         .first()
         .map(String::as_str)
         .unwrap_or(state.access.default_project.as_str());
     // The trace is written before the call exists.
-    let mut entry = caller.entry("call_place");
-    entry.detail = Some(format!("{} -> {}", request.from, request.to));
     crate::access::audit::record(&state.db, &entry)
         .await
         .map_err(internal)?;

@@ -77,6 +77,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_active_calls.sql"),
         postgres: include_str!("../../migrations/postgres/0005_active_calls.sql"),
     },
+    Migration {
+        version: 6,
+        name: "call_endpoints",
+        sqlite: include_str!("../../migrations/sqlite/0006_call_endpoints.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_call_endpoints.sql"),
+    },
 ];
 
 /// How many migrations this binary carries.

@@ -1,0 +1,145 @@
+//! Which endpoints a tenant may place direct calls between (`POST /api/calls`): an allow-list
+//! per tenant, set by the operator. Without it an editor of one tenant could ring another
+//! tenant's phones (and record the call into their own tenant) or dial a trunk through
+//! `Local/...@outbound` (toll fraud).
+//!
+//! A pattern is an endpoint (`PJSIP/201`) or an endpoint with one `*` (`PJSIP/2*`,
+//! `Local/*@internal`). The `*` stands for letters, digits and `_ . + -` only: never `@` or `/`,
+//! so `Local/*@internal` cannot reach another context and `PJSIP/2*` no other technology.
+
+use sqlx::AnyConnection;
+
+/// Why a pattern was refused, for the operator's command line.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    let Some((tech, resource)) = pattern.split_once('/') else {
+        return Err(format!(
+            "{pattern:?}: an endpoint pattern is technology/resource (PJSIP/201, PJSIP/2*, Local/*@internal)"
+        ));
+    };
+    if tech.is_empty() || resource.is_empty() || pattern.len() > 200 {
+        return Err(format!(
+            "{pattern:?}: technology and resource must not be empty"
+        ));
+    }
+    if !tech.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!("{pattern:?}: the technology is letters and digits"));
+    }
+    if resource.matches('*').count() > 1 {
+        return Err(format!("{pattern:?}: at most one *"));
+    }
+    if !resource
+        .chars()
+        .all(|c| wildcard_char(c) || matches!(c, '*' | '@' | '/'))
+    {
+        return Err(format!(
+            "{pattern:?}: only letters, digits, _ . + - @ / and one * are allowed"
+        ));
+    }
+    Ok(())
+}
+
+fn wildcard_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-')
+}
+
+/// Whether `endpoint` matches one of `patterns`.
+pub fn allows(patterns: &[String], endpoint: &str) -> bool {
+    patterns
+        .iter()
+        .any(|pattern| match pattern.split_once('*') {
+            None => pattern == endpoint,
+            Some((prefix, suffix)) => {
+                endpoint.len() >= prefix.len() + suffix.len()
+                    && endpoint.starts_with(prefix)
+                    && endpoint.ends_with(suffix)
+                    && endpoint[prefix.len()..endpoint.len() - suffix.len()]
+                        .chars()
+                        .all(wildcard_char)
+            }
+        })
+}
+
+/// The tenant's patterns, in order.
+pub async fn endpoints(conn: &mut AnyConnection, tenant: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT pattern FROM tenant_call_endpoints WHERE tenant = $1 ORDER BY pattern",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(p,)| p).collect())
+}
+
+/// Replaces the tenant's patterns (checked by the caller with [`check_pattern`]).
+pub async fn set_endpoints(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    patterns: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM tenant_call_endpoints WHERE tenant = $1")
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await?;
+    for pattern in patterns {
+        sqlx::query(
+            "INSERT INTO tenant_call_endpoints (tenant, pattern) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(pattern)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(patterns: &[&str]) -> Vec<String> {
+        patterns.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn a_wildcard_never_crosses_a_context_or_a_technology() {
+        let acme = list(&["PJSIP/3*", "Local/*@internal", "PJSIP/reception"]);
+        for allowed in [
+            "PJSIP/301",
+            "PJSIP/3",
+            "Local/201@internal",
+            "PJSIP/reception",
+        ] {
+            assert!(allows(&acme, allowed), "{allowed}");
+        }
+        for refused in [
+            "PJSIP/201",
+            "Local/1900555@outbound-trunk",
+            "Local/201@internal@x",
+            "Local/x@y@internal",
+            "Local/201@outbound/internal",
+            "IAX2/301",
+            "PJSIP/301/sip:evil@example.com",
+            "PJSIP/reception2",
+        ] {
+            assert!(!allows(&acme, refused), "{refused}");
+        }
+        assert!(!allows(&[], "PJSIP/201"), "no list, no calls");
+    }
+
+    #[test]
+    fn patterns_are_checked() {
+        for good in ["PJSIP/201", "PJSIP/2*", "Local/*@internal", "SIP/a.b-c+1"] {
+            assert_eq!(check_pattern(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "PJSIP",
+            "/201",
+            "PJSIP/",
+            "PJSIP/*1*",
+            "PJ SIP/1",
+            "PJSIP/2,3",
+        ] {
+            assert!(check_pattern(bad).is_err(), "{bad}");
+        }
+    }
+}
