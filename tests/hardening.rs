@@ -174,7 +174,73 @@ async fn placing_calls_stays_inside_the_tenants_endpoints(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// An HTTP client whose requests come from `address` (any of 127.0.0.0/8 reaches the service).
+fn client_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(address))
+        .build()
+        .expect("client")
+}
+
+async fn sign_in(http: &reqwest::Client, s: &TestService, user: &str, password: &str) -> u16 {
+    send(
+        http.post(format!("{}/api/session", s.base))
+            .json(&serde_json::json!({"username": user, "password": password})),
+    )
+    .await
+    .status
+}
+
+/// Finding 3: 30 wrong passwords from one address locked the real user out everywhere, failed
+/// sign-ins had no tenant, and a name matching no user (maybe a password typed in the wrong
+/// field) was stored verbatim. Now failures count per name and address, attempts on a user go
+/// to their tenant, and unknown names are kept only as a short hash.
+async fn guessing_from_one_address_never_locks_the_user_out_elsewhere(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let s = start_service_with(&t, &[], &url, &[("GRANTS_PER_MINUTE", "3")]).await;
+    let attacker = client_from([127, 0, 0, 2]);
+    for _ in 0..3 {
+        assert_eq!(sign_in(&attacker, &s, "tester", "guess").await, 401);
+    }
+    assert_eq!(sign_in(&attacker, &s, "tester", "guess").await, 429);
+    // The real user, from their own address, signs in.
+    let user = client_from([127, 0, 0, 3]);
+    assert_eq!(sign_in(&user, &s, "tester", "tester-password").await, 200);
+    assert_eq!(
+        sign_in(&user, &s, "correct-horse-battery", "tester").await,
+        401
+    );
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT actor, tenant, outcome FROM audit_events WHERE action = 'login' ORDER BY seq",
+    )
+    .fetch_all(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(
+        rows[0],
+        (
+            "user:tester".into(),
+            "default".into(),
+            "bad_credentials".into()
+        )
+    );
+    let unknown = rows.last().expect("the unknown name's attempt");
+    assert!(
+        unknown.0.starts_with("user:unknown#") && !unknown.0.contains("horse"),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        (unknown.1.as_str(), unknown.2.as_str()),
+        ("default", "bad_credentials")
+    );
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    guessing_from_one_address_never_locks_the_user_out_elsewhere,
     a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant,
     placing_calls_stays_inside_the_tenants_endpoints,
 );

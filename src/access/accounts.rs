@@ -188,28 +188,57 @@ async fn user_by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<UserRow>
 
 /// The user's id when the password is right. A wrong user name costs the same hashing work as
 /// a wrong password, so timing does not tell which names exist.
-pub async fn check_password(
+/// The stored side of a sign-in attempt, read before the (slow, blocking) password check.
+pub struct SignInCandidate {
+    /// The user's id and tenant when the name exists (disabled users included: their
+    /// tenant's admins should see the attempt).
+    pub user: Option<(i64, String)>,
+    enabled: bool,
+    hash: Option<String>,
+}
+
+impl SignInCandidate {
+    /// Checks `password` with Argon2: about 20 ms of one core, so callers run it off the async
+    /// workers. A name that matches no user costs the same time as one that does.
+    pub fn verify(&self, password: &str) -> Option<i64> {
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        match (&self.user, &self.hash) {
+            (Some((id, _)), Some(hash)) if self.enabled => {
+                password_matches(password, hash).then_some(*id)
+            }
+            _ => {
+                let dummy =
+                    DUMMY.get_or_init(|| hash_password("not a password").unwrap_or_default());
+                let _ = password_matches(password, dummy);
+                None
+            }
+        }
+    }
+}
+
+/// Reads what a sign-in as `username` is checked against.
+pub async fn sign_in_candidate(
     conn: &mut AnyConnection,
     username: &str,
-    password: &str,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<SignInCandidate, sqlx::Error> {
     let row: Option<UserRow> = sqlx::query_as(&format!(
         "SELECT {USER_COLUMNS} FROM users u {TENANT_OF_USER} WHERE u.username = $1"
     ))
     .bind(username)
     .fetch_optional(conn)
     .await?;
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    match row {
-        Some(user) if user.disabled == 0 => {
-            Ok(password_matches(password, &user.password_hash).then_some(user.id))
-        }
-        _ => {
-            let dummy = DUMMY.get_or_init(|| hash_password("not a password").unwrap_or_default());
-            let _ = password_matches(password, dummy);
-            Ok(None)
-        }
-    }
+    Ok(match row {
+        Some(user) => SignInCandidate {
+            enabled: user.disabled == 0,
+            user: Some((user.id, user.tenant)),
+            hash: Some(user.password_hash),
+        },
+        None => SignInCandidate {
+            user: None,
+            enabled: false,
+            hash: None,
+        },
+    })
 }
 
 /// The principal a user id stands for (None when missing or disabled).

@@ -24,6 +24,24 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `key` has a grant left, without taking it (for limits that count failures only).
+    pub fn peek(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(bucket) = buckets.get(key) else {
+            return Ok(());
+        };
+        let tokens = (bucket.tokens
+            + now.duration_since(bucket.updated).as_secs_f64() * per_second)
+            .min(capacity);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - tokens) / per_second))
+        }
+    }
+
     /// Takes one grant for `key`, or says how long to wait for the next.
     pub fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let capacity = f64::from(self.per_minute);
@@ -67,7 +85,9 @@ mod tests {
             wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
             "{wait:?}"
         );
-        // Others are not affected.
+        // Others are not affected; looking takes nothing.
+        assert_eq!(limiter.peek("t9", t0), Ok(()));
+        assert!(limiter.peek("u1", t0).is_err());
         assert_eq!(limiter.take("t9", t0), Ok(()));
         assert_eq!(limiter.take("u1", t0 + Duration::from_secs(20)), Ok(()));
     }

@@ -2,6 +2,7 @@
 //! must carry the session's CSRF token). Sign in and out, and the session's own view.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
@@ -17,7 +18,7 @@ use crate::access::audit::{self, AuditEntry, AuditTx};
 use crate::access::links::LinkKeys;
 use crate::access::policy::Denial;
 use crate::access::rate::RateLimiter;
-use crate::access::{Credential, Principal, Role, Scope};
+use crate::access::{sha256_hex, Credential, Principal, Role, Scope};
 use crate::config::Config;
 
 pub const SESSION_COOKIE: &str = "ari_session";
@@ -34,6 +35,9 @@ pub struct Access {
     /// Refused signed links per client address: past it they are answered 429 and no longer
     /// audited one by one (an unauthenticated client must not grow the audit log at will).
     pub failure_limiter: RateLimiter,
+    /// Argon2 checks run on blocking threads, this many at a time (one per core): sign-in
+    /// floods queue here instead of starving every other request.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
     pub session_ms: i64,
     pub link_max_seconds: i64,
     pub play_link_seconds: i64,
@@ -64,6 +68,9 @@ impl Access {
             limiter: RateLimiter::new(config.grants_per_minute),
             address_limiter: RateLimiter::new(config.grants_per_minute.saturating_mul(10)),
             failure_limiter: RateLimiter::new(config.grants_per_minute),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             session_ms: i64::try_from(config.session_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
             link_max_seconds: i64::try_from(config.link_max_seconds).unwrap_or(i64::MAX),
@@ -338,29 +345,51 @@ pub(super) async fn login(
             "username or password too long",
         ));
     }
-    let mut entry = AuditEntry {
-        client: client.clone(),
-        ..AuditEntry::new(format!("user:{}", login.username), "", "login")
-    };
-    // Password guessing is slowed per user name and per address.
-    let now = Instant::now();
-    let access = &state.access;
-    for (limiter, key) in [
-        (&access.limiter, format!("login:{}", login.username)),
-        (&access.address_limiter, format!("login@{client}")),
-    ] {
-        if let Err(wait) = limiter.take(&key, now) {
-            entry.outcome = "rate_limited".into();
-            audit::record(&state.db, &entry)
-                .await
-                .map_err(super::internal)?;
-            return Err(super::too_many(wait));
-        }
-    }
     let mut conn = state.db.pool.acquire().await.map_err(super::internal)?;
-    let user = accounts::check_password(&mut conn, &login.username, &login.password)
+    let candidate = accounts::sign_in_candidate(&mut conn, &login.username)
         .await
         .map_err(super::internal)?;
+    drop(conn);
+    // A name that matches no user may be a password typed into the wrong field: only a short
+    // hash of it is kept (enough to see the same name tried again). Attempts on a user belong
+    // to their tenant; the others to the operators.
+    let (actor, tenant) = match &candidate.user {
+        Some((_, tenant)) => (format!("user:{}", login.username), tenant.clone()),
+        None => (
+            format!("user:unknown#{}", &sha256_hex(&login.username)[..12]),
+            state.access.operator_tenant.clone(),
+        ),
+    };
+    let mut entry = AuditEntry {
+        client: client.clone(),
+        ..AuditEntry::new(actor, tenant, "login")
+    };
+    // Guessing is slowed per address on every attempt, and per name and address on failures
+    // only: nobody else's failures lock a user out.
+    let now = Instant::now();
+    let access = &state.access;
+    let name_key = format!("login:{}@{client}", login.username);
+    let limited = access
+        .address_limiter
+        .take(&format!("login@{client}"), now)
+        .and_then(|()| access.limiter.peek(&name_key, now));
+    if let Err(wait) = limited {
+        entry.outcome = "rate_limited".into();
+        audit_failure(&state, &entry).await?;
+        return Err(super::too_many(wait));
+    }
+    let permit = Arc::clone(&access.password_checks)
+        .acquire_owned()
+        .await
+        .map_err(super::internal)?;
+    let password = login.password.clone();
+    let user = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        candidate.verify(&password)
+    })
+    .await
+    .map_err(super::internal)?;
+    let mut conn = state.db.pool.acquire().await.map_err(super::internal)?;
     let principal = match user {
         Some(id) => accounts::principal_for_user(&mut conn, id, Credential::Session)
             .await
@@ -369,10 +398,9 @@ pub(super) async fn login(
     };
     drop(conn);
     let Some(principal) = principal else {
+        let _ = access.limiter.take(&name_key, now);
         entry.outcome = "bad_credentials".into();
-        audit::record(&state.db, &entry)
-            .await
-            .map_err(super::internal)?;
+        audit_failure(&state, &entry).await?;
         return Err(unauthorized("wrong user name or password"));
     };
     entry.tenant = principal.tenant.clone();
@@ -396,6 +424,26 @@ pub(super) async fn login(
         ),
     );
     Ok(response)
+}
+
+/// Audits a refused unauthenticated attempt, unless its address already had its share this
+/// minute: then it is only counted (`audit_events_suppressed_total`), so nobody grows the audit
+/// log at will.
+pub(super) async fn audit_failure(state: &AppState, entry: &AuditEntry) -> Result<(), ApiError> {
+    let key = format!("{}@{}", entry.action, entry.client);
+    if state
+        .access
+        .failure_limiter
+        .take(&key, Instant::now())
+        .is_err()
+    {
+        state.metrics.count_audit_suppressed();
+        return Ok(());
+    }
+    audit::record(&state.db, entry)
+        .await
+        .map(|_| ())
+        .map_err(super::internal)
 }
 
 /// `GET /api/session`: who is signed in, their CSRF token and what they may do.
