@@ -50,6 +50,9 @@ pub struct Config {
     /// PEM certificates of a private CA trusted for `https://` ARI and, as `sslrootcert`,
     /// for PostgreSQL URLs with `sslmode=verify-ca` or `verify-full`.
     pub tls_ca_file: Option<PathBuf>,
+    /// Reverse proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-For` name
+    /// the client. From any other peer those headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -72,12 +75,13 @@ impl Default for Config {
             default_project: "default".into(),
             secure_cookies: true,
             tls_ca_file: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 17] = [
+pub const ENV_KEYS: [&str; 18] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -95,6 +99,7 @@ pub const ENV_KEYS: [&str; 17] = [
     "DEFAULT_PROJECT",
     "SECURE_COOKIES",
     "TLS_CA_FILE",
+    "TRUSTED_PROXIES",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -188,12 +193,39 @@ impl Config {
             "TLS_CA_FILE" => {
                 self.tls_ca_file = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
             }
+            "TRUSTED_PROXIES" => {
+                self.trusted_proxies = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
             _ => unreachable!("ENV_KEYS and set() list the same keys"),
         }
         Ok(())
     }
 
+    /// `trusted_proxies` parsed: an address is a block of one.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "TRUSTED_PROXIES",
+                        reason: format!(
+                            "{entry:?} is not an address or a CIDR block like 10.0.0.0/8"
+                        ),
+                    })
+            })
+            .collect()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        self.trusted_proxy_nets()?;
         let url = url::Url::parse(&self.ari_url).map_err(|e| ConfigError::Invalid {
             key: "ARI_URL",
             reason: format!("{:?} is not a URL ({e})", self.ari_url),
@@ -357,6 +389,7 @@ impl fmt::Debug for Config {
             .field("default_project", &self.default_project)
             .field("secure_cookies", &self.secure_cookies)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }

@@ -239,7 +239,68 @@ async fn guessing_from_one_address_never_locks_the_user_out_elsewhere(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Finding 4: behind the recommended reverse proxy every client had the proxy's address. Now
+/// the forwarded address counts, from configured proxies only.
+async fn behind_a_trusted_proxy_each_client_keeps_its_own_address(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let s = start_service_with(
+        &t,
+        &[],
+        &url,
+        &[
+            ("GRANTS_PER_MINUTE", "3"),
+            ("TRUSTED_PROXIES", "127.0.0.2/32"),
+        ],
+    )
+    .await;
+    let proxy = client_from([127, 0, 0, 2]);
+    let via_proxy = |client: &str| {
+        proxy
+            .post(format!("{}/api/session", s.base))
+            .header("x-forwarded-for", client)
+            .json(&serde_json::json!({"username": "tester", "password": "guess"}))
+    };
+    // Three failures of one client behind the proxy slow that client only.
+    for _ in 0..3 {
+        assert_eq!(send(via_proxy("198.51.100.7")).await.status, 401);
+    }
+    assert_eq!(send(via_proxy("198.51.100.7")).await.status, 429);
+    assert_eq!(send(via_proxy("198.51.100.8")).await.status, 401);
+    // A client that is not a proxy cannot pick its address.
+    let forger = client_from([127, 0, 0, 4]);
+    let forged = send(
+        forger
+            .post(format!("{}/api/session", s.base))
+            .header("x-forwarded-for", "198.51.100.99")
+            .json(&serde_json::json!({"username": "tester", "password": "guess"})),
+    )
+    .await;
+    assert_eq!(forged.status, 401);
+    let clients: Vec<(String,)> =
+        sqlx::query_as("SELECT client FROM audit_events WHERE action = 'login' ORDER BY seq")
+            .fetch_all(&s.svc.db.pool)
+            .await
+            .expect("audit");
+    let clients: Vec<&str> = clients.iter().map(|(c,)| c.as_str()).collect();
+    assert_eq!(
+        clients,
+        // The fourth attempt of .7 is past its address's audited share: counted, not stored.
+        [
+            "198.51.100.7",
+            "198.51.100.7",
+            "198.51.100.7",
+            "198.51.100.8",
+            "127.0.0.4"
+        ]
+    );
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    behind_a_trusted_proxy_each_client_keeps_its_own_address,
     guessing_from_one_address_never_locks_the_user_out_elsewhere,
     a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant,
     placing_calls_stays_inside_the_tenants_endpoints,

@@ -38,6 +38,8 @@ pub struct Access {
     /// Argon2 checks run on blocking threads, this many at a time (one per core): sign-in
     /// floods queue here instead of starving every other request.
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Peers whose forwarding headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub session_ms: i64,
     pub link_max_seconds: i64,
     pub play_link_seconds: i64,
@@ -68,6 +70,8 @@ impl Access {
             limiter: RateLimiter::new(config.grants_per_minute),
             address_limiter: RateLimiter::new(config.grants_per_minute.saturating_mul(10)),
             failure_limiter: RateLimiter::new(config.grants_per_minute),
+            // Validated when the config was loaded.
+            trusted_proxies: config.trusted_proxy_nets().unwrap_or_default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -148,6 +152,9 @@ pub fn denied(denial: Denial) -> ApiError {
 }
 
 pub fn client_address(parts: &Parts) -> String {
+    if let Some(super::proxy::ClientAddress(ip)) = parts.extensions.get() {
+        return ip.to_string();
+    }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

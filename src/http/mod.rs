@@ -17,6 +17,7 @@ mod admin;
 pub mod auth;
 mod flows;
 pub mod openapi;
+pub mod proxy;
 mod recordings;
 
 pub use auth::Access;
@@ -178,6 +179,11 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             observe_request,
+        ))
+        // Outermost: every handler and the request log see the resolved client address.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            proxy::resolve_client,
         ))
         .with_state(state)
 }
