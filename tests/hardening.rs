@@ -299,7 +299,184 @@ async fn behind_a_trusted_proxy_each_client_keeps_its_own_address(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Finding 8: deleting a recording that is a symlink inside the folder deleted its target
+/// (another recording) and left the link. Now the link goes and the target stays.
+async fn deleting_a_symlinked_recording_removes_the_link_not_its_target(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    put_wav(&t, "original");
+    let link = t.recordings.join("alias.wav");
+    std::os::unix::fs::symlink(t.recordings.join("original.wav"), &link).expect("symlink");
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    wait_ready(&s.svc.db, 2).await;
+    let (id,): (i64,) = sqlx::query_as(
+        "UPDATE recordings SET consent = 'granted' WHERE name = 'alias' RETURNING id",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("the link is listed");
+    let admin = common::authed();
+    let first = send(admin.delete(format!("{}/api/recordings/{id}", s.base))).await;
+    assert_eq!(first.status, 202);
+    let token = first.json()["confirm_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let done = send(admin.delete(format!("{}/api/recordings/{id}?confirm={token}", s.base))).await;
+    assert_eq!(done.status, 200);
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "the link itself is removed"
+    );
+    assert!(
+        t.recordings.join("original.wav").exists(),
+        "the other recording is untouched"
+    );
+    let _ = s.stop.send(true);
+}
+
+/// Findings 10, 12 and 14 (in part): `projects: [""]` left a user unrestricted; JSON with caller
+/// names could be cached and sniffed; a disabled user's tokens came back when the user was
+/// enabled again.
+async fn user_changes_are_validated_and_disabling_revokes_tokens_for_good(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    let token = common::user_token(
+        &s.svc.db,
+        "reviewer",
+        "staff",
+        "default",
+        &["support"],
+        None,
+        &[ari_recorder::access::Scope::RecordingsRead],
+    )
+    .await;
+    let (id,): (i64,) = sqlx::query_as("SELECT id FROM users WHERE username = 'reviewer'")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("user");
+    let admin = common::authed();
+    let patch = |body: serde_json::Value| {
+        send(
+            admin
+                .patch(format!("{}/api/users/{id}", s.base))
+                .json(&body),
+        )
+    };
+    let refused = patch(serde_json::json!({"projects": [""]})).await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (400, "bad_request")
+    );
+    let (projects,): (String,) = sqlx::query_as("SELECT projects FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("projects");
+    assert_eq!(projects, "support", "unchanged");
+
+    let reviewer = common::bearer(&token);
+    let list = send(reviewer.get(format!("{}/api/recordings", s.base))).await;
+    assert_eq!(list.status, 200);
+    for answer in [&list, &refused] {
+        assert_eq!(answer.headers["cache-control"], "no-store");
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+    }
+    assert_eq!(
+        patch(serde_json::json!({"disabled": true})).await.status,
+        200
+    );
+    assert_eq!(
+        patch(serde_json::json!({"disabled": false})).await.status,
+        200
+    );
+    let after = send(reviewer.get(format!("{}/api/recordings", s.base))).await;
+    assert_eq!(after.status, 401, "the token stays revoked");
+    let _ = s.stop.send(true);
+}
+
+/// Finding 7: on SQLite the list matched participants case-insensitively while the policy
+/// compared exactly (`pjsip/203` saw private calls of `PJSIP/203` in the list), and an admin
+/// could hand a participant's extension to a second user unnoticed.
+async fn private_recordings_match_participants_exactly_and_extensions_are_unique(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    put_wav(&t, "private-call");
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    wait_ready(&s.svc.db, 1).await;
+    sqlx::query(
+        "UPDATE recordings SET private = 1, participants = '5550100,PJSIP/203', consent = 'granted'",
+    )
+    .execute(&s.svc.db.pool)
+    .await
+    .expect("private");
+    let admin = common::authed();
+    let create = |username: &str, extension: &str| {
+        send(
+            admin
+                .post(format!("{}/api/users", s.base))
+                .json(&serde_json::json!({
+                    "username": username, "password": "a-long-password", "role": "staff",
+                    "tenant": "default", "projects": [], "extension": extension,
+                })),
+        )
+    };
+    assert_eq!(create("agent", "PJSIP/203").await.status, 201);
+    let twice = create("agent-two", "PJSIP/203").await;
+    assert_eq!(twice.status, 400, "{:?}", twice.json());
+    assert!(twice.json()["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("agent"));
+    assert_eq!(create("lookalike", "pjsip/203").await.status, 201);
+    let (detail,): (Option<String>,) = sqlx::query_as(
+        "SELECT detail FROM audit_events WHERE action = 'user_create' AND outcome = 'allowed' ORDER BY seq LIMIT 1",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert!(
+        detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("on 1 private recordings"),
+        "{detail:?}"
+    );
+    let (db, base) = (&s.svc.db, s.base.as_str());
+    let listed = |username: &'static str| async move {
+        let token = common::user_token(
+            db,
+            username,
+            "staff",
+            "default",
+            &[],
+            None,
+            &[ari_recorder::access::Scope::RecordingsRead],
+        )
+        .await;
+        let list = send(common::bearer(&token).get(format!("{base}/api/recordings"))).await;
+        list.json()["recordings"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(listed("agent").await, 1, "the participant sees it");
+    assert_eq!(
+        listed("lookalike").await,
+        0,
+        "a different case is another extension"
+    );
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    private_recordings_match_participants_exactly_and_extensions_are_unique,
+    user_changes_are_validated_and_disabling_revokes_tokens_for_good,
+    deleting_a_symlinked_recording_removes_the_link_not_its_target,
     behind_a_trusted_proxy_each_client_keeps_its_own_address,
     guessing_from_one_address_never_locks_the_user_out_elsewhere,
     a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant,

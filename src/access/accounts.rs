@@ -44,7 +44,8 @@ pub struct NewUser {
     pub extension: Option<String>,
 }
 
-fn valid_name(text: &str) -> bool {
+/// A tenant, project or user name: 1 to 64 letters, digits, `.`, `_`, `-`, `@`.
+pub fn valid_name(text: &str) -> bool {
     (1..=64).contains(&text.len())
         && text
             .chars()
@@ -113,6 +114,25 @@ pub async fn create_user(conn: &mut AnyConnection, user: &NewUser) -> Result<i64
         .await?;
     if exists.is_some() {
         return Err(AccountError::Exists(user.username.clone()));
+    }
+    // An extension names one person in a tenant: it is how private recordings know their
+    // participants.
+    if let Some(extension) = &user.extension {
+        let holder: Option<(String,)> =
+            sqlx::query_as("SELECT username FROM users WHERE tenant = $1 AND extension = $2")
+                .bind(&user.tenant)
+                .bind(extension)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some((holder,)) = holder {
+            return Err(AccountError::Invalid {
+                field: "extension",
+                reason: format!(
+                    "{extension} is already {holder}'s in tenant {}",
+                    user.tenant
+                ),
+            });
+        }
     }
     let hash = hash_password(&user.password)?;
     let (id,): (i64,) = sqlx::query_as(
@@ -515,11 +535,19 @@ pub async fn update_user(
         .execute(&mut *conn)
         .await?;
     if disabled != 0 {
-        // A disabled user's sessions end at once.
+        // A disabled user's sessions end at once, and their tokens (with the links made with
+        // them) are revoked for good: enabling the user again does not bring them back.
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(id)
             .execute(&mut *conn)
             .await?;
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(Some(UserView {
         role: role.to_string(),

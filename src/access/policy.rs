@@ -102,7 +102,8 @@ pub fn in_scope(principal: &Principal, tenant: &str, project: &str) -> bool {
 
 /// The principal was on the call: their extension or user name is among the participants.
 pub fn is_participant(principal: &Principal, participants: &str) -> bool {
-    participants.split(',').map(str::trim).any(|p| {
+    // Exact and case-sensitive, as the list's SQL compares.
+    participants.split(',').any(|p| {
         !p.is_empty()
             && (p == principal.username || principal.extension.as_deref().is_some_and(|e| e == p))
     })

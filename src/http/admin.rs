@@ -63,6 +63,23 @@ pub(super) async fn create_user(
     accounts::check_new_user(&user)?;
     let mut entry = caller.entry("user_create");
     entry.detail = Some(format!("{} as {}", user.username, user.role));
+    // Giving someone an extension opens the private recordings it was on to them: the audit
+    // says how many, for the other admins to see.
+    if let Some(extension) = &user.extension {
+        let (private,): (i64,) = sqlx::query_as(&format!(
+            "SELECT COUNT(*) FROM recordings WHERE tenant = $1 AND private <> 0 AND {}",
+            super::recordings::participant_is(state.db.backend, "$2")
+        ))
+        .bind(&user.tenant)
+        .bind(format!(",{extension},"))
+        .fetch_one(&state.db.pool)
+        .await
+        .map_err(internal)?;
+        entry.detail = Some(format!(
+            "{} as {}, extension {extension} (on {private} private recordings)",
+            user.username, user.role
+        ));
+    }
     let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
     let id = accounts::create_user(tx.conn(), &user).await?;
     tx.commit(&entry).await.map_err(internal)?;
@@ -96,6 +113,17 @@ pub(super) async fn update_user(
         None => None,
         Some(text) => Some(Role::parse(text).ok_or_else(|| bad("role: admin, manager or staff"))?),
     };
+    // An empty or malformed project name would leave the user limited to nothing, which the
+    // policy reads as unrestricted.
+    if patch
+        .projects
+        .as_ref()
+        .is_some_and(|projects| projects.iter().any(|p| !accounts::valid_name(p)))
+    {
+        return Err(bad(
+            "projects: names of 1 to 64 letters, digits, '.', '_', '-', '@' (an empty list for every project)",
+        ));
+    }
     if id == caller.principal.user_id
         && (role.is_some_and(|r| r != Role::Admin) || patch.disabled == Some(true))
     {

@@ -219,7 +219,8 @@ async fn observe_request(
     let principal = RequestPrincipal::default();
     request.extensions_mut().insert(principal.clone());
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    private_json(&mut response);
     let status = response.status().as_u16();
     state.metrics.count_http(&route, status);
     tracing::info!(
@@ -232,6 +233,26 @@ async fn observe_request(
         "request"
     );
     response
+}
+
+/// JSON answers carry caller names and numbers: never cached by a browser or a proxy, never
+/// sniffed as something else.
+fn private_json(response: &mut Response) {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if is_json {
+        let headers = response.headers_mut();
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(header::HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        );
+    }
 }
 
 async fn not_found() -> Response {

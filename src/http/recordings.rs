@@ -98,6 +98,17 @@ impl Library {
         let path = root.join(rel).canonicalize().ok()?;
         path.starts_with(&root).then_some(path)
     }
+
+    /// The directory entry of `rel` itself, for unlinking: its folder is resolved and checked to
+    /// stay inside the root, its last component is not (a symlink is removed, never its target,
+    /// which may be another recording).
+    fn entry(&self, rel: &str) -> Option<PathBuf> {
+        let root = self.root.canonicalize().ok()?;
+        let joined = root.join(rel);
+        let name = joined.file_name()?;
+        let folder = joined.parent()?.canonicalize().ok()?;
+        folder.starts_with(&root).then(|| folder.join(name))
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -309,6 +320,16 @@ const LIST_PARAMS: [&str; 13] = [
 
 /// `GET /api/recordings`: keyset pagination, newest first or longest first, with filters, over
 /// the recordings the caller may see (their tenant and projects; private ones they were on).
+/// SQL: the recording's participants include the identity bound at `param` as `,identity,`.
+/// Exact and case-sensitive on both backends, as the policy's `is_participant` compares.
+pub(super) fn participant_is(backend: crate::library::db::Backend, param: &str) -> String {
+    let position = match backend {
+        crate::library::db::Backend::Sqlite => "instr",
+        crate::library::db::Backend::Postgres => "strpos",
+    };
+    format!("{position}(',' || COALESCE(participants, '') || ',', {param}) > 0")
+}
+
 pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -368,15 +389,12 @@ pub(super) async fn list(
             .collect();
         clauses.push(format!("project IN ({})", list.join(", ")));
     }
+    // The same exact, case-sensitive comparison as the policy's `is_participant` (LIKE is
+    // case-insensitive on SQLite: `pjsip/203` would have matched `PJSIP/203`).
     let mut own = Vec::new();
     for identity in std::iter::once(&principal.username).chain(principal.extension.as_ref()) {
-        let p = param(
-            &mut binds,
-            Bind::Text(format!("%,{},%", like_literal(identity))),
-        );
-        own.push(format!(
-            "(',' || COALESCE(participants, '') || ',') LIKE {p} ESCAPE '\\'"
-        ));
+        let p = param(&mut binds, Bind::Text(format!(",{identity},")));
+        own.push(participant_is(state.db.backend, &p));
     }
     clauses.push(format!("(private = 0 OR {})", own.join(" OR ")));
     // Prefix matches are range scans on their indexes.
@@ -1367,7 +1385,7 @@ pub(super) async fn delete(
         .await
         .map_err(internal)?;
     tx.commit(&entry).await.map_err(internal)?;
-    if let Some(file) = state.library.file(&row.path) {
+    if let Some(file) = state.library.entry(&row.path) {
         if let Err(e) = std::fs::remove_file(&file) {
             tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");
         }
