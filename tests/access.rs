@@ -373,19 +373,9 @@ async fn the_permission_matrix_holds_through_the_api(db: Db) {
     let _ = s.stop.send(true);
 }
 
-/// A service with one recording of the default tenant that may be played and downloaded, and
-/// the admin's token.
+/// A service with one recording of the default tenant that may be played and downloaded.
 async fn one_recording(t: &TestSim, url: &str, settings: &[(&str, &str)]) -> (TestService, i64) {
-    put_wav(t, "call");
-    let s = start_service_with(t, &[], url, settings).await;
-    wait_indexed(&s.svc.db, 1).await;
-    let (id,): (i64,) = sqlx::query_as(
-        "UPDATE recordings SET consent = 'granted' WHERE name = 'call' RETURNING id",
-    )
-    .fetch_one(&s.svc.db.pool)
-    .await
-    .expect("consent");
-    (s, id)
+    common::one_playable_recording(t, url, settings, "default").await
 }
 
 async fn link(

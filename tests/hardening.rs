@@ -4,22 +4,8 @@
 
 mod common;
 
+use common::TestService;
 use common::{database_url, put_wav, send, start_service_with, start_sim, wait_ready, Db};
-use common::{TestService, TestSim};
-
-/// A service with one final recording of tenant `acme`, and its id.
-async fn acme_recording(t: &TestSim, url: &str, settings: &[(&str, &str)]) -> (TestService, i64) {
-    put_wav(t, "call");
-    let s = start_service_with(t, &[], url, settings).await;
-    wait_ready(&s.svc.db, 1).await;
-    let (id,): (i64,) = sqlx::query_as(
-        "UPDATE recordings SET tenant = 'acme', consent = 'granted' WHERE name = 'call' RETURNING id",
-    )
-    .fetch_one(&s.svc.db.pool)
-    .await
-    .expect("tenant");
-    (s, id)
-}
 
 async fn audit_rows(s: &TestService) -> Vec<(String, String, String, String)> {
     sqlx::query_as("SELECT actor, tenant, outcome, client FROM audit_events ORDER BY seq")
@@ -50,7 +36,8 @@ async fn a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant(db: 
     let Some(url) = database_url(&t, db).await else {
         return;
     };
-    let (s, id) = acme_recording(&t, &url, &[("GRANTS_PER_MINUTE", "5")]).await;
+    let (s, id) =
+        common::one_playable_recording(&t, &url, &[("GRANTS_PER_MINUTE", "5")], "acme").await;
     let before = audit_rows(&s).await.len();
     let http = reqwest::Client::new();
     let huge = "x".repeat(60_000);

@@ -528,3 +528,23 @@ pub async fn wait_ready(db: &ari_recorder::library::Database, count: i64) {
     }
     panic!("the library never indexed {count} recordings");
 }
+
+/// A service with one final recording (`call.wav`) of `tenant` with consent granted, and its id.
+pub async fn one_playable_recording(
+    t: &TestSim,
+    url: &str,
+    settings: &[(&str, &str)],
+    tenant: &str,
+) -> (TestService, i64) {
+    put_wav(t, "call");
+    let s = start_service_with(t, &[], url, settings).await;
+    wait_ready(&s.svc.db, 1).await;
+    let (id,): (i64,) = sqlx::query_as(
+        "UPDATE recordings SET tenant = $1, consent = 'granted' WHERE name = 'call' RETURNING id",
+    )
+    .bind(tenant)
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("consent");
+    (s, id)
+}
