@@ -437,20 +437,29 @@ pub(super) async fn login(
 /// minute: then it is only counted (`audit_events_suppressed_total`), so nobody grows the audit
 /// log at will.
 pub(super) async fn audit_failure(state: &AppState, entry: &AuditEntry) -> Result<(), ApiError> {
-    let key = format!("{}@{}", entry.action, entry.client);
-    if state
-        .access
-        .failure_limiter
-        .take(&key, Instant::now())
-        .is_err()
-    {
-        state.metrics.count_audit_suppressed();
+    if past_failure_share(state, entry).is_some() {
         return Ok(());
     }
     audit::record(&state.db, entry)
         .await
         .map(|_| ())
         .map_err(super::internal)
+}
+
+/// How long until `entry`'s client may have another refusal audited, when it already had its
+/// share this minute (then counted in `audit_events_suppressed_total`).
+pub(super) fn past_failure_share(
+    state: &AppState,
+    entry: &AuditEntry,
+) -> Option<std::time::Duration> {
+    let key = format!("{}@{}", entry.action, entry.client);
+    let wait = state
+        .access
+        .failure_limiter
+        .take(&key, Instant::now())
+        .err()?;
+    state.metrics.count_audit_suppressed();
+    Some(wait)
 }
 
 /// `GET /api/session`: who is signed in, their CSRF token and what they may do.

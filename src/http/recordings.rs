@@ -970,12 +970,7 @@ async fn link_caller(
             ))
         }
         (Err(e), _) => {
-            if let Err(wait) = state
-                .access
-                .failure_limiter
-                .take(&format!("link@{}", request.client), Instant::now())
-            {
-                state.metrics.count_audit_suppressed();
+            if let Some(wait) = super::auth::past_failure_share(state, &entry) {
                 return Err(super::too_many(wait));
             }
             entry.outcome = e.reason().into();
