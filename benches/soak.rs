@@ -49,6 +49,9 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The soak's service serves /metrics to this token.
+const SOAK_METRICS_TOKEN: &str = "soak-metrics-token-0123456789abcdef";
+
 /// One value of the service's /metrics (summed over label sets).
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
@@ -62,7 +65,10 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 async fn metrics(http: &reqwest::Client, base: &str) -> String {
-    match http.get(format!("{base}/metrics")).send().await {
+    let request = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(SOAK_METRICS_TOKEN);
+    match request.send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
@@ -116,6 +122,7 @@ fn start_service(bin: &Path, dir: &Path, ari: &str) -> Service {
         )
         .env("DIALPLANS_DIR", dir.join("dialplans"))
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_TOKEN", SOAK_METRICS_TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -53,6 +53,19 @@ pub struct Config {
     /// Reverse proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-For` name
     /// the client. From any other peer those headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// A second address that serves `/metrics` alone, unauthenticated (a scrape network or
+    /// loopback). When set, the main address does not serve `/metrics`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Bearer token for `/metrics` on the main address (at least 32 characters). With neither
+    /// this nor `metrics_addr`, `/metrics` is off. Never logged.
+    pub metrics_token: String,
+    /// A browser session unused this long ends (the absolute limit is `session_seconds`).
+    pub session_idle_seconds: u64,
+    /// Open HTTP connections at most; more wait in the kernel's queue until one closes.
+    pub http_max_connections: u32,
+    /// A client gets this long to send a request's headers (and an idle keep-alive connection
+    /// this long to start its next request), and this long again for its body.
+    pub http_read_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -76,12 +89,17 @@ impl Default for Config {
             secure_cookies: true,
             tls_ca_file: None,
             trusted_proxies: Vec::new(),
+            metrics_addr: None,
+            metrics_token: String::new(),
+            session_idle_seconds: 1800,
+            http_max_connections: 1024,
+            http_read_timeout_seconds: 30,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 18] = [
+pub const ENV_KEYS: [&str; 23] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -100,6 +118,11 @@ pub const ENV_KEYS: [&str; 18] = [
     "SECURE_COOKIES",
     "TLS_CA_FILE",
     "TRUSTED_PROXIES",
+    "METRICS_ADDR",
+    "METRICS_TOKEN",
+    "SESSION_IDLE_SECONDS",
+    "HTTP_MAX_CONNECTIONS",
+    "HTTP_READ_TIMEOUT_SECONDS",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +224,17 @@ impl Config {
                     .map(String::from)
                     .collect()
             }
+            "METRICS_ADDR" if value.trim().is_empty() => self.metrics_addr = None,
+            "METRICS_ADDR" => {
+                self.metrics_addr = Some(value.parse().map_err(|_| ConfigError::Invalid {
+                    key,
+                    reason: format!("{value:?} is not an address like 127.0.0.1:9090"),
+                })?)
+            }
+            "METRICS_TOKEN" => self.metrics_token = value,
+            "SESSION_IDLE_SECONDS" => self.session_idle_seconds = number(key, &value)?,
+            "HTTP_MAX_CONNECTIONS" => self.http_max_connections = number(key, &value)?,
+            "HTTP_READ_TIMEOUT_SECONDS" => self.http_read_timeout_seconds = number(key, &value)?,
             _ => unreachable!("ENV_KEYS and set() list the same keys"),
         }
         Ok(())
@@ -281,6 +315,9 @@ impl Config {
             ("PLAY_LINK_SECONDS", self.play_link_seconds),
             ("SESSION_SECONDS", self.session_seconds),
             ("GRANTS_PER_MINUTE", u64::from(self.grants_per_minute)),
+            ("SESSION_IDLE_SECONDS", self.session_idle_seconds),
+            ("HTTP_MAX_CONNECTIONS", u64::from(self.http_max_connections)),
+            ("HTTP_READ_TIMEOUT_SECONDS", self.http_read_timeout_seconds),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -299,6 +336,21 @@ impl Config {
                     reason: "must be 1 to 64 characters".into(),
                 });
             }
+        }
+        if !self.metrics_token.is_empty() && self.metrics_token.len() < 32 {
+            return Err(ConfigError::Invalid {
+                key: "METRICS_TOKEN",
+                reason: "must be at least 32 characters (or empty: no token)".into(),
+            });
+        }
+        if self
+            .metrics_addr
+            .is_some_and(|a| a == self.http_addr && a.port() != 0)
+        {
+            return Err(ConfigError::Invalid {
+                key: "METRICS_ADDR",
+                reason: "must differ from HTTP_ADDR".into(),
+            });
         }
         if self.dialplans_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
@@ -390,6 +442,11 @@ impl fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("tls_ca_file", &self.tls_ca_file)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("metrics_token", &"<redacted>")
+            .field("session_idle_seconds", &self.session_idle_seconds)
+            .field("http_max_connections", &self.http_max_connections)
+            .field("http_read_timeout_seconds", &self.http_read_timeout_seconds)
             .finish()
     }
 }

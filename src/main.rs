@@ -689,6 +689,10 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
         "DATABASE_URL" => std::env::var(key)
             .ok()
             .or_else(|| Some(database_url.clone())),
+        // Metrics on a loopback port of their own, as an operator would keep them.
+        "METRICS_ADDR" => std::env::var(key)
+            .ok()
+            .or_else(|| Some("127.0.0.1:0".into())),
         _ => std::env::var(key).ok(),
     })
     .map_err(|e| e.to_string())?;
@@ -697,8 +701,12 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
         .await
         .map_err(|e| e.to_string())?;
     demo_accounts(&service.db, &config.default_tenant).await?;
+    let metrics = service
+        .metrics_addr
+        .map(|addr| format!("metrics at http://{addr}/metrics"))
+        .unwrap_or_else(|| "metrics with METRICS_TOKEN".into());
     println!(
-        "ari-recorder demo: library at http://localhost:{}/ (metrics at /metrics), simulated Asterisk at {}",
+        "ari-recorder demo: library at http://localhost:{}/ ({metrics}), simulated Asterisk at {}",
         service.http_addr.port(),
         sim.url()
     );

@@ -92,6 +92,7 @@ pub struct Metrics {
     pub call_db_writes: Histogram,
     /// Refused unauthenticated attempts past their address's rate, answered 429 unaudited.
     audit_suppressed: AtomicU64,
+    http_connections_open: AtomicI64,
 }
 
 impl Metrics {
@@ -127,6 +128,14 @@ impl Metrics {
     }
     pub fn count_audit_suppressed(&self) {
         self.audit_suppressed.fetch_add(1, Ordering::Relaxed);
+    }
+    /// One HTTP connection more (`+1`) or fewer (`-1`).
+    pub fn add_http_connections(&self, delta: i64) {
+        self.http_connections_open
+            .fetch_add(delta, Ordering::Relaxed);
+    }
+    pub fn http_connections_open(&self) -> i64 {
+        self.http_connections_open.load(Ordering::Relaxed)
     }
     pub fn count_http(&self, route: &str, status: u16) {
         if let Ok(mut map) = self.http_requests.lock() {
@@ -183,6 +192,12 @@ impl Metrics {
             "audit_events_suppressed_total",
             "Refused sign-ins and signed links from an address past its failure rate: answered 429, not audited one by one.",
             self.audit_suppressed.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "http_connections_open",
+            "HTTP connections open on the main address now (capped by http_max_connections).",
+            self.http_connections_open(),
         );
         gauge(
             &mut out,

@@ -33,8 +33,9 @@ pub enum ServiceError {
     Dialplans(crate::flows::FlowError),
     #[error("DIALPLANS_DIR: cannot watch for changes: {0}")]
     Watch(notify::Error),
-    #[error("cannot listen on HTTP_ADDR {addr}: {source}")]
+    #[error("cannot listen on {key} {addr}: {source}")]
     Listen {
+        key: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -43,6 +44,8 @@ pub enum ServiceError {
 /// A started service: where it listens and handles for tests.
 pub struct Service {
     pub http_addr: SocketAddr,
+    /// Where `/metrics` is served alone, when `METRICS_ADDR` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Mutex<Registry>>,
     pub db: Database,
@@ -86,18 +89,11 @@ pub async fn start(
     for warning in crate::preflight::folder_warnings(config) {
         tracing::warn!("{warning}");
     }
-    let listener = TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|source| ServiceError::Listen {
-            addr: config.http_addr,
-            source,
-        })?;
-    let http_addr = listener
-        .local_addr()
-        .map_err(|source| ServiceError::Listen {
-            addr: config.http_addr,
-            source,
-        })?;
+    let (listener, http_addr) = listen("HTTP_ADDR", config.http_addr).await?;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(listen("METRICS_ADDR", addr).await?),
+        None => None,
+    };
     let (store, problems) =
         FlowStore::load(&config.dialplans_dir).map_err(ServiceError::Dialplans)?;
     for problem in &problems {
@@ -125,31 +121,44 @@ pub async fn start(
         shutdown.clone(),
     );
     let index_task = tokio::spawn(keep_indexed(indexer.clone(), shutdown.clone()));
-    let app = http::router(AppState {
+    let state = AppState {
         library: Arc::new(Library::new(indexer.clone())),
         db: db.clone(),
         metrics: metrics.clone(),
         recordings_dir: config.recordings_dir.clone(),
         flows: flows.clone(),
         access: Arc::new(http::Access::from_config(config)),
-    });
-    let mut http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        let listener =
-            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                let _ = tcp.set_nodelay(true);
-            });
-        // The peer address goes into the audit log.
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server stopped");
+    };
+    let limits = http::server::Limits {
+        max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
+        read_timeout: Duration::from_secs(config.http_read_timeout_seconds),
+    };
+    let mut tasks = Vec::new();
+    let metrics_addr = match metrics_listener {
+        Some((listener, addr)) => {
+            // A scraper needs few connections.
+            let limits = http::server::Limits {
+                max_connections: 16,
+                ..limits
+            };
+            tasks.push(tokio::spawn(http::server::serve(
+                listener,
+                http::metrics_router(state.clone()),
+                limits,
+                None,
+                shutdown.clone(),
+            )));
+            Some(addr)
         }
-    });
+        None => None,
+    };
+    tasks.push(tokio::spawn(http::server::serve(
+        listener,
+        http::router(state),
+        limits,
+        Some(metrics.clone()),
+        shutdown.clone(),
+    )));
 
     let (notice_tx, notice_rx) = mpsc::channel(NOTICE_QUEUE);
     let stream_task = tokio::spawn(run_event_stream(
@@ -172,23 +181,35 @@ pub async fn start(
     ));
     let flows_task = tokio::spawn(flows.clone().run(input_rx));
     tracing::info!(http = %http_addr, ari = %config.ari_url, app = %config.ari_app, "ari-recorder started");
+    tasks.extend([
+        stream_task,
+        stasis_task,
+        flows_task,
+        watch_task,
+        writer_task,
+        index_task,
+    ]);
     Ok(Service {
         http_addr,
+        metrics_addr,
         metrics,
         registry,
         db,
         flows,
         indexer,
-        tasks: vec![
-            http_task,
-            stream_task,
-            stasis_task,
-            flows_task,
-            watch_task,
-            writer_task,
-            index_task,
-        ],
+        tasks,
     })
+}
+
+/// Binds `addr` (port 0: any free port) and says where it listens.
+async fn listen(
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ServiceError> {
+    let error = |source| ServiceError::Listen { key, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
 }
 
 /// A full scan of the recordings folder, then its watcher, until shutdown. A folder that does

@@ -54,7 +54,10 @@ async fn the_demo_records_every_kind_of_call_and_serves_the_page() {
         .env("HTTP_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        // Kept for the failure message: why the demo did not stop cleanly, if it did not.
+        .stderr(Stdio::from(
+            std::fs::File::create(data.path().join("demo.log")).expect("log file"),
+        ));
     for key in ["DATABASE_URL", "DIALPLANS_DIR", "RECORDINGS_DIR", "ARI_URL"] {
         command.env_remove(key);
     }
@@ -166,8 +169,9 @@ async fn the_demo_records_every_kind_of_call_and_serves_the_page() {
         .await
         .expect("waiter")
         .expect("the demo exits");
+    let log = std::fs::read_to_string(data.path().join("demo.log")).unwrap_or_default();
     assert!(
         status.success(),
-        "the demo stops cleanly on SIGTERM: {status}"
+        "the demo stops cleanly on SIGTERM: {status}; its log:\n{log}"
     );
 }

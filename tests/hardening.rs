@@ -15,12 +15,7 @@ async fn audit_rows(s: &TestService) -> Vec<(String, String, String, String)> {
 }
 
 async fn metric(s: &TestService, name: &str) -> String {
-    let text = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = common::metrics_text(&s.base).await;
     text.lines()
         .find(|l| l.starts_with(name))
         .unwrap_or_default()
@@ -460,7 +455,282 @@ async fn private_recordings_match_participants_exactly_and_extensions_are_unique
     let _ = s.stop.send(true);
 }
 
+/// Finding 11: `/metrics` (every tenant's call volumes) was public, and `/api/library/scan` and
+/// `/api/settings` showed deployment-wide state to every tenant's admin.
+async fn metrics_and_deployment_state_belong_to_the_operator(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    let anonymous = reqwest::Client::new();
+    let metrics = format!("{}/metrics", s.base);
+    for request in [
+        anonymous.get(&metrics),
+        anonymous
+            .get(&metrics)
+            .bearer_auth("test-metrics-token-0123456789abcdeX"),
+        common::authed().get(&metrics),
+    ] {
+        let answer = send(request).await;
+        assert_eq!(
+            (answer.status, answer.error().as_str()),
+            (401, "unauthorized")
+        );
+    }
+    assert!(common::metrics_text(&s.base)
+        .await
+        .contains("ari_connected 1\n"));
+
+    let acme_admin = common::bearer(
+        &common::user_token(
+            &s.svc.db,
+            "acme-admin",
+            "admin",
+            "acme",
+            &[],
+            None,
+            &[ari_recorder::access::Scope::Admin],
+        )
+        .await,
+    );
+    for path in ["/api/settings", "/api/library/scan"] {
+        let refused = send(acme_admin.get(format!("{}{path}", s.base))).await;
+        assert_eq!(
+            (refused.status, refused.error().as_str()),
+            (403, "role_restriction"),
+            "{path}"
+        );
+        let operator = send(common::authed().get(format!("{}{path}", s.base))).await;
+        assert_eq!(operator.status, 200, "{path}");
+    }
+    let flows = send(acme_admin.get(format!("{}/api/flows", s.base))).await;
+    assert!(flows.json()["settings"].is_null(), "{:?}", flows.json());
+    let session = send(acme_admin.get(format!("{}/api/session", s.base))).await;
+    assert_eq!(session.json()["can"]["deployment_settings"], false);
+    let operator_flows = send(common::authed().get(format!("{}/api/flows", s.base))).await;
+    assert!(operator_flows.json()["settings"].is_object());
+    let refusals: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, tenant FROM audit_events WHERE outcome = 'role_restriction' ORDER BY seq",
+    )
+    .fetch_all(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(
+        refusals,
+        vec![
+            ("settings_read".to_string(), "acme".to_string()),
+            ("scan_state".to_string(), "acme".to_string())
+        ]
+    );
+    let _ = s.stop.send(true);
+}
+
+/// The session cookie of a signed-in user and its CSRF token.
+async fn browser_session(s: &TestService, user: &str, password: &str) -> (String, String) {
+    let answer = send(
+        reqwest::Client::new()
+            .post(format!("{}/api/session", s.base))
+            .json(&serde_json::json!({"username": user, "password": password})),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let cookie = answer.headers["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_string();
+    let csrf = answer.json()["csrf_token"]
+        .as_str()
+        .expect("csrf")
+        .to_string();
+    (cookie, csrf)
+}
+
+/// Finding 14 (sessions and links): a session lived its full 8 hours however long it sat
+/// unused, and a disabled user's playback links worked again once the user was re-enabled.
+async fn idle_sessions_end_and_a_disabled_users_links_stay_dead(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = common::one_playable_recording(&t, &url, &[], "default").await;
+    let browser = reqwest::Client::new();
+    let (cookie, csrf) = browser_session(&s, "tester", "tester-password").await;
+    let me = || {
+        send(
+            browser
+                .get(format!("{}/api/session", s.base))
+                .header("cookie", &cookie),
+        )
+    };
+    let age_session = |idle_ms: i64| {
+        let db = s.svc.db.clone();
+        async move {
+            sqlx::query("UPDATE sessions SET last_seen_at_ms = $1")
+                .bind(chrono::Utc::now().timestamp_millis() - idle_ms)
+                .execute(&db.pool)
+                .await
+                .expect("age session");
+        }
+    };
+    // Used two minutes ago: still alive, and its use is written down.
+    age_session(120_000).await;
+    assert_eq!(me().await.status, 200);
+    let (seen,): (i64,) = sqlx::query_as("SELECT last_seen_at_ms FROM sessions")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("session");
+    assert!(seen > chrono::Utc::now().timestamp_millis() - 60_000);
+    // Unused for the idle limit (30 minutes by default): ended.
+    age_session(1_800_000).await;
+    let ended = me().await;
+    assert_eq!(
+        (ended.status, ended.error().as_str()),
+        (401, "unauthorized")
+    );
+
+    // A playback link made in a session...
+    let (cookie, csrf2) = browser_session(&s, "tester", "tester-password").await;
+    let _ = csrf;
+    let link = send(
+        browser
+            .post(format!("{}/api/recordings/{id}/play-url", s.base))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf2),
+    )
+    .await;
+    assert_eq!(link.status, 201);
+    let play = format!("{}{}", s.base, link.json()["url"].as_str().expect("url"));
+    let anonymous = reqwest::Client::new();
+    assert_eq!(send(anonymous.get(&play)).await.status, 200);
+    // ...dies when its user is disabled, and stays dead when they are enabled again.
+    let second_admin = common::bearer(
+        &common::user_token(
+            &s.svc.db,
+            "second-admin",
+            "admin",
+            "default",
+            &[],
+            None,
+            &[ari_recorder::access::Scope::Admin],
+        )
+        .await,
+    );
+    let (tester,): (i64,) = sqlx::query_as("SELECT id FROM users WHERE username = 'tester'")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("tester");
+    for disabled in [true, false] {
+        let answer = send(
+            second_admin
+                .patch(format!("{}/api/users/{tester}", s.base))
+                .json(&serde_json::json!({"disabled": disabled})),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+    }
+    let revived = send(anonymous.get(&play)).await;
+    assert_eq!(
+        (revived.status, revived.error().as_str()),
+        (403, "link_revoked")
+    );
+    // Links made after re-enabling work.
+    let (cookie, csrf) = browser_session(&s, "tester", "tester-password").await;
+    let fresh = send(
+        browser
+            .post(format!("{}/api/recordings/{id}/play-url", s.base))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf),
+    )
+    .await;
+    let fresh = format!("{}{}", s.base, fresh.json()["url"].as_str().expect("url"));
+    assert_eq!(send(anonymous.get(&fresh)).await.status, 200);
+    let _ = s.stop.send(true);
+}
+
+/// Finding 14 (transport): there were no read or idle timeouts and no connection limit, so a
+/// client could hold connections open without sending a request, or trickle its headers.
+#[tokio::test]
+async fn silent_connections_are_cut_off_and_surplus_ones_wait() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, Db::Sqlite).await.expect("sqlite");
+    let s = start_service_with(
+        &t,
+        &[],
+        &url,
+        &[
+            ("HTTP_READ_TIMEOUT_SECONDS", "1"),
+            ("HTTP_MAX_CONNECTIONS", "1"),
+        ],
+    )
+    .await;
+    let addr = s.svc.http_addr;
+    let bound = std::time::Duration::from_secs(20);
+    // Wait until the test harness's own connections are gone (the ARI-ready probe uses none,
+    // but be sure): the one slot is free.
+    common::wait_until("no HTTP connection open", || {
+        s.svc.metrics.http_connections_open() == 0
+    })
+    .await;
+
+    // A client that starts a request and never finishes its headers takes the only slot...
+    let mut trickler = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    trickler
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    common::wait_until("the trickler accepted", || {
+        s.svc.metrics.http_connections_open() == 1
+    })
+    .await;
+    // ...so a complete request waits in the kernel's queue, not beside it.
+    let mut waiting = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(bound, waiting.read_to_end(&mut answer))
+        .await
+        .expect("the waiting request is answered once the trickler is cut off")
+        .expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // It was answered only after the header timeout closed the trickler.
+    let mut rest = [0u8; 64];
+    match trickler.try_read(&mut rest) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the trickler should have been closed first: {other:?}"),
+    }
+    assert!(s.svc.metrics.http_connections_open() <= 1);
+
+    // A body trickled in slower than the read timeout is refused with a reason.
+    let mut slow_body = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow_body
+        .write_all(b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(bound, slow_body.read(&mut answer))
+        .await
+        .expect("the slow body is answered")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    metrics_and_deployment_state_belong_to_the_operator,
+    idle_sessions_end_and_a_disabled_users_links_stay_dead,
     private_recordings_match_participants_exactly_and_extensions_are_unique,
     user_changes_are_validated_and_disabling_revokes_tokens_for_good,
     deleting_a_symlinked_recording_removes_the_link_not_its_target,

@@ -178,14 +178,7 @@ async fn a_walk_that_fails_changes_no_row_and_is_reported() {
             .is_some_and(|r| r.contains("cannot read")),
         "{body}"
     );
-    let metrics = http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::metrics_text(&s.base).await;
     assert!(
         metrics.contains("indexer_walk_failures_total 1\n"),
         "{metrics}"

@@ -27,6 +27,7 @@ async fn health_readiness_and_metrics() {
             t.dir.path().display()
         )),
         "HTTP_ADDR" => Some("127.0.0.1:0".into()),
+        "METRICS_ADDR" => Some("127.0.0.1:0".into()),
         _ => None,
     })
     .expect("config");
@@ -35,6 +36,7 @@ async fn health_readiness_and_metrics() {
         .await
         .expect("service");
     let base = format!("http://{}", svc.http_addr);
+    let metrics_base = format!("http://{}", svc.metrics_addr.expect("metrics address"));
     for _ in 0..500 {
         if svc.metrics.ari_connected() {
             break;
@@ -58,7 +60,13 @@ async fn health_readiness_and_metrics() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    // Metrics live on their own address only.
+    let (status, body) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("METRICS_ADDR"), "{body}");
+    let (status, _) = get(&format!("{metrics_base}/healthz")).await;
+    assert_eq!(status, 404, "the metrics address serves /metrics alone");
+    let (_, metrics) = get(&format!("{metrics_base}/metrics")).await;
     assert!(metrics.contains("ari_connected 1\n"), "{metrics}");
     assert!(
         metrics.contains("ari_events_total{type=\"StasisStart\"} 1\n"),

@@ -161,6 +161,7 @@ struct UserRow {
     projects: String,
     extension: Option<String>,
     disabled: i64,
+    links_valid_after_ms: i64,
     staff_playback: i64,
     download_entitlement: i64,
 }
@@ -193,7 +194,7 @@ impl UserRow {
 
 /// A user with their tenant's settings: one query answers who is asking and what their tenant
 /// allows. Selected from users `u` followed by `TENANT_OF_USER`.
-const USER_COLUMNS: &str = "u.id, u.username, u.password_hash, u.role, u.tenant, u.projects, u.extension, u.disabled, \
+const USER_COLUMNS: &str = "u.id, u.username, u.password_hash, u.role, u.tenant, u.projects, u.extension, u.disabled, u.links_valid_after_ms, \
      COALESCE(tn.staff_playback, 0) AS staff_playback, COALESCE(tn.download_entitlement, 0) AS download_entitlement";
 const TENANT_OF_USER: &str = "LEFT JOIN tenants tn ON tn.name = u.tenant";
 
@@ -349,13 +350,19 @@ pub async fn principal_for_token(
     Ok(row.and_then(TokenRow::principal))
 }
 
-/// The principal a signed link was issued to (`u<user id>` or `t<token id>`), if still valid.
+/// The principal a signed link was issued to (`u<user id>` or `t<token id>`) at `issued_ms`
+/// (unix milliseconds), if still valid: a user's links made before they were last disabled are
+/// not.
 pub async fn principal_for_subject(
     conn: &mut AnyConnection,
     subject: &str,
+    issued_ms: i64,
 ) -> Result<Option<Principal>, sqlx::Error> {
     if let Some(user) = subject.strip_prefix('u').and_then(|s| s.parse().ok()) {
-        return principal_for_user(conn, user, Credential::Session).await;
+        return Ok(user_by_id(conn, user)
+            .await?
+            .filter(|u| issued_ms > u.links_valid_after_ms)
+            .and_then(|u| u.principal(Credential::Session)));
     }
     let Some(token) = subject
         .strip_prefix('t')
@@ -394,44 +401,63 @@ pub async fn create_session(
         expires_at_ms: now + lifetime_ms,
     };
     sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at_ms, expires_at_ms, last_seen_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(sha256_hex(&session.secret))
     .bind(user_id)
     .bind(&session.csrf_token)
     .bind(now)
     .bind(session.expires_at_ms)
+    .bind(now)
     .execute(&mut *conn)
     .await?;
     Ok(session)
 }
 
-/// The principal and CSRF token of a live session cookie.
+/// A session's last use is written at most this often: one write a minute per active user,
+/// not one per request.
+const SESSION_TOUCH_MS: i64 = 60_000;
+
+/// The principal, CSRF token and expiry of a live session cookie: neither past its absolute
+/// expiry nor unused for `idle_ms`. Using it keeps it alive.
 pub async fn principal_for_session(
     conn: &mut AnyConnection,
     secret: &str,
+    idle_ms: i64,
 ) -> Result<Option<(Principal, String, i64)>, sqlx::Error> {
+    let token_hash = sha256_hex(secret);
     let row: Option<SessionRow> = sqlx::query_as(&format!(
-        "SELECT s.csrf_token, s.expires_at_ms AS session_expires_at_ms, {USER_COLUMNS} \
+        "SELECT s.csrf_token, s.expires_at_ms AS session_expires_at_ms, s.last_seen_at_ms, {USER_COLUMNS} \
          FROM sessions s JOIN users u ON u.id = s.user_id {TENANT_OF_USER} WHERE s.token_hash = $1"
     ))
-    .bind(sha256_hex(secret))
-    .fetch_optional(conn)
+    .bind(&token_hash)
+    .fetch_optional(&mut *conn)
     .await?;
+    let now = now_ms();
+    let Some(row) = row.filter(|r| {
+        r.session_expires_at_ms > now && now.saturating_sub(r.last_seen_at_ms) < idle_ms
+    }) else {
+        return Ok(None);
+    };
+    if now - row.last_seen_at_ms >= SESSION_TOUCH_MS {
+        sqlx::query("UPDATE sessions SET last_seen_at_ms = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(&token_hash)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let (csrf, expires) = (row.csrf_token, row.session_expires_at_ms);
     Ok(row
-        .filter(|r| r.session_expires_at_ms > now_ms())
-        .and_then(|r| {
-            let (csrf, expires) = (r.csrf_token, r.session_expires_at_ms);
-            r.user
-                .principal(Credential::Session)
-                .map(|p| (p, csrf, expires))
-        }))
+        .user
+        .principal(Credential::Session)
+        .map(|p| (p, csrf, expires)))
 }
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
     csrf_token: String,
     session_expires_at_ms: i64,
+    last_seen_at_ms: i64,
     #[sqlx(flatten)]
     user: UserRow,
 }
@@ -535,9 +561,14 @@ pub async fn update_user(
         .execute(&mut *conn)
         .await?;
     if disabled != 0 {
-        // A disabled user's sessions end at once, and their tokens (with the links made with
-        // them) are revoked for good: enabling the user again does not bring them back.
+        // A disabled user's sessions end at once, and their tokens and links (and the links made
+        // with the tokens) are revoked for good: enabling the user again does not bring them back.
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("UPDATE users SET links_valid_after_ms = $1 WHERE id = $2")
+            .bind(now_ms())
             .bind(id)
             .execute(&mut *conn)
             .await?;

@@ -1,6 +1,8 @@
-//! Short-lived links: `/api/recordings/{id}/{audio|download}?by=..&exp=..&nonce=..&kid=..&sig=..`
-//! where `sig` is HMAC-SHA256 over the recording, the action, the principal, the expiry and a
-//! nonce. Any changed field breaks the signature. Keys carry ids so they can be rotated: the
+//! Short-lived links:
+//! `/api/recordings/{id}/{audio|download}?by=..&iat_ms=..&exp=..&nonce=..&kid=..&sig=..` where
+//! `sig` is HMAC-SHA256 over the recording, the action, the principal, the issue time, the
+//! expiry and a nonce. The issue time lets links made before a user was disabled stay refused
+//! after the user is enabled again. Any changed field breaks the signature. Keys carry ids so they can be rotated: the
 //! first configured key signs, every configured key verifies.
 
 use std::collections::HashMap;
@@ -105,6 +107,9 @@ pub struct Grant {
     pub action: LinkAction,
     /// `u<user id>` or `t<token id>`.
     pub subject: String,
+    /// Unix milliseconds: a link made in the same second as a user's disabling is still told
+    /// apart.
+    pub issued_ms: i64,
     /// Unix seconds.
     pub expires: i64,
     pub nonce: String,
@@ -112,10 +117,11 @@ pub struct Grant {
 
 fn message(grant: &Grant) -> String {
     format!(
-        "ari-recorder link v1\n{}\n{}\n{}\n{}\n{}",
+        "ari-recorder link v2\n{}\n{}\n{}\n{}\n{}\n{}",
         grant.recording,
         grant.action.as_str(),
         grant.subject,
+        grant.issued_ms,
         grant.expires,
         grant.nonce
     )
@@ -132,8 +138,8 @@ pub fn sign(keys: &LinkKeys, grant: &Grant) -> String {
         })
         .unwrap_or_default();
     format!(
-        "by={}&exp={}&nonce={}&kid={kid}&sig={sig}",
-        grant.subject, grant.expires, grant.nonce
+        "by={}&iat_ms={}&exp={}&nonce={}&kid={kid}&sig={sig}",
+        grant.subject, grant.issued_ms, grant.expires, grant.nonce
     )
 }
 
@@ -188,18 +194,23 @@ pub fn verify(
     if !well_formed(query) {
         return Err(LinkError::Malformed);
     }
-    let expires_text = field("exp")?;
+    // "exp=0100" parses like "exp=100" but was not what was signed.
+    let canonical = |name: &str| -> Result<i64, LinkError> {
+        let text = field(name)?;
+        let value: i64 = text.parse().map_err(|_| LinkError::Tampered)?;
+        if value.to_string() != *text {
+            return Err(LinkError::Tampered);
+        }
+        Ok(value)
+    };
     let grant = Grant {
         recording,
         action,
         subject: field("by")?.clone(),
-        expires: expires_text.parse().map_err(|_| LinkError::Tampered)?,
+        issued_ms: canonical("iat_ms")?,
+        expires: canonical("exp")?,
         nonce: field("nonce")?.clone(),
     };
-    // "exp=0100" parses like "exp=100" but was not what was signed.
-    if grant.expires.to_string() != *expires_text {
-        return Err(LinkError::Tampered);
-    }
     let mut mac = keys.mac(field("kid")?).ok_or(LinkError::UnknownKey)?;
     let sig = decode_hex(field("sig")?).ok_or(LinkError::Tampered)?;
     mac.update(message(&grant).as_bytes());
@@ -221,10 +232,11 @@ pub fn valid_subject(by: &str) -> bool {
 fn well_formed(query: &HashMap<String, String>) -> bool {
     let is_hex = |t: &str| t.bytes().all(|b| b.is_ascii_hexdigit());
     let get = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
+    let is_number = |t: &str| (1..=19).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
     let (by, exp, nonce, kid, sig) = (get("by"), get("exp"), get("nonce"), get("kid"), get("sig"));
     valid_subject(by)
-        && (1..=19).contains(&exp.len())
-        && exp.bytes().all(|b| b.is_ascii_digit())
+        && is_number(get("iat_ms"))
+        && is_number(exp)
         && (1..=64).contains(&nonce.len())
         && is_hex(nonce)
         && (1..=64).contains(&kid.len())
@@ -266,6 +278,7 @@ mod tests {
             recording: 7,
             action: LinkAction::Download,
             subject: "u3".into(),
+            issued_ms: 900_000,
             expires: 1_000,
             nonce: "abc".into(),
         }
@@ -298,6 +311,8 @@ mod tests {
         );
         for (from, to) in [
             ("by=u3", "by=u4"),
+            ("iat_ms=900000", "iat_ms=900001"),
+            ("iat_ms=900000", "iat_ms=0900000"),
             ("exp=1000", "exp=9000"),
             ("exp=1000", "exp=01000"),
             ("nonce=abc", "nonce=abd"),
@@ -328,6 +343,7 @@ mod tests {
             ("by=u3", "by=u"),
             ("by=u3", "by=admin"),
             ("exp=1000", "exp=-1"),
+            ("iat_ms=900000&", ""),
             ("nonce=abc", "nonce=zz"),
             ("kid=k1", "kid=k1%0A"),
         ] {

@@ -20,6 +20,7 @@ use crate::access::policy::Denial;
 use crate::access::rate::RateLimiter;
 use crate::access::{sha256_hex, Credential, Principal, Role, Scope};
 use crate::config::Config;
+use sha2::{Digest, Sha256};
 
 pub const SESSION_COOKIE: &str = "ari_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -41,6 +42,8 @@ pub struct Access {
     /// Peers whose forwarding headers name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub session_ms: i64,
+    /// A session unused this long has ended.
+    pub session_idle_ms: i64,
     pub link_max_seconds: i64,
     pub play_link_seconds: i64,
     pub secure_cookies: bool,
@@ -48,6 +51,48 @@ pub struct Access {
     pub operator_tenant: String,
     /// Project of direct outbound calls placed by users not limited to projects.
     pub default_project: String,
+    /// Who may read `/metrics` on the main address.
+    pub metrics: MetricsAccess,
+    /// How long a client gets to send a request body.
+    pub read_timeout: std::time::Duration,
+}
+
+/// Where `/metrics` is served: it shows every tenant's call volumes and errors.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Not served until an operator chooses how.
+    Off,
+    /// On its own address (`METRICS_ADDR`), not the main one.
+    Elsewhere,
+    /// On the main address to `Authorization: Bearer <token>`; the SHA-256 of the token.
+    Token([u8; 32]),
+}
+
+impl MetricsAccess {
+    fn from_config(config: &Config) -> MetricsAccess {
+        if config.metrics_addr.is_some() {
+            MetricsAccess::Elsewhere
+        } else if config.metrics_token.is_empty() {
+            MetricsAccess::Off
+        } else {
+            MetricsAccess::Token(Sha256::digest(config.metrics_token.as_bytes()).into())
+        }
+    }
+
+    /// Whether a request with these headers may read `/metrics` here. Hashes are compared, so
+    /// the comparison's timing says nothing about the token.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        let MetricsAccess::Token(expected) = self else {
+            return false;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| {
+                <[u8; 32]>::from(Sha256::digest(given.trim().as_bytes())) == *expected
+            })
+    }
 }
 
 impl Access {
@@ -77,6 +122,10 @@ impl Access {
             )),
             session_ms: i64::try_from(config.session_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
+            session_idle_ms: i64::try_from(config.session_idle_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            metrics: MetricsAccess::from_config(config),
+            read_timeout: std::time::Duration::from_secs(config.http_read_timeout_seconds),
             link_max_seconds: i64::try_from(config.link_max_seconds).unwrap_or(i64::MAX),
             play_link_seconds: i64::try_from(config.play_link_seconds).unwrap_or(i64::MAX),
             secure_cookies: config.secure_cookies,
@@ -119,6 +168,29 @@ impl Caller {
             Ok(_) => error,
             Err(e) => super::internal(e),
         }
+    }
+
+    /// Whether the caller belongs to the deployment's own tenant.
+    pub fn is_operator(&self, state: &AppState) -> bool {
+        self.principal.tenant == state.access.operator_tenant
+    }
+
+    /// Requires the deployment's own tenant (deployment-wide settings and state); records a
+    /// refusal.
+    pub async fn require_operator(
+        &self,
+        state: &AppState,
+        action: &'static str,
+    ) -> Result<(), ApiError> {
+        if self.is_operator(state) {
+            return Ok(());
+        }
+        let error = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_restriction",
+            "deployment-wide settings and state belong to the operator's tenant",
+        );
+        Err(self.refuse(state, self.entry(action), error).await)
     }
 
     /// Requires a role among `roles` and the token scope `scope`; records a refusal.
@@ -209,10 +281,13 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Option<Call
     let Some(secret) = session_cookie(&parts.headers) else {
         return Ok(None);
     };
-    let (principal, csrf, expires) = accounts::principal_for_session(&mut conn, &secret)
-        .await
-        .map_err(super::internal)?
-        .ok_or_else(|| unauthorized("the session has expired or ended: sign in again"))?;
+    let (principal, csrf, expires) =
+        accounts::principal_for_session(&mut conn, &secret, state.access.session_idle_ms)
+            .await
+            .map_err(super::internal)?
+            .ok_or_else(|| {
+                unauthorized("the session has expired, ended or been idle too long: sign in again")
+            })?;
     drop(conn);
     let caller = Caller {
         principal,
@@ -296,11 +371,14 @@ fn with_challenge(error: ApiError) -> Response {
 
 /// What the page needs to know of the signed-in user.
 fn session_view(
+    access: &Access,
     principal: &Principal,
     csrf: Option<&str>,
     expires_at_ms: Option<i64>,
 ) -> serde_json::Value {
     let role = principal.role;
+    let edit_flows =
+        matches!(role, Role::Admin | Role::Manager) && principal.has_scope(Scope::FlowsWrite);
     serde_json::json!({
         "user": {
             "id": principal.user_id,
@@ -313,7 +391,8 @@ fn session_view(
         "csrf_token": csrf,
         "expires_at": expires_at_ms.map(super::rfc3339),
         "can": {
-            "edit_flows": matches!(role, Role::Admin | Role::Manager) && principal.has_scope(Scope::FlowsWrite),
+            "edit_flows": edit_flows,
+            "deployment_settings": edit_flows && principal.tenant == access.operator_tenant,
             "administer": role == Role::Admin && principal.has_scope(Scope::Admin),
         },
     })
@@ -417,6 +496,7 @@ pub(super) async fn login(
         .map_err(super::internal)?;
     tx.commit(&entry).await.map_err(super::internal)?;
     let mut response = Json(session_view(
+        &state.access,
         &principal,
         Some(&session.csrf_token),
         Some(session.expires_at_ms),
@@ -463,12 +543,18 @@ pub(super) fn past_failure_share(
 }
 
 /// `GET /api/session`: who is signed in, their CSRF token and what they may do.
-pub(super) async fn current(caller: Caller) -> Response {
+pub(super) async fn current(State(state): State<AppState>, caller: Caller) -> Response {
     let (csrf, expires) = match &caller.session {
         Some((csrf, expires)) => (Some(csrf.as_str()), Some(*expires)),
         None => (None, None),
     };
-    Json(session_view(&caller.principal, csrf, expires)).into_response()
+    Json(session_view(
+        &state.access,
+        &caller.principal,
+        csrf,
+        expires,
+    ))
+    .into_response()
 }
 
 /// `DELETE /api/session`: signs out; the cookie stops working at once.
@@ -501,5 +587,38 @@ impl<S: Send + Sync> FromRequestParts<S> for ConnectInfoOrUnknown {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(ConnectInfoOrUnknown(client_address(parts)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).expect("ascii");
+        headers.insert(header::AUTHORIZATION, value);
+        headers
+    }
+
+    #[test]
+    fn metrics_are_off_until_an_operator_says_where() {
+        let token = "metrics-token-0123456789abcdef0123";
+        let mut config = Config::default();
+        let off = MetricsAccess::from_config(&config);
+        assert!(off == MetricsAccess::Off);
+        assert!(!off.allows(&with_bearer(token)));
+
+        config.metrics_token = token.into();
+        let by_token = MetricsAccess::from_config(&config);
+        assert!(by_token.allows(&with_bearer(token)));
+        assert!(!by_token.allows(&with_bearer("metrics-token-0123456789abcdef0124")));
+        assert!(!by_token.allows(&HeaderMap::new()));
+
+        // A separate address wins: the main one serves no metrics, token or not.
+        config.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 9090)));
+        let elsewhere = MetricsAccess::from_config(&config);
+        assert!(elsewhere == MetricsAccess::Elsewhere);
+        assert!(!elsewhere.allows(&with_bearer(token)));
     }
 }

@@ -50,7 +50,9 @@ pub(super) async fn list_flows(State(state): State<AppState>, caller: Caller) ->
             })
         })
         .collect();
-    Json(serde_json::json!({"flows": flows, "settings": set.settings})).into_response()
+    // The deployment's settings are the operator's business only.
+    let settings = caller.is_operator(&state).then_some(&set.settings);
+    Json(serde_json::json!({"flows": flows, "settings": settings})).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -131,8 +133,13 @@ pub(super) async fn patch_node(
     }
 }
 
-pub(super) async fn get_settings(State(state): State<AppState>, _caller: Caller) -> Response {
-    Json(state.flows.store().settings()).into_response()
+/// Deployment-wide: the operator's tenant only.
+pub(super) async fn get_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require_operator(&state, "settings_read").await?;
+    Ok(Json(state.flows.store().settings()).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -152,16 +159,7 @@ pub(super) async fn patch_settings(
     caller
         .require(&state, "setting_change", &EDITORS, Scope::FlowsWrite)
         .await?;
-    if caller.principal.tenant != state.access.operator_tenant {
-        let error = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "role_restriction",
-            "deployment settings belong to the operator's tenant",
-        );
-        return Err(caller
-            .refuse(&state, caller.entry("setting_change"), error)
-            .await);
-    }
+    caller.require_operator(&state, "setting_change").await?;
     let store = state.flows.store().clone();
     let settings = audited_edit(
         &state,

@@ -19,6 +19,7 @@ mod flows;
 pub mod openapi;
 pub mod proxy;
 mod recordings;
+pub mod server;
 
 pub use auth::Access;
 pub use recordings::Library;
@@ -80,6 +81,18 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
+        // A body trickled in slower than the read timeout (tower-http's body timeout).
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(error) = cause {
+            if error.is::<tower_http::timeout::TimeoutError>() {
+                return ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive within HTTP_READ_TIMEOUT_SECONDS",
+                );
+            }
+            cause = error.source();
+        }
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -176,6 +189,10 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(crate::web::routes())
         .fallback(not_found)
+        // A request body trickled in slower than this is cut off (headers: the listener).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.access.read_timeout,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             observe_request,
@@ -304,7 +321,49 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `/metrics` on the main address: only with the metrics token, when one is configured.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    match &state.access.metrics {
+        auth::MetricsAccess::Token(_) if state.access.metrics.allows(&headers) => {
+            render_metrics(State(state)).await
+        }
+        auth::MetricsAccess::Token(_) => {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "metrics need Authorization: Bearer <METRICS_TOKEN>",
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+        auth::MetricsAccess::Elsewhere => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "metrics are served on METRICS_ADDR",
+        )
+        .into_response(),
+        auth::MetricsAccess::Off => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics_off",
+            "metrics are off: set METRICS_ADDR (a separate address) or METRICS_TOKEN",
+        )
+        .into_response(),
+    }
+}
+
+/// The router of `METRICS_ADDR`: `/metrics` alone, unauthenticated.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     state.library.indexer.state.render(&mut text);
     (

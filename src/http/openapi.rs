@@ -170,9 +170,9 @@ pub fn document() -> Value {
         "paths": {
             "/healthz": {"get": {"summary": "the process is up", "security": open(), "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "database open and recordings folder readable; ARI state and warnings (folders not writable, no dialplans folder) reported", "security": open(), "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the reasons"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "security": open(), "responses": {"200": {"description": "text exposition format"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics: off unless METRICS_TOKEN (then Authorization: Bearer <token>) is set; with METRICS_ADDR they are served on that address instead", "security": open(), "responses": merge(json!({"200": {"description": "text exposition format"}}), error_responses(&["401", "404"]))}},
             "/api/openapi.json": {"get": {"summary": "this document", "security": open(), "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/api/flows": {"get": {"summary": "every flow, its nodes and the settings", "responses": {"200": {"description": "flows"}}}},
+            "/api/flows": {"get": {"summary": "the flows in the caller's scope and their nodes; the deployment settings for the operator's tenant (null for other tenants)", "responses": {"200": {"description": "flows"}}}},
             "/api/flows/{flow}/nodes/{node}": {"patch": {
                 "summary": "turn record_call on or off for a transfer, queue or hunt_group node (written back to the file)",
                 "parameters": [
@@ -183,11 +183,11 @@ pub fn document() -> Value {
                 "responses": merge(json!({"200": {"description": "the node"}}), error_responses(&["400", "404"]))
             }},
             "/api/settings": {
-                "get": {"summary": "service-wide call settings", "responses": {"200": {"description": "settings", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Settings"}}}}}},
+                "get": {"summary": "service-wide call settings (the operator's tenant only)", "responses": merge(json!({"200": {"description": "settings", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Settings"}}}}}), error_responses(&["403"]))},
                 "patch": {
-                    "summary": "change record_outbound_calls",
+                    "summary": "change record_outbound_calls (editors of the operator's tenant)",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Settings"}}}},
-                    "responses": merge(json!({"200": {"description": "settings"}}), error_responses(&["400"]))
+                    "responses": merge(json!({"200": {"description": "settings"}}), error_responses(&["400", "403"]))
                 }
             },
             "/api/calls": {"post": {
@@ -241,7 +241,7 @@ pub fn document() -> Value {
                 "parameters": [id_param(), query("points", "1 to 10000 (800)", json!({"type": "integer"}))],
                 "responses": merge(json!({"200": {"description": "peaks: [[min, max], ...]"}}), error_responses(&["400", "401", "403", "404", "409"]))
             }},
-            "/api/library/scan": {"get": {"summary": "state of the recordings folder scan (admin)", "responses": {"200": {"description": "scan state"}}}}
+            "/api/library/scan": {"get": {"summary": "state of the recordings folder scan (admins of the operator's tenant)", "responses": merge(json!({"200": {"description": "scan state"}}), error_responses(&["403"]))}}
         },
         "security": [{"bearer": []}, {"session": []}],
         "components": components()

@@ -671,6 +671,8 @@ pub(super) async fn scan_state(
             Scope::Admin,
         )
         .await?;
+    // The whole folder's state: the operator's, not one tenant's.
+    caller.require_operator(&state, "scan_state").await?;
     Ok(Json(state.library.indexer.state.json()).into_response())
 }
 
@@ -945,7 +947,7 @@ async fn link_caller(
     let principal = match verified {
         Ok(ref grant) => {
             let mut conn = state.db.pool.acquire().await.map_err(internal)?;
-            principal_for_subject(&mut conn, &grant.subject)
+            principal_for_subject(&mut conn, &grant.subject, grant.issued_ms)
                 .await
                 .map_err(internal)?
         }
@@ -1146,11 +1148,13 @@ async fn create_link(
     }
     let (row, _, mut entry) =
         authorize(state, caller, id, action.policy_action(), "link_create").await?;
-    let expires = chrono::Utc::now().timestamp() + lifetime;
+    let issued_ms = chrono::Utc::now().timestamp_millis();
+    let expires = issued_ms.div_euclid(1000) + lifetime;
     let grant = Grant {
         recording: row.id,
         action,
         subject: principal.link_subject(),
+        issued_ms,
         expires,
         nonce: random_secret()[..32].to_string(),
     };

@@ -83,6 +83,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_call_endpoints.sql"),
         postgres: include_str!("../../migrations/postgres/0006_call_endpoints.sql"),
     },
+    Migration {
+        version: 7,
+        name: "session_idle",
+        sqlite: include_str!("../../migrations/sqlite/0007_session_idle.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_session_idle.sql"),
+    },
 ];
 
 /// How many migrations this binary carries.

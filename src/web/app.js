@@ -637,16 +637,19 @@ class Player {
 async function loadFlows() {
   say("Loading flows...");
   let flows;
-  let settings;
   try {
-    [flows, settings] = await Promise.all([api("GET", "/api/flows"), api("GET", "/api/settings")]);
+    flows = await api("GET", "/api/flows");
   } catch (error) {
     if (error.status !== 401) say(`Could not load flows: ${error.message}`);
     return;
   }
+  // Deployment-wide settings come with the flows for the operator's own tenant only.
   const outbound = $("#record-outbound");
-  outbound.checked = settings.record_outbound_calls;
-  outbound.onchange = () => toggleSetting(outbound);
+  outbound.closest(".card").hidden = !flows.settings;
+  if (flows.settings) {
+    outbound.checked = flows.settings.record_outbound_calls;
+    outbound.onchange = () => toggleSetting(outbound);
+  }
   const container = $("#flows");
   container.replaceChildren(...flows.flows.map((flow) => el("article", { class: "card flow" },
     el("h3", { text: flow.name }),

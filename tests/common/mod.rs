@@ -263,6 +263,22 @@ pub async fn database_url(t: &TestSim, db: Db) -> Option<String> {
     }
 }
 
+/// The test services serve `/metrics` to this bearer token.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
+
+/// The service's `/metrics` text.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 /// Starts the service with `flows` (file name, TOML) in a fresh dialplans folder.
 pub async fn start_service(t: &TestSim, flows: &[(&str, &str)]) -> TestService {
     let url = database_url(t, Db::Sqlite).await.expect("sqlite");
@@ -306,6 +322,7 @@ pub async fn start_service_with(
             "DATABASE_URL" => Some(database.clone()),
             "DIALPLANS_DIR" => Some(dialplans_text.clone()),
             "HTTP_ADDR" => Some("127.0.0.1:0".into()),
+            "METRICS_TOKEN" => Some(METRICS_TOKEN.into()),
             _ => None,
         }
     })
