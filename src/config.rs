@@ -53,6 +53,15 @@ pub struct Config {
     /// Reverse proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-For` name
     /// the client. From any other peer those headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// Keys that seal the audit chain (HMAC-SHA256), `id:secret` (secret at least 32
+    /// characters), kept outside the database: the first seals new events, all verify, so a key
+    /// is rotated by adding a new one first and keeping the old one while its events are kept.
+    /// Empty: events are chained with plain SHA-256 (a warning at start). Never logged.
+    pub audit_keys: Vec<String>,
+    /// A file (ideally on other storage than the database) the chain's head is appended to
+    /// every minute it moves; `audit verify` checks the chain still holds every anchored head,
+    /// so events cut from the end are found even by someone who rewrote the head row.
+    pub audit_anchor_file: Option<PathBuf>,
     /// A second address that serves `/metrics` alone, unauthenticated (a scrape network or
     /// loopback). When set, the main address does not serve `/metrics`.
     pub metrics_addr: Option<SocketAddr>,
@@ -89,6 +98,8 @@ impl Default for Config {
             secure_cookies: true,
             tls_ca_file: None,
             trusted_proxies: Vec::new(),
+            audit_keys: Vec::new(),
+            audit_anchor_file: None,
             metrics_addr: None,
             metrics_token: String::new(),
             session_idle_seconds: 1800,
@@ -99,7 +110,7 @@ impl Default for Config {
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 23] = [
+pub const ENV_KEYS: [&str; 25] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -118,6 +129,8 @@ pub const ENV_KEYS: [&str; 23] = [
     "SECURE_COOKIES",
     "TLS_CA_FILE",
     "TRUSTED_PROXIES",
+    "AUDIT_KEYS",
+    "AUDIT_ANCHOR_FILE",
     "METRICS_ADDR",
     "METRICS_TOKEN",
     "SESSION_IDLE_SECONDS",
@@ -224,6 +237,18 @@ impl Config {
                     .map(String::from)
                     .collect()
             }
+            "AUDIT_KEYS" => {
+                self.audit_keys = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "AUDIT_ANCHOR_FILE" => {
+                self.audit_anchor_file =
+                    Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+            }
             "METRICS_ADDR" if value.trim().is_empty() => self.metrics_addr = None,
             "METRICS_ADDR" => {
                 self.metrics_addr = Some(value.parse().map_err(|_| ConfigError::Invalid {
@@ -238,6 +263,21 @@ impl Config {
             _ => unreachable!("ENV_KEYS and set() list the same keys"),
         }
         Ok(())
+    }
+
+    /// `audit_keys` parsed; None when there are none.
+    pub fn audit_signing_keys(
+        &self,
+    ) -> Result<Option<crate::access::keys::SigningKeys>, ConfigError> {
+        if self.audit_keys.is_empty() {
+            return Ok(None);
+        }
+        crate::access::keys::SigningKeys::parse(&self.audit_keys)
+            .map(Some)
+            .map_err(|reason| ConfigError::Invalid {
+                key: "AUDIT_KEYS",
+                reason,
+            })
     }
 
     /// `trusted_proxies` parsed: an address is a block of one.
@@ -302,6 +342,7 @@ impl Config {
                 reason: "must start with sqlite:, postgres:// or postgresql://".into(),
             });
         }
+        self.audit_signing_keys()?;
         if !self.link_signing_keys.is_empty() {
             crate::access::links::LinkKeys::parse(&self.link_signing_keys).map_err(|reason| {
                 ConfigError::Invalid {
@@ -442,6 +483,8 @@ impl fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("tls_ca_file", &self.tls_ca_file)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("audit_keys", &"<redacted>")
+            .field("audit_anchor_file", &self.audit_anchor_file)
             .field("metrics_addr", &self.metrics_addr)
             .field("metrics_token", &"<redacted>")
             .field("session_idle_seconds", &self.session_idle_seconds)

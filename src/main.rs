@@ -276,9 +276,11 @@ async fn open_database(
     config: Option<&std::path::Path>,
 ) -> Result<(Config, ari_recorder::library::Database), String> {
     let config = Config::from_process(config).map_err(|e| e.to_string())?;
+    let keys = config.audit_signing_keys().map_err(|e| e.to_string())?;
     let db = ari_recorder::library::Database::open(&config.database_connect_url())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_audit_keys(keys);
     Ok((config, db))
 }
 
@@ -461,16 +463,22 @@ async fn tenant(command: TenantCommand) -> Result<(), String> {
 
 async fn audit(command: AuditCommand) -> Result<(), String> {
     let AuditCommand::Verify { config } = command;
-    let (_, db) = open_database(config.as_deref()).await?;
-    let report = ari_recorder::access::audit::verify(&db)
+    let (config, db) = open_database(config.as_deref()).await?;
+    let report = ari_recorder::access::audit::verify(&db, config.audit_anchor_file.as_deref())
         .await
         .map_err(|e| e.to_string())?;
     match report.problem {
         None => {
             println!(
-                "audit log intact: {} events, head {}",
-                report.events, report.head_hash
+                "audit log intact: {} events, head {}, {} anchored heads checked",
+                report.events, report.head_hash, report.anchors
             );
+            if report.unsealed > 0 {
+                println!(
+                    "{} events are chained without a key (written before AUDIT_KEYS was set): someone able to write the database could have rewritten them",
+                    report.unsealed
+                );
+            }
             Ok(())
         }
         Some(problem) => Err(format!(

@@ -73,7 +73,18 @@ pub async fn start(
     if let Some(warning) = config.database_tls_warning() {
         tracing::warn!("{warning}");
     }
-    let db = Database::open(&config.database_connect_url()).await?;
+    let audit_keys = config.audit_signing_keys().ok().flatten();
+    if audit_keys.is_none() {
+        tracing::warn!(
+            "no audit_keys configured: the audit chain is plain SHA-256, which someone able to write the database can recompute"
+        );
+    }
+    let db = Database::open(&config.database_connect_url())
+        .await?
+        .with_audit_keys(audit_keys);
+    if let Err(e) = crate::access::audit::seal_from_here(&db, &config.default_tenant).await {
+        tracing::error!(error = %e, "cannot seal the audit chain");
+    }
     let tls = crate::tls::client_config(config.tls_ca_file.as_deref())?;
     let client = AriClient::with_tls(
         &config.ari_url,
@@ -181,6 +192,13 @@ pub async fn start(
     ));
     let flows_task = tokio::spawn(flows.clone().run(input_rx));
     tracing::info!(http = %http_addr, ari = %config.ari_url, app = %config.ari_app, "ari-recorder started");
+    if let Some(path) = config.audit_anchor_file.clone() {
+        tasks.push(tokio::spawn(anchor_audit_head(
+            db.clone(),
+            path,
+            shutdown.clone(),
+        )));
+    }
     tasks.extend([
         stream_task,
         stasis_task,
@@ -199,6 +217,32 @@ pub async fn start(
         indexer,
         tasks,
     })
+}
+
+/// How often the audit chain's head is anchored outside the database (when it moved).
+const AUDIT_ANCHOR_EVERY: Duration = Duration::from_secs(60);
+
+/// Appends the audit head to `path` every `AUDIT_ANCHOR_EVERY` it moved, and once more at
+/// shutdown. A failed write is logged and retried at the next tick.
+async fn anchor_audit_head(
+    db: Database,
+    path: std::path::PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last = -1;
+    loop {
+        match crate::access::audit::anchor_head(&db, &path, last).await {
+            Ok(seq) => last = seq,
+            Err(e) => tracing::error!(error = %e, "audit head not anchored"),
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_ANCHOR_EVERY) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    }
 }
 
 /// Binds `addr` (port 0: any free port) and says where it listens.

@@ -366,7 +366,7 @@ async fn the_permission_matrix_holds_through_the_api(db: Db) {
         outcomes, attempts,
         "every attempt, allowed or denied, left its event"
     );
-    let report = ari_recorder::access::audit::verify(db_handle)
+    let report = ari_recorder::access::audit::verify(db_handle, None)
         .await
         .expect("verify");
     assert_eq!(report.problem, None);
@@ -1130,7 +1130,7 @@ async fn concurrent_requests_keep_one_chain(db: Db) {
     let answers = futures_util::future::join_all(requests).await;
     assert!(answers.iter().all(|a| a.status == 200 || a.status == 206));
     assert_eq!(audit_head(&s.svc.db).await, before + 60);
-    let report = ari_recorder::access::audit::verify(&s.svc.db)
+    let report = ari_recorder::access::audit::verify(&s.svc.db, None)
         .await
         .expect("verify");
     assert_eq!((report.events, report.problem), (before + 60, None));

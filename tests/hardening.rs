@@ -728,7 +728,211 @@ async fn silent_connections_are_cut_off_and_surplus_ones_wait() {
     let _ = s.stop.send(true);
 }
 
+/// Finding 5: six concurrent Opus requests of one uncached file each encoded it, and thirty
+/// waveform requests with different `points` each read the whole file into memory and were each
+/// cached, with caches cleared wholesale when full. Now one job per rendering is shared by its
+/// concurrent requests, `points` is one of a few sizes, and peaks are computed in chunks.
+async fn opus_and_waveforms_are_rendered_once_for_concurrent_requests(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = common::one_playable_recording(&t, &url, &[], "default").await;
+    let admin = common::authed();
+    let opus: Vec<_> = (0..6)
+        .map(|_| {
+            let request = admin.get(format!("{}/api/recordings/{id}/audio?format=opus", s.base));
+            tokio::spawn(send(request))
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for request in opus {
+        let answer = request.await.expect("task");
+        assert_eq!(answer.status, 200);
+        assert!(answer.body.starts_with(b"OggS"));
+        bodies.push(answer.body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "one encoding served to all"
+    );
+    assert_eq!(
+        metric(&s, "audio_renderings_total{kind=\"opus\"}").await,
+        "audio_renderings_total{kind=\"opus\"} 1"
+    );
+
+    let odd = send(admin.get(format!("{}/api/recordings/{id}/peaks?points=1234", s.base))).await;
+    assert_eq!(odd.status, 400);
+    assert!(odd.json()["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("100, 200, 400, 800, 1600, 3200")));
+    let peaks: Vec<_> = (0..30)
+        .map(|i| {
+            let points = [100, 200, 400, 800, 1600, 3200][i % 6];
+            let request = admin.get(format!(
+                "{}/api/recordings/{id}/peaks?points={points}",
+                s.base
+            ));
+            tokio::spawn(send(request))
+        })
+        .collect();
+    for request in peaks {
+        assert_eq!(request.await.expect("task").status, 200);
+    }
+    assert_eq!(
+        metric(&s, "audio_renderings_total{kind=\"peaks\"}").await,
+        "audio_renderings_total{kind=\"peaks\"} 6"
+    );
+    let _ = s.stop.send(true);
+}
+
+/// Rewrites the stored audit chain from its first event on as someone with write access to the
+/// database (and no audit key) would: `edit` changes events, then every hash is recomputed with
+/// `keys` (None: plain SHA-256, the key ids dropped) and the head row follows.
+async fn rewrite_chain(
+    db: &ari_recorder::library::Database,
+    keys: Option<&ari_recorder::access::keys::SigningKeys>,
+    edit: impl Fn(&mut ari_recorder::access::audit::StoredEvent),
+) {
+    use ari_recorder::access::audit::{event_hash, StoredEvent, GENESIS};
+    let mut events: Vec<StoredEvent> = sqlx::query_as(
+        "SELECT seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash, key_id FROM audit_events ORDER BY seq",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("events");
+    let mut prev = GENESIS.to_string();
+    for event in &mut events {
+        edit(event);
+        if keys.is_none() {
+            event.key_id = None;
+        }
+        event.prev_hash = prev.clone();
+        event.hash = event_hash(event, keys).expect("hash");
+        prev = event.hash.clone();
+        sqlx::query("UPDATE audit_events SET outcome = $1, prev_hash = $2, hash = $3, key_id = $4 WHERE seq = $5")
+            .bind(&event.outcome)
+            .bind(&event.prev_hash)
+            .bind(&event.hash)
+            .bind(&event.key_id)
+            .bind(event.seq)
+            .execute(&db.pool)
+            .await
+            .expect("rewrite");
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(events.len() as i64)
+        .bind(&prev)
+        .execute(&db.pool)
+        .await
+        .expect("head");
+}
+
+/// Finding 6: with write access to the database a reviewer edited an event, recomputed every
+/// hash and the head, and `audit verify` said intact. Now the chain is sealed with a key kept
+/// outside the database, and its head is anchored in a file outside it.
+async fn a_rewritten_or_cut_audit_chain_is_found(db: Db) {
+    use ari_recorder::access::audit::verify;
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let anchors = t.dir.path().join("audit-anchors");
+    let key = "2026-11:0123456789abcdef0123456789abcdef";
+    let s = start_service_with(
+        &t,
+        &[],
+        &url,
+        &[
+            ("AUDIT_KEYS", key),
+            ("AUDIT_ANCHOR_FILE", anchors.to_str().expect("utf-8")),
+        ],
+    )
+    .await;
+    for _ in 0..3 {
+        let list = send(common::authed().get(format!("{}/api/recordings", s.base))).await;
+        assert_eq!(list.status, 200);
+    }
+    let db = s.svc.db.clone();
+    // Stopping writes the last head to the anchor file.
+    let _ = s.stop.send(true);
+    s.svc.join().await;
+    let intact = verify(&db, Some(&anchors)).await.expect("verify");
+    assert_eq!((intact.problem.as_deref(), intact.unsealed), (None, 0));
+    assert_eq!(intact.events, 4, "the sealing event and three lists");
+    assert!(intact.anchors >= 1);
+
+    // Cutting the newest event and pointing the head at the one before: every remaining seal
+    // holds, but the anchor outside the database names the lost event.
+    sqlx::query("DELETE FROM audit_events WHERE seq = 4")
+        .execute(&db.pool)
+        .await
+        .expect("cut");
+    let (hash,): (String,) = sqlx::query_as("SELECT hash FROM audit_events WHERE seq = 3")
+        .fetch_one(&db.pool)
+        .await
+        .expect("event 3");
+    sqlx::query("UPDATE audit_head SET seq = 3, hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&db.pool)
+        .await
+        .expect("head");
+    let cut = verify(&db, Some(&anchors)).await.expect("verify");
+    assert!(
+        cut.problem
+            .as_deref()
+            .is_some_and(|p| p.contains("removed from the end")),
+        "{cut:?}"
+    );
+
+    // Editing an event and recomputing the chain without the key: plain SHA-256...
+    let deny = |e: &mut ari_recorder::access::audit::StoredEvent| {
+        if e.seq == 2 {
+            e.outcome = "role_restriction".into();
+        }
+    };
+    rewrite_chain(&db, None, deny).await;
+    let unkeyed = verify(&db, None).await.expect("verify");
+    assert!(
+        unkeyed
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("not sealed")),
+        "{unkeyed:?}"
+    );
+    // ...or with a guessed key under the real key's id.
+    let guess = ari_recorder::access::keys::SigningKeys::parse(&[
+        "2026-11:guessed-guessed-guessed-guessed-!".to_string(),
+    ])
+    .expect("key");
+    rewrite_chain(&db, Some(&guess), |e| {
+        e.key_id = Some("2026-11".into());
+        deny(e)
+    })
+    .await;
+    let guessed = verify(&db, None).await.expect("verify");
+    assert!(
+        guessed
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("event 1 was altered")),
+        "{guessed:?}"
+    );
+    // Without the key, nothing sealed can be checked at all.
+    let keyless = db.clone().with_audit_keys(None);
+    let unknown = verify(&keyless, None).await.expect("verify");
+    assert!(
+        unknown
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("not among AUDIT_KEYS")),
+        "{unknown:?}"
+    );
+}
+
 on_both_databases!(
+    a_rewritten_or_cut_audit_chain_is_found,
+    opus_and_waveforms_are_rendered_once_for_concurrent_requests,
     metrics_and_deployment_state_belong_to_the_operator,
     idle_sessions_end_and_a_disabled_users_links_stay_dead,
     private_recordings_match_participants_exactly_and_extensions_are_unique,

@@ -6,13 +6,37 @@
 //! the event after the head and commits both. No action is stored without its trace.
 //!
 //! Each event's hash covers the previous event's hash and every field, so editing or removing
-//! an event breaks the chain from there; `verify` walks it.
+//! an event breaks the chain from there; `verify` walks it. With `AUDIT_KEYS` the hash is an
+//! HMAC-SHA256 under a key kept outside the database (its id stored with the event): someone
+//! who can write the database but not read the key cannot recompute a consistent chain. With
+//! `AUDIT_ANCHOR_FILE` the head is also written outside the database every minute, so cutting
+//! events from the end (and rewriting the head row) is found too.
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyConnection, Transaction};
 
+use super::keys::SigningKeys;
 use super::{hex, now_ms};
 use crate::library::{Database, DbError};
+
+/// Why the chain could not be checked or anchored.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("audit anchor file {path}: {source}")]
+    Anchor {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// The hash before the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -54,10 +78,11 @@ pub fn capped(text: &str, max: usize) -> String {
     cut
 }
 
-/// The hash of an event: SHA-256 over the previous hash and each field (not its own `hash`),
-/// length-prefixed so no two different events can hash the same text.
-pub fn event_hash(event: &StoredEvent) -> String {
-    let mut hasher = Sha256::new();
+/// The hash of an event over the previous hash and each field (not its own `hash`),
+/// length-prefixed so no two different events can hash the same text: HMAC-SHA256 under the
+/// event's key when it names one, plain SHA-256 otherwise. None: the event names a key that is
+/// not among `keys`.
+pub fn event_hash(event: &StoredEvent, keys: Option<&SigningKeys>) -> Option<String> {
     let recording = event
         .recording_id
         .map(|r| r.to_string())
@@ -74,16 +99,26 @@ pub fn event_hash(event: &StoredEvent) -> String {
         &event.client,
         event.detail.as_deref().unwrap_or("\u{0}"),
     ];
+    let mut message = Vec::new();
     for field in fields {
-        hasher.update((field.len() as u64).to_be_bytes());
-        hasher.update(field.as_bytes());
+        message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        message.extend_from_slice(field.as_bytes());
     }
-    hex(&hasher.finalize())
+    match &event.key_id {
+        None => Some(hex(&Sha256::digest(&message))),
+        Some(id) => {
+            let mut mac = keys?.mac(id)?;
+            mac.update(b"ari-recorder audit v1\n");
+            mac.update(&message);
+            Some(hex(&mac.finalize().into_bytes()))
+        }
+    }
 }
 
 /// An open transaction holding the audit chain's head.
 pub struct AuditTx {
     tx: Transaction<'static, Any>,
+    keys: Option<std::sync::Arc<SigningKeys>>,
     /// The chain's newest event (sequence number, hash), read while holding it.
     head: (i64, String),
 }
@@ -95,7 +130,11 @@ impl AuditTx {
             sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
                 .fetch_one(&mut *tx)
                 .await?;
-        Ok(AuditTx { tx, head })
+        Ok(AuditTx {
+            tx,
+            keys: db.audit_keys.clone(),
+            head,
+        })
     }
 
     /// Where the action does its own writes.
@@ -120,12 +159,14 @@ impl AuditTx {
             client: capped(&entry.client, 64),
             detail: entry.detail.as_deref().map(|d| capped(d, 512)),
             prev_hash: head_hash,
+            key_id: self.keys.as_ref().map(|k| k.signing_id().to_string()),
             hash: String::new(),
         };
-        event.hash = event_hash(&event);
+        // The signing key is one of the keys: the hash is always there.
+        event.hash = event_hash(&event, self.keys.as_deref()).unwrap_or_default();
         sqlx::query(
-            "INSERT INTO audit_events (seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO audit_events (seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash, key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(event.seq)
         .bind(event.at_ms)
@@ -138,6 +179,7 @@ impl AuditTx {
         .bind(&event.detail)
         .bind(&event.prev_hash)
         .bind(&event.hash)
+        .bind(&event.key_id)
         .execute(&mut *self.tx)
         .await?;
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
@@ -168,6 +210,8 @@ pub struct StoredEvent {
     pub detail: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// The key that sealed it; None: chained with plain SHA-256.
+    pub key_id: Option<String>,
 }
 
 /// What `audit verify` found.
@@ -175,19 +219,33 @@ pub struct StoredEvent {
 pub struct Verification {
     pub events: i64,
     pub head_hash: String,
+    /// Events chained without a key (written before `AUDIT_KEYS` was set): they show edits
+    /// only by someone without write access to the database.
+    pub unsealed: i64,
+    /// Heads found in the anchor file and checked against the chain.
+    pub anchors: usize,
     /// The first break found, naming the event.
     pub problem: Option<String>,
 }
 
-/// Walks the whole chain in order, a page at a time.
-pub async fn verify(db: &Database) -> Result<Verification, DbError> {
+/// Walks the whole chain in order, a page at a time, checking each event with the database
+/// handle's audit keys, and every head anchored in `anchor_file` when there is one.
+pub async fn verify(db: &Database, anchor_file: Option<&Path>) -> Result<Verification, AuditError> {
     const PAGE: i64 = 5000;
+    let keys = db.audit_keys.as_deref();
+    let anchored = match anchor_file {
+        Some(path) => read_anchors(path)?,
+        None => BTreeMap::new(),
+    };
     let mut expected_seq = 1;
     let mut prev = GENESIS.to_string();
     let mut problem = None;
+    let mut unsealed = 0;
+    let mut sealed_seen = false;
+    let mut newest_sealed = false;
     'pages: loop {
         let page: Vec<StoredEvent> = sqlx::query_as(
-            "SELECT seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash \
+            "SELECT seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash, key_id \
              FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
         )
         .bind(expected_seq)
@@ -196,28 +254,23 @@ pub async fn verify(db: &Database) -> Result<Verification, DbError> {
         .await?;
         let done = (page.len() as i64) < PAGE;
         for event in page {
-            if event.seq != expected_seq {
-                problem = Some(format!(
-                    "event {expected_seq} is missing (the next stored is {})",
-                    event.seq
-                ));
+            problem = check_event(&event, expected_seq, &prev, keys, sealed_seen);
+            if let Some(anchor) = anchored.get(&event.seq) {
+                if problem.is_none() && *anchor != event.hash {
+                    problem = Some(format!(
+                        "event {} is not the one anchored outside the database: the chain was rewritten",
+                        event.seq
+                    ));
+                }
+            }
+            if problem.is_some() {
                 break 'pages;
             }
-            if event.prev_hash != prev {
-                problem = Some(format!(
-                    "event {} does not follow event {}: the chain was cut or reordered",
-                    event.seq,
-                    event.seq - 1
-                ));
-                break 'pages;
+            match event.key_id {
+                Some(_) => sealed_seen = true,
+                None => unsealed += 1,
             }
-            if event_hash(&event) != event.hash {
-                problem = Some(format!(
-                    "event {} was altered: its fields do not match its hash",
-                    event.seq
-                ));
-                break 'pages;
-            }
+            newest_sealed = event.key_id.is_some();
             prev = event.hash;
             expected_seq += 1;
         }
@@ -226,6 +279,18 @@ pub async fn verify(db: &Database) -> Result<Verification, DbError> {
         }
     }
     let events = expected_seq - 1;
+    if problem.is_none() && keys.is_some() && events > 0 && !newest_sealed {
+        problem = Some(format!(
+            "event {events}, the newest, is not sealed though AUDIT_KEYS is set: the chain was rewritten without the key (or the service has not run since the key was set: it seals an event when it starts)"
+        ));
+    }
+    if problem.is_none() {
+        if let Some((&seq, _)) = anchored.iter().next_back().filter(|(s, _)| **s > events) {
+            problem = Some(format!(
+                "event {seq} was anchored outside the database but the log ends at {events}: events were removed from the end"
+            ));
+        }
+    }
     if problem.is_none() {
         let (head_seq, head_hash): (i64, String) =
             sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
@@ -240,8 +305,133 @@ pub async fn verify(db: &Database) -> Result<Verification, DbError> {
     Ok(Verification {
         events,
         head_hash: prev,
+        unsealed,
+        anchors: anchored.len(),
         problem,
     })
+}
+
+/// With audit keys, makes sure the newest event is sealed: the first start with a key writes
+/// one sealed event, so `verify` can require the chain to end sealed (a chain rewritten
+/// entirely without the key then fails).
+pub async fn seal_from_here(db: &Database, tenant: &str) -> Result<(), AuditError> {
+    let Some(keys) = db.audit_keys.as_deref() else {
+        return Ok(());
+    };
+    let newest: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT key_id FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&db.pool)
+            .await?;
+    if matches!(newest, Some((Some(_),))) {
+        return Ok(());
+    }
+    let entry = AuditEntry {
+        detail: Some(format!(
+            "audit events are sealed with key {} from here on",
+            keys.signing_id()
+        )),
+        ..AuditEntry::new("service", tenant, "audit_sealing")
+    };
+    record(db, &entry).await?;
+    Ok(())
+}
+
+/// What is wrong with `event` in its place in the chain, if anything.
+fn check_event(
+    event: &StoredEvent,
+    expected_seq: i64,
+    prev: &str,
+    keys: Option<&SigningKeys>,
+    sealed_seen: bool,
+) -> Option<String> {
+    if event.seq != expected_seq {
+        return Some(format!(
+            "event {expected_seq} is missing (the next stored is {})",
+            event.seq
+        ));
+    }
+    if event.prev_hash != prev {
+        return Some(format!(
+            "event {} does not follow event {}: the chain was cut or reordered",
+            event.seq,
+            event.seq - 1
+        ));
+    }
+    if event.key_id.is_none() && sealed_seen {
+        return Some(format!(
+            "event {} is not sealed though earlier events are: it was rewritten without the key",
+            event.seq
+        ));
+    }
+    match event_hash(event, keys) {
+        None => Some(format!(
+            "event {} is sealed with audit key {:?}, which is not among AUDIT_KEYS: it cannot be checked",
+            event.seq,
+            event.key_id.as_deref().unwrap_or_default()
+        )),
+        Some(hash) if hash != event.hash => Some(format!(
+            "event {} was altered: its fields do not match its seal",
+            event.seq
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Appends the chain's head to `path` when it moved since `last` (the sequence number anchored
+/// last); returns the head's sequence number. Synced to disk: an anchor is only worth what
+/// survives a crash.
+pub async fn anchor_head(db: &Database, path: &Path, last: i64) -> Result<i64, AuditError> {
+    let (seq, hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&db.pool)
+            .await?;
+    if seq == last || seq == 0 {
+        return Ok(seq);
+    }
+    let line = format!("{} {seq} {hash}\n", now_ms());
+    let target = path.to_path_buf();
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&target)?;
+        file.write_all(line.as_bytes())?;
+        file.sync_data()
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    written.map_err(|source| AuditError::Anchor {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(seq)
+}
+
+/// The heads anchored in `path`: sequence number to hash. A missing file has none.
+fn read_anchors(path: &Path) -> Result<BTreeMap<i64, String>, AuditError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(AuditError::Anchor {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut anchors = BTreeMap::new();
+    // A torn last line (a crash mid-write) is skipped, not fatal.
+    for line in text.lines() {
+        let mut fields = line.split(' ');
+        let (Some(_at), Some(seq), Some(hash)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if let (Ok(seq), true) = (seq.parse::<i64>(), hash.len() == 64) {
+            anchors.insert(seq, hash.to_string());
+        }
+    }
+    Ok(anchors)
 }
 
 #[cfg(test)]
@@ -262,8 +452,9 @@ mod tests {
             detail: None,
             prev_hash: GENESIS.into(),
             hash: String::new(),
+            key_id: None,
         };
-        let reference = event_hash(&base);
+        let reference = event_hash(&base, None).expect("unkeyed");
         let variants = [
             StoredEvent {
                 prev_hash: "1".into(),
@@ -313,15 +504,34 @@ mod tests {
             },
         ];
         for (i, v) in variants.iter().enumerate() {
-            assert_ne!(reference, event_hash(v), "variant {i}");
+            assert_ne!(
+                reference,
+                event_hash(v, None).expect("unkeyed"),
+                "variant {i}"
+            );
         }
         // The stored hash itself is not an input.
         assert_eq!(
-            reference,
-            event_hash(&StoredEvent {
-                hash: "x".into(),
-                ..base
-            })
+            Some(reference.clone()),
+            event_hash(
+                &StoredEvent {
+                    hash: "x".into(),
+                    ..base.clone()
+                },
+                None
+            )
         );
+        // Sealed: the key decides the hash, and an unknown key gives none.
+        let keys = SigningKeys::parse(&["a:0123456789abcdef0123456789abcdef".into()]).expect("key");
+        let other =
+            SigningKeys::parse(&["a:fedcba9876543210fedcba9876543210".into()]).expect("key");
+        let sealed = StoredEvent {
+            key_id: Some("a".into()),
+            ..base.clone()
+        };
+        let seal = event_hash(&sealed, Some(&keys)).expect("known key");
+        assert_ne!(seal, reference);
+        assert_ne!(Some(seal), event_hash(&sealed, Some(&other)));
+        assert_eq!(event_hash(&sealed, None), None);
     }
 }

@@ -7,12 +7,10 @@
 
 use std::collections::HashMap;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
-use super::{hex, random_secret};
-
-type HmacSha256 = Hmac<Sha256>;
+use super::hex;
+pub use super::keys::SigningKeys as LinkKeys;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkAction {
@@ -47,59 +45,6 @@ impl LinkAction {
     }
 }
 
-/// Signing keys by id. Never printed: `Debug` shows the ids only.
-#[derive(Clone)]
-pub struct LinkKeys {
-    keys: Vec<(String, Vec<u8>)>,
-}
-
-impl std::fmt::Debug for LinkKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
-        f.debug_struct("LinkKeys").field("ids", &ids).finish()
-    }
-}
-
-impl LinkKeys {
-    /// Parses `id:secret` entries; the first signs. Secrets must be at least 32 characters.
-    pub fn parse(entries: &[String]) -> Result<LinkKeys, String> {
-        let mut keys = Vec::new();
-        for entry in entries {
-            let (id, secret) = entry
-                .split_once(':')
-                .ok_or("each key is id:secret (for example 2026-11:<64 hex digits>)")?;
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err("a key id is letters, digits and '-'".into());
-            }
-            if secret.len() < 32 {
-                return Err(format!(
-                    "key {id:?}: the secret must be at least 32 characters"
-                ));
-            }
-            if keys.iter().any(|(known, _)| known == id) {
-                return Err(format!("key id {id:?} appears twice"));
-            }
-            keys.push((id.to_string(), secret.as_bytes().to_vec()));
-        }
-        if keys.is_empty() {
-            return Err("no keys".into());
-        }
-        Ok(LinkKeys { keys })
-    }
-
-    /// A key made for this process only: links die with it.
-    pub fn ephemeral() -> LinkKeys {
-        LinkKeys {
-            keys: vec![("ephemeral".into(), random_secret().into_bytes())],
-        }
-    }
-
-    fn mac(&self, id: &str) -> Option<HmacSha256> {
-        let (_, secret) = self.keys.iter().find(|(k, _)| k == id)?;
-        HmacSha256::new_from_slice(secret).ok()
-    }
-}
-
 /// What a link allows, and to whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -129,7 +74,7 @@ fn message(grant: &Grant) -> String {
 
 /// The query string of a signed link for `grant`.
 pub fn sign(keys: &LinkKeys, grant: &Grant) -> String {
-    let (kid, _) = &keys.keys[0];
+    let kid = keys.signing_id();
     let sig = keys
         .mac(kid)
         .map(|mut mac| {

@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod calls;
+pub mod keys;
 pub mod links;
 pub mod policy;
 pub mod rate;

@@ -2,6 +2,7 @@
 
 pub mod g711;
 pub mod opus;
+pub mod renderings;
 pub mod serve;
 pub mod synth;
 pub mod wav;

@@ -103,7 +103,7 @@ impl WavStream {
         Ok(out)
     }
 
-    /// Every decoded sample (for the waveform).
+    /// Every decoded sample (for the Opus encoder).
     pub fn samples_i16(&self) -> io::Result<Vec<i16>> {
         let bytes = self.read_range(wav::HEADER_LEN, self.len())?;
         Ok(bytes
@@ -111,6 +111,67 @@ impl WavStream {
             .map(|c| i16::from_le_bytes([c[0], c[1]]))
             .collect())
     }
+
+    /// Min and max of each of `points` equal slices of the audio (the waveform), read in chunks
+    /// of `PEAK_CHUNK_SAMPLES`: an hour-long file costs a chunk of memory, not the whole file.
+    pub fn peaks(&self, points: usize) -> io::Result<Vec<[i16; 2]>> {
+        let total = self.samples();
+        let n = points as u64;
+        if points == 0 {
+            return Ok(Vec::new());
+        }
+        if total < n {
+            // Fewer samples than slices: the slices overlap; a short file is read whole.
+            return Ok(slice_peaks(&self.samples_i16()?, points));
+        }
+        let mut peaks = Vec::with_capacity(points);
+        let (mut low, mut high) = (i16::MAX, i16::MIN);
+        let mut slice_end = total / n;
+        let mut sample = 0u64;
+        let mut chunk_start = 0u64;
+        while chunk_start < total {
+            let chunk_end = (chunk_start + PEAK_CHUNK_SAMPLES).min(total);
+            let bytes = self.read_range(
+                wav::HEADER_LEN + chunk_start * 2,
+                wav::HEADER_LEN + chunk_end * 2,
+            )?;
+            for pair in bytes.chunks_exact(2) {
+                if sample == slice_end {
+                    // total >= points: every slice has at least one sample.
+                    peaks.push([low, high]);
+                    (low, high) = (i16::MAX, i16::MIN);
+                    slice_end = (peaks.len() as u64 + 1) * total / n;
+                }
+                let value = i16::from_le_bytes([pair[0], pair[1]]);
+                low = low.min(value);
+                high = high.max(value);
+                sample += 1;
+            }
+            chunk_start = chunk_end;
+        }
+        peaks.push([low, high]);
+        Ok(peaks)
+    }
+}
+
+/// Samples read at a time for the waveform (128 KiB of PCM).
+const PEAK_CHUNK_SAMPLES: u64 = 64 * 1024;
+
+/// Min and max of each of `points` slices of `samples`, all in memory.
+fn slice_peaks(samples: &[i16], points: usize) -> Vec<[i16; 2]> {
+    (0..points)
+        .map(|i| {
+            let from = i * samples.len() / points;
+            let to = ((i + 1) * samples.len() / points)
+                .max(from + 1)
+                .min(samples.len());
+            let slice = samples.get(from..to).unwrap_or(&[]);
+            [
+                slice.iter().copied().min().unwrap_or(0),
+                slice.iter().copied().max().unwrap_or(0),
+            ]
+        })
+        .collect()
 }
 
 /// Each G.711 code's 16-bit little-endian sample: one lookup per byte.
@@ -249,6 +310,40 @@ mod tests {
         ] {
             let part = stream.read_range(start, end).expect("range");
             assert_eq!(part, whole[start as usize..end as usize], "{start}..{end}");
+        }
+    }
+
+    #[test]
+    fn streamed_peaks_equal_peaks_of_the_whole_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Lengths around the chunk size and below the number of points.
+        for samples in [
+            0u64,
+            7,
+            799,
+            800,
+            801,
+            PEAK_CHUNK_SAMPLES + 13,
+            3 * PEAK_CHUNK_SAMPLES,
+        ] {
+            let path = dir.path().join(format!("{samples}.ulaw"));
+            let source: Vec<u8> = (0..samples).map(|i| (i * 37 % 251) as u8).collect();
+            std::fs::write(&path, &source).expect("write");
+            let stream = WavStream {
+                path,
+                encoding: Encoding::Ulaw,
+                sample_rate: 8000,
+                data_offset: 0,
+                data_len: samples,
+            };
+            let whole = stream.samples_i16().expect("samples");
+            for points in [1usize, 100, 800, 3200] {
+                assert_eq!(
+                    stream.peaks(points).expect("peaks"),
+                    slice_peaks(&whole, points),
+                    "{samples} samples, {points} points"
+                );
+            }
         }
     }
 }

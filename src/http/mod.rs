@@ -366,6 +366,7 @@ pub fn metrics_router(state: AppState) -> Router {
 async fn render_metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     state.library.indexer.state.render(&mut text);
+    state.library.renderings.render_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,

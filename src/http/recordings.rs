@@ -25,6 +25,7 @@ use crate::access::audit::{self, AuditEntry, AuditTx};
 use crate::access::links::{self, Grant, LinkAction};
 use crate::access::policy::{decide, Action, Denial, RecordingFacts, TenantSettings};
 use crate::access::{random_secret, Principal, Scope};
+use crate::audio::renderings::{RenderError, Renderings, PEAK_POINTS};
 use crate::audio::serve::{parse_range, RangeRequest, WavStream};
 use crate::library::probe::Encoding;
 use crate::library::{Database, Indexer};
@@ -67,18 +68,12 @@ pub struct Library {
     pub indexer: Arc<Indexer>,
     root: PathBuf,
     confirmations: Mutex<Confirmations>,
-    /// Waveform peaks, computed once per (id, hash, points).
-    peaks: Mutex<HashMap<PeaksKey, Arc<Peaks>>>,
-    /// Ogg Opus renderings, by (recording id, SHA-256).
-    opus: Mutex<HashMap<FileVersion, Arc<Vec<u8>>>>,
+    /// Opus encodings and waveforms: one job per rendering, a bounded cache.
+    pub renderings: Arc<Renderings>,
 }
 
-/// (recording id, its SHA-256): a changed file gets new renderings.
-type FileVersion = (i64, String);
-/// (recording id, its SHA-256, number of points): a changed file gets new peaks.
-type PeaksKey = (i64, String, u32);
-/// Min and max of each slice.
-type Peaks = Vec<[i16; 2]>;
+/// Bytes of Opus and waveforms kept in memory: about fifty ten-minute calls' Opus.
+const RENDER_CACHE_BYTES: u64 = 64 << 20;
 
 impl Library {
     pub fn new(indexer: Arc<Indexer>) -> Library {
@@ -87,8 +82,12 @@ impl Library {
             indexer,
             root,
             confirmations: Mutex::new(Confirmations::default()),
-            peaks: Mutex::new(HashMap::new()),
-            opus: Mutex::new(HashMap::new()),
+            // One rendering job per core: a burst of Opus requests queues instead of
+            // taking every blocking thread.
+            renderings: Renderings::new(
+                RENDER_CACHE_BYTES,
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         }
     }
 
@@ -1184,36 +1183,19 @@ async fn opus_file(
     row: &RecordingRow,
     stream: WavStream,
 ) -> Result<Arc<Vec<u8>>, ApiError> {
-    let key = (row.id, row.sha256.clone().unwrap_or_default());
-    if let Some(cached) = library
-        .opus
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-    {
-        return Ok(cached.clone());
-    }
-    let rate = stream.sample_rate;
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let samples = stream.samples_i16().map_err(|e| e.to_string())?;
-        crate::audio::opus::encode_ogg_opus(&samples, rate).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(internal)?
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_audio",
-            format!("no Opus audio: {e}"),
-        )
-    })?;
-    let encoded = Arc::new(encoded);
-    let mut cache = library.opus.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= 64 {
-        cache.clear();
-    }
-    cache.insert(key, encoded.clone());
-    Ok(encoded)
+    let sha256 = row.sha256.as_deref().unwrap_or_default();
+    library
+        .renderings
+        .opus(row.id, sha256, stream)
+        .await
+        .map_err(|e| match e {
+            RenderError::Audio(reason) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_audio",
+                format!("no Opus audio: {reason}"),
+            ),
+            RenderError::Job(_) => internal(e),
+        })
 }
 
 /// A download name from metadata only: date, node type and caller digits, never raw input.
@@ -1254,8 +1236,14 @@ pub(super) async fn peaks(
     let points: u32 = match q.get("points") {
         None => 800,
         Some(v) => match v.parse() {
-            Ok(n) if (1..=10_000).contains(&n) => n,
-            _ => return Err(bad("points", "must be a whole number from 1 to 10000")),
+            Ok(n) if PEAK_POINTS.contains(&n) => n,
+            _ => {
+                let allowed: Vec<String> = PEAK_POINTS.iter().map(u32::to_string).collect();
+                return Err(bad(
+                    "points",
+                    format!("must be one of {}", allowed.join(", ")),
+                ));
+            }
         },
     };
     let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "peaks").await?;
@@ -1264,51 +1252,17 @@ pub(super) async fn peaks(
         Err(e) => return Err(caller.refuse(&state, entry, e).await),
     };
     audit::record(&state.db, &entry).await.map_err(internal)?;
-    let key = (row.id, row.sha256.clone().unwrap_or_default(), points);
-    let cached = state
+    let peaks = state
         .library
-        .peaks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-        .cloned();
-    let peaks = match cached {
-        Some(p) => p,
-        None => {
-            let computed =
-                tokio::task::spawn_blocking(move || -> std::io::Result<Vec<[i16; 2]>> {
-                    let samples = stream.samples_i16()?;
-                    let n = points as usize;
-                    Ok((0..n)
-                        .map(|i| {
-                            let from = i * samples.len() / n;
-                            let to = ((i + 1) * samples.len() / n)
-                                .max(from + 1)
-                                .min(samples.len());
-                            let slice = samples.get(from..to).unwrap_or(&[]);
-                            [
-                                slice.iter().copied().min().unwrap_or(0),
-                                slice.iter().copied().max().unwrap_or(0),
-                            ]
-                        })
-                        .collect())
-                })
-                .await
-                .map_err(internal)?
-                .map_err(internal)?;
-            let computed = Arc::new(computed);
-            let mut cache = state
-                .library
-                .peaks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if cache.len() > 2000 {
-                cache.clear();
-            }
-            cache.insert(key, computed.clone());
-            computed
-        }
-    };
+        .renderings
+        .peaks(
+            row.id,
+            row.sha256.as_deref().unwrap_or_default(),
+            points,
+            stream,
+        )
+        .await
+        .map_err(internal)?;
     Ok(Json(serde_json::json!({
         "id": row.id,
         "points": points,
@@ -1389,12 +1343,8 @@ pub(super) async fn delete(
             tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");
         }
     }
-    state
-        .library
-        .peaks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|(id, _, _), _| *id != row.id);
+    // Deleted audio leaves no rendering of itself in memory either.
+    state.library.renderings.forget(row.id);
     let row = fetch(&state.db, row.id).await?.ok_or_else(not_found)?;
     Ok(Json(row.json(&caller.principal, tenant)).into_response())
 }

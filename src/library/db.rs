@@ -89,6 +89,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0007_session_idle.sql"),
         postgres: include_str!("../../migrations/postgres/0007_session_idle.sql"),
     },
+    Migration {
+        version: 8,
+        name: "audit_keys",
+        sqlite: include_str!("../../migrations/sqlite/0008_audit_keys.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_audit_keys.sql"),
+    },
 ];
 
 /// How many migrations this binary carries.
@@ -100,9 +106,18 @@ pub fn migration_count() -> usize {
 pub struct Database {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// The keys that seal the audit chain (`AUDIT_KEYS`): every audited write goes through
+    /// this handle, so it carries them. None: events are chained unkeyed.
+    pub audit_keys: Option<std::sync::Arc<crate::access::keys::SigningKeys>>,
 }
 
 impl Database {
+    /// The same handle, sealing audit events with `keys`.
+    pub fn with_audit_keys(mut self, keys: Option<crate::access::keys::SigningKeys>) -> Database {
+        self.audit_keys = keys.map(std::sync::Arc::new);
+        self
+    }
+
     /// Opens (creating an SQLite file and its folder when needed) and migrates.
     pub async fn open(url: &str) -> Result<Database, DbError> {
         sqlx::any::install_default_drivers();
@@ -143,7 +158,11 @@ impl Database {
             url: crate::config::redact_url(url),
             source,
         })?;
-        let db = Database { pool, backend };
+        let db = Database {
+            pool,
+            backend,
+            audit_keys: None,
+        };
         db.migrate().await?;
         Ok(db)
     }

@@ -38,6 +38,9 @@ async function api(method, path, body) {
   return data;
 }
 
+/** Waveform sizes the server offers (`/peaks?points=`). */
+const PEAK_POINTS = [100, 200, 400, 800, 1600, 3200];
+
 function say(message) {
   const status = $("#status");
   status.textContent = message;
@@ -535,7 +538,9 @@ class Player {
 
   async load() {
     await this.renew();
-    const points = Math.max(100, Math.min(2000, Math.round(this.canvas.clientWidth || 800)));
+    // The server draws waveforms in a few sizes only: the smallest as wide as the canvas.
+    const width = Math.round(this.canvas.clientWidth || 800);
+    const points = PEAK_POINTS.find((n) => n >= width) ?? PEAK_POINTS[PEAK_POINTS.length - 1];
     try {
       const data = await api("GET", `/api/recordings/${this.rec.id}/peaks?points=${points}`);
       this.peaks = data.peaks;
