@@ -12,7 +12,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 ari-recorder \
     && useradd --system --uid 10001 --gid 10001 --home /var/lib/ari-recorder ari-recorder \
-    && mkdir -p /var/lib/ari-recorder && chown ari-recorder /var/lib/ari-recorder
+    && mkdir -p /var/lib/ari-recorder /var/lib/ari-recorder-audit \
+    && chown ari-recorder /var/lib/ari-recorder /var/lib/ari-recorder-audit
 COPY --from=build /src/target/release/ari-recorder /usr/local/bin/ari-recorder
 USER ari-recorder
 EXPOSE 8080
