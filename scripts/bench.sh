@@ -19,4 +19,5 @@ if [ $# -eq 0 ]; then
   cargo build --locked --release
   python3 benches/signin_flood.py
   python3 benches/renderings.py
+  python3 benches/word_search.py
 fi

@@ -930,7 +930,57 @@ async fn a_rewritten_or_cut_audit_chain_is_found(db: Db) {
     );
 }
 
+/// Finding 13: caller-name searches read every row of `recording_words` on SQLite and had no
+/// bound on what one request could ask. Now each word is an index range (tested on the plan in
+/// `http::recordings`), words are at least two characters and at most five.
+async fn caller_name_searches_are_bounded(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = common::one_playable_recording(&t, &url, &[], "default").await;
+    for word in ["alice", "zhang"] {
+        sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2)")
+            .bind(word)
+            .bind(id)
+            .execute(&s.svc.db.pool)
+            .await
+            .expect("word");
+    }
+    let admin = common::authed();
+    let search = |name: &str| {
+        send(
+            admin
+                .get(format!("{}/api/recordings", s.base))
+                .query(&[("name", name)]),
+        )
+    };
+    for found in ["AL", "zh ali", "Alice"] {
+        let answer = search(found).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.json()["recordings"][0]["id"], id, "{found}");
+    }
+    for missing in ["lice", "alicex"] {
+        let answer = search(missing).await;
+        assert_eq!(
+            answer.json()["recordings"].as_array().map(Vec::len),
+            Some(0),
+            "{missing}"
+        );
+    }
+    for refused in ["a", "al b", "one two three four five six"] {
+        let answer = search(refused).await;
+        assert_eq!(
+            (answer.status, answer.error().as_str()),
+            (400, "bad_request"),
+            "{refused}"
+        );
+    }
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    caller_name_searches_are_bounded,
     a_rewritten_or_cut_audit_chain_is_found,
     opus_and_waveforms_are_rendered_once_for_concurrent_requests,
     metrics_and_deployment_state_belong_to_the_operator,

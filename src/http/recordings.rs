@@ -33,6 +33,36 @@ use crate::library::{Database, Indexer};
 /// How long a delete confirmation token stays valid.
 const CONFIRM_TTL: Duration = Duration::from_secs(120);
 const MAX_LIMIT: i64 = 200;
+/// Binds `value` as the next numbered parameter and names it (`$n`).
+fn param(binds: &mut Vec<Bind>, value: Bind) -> String {
+    binds.push(value);
+    format!("${}", binds.len())
+}
+
+/// Words of a caller-name search at most.
+const MAX_NAME_WORDS: usize = 5;
+
+/// `recording_words` rows whose word starts with `prefix`, as a range scan of an index: on
+/// SQLite a byte range on the primary key (its LIKE is case-insensitive and scans every row),
+/// on PostgreSQL LIKE on the `text_pattern_ops` index.
+fn word_prefix_clause(
+    backend: crate::library::db::Backend,
+    prefix: &str,
+    binds: &mut Vec<Bind>,
+) -> String {
+    match backend {
+        crate::library::db::Backend::Sqlite => {
+            let low = param(binds, Bind::Text(prefix.to_string()));
+            // Every word starting with `prefix` sorts below prefix + the last code point.
+            let high = param(binds, Bind::Text(format!("{prefix}{}", char::MAX)));
+            format!("word >= {low} AND word < {high}")
+        }
+        crate::library::db::Backend::Postgres => {
+            let p = param(binds, Bind::Text(like_literal(prefix) + "%"));
+            format!("word LIKE {p} ESCAPE '\\'")
+        }
+    }
+}
 
 /// Delete confirmations: each token is bound to one recording, valid for `CONFIRM_TTL`, and
 /// used once.
@@ -370,13 +400,6 @@ pub(super) async fn list(
     };
     let mut clauses: Vec<String> = Vec::new();
     let mut binds: Vec<Bind> = Vec::new();
-    let mut next = 1;
-    let mut param = |binds: &mut Vec<Bind>, value: Bind| -> String {
-        binds.push(value);
-        let p = format!("${next}");
-        next += 1;
-        p
-    };
     // What the caller may see: their tenant, their projects, private calls they were on.
     let p = param(&mut binds, Bind::Text(principal.tenant.clone()));
     clauses.push(format!("tenant = {p}"));
@@ -413,17 +436,23 @@ pub(super) async fn list(
     }
     if let Some(v) = q.get("name") {
         let words = crate::library::index::name_words(v);
-        if words.is_empty() || v.len() > 100 {
+        // Bounded cost: a one-letter prefix would match a large part of a big library, and
+        // each word is one more index range to intersect.
+        if words.is_empty()
+            || v.len() > 100
+            || words.len() > MAX_NAME_WORDS
+            || words.iter().any(|w| w.chars().count() < 2)
+        {
             return Err(bad(
                 "name",
-                "must hold a word of letters or digits, at most 100 characters",
+                format!("must hold 1 to {MAX_NAME_WORDS} words of at least 2 letters or digits, at most 100 characters"),
             ));
         }
         // Every word typed must start a word of the caller's name.
         for word in words {
-            let p = param(&mut binds, Bind::Text(like_escape(&word)));
+            let clause = word_prefix_clause(state.db.backend, &word, &mut binds);
             clauses.push(format!(
-                "id IN (SELECT recording_id FROM recording_words WHERE word LIKE {p} ESCAPE '\\')"
+                "id IN (SELECT recording_id FROM recording_words WHERE {clause})"
             ));
         }
     }
@@ -1352,6 +1381,60 @@ pub(super) async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 13: on SQLite a caller-name word search was `LIKE`, which SQLite cannot answer
+    /// from an index (it is case-insensitive): every row of `recording_words` was read.
+    #[tokio::test]
+    async fn word_searches_are_index_range_scans() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
+        let db = Database::open(&url).await.expect("db");
+        for (word, id) in [("alice", 1), ("alicia", 2), ("bob", 3), ("al", 4)] {
+            sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2)")
+                .bind(word)
+                .bind(id)
+                .execute(&db.pool)
+                .await
+                .expect("insert");
+        }
+        let mut binds = Vec::new();
+        let clause = word_prefix_clause(db.backend, "ali", &mut binds);
+        let sql = format!(
+            "SELECT recording_id FROM recording_words WHERE {clause} ORDER BY recording_id"
+        );
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query_as::<_, (i64,)>(&sql);
+        let mut plan = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+        for bind in &binds {
+            if let Bind::Text(text) = bind {
+                query = query.bind(text.clone());
+                plan = plan.bind(text.clone());
+            }
+        }
+        let found: Vec<i64> = query
+            .fetch_all(&db.pool)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|(id,)| id)
+            .collect();
+        assert_eq!(found, vec![1, 2]);
+        let plan: Vec<String> = plan
+            .fetch_all(&db.pool)
+            .await
+            .expect("plan")
+            .into_iter()
+            .map(|row| row.3)
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH recording_words"))
+                && !plan
+                    .iter()
+                    .any(|step| step.starts_with("SCAN recording_words")),
+            "{plan:?}"
+        );
+    }
 
     #[test]
     fn confirmations_are_bound_single_use_and_expire() {

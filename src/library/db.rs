@@ -95,6 +95,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0008_audit_keys.sql"),
         postgres: include_str!("../../migrations/postgres/0008_audit_keys.sql"),
     },
+    Migration {
+        version: 9,
+        name: "word_prefix",
+        sqlite: include_str!("../../migrations/sqlite/0009_word_prefix.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_word_prefix.sql"),
+    },
 ];
 
 /// How many migrations this binary carries.
