@@ -93,6 +93,7 @@ pub struct Metrics {
     /// Refused unauthenticated attempts past their address's rate, answered 429 unaudited.
     audit_suppressed: AtomicU64,
     http_connections_open: AtomicI64,
+    library_write_retries: AtomicU64,
 }
 
 impl Metrics {
@@ -128,6 +129,12 @@ impl Metrics {
     }
     pub fn count_audit_suppressed(&self) {
         self.audit_suppressed.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count_library_write_retry(&self) {
+        self.library_write_retries.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn library_write_retries(&self) -> u64 {
+        self.library_write_retries.load(Ordering::Relaxed)
     }
     /// One HTTP connection more (`+1`) or fewer (`-1`).
     pub fn add_http_connections(&self, delta: i64) {
@@ -192,6 +199,12 @@ impl Metrics {
             "audit_events_suppressed_total",
             "Refused sign-ins and signed links from an address past its failure rate: answered 429, not audited one by one.",
             self.audit_suppressed.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "library_write_retries_total",
+            "Call metadata writes that failed and were tried again (the database was away or busy).",
+            self.library_write_retries(),
         );
         gauge(
             &mut out,

@@ -979,7 +979,114 @@ async fn caller_name_searches_are_bounded(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Finding 9: when writing a call's metadata failed, the write was dropped and the call's file
+/// was filed under the default tenant, not private, consent unknown. Now the write is retried
+/// until the database takes it, and meanwhile the file is quarantined: listed to nobody.
+async fn a_calls_metadata_outlives_a_failing_database_and_its_file_waits(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+tenant = "acme"
+
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/201"
+ring_timeout = 5
+record_call = true
+"#;
+    let s = start_service_with(&t, &[("support.toml", flow)], &url, &[]).await;
+    let (refuse, allow) = match db {
+        Db::Sqlite => (
+            "CREATE TRIGGER refuse_call_metadata BEFORE INSERT ON call_recordings \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            "DROP TRIGGER refuse_call_metadata",
+        ),
+        Db::Postgres => (
+            "CREATE FUNCTION refuse_call_metadata() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_call_metadata BEFORE INSERT ON call_recordings \
+             FOR EACH ROW EXECUTE FUNCTION refuse_call_metadata()",
+            "DROP TRIGGER refuse_call_metadata ON call_recordings",
+        ),
+    };
+    sqlx::raw_sql(refuse)
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("refuse");
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    common::wait_until("the metadata write retried", || {
+        s.svc.metrics.library_write_retries() >= 1
+    })
+    .await;
+    let status_of_call_file = || async {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT status, tenant, private FROM recordings WHERE name LIKE 'transfer-%'",
+        )
+        .fetch_all(&s.svc.db.pool)
+        .await
+        .expect("rows");
+        rows
+    };
+    let mut quarantined = false;
+    for _ in 0..1000 {
+        if status_of_call_file()
+            .await
+            .iter()
+            .any(|r| r.0 == "quarantined")
+        {
+            quarantined = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(quarantined, "{:?}", status_of_call_file().await);
+    let acme_admin = common::bearer(
+        &common::user_token(
+            &s.svc.db,
+            "acme-admin",
+            "admin",
+            "acme",
+            &[],
+            None,
+            &[ari_recorder::access::Scope::Admin],
+        )
+        .await,
+    );
+    for admin in [common::authed(), acme_admin.clone()] {
+        let list = send(admin.get(format!("{}/api/recordings", s.base))).await;
+        assert_eq!(list.json()["recordings"].as_array().map(Vec::len), Some(0));
+    }
+
+    // The database takes writes again: the metadata lands, the call ends, the file is acme's.
+    sqlx::raw_sql(allow)
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("allow");
+    common::wait_rows(&s.svc.db, "metadata stored", 1, |_| true).await;
+    t.sim.advance(16.5);
+    let mut filed = Vec::new();
+    for _ in 0..1000 {
+        filed = status_of_call_file().await;
+        if filed.iter().any(|r| r.0 == "ready") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(filed, vec![("ready".to_string(), "acme".to_string(), 0)]);
+    let list = send(acme_admin.get(format!("{}/api/recordings", s.base))).await;
+    assert_eq!(list.json()["recordings"].as_array().map(Vec::len), Some(1));
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    a_calls_metadata_outlives_a_failing_database_and_its_file_waits,
     caller_name_searches_are_bounded,
     a_rewritten_or_cut_audit_chain_is_found,
     opus_and_waveforms_are_rendered_once_for_concurrent_requests,

@@ -18,7 +18,7 @@ use crate::library::index::FinishedNotifier;
 use crate::library::Database;
 use crate::metrics::Metrics;
 use crate::stasis::{AppInput, Change};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A library write, applied in order by the writer task.
 #[derive(Debug, Clone, PartialEq)]
@@ -718,19 +718,84 @@ struct Writer {
     finished: Option<FinishedNotifier>,
 }
 
+/// The first wait before a failed library write is tried again; it doubles up to
+/// `WRITE_RETRY_MAX`.
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Tries of one write once the service is stopping: then the process is about to end.
+const WRITE_TRIES_AT_SHUTDOWN: u32 = 3;
+
 impl Writer {
-    async fn apply(&self, db: &Database, write: LibraryWrite) {
+    /// Applies one write, retrying it (in order: later writes wait) while the database is
+    /// unreachable or busy, so a call's metadata is not lost to a passing failure. Only a write
+    /// the database refuses for good (a constraint) is dropped, logged.
+    async fn apply(&self, db: &Database, write: LibraryWrite, shutdown: &watch::Receiver<bool>) {
         let finished = match &write {
             LibraryWrite::Finished { name, .. } | LibraryWrite::Failed { name, .. } => {
                 Some(name.clone())
             }
             _ => None,
         };
-        let started = Instant::now();
-        apply_write(db, write).await;
-        self.metrics.call_db_writes.observe(started.elapsed());
+        let mut wait = WRITE_RETRY_FIRST;
+        let mut tries = 0;
+        loop {
+            let started = Instant::now();
+            let result = apply_write(db, &write).await;
+            self.metrics.call_db_writes.observe(started.elapsed());
+            tries += 1;
+            match result {
+                Ok(()) => break,
+                Err(e) if refused_for_good(&e) => {
+                    tracing::error!(error = %e, write = write.kind(), "library write refused by the database: dropped");
+                    break;
+                }
+                Err(e) if *shutdown.borrow() && tries >= WRITE_TRIES_AT_SHUTDOWN => {
+                    tracing::error!(error = %e, write = write.kind(), "library write still failing at shutdown: given up");
+                    break;
+                }
+                Err(e) => {
+                    self.metrics.count_library_write_retry();
+                    tracing::warn!(error = %e, write = write.kind(), retry_in_ms = wait.as_millis() as u64, "library write failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(WRITE_RETRY_MAX);
+                }
+            }
+        }
         if let (Some(name), Some(notifier)) = (finished, &self.finished) {
             notifier.finished(&name);
+        }
+    }
+}
+
+/// Whether the database refused a write for a reason retrying cannot change.
+fn refused_for_good(error: &sqlx::Error) -> bool {
+    use sqlx::error::ErrorKind;
+    match error {
+        sqlx::Error::Database(e) => matches!(
+            e.kind(),
+            ErrorKind::UniqueViolation
+                | ErrorKind::ForeignKeyViolation
+                | ErrorKind::NotNullViolation
+                | ErrorKind::CheckViolation
+        ),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. } => true,
+        _ => false,
+    }
+}
+
+impl LibraryWrite {
+    /// The write's kind, for the log (never its contents: caller names and numbers).
+    fn kind(&self) -> &'static str {
+        match self {
+            LibraryWrite::Started(_) => "recording_started",
+            LibraryWrite::NotRecorded(_) => "not_recorded",
+            LibraryWrite::Finished { .. } => "recording_finished",
+            LibraryWrite::Failed { .. } => "recording_failed",
+            LibraryWrite::Answered { .. } => "answered",
+            LibraryWrite::Cancelled { .. } => "cancelled",
+            LibraryWrite::CallState { .. } => "call_state",
         }
     }
 }
@@ -746,7 +811,7 @@ async fn library_writer(
         tokio::select! {
             biased;
             write = writes.recv() => match write {
-                Some(w) => writer.apply(&db, w).await,
+                Some(w) => writer.apply(&db, w, &shutdown).await,
                 None => return,
             },
             changed = shutdown.changed() => {
@@ -758,7 +823,7 @@ async fn library_writer(
         }
     }
     while let Ok(write) = writes.try_recv() {
-        writer.apply(&db, write).await;
+        writer.apply(&db, write, &shutdown).await;
     }
 }
 
@@ -806,8 +871,8 @@ async fn not_recorded(db: &Database, row: &RecordingRow) -> Result<(), sqlx::Err
     tx.commit().await
 }
 
-async fn apply_write(db: &Database, write: LibraryWrite) {
-    let result = match &write {
+async fn apply_write(db: &Database, write: &LibraryWrite) -> Result<(), sqlx::Error> {
+    match write {
         LibraryWrite::Started(row) => {
             sqlx::query(
                 "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
@@ -892,8 +957,5 @@ async fn apply_write(db: &Database, write: LibraryWrite) {
                 .await
                 .map(drop)
         }
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "library write failed");
     }
 }

@@ -139,7 +139,7 @@ fn components() -> Value {
             "Settings": {"type": "object", "properties": {"record_outbound_calls": {"type": "boolean"}}},
             "Recording": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "name": {"type": "string"}, "format": {"type": "string"},
-                "status": {"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "not_recorded"]},
+                "status": {"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "not_recorded", "quarantined"]},
                 "reason": {"type": ["string", "null"]}, "duration_seconds": {"type": "number"}, "size_bytes": {"type": "integer"},
                 "sha256": {"type": ["string", "null"]}, "started_at": {"type": "string", "format": "date-time"},
                 "call_id": {"type": ["string", "null"]}, "tenant": {"type": "string"}, "project": {"type": "string"}, "flow": {"type": ["string", "null"]},
@@ -206,7 +206,7 @@ pub fn document() -> Value {
                     query("name", "words of the caller name: each word given must start one, any case", json!({"type": "string"})),
                     query("node_type", "", json!({"enum": ["transfer", "queue", "hunt_group", "voicemail", "outbound"]})),
                     query("direction", "", json!({"enum": ["inbound", "outbound"]})),
-                    query("status", "", json!({"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "not_recorded"]})),
+                    query("status", "", json!({"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "not_recorded", "quarantined"]})),
                     query("format", "", json!({"enum": ["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"]})),
                     query("from", "started at or after (RFC 3339 or ms)", json!({"type": "string"})),
                     query("to", "started before (RFC 3339 or ms)", json!({"type": "string"})),

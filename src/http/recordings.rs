@@ -473,6 +473,7 @@ pub(super) async fn list(
                 "missing",
                 "deleted",
                 "not_recorded",
+                "quarantined",
             ],
         ),
         (

@@ -286,6 +286,26 @@ fn walk(root: &Path) -> Result<Vec<Seen>, String> {
 }
 
 /// The ARI name of a file: its relative path without the extension.
+/// Whether `name` has the shape the call flows give their recordings
+/// (`<kind>-<YYYYMMDD>-<HHMMSS>-<8 hex>`, see `flows::call::recording_name`): such a file
+/// belongs to a call whose metadata says whose it is, so without that metadata it is held back,
+/// not filed under the default tenant.
+pub fn made_by_a_call(name: &str) -> bool {
+    let mut parts = name.rsplitn(4, '-');
+    let (Some(hex), Some(time), Some(date), Some(kind)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+    !kind.is_empty()
+        && !kind.contains('/')
+        && digits(date, 8)
+        && digits(time, 6)
+        && hex.len() == 8
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn recording_name(rel: &str) -> String {
     match rel.rsplit_once('.') {
         Some((stem, _)) => stem.to_string(),
@@ -530,8 +550,7 @@ impl Indexer {
                 Some((size, mtime, status)) => {
                     !(*size == s.size as i64
                         && *mtime == s.mtime_ms
-                        && status != "recording"
-                        && status != "missing")
+                        && !matches!(status.as_str(), "recording" | "missing" | "quarantined"))
                 }
                 None => true,
             })
@@ -685,6 +704,17 @@ impl Indexer {
                 growing.push(row.seen.rel.clone());
             }
             let name = recording_name(&row.seen.rel);
+            // A call's file whose metadata has not arrived (its write is being retried, or the
+            // file appeared first): nobody sees it until the metadata says whose it is.
+            let quarantined = meta.is_none() && made_by_a_call(&name);
+            let (status, reason) = if quarantined {
+                (
+                    "quarantined",
+                    Some("a call's recording whose metadata has not reached the library yet: hidden until it does".to_string()),
+                )
+            } else {
+                (row.status, row.probe.reason.clone())
+            };
             let started = meta
                 .as_ref()
                 .map(|m| m.started_at_ms)
@@ -702,8 +732,8 @@ impl Indexer {
                 text(Some(row.seen.rel.clone())),
                 text(Some(name.clone())),
                 text(Some(row.probe.format.clone())),
-                text(Some(row.status.to_string())),
-                text(row.probe.reason.clone()),
+                text(Some(status.to_string())),
+                text(reason),
                 int(row.probe.size as i64),
                 int(row.seen.mtime_ms),
                 int(row.probe.duration_ms as i64),
@@ -740,7 +770,8 @@ impl Indexer {
                     m.map(|m| m.project.clone())
                         .unwrap_or_else(|| self.default_scope.1.clone()),
                 )),
-                int(m.map(|m| m.private).unwrap_or(0)),
+                // Quarantined: private with no participants, so no list or role sees it.
+                int(m.map(|m| m.private).unwrap_or(i64::from(quarantined))),
                 text(Some(
                     m.map(|m| m.consent.clone())
                         .unwrap_or_else(|| "unknown".into()),
@@ -817,7 +848,9 @@ impl Indexer {
             }
             let unchanged = |size: u64, mtime: i64| {
                 known.as_ref().is_some_and(|(status, s, m)| {
-                    *s == size as i64 && *m == mtime && status != "recording" && status != "missing"
+                    *s == size as i64
+                        && *m == mtime
+                        && !matches!(status.as_str(), "recording" | "missing" | "quarantined")
                 })
             };
             match std::fs::symlink_metadata(&path) {
@@ -1187,4 +1220,30 @@ impl Growing {
 pub fn set_mtime(path: &Path, when: SystemTime) -> std::io::Result<()> {
     let file = std::fs::OpenOptions::new().append(true).open(path)?;
     file.set_modified(when)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_recording_names_are_told_from_other_files() {
+        for ours in [
+            "transfer-20261130-140001-0a1b2c3d",
+            "hunt-group-20261130-140001-ffffffff",
+            "voicemail-200-20261130-140001-00000000",
+        ] {
+            assert!(made_by_a_call(ours), "{ours}");
+        }
+        for other in [
+            "call",
+            "mixmonitor-1701350000.123",
+            "transfer-20261130-140001-0A1B2C3D",
+            "transfer-2026113-140001-0a1b2c3d",
+            "-20261130-140001-0a1b2c3d",
+            "archive/transfer-20261130-140001-0a1b2c3d",
+        ] {
+            assert!(!made_by_a_call(other), "{other}");
+        }
+    }
 }
