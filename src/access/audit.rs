@@ -38,6 +38,10 @@ pub enum AuditError {
     },
 }
 
+/// The columns of a [`StoredEvent`], in a SELECT.
+pub const EVENT_COLUMNS: &str =
+    "seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash, key_id";
+
 /// The hash before the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -244,10 +248,9 @@ pub async fn verify(db: &Database, anchor_file: Option<&Path>) -> Result<Verific
     let mut sealed_seen = false;
     let mut newest_sealed = false;
     'pages: loop {
-        let page: Vec<StoredEvent> = sqlx::query_as(
-            "SELECT seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash, key_id \
-             FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
-        )
+        let page: Vec<StoredEvent> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2"
+        ))
         .bind(expected_seq)
         .bind(PAGE)
         .fetch_all(&db.pool)

@@ -246,9 +246,9 @@ pub(super) async fn list_audit(
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| bad("limit: a whole number from 1 to 1000"))?,
     };
-    let mut sql = String::from(
-        "SELECT seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash \
-         FROM audit_events WHERE tenant = $1",
+    let mut sql = format!(
+        "SELECT {} FROM audit_events WHERE tenant = $1",
+        audit::EVENT_COLUMNS,
     );
     let mut texts: Vec<String> = vec![caller.principal.tenant.clone()];
     let mut ints: Vec<(usize, i64)> = Vec::new();
