@@ -118,7 +118,8 @@ pub async fn start(
             config.recordings_dir.clone(),
             Duration::from_secs(3),
         )
-        .with_default_scope(&config.default_tenant, &config.default_project),
+        .with_default_scope(&config.default_tenant, &config.default_project)
+        .with_number_scope(number_scope(store.clone())),
     );
     let (flows, writer_task) = FlowRuntime::new(
         client.clone(),
@@ -243,6 +244,21 @@ async fn anchor_audit_head(
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
     }
+}
+
+/// The tenant, project and privacy of a dialled number: its flow's, as loaded now.
+fn number_scope(store: Arc<FlowStore>) -> crate::library::index::NumberScopeFn {
+    Arc::new(move |number: &str| {
+        store
+            .current()
+            .flow_for_number(number)
+            .map(|flow| crate::library::index::NumberScope {
+                flow: flow.name.clone(),
+                tenant: flow.tenant.clone(),
+                project: flow.project.clone(),
+                private: flow.private,
+            })
+    })
 }
 
 /// Binds `addr` (port 0: any free port) and says where it listens.

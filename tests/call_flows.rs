@@ -1019,10 +1019,15 @@ max_silence = 10
 #[tokio::test]
 async fn a_caller_waiting_in_the_app_before_the_service_connects_gets_the_flow() {
     let t = start_sim(0.0).await;
-    // The caller entered Stasis while ari-recorder was not connected: no StasisStart will come.
+    // The caller entered Stasis while an earlier ari-recorder was connected, which then went
+    // away (Stasis() would refuse a call with no app connected at all): no StasisStart will
+    // come to the new one.
+    let (_, earlier) = common::listen_sim(&t.sim, "recorder").await;
     t.sim
         .place_inbound_call("100", "Early <5551099>", "talk")
         .expect("call");
+    t.sim.drop_websockets();
+    earlier.abort();
     let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
     let rows = wait_recording(&t, &s, "recorded", 1).await;
     assert_eq!(rows[0].caller_name.as_deref(), Some("Early"));

@@ -428,3 +428,142 @@ async fn postgres_over_tls_with_sslmode_verify_full() {
     .await;
     assert!(refused.is_err(), "an unverified server must be refused");
 }
+
+/// Issue 17: a call that arrives while ari-recorder is away never reaches the app (Stasis()
+/// fails at once); the shipped dialplan's fallback answers it and MixMonitor records it into
+/// the same folder. When the service is back those recordings are listed like the others: node
+/// type `fallback`, caller and dialled number from the name, the tenant of the number's flow,
+/// playable under the usual rules.
+#[tokio::test]
+async fn calls_while_the_service_is_away_are_recorded_by_the_fallback_and_listed_on_return() {
+    use common::{send, Db};
+    let t = start_sim(0.0).await;
+    t.sim.set_dialplan_fallback(Some(4.0));
+    // Nothing is connected: the calls go to the fallback.
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    t.sim
+        .place_inbound_call("555", "Bob <+1 555-1002>", "talk")
+        .expect("call");
+    assert_eq!(
+        t.sim.with_world(|w| w.counts()),
+        (0, 0, 0),
+        "no call in the app"
+    );
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&t.recordings)
+        .expect("recordings")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in &files {
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(name.starts_with("fallback-"), "{name}");
+        // Recorded during the outage, finished since.
+        ari_recorder::library::index::set_mtime(file, SystemTime::now() - Duration::from_secs(60))
+            .expect("mtime");
+    }
+
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+tenant = "acme"
+
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/201"
+ring_timeout = 5
+record_call = true
+"#;
+    let url = common::database_url(&t, Db::Sqlite).await.expect("sqlite");
+    let s = start_service_with(&t, &[("support.toml", flow)], &url, &[]).await;
+    common::wait_ready(&s.svc.db, 2).await;
+
+    let operator = send(common::authed().get(format!("{}/api/recordings", s.base))).await;
+    let rows = operator.json()["recordings"]
+        .as_array()
+        .cloned()
+        .expect("rows");
+    assert_eq!(
+        rows.len(),
+        1,
+        "the unmatched number is the operator's: {rows:?}"
+    );
+    assert_eq!(
+        (
+            &rows[0]["node_type"],
+            &rows[0]["caller"]["number"],
+            &rows[0]["callee"]
+        ),
+        (&"fallback".into(), &"15551002".into(), &"555".into())
+    );
+    let acme = common::bearer(
+        &common::user_token(
+            &s.svc.db,
+            "acme-admin",
+            "admin",
+            "acme",
+            &[],
+            None,
+            &[ari_recorder::access::Scope::Admin],
+        )
+        .await,
+    );
+    let listed = send(acme.get(format!("{}/api/recordings?node_type=fallback", s.base))).await;
+    let rows = listed.json()["recordings"]
+        .as_array()
+        .cloned()
+        .expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(
+        (
+            &row["caller"]["number"],
+            &row["callee"],
+            &row["flow"],
+            &row["direction"]
+        ),
+        (
+            &"5551001".into(),
+            &"100".into(),
+            &"support".into(),
+            &"inbound".into()
+        )
+    );
+    assert!(
+        (row["duration_seconds"].as_f64().unwrap_or(0.0) - 4.0).abs() < 0.01,
+        "{row}"
+    );
+    // Playable under the usual rules: consent first.
+    let id = row["id"].as_i64().expect("id");
+    let audio = format!("{}/api/recordings/{id}/audio", s.base);
+    let refused = send(acme.get(&audio)).await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (403, "missing_consent")
+    );
+    let granted = send(
+        acme.patch(format!("{}/api/recordings/{id}", s.base))
+            .json(&serde_json::json!({"consent": "granted"})),
+    )
+    .await;
+    assert_eq!(granted.status, 200);
+    let played = send(acme.get(&audio).header("range", "bytes=0-43")).await;
+    assert_eq!(played.status, 206);
+
+    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", s.base))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["fallback_recordings"]["count"], 2, "{ready}");
+    let metrics = common::metrics_text(&s.base).await;
+    assert!(
+        metrics.contains("indexer_fallback_recordings_total 2\n"),
+        "{metrics}"
+    );
+    let _ = s.stop.send(true);
+}

@@ -306,11 +306,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
     // Not gating: a read-only volume still plays, a library-only node has no flows.
     let warnings =
         crate::preflight::folder_warnings_for(&state.recordings_dir, state.flows.store().dir());
+    // Calls Asterisk answered through the dialplan fallback while the app was away.
+    let fallback = match state.library.indexer.fallback_summary().await {
+        Ok((count, newest)) => serde_json::json!({
+            "count": count,
+            "newest_started_at": newest.map(rfc3339),
+        }),
+        Err(_) => serde_json::Value::Null,
+    };
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "database": database,
         "recordings_dir": recordings_dir,
         "ari": if state.metrics.ari_connected() { "connected" } else { "disconnected" },
+        "fallback_recordings": fallback,
         "warnings": warnings,
     });
     let status = if ready {

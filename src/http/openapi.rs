@@ -204,7 +204,7 @@ pub fn document() -> Value {
                     query("caller", "caller number prefix", json!({"type": "string"})),
                     query("callee", "callee prefix", json!({"type": "string"})),
                     query("name", "words of the caller name: each word given must start one, any case", json!({"type": "string"})),
-                    query("node_type", "", json!({"enum": ["transfer", "queue", "hunt_group", "voicemail", "outbound"]})),
+                    query("node_type", "", json!({"enum": ["transfer", "queue", "hunt_group", "voicemail", "outbound", "fallback"]})),
                     query("direction", "", json!({"enum": ["inbound", "outbound"]})),
                     query("status", "", json!({"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "not_recorded", "quarantined"]})),
                     query("format", "", json!({"enum": ["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"]})),

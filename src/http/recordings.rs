@@ -459,7 +459,14 @@ pub(super) async fn list(
     let allowed: [(&str, &[&str]); 4] = [
         (
             "node_type",
-            &["transfer", "queue", "hunt_group", "voicemail", "outbound"],
+            &[
+                "transfer",
+                "queue",
+                "hunt_group",
+                "voicemail",
+                "outbound",
+                "fallback",
+            ],
         ),
         ("direction", &["inbound", "outbound"]),
         (

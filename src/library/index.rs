@@ -52,6 +52,9 @@ pub struct ScanState {
     pub queue_depth: AtomicU64,
     pub growing: AtomicU64,
     pub walk_failures_total: AtomicU64,
+    /// Recordings Asterisk made through the dialplan fallback while the app was away, newly
+    /// listed since start.
+    pub fallback_recordings_total: AtomicU64,
     /// Why the last walk of the folder failed; cleared by the next one that succeeds.
     pub last_walk_error: std::sync::Mutex<Option<String>>,
     /// How long the indexer's write transactions take.
@@ -110,6 +113,12 @@ impl ScanState {
                 "counter",
                 "Walks of the recordings folder that failed (no row changed).",
                 &self.walk_failures_total,
+            ),
+            (
+                "indexer_fallback_recordings_total",
+                "counter",
+                "Recordings Asterisk made through the dialplan fallback while the app was away, newly listed.",
+                &self.fallback_recordings_total,
             ),
             (
                 "indexer_queue_depth",
@@ -210,6 +219,9 @@ pub struct Indexer {
     pub state: Arc<ScanState>,
     /// Tenant and project of files found without call metadata.
     default_scope: (String, String),
+    /// Whose a dialled number is (the flow that answers it), for the dialplan fallback's
+    /// recordings, which carry only the number.
+    number_scope: Option<NumberScopeFn>,
     finished_tx: mpsc::Sender<String>,
     /// Taken by the watcher.
     finished_rx: std::sync::Mutex<Option<mpsc::Receiver<String>>>,
@@ -304,6 +316,53 @@ pub fn made_by_a_call(name: &str) -> bool {
         && digits(time, 6)
         && hex.len() == 8
         && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whose a dialled number is: the flow answering it, its tenant, project and privacy.
+#[derive(Debug, Clone)]
+pub struct NumberScope {
+    pub flow: String,
+    pub tenant: String,
+    pub project: String,
+    pub private: bool,
+}
+
+pub type NumberScopeFn = Arc<dyn Fn(&str) -> Option<NumberScope> + Send + Sync>;
+
+/// What the shipped dialplan's fallback puts in a recording's name:
+/// `fallback-<dialled digits>-<caller digits>-<unique id>` (see asterisk/extensions.conf).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackName {
+    pub dialled: String,
+    pub caller: String,
+    pub unique_id: String,
+    /// From the unique id (`<unix seconds>.<sequence>`): when Asterisk made the channel.
+    pub started_at_ms: i64,
+}
+
+pub fn parse_fallback_name(name: &str) -> Option<FallbackName> {
+    let rest = name.strip_prefix("fallback-")?;
+    let mut parts = rest.splitn(3, '-');
+    let (dialled, caller, unique_id) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#' || b == b'+')
+    };
+    let (seconds, sequence) = unique_id.split_once('.')?;
+    let started_at_ms = seconds.parse::<i64>().ok()?.checked_mul(1000)?;
+    (!dialled.is_empty()
+        && dialled.len() <= 32
+        && caller.len() <= 32
+        && digits(dialled)
+        && digits(caller)
+        && !sequence.is_empty()
+        && sequence.bytes().all(|b| b.is_ascii_digit()))
+    .then(|| FallbackName {
+        dialled: dialled.to_string(),
+        caller: caller.to_string(),
+        unique_id: unique_id.to_string(),
+        started_at_ms,
+    })
 }
 
 fn recording_name(rel: &str) -> String {
@@ -464,6 +523,7 @@ impl Indexer {
             settle,
             state: Arc::new(ScanState::default()),
             default_scope: ("default".into(), "default".into()),
+            number_scope: None,
             finished_tx,
             finished_rx: std::sync::Mutex::new(Some(finished_rx)),
         }
@@ -473,6 +533,60 @@ impl Indexer {
     pub fn with_default_scope(mut self, tenant: &str, project: &str) -> Indexer {
         self.default_scope = (tenant.to_string(), project.to_string());
         self
+    }
+
+    /// How to find the tenant, project and privacy of a dialled number (the flows').
+    pub fn with_number_scope(mut self, lookup: NumberScopeFn) -> Indexer {
+        self.number_scope = Some(lookup);
+        self
+    }
+
+    /// The call metadata of a recording Asterisk made through the dialplan fallback, read from
+    /// its name: caller and dialled number, the call's start, the number's flow's scope.
+    fn fallback_meta(&self, name: &str) -> Option<CallMeta> {
+        let fallback = parse_fallback_name(name)?;
+        let scope = self
+            .number_scope
+            .as_ref()
+            .and_then(|lookup| lookup(&fallback.dialled));
+        let (tenant, project, private, flow) = match scope {
+            Some(s) => (s.tenant, s.project, s.private, Some(s.flow)),
+            None => (
+                self.default_scope.0.clone(),
+                self.default_scope.1.clone(),
+                false,
+                None,
+            ),
+        };
+        Some(CallMeta {
+            recording_name: name.to_string(),
+            call_id: fallback.unique_id.clone(),
+            tenant,
+            flow,
+            node: None,
+            node_type: Some("fallback".into()),
+            direction: "inbound".into(),
+            caller_name: None,
+            caller_number: Some(fallback.caller.clone()).filter(|c| !c.is_empty()),
+            callee: Some(fallback.dialled.clone()),
+            // Final once MixMonitor stops writing (settled), like a file of unknown origin.
+            state: "recording".into(),
+            started_at_ms: fallback.started_at_ms,
+            project,
+            private: i64::from(private),
+            consent: "unknown".into(),
+            participants: Some(format!("{},{}", fallback.caller, fallback.dialled)),
+        })
+    }
+
+    /// How many recordings came through the dialplan fallback (the app away), and the newest's
+    /// start: what `/readyz` tells an operator after an outage.
+    pub async fn fallback_summary(&self) -> Result<(i64, Option<i64>), DbError> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), MAX(started_at_ms) FROM recordings WHERE node_type = 'fallback' AND status <> 'deleted'",
+        )
+        .fetch_one(&self.db.pool)
+        .await?)
     }
 
     pub fn root(&self) -> &Path {
@@ -678,7 +792,11 @@ impl Indexer {
         probed
             .into_iter()
             .map(|row| {
-                let meta = calls.get(&recording_name(&row.seen.rel)).cloned();
+                let name = recording_name(&row.seen.rel);
+                let meta = calls
+                    .get(&name)
+                    .cloned()
+                    .or_else(|| self.fallback_meta(&name));
                 (row, meta)
             })
             .collect()
@@ -790,7 +908,14 @@ impl Indexer {
                             .fetch_optional(&mut *tx)
                             .await?;
                     match inserted {
-                        Some((id,)) => id,
+                        Some((id,)) => {
+                            if m.is_some_and(|m| m.node_type.as_deref() == Some("fallback")) {
+                                self.state
+                                    .fallback_recordings_total
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                            id
+                        }
                         // Another writer (the watcher, a second instance) added it meanwhile.
                         None => {
                             bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
@@ -1225,6 +1350,33 @@ pub fn set_mtime(path: &Path, when: SystemTime) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fallback_names_carry_the_dialled_number_the_caller_and_the_start() {
+        assert_eq!(
+            parse_fallback_name("fallback-100-5551001-1795528423.4986"),
+            Some(FallbackName {
+                dialled: "100".into(),
+                caller: "5551001".into(),
+                unique_id: "1795528423.4986".into(),
+                started_at_ms: 1_795_528_423_000,
+            })
+        );
+        // No caller ID: an empty caller.
+        assert_eq!(
+            parse_fallback_name("fallback-100--1795528423.1").map(|f| f.caller),
+            Some(String::new())
+        );
+        for other in [
+            "fallback-100-5551001",
+            "fallback--5551001-1795528423.4986",
+            "fallback-1x0-5551001-1795528423.4986",
+            "fallback-100-5551001-sys-1795528423.4986",
+            "transfer-20261130-140001-0a1b2c3d",
+        ] {
+            assert_eq!(parse_fallback_name(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn call_recording_names_are_told_from_other_files() {

@@ -132,6 +132,12 @@ impl SimHandle {
         self.with_world(|w| w.restart());
     }
 
+    /// Calls arriving while the app has no websocket follow the shipped dialplan's fallback:
+    /// answered elsewhere and recorded by MixMonitor for `seconds` (None: hung up).
+    pub fn set_dialplan_fallback(&self, seconds: Option<f64>) {
+        self.with_world(|w| w.set_dialplan_fallback(seconds));
+    }
+
     /// The next record request answers 201 and then fails with `cause`.
     pub fn fail_next_record(&self, cause: &str) {
         self.with_world(|w| w.fail_next_record(cause));

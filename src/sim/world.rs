@@ -156,6 +156,10 @@ pub struct World {
     started_at: String,
     /// When each bridge first held two channels (for latency benchmarks).
     bridge_complete_at: HashMap<String, std::time::Instant>,
+    /// What the dialplan does with a call `Stasis()` could not hand to the app (no websocket):
+    /// None hangs it up (the dialplan without a fallback); Some answers it through the shipped
+    /// fallback, which MixMonitor records for this many seconds.
+    dialplan_fallback: Option<f64>,
 }
 
 fn timestamp() -> String {
@@ -209,6 +213,37 @@ impl World {
             fail_next_record: None,
             started_at: timestamp(),
             bridge_complete_at: HashMap::new(),
+            dialplan_fallback: None,
+        }
+    }
+
+    /// Calls arriving while the app has no websocket follow asterisk/extensions.conf's fallback
+    /// (answered elsewhere, MixMonitor recording `seconds` of the call), or are hung up (None).
+    pub fn set_dialplan_fallback(&mut self, seconds: Option<f64>) {
+        self.dialplan_fallback = seconds;
+    }
+
+    /// The recording MixMonitor leaves for a fallback call, finished: a WAV named as the
+    /// shipped dialplan names it, `fallback-<dialled>-<caller digits>-<unique id>.wav`.
+    fn write_fallback_recording(
+        &self,
+        exten: &str,
+        caller: &CallerId,
+        unique_id: &str,
+        length: f64,
+    ) {
+        let digits: String = caller.number.chars().filter(char::is_ascii_digit).collect();
+        let dialled: String = exten.chars().filter(char::is_ascii_digit).collect();
+        let path = self
+            .recordings_dir
+            .join(format!("fallback-{dialled}-{digits}-{unique_id}.wav"));
+        let voice = crate::audio::synth::Voice::from_name(&caller.name);
+        let mut samples = vec![0i16; seconds(length) as usize];
+        voice.fill(0, &mut samples);
+        let mut bytes = crate::audio::wav::header((samples.len() * 2) as u32).to_vec();
+        bytes.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+        if let Err(e) = std::fs::write(&path, bytes) {
+            tracing::warn!(error = %e, "simulated MixMonitor could not write its file");
         }
     }
 
@@ -469,6 +504,14 @@ impl World {
                     .or_else(|| caller_sim_script(e))
             });
             let stasis_app = default_app.to_string();
+            if !self.app_connected(&stasis_app) {
+                // Stasis() fails at once and the dialplan goes on: the app never hears of the
+                // call (app_gone_newcall); the fallback, when configured, records it.
+                if let Some(length) = self.dialplan_fallback {
+                    self.write_fallback_recording(exten, &caller, &other_id, length);
+                }
+                return Ok(outgoing);
+            }
             let app_data = format!("{stasis_app},inbound,{exten}");
             let mut inbound = outgoing.clone();
             inbound.id = other_id.clone();

@@ -297,7 +297,9 @@ function recordingRows(rec) {
     el("td", {}, toggle),
     el("td", { "data-label": "Caller" }, caller),
     el("td", { "data-label": "Callee" }, rec.callee ?? ""),
-    el("td", { "data-label": "Node" }, (rec.node_type ?? "").replace("_", " ")),
+    el("td", { "data-label": "Node" }, rec.node_type === "fallback"
+      ? el("span", { class: "badge", title: "Recorded by Asterisk's dialplan fallback while ari-recorder was away", text: "fallback (service away)" })
+      : (rec.node_type ?? "").replace("_", " ")),
     el("td", { "data-label": "Direction" }, rec.direction ?? ""),
     el("td", { "data-label": "Duration" }, clock(rec.duration_seconds)),
     el("td", { "data-label": "Date and time" }, el("time", { datetime: rec.started_at, text: when(rec.started_at) })),

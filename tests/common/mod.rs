@@ -408,6 +408,11 @@ pub async fn wait_rows(
 
 /// Places a call from the network to `exten` and answers it: the caller's channel in the app.
 pub async fn answered_caller(t: &TestSim, exten: &str, caller_id: &str, behaviour: &str) -> String {
+    // A call from the network enters the app only while the app has a websocket (Stasis()
+    // fails otherwise, as on a real Asterisk): listen, unless a test already does.
+    if !t.sim.app_connected("recorder") {
+        let _ = listen_sim(&t.sim, "recorder").await;
+    }
     let client = t.client();
     let before = client
         .application("recorder")
