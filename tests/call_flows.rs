@@ -848,12 +848,16 @@ async fn hot_reload_swaps_good_edits_and_refuses_broken_ones() {
     })
     .await;
     // A broken edit: refused, the last good version keeps running.
+    let refusals = flows.refusals();
     std::fs::write(
         s.dialplans.join("support.toml"),
         "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"teleport\"\n",
     )
     .expect("edit");
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    wait_until("the broken edit read and refused", || {
+        flows.refusals() > refusals
+    })
+    .await;
     assert!(
         flows.current().flow_for_number("101").is_some(),
         "last good version still in force"
@@ -1168,5 +1172,50 @@ async fn caller_hanging_up_first_and_both_at_once_end_cleanly() {
     t.sim.advance(2.5);
     wait_rows(&s.svc.db, "both done", 2, |r| r.state == "done").await;
     wait_until("torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+/// Issue 10: a transfer that failed over to a queue left its first mixing bridge behind when
+/// an agent answered (the call's bridge was replaced, and only the new one was destroyed).
+#[tokio::test]
+async fn a_transfer_failing_over_to_a_queue_leaves_no_bridge_behind() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+tenant = "acme"
+
+[nodes.desk]
+type = "transfer"
+target = "Local/busy@agents"
+ring_timeout = 5
+record_call = true
+on_failure = "line"
+
+[nodes.line]
+type = "queue"
+agents = ["PJSIP/201"]
+strategy = "ringall"
+ring_timeout = 30
+max_wait = 60
+record_call = true
+"#;
+    let s = start_service(&t, &[("support.toml", flow)]).await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_until("the queue's agent bridged", || {
+        t.sim.with_world(|w| {
+            w.bridges()
+                .iter()
+                .any(|b| b.bridge_type == "mixing" && b.channels.len() == 2)
+        })
+    })
+    .await;
+    // Only the bridge the caller and the agent are in is left: the transfer's is gone.
+    assert_eq!(t.sim.with_world(|w| w.bridges().len()), 1);
+    t.sim.advance(16.5);
+    wait_until("everything torn down", || quiet(&t)).await;
     stop(s).await;
 }

@@ -316,16 +316,21 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         &[ari_recorder::access::Scope::RecordingsRead],
     )
     .await;
+    let mut indexed = 0;
     for _ in 0..500 {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings")
+        (indexed,) = sqlx::query_as("SELECT COUNT(*) FROM recordings")
             .fetch_one(&s.svc.db.pool)
             .await
             .expect("count");
-        if n >= 6 {
+        if indexed >= 6 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(
+        indexed >= 6,
+        "the library indexed {indexed} of 6 recordings"
+    );
     // Browsers send Secure cookies to localhost over plain HTTP.
     let base = format!("http://localhost:{}", s.svc.http_addr.port());
     let downloads = tempfile::tempdir().expect("downloads");
@@ -403,6 +408,48 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
             ),
         )
         .await;
+
+    // "Previous page" from a shared link of the second page stays in the app: the link carries
+    // the cursors before it (it was `history.back()`, which left the app).
+    browser.click(&browser.find("#next-page").await).await;
+    browser
+        .wait_for(
+            "the second page again",
+            "return location.hash.includes('cursor=')",
+        )
+        .await;
+    let shared = browser.exec("return location.href", &[]).await;
+    let shared = shared.as_str().expect("href").to_string();
+    browser.goto(&format!("{base}/")).await;
+    browser.goto(&shared).await;
+    browser.exec("location.reload()", &[]).await;
+    browser
+        .wait_for(
+            "the shared second page",
+            &format!(
+                "return document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === {:?}",
+                second_page[0]
+            ),
+        )
+        .await;
+    browser.click(&browser.find("#prev-page").await).await;
+    browser
+        .wait_for(
+            "the first page, in the app",
+            &format!(
+                "return location.href.startsWith({base:?}) && !location.hash.includes('cursor=') && document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === {:?}",
+                first_page[0]
+            ),
+        )
+        .await;
+    // The current view is named for assistive technology.
+    let current = browser
+        .exec(
+            "return document.querySelector('#nav a[aria-current]')?.getAttribute('aria-current')",
+            &[],
+        )
+        .await;
+    assert_eq!(current, "page");
 
     // Filters keep their state in the URL: a shared link opens the same search.
     browser.goto(&format!("{base}/#/recordings")).await;
@@ -516,7 +563,12 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .await;
     browser.click(&open).await;
     let panel = format!("#panel-{recording}");
-    browser.find(&format!("{panel} .player canvas.wave")).await;
+    let wave = browser.find(&format!("{panel} .player canvas.wave")).await;
+    // The waveform slider is in the tab order (it had tabindex -1: focusable by script only).
+    let focused = browser
+        .exec("return arguments[0].tabIndex >= 0", &[Browser::arg(&wave)])
+        .await;
+    assert_eq!(focused, true);
     browser
         .wait_for(
             "metadata loaded",

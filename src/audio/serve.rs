@@ -197,9 +197,14 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
     let Some(value) = header else {
         return RangeRequest::Full;
     };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return RangeRequest::Unsatisfiable;
+    // RFC 9110 14.2: a range unit the server does not know is ignored (the whole body), not
+    // refused; units compare case-insensitively.
+    let Some((unit, spec)) = value.trim().split_once('=') else {
+        return RangeRequest::Full;
     };
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return RangeRequest::Full;
+    }
     if spec.contains(',') {
         return RangeRequest::Full;
     }
@@ -244,6 +249,13 @@ mod tests {
     #[test]
     fn ranges_follow_rfc_9110() {
         assert_eq!(parse_range(None, 100), RangeRequest::Full);
+        // Unknown units are ignored; the unit is case-insensitive.
+        assert_eq!(parse_range(Some("items=0-1"), 100), RangeRequest::Full);
+        assert_eq!(parse_range(Some("nonsense"), 100), RangeRequest::Full);
+        assert_eq!(
+            parse_range(Some("Bytes=0-1"), 100),
+            RangeRequest::Part { start: 0, end: 1 }
+        );
         assert_eq!(
             parse_range(Some("bytes=0-1"), 100),
             RangeRequest::Part { start: 0, end: 1 }
@@ -270,10 +282,6 @@ mod tests {
         );
         assert_eq!(
             parse_range(Some("bytes=5-1"), 100),
-            RangeRequest::Unsatisfiable
-        );
-        assert_eq!(
-            parse_range(Some("items=0-1"), 100),
             RangeRequest::Unsatisfiable
         );
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Full);

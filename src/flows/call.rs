@@ -656,8 +656,12 @@ impl Call {
         }
     }
 
-    /// Creates the call's mixing bridge with `channels` in it.
+    /// Creates the call's mixing bridge with `channels` in it. A call has one: an earlier one
+    /// (a transfer or hunt that failed over to a queue left it, empty) is destroyed first.
     fn new_mixing(&mut self, channels: Vec<String>, out: &mut Vec<Output>) -> String {
+        if let Some(earlier) = self.mixing.take() {
+            out.push(Output::Command(Command::DestroyBridge { bridge: earlier }));
+        }
         let bridge = self.fresh("B");
         out.push(Output::Command(Command::CreateBridge {
             bridge: bridge.clone(),

@@ -46,6 +46,8 @@ pub struct FlowStore {
     edit: Mutex<()>,
     /// Reloads since start (tests wait on it; a quiet folder keeps it still).
     reloads: AtomicU64,
+    /// Reloads that refused a file's new version (the last good one kept running).
+    refusals: AtomicU64,
 }
 
 impl FlowStore {
@@ -60,6 +62,7 @@ impl FlowStore {
             last_settings: Mutex::new(Settings::default()),
             edit: Mutex::new(()),
             reloads: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
         };
         if !folder_missing(dir) {
             read_folder(dir)?;
@@ -83,6 +86,11 @@ impl FlowStore {
     /// How many times the folder was read since start.
     pub fn reloads(&self) -> u64 {
         self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// How many reloads refused something since start.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
     }
 
     /// Re-reads the folder; returns the problems of files whose new version was refused.
@@ -125,6 +133,9 @@ impl FlowStore {
         problems.extend(clashes);
         for p in &problems {
             tracing::error!(problem = %p, "dialplan refused; the last good version keeps running");
+        }
+        if !problems.is_empty() {
+            self.refusals.fetch_add(1, Ordering::Relaxed);
         }
         *last_good = next;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);

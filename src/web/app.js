@@ -178,7 +178,9 @@ async function route() {
   if (!session.user) return;
   const { path, params } = parseHash();
   for (const link of document.querySelectorAll("#nav a")) {
-    link.toggleAttribute("aria-current", link.getAttribute("href") === `#${path}`);
+    // `aria-current` present but empty means false: name what it is, or leave it off.
+    if (link.getAttribute("href") === `#${path}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
   if (path === "/flows" && session.can.edit_flows) {
     showOnly("flows-view");
@@ -215,6 +217,8 @@ function apiQuery(params) {
 }
 
 let current = { params: new URLSearchParams(), next: null };
+/// Only the newest list request may fill the table: a slow earlier answer is dropped.
+let listRequest = 0;
 
 const phone = window.matchMedia("(max-width: 40rem)");
 
@@ -229,14 +233,18 @@ async function loadRecordings(params) {
   if (phone.matches && !filtered) $("#filters-box").open = false;
   const body = $("#recordings tbody");
   say("Loading recordings...");
+  const request = ++listRequest;
   let page;
   try {
     page = await api("GET", `/api/recordings?${apiQuery(params)}`);
   } catch (error) {
-    if (error.status !== 401) say(`Could not load recordings: ${error.message}`);
+    if (request === listRequest && error.status !== 401) say(`Could not load recordings: ${error.message}`);
     return;
   }
+  if (request !== listRequest) return;
   current = { params, next: page.next_cursor };
+  // Players of the rows being replaced stop, and drop their window and key listeners.
+  for (const panel of body.querySelectorAll(".panel")) panel.player?.stop();
   body.replaceChildren(...page.recordings.flatMap(recordingRows));
   $("#empty").hidden = page.recordings.length > 0;
   $("#next-page").disabled = !page.next_cursor;
@@ -261,19 +269,33 @@ $("#filters").addEventListener("submit", (event) => {
 
 $("#clear-filters").addEventListener("click", () => go("/recordings", new URLSearchParams()));
 
+// Keyset pages go forward only, so the link keeps the cursors of the pages before this one
+// (`back`, comma-separated; cursors are base64url): "Previous page" works from a shared link too.
 $("#next-page").addEventListener("click", () => {
   if (!current.next) return;
   const params = new URLSearchParams(current.params);
+  const back = params.get("back") ? params.get("back").split(",") : [];
+  back.push(params.get("cursor") ?? "");
+  params.set("back", back.join(","));
   params.set("cursor", current.next);
   go("/recordings", params);
 });
 
-// Keyset pages go forward only: earlier pages are the browser's history.
-$("#prev-page").addEventListener("click", () => history.back());
+$("#prev-page").addEventListener("click", () => {
+  const params = new URLSearchParams(current.params);
+  const back = params.get("back") ? params.get("back").split(",") : [];
+  const previous = back.pop() ?? "";
+  if (previous) params.set("cursor", previous);
+  else params.delete("cursor");
+  if (back.length) params.set("back", back.join(","));
+  else params.delete("back");
+  go("/recordings", params);
+});
 
 $("#first-page").addEventListener("click", () => {
   const params = new URLSearchParams(current.params);
   params.delete("cursor");
+  params.delete("back");
   go("/recordings", params);
 });
 
@@ -456,7 +478,8 @@ class Player {
     this.canvas = el("canvas", {
       class: "wave",
       role: "slider",
-      tabindex: "-1",
+      // Reachable by keyboard: arrow keys seek (handled on the panel).
+      tabindex: "0",
       "aria-label": "Position in the recording",
       "aria-valuemin": "0",
       "aria-valuemax": String(Math.round(this.duration)),
