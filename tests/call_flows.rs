@@ -1219,3 +1219,190 @@ record_call = true
     wait_until("everything torn down", || quiet(&t)).await;
     stop(s).await;
 }
+
+/// 16-bit samples of a recording on disk (after its 44-byte header).
+fn samples_of(t: &TestSim, name: &str) -> Vec<i16> {
+    let bytes = std::fs::read(t.recordings.join(format!("{name}.wav"))).expect("recording");
+    bytes[44..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// Issue 12: a live recording is paused (muted by default) by the agent on the call, through
+/// the API; others may not; the muted stretch is silence in the file and stored with it.
+#[tokio::test]
+async fn the_agent_mutes_a_live_recording_and_the_stretch_is_stored() {
+    use ari_recorder::access::Scope;
+    use common::{bearer, send, user_token};
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
+    let token = |name: &'static str, role: &'static str, extension: Option<&'static str>| {
+        let db = s.svc.db.clone();
+        async move {
+            bearer(
+                &user_token(
+                    &db,
+                    name,
+                    role,
+                    "acme",
+                    &[],
+                    extension,
+                    &[Scope::RecordingsRead, Scope::FlowsWrite],
+                )
+                .await,
+            )
+        }
+    };
+    let agent = token("agent", "staff", Some("PJSIP/201")).await;
+    let bystander = token("bystander", "staff", None).await;
+    let other_tenant = common::authed();
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "recording", 1).await;
+    let name = rows[0].recording_name.clone();
+    let listed = send(agent.get(format!("{}/api/calls", s.base))).await;
+    let calls = listed.json()["calls"].as_array().cloned().expect("calls");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["recording"]["state"], "recording");
+    assert_eq!(calls[0]["callee"], "PJSIP/201");
+    let id = calls[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        send(other_tenant.get(format!("{}/api/calls", s.base)))
+            .await
+            .json()["calls"],
+        serde_json::json!([])
+    );
+    t.sim.advance(2.0);
+    let pause = |client: &reqwest::Client| {
+        send(client.post(format!("{}/api/calls/{id}/recording/pause", s.base)))
+    };
+    let refused = pause(&bystander).await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (403, "role_restriction")
+    );
+    let hidden = pause(&other_tenant).await;
+    assert_eq!((hidden.status, hidden.error().as_str()), (404, "not_found"));
+    let paused = pause(&agent).await;
+    assert_eq!(paused.status, 200, "{:?}", paused.json());
+    assert_eq!(paused.json()["recording"]["state"], "muted");
+    t.sim.advance(3.0);
+    let resumed = send(agent.post(format!("{}/api/calls/{id}/recording/resume", s.base))).await;
+    assert_eq!(resumed.json()["recording"]["state"], "recording");
+    t.sim.advance(11.5);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("torn down", || quiet(&t)).await;
+
+    // Simulated seconds 2 to 5 are silence; the talk around them is not.
+    let samples = samples_of(&t, &name);
+    let second = |s: f64| (s * 8000.0) as usize;
+    assert!(samples[second(2.1)..second(4.9)].iter().all(|v| *v == 0));
+    assert!(samples[second(0.5)..second(1.9)].iter().any(|v| *v != 0));
+    assert!(samples[second(5.1)..second(8.0)].iter().any(|v| *v != 0));
+    // The stretch is stored with the recording, with who asked.
+    let spans: Vec<(String, i64, i64, String)> = sqlx::query_as(
+        "SELECT mode, from_offset_ms, to_offset_ms, by_actor FROM recording_redactions WHERE recording_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&s.svc.db.pool)
+    .await
+    .expect("spans");
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let (mode, from, to, by) = &spans[0];
+    assert_eq!(mode, "mute");
+    assert!(0 <= *from && from <= to, "{spans:?}");
+    assert!(by.ends_with(":agent"), "{by}");
+    common::wait_ready(&s.svc.db, 1).await;
+    let (recording_id,): (i64,) = sqlx::query_as("SELECT id FROM recordings WHERE name = $1")
+        .bind(&name)
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("indexed");
+    let shown = send(agent.get(format!("{}/api/recordings/{recording_id}", s.base))).await;
+    assert_eq!(shown.json()["redactions"][0]["mode"], "mute", "{:?}", shown.json());
+    let audit: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, outcome FROM audit_events WHERE action LIKE 'recording_%' ORDER BY seq",
+    )
+    .fetch_all(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    let audit: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|(a, o)| (a.as_str(), o.as_str()))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            ("recording_pause", "role_restriction"),
+            ("recording_pause", "not_found"),
+            ("recording_pause", "allowed"),
+            ("recording_resume", "allowed"),
+        ]
+    );
+    stop(s).await;
+}
+
+/// With `redaction_mode = "pause"` the paused audio is left out of the file altogether.
+#[tokio::test]
+async fn in_pause_mode_the_paused_audio_is_left_out() {
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[
+            ("support.toml", &transfer_flow("PJSIP/201", true)),
+            ("settings.toml", "redaction_mode = \"pause\"\n"),
+        ],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "recording", 1).await;
+    let admin = common::authed();
+    // The flow's tenant is acme: the default tenant's admin sees nothing of it.
+    let acme_admin = common::bearer(
+        &common::user_token(
+            &s.svc.db,
+            "acme-admin",
+            "admin",
+            "acme",
+            &[],
+            None,
+            &[ari_recorder::access::Scope::Admin],
+        )
+        .await,
+    );
+    drop(admin);
+    let calls = common::send(acme_admin.get(format!("{}/api/calls", s.base))).await;
+    let id = calls.json()["calls"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    t.sim.advance(2.0);
+    let paused =
+        common::send(acme_admin.post(format!("{}/api/calls/{id}/recording/pause", s.base))).await;
+    assert_eq!(paused.json()["recording"]["state"], "paused");
+    t.sim.advance(4.0);
+    common::send(acme_admin.post(format!("{}/api/calls/{id}/recording/resume", s.base))).await;
+    t.sim.advance(10.5);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("torn down", || quiet(&t)).await;
+    let samples = samples_of(&t, &rows[0].recording_name);
+    let seconds = samples.len() as f64 / 8000.0;
+    // About 16.2 s of call, 4 s of it paused.
+    assert!((11.5..13.0).contains(&seconds), "{seconds} s");
+    let (from, to): (i64, i64) = sqlx::query_as(
+        "SELECT from_offset_ms, to_offset_ms FROM recording_redactions WHERE recording_name = $1",
+    )
+    .bind(&rows[0].recording_name)
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("span");
+    assert_eq!(
+        from, to,
+        "a pause leaves no audio in the file: a point, not a stretch"
+    );
+    stop(s).await;
+}

@@ -70,6 +70,82 @@ pub enum Command {
     CancelRecording {
         name: String,
     },
+    /// Mutes (Asterisk writes silence) or pauses (Asterisk drops the audio) a live recording,
+    /// or lifts it.
+    RedactRecording {
+        name: String,
+        mode: RedactMode,
+        on: bool,
+    },
+}
+
+/// How a live recording is redacted: `mute` keeps the file aligned with the call (silence in
+/// place of the audio), `pause` leaves the audio out (the file is shorter than the call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedactMode {
+    #[default]
+    Mute,
+    Pause,
+}
+
+impl RedactMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedactMode::Mute => "mute",
+            RedactMode::Pause => "pause",
+        }
+    }
+}
+
+/// A request to redact the call's recording from now (`on`) or to stop redacting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactRequest {
+    pub on: bool,
+    pub mode: RedactMode,
+    /// Who asked: an actor of the audit log (`user:alice`), or what (`node:payment`, `dtmf`).
+    pub by: String,
+}
+
+/// A stretch of a recording that was redacted, where it lies in the file and on the clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionSpan {
+    pub recording: String,
+    pub mode: RedactMode,
+    /// Offsets in the file: equal for a pause (the audio is not in the file at all).
+    pub from_offset_ms: i64,
+    pub to_offset_ms: i64,
+    pub started_at_ms: i64,
+    pub ended_at_ms: i64,
+    pub by: String,
+}
+
+/// The call's recording now being redacted: since when, how, by whom.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Redacting {
+    since_ms: u64,
+    mode: RedactMode,
+    by: String,
+}
+
+/// What the live-calls API shows of a call in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCall {
+    pub id: String,
+    pub tenant: String,
+    pub project: String,
+    pub private: bool,
+    /// Caller number and the bridged party, comma-separated, as recordings list them.
+    pub participants: String,
+    pub caller_name: String,
+    pub caller_number: String,
+    pub callee: Option<String>,
+    pub node: Option<String>,
+    pub direction: &'static str,
+    pub started_at_ms: i64,
+    pub recording: Option<String>,
+    /// `recording`, `muted`, `paused`; None without a recording.
+    pub recording_state: Option<&'static str>,
 }
 
 /// What the call writes to the library when it starts a recording.
@@ -124,6 +200,8 @@ pub enum Output {
     RecordingCancelled {
         name: String,
     },
+    /// A redaction of the call's recording ended (lifted, or the recording ended under it).
+    Redacted(Box<RedactionSpan>),
     /// The call is over; no more input is expected.
     Finished,
 }
@@ -145,6 +223,8 @@ pub enum Input<'a> {
     /// The call was restored from its saved state after ari-recorder restarted: what Asterisk
     /// shows of it now.
     Adopted(&'a Adoption),
+    /// Redact the call's live recording, or stop redacting it.
+    Redact(RedactRequest),
 }
 
 /// What REST showed of a restored call when a new ari-recorder took it over.
@@ -329,6 +409,17 @@ pub struct Call {
     /// channel in turn under its global channel lock, which stalls all channel creation.
     #[serde(default)]
     channel_names: BTreeMap<String, String>,
+    /// When the call entered the app (wall ms).
+    #[serde(default)]
+    started_ms: u64,
+    /// When the current recording was requested (wall ms): redaction offsets count from it.
+    #[serde(default)]
+    recording_started_ms: Option<u64>,
+    /// Paused time of the current recording so far: its file lacks it.
+    #[serde(default)]
+    paused_ms: u64,
+    #[serde(default)]
+    redacting: Option<Redacting>,
 }
 
 /// A waiting queue caller re-checks for a free agent this often.
@@ -422,6 +513,10 @@ impl Call {
             record_from_dial: false,
             lead_in: false,
             channel_names: BTreeMap::new(),
+            started_ms: 0,
+            recording_started_ms: None,
+            paused_ms: 0,
+            redacting: None,
         }
     }
 
@@ -603,7 +698,12 @@ impl Call {
             return out;
         }
         self.now_ms = now_ms;
+        if self.started_ms == 0 {
+            self.started_ms = now_ms;
+        }
+        let recording_before = self.recording.clone();
         match input {
+            Input::Redact(request) => self.redact(request, now_ms, &mut out),
             Input::Adopted(adoption) => self.adopt(adoption, now_ms, agents, &mut out),
             Input::Start => self.start(now_ms, agents, &mut out),
             Input::Event(event) => self.on_event(event, now_ms, agents, &mut out),
@@ -615,7 +715,112 @@ impl Call {
             } => self.on_failed(command, status, message, now_ms, agents, &mut out),
             Input::ChannelGone(id) => self.on_gone(&id, now_ms, agents, &mut out),
         }
+        if self.recording != recording_before {
+            // The recording under a redaction ended: its span ends with it.
+            if let Some(ended) = recording_before {
+                self.close_redaction(&ended, now_ms, &mut out);
+            }
+            self.recording_started_ms = self.recording.as_ref().map(|_| now_ms);
+            self.paused_ms = 0;
+            self.redacting = None;
+        }
         out
+    }
+
+    /// The live recording's name and how it is redacted now, if the call has one.
+    pub fn live_recording(&self) -> Option<(&str, Option<RedactMode>)> {
+        let name = self.recording.as_deref()?;
+        Some((name, self.redacting.as_ref().map(|r| r.mode)))
+    }
+
+    /// What the live-calls API shows of this call.
+    pub fn live_view(&self) -> LiveCall {
+        let callee = match &self.phase {
+            Phase::Bridged { agent, .. } => self.legs.get(agent).map(|l| l.endpoint.clone()),
+            _ => None,
+        };
+        let row = self.row("", "", callee.as_deref().unwrap_or(""), self.started_ms);
+        LiveCall {
+            id: self.id.clone(),
+            tenant: row.tenant,
+            project: row.project,
+            private: row.private,
+            participants: row.participants,
+            caller_name: self.caller_name.clone(),
+            caller_number: self.caller_number.clone(),
+            callee,
+            node: self.node.clone(),
+            direction: self.direction.as_str(),
+            started_at_ms: i64::try_from(self.started_ms).unwrap_or(i64::MAX),
+            recording: self.recording.clone(),
+            recording_state: self.recording.as_ref().map(|_| match &self.redacting {
+                None => "recording",
+                Some(r) if r.mode == RedactMode::Mute => "muted",
+                Some(_) => "paused",
+            }),
+        }
+    }
+
+    /// Starts or lifts a redaction of the live recording. Without one (or already in the asked
+    /// state) nothing happens: the caller checks `live_recording` first to say why.
+    fn redact(&mut self, request: RedactRequest, now_ms: u64, out: &mut Vec<Output>) {
+        let Some(name) = self.recording.clone() else {
+            return;
+        };
+        match (&self.redacting, request.on) {
+            (None, true) => {
+                out.push(Output::Command(Command::RedactRecording {
+                    name,
+                    mode: request.mode,
+                    on: true,
+                }));
+                self.redacting = Some(Redacting {
+                    since_ms: now_ms,
+                    mode: request.mode,
+                    by: request.by,
+                });
+            }
+            (Some(current), false) => {
+                out.push(Output::Command(Command::RedactRecording {
+                    name: name.clone(),
+                    mode: current.mode,
+                    on: false,
+                }));
+                self.close_redaction(&name, now_ms, out);
+                self.redacting = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the open redaction of `recording` at `now_ms`: its span goes to the library.
+    fn close_redaction(&mut self, recording: &str, now_ms: u64, out: &mut Vec<Output>) {
+        let (Some(redacting), Some(started)) = (self.redacting.take(), self.recording_started_ms)
+        else {
+            return;
+        };
+        let from = redacting
+            .since_ms
+            .saturating_sub(started)
+            .saturating_sub(self.paused_ms);
+        let length = now_ms.saturating_sub(redacting.since_ms);
+        let to = match redacting.mode {
+            RedactMode::Mute => from + length,
+            RedactMode::Pause => {
+                self.paused_ms += length;
+                from
+            }
+        };
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        out.push(Output::Redacted(Box::new(RedactionSpan {
+            recording: recording.to_string(),
+            mode: redacting.mode,
+            from_offset_ms: ms(from),
+            to_offset_ms: ms(to),
+            started_at_ms: ms(redacting.since_ms),
+            ended_at_ms: ms(now_ms),
+            by: redacting.by,
+        })));
     }
 
     fn start(&mut self, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
@@ -1458,6 +1663,8 @@ impl Call {
         out: &mut Vec<Output>,
     ) {
         match command {
+            // Asterisk refused to redact: the recording goes on as it was.
+            Command::RedactRecording { on: true, .. } => self.redacting = None,
             Command::Originate { channel, .. } => {
                 if channel == self.id {
                     self.end(now_ms, agents, out);

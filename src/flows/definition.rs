@@ -152,6 +152,9 @@ pub struct Settings {
     /// bridge; the lead-in is marked and discarded when nobody answers), so a slow Asterisk
     /// loses no word. Off (the default): record once both parties are in the bridge.
     pub record_from_dial: bool,
+    /// How pausing a live recording redacts it: `mute` (the default: silence in its place, the
+    /// file stays aligned with the call) or `pause` (the audio is left out).
+    pub redaction_mode: super::call::RedactMode,
 }
 
 /// One problem, located.
@@ -703,10 +706,29 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
         node: None,
         errors: &mut errors,
     };
-    ctx.known_fields(&table, &["record_outbound_calls", "record_from_dial"]);
+    ctx.known_fields(
+        &table,
+        &[
+            "record_outbound_calls",
+            "record_from_dial",
+            "redaction_mode",
+        ],
+    );
+    let redaction_mode = match ctx.string(&table, "redaction_mode", false).as_deref() {
+        None | Some("mute") => super::call::RedactMode::Mute,
+        Some("pause") => super::call::RedactMode::Pause,
+        Some(other) => {
+            ctx.err(
+                Some("redaction_mode"),
+                format!("{other:?} is not mute or pause"),
+            );
+            super::call::RedactMode::Mute
+        }
+    };
     let settings = Settings {
         record_outbound_calls: ctx.boolean(&table, "record_outbound_calls", false),
         record_from_dial: ctx.boolean(&table, "record_from_dial", false),
+        redaction_mode,
     };
     if errors.is_empty() {
         Ok(settings)

@@ -7,9 +7,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::call::{Adoption, AgentBook, Call, Command, Input, Output, RecordingRow};
+use super::call::{
+    Adoption, AgentBook, Call, Command, Input, LiveCall, Output, RecordingRow, RedactMode,
+    RedactRequest, RedactionSpan,
+};
 use super::store::FlowStore;
 use crate::ari::events::Event;
 use crate::ari::models::Channel;
@@ -46,6 +49,8 @@ pub enum LibraryWrite {
         name: String,
         at_ms: i64,
     },
+    /// A redacted stretch of a recording.
+    Redaction(Box<RedactionSpan>),
     /// A call's saved state (None: the call ended, forget it).
     CallState {
         call_id: String,
@@ -62,6 +67,22 @@ enum CallMsg {
     Event(Arc<Event>, Instant),
     Gone(String),
     Timer(u64),
+    /// Redact the call's recording (or stop); the answer says how it is recorded after.
+    Redact(
+        RedactRequest,
+        oneshot::Sender<Result<LiveCall, RedactError>>,
+    ),
+}
+
+/// Why a redaction request was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedactError {
+    #[error("no such call in progress")]
+    NoCall,
+    #[error("the call is not being recorded now")]
+    NotRecording,
+    #[error("Asterisk refused to change the recording")]
+    Refused,
 }
 
 struct Inner {
@@ -70,6 +91,8 @@ struct Inner {
     store: Arc<FlowStore>,
     agents: Mutex<AgentBook>,
     calls: Mutex<HashMap<String, mpsc::UnboundedSender<CallMsg>>>,
+    /// What each call in progress looks like to the live-calls API, refreshed at each step.
+    live: Mutex<HashMap<String, LiveCall>>,
     library: mpsc::Sender<LibraryWrite>,
     metrics: Arc<Metrics>,
     db: Database,
@@ -119,6 +142,7 @@ impl FlowRuntime {
                 store,
                 agents: Mutex::new(AgentBook::default()),
                 calls: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashMap::new()),
                 library,
                 metrics,
                 db,
@@ -140,6 +164,44 @@ impl FlowRuntime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len()
+    }
+
+    /// The calls in progress as the live-calls API shows them.
+    pub fn live_calls(&self) -> Vec<LiveCall> {
+        let mut calls: Vec<LiveCall> = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        calls.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then(a.id.cmp(&b.id)));
+        calls
+    }
+
+    pub fn live_call(&self, id: &str) -> Option<LiveCall> {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Redacts (or stops redacting) a call's live recording, with the deployment's mode.
+    pub async fn redact(&self, id: &str, on: bool, by: &str) -> Result<LiveCall, RedactError> {
+        let sender = route(&self.inner, id).ok_or(RedactError::NoCall)?;
+        let request = RedactRequest {
+            on,
+            mode: self.inner.store.settings().redaction_mode,
+            by: by.to_string(),
+        };
+        let (tx, rx) = oneshot::channel();
+        sender
+            .send(CallMsg::Redact(request, tx))
+            .map_err(|_| RedactError::NoCall)?;
+        rx.await.map_err(|_| RedactError::NoCall)?
     }
 
     /// `POST /api/calls`: rings `from`, then `to`, bridges them, records per the setting.
@@ -465,6 +527,7 @@ async fn drive_call(
     let outputs = handle(&inner, &mut call, first);
     execute(&inner, &mut call, &tx, outputs).await;
     saved.save(&inner, &call).await;
+    show_live(&inner, &call);
     while !call.is_finished() {
         let msg = tokio::select! {
             msg = rx.recv() => msg,
@@ -482,16 +545,58 @@ async fn drive_call(
                 handle(&inner, &mut call, Input::ChannelGone(channel.clone()))
             }
             CallMsg::Timer(key) => handle(&inner, &mut call, Input::Timer(*key)),
+            CallMsg::Redact(..) => Vec::new(),
         };
         execute_after(&inner, &mut call, &tx, outputs, received).await;
+        if let CallMsg::Redact(request, reply) = msg {
+            let answer = redact_call(&inner, &mut call, &tx, request).await;
+            let _ = reply.send(answer);
+        }
         saved.save(&inner, &call).await;
+        show_live(&inner, &call);
     }
     inner
         .calls
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&id);
+    inner
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id);
     tracing::info!(call = %id, "call ended");
+}
+
+/// Carries out a redaction request on the call's task, where its state lives.
+async fn redact_call(
+    inner: &Inner,
+    call: &mut Call,
+    tx: &mpsc::UnboundedSender<CallMsg>,
+    request: RedactRequest,
+) -> Result<LiveCall, RedactError> {
+    if call.live_recording().is_none() {
+        return Err(RedactError::NotRecording);
+    }
+    let want_on = request.on;
+    let outputs = handle(inner, call, Input::Redact(request));
+    execute(inner, call, tx, outputs).await;
+    match call.live_recording() {
+        None => Err(RedactError::NotRecording),
+        Some((_, mode)) if mode.is_some() == want_on => Ok(call.live_view()),
+        // Asterisk refused the mute or pause: the recording goes on as it was.
+        Some(_) => Err(RedactError::Refused),
+    }
+}
+
+/// Refreshes what the live-calls API shows of `call`.
+fn show_live(inner: &Inner, call: &Call) {
+    let mut live = inner.live.lock().unwrap_or_else(|p| p.into_inner());
+    if call.is_finished() {
+        live.remove(&call.id);
+    } else {
+        live.insert(call.id.clone(), call.live_view());
+    }
 }
 
 /// What was last saved of a call, so a state is written only when it changed (timers alone
@@ -601,6 +706,9 @@ async fn execute_after(
             Output::NotRecorded(row) => {
                 let _ = inner.library.send(LibraryWrite::NotRecorded(row)).await;
             }
+            Output::Redacted(span) => {
+                let _ = inner.library.send(LibraryWrite::Redaction(span)).await;
+            }
             Output::RecordingAnswered {
                 name,
                 callee,
@@ -642,6 +750,12 @@ async fn execute_after(
 async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
     let c = &inner.client;
     match command {
+        Command::RedactRecording { name, mode, on } => match (mode, on) {
+            (RedactMode::Mute, true) => c.mute_recording(name).await,
+            (RedactMode::Mute, false) => c.unmute_recording(name).await,
+            (RedactMode::Pause, true) => c.pause_recording(name).await,
+            (RedactMode::Pause, false) => c.unpause_recording(name).await,
+        },
         Command::Answer { channel } => c.answer(channel).await,
         Command::Hangup { channel } => c.hangup(channel, None).await,
         Command::CreateBridge { bridge, kind, name } => c
@@ -796,6 +910,7 @@ impl LibraryWrite {
             LibraryWrite::Answered { .. } => "answered",
             LibraryWrite::Cancelled { .. } => "cancelled",
             LibraryWrite::CallState { .. } => "call_state",
+            LibraryWrite::Redaction(_) => "redaction",
         }
     }
 }
@@ -901,6 +1016,20 @@ async fn apply_write(db: &Database, write: &LibraryWrite) -> Result<(), sqlx::Er
             .map(drop)
         }
         LibraryWrite::NotRecorded(row) => not_recorded(db, row).await,
+        LibraryWrite::Redaction(span) => sqlx::query(
+            "INSERT INTO recording_redactions (recording_name, mode, from_offset_ms, to_offset_ms, started_at_ms, ended_at_ms, by_actor) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&span.recording)
+        .bind(span.mode.as_str())
+        .bind(span.from_offset_ms)
+        .bind(span.to_offset_ms)
+        .bind(span.started_at_ms)
+        .bind(span.ended_at_ms)
+        .bind(&span.by)
+        .execute(&db.pool)
+        .await
+        .map(drop),
         LibraryWrite::Answered {
             name,
             callee,

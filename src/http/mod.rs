@@ -16,6 +16,7 @@ use axum::{Json, Router};
 mod admin;
 pub mod auth;
 mod flows;
+mod live;
 pub mod openapi;
 pub mod proxy;
 mod recordings;
@@ -152,7 +153,9 @@ pub fn router(state: AppState) -> Router {
             "/api/settings",
             get(flows::get_settings).patch(flows::patch_settings),
         )
-        .route("/api/calls", post(flows::place_call))
+        .route("/api/calls", get(live::list).post(flows::place_call))
+        .route("/api/calls/{id}/recording/pause", post(live::pause))
+        .route("/api/calls/{id}/recording/resume", post(live::resume))
         .route(
             "/api/session",
             get(auth::current).post(auth::login).delete(auth::logout),

@@ -190,10 +190,22 @@ pub fn document() -> Value {
                     "responses": merge(json!({"200": {"description": "settings"}}), error_responses(&["400", "403"]))
                 }
             },
-            "/api/calls": {"post": {
+            "/api/calls": {
+                "get": {"summary": "calls in progress the caller may see (tenant, projects, private calls to their participants), newest first, with their recording's state (recording, muted, paused)", "responses": merge(json!({"200": {"description": "{\"calls\": [...]}"}}), error_responses(&["401", "403"]))},
+                "post": {
                 "summary": "place a direct outbound call: ring `from`, then `to`, bridge them",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["from", "to"], "properties": {"from": {"type": "string", "example": "PJSIP/201"}, "to": {"type": "string", "example": "PJSIP/202"}}}}}},
                 "responses": merge(json!({"202": {"description": "placed", "content": {"application/json": {"schema": {"type": "object", "properties": {"call_id": {"type": "string"}}}}}}}), error_responses(&["400"]))
+            }},
+            "/api/calls/{id}/recording/pause": {"post": {
+                "summary": "redact the call's live recording from now (redaction_mode: mute writes silence, pause leaves the audio out); admins, managers and the agent on the call; audited, stored with the recording",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": merge(json!({"200": {"description": "the call"}}), error_responses(&["403", "404", "409", "502"]))
+            }},
+            "/api/calls/{id}/recording/resume": {"post": {
+                "summary": "stop redacting the call's live recording",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": merge(json!({"200": {"description": "the call"}}), error_responses(&["403", "404", "409", "502"]))
             }},
             "/api/recordings": {"get": {
                 "summary": "recordings, newest (or longest) first, keyset-paginated",

@@ -631,7 +631,34 @@ pub(super) async fn get_one(
 ) -> Result<Response, ApiError> {
     let (row, tenant, entry) = authorize(&state, &caller, &id, Action::Read, "metadata").await?;
     audit::record(&state.db, &entry).await.map_err(internal)?;
-    Ok(Json(row.json(&caller.principal, tenant)).into_response())
+    let mut json = row.json(&caller.principal, tenant);
+    json["redactions"] = redactions(&state.db, &row.name).await?;
+    Ok(Json(json).into_response())
+}
+
+/// The stretches of a recording muted or paused while its call was live, in file order.
+async fn redactions(db: &Database, name: &str) -> Result<serde_json::Value, ApiError> {
+    let spans: Vec<(String, i64, i64, i64, i64, String)> = sqlx::query_as(
+        "SELECT mode, from_offset_ms, to_offset_ms, started_at_ms, ended_at_ms, by_actor \
+         FROM recording_redactions WHERE recording_name = $1 ORDER BY from_offset_ms, id",
+    )
+    .bind(name)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(internal)?;
+    Ok(spans
+        .into_iter()
+        .map(|(mode, from, to, started, ended, by)| {
+            serde_json::json!({
+                "mode": mode,
+                "from_seconds": from as f64 / 1000.0,
+                "to_seconds": to as f64 / 1000.0,
+                "started_at": rfc3339(started),
+                "ended_at": rfc3339(ended),
+                "by": by,
+            })
+        })
+        .collect())
 }
 
 #[derive(serde::Deserialize)]

@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0009_word_prefix.sql"),
         postgres: include_str!("../../migrations/postgres/0009_word_prefix.sql"),
     },
+    Migration {
+        version: 10,
+        name: "recording_redactions",
+        sqlite: include_str!("../../migrations/sqlite/0010_recording_redactions.sql"),
+        postgres: include_str!("../../migrations/postgres/0010_recording_redactions.sql"),
+    },
 ];
 
 /// How many migrations this binary carries.

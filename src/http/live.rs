@@ -1,0 +1,144 @@
+//! Calls in progress and live control of their recordings: `GET /api/calls` and
+//! `POST /api/calls/{id}/recording/{pause|resume}`.
+//!
+//! A call is visible as its recordings would be: its tenant and projects, and a private call to
+//! its participants only. Pausing (a card number, a diagnosis being read out) is for admins,
+//! managers and the agent on the call; it redacts as the deployment says (`redaction_mode`:
+//! mute by default, so the file stays aligned with the call), and every pause and resume is
+//! audited and stored with the recording.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::auth::Caller;
+use super::{internal, rfc3339, ApiError, AppState};
+use crate::access::policy::{in_scope, is_participant};
+use crate::access::{audit, Role, Scope};
+use crate::flows::call::LiveCall;
+use crate::flows::runtime::RedactError;
+
+fn visible(caller: &Caller, call: &LiveCall) -> bool {
+    in_scope(&caller.principal, &call.tenant, &call.project)
+        && (!call.private || is_participant(&caller.principal, &call.participants))
+}
+
+fn call_json(call: &LiveCall) -> serde_json::Value {
+    serde_json::json!({
+        "id": call.id,
+        "tenant": call.tenant,
+        "project": call.project,
+        "direction": call.direction,
+        "caller": {"name": call.caller_name, "number": call.caller_number},
+        "callee": call.callee,
+        "node": call.node,
+        "private": call.private,
+        "started_at": rfc3339(call.started_at_ms),
+        "recording": call.recording.as_ref().map(|name| serde_json::json!({
+            "name": name,
+            "state": call.recording_state,
+        })),
+    })
+}
+
+fn no_such_call() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such call in progress",
+    )
+}
+
+/// `GET /api/calls`: the calls in progress the caller may see, newest first.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    if !caller.principal.has_scope(Scope::RecordingsRead) {
+        return Err(caller
+            .refuse(
+                &state,
+                caller.entry("calls_list"),
+                super::auth::denied(crate::access::policy::Denial::MissingScope),
+            )
+            .await);
+    }
+    let calls: Vec<serde_json::Value> = state
+        .flows
+        .live_calls()
+        .iter()
+        .filter(|call| visible(&caller, call))
+        .map(call_json)
+        .collect();
+    audit::record(&state.db, &caller.entry("calls_list"))
+        .await
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({ "calls": calls })).into_response())
+}
+
+/// `POST /api/calls/{id}/recording/pause`
+pub(super) async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    control(state, caller, id, true).await
+}
+
+/// `POST /api/calls/{id}/recording/resume`
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    control(state, caller, id, false).await
+}
+
+async fn control(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    on: bool,
+) -> Result<Response, ApiError> {
+    let action = if on {
+        "recording_pause"
+    } else {
+        "recording_resume"
+    };
+    let mut entry = caller.entry(action);
+    entry.detail = Some(format!("call {}", audit::capped(&id, 64)));
+    // Out of scope reads exactly like a call that does not exist.
+    let Some(call) = state.flows.live_call(&id).filter(|c| visible(&caller, c)) else {
+        return Err(caller.refuse(&state, entry, no_such_call()).await);
+    };
+    let on_the_call = is_participant(&caller.principal, &call.participants);
+    let may = caller.principal.has_scope(Scope::FlowsWrite)
+        && (matches!(caller.principal.role, Role::Admin | Role::Manager) || on_the_call);
+    if !may {
+        let error = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_restriction",
+            "pausing a recording is for admins, managers and the agent on the call",
+        );
+        return Err(caller.refuse(&state, entry, error).await);
+    }
+    if let Some(name) = &call.recording {
+        entry.detail = Some(format!("call {id}, recording {name}"));
+    }
+    match state.flows.redact(&id, on, &caller.principal.actor()).await {
+        Ok(call) => {
+            audit::record(&state.db, &entry).await.map_err(internal)?;
+            Ok(Json(call_json(&call)).into_response())
+        }
+        Err(e) => {
+            let (status, code) = match e {
+                RedactError::NoCall => (StatusCode::NOT_FOUND, "not_found"),
+                RedactError::NotRecording => (StatusCode::CONFLICT, "not_recording"),
+                RedactError::Refused => (StatusCode::BAD_GATEWAY, "asterisk_refused"),
+            };
+            let error = ApiError::new(status, code, e.to_string());
+            Err(caller.refuse(&state, entry, error).await)
+        }
+    }
+}
