@@ -1321,7 +1321,12 @@ async fn the_agent_mutes_a_live_recording_and_the_stretch_is_stored() {
         .await
         .expect("indexed");
     let shown = send(agent.get(format!("{}/api/recordings/{recording_id}", s.base))).await;
-    assert_eq!(shown.json()["redactions"][0]["mode"], "mute", "{:?}", shown.json());
+    assert_eq!(
+        shown.json()["redactions"][0]["mode"],
+        "mute",
+        "{:?}",
+        shown.json()
+    );
     let audit: Vec<(String, String)> = sqlx::query_as(
         "SELECT action, outcome FROM audit_events WHERE action LIKE 'recording_%' ORDER BY seq",
     )
@@ -1404,5 +1409,112 @@ async fn in_pause_mode_the_paused_audio_is_left_out() {
         from, to,
         "a pause leaves no audio in the file: a point, not a stretch"
     );
+    stop(s).await;
+}
+
+/// Waits until the service shows the call's recording in `state` (`muted`, `recording`).
+async fn wait_recording_state(s: &common::TestService, state: &'static str) {
+    let flows = s.svc.flows.clone();
+    wait_until(state, move || {
+        flows
+            .live_calls()
+            .first()
+            .is_some_and(|c| c.recording_state == Some(state))
+    })
+    .await;
+}
+
+fn feature_code_flow(leg: &str) -> String {
+    transfer_flow("PJSIP/201", true).replace(
+        "tenant = \"acme\"",
+        &format!(
+            "tenant = \"acme\"\npause_code = \"*1\"\nresume_code = \"*2\"\nfeature_code_leg = \"{leg}\""
+        ),
+    )
+}
+
+/// Issue 12: feature codes pause and resume the recording from a keypad, heard on one leg
+/// only (in a bridge a key shows on both parties' channels).
+#[tokio::test]
+async fn feature_codes_from_the_callers_keypad_mute_the_recording() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("support.toml", &feature_code_flow("caller"))]).await;
+    // Presses *1 after 3 s and *2 3 s later (dtmf_in_bridge's caller).
+    t.sim
+        .place_inbound_call("100", "Olivia <5551013>", "talkdtmf")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "recording", 1).await;
+    // Simulated time stands still while the service answers each key.
+    t.sim.advance(3.2);
+    wait_recording_state(&s, "muted").await;
+    t.sim.advance(3.0);
+    wait_recording_state(&s, "recording").await;
+    t.sim.advance(14.0);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("torn down", || quiet(&t)).await;
+    let samples = samples_of(&t, &rows[0].recording_name);
+    let at = |s: f64| (s * 8000.0) as usize;
+    assert!(samples[at(3.3)..at(5.7)].iter().all(|v| *v == 0), "muted");
+    assert!(samples[at(0.5)..at(2.8)].iter().any(|v| *v != 0));
+    assert!(samples[at(6.5)..at(9.0)].iter().any(|v| *v != 0));
+    let by: Vec<(String,)> =
+        sqlx::query_as("SELECT by_actor FROM recording_redactions WHERE recording_name = $1")
+            .bind(&rows[0].recording_name)
+            .fetch_all(&s.svc.db.pool)
+            .await
+            .expect("spans");
+    assert_eq!(by, [("dtmf:caller".to_string(),)]);
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn feature_codes_on_the_agents_leg_ignore_the_callers_keys() {
+    let t = start_sim(0.0).await;
+    caller(
+        &t,
+        "PJSIP/201",
+        vec![
+            Step::Answer,
+            Step::Talk(8.0),
+            Step::Dtmf('*'),
+            Step::Dtmf('1'),
+            Step::Talk(3.0),
+            Step::Dtmf('*'),
+            Step::Dtmf('2'),
+            Step::Talk(3.0),
+            Step::Hangup,
+        ],
+    );
+    let s = start_service(&t, &[("support.toml", &feature_code_flow("agent"))]).await;
+    // The caller keys *1 and *2 too, at 3 and 6 s: not the agent's leg, not counted.
+    t.sim
+        .place_inbound_call("100", "Olivia <5551013>", "talkdtmf")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "recording", 1).await;
+    // The caller's keys come and go; then the agent's: time stands still while they are heard.
+    t.sim.advance(8.2);
+    wait_recording_state(&s, "muted").await;
+    t.sim.advance(3.0);
+    wait_recording_state(&s, "recording").await;
+    t.sim.advance(9.0);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("torn down", || quiet(&t)).await;
+    let samples = samples_of(&t, &rows[0].recording_name);
+    let at = |s: f64| (s * 8000.0) as usize;
+    assert!(
+        samples[at(3.3)..at(5.7)].iter().any(|v| *v != 0),
+        "the caller's keys are ignored"
+    );
+    assert!(
+        samples[at(8.3)..at(10.7)].iter().all(|v| *v == 0),
+        "the agent's keys mute"
+    );
+    let by: Vec<(String,)> =
+        sqlx::query_as("SELECT by_actor FROM recording_redactions WHERE recording_name = $1")
+            .bind(&rows[0].recording_name)
+            .fetch_all(&s.svc.db.pool)
+            .await
+            .expect("spans");
+    assert_eq!(by, [("dtmf:agent".to_string(),)]);
     stop(s).await;
 }

@@ -510,4 +510,5 @@ conformance! {
     recordfail_trace => "recordfail.jsonl",
     replaced_trace => "replaced.jsonl",
     record_without_recording_dir_trace => "record-without-recording-dir.jsonl",
+    dtmf_in_bridge_trace => "dtmf_in_bridge.jsonl",
 }

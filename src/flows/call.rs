@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::definition::{Flow, HuntMode, NodeKind, Strategy};
+use super::definition::{FeatureLeg, Flow, HuntMode, NodeKind, Strategy};
 use crate::ari::events::Event;
 use crate::ari::{IfExists, RecordRequest};
 
@@ -420,6 +420,11 @@ pub struct Call {
     paused_ms: u64,
     #[serde(default)]
     redacting: Option<Redacting>,
+    #[serde(default)]
+    redaction_mode: RedactMode,
+    /// The last keys heard on the feature-code leg, for matching `pause_code` / `resume_code`.
+    #[serde(default)]
+    keys_heard: String,
 }
 
 /// A waiting queue caller re-checks for a free agent this often.
@@ -517,6 +522,8 @@ impl Call {
             recording_started_ms: None,
             paused_ms: 0,
             redacting: None,
+            redaction_mode: RedactMode::Mute,
+            keys_heard: String::new(),
         }
     }
 
@@ -542,6 +549,12 @@ impl Call {
     /// Arm recordings when the other party is dialled (see `Call::record_from_dial`).
     pub fn recording_from_dial(mut self, on: bool) -> Call {
         self.record_from_dial = on;
+        self
+    }
+
+    /// How feature codes and nodes redact the recording (the deployment's `redaction_mode`).
+    pub fn redacting_with(mut self, mode: RedactMode) -> Call {
+        self.redaction_mode = mode;
         self
     }
 
@@ -791,6 +804,41 @@ impl Call {
             }
             _ => {}
         }
+    }
+
+    /// A key pressed while bridged: the flow's `pause_code` / `resume_code`, heard on its
+    /// feature-code leg, pause or resume the recording.
+    fn feature_key(&mut self, channel: &str, key: &str, now_ms: u64, out: &mut Vec<Output>) {
+        let Phase::Bridged { agent, .. } = &self.phase else {
+            return;
+        };
+        let Some(codes) = self.flow.as_ref().and_then(|f| f.feature_codes.clone()) else {
+            return;
+        };
+        let (listened, who) = match codes.leg {
+            FeatureLeg::Agent => (agent.as_str(), "dtmf:agent"),
+            FeatureLeg::Caller => (self.id.as_str(), "dtmf:caller"),
+        };
+        if channel != listened || self.recording.is_none() {
+            return;
+        }
+        self.keys_heard.push_str(key);
+        let keep = self.keys_heard.len().saturating_sub(4);
+        self.keys_heard.drain(..keep);
+        let on = if self.keys_heard.ends_with(&codes.pause) {
+            true
+        } else if self.keys_heard.ends_with(&codes.resume) {
+            false
+        } else {
+            return;
+        };
+        self.keys_heard.clear();
+        let request = RedactRequest {
+            on,
+            mode: self.redaction_mode,
+            by: who.to_string(),
+        };
+        self.redact(request, now_ms, out);
     }
 
     /// Ends the open redaction of `recording` at `now_ms`: its span goes to the library.
@@ -1247,6 +1295,7 @@ impl Call {
                 self.on_gone(&self.id.clone(), now_ms, agents, out)
             }
             Event::PlaybackFinished(e) => self.playback_done(&e.playback.id, now_ms, agents, out),
+            Event::ChannelDtmfReceived(e) => self.feature_key(&e.channel.id, &e.digit, now_ms, out),
             Event::RecordingFinished(e) => {
                 self.recording_over(&e.recording.name, now_ms, agents, out)
             }

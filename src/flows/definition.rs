@@ -142,6 +142,25 @@ pub struct Flow {
     pub numbers: Vec<String>,
     pub start: String,
     pub nodes: BTreeMap<String, Node>,
+    /// DTMF feature codes that pause and resume the call's recording while it is bridged.
+    pub feature_codes: Option<FeatureCodes>,
+}
+
+/// `pause_code` / `resume_code` of a flow: digits an agent on a desk phone keys to pause and
+/// resume the recording, heard on `leg`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureCodes {
+    pub pause: String,
+    pub resume: String,
+    pub leg: FeatureLeg,
+}
+
+/// Whose keypad the feature codes are read from. In a bridge a digit shows on both parties'
+/// channels (dtmf_in_bridge): one of them is listened to, so each press counts once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureLeg {
+    Agent,
+    Caller,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -557,6 +576,9 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             "project",
             "private",
             "description",
+            "pause_code",
+            "resume_code",
+            "feature_code_leg",
         ],
     );
     let numbers = ctx.strings(head, "numbers", true);
@@ -568,6 +590,7 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
         .string(head, "project", false)
         .unwrap_or_else(|| "default".into());
     let private = ctx.boolean(head, "private", false);
+    let feature_codes = feature_codes(&mut ctx, head);
     let mut nodes = BTreeMap::new();
     match table.get("nodes") {
         Some(Value::Table(node_tables)) => {
@@ -645,9 +668,64 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             numbers,
             start,
             nodes,
+            feature_codes,
         })
     } else {
         Err(errors)
+    }
+}
+
+/// The flow's DTMF feature codes: both or neither, one to four of `0-9*#` each, different.
+fn feature_codes(ctx: &mut Ctx<'_>, head: &Table) -> Option<FeatureCodes> {
+    let pause = ctx.string(head, "pause_code", false);
+    let resume = ctx.string(head, "resume_code", false);
+    let leg = match ctx.string(head, "feature_code_leg", false).as_deref() {
+        None | Some("agent") => FeatureLeg::Agent,
+        Some("caller") => FeatureLeg::Caller,
+        Some(other) => {
+            ctx.err(
+                Some("feature_code_leg"),
+                format!("{other:?} is not agent or caller"),
+            );
+            FeatureLeg::Agent
+        }
+    };
+    let valid = |code: &str| {
+        (1..=4).contains(&code.len())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    };
+    match (pause, resume) {
+        (None, None) => None,
+        (Some(pause), Some(resume)) => {
+            for (field, code) in [("pause_code", &pause), ("resume_code", &resume)] {
+                if !valid(code) {
+                    ctx.err(
+                        Some(field),
+                        format!("{code:?} must be 1 to 4 of the keys 0-9, * and #"),
+                    );
+                }
+            }
+            if pause == resume {
+                ctx.err(Some("resume_code"), "must differ from pause_code");
+            }
+            Some(FeatureCodes { pause, resume, leg })
+        }
+        (Some(_), None) => {
+            ctx.err(
+                Some("resume_code"),
+                "missing: pause_code needs a resume_code",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            ctx.err(
+                Some("pause_code"),
+                "missing: resume_code needs a pause_code",
+            );
+            None
+        }
     }
 }
 
@@ -893,6 +971,36 @@ mailbox = "support"
                 assert_eq!((*max_duration, *max_silence), (120, 10));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn feature_codes_come_in_pairs_of_keypad_keys() {
+        let with =
+            |extra: &str| GOOD.replace("start = \"hello\"", &format!("start = \"hello\"\n{extra}"));
+        let flow = parse(&with("pause_code = \"*1\"\nresume_code = \"*2\"")).expect("valid");
+        assert_eq!(
+            flow.feature_codes,
+            Some(FeatureCodes {
+                pause: "*1".into(),
+                resume: "*2".into(),
+                leg: FeatureLeg::Agent
+            })
+        );
+        for (extra, field) in [
+            ("pause_code = \"*1\"", "resume_code"),
+            ("pause_code = \"*1\"\nresume_code = \"*1\"", "resume_code"),
+            ("pause_code = \"12345\"\nresume_code = \"*2\"", "pause_code"),
+            (
+                "pause_code = \"*1\"\nresume_code = \"*2\"\nfeature_code_leg = \"both\"",
+                "feature_code_leg",
+            ),
+        ] {
+            let errors = parse(&with(extra)).expect_err(extra);
+            assert!(
+                errors.iter().any(|e| e.field.as_deref() == Some(field)),
+                "{extra}: {errors:?}"
+            );
         }
     }
 

@@ -211,7 +211,8 @@ impl FlowRuntime {
         let settings = self.inner.store.settings();
         let call = Call::outbound(&id, from, to, settings.record_outbound_calls)
             .in_scope(tenant, project)
-            .recording_from_dial(settings.record_from_dial);
+            .recording_from_dial(settings.record_from_dial)
+            .redacting_with(settings.redaction_mode);
         spawn_call(self.inner.clone(), call);
         id
     }
@@ -371,6 +372,7 @@ fn start_inbound(inner: &Arc<Inner>, channel: &Channel, number: &str) {
                 flow,
             )
             .recording_from_dial(flows.settings.record_from_dial)
+            .redacting_with(flows.settings.redaction_mode)
             .with_channel_name(&channel.name);
             spawn_call(inner.clone(), call);
         }

@@ -63,6 +63,18 @@ pub fn caller_sim_script(extension: &str) -> Option<Script> {
             Step::Hangup,
         ],
         "silent" => vec![Step::Answer, Step::Wait(30.0), Step::Hangup],
+        // Presses *1 after 3 s and *2 3 s later, then talks (the dtmf_in_bridge capture).
+        "talkdtmf" => vec![
+            Step::Answer,
+            Step::Wait(3.0),
+            Step::Dtmf('*'),
+            Step::Dtmf('1'),
+            Step::Wait(3.0),
+            Step::Dtmf('*'),
+            Step::Dtmf('2'),
+            Step::Say("demo-congrats".into()),
+            Step::Hangup,
+        ],
         _ => return None,
     };
     Some(Script::new(extension, steps))

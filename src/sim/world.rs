@@ -1635,6 +1635,41 @@ impl World {
                         }),
                     );
                 }
+                // In a bridge the digit reaches the other members too, and each of them in the
+                // app raises its own event (dtmf_in_bridge: the caller's `*1` shows on the
+                // caller's channel and on the agent's).
+                let others: Vec<(Channel, String)> = self
+                    .bridges
+                    .values()
+                    .filter(|b| b.model.channels.iter().any(|m| m == id))
+                    .flat_map(|b| b.model.channels.clone())
+                    .filter(|m| m != id)
+                    .filter_map(|m| {
+                        let other = self.channels.get(&m)?;
+                        let app = other.app.clone().filter(|_| other.in_stasis)?;
+                        // The event names the member's other Local half (`Local/203@agents;2`
+                        // in the trace), the side the digit leaves the bridge through.
+                        let named = other
+                            .half
+                            .as_ref()
+                            .and_then(|h| self.channels.get(h))
+                            .unwrap_or(other);
+                        Some((named.model.clone(), app))
+                    })
+                    .collect();
+                for (channel, app) in others {
+                    self.emit(
+                        &app,
+                        Event::ChannelDtmfReceived(ChannelDtmfReceived {
+                            digit: digit.to_string(),
+                            duration_ms: 100,
+                            channel,
+                            timestamp: timestamp(),
+                            application: app.clone(),
+                            asterisk_id: Some(ASTERISK_ID.into()),
+                        }),
+                    );
+                }
                 if let Some(name) = recording {
                     let stops = self
                         .recordings
