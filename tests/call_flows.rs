@@ -1155,7 +1155,7 @@ async fn caller_hanging_up_first_and_both_at_once_end_cleanly() {
             == ari_recorder::flows::NodeKind::Transfer {
                 target: "PJSIP/agent-short".into(),
                 ring_timeout: 5,
-                record_call: true,
+                record_call: Some(true),
                 on_failure: Some("sorry".into()),
             }
     })
@@ -1516,5 +1516,163 @@ async fn feature_codes_on_the_agents_leg_ignore_the_callers_keys() {
             .await
             .expect("spans");
     assert_eq!(by, [("dtmf:agent".to_string(),)]);
+    stop(s).await;
+}
+
+/// The `not_recorded` row of a bridged call and its reason, once listed.
+async fn not_recorded_reason(s: &common::TestService) -> String {
+    for _ in 0..1000 {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT reason FROM recordings WHERE status = 'not_recorded'")
+                .fetch_optional(&s.svc.db.pool)
+                .await
+                .expect("row");
+        if let Some((reason,)) = row {
+            return reason;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no not_recorded row");
+}
+
+/// Issue 12: `recording_enabled = false` records no call whatever the node says, names itself
+/// as the reason, and leaves voicemail working.
+#[tokio::test]
+async fn the_master_switch_off_records_no_call_but_voicemail() {
+    let t = start_sim(0.0).await;
+    let voicemail = r#"
+[flow]
+numbers = ["300"]
+start = "vm"
+[nodes.vm]
+type = "voicemail"
+mailbox = "general"
+max_duration = 60
+max_silence = 10
+"#;
+    let s = start_service(
+        &t,
+        &[
+            ("support.toml", &transfer_flow("PJSIP/201", true)),
+            ("general.toml", voicemail),
+            ("settings.toml", "recording_enabled = false\n"),
+        ],
+    )
+    .await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    let reason = not_recorded_reason(&s).await;
+    assert!(reason.contains("recording_enabled = false"), "{reason}");
+    t.sim.advance(17.0);
+    wait_until("call over", || quiet(&t)).await;
+    assert!(record_requests(&t).is_empty(), "no call recorded");
+    caller(
+        &t,
+        "leaves-message",
+        vec![Step::Answer, Step::Talk(3.0), Step::Hangup],
+    );
+    t.sim
+        .place_inbound_call("300", "Carol <5551003>", "leaves-message")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "voicemail row", 1).await;
+    assert_eq!(rows[0].node_type.as_deref(), Some("voicemail"));
+    t.sim.advance(4.0);
+    wait_rows(&s.svc.db, "voicemail done", 1, |r| r.state == "done").await;
+    stop(s).await;
+}
+
+/// `record_inbound_calls` is the default of nodes that set no `record_call`; a node's own
+/// value wins; the flows API says which switch decided.
+#[tokio::test]
+async fn nodes_without_record_call_follow_record_inbound_calls() {
+    let t = start_sim(0.0).await;
+    let silent_node = transfer_flow("PJSIP/201", true).replace("record_call = true\n", "");
+    let s = start_service(
+        &t,
+        &[
+            ("support.toml", &silent_node),
+            ("settings.toml", "record_inbound_calls = true\n"),
+        ],
+    )
+    .await;
+    let acme_admin = common::bearer(
+        &common::user_token(
+            &s.svc.db,
+            "acme-admin",
+            "admin",
+            "acme",
+            &[],
+            None,
+            &[ari_recorder::access::Scope::Admin],
+        )
+        .await,
+    );
+    let flows = common::send(acme_admin.get(format!("{}/api/flows", s.base))).await;
+    let desk = flows.json()["flows"][0]["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["id"] == "desk").cloned())
+        .expect("desk");
+    assert_eq!(
+        (&desk["record_call"], &desk["record_call_source"]),
+        (&true.into(), &"record_inbound_calls".into())
+    );
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_recording(&t, &s, "recorded by the default", 1).await;
+    t.sim.advance(17.0);
+    wait_until("call over", || quiet(&t)).await;
+
+    // The node's own switch wins over the default, and names itself.
+    let store = s.svc.flows.store().clone();
+    let reloads = store.reloads();
+    std::fs::write(
+        s.dialplans.join("support.toml"),
+        transfer_flow("PJSIP/201", false),
+    )
+    .expect("edit");
+    wait_until("the edit in force", || {
+        store.reloads() > reloads
+            && store
+                .current()
+                .flow_for_number("100")
+                .is_some_and(|f| f.nodes["desk"].kind.record_call() == Some(false))
+    })
+    .await;
+    t.sim
+        .place_inbound_call("100", "Bob <5551002>", "talk")
+        .expect("call");
+    let reason = not_recorded_reason(&s).await;
+    assert!(reason.contains("record_call = false"), "{reason}");
+    t.sim.advance(17.0);
+    wait_until("call over", || quiet(&t)).await;
+    assert_eq!(record_requests(&t).len(), 1);
+
+    // The switches change through the API too, audited, comments kept.
+    let changed = common::send(
+        common::authed()
+            .patch(format!("{}/api/settings", s.base))
+            .json(&serde_json::json!({"recording_enabled": false})),
+    )
+    .await;
+    assert_eq!(
+        changed.json()["recording_enabled"],
+        false,
+        "{:?}",
+        changed.json()
+    );
+    let text = std::fs::read_to_string(s.dialplans.join("settings.toml")).expect("settings");
+    assert!(
+        text.contains("recording_enabled = false") && text.contains("record_inbound_calls = true"),
+        "{text}"
+    );
+    let empty = common::send(
+        common::authed()
+            .patch(format!("{}/api/settings", s.base))
+            .json(&serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(empty.status, 400);
     stop(s).await;
 }

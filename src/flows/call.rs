@@ -183,7 +183,9 @@ pub enum Output {
     RecordingStarted(Box<RecordingRow>),
     /// A bridged call its node (or the outbound setting) said not to record: listed so a
     /// reviewer looking for it learns why there is no audio.
-    NotRecorded(Box<RecordingRow>),
+    /// With the switch that said no (`record_call`, `record_inbound_calls`,
+    /// `record_outbound_calls`, `recording_enabled`).
+    NotRecorded(Box<RecordingRow>, &'static str),
     /// A record request was refused outright (no 201): stored as failed with the reason.
     RecordingRefused {
         name: String,
@@ -425,6 +427,16 @@ pub struct Call {
     /// The last keys heard on the feature-code leg, for matching `pause_code` / `resume_code`.
     #[serde(default)]
     keys_heard: String,
+    /// `recording_enabled`: off, nothing of this call is recorded (voicemail still is).
+    #[serde(default = "switched_on")]
+    recording_enabled: bool,
+    /// `record_inbound_calls`: what nodes without their own `record_call` do.
+    #[serde(default)]
+    record_inbound_calls: bool,
+}
+
+fn switched_on() -> bool {
+    true
 }
 
 /// A waiting queue caller re-checks for a free agent this often.
@@ -524,6 +536,8 @@ impl Call {
             redacting: None,
             redaction_mode: RedactMode::Mute,
             keys_heard: String::new(),
+            recording_enabled: true,
+            record_inbound_calls: false,
         }
     }
 
@@ -1308,15 +1322,35 @@ impl Call {
 
     /// Whether the current node (or a direct outbound call's setting) records.
     fn records(&self) -> bool {
+        self.recording_switch().0
+    }
+
+    /// Whether the call records now, and which switch decided (for a call listed as not
+    /// recorded: the reason names it).
+    fn recording_switch(&self) -> (bool, &'static str) {
         match &self.outbound_to {
-            Some((_, record)) => *record,
-            None => self
-                .node
-                .as_deref()
-                .and_then(|n| self.node_kind(n))
-                .and_then(|k| k.record_call())
-                .unwrap_or(false),
+            Some(_) if !self.recording_enabled => (false, "recording_enabled"),
+            Some((_, record)) => (*record, "record_outbound_calls"),
+            None => {
+                let own = self
+                    .node
+                    .as_deref()
+                    .and_then(|n| self.node_kind(n))
+                    .and_then(|k| k.record_call());
+                match own {
+                    _ if !self.recording_enabled => (false, "recording_enabled"),
+                    Some(record) => (record, "record_call"),
+                    None => (self.record_inbound_calls, "record_inbound_calls"),
+                }
+            }
         }
+    }
+
+    /// The deployment's recording switches (`settings.toml`), fixed for the call's life.
+    pub fn recording_switches(mut self, enabled: bool, inbound_default: bool) -> Call {
+        self.recording_enabled = enabled;
+        self.record_inbound_calls = inbound_default;
+        self
     }
 
     /// The recording's name for the current node: `<node type>-<time>-<hex>`.
@@ -1368,7 +1402,7 @@ impl Call {
     }
 
     fn maybe_record(&mut self, agent: &str, now_ms: u64, out: &mut Vec<Output>) {
-        let record = self.records();
+        let (record, switch) = self.recording_switch();
         let Some(bridge) = self.mixing.clone() else {
             return;
         };
@@ -1380,9 +1414,10 @@ impl Call {
         if !record {
             if self.recording.is_none() {
                 let name = format!("call:{}", self.id);
-                out.push(Output::NotRecorded(Box::new(
-                    self.row(&name, "none", &callee, now_ms),
-                )));
+                out.push(Output::NotRecorded(
+                    Box::new(self.row(&name, "none", &callee, now_ms)),
+                    switch,
+                ));
             }
             return;
         }

@@ -41,7 +41,8 @@ pub enum NodeKind {
     Transfer {
         target: String,
         ring_timeout: u32,
-        record_call: bool,
+        /// None: the node follows `record_inbound_calls`.
+        record_call: Option<bool>,
         on_failure: Option<String>,
     },
     Queue {
@@ -51,13 +52,13 @@ pub enum NodeKind {
         max_wait: u32,
         overflow: Option<String>,
         moh_class: String,
-        record_call: bool,
+        record_call: Option<bool>,
     },
     HuntGroup {
         members: Vec<String>,
         mode: HuntMode,
         ring_seconds: u32,
-        record_call: bool,
+        record_call: Option<bool>,
         on_failure: Option<String>,
     },
     Voicemail {
@@ -82,12 +83,20 @@ impl NodeKind {
         }
     }
 
-    /// `record_call` of the node types that have it.
+    /// Whether the node type records calls (transfer, queue, hunt group).
+    pub fn has_record_switch(&self) -> bool {
+        matches!(
+            self,
+            NodeKind::Transfer { .. } | NodeKind::Queue { .. } | NodeKind::HuntGroup { .. }
+        )
+    }
+
+    /// The node's own `record_call`, when its file sets one.
     pub fn record_call(&self) -> Option<bool> {
         match self {
             NodeKind::Transfer { record_call, .. }
             | NodeKind::Queue { record_call, .. }
-            | NodeKind::HuntGroup { record_call, .. } => Some(*record_call),
+            | NodeKind::HuntGroup { record_call, .. } => *record_call,
             _ => None,
         }
     }
@@ -163,8 +172,13 @@ pub enum FeatureLeg {
     Caller,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
+    /// The master switch: off, no call is recorded whatever the nodes say (voicemail messages
+    /// are not call recordings and still work).
+    pub recording_enabled: bool,
+    /// Whether transfer, queue and hunt-group nodes that set no `record_call` record.
+    pub record_inbound_calls: bool,
     /// Record direct outbound calls placed through `POST /api/calls`.
     pub record_outbound_calls: bool,
     /// Start a call's recording when the other party is dialled (the caller alone in the
@@ -174,6 +188,40 @@ pub struct Settings {
     /// How pausing a live recording redacts it: `mute` (the default: silence in its place, the
     /// file stays aligned with the call) or `pause` (the audio is left out).
     pub redaction_mode: super::call::RedactMode,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            recording_enabled: true,
+            record_inbound_calls: false,
+            record_outbound_calls: false,
+            record_from_dial: false,
+            redaction_mode: super::call::RedactMode::Mute,
+        }
+    }
+}
+
+impl Settings {
+    /// Whether a node with this own `record_call` records, and which switch decided:
+    /// `recording_enabled` (off wins over everything), the node's `record_call`, or the
+    /// `record_inbound_calls` default.
+    pub fn records_node(&self, own: Option<bool>) -> (bool, &'static str) {
+        match own {
+            _ if !self.recording_enabled => (false, "recording_enabled"),
+            Some(record) => (record, "record_call"),
+            None => (self.record_inbound_calls, "record_inbound_calls"),
+        }
+    }
+
+    /// Whether a direct outbound call records, and which switch decided.
+    pub fn records_outbound(&self) -> (bool, &'static str) {
+        if self.recording_enabled {
+            (self.record_outbound_calls, "record_outbound_calls")
+        } else {
+            (false, "recording_enabled")
+        }
+    }
 }
 
 /// One problem, located.
@@ -392,7 +440,9 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
             NodeKind::Transfer {
                 target: target.unwrap_or_default(),
                 ring_timeout: ctx.seconds(table, "ring_timeout", 20, 600),
-                record_call: ctx.boolean(table, "record_call", false),
+                record_call: table
+                    .contains_key("record_call")
+                    .then(|| ctx.boolean(table, "record_call", false)),
                 on_failure: ctx.string(table, "on_failure", false),
             }
         }
@@ -435,7 +485,9 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                 moh_class: ctx
                     .string(table, "moh_class", false)
                     .unwrap_or_else(|| "default".into()),
-                record_call: ctx.boolean(table, "record_call", false),
+                record_call: table
+                    .contains_key("record_call")
+                    .then(|| ctx.boolean(table, "record_call", false)),
             }
         }
         "hunt_group" => {
@@ -469,7 +521,9 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                 members,
                 mode,
                 ring_seconds: ctx.seconds(table, "ring_seconds", 15, 600),
-                record_call: ctx.boolean(table, "record_call", false),
+                record_call: table
+                    .contains_key("record_call")
+                    .then(|| ctx.boolean(table, "record_call", false)),
                 on_failure: ctx.string(table, "on_failure", false),
             }
         }
@@ -787,6 +841,8 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
     ctx.known_fields(
         &table,
         &[
+            "recording_enabled",
+            "record_inbound_calls",
             "record_outbound_calls",
             "record_from_dial",
             "redaction_mode",
@@ -804,6 +860,8 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
         }
     };
     let settings = Settings {
+        recording_enabled: ctx.boolean(&table, "recording_enabled", true),
+        record_inbound_calls: ctx.boolean(&table, "record_inbound_calls", false),
         record_outbound_calls: ctx.boolean(&table, "record_outbound_calls", false),
         record_from_dial: ctx.boolean(&table, "record_from_dial", false),
         redaction_mode,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq)]
 pub enum LibraryWrite {
     Started(Box<RecordingRow>),
-    NotRecorded(Box<RecordingRow>),
+    NotRecorded(Box<RecordingRow>, &'static str),
     Finished {
         name: String,
         duration: Option<i64>,
@@ -212,7 +212,8 @@ impl FlowRuntime {
         let call = Call::outbound(&id, from, to, settings.record_outbound_calls)
             .in_scope(tenant, project)
             .recording_from_dial(settings.record_from_dial)
-            .redacting_with(settings.redaction_mode);
+            .redacting_with(settings.redaction_mode)
+            .recording_switches(settings.recording_enabled, settings.record_inbound_calls);
         spawn_call(self.inner.clone(), call);
         id
     }
@@ -373,6 +374,10 @@ fn start_inbound(inner: &Arc<Inner>, channel: &Channel, number: &str) {
             )
             .recording_from_dial(flows.settings.record_from_dial)
             .redacting_with(flows.settings.redaction_mode)
+            .recording_switches(
+                flows.settings.recording_enabled,
+                flows.settings.record_inbound_calls,
+            )
             .with_channel_name(&channel.name);
             spawn_call(inner.clone(), call);
         }
@@ -705,8 +710,11 @@ async fn execute_after(
             Output::RecordingStarted(row) => {
                 let _ = inner.library.send(LibraryWrite::Started(row)).await;
             }
-            Output::NotRecorded(row) => {
-                let _ = inner.library.send(LibraryWrite::NotRecorded(row)).await;
+            Output::NotRecorded(row, switch) => {
+                let _ = inner
+                    .library
+                    .send(LibraryWrite::NotRecorded(row, switch))
+                    .await;
             }
             Output::Redacted(span) => {
                 let _ = inner.library.send(LibraryWrite::Redaction(span)).await;
@@ -906,7 +914,7 @@ impl LibraryWrite {
     fn kind(&self) -> &'static str {
         match self {
             LibraryWrite::Started(_) => "recording_started",
-            LibraryWrite::NotRecorded(_) => "not_recorded",
+            LibraryWrite::NotRecorded(..) => "not_recorded",
             LibraryWrite::Finished { .. } => "recording_finished",
             LibraryWrite::Failed { .. } => "recording_failed",
             LibraryWrite::Answered { .. } => "answered",
@@ -946,15 +954,8 @@ async fn library_writer(
 
 /// A call that was bridged without recording goes straight into the library's list (no file):
 /// its path is `call:<id>`, which the indexer never treats as a file.
-async fn not_recorded(db: &Database, row: &RecordingRow) -> Result<(), sqlx::Error> {
-    // Direct outbound calls (the only calls without a flow) follow the deployment setting;
-    // flow calls their node's switch.
-    let setting = if row.flow.is_none() {
-        "record_outbound_calls"
-    } else {
-        "record_call"
-    };
-    let reason = format!("recording was off for this call ({setting} = false)");
+async fn not_recorded(db: &Database, row: &RecordingRow, switch: &str) -> Result<(), sqlx::Error> {
+    let reason = format!("recording was off for this call ({switch} = false)");
     let mut tx = db.pool.begin().await?;
     let inserted: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
@@ -1017,7 +1018,7 @@ async fn apply_write(db: &Database, write: &LibraryWrite) -> Result<(), sqlx::Er
             .await
             .map(drop)
         }
-        LibraryWrite::NotRecorded(row) => not_recorded(db, row).await,
+        LibraryWrite::NotRecorded(row, switch) => not_recorded(db, row, switch).await,
         LibraryWrite::Redaction(span) => sqlx::query(
             "INSERT INTO recording_redactions (recording_name, mode, from_offset_ms, to_offset_ms, started_at_ms, ended_at_ms, by_actor) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -163,7 +163,7 @@ impl FlowStore {
                 node: node.to_string(),
             });
         };
-        if n.kind.record_call().is_none() {
+        if !n.kind.has_record_switch() {
             return Err(EditError::NotRecordable {
                 node: node.to_string(),
                 kind: n.kind.type_name(),
@@ -201,6 +201,13 @@ impl FlowStore {
 
     /// Changes `record_outbound_calls`; applies to the next call.
     pub fn set_record_outbound_calls(&self, record: bool) -> Result<Settings, EditError> {
+        self.set_switches(&[("record_outbound_calls", record)])
+    }
+
+    /// Changes recording switches of `settings.toml` (`recording_enabled`,
+    /// `record_inbound_calls`, `record_outbound_calls`), comments kept; applies to the next
+    /// call.
+    pub fn set_switches(&self, switches: &[(&str, bool)]) -> Result<Settings, EditError> {
         let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.dir.join(SETTINGS_FILE);
         let text = match std::fs::read_to_string(&path) {
@@ -214,7 +221,9 @@ impl FlowStore {
         let mut doc: toml_edit::DocumentMut = text
             .parse()
             .map_err(|e: toml_edit::TomlError| EditError::Invalid(e.to_string()))?;
-        set_bool(doc.as_table_mut(), "record_outbound_calls", record);
+        for (key, on) in switches {
+            set_bool(doc.as_table_mut(), key, *on);
+        }
         let new_text = doc.to_string();
         let settings = parse_settings(&path, &new_text).map_err(refused)?;
         write_atomically(&path, &new_text)?;

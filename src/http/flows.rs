@@ -12,14 +12,20 @@ use super::{internal, ApiError, AppState};
 use crate::access::audit::AuditTx;
 use crate::access::policy::in_scope;
 use crate::access::{Role, Scope};
+use crate::flows::definition::Settings;
 use crate::flows::NodeKind;
 
 const EDITORS: [Role; 2] = [Role::Admin, Role::Manager];
 
-fn node_json(id: &str, kind: &NodeKind) -> serde_json::Value {
+/// A node as the API shows it: for nodes that record, whether they do now (`record_call`) and
+/// which switch decided (`record_call_source`: the node's own `record_call`,
+/// `record_inbound_calls`, or `recording_enabled` when recording is off for the deployment).
+fn node_json(id: &str, kind: &NodeKind, settings: &Settings) -> serde_json::Value {
     let mut node = serde_json::json!({"id": id, "type": kind.type_name()});
-    if let Some(record) = kind.record_call() {
+    if kind.has_record_switch() {
+        let (record, source) = settings.records_node(kind.record_call());
         node["record_call"] = serde_json::Value::Bool(record);
+        node["record_call_source"] = source.into();
     }
     let edges: serde_json::Map<String, serde_json::Value> = kind
         .edges()
@@ -46,7 +52,7 @@ pub(super) async fn list_flows(State(state): State<AppState>, caller: Caller) ->
                 "private": f.private,
                 "numbers": f.numbers,
                 "start": f.start,
-                "nodes": f.nodes.values().map(|n| node_json(&n.id, &n.kind)).collect::<Vec<_>>(),
+                "nodes": f.nodes.values().map(|n| node_json(&n.id, &n.kind, &set.settings)).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -124,7 +130,7 @@ pub(super) async fn patch_node(
         .and_then(|f| f.nodes.get(&node))
         .map(|n| n.kind.clone());
     match kind {
-        Some(kind) => Ok(Json(node_json(&node, &kind)).into_response()),
+        Some(kind) => Ok(Json(node_json(&node, &kind, &set.settings)).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -145,7 +151,22 @@ pub(super) async fn get_settings(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SettingsPatch {
-    record_outbound_calls: bool,
+    recording_enabled: Option<bool>,
+    record_inbound_calls: Option<bool>,
+    record_outbound_calls: Option<bool>,
+}
+
+impl SettingsPatch {
+    fn switches(&self) -> Vec<(&'static str, bool)> {
+        [
+            ("recording_enabled", self.recording_enabled),
+            ("record_inbound_calls", self.record_inbound_calls),
+            ("record_outbound_calls", self.record_outbound_calls),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|on| (key, on)))
+        .collect()
+    }
 }
 
 /// Settings are the deployment's, not a tenant's: only editors of the operator's tenant (the
@@ -160,14 +181,23 @@ pub(super) async fn patch_settings(
         .require(&state, "setting_change", &EDITORS, Scope::FlowsWrite)
         .await?;
     caller.require_operator(&state, "setting_change").await?;
+    let switches = patch.switches();
+    if switches.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "name at least one of recording_enabled, record_inbound_calls, record_outbound_calls",
+        ));
+    }
+    let detail = switches
+        .iter()
+        .map(|(key, on)| format!("{key} = {on}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let store = state.flows.store().clone();
-    let settings = audited_edit(
-        &state,
-        &caller,
-        "setting_change",
-        format!("record_outbound_calls = {}", patch.record_outbound_calls),
-        move || store.set_record_outbound_calls(patch.record_outbound_calls),
-    )
+    let settings = audited_edit(&state, &caller, "setting_change", detail, move || {
+        store.set_switches(&switches)
+    })
     .await?;
     Ok(Json(settings).into_response())
 }

@@ -136,7 +136,13 @@ fn components() -> Value {
         },
         "schemas": {
             "Error": {"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-            "Settings": {"type": "object", "properties": {"record_outbound_calls": {"type": "boolean"}}},
+            "Settings": {"type": "object", "properties": {
+                "recording_enabled": {"type": "boolean", "description": "master switch: off, no call is recorded (voicemail still is)"},
+                "record_inbound_calls": {"type": "boolean", "description": "what transfer, queue and hunt-group nodes without record_call do"},
+                "record_outbound_calls": {"type": "boolean"},
+                "record_from_dial": {"type": "boolean", "readOnly": true},
+                "redaction_mode": {"enum": ["mute", "pause"], "readOnly": true}
+            }},
             "Recording": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "name": {"type": "string"}, "format": {"type": "string"},
                 "status": {"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "not_recorded", "quarantined"]},
@@ -185,7 +191,7 @@ pub fn document() -> Value {
             "/api/settings": {
                 "get": {"summary": "service-wide call settings (the operator's tenant only)", "responses": merge(json!({"200": {"description": "settings", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Settings"}}}}}), error_responses(&["403"]))},
                 "patch": {
-                    "summary": "change record_outbound_calls (editors of the operator's tenant)",
+                    "summary": "change recording_enabled, record_inbound_calls and/or record_outbound_calls (editors of the operator's tenant; audited; written back to settings.toml with its comments)",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Settings"}}}},
                     "responses": merge(json!({"200": {"description": "settings"}}), error_responses(&["400", "403"]))
                 }
