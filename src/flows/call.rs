@@ -343,6 +343,18 @@ enum Phase {
     VoicemailRecording {
         name: String,
     },
+    /// A consent node's prompt is playing; a key pressed meanwhile is kept for its end.
+    ConsentPrompt {
+        index: usize,
+        playback: String,
+        attempt: u32,
+        key: Option<String>,
+    },
+    /// The prompt ended: waiting for the caller's key until `timer`.
+    ConsentWaiting {
+        attempt: u32,
+        timer: u64,
+    },
     Ended,
 }
 
@@ -433,6 +445,10 @@ pub struct Call {
     /// `record_inbound_calls`: what nodes without their own `record_call` do.
     #[serde(default)]
     record_inbound_calls: bool,
+    /// The caller's answer to a consent node: granted or declined. A declined call is not
+    /// recorded by any later node.
+    #[serde(default)]
+    consent: Option<bool>,
 }
 
 fn switched_on() -> bool {
@@ -538,6 +554,7 @@ impl Call {
             keys_heard: String::new(),
             recording_enabled: true,
             record_inbound_calls: false,
+            consent: None,
         }
     }
 
@@ -608,9 +625,9 @@ impl Call {
     /// The prompt playing now.
     pub fn playback(&self) -> Option<&str> {
         match &self.phase {
-            Phase::Playing { playback, .. } | Phase::VoicemailGreeting { playback } => {
-                Some(playback)
-            }
+            Phase::Playing { playback, .. }
+            | Phase::VoicemailGreeting { playback }
+            | Phase::ConsentPrompt { playback, .. } => Some(playback),
             _ => None,
         }
     }
@@ -679,8 +696,9 @@ impl Call {
             }
         }
         if adoption.playback_over {
-            if let Phase::Playing { playback, .. } | Phase::VoicemailGreeting { playback } =
-                self.phase.clone()
+            if let Phase::Playing { playback, .. }
+            | Phase::VoicemailGreeting { playback }
+            | Phase::ConsentPrompt { playback, .. } = self.phase.clone()
             {
                 self.playback_done(&playback, now_ms, agents, out);
             }
@@ -1032,6 +1050,7 @@ impl Call {
                 }));
                 self.phase = Phase::Playing { index: 0, playback };
             }
+            NodeKind::Consent { .. } => self.ask_consent(0, now_ms, agents, out),
             NodeKind::Transfer {
                 target,
                 ring_timeout,
@@ -1194,10 +1213,11 @@ impl Call {
             tenant,
             project,
             private,
-            consent: if self.heard_recording_notice {
-                "granted"
-            } else {
-                "unknown"
+            consent: match self.consent {
+                Some(true) => "granted",
+                Some(false) => "denied",
+                None if self.heard_recording_notice => "granted",
+                None => "unknown",
             },
             participants: format!("{},{callee}", self.caller_number),
             flow,
@@ -1309,7 +1329,17 @@ impl Call {
                 self.on_gone(&self.id.clone(), now_ms, agents, out)
             }
             Event::PlaybackFinished(e) => self.playback_done(&e.playback.id, now_ms, agents, out),
-            Event::ChannelDtmfReceived(e) => self.feature_key(&e.channel.id, &e.digit, now_ms, out),
+            Event::ChannelDtmfReceived(e) => {
+                let consenting = matches!(
+                    self.phase,
+                    Phase::ConsentPrompt { .. } | Phase::ConsentWaiting { .. }
+                );
+                if consenting && e.channel.id == self.id {
+                    self.consent_key(&e.digit, now_ms, agents, out);
+                } else {
+                    self.feature_key(&e.channel.id, &e.digit, now_ms, out);
+                }
+            }
             Event::RecordingFinished(e) => {
                 self.recording_over(&e.recording.name, now_ms, agents, out)
             }
@@ -1328,6 +1358,9 @@ impl Call {
     /// Whether the call records now, and which switch decided (for a call listed as not
     /// recorded: the reason names it).
     fn recording_switch(&self) -> (bool, &'static str) {
+        if self.recording_enabled && self.consent == Some(false) {
+            return (false, "consent");
+        }
         match &self.outbound_to {
             Some(_) if !self.recording_enabled => (false, "recording_enabled"),
             Some((_, record)) => (*record, "record_outbound_calls"),
@@ -1644,8 +1677,132 @@ impl Call {
             Phase::VoicemailGreeting { playback: current } if current == playback => {
                 self.start_voicemail(now_ms, out)
             }
+            Phase::ConsentPrompt {
+                index,
+                playback: current,
+                attempt,
+                key,
+            } if current == playback => {
+                let Some(NodeKind::Consent {
+                    media,
+                    timeout,
+                    grant_key,
+                    ..
+                }) = self.node.as_deref().and_then(|n| self.node_kind(n))
+                else {
+                    return;
+                };
+                if let Some(key) = key {
+                    // Answered while the prompt played (only grant and decline keys are kept).
+                    self.consent_decided(key == grant_key, now_ms, agents, out);
+                } else if index + 1 < media.len() {
+                    let playback = self.fresh("P");
+                    out.push(Output::Command(Command::Play {
+                        channel: self.id.clone(),
+                        playback: playback.clone(),
+                        media: media[index + 1].clone(),
+                    }));
+                    self.phase = Phase::ConsentPrompt {
+                        index: index + 1,
+                        playback,
+                        attempt,
+                        key: None,
+                    };
+                } else {
+                    let timer = self.timer(out, Duration::from_secs(u64::from(timeout)));
+                    self.phase = Phase::ConsentWaiting { attempt, timer };
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Plays a consent node's prompt (again, on a retry).
+    fn ask_consent(
+        &mut self,
+        attempt: u32,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(NodeKind::Consent { media, .. }) =
+            self.node.as_deref().and_then(|n| self.node_kind(n))
+        else {
+            return;
+        };
+        let Some(first) = media.first() else {
+            self.consent_decided(false, now_ms, agents, out);
+            return;
+        };
+        let playback = self.fresh("P");
+        out.push(Output::Command(Command::Play {
+            channel: self.id.clone(),
+            playback: playback.clone(),
+            media: first.clone(),
+        }));
+        self.phase = Phase::ConsentPrompt {
+            index: 0,
+            playback,
+            attempt,
+            key: None,
+        };
+    }
+
+    /// A key from the caller during a consent node: its grant or decline key decides; any
+    /// other is ignored.
+    fn consent_key(
+        &mut self,
+        key: &str,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(NodeKind::Consent {
+            grant_key,
+            decline_key,
+            ..
+        }) = self.node.as_deref().and_then(|n| self.node_kind(n))
+        else {
+            return;
+        };
+        match &mut self.phase {
+            // Heard while the prompt plays: answered when it ends.
+            Phase::ConsentPrompt { key: kept, .. } => {
+                if key == grant_key || key == decline_key {
+                    *kept = Some(key.to_string());
+                }
+            }
+            Phase::ConsentWaiting { .. } | Phase::Playing { .. } => {
+                if key == grant_key {
+                    self.consent_decided(true, now_ms, agents, out);
+                } else if key == decline_key {
+                    self.consent_decided(false, now_ms, agents, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The consent node's answer: the call's consent, then the matching edge.
+    fn consent_decided(
+        &mut self,
+        granted: bool,
+        now_ms: u64,
+        agents: &mut AgentBook,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(NodeKind::Consent {
+            next,
+            on_granted,
+            on_declined,
+            ..
+        }) = self.node.as_deref().and_then(|n| self.node_kind(n))
+        else {
+            return;
+        };
+        self.consent = Some(granted);
+        let edge = if granted { on_granted } else { on_declined };
+        self.enter(edge.or(next), now_ms, agents, out);
     }
 
     fn recording_over(
@@ -1733,6 +1890,23 @@ impl Call {
             if timer == key {
                 // Asterisk should have ended the dial by now; stop waiting for it.
                 self.fail_node(now_ms, agents, out);
+            }
+        }
+        if let Phase::ConsentWaiting { attempt, timer } = self.phase {
+            if timer == key {
+                let Some(NodeKind::Consent {
+                    retries,
+                    grant_on_timeout,
+                    ..
+                }) = self.node.as_deref().and_then(|n| self.node_kind(n))
+                else {
+                    return;
+                };
+                if attempt < retries {
+                    self.ask_consent(attempt + 1, now_ms, agents, out);
+                } else {
+                    self.consent_decided(grant_on_timeout, now_ms, agents, out);
+                }
             }
         }
     }

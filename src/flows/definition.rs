@@ -68,6 +68,20 @@ pub enum NodeKind {
         max_duration: u32,
         max_silence: u32,
     },
+    /// Asks the caller's permission to record: plays `media`, waits `timeout` seconds for one
+    /// key, asks again up to `retries` times; the answer is the call's consent.
+    Consent {
+        media: Vec<String>,
+        grant_key: String,
+        decline_key: String,
+        timeout: u32,
+        retries: u32,
+        /// The consent when the caller never answers (false: declined).
+        grant_on_timeout: bool,
+        next: Option<String>,
+        on_granted: Option<String>,
+        on_declined: Option<String>,
+    },
     Hangup,
 }
 
@@ -79,6 +93,7 @@ impl NodeKind {
             NodeKind::Queue { .. } => "queue",
             NodeKind::HuntGroup { .. } => "hunt_group",
             NodeKind::Voicemail { .. } => "voicemail",
+            NodeKind::Consent { .. } => "consent",
             NodeKind::Hangup => "hangup",
         }
     }
@@ -115,6 +130,19 @@ impl NodeKind {
                 pick("on_failure", on_failure).into_iter().collect()
             }
             NodeKind::Queue { overflow, .. } => pick("overflow", overflow).into_iter().collect(),
+            NodeKind::Consent {
+                next,
+                on_granted,
+                on_declined,
+                ..
+            } => [
+                pick("next", next),
+                pick("on_granted", on_granted),
+                pick("on_declined", on_declined),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             NodeKind::Voicemail { .. } | NodeKind::Hangup => vec![],
         }
     }
@@ -125,7 +153,7 @@ impl NodeKind {
         match self {
             NodeKind::PlayAudio { media, .. } => !media.is_empty(),
             NodeKind::Queue { max_wait, .. } => *max_wait > 0,
-            NodeKind::Voicemail { .. } | NodeKind::Hangup => true,
+            NodeKind::Voicemail { .. } | NodeKind::Hangup | NodeKind::Consent { .. } => true,
             // A busy target fails at once.
             NodeKind::Transfer { .. } | NodeKind::HuntGroup { .. } => false,
         }
@@ -566,6 +594,76 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
         "hangup" => {
             ctx.known_fields(table, &["type"]);
             NodeKind::Hangup
+        }
+        "consent" => {
+            ctx.known_fields(
+                table,
+                &[
+                    "type",
+                    "media",
+                    "grant_key",
+                    "decline_key",
+                    "timeout",
+                    "retries",
+                    "on_timeout",
+                    "next",
+                    "on_granted",
+                    "on_declined",
+                ],
+            );
+            let media = ctx.strings(table, "media", true);
+            for m in &media {
+                check_media(ctx, "media", m);
+            }
+            let key = |ctx: &mut Ctx<'_>, field: &str, default: &str| {
+                let key = ctx
+                    .string(table, field, false)
+                    .unwrap_or_else(|| default.to_string());
+                let valid = key.len() == 1
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#');
+                if !valid {
+                    ctx.err(Some(field), format!("{key:?} must be one key: 0-9, * or #"));
+                }
+                key
+            };
+            let grant_key = key(ctx, "grant_key", "1");
+            let decline_key = key(ctx, "decline_key", "2");
+            if grant_key == decline_key {
+                ctx.err(Some("decline_key"), "must differ from grant_key");
+            }
+            let grant_on_timeout = match ctx.string(table, "on_timeout", false).as_deref() {
+                None | Some("declined") => false,
+                Some("granted") => true,
+                Some(other) => {
+                    ctx.err(
+                        Some("on_timeout"),
+                        format!("{other:?} is not declined or granted"),
+                    );
+                    false
+                }
+            };
+            let next = ctx.string(table, "next", false);
+            let on_granted = ctx.string(table, "on_granted", false);
+            let on_declined = ctx.string(table, "on_declined", false);
+            if next.is_none() && (on_granted.is_none() || on_declined.is_none()) {
+                ctx.err(
+                    Some("next"),
+                    "missing: name next, or both on_granted and on_declined",
+                );
+            }
+            NodeKind::Consent {
+                media,
+                grant_key,
+                decline_key,
+                timeout: ctx.seconds(table, "timeout", 5, 60),
+                retries: ctx.seconds(table, "retries", 2, 5),
+                grant_on_timeout,
+                next,
+                on_granted,
+                on_declined,
+            }
         }
         other => {
             ctx.err(
@@ -1029,6 +1127,49 @@ mailbox = "support"
                 assert_eq!((*max_duration, *max_silence), (120, 10));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_consent_node_needs_its_edges_and_two_different_keys() {
+        let node = |extra: &str| {
+            format!(
+                "[flow]\nnumbers = [\"100\"]\nstart = \"ask\"\n[nodes.ask]\ntype = \"consent\"\nmedia = [\"sound:hello-world\"]\n{extra}\n[nodes.desk]\ntype = \"hangup\"\n"
+            )
+        };
+        let flow = parse(&node("next = \"desk\"")).expect("valid");
+        match &flow.nodes["ask"].kind {
+            NodeKind::Consent {
+                grant_key,
+                decline_key,
+                timeout,
+                retries,
+                grant_on_timeout,
+                ..
+            } => assert_eq!(
+                (
+                    grant_key.as_str(),
+                    decline_key.as_str(),
+                    *timeout,
+                    *retries,
+                    *grant_on_timeout
+                ),
+                ("1", "2", 5, 2, false)
+            ),
+            other => panic!("{other:?}"),
+        }
+        for (extra, field) in [
+            ("on_granted = \"desk\"", "next"),
+            ("next = \"desk\"\ngrant_key = \"2\"", "decline_key"),
+            ("next = \"desk\"\ngrant_key = \"12\"", "grant_key"),
+            ("next = \"desk\"\non_timeout = \"maybe\"", "on_timeout"),
+            ("next = \"nowhere\"", "next"),
+        ] {
+            let errors = parse(&node(extra)).expect_err(extra);
+            assert!(
+                errors.iter().any(|e| e.field.as_deref() == Some(field)),
+                "{extra}: {errors:?}"
+            );
         }
     }
 

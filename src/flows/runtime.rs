@@ -955,7 +955,10 @@ async fn library_writer(
 /// A call that was bridged without recording goes straight into the library's list (no file):
 /// its path is `call:<id>`, which the indexer never treats as a file.
 async fn not_recorded(db: &Database, row: &RecordingRow, switch: &str) -> Result<(), sqlx::Error> {
-    let reason = format!("recording was off for this call ({switch} = false)");
+    let reason = match switch {
+        "consent" => "the caller declined recording".to_string(),
+        _ => format!("recording was off for this call ({switch} = false)"),
+    };
     let mut tx = db.pool.begin().await?;
     let inserted: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
