@@ -1765,19 +1765,14 @@ impl Call {
         else {
             return;
         };
+        if key != grant_key && key != decline_key {
+            return;
+        }
         match &mut self.phase {
             // Heard while the prompt plays: answered when it ends.
-            Phase::ConsentPrompt { key: kept, .. } => {
-                if key == grant_key || key == decline_key {
-                    *kept = Some(key.to_string());
-                }
-            }
-            Phase::ConsentWaiting { .. } | Phase::Playing { .. } => {
-                if key == grant_key {
-                    self.consent_decided(true, now_ms, agents, out);
-                } else if key == decline_key {
-                    self.consent_decided(false, now_ms, agents, out);
-                }
+            Phase::ConsentPrompt { key: kept, .. } => *kept = Some(key.to_string()),
+            Phase::ConsentWaiting { .. } => {
+                self.consent_decided(key == grant_key, now_ms, agents, out)
             }
             _ => {}
         }
