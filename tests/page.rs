@@ -558,6 +558,15 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .await;
     let recording: i64 = id.as_str().and_then(|i| i.parse().ok()).expect("id");
     assert_eq!(stream_events(&s, Some(recording)).await, 0);
+    // A stretch muted while the call was live (issue 12): listed in the panel.
+    sqlx::query(
+        "INSERT INTO recording_redactions (recording_name, mode, from_offset_ms, to_offset_ms, started_at_ms, ended_at_ms, by_actor) \
+         SELECT name, 'mute', 1000, 2500, 0, 1500, 'user:agent' FROM recordings WHERE id = $1",
+    )
+    .bind(recording)
+    .execute(&s.svc.db.pool)
+    .await
+    .expect("redaction");
     let open = browser
         .find("#recordings tbody tr[data-id] button.expand")
         .await;
@@ -579,6 +588,10 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         stream_events(&s, Some(recording)).await > 0,
         "the player streams once open"
     );
+    let redactions = browser
+        .text(&browser.find(&format!("{panel} .redactions")).await)
+        .await;
+    assert_eq!(redactions, "Muted 0:01–0:02 (by user:agent)");
     let indicators = browser
         .text(&browser.find(&format!("{panel} .indicators")).await)
         .await;

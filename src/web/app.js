@@ -366,6 +366,17 @@ async function openPanel(panel, id, row) {
   const actions = el("div", { class: "actions" });
   const body = el("div", { class: "panel-body" });
   panel.replaceChildren(heading, indicators, body, actions);
+  // Stretches paused or muted while the call was live (card numbers, diagnoses): listed, and
+  // marked on the waveform.
+  const redactions = rec.redactions ?? [];
+  if (redactions.length) {
+    panel.insertBefore(el("ul", { class: "redactions", "aria-label": "Redacted stretches" },
+      ...redactions.map((r) => el("li", {
+        text: r.mode === "mute"
+          ? `Muted ${clock(r.from_seconds)}–${clock(r.to_seconds)} (by ${r.by})`
+          : `Paused at ${clock(r.from_seconds)}: ${Math.round((Date.parse(r.ended_at) - Date.parse(r.started_at)) / 1000)} s left out (by ${r.by})`,
+      }))), body);
+  }
 
   if (rec.status === "recording") {
     body.append(el("p", { class: "notice", text: "Recording in progress" }));
@@ -655,6 +666,15 @@ class Player {
       const high = (peak[1] / 32768) * middle;
       context.fillStyle = x / width <= played ? styles.getPropertyValue("--wave-played") : styles.getPropertyValue("--wave");
       context.fillRect(x, middle - Math.max(high, 0.5), 1, Math.max(1, high - low));
+    }
+    // Redacted stretches: a band over muted audio, a tick where paused audio was left out.
+    if (this.duration > 0) {
+      context.fillStyle = styles.getPropertyValue("--wave-redacted");
+      for (const r of this.rec.redactions ?? []) {
+        const from = (r.from_seconds / this.duration) * width;
+        const to = (r.to_seconds / this.duration) * width;
+        context.fillRect(from, 0, Math.max(2, to - from), height);
+      }
     }
     context.fillStyle = styles.getPropertyValue("--wave-cursor");
     context.fillRect(Math.min(width - 2, played * width), 0, 2, height);
