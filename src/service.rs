@@ -119,7 +119,11 @@ pub async fn start(
             Duration::from_secs(3),
         )
         .with_default_scope(&config.default_tenant, &config.default_project)
-        .with_number_scope(number_scope(store.clone())),
+        .with_number_scope(number_scope(store.clone()))
+        .with_new_compliance({
+            let store = store.clone();
+            Arc::new(move || store.settings().default_compliance.as_str())
+        }),
     );
     let (flows, writer_task) = FlowRuntime::new(
         client.clone(),

@@ -567,3 +567,63 @@ record_call = true
     );
     let _ = s.stop.send(true);
 }
+
+/// Issue 12: `default_compliance = "unknown"` (the strict reading) files new recordings as
+/// unknown, which blocks playback until an admin records the evidence; a re-index keeps the
+/// admin's decision.
+#[tokio::test]
+async fn strict_compliance_blocks_new_recordings_until_an_admin_permits_them() {
+    use common::send;
+    let t = start_sim(0.0).await;
+    common::put_wav(&t, "call");
+    let url = common::database_url(&t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    let s = start_service_with(
+        &t,
+        &[("settings.toml", "default_compliance = \"unknown\"\n")],
+        &url,
+        &[],
+    )
+    .await;
+    common::wait_ready(&s.svc.db, 1).await;
+    let (id, compliance): (i64, String) =
+        sqlx::query_as("UPDATE recordings SET consent = 'granted' RETURNING id, compliance")
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("row");
+    assert_eq!(compliance, "unknown");
+    let admin = common::authed();
+    let audio = format!("{}/api/recordings/{id}/audio", s.base);
+    let blocked = send(admin.get(&audio)).await;
+    assert_eq!(
+        (blocked.status, blocked.error().as_str()),
+        (403, "compliance_policy")
+    );
+    let permitted = send(
+        admin
+            .patch(format!("{}/api/recordings/{id}", s.base))
+            .json(&serde_json::json!({"compliance": "permitted"})),
+    )
+    .await;
+    assert_eq!(permitted.status, 200);
+    assert_eq!(send(admin.get(&audio)).await.status, 200);
+    // The file changes and is indexed again: the admin's decision stays.
+    common::put_wav(&t, "call");
+    let path = t.recordings.join("call.wav");
+    ari_recorder::library::index::set_mtime(&path, SystemTime::now() - Duration::from_secs(1800))
+        .expect("mtime");
+    s.svc
+        .indexer
+        .index_paths(vec![path])
+        .await
+        .expect("re-index");
+    let (compliance,): (String,) =
+        sqlx::query_as("SELECT compliance FROM recordings WHERE id = $1")
+            .bind(id)
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("row");
+    assert_eq!(compliance, "permitted");
+    let _ = s.stop.send(true);
+}

@@ -216,6 +216,26 @@ pub struct Settings {
     /// How pausing a live recording redacts it: `mute` (the default: silence in its place, the
     /// file stays aligned with the call) or `pause` (the audio is left out).
     pub redaction_mode: super::call::RedactMode,
+    /// Compliance status of new recordings: `permitted` (the default), or `unknown`, which
+    /// blocks playback until an admin records the evidence (the strict reading).
+    pub default_compliance: DefaultCompliance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultCompliance {
+    #[default]
+    Permitted,
+    Unknown,
+}
+
+impl DefaultCompliance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefaultCompliance::Permitted => "permitted",
+            DefaultCompliance::Unknown => "unknown",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -226,6 +246,7 @@ impl Default for Settings {
             record_outbound_calls: false,
             record_from_dial: false,
             redaction_mode: super::call::RedactMode::Mute,
+            default_compliance: DefaultCompliance::Permitted,
         }
     }
 }
@@ -944,6 +965,7 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
             "record_outbound_calls",
             "record_from_dial",
             "redaction_mode",
+            "default_compliance",
         ],
     );
     let redaction_mode = match ctx.string(&table, "redaction_mode", false).as_deref() {
@@ -957,7 +979,19 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
             super::call::RedactMode::Mute
         }
     };
+    let default_compliance = match ctx.string(&table, "default_compliance", false).as_deref() {
+        None | Some("permitted") => DefaultCompliance::Permitted,
+        Some("unknown") => DefaultCompliance::Unknown,
+        Some(other) => {
+            ctx.err(
+                Some("default_compliance"),
+                format!("{other:?} is not permitted or unknown"),
+            );
+            DefaultCompliance::Permitted
+        }
+    };
     let settings = Settings {
+        default_compliance,
         recording_enabled: ctx.boolean(&table, "recording_enabled", true),
         record_inbound_calls: ctx.boolean(&table, "record_inbound_calls", false),
         record_outbound_calls: ctx.boolean(&table, "record_outbound_calls", false),

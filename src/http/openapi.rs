@@ -141,7 +141,8 @@ fn components() -> Value {
                 "record_inbound_calls": {"type": "boolean", "description": "what transfer, queue and hunt-group nodes without record_call do"},
                 "record_outbound_calls": {"type": "boolean"},
                 "record_from_dial": {"type": "boolean", "readOnly": true},
-                "redaction_mode": {"enum": ["mute", "pause"], "readOnly": true}
+                "redaction_mode": {"enum": ["mute", "pause"], "readOnly": true},
+                "default_compliance": {"enum": ["permitted", "unknown"], "readOnly": true}
             }},
             "Recording": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "name": {"type": "string"}, "format": {"type": "string"},

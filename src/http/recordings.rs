@@ -681,7 +681,13 @@ pub(super) async fn set_status(
         (
             "compliance",
             &patch.compliance,
-            &["permitted", "denied", "missing_evidence", "policy_blocked"],
+            &[
+                "permitted",
+                "denied",
+                "missing_evidence",
+                "policy_blocked",
+                "unknown",
+            ],
         ),
     ];
     for (field, value, allowed) in checks {

@@ -222,6 +222,8 @@ pub struct Indexer {
     /// Whose a dialled number is (the flow that answers it), for the dialplan fallback's
     /// recordings, which carry only the number.
     number_scope: Option<NumberScopeFn>,
+    /// The compliance status of recordings new to the library (`default_compliance`).
+    new_compliance: Option<Arc<dyn Fn() -> &'static str + Send + Sync>>,
     finished_tx: mpsc::Sender<String>,
     /// Taken by the watcher.
     finished_rx: std::sync::Mutex<Option<mpsc::Receiver<String>>>,
@@ -394,7 +396,7 @@ struct CallMeta {
 }
 
 /// The columns the indexer writes, in the order of its values.
-const ROW_COLUMNS: [&str; 29] = [
+const ROW_COLUMNS: [&str; 30] = [
     "path",
     "name",
     "format",
@@ -424,6 +426,9 @@ const ROW_COLUMNS: [&str; 29] = [
     "project",
     "private",
     "consent",
+    // Set when the row is made (the deployment's `default_compliance`); never changed by a
+    // re-index, so an admin's decision stays.
+    "compliance",
 ];
 
 /// A value the indexer writes.
@@ -457,6 +462,7 @@ static UPDATE_ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 "consent = CASE WHEN consent = 'unknown' THEN ${} ELSE consent END",
                 i + 1
             ),
+            "compliance" => format!("compliance = COALESCE(compliance, ${})", i + 1),
             _ => format!("{column} = ${}", i + 1),
         })
         .collect();
@@ -524,6 +530,7 @@ impl Indexer {
             state: Arc::new(ScanState::default()),
             default_scope: ("default".into(), "default".into()),
             number_scope: None,
+            new_compliance: None,
             finished_tx,
             finished_rx: std::sync::Mutex::new(Some(finished_rx)),
         }
@@ -532,6 +539,16 @@ impl Indexer {
     /// Files found on disk without call metadata belong to `tenant` and `project`.
     pub fn with_default_scope(mut self, tenant: &str, project: &str) -> Indexer {
         self.default_scope = (tenant.to_string(), project.to_string());
+        self
+    }
+
+    /// Where new recordings' compliance status comes from (read at each new row, so a change
+    /// of the setting applies to the next recording).
+    pub fn with_new_compliance(
+        mut self,
+        status: Arc<dyn Fn() -> &'static str + Send + Sync>,
+    ) -> Indexer {
+        self.new_compliance = Some(status);
         self
     }
 
@@ -893,6 +910,12 @@ impl Indexer {
                 text(Some(
                     m.map(|m| m.consent.clone())
                         .unwrap_or_else(|| "unknown".into()),
+                )),
+                text(Some(
+                    self.new_compliance
+                        .as_ref()
+                        .map_or("permitted", |f| f())
+                        .to_string(),
                 )),
             ];
             // Update first: an upsert that turns into an update still spends an id of the
