@@ -1137,7 +1137,60 @@ async fn concurrent_requests_keep_one_chain(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Issue 12: consent is the caller's, so an admin's change to one recording of a call applies
+/// to every recording of it (and to its metadata, so a re-index keeps it), and says so.
+async fn a_consent_change_applies_to_the_whole_call(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    put_wav(&t, "first-segment");
+    put_wav(&t, "second-segment");
+    put_wav(&t, "another-call");
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    wait_indexed(&s.svc.db, 3).await;
+    sqlx::query(
+        "UPDATE recordings SET call_id = CASE WHEN name = 'another-call' THEN 'c2' ELSE 'c1' END",
+    )
+    .execute(&s.svc.db.pool)
+    .await
+    .expect("calls");
+    let (first,): (i64,) = sqlx::query_as("SELECT id FROM recordings WHERE name = 'first-segment'")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("id");
+    let changed = common::send(
+        common::authed()
+            .patch(format!("{}/api/recordings/{first}", s.base))
+            .json(&serde_json::json!({"consent": "denied"})),
+    )
+    .await;
+    assert_eq!(changed.status, 200);
+    let consents: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, consent FROM recordings ORDER BY name")
+            .fetch_all(&s.svc.db.pool)
+            .await
+            .expect("rows");
+    assert_eq!(
+        consents,
+        [
+            ("another-call".to_string(), "unknown".to_string()),
+            ("first-segment".to_string(), "denied".to_string()),
+            ("second-segment".to_string(), "denied".to_string()),
+        ]
+    );
+    let (detail,): (String,) = sqlx::query_as(
+        "SELECT detail FROM audit_events WHERE action = 'set_status' ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert!(detail.contains("1 other recordings"), "{detail}");
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    a_consent_change_applies_to_the_whole_call,
     concurrent_requests_keep_one_chain,
     the_permission_matrix_holds_through_the_api,
     signed_links_expire_are_capped_single_use_tamper_proof_and_rotate,

@@ -705,6 +705,7 @@ pub(super) async fn set_status(
     }
     let (row, tenant, mut entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "set_status").await?;
+    let consent_changes = patch.consent.is_some();
     let consent = patch.consent.unwrap_or(row.consent.clone());
     let compliance = patch.compliance.unwrap_or(row.compliance.clone());
     entry.detail = Some(format!(
@@ -719,6 +720,34 @@ pub(super) async fn set_status(
         .execute(tx.conn())
         .await
         .map_err(internal)?;
+    // Consent is the caller's, so it belongs to the whole call: every recording of it (and
+    // its metadata, so a re-index keeps the decision) changes with this one.
+    if let (true, Some(call)) = (consent_changes, &row.call_id) {
+        let others = sqlx::query(
+            "UPDATE recordings SET consent = $1 WHERE call_id = $2 AND tenant = $3 AND id <> $4",
+        )
+        .bind(&consent)
+        .bind(call)
+        .bind(&row.tenant)
+        .bind(row.id)
+        .execute(tx.conn())
+        .await
+        .map_err(internal)?
+        .rows_affected();
+        sqlx::query("UPDATE call_recordings SET consent = $1 WHERE call_id = $2")
+            .bind(&consent)
+            .bind(call)
+            .execute(tx.conn())
+            .await
+            .map_err(internal)?;
+        if others > 0 {
+            if let Some(detail) = entry.detail.as_mut() {
+                detail.push_str(&format!(
+                    " (consent also on the call's {others} other recordings)"
+                ));
+            }
+        }
+    }
     tx.commit(&entry).await.map_err(internal)?;
     let row = RecordingRow {
         consent,
