@@ -2075,6 +2075,108 @@ mod tests {
         })
     }
 
+    fn spans(out: &[Output]) -> Vec<(RedactMode, i64, i64, String)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Redacted(span) => Some((
+                    span.mode,
+                    span.from_offset_ms,
+                    span.to_offset_ms,
+                    span.by.clone(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn redact(on: bool, mode: RedactMode) -> Input<'static> {
+        Input::Redact(RedactRequest {
+            on,
+            mode,
+            by: "user:agent".into(),
+        })
+    }
+
+    /// A muted stretch lies where it was in the file; a paused one leaves no audio, so it is a
+    /// point and later offsets shrink by the paused time; a recording ending under a
+    /// redaction closes it.
+    #[test]
+    fn redactions_are_placed_in_the_file_as_each_mode_leaves_it() {
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow(true));
+        call.handle(Input::Start, 0, &mut agents);
+        call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
+        call.handle(
+            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
+            20,
+            &mut agents,
+        );
+        let (name, _) = call.live_recording().expect("recording");
+        let name = name.to_string();
+
+        let out = call.handle(redact(true, RedactMode::Mute), 1_020, &mut agents);
+        assert!(matches!(
+            commands(&out)[..],
+            [Command::RedactRecording {
+                mode: RedactMode::Mute,
+                on: true,
+                ..
+            }]
+        ));
+        assert_eq!(call.live_view().recording_state, Some("muted"));
+        // Asking again changes nothing.
+        assert!(call
+            .handle(redact(true, RedactMode::Mute), 1_500, &mut agents)
+            .is_empty());
+        let out = call.handle(redact(false, RedactMode::Mute), 3_020, &mut agents);
+        assert_eq!(
+            spans(&out),
+            [(RedactMode::Mute, 1_000, 3_000, "user:agent".into())]
+        );
+
+        call.handle(redact(true, RedactMode::Pause), 4_020, &mut agents);
+        assert_eq!(call.live_view().recording_state, Some("paused"));
+        let out = call.handle(redact(false, RedactMode::Pause), 5_020, &mut agents);
+        assert_eq!(
+            spans(&out),
+            [(RedactMode::Pause, 4_000, 4_000, "user:agent".into())]
+        );
+        call.handle(redact(true, RedactMode::Pause), 6_020, &mut agents);
+        let out = call.handle(redact(false, RedactMode::Pause), 7_020, &mut agents);
+        assert_eq!(
+            spans(&out),
+            [(RedactMode::Pause, 5_000, 5_000, "user:agent".into())]
+        );
+
+        // Refused by Asterisk: not redacted after all.
+        call.handle(redact(true, RedactMode::Mute), 7_500, &mut agents);
+        call.handle(
+            Input::Failed {
+                command: Command::RedactRecording {
+                    name: name.clone(),
+                    mode: RedactMode::Mute,
+                    on: true,
+                },
+                status: Some(404),
+                message: "Recording not found".into(),
+            },
+            7_510,
+            &mut agents,
+        );
+        assert_eq!(call.live_view().recording_state, Some("recording"));
+
+        // The agent hangs up while muted: the stretch ends with the recording.
+        call.handle(redact(true, RedactMode::Mute), 8_020, &mut agents);
+        let out = call.handle(Input::Event(&stasis_end("c1_L2")), 9_020, &mut agents);
+        assert_eq!(
+            spans(&out),
+            [(RedactMode::Mute, 6_000, 7_000, "user:agent".into())]
+        );
+        assert!(commands(&out)
+            .iter()
+            .any(|c| matches!(c, Command::StopRecording { name: n } if *n == name)));
+    }
+
     #[test]
     fn transfer_records_once_the_bridge_is_complete_and_ends_cleanly() {
         let mut agents = AgentBook::default();
