@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ari_recorder::audio::serve::WavStream;
-use ari_recorder::library::probe::Encoding;
+use ari_recorder::audio::Encoding;
 use ari_recorder::library::{Database, Indexer};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

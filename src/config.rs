@@ -266,13 +266,11 @@ impl Config {
     }
 
     /// `audit_keys` parsed; None when there are none.
-    pub fn audit_signing_keys(
-        &self,
-    ) -> Result<Option<crate::access::keys::SigningKeys>, ConfigError> {
+    pub fn audit_signing_keys(&self) -> Result<Option<crate::signing::SigningKeys>, ConfigError> {
         if self.audit_keys.is_empty() {
             return Ok(None);
         }
-        crate::access::keys::SigningKeys::parse(&self.audit_keys)
+        crate::signing::SigningKeys::parse(&self.audit_keys)
             .map(Some)
             .map_err(|reason| ConfigError::Invalid {
                 key: "AUDIT_KEYS",
@@ -501,16 +499,8 @@ fn number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, Con
     })
 }
 
-/// Removes the password from a URL such as `postgres://user:secret@host/db`.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => raw.to_string(),
-    }
-}
+/// Database URLs are shown without their password; the library owns the rule.
+pub use crate::library::db::redact_url;
 
 fn describe_span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {

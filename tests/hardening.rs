@@ -791,7 +791,7 @@ async fn opus_and_waveforms_are_rendered_once_for_concurrent_requests(db: Db) {
 /// `keys` (None: plain SHA-256, the key ids dropped) and the head row follows.
 async fn rewrite_chain(
     db: &ari_recorder::library::Database,
-    keys: Option<&ari_recorder::access::keys::SigningKeys>,
+    keys: Option<&ari_recorder::signing::SigningKeys>,
     edit: impl Fn(&mut ari_recorder::access::audit::StoredEvent),
 ) {
     use ari_recorder::access::audit::{event_hash, StoredEvent, GENESIS};
@@ -901,7 +901,7 @@ async fn a_rewritten_or_cut_audit_chain_is_found(db: Db) {
         "{unkeyed:?}"
     );
     // ...or with a guessed key under the real key's id.
-    let guess = ari_recorder::access::keys::SigningKeys::parse(&[
+    let guess = ari_recorder::signing::SigningKeys::parse(&[
         "2026-11:guessed-guessed-guessed-guessed-!".to_string(),
     ])
     .expect("key");

@@ -20,9 +20,9 @@ use hmac::Mac;
 use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyConnection, Transaction};
 
-use super::keys::SigningKeys;
 use super::{hex, now_ms};
 use crate::library::{Database, DbError};
+use crate::signing::SigningKeys;
 
 /// Why the chain could not be checked or anchored.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use hmac::Mac;
 
 use super::hex;
-pub use super::keys::SigningKeys as LinkKeys;
+pub use crate::signing::SigningKeys as LinkKeys;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkAction {

@@ -10,7 +10,6 @@
 pub mod accounts;
 pub mod audit;
 pub mod calls;
-pub mod keys;
 pub mod links;
 pub mod policy;
 pub mod rate;

@@ -11,3 +11,23 @@ pub mod wav;
 pub const SAMPLE_RATE: u32 = 8000;
 /// One 20 ms frame at 8 kHz: the unit Asterisk moves audio in.
 pub const FRAME_SAMPLES: usize = 160;
+
+/// How the bytes of the audio are laid out, for serving and transcoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Linear 16-bit little-endian PCM (WAV, `sln`).
+    Pcm16,
+    /// G.711 mu-law, one byte a sample (`ulaw`).
+    Ulaw,
+    /// G.711 A-law, one byte a sample (`alaw`).
+    Alaw,
+}
+
+impl Encoding {
+    pub fn bytes_per_sample(self) -> u64 {
+        match self {
+            Encoding::Pcm16 => 2,
+            Encoding::Ulaw | Encoding::Alaw => 1,
+        }
+    }
+}

@@ -232,7 +232,7 @@ impl Renderings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::library::probe::Encoding;
+    use crate::audio::Encoding;
 
     fn stream_of(dir: &std::path::Path, name: &str, samples: u64) -> WavStream {
         let path = dir.join(name);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::g711::{decode_alaw, decode_ulaw};
 use super::wav;
-use crate::library::probe::Encoding;
+use crate::audio::Encoding;
 
 #[derive(Debug, Clone)]
 pub struct WavStream {

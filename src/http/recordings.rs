@@ -27,7 +27,7 @@ use crate::access::policy::{decide, Action, Denial, RecordingFacts, TenantSettin
 use crate::access::{random_secret, Principal, Scope};
 use crate::audio::renderings::{RenderError, Renderings, PEAK_POINTS};
 use crate::audio::serve::{parse_range, RangeRequest, WavStream};
-use crate::library::probe::Encoding;
+use crate::audio::Encoding;
 use crate::library::{Database, Indexer};
 
 /// How long a delete confirmation token stays valid.

@@ -120,12 +120,12 @@ pub struct Database {
     pub backend: Backend,
     /// The keys that seal the audit chain (`AUDIT_KEYS`): every audited write goes through
     /// this handle, so it carries them. None: events are chained unkeyed.
-    pub audit_keys: Option<std::sync::Arc<crate::access::keys::SigningKeys>>,
+    pub audit_keys: Option<std::sync::Arc<crate::signing::SigningKeys>>,
 }
 
 impl Database {
     /// The same handle, sealing audit events with `keys`.
-    pub fn with_audit_keys(mut self, keys: Option<crate::access::keys::SigningKeys>) -> Database {
+    pub fn with_audit_keys(mut self, keys: Option<crate::signing::SigningKeys>) -> Database {
         self.audit_keys = keys.map(std::sync::Arc::new);
         self
     }
@@ -138,7 +138,7 @@ impl Database {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(DbError::UnknownBackend(crate::config::redact_url(url)));
+            return Err(DbError::UnknownBackend(redact_url(url)));
         };
         if backend == Backend::Sqlite {
             if let Some(parent) = sqlite_file(url).and_then(|p| p.parent().map(PathBuf::from)) {
@@ -167,7 +167,7 @@ impl Database {
             });
         }
         let pool = options.connect(url).await.map_err(|source| DbError::Open {
-            url: crate::config::redact_url(url),
+            url: redact_url(url),
             source,
         })?;
         let db = Database {
@@ -232,6 +232,17 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
         return None;
     }
     PathBuf::from_str(path).ok()
+}
+
+/// Removes the password from a URL such as `postgres://user:secret@host/db`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_string(),
+    }
 }
 
 #[cfg(test)]

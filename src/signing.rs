@@ -1,10 +1,10 @@
 //! HMAC-SHA256 keys with ids, so they can be rotated: the first configured key signs, every
-//! configured key verifies. Signed links and the audit chain each have their own list.
+//! configured key verifies. Signed links and the audit chain each have their own list. A leaf
+//! module: the database handle carries the audit keys without the library depending on access.
 
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-
-use super::random_secret;
 
 pub type HmacSha256 = Hmac<Sha256>;
 
@@ -51,7 +51,11 @@ impl SigningKeys {
     /// A key made for this process only: links die with it.
     pub fn ephemeral() -> SigningKeys {
         SigningKeys {
-            keys: vec![("ephemeral".into(), random_secret().into_bytes())],
+            keys: vec![("ephemeral".into(), {
+                let mut secret = vec![0u8; 32];
+                OsRng.fill_bytes(&mut secret);
+                secret
+            })],
         }
     }
 
