@@ -871,3 +871,87 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     browser.quit().await;
     let _ = s.stop.send(true);
 }
+
+/// Issue 16 (live calls): a call in progress shows on the Live calls view with its recording's
+/// state; Pause and Resume there mute and unmute the recording.
+#[tokio::test]
+async fn a_live_call_is_paused_and_resumed_from_the_page() {
+    let Some(driver) = webdriver::chromedriver() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the browser tests (scripts/test.sh installs chromium-driver)"
+        );
+        eprintln!("chromedriver not installed: page test not run (scripts/test.sh installs it)");
+        return;
+    };
+    let t = start_sim(0.0).await;
+    let url = common::database_url(&t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/201"
+ring_timeout = 5
+record_call = true
+"#;
+    let s = start_service_on(&t, &[("support.toml", flow)], &url).await;
+    t.sim
+        .place_inbound_call("100", "Alice Archer <5551001>", "talk")
+        .expect("call");
+    common::wait_recording(&t, &s, "recording", 1).await;
+    let base = format!("http://localhost:{}", s.svc.http_addr.port());
+    let downloads = tempfile::tempdir().expect("downloads");
+    let browser = Browser::start(driver, downloads.path()).await;
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    browser.click(&browser.find("#nav-calls").await).await;
+    browser
+        .wait_for(
+            "the live call",
+            "return document.querySelector('#live-calls tbody tr .recording-state')?.textContent === 'Recording'",
+        )
+        .await;
+    let row = browser
+        .text(&browser.find("#live-calls tbody tr").await)
+        .await;
+    assert!(
+        row.contains("Alice Archer 5551001") && row.contains("PJSIP/201"),
+        "{row}"
+    );
+    browser
+        .click(&browser.find("#live-calls tbody tr button.pause").await)
+        .await;
+    browser
+        .wait_for(
+            "paused",
+            "return document.querySelector('#live-calls tbody tr .recording-state')?.textContent === 'Paused (muted)'",
+        )
+        .await;
+    assert_eq!(
+        s.svc.flows.live_calls()[0].recording_state,
+        Some("muted"),
+        "the service muted it"
+    );
+    std::fs::create_dir_all(screenshots()).expect("screenshots");
+    browser
+        .screenshot(&screenshots().join("live-calls.png"))
+        .await;
+    browser
+        .click(&browser.find("#live-calls tbody tr button.resume").await)
+        .await;
+    browser
+        .wait_for(
+            "resumed",
+            "return document.querySelector('#live-calls tbody tr .recording-state')?.textContent === 'Recording'",
+        )
+        .await;
+    assert_eq!(
+        s.svc.flows.live_calls()[0].recording_state,
+        Some("recording")
+    );
+    browser.quit().await;
+    let _ = s.stop.send(true);
+}

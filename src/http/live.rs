@@ -24,8 +24,17 @@ fn visible(caller: &Caller, call: &LiveCall) -> bool {
         && (!call.private || is_participant(&caller.principal, &call.participants))
 }
 
-fn call_json(call: &LiveCall) -> serde_json::Value {
+/// Whether the caller may pause and resume this call's recording: admins and managers, and the
+/// agent on the call (tokens need `flows:write`).
+fn may_pause(caller: &Caller, call: &LiveCall) -> bool {
+    caller.principal.has_scope(Scope::FlowsWrite)
+        && (matches!(caller.principal.role, Role::Admin | Role::Manager)
+            || is_participant(&caller.principal, &call.participants))
+}
+
+fn call_json(caller: &Caller, call: &LiveCall) -> serde_json::Value {
     serde_json::json!({
+        "can_pause": may_pause(caller, call),
         "id": call.id,
         "tenant": call.tenant,
         "project": call.project,
@@ -69,7 +78,7 @@ pub(super) async fn list(
         .live_calls()
         .iter()
         .filter(|call| visible(&caller, call))
-        .map(call_json)
+        .map(|call| call_json(&caller, call))
         .collect();
     audit::record(&state.db, &caller.entry("calls_list"))
         .await
@@ -112,10 +121,7 @@ async fn control(
     let Some(call) = state.flows.live_call(&id).filter(|c| visible(&caller, c)) else {
         return Err(caller.refuse(&state, entry, no_such_call()).await);
     };
-    let on_the_call = is_participant(&caller.principal, &call.participants);
-    let may = caller.principal.has_scope(Scope::FlowsWrite)
-        && (matches!(caller.principal.role, Role::Admin | Role::Manager) || on_the_call);
-    if !may {
+    if !may_pause(&caller, &call) {
         let error = ApiError::new(
             StatusCode::FORBIDDEN,
             "role_restriction",
@@ -129,7 +135,7 @@ async fn control(
     match state.flows.redact(&id, on, &caller.principal.actor()).await {
         Ok(call) => {
             audit::record(&state.db, &entry).await.map_err(internal)?;
-            Ok(Json(call_json(&call)).into_response())
+            Ok(Json(call_json(&caller, &call)).into_response())
         }
         Err(e) => {
             let (status, code) = match e {

@@ -114,7 +114,8 @@ function el(tag, attributes = {}, ...children) {
 // Sign in and out
 
 function showOnly(id) {
-  for (const view of ["sign-in-view", "recordings-view", "flows-view"]) {
+  if (id !== "calls-view") stopLiveCalls();
+  for (const view of ["sign-in-view", "recordings-view", "calls-view", "flows-view"]) {
     $(`#${view}`).hidden = view !== id;
   }
 }
@@ -185,6 +186,9 @@ async function route() {
   if (path === "/flows" && session.can.edit_flows) {
     showOnly("flows-view");
     await loadFlows();
+  } else if (path === "/calls") {
+    showOnly("calls-view");
+    await loadLiveCalls();
   } else {
     showOnly("recordings-view");
     await loadRecordings(params);
@@ -680,6 +684,74 @@ class Player {
     context.fillRect(Math.min(width - 2, played * width), 0, 2, height);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Live calls: calls in progress and their recording's state; Pause / Resume for those allowed.
+
+const LIVE_REFRESH_MS = 3000;
+let liveTimer = null;
+
+function stopLiveCalls() {
+  if (liveTimer) clearTimeout(liveTimer);
+  liveTimer = null;
+}
+
+const RECORDING_STATE = { recording: "Recording", muted: "Paused (muted)", paused: "Paused" };
+
+async function loadLiveCalls() {
+  stopLiveCalls();
+  // Not while the tab is hidden: every look at live calls is audited.
+  if (!document.hidden) {
+    try {
+      const data = await api("GET", "/api/calls");
+      renderLiveCalls(data.calls);
+    } catch (error) {
+      if (error.status !== 401) say(`Could not load live calls: ${error.message}`);
+      return;
+    }
+  }
+  if (!$("#calls-view").hidden) liveTimer = setTimeout(loadLiveCalls, LIVE_REFRESH_MS);
+}
+
+function renderLiveCalls(calls) {
+  const body = $("#live-calls tbody");
+  body.replaceChildren(...calls.map((call) => {
+    const caller = [call.caller?.name, call.caller?.number].filter(Boolean).join(" ") || "unknown";
+    const state = call.recording?.state;
+    const action = state && call.can_pause
+      ? el("button", {
+        type: "button",
+        class: state === "recording" ? "secondary pause" : "resume",
+        text: state === "recording" ? "Pause recording" : "Resume recording",
+        "aria-label": `${state === "recording" ? "Pause" : "Resume"} the recording of the call from ${caller}`,
+        onclick: (event) => pauseOrResume(call, state === "recording", event.target),
+      })
+      : null;
+    return el("tr", { "data-id": call.id },
+      el("td", { "data-label": "Caller" }, caller),
+      el("td", { "data-label": "Callee" }, call.callee ?? ""),
+      el("td", { "data-label": "Node" }, call.node ?? ""),
+      el("td", { "data-label": "Since" }, el("time", { datetime: call.started_at, text: when(call.started_at) })),
+      el("td", { "data-label": "Recording", class: "recording-state" }, state ? RECORDING_STATE[state] ?? state : "Not recorded"),
+      el("td", {}, action));
+  }));
+  $("#no-calls").hidden = calls.length > 0;
+}
+
+async function pauseOrResume(call, pause, button) {
+  button.disabled = true;
+  try {
+    await api("POST", `/api/calls/${encodeURIComponent(call.id)}/recording/${pause ? "pause" : "resume"}`);
+    say(pause ? "Recording paused." : "Recording resumed.");
+  } catch (error) {
+    say(`Not changed: ${error.message}`);
+  }
+  await loadLiveCalls();
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && !$("#calls-view").hidden) loadLiveCalls();
+});
 
 // ---------------------------------------------------------------------------------------------
 // Flows: record_call switches and record_outbound_calls
