@@ -774,7 +774,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     browser.screenshot(&screenshots().join("phone.png")).await;
     browser.set_window(1280, 900).await;
 
-    // Staff may play (the tenant allows it) but never see Download.
+    // Staff may play (the tenant allows it) but never download.
     sign_out(&browser).await;
     sign_in(&browser, &base, "sam", "sam-password").await;
     browser
@@ -791,7 +791,17 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
     browser.find(".panel .player").await;
-    assert!(browser.find_all(".panel button.download").await.is_empty());
+    // Staff never download: the button is there, disabled, with the reason beside it.
+    let blocked = browser
+        .exec(
+            "const b = document.querySelector('.panel button.download'); return [b.disabled, document.getElementById(b.getAttribute('aria-describedby')).textContent]",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        blocked,
+        serde_json::json!([true, "Download not permitted for your role"])
+    );
     assert!(browser.find_all(".panel button.delete").await.is_empty());
     assert!(
         browser

@@ -394,6 +394,17 @@ async function openPanel(panel, id, row) {
   }
   if (rec.access.download.allowed) {
     actions.append(el("button", { type: "button", class: "download", text: "Download", onclick: () => confirmDownload(rec) }));
+  } else if (rec.status !== "deleted") {
+    // Reasons, not absences: a blocked Download says why (consent, compliance, entitlement, role).
+    const reason = REASON_TEXT[rec.access.download.reason] ?? "not permitted";
+    actions.append(el("button", {
+      type: "button",
+      class: "download",
+      disabled: true,
+      "aria-disabled": "true",
+      "aria-describedby": `download-reason-${rec.id}`,
+      text: "Download",
+    }), el("span", { id: `download-reason-${rec.id}`, class: "muted reason", text: `Download ${reason}` }));
   }
   if (rec.access.delete.allowed && rec.status !== "deleted") {
     actions.append(el("button", {
