@@ -578,15 +578,22 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .exec("return arguments[0].tabIndex >= 0", &[Browser::arg(&wave)])
         .await;
     assert_eq!(focused, true);
+    // Playback access is asked for when Play is pressed, not when the panel opens.
     browser
         .wait_for(
-            "metadata loaded",
-            &format!("return document.querySelector('{panel} audio').readyState >= 1"),
+            "the waveform",
+            &format!("return document.querySelector('{panel} canvas.wave').width > 0"),
         )
         .await;
-    assert!(
-        stream_events(&s, Some(recording)).await > 0,
-        "the player streams once open"
+    assert_eq!(stream_events(&s, Some(recording)).await, 0);
+    assert_eq!(
+        browser
+            .exec(
+                &format!("return document.querySelector('{panel} audio').hasAttribute('src')"),
+                &[],
+            )
+            .await,
+        false
     );
     let redactions = browser
         .text(&browser.find(&format!("{panel} .redactions")).await)
@@ -600,10 +607,20 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         "{indicators}"
     );
 
-    // Play and see time advance.
+    // Play: the link is asked for, the audio streams, time advances.
     browser
         .click(&browser.find(&format!("{panel} button.play")).await)
         .await;
+    browser
+        .wait_for(
+            "metadata loaded",
+            &format!("return document.querySelector('{panel} audio').readyState >= 1"),
+        )
+        .await;
+    assert!(
+        stream_events(&s, Some(recording)).await > 0,
+        "the player streams once Play is pressed"
+    );
     browser
         .wait_for(
             "time advances",

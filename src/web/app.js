@@ -587,8 +587,9 @@ class Player {
     window.addEventListener("resize", this.onResize);
   }
 
+  /// The waveform only: playback access (a signed link, audited) is asked for when the user
+  /// plays or seeks, not when the panel opens.
   async load() {
-    await this.renew();
     // The server draws waveforms in a few sizes only: the smallest as wide as the canvas.
     const width = Math.round(this.canvas.clientWidth || 800);
     const points = PEAK_POINTS.find((n) => n >= width) ?? PEAK_POINTS[PEAK_POINTS.length - 1];
@@ -620,8 +621,15 @@ class Player {
     }
   }
 
+  /// The playback link, asked for the first time it is needed.
+  async ensureLink() {
+    if (!this.audio.getAttribute("src")) await this.renew();
+    return Boolean(this.audio.getAttribute("src"));
+  }
+
   async toggle() {
     if (this.audio.paused) {
+      if (!(await this.ensureLink())) return;
       try {
         await this.audio.play();
       } catch (error) {
@@ -633,6 +641,12 @@ class Player {
   }
 
   seek(seconds) {
+    if (!this.audio.getAttribute("src")) {
+      this.ensureLink().then((ready) => {
+        if (ready) this.audio.addEventListener("loadedmetadata", () => this.seek(seconds), { once: true });
+      });
+      return;
+    }
     const end = Number.isFinite(this.audio.duration) ? this.audio.duration : this.duration;
     this.audio.currentTime = Math.min(Math.max(0, seconds), end);
     this.update();
