@@ -895,6 +895,31 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
     t.sim.advance(30.0);
+
+    // A recording's own link opens it, its panel open, and survives a reload (issue 16).
+    let id = browser
+        .exec(
+            "return document.querySelector('#recordings tbody tr[data-id]').dataset.id",
+            &[],
+        )
+        .await;
+    let id = id.as_str().expect("id").to_string();
+    browser
+        .click(&browser.find(".panel a.permalink").await)
+        .await;
+    browser
+        .wait_for(
+            "the recording's link",
+            &format!("return location.hash === '#/recordings/{id}'"),
+        )
+        .await;
+    browser.exec("location.reload()", &[]).await;
+    browser
+        .wait_for(
+            "one recording, open",
+            &format!("return document.querySelectorAll('#recordings tbody tr[data-id]').length === 1 && !document.querySelector('#panel-{id}').closest('tr').hidden"),
+        )
+        .await;
     browser.quit().await;
     let _ = s.stop.send(true);
 }

@@ -189,6 +189,9 @@ async function route() {
   } else if (path === "/calls") {
     showOnly("calls-view");
     await loadLiveCalls();
+  } else if (/^\/recordings\/\d+$/.test(path)) {
+    showOnly("recordings-view");
+    await loadOneRecording(Number(path.split("/")[2]));
   } else {
     showOnly("recordings-view");
     await loadRecordings(params);
@@ -255,6 +258,29 @@ async function loadRecordings(params) {
   $("#prev-page").disabled = !params.get("cursor");
   $("#first-page").disabled = !params.get("cursor");
   say(`${page.recordings.length} recordings${page.next_cursor ? ", more on the next page" : ""}.`);
+}
+
+/// `#/recordings/{id}`: one recording, its panel open, a link to share or reload.
+async function loadOneRecording(id) {
+  const body = $("#recordings tbody");
+  const request = ++listRequest;
+  let rec;
+  try {
+    rec = await api("GET", `/api/recordings/${id}`);
+  } catch (error) {
+    if (request === listRequest && error.status !== 401) say(`Could not load recording ${id}: ${error.message}`);
+    if (request === listRequest) body.replaceChildren();
+    return;
+  }
+  if (request !== listRequest) return;
+  for (const panel of body.querySelectorAll(".panel")) panel.player?.stop();
+  const rows = recordingRows(rec);
+  body.replaceChildren(...rows);
+  $("#empty").hidden = true;
+  for (const button of ["#next-page", "#prev-page"]) $(button).disabled = true;
+  $("#first-page").disabled = false;
+  rows[0].querySelector("button.expand").click();
+  say(`Recording ${id}.`);
 }
 
 function filtersFromForm() {
@@ -361,7 +387,8 @@ async function openPanel(panel, id, row) {
     panel.replaceChildren(el("p", { class: "error", text: `Could not load the recording: ${error.message}` }));
     return;
   }
-  const heading = el("h3", { text: "Call Recording" });
+  const heading = el("h3", {}, "Call Recording ",
+    el("a", { href: `#/recordings/${rec.id}`, class: "permalink", text: "Link to this recording" }));
   const indicators = el("p", { class: "indicators" },
     el("span", { class: `badge consent-${rec.consent}`, text: `Consent: ${rec.consent}` }),
     el("span", { class: `badge compliance-${rec.compliance}`, text: `Compliance: ${rec.compliance.replace("_", " ")}` }),
