@@ -724,23 +724,27 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
     // A steady mix over the sample flows of dialplans/: support (greeting, transfer, voicemail),
     // voicemail (ended by hang-up or #), the sales hunt group, the helpdesk queue, and a direct
     // outbound call.
-    const CALLERS: [(&str, &str, &str); 5] = [
+    const CALLERS: [(&str, &str, &str); 6] = [
         ("100", "Alice <5551001>", "talk"),
         ("300", "Bob <5551002>", "talk"),
         ("400", "Carol <5551003>", "talk"),
         ("500", "Dave <5551004>", "talk"),
         ("320", "Ivan <5551009>", "talkhash"),
+        // The billing line asks for consent; this caller presses 1.
+        ("600", "Grace <5551007>", "talkconsent"),
     ];
     let mut shutdown_wait = shutdown.clone();
     let mut n = 0usize;
     loop {
-        if n % 6 == 5 {
+        // Each inbound caller in turn, then a direct outbound call.
+        let turn = n % (CALLERS.len() + 1);
+        if turn == CALLERS.len() {
             let id = service
                 .flows
                 .place_outbound("PJSIP/204", "PJSIP/205", "default", "default");
             tracing::info!(call = %id, "demo outbound call placed");
         } else {
-            let (exten, caller, behaviour) = CALLERS[n % CALLERS.len()];
+            let (exten, caller, behaviour) = CALLERS[turn];
             match sim.place_inbound_call(exten, caller, behaviour) {
                 Ok(channel) => {
                     tracing::info!(exten, caller_channel = %channel.id, "demo call placed")

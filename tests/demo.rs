@@ -136,12 +136,16 @@ async fn the_demo_records_every_kind_of_call_and_serves_the_page() {
                 })
             })
             .collect();
-        if missing.is_empty() {
+        // The billing line asked for consent and the demo's caller pressed 1.
+        let billing = seen.iter().any(|r| {
+            r["flow"] == "billing" && r["consent"] == "granted" && r["status"] == "ready"
+        });
+        if missing.is_empty() && billing {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "no finished recording of {missing:?} after 3 minutes of demo calls: {seen:#?}"
+            "no finished recording of {missing:?} (billing with consent: {billing}) after 3 minutes of demo calls: {seen:#?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

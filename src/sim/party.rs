@@ -63,6 +63,14 @@ pub fn caller_sim_script(extension: &str) -> Option<Script> {
             Step::Hangup,
         ],
         "silent" => vec![Step::Answer, Step::Wait(30.0), Step::Hangup],
+        // Answers a consent question with 1 after 2 s, then talks.
+        "talkconsent" => vec![
+            Step::Answer,
+            Step::Wait(2.0),
+            Step::Dtmf('1'),
+            Step::Say("demo-congrats".into()),
+            Step::Hangup,
+        ],
         // Presses *1 after 3 s and *2 3 s later, then talks (the dtmf_in_bridge capture).
         "talkdtmf" => vec![
             Step::Answer,
