@@ -1367,18 +1367,7 @@ async fn in_pause_mode_the_paused_audio_is_left_out() {
     let rows = wait_recording(&t, &s, "recording", 1).await;
     let admin = common::authed();
     // The flow's tenant is acme: the default tenant's admin sees nothing of it.
-    let acme_admin = common::bearer(
-        &common::user_token(
-            &s.svc.db,
-            "acme-admin",
-            "admin",
-            "acme",
-            &[],
-            None,
-            &[ari_recorder::access::Scope::Admin],
-        )
-        .await,
-    );
+    let acme_admin = common::tenant_admin(&s.svc.db, "acme").await;
     drop(admin);
     let calls = common::send(acme_admin.get(format!("{}/api/calls", s.base))).await;
     let id = calls.json()["calls"][0]["id"]
@@ -1424,6 +1413,20 @@ async fn wait_recording_state(s: &common::TestService, state: &'static str) {
     .await;
 }
 
+/// Who or what redacted each stretch of a recording, in order.
+async fn redaction_authors(s: &common::TestService, recording: &str) -> Vec<String> {
+    sqlx::query_as::<_, (String,)>(
+        "SELECT by_actor FROM recording_redactions WHERE recording_name = $1 ORDER BY id",
+    )
+    .bind(recording)
+    .fetch_all(&s.svc.db.pool)
+    .await
+    .expect("spans")
+    .into_iter()
+    .map(|(by,)| by)
+    .collect()
+}
+
 fn feature_code_flow(leg: &str) -> String {
     transfer_flow("PJSIP/201", true).replace(
         "tenant = \"acme\"",
@@ -1457,13 +1460,10 @@ async fn feature_codes_from_the_callers_keypad_mute_the_recording() {
     assert!(samples[at(3.3)..at(5.7)].iter().all(|v| *v == 0), "muted");
     assert!(samples[at(0.5)..at(2.8)].iter().any(|v| *v != 0));
     assert!(samples[at(6.5)..at(9.0)].iter().any(|v| *v != 0));
-    let by: Vec<(String,)> =
-        sqlx::query_as("SELECT by_actor FROM recording_redactions WHERE recording_name = $1")
-            .bind(&rows[0].recording_name)
-            .fetch_all(&s.svc.db.pool)
-            .await
-            .expect("spans");
-    assert_eq!(by, [("dtmf:caller".to_string(),)]);
+    assert_eq!(
+        redaction_authors(&s, &rows[0].recording_name).await,
+        ["dtmf:caller"]
+    );
     stop(s).await;
 }
 
@@ -1509,13 +1509,10 @@ async fn feature_codes_on_the_agents_leg_ignore_the_callers_keys() {
         samples[at(8.3)..at(10.7)].iter().all(|v| *v == 0),
         "the agent's keys mute"
     );
-    let by: Vec<(String,)> =
-        sqlx::query_as("SELECT by_actor FROM recording_redactions WHERE recording_name = $1")
-            .bind(&rows[0].recording_name)
-            .fetch_all(&s.svc.db.pool)
-            .await
-            .expect("spans");
-    assert_eq!(by, [("dtmf:agent".to_string(),)]);
+    assert_eq!(
+        redaction_authors(&s, &rows[0].recording_name).await,
+        ["dtmf:agent"]
+    );
     stop(s).await;
 }
 
@@ -1596,18 +1593,7 @@ async fn nodes_without_record_call_follow_record_inbound_calls() {
         ],
     )
     .await;
-    let acme_admin = common::bearer(
-        &common::user_token(
-            &s.svc.db,
-            "acme-admin",
-            "admin",
-            "acme",
-            &[],
-            None,
-            &[ari_recorder::access::Scope::Admin],
-        )
-        .await,
-    );
+    let acme_admin = common::tenant_admin(&s.svc.db, "acme").await;
     let flows = common::send(acme_admin.get(format!("{}/api/flows", s.base))).await;
     let desk = flows.json()["flows"][0]["nodes"]
         .as_array()

@@ -137,9 +137,9 @@ async fn the_demo_records_every_kind_of_call_and_serves_the_page() {
             })
             .collect();
         // The billing line asked for consent and the demo's caller pressed 1.
-        let billing = seen.iter().any(|r| {
-            r["flow"] == "billing" && r["consent"] == "granted" && r["status"] == "ready"
-        });
+        let billing = seen
+            .iter()
+            .any(|r| r["flow"] == "billing" && r["consent"] == "granted" && r["status"] == "ready");
         if missing.is_empty() && billing {
             break;
         }

@@ -482,18 +482,7 @@ async fn metrics_and_deployment_state_belong_to_the_operator(db: Db) {
         .await
         .contains("ari_connected 1\n"));
 
-    let acme_admin = common::bearer(
-        &common::user_token(
-            &s.svc.db,
-            "acme-admin",
-            "admin",
-            "acme",
-            &[],
-            None,
-            &[ari_recorder::access::Scope::Admin],
-        )
-        .await,
-    );
+    let acme_admin = common::tenant_admin(&s.svc.db, "acme").await;
     for path in ["/api/settings", "/api/library/scan"] {
         let refused = send(acme_admin.get(format!("{}{path}", s.base))).await;
         assert_eq!(
@@ -1047,18 +1036,7 @@ record_call = true
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(quarantined, "{:?}", status_of_call_file().await);
-    let acme_admin = common::bearer(
-        &common::user_token(
-            &s.svc.db,
-            "acme-admin",
-            "admin",
-            "acme",
-            &[],
-            None,
-            &[ari_recorder::access::Scope::Admin],
-        )
-        .await,
-    );
+    let acme_admin = common::tenant_admin(&s.svc.db, "acme").await;
     for admin in [common::authed(), acme_admin.clone()] {
         let list = send(admin.get(format!("{}/api/recordings", s.base))).await;
         assert_eq!(list.json()["recordings"].as_array().map(Vec::len), Some(0));

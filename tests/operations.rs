@@ -499,18 +499,7 @@ record_call = true
         ),
         (&"fallback".into(), &"15551002".into(), &"555".into())
     );
-    let acme = common::bearer(
-        &common::user_token(
-            &s.svc.db,
-            "acme-admin",
-            "admin",
-            "acme",
-            &[],
-            None,
-            &[ari_recorder::access::Scope::Admin],
-        )
-        .await,
-    );
+    let acme = common::tenant_admin(&s.svc.db, "acme").await;
     let listed = send(acme.get(format!("{}/api/recordings?node_type=fallback", s.base))).await;
     let rows = listed.json()["recordings"]
         .as_array()

@@ -176,6 +176,23 @@ pub async fn user_token(
     token
 }
 
+/// A client authenticated as an admin (every scope) of `tenant`: user `<tenant>-admin`.
+pub async fn tenant_admin(db: &ari_recorder::library::Database, tenant: &str) -> reqwest::Client {
+    let name = format!("{tenant}-admin");
+    bearer(
+        &user_token(
+            db,
+            &name,
+            "admin",
+            tenant,
+            &[],
+            None,
+            &[ari_recorder::access::Scope::Admin],
+        )
+        .await,
+    )
+}
+
 /// Creates an admin with an all-scopes token in the default tenant and lets that tenant play
 /// and download; returns the token.
 pub async fn bootstrap_admin(db: &ari_recorder::library::Database) -> String {
