@@ -362,7 +362,7 @@ fn check_event(
     }
     if event.key_id.is_none() && sealed_seen {
         return Some(format!(
-            "event {} is not sealed though earlier events are: it was rewritten without the key",
+            "event {} is not sealed though earlier events are: it was rewritten without the key (or the service ran for a while without AUDIT_KEYS)",
             event.seq
         ));
     }
