@@ -1811,3 +1811,68 @@ async fn a_silent_caller_is_asked_again_then_counts_as_declined() {
     wait_until("torn down", || quiet(&t)).await;
     stop(s).await;
 }
+
+/// Issue 12: the deployment's recording announcement plays to a caller about to be recorded
+/// who has not heard a notice, before the agent is rung; a flow can turn it off.
+#[tokio::test]
+async fn the_recording_announcement_plays_before_the_first_recorded_node() {
+    let t = start_sim(0.0).await;
+    let quiet_flow = transfer_flow("PJSIP/202", true)
+        .replace("numbers = [\"100\"]", "numbers = [\"101\"]")
+        .replace(
+            "tenant = \"acme\"",
+            "tenant = \"acme\"\nrecording_announcement = false",
+        );
+    let s = start_service(
+        &t,
+        &[
+            ("support.toml", &transfer_flow("PJSIP/201", true)),
+            ("quiet.toml", &quiet_flow),
+            (
+                "settings.toml",
+                "recording_announcement = [\"sound:hello-world\"]\n",
+            ),
+        ],
+    )
+    .await;
+    let plays = || {
+        t.sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/play"))
+            .map(|r| r.query)
+            .collect::<Vec<_>>()
+    };
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_until("the announcement", || plays().len() == 1).await;
+    assert!(plays()[0].contains("hello-world"), "{:?}", plays());
+    let agent_rung = || {
+        t.sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/channels") && r.query.contains("201"))
+    };
+    assert!(
+        !agent_rung(),
+        "the agent is not rung before the announcement ends"
+    );
+    t.sim.advance(1.5);
+    let rows = wait_recording(&t, &s, "recorded after the announcement", 1).await;
+    assert!(agent_rung(), "then the agent is rung");
+    assert_eq!(call_consent(&s).await, ["granted"], "told, so consented");
+    assert_eq!(rows[0].node.as_deref(), Some("desk"));
+    t.sim.advance(17.0);
+    wait_until("torn down", || quiet(&t)).await;
+
+    // A flow that turned it off: no prompt, straight to the agent.
+    t.sim
+        .place_inbound_call("101", "Bob <5551002>", "talk")
+        .expect("call");
+    wait_rows(&s.svc.db, "the quiet flow's recording", 2, |_| true).await;
+    assert_eq!(plays().len(), 1);
+    t.sim.advance(17.0);
+    wait_until("torn down", || quiet(&t)).await;
+    stop(s).await;
+}

@@ -355,6 +355,11 @@ enum Phase {
         attempt: u32,
         timer: u64,
     },
+    /// The deployment's recording announcement plays before the node that records.
+    Announcing {
+        index: usize,
+        playback: String,
+    },
     Ended,
 }
 
@@ -449,6 +454,9 @@ pub struct Call {
     /// recorded by any later node.
     #[serde(default)]
     consent: Option<bool>,
+    /// The deployment's `recording_announcement`, fixed for the call's life.
+    #[serde(default)]
+    announcement: Vec<String>,
 }
 
 fn switched_on() -> bool {
@@ -555,6 +563,7 @@ impl Call {
             recording_enabled: true,
             record_inbound_calls: false,
             consent: None,
+            announcement: Vec::new(),
         }
     }
 
@@ -627,7 +636,8 @@ impl Call {
         match &self.phase {
             Phase::Playing { playback, .. }
             | Phase::VoicemailGreeting { playback }
-            | Phase::ConsentPrompt { playback, .. } => Some(playback),
+            | Phase::ConsentPrompt { playback, .. }
+            | Phase::Announcing { playback, .. } => Some(playback),
             _ => None,
         }
     }
@@ -698,7 +708,8 @@ impl Call {
         if adoption.playback_over {
             if let Phase::Playing { playback, .. }
             | Phase::VoicemailGreeting { playback }
-            | Phase::ConsentPrompt { playback, .. } = self.phase.clone()
+            | Phase::ConsentPrompt { playback, .. }
+            | Phase::Announcing { playback, .. } = self.phase.clone()
             {
                 self.playback_done(&playback, now_ms, agents, out);
             }
@@ -1031,6 +1042,17 @@ impl Call {
             return;
         };
         self.node = Some(id.clone());
+        // A caller about to be recorded who has not heard a notice hears the announcement first.
+        if kind.has_record_switch() && self.records() && self.announces() {
+            let playback = self.fresh("P");
+            out.push(Output::Command(Command::Play {
+                channel: self.id.clone(),
+                playback: playback.clone(),
+                media: self.announcement[0].clone(),
+            }));
+            self.phase = Phase::Announcing { index: 0, playback };
+            return;
+        }
         match kind {
             NodeKind::PlayAudio {
                 media,
@@ -1350,6 +1372,13 @@ impl Call {
         }
     }
 
+    /// Whether the recording announcement is still to be played before recording this call.
+    fn announces(&self) -> bool {
+        !self.heard_recording_notice
+            && !self.announcement.is_empty()
+            && self.flow.as_ref().is_some_and(|f| f.announces)
+    }
+
     /// Whether the current node (or a direct outbound call's setting) records.
     fn records(&self) -> bool {
         self.recording_switch().0
@@ -1377,6 +1406,12 @@ impl Call {
                 }
             }
         }
+    }
+
+    /// The prompts announcing recording (`recording_announcement`), fixed for the call's life.
+    pub fn announcing(mut self, prompts: Vec<String>) -> Call {
+        self.announcement = prompts;
+        self
     }
 
     /// The deployment's recording switches (`settings.toml`), fixed for the call's life.
@@ -1676,6 +1711,29 @@ impl Call {
             }
             Phase::VoicemailGreeting { playback: current } if current == playback => {
                 self.start_voicemail(now_ms, out)
+            }
+            Phase::Announcing {
+                index,
+                playback: current,
+            } if current == playback => {
+                if let Some(media) = self.announcement.get(index + 1).cloned() {
+                    let playback = self.fresh("P");
+                    out.push(Output::Command(Command::Play {
+                        channel: self.id.clone(),
+                        playback: playback.clone(),
+                        media,
+                    }));
+                    self.phase = Phase::Announcing {
+                        index: index + 1,
+                        playback,
+                    };
+                } else {
+                    // Told: the node that records goes on (and its recordings carry consent).
+                    self.heard_recording_notice = true;
+                    let node = self.node.clone();
+                    self.hops = self.hops.saturating_sub(1);
+                    self.enter(node, now_ms, agents, out);
+                }
             }
             Phase::ConsentPrompt {
                 index,

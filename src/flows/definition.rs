@@ -181,6 +181,9 @@ pub struct Flow {
     pub nodes: BTreeMap<String, Node>,
     /// DTMF feature codes that pause and resume the call's recording while it is bridged.
     pub feature_codes: Option<FeatureCodes>,
+    /// Whether the deployment's `recording_announcement` plays in this flow (true unless the
+    /// flow says `recording_announcement = false`).
+    pub announces: bool,
 }
 
 /// `pause_code` / `resume_code` of a flow: digits an agent on a desk phone keys to pause and
@@ -200,7 +203,7 @@ pub enum FeatureLeg {
     Caller,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     /// The master switch: off, no call is recorded whatever the nodes say (voicemail messages
     /// are not call recordings and still work).
@@ -219,6 +222,10 @@ pub struct Settings {
     /// Compliance status of new recordings: `permitted` (the default), or `unknown`, which
     /// blocks playback until an admin records the evidence (the strict reading).
     pub default_compliance: DefaultCompliance,
+    /// Prompts played to a caller before the first recorded part of a call that has not heard
+    /// a recording notice. Empty (the default): none; Asterisk's core sounds hold no "this call
+    /// may be recorded" prompt, so the operator names their own.
+    pub recording_announcement: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -247,6 +254,7 @@ impl Default for Settings {
             record_from_dial: false,
             redaction_mode: super::call::RedactMode::Mute,
             default_compliance: DefaultCompliance::Permitted,
+            recording_announcement: Vec::new(),
         }
     }
 }
@@ -752,6 +760,7 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             "pause_code",
             "resume_code",
             "feature_code_leg",
+            "recording_announcement",
         ],
     );
     let numbers = ctx.strings(head, "numbers", true);
@@ -764,6 +773,7 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
         .unwrap_or_else(|| "default".into());
     let private = ctx.boolean(head, "private", false);
     let feature_codes = feature_codes(&mut ctx, head);
+    let announces = ctx.boolean(head, "recording_announcement", true);
     let mut nodes = BTreeMap::new();
     match table.get("nodes") {
         Some(Value::Table(node_tables)) => {
@@ -842,6 +852,7 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             start,
             nodes,
             feature_codes,
+            announces,
         })
     } else {
         Err(errors)
@@ -966,6 +977,7 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
             "record_from_dial",
             "redaction_mode",
             "default_compliance",
+            "recording_announcement",
         ],
     );
     let redaction_mode = match ctx.string(&table, "redaction_mode", false).as_deref() {
@@ -990,7 +1002,12 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
             DefaultCompliance::Permitted
         }
     };
+    let recording_announcement = ctx.strings(&table, "recording_announcement", false);
+    for media in &recording_announcement {
+        check_media(&mut ctx, "recording_announcement", media);
+    }
     let settings = Settings {
+        recording_announcement,
         default_compliance,
         recording_enabled: ctx.boolean(&table, "recording_enabled", true),
         record_inbound_calls: ctx.boolean(&table, "record_inbound_calls", false),

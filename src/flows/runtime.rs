@@ -378,6 +378,7 @@ fn start_inbound(inner: &Arc<Inner>, channel: &Channel, number: &str) {
                 flows.settings.recording_enabled,
                 flows.settings.record_inbound_calls,
             )
+            .announcing(flows.settings.recording_announcement.clone())
             .with_channel_name(&channel.name);
             spawn_call(inner.clone(), call);
         }

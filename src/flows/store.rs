@@ -129,7 +129,7 @@ impl FlowStore {
             Some(Err(errors)) => problems.extend(errors),
             None => *settings = Settings::default(),
         }
-        let (set, clashes) = assemble(next.values().cloned().collect(), *settings);
+        let (set, clashes) = assemble(next.values().cloned().collect(), settings.clone());
         problems.extend(clashes);
         for p in &problems {
             tracing::error!(problem = %p, "dialplan refused; the last good version keeps running");
@@ -196,7 +196,7 @@ impl FlowStore {
     }
 
     pub fn settings(&self) -> Settings {
-        self.current().settings
+        self.current().settings.clone()
     }
 
     /// Changes `record_outbound_calls`; applies to the next call.
