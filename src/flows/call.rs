@@ -2133,6 +2133,145 @@ mod tests {
         })
     }
 
+    fn flow_of(text: &str) -> Arc<Flow> {
+        Arc::new(parse_flow(Path::new("sales.toml"), text).expect("valid"))
+    }
+
+    /// An event as Asterisk sends it, from its JSON.
+    fn event(json: serde_json::Value) -> Event {
+        serde_json::from_value(json).expect("event")
+    }
+
+    fn channel_json(id: &str) -> serde_json::Value {
+        serde_json::to_value(channel(id)).expect("channel")
+    }
+
+    fn dial_ended(peer: &str, status: &str) -> Event {
+        event(serde_json::json!({
+            "type": "Dial", "timestamp": "", "application": "recorder",
+            "peer": channel_json(peer), "dialstatus": status, "dialstring": "201"
+        }))
+    }
+
+    /// The endpoints originated by `out`, with the leg ids the call gave them.
+    fn originated(out: &[Output]) -> Vec<(String, String)> {
+        commands(out)
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::Originate {
+                    channel, endpoint, ..
+                } => Some((channel.clone(), endpoint.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Issue 10: a sequential hunt group rings its members one after the other; a busy member
+    /// passes the call on; the one who answers is bridged and recorded.
+    #[test]
+    fn a_sequential_hunt_group_passes_a_busy_member_on() {
+        let flow = flow_of(
+            "[flow]\nnumbers = [\"400\"]\nstart = \"team\"\n[nodes.team]\ntype = \"hunt_group\"\nmode = \"sequential\"\nmembers = [\"PJSIP/201\", \"PJSIP/202\"]\nring_seconds = 15\nrecord_call = true\n",
+        );
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+        let out = call.handle(Input::Start, 0, &mut agents);
+        let first = originated(&out);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].1, "PJSIP/201");
+        let out = call.handle(
+            Input::Event(&dial_ended(&first[0].0, "BUSY")),
+            100,
+            &mut agents,
+        );
+        let second = originated(&out);
+        assert_eq!(second.len(), 1, "{out:?}");
+        assert_eq!(second[0].1, "PJSIP/202");
+        call.handle(Input::Event(&stasis_start(&second[0].0)), 200, &mut agents);
+        let out = call.handle(
+            Input::Event(&entered("c1_B1", &["c1", &second[0].0], &second[0].0)),
+            300,
+            &mut agents,
+        );
+        let recorded = out.iter().find_map(|o| match o {
+            Output::RecordingStarted(row) => Some(row.clone()),
+            _ => None,
+        });
+        let row = recorded.expect("recorded once bridged");
+        assert_eq!(
+            (row.callee.as_str(), row.node_type.as_str()),
+            ("PJSIP/202", "hunt_group")
+        );
+        assert_eq!(call.live_view().callee.as_deref(), Some("PJSIP/202"));
+    }
+
+    /// The caller hanging up while a member rings ends everything the call made: the ringing
+    /// leg is hung up, the bridge destroyed, the agent free again.
+    #[test]
+    fn a_caller_hanging_up_while_a_member_rings_leaves_nothing_behind() {
+        let flow = flow_of(
+            "[flow]\nnumbers = [\"400\"]\nstart = \"team\"\n[nodes.team]\ntype = \"hunt_group\"\nmode = \"simultaneous\"\nmembers = [\"PJSIP/201\", \"PJSIP/202\"]\nrecord_call = true\n",
+        );
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+        let out = call.handle(Input::Start, 0, &mut agents);
+        let legs = originated(&out);
+        assert_eq!(legs.len(), 2, "all members ring at once");
+        let out = call.handle(Input::Event(&stasis_end("c1")), 500, &mut agents);
+        let cmds = commands(&out);
+        for (leg, _) in &legs {
+            assert!(
+                cmds.iter()
+                    .any(|c| matches!(c, Command::Hangup { channel } if channel == leg)),
+                "{leg} hung up: {cmds:?}"
+            );
+        }
+        assert!(cmds
+            .iter()
+            .any(|c| matches!(c, Command::DestroyBridge { .. })));
+        assert!(!out.iter().any(|o| matches!(o, Output::RecordingStarted(_))));
+        assert_eq!(out.last(), Some(&Output::Finished));
+        assert!(!agents.is_busy("PJSIP/201") && !agents.is_busy("PJSIP/202"));
+    }
+
+    /// A queue offers no agent busy on another call; when `max_wait` runs out the caller goes
+    /// to `overflow` (here a voicemail box, recorded as mu-law on the caller's channel).
+    #[test]
+    fn a_queue_skips_busy_agents_and_overflows_at_max_wait() {
+        let flow = flow_of(
+            "[flow]\nnumbers = [\"500\"]\nstart = \"q\"\n[nodes.q]\ntype = \"queue\"\nagents = [\"PJSIP/201\"]\nmax_wait = 60\nrecord_call = true\noverflow = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"help\"\n",
+        );
+        let mut agents = AgentBook::default();
+        // The only agent is on another queue call.
+        let mut other = Call::inbound("c0", "Bob", "5551002", flow.clone());
+        let out = other.handle(Input::Start, 0, &mut agents);
+        assert_eq!(originated(&out).len(), 1);
+        assert!(agents.is_busy("PJSIP/201"));
+
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+        let out = call.handle(Input::Start, 10, &mut agents);
+        assert!(
+            originated(&out).is_empty(),
+            "a busy agent is not offered: {out:?}"
+        );
+        let deadline = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Timer { key, after } if *after == Duration::from_secs(60) => Some(*key),
+                _ => None,
+            })
+            .next()
+            .expect("the max_wait timer");
+        let out = call.handle(Input::Timer(deadline), 60_010, &mut agents);
+        let voicemail = commands(&out).into_iter().find_map(|c| match c {
+            Command::RecordChannel { channel, request } => Some((channel.clone(), request.clone())),
+            _ => None,
+        });
+        let (channel, request) = voicemail.expect("voicemail after the overflow");
+        assert_eq!(channel, "c1");
+        assert_eq!(request.format, "ulaw");
+    }
+
     fn spans(out: &[Output]) -> Vec<(RedactMode, i64, i64, String)> {
         out.iter()
             .filter_map(|o| match o {
