@@ -511,4 +511,5 @@ conformance! {
     replaced_trace => "replaced.jsonl",
     record_without_recording_dir_trace => "record-without-recording-dir.jsonl",
     dtmf_in_bridge_trace => "dtmf_in_bridge.jsonl",
+    mute_vs_pause_trace => "mute_vs_pause.jsonl",
 }

@@ -66,7 +66,7 @@ impl Voice {
 pub fn sound_length(name: &str) -> Option<u64> {
     let seconds = match name {
         "demo-congrats" => 30.4,
-        "tt-monkeys" => 16.2,
+        "tt-monkeys" => 16.18,
         "tt-weasels" => 3.0,
         "vm-intro" => 5.65,
         "vm-goodbye" => 1.0,
