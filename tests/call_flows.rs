@@ -1427,6 +1427,25 @@ async fn redaction_authors(s: &common::TestService, recording: &str) -> Vec<Stri
     .collect()
 }
 
+/// Lets a call whose keys mute its recording at `mute_at` simulated seconds run to its end:
+/// time stands still while the service answers each key (muted, then recording again 3 s
+/// later). Returns the recording's samples.
+async fn record_with_keys(
+    t: &TestSim,
+    s: &common::TestService,
+    name: &str,
+    mute_at: f64,
+) -> Vec<i16> {
+    t.sim.advance(mute_at);
+    wait_recording_state(s, "muted").await;
+    t.sim.advance(3.0);
+    wait_recording_state(s, "recording").await;
+    t.sim.advance(20.0 - mute_at - 3.0);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("torn down", || quiet(t)).await;
+    samples_of(t, name)
+}
+
 fn feature_code_flow(leg: &str) -> String {
     transfer_flow("PJSIP/201", true).replace(
         "tenant = \"acme\"",
@@ -1447,15 +1466,7 @@ async fn feature_codes_from_the_callers_keypad_mute_the_recording() {
         .place_inbound_call("100", "Olivia <5551013>", "talkdtmf")
         .expect("call");
     let rows = wait_recording(&t, &s, "recording", 1).await;
-    // Simulated time stands still while the service answers each key.
-    t.sim.advance(3.2);
-    wait_recording_state(&s, "muted").await;
-    t.sim.advance(3.0);
-    wait_recording_state(&s, "recording").await;
-    t.sim.advance(14.0);
-    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
-    wait_until("torn down", || quiet(&t)).await;
-    let samples = samples_of(&t, &rows[0].recording_name);
+    let samples = record_with_keys(&t, &s, &rows[0].recording_name, 3.2).await;
     let at = |s: f64| (s * 8000.0) as usize;
     assert!(samples[at(3.3)..at(5.7)].iter().all(|v| *v == 0), "muted");
     assert!(samples[at(0.5)..at(2.8)].iter().any(|v| *v != 0));
@@ -1491,15 +1502,8 @@ async fn feature_codes_on_the_agents_leg_ignore_the_callers_keys() {
         .place_inbound_call("100", "Olivia <5551013>", "talkdtmf")
         .expect("call");
     let rows = wait_recording(&t, &s, "recording", 1).await;
-    // The caller's keys come and go; then the agent's: time stands still while they are heard.
-    t.sim.advance(8.2);
-    wait_recording_state(&s, "muted").await;
-    t.sim.advance(3.0);
-    wait_recording_state(&s, "recording").await;
-    t.sim.advance(9.0);
-    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
-    wait_until("torn down", || quiet(&t)).await;
-    let samples = samples_of(&t, &rows[0].recording_name);
+    // The caller's keys come and go unheeded; then the agent's.
+    let samples = record_with_keys(&t, &s, &rows[0].recording_name, 8.2).await;
     let at = |s: f64| (s * 8000.0) as usize;
     assert!(
         samples[at(3.3)..at(5.7)].iter().any(|v| *v != 0),

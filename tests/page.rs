@@ -15,6 +15,19 @@ use common::{start_service_on, start_sim, user_token, TestService, TestSim};
 use serde_json::Value;
 use webdriver::{Browser, ARROW_LEFT, ARROW_RIGHT};
 
+/// The WebDriver to run a page test with; without one the test is skipped, but never under CI.
+fn driver_or_skip() -> Option<&'static str> {
+    let driver = webdriver::chromedriver();
+    if driver.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the browser tests (scripts/test.sh installs chromium-driver)"
+        );
+        eprintln!("chromedriver not installed: page test not run (scripts/test.sh installs it)");
+    }
+    driver
+}
+
 fn screenshots() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
 }
@@ -212,12 +225,7 @@ async fn audio_state(browser: &Browser, panel: &str) -> (f64, f64, bool) {
 
 #[tokio::test]
 async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording() {
-    let Some(driver) = webdriver::chromedriver() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the browser tests (scripts/test.sh installs chromium-driver)"
-        );
-        eprintln!("chromedriver not installed: page test not run (scripts/test.sh installs it)");
+    let Some(driver) = driver_or_skip() else {
         return;
     };
     let t = start_sim(0.0).await;
@@ -928,12 +936,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
 /// state; Pause and Resume there mute and unmute the recording.
 #[tokio::test]
 async fn a_live_call_is_paused_and_resumed_from_the_page() {
-    let Some(driver) = webdriver::chromedriver() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the browser tests (scripts/test.sh installs chromium-driver)"
-        );
-        eprintln!("chromedriver not installed: page test not run (scripts/test.sh installs it)");
+    let Some(driver) = driver_or_skip() else {
         return;
     };
     let t = start_sim(0.0).await;
