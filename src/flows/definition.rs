@@ -416,6 +416,26 @@ impl Ctx<'_> {
         }
     }
 
+    /// One of a field's named values; the first is the default when the field is absent. An
+    /// unknown name is an error naming the choices (and the default stands in).
+    fn choice<T: Copy>(&mut self, table: &Table, field: &str, choices: &[(&str, T)]) -> T {
+        let default = choices[0].1;
+        let Some(name) = self.string(table, field, false) else {
+            return default;
+        };
+        match choices.iter().find(|(n, _)| *n == name) {
+            Some((_, value)) => *value,
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                self.err(
+                    Some(field),
+                    format!("{name:?} is not one of {}", names.join(", ")),
+                );
+                default
+            }
+        }
+    }
+
     fn boolean(&mut self, table: &Table, field: &str, default: bool) -> bool {
         match table.get(field) {
             None => default,
@@ -521,18 +541,15 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
             for a in &agents {
                 check_endpoint(ctx, "agents", a);
             }
-            let strategy = match ctx.string(table, "strategy", false).as_deref() {
-                None | Some("ringall") => Strategy::RingAll,
-                Some("round_robin") => Strategy::RoundRobin,
-                Some("longest_idle") => Strategy::LongestIdle,
-                Some(other) => {
-                    ctx.err(
-                        Some("strategy"),
-                        format!("{other:?} is not ringall, round_robin or longest_idle"),
-                    );
-                    Strategy::RingAll
-                }
-            };
+            let strategy = ctx.choice(
+                table,
+                "strategy",
+                &[
+                    ("ringall", Strategy::RingAll),
+                    ("round_robin", Strategy::RoundRobin),
+                    ("longest_idle", Strategy::LongestIdle),
+                ],
+            );
             NodeKind::Queue {
                 agents,
                 strategy,
@@ -563,17 +580,14 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
             for m in &members {
                 check_endpoint(ctx, "members", m);
             }
-            let mode = match ctx.string(table, "mode", false).as_deref() {
-                None | Some("sequential") => HuntMode::Sequential,
-                Some("simultaneous") => HuntMode::Simultaneous,
-                Some(other) => {
-                    ctx.err(
-                        Some("mode"),
-                        format!("{other:?} is not sequential or simultaneous"),
-                    );
-                    HuntMode::Sequential
-                }
-            };
+            let mode = ctx.choice(
+                table,
+                "mode",
+                &[
+                    ("sequential", HuntMode::Sequential),
+                    ("simultaneous", HuntMode::Simultaneous),
+                ],
+            );
             NodeKind::HuntGroup {
                 members,
                 mode,
@@ -662,17 +676,11 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
             if grant_key == decline_key {
                 ctx.err(Some("decline_key"), "must differ from grant_key");
             }
-            let grant_on_timeout = match ctx.string(table, "on_timeout", false).as_deref() {
-                None | Some("declined") => false,
-                Some("granted") => true,
-                Some(other) => {
-                    ctx.err(
-                        Some("on_timeout"),
-                        format!("{other:?} is not declined or granted"),
-                    );
-                    false
-                }
-            };
+            let grant_on_timeout = ctx.choice(
+                table,
+                "on_timeout",
+                &[("declined", false), ("granted", true)],
+            );
             let next = ctx.string(table, "next", false);
             let on_granted = ctx.string(table, "on_granted", false);
             let on_declined = ctx.string(table, "on_declined", false);
@@ -863,17 +871,11 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
 fn feature_codes(ctx: &mut Ctx<'_>, head: &Table) -> Option<FeatureCodes> {
     let pause = ctx.string(head, "pause_code", false);
     let resume = ctx.string(head, "resume_code", false);
-    let leg = match ctx.string(head, "feature_code_leg", false).as_deref() {
-        None | Some("agent") => FeatureLeg::Agent,
-        Some("caller") => FeatureLeg::Caller,
-        Some(other) => {
-            ctx.err(
-                Some("feature_code_leg"),
-                format!("{other:?} is not agent or caller"),
-            );
-            FeatureLeg::Agent
-        }
-    };
+    let leg = ctx.choice(
+        head,
+        "feature_code_leg",
+        &[("agent", FeatureLeg::Agent), ("caller", FeatureLeg::Caller)],
+    );
     let valid = |code: &str| {
         (1..=4).contains(&code.len())
             && code
@@ -980,28 +982,22 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
             "recording_announcement",
         ],
     );
-    let redaction_mode = match ctx.string(&table, "redaction_mode", false).as_deref() {
-        None | Some("mute") => super::call::RedactMode::Mute,
-        Some("pause") => super::call::RedactMode::Pause,
-        Some(other) => {
-            ctx.err(
-                Some("redaction_mode"),
-                format!("{other:?} is not mute or pause"),
-            );
-            super::call::RedactMode::Mute
-        }
-    };
-    let default_compliance = match ctx.string(&table, "default_compliance", false).as_deref() {
-        None | Some("permitted") => DefaultCompliance::Permitted,
-        Some("unknown") => DefaultCompliance::Unknown,
-        Some(other) => {
-            ctx.err(
-                Some("default_compliance"),
-                format!("{other:?} is not permitted or unknown"),
-            );
-            DefaultCompliance::Permitted
-        }
-    };
+    let redaction_mode = ctx.choice(
+        &table,
+        "redaction_mode",
+        &[
+            ("mute", super::call::RedactMode::Mute),
+            ("pause", super::call::RedactMode::Pause),
+        ],
+    );
+    let default_compliance = ctx.choice(
+        &table,
+        "default_compliance",
+        &[
+            ("permitted", DefaultCompliance::Permitted),
+            ("unknown", DefaultCompliance::Unknown),
+        ],
+    );
     let recording_announcement = ctx.strings(&table, "recording_announcement", false);
     for media in &recording_announcement {
         check_media(&mut ctx, "recording_announcement", media);
