@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::definition::{FeatureLeg, Flow, HuntMode, NodeKind, Strategy};
+use super::definition::{node_records, FeatureLeg, Flow, HuntMode, NodeKind, Strategy};
 use crate::ari::events::Event;
 use crate::ari::{IfExists, RecordRequest};
 
@@ -1399,11 +1399,7 @@ impl Call {
                     .as_deref()
                     .and_then(|n| self.node_kind(n))
                     .and_then(|k| k.record_call());
-                match own {
-                    _ if !self.recording_enabled => (false, "recording_enabled"),
-                    Some(record) => (record, "record_call"),
-                    None => (self.record_inbound_calls, "record_inbound_calls"),
-                }
+                node_records(self.recording_enabled, own, self.record_inbound_calls)
             }
         }
     }

@@ -260,24 +260,24 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Whether a node with this own `record_call` records, and which switch decided:
-    /// `recording_enabled` (off wins over everything), the node's `record_call`, or the
-    /// `record_inbound_calls` default.
+    /// Whether a node with this own `record_call` records, and which switch decided.
     pub fn records_node(&self, own: Option<bool>) -> (bool, &'static str) {
-        match own {
-            _ if !self.recording_enabled => (false, "recording_enabled"),
-            Some(record) => (record, "record_call"),
-            None => (self.record_inbound_calls, "record_inbound_calls"),
-        }
+        node_records(self.recording_enabled, own, self.record_inbound_calls)
     }
+}
 
-    /// Whether a direct outbound call records, and which switch decided.
-    pub fn records_outbound(&self) -> (bool, &'static str) {
-        if self.recording_enabled {
-            (self.record_outbound_calls, "record_outbound_calls")
-        } else {
-            (false, "recording_enabled")
-        }
+/// The precedence of the recording switches for a node: `recording_enabled` off wins over
+/// everything, then the node's own `record_call`, then the `record_inbound_calls` default.
+/// Returns the answer and the switch that decided.
+pub fn node_records(
+    recording_enabled: bool,
+    own: Option<bool>,
+    record_inbound_calls: bool,
+) -> (bool, &'static str) {
+    match own {
+        _ if !recording_enabled => (false, "recording_enabled"),
+        Some(record) => (record, "record_call"),
+        None => (record_inbound_calls, "record_inbound_calls"),
     }
 }
 
