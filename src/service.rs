@@ -122,7 +122,7 @@ pub async fn start(
         .with_number_scope(number_scope(store.clone()))
         .with_new_compliance({
             let store = store.clone();
-            Arc::new(move || store.settings().default_compliance.as_str())
+            Arc::new(move || store.current().settings.default_compliance.as_str())
         }),
     );
     let (flows, writer_task) = FlowRuntime::new(

@@ -80,9 +80,12 @@ pub(super) async fn list(
         .filter(|call| visible(&caller, call))
         .map(|call| call_json(&caller, call))
         .collect();
-    audit::record(&state.db, &caller.entry("calls_list"))
-        .await
-        .map_err(internal)?;
+    // What was shown is audited; an empty list showed nothing (the page polls this view).
+    if !calls.is_empty() {
+        audit::record(&state.db, &caller.entry("calls_list"))
+            .await
+            .map_err(internal)?;
+    }
     Ok(Json(serde_json::json!({ "calls": calls })).into_response())
 }
 

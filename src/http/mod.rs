@@ -310,13 +310,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let warnings =
         crate::preflight::folder_warnings_for(&state.recordings_dir, state.flows.store().dir());
     // Calls Asterisk answered through the dialplan fallback while the app was away.
-    let fallback = match state.library.indexer.fallback_summary().await {
-        Ok((count, newest)) => serde_json::json!({
-            "count": count,
-            "newest_started_at": newest.map(rfc3339),
-        }),
-        Err(_) => serde_json::Value::Null,
-    };
+    let (count, newest) = scan.fallback_summary();
+    let fallback = serde_json::json!({
+        "count": count,
+        "newest_started_at": newest.map(rfc3339),
+    });
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "database": database,

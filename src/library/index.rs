@@ -55,6 +55,8 @@ pub struct ScanState {
     /// Recordings Asterisk made through the dialplan fallback while the app was away, newly
     /// listed since start.
     pub fallback_recordings_total: AtomicU64,
+    /// When the newest of them started (unix ms; 0: none yet).
+    pub fallback_newest_ms: std::sync::atomic::AtomicI64,
     /// Why the last walk of the folder failed; cleared by the next one that succeeds.
     pub last_walk_error: std::sync::Mutex<Option<String>>,
     /// How long the indexer's write transactions take.
@@ -62,6 +64,17 @@ pub struct ScanState {
 }
 
 impl ScanState {
+    /// The recordings the dialplan fallback made while the app was away, newly listed since
+    /// start: how many, and when the newest started (unix ms). Kept in memory: `/readyz` is
+    /// polled, and a count over the table would scan it.
+    pub fn fallback_summary(&self) -> (u64, Option<i64>) {
+        let newest = self.fallback_newest_ms.load(Ordering::Relaxed);
+        (
+            self.fallback_recordings_total.load(Ordering::Relaxed),
+            (newest > 0).then_some(newest),
+        )
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "running": self.running.load(Ordering::Relaxed),
@@ -596,16 +609,6 @@ impl Indexer {
         })
     }
 
-    /// How many recordings came through the dialplan fallback (the app away), and the newest's
-    /// start: what `/readyz` tells an operator after an outage.
-    pub async fn fallback_summary(&self) -> Result<(i64, Option<i64>), DbError> {
-        Ok(sqlx::query_as(
-            "SELECT COUNT(*), MAX(started_at_ms) FROM recordings WHERE node_type = 'fallback' AND status <> 'deleted'",
-        )
-        .fetch_one(&self.db.pool)
-        .await?)
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -932,10 +935,15 @@ impl Indexer {
                             .await?;
                     match inserted {
                         Some((id,)) => {
-                            if m.is_some_and(|m| m.node_type.as_deref() == Some("fallback")) {
+                            if let Some(m) =
+                                m.filter(|m| m.node_type.as_deref() == Some("fallback"))
+                            {
                                 self.state
                                     .fallback_recordings_total
                                     .fetch_add(1, Ordering::Relaxed);
+                                self.state
+                                    .fallback_newest_ms
+                                    .fetch_max(m.started_at_ms, Ordering::Relaxed);
                             }
                             id
                         }
