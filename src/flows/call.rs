@@ -81,7 +81,9 @@ pub enum Command {
 
 /// How a live recording is redacted: `mute` keeps the file aligned with the call (silence in
 /// place of the audio), `pause` leaves the audio out (the file is shorter than the call).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RedactMode {
     #[default]
@@ -787,6 +789,22 @@ impl Call {
     pub fn live_recording(&self) -> Option<(&str, Option<RedactMode>)> {
         let name = self.recording.as_deref()?;
         Some((name, self.redacting.as_ref().map(|r| r.mode)))
+    }
+
+    /// A digest of what [`Call::live_view`] depends on that changes during a call (phase, the
+    /// bridged party, node, recording, redaction), without allocating: the runtime rebuilds the
+    /// view only when it changes, not at every event.
+    pub fn live_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::mem::discriminant(&self.phase).hash(&mut hasher);
+        if let Phase::Bridged { agent, .. } = &self.phase {
+            agent.hash(&mut hasher);
+        }
+        self.node.hash(&mut hasher);
+        self.recording.hash(&mut hasher);
+        self.redacting.as_ref().map(|r| r.mode).hash(&mut hasher);
+        hasher.finish()
     }
 
     /// What the live-calls API shows of this call.

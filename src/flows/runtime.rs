@@ -535,7 +535,7 @@ async fn drive_call(
     let outputs = handle(&inner, &mut call, first);
     execute(&inner, &mut call, &tx, outputs).await;
     saved.save(&inner, &call).await;
-    show_live(&inner, &call);
+    let mut shown = show_live(&inner, &call, None);
     while !call.is_finished() {
         let msg = tokio::select! {
             msg = rx.recv() => msg,
@@ -561,7 +561,7 @@ async fn drive_call(
             let _ = reply.send(answer);
         }
         saved.save(&inner, &call).await;
-        show_live(&inner, &call);
+        shown = show_live(&inner, &call, shown);
     }
     inner
         .calls
@@ -597,14 +597,20 @@ async fn redact_call(
     }
 }
 
-/// Refreshes what the live-calls API shows of `call`.
-fn show_live(inner: &Inner, call: &Call) {
+/// Refreshes what the live-calls API shows of `call` when it changed since `shown` (the
+/// fingerprint shown last); returns the fingerprint shown now.
+fn show_live(inner: &Inner, call: &Call, shown: Option<u64>) -> Option<u64> {
+    let now = call.live_fingerprint();
+    if shown == Some(now) {
+        return shown;
+    }
     let mut live = inner.live.lock().unwrap_or_else(|p| p.into_inner());
     if call.is_finished() {
         live.remove(&call.id);
     } else {
         live.insert(call.id.clone(), call.live_view());
     }
+    Some(now)
 }
 
 /// What was last saved of a call, so a state is written only when it changed (timers alone
