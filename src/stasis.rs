@@ -41,6 +41,10 @@ pub enum Change {
     RecordingFinished {
         name: String,
         duration: Option<i64>,
+        /// When Asterisk started writing the file, by its own clock (`RecordingStarted`'s
+        /// timestamp, ms since the epoch): where the file's first sample lies on the call's
+        /// timeline. None when the start was not seen (it began while we were away).
+        started_at_ms: Option<i64>,
         recovered: bool,
     },
     RecordingFailed {
@@ -78,6 +82,15 @@ pub struct Registry {
     channels: BTreeMap<String, Channel>,
     bridges: BTreeSet<String>,
     live: BTreeMap<String, LiveRecording>,
+    /// Asterisk's timestamp of each live recording's `RecordingStarted`.
+    started_at: BTreeMap<String, i64>,
+}
+
+/// An ARI event timestamp (`2026-11-21T23:19:37.870+0000`) in ms since the epoch.
+pub fn event_time_ms(timestamp: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_str(timestamp, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 impl Registry {
@@ -122,6 +135,9 @@ impl Registry {
             Event::RecordingStarted(e) => {
                 self.live
                     .insert(e.recording.name.clone(), e.recording.clone());
+                if let Some(at) = event_time_ms(&e.timestamp) {
+                    self.started_at.insert(e.recording.name.clone(), at);
+                }
                 changes.push(Change::RecordingStarted {
                     name: e.recording.name.clone(),
                     target_uri: e.recording.target_uri.clone(),
@@ -132,11 +148,13 @@ impl Registry {
                 changes.push(Change::RecordingFinished {
                     name: e.recording.name.clone(),
                     duration: e.recording.duration,
+                    started_at_ms: self.started_at.remove(&e.recording.name),
                     recovered: false,
                 });
             }
             Event::RecordingFailed(e) => {
                 self.live.remove(&e.recording.name);
+                self.started_at.remove(&e.recording.name);
                 changes.push(Change::RecordingFailed {
                     name: e.recording.name.clone(),
                     cause: e
@@ -204,10 +222,12 @@ impl Registry {
                     if self.live.remove(name).is_none() {
                         continue;
                     }
+                    let started_at_ms = self.started_at.remove(name);
                     if snapshot.stored.iter().any(|s| &s.name == name) {
                         changes.push(Change::RecordingFinished {
                             name: name.clone(),
                             duration: None,
+                            started_at_ms,
                             recovered: true,
                         });
                     } else {
@@ -442,6 +462,7 @@ mod tests {
         assert!(changes.contains(&Change::RecordingFinished {
             name: "rec-a".into(),
             duration: None,
+            started_at_ms: None,
             recovered: true
         }));
         assert_eq!(changes.len(), 3, "{changes:?}");

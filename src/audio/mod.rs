@@ -1,5 +1,6 @@
 //! Audio: G.711 mu-law, the WAV layout Asterisk writes, and generated sounds.
 
+pub mod assemble;
 pub mod g711;
 pub mod opus;
 pub mod renderings;

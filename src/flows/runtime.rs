@@ -31,6 +31,8 @@ pub enum LibraryWrite {
     Finished {
         name: String,
         duration: Option<i64>,
+        /// Asterisk's clock when the file began (replaces our own guess of the start).
+        started_at_ms: Option<i64>,
         at_ms: i64,
     },
     Failed {
@@ -315,12 +317,18 @@ impl FlowRuntime {
             }
             // Library updates come from the changes, live or recovered after a reconnect:
             // one path for both.
-            Change::RecordingFinished { name, duration, .. } => {
+            Change::RecordingFinished {
+                name,
+                duration,
+                started_at_ms,
+                ..
+            } => {
                 let _ = inner
                     .library
                     .send(LibraryWrite::Finished {
                         name: name.clone(),
                         duration: *duration,
+                        started_at_ms: *started_at_ms,
                         at_ms: now_ms() as i64,
                     })
                     .await;
@@ -469,6 +477,7 @@ async fn adopt_call(
                 LibraryWrite::Finished {
                     name: name.to_string(),
                     duration: None,
+                    started_at_ms: None,
                     at_ms: now_ms() as i64,
                 }
             } else {
@@ -1078,14 +1087,21 @@ async fn apply_write(db: &Database, write: &LibraryWrite) -> Result<(), sqlx::Er
             call_id,
             state: None,
         } => super::saved::remove(db, call_id).await,
-        LibraryWrite::Finished { name, duration, at_ms } => {
+        LibraryWrite::Finished {
+            name,
+            duration,
+            started_at_ms,
+            at_ms,
+        } => {
             sqlx::query(
                 "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \
-                 finished_at_ms = $2 WHERE recording_name = $3 AND state = 'recording'",
+                 finished_at_ms = $2, started_at_ms = COALESCE($4, started_at_ms) \
+                 WHERE recording_name = $3 AND state = 'recording'",
             )
             .bind(*duration)
             .bind(*at_ms)
             .bind(name)
+            .bind(*started_at_ms)
             .execute(&db.pool)
             .await
             .map(drop)

@@ -142,6 +142,9 @@ struct AppConnection {
 pub struct World {
     pub recordings_dir: PathBuf,
     now: u64,
+    /// The wall clock when the simulated clock was at 0: events are stamped with the simulated
+    /// clock, as Asterisk stamps them with the clock its audio runs on.
+    epoch: chrono::DateTime<chrono::Utc>,
     id_epoch: u64,
     next_id: u64,
     next_local: u32,
@@ -163,9 +166,11 @@ pub struct World {
 }
 
 fn timestamp() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
-        .to_string()
+    format_time(chrono::Utc::now())
+}
+
+fn format_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
 }
 
 fn seconds(s: f64) -> u64 {
@@ -200,6 +205,7 @@ impl World {
         World {
             recordings_dir,
             now: 0,
+            epoch: chrono::Utc::now(),
             id_epoch,
             next_id: 0,
             next_local: 0,
@@ -215,6 +221,12 @@ impl World {
             bridge_complete_at: HashMap::new(),
             dialplan_fallback: None,
         }
+    }
+
+    /// Now on the simulated clock, as an event's timestamp.
+    fn timestamp(&self) -> String {
+        let ms = (self.now * 1000 / u64::from(SAMPLE_RATE)) as i64;
+        format_time(self.epoch + chrono::Duration::milliseconds(ms))
     }
 
     /// Calls arriving while the app has no websocket follow asterisk/extensions.conf's fallback
@@ -256,7 +268,7 @@ impl World {
         let id = self.next_conn;
         if let Some(old) = self.apps.insert(app.to_string(), AppConnection { id, tx }) {
             let event = Event::ApplicationReplaced(ApplicationReplaced {
-                timestamp: timestamp(),
+                timestamp: self.timestamp(),
                 application: app.to_string(),
                 asterisk_id: Some(ASTERISK_ID.into()),
             });
@@ -545,7 +557,7 @@ impl World {
                     args: vec!["inbound".into(), exten.to_string()],
                     channel: inbound,
                     replace_channel: None,
-                    timestamp: timestamp(),
+                    timestamp: self.timestamp(),
                     application: stasis_app.clone(),
                     asterisk_id: Some(ASTERISK_ID.into()),
                 }),
@@ -618,7 +630,7 @@ impl World {
                                 cause_txt: "Unknown".into(),
                                 tech_cause: None,
                                 channel: c.model,
-                                timestamp: timestamp(),
+                                timestamp: self.timestamp(),
                                 application: app.to_string(),
                                 asterisk_id: Some(ASTERISK_ID.into()),
                             }),
@@ -644,7 +656,7 @@ impl World {
                 forwarded: None,
                 dialstring: Some(c.dialstring.clone()),
                 dialstatus: status.to_string(),
-                timestamp: timestamp(),
+                timestamp: self.timestamp(),
                 application: app.clone(),
                 asterisk_id: Some(ASTERISK_ID.into()),
             }),
@@ -660,7 +672,7 @@ impl World {
             app,
             Event::ChannelStateChange(ChannelStateChange {
                 channel: c.model.clone(),
-                timestamp: timestamp(),
+                timestamp: self.timestamp(),
                 application: app.clone(),
                 asterisk_id: Some(ASTERISK_ID.into()),
             }),
@@ -774,7 +786,7 @@ impl World {
                     tech_cause: None,
                     soft: if by_app { Some(true) } else { None },
                     channel: model.clone(),
-                    timestamp: timestamp(),
+                    timestamp: self.timestamp(),
                     application: app.clone(),
                     asterisk_id: Some(ASTERISK_ID.into()),
                 }),
@@ -796,7 +808,7 @@ impl World {
                     app,
                     Event::StasisEnd(StasisEnd {
                         channel: model.clone(),
-                        timestamp: timestamp(),
+                        timestamp: self.timestamp(),
                         application: app.clone(),
                         asterisk_id: Some(ASTERISK_ID.into()),
                     }),
@@ -825,7 +837,7 @@ impl World {
                         cause_txt: cause_txt.into(),
                         tech_cause: None,
                         channel: c.model,
-                        timestamp: timestamp(),
+                        timestamp: self.timestamp(),
                         application: app.clone(),
                         asterisk_id: Some(ASTERISK_ID.into()),
                     }),
@@ -946,7 +958,7 @@ impl World {
                 Event::ChannelEnteredBridge(ChannelEnteredBridge {
                     bridge: bridge_model,
                     channel: Some(channel_model),
-                    timestamp: timestamp(),
+                    timestamp: self.timestamp(),
                     application: app.clone(),
                     asterisk_id: Some(ASTERISK_ID.into()),
                 }),
@@ -998,7 +1010,7 @@ impl World {
             Event::ChannelLeftBridge(ChannelLeftBridge {
                 bridge: bridge_model,
                 channel: channel_model,
-                timestamp: timestamp(),
+                timestamp: self.timestamp(),
                 application: app.clone(),
                 asterisk_id: Some(ASTERISK_ID.into()),
             }),
@@ -1028,7 +1040,7 @@ impl World {
                 &b.app,
                 Event::BridgeDestroyed(BridgeDestroyed {
                     bridge: b.model,
-                    timestamp: timestamp(),
+                    timestamp: self.timestamp(),
                     application: b.app.clone(),
                     asterisk_id: Some(ASTERISK_ID.into()),
                 }),
@@ -1140,7 +1152,7 @@ impl World {
                 &p.app,
                 Event::PlaybackFinished(PlaybackFinished {
                     playback: p.model,
-                    timestamp: timestamp(),
+                    timestamp: self.timestamp(),
                     application: p.app.clone(),
                     asterisk_id: Some(ASTERISK_ID.into()),
                 }),
@@ -1338,7 +1350,7 @@ impl World {
                         &app,
                         Event::RecordingStarted(RecordingStarted {
                             recording: started,
-                            timestamp: timestamp(),
+                            timestamp: self.timestamp(),
                             application: app.clone(),
                             asterisk_id: Some(ASTERISK_ID.into()),
                         }),
@@ -1447,7 +1459,7 @@ impl World {
             r.live.cause = r.fail_cause.clone();
             Event::RecordingFailed(RecordingFailed {
                 recording: r.live,
-                timestamp: timestamp(),
+                timestamp: self.timestamp(),
                 application: app.clone(),
                 asterisk_id: Some(ASTERISK_ID.into()),
             })
@@ -1461,7 +1473,7 @@ impl World {
             }
             Event::RecordingFinished(RecordingFinished {
                 recording: r.live,
-                timestamp: timestamp(),
+                timestamp: self.timestamp(),
                 application: app.clone(),
                 asterisk_id: Some(ASTERISK_ID.into()),
             })
@@ -1603,7 +1615,7 @@ impl World {
                             args,
                             channel: model,
                             replace_channel: None,
-                            timestamp: timestamp(),
+                            timestamp: self.timestamp(),
                             application: app.clone(),
                             asterisk_id: Some(ASTERISK_ID.into()),
                         }),
@@ -1629,7 +1641,7 @@ impl World {
                             digit: digit.to_string(),
                             duration_ms: 100,
                             channel: model,
-                            timestamp: timestamp(),
+                            timestamp: self.timestamp(),
                             application: app.clone(),
                             asterisk_id: Some(ASTERISK_ID.into()),
                         }),
@@ -1664,7 +1676,7 @@ impl World {
                             digit: digit.to_string(),
                             duration_ms: 100,
                             channel,
-                            timestamp: timestamp(),
+                            timestamp: self.timestamp(),
                             application: app.clone(),
                             asterisk_id: Some(ASTERISK_ID.into()),
                         }),
@@ -1708,7 +1720,7 @@ impl World {
                     cause_txt: cause_txt.into(),
                     tech_cause: None,
                     channel: c.model,
-                    timestamp: timestamp(),
+                    timestamp: self.timestamp(),
                     application: app.clone(),
                     asterisk_id: Some(ASTERISK_ID.into()),
                 }),
@@ -1759,7 +1771,7 @@ impl World {
                     &app,
                     Event::PlaybackStarted(PlaybackStarted {
                         playback: model,
-                        timestamp: timestamp(),
+                        timestamp: self.timestamp(),
                         application: app.clone(),
                         asterisk_id: Some(ASTERISK_ID.into()),
                     }),
@@ -1790,7 +1802,7 @@ impl World {
                         &app,
                         Event::PlaybackContinuing(PlaybackContinuing {
                             playback: model,
-                            timestamp: timestamp(),
+                            timestamp: self.timestamp(),
                             application: app.clone(),
                             asterisk_id: Some(ASTERISK_ID.into()),
                         }),
