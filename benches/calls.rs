@@ -72,6 +72,7 @@ async fn run(arrival: Arrival) {
             "RECORDINGS_DIR" => Some(recordings.display().to_string()),
             "DATABASE_URL" => Some(format!("sqlite://{}/lib.db?mode=rwc", dir.path().display())),
             "DIALPLANS_DIR" => Some(dialplans.display().to_string()),
+            "CACHE_DIR" => Some(dir.path().join("cache").display().to_string()),
             "HTTP_ADDR" => Some("127.0.0.1:0".into()),
             _ => None,
         })

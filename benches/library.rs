@@ -412,9 +412,17 @@ async fn library_router(
     let router = ari_recorder::http::router(ari_recorder::http::AppState {
         db,
         metrics: Default::default(),
-        recordings_dir: recordings,
+        recordings_dir: recordings.clone(),
         flows,
-        library: std::sync::Arc::new(ari_recorder::http::Library::new(indexer)),
+        library: std::sync::Arc::new(ari_recorder::http::Library::new(
+            indexer,
+            ari_recorder::audio::call_audio::CallAudio::new(
+                recordings.with_extension("cache"),
+                1 << 30,
+                2,
+            )
+            .expect("cache"),
+        )),
         access: std::sync::Arc::new(ari_recorder::http::Access::from_config(
             &ari_recorder::config::Config::default(),
         )),

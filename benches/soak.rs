@@ -121,6 +121,7 @@ fn start_service(bin: &Path, dir: &Path, ari: &str) -> Service {
             format!("sqlite://{}/library.db?mode=rwc", dir.display()),
         )
         .env("DIALPLANS_DIR", dir.join("dialplans"))
+        .env("CACHE_DIR", dir.join("cache"))
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("METRICS_TOKEN", SOAK_METRICS_TOKEN)
         .env("RUST_LOG", "warn")

@@ -75,6 +75,12 @@ pub struct Config {
     /// A client gets this long to send a request's headers (and an idle keep-alive connection
     /// this long to start its next request), and this long again for its body.
     pub http_read_timeout_seconds: u64,
+    /// Folder of files the service can make again (assembled call recordings): never inside
+    /// the recordings folder, which the library indexes.
+    pub cache_dir: PathBuf,
+    /// Bytes of assembled call recordings kept in `cache_dir`; past it the least recently used
+    /// go (an hour-long call is 58 MB).
+    pub call_audio_cache_bytes: u64,
 }
 
 impl Default for Config {
@@ -105,12 +111,14 @@ impl Default for Config {
             session_idle_seconds: 1800,
             http_max_connections: 1024,
             http_read_timeout_seconds: 30,
+            cache_dir: PathBuf::from("./data/cache"),
+            call_audio_cache_bytes: 2 << 30,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 25] = [
+pub const ENV_KEYS: [&str; 27] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -136,6 +144,8 @@ pub const ENV_KEYS: [&str; 25] = [
     "SESSION_IDLE_SECONDS",
     "HTTP_MAX_CONNECTIONS",
     "HTTP_READ_TIMEOUT_SECONDS",
+    "CACHE_DIR",
+    "CALL_AUDIO_CACHE_BYTES",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -260,6 +270,8 @@ impl Config {
             "SESSION_IDLE_SECONDS" => self.session_idle_seconds = number(key, &value)?,
             "HTTP_MAX_CONNECTIONS" => self.http_max_connections = number(key, &value)?,
             "HTTP_READ_TIMEOUT_SECONDS" => self.http_read_timeout_seconds = number(key, &value)?,
+            "CACHE_DIR" => self.cache_dir = PathBuf::from(value),
+            "CALL_AUDIO_CACHE_BYTES" => self.call_audio_cache_bytes = number(key, &value)?,
             _ => unreachable!("ENV_KEYS and set() list the same keys"),
         }
         Ok(())
@@ -338,6 +350,15 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "DATABASE_URL",
                 reason: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if absolute(&self.cache_dir).starts_with(absolute(&self.recordings_dir)) {
+            return Err(ConfigError::Invalid {
+                key: "CACHE_DIR",
+                reason:
+                    "must not be inside RECORDINGS_DIR (the library would index what it caches)"
+                        .into(),
             });
         }
         self.audit_signing_keys()?;

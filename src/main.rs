@@ -688,6 +688,7 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
     let sim_url = sim.url();
     let database_url = format!("sqlite://{}/library.db?mode=rwc", data_abs.display());
     let recordings = recordings_dir.display().to_string();
+    let cache = data_abs.join("cache").display().to_string();
     let config = Config::load(config.as_deref(), |key| match key {
         "ARI_URL" => Some(sim_url.clone()),
         "ARI_USERNAME" => Some("recorder".into()),
@@ -697,6 +698,7 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
         "DATABASE_URL" => std::env::var(key)
             .ok()
             .or_else(|| Some(database_url.clone())),
+        "CACHE_DIR" => std::env::var(key).ok().or_else(|| Some(cache.clone())),
         // Metrics on a loopback port of their own, as an operator would keep them.
         "METRICS_ADDR" => std::env::var(key)
             .ok()

@@ -2,6 +2,7 @@
 //! the Stasis app runtime. `run` takes its shutdown signal as an argument so tests start it on a
 //! free port and stop it.
 
+use crate::audio::call_audio::CallAudio;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +32,11 @@ pub enum ServiceError {
     Tls(#[from] crate::tls::TlsError),
     #[error("DIALPLANS_DIR: {0}")]
     Dialplans(crate::flows::FlowError),
+    #[error("CACHE_DIR {path}: {source}")]
+    Cache {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("DIALPLANS_DIR: cannot watch for changes: {0}")]
     Watch(notify::Error),
     #[error("cannot listen on {key} {addr}: {source}")]
@@ -136,9 +142,19 @@ pub async fn start(
         },
         shutdown.clone(),
     );
+    let call_audio_dir = config.cache_dir.join("calls");
+    let call_audio = CallAudio::new(
+        call_audio_dir.clone(),
+        config.call_audio_cache_bytes,
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    )
+    .map_err(|source| ServiceError::Cache {
+        path: call_audio_dir,
+        source,
+    })?;
     let index_task = tokio::spawn(keep_indexed(indexer.clone(), shutdown.clone()));
     let state = AppState {
-        library: Arc::new(Library::new(indexer.clone())),
+        library: Arc::new(Library::new(indexer.clone(), call_audio)),
         db: db.clone(),
         metrics: metrics.clone(),
         recordings_dir: config.recordings_dir.clone(),

@@ -369,6 +369,15 @@ fn lock(registry: &Arc<Mutex<Registry>>) -> std::sync::MutexGuard<'_, Registry> 
 mod tests {
     use super::*;
     use crate::ari::events::{RecordingStarted, StasisStart};
+
+    #[test]
+    fn event_timestamps_are_read_to_the_millisecond() {
+        assert_eq!(
+            event_time_ms("2026-11-21T23:19:37.870+0000"),
+            Some(1_795_303_177_870)
+        );
+        assert_eq!(event_time_ms(""), None);
+    }
     use crate::ari::models::{CallerId, DialplanCep};
 
     fn channel(id: &str) -> Channel {

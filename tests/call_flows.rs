@@ -1157,6 +1157,7 @@ async fn caller_hanging_up_first_and_both_at_once_end_cleanly() {
                 ring_timeout: 5,
                 record_call: Some(true),
                 on_failure: Some("sorry".into()),
+                on_agent_hangup: None,
             }
     })
     .await;

@@ -146,13 +146,17 @@ async fn dropped_socket_reconnects_and_resync_recovers_what_was_missed() {
         matches!(c, Change::RecordingFinished { .. })
     })
     .await;
-    assert_eq!(
-        finished,
-        Change::RecordingFinished {
-            name: "rec-away".into(),
-            duration: None,
-            recovered: true
-        }
+    assert!(
+        matches!(
+            &finished,
+            Change::RecordingFinished {
+                name,
+                duration: None,
+                recovered: true,
+                ..
+            } if name == "rec-away"
+        ),
+        "{finished:?}"
     );
     assert!(metrics.reconnects() >= 1);
     assert_eq!(registry.lock().expect("lock").calls_active(), 0);

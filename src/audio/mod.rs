@@ -1,6 +1,7 @@
 //! Audio: G.711 mu-law, the WAV layout Asterisk writes, and generated sounds.
 
 pub mod assemble;
+pub mod call_audio;
 pub mod g711;
 pub mod opus;
 pub mod renderings;

@@ -1920,8 +1920,20 @@ impl Call {
             LegState::Up => {
                 self.release_leg(channel, now_ms, agents, true);
                 if matches!(&self.phase, Phase::Bridged { agent, .. } if agent == channel) {
-                    // The agent hung up first: the call is over.
-                    self.end(now_ms, agents, out);
+                    // The agent hung up first: the caller goes on where the node says, or the
+                    // call is over.
+                    let next = self
+                        .node
+                        .as_deref()
+                        .and_then(|n| self.node_kind(n))
+                        .and_then(|k| k.after_agent_hangup().map(String::from));
+                    match next {
+                        Some(next) => {
+                            self.leave_bridge(out);
+                            self.enter(Some(next), now_ms, agents, out);
+                        }
+                        None => self.end(now_ms, agents, out),
+                    }
                 }
             }
             LegState::Gone => {}
@@ -2017,6 +2029,22 @@ impl Call {
             Command::Play { playback, .. } => self.playback_done(&playback, now_ms, agents, out),
             _ => {}
         }
+    }
+
+    /// The answering party left and the caller goes on: this segment's recording is stopped
+    /// (kept), its bridge destroyed; the next node starts its own.
+    fn leave_bridge(&mut self, out: &mut Vec<Output>) {
+        self.cancel_lead_in(out);
+        if let Some(name) = self.recording.take() {
+            out.push(Output::Command(Command::StopRecording { name }));
+        }
+        for bridge in [self.holding.take(), self.mixing.take()]
+            .into_iter()
+            .flatten()
+        {
+            out.push(Output::Command(Command::DestroyBridge { bridge }));
+        }
+        // The next node sets the phase as it enters.
     }
 
     /// Ends the call cleanly: recording stopped (never discarded), legs hung up, bridges gone.
@@ -2443,6 +2471,38 @@ mod tests {
         assert_eq!(out.last(), Some(&Output::Finished));
         assert!(!agents.is_busy("PJSIP/201"));
         assert!(call.is_finished());
+    }
+
+    #[test]
+    fn after_the_agent_hangs_up_the_caller_goes_on_and_a_new_segment_is_recorded() {
+        let text = "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\non_agent_hangup = \"second\"\n[nodes.second]\ntype = \"transfer\"\ntarget = \"PJSIP/202\"\nrecord_call = true\n";
+        let flow = Arc::new(parse_flow(Path::new("support.toml"), text).expect("valid"));
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+        call.handle(Input::Start, 0, &mut agents);
+        call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
+        call.handle(
+            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
+            20,
+            &mut agents,
+        );
+        let first = call.recording().expect("first segment").to_string();
+
+        let out = call.handle(Input::Event(&stasis_end("c1_L2")), 3_000, &mut agents);
+        let cmds = commands(&out);
+        // The segment is kept and its bridge goes; the caller is not hung up but put through.
+        assert!(matches!(cmds[0], Command::StopRecording { name } if *name == first));
+        assert!(cmds
+            .iter()
+            .any(|c| matches!(c, Command::DestroyBridge { bridge } if bridge == "c1_B1")));
+        assert!(!cmds
+            .iter()
+            .any(|c| matches!(c, Command::Hangup { channel } if channel == "c1")));
+        assert!(cmds
+            .iter()
+            .any(|c| matches!(c, Command::Originate { endpoint, .. } if endpoint == "PJSIP/202")));
+        assert!(!call.is_finished());
+        assert!(!agents.is_busy("PJSIP/201"));
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum NodeKind {
         /// None: the node follows `record_inbound_calls`.
         record_call: Option<bool>,
         on_failure: Option<String>,
+        /// Where the caller goes when the answering party hangs up first (a survey, another
+        /// desk); without it the call ends there.
+        on_agent_hangup: Option<String>,
     },
     Queue {
         agents: Vec<String>,
@@ -53,6 +56,7 @@ pub enum NodeKind {
         overflow: Option<String>,
         moh_class: String,
         record_call: Option<bool>,
+        on_agent_hangup: Option<String>,
     },
     HuntGroup {
         members: Vec<String>,
@@ -60,6 +64,7 @@ pub enum NodeKind {
         ring_seconds: u32,
         record_call: Option<bool>,
         on_failure: Option<String>,
+        on_agent_hangup: Option<String>,
     },
     Voicemail {
         mailbox: String,
@@ -126,10 +131,33 @@ impl NodeKind {
         }
         match self {
             NodeKind::PlayAudio { next, .. } => pick("next", next).into_iter().collect(),
-            NodeKind::Transfer { on_failure, .. } | NodeKind::HuntGroup { on_failure, .. } => {
-                pick("on_failure", on_failure).into_iter().collect()
+            NodeKind::Transfer {
+                on_failure,
+                on_agent_hangup,
+                ..
             }
-            NodeKind::Queue { overflow, .. } => pick("overflow", overflow).into_iter().collect(),
+            | NodeKind::HuntGroup {
+                on_failure,
+                on_agent_hangup,
+                ..
+            } => [
+                pick("on_failure", on_failure),
+                pick("on_agent_hangup", on_agent_hangup),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            NodeKind::Queue {
+                overflow,
+                on_agent_hangup,
+                ..
+            } => [
+                pick("overflow", overflow),
+                pick("on_agent_hangup", on_agent_hangup),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             NodeKind::Consent {
                 next,
                 on_granted,
@@ -144,6 +172,22 @@ impl NodeKind {
             .flatten()
             .collect(),
             NodeKind::Voicemail { .. } | NodeKind::Hangup => vec![],
+        }
+    }
+
+    /// Where the caller goes when the answering party hangs up first.
+    pub fn after_agent_hangup(&self) -> Option<&str> {
+        match self {
+            NodeKind::Transfer {
+                on_agent_hangup, ..
+            }
+            | NodeKind::Queue {
+                on_agent_hangup, ..
+            }
+            | NodeKind::HuntGroup {
+                on_agent_hangup, ..
+            } => on_agent_hangup.as_deref(),
+            _ => None,
         }
     }
 
@@ -508,6 +552,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     "ring_timeout",
                     "record_call",
                     "on_failure",
+                    "on_agent_hangup",
                 ],
             );
             let target = ctx.string(table, "target", true);
@@ -521,6 +566,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     .contains_key("record_call")
                     .then(|| ctx.boolean(table, "record_call", false)),
                 on_failure: ctx.string(table, "on_failure", false),
+                on_agent_hangup: ctx.string(table, "on_agent_hangup", false),
             }
         }
         "queue" => {
@@ -535,6 +581,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     "overflow",
                     "moh_class",
                     "record_call",
+                    "on_agent_hangup",
                 ],
             );
             let agents = ctx.strings(table, "agents", true);
@@ -562,6 +609,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                 record_call: table
                     .contains_key("record_call")
                     .then(|| ctx.boolean(table, "record_call", false)),
+                on_agent_hangup: ctx.string(table, "on_agent_hangup", false),
             }
         }
         "hunt_group" => {
@@ -574,6 +622,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     "ring_seconds",
                     "record_call",
                     "on_failure",
+                    "on_agent_hangup",
                 ],
             );
             let members = ctx.strings(table, "members", true);
@@ -596,6 +645,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     .contains_key("record_call")
                     .then(|| ctx.boolean(table, "record_call", false)),
                 on_failure: ctx.string(table, "on_failure", false),
+                on_agent_hangup: ctx.string(table, "on_agent_hangup", false),
             }
         }
         "voicemail" => {
@@ -937,7 +987,13 @@ fn cycle_without_wait(nodes: &BTreeMap<String, Node>) -> Option<Vec<String>> {
             return None;
         }
         stack.push(id.to_string());
-        for (_, next) in node.kind.edges() {
+        // After an agent hung up the call has taken time: not a loop that spins.
+        for (_, next) in node
+            .kind
+            .edges()
+            .into_iter()
+            .filter(|e| e.0 != "on_agent_hangup")
+        {
             if let Some(c) = visit(next, nodes, stack, done) {
                 return Some(c);
             }

@@ -19,7 +19,7 @@ use crate::access::{audit, Role, Scope};
 use crate::flows::call::LiveCall;
 use crate::flows::runtime::RedactError;
 
-fn visible(caller: &Caller, call: &LiveCall) -> bool {
+pub(super) fn visible(caller: &Caller, call: &LiveCall) -> bool {
     in_scope(&caller.principal, &call.tenant, &call.project)
         && (!call.private || is_participant(&caller.principal, &call.participants))
 }

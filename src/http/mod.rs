@@ -15,6 +15,7 @@ use axum::{Json, Router};
 
 mod admin;
 pub mod auth;
+mod calls;
 mod flows;
 mod live;
 pub mod openapi;
@@ -154,6 +155,10 @@ pub fn router(state: AppState) -> Router {
             get(flows::get_settings).patch(flows::patch_settings),
         )
         .route("/api/calls", get(live::list).post(flows::place_call))
+        .route("/api/calls/{id}", get(calls::get_call))
+        .route("/api/calls/{id}/audio", get(calls::audio))
+        .route("/api/calls/{id}/download", get(calls::download))
+        .route("/api/calls/{id}/peaks", get(calls::peaks))
         .route("/api/calls/{id}/recording/pause", post(live::pause))
         .route("/api/calls/{id}/recording/resume", post(live::resume))
         .route(
@@ -377,6 +382,7 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     state.library.indexer.state.render(&mut text);
     state.library.renderings.render_metrics(&mut text);
+    state.library.call_audio.render_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,

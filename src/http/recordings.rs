@@ -25,6 +25,7 @@ use crate::access::audit::{self, AuditEntry, AuditTx};
 use crate::access::links::{self, Grant, LinkAction};
 use crate::access::policy::{decide, Action, Denial, RecordingFacts, TenantSettings};
 use crate::access::{random_secret, Principal, Scope};
+use crate::audio::call_audio::CallAudio;
 use crate::audio::renderings::{RenderError, Renderings, PEAK_POINTS};
 use crate::audio::serve::{parse_range, RangeRequest, WavStream};
 use crate::audio::Encoding;
@@ -100,13 +101,15 @@ pub struct Library {
     confirmations: Mutex<Confirmations>,
     /// Opus encodings and waveforms: one job per rendering, a bounded cache.
     pub renderings: Arc<Renderings>,
+    /// Calls assembled into one recording, on disk.
+    pub call_audio: Arc<CallAudio>,
 }
 
 /// Bytes of Opus and waveforms kept in memory: about fifty ten-minute calls' Opus.
 const RENDER_CACHE_BYTES: u64 = 64 << 20;
 
 impl Library {
-    pub fn new(indexer: Arc<Indexer>) -> Library {
+    pub fn new(indexer: Arc<Indexer>, call_audio: Arc<CallAudio>) -> Library {
         let root = indexer.root().to_path_buf();
         Library {
             indexer,
@@ -118,6 +121,7 @@ impl Library {
                 RENDER_CACHE_BYTES,
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            call_audio,
         }
     }
 
@@ -141,36 +145,36 @@ impl Library {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-struct RecordingRow {
-    id: i64,
-    path: String,
-    name: String,
-    format: String,
-    status: String,
-    reason: Option<String>,
-    size_bytes: i64,
-    duration_ms: i64,
-    encoding: Option<String>,
-    sample_rate: i64,
-    data_offset: i64,
-    data_len: i64,
-    sha256: Option<String>,
-    call_id: Option<String>,
-    tenant: String,
-    project: String,
-    participants: Option<String>,
-    flow: Option<String>,
-    node: Option<String>,
-    node_type: Option<String>,
-    direction: Option<String>,
-    caller_name: Option<String>,
-    caller_number: Option<String>,
-    callee: Option<String>,
-    started_at_ms: i64,
-    private: i64,
-    consent: String,
-    compliance: String,
-    deleted_at_ms: Option<i64>,
+pub(super) struct RecordingRow {
+    pub(super) id: i64,
+    pub(super) path: String,
+    pub(super) name: String,
+    pub(super) format: String,
+    pub(super) status: String,
+    pub(super) reason: Option<String>,
+    pub(super) size_bytes: i64,
+    pub(super) duration_ms: i64,
+    pub(super) encoding: Option<String>,
+    pub(super) sample_rate: i64,
+    pub(super) data_offset: i64,
+    pub(super) data_len: i64,
+    pub(super) sha256: Option<String>,
+    pub(super) call_id: Option<String>,
+    pub(super) tenant: String,
+    pub(super) project: String,
+    pub(super) participants: Option<String>,
+    pub(super) flow: Option<String>,
+    pub(super) node: Option<String>,
+    pub(super) node_type: Option<String>,
+    pub(super) direction: Option<String>,
+    pub(super) caller_name: Option<String>,
+    pub(super) caller_number: Option<String>,
+    pub(super) callee: Option<String>,
+    pub(super) started_at_ms: i64,
+    pub(super) private: i64,
+    pub(super) consent: String,
+    pub(super) compliance: String,
+    pub(super) deleted_at_ms: Option<i64>,
 }
 
 const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
@@ -178,7 +182,7 @@ const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, durat
     callee, started_at_ms, private, consent, compliance, deleted_at_ms";
 
 impl RecordingRow {
-    fn facts(&self) -> RecordingFacts<'_> {
+    pub(super) fn facts(&self) -> RecordingFacts<'_> {
         RecordingFacts {
             tenant: &self.tenant,
             project: &self.project,
@@ -191,7 +195,7 @@ impl RecordingRow {
     }
 
     /// The recording as `principal` may see it: what they may do with it and, where not, why.
-    fn json(&self, principal: &Principal, tenant: TenantSettings) -> serde_json::Value {
+    pub(super) fn json(&self, principal: &Principal, tenant: TenantSettings) -> serde_json::Value {
         let base = format!("/api/recordings/{}", self.id);
         let playable = self.status == "ready";
         let verdict = |action| decide(principal, tenant, &self.facts(), action);
@@ -261,7 +265,7 @@ impl RecordingRow {
     }
 }
 
-fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
+pub(super) fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "bad_request",
@@ -589,6 +593,20 @@ async fn fetch(db: &Database, id: i64) -> Result<Option<RecordingRow>, ApiError>
         .map_err(internal)
 }
 
+/// Every row of a call (its segments, and its bridged calls listed without audio), oldest first.
+pub(super) async fn fetch_call(
+    db: &Database,
+    call_id: &str,
+) -> Result<Vec<RecordingRow>, ApiError> {
+    sqlx::query_as::<_, RecordingRow>(&format!(
+        "SELECT {COLUMNS} FROM recordings WHERE call_id = $1 ORDER BY started_at_ms, id"
+    ))
+    .bind(call_id)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(internal)
+}
+
 /// A recording `caller` may do `action` to, with the tenant's settings and the audit entry to
 /// commit with the action. A refusal is audited here and answered; a recording out of the
 /// caller's scope is answered exactly like one that does not exist.
@@ -775,7 +793,7 @@ pub(super) async fn scan_state(
 }
 
 /// The audio of a row, or why there is none.
-fn playable(library: &Library, row: &RecordingRow) -> Result<WavStream, ApiError> {
+pub(super) fn playable(library: &Library, row: &RecordingRow) -> Result<WavStream, ApiError> {
     match row.status.as_str() {
         "ready" => {}
         "recording" => {
@@ -811,7 +829,7 @@ fn playable(library: &Library, row: &RecordingRow) -> Result<WavStream, ApiError
 }
 
 /// What an audio answer serves ranges of: the WAV stream, or an encoded file held in memory.
-enum AudioBody {
+pub(super) enum AudioBody {
     Wav(WavStream),
     Ogg(Arc<Vec<u8>>),
 }
@@ -867,7 +885,7 @@ fn chunked_body(source: Arc<AudioBody>, start: u64, end: u64) -> Body {
     Body::from_stream(chunks)
 }
 
-fn serve(
+pub(super) fn serve(
     stream: AudioBody,
     etag: String,
     headers: &HeaderMap,
@@ -1444,6 +1462,10 @@ pub(super) async fn delete(
     }
     // Deleted audio leaves no rendering of itself in memory either.
     state.library.renderings.forget(row.id);
+    if let Some(call_id) = &row.call_id {
+        // The assembled call held this recording's audio.
+        state.library.call_audio.forget_call(call_id);
+    }
     let row = fetch(&state.db, row.id).await?.ok_or_else(not_found)?;
     Ok(Json(row.json(&caller.principal, tenant)).into_response())
 }

@@ -107,6 +107,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0010_recording_redactions.sql"),
         postgres: include_str!("../../migrations/postgres/0010_recording_redactions.sql"),
     },
+    Migration {
+        version: 11,
+        name: "recordings_by_call",
+        sqlite: include_str!("../../migrations/sqlite/0011_recordings_by_call.sql"),
+        postgres: include_str!("../../migrations/postgres/0011_recordings_by_call.sql"),
+    },
 ];
 
 /// How many migrations this binary carries.

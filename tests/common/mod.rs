@@ -327,6 +327,7 @@ pub async fn start_service_with(
     let recordings = t.recordings.display().to_string();
     let database = database.to_string();
     let dialplans_text = dialplans.display().to_string();
+    let cache_text = t.dir.path().join("cache").display().to_string();
     // `settings` override the defaults below (e.g. a DIALPLANS_DIR that does not exist).
     let config = ari_recorder::config::Config::load(None, |key| {
         if let Some((_, value)) = settings.iter().find(|(k, _)| k == key) {
@@ -338,6 +339,7 @@ pub async fn start_service_with(
             "RECORDINGS_DIR" => Some(recordings.clone()),
             "DATABASE_URL" => Some(database.clone()),
             "DIALPLANS_DIR" => Some(dialplans_text.clone()),
+            "CACHE_DIR" => Some(cache_text.clone()),
             "HTTP_ADDR" => Some("127.0.0.1:0".into()),
             "METRICS_TOKEN" => Some(METRICS_TOKEN.into()),
             _ => None,

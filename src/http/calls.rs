@@ -1,0 +1,432 @@
+//! A call as one recording: `GET /api/calls/{id}` (its segments on the call's timeline),
+//! `GET /api/calls/{id}/audio` and `/download` (the segments assembled into one 8 kHz WAV, built
+//! on first request and kept), and `GET /api/calls/{id}/peaks` (its waveform).
+//!
+//! A call shows the segments the caller may see; its audio needs the right to play (or
+//! download) every segment that has audio, and each segment served is audited as if it had
+//! been played alone. The timeline is Asterisk's clock: each file starts where its
+//! `RecordingStarted` said, and a paused stretch keeps the audio after it in its place.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::auth::{denied, Caller};
+use super::recordings::{bad, fetch_call, playable, serve, AudioBody, RecordingRow};
+use super::{internal, rfc3339, ApiError, AppState};
+use crate::access::audit;
+use crate::access::policy::{decide, Action};
+use crate::audio::assemble::{Segment, TIMELINE_RATE};
+use crate::audio::call_audio::{timeline_key, TimelinePart};
+use crate::audio::renderings::{RenderError, PEAK_POINTS};
+use crate::audio::serve::WavStream;
+use crate::audio::{wav, Encoding};
+
+const SAMPLES_PER_MS: u64 = TIMELINE_RATE as u64 / 1000;
+
+/// The segments of a call the caller may see, oldest first; None when there are none.
+async fn visible_segments(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+) -> Result<Option<Vec<RecordingRow>>, ApiError> {
+    let rows = fetch_call(&state.db, call_id).await?;
+    let settings = caller.principal.settings;
+    let visible: Vec<RecordingRow> = rows
+        .into_iter()
+        .filter(|r| decide(&caller.principal, settings, &r.facts(), Action::Read).is_ok())
+        .collect();
+    Ok((!visible.is_empty()).then_some(visible))
+}
+
+fn no_such_call() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such call")
+}
+
+/// Where the call's timeline starts: its first segment with audio (its first segment when
+/// none has any).
+fn timeline_start(segments: &[RecordingRow]) -> i64 {
+    let with_audio = segments.iter().filter(|s| s.status == "ready");
+    with_audio
+        .map(|s| s.started_at_ms)
+        .min()
+        .or_else(|| segments.iter().map(|s| s.started_at_ms).min())
+        .unwrap_or(0)
+}
+
+/// Pauses of each segment: (file offset, length of the call not in the file), in ms, in order.
+async fn pauses(
+    state: &AppState,
+    segments: &[RecordingRow],
+) -> Result<HashMap<String, Vec<(i64, i64)>>, ApiError> {
+    let mut out: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    for segment in segments {
+        let spans: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT from_offset_ms, started_at_ms, ended_at_ms FROM recording_redactions \
+             WHERE recording_name = $1 AND mode = 'pause' ORDER BY from_offset_ms, id",
+        )
+        .bind(&segment.name)
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(internal)?;
+        if !spans.is_empty() {
+            out.insert(
+                segment.name.clone(),
+                spans
+                    .into_iter()
+                    .map(|(at, started, ended)| (at.max(0), (ended - started).max(0)))
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /api/calls/{id}`: the call and its segments on its timeline.
+pub(super) async fn get_call(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut entry = caller.entry("call_metadata");
+    entry.detail = Some(audit::capped(&format!("call {call_id}"), 200));
+    let Some(segments) = visible_segments(&state, &caller, &call_id).await? else {
+        return Err(caller.refuse(&state, entry, no_such_call()).await);
+    };
+    entry.recording_id = segments.first().map(|s| s.id);
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    let start = timeline_start(&segments);
+    let pauses = pauses(&state, &segments).await?;
+    let in_progress = call_in_progress(&state, &call_id, &segments);
+    let settings = caller.principal.settings;
+    let first = &segments[0];
+    let end_ms = segments
+        .iter()
+        .filter(|s| s.status == "ready")
+        .map(|s| {
+            let paused: i64 = pauses
+                .get(&s.name)
+                .map_or(0, |p| p.iter().map(|g| g.1).sum());
+            s.started_at_ms - start + s.duration_ms + paused
+        })
+        .max()
+        .unwrap_or(0);
+    let audio_denial = segments
+        .iter()
+        .filter(|s| s.status == "ready")
+        .find_map(|s| decide(&caller.principal, settings, &s.facts(), Action::Play).err());
+    let download_denial = segments
+        .iter()
+        .filter(|s| s.status == "ready")
+        .find_map(|s| decide(&caller.principal, settings, &s.facts(), Action::Download).err());
+    let has_audio = segments.iter().any(|s| s.status == "ready");
+    let verdict = |denial: Option<crate::access::policy::Denial>| match (has_audio, denial) {
+        (false, _) => serde_json::json!({"allowed": false, "reason": "no_audio"}),
+        (true, Some(d)) => serde_json::json!({"allowed": false, "reason": d.reason()}),
+        (true, None) if in_progress => {
+            serde_json::json!({"allowed": false, "reason": "in_progress"})
+        }
+        (true, None) => serde_json::json!({"allowed": true}),
+    };
+    let base = format!("/api/calls/{}", urlencode(&call_id));
+    let segments_json: Vec<serde_json::Value> = segments
+        .iter()
+        .map(|s| {
+            let mut json = s.json(&caller.principal, settings);
+            json["offset_seconds"] = serde_json::json!((s.started_at_ms - start) as f64 / 1000.0);
+            json["in_call_audio"] = serde_json::json!(s.status == "ready");
+            json["paused_seconds"] = serde_json::json!(
+                pauses
+                    .get(&s.name)
+                    .map_or(0, |p| p.iter().map(|g| g.1).sum::<i64>()) as f64
+                    / 1000.0
+            );
+            json
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "call_id": call_id,
+        "tenant": first.tenant,
+        "project": first.project,
+        "direction": first.direction,
+        "caller": {"name": first.caller_name, "number": first.caller_number},
+        "flow": first.flow,
+        "consent": first.consent,
+        "started_at": rfc3339(start),
+        "duration_seconds": end_ms as f64 / 1000.0,
+        "in_progress": in_progress,
+        "segment_count": segments.len(),
+        "segments": segments_json,
+        "access": {"play": verdict(audio_denial), "download": verdict(download_denial)},
+        "links": {
+            "audio": format!("{base}/audio"),
+            "download": format!("{base}/download"),
+            "peaks": format!("{base}/peaks"),
+        },
+    }))
+    .into_response())
+}
+
+/// A call id in a URL path (ids are Asterisk's `1764518400.12`; anything else is escaped).
+fn urlencode(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
+
+/// Still going: a segment is being recorded, or the call is live in this process.
+fn call_in_progress(state: &AppState, call_id: &str, segments: &[RecordingRow]) -> bool {
+    segments.iter().any(|s| s.status == "recording")
+        || state.flows.live_calls().iter().any(|c| c.id == call_id)
+}
+
+fn in_progress() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "in_progress",
+        "the call is still in progress; its recording is assembled when it ends",
+    )
+    .retry_after(5)
+}
+
+fn live_and_visible(state: &AppState, caller: &Caller, call_id: &str) -> bool {
+    state
+        .flows
+        .live_calls()
+        .iter()
+        .any(|c| c.id == call_id && super::live::visible(caller, c))
+}
+
+/// The assembled call the caller may have for `action`, or why not (audited).
+async fn assembled(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    action: Action,
+    audit_action: &'static str,
+    detail: Option<String>,
+) -> Result<
+    (
+        crate::audio::call_audio::CallFile,
+        String,
+        Vec<RecordingRow>,
+    ),
+    ApiError,
+> {
+    let mut entry = caller.entry(audit_action);
+    entry.detail = Some(audit::capped(&format!("call {call_id}"), 200));
+    let Some(segments) = visible_segments(state, caller, call_id).await? else {
+        // A call whose first segment is not in the library yet.
+        let error = if live_and_visible(state, caller, call_id) {
+            in_progress()
+        } else {
+            no_such_call()
+        };
+        return Err(caller.refuse(state, entry, error).await);
+    };
+    entry.recording_id = segments.first().map(|s| s.id);
+    let settings = caller.principal.settings;
+    if call_in_progress(state, call_id, &segments) {
+        return Err(caller.refuse(state, entry, in_progress()).await);
+    }
+    let with_audio: Vec<RecordingRow> = segments
+        .into_iter()
+        .filter(|s| s.status == "ready")
+        .collect();
+    if with_audio.is_empty() {
+        let error = ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_audio",
+            "no audio: no segment of this call was recorded",
+        );
+        return Err(caller.refuse(state, entry, error).await);
+    }
+    for segment in &with_audio {
+        if let Err(d) = decide(&caller.principal, settings, &segment.facts(), action) {
+            entry.recording_id = Some(segment.id);
+            return Err(caller.refuse(state, entry, denied(d)).await);
+        }
+    }
+    let start = timeline_start(&with_audio);
+    let pauses = pauses(state, &with_audio).await?;
+    let mut parts = Vec::new();
+    let mut pieces = Vec::new();
+    for segment in &with_audio {
+        let stream = match playable(&state.library, segment) {
+            Ok(stream) => stream,
+            Err(e) => {
+                entry.recording_id = Some(segment.id);
+                return Err(caller.refuse(state, entry, e).await);
+            }
+        };
+        let offset = u64::try_from(segment.started_at_ms - start).unwrap_or(0) * SAMPLES_PER_MS;
+        let gaps: Vec<(u64, u64)> = pauses
+            .get(&segment.name)
+            .map(|p| {
+                p.iter()
+                    .map(|(at, len)| (*at as u64 * SAMPLES_PER_MS, *len as u64 * SAMPLES_PER_MS))
+                    .collect()
+            })
+            .unwrap_or_default();
+        pieces.push(Segment::new(stream, offset, &gaps));
+        parts.push(TimelinePart {
+            sha256: segment.sha256.clone().unwrap_or_default(),
+            offset,
+            gaps,
+        });
+    }
+    let key = timeline_key(&parts);
+    let file = state
+        .library
+        .call_audio
+        .get(call_id, &key, pieces)
+        .await
+        .map_err(|e| match e {
+            RenderError::Audio(reason) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_audio",
+                format!("no audio: {reason}"),
+            ),
+            RenderError::Job(_) => internal(e),
+        })?;
+    // Each segment served is audited as a play (or download) of that recording.
+    for segment in &with_audio {
+        let mut each = caller.entry(audit_action);
+        each.recording_id = Some(segment.id);
+        each.detail = Some(
+            [Some(format!("call {call_id}")), detail.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        each.detail = each.detail.map(|d| audit::capped(&d, 400));
+        audit::record(&state.db, &each).await.map_err(internal)?;
+    }
+    Ok((file, key, with_audio))
+}
+
+fn call_stream(file: &crate::audio::call_audio::CallFile) -> WavStream {
+    WavStream {
+        path: file.path.clone(),
+        encoding: Encoding::Pcm16,
+        sample_rate: TIMELINE_RATE,
+        data_offset: wav::HEADER_LEN,
+        data_len: file.samples * 2,
+    }
+}
+
+fn range_detail(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| r.chars().take(60).collect())
+}
+
+/// `GET /api/calls/{id}/audio`: the whole call as one WAV, with exact ranges.
+pub(super) async fn audio(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (file, key, _) = assembled(
+        &state,
+        &caller,
+        &call_id,
+        Action::Play,
+        "play",
+        range_detail(&headers),
+    )
+    .await?;
+    serve(
+        AudioBody::Wav(call_stream(&file)),
+        format!("\"call-{key}\""),
+        &headers,
+        None,
+    )
+}
+
+/// `GET /api/calls/{id}/download`: the whole call as a WAV attachment.
+pub(super) async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (file, key, segments) = assembled(
+        &state,
+        &caller,
+        &call_id,
+        Action::Download,
+        "download",
+        range_detail(&headers),
+    )
+    .await?;
+    serve(
+        AudioBody::Wav(call_stream(&file)),
+        format!("\"call-{key}\""),
+        &headers,
+        Some(download_name(&segments)),
+    )
+}
+
+/// `call-<date>-<caller digits>.wav`, from metadata only.
+fn download_name(segments: &[RecordingRow]) -> String {
+    let first = &segments[0];
+    let when = chrono::DateTime::from_timestamp_millis(timeline_start(segments))
+        .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
+        .unwrap_or_else(|| "call".into());
+    let caller: String = first
+        .caller_number
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(20)
+        .collect();
+    if caller.is_empty() {
+        format!("call-{when}.wav")
+    } else {
+        format!("call-{when}-{caller}.wav")
+    }
+}
+
+/// `GET /api/calls/{id}/peaks?points=N`: the assembled call's waveform.
+pub(super) async fn peaks(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let points: u32 = match q.get("points") {
+        None => 800,
+        Some(v) => match v.parse() {
+            Ok(n) if PEAK_POINTS.contains(&n) => n,
+            _ => {
+                let allowed: Vec<String> = PEAK_POINTS.iter().map(u32::to_string).collect();
+                return Err(bad(
+                    "points",
+                    format!("must be one of {}", allowed.join(", ")),
+                ));
+            }
+        },
+    };
+    let (file, key, segments) =
+        assembled(&state, &caller, &call_id, Action::Play, "peaks", None).await?;
+    // Kept with the renderings of the call's first segment, under the timeline's key.
+    let peaks = state
+        .library
+        .renderings
+        .peaks(segments[0].id, &key, points, call_stream(&file))
+        .await
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({
+        "call_id": call_id,
+        "points": points,
+        "duration_seconds": file.samples as f64 / f64::from(TIMELINE_RATE),
+        "peaks": peaks.iter().map(|[lo, hi]| [*lo, *hi]).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}

@@ -1,0 +1,405 @@
+//! Issue 13: one recording per call. A call that passes through several recorded segments is
+//! served as one WAV on the call's timeline (Asterisk's clock), built once and reused, rebuilt
+//! when a segment changes, refused while the call goes on, and guarded like its segments.
+
+mod common;
+
+use ari_recorder::access::Scope;
+use ari_recorder::sim::{Script, Step};
+use common::{
+    bearer, bootstrap_admin, caller, metrics_text, quiet, send, start_service, start_sim, stop,
+    user_token, wait_rows, wait_until, TestSim,
+};
+
+/// Two agents one after the other: the first hangs up and the caller goes on to the second.
+const TWO_AGENTS: &str = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/agent-one"
+record_call = true
+on_agent_hangup = "second"
+
+[nodes.second]
+type = "transfer"
+target = "PJSIP/agent-two"
+record_call = true
+"#;
+
+fn quiet_agent(t: &TestSim, endpoint: &str, seconds: f64) {
+    t.sim.define_party(
+        endpoint,
+        Script::new(
+            "agent",
+            vec![Step::Answer, Step::Wait(seconds), Step::Hangup],
+        ),
+    );
+}
+
+fn record_requests(t: &TestSim) -> usize {
+    t.sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/record"))
+        .count()
+}
+
+/// Index of the first sample at or after `from` louder than a whisper.
+fn first_loud(samples: &[i16], from: usize) -> Option<usize> {
+    samples[from..]
+        .iter()
+        .position(|s| s.unsigned_abs() > 1000)
+        .map(|i| i + from)
+}
+
+fn wav_samples(bytes: &[u8]) -> Vec<i16> {
+    bytes[44..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+async fn ready_segments(s: &common::TestService, n: i64) {
+    for _ in 0..1000 {
+        let (ready,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'")
+                .fetch_one(&s.svc.db.pool)
+                .await
+                .expect("count");
+        if ready == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{n} segments never became ready");
+}
+
+/// The call's id: its caller's channel in the app.
+async fn call_id(s: &common::TestService) -> String {
+    let (id,): (String,) = sqlx::query_as("SELECT call_id FROM call_recordings LIMIT 1")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("a recorded call");
+    id
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test]
+async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_place() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("desk.toml", TWO_AGENTS)]).await;
+    let admin = bearer(&bootstrap_admin(&s.svc.db).await);
+    quiet_agent(&t, "PJSIP/agent-one", 3.0);
+    quiet_agent(&t, "PJSIP/agent-two", 3.0);
+    // Two beeps 3.75 s apart on the caller's own clock: one in each segment.
+    caller(
+        &t,
+        "beeper",
+        vec![
+            Step::Answer,
+            Step::Wait(1.0),
+            Step::Say("beep".into()),
+            Step::Wait(3.5),
+            Step::Say("beep".into()),
+            Step::Wait(30.0),
+            Step::Hangup,
+        ],
+    );
+    t.sim
+        .place_inbound_call("100", "Bea <5552001>", "beeper")
+        .expect("call");
+    wait_until("first segment recording", || record_requests(&t) == 1).await;
+    let call = format!("{}/api/calls/{}", s.base, call_id(&s).await);
+
+    // While the call goes on there is no call recording yet: come back later.
+    let early = send(admin.get(format!("{call}/audio"))).await;
+    assert_eq!((early.status, early.error().as_str()), (409, "in_progress"));
+    assert_eq!(
+        early
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+
+    // The first agent hangs up at 3 s; the caller is put through to the second.
+    t.sim.advance(3.1);
+    wait_until("second segment recording", || {
+        record_requests(&t) == 2 && t.sim.with_world(|w| w.counts().2) == 1
+    })
+    .await;
+    t.sim.advance(4.0);
+    wait_until("call over", || quiet(&t)).await;
+    wait_rows(&s.svc.db, "both segments finished", 2, |r| {
+        r.state == "done"
+    })
+    .await;
+    ready_segments(&s, 2).await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+
+    let meta = send(admin.get(&call)).await;
+    assert_eq!(meta.status, 200, "{:?}", meta.json());
+    let meta = meta.json();
+    assert_eq!(meta["segment_count"], 2, "{meta}");
+    let segments = meta["segments"].as_array().expect("segments");
+    assert_eq!(segments[0]["node"], "desk");
+    assert_eq!(segments[1]["node"], "second");
+    assert_eq!(segments[0]["offset_seconds"], 0.0);
+    // The second segment began when the first agent had gone, 3.1 s of Asterisk's clock later.
+    let offset = segments[1]["offset_seconds"].as_f64().expect("offset");
+    assert!((offset - 3.1).abs() <= 0.02, "offset {offset}");
+    assert_eq!(meta["access"]["play"]["allowed"], true, "{meta}");
+
+    let audio = send(admin.get(format!("{call}/audio"))).await;
+    assert_eq!(audio.status, 200, "{:?}", audio.json());
+    assert_eq!(
+        audio
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("audio/wav")
+    );
+    let samples = wav_samples(&audio.body);
+    let second_len = segments[1]["duration_seconds"].as_f64().expect("duration");
+    let expected = (offset + second_len) * 8000.0;
+    assert!(
+        (samples.len() as f64 - expected).abs() <= 160.0,
+        "{} samples, expected {expected}",
+        samples.len()
+    );
+    let beep1 = first_loud(&samples, 0).expect("first beep");
+    let beep2 = first_loud(&samples, beep1 + 4000).expect("second beep");
+    assert!(
+        (beep1 as i64 - 8000).abs() <= 160,
+        "first beep at sample {beep1}"
+    );
+    // 3.75 s apart on the caller's clock, so 30,000 samples apart in the call (+/- 20 ms).
+    assert!(
+        (beep2 as i64 - beep1 as i64 - 30_000).abs() <= 160,
+        "beeps {beep1} and {beep2}"
+    );
+
+    // Exact ranges, as for a recording's own audio.
+    let part = send(
+        admin
+            .get(format!("{call}/audio"))
+            .header("Range", "bytes=44-1043"),
+    )
+    .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, audio.body[44..1044]);
+
+    // Later requests (the range above, this one) are served from the assembled file.
+    let again = send(admin.get(format!("{call}/audio"))).await;
+    assert_eq!(again.body, audio.body);
+    let metrics = metrics_text(&s.base).await;
+    assert_eq!(metric(&metrics, "call_audio_builds_total"), 1.0);
+    assert_eq!(metric(&metrics, "call_audio_cache_hits_total"), 2.0);
+
+    // A segment changes on disk: the next request builds the call again, with the new audio.
+    let (name, old_sha): (String, String) =
+        sqlx::query_as("SELECT path, sha256 FROM recordings WHERE node = 'desk'")
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("first segment");
+    let file = t.recordings.join(&name);
+    let mut bytes = std::fs::read(&file).expect("segment");
+    bytes[44..].fill(0);
+    std::fs::write(&file, &bytes).expect("rewrite");
+    for _ in 0..1000 {
+        let (sha,): (Option<String>,) =
+            sqlx::query_as("SELECT sha256 FROM recordings WHERE node = 'desk'")
+                .fetch_one(&s.svc.db.pool)
+                .await
+                .expect("sha");
+        if sha.as_deref().is_some_and(|s| s != old_sha) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let rebuilt = send(admin.get(format!("{call}/audio"))).await;
+    let rebuilt = wav_samples(&rebuilt.body);
+    assert_eq!(rebuilt.len(), samples.len());
+    let beep = first_loud(&rebuilt, 0).expect("the second beep is left");
+    assert_eq!(beep, beep2, "the first segment is silent now");
+    let metrics = metrics_text(&s.base).await;
+    assert_eq!(metric(&metrics, "call_audio_builds_total"), 2.0);
+
+    // Audited as plays of each segment.
+    let (plays,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'play' AND detail LIKE 'call %' AND outcome = 'allowed'",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(plays, 2 * 4, "two segments for each of four answers");
+    stop(s).await;
+}
+
+/// A queue's agent hangs up, the caller goes to a busy desk and leaves a voicemail: the WAV of
+/// the queue segment and the mu-law message are one recording, the message at its offset.
+#[tokio::test]
+async fn queue_then_voicemail_assemble_wav_and_ulaw_on_one_timeline() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["200"]
+start = "q"
+
+[nodes.q]
+type = "queue"
+agents = ["PJSIP/agent-one"]
+record_call = true
+on_agent_hangup = "desk"
+
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/busy"
+record_call = true
+on_failure = "vm"
+
+[nodes.vm]
+type = "voicemail"
+mailbox = "sales"
+beep = false
+max_duration = 60
+max_silence = 30
+"#;
+    let s = start_service(&t, &[("sales.toml", flow)]).await;
+    let admin = bearer(&bootstrap_admin(&s.svc.db).await);
+    quiet_agent(&t, "PJSIP/agent-one", 2.0);
+    caller(
+        &t,
+        "talker",
+        vec![Step::Answer, Step::Talk(8.0), Step::Hangup],
+    );
+    t.sim
+        .place_inbound_call("200", "Vic <5552002>", "talker")
+        .expect("call");
+    wait_until("queue segment recording", || record_requests(&t) == 1).await;
+    t.sim.advance(2.1);
+    wait_until("voicemail recording", || {
+        record_requests(&t) == 2 && t.sim.with_world(|w| w.counts().2) == 1
+    })
+    .await;
+    t.sim.advance(8.0);
+    wait_until("call over", || quiet(&t)).await;
+    wait_rows(&s.svc.db, "segments finished", 2, |r| r.state == "done").await;
+    ready_segments(&s, 2).await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    let call = format!("{}/api/calls/{}", s.base, call_id(&s).await);
+    let meta = send(admin.get(&call)).await.json();
+    let segments = meta["segments"].as_array().cloned().expect("segments");
+    assert_eq!(
+        segments
+            .iter()
+            .map(|s| s["format"].clone())
+            .collect::<Vec<_>>(),
+        vec!["wav", "ulaw"],
+        "{meta}"
+    );
+    let offset = segments[1]["offset_seconds"].as_f64().expect("offset");
+    let audio = send(admin.get(format!("{call}/audio"))).await;
+    assert_eq!(audio.status, 200, "{:?}", audio.json());
+    let samples = wav_samples(&audio.body);
+    // The message, decoded, lies exactly at its offset.
+    let (path,): (String,) = sqlx::query_as("SELECT path FROM recordings WHERE format = 'ulaw'")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("voicemail");
+    let message: Vec<i16> = std::fs::read(t.recordings.join(path))
+        .expect("message")
+        .into_iter()
+        .map(ari_recorder::audio::g711::decode_ulaw)
+        .collect();
+    let at = (offset * 8000.0).round() as usize;
+    assert_eq!(samples.len(), at + message.len());
+    assert_eq!(&samples[at..], &message[..]);
+    stop(s).await;
+}
+
+/// Call audio is guarded like its segments: another tenant does not see the call, staff (who
+/// never download) may not download it, and a refusal is audited.
+#[tokio::test]
+async fn call_audio_follows_the_segments_access_rules() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("desk.toml", TWO_AGENTS)]).await;
+    bootstrap_admin(&s.svc.db).await;
+    quiet_agent(&t, "PJSIP/agent-one", 1.0);
+    quiet_agent(&t, "PJSIP/agent-two", 1.0);
+    t.sim
+        .place_inbound_call("100", "Al <5552003>", "talk")
+        .expect("call");
+    wait_until("first segment", || record_requests(&t) == 1).await;
+    t.sim.advance(1.1);
+    wait_until("second segment", || record_requests(&t) == 2).await;
+    t.sim.advance(2.0);
+    wait_until("call over", || quiet(&t)).await;
+    ready_segments(&s, 2).await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    let call = format!("{}/api/calls/{}", s.base, call_id(&s).await);
+    let staff = bearer(
+        &user_token(
+            &s.svc.db,
+            "sam",
+            "staff",
+            "default",
+            &[],
+            None,
+            &[
+                Scope::RecordingsRead,
+                Scope::RecordingsPlay,
+                Scope::RecordingsDownload,
+            ],
+        )
+        .await,
+    );
+    let outsider = common::tenant_admin(&s.svc.db, "other").await;
+    let shown = send(staff.get(&call)).await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.json()["access"]["play"]["allowed"], true);
+    assert_eq!(
+        shown.json()["access"]["download"]["reason"],
+        "role_restriction",
+        "staff never download"
+    );
+    assert_eq!(send(staff.get(format!("{call}/audio"))).await.status, 200);
+    let refused = send(staff.get(format!("{call}/download"))).await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (403, "role_restriction")
+    );
+    for path in ["", "/audio", "/download", "/peaks"] {
+        let hidden = send(outsider.get(format!("{call}{path}"))).await;
+        assert_eq!(
+            (hidden.status, hidden.error().as_str()),
+            (404, "not_found"),
+            "{path}"
+        );
+    }
+    let (refusals,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'download' AND outcome = 'role_restriction'",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(refusals, 1);
+    stop(s).await;
+}
