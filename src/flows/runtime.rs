@@ -1095,7 +1095,7 @@ async fn apply_write(db: &Database, write: &LibraryWrite) -> Result<(), sqlx::Er
         } => {
             sqlx::query(
                 "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \
-                 finished_at_ms = $2, started_at_ms = COALESCE($4, started_at_ms) \
+                 finished_at_ms = $2, asterisk_started_at_ms = $4 \
                  WHERE recording_name = $3 AND state = 'recording'",
             )
             .bind(*duration)

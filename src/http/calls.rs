@@ -51,9 +51,9 @@ fn no_such_call() -> ApiError {
 fn timeline_start(segments: &[RecordingRow]) -> i64 {
     let with_audio = segments.iter().filter(|s| s.status == "ready");
     with_audio
-        .map(|s| s.started_at_ms)
+        .map(RecordingRow::timeline_ms)
         .min()
-        .or_else(|| segments.iter().map(|s| s.started_at_ms).min())
+        .or_else(|| segments.iter().map(RecordingRow::timeline_ms).min())
         .unwrap_or(0)
 }
 
@@ -110,7 +110,7 @@ pub(super) async fn get_call(
             let paused: i64 = pauses
                 .get(&s.name)
                 .map_or(0, |p| p.iter().map(|g| g.1).sum());
-            s.started_at_ms - start + s.duration_ms + paused
+            s.timeline_ms() - start + s.duration_ms + paused
         })
         .max()
         .unwrap_or(0);
@@ -136,7 +136,7 @@ pub(super) async fn get_call(
         .iter()
         .map(|s| {
             let mut json = s.json(&caller.principal, settings);
-            json["offset_seconds"] = serde_json::json!((s.started_at_ms - start) as f64 / 1000.0);
+            json["offset_seconds"] = serde_json::json!((s.timeline_ms() - start) as f64 / 1000.0);
             json["in_call_audio"] = serde_json::json!(s.status == "ready");
             json["paused_seconds"] = serde_json::json!(
                 pauses
@@ -260,7 +260,7 @@ async fn assembled(
                 return Err(caller.refuse(state, entry, e).await);
             }
         };
-        let offset = u64::try_from(segment.started_at_ms - start).unwrap_or(0) * SAMPLES_PER_MS;
+        let offset = u64::try_from(segment.timeline_ms() - start).unwrap_or(0) * SAMPLES_PER_MS;
         let gaps: Vec<(u64, u64)> = pauses
             .get(&segment.name)
             .map(|p| {

@@ -25,6 +25,10 @@ fn id_param() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}})
 }
 
+fn call_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": "the call id (its caller's channel id)", "schema": {"type": "string"}})
+}
+
 fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
@@ -203,6 +207,26 @@ pub fn document() -> Value {
                 "summary": "place a direct outbound call: ring `from`, then `to`, bridge them",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["from", "to"], "properties": {"from": {"type": "string", "example": "PJSIP/201"}, "to": {"type": "string", "example": "PJSIP/202"}}}}}},
                 "responses": merge(json!({"202": {"description": "placed", "content": {"application/json": {"schema": {"type": "object", "properties": {"call_id": {"type": "string"}}}}}}}), error_responses(&["400"]))
+            }},
+            "/api/calls/{id}": {"get": {
+                "summary": "a call and its segments on the call's timeline (Asterisk's clock): offset_seconds, in_call_audio, paused_seconds, and whether the asking user may play and download the whole call",
+                "parameters": [call_param()],
+                "responses": merge(json!({"200": {"description": "the call"}}), error_responses(&["401", "404"]))
+            }},
+            "/api/calls/{id}/audio": {"get": {
+                "summary": "the call as one 8 kHz mono PCM WAV: segments at their offsets, silence between, overlaps mixed with clipping; built on first request and cached; exact ranges",
+                "parameters": [call_param(), {"name": "Range", "in": "header", "required": false, "schema": {"type": "string"}, "description": "one `bytes=` range"}],
+                "responses": merge(json!({"200": {"description": "audio/wav"}, "206": {"description": "a range"}}), error_responses(&["401", "403", "404", "409", "416"]))
+            }},
+            "/api/calls/{id}/download": {"get": {
+                "summary": "the assembled call as an attachment (the right to download every segment)",
+                "parameters": [call_param()],
+                "responses": merge(json!({"200": {"description": "audio/wav attachment"}}), error_responses(&["401", "403", "404", "409"]))
+            }},
+            "/api/calls/{id}/peaks": {"get": {
+                "summary": "min/max peaks of the assembled call",
+                "parameters": [call_param(), query("points", "100, 200, 400, 800 (default), 1600 or 3200", json!({"type": "integer"}))],
+                "responses": merge(json!({"200": {"description": "peaks: [[min, max], ...]"}}), error_responses(&["400", "401", "403", "404", "409"]))
             }},
             "/api/calls/{id}/recording/pause": {"post": {
                 "summary": "redact the call's live recording from now (redaction_mode: mute writes silence, pause leaves the audio out); admins, managers and the agent on the call; audited, stored with the recording",

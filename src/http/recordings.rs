@@ -175,13 +175,21 @@ pub(super) struct RecordingRow {
     pub(super) consent: String,
     pub(super) compliance: String,
     pub(super) deleted_at_ms: Option<i64>,
+    /// Where the file begins on Asterisk's clock (None: its start was not seen).
+    pub(super) asterisk_started_at_ms: Option<i64>,
 }
 
 const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
     data_offset, data_len, sha256, call_id, tenant, project, participants, flow, node, node_type, direction, caller_name, caller_number, \
-    callee, started_at_ms, private, consent, compliance, deleted_at_ms";
+    callee, started_at_ms, private, consent, compliance, deleted_at_ms, asterisk_started_at_ms";
 
 impl RecordingRow {
+    /// Where the file begins on the call's timeline: Asterisk's clock, or ours when Asterisk's
+    /// start was not seen.
+    pub(super) fn timeline_ms(&self) -> i64 {
+        self.asterisk_started_at_ms.unwrap_or(self.started_at_ms)
+    }
+
     pub(super) fn facts(&self) -> RecordingFacts<'_> {
         RecordingFacts {
             tenant: &self.tenant,
@@ -599,7 +607,8 @@ pub(super) async fn fetch_call(
     call_id: &str,
 ) -> Result<Vec<RecordingRow>, ApiError> {
     sqlx::query_as::<_, RecordingRow>(&format!(
-        "SELECT {COLUMNS} FROM recordings WHERE call_id = $1 ORDER BY started_at_ms, id"
+        "SELECT {COLUMNS} FROM recordings WHERE call_id = $1 \
+         ORDER BY COALESCE(asterisk_started_at_ms, started_at_ms), id"
     ))
     .bind(call_id)
     .fetch_all(&db.pool)
@@ -1587,6 +1596,7 @@ mod tests {
             consent: "unknown".into(),
             compliance: "permitted".into(),
             deleted_at_ms: None,
+            asterisk_started_at_ms: None,
         };
         assert_eq!(
             download_name(&row),

@@ -406,10 +406,11 @@ struct CallMeta {
     private: i64,
     consent: String,
     participants: Option<String>,
+    asterisk_started_at_ms: Option<i64>,
 }
 
 /// The columns the indexer writes, in the order of its values.
-const ROW_COLUMNS: [&str; 30] = [
+const ROW_COLUMNS: [&str; 31] = [
     "path",
     "name",
     "format",
@@ -439,6 +440,7 @@ const ROW_COLUMNS: [&str; 30] = [
     "project",
     "private",
     "consent",
+    "asterisk_started_at_ms",
     // Set when the row is made (the deployment's `default_compliance`); never changed by a
     // re-index, so an admin's decision stays.
     "compliance",
@@ -448,6 +450,7 @@ const ROW_COLUMNS: [&str; 30] = [
 enum Stored {
     Text(Option<String>),
     Int(i64),
+    MaybeInt(Option<i64>),
 }
 
 fn bind_stored<'q>(
@@ -458,6 +461,7 @@ fn bind_stored<'q>(
         query = match value {
             Stored::Text(text) => query.bind(text.as_deref()),
             Stored::Int(int) => query.bind(*int),
+            Stored::MaybeInt(int) => query.bind(*int),
         };
     }
     query
@@ -606,6 +610,8 @@ impl Indexer {
             private: i64::from(private),
             consent: "unknown".into(),
             participants: Some(format!("{},{}", fallback.caller, fallback.dialled)),
+            // MixMonitor's start time comes from the file name, on Asterisk's clock.
+            asterisk_started_at_ms: Some(fallback.started_at_ms),
         })
     }
 
@@ -735,7 +741,7 @@ impl Indexer {
 
     async fn call_meta_all(&self) -> Result<HashMap<String, CallMeta>, DbError> {
         let rows: Vec<CallMeta> = sqlx::query_as(
-            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms, project, private, consent, participants FROM call_recordings",
+            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms, project, private, consent, participants, asterisk_started_at_ms FROM call_recordings",
         )
         .fetch_all(&self.db.pool)
         .await?;
@@ -747,7 +753,7 @@ impl Indexer {
 
     async fn call_meta(&self, name: &str) -> Result<Option<CallMeta>, DbError> {
         Ok(sqlx::query_as(
-            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms, project, private, consent, participants FROM call_recordings WHERE recording_name = $1",
+            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms, project, private, consent, participants, asterisk_started_at_ms FROM call_recordings WHERE recording_name = $1",
         )
         .bind(name)
         .fetch_optional(&self.db.pool)
@@ -914,6 +920,7 @@ impl Indexer {
                     m.map(|m| m.consent.clone())
                         .unwrap_or_else(|| "unknown".into()),
                 )),
+                Stored::MaybeInt(m.and_then(|m| m.asterisk_started_at_ms)),
                 text(Some(
                     self.new_compliance
                         .as_ref()
