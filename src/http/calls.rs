@@ -18,7 +18,7 @@ use super::auth::{denied, Caller};
 use super::recordings::{bad, fetch_call, playable, serve, AudioBody, RecordingRow};
 use super::{internal, rfc3339, ApiError, AppState};
 use crate::access::audit;
-use crate::access::policy::{decide, Action};
+use crate::access::policy::{decide, Action, Denial};
 use crate::audio::assemble::{Segment, TIMELINE_RATE};
 use crate::audio::call_audio::{timeline_key, TimelinePart};
 use crate::audio::renderings::{RenderError, PEAK_POINTS};
@@ -27,7 +27,8 @@ use crate::audio::{wav, Encoding};
 
 const SAMPLES_PER_MS: u64 = TIMELINE_RATE as u64 / 1000;
 
-/// The segments of a call the caller may see, oldest first; None when there are none.
+/// The segments of a call in the caller's tenant and projects, oldest first; None when there
+/// are none (the call reads as one that does not exist).
 async fn visible_segments(
     state: &AppState,
     caller: &Caller,
@@ -37,9 +38,20 @@ async fn visible_segments(
     let settings = caller.principal.settings;
     let visible: Vec<RecordingRow> = rows
         .into_iter()
-        .filter(|r| decide(&caller.principal, settings, &r.facts(), Action::Read).is_ok())
+        .filter(|r| {
+            decide(&caller.principal, settings, &r.facts(), Action::Read) != Err(Denial::OutOfScope)
+        })
         .collect();
     Ok((!visible.is_empty()).then_some(visible))
+}
+
+/// Why the caller may not read the call (a private call they were not on, a token without
+/// `recordings:read`), as a recording would say it.
+fn read_denial(caller: &Caller, segments: &[RecordingRow]) -> Option<Denial> {
+    let settings = caller.principal.settings;
+    segments
+        .iter()
+        .find_map(|s| decide(&caller.principal, settings, &s.facts(), Action::Read).err())
 }
 
 fn no_such_call() -> ApiError {
@@ -97,6 +109,9 @@ pub(super) async fn get_call(
         return Err(caller.refuse(&state, entry, no_such_call()).await);
     };
     entry.recording_id = segments.first().map(|s| s.id);
+    if let Some(d) = read_denial(&caller, &segments) {
+        return Err(caller.refuse(&state, entry, denied(d)).await);
+    }
     audit::record(&state.db, &entry).await.map_err(internal)?;
     let start = timeline_start(&segments);
     let pauses = pauses(&state, &segments).await?;
@@ -123,7 +138,7 @@ pub(super) async fn get_call(
         .filter(|s| s.status == "ready")
         .find_map(|s| decide(&caller.principal, settings, &s.facts(), Action::Download).err());
     let has_audio = segments.iter().any(|s| s.status == "ready");
-    let verdict = |denial: Option<crate::access::policy::Denial>| match (has_audio, denial) {
+    let verdict = |denial: Option<Denial>| match (has_audio, denial) {
         (false, _) => serde_json::json!({"allowed": false, "reason": "no_audio"}),
         (true, Some(d)) => serde_json::json!({"allowed": false, "reason": d.reason()}),
         (true, None) if in_progress => {
@@ -227,6 +242,9 @@ async fn assembled(
     };
     entry.recording_id = segments.first().map(|s| s.id);
     let settings = caller.principal.settings;
+    if let Some(d) = read_denial(caller, &segments) {
+        return Err(caller.refuse(state, entry, denied(d)).await);
+    }
     if call_in_progress(state, call_id, &segments) {
         return Err(caller.refuse(state, entry, in_progress()).await);
     }
