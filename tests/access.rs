@@ -1236,7 +1236,82 @@ async fn a_consent_change_applies_to_the_whole_call(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Issue 13: `?group=call` lists each call once (a file no call made is its own row), newest
+/// call first by its newest recording, with its segment count and total duration, across
+/// pages; another tenant's calls never show.
+async fn calls_are_listed_once_each_across_pages(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    for name in ["a1", "a2", "b1", "lone", "theirs"] {
+        put_wav(&t, name);
+    }
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    wait_indexed(&s.svc.db, 5).await;
+    for (name, call, started) in [
+        ("a1", Some("c1"), 1_000i64),
+        ("a2", Some("c1"), 5_000),
+        ("b1", Some("c2"), 3_000),
+        ("lone", None, 4_000),
+        ("theirs", Some("c3"), 9_000),
+    ] {
+        sqlx::query(
+            "UPDATE recordings SET call_id = $1, started_at_ms = $2, \
+             tenant = CASE WHEN name = 'theirs' THEN 'other' ELSE tenant END WHERE name = $3",
+        )
+        .bind(call)
+        .bind(started)
+        .bind(name)
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("call");
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let url = match &cursor {
+            Some(c) => format!("{}/api/recordings?group=call&limit=1&cursor={c}", s.base),
+            None => format!("{}/api/recordings?group=call&limit=1", s.base),
+        };
+        let page = common::send(common::authed().get(url)).await;
+        assert_eq!(page.status, 200, "{:?}", page.json());
+        let page = page.json();
+        for call in page["calls"].as_array().expect("calls") {
+            let names: Vec<&str> = call["segments"]
+                .as_array()
+                .expect("segments")
+                .iter()
+                .filter_map(|r| r["name"].as_str())
+                .collect();
+            seen.push((
+                call["call_id"].as_str().map(String::from),
+                call["segment_count"].as_i64(),
+                names.join(","),
+            ));
+        }
+        cursor = page["next_cursor"].as_str().map(String::from);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (Some("c1".to_string()), Some(2), "a1,a2".to_string()),
+            (None, Some(1), "lone".to_string()),
+            (Some("c2".to_string()), Some(1), "b1".to_string()),
+        ]
+    );
+    let wrong =
+        common::send(common::authed().get(format!("{}/api/recordings?group=segment", s.base)))
+            .await;
+    assert_eq!((wrong.status, wrong.error().as_str()), (400, "bad_request"));
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    calls_are_listed_once_each_across_pages,
     a_consent_change_applies_to_the_whole_call,
     concurrent_requests_keep_one_chain,
     the_permission_matrix_holds_through_the_api,

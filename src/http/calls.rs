@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::{denied, Caller};
-use super::recordings::{bad, fetch_call, playable, serve, AudioBody, RecordingRow};
+use super::recordings::{
+    bad, fetch_call, param, playable, serve, AudioBody, Bind, RecordingRow, COLUMNS,
+};
 use super::{internal, rfc3339, ApiError, AppState};
 use crate::access::audit;
 use crate::access::policy::{decide, Action, Denial};
@@ -24,6 +26,7 @@ use crate::audio::call_audio::{timeline_key, TimelinePart};
 use crate::audio::renderings::{RenderError, PEAK_POINTS};
 use crate::audio::serve::WavStream;
 use crate::audio::{wav, Encoding};
+use base64::Engine;
 
 const SAMPLES_PER_MS: u64 = TIMELINE_RATE as u64 / 1000;
 
@@ -447,4 +450,141 @@ pub(super) async fn peaks(
         "peaks": peaks.iter().map(|[lo, hi]| [*lo, *hi]).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+/// The grouping key of a row: its call, or the file itself for one no call made.
+const CALL_KEY: &str = "COALESCE(call_id, 'file:' || CAST(id AS TEXT))";
+
+fn encode_call_cursor(newest: i64, key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("c:{newest}:{key}"))
+}
+
+fn decode_call_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| bad("cursor", "not a cursor from this API"))?;
+    let mut parts = text.splitn(3, ':');
+    match (
+        parts.next(),
+        parts.next().map(str::parse::<i64>),
+        parts.next(),
+    ) {
+        (Some("c"), Some(Ok(newest)), Some(key)) => Ok((newest, key.to_string())),
+        (Some(_), Some(Ok(_)), Some(_)) => Err(bad("cursor", "belongs to the ungrouped list")),
+        _ => Err(bad("cursor", "not a cursor from this API")),
+    }
+}
+
+/// `GET /api/recordings?group=call`: one row per call (a file no call made is its own row),
+/// newest call first (by its newest recording), with its segments matching the filters, their
+/// count and total duration. Keyset on (newest recording, call); each page groups the
+/// filtered rows of the caller's scope, so its cost grows with them (narrow it with `from`).
+pub(super) async fn list_grouped(
+    state: &AppState,
+    caller: &Caller,
+    q: &HashMap<String, String>,
+    limit: i64,
+    clauses: Vec<String>,
+    mut binds: Vec<Bind>,
+) -> Result<Response, ApiError> {
+    let where_sql = format!("WHERE {}", clauses.join(" AND "));
+    // The filters' values: the segments' query below binds these and no others.
+    let filter_binds = binds.len();
+    let mut having = String::new();
+    if let Some(cursor) = q.get("cursor") {
+        let (newest, key) = decode_call_cursor(cursor)?;
+        let pn = param(&mut binds, Bind::Int(newest));
+        let pk = param(&mut binds, Bind::Text(key));
+        having = format!(
+            "HAVING MAX(started_at_ms) < {pn} OR (MAX(started_at_ms) = {pn} AND {CALL_KEY} < {pk})"
+        );
+    }
+    let pl = param(&mut binds, Bind::Int(limit + 1));
+    let sql = format!(
+        "SELECT {CALL_KEY} AS call_key, CAST(MAX(started_at_ms) AS BIGINT) AS newest, \
+         CAST(COUNT(*) AS BIGINT) AS segments, CAST(SUM(duration_ms) AS BIGINT) AS duration \
+         FROM recordings {where_sql} GROUP BY {CALL_KEY} {having} \
+         ORDER BY newest DESC, call_key DESC LIMIT {pl}"
+    );
+    let mut query = sqlx::query_as::<_, (String, i64, i64, i64)>(&sql);
+    for b in &binds {
+        query = match b {
+            Bind::Text(t) => query.bind(t.clone()),
+            Bind::Int(i) => query.bind(*i),
+        };
+    }
+    let mut entry = caller.entry("list");
+    let mut searched: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != "cursor")
+        .map(|(k, v)| format!("{k}={}", v.chars().take(100).collect::<String>()))
+        .collect();
+    searched.sort();
+    entry.detail = Some(if q.contains_key("cursor") {
+        format!("{} (next page)", searched.join("&"))
+    } else {
+        searched.join("&")
+    });
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    let mut groups = query.fetch_all(&state.db.pool).await.map_err(internal)?;
+    let more = groups.len() as i64 > limit;
+    groups.truncate(limit as usize);
+    let next_cursor = match (more, groups.last()) {
+        (true, Some((key, newest, _, _))) => Some(encode_call_cursor(*newest, key)),
+        _ => None,
+    };
+    // The page's segments, by the same filters (the cursor and limit binds left out).
+    let mut rows: Vec<RecordingRow> = Vec::new();
+    if !groups.is_empty() {
+        let mut segment_binds: Vec<Bind> = binds.drain(..filter_binds).collect();
+        let keys: Vec<String> = groups
+            .iter()
+            .map(|(key, ..)| param(&mut segment_binds, Bind::Text(key.clone())))
+            .collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM recordings {where_sql} AND {CALL_KEY} IN ({}) \
+             ORDER BY COALESCE(asterisk_started_at_ms, started_at_ms), id",
+            keys.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, RecordingRow>(&sql);
+        for b in segment_binds {
+            query = match b {
+                Bind::Text(t) => query.bind(t),
+                Bind::Int(i) => query.bind(i),
+            };
+        }
+        rows = query.fetch_all(&state.db.pool).await.map_err(internal)?;
+    }
+    let settings = caller.principal.settings;
+    let calls: Vec<serde_json::Value> = groups
+        .iter()
+        .map(|(key, _, count, duration)| {
+            let segments: Vec<&RecordingRow> = rows
+                .iter()
+                .filter(|r| match &r.call_id {
+                    Some(call) => call == key,
+                    None => format!("file:{}", r.id) == *key,
+                })
+                .collect();
+            let first = segments.first();
+            let call_id = first.and_then(|r| r.call_id.clone());
+            serde_json::json!({
+                "call_id": call_id,
+                "started_at": first.map(|r| rfc3339(r.started_at_ms)),
+                "segment_count": count,
+                "duration_seconds": *duration as f64 / 1000.0,
+                "caller": first.map(|r| serde_json::json!({"name": r.caller_name, "number": r.caller_number})),
+                "direction": first.and_then(|r| r.direction.clone()),
+                "flow": first.and_then(|r| r.flow.clone()),
+                "tenant": first.map(|r| r.tenant.clone()),
+                "project": first.map(|r| r.project.clone()),
+                "consent": first.map(|r| r.consent.clone()),
+                "segments": segments.iter().map(|r| r.json(&caller.principal, settings)).collect::<Vec<_>>(),
+                "links": call_id.map(|id| serde_json::json!({"call": format!("/api/calls/{}", urlencode(&id))})),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({"calls": calls, "next_cursor": next_cursor})).into_response())
 }

@@ -244,6 +244,7 @@ pub fn document() -> Value {
                     query("limit", "page size, 1 to 200 (50)", json!({"type": "integer", "minimum": 1, "maximum": 200})),
                     query("cursor", "next_cursor of the previous page", json!({"type": "string"})),
                     query("sort", "newest (default) or longest", json!({"enum": ["newest", "longest"]})),
+                    query("group", "call: one row per call (`calls`: call_id, started_at, segment_count, duration_seconds, segments), newest call first; a file no call made is its own row", json!({"enum": ["call"]})),
                     query("caller", "caller number prefix", json!({"type": "string"})),
                     query("callee", "callee prefix", json!({"type": "string"})),
                     query("name", "words of the caller name: each word given must start one, any case", json!({"type": "string"})),

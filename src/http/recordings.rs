@@ -35,7 +35,7 @@ use crate::library::{Database, Indexer};
 const CONFIRM_TTL: Duration = Duration::from_secs(120);
 const MAX_LIMIT: i64 = 200;
 /// Binds `value` as the next numbered parameter and names it (`$n`).
-fn param(binds: &mut Vec<Bind>, value: Bind) -> String {
+pub(super) fn param(binds: &mut Vec<Bind>, value: Bind) -> String {
     binds.push(value);
     format!("${}", binds.len())
 }
@@ -179,7 +179,7 @@ pub(super) struct RecordingRow {
     pub(super) asterisk_started_at_ms: Option<i64>,
 }
 
-const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
+pub(super) const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
     data_offset, data_len, sha256, call_id, tenant, project, participants, flow, node, node_type, direction, caller_name, caller_number, \
     callee, started_at_ms, private, consent, compliance, deleted_at_ms, asterisk_started_at_ms";
 
@@ -294,7 +294,7 @@ fn like_literal(value: &str) -> String {
 }
 
 /// A value bound into a dynamically built query.
-enum Bind {
+pub(super) enum Bind {
     Text(String),
     Int(i64),
 }
@@ -343,8 +343,9 @@ fn decode_cursor(sort: Sort, cursor: &str) -> Result<(i64, i64), ApiError> {
     }
 }
 
-const LIST_PARAMS: [&str; 13] = [
+const LIST_PARAMS: [&str; 14] = [
     "limit",
+    "group",
     "cursor",
     "sort",
     "caller",
@@ -359,57 +360,13 @@ const LIST_PARAMS: [&str; 13] = [
     "min_duration",
 ];
 
-/// `GET /api/recordings`: keyset pagination, newest first or longest first, with filters, over
-/// the recordings the caller may see (their tenant and projects; private ones they were on).
-/// SQL: the recording's participants include the identity bound at `param` as `,identity,`.
-/// Exact and case-sensitive on both backends, as the policy's `is_participant` compares.
-pub(super) fn participant_is(backend: crate::library::db::Backend, param: &str) -> String {
-    let position = match backend {
-        crate::library::db::Backend::Sqlite => "instr",
-        crate::library::db::Backend::Postgres => "strpos",
-    };
-    format!("{position}(',' || COALESCE(participants, '') || ',', {param}) > 0")
-}
-
-pub(super) async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let principal = &caller.principal;
-    if !principal.has_scope(Scope::RecordingsRead) {
-        return Err(caller
-            .refuse(&state, caller.entry("list"), denied(Denial::MissingScope))
-            .await);
-    }
-    for key in q.keys() {
-        if !LIST_PARAMS.contains(&key.as_str()) {
-            return Err(bad(
-                key,
-                format!(
-                    "unknown parameter (expected one of: {})",
-                    LIST_PARAMS.join(", ")
-                ),
-            ));
-        }
-    }
-    let limit = match q.get("limit") {
-        None => 50,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(bad(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                ))
-            }
-        },
-    };
-    let sort = match q.get("sort").map(String::as_str) {
-        None | Some("newest") => Sort::Newest,
-        Some("longest") => Sort::Longest,
-        Some(_) => return Err(bad("sort", "must be newest or longest")),
-    };
+/// The WHERE clauses of a list: what the caller may see (their tenant, their projects, private
+/// calls they were on) and the filters asked for, with their bound values.
+fn list_filters(
+    state: &AppState,
+    principal: &Principal,
+    q: &HashMap<String, String>,
+) -> Result<(Vec<String>, Vec<Bind>), ApiError> {
     let mut clauses: Vec<String> = Vec::new();
     let mut binds: Vec<Bind> = Vec::new();
     // What the caller may see: their tenant, their projects, private calls they were on.
@@ -526,6 +483,72 @@ pub(super) async fn list(
         }
         let p = param(&mut binds, Bind::Int((seconds * 1000.0) as i64));
         clauses.push(format!("duration_ms >= {p}"));
+    }
+    Ok((clauses, binds))
+}
+
+/// `GET /api/recordings`: keyset pagination, newest first or longest first, with filters, over
+/// the recordings the caller may see (their tenant and projects; private ones they were on).
+/// SQL: the recording's participants include the identity bound at `param` as `,identity,`.
+/// Exact and case-sensitive on both backends, as the policy's `is_participant` compares.
+pub(super) fn participant_is(backend: crate::library::db::Backend, param: &str) -> String {
+    let position = match backend {
+        crate::library::db::Backend::Sqlite => "instr",
+        crate::library::db::Backend::Postgres => "strpos",
+    };
+    format!("{position}(',' || COALESCE(participants, '') || ',', {param}) > 0")
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let principal = &caller.principal;
+    if !principal.has_scope(Scope::RecordingsRead) {
+        return Err(caller
+            .refuse(&state, caller.entry("list"), denied(Denial::MissingScope))
+            .await);
+    }
+    for key in q.keys() {
+        if !LIST_PARAMS.contains(&key.as_str()) {
+            return Err(bad(
+                key,
+                format!(
+                    "unknown parameter (expected one of: {})",
+                    LIST_PARAMS.join(", ")
+                ),
+            ));
+        }
+    }
+    let limit = match q.get("limit") {
+        None => 50,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(bad(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                ))
+            }
+        },
+    };
+    let sort = match q.get("sort").map(String::as_str) {
+        None | Some("newest") => Sort::Newest,
+        Some("longest") => Sort::Longest,
+        Some(_) => return Err(bad("sort", "must be newest or longest")),
+    };
+    let (mut clauses, mut binds) = list_filters(&state, principal, &q)?;
+    if q.get("group").map(String::as_str) == Some("call") {
+        if sort != Sort::Newest {
+            return Err(bad("group", "calls are listed newest first only"));
+        }
+        return super::calls::list_grouped(&state, &caller, &q, limit, clauses, binds).await;
+    } else if let Some(other) = q.get("group") {
+        return Err(bad(
+            "group",
+            format!("{other:?} is not a grouping (expected call)"),
+        ));
     }
     let (key_column, order) = match sort {
         Sort::Newest => ("started_at_ms", "started_at_ms DESC, id DESC"),
