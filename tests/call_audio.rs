@@ -152,6 +152,7 @@ async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_pl
     assert_eq!(meta.status, 200, "{:?}", meta.json());
     let meta = meta.json();
     assert_eq!(meta["segment_count"], 2, "{meta}");
+    assert_eq!(meta["separation"], "per_call", "the default");
     let segments = meta["segments"].as_array().expect("segments");
     assert_eq!(segments[0]["node"], "desk");
     assert_eq!(segments[1]["node"], "second");

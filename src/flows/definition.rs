@@ -270,6 +270,26 @@ pub struct Settings {
     /// a recording notice. Empty (the default): none; Asterisk's core sounds hold no "this call
     /// may be recorded" prompt, so the operator names their own.
     pub recording_announcement: Vec<String>,
+    /// What the page and downloads offer first for a call of several segments: the call as
+    /// one recording (`per_call`, the default) or each segment (`per_segment`).
+    pub recording_separation: RecordingSeparation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingSeparation {
+    #[default]
+    PerCall,
+    PerSegment,
+}
+
+impl RecordingSeparation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingSeparation::PerCall => "per_call",
+            RecordingSeparation::PerSegment => "per_segment",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -298,6 +318,7 @@ impl Default for Settings {
             record_from_dial: false,
             redaction_mode: super::call::RedactMode::Mute,
             default_compliance: DefaultCompliance::Permitted,
+            recording_separation: RecordingSeparation::PerCall,
             recording_announcement: Vec::new(),
         }
     }
@@ -1036,6 +1057,15 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
             "redaction_mode",
             "default_compliance",
             "recording_announcement",
+            "recording_separation",
+        ],
+    );
+    let recording_separation = ctx.choice(
+        &table,
+        "recording_separation",
+        &[
+            ("per_call", RecordingSeparation::PerCall),
+            ("per_segment", RecordingSeparation::PerSegment),
         ],
     );
     let redaction_mode = ctx.choice(
@@ -1060,6 +1090,7 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
     }
     let settings = Settings {
         recording_announcement,
+        recording_separation,
         default_compliance,
         recording_enabled: ctx.boolean(&table, "recording_enabled", true),
         record_inbound_calls: ctx.boolean(&table, "record_inbound_calls", false),
@@ -1304,6 +1335,32 @@ mailbox = "support"
                 "{extra}: {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn recording_separation_is_one_of_two_named_values() {
+        let file = Path::new("settings.toml");
+        let default = parse_settings(file, "").expect("empty settings");
+        assert_eq!(default.recording_separation, RecordingSeparation::PerCall);
+        let set = parse_settings(file, "recording_separation = \"per_segment\"\n").expect("valid");
+        assert_eq!(set.recording_separation, RecordingSeparation::PerSegment);
+        let errors = parse_settings(file, "recording_separation = \"stereo\"\n").expect_err("bad");
+        assert_eq!(errors[0].field.as_deref(), Some("recording_separation"));
+    }
+
+    #[test]
+    fn on_agent_hangup_must_name_a_node_and_may_loop_back() {
+        let flow = |edge: &str| {
+            format!("[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\non_agent_hangup = \"{edge}\"\n")
+        };
+        // Back to the same desk after each agent: a loop, but one that waits on people.
+        parse_flow(Path::new("desk.toml"), &flow("desk")).expect("a desk that loops back");
+        let errors = parse_flow(Path::new("desk.toml"), &flow("nowhere")).expect_err("dangling");
+        assert_eq!(
+            errors[0].field.as_deref(),
+            Some("on_agent_hangup"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub(super) async fn get_call(
         "started_at": rfc3339(start),
         "duration_seconds": end_ms as f64 / 1000.0,
         "in_progress": in_progress,
+        // What the deployment offers first (`recording_separation`): the call or its segments.
+        "separation": state.flows.store().current().settings.recording_separation.as_str(),
         "segment_count": segments.len(),
         "segments": segments_json,
         "access": {"play": verdict(audio_denial), "download": verdict(download_denial)},

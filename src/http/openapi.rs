@@ -146,7 +146,8 @@ fn components() -> Value {
                 "record_outbound_calls": {"type": "boolean"},
                 "record_from_dial": {"type": "boolean", "readOnly": true},
                 "redaction_mode": {"enum": ["mute", "pause"], "readOnly": true},
-                "default_compliance": {"enum": ["permitted", "unknown"], "readOnly": true}
+                "default_compliance": {"enum": ["permitted", "unknown"], "readOnly": true},
+                "recording_separation": {"enum": ["per_call", "per_segment"], "readOnly": true}
             }},
             "Recording": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "name": {"type": "string"}, "format": {"type": "string"},
