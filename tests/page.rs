@@ -1010,3 +1010,138 @@ record_call = true
     browser.quit().await;
     let _ = s.stop.send(true);
 }
+
+/// Issue 13 on the page: a call of two segments has its own view (`#/calls/{id}`, survives a
+/// reload) with the whole call playing on one waveform, its segments listed, each opening as a
+/// recording of its own; a recording's panel links to its call.
+#[tokio::test]
+async fn a_call_of_two_segments_plays_whole_and_each_segment_opens_alone() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let t = start_sim(0.0).await;
+    let url = common::database_url(&t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/agent-one"
+record_call = true
+on_agent_hangup = "second"
+[nodes.second]
+type = "transfer"
+target = "PJSIP/agent-two"
+record_call = true
+"#;
+    let s = start_service_on(&t, &[("desk.toml", flow)], &url).await;
+    for agent in ["PJSIP/agent-one", "PJSIP/agent-two"] {
+        t.sim.define_party(
+            agent,
+            ari_recorder::sim::Script::new(
+                "agent",
+                vec![
+                    ari_recorder::sim::Step::Answer,
+                    ari_recorder::sim::Step::Say("tt-weasels".into()),
+                    ari_recorder::sim::Step::Hangup,
+                ],
+            ),
+        );
+    }
+    t.sim
+        .place_inbound_call("100", "Gail Grant <5551007>", "silent")
+        .expect("call");
+    let requests = || {
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/record"))
+            .count()
+    };
+    common::wait_until("first segment", || requests() == 1).await;
+    t.sim.advance(3.1);
+    common::wait_until("second segment", || requests() == 2).await;
+    t.sim.advance(3.1);
+    common::wait_until("call over", || common::quiet(&t)).await;
+    common::wait_ready(&s.svc.db, 2).await;
+    let (call_id,): (String,) = sqlx::query_as(
+        "UPDATE recordings SET consent = 'granted' WHERE node = 'desk' RETURNING call_id",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("call");
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+
+    let base = format!("http://localhost:{}", s.svc.http_addr.port());
+    let downloads = tempfile::tempdir().expect("downloads");
+    let browser = Browser::start(driver, downloads.path()).await;
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    // From a recording's panel to its call.
+    open_first(&browser, &base, "", "Gail Grant 5551007").await;
+    browser
+        .click(&browser.find(".panel a.call-link").await)
+        .await;
+    browser
+        .wait_for(
+            "the call view",
+            "return !document.querySelector('#call-view').hidden && document.querySelectorAll('#call-view ol.segments li').length === 2",
+        )
+        .await;
+    let hash = browser.exec("return location.hash", &[]).await;
+    let encoded: String = url::form_urlencoded::byte_serialize(call_id.as_bytes()).collect();
+    assert_eq!(hash.as_str(), Some(format!("#/calls/{encoded}").as_str()));
+    browser.exec("location.reload()", &[]).await;
+    browser
+        .wait_for(
+            "the call view after a reload",
+            "return !document.querySelector('#call-view').hidden && document.querySelector('#call-view canvas.wave') !== null",
+        )
+        .await;
+    let title = browser.text(&browser.find("#call-title").await).await;
+    assert_eq!(title, "Call from Gail Grant 5551007");
+    // The whole call plays from the call's own audio.
+    browser
+        .click(&browser.find("#call-view button.play").await)
+        .await;
+    browser
+        .wait_for(
+            "the call playing",
+            "const a = document.querySelector('#call-view audio'); return a.currentTime > 0.2 && a.getAttribute('src').endsWith('/audio');",
+        )
+        .await;
+    let (_, _, paused) = audio_state(&browser, "#call-view .panel").await;
+    assert!(!paused);
+    browser
+        .screenshot(&screenshots().join("call-view.png"))
+        .await;
+    // Each segment opens alone.
+    browser
+        .click(
+            &browser
+                .find("#call-view ol.segments li:nth-child(2) a")
+                .await,
+        )
+        .await;
+    browser
+        .wait_for(
+            "the second segment",
+            "return location.hash.startsWith('#/recordings/') && document.querySelectorAll('#recordings tbody tr[data-id]').length === 1",
+        )
+        .await;
+    assert!(
+        browser
+            .exec("return document.querySelector('#call-view audio') === null || document.querySelector('#call-view audio').paused", &[])
+            .await
+            .as_bool()
+            .unwrap_or(false),
+        "leaving the call view stops its player"
+    );
+    browser.quit().await;
+    let _ = s.stop.send(true);
+}

@@ -17,6 +17,9 @@ class ApiError extends Error {
 }
 
 const session = { user: null, csrf: null, can: {} };
+/// The call view's player (one at a time), and its newest request (a slow earlier one is dropped).
+let callPlayer = null;
+let callRequest = 0;
 
 async function api(method, path, body) {
   const headers = {};
@@ -115,7 +118,8 @@ function el(tag, attributes = {}, ...children) {
 
 function showOnly(id) {
   if (id !== "calls-view") stopLiveCalls();
-  for (const view of ["sign-in-view", "recordings-view", "calls-view", "flows-view"]) {
+  if (id !== "call-view") callPlayer?.stop();
+  for (const view of ["sign-in-view", "recordings-view", "calls-view", "call-view", "flows-view"]) {
     $(`#${view}`).hidden = view !== id;
   }
 }
@@ -189,6 +193,9 @@ async function route() {
   } else if (path === "/calls") {
     showOnly("calls-view");
     await loadLiveCalls();
+  } else if (/^\/calls\/.+$/.test(path)) {
+    showOnly("call-view");
+    await loadCall(decodeURIComponent(path.slice("/calls/".length)));
   } else if (/^\/recordings\/\d+$/.test(path)) {
     showOnly("recordings-view");
     await loadOneRecording(Number(path.split("/")[2]));
@@ -388,7 +395,9 @@ async function openPanel(panel, id, row) {
     return;
   }
   const heading = el("h3", {}, "Call Recording ",
-    el("a", { href: `#/recordings/${rec.id}`, class: "permalink", text: "Link to this recording" }));
+    el("a", { href: `#/recordings/${rec.id}`, class: "permalink", text: "Link to this recording" }),
+    rec.call_id ? " " : null,
+    rec.call_id ? el("a", { href: `#/calls/${encodeURIComponent(rec.call_id)}`, class: "call-link", text: "The whole call" }) : null);
   const indicators = el("p", { class: "indicators" },
     el("span", { class: `badge consent-${rec.consent}`, text: `Consent: ${rec.consent}` }),
     el("span", { class: `badge compliance-${rec.compliance}`, text: `Compliance: ${rec.compliance.replace("_", " ")}` }),
@@ -523,17 +532,31 @@ async function confirmDelete(rec, panel, row) {
 // The player: waveform from the peaks endpoint, audio streamed through HTTP Range from a
 // short-lived signed link (renewed when it expires mid-listen).
 
+/// What a player plays: a recording (through short-lived signed links) or a whole call.
+function recordingSource(rec) {
+  return {
+    key: String(rec.id),
+    label: "Position in the recording",
+    duration: rec.duration_seconds,
+    peaks: `/api/recordings/${rec.id}/peaks`,
+    link: async () => (await api("POST", `/api/recordings/${rec.id}/play-url`)).url,
+    redactions: rec.redactions ?? [],
+    segments: [],
+  };
+}
+
 class Player {
-  constructor(container, rec) {
+  constructor(container, rec, source = recordingSource(rec)) {
     this.rec = rec;
-    this.duration = rec.duration_seconds;
+    this.source = source;
+    this.duration = source.duration;
     this.audio = el("audio", { preload: "metadata" });
     this.canvas = el("canvas", {
       class: "wave",
       role: "slider",
       // Reachable by keyboard: arrow keys seek (handled on the panel).
       tabindex: "0",
-      "aria-label": "Position in the recording",
+      "aria-label": source.label,
       "aria-valuemin": "0",
       "aria-valuemax": String(Math.round(this.duration)),
       "aria-valuenow": "0",
@@ -542,9 +565,9 @@ class Player {
     this.playButton = el("button", { type: "button", class: "play", text: "Play", "aria-label": "Play" });
     this.elapsed = el("span", { class: "elapsed", text: "0:00" });
     this.total = el("span", { class: "total", text: clock(this.duration) });
-    this.speed = el("select", { id: `speed-${rec.id}`, class: "speed" },
+    this.speed = el("select", { id: `speed-${source.key}`, class: "speed" },
       ...[0.5, 0.75, 1, 1.25, 1.5, 2].map((rate) => el("option", { value: String(rate), selected: rate === 1, text: `${rate}×` })));
-    this.volume = el("input", { id: `volume-${rec.id}`, class: "volume", type: "range", min: "0", max: "1", step: "0.05", value: "1" });
+    this.volume = el("input", { id: `volume-${source.key}`, class: "volume", type: "range", min: "0", max: "1", step: "0.05", value: "1" });
     const back = el("button", { type: "button", class: "back", text: "−5 s", "aria-label": "Back 5 seconds", onclick: () => this.seekBy(-5) });
     const forward = el("button", { type: "button", class: "forward", text: "+5 s", "aria-label": "Forward 5 seconds", onclick: () => this.seekBy(5) });
     container.append(
@@ -553,8 +576,8 @@ class Player {
         el("div", { class: "controls" },
           back, this.playButton, forward,
           el("span", { class: "time", "aria-live": "off" }, this.elapsed, " / ", this.total),
-          el("label", { for: `speed-${rec.id}` }, "Speed ", this.speed),
-          el("label", { for: `volume-${rec.id}` }, "Volume ", this.volume)),
+          el("label", { for: `speed-${source.key}` }, "Speed ", this.speed),
+          el("label", { for: `volume-${source.key}` }, "Volume ", this.volume)),
         el("p", { class: "muted hint", text: "Keys when this panel has focus: Space plays or pauses, Left and Right move 5 seconds." }),
         this.audio));
     this.panel = container.closest(".panel");
@@ -621,7 +644,7 @@ class Player {
     const width = Math.round(this.canvas.clientWidth || 800);
     const points = PEAK_POINTS.find((n) => n >= width) ?? PEAK_POINTS[PEAK_POINTS.length - 1];
     try {
-      const data = await api("GET", `/api/recordings/${this.rec.id}/peaks?points=${points}`);
+      const data = await api("GET", `${this.source.peaks}?points=${points}`);
       this.peaks = data.peaks;
     } catch (error) {
       say(`No waveform: ${error.message}`);
@@ -637,8 +660,7 @@ class Player {
     try {
       const position = this.audio.currentTime || 0;
       const wasPlaying = !this.audio.paused;
-      const link = await api("POST", `/api/recordings/${this.rec.id}/play-url`);
-      this.audio.src = link.url;
+      this.audio.src = await this.source.link();
       if (position > 0) this.audio.currentTime = position;
       if (wasPlaying) await this.audio.play().catch(() => {});
     } catch (error) {
@@ -726,15 +748,104 @@ class Player {
     // Redacted stretches: a band over muted audio, a tick where paused audio was left out.
     if (this.duration > 0) {
       context.fillStyle = styles.getPropertyValue("--wave-redacted");
-      for (const r of this.rec.redactions ?? []) {
+      for (const r of this.source.redactions) {
         const from = (r.from_seconds / this.duration) * width;
         const to = (r.to_seconds / this.duration) * width;
         context.fillRect(from, 0, Math.max(2, to - from), height);
       }
     }
+    // A call's segments: a line where each begins.
+    if (this.duration > 0 && this.source.segments.length > 1) {
+      context.fillStyle = styles.getPropertyValue("--wave-segment");
+      for (const segment of this.source.segments) {
+        context.fillRect(Math.min(width - 1, (segment.from / this.duration) * width), 0, 1, height);
+      }
+    }
     context.fillStyle = styles.getPropertyValue("--wave-cursor");
     context.fillRect(Math.min(width - 2, played * width), 0, 2, height);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `#/calls/{id}`: a call as one recording, its segments marked on the waveform, each segment
+// still playable alone.
+
+function callSource(call) {
+  const path = `/api/calls/${encodeURIComponent(call.call_id)}`;
+  return {
+    key: `call-${call.segments[0]?.id ?? "0"}`,
+    label: "Position in the call",
+    duration: call.duration_seconds,
+    peaks: `${path}/peaks`,
+    // Call audio is read with the session itself: there is no signed link for a call.
+    link: async () => `${path}/audio`,
+    redactions: [],
+    segments: call.segments
+      .filter((s) => s.in_call_audio)
+      .map((s) => ({ from: s.offset_seconds, to: s.offset_seconds + s.duration_seconds + s.paused_seconds })),
+  };
+}
+
+function segmentItem(segment) {
+  const what = [segment.node, (segment.node_type ?? "").replace("_", " "), segment.callee].filter(Boolean).join(" · ");
+  return el("li", { class: "segment", "data-id": segment.id },
+    el("span", { class: "offset", text: `at ${clock(segment.offset_seconds)}` }), " ",
+    el("span", { text: `${what} (${clock(segment.duration_seconds)})` }), " ",
+    statusBadge(segment), " ",
+    el("a", { href: `#/recordings/${segment.id}`, text: "Open this segment" }));
+}
+
+async function loadCall(id) {
+  const body = $("#call-body");
+  callPlayer?.stop();
+  callPlayer = null;
+  const request = ++callRequest;
+  body.replaceChildren(el("p", { class: "muted", text: "Loading the call..." }));
+  let call;
+  try {
+    call = await api("GET", `/api/calls/${encodeURIComponent(id)}`);
+  } catch (error) {
+    if (request === callRequest) body.replaceChildren(el("p", { class: "error", text: `Could not load the call: ${error.message}` }));
+    return;
+  }
+  if (request !== callRequest) return;
+  const caller = [call.caller?.name, call.caller?.number].filter(Boolean).join(" ") || "an unknown caller";
+  $("#call-title").textContent = `Call from ${caller}`;
+  const summary = el("p", { class: "muted", text: `${when(call.started_at)} · ${clock(call.duration_seconds)} · ${call.segment_count} segment${call.segment_count === 1 ? "" : "s"}` });
+  const segments = el("ol", { class: "segments", "aria-label": "Segments of the call" }, ...call.segments.map(segmentItem));
+  const playerBox = el("div", { class: "panel", tabindex: "0", "aria-label": `The whole call from ${caller}` });
+  const actions = el("div", { class: "actions" });
+  if (call.in_progress) {
+    playerBox.append(el("p", { class: "notice", text: "Call in progress: its recording is put together when it ends" }));
+  } else if (call.access.play.allowed) {
+    callPlayer = new Player(playerBox, call, callSource(call));
+  } else {
+    const reason = REASON_TEXT[call.access.play.reason] ?? "not permitted";
+    playerBox.append(el("p", { class: "notice" }, el("strong", { text: "No call recording available" }), ` (${reason})`));
+  }
+  if (call.access.download.allowed && !call.in_progress) {
+    actions.append(el("button", { type: "button", class: "download", text: "Download the whole call", onclick: () => confirmCallDownload(call, caller) }));
+  } else if (!call.in_progress) {
+    const reason = REASON_TEXT[call.access.download.reason] ?? "not permitted";
+    actions.append(el("button", { type: "button", class: "download", disabled: true, "aria-disabled": "true", "aria-describedby": "call-download-reason", text: "Download the whole call" }),
+      el("span", { id: "call-download-reason", class: "muted reason", text: `Download ${reason}` }));
+  }
+  // The deployment says what comes first: the call (per_call) or its segments (per_segment).
+  const parts = call.separation === "per_segment"
+    ? [summary, segments, playerBox, actions]
+    : [summary, playerBox, actions, segments];
+  body.replaceChildren(...parts);
+  say(`Call from ${caller}, ${call.segment_count} segments.`);
+}
+
+async function confirmCallDownload(call, caller) {
+  $("#download-text").textContent = `Download the ${clock(call.duration_seconds)} call from ${caller} on ${when(call.started_at)} (${call.segment_count} segments) as one recording?`;
+  if (!(await confirmWith($("#download-dialog")))) return;
+  const anchor = el("a", { href: `/api/calls/${encodeURIComponent(call.call_id)}/download`, download: "" });
+  document.body.append(anchor);
+  anchor.click();
+  anchor.remove();
+  say("Download started (audited).");
 }
 
 // ---------------------------------------------------------------------------------------------
