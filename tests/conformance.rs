@@ -216,12 +216,16 @@ fn compare_values(trace: &Value, sim: &Value, ids: &Ids, what: &str, errors: &mu
                     .map(|x| ids.map(x))
                     .map(Value::String)
                     .unwrap_or(a.clone());
-                // Local channel names carry a sequence number; compare them without it.
+                // Local and Snoop channel names carry a sequence number (Asterisk's, counted
+                // since it started); compare them without it.
                 let strip = |v: &Value| -> Value {
                     match v.as_str() {
                         Some(s) if s.starts_with("Local/") => Value::String(
                             s.split('-').next().unwrap_or(s).to_string()
                                 + s.rsplit(';').next().unwrap_or(""),
+                        ),
+                        Some(s) if s.starts_with("Snoop/") => Value::String(
+                            s.rsplit_once('-').map_or(s, |(head, _)| head).to_string(),
                         ),
                         _ => v.clone(),
                     }
@@ -354,7 +358,12 @@ async fn replay(name: &str) {
                             .into_iter()
                             .filter(|e| e["type"] == "StasisStart")
                             .collect();
-                        if let Some(sim_event) = starts.get(wanted - 1) {
+                        // A channel a REST answer already named keeps that mapping: two
+                        // snoops' StasisStarts may arrive in either order (snoop_silent).
+                        let known = record["event"]["channel"]["id"]
+                            .as_str()
+                            .is_some_and(|id| ids.0.contains_key(id));
+                        if let Some(sim_event) = starts.get(wanted - 1).filter(|_| !known) {
                             ids.learn(&record["event"]["channel"], &sim_event["channel"]);
                         }
                     }
@@ -512,4 +521,7 @@ conformance! {
     record_without_recording_dir_trace => "record-without-recording-dir.jsonl",
     dtmf_in_bridge_trace => "dtmf_in_bridge.jsonl",
     mute_vs_pause_trace => "mute_vs_pause.jsonl",
+    snoop_dual_trace => "snoop_dual.jsonl",
+    snoop_silent_trace => "snoop_silent.jsonl",
+    snoop_both_trace => "snoop_both.jsonl",
 }

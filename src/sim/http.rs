@@ -125,6 +125,7 @@ pub fn router(state: SimState) -> Router {
         )
         .route("/channels/{id}/play", post(channel_play))
         .route("/channels/{id}/record", post(channel_record))
+        .route("/channels/{id}/snoop", post(snoop))
         .route("/channels/{id}/variable", get(get_var).post(set_var))
         .route("/bridges", get(bridges).post(create_bridge))
         .route("/bridges/{id}", get(bridge).delete(destroy_bridge))
@@ -248,6 +249,18 @@ async fn originate(State(s): State<SimState>, Query(q): Q) -> Response {
 }
 async fn hangup(State(s): State<SimState>, Path(id): Path<String>, Query(q): Q) -> Response {
     no_content(s.with(|w| w.hangup(&id, param(&q, "reason"))))
+}
+async fn snoop(State(s): State<SimState>, Path(id): Path<String>, Query(q): Q) -> Response {
+    ok_json(s.with(|w| {
+        w.snoop(
+            &id,
+            param(&q, "spy"),
+            param(&q, "whisper"),
+            param(&q, "app"),
+            param(&q, "appArgs"),
+            param(&q, "snoopId"),
+        )
+    }))
 }
 async fn answer(State(s): State<SimState>, Path(id): Path<String>) -> Response {
     no_content(s.with(|w| w.answer(&id)))

@@ -46,6 +46,17 @@ enum Role {
     Dialled,
     /// The other half of a Local pair: listed by `GET /channels`, never in the app.
     Half,
+    /// A snoop on another channel (`POST /channels/{id}/snoop`): hears what that channel says
+    /// (`spy=in`), hears (`out`) or both, mixed.
+    Snoop,
+}
+
+/// Which way a snoop listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spy {
+    In,
+    Out,
+    Both,
 }
 
 struct SimChannel {
@@ -67,6 +78,8 @@ struct SimChannel {
     recording: Option<String>,
     /// The audio this channel's party sent in the current frame.
     frame: Option<Vec<i16>>,
+    /// For a snoop: the channel it listens to, and which way.
+    snoop: Option<(String, Spy)>,
 }
 
 struct SimBridge {
@@ -768,6 +781,154 @@ impl World {
         Ok(())
     }
 
+    /// `POST /channels/{id}/snoop`: a new channel in the app that listens to `spied`, as the
+    /// snoop traces show: 200 with the channel (`Snoop/<spied>-NNNNNNNN`, `Up`, empty caller,
+    /// `default`/`s`/1), then its `StasisStart` with `appArgs` split on commas.
+    pub fn snoop(
+        &mut self,
+        spied: &str,
+        spy: Option<&str>,
+        whisper: Option<&str>,
+        app: Option<&str>,
+        app_args: Option<&str>,
+        snoop_id: Option<&str>,
+    ) -> SimResult<Channel> {
+        let spy = match spy.unwrap_or("none") {
+            "in" => Some(Spy::In),
+            "out" => Some(Spy::Out),
+            "both" => Some(Spy::Both),
+            "none" => None,
+            _ => return fail(400, "Invalid direction specified for spy"),
+        };
+        if !matches!(whisper.unwrap_or("none"), "none" | "in" | "out" | "both") {
+            return fail(400, "Invalid direction specified for whisper");
+        }
+        let Some(app) = app.filter(|a| !a.is_empty()) else {
+            return fail(400, "Application name is required");
+        };
+        let spied_model = self.channel_model(spied)?.model.clone();
+        let id = match snoop_id {
+            Some(id) if self.channels.contains_key(id) => {
+                return fail(409, "Channel with the requested snoopId already exists")
+            }
+            Some(id) => id.to_string(),
+            None => self.new_channel_id(),
+        };
+        let seq = self.next_local;
+        self.next_local += 1;
+        let created = self.timestamp();
+        let mut model = spied_model;
+        model.id = id.clone();
+        model.name = format!("Snoop/{spied}-{seq:08x}");
+        model.state = "Up".into();
+        model.caller = Default::default();
+        model.connected = Default::default();
+        model.dialplan.context = "default".into();
+        model.dialplan.exten = "s".into();
+        model.dialplan.priority = 1;
+        model.dialplan.app_name = String::new();
+        model.dialplan.app_data = String::new();
+        model.creationtime = created;
+        let answer = model.clone();
+        let args: Vec<String> = app_args
+            .filter(|a| !a.is_empty())
+            .map(|a| a.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        model.dialplan.app_name = "Stasis".into();
+        model.dialplan.app_data = std::iter::once(app.to_string())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut channel = SimChannel::new(model.clone(), Role::Snoop, Some(app.to_string()), None);
+        channel.in_stasis = true;
+        channel.args = args.clone();
+        channel.snoop = spy.map(|spy| (spied.to_string(), spy));
+        self.channels.insert(id, channel);
+        self.emit(
+            app,
+            Event::StasisStart(StasisStart {
+                args,
+                channel: model,
+                replace_channel: None,
+                timestamp: self.timestamp(),
+                application: app.to_string(),
+                asterisk_id: Some(ASTERISK_ID.into()),
+            }),
+        );
+        Ok(answer)
+    }
+
+    /// What a snoop hears this frame: the spied party's voice (`in`), what the spied channel
+    /// hears in its bridge (`out`), or both. A party that sends nothing is heard as silence, so
+    /// the snoop's file keeps time (snoop_silent trace).
+    fn snoop_frame(&self, spied: &str, spy: Spy) -> Vec<i16> {
+        let silence = || vec![0i16; FRAME_SAMPLES];
+        let Some(channel) = self.channels.get(spied) else {
+            return silence();
+        };
+        let own = channel.frame.clone().unwrap_or_else(silence);
+        let heard = || {
+            let mut mix = vec![0i32; FRAME_SAMPLES];
+            let members = channel
+                .bridge
+                .as_ref()
+                .and_then(|b| self.bridges.get(b))
+                .map(|b| b.model.channels.clone())
+                .unwrap_or_default();
+            for other in members.iter().filter(|m| m.as_str() != spied) {
+                if let Some(frame) = self.channels.get(other).and_then(|c| c.frame.as_ref()) {
+                    for (m, s) in mix.iter_mut().zip(frame) {
+                        *m += i32::from(*s);
+                    }
+                }
+            }
+            mix
+        };
+        let mixed: Vec<i32> = match spy {
+            Spy::In => return own,
+            Spy::Out => heard(),
+            Spy::Both => heard()
+                .into_iter()
+                .zip(&own)
+                .map(|(h, o)| h + i32::from(*o))
+                .collect(),
+        };
+        mixed
+            .into_iter()
+            .map(|v| v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16)
+            .collect()
+    }
+
+    /// A spied channel is gone: Asterisk ends its snoops, the snoop's recording finished, then
+    /// its `StasisEnd` (no hangup request, no `ChannelDestroyed`: snoop_dual trace).
+    fn end_snoops_of(&mut self, spied: &str) {
+        let snoops: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.snoop.as_ref().is_some_and(|(s, _)| s == spied))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in snoops {
+            if let Some(name) = self.channels.get(&id).and_then(|c| c.recording.clone()) {
+                self.finish_recording(&name, "done");
+            }
+            let Some(c) = self.channels.remove(&id) else {
+                continue;
+            };
+            if let Some(app) = &c.app {
+                self.emit(
+                    app,
+                    Event::StasisEnd(StasisEnd {
+                        channel: c.model,
+                        timestamp: self.timestamp(),
+                        application: app.clone(),
+                        asterisk_id: Some(ASTERISK_ID.into()),
+                    }),
+                );
+            }
+        }
+    }
+
     /// Ends a channel: hangup request, recording finished, bridge left, StasisEnd, destroyed.
     fn end_channel(&mut self, id: &str, cause: i64, by_app: bool) {
         let Some(c) = self.channels.get(id) else {
@@ -821,6 +982,7 @@ impl World {
         if let Some(h) = &c.half {
             self.channels.remove(h);
         }
+        self.end_snoops_of(id);
         // Channels the app originated stay subscribed to the end; a caller that entered from
         // the dialplan is unsubscribed at StasisEnd, as in the traces.
         if role == Role::Dialled {
@@ -1284,9 +1446,15 @@ impl World {
                 .channels
                 .get(target)
                 .is_some_and(|c| c.bridge.is_some());
+        // A snoop's recording attaches to its audio hook first: `queued`, as a bridge's.
+        let snoop = !on_bridge
+            && self
+                .channels
+                .get(target)
+                .is_some_and(|c| c.role == Role::Snoop);
         // Asterisk answers `queued` while a beep is pending or a bridge must attach the recorder;
         // a plain channel recording is already `recording` in the 201 (voicemail_silence trace).
-        let immediate = !on_bridge && !in_bridge && beep != Some(true);
+        let immediate = !on_bridge && !in_bridge && !snoop && beep != Some(true);
         let live = LiveRecording {
             name: name.to_string(),
             format: format.to_string(),
@@ -1851,7 +2019,14 @@ impl World {
         for name in names {
             let frame = match self.recordings.get(&name).map(|r| r.target.clone()) {
                 Some(Target::Bridge(id)) => self.bridges.get(&id).map(|b| self.bridge_mix(b)),
-                Some(Target::Channel(id)) => self.channels.get(&id).and_then(|c| c.frame.clone()),
+                Some(Target::Channel(id)) => match self.channels.get(&id) {
+                    Some(SimChannel {
+                        snoop: Some((spied, spy)),
+                        ..
+                    }) => Some(self.snoop_frame(spied, *spy)),
+                    Some(c) => c.frame.clone(),
+                    None => None,
+                },
                 None => continue,
             };
             let Some(r) = self.recordings.get_mut(&name) else {
@@ -1926,6 +2101,7 @@ impl SimChannel {
             moh: false,
             recording: None,
             frame: None,
+            snoop: None,
         }
     }
 }
