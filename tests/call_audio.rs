@@ -404,3 +404,154 @@ async fn call_audio_follows_the_segments_access_rules() {
     assert_eq!(refusals, 1);
     stop(s).await;
 }
+
+/// Dual-channel: a node with `channels = "dual"` records each party through a `spy=in` snoop
+/// beside the bridge; the recording is then also served in stereo, the caller's beep on the
+/// left only and the agent's on the right only, with a waveform per channel. The parties'
+/// files are never listed as recordings of their own, and go when the recording is deleted.
+#[tokio::test]
+async fn a_dual_channel_call_is_served_in_stereo_caller_left_agent_right() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["300"]
+start = "desk"
+
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/agent-one"
+record_call = true
+channels = "dual"
+"#;
+    let s = start_service(&t, &[("dual.toml", flow)]).await;
+    let admin = bearer(&bootstrap_admin(&s.svc.db).await);
+    t.sim.define_party(
+        "PJSIP/agent-one",
+        Script::new(
+            "agent",
+            vec![
+                Step::Answer,
+                Step::Wait(3.0),
+                Step::Say("beep".into()),
+                Step::Wait(1.0),
+                Step::Hangup,
+            ],
+        ),
+    );
+    caller(
+        &t,
+        "beeper",
+        vec![
+            Step::Answer,
+            Step::Wait(1.0),
+            Step::Say("beep".into()),
+            Step::Wait(30.0),
+            Step::Hangup,
+        ],
+    );
+    t.sim
+        .place_inbound_call("300", "Dee <5552004>", "beeper")
+        .expect("call");
+    // The bridge, then each party through its snoop.
+    wait_until("three recordings", || {
+        record_requests(&t) == 3 && t.sim.with_world(|w| w.counts().2) == 3
+    })
+    .await;
+    let snoops: Vec<String> = t
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/snoop"))
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(snoops.len(), 2, "{snoops:?}");
+    assert!(snoops.iter().all(|q| q.contains("spy=in")), "{snoops:?}");
+    t.sim.advance(5.0);
+    wait_until("call over", || quiet(&t)).await;
+    wait_rows(&s.svc.db, "the bridge recording finished", 1, |r| {
+        r.state == "done"
+    })
+    .await;
+    ready_segments(&s, 1).await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    let list = send(admin.get(format!("{}/api/recordings", s.base)))
+        .await
+        .json();
+    let rows = list["recordings"].as_array().cloned().expect("rows");
+    assert_eq!(
+        rows.len(),
+        1,
+        "the parties' own files are not recordings: {list}"
+    );
+    let id = rows[0]["id"].as_i64().expect("id");
+    let base = format!("{}/api/recordings/{id}", s.base);
+    assert_eq!(send(admin.get(&base)).await.json()["dual_channel"], true);
+
+    let stereo = send(admin.get(format!("{base}/audio?channels=dual"))).await;
+    assert_eq!(stereo.status, 200, "{:?}", stereo.json());
+    let mut reader = hound::WavReader::new(std::io::Cursor::new(stereo.body.clone())).expect("wav");
+    assert_eq!(reader.spec().channels, 2);
+    let samples: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    let caller_beep = first_loud(&left, 0).expect("the caller's beep, left");
+    let agent_beep = first_loud(&right, 0).expect("the agent's beep, right");
+    assert!(
+        (caller_beep as i64 - 8000).abs() <= 160,
+        "caller at {caller_beep}"
+    );
+    assert!(
+        (agent_beep as i64 - 24_000).abs() <= 160,
+        "agent at {agent_beep}"
+    );
+    // Each side holds its party only.
+    assert!(right[caller_beep..caller_beep + 1600]
+        .iter()
+        .all(|s| *s == 0));
+    assert!(left[agent_beep..agent_beep + 1600].iter().all(|s| *s == 0));
+    // The mix (the default) holds both.
+    let mixed = wav_samples(&send(admin.get(format!("{base}/audio"))).await.body);
+    assert!(first_loud(&mixed, 0).is_some_and(|at| (at as i64 - 8000).abs() <= 160));
+    assert!(first_loud(&mixed, 16_000).is_some_and(|at| (at as i64 - 24_000).abs() <= 160));
+
+    let peaks = send(admin.get(format!("{base}/peaks?channels=dual&points=100"))).await;
+    let peaks = peaks.json();
+    assert_eq!(
+        peaks["channels"]["caller"].as_array().map(Vec::len),
+        Some(100)
+    );
+    assert_eq!(
+        peaks["channels"]["agent"].as_array().map(Vec::len),
+        Some(100)
+    );
+    let download = send(admin.get(format!("{base}/download?channels=dual"))).await;
+    assert_eq!(download.status, 200);
+    let disposition = download
+        .headers
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        disposition.starts_with("attachment") && disposition.contains("-stereo.wav"),
+        "{disposition}"
+    );
+    let wrong = send(admin.get(format!("{base}/audio?channels=quad"))).await;
+    assert_eq!((wrong.status, wrong.error().as_str()), (400, "bad_request"));
+
+    // Deleting the recording removes each party's file too.
+    let parties = t.recordings.join(".channels");
+    assert_eq!(std::fs::read_dir(&parties).expect("parties").count(), 2);
+    let step = send(admin.delete(&base)).await.json();
+    let token = step["confirm_token"].as_str().expect("token").to_string();
+    let deleted = send(admin.delete(format!("{base}?confirm={token}"))).await;
+    assert_eq!(deleted.status, 200);
+    assert_eq!(std::fs::read_dir(&parties).expect("parties").count(), 0);
+    stop(s).await;
+}

@@ -1158,6 +1158,7 @@ async fn caller_hanging_up_first_and_both_at_once_end_cleanly() {
                 record_call: Some(true),
                 on_failure: Some("sorry".into()),
                 on_agent_hangup: None,
+                dual_channel: false,
             }
     })
     .await;

@@ -459,6 +459,26 @@ impl AriClient {
         .await
     }
 
+    /// `POST /channels/{id}/snoop`: a channel in `app` that listens to `id` (`spy` = `in`: what
+    /// that party says), created under our own `snoop_id`.
+    pub async fn snoop(
+        &self,
+        id: &str,
+        spy: &str,
+        app: &str,
+        app_args: &str,
+        snoop_id: &str,
+    ) -> AriResult<Channel> {
+        let query = [
+            ("spy", spy.to_string()),
+            ("app", app.to_string()),
+            ("appArgs", app_args.to_string()),
+            ("snoopId", snoop_id.to_string()),
+        ];
+        self.json("snoop", Method::POST, &["channels", id, "snoop"], &query)
+            .await
+    }
+
     pub async fn record_channel(
         &self,
         id: &str,

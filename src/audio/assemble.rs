@@ -146,6 +146,59 @@ pub fn write_call(segments: &[Segment], path: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
+/// Writes two parties' own recordings as one stereo WAV, `left` (the caller) in the left
+/// channel and `right` (the agent) in the right, and returns its frames. The two started
+/// together (Asterisk starts snoops recorded together sample-aligned); the shorter one (its
+/// party hung up first) is padded with silence.
+pub fn write_stereo(left: &WavStream, right: &WavStream, path: &Path) -> io::Result<u64> {
+    for side in [left, right] {
+        if side.sample_rate != TIMELINE_RATE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a party's recording is {} Hz, not {TIMELINE_RATE}",
+                    side.sample_rate
+                ),
+            ));
+        }
+    }
+    let frames = left.samples().max(right.samples());
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: TIMELINE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).map_err(hound_error)?;
+    let read = |side: &WavStream, from: u64, len: u64| -> io::Result<Vec<i16>> {
+        let end = (from + len).min(side.samples());
+        let mut samples: Vec<i16> = if from < end {
+            side.read_range(wav::HEADER_LEN + from * 2, wav::HEADER_LEN + end * 2)?
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        samples.resize(len as usize, 0);
+        Ok(samples)
+    };
+    let mut start = 0u64;
+    while start < frames {
+        let len = BLOCK.min(frames - start);
+        let (l, r) = (read(left, start, len)?, read(right, start, len)?);
+        let mut out = writer.get_i16_writer(len as u32 * 2);
+        for (a, b) in l.into_iter().zip(r) {
+            out.write_sample(a);
+            out.write_sample(b);
+        }
+        out.flush().map_err(hound_error)?;
+        start += len;
+    }
+    writer.finalize().map_err(hound_error)?;
+    Ok(frames)
+}
+
 fn clip(value: i32) -> i16 {
     value.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
 }
@@ -269,6 +322,22 @@ mod tests {
         let mixed = read_back(&out);
         assert_eq!(mixed.len() as u64, BLOCK - 7 + len as u64);
         assert_eq!(&mixed[(BLOCK - 7) as usize..], &ramp[..]);
+    }
+
+    #[test]
+    fn stereo_puts_the_caller_left_and_the_agent_right_padding_the_shorter() {
+        let dir = tempfile::tempdir().expect("dir");
+        let caller = pcm_file(dir.path(), "caller.wav", &[1, 2, 3, 4]);
+        let agent = pcm_file(dir.path(), "agent.wav", &[-1, -2, -3]);
+        let out = dir.path().join("stereo.wav");
+        assert_eq!(write_stereo(&caller, &agent, &out).expect("stereo"), 4);
+        let mut reader = hound::WavReader::open(&out).expect("open");
+        assert_eq!(reader.spec().channels, 2);
+        let samples: Vec<i16> = reader
+            .samples::<i16>()
+            .map(|s| s.expect("sample"))
+            .collect();
+        assert_eq!(samples, vec![1, -1, 2, -2, 3, -3, 4, 0]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use super::assemble::{self, Segment};
 use super::renderings::RenderError;
+use super::serve::WavStream;
 
 pub struct CallAudio {
     dir: PathBuf,
@@ -27,10 +28,11 @@ pub struct CallAudio {
     hits_total: AtomicU64,
 }
 
-/// An assembled call on disk.
+/// An assembled call (or a recording's stereo version) on disk.
 #[derive(Debug, Clone)]
 pub struct CallFile {
     pub path: PathBuf,
+    /// Samples per channel.
     pub samples: u64,
 }
 
@@ -98,7 +100,38 @@ impl CallAudio {
         timeline: &str,
         segments: Vec<Segment>,
     ) -> Result<CallFile, RenderError> {
-        let name = format!("{}-{timeline}.wav", call_prefix(call_id));
+        self.file(call_id, "call", timeline, move |path| {
+            assemble::write_call(&segments, path)
+        })
+        .await
+    }
+
+    /// Recording `recording` of call `call_id` as stereo from its parties' own recordings
+    /// (`key`: their hashes), built now if it is not on disk already.
+    pub async fn stereo(
+        self: &Arc<Self>,
+        call_id: &str,
+        recording: i64,
+        key: &str,
+        caller: WavStream,
+        agent: WavStream,
+    ) -> Result<CallFile, RenderError> {
+        self.file(call_id, &format!("stereo{recording}"), key, move |path| {
+            assemble::write_stereo(&caller, &agent, path)
+        })
+        .await
+    }
+
+    /// The file `<call>-<kind>-<key>.wav`, made by `make` if it is not on disk already.
+    async fn file(
+        self: &Arc<Self>,
+        call_id: &str,
+        kind: &str,
+        key: &str,
+        make: impl FnOnce(&Path) -> std::io::Result<u64> + Send + 'static,
+    ) -> Result<CallFile, RenderError> {
+        let family = format!("{}-{kind}-", call_prefix(call_id));
+        let name = format!("{family}{key}.wav");
         let path = self.dir.join(&name);
         if let Some(samples) = self.built.get(&name) {
             if touch(&path) {
@@ -115,7 +148,6 @@ impl CallAudio {
             return Ok(CallFile { path, samples });
         }
         let this = Arc::clone(self);
-        let prefix = call_prefix(call_id);
         // Its own task: the build finishes even if every requester hangs up.
         let task = tokio::spawn(async move {
             let key = name.clone();
@@ -129,7 +161,7 @@ impl CallAudio {
                         .map_err(|e| RenderError::Job(e.to_string()))?;
                     this.builds_total.fetch_add(1, Ordering::Relaxed);
                     let builder = Arc::clone(&this);
-                    tokio::task::spawn_blocking(move || builder.build(&prefix, &name, &segments))
+                    tokio::task::spawn_blocking(move || builder.build(&family, &name, make))
                         .await
                         .map_err(|e| RenderError::Job(e.to_string()))?
                 })
@@ -142,12 +174,17 @@ impl CallAudio {
         task.await.map_err(|e| RenderError::Job(e.to_string()))?
     }
 
-    fn build(&self, prefix: &str, name: &str, segments: &[Segment]) -> Result<u64, RenderError> {
+    fn build(
+        &self,
+        family: &str,
+        name: &str,
+        make: impl FnOnce(&Path) -> std::io::Result<u64>,
+    ) -> Result<u64, RenderError> {
         let path = self.dir.join(name);
         let partial = self
             .dir
             .join(format!("{name}.part-{:08x}", fastrand::u32(..)));
-        let samples = match assemble::write_call(segments, &partial) {
+        let samples = match make(&partial) {
             Ok(samples) => samples,
             Err(e) => {
                 let _ = std::fs::remove_file(&partial);
@@ -155,8 +192,8 @@ impl CallAudio {
             }
         };
         std::fs::rename(&partial, &path).map_err(|e| RenderError::Audio(e.to_string()))?;
-        // Older versions of this call (a segment changed since) are of no further use.
-        self.remove_matching(|file| file.starts_with(prefix) && file != name);
+        // Older versions of this file (a segment changed since) are of no further use.
+        self.remove_matching(|file| file.starts_with(family) && file != name);
         self.hold_budget(name);
         Ok(samples)
     }
@@ -246,7 +283,6 @@ fn on_disk(path: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::serve::WavStream;
     use crate::audio::{wav, Encoding};
 
     fn segment(dir: &Path, name: &str, value: i16, len: usize, offset: u64) -> Segment {

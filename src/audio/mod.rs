@@ -9,6 +9,11 @@ pub mod serve;
 pub mod synth;
 pub mod wav;
 
+/// The folder (inside the recordings folder) where each party of a dual-channel recording is
+/// recorded on its own, `<name>-caller.wav` and `<name>-agent.wav`. Hidden: the library never
+/// lists these files, it serves them through the bridge recording `<name>`.
+pub const PARTY_FOLDER: &str = ".channels";
+
 /// Asterisk's narrowband rate, used by every format this project writes.
 pub const SAMPLE_RATE: u32 = 8000;
 /// One 20 ms frame at 8 kHz: the unit Asterisk moves audio in.

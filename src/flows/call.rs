@@ -63,6 +63,13 @@ pub enum Command {
         channel: String,
         request: RecordRequest,
     },
+    /// A `spy=in` snoop on `channel` named `snoop` (in the app, args `snoop,<role>,<channel>`):
+    /// what that party says, to record it on its own.
+    Snoop {
+        channel: String,
+        snoop: String,
+        role: &'static str,
+    },
     StopRecording {
         name: String,
     },
@@ -425,6 +432,10 @@ pub struct Call {
     record_from_dial: bool,
     /// The recording was armed at dial and nobody has answered yet.
     lead_in: bool,
+    /// Snoops recording each party of a dual-channel node on its own, and their recordings'
+    /// names (redacted with the bridge's, hung up when the segment ends).
+    #[serde(default)]
+    snoops: Vec<(String, String)>,
     /// Names of the call's channels by id, as StasisStart gave them. Hang-ups go by name:
     /// Asterisk finds a channel by name in its hash table, but by id only by locking every
     /// channel in turn under its global channel lock, which stalls all channel creation.
@@ -555,6 +566,7 @@ impl Call {
             now_ms: 0,
             record_from_dial: false,
             lead_in: false,
+            snoops: Vec::new(),
             channel_names: BTreeMap::new(),
             started_ms: 0,
             recording_started_ms: None,
@@ -843,6 +855,13 @@ impl Call {
         };
         match (&self.redacting, request.on) {
             (None, true) => {
+                for (_, snooped) in &self.snoops {
+                    out.push(Output::Command(Command::RedactRecording {
+                        name: snooped.clone(),
+                        mode: request.mode,
+                        on: true,
+                    }));
+                }
                 out.push(Output::Command(Command::RedactRecording {
                     name,
                     mode: request.mode,
@@ -855,6 +874,13 @@ impl Call {
                 });
             }
             (Some(current), false) => {
+                for (_, snooped) in &self.snoops {
+                    out.push(Output::Command(Command::RedactRecording {
+                        name: snooped.clone(),
+                        mode: current.mode,
+                        on: false,
+                    }));
+                }
                 out.push(Output::Command(Command::RedactRecording {
                     name: name.clone(),
                     mode: current.mode,
@@ -1510,7 +1536,46 @@ impl Call {
             self.row(&name, "wav", &callee, now_ms),
         )));
         out.push(Output::Command(Command::RecordBridge { bridge, request }));
+        self.record_parties(&name, agent, out);
         self.recording = Some(name);
+    }
+
+    /// A dual-channel node records each party on its own as well: a `spy=in` snoop on each leg,
+    /// recorded beside the bridge as `.channels/<name>-caller` and `-agent` (a hidden folder:
+    /// the library serves them through the bridge recording, never as recordings of their own).
+    fn record_parties(&mut self, name: &str, agent: &str, out: &mut Vec<Output>) {
+        let dual = self
+            .node
+            .as_deref()
+            .and_then(|n| self.node_kind(n))
+            .is_some_and(|k| k.dual_channel());
+        if !dual {
+            return;
+        }
+        for (role, leg) in [("caller", self.id.clone()), ("agent", agent.to_string())] {
+            let snoop = self.fresh("S");
+            let recording = format!("{}/{name}-{role}", crate::audio::PARTY_FOLDER);
+            out.push(Output::Command(Command::Snoop {
+                channel: leg,
+                snoop: snoop.clone(),
+                role,
+            }));
+            let mut request = RecordRequest::new(recording.clone(), "wav");
+            request.if_exists = Some(IfExists::Fail);
+            out.push(Output::Command(Command::RecordChannel {
+                channel: snoop.clone(),
+                request,
+            }));
+            self.snoops.push((snoop, recording));
+        }
+    }
+
+    /// The parties' own recordings end with the segment: their snoops are hung up (Asterisk
+    /// ends a snoop itself only when the party it listens to leaves).
+    fn stop_parties(&mut self, out: &mut Vec<Output>) {
+        for (snoop, _) in std::mem::take(&mut self.snoops) {
+            out.push(self.hangup(&snoop));
+        }
     }
 
     fn leg_answered(
@@ -1563,10 +1628,11 @@ impl Call {
                     .map(|l| l.endpoint.clone())
                     .unwrap_or_default();
                 out.push(Output::RecordingAnswered {
-                    name,
+                    name: name.clone(),
                     callee,
                     at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
                 });
+                self.record_parties(&name, leg, out);
             }
         }
         self.phase = Phase::Bridged {
@@ -2034,6 +2100,7 @@ impl Call {
     /// The answering party left and the caller goes on: this segment's recording is stopped
     /// (kept), its bridge destroyed; the next node starts its own.
     fn leave_bridge(&mut self, out: &mut Vec<Output>) {
+        self.stop_parties(out);
         self.cancel_lead_in(out);
         if let Some(name) = self.recording.take() {
             out.push(Output::Command(Command::StopRecording { name }));
@@ -2057,6 +2124,8 @@ impl Call {
         if let Some(name) = self.recording.take() {
             out.push(Output::Command(Command::StopRecording { name }));
         }
+        // The snoops end with the legs they listen to.
+        self.snoops.clear();
         let legs: Vec<(String, LegState)> = self
             .legs
             .iter()
@@ -2503,6 +2572,75 @@ mod tests {
             .any(|c| matches!(c, Command::Originate { endpoint, .. } if endpoint == "PJSIP/202")));
         assert!(!call.is_finished());
         assert!(!agents.is_busy("PJSIP/201"));
+    }
+
+    #[test]
+    fn a_dual_channel_node_snoops_each_party_redacts_all_three_and_ends_the_snoops() {
+        let text = "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\nchannels = \"dual\"\non_agent_hangup = \"desk\"\n";
+        let flow = Arc::new(parse_flow(Path::new("support.toml"), text).expect("valid"));
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+        call.handle(Input::Start, 0, &mut agents);
+        call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
+        let out = call.handle(
+            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
+            20,
+            &mut agents,
+        );
+        let name = call.recording().expect("bridge recording").to_string();
+        let cmds = commands(&out);
+        let snoops: Vec<(&str, &str)> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                Command::Snoop { channel, role, .. } => Some((channel.as_str(), *role)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(snoops, [("c1", "caller"), ("c1_L2", "agent")]);
+        let recorded: Vec<&str> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                Command::RecordChannel { request, .. } => Some(request.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                format!(".channels/{name}-caller").as_str(),
+                format!(".channels/{name}-agent").as_str()
+            ]
+        );
+
+        // A pause redacts the bridge's recording and each party's.
+        let out = call.handle(
+            Input::Redact(RedactRequest {
+                on: true,
+                mode: RedactMode::Mute,
+                by: "user:agent".into(),
+            }),
+            1_000,
+            &mut agents,
+        );
+        let redacted = commands(&out)
+            .iter()
+            .filter(|c| matches!(c, Command::RedactRecording { on: true, .. }))
+            .count();
+        assert_eq!(redacted, 3);
+
+        // The agent leaves and the caller goes on: the caller's snoop is hung up with the segment.
+        let out = call.handle(Input::Event(&stasis_end("c1_L2")), 3_000, &mut agents);
+        let hung: Vec<&str> = commands(&out)
+            .iter()
+            .filter_map(|c| match c {
+                Command::Hangup { channel } => Some(channel.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            hung.contains(&"c1_S3") && hung.contains(&"c1_S4"),
+            "{hung:?}"
+        );
     }
 
     #[test]

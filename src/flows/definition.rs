@@ -47,6 +47,9 @@ pub enum NodeKind {
         /// Where the caller goes when the answering party hangs up first (a survey, another
         /// desk); without it the call ends there.
         on_agent_hangup: Option<String>,
+        /// `channels = "dual"`: each party is also recorded on its own (a snoop on each leg),
+        /// for a stereo file with the caller left and the agent right.
+        dual_channel: bool,
     },
     Queue {
         agents: Vec<String>,
@@ -57,6 +60,7 @@ pub enum NodeKind {
         moh_class: String,
         record_call: Option<bool>,
         on_agent_hangup: Option<String>,
+        dual_channel: bool,
     },
     HuntGroup {
         members: Vec<String>,
@@ -65,6 +69,7 @@ pub enum NodeKind {
         record_call: Option<bool>,
         on_failure: Option<String>,
         on_agent_hangup: Option<String>,
+        dual_channel: bool,
     },
     Voicemail {
         mailbox: String,
@@ -172,6 +177,16 @@ impl NodeKind {
             .flatten()
             .collect(),
             NodeKind::Voicemail { .. } | NodeKind::Hangup => vec![],
+        }
+    }
+
+    /// Whether the node records each party on its own as well (`channels = "dual"`).
+    pub fn dual_channel(&self) -> bool {
+        match self {
+            NodeKind::Transfer { dual_channel, .. }
+            | NodeKind::Queue { dual_channel, .. }
+            | NodeKind::HuntGroup { dual_channel, .. } => *dual_channel,
+            _ => false,
         }
     }
 
@@ -539,6 +554,12 @@ fn check_media(ctx: &mut Ctx<'_>, field: &str, media: &str) {
     }
 }
 
+/// `channels`: `mixed` (the default: the bridge's recording only) or `dual` (each party on its
+/// own as well).
+fn dual_channel(ctx: &mut Ctx, table: &Table) -> bool {
+    ctx.choice(table, "channels", &[("mixed", false), ("dual", true)])
+}
+
 fn check_endpoint(ctx: &mut Ctx<'_>, field: &str, endpoint: &str) {
     match endpoint.split_once('/') {
         Some((tech, resource)) if !tech.is_empty() && !resource.is_empty() => {}
@@ -574,6 +595,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     "record_call",
                     "on_failure",
                     "on_agent_hangup",
+                    "channels",
                 ],
             );
             let target = ctx.string(table, "target", true);
@@ -588,6 +610,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     .then(|| ctx.boolean(table, "record_call", false)),
                 on_failure: ctx.string(table, "on_failure", false),
                 on_agent_hangup: ctx.string(table, "on_agent_hangup", false),
+                dual_channel: dual_channel(ctx, table),
             }
         }
         "queue" => {
@@ -603,6 +626,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     "moh_class",
                     "record_call",
                     "on_agent_hangup",
+                    "channels",
                 ],
             );
             let agents = ctx.strings(table, "agents", true);
@@ -631,6 +655,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     .contains_key("record_call")
                     .then(|| ctx.boolean(table, "record_call", false)),
                 on_agent_hangup: ctx.string(table, "on_agent_hangup", false),
+                dual_channel: dual_channel(ctx, table),
             }
         }
         "hunt_group" => {
@@ -644,6 +669,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     "record_call",
                     "on_failure",
                     "on_agent_hangup",
+                    "channels",
                 ],
             );
             let members = ctx.strings(table, "members", true);
@@ -667,6 +693,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     .then(|| ctx.boolean(table, "record_call", false)),
                 on_failure: ctx.string(table, "on_failure", false),
                 on_agent_hangup: ctx.string(table, "on_agent_hangup", false),
+                dual_channel: dual_channel(ctx, table),
             }
         }
         "voicemail" => {

@@ -831,6 +831,20 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
         Command::RecordBridge { bridge, request } => {
             c.record_bridge(bridge, request).await.map(drop)
         }
+        Command::Snoop {
+            channel,
+            snoop,
+            role,
+        } => c
+            .snoop(
+                channel,
+                "in",
+                &inner.app,
+                &format!("snoop,{role},{channel}"),
+                snoop,
+            )
+            .await
+            .map(drop),
         Command::RecordChannel { channel, request } => {
             c.record_channel(channel, request).await.map(drop)
         }

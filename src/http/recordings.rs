@@ -683,6 +683,10 @@ pub(super) async fn get_one(
     audit::record(&state.db, &entry).await.map_err(internal)?;
     let mut json = row.json(&caller.principal, tenant);
     json["redactions"] = redactions(&state.db, &row.name).await?;
+    // Each party on its own as well (a dual-channel node): `?channels=dual` serves them as stereo.
+    json["dual_channel"] = serde_json::Value::Bool(
+        row.status == "ready" && party_streams(&state.library, &row).is_some(),
+    );
     Ok(Json(json).into_response())
 }
 
@@ -860,10 +864,74 @@ pub(super) fn playable(library: &Library, row: &RecordingRow) -> Result<WavStrea
     })
 }
 
+/// Each party of a dual-channel recording on its own (`.channels/<name>-caller.wav` and
+/// `-agent.wav`, recorded through snoops), when both are there and playable.
+pub(super) fn party_streams(library: &Library, row: &RecordingRow) -> Option<[WavStream; 2]> {
+    let stream = |role: &str| {
+        let rel = format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name);
+        let path = library.file(&rel)?;
+        let probe = crate::library::probe::probe_with(&path, false);
+        if probe.status != crate::library::probe::Status::Ready {
+            return None;
+        }
+        Some(WavStream {
+            path,
+            encoding: probe.encoding?,
+            sample_rate: probe.sample_rate,
+            data_offset: probe.data_offset,
+            data_len: probe.data_len,
+        })
+    };
+    Some([stream("caller")?, stream("agent")?])
+}
+
+/// A key for a stereo version: the recording's hash and its parties' files as they are now.
+fn stereo_key(row: &RecordingRow, parties: &[WavStream; 2]) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(row.sha256.as_deref().unwrap_or("").as_bytes());
+    for party in parties {
+        hash.update(party.data_len.to_le_bytes());
+        if let Ok(modified) = std::fs::metadata(&party.path).and_then(|m| m.modified()) {
+            let ms = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            hash.update(ms.to_le_bytes());
+        }
+    }
+    hash.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn no_dual_channel() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_audio",
+        "no audio: this recording was not recorded dual-channel (channels = \"dual\" on its node)",
+    )
+}
+
+/// Whether a request asks for the stereo version (`channels=dual`) or the mix (`mixed`, the
+/// default).
+fn wants_dual(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match query.get("channels").map(String::as_str) {
+        None | Some("mixed") => Ok(false),
+        Some("dual") => Ok(true),
+        Some(_) => Err(bad("channels", "must be mixed or dual")),
+    }
+}
+
 /// What an audio answer serves ranges of: the WAV stream, or an encoded file held in memory.
 pub(super) enum AudioBody {
     Wav(WavStream),
     Ogg(Arc<Vec<u8>>),
+    /// A WAV file served as it is on disk (a recording's stereo version).
+    File {
+        path: PathBuf,
+        len: u64,
+    },
 }
 
 impl AudioBody {
@@ -871,6 +939,7 @@ impl AudioBody {
         match self {
             AudioBody::Wav(w) => w.len(),
             AudioBody::Ogg(b) => b.len() as u64,
+            AudioBody::File { len, .. } => *len,
         }
     }
 
@@ -881,12 +950,24 @@ impl AudioBody {
                 let end = end.min(b.len() as u64) as usize;
                 Ok(b.get(start as usize..end).unwrap_or(&[]).to_vec())
             }
+            AudioBody::File { path, len } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let end = end.min(*len);
+                if start >= end {
+                    return Ok(Vec::new());
+                }
+                let mut file = std::fs::File::open(path)?;
+                file.seek(SeekFrom::Start(start))?;
+                let mut out = vec![0u8; (end - start) as usize];
+                file.read_exact(&mut out)?;
+                Ok(out)
+            }
         }
     }
 
     fn content_type(&self) -> &'static str {
         match self {
-            AudioBody::Wav(_) => "audio/wav",
+            AudioBody::Wav(_) | AudioBody::File { .. } => "audio/wav",
             AudioBody::Ogg(_) => "audio/ogg",
         }
     }
@@ -1158,6 +1239,13 @@ async fn audio_response(
         Some("opus") => true,
         Some(_) => return Err(bad("format", "must be wav or opus")),
     };
+    let dual = wants_dual(&request.query)?;
+    if dual && opus {
+        return Err(bad(
+            "channels",
+            "the dual-channel version is served as WAV only",
+        ));
+    }
     let (caller, grant) = if links::is_link(&request.query) {
         let (caller, grant) = link_caller(state, &request, action).await?;
         (caller, Some(grant))
@@ -1190,10 +1278,19 @@ async fn audio_response(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(|r| r.chars().take(60).collect::<String>());
+    let parties = if dual {
+        match party_streams(&state.library, &row) {
+            Some(parties) => Some(parties),
+            None => return Err(caller.refuse(state, entry, no_dual_channel()).await),
+        }
+    } else {
+        None
+    };
     entry.detail = Some(
         [
             grant.as_ref().map(|_| "signed link".to_string()),
             opus.then(|| "opus".to_string()),
+            dual.then(|| "dual-channel".to_string()),
             range,
         ]
         .into_iter()
@@ -1233,6 +1330,26 @@ async fn audio_response(
         tag = format!("\"{}-opus\"", tag.trim_matches('"'));
         name = name.map(|n| n.replace(".wav", ".opus"));
         AudioBody::Ogg(opus_file(&state.library, &row, stream).await?)
+    } else if let Some(parties) = parties {
+        let key = stereo_key(&row, &parties);
+        tag = format!("\"{}-dual-{key}\"", tag.trim_matches('"'));
+        name = name.map(|n| n.replace(".wav", "-stereo.wav"));
+        let [caller_side, agent_side] = parties;
+        let call = row
+            .call_id
+            .clone()
+            .unwrap_or_else(|| format!("file:{}", row.id));
+        let file = state
+            .library
+            .call_audio
+            .stereo(&call, row.id, &key, caller_side, agent_side)
+            .await
+            .map_err(internal)?;
+        let len = std::fs::metadata(&file.path).map_err(internal)?.len();
+        AudioBody::File {
+            len,
+            path: file.path,
+        }
     } else {
         AudioBody::Wav(stream)
     };
@@ -1395,11 +1512,37 @@ pub(super) async fn peaks(
             }
         },
     };
+    let dual = wants_dual(&q)?;
     let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "peaks").await?;
     let stream = match playable(&state.library, &row) {
         Ok(stream) => stream,
         Err(e) => return Err(caller.refuse(&state, entry, e).await),
     };
+    if dual {
+        // Each party's waveform from its own recording: the caller's and the agent's.
+        let Some([caller_side, agent_side]) = party_streams(&state.library, &row) else {
+            return Err(caller.refuse(&state, entry, no_dual_channel()).await);
+        };
+        audit::record(&state.db, &entry).await.map_err(internal)?;
+        let sha = row.sha256.as_deref().unwrap_or_default();
+        let renderings = &state.library.renderings;
+        let caller_peaks = renderings
+            .peaks(row.id, &format!("{sha}-caller"), points, caller_side)
+            .await
+            .map_err(internal)?;
+        let agent_peaks = renderings
+            .peaks(row.id, &format!("{sha}-agent"), points, agent_side)
+            .await
+            .map_err(internal)?;
+        let pairs = |p: &[[i16; 2]]| p.iter().map(|[lo, hi]| [*lo, *hi]).collect::<Vec<_>>();
+        return Ok(Json(serde_json::json!({
+            "id": row.id,
+            "points": points,
+            "duration_seconds": row.duration_ms as f64 / 1000.0,
+            "channels": {"caller": pairs(&caller_peaks), "agent": pairs(&agent_peaks)},
+        }))
+        .into_response());
+    }
     audit::record(&state.db, &entry).await.map_err(internal)?;
     let peaks = state
         .library
@@ -1490,6 +1633,19 @@ pub(super) async fn delete(
     if let Some(file) = state.library.entry(&row.path) {
         if let Err(e) = std::fs::remove_file(&file) {
             tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");
+        }
+    }
+    // Each party's own recording (dual-channel) goes with it.
+    for role in ["caller", "agent"] {
+        let rel = format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name);
+        if let Some(file) = state.library.entry(&rel) {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(recording = row.id, error = %e, "a party's own recording not removed")
+                }
+            }
         }
     }
     // Deleted audio leaves no rendering of itself in memory either.

@@ -256,6 +256,12 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
 
 /// Walks `root` without following symlinks out of it. Any folder that cannot be listed fails
 /// the whole walk: a partial listing would look like vanished files.
+/// A path (relative to the recordings folder) under a folder whose name starts with a dot:
+/// the service's own (each party of a dual-channel recording, `.channels/`), never listed.
+fn in_hidden_folder(rel: &str) -> bool {
+    rel.split('/').any(|part| part.starts_with('.'))
+}
+
 fn walk(root: &Path) -> Result<Vec<Seen>, String> {
     let canonical_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let mut out = Vec::new();
@@ -298,7 +304,9 @@ fn walk(root: &Path) -> Result<Vec<Seen>, String> {
                 continue;
             }
             if meta.is_dir() {
-                stack.push(path);
+                if !in_hidden_folder(&rel) {
+                    stack.push(path);
+                }
             } else if meta.is_file() && is_recording_file(&path) {
                 out.push(Seen {
                     rel,
@@ -997,7 +1005,7 @@ impl Indexer {
                 continue;
             };
             let rel = rel.to_string_lossy().replace('\\', "/");
-            if !is_recording_file(&path) {
+            if !is_recording_file(&path) || in_hidden_folder(&rel) {
                 continue;
             }
             let known: Option<(String, i64, i64)> = sqlx::query_as(
