@@ -1145,3 +1145,98 @@ record_call = true
     browser.quit().await;
     let _ = s.stop.send(true);
 }
+
+/// Issue 13 on the page: a dual-channel recording plays in stereo on request (the caller left,
+/// the agent right, a waveform per party) and its download offers stereo or mixed.
+#[tokio::test]
+async fn a_dual_channel_recording_plays_in_stereo_and_downloads_either_way() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let t = start_sim(0.0).await;
+    let url = common::database_url(&t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/201"
+record_call = true
+channels = "dual"
+"#;
+    let s = start_service_on(&t, &[("desk.toml", flow)], &url).await;
+    t.sim
+        .place_inbound_call("100", "Hal Hughes <5551008>", "talk")
+        .expect("call");
+    common::wait_until("three recordings", || {
+        t.sim.with_world(|w| w.counts().2) == 3
+    })
+    .await;
+    t.sim.advance(17.0);
+    common::wait_until("call over", || common::quiet(&t)).await;
+    common::wait_ready(&s.svc.db, 1).await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    let base = format!("http://localhost:{}", s.svc.http_addr.port());
+    let downloads = tempfile::tempdir().expect("downloads");
+    let browser = Browser::start(driver, downloads.path()).await;
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    open_first(&browser, &base, "", "Hal Hughes 5551008").await;
+    browser
+        .wait_for(
+            "the stereo switch",
+            "return document.querySelector('.panel input.stereo') !== null",
+        )
+        .await;
+    browser
+        .click(&browser.find(".panel button.play").await)
+        .await;
+    browser
+        .wait_for(
+            "playing mixed",
+            "const a = document.querySelector('.panel audio'); return a.currentTime > 0.1 && !a.src.includes('channels=dual');",
+        )
+        .await;
+    browser
+        .click(&browser.find(".panel input.stereo").await)
+        .await;
+    browser
+        .wait_for(
+            "playing in stereo",
+            "const a = document.querySelector('.panel audio'); return a.src.includes('channels=dual') && !a.paused && a.currentTime > 0.1;",
+        )
+        .await;
+    browser.screenshot(&screenshots().join("stereo.png")).await;
+    // The download offers both.
+    open_dialog(&browser, ".panel button.download", "#download-dialog").await;
+    let hidden = browser
+        .exec(
+            "return document.querySelector('#download-channels').hidden",
+            &[],
+        )
+        .await;
+    assert_eq!(hidden.as_bool(), Some(false), "the channel choice shows");
+    browser.click(&browser.find("#download-stereo").await).await;
+    browser
+        .click(&browser.find("#download-confirm").await)
+        .await;
+    let dir = downloads.path().to_path_buf();
+    common::wait_until("the stereo download", move || {
+        std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries.flatten().any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.ends_with("-stereo.wav")
+                })
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    browser.quit().await;
+    let _ = s.stop.send(true);
+}

@@ -500,10 +500,15 @@ function confirmWith(dialog) {
 
 async function confirmDownload(rec) {
   $("#download-text").textContent = `Download ${describe(rec)}?`;
+  // A dual-channel recording downloads mixed or in stereo (caller left, agent right).
+  const choice = $("#download-channels");
+  choice.hidden = !rec.dual_channel;
+  $("#download-mixed").checked = true;
   if (!(await confirmWith($("#download-dialog")))) return;
   try {
     const link = await api("POST", `/api/recordings/${rec.id}/download-url?expires_in=60`);
-    const anchor = el("a", { href: link.url, download: "" });
+    const stereo = rec.dual_channel && $("#download-stereo").checked;
+    const anchor = el("a", { href: stereo ? `${link.url}&channels=dual` : link.url, download: "" });
     document.body.append(anchor);
     anchor.click();
     anchor.remove();
@@ -534,15 +539,22 @@ async function confirmDelete(rec, panel, row) {
 
 /// What a player plays: a recording (through short-lived signed links) or a whole call.
 function recordingSource(rec) {
-  return {
+  const source = {
     key: String(rec.id),
     label: "Position in the recording",
     duration: rec.duration_seconds,
     peaks: `/api/recordings/${rec.id}/peaks`,
-    link: async () => (await api("POST", `/api/recordings/${rec.id}/play-url`)).url,
+    // A dual-channel recording can also play in stereo (caller left, agent right).
+    stereo: false,
+    canStereo: Boolean(rec.dual_channel),
+    link: async () => {
+      const url = (await api("POST", `/api/recordings/${rec.id}/play-url`)).url;
+      return source.stereo ? `${url}&channels=dual` : url;
+    },
     redactions: rec.redactions ?? [],
     segments: [],
   };
+  return source;
 }
 
 class Player {
@@ -570,6 +582,9 @@ class Player {
     this.volume = el("input", { id: `volume-${source.key}`, class: "volume", type: "range", min: "0", max: "1", step: "0.05", value: "1" });
     const back = el("button", { type: "button", class: "back", text: "−5 s", "aria-label": "Back 5 seconds", onclick: () => this.seekBy(-5) });
     const forward = el("button", { type: "button", class: "forward", text: "+5 s", "aria-label": "Forward 5 seconds", onclick: () => this.seekBy(5) });
+    this.stereoBox = source.canStereo
+      ? el("input", { type: "checkbox", id: `stereo-${source.key}`, class: "stereo" })
+      : null;
     container.append(
       el("div", { class: "player" },
         this.canvas,
@@ -577,7 +592,8 @@ class Player {
           back, this.playButton, forward,
           el("span", { class: "time", "aria-live": "off" }, this.elapsed, " / ", this.total),
           el("label", { for: `speed-${source.key}` }, "Speed ", this.speed),
-          el("label", { for: `volume-${source.key}` }, "Volume ", this.volume)),
+          el("label", { for: `volume-${source.key}` }, "Volume ", this.volume),
+          this.stereoBox ? el("label", { for: `stereo-${source.key}` }, this.stereoBox, " Stereo: caller left, agent right") : null),
         el("p", { class: "muted hint", text: "Keys when this panel has focus: Space plays or pauses, Left and Right move 5 seconds." }),
         this.audio));
     this.panel = container.closest(".panel");
@@ -588,6 +604,7 @@ class Player {
 
   bind() {
     this.playButton.addEventListener("click", () => this.toggle());
+    this.stereoBox?.addEventListener("change", () => this.setStereo(this.stereoBox.checked));
     this.speed.addEventListener("change", () => { this.audio.playbackRate = Number(this.speed.value); });
     this.volume.addEventListener("input", () => { this.audio.volume = Number(this.volume.value); });
     this.audio.addEventListener("timeupdate", () => this.update());
@@ -650,6 +667,26 @@ class Player {
       say(`No waveform: ${error.message}`);
     }
     this.draw();
+  }
+
+  /// Switches between the mix and the stereo version (each party on its own side), keeping the
+  /// position; the waveform shows each party on its own then.
+  async setStereo(on) {
+    this.source.stereo = on;
+    this.channelPeaks = null;
+    if (on) {
+      const width = Math.round(this.canvas.clientWidth || 800);
+      const points = PEAK_POINTS.find((n) => n >= width) ?? PEAK_POINTS[PEAK_POINTS.length - 1];
+      try {
+        const data = await api("GET", `${this.source.peaks}?points=${points}&channels=dual`);
+        this.channelPeaks = [data.channels.caller, data.channels.agent];
+      } catch (error) {
+        say(`No stereo waveform: ${error.message}`);
+      }
+    }
+    if (this.audio.getAttribute("src")) await this.renew();
+    this.draw();
+    say(on ? "Stereo: the caller on the left, the agent on the right." : "Both parties mixed.");
   }
 
   /// A fresh signed playback link, keeping the position (links are short-lived).
@@ -736,15 +773,21 @@ class Player {
     context.clearRect(0, 0, width, height);
     const played = this.duration > 0 ? (this.audio.currentTime || 0) / this.duration : 0;
     const styles = getComputedStyle(canvas);
-    const middle = height / 2;
-    const count = this.peaks.length;
-    for (let x = 0; x < width; x++) {
-      const peak = count ? this.peaks[Math.min(count - 1, Math.floor((x / width) * count))] : [0, 0];
-      const low = (peak[0] / 32768) * middle;
-      const high = (peak[1] / 32768) * middle;
-      context.fillStyle = x / width <= played ? styles.getPropertyValue("--wave-played") : styles.getPropertyValue("--wave");
-      context.fillRect(x, middle - Math.max(high, 0.5), 1, Math.max(1, high - low));
-    }
+    // Mixed: one waveform; stereo: the caller above, the agent below.
+    const lanes = this.channelPeaks ?? [this.peaks];
+    const laneHeight = height / lanes.length;
+    lanes.forEach((peaks, lane) => {
+      const middle = laneHeight * lane + laneHeight / 2;
+      const half = laneHeight / 2;
+      const count = peaks.length;
+      for (let x = 0; x < width; x++) {
+        const peak = count ? peaks[Math.min(count - 1, Math.floor((x / width) * count))] : [0, 0];
+        const low = (peak[0] / 32768) * half;
+        const high = (peak[1] / 32768) * half;
+        context.fillStyle = x / width <= played ? styles.getPropertyValue("--wave-played") : styles.getPropertyValue("--wave");
+        context.fillRect(x, middle - Math.max(high, 0.5), 1, Math.max(1, high - low));
+      }
+    });
     // Redacted stretches: a band over muted audio, a tick where paused audio was left out.
     if (this.duration > 0) {
       context.fillStyle = styles.getPropertyValue("--wave-redacted");
@@ -839,6 +882,7 @@ async function loadCall(id) {
 }
 
 async function confirmCallDownload(call, caller) {
+  $("#download-channels").hidden = true;
   $("#download-text").textContent = `Download the ${clock(call.duration_seconds)} call from ${caller} on ${when(call.started_at)} (${call.segment_count} segments) as one recording?`;
   if (!(await confirmWith($("#download-dialog")))) return;
   const anchor = el("a", { href: `/api/calls/${encodeURIComponent(call.call_id)}/download`, download: "" });
