@@ -39,6 +39,7 @@ fn audio_op(summary: &str, attachment: bool) -> Value {
         "parameters": [
             id_param(),
             query("format", "wav (default: PCM WAV, transcoded when stored as mu-law/A-law) or opus (Ogg Opus, RFC 7845)", json!({"enum": ["wav", "opus"]})),
+            query("channels", "mixed (default: the bridge's recording) or dual (stereo, the caller left and the agent right, for a recording made with channels = \"dual\"; WAV only)", json!({"enum": ["mixed", "dual"]})),
             {"name": "Range", "in": "header", "required": false, "schema": {"type": "string"}, "description": "one `bytes=` range"}
         ],
         "responses": merge(json!({
@@ -283,7 +284,7 @@ pub fn document() -> Value {
             "/api/recordings/{id}/download": {"get": merge(audio_op("the same audio as an attachment (admin and manager, with the download entitlement)", true), json!({"security": media_security()}))},
             "/api/recordings/{id}/peaks": {"get": {
                 "summary": "min/max peaks for a waveform (needs the right to play)",
-                "parameters": [id_param(), query("points", "1 to 10000 (800)", json!({"type": "integer"}))],
+                "parameters": [id_param(), query("points", "100, 200, 400, 800 (default), 1600 or 3200", json!({"type": "integer"})), query("channels", "dual: a waveform per party (`channels: {caller, agent}`)", json!({"enum": ["mixed", "dual"]}))],
                 "responses": merge(json!({"200": {"description": "peaks: [[min, max], ...]"}}), error_responses(&["400", "401", "403", "404", "409"]))
             }},
             "/api/library/scan": {"get": {"summary": "state of the recordings folder scan (admins of the operator's tenant)", "responses": merge(json!({"200": {"description": "scan state"}}), error_responses(&["403"]))}}
