@@ -1310,7 +1310,191 @@ async fn calls_are_listed_once_each_across_pages(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Issue 16: a transcript is attached through the API (WebVTT or JSON, admins, audited) or as a
+/// `<name>.vtt` beside the audio, read with the right to play the recording, refused with a
+/// reason when malformed, never overwritten by a file once an admin attached one, and deleted
+/// with its recording.
+async fn transcripts_follow_the_audios_rules(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    put_wav(&t, "call");
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    wait_indexed(&s.svc.db, 1).await;
+    let (id,): (i64,) = sqlx::query_as(
+        "UPDATE recordings SET consent = 'granted' WHERE name = 'call' RETURNING id",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("consent");
+    let admin = common::authed();
+    let transcript = format!("{}/api/recordings/{id}/transcript", s.base);
+    let none = send(admin.get(&transcript)).await;
+    assert_eq!((none.status, none.error().as_str()), (404, "no_transcript"));
+    let vtt = "WEBVTT\n\n00:00.000 --> 00:00.100\n<v Agent>Hello, billing.\n\n00:00.100 --> 00:00.200\n<v Caller>My card number is\n";
+    let put = send(
+        admin
+            .put(&transcript)
+            .header("content-type", "text/vtt")
+            .body(vtt),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{:?}", put.json());
+    let got = send(admin.get(&transcript)).await.json();
+    assert_eq!(got["source"], "api");
+    assert_eq!(got["cues"][1]["speaker"], "Caller");
+    assert_eq!(got["cues"][1]["start"], 0.1);
+    assert_eq!(
+        send(admin.get(format!("{}/api/recordings/{id}", s.base)))
+            .await
+            .json()["has_transcript"],
+        true
+    );
+    // Bad input: a clear reason, nothing stored.
+    let wrong_type = send(
+        admin
+            .put(&transcript)
+            .header("content-type", "text/plain")
+            .body("hi"),
+    )
+    .await;
+    assert_eq!(
+        (wrong_type.status, wrong_type.error().as_str()),
+        (400, "bad_transcript")
+    );
+    assert!(wrong_type.json()["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("text/vtt"));
+    let backwards = send(
+        admin
+            .put(&transcript)
+            .header("content-type", "application/json")
+            .body(r#"[{"start": 5, "end": 1, "text": "x"}]"#),
+    )
+    .await;
+    assert_eq!(
+        backwards.json()["message"],
+        "cue 1: it ends before it starts"
+    );
+    assert_eq!(
+        send(admin.get(&transcript)).await.json()["cues"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    // The rules are the audio's: a token without playback may not read it, another tenant
+    // does not see it, staff may not change it.
+    let reader = common::bearer(
+        &user_token(
+            &s.svc.db,
+            "reader",
+            "manager",
+            "default",
+            &[],
+            None,
+            &[Scope::RecordingsRead],
+        )
+        .await,
+    );
+    let refused = send(reader.get(&transcript)).await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (403, "missing_scope")
+    );
+    let outsider = common::tenant_admin(&s.svc.db, "other").await;
+    assert_eq!(send(outsider.get(&transcript)).await.status, 404);
+    let staff = common::bearer(
+        &user_token(
+            &s.svc.db,
+            "stan",
+            "staff",
+            "default",
+            &[],
+            None,
+            &ALL_SCOPES,
+        )
+        .await,
+    );
+    let change = send(
+        staff
+            .put(&transcript)
+            .header("content-type", "text/vtt")
+            .body(vtt),
+    )
+    .await;
+    assert_eq!(
+        (change.status, change.error().as_str()),
+        (403, "role_restriction")
+    );
+    let (reads,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'transcript' AND recording_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert!(reads >= 4, "every read and refusal is audited: {reads}");
+
+    // A sidecar file: attached when its recording is in the library; an admin's wins after.
+    put_wav(&t, "second");
+    std::fs::write(
+        t.recordings.join("second.vtt"),
+        "WEBVTT\n\n00:00.000 --> 00:00.150\n<v Agent>From the file.\n",
+    )
+    .expect("sidecar");
+    wait_indexed(&s.svc.db, 2).await;
+    let (second,): (i64,) = sqlx::query_as(
+        "UPDATE recordings SET consent = 'granted' WHERE name = 'second' RETURNING id",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("second");
+    let second_url = format!("{}/api/recordings/{second}/transcript", s.base);
+    let mut attached = serde_json::Value::Null;
+    for _ in 0..500 {
+        let answer = send(admin.get(&second_url)).await;
+        if answer.status == 200 {
+            attached = answer.json();
+            break;
+        }
+        // The first scan may have seen the file before the recording's row: the watcher's
+        // next look at it, or this nudge, attaches it.
+        let _ = std::fs::write(
+            t.recordings.join("second.vtt"),
+            "WEBVTT\n\n00:00.000 --> 00:00.150\n<v Agent>From the file.\n",
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(attached["source"], "sidecar", "{attached}");
+    assert_eq!(attached["cues"][0]["text"], "From the file.");
+
+    // Deleting the recording deletes its transcript and the sidecar beside it.
+    let step = send(admin.delete(format!("{}/api/recordings/{second}", s.base)))
+        .await
+        .json();
+    let token = step["confirm_token"].as_str().expect("token").to_string();
+    let deleted = send(admin.delete(format!(
+        "{}/api/recordings/{second}?confirm={token}",
+        s.base
+    )))
+    .await;
+    assert_eq!(deleted.status, 200);
+    let (left,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM recording_transcripts WHERE recording_id = $1")
+            .bind(second)
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("count");
+    assert_eq!(left, 0);
+    assert!(!t.recordings.join("second.vtt").exists());
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    transcripts_follow_the_audios_rules,
     calls_are_listed_once_each_across_pages,
     a_consent_change_applies_to_the_whole_call,
     concurrent_requests_keep_one_chain,

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod proxy;
 mod recordings;
 pub mod server;
+mod transcripts;
 
 pub use auth::Access;
 pub use recordings::Library;
@@ -190,6 +191,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/recordings/{id}/play-url", post(recordings::play_url))
         .route("/api/recordings/{id}/peaks", get(recordings::peaks))
+        .route(
+            "/api/recordings/{id}/transcript",
+            get(transcripts::get)
+                .put(transcripts::put)
+                .delete(transcripts::delete),
+        )
         .route("/api/library/scan", get(recordings::scan_state))
         .route(
             "/api/openapi.json",

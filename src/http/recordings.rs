@@ -642,7 +642,7 @@ pub(super) async fn fetch_call(
 /// A recording `caller` may do `action` to, with the tenant's settings and the audit entry to
 /// commit with the action. A refusal is audited here and answered; a recording out of the
 /// caller's scope is answered exactly like one that does not exist.
-async fn authorize(
+pub(super) async fn authorize(
     state: &AppState,
     caller: &Caller,
     id: &str,
@@ -686,6 +686,11 @@ pub(super) async fn get_one(
     // Each party on its own as well (a dual-channel node): `?channels=dual` serves them as stereo.
     json["dual_channel"] = serde_json::Value::Bool(
         row.status == "ready" && party_streams(&state.library, &row).is_some(),
+    );
+    json["has_transcript"] = serde_json::Value::Bool(
+        crate::library::transcripts::exists(&state.db, row.id)
+            .await
+            .map_err(internal)?,
     );
     Ok(Json(json).into_response())
 }
@@ -1635,15 +1640,24 @@ pub(super) async fn delete(
             tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");
         }
     }
-    // Each party's own recording (dual-channel) goes with it.
-    for role in ["caller", "agent"] {
-        let rel = format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name);
+    // Its transcript holds its words: it goes too.
+    crate::library::transcripts::remove(&state.db, row.id)
+        .await
+        .map_err(internal)?;
+    // Each party's own recording (dual-channel) and a sidecar transcript go with it.
+    let sidecar = std::path::Path::new(&row.path)
+        .with_extension("vtt")
+        .to_string_lossy()
+        .into_owned();
+    let parties = ["caller", "agent"]
+        .map(|role| format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name));
+    for rel in parties.into_iter().chain(std::iter::once(sidecar)) {
         if let Some(file) = state.library.entry(&rel) {
             match std::fs::remove_file(&file) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    tracing::warn!(recording = row.id, error = %e, "a party's own recording not removed")
+                    tracing::warn!(recording = row.id, error = %e, "a file of the recording not removed")
                 }
             }
         }

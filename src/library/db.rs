@@ -113,6 +113,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0011_recordings_by_call.sql"),
         postgres: include_str!("../../migrations/postgres/0011_recordings_by_call.sql"),
     },
+    Migration {
+        version: 12,
+        name: "recording_transcripts",
+        sqlite: include_str!("../../migrations/sqlite/0012_recording_transcripts.sql"),
+        postgres: include_str!("../../migrations/postgres/0012_recording_transcripts.sql"),
+    },
 ];
 
 /// How many migrations this binary carries.

@@ -256,6 +256,11 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
 
 /// Walks `root` without following symlinks out of it. Any folder that cannot be listed fails
 /// the whole walk: a partial listing would look like vanished files.
+/// A transcript beside a recording: `<name>.vtt` for `<name>.wav`.
+fn is_sidecar(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "vtt")
+}
+
 /// A path (relative to the recordings folder) under a folder whose name starts with a dot:
 /// the service's own (each party of a dual-channel recording, `.channels/`), never listed.
 fn in_hidden_folder(rel: &str) -> bool {
@@ -307,7 +312,7 @@ fn walk(root: &Path) -> Result<Vec<Seen>, String> {
                 if !in_hidden_folder(&rel) {
                     stack.push(path);
                 }
-            } else if meta.is_file() && is_recording_file(&path) {
+            } else if meta.is_file() && (is_recording_file(&path) || is_sidecar(&path)) {
                 out.push(Seen {
                     rel,
                     size: meta.len(),
@@ -667,6 +672,9 @@ impl Indexer {
                 return Err(ScanError::Walk(reason));
             }
         };
+        let (sidecars, seen): (Vec<Seen>, Vec<Seen>) = seen
+            .into_iter()
+            .partition(|s| is_sidecar(Path::new(&s.rel)));
         self.state
             .files_found
             .store(seen.len() as u64, Ordering::Relaxed);
@@ -744,7 +752,34 @@ impl Indexer {
             }
             tx.commit().await?;
         }
+        // Transcripts beside the audio, once the recordings they belong to are rows.
+        for sidecar in &sidecars {
+            self.import_sidecar(&sidecar.rel, sidecar.mtime_ms).await?;
+        }
         Ok(report)
+    }
+
+    /// A `<name>.vtt` beside recording `<name>`: its transcript, read only when it changed.
+    /// A file that is not WebVTT is logged with the reason and left as it is.
+    async fn import_sidecar(&self, rel: &str, mtime: i64) -> Result<(), DbError> {
+        let path = self.root.join(rel);
+        let reads = Arc::clone(&self.state);
+        let read = move || {
+            reads.file_reads_total.fetch_add(1, Ordering::Relaxed);
+            let meta = std::fs::metadata(&path)?;
+            if meta.len() > 2 << 20 {
+                return Err(std::io::Error::other("larger than 2 MiB"));
+            }
+            std::fs::read_to_string(&path)
+        };
+        match super::transcripts::import_sidecar(&self.db, rel, mtime, read).await? {
+            Ok(true) => tracing::info!(file = %rel, "transcript attached from its sidecar file"),
+            Ok(false) => {}
+            Err(reason) => {
+                tracing::warn!(file = %rel, reason = %reason, "sidecar transcript not attached")
+            }
+        }
+        Ok(())
     }
 
     async fn call_meta_all(&self) -> Result<HashMap<String, CallMeta>, DbError> {
@@ -1005,6 +1040,11 @@ impl Indexer {
                 continue;
             };
             let rel = rel.to_string_lossy().replace('\\', "/");
+            if is_sidecar(&path) && !in_hidden_folder(&rel) {
+                let mtime = std::fs::metadata(&path).map(|m| mtime_ms(&m)).unwrap_or(0);
+                self.import_sidecar(&rel, mtime).await?;
+                continue;
+            }
             if !is_recording_file(&path) || in_hidden_folder(&rel) {
                 continue;
             }

@@ -5,6 +5,7 @@
 pub mod db;
 pub mod index;
 pub mod probe;
+pub mod transcripts;
 
 pub use db::{Backend, Database, DbError};
 pub use index::Indexer;

@@ -1,0 +1,138 @@
+//! A recording's transcript: `GET`, `PUT` and `DELETE /api/recordings/{id}/transcript`.
+//!
+//! Reading needs the right to play the recording (a transcript says what the audio says);
+//! attaching or removing one is for admins, as consent and compliance are. Every attempt is
+//! audited like the recording's audio.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::auth::Caller;
+use super::recordings::authorize;
+use super::{internal, rfc3339, ApiError, AppState};
+use crate::access::audit;
+use crate::access::policy::Action;
+use crate::library::transcripts::{self, Cue, Source};
+
+/// A transcript body is text: 2 MiB is hours of speech.
+const MAX_BODY: usize = 2 << 20;
+
+fn cue_json(cue: &Cue) -> serde_json::Value {
+    serde_json::json!({
+        "start": cue.start_ms as f64 / 1000.0,
+        "end": cue.end_ms as f64 / 1000.0,
+        "speaker": cue.speaker,
+        "text": cue.text,
+    })
+}
+
+/// `GET /api/recordings/{id}/transcript`.
+pub(super) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "transcript").await?;
+    let Some(transcript) = transcripts::load(&state.db, row.id)
+        .await
+        .map_err(internal)?
+    else {
+        let error = ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_transcript",
+            "this recording has no transcript",
+        );
+        return Err(caller.refuse(&state, entry, error).await);
+    };
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    Ok(Json(serde_json::json!({
+        "id": row.id,
+        "source": transcript.source,
+        "updated_at": rfc3339(transcript.updated_at_ms),
+        "by": transcript.by,
+        "cues": transcript.cues.iter().map(cue_json).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// `PUT /api/recordings/{id}/transcript`: WebVTT (`text/vtt`) or JSON (`application/json`,
+/// `[{"start", "end", "speaker", "text"}]` in seconds); replaces what the recording had.
+pub(super) async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (row, _, mut entry) =
+        authorize(&state, &caller, &id, Action::SetStatus, "transcript_change").await?;
+    let refuse =
+        |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_transcript", message);
+    if body.len() > MAX_BODY {
+        let error = refuse(format!("{} bytes; at most {MAX_BODY}", body.len()));
+        return Err(caller.refuse(&state, entry, error).await);
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return Err(caller
+            .refuse(&state, entry, refuse("not UTF-8 text".into()))
+            .await);
+    };
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let parsed = match kind.as_str() {
+        "text/vtt" => transcripts::parse_webvtt(text),
+        "application/json" => transcripts::parse_json(text),
+        other => Err(format!(
+            "Content-Type {other:?}: send text/vtt (WebVTT) or application/json"
+        )),
+    };
+    let cues = match parsed {
+        Ok(cues) => cues,
+        Err(reason) => return Err(caller.refuse(&state, entry, refuse(reason)).await),
+    };
+    entry.detail = Some(format!("{} cues", cues.len()));
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    transcripts::store(
+        &state.db,
+        row.id,
+        &cues,
+        Source::Api,
+        None,
+        &caller.principal.actor(),
+    )
+    .await
+    .map_err(internal)?;
+    Ok(Json(serde_json::json!({
+        "id": row.id,
+        "source": Source::Api.as_str(),
+        "cues": cues.iter().map(cue_json).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// `DELETE /api/recordings/{id}/transcript`.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (row, _, entry) =
+        authorize(&state, &caller, &id, Action::SetStatus, "transcript_delete").await?;
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    let removed = transcripts::remove(&state.db, row.id)
+        .await
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({"id": row.id, "removed": removed})).into_response())
+}

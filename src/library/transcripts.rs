@@ -1,0 +1,350 @@
+//! Transcripts of recordings: timed lines (cues) with a speaker, attached through the API or as a
+//! `<name>.vtt` sidecar file beside the audio. This module owns `recording_transcripts`.
+//!
+//! A transcript is as sensitive as the audio it transcribes: the HTTP layer reads it only for
+//! callers who may play the recording, and audits every read and change.
+
+use std::str::FromStr;
+
+use super::{Database, DbError};
+
+/// At most this many cues, and this much text in one: a transcript is a call's words, not a
+/// place to store anything else.
+pub const MAX_CUES: usize = 20_000;
+const MAX_TEXT: usize = 2_000;
+const MAX_SPEAKER: usize = 100;
+
+/// One timed line of a transcript.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cue {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub speaker: Option<String>,
+    pub text: String,
+}
+
+/// Where a transcript came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `PUT /api/recordings/{id}/transcript`.
+    Api,
+    /// A `<name>.vtt` file beside the audio.
+    Sidecar,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Sidecar => "sidecar",
+        }
+    }
+}
+
+/// A stored transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcript {
+    pub source: String,
+    pub cues: Vec<Cue>,
+    pub updated_at_ms: i64,
+    pub by: String,
+}
+
+/// Reads a WebVTT file: each cue's times, its speaker from a `<v Name>` voice tag, its text
+/// without markup. The reason names the cue when one is wrong.
+pub fn parse_webvtt(text: &str) -> Result<Vec<Cue>, String> {
+    let text = text.trim_start_matches('\u{feff}');
+    let parsed = vtt::WebVtt::from_str(text).map_err(|e| format!("not WebVTT: {e}"))?;
+    let cues = parsed
+        .cues
+        .into_iter()
+        .map(|cue| {
+            let (speaker, text) = voice(&cue.payload);
+            Cue {
+                start_ms: millis(cue.start.as_duration()),
+                end_ms: millis(cue.end.as_duration()),
+                speaker,
+                text,
+            }
+        })
+        .collect();
+    checked(cues)
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The speaker of a `<v Name>text` payload, and the text without any tags.
+fn voice(payload: &str) -> (Option<String>, String) {
+    let speaker = payload
+        .trim_start()
+        .strip_prefix("<v")
+        .and_then(|rest| rest.split_once('>'))
+        .map(|(name, _)| name.trim().trim_start_matches('.').to_string())
+        .map(|name| {
+            // `<v.loud Alice>`: classes before the name.
+            name.split_once(' ')
+                .map_or(name.clone(), |(_, n)| n.trim().to_string())
+        })
+        .filter(|name| !name.is_empty());
+    let mut text = String::with_capacity(payload.len());
+    let mut in_tag = false;
+    for c in payload.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (speaker, text)
+}
+
+/// One line of a JSON transcript: times in seconds, as transcription services write them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonCue {
+    start: f64,
+    end: f64,
+    #[serde(default)]
+    speaker: Option<String>,
+    text: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonTranscript {
+    Cues(Vec<JsonCue>),
+    Wrapped { cues: Vec<JsonCue> },
+}
+
+/// Reads a JSON transcript: `[{"start": 1.5, "end": 3.2, "speaker": "Agent", "text": "..."}]`
+/// or the same list under `"cues"`.
+pub fn parse_json(text: &str) -> Result<Vec<Cue>, String> {
+    let parsed: JsonTranscript = serde_json::from_str(text).map_err(|e| {
+        format!("not a transcript: {e} (expected [{{\"start\", \"end\", \"speaker\", \"text\"}}], times in seconds)")
+    })?;
+    let (JsonTranscript::Cues(cues) | JsonTranscript::Wrapped { cues }) = parsed;
+    let mut out = Vec::with_capacity(cues.len());
+    for (i, cue) in cues.into_iter().enumerate() {
+        let valid = |t: f64| t.is_finite() && (0.0..=86_400.0 * 7.0).contains(&t);
+        if !valid(cue.start) || !valid(cue.end) {
+            return Err(format!(
+                "cue {}: start and end must be seconds from 0",
+                i + 1
+            ));
+        }
+        out.push(Cue {
+            start_ms: (cue.start * 1000.0).round() as u64,
+            end_ms: (cue.end * 1000.0).round() as u64,
+            speaker: cue.speaker.filter(|s| !s.trim().is_empty()),
+            text: cue.text.split_whitespace().collect::<Vec<_>>().join(" "),
+        });
+    }
+    checked(out)
+}
+
+/// Cues in time order, each ending after it starts, of a bounded size.
+fn checked(mut cues: Vec<Cue>) -> Result<Vec<Cue>, String> {
+    if cues.len() > MAX_CUES {
+        return Err(format!("{} cues; at most {MAX_CUES}", cues.len()));
+    }
+    for (i, cue) in cues.iter().enumerate() {
+        if cue.end_ms < cue.start_ms {
+            return Err(format!("cue {}: it ends before it starts", i + 1));
+        }
+        if cue.text.chars().count() > MAX_TEXT {
+            return Err(format!("cue {}: more than {MAX_TEXT} characters", i + 1));
+        }
+        if cue
+            .speaker
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > MAX_SPEAKER)
+        {
+            return Err(format!(
+                "cue {}: a speaker name of more than {MAX_SPEAKER} characters",
+                i + 1
+            ));
+        }
+    }
+    cues.sort_by_key(|c| (c.start_ms, c.end_ms));
+    Ok(cues)
+}
+
+/// Attaches `cues` to a recording, replacing what it had.
+pub async fn store(
+    db: &Database,
+    recording_id: i64,
+    cues: &[Cue],
+    source: Source,
+    sidecar_mtime_ms: Option<i64>,
+    by: &str,
+) -> Result<(), DbError> {
+    let json = serde_json::to_string(cues).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "INSERT INTO recording_transcripts (recording_id, source, cues, sidecar_mtime_ms, updated_at_ms, by_actor) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (recording_id) DO UPDATE SET source = $2, cues = $3, sidecar_mtime_ms = $4, \
+         updated_at_ms = $5, by_actor = $6",
+    )
+    .bind(recording_id)
+    .bind(source.as_str())
+    .bind(json)
+    .bind(sidecar_mtime_ms)
+    .bind(chrono::Utc::now().timestamp_millis())
+    .bind(by)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// The transcript of a recording, if it has one.
+pub async fn load(db: &Database, recording_id: i64) -> Result<Option<Transcript>, DbError> {
+    let row: Option<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT source, cues, updated_at_ms, by_actor FROM recording_transcripts WHERE recording_id = $1",
+    )
+    .bind(recording_id)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(row.map(|(source, cues, updated_at_ms, by)| Transcript {
+        source,
+        cues: serde_json::from_str(&cues).unwrap_or_default(),
+        updated_at_ms,
+        by,
+    }))
+}
+
+/// Whether a recording has a transcript.
+pub async fn exists(db: &Database, recording_id: i64) -> Result<bool, DbError> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT recording_id FROM recording_transcripts WHERE recording_id = $1")
+            .bind(recording_id)
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// Removes a recording's transcript; whether it had one.
+pub async fn remove(db: &Database, recording_id: i64) -> Result<bool, DbError> {
+    let done = sqlx::query("DELETE FROM recording_transcripts WHERE recording_id = $1")
+        .bind(recording_id)
+        .execute(&db.pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// A `<name>.vtt` file found beside recording `<name>`: stored unless the API attached one
+/// (an admin's transcript wins over a file) or this version of the file is stored already.
+/// Returns whether it was stored.
+pub async fn import_sidecar(
+    db: &Database,
+    rel: &str,
+    mtime_ms: i64,
+    read: impl FnOnce() -> std::io::Result<String>,
+) -> Result<Result<bool, String>, DbError> {
+    let Some(name) = rel.strip_suffix(".vtt") else {
+        return Ok(Ok(false));
+    };
+    let recording: Option<(i64,)> =
+        sqlx::query_as("SELECT id FROM recordings WHERE name = $1 AND status <> 'deleted'")
+            .bind(name)
+            .fetch_optional(&db.pool)
+            .await?;
+    let Some((id,)) = recording else {
+        return Ok(Ok(false));
+    };
+    let current: Option<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT source, sidecar_mtime_ms FROM recording_transcripts WHERE recording_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
+    match current {
+        Some((source, _)) if source == Source::Api.as_str() => return Ok(Ok(false)),
+        Some((_, Some(seen))) if seen == mtime_ms => return Ok(Ok(false)),
+        _ => {}
+    }
+    // Read only now: an unchanged file costs a query, not a read.
+    let text = match read() {
+        Ok(text) => text,
+        Err(e) => return Ok(Err(format!("cannot read it: {e}"))),
+    };
+    let cues = match parse_webvtt(&text) {
+        Ok(cues) => cues,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    store(db, id, &cues, Source::Sidecar, Some(mtime_ms), "sidecar").await?;
+    Ok(Ok(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webvtt_cues_keep_times_speakers_and_plain_text() {
+        let text = "WEBVTT\n\n1\n00:00:01.000 --> 00:00:03.500\n<v Agent>Good morning, <b>how</b> can I help?\n\n00:04.250 --> 00:06.000\n<v.loud Caller>My card &amp; my account\n\n00:06.000 --> 00:07.000\nno speaker\n";
+        let cues = parse_webvtt(text).expect("valid");
+        assert_eq!(
+            cues,
+            vec![
+                Cue {
+                    start_ms: 1000,
+                    end_ms: 3500,
+                    speaker: Some("Agent".into()),
+                    text: "Good morning, how can I help?".into()
+                },
+                Cue {
+                    start_ms: 4250,
+                    end_ms: 6000,
+                    speaker: Some("Caller".into()),
+                    text: "My card & my account".into()
+                },
+                Cue {
+                    start_ms: 6000,
+                    end_ms: 7000,
+                    speaker: None,
+                    text: "no speaker".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_transcripts_say_what_is_wrong() {
+        assert!(parse_webvtt("00:01.000 --> 00:02.000\nhi")
+            .expect_err("no header")
+            .contains("WEBVTT"));
+        assert_eq!(
+            parse_webvtt("WEBVTT\n\n00:05.000 --> 00:02.000\nbackwards").expect_err("order"),
+            "cue 1: it ends before it starts"
+        );
+        assert!(parse_json("{\"lines\": []}")
+            .expect_err("shape")
+            .contains("not a transcript"));
+        assert_eq!(
+            parse_json("[{\"start\": -1, \"end\": 2, \"text\": \"x\"}]").expect_err("negative"),
+            "cue 1: start and end must be seconds from 0"
+        );
+    }
+
+    #[test]
+    fn json_cues_are_seconds_and_come_back_in_time_order() {
+        let cues = parse_json(
+            "{\"cues\": [{\"start\": 2.5, \"end\": 3, \"text\": \"second\"}, {\"start\": 0.25, \"end\": 1, \"speaker\": \"Agent\", \"text\": \" first  line \"}]}",
+        )
+        .expect("valid");
+        assert_eq!(cues[0].start_ms, 250);
+        assert_eq!(cues[0].text, "first line");
+        assert_eq!(cues[0].speaker.as_deref(), Some("Agent"));
+        assert_eq!(cues[1].start_ms, 2500);
+    }
+}
