@@ -1240,3 +1240,105 @@ channels = "dual"
     browser.quit().await;
     let _ = s.stop.send(true);
 }
+
+/// Issue 16 (transcripts): the panel shows a recording's transcript, a clicked line seeks the
+/// player there and is highlighted as the audio plays, and the search box finds lines.
+#[tokio::test]
+async fn a_transcript_follows_playback_seeks_on_click_and_is_searchable() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let t = start_sim(0.0).await;
+    let url = common::database_url(&t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    let database = Database::open(&url).await.expect("database");
+    put_tone(&t, "transcribed", 12);
+    metadata(
+        &database,
+        &Call {
+            name: "transcribed",
+            tenant: "default",
+            caller_name: "Ivy Irwin",
+            caller_number: "5551009",
+            node_type: "transfer",
+            consent: "granted",
+            started_at_ms: 1_795_300_000_000,
+        },
+    )
+    .await;
+    let s = start_service_on(&t, &[], &url).await;
+    common::wait_ready(&s.svc.db, 1).await;
+    let (id,): (i64,) = sqlx::query_as("SELECT id FROM recordings WHERE name = 'transcribed'")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("id");
+    let vtt = "WEBVTT\n\n00:00.000 --> 00:03.000\n<v Agent>Billing, how can I help?\n\n00:03.000 --> 00:06.000\n<v Caller>I want to pay by card.\n\n00:06.000 --> 00:12.000\n<v Agent>Let me take the details.\n";
+    let put = common::send(
+        common::authed()
+            .put(format!("{}/api/recordings/{id}/transcript", s.base))
+            .header("content-type", "text/vtt")
+            .body(vtt),
+    )
+    .await;
+    assert_eq!(put.status, 200);
+    let base = format!("http://localhost:{}", s.svc.http_addr.port());
+    let downloads = tempfile::tempdir().expect("downloads");
+    let browser = Browser::start(driver, downloads.path()).await;
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    open_first(&browser, &base, "", "Ivy Irwin 5551009").await;
+    browser
+        .wait_for(
+            "the transcript",
+            "return document.querySelectorAll('.panel .transcript li').length === 3",
+        )
+        .await;
+    // A click on the third line seeks there and highlights it.
+    browser
+        .click(&browser.find(".panel .transcript li:nth-child(3)").await)
+        .await;
+    browser
+        .wait_for(
+            "seeked to the third line",
+            "const a = document.querySelector('.panel audio'); return a.currentTime >= 6 && document.querySelector('.panel .transcript li:nth-child(3)').classList.contains('current');",
+        )
+        .await;
+    // Back to the start: playing moves the highlight to the first line, then the second.
+    browser
+        .click(&browser.find(".panel .transcript li:nth-child(1)").await)
+        .await;
+    browser
+        .click(&browser.find(".panel button.play").await)
+        .await;
+    browser
+        .wait_for(
+            "the first line highlighted",
+            "return document.querySelector('.panel .transcript li:nth-child(1)').getAttribute('aria-current') === 'true';",
+        )
+        .await;
+    browser
+        .exec(
+            "document.querySelector('.panel audio').currentTime = 2.9",
+            &[],
+        )
+        .await;
+    browser
+        .wait_for(
+            "the highlight moved on",
+            "return document.querySelector('.panel .transcript li:nth-child(2)').classList.contains('current') && !document.querySelector('.panel .transcript li:nth-child(1)').classList.contains('current');",
+        )
+        .await;
+    let search = browser.find(".panel input.transcript-search").await;
+    browser.keys(&search, "card").await;
+    browser
+        .wait_for(
+            "one line found",
+            "return document.querySelectorAll('.panel .transcript li.match').length === 1 && document.querySelector('.panel .transcript li.match').textContent.includes('pay by card');",
+        )
+        .await;
+    browser
+        .screenshot(&screenshots().join("transcript.png"))
+        .await;
+    browser.quit().await;
+    let _ = s.stop.send(true);
+}

@@ -422,6 +422,7 @@ async function openPanel(panel, id, row) {
     body.append(el("p", { class: "notice", text: "Recording in progress" }));
   } else if (rec.status === "ready" && rec.access.play.allowed) {
     panel.player = new Player(body, rec);
+    if (rec.has_transcript) showTranscript(body, rec, panel.player);
   } else {
     body.append(el("p", { class: "notice" }, el("strong", { text: "No recording available" }), ` (${noAudioReason(rec)})`));
     if (rec.status === "ready") {
@@ -607,7 +608,10 @@ class Player {
     this.stereoBox?.addEventListener("change", () => this.setStereo(this.stereoBox.checked));
     this.speed.addEventListener("change", () => { this.audio.playbackRate = Number(this.speed.value); });
     this.volume.addEventListener("input", () => { this.audio.volume = Number(this.volume.value); });
-    this.audio.addEventListener("timeupdate", () => this.update());
+    this.audio.addEventListener("timeupdate", () => {
+      this.update();
+      this.onTime?.(this.audio.currentTime || 0);
+    });
     this.audio.addEventListener("play", () => this.update());
     this.audio.addEventListener("pause", () => this.update());
     this.audio.addEventListener("loadedmetadata", () => {
@@ -807,6 +811,71 @@ class Player {
     context.fillStyle = styles.getPropertyValue("--wave-cursor");
     context.fillRect(Math.min(width - 2, played * width), 0, 2, height);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A recording's transcript beside its player: the line being spoken is highlighted as the audio
+// plays, a line clicked (or Enter on it) seeks there, and a search box finds lines.
+
+async function showTranscript(container, rec, player) {
+  const box = el("section", { class: "transcript", "aria-label": "Transcript" });
+  container.append(box);
+  let data;
+  try {
+    data = await api("GET", `/api/recordings/${rec.id}/transcript`);
+  } catch (error) {
+    box.append(el("p", { class: "muted", text: `No transcript: ${error.message}` }));
+    return;
+  }
+  const search = el("input", { type: "search", id: `transcript-search-${rec.id}`, class: "transcript-search", placeholder: "Search the transcript" });
+  const found = el("span", { class: "muted", "aria-live": "polite" });
+  const lines = data.cues.map((cue) => el("li", {
+    tabindex: "0",
+    "data-start": String(cue.start),
+    "data-end": String(cue.end),
+  },
+  el("span", { class: "cue-time", text: clock(cue.start) }), " ",
+  cue.speaker ? el("strong", { class: "cue-speaker", text: `${cue.speaker}: ` }) : null,
+  el("span", { class: "cue-text", text: cue.text })));
+  const list = el("ol", { class: "cues" }, ...lines);
+  box.append(
+    el("h4", { text: `Transcript (${data.source === "sidecar" ? "from its file" : "attached"})` }),
+    el("label", { for: search.id, class: "visually-hidden", text: "Search the transcript" }), search, " ", found,
+    list);
+  for (const line of lines) {
+    const seek = () => player.seek(Number(line.dataset.start));
+    line.addEventListener("click", seek);
+    line.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        seek();
+      }
+    });
+  }
+  let current = null;
+  player.onTime = (seconds) => {
+    const line = lines.find((l) => seconds >= Number(l.dataset.start) && seconds < Number(l.dataset.end)) ?? null;
+    if (line === current) return;
+    current?.classList.remove("current");
+    current?.removeAttribute("aria-current");
+    current = line;
+    if (line) {
+      line.classList.add("current");
+      line.setAttribute("aria-current", "true");
+      line.scrollIntoView({ block: "nearest" });
+    }
+  };
+  search.addEventListener("input", () => {
+    const query = search.value.trim().toLowerCase();
+    let matches = 0;
+    for (const line of lines) {
+      const hit = query !== "" && line.textContent.toLowerCase().includes(query);
+      line.classList.toggle("match", hit);
+      if (hit) matches += 1;
+    }
+    found.textContent = query ? `${matches} line${matches === 1 ? "" : "s"} found` : "";
+    lines.find((l) => l.classList.contains("match"))?.scrollIntoView({ block: "nearest" });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
