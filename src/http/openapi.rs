@@ -287,16 +287,6 @@ pub fn document() -> Value {
                 "parameters": [id_param(), query("points", "100, 200, 400, 800 (default), 1600 or 3200", json!({"type": "integer"})), query("channels", "dual: a waveform per party (`channels: {caller, agent}`)", json!({"enum": ["mixed", "dual"]}))],
                 "responses": merge(json!({"200": {"description": "peaks: [[min, max], ...]"}}), error_responses(&["400", "401", "403", "404", "409"]))
             }},
-            "/api/recordings/{id}/transcript": {
-                "get": {"summary": "the recording's transcript: cues with start and end (seconds), speaker and text; needs the right to play it; audited", "parameters": [id_param()], "responses": merge(json!({"200": {"description": "{\"source\": \"api\" | \"sidecar\", \"cues\": [...]}"}}), error_responses(&["401", "403", "404"]))},
-                "put": {
-                    "summary": "attach a transcript, replacing any (admins; audited): WebVTT as text/vtt (speakers from <v Name> tags) or JSON [{start, end, speaker, text}] in seconds",
-                    "parameters": [id_param()],
-                    "requestBody": {"required": true, "content": {"text/vtt": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "array", "items": {"type": "object", "required": ["start", "end", "text"], "properties": {"start": {"type": "number"}, "end": {"type": "number"}, "speaker": {"type": "string"}, "text": {"type": "string"}}}}}}},
-                    "responses": merge(json!({"200": {"description": "the stored cues"}}), error_responses(&["400", "401", "403", "404"]))
-                },
-                "delete": {"summary": "remove the transcript (admins; audited)", "parameters": [id_param()], "responses": merge(json!({"200": {"description": "{\"removed\": bool}"}}), error_responses(&["401", "403", "404"]))}
-            },
             "/api/library/scan": {"get": {"summary": "state of the recordings folder scan (admins of the operator's tenant)", "responses": merge(json!({"200": {"description": "scan state"}}), error_responses(&["403"]))}}
         },
         "security": [{"bearer": []}, {"session": []}],
@@ -306,5 +296,27 @@ pub fn document() -> Value {
     {
         paths.extend(more);
     }
+    if let (Some(paths), Value::Object(more)) =
+        (document["paths"].as_object_mut(), transcript_paths())
+    {
+        paths.extend(more);
+    }
     document
+}
+
+/// The transcript routes (a document of their own: one `json!` that large hits the macro's
+/// recursion limit).
+fn transcript_paths() -> Value {
+    json!({
+            "/api/recordings/{id}/transcript": {
+                "get": {"summary": "the recording's transcript: cues with start and end (seconds), speaker and text; needs the right to play it; audited", "parameters": [id_param()], "responses": merge(json!({"200": {"description": "{\"source\": \"api\" | \"sidecar\", \"cues\": [...]}"}}), error_responses(&["401", "403", "404"]))},
+                "put": {
+                    "summary": "attach a transcript, replacing any (admins; audited): WebVTT as text/vtt (speakers from <v Name> tags) or JSON [{start, end, speaker, text}] in seconds",
+                    "parameters": [id_param()],
+                    "requestBody": {"required": true, "content": {"text/vtt": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "array", "items": {"type": "object", "required": ["start", "end", "text"], "properties": {"start": {"type": "number"}, "end": {"type": "number"}, "speaker": {"type": "string"}, "text": {"type": "string"}}}}}}},
+                    "responses": merge(json!({"200": {"description": "the stored cues"}}), error_responses(&["400", "401", "403", "404"]))
+                },
+                "delete": {"summary": "remove the transcript (admins; audited)", "parameters": [id_param()], "responses": merge(json!({"200": {"description": "{\"removed\": bool}"}}), error_responses(&["401", "403", "404"]))}
+            }
+    })
 }
