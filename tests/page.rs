@@ -858,7 +858,8 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
 
-    // A flow designer turns record_call on: the next call is recorded.
+    // A flow designer turns record_call on, after a warning that recordings can hold health
+    // information and are audited (cancelled once: nothing changes): the next call is recorded.
     browser.goto(&format!("{base}/#/flows")).await;
     let switch = browser.find("#record-support-desk").await;
     assert_eq!(
@@ -867,7 +868,28 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
             .await,
         Value::Bool(false)
     );
-    browser.click(&switch).await;
+    let policy = browser.text(&browser.find("#policy").await).await;
+    assert!(
+        policy.contains("Record calls at all") && policy.contains("mute (silence in its place)"),
+        "{policy}"
+    );
+    open_dialog(&browser, "#record-support-desk", "#record-dialog").await;
+    let warning = browser.text(&browser.find("#record-dialog").await).await;
+    assert!(
+        warning.contains("health and payment information"),
+        "{warning}"
+    );
+    browser
+        .click(&browser.find("#record-dialog button[value=cancel]").await)
+        .await;
+    browser
+        .wait_for(
+            "cancelled: still off",
+            "return !document.querySelector('#record-dialog').open && !document.querySelector('#record-support-desk').checked",
+        )
+        .await;
+    open_dialog(&browser, "#record-support-desk", "#record-dialog").await;
+    browser.click(&browser.find("#record-confirm").await).await;
     browser
         .wait_for(
             "saved",

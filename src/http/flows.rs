@@ -26,6 +26,7 @@ fn node_json(id: &str, kind: &NodeKind, settings: &Settings) -> serde_json::Valu
         let (record, source) = settings.records_node(kind.record_call());
         node["record_call"] = serde_json::Value::Bool(record);
         node["record_call_source"] = source.into();
+        node["channels"] = if kind.dual_channel() { "dual" } else { "mixed" }.into();
     }
     let edges: serde_json::Map<String, serde_json::Value> = kind
         .edges()

@@ -1042,12 +1042,8 @@ async function loadFlows() {
     return;
   }
   // Deployment-wide settings come with the flows for the operator's own tenant only.
-  const outbound = $("#record-outbound");
-  outbound.closest(".card").hidden = !flows.settings;
-  if (flows.settings) {
-    outbound.checked = flows.settings.record_outbound_calls;
-    outbound.onchange = () => toggleSetting(outbound);
-  }
+  $("#policy").hidden = !flows.settings;
+  if (flows.settings) showPolicy(flows.settings);
   const container = $("#flows");
   container.replaceChildren(...flows.flows.map((flow) => el("article", { class: "card flow" },
     el("h3", { text: flow.name }),
@@ -1055,14 +1051,50 @@ async function loadFlows() {
     el("ul", { class: "nodes" }, ...flow.nodes.map((node) => el("li", {},
       el("span", { class: "node-name", text: node.id }),
       el("span", { class: "muted", text: ` ${node.type.replace("_", " ")}` }),
-      node.record_call === undefined ? null : recordSwitch(flow.name, node)))))));
+      node.record_call === undefined ? null : recordSwitch(flow.name, node),
+      node.record_call === undefined ? null : el("span", { class: "muted source", text: ` ${RECORD_SOURCE[node.record_call_source] ?? node.record_call_source}` }),
+      node.channels === "dual" ? el("span", { class: "badge", text: "dual-channel" }) : null))))));
   say(`${flows.flows.length} flows.`);
+}
+
+/// Which switch decided a node's recording, in words.
+const RECORD_SOURCE = {
+  record_call: "(its own record_call)",
+  record_inbound_calls: "(the inbound default)",
+  recording_enabled: "(recording is off for the deployment)",
+};
+
+/// The deployment's recording policy: the switches in their order of precedence, and the
+/// settings changed in settings.toml shown as they are.
+function showPolicy(settings) {
+  for (const input of document.querySelectorAll("#policy input[data-setting]")) {
+    input.checked = settings[input.dataset.setting];
+    input.onchange = () => toggleSetting(input);
+  }
+  const shown = [
+    ["Redaction", settings.redaction_mode === "pause" ? "pause (the audio is left out)" : "mute (silence in its place)"],
+    ["New recordings' compliance", settings.default_compliance],
+    ["Announcement", settings.recording_announcement.length ? settings.recording_announcement.join(", ") : "none"],
+    ["A call of several segments", settings.recording_separation === "per_segment" ? "offered as its segments" : "offered as one recording"],
+    ["Recording starts", settings.record_from_dial ? "when the other party is dialled" : "once both parties are in"],
+  ];
+  $("#policy-settings").replaceChildren(...shown.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })]));
+}
+
+/// Turning recording on is confirmed first: recordings can hold health and payment data.
+async function confirmRecordingOn(what) {
+  $("#record-text").textContent = `Turn on ${what}?`;
+  return confirmWith($("#record-dialog"));
 }
 
 function recordSwitch(flowName, node) {
   const id = `record-${flowName}-${node.id}`;
   const input = el("input", { type: "checkbox", role: "switch", id, checked: node.record_call });
   input.addEventListener("change", async () => {
+    if (input.checked && !(await confirmRecordingOn(`recording for ${flowName} / ${node.id}`))) {
+      input.checked = false;
+      return;
+    }
     input.disabled = true;
     try {
       const updated = await api("PATCH", `/api/flows/${encodeURIComponent(flowName)}/nodes/${encodeURIComponent(node.id)}`, { record_call: input.checked });
@@ -1079,11 +1111,18 @@ function recordSwitch(flowName, node) {
 }
 
 async function toggleSetting(input) {
+  const key = input.dataset.setting;
+  if (input.checked && !(await confirmRecordingOn(key.replaceAll("_", " ")))) {
+    input.checked = false;
+    return;
+  }
   input.disabled = true;
   try {
-    const settings = await api("PATCH", "/api/settings", { record_outbound_calls: input.checked });
-    input.checked = settings.record_outbound_calls;
-    say(`Direct outbound calls are ${settings.record_outbound_calls ? "" : "not "}recorded from the next call.`);
+    const settings = await api("PATCH", "/api/settings", { [key]: input.checked });
+    input.checked = settings[key];
+    say(`${key} is ${settings[key] ? "on" : "off"} from the next call.`);
+    // The master switch and the inbound default change what every node does.
+    await loadFlows();
   } catch (error) {
     input.checked = !input.checked;
     say(`Not changed: ${error.message}`);
