@@ -24,6 +24,26 @@ if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
+# axe-core audits the page's accessibility in the browser test. It comes from the npm registry,
+# checked against the registry's checksum, and is served to the test page only: it is not part
+# of the product.
+AXE_VERSION=4.14.1
+AXE_SHA1=14d8a6f3f085afd126b8b5ca1e42e50e17fb1d99
+AXE_DIR="target/axe-core-$AXE_VERSION"
+if [ ! -f "$AXE_DIR/axe.min.js" ]; then
+  if ! command -v curl >/dev/null || ! command -v tar >/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl ca-certificates tar >/dev/null
+  fi
+  mkdir -p "$AXE_DIR"
+  curl -fsSL "https://registry.npmjs.org/axe-core/-/axe-core-$AXE_VERSION.tgz" -o "$AXE_DIR/axe.tgz"
+  echo "$AXE_SHA1  $AXE_DIR/axe.tgz" | sha1sum -c --quiet
+  tar -xzf "$AXE_DIR/axe.tgz" -C "$AXE_DIR" package/axe.min.js
+  mv "$AXE_DIR/package/axe.min.js" "$AXE_DIR/axe.min.js"
+  rm -rf "$AXE_DIR/package" "$AXE_DIR/axe.tgz"
+fi
+export AXE_CORE_JS="$PWD/$AXE_DIR/axe.min.js"
+
 if [ -z "${TEST_POSTGRES_URL:-}" ]; then
   # The client package alone also creates /usr/lib/postgresql/*/bin: look for the server.
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then

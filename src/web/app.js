@@ -581,8 +581,9 @@ class Player {
     this.speed = el("select", { id: `speed-${source.key}`, class: "speed" },
       ...[0.5, 0.75, 1, 1.25, 1.5, 2].map((rate) => el("option", { value: String(rate), selected: rate === 1, text: `${rate}×` })));
     this.volume = el("input", { id: `volume-${source.key}`, class: "volume", type: "range", min: "0", max: "1", step: "0.05", value: "1" });
-    const back = el("button", { type: "button", class: "back", text: "−5 s", "aria-label": "Back 5 seconds", onclick: () => this.seekBy(-5) });
-    const forward = el("button", { type: "button", class: "forward", text: "+5 s", "aria-label": "Forward 5 seconds", onclick: () => this.seekBy(5) });
+    // The visible words are the name (speech control users say what they see).
+    const back = el("button", { type: "button", class: "back", text: "Back 5 s", onclick: () => this.seekBy(-5) });
+    const forward = el("button", { type: "button", class: "forward", text: "Forward 5 s", onclick: () => this.seekBy(5) });
     this.stereoBox = source.canStereo
       ? el("input", { type: "checkbox", id: `stereo-${source.key}`, class: "stereo" })
       : null;
