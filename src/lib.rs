@@ -15,6 +15,7 @@
 //! - [`web`]: the recordings page served at `/`.
 //! - [`http`]: the HTTP API; [`metrics`]: Prometheus metrics; [`service`]: wiring for `serve`.
 //! - [`preflight`]: warnings about folders the service cannot write or that are missing.
+//! - [`retention`]: retention rules per tenant, legal holds, the purge.
 //! - [`signing`]: HMAC keys with ids, rotated (signed links, the audit chain's seal).
 //! - [`tls`]: rustls settings for ARI over TLS and the simulated Asterisk's TLS listener.
 
@@ -27,6 +28,7 @@ pub mod http;
 pub mod library;
 pub mod metrics;
 pub mod preflight;
+pub mod retention;
 pub mod service;
 pub mod signing;
 pub mod sim;

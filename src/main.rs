@@ -95,6 +95,15 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Apply every tenant's retention rule now: remove the audio past its days (held
+    /// recordings excepted), forget old purged rows; one audit event per recording.
+    Purge {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Report what would be removed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -171,6 +180,15 @@ enum TenantCommand {
         /// patterns with at most one * each: "PJSIP/2*,Local/*@internal" ("" clears).
         #[arg(long)]
         call_endpoints: Option<String>,
+        /// Days after which call recordings' audio is removed by the purge (0: kept forever).
+        #[arg(long)]
+        retain_calls_days: Option<u32>,
+        /// Days after which voicemail messages' audio is removed (0: kept forever).
+        #[arg(long)]
+        retain_voicemail_days: Option<u32>,
+        /// Days after which purged or deleted rows are forgotten altogether (0: never).
+        #[arg(long)]
+        forget_after_days: Option<u32>,
     },
 }
 
@@ -268,6 +286,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::User { command } => user(command).await,
         Command::Token { command } => token(command).await,
         Command::Tenant { command } => tenant(command).await,
+        Command::Purge { config, dry_run } => purge(config, dry_run).await,
         Command::Audit { command } => audit(command).await,
     }
 }
@@ -416,6 +435,9 @@ async fn tenant(command: TenantCommand) -> Result<(), String> {
         staff_playback,
         download,
         call_endpoints,
+        retain_calls_days,
+        retain_voicemail_days,
+        forget_after_days,
     } = command;
     let endpoints = match call_endpoints {
         Some(text) => {
@@ -457,7 +479,75 @@ async fn tenant(command: TenantCommand) -> Result<(), String> {
     tx.commit(&cli_entry(&name, "setting_change", detail.clone()))
         .await
         .map_err(|e| e.to_string())?;
+    if retain_calls_days.is_some() || retain_voicemail_days.is_some() || forget_after_days.is_some()
+    {
+        let current = ari_recorder::retention::rule(&db, &name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let keep = |new: Option<u32>, old: Option<u32>| match new {
+            Some(0) => None,
+            Some(days) => Some(days),
+            None => old,
+        };
+        let rule = ari_recorder::retention::Rule {
+            calls_days: keep(retain_calls_days, current.calls_days),
+            voicemail_days: keep(retain_voicemail_days, current.voicemail_days),
+            forget_after_days: keep(forget_after_days, current.forget_after_days),
+        };
+        ari_recorder::retention::set_rule(&db, &name, rule)
+            .await
+            .map_err(|e| e.to_string())?;
+        let shown = |d: Option<u32>| d.map_or("forever".to_string(), |d| format!("{d} days"));
+        let retention = format!(
+            "retention: calls {}, voicemail {}, forget after {}",
+            shown(rule.calls_days),
+            shown(rule.voicemail_days),
+            shown(rule.forget_after_days)
+        );
+        ari_recorder::access::audit::record(
+            &db,
+            &cli_entry(&name, "setting_change", retention.clone()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        detail.push_str(&format!(", {retention}"));
+    }
     println!("tenant {name}: {detail}");
+    Ok(())
+}
+
+async fn purge(config: Option<PathBuf>, dry_run: bool) -> Result<(), String> {
+    let (config, db) = open_database(config.as_deref()).await?;
+    let report = ari_recorder::retention::purge(
+        &db,
+        &config.recordings_dir,
+        chrono::Utc::now().timestamp_millis(),
+        dry_run,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    // The service's cache of assembled calls holds the purged audio too.
+    let calls = config.cache_dir.join("calls");
+    if !report.removed.is_empty() && calls.is_dir() {
+        let cache = ari_recorder::audio::call_audio::CallAudio::new(calls, u64::MAX, 1)
+            .map_err(|e| format!("CACHE_DIR: {e}"))?;
+        for call in report
+            .removed
+            .iter()
+            .filter_map(|(_, call)| call.as_deref())
+        {
+            cache.forget_call(call);
+        }
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!(
+        "purge{}: {verb} the audio of {} recordings, {} forgotten; {} held past their rule kept; {} files not removed",
+        if dry_run { " (dry run)" } else { "" },
+        report.purged,
+        report.forgotten,
+        report.held,
+        report.failed_files
+    );
     Ok(())
 }
 

@@ -153,8 +153,15 @@ pub async fn start(
         source,
     })?;
     let index_task = tokio::spawn(keep_indexed(indexer.clone(), shutdown.clone()));
+    let library = Arc::new(Library::new(indexer.clone(), call_audio));
+    let purge_task = tokio::spawn(purge_hourly(
+        db.clone(),
+        config.recordings_dir.clone(),
+        library.clone(),
+        shutdown.clone(),
+    ));
     let state = AppState {
-        library: Arc::new(Library::new(indexer.clone(), call_audio)),
+        library,
         db: db.clone(),
         metrics: metrics.clone(),
         recordings_dir: config.recordings_dir.clone(),
@@ -227,6 +234,7 @@ pub async fn start(
         watch_task,
         writer_task,
         index_task,
+        purge_task,
     ]);
     Ok(Service {
         http_addr,
@@ -262,6 +270,48 @@ async fn anchor_audit_head(
         tokio::select! {
             _ = tokio::time::sleep(AUDIT_ANCHOR_EVERY) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    }
+}
+
+/// How often the retention rules are applied.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Applies the tenants' retention rules every hour (the first a minute after start), and drops
+/// what the caches hold of purged audio. A failed run is logged and retried at the next.
+async fn purge_hourly(
+    db: Database,
+    root: std::path::PathBuf,
+    library: Arc<Library>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        wait = PURGE_EVERY;
+        let now = chrono::Utc::now().timestamp_millis();
+        match crate::retention::purge(&db, &root, now, false).await {
+            Ok(report) => {
+                for (id, call) in &report.removed {
+                    library.renderings.forget(*id);
+                    if let Some(call) = call {
+                        library.call_audio.forget_call(call);
+                    }
+                }
+                if report.purged + report.forgotten > 0 {
+                    tracing::info!(
+                        purged = report.purged,
+                        forgotten = report.forgotten,
+                        held = report.held,
+                        failed_files = report.failed_files,
+                        "retention applied"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "retention not applied; retried in an hour"),
         }
     }
 }

@@ -1493,7 +1493,186 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Issue 14 (retention and legal hold): only a tenant's admins hold and release (audited, with
+/// a reason); a held recording is deleted by nobody and purged by no rule; the purge removes
+/// the audio past the tenant's days (voicemail by its own), keeps the row as `purged` with the
+/// rule, audits each, and a dry run changes nothing; old purged rows are forgotten later.
+async fn holds_and_retention_keep_what_must_be_kept(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let database = Database::open(&url).await.expect("database");
+    for name in ["old-call", "held-call", "new-call", "old-message"] {
+        put_wav(&t, name);
+        call_metadata(&database, name, "default", "default", false, "PJSIP/201").await;
+    }
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    wait_indexed(&s.svc.db, 4).await;
+    let day = 86_400_000i64;
+    let now = chrono::Utc::now().timestamp_millis();
+    for (name, age_days, node_type) in [
+        ("old-call", 40, "transfer"),
+        ("held-call", 40, "transfer"),
+        ("new-call", 5, "transfer"),
+        ("old-message", 40, "voicemail"),
+    ] {
+        sqlx::query("UPDATE recordings SET started_at_ms = $1, node_type = $2 WHERE name = $3")
+            .bind(now - age_days * day)
+            .bind(node_type)
+            .bind(name)
+            .execute(&s.svc.db.pool)
+            .await
+            .expect("age");
+    }
+    let id_of = |name: &'static str| {
+        let pool = s.svc.db.pool.clone();
+        async move {
+            let (id,): (i64,) = sqlx::query_as("SELECT id FROM recordings WHERE name = $1")
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .expect("id");
+            id
+        }
+    };
+    let (old, held) = (id_of("old-call").await, id_of("held-call").await);
+    let hold_url = format!("{}/api/recordings/{held}/hold", s.base);
+
+    // Who may hold: the tenant's admins only; a reason is required.
+    let admin = common::authed();
+    let manager = common::bearer(
+        &user_token(
+            &s.svc.db,
+            "mia",
+            "manager",
+            "default",
+            &[],
+            None,
+            &ALL_SCOPES,
+        )
+        .await,
+    );
+    let outsider = common::tenant_admin(&s.svc.db, "other").await;
+    let body = serde_json::json!({"reason": "case 2026-117"});
+    let refused = send(manager.put(&hold_url).json(&body)).await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (403, "role_restriction")
+    );
+    assert_eq!(send(outsider.put(&hold_url).json(&body)).await.status, 404);
+    let empty = send(
+        admin
+            .put(&hold_url)
+            .json(&serde_json::json!({"reason": " "})),
+    )
+    .await;
+    assert_eq!((empty.status, empty.error().as_str()), (400, "bad_request"));
+    let placed = send(admin.put(&hold_url).json(&body)).await;
+    assert_eq!(placed.status, 200, "{:?}", placed.json());
+    assert_eq!(placed.json()["hold"]["reason"], "case 2026-117");
+    let shown = send(admin.get(format!("{}/api/recordings/{held}", s.base)))
+        .await
+        .json();
+    assert_eq!(shown["hold"]["reason"], "case 2026-117");
+    assert_eq!(shown["access"]["delete"]["reason"], "on_hold");
+    // Held: not deleted by hand.
+    let delete = send(admin.delete(format!("{}/api/recordings/{held}", s.base))).await;
+    assert_eq!((delete.status, delete.error().as_str()), (409, "on_hold"));
+
+    // The rule, from the command line: calls 30 days, voicemail 60, forget after 365.
+    let run = |args: &[&str]| {
+        let out = binary()
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("RECORDINGS_DIR", &t.recordings)
+            .env("CACHE_DIR", t.dir.path().join("cache"))
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let set = run(&[
+        "tenant",
+        "set",
+        "default",
+        "--retain-calls-days",
+        "30",
+        "--retain-voicemail-days",
+        "60",
+        "--forget-after-days",
+        "365",
+    ]);
+    assert!(
+        set.contains("calls 30 days, voicemail 60 days, forget after 365 days"),
+        "{set}"
+    );
+    let dry = run(&["purge", "--dry-run"]);
+    assert!(
+        dry.contains("would remove the audio of 1 recordings") && dry.contains("1 held"),
+        "{dry}"
+    );
+    assert!(
+        t.recordings.join("old-call.wav").exists(),
+        "a dry run removes nothing"
+    );
+    let done = run(&["purge"]);
+    assert!(done.contains("removed the audio of 1 recordings"), "{done}");
+    assert!(!t.recordings.join("old-call.wav").exists());
+    for name in ["held-call", "new-call", "old-message"] {
+        assert!(
+            t.recordings.join(format!("{name}.wav")).exists(),
+            "{name} kept"
+        );
+    }
+    let purged = send(admin.get(format!("{}/api/recordings/{old}", s.base)))
+        .await
+        .json();
+    assert_eq!(purged["status"], "purged");
+    assert!(
+        purged["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("after 30 days"),
+        "{purged}"
+    );
+    let (audited,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'purge' AND actor = 'system:retention' AND recording_id = $1",
+    )
+    .bind(old)
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1);
+
+    // Released: the next purge takes it; much later the rows are forgotten.
+    assert_eq!(
+        send(admin.delete(&hold_url)).await.json()["hold"],
+        serde_json::Value::Null
+    );
+    assert!(run(&["purge"]).contains("removed the audio of 1 recordings"));
+    run(&["tenant", "set", "default", "--forget-after-days", "10"]);
+    assert!(run(&["purge"]).contains("2 forgotten"));
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE id IN ($1, $2)")
+        .bind(old)
+        .bind(held)
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("rows");
+    assert_eq!(left, 0);
+    let report = ari_recorder::access::audit::verify(&s.svc.db, None)
+        .await
+        .expect("verify");
+    assert_eq!(report.problem, None);
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    holds_and_retention_keep_what_must_be_kept,
     transcripts_follow_the_audios_rules,
     calls_are_listed_once_each_across_pages,
     a_consent_change_applies_to_the_whole_call,

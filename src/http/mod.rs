@@ -10,13 +10,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 
 mod admin;
 pub mod auth;
 mod calls;
 mod flows;
+mod holds;
 mod live;
 pub mod openapi;
 pub mod proxy;
@@ -160,6 +161,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/calls/{id}/audio", get(calls::audio))
         .route("/api/calls/{id}/download", get(calls::download))
         .route("/api/calls/{id}/peaks", get(calls::peaks))
+        .route(
+            "/api/calls/{id}/hold",
+            put(holds::hold_call).delete(holds::release_call),
+        )
         .route("/api/calls/{id}/recording/pause", post(live::pause))
         .route("/api/calls/{id}/recording/resume", post(live::resume))
         .route(
@@ -191,6 +196,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/recordings/{id}/play-url", post(recordings::play_url))
         .route("/api/recordings/{id}/peaks", get(recordings::peaks))
+        .route(
+            "/api/recordings/{id}/hold",
+            put(holds::hold_recording).delete(holds::release_recording),
+        )
         .route(
             "/api/recordings/{id}/transcript",
             get(transcripts::get)

@@ -152,7 +152,7 @@ fn components() -> Value {
             }},
             "Recording": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "name": {"type": "string"}, "format": {"type": "string"},
-                "status": {"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "not_recorded", "quarantined"]},
+                "status": {"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "purged", "not_recorded", "quarantined"]},
                 "reason": {"type": ["string", "null"]}, "duration_seconds": {"type": "number"}, "size_bytes": {"type": "integer"},
                 "sha256": {"type": ["string", "null"]}, "started_at": {"type": "string", "format": "date-time"},
                 "call_id": {"type": ["string", "null"]}, "tenant": {"type": "string"}, "project": {"type": "string"}, "flow": {"type": ["string", "null"]},
@@ -252,7 +252,7 @@ pub fn document() -> Value {
                     query("name", "words of the caller name: each word given must start one, any case", json!({"type": "string"})),
                     query("node_type", "", json!({"enum": ["transfer", "queue", "hunt_group", "voicemail", "outbound", "fallback"]})),
                     query("direction", "", json!({"enum": ["inbound", "outbound"]})),
-                    query("status", "", json!({"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "not_recorded", "quarantined"]})),
+                    query("status", "", json!({"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "purged", "not_recorded", "quarantined"]})),
                     query("format", "", json!({"enum": ["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"]})),
                     query("from", "started at or after (RFC 3339 or ms)", json!({"type": "string"})),
                     query("to", "started before (RFC 3339 or ms)", json!({"type": "string"})),
@@ -308,6 +308,14 @@ pub fn document() -> Value {
 /// recursion limit).
 fn transcript_paths() -> Value {
     json!({
+            "/api/recordings/{id}/hold": {
+                "put": {"summary": "place the recording on legal hold (admins; audited): it is deleted by nobody and purged by no retention rule until released", "parameters": [id_param()], "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string", "maxLength": 200}}}}}}, "responses": merge(json!({"200": {"description": "{\"hold\": {reason, by, at}}"}}), error_responses(&["400", "401", "403", "404", "409"]))},
+                "delete": {"summary": "release the hold (admins; audited)", "parameters": [id_param()], "responses": merge(json!({"200": {"description": "{\"hold\": null}"}}), error_responses(&["401", "403", "404"]))}
+            },
+            "/api/calls/{id}/hold": {
+                "put": {"summary": "hold every recording of the call (admins of every segment; audited)", "parameters": [call_param()], "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}}}}}, "responses": merge(json!({"200": {"description": "{\"held\": [ids]}"}}), error_responses(&["400", "401", "403", "404"]))},
+                "delete": {"summary": "release every recording of the call", "parameters": [call_param()], "responses": merge(json!({"200": {"description": "{\"released\": [ids]}"}}), error_responses(&["401", "403", "404"]))}
+            },
             "/api/recordings/{id}/transcript": {
                 "get": {"summary": "the recording's transcript: cues with start and end (seconds), speaker and text; needs the right to play it; audited", "parameters": [id_param()], "responses": merge(json!({"200": {"description": "{\"source\": \"api\" | \"sidecar\", \"cues\": [...]}"}}), error_responses(&["401", "403", "404"]))},
                 "put": {

@@ -177,11 +177,14 @@ pub(super) struct RecordingRow {
     pub(super) deleted_at_ms: Option<i64>,
     /// Where the file begins on Asterisk's clock (None: its start was not seen).
     pub(super) asterisk_started_at_ms: Option<i64>,
+    /// The reason of its legal hold, when it is held.
+    pub(super) hold_reason: Option<String>,
 }
 
 pub(super) const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
     data_offset, data_len, sha256, call_id, tenant, project, participants, flow, node, node_type, direction, caller_name, caller_number, \
-    callee, started_at_ms, private, consent, compliance, deleted_at_ms, asterisk_started_at_ms";
+    callee, started_at_ms, private, consent, compliance, deleted_at_ms, asterisk_started_at_ms, \
+    (SELECT reason FROM recording_holds h WHERE h.recording_id = recordings.id) AS hold_reason";
 
 impl RecordingRow {
     /// Where the file begins on the call's timeline: Asterisk's clock, or ours when Asterisk's
@@ -245,11 +248,16 @@ impl RecordingRow {
             "consent": self.consent,
             "compliance": self.compliance,
             "deleted_at": self.deleted_at_ms.map(rfc3339),
+            "hold": self.hold_reason.as_ref().map(|reason| serde_json::json!({"reason": reason})),
             "playable": playable,
             "access": {
                 "play": shown(play),
                 "download": shown(download),
-                "delete": shown(verdict(Action::Delete)),
+                // A held recording is deleted by nobody until it is released.
+                "delete": match (&self.hold_reason, verdict(Action::Delete)) {
+                    (Some(_), Ok(())) => serde_json::json!({"allowed": false, "reason": "on_hold"}),
+                    (_, result) => shown(result),
+                },
                 "set_status": shown(verdict(Action::SetStatus)),
             },
             "links": links,
@@ -448,6 +456,7 @@ fn list_filters(
                 "not_playable",
                 "missing",
                 "deleted",
+                "purged",
                 "not_recorded",
                 "quarantined",
             ],
@@ -1580,6 +1589,14 @@ pub(super) async fn delete(
 ) -> Result<Response, ApiError> {
     let (row, tenant, mut entry) =
         authorize(&state, &caller, &id, Action::Delete, "delete").await?;
+    if let Some(reason) = &row.hold_reason {
+        let error = ApiError::new(
+            StatusCode::CONFLICT,
+            "on_hold",
+            format!("the recording is on legal hold ({reason}): an admin must release it first"),
+        );
+        return Err(caller.refuse(&state, entry, error).await);
+    }
     if row.status == "deleted" {
         let error = ApiError::new(
             StatusCode::GONE,
@@ -1790,6 +1807,7 @@ mod tests {
             compliance: "permitted".into(),
             deleted_at_ms: None,
             asterisk_started_at_ms: None,
+            hold_reason: None,
         };
         assert_eq!(
             download_name(&row),

@@ -119,6 +119,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0012_recording_transcripts.sql"),
         postgres: include_str!("../../migrations/postgres/0012_recording_transcripts.sql"),
     },
+    Migration {
+        version: 13,
+        name: "retention_and_holds",
+        sqlite: include_str!("../../migrations/sqlite/0013_retention_and_holds.sql"),
+        postgres: include_str!("../../migrations/postgres/0013_retention_and_holds.sql"),
+    },
 ];
 
 /// How many migrations this binary carries.

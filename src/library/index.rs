@@ -256,6 +256,46 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
 
 /// Walks `root` without following symlinks out of it. Any folder that cannot be listed fails
 /// the whole walk: a partial listing would look like vanished files.
+/// Marks recording `id` purged by a retention rule (its audio is about to be removed): the row
+/// stays, with the rule as its reason, so "no recording available: retention" is true. False
+/// when it was not in a purgeable state any more (deleted, purged or held meanwhile).
+pub async fn mark_purged(db: &Database, id: i64, reason: &str) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE recordings SET status = 'purged', reason = $1, indexed_at_ms = $2 \
+         WHERE id = $3 AND status NOT IN ('deleted', 'purged', 'recording') \
+         AND NOT EXISTS (SELECT 1 FROM recording_holds h WHERE h.recording_id = recordings.id)",
+    )
+    .bind(reason)
+    .bind(now_ms())
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Forgets rows whose audio is gone (purged or deleted) altogether: the row and its name words.
+pub async fn forget_rows(db: &Database, ids: &[i64]) -> Result<(), DbError> {
+    let mut tx = db.pool.begin().await?;
+    for id in ids {
+        sqlx::query("DELETE FROM recording_words WHERE recording_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM recordings WHERE id = $1 AND status IN ('purged', 'deleted')")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A row whose audio was removed on purpose (deleted by hand, purged by retention): its file is
+/// never indexed again.
+fn gone_for_good(status: &str) -> bool {
+    matches!(status, "deleted" | "purged")
+}
+
 /// A transcript beside a recording: `<name>.vtt` for `<name>.wav`.
 fn is_sidecar(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "vtt")
@@ -692,16 +732,16 @@ impl Indexer {
         };
         let on_disk: HashSet<&str> = seen.iter().map(|s| s.rel.as_str()).collect();
 
-        // Deleted rows whose file came back or was never removed: finish the deletion.
+        // Deleted or purged rows whose file came back or was never removed: finish the removal.
         for s in &seen {
-            if known.get(&s.rel).is_some_and(|k| k.2 == "deleted") {
+            if known.get(&s.rel).is_some_and(|k| gone_for_good(&k.2)) {
                 let _ = std::fs::remove_file(self.root.join(&s.rel));
             }
         }
         let mut to_probe: Vec<Seen> = seen
             .iter()
             .filter(|s| match known.get(&s.rel) {
-                Some((_, _, status)) if status == "deleted" => false,
+                Some((_, _, status)) if gone_for_good(status) => false,
                 // Unchanged and final: nothing to do.
                 Some((size, mtime, status)) => {
                     !(*size == s.size as i64
@@ -727,7 +767,10 @@ impl Indexer {
             .iter()
             .filter(|(path, (_, _, status))| {
                 !on_disk.contains(path.as_str())
-                    && !matches!(status.as_str(), "deleted" | "missing" | "not_recorded")
+                    && !matches!(
+                        status.as_str(),
+                        "deleted" | "purged" | "missing" | "not_recorded"
+                    )
             })
             .map(|(p, _)| p.clone())
             .collect();
@@ -1054,7 +1097,7 @@ impl Indexer {
             .bind(&rel)
             .fetch_optional(&self.db.pool)
             .await?;
-            if known.as_ref().is_some_and(|k| k.0 == "deleted") {
+            if known.as_ref().is_some_and(|k| gone_for_good(&k.0)) {
                 continue;
             }
             let unchanged = |size: u64, mtime: i64| {
@@ -1113,7 +1156,7 @@ impl Indexer {
                     }
                     if listed {
                         self.count_write();
-                        sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2 AND status <> 'deleted'")
+                        sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2 AND status NOT IN ('deleted', 'purged')")
                             .bind(now_ms())
                             .bind(&rel)
                             .execute(&self.db.pool)

@@ -1,0 +1,172 @@
+//! Legal holds: `PUT` and `DELETE /api/recordings/{id}/hold` and `/api/calls/{id}/hold`.
+//!
+//! Admins place and release holds, with a reason; every attempt is audited. A held recording is
+//! never deleted by hand nor purged by a retention rule until it is released.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::auth::{denied, Caller};
+use super::recordings::{authorize, fetch_call, RecordingRow};
+use super::{internal, rfc3339, ApiError, AppState};
+use crate::access::audit::{self, AuditEntry};
+use crate::access::policy::{decide, Action, Denial};
+use crate::retention;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HoldRequest {
+    reason: String,
+}
+
+/// A hold's reason: said, and short enough for the audit log.
+fn reason_of(
+    body: Result<Json<HoldRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<String, ApiError> {
+    let Json(request) = body?;
+    let reason = request.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 200 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "reason: say why the recording is held (1 to 200 characters), e.g. a case number",
+        ));
+    }
+    Ok(reason)
+}
+
+fn gone(row: &RecordingRow) -> Option<ApiError> {
+    matches!(row.status.as_str(), "deleted" | "purged").then(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "gone",
+            format!(
+                "the recording's audio was {}: there is nothing to hold",
+                row.status
+            ),
+        )
+    })
+}
+
+async fn hold_json(state: &AppState, id: i64) -> Result<serde_json::Value, ApiError> {
+    let hold = retention::hold_of(&state.db, id).await.map_err(internal)?;
+    Ok(serde_json::json!({
+        "id": id,
+        "hold": hold.map(|h| serde_json::json!({"reason": h.reason, "by": h.by, "at": rfc3339(h.at_ms)})),
+    }))
+}
+
+/// `PUT /api/recordings/{id}/hold` `{"reason": "..."}`.
+pub(super) async fn hold_recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<HoldRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let reason = reason_of(body)?;
+    let (row, _, mut entry) = authorize(&state, &caller, &id, Action::SetStatus, "hold").await?;
+    if let Some(error) = gone(&row) {
+        return Err(caller.refuse(&state, entry, error).await);
+    }
+    entry.detail = Some(audit::capped(&reason, 200));
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    retention::hold(&state.db, row.id, &reason, &caller.principal.actor())
+        .await
+        .map_err(internal)?;
+    Ok(Json(hold_json(&state, row.id).await?).into_response())
+}
+
+/// `DELETE /api/recordings/{id}/hold`.
+pub(super) async fn release_recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (row, _, entry) =
+        authorize(&state, &caller, &id, Action::SetStatus, "hold_release").await?;
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    retention::release(&state.db, row.id)
+        .await
+        .map_err(internal)?;
+    Ok(Json(hold_json(&state, row.id).await?).into_response())
+}
+
+/// The recordings of a call an admin may hold: every one in their scope, or why not.
+async fn call_rows(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    action: &'static str,
+) -> Result<(Vec<RecordingRow>, AuditEntry), ApiError> {
+    let mut entry = caller.entry(action);
+    entry.detail = Some(audit::capped(&format!("call {call_id}"), 200));
+    let settings = caller.principal.settings;
+    let rows: Vec<RecordingRow> = fetch_call(&state.db, call_id)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            decide(&caller.principal, settings, &r.facts(), Action::Read) != Err(Denial::OutOfScope)
+        })
+        .collect();
+    if rows.is_empty() {
+        let error = ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such call");
+        return Err(caller.refuse(state, entry, error).await);
+    }
+    entry.recording_id = rows.first().map(|r| r.id);
+    if let Some(d) = rows
+        .iter()
+        .find_map(|r| decide(&caller.principal, settings, &r.facts(), Action::SetStatus).err())
+    {
+        return Err(caller.refuse(state, entry, denied(d)).await);
+    }
+    Ok((rows, entry))
+}
+
+/// `PUT /api/calls/{id}/hold` `{"reason": "..."}`: every recording of the call with audio left.
+pub(super) async fn hold_call(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    body: Result<Json<HoldRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let reason = reason_of(body)?;
+    let (rows, mut entry) = call_rows(&state, &caller, &call_id, "hold").await?;
+    let held: Vec<i64> = rows
+        .iter()
+        .filter(|r| gone(r).is_none())
+        .map(|r| r.id)
+        .collect();
+    entry.detail = Some(audit::capped(
+        &format!("call {call_id}, {} recordings: {reason}", held.len()),
+        400,
+    ));
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    for id in &held {
+        retention::hold(&state.db, *id, &reason, &caller.principal.actor())
+            .await
+            .map_err(internal)?;
+    }
+    Ok(Json(serde_json::json!({"call_id": call_id, "held": held})).into_response())
+}
+
+/// `DELETE /api/calls/{id}/hold`.
+pub(super) async fn release_call(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (rows, entry) = call_rows(&state, &caller, &call_id, "hold_release").await?;
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    let mut released = Vec::new();
+    for row in &rows {
+        if retention::release(&state.db, row.id)
+            .await
+            .map_err(internal)?
+        {
+            released.push(row.id);
+        }
+    }
+    Ok(Json(serde_json::json!({"call_id": call_id, "released": released})).into_response())
+}
