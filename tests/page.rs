@@ -1539,3 +1539,70 @@ async fn every_view_passes_axe_and_fits_320_pixels() {
     browser.quit().await;
     let _ = s.stop.send(true);
 }
+
+/// Issues 14 and 16 (legal hold on the page): an admin places a recording on hold with a reason
+/// in a dialog; the panel shows the hold and its Delete disabled with the reason; Release hold
+/// gives Delete back.
+#[tokio::test]
+async fn a_hold_placed_on_the_page_blocks_delete_until_released() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let t = start_sim(0.0).await;
+    let url = common::database_url(&t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    let database = Database::open(&url).await.expect("database");
+    put_tone(&t, "disputed", 4);
+    metadata(
+        &database,
+        &Call {
+            name: "disputed",
+            tenant: "default",
+            caller_name: "Kim Kahn",
+            caller_number: "5551011",
+            node_type: "transfer",
+            consent: "granted",
+            started_at_ms: 1_795_300_000_000,
+        },
+    )
+    .await;
+    let s = start_service_on(&t, &[], &url).await;
+    common::wait_ready(&s.svc.db, 1).await;
+    let base = format!("http://localhost:{}", s.svc.http_addr.port());
+    let downloads = tempfile::tempdir().expect("downloads");
+    let browser = Browser::start(driver, downloads.path()).await;
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    open_first(&browser, &base, "", "Kim Kahn 5551011").await;
+    open_dialog(&browser, ".panel button.hold", "#hold-dialog").await;
+    let reason = browser.find("#hold-reason").await;
+    browser.keys(&reason, "case 77").await;
+    browser.click(&browser.find("#hold-confirm").await).await;
+    browser
+        .wait_for(
+            "held",
+            "return document.querySelector('.panel .badge.hold')?.textContent === 'Legal hold: case 77' && document.querySelector('.panel button.delete')?.disabled === true",
+        )
+        .await;
+    let why = browser.text(&browser.find(".panel .reason").await).await;
+    assert!(why.contains("legal hold"), "{why}");
+    let (held,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'hold' AND detail = 'case 77'",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(held, 1);
+    browser.screenshot(&screenshots().join("hold.png")).await;
+    browser
+        .click(&browser.find(".panel button.release").await)
+        .await;
+    browser
+        .wait_for(
+            "released",
+            "return document.querySelector('.panel .badge.hold') === null && document.querySelector('.panel button.delete')?.disabled === false",
+        )
+        .await;
+    browser.quit().await;
+    let _ = s.stop.send(true);
+}

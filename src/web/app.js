@@ -74,6 +74,7 @@ const STATUS_LABEL = {
   not_playable: "failed: not playable",
   missing: "missing",
   deleted: "deleted",
+  purged: "removed (retention)",
   not_recorded: "not recorded",
 };
 
@@ -85,6 +86,7 @@ const REASON_TEXT = {
   missing_scope: "not permitted for this token",
   private_recording: "not permitted: a private call",
   media_unavailable: "no playable audio",
+  on_hold: "not permitted: the recording is on legal hold",
 };
 
 /// Why a recording has no audio to offer, in words.
@@ -96,6 +98,7 @@ function noAudioReason(rec) {
     case "not_playable": return `failed: ${rec.reason ?? "a format this service does not play"}`;
     case "missing": return "retention: the file is no longer on disk";
     case "deleted": return `retention: deleted${rec.deleted_at ? " on " + when(rec.deleted_at) : ""}`;
+    case "purged": return rec.reason ?? "retention: the audio was removed";
     default: return REASON_TEXT[rec.access?.play?.reason] ?? "not permitted";
   }
 }
@@ -402,6 +405,7 @@ async function openPanel(panel, id, row) {
     el("span", { class: `badge consent-${rec.consent}`, text: `Consent: ${rec.consent}` }),
     el("span", { class: `badge compliance-${rec.compliance}`, text: `Compliance: ${rec.compliance.replace("_", " ")}` }),
     rec.private ? el("span", { class: "badge", text: "Private" }) : null,
+    rec.hold ? el("span", { class: "badge hold", text: `Legal hold: ${rec.hold.reason}` }) : null,
   );
   const actions = el("div", { class: "actions" });
   const body = el("div", { class: "panel-body" });
@@ -443,13 +447,29 @@ async function openPanel(panel, id, row) {
       text: "Download",
     }), el("span", { id: `download-reason-${rec.id}`, class: "muted reason", text: `Download ${reason}` }));
   }
-  if (rec.access.delete.allowed && rec.status !== "deleted") {
+  if (rec.access.delete.allowed && !["deleted", "purged"].includes(rec.status)) {
     actions.append(el("button", {
       type: "button",
       class: "danger delete",
       text: "Delete",
       onclick: () => confirmDelete(rec, panel, row),
     }));
+  } else if (rec.access.delete.reason === "on_hold") {
+    // Reasons, not absences: a held recording's Delete says why it cannot be used.
+    actions.append(el("button", {
+      type: "button",
+      class: "danger delete",
+      disabled: true,
+      "aria-disabled": "true",
+      "aria-describedby": `delete-reason-${rec.id}`,
+      text: "Delete",
+    }), el("span", { id: `delete-reason-${rec.id}`, class: "muted reason", text: "Delete blocked: the recording is on legal hold" }));
+  }
+  // Admins place and release legal holds (with a reason; audited).
+  if (rec.access.set_status.allowed && !["deleted", "purged"].includes(rec.status)) {
+    actions.append(rec.hold
+      ? el("button", { type: "button", class: "secondary release", text: "Release hold", onclick: () => releaseHold(rec, panel, row) })
+      : el("button", { type: "button", class: "secondary hold", text: "Place on legal hold", onclick: () => placeHold(rec, panel, row) }));
   }
   if (rec.access.set_status.allowed && rec.status !== "deleted") {
     panel.append(statusForm(rec, panel, row));
@@ -516,6 +536,29 @@ async function confirmDownload(rec) {
     say("Download started (audited).");
   } catch (error) {
     say(`Download refused: ${error.message}`);
+  }
+}
+
+async function placeHold(rec, panel, row) {
+  $("#hold-text").textContent = `Hold ${describe(rec)}?`;
+  $("#hold-reason").value = "";
+  if (!(await confirmWith($("#hold-dialog")))) return;
+  try {
+    await api("PUT", `/api/recordings/${rec.id}/hold`, { reason: $("#hold-reason").value });
+    await openPanel(panel, rec.id, row);
+    say(`Recording ${rec.id} is on legal hold (audited).`);
+  } catch (error) {
+    say(`Not held: ${error.message}`);
+  }
+}
+
+async function releaseHold(rec, panel, row) {
+  try {
+    await api("DELETE", `/api/recordings/${rec.id}/hold`);
+    await openPanel(panel, rec.id, row);
+    say(`Recording ${rec.id} released from its hold (audited).`);
+  } catch (error) {
+    say(`Not released: ${error.message}`);
   }
 }
 
