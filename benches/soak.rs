@@ -293,9 +293,10 @@ async fn main() {
                 let per_call = (cpu(pid) - cpu_start).as_secs_f64() * 1000.0 / done as f64;
                 let rss = rss_mib(pid);
                 println!(
-                    "  {done} calls: {per_call:.2} CPU-ms per recorded call ({finished:.0} recordings finished), RSS {rss:.1} MiB ({:+.1} % since 1,000 calls), {:.1} write transactions per recording",
+                    "  {done} calls: {per_call:.2} CPU-ms per recorded call ({finished:.0} recordings finished), RSS {rss:.1} MiB ({:+.1} % since 1,000 calls), {:.1} write transactions per recording, {:.0} library write retries",
                     (rss / rss_1k - 1.0) * 100.0,
-                    (writes(&m) - base_writes) / done as f64
+                    (writes(&m) - base_writes) / done as f64,
+                    metric(&m, "library_write_retries_total")
                 );
             }
         }
