@@ -555,3 +555,95 @@ channels = "dual"
     assert_eq!(std::fs::read_dir(&parties).expect("parties").count(), 0);
     stop(s).await;
 }
+
+/// Issue 12: a node with `pause_recording = true` (a payment desk) has its segment redacted
+/// from its first moment to its last, stored as a stretch by the node; the segments before and
+/// after it are recorded as usual.
+#[tokio::test]
+async fn a_payment_desk_with_pause_recording_is_silent_in_the_call() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["600"]
+start = "desk"
+
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/agent-one"
+record_call = true
+on_agent_hangup = "payment"
+
+[nodes.payment]
+type = "transfer"
+target = "PJSIP/agent-two"
+record_call = true
+pause_recording = true
+"#;
+    let s = start_service(&t, &[("billing.toml", flow)]).await;
+    let admin = bearer(&bootstrap_admin(&s.svc.db).await);
+    for agent in ["PJSIP/agent-one", "PJSIP/agent-two"] {
+        t.sim.define_party(
+            agent,
+            Script::new(
+                "agent",
+                vec![
+                    Step::Answer,
+                    Step::Say("beep".into()),
+                    Step::Wait(2.0),
+                    Step::Hangup,
+                ],
+            ),
+        );
+    }
+    t.sim
+        .place_inbound_call("600", "Pat <5552005>", "silent")
+        .expect("call");
+    wait_until("the desk recording", || record_requests(&t) == 1).await;
+    t.sim.advance(2.5);
+    wait_until("the payment desk recording, muted", || {
+        record_requests(&t) == 2
+            && s.svc
+                .flows
+                .live_calls()
+                .first()
+                .is_some_and(|c| c.recording_state == Some("muted"))
+    })
+    .await;
+    t.sim.advance(3.0);
+    wait_until("call over", || quiet(&t)).await;
+    wait_rows(&s.svc.db, "both finished", 2, |r| r.state == "done").await;
+    ready_segments(&s, 2).await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    let ids: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, node FROM recordings ORDER BY started_at_ms")
+            .fetch_all(&s.svc.db.pool)
+            .await
+            .expect("ids");
+    let base = |id: i64| format!("{}/api/recordings/{id}", s.base);
+    let desk = wav_samples(
+        &send(admin.get(format!("{}/audio", base(ids[0].0))))
+            .await
+            .body,
+    );
+    assert!(
+        first_loud(&desk, 0).is_some(),
+        "the desk's beep is recorded"
+    );
+    let payment = wav_samples(
+        &send(admin.get(format!("{}/audio", base(ids[1].0))))
+            .await
+            .body,
+    );
+    assert!(
+        !payment.is_empty() && payment.iter().all(|s| *s == 0),
+        "the payment desk is silence"
+    );
+    let redactions = send(admin.get(base(ids[1].0))).await.json()["redactions"].clone();
+    assert_eq!(redactions[0]["by"], "node:payment", "{redactions}");
+    assert_eq!(redactions[0]["mode"], "mute");
+    assert_eq!(redactions[0]["from_seconds"], 0.0, "{redactions}");
+    stop(s).await;
+}

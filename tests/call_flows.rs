@@ -1159,6 +1159,7 @@ async fn caller_hanging_up_first_and_both_at_once_end_cleanly() {
                 on_failure: Some("sorry".into()),
                 on_agent_hangup: None,
                 dual_channel: false,
+                pause_recording: false,
             }
     })
     .await;

@@ -1406,6 +1406,7 @@ impl Call {
                     self.feature_key(&e.channel.id, &e.digit, now_ms, out);
                 }
             }
+            Event::RecordingStarted(e) => self.recording_began(&e.recording.name, now_ms, out),
             Event::RecordingFinished(e) => {
                 self.recording_over(&e.recording.name, now_ms, agents, out)
             }
@@ -1936,6 +1937,31 @@ impl Call {
         self.consent = Some(granted);
         let edge = if granted { on_granted } else { on_declined };
         self.enter(edge.or(next), now_ms, agents, out);
+    }
+
+    /// The call's recording is running: a node with `pause_recording = true` (a payment desk)
+    /// redacts it from here to its end, as a pause by the node itself.
+    fn recording_began(&mut self, name: &str, now_ms: u64, out: &mut Vec<Output>) {
+        if self.recording.as_deref() != Some(name) {
+            return;
+        }
+        // The file's first moment: redacted stretches are placed in it from here, not from
+        // when the record request left.
+        self.recording_started_ms = Some(now_ms);
+        if self.redacting.is_some() {
+            return;
+        }
+        let Some(node) = self.node.clone() else {
+            return;
+        };
+        if self.node_kind(&node).is_some_and(|k| k.pauses_recording()) {
+            let request = RedactRequest {
+                on: true,
+                mode: self.redaction_mode,
+                by: format!("node:{node}"),
+            };
+            self.redact(request, now_ms, out);
+        }
     }
 
     fn recording_over(
@@ -2640,6 +2666,47 @@ mod tests {
         assert!(
             hung.contains(&"c1_S3") && hung.contains(&"c1_S4"),
             "{hung:?}"
+        );
+    }
+
+    #[test]
+    fn a_node_with_pause_recording_redacts_its_segment_from_the_start() {
+        let text = "[flow]\nnumbers = [\"100\"]\nstart = \"pay\"\n[nodes.pay]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\npause_recording = true\n";
+        let flow = Arc::new(parse_flow(Path::new("billing.toml"), text).expect("valid"));
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+        call.handle(Input::Start, 0, &mut agents);
+        call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
+        call.handle(
+            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
+            20,
+            &mut agents,
+        );
+        let name = call.recording().expect("recording").to_string();
+        let started = Event::RecordingStarted(crate::ari::events::RecordingStarted {
+            recording: crate::ari::models::LiveRecording {
+                name: name.clone(),
+                format: "wav".into(),
+                state: "recording".into(),
+                target_uri: "bridge:c1_B1".into(),
+                duration: None,
+                talking_duration: None,
+                silence_duration: None,
+                cause: None,
+            },
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        });
+        let out = call.handle(Input::Event(&started), 30, &mut agents);
+        assert!(commands(&out).iter().any(|c| matches!(c,
+            Command::RedactRecording { name: n, on: true, mode: RedactMode::Mute } if *n == name)));
+        assert_eq!(call.live_view().recording_state, Some("muted"));
+        // The segment ends: its stretch is stored, by the node.
+        let out = call.handle(Input::Event(&stasis_end("c1_L2")), 5_030, &mut agents);
+        assert_eq!(
+            spans(&out),
+            [(RedactMode::Mute, 0, 5_000, "node:pay".into())]
         );
     }
 

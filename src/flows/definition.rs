@@ -50,6 +50,9 @@ pub enum NodeKind {
         /// `channels = "dual"`: each party is also recorded on its own (a snoop on each leg),
         /// for a stereo file with the caller left and the agent right.
         dual_channel: bool,
+        /// `pause_recording = true`: the recording of this node's bridge is redacted from its
+        /// start to its end (a payment desk), as `redaction_mode` says.
+        pause_recording: bool,
     },
     Queue {
         agents: Vec<String>,
@@ -61,6 +64,7 @@ pub enum NodeKind {
         record_call: Option<bool>,
         on_agent_hangup: Option<String>,
         dual_channel: bool,
+        pause_recording: bool,
     },
     HuntGroup {
         members: Vec<String>,
@@ -70,6 +74,7 @@ pub enum NodeKind {
         on_failure: Option<String>,
         on_agent_hangup: Option<String>,
         dual_channel: bool,
+        pause_recording: bool,
     },
     Voicemail {
         mailbox: String,
@@ -186,6 +191,22 @@ impl NodeKind {
             NodeKind::Transfer { dual_channel, .. }
             | NodeKind::Queue { dual_channel, .. }
             | NodeKind::HuntGroup { dual_channel, .. } => *dual_channel,
+            _ => false,
+        }
+    }
+
+    /// Whether the node's recording is redacted throughout (`pause_recording = true`).
+    pub fn pauses_recording(&self) -> bool {
+        match self {
+            NodeKind::Transfer {
+                pause_recording, ..
+            }
+            | NodeKind::Queue {
+                pause_recording, ..
+            }
+            | NodeKind::HuntGroup {
+                pause_recording, ..
+            } => *pause_recording,
             _ => false,
         }
     }
@@ -596,6 +617,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     "on_failure",
                     "on_agent_hangup",
                     "channels",
+                    "pause_recording",
                 ],
             );
             let target = ctx.string(table, "target", true);
@@ -611,6 +633,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                 on_failure: ctx.string(table, "on_failure", false),
                 on_agent_hangup: ctx.string(table, "on_agent_hangup", false),
                 dual_channel: dual_channel(ctx, table),
+                pause_recording: ctx.boolean(table, "pause_recording", false),
             }
         }
         "queue" => {
@@ -627,6 +650,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     "record_call",
                     "on_agent_hangup",
                     "channels",
+                    "pause_recording",
                 ],
             );
             let agents = ctx.strings(table, "agents", true);
@@ -656,6 +680,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     .then(|| ctx.boolean(table, "record_call", false)),
                 on_agent_hangup: ctx.string(table, "on_agent_hangup", false),
                 dual_channel: dual_channel(ctx, table),
+                pause_recording: ctx.boolean(table, "pause_recording", false),
             }
         }
         "hunt_group" => {
@@ -670,6 +695,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                     "on_failure",
                     "on_agent_hangup",
                     "channels",
+                    "pause_recording",
                 ],
             );
             let members = ctx.strings(table, "members", true);
@@ -694,6 +720,7 @@ fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<NodeKind> {
                 on_failure: ctx.string(table, "on_failure", false),
                 on_agent_hangup: ctx.string(table, "on_agent_hangup", false),
                 dual_channel: dual_channel(ctx, table),
+                pause_recording: ctx.boolean(table, "pause_recording", false),
             }
         }
         "voicemail" => {
