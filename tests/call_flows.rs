@@ -1883,3 +1883,95 @@ async fn the_recording_announcement_plays_before_the_first_recorded_node() {
     wait_until("torn down", || quiet(&t)).await;
     stop(s).await;
 }
+
+/// Issue 12: who may pause a live recording, in the access matrix's style: every role, with and
+/// without `flows:write`, as the agent on the call or not, of the call's tenant or another, on
+/// a public and a private call. Each attempt leaves one audit event.
+#[tokio::test]
+async fn pausing_follows_the_rules_for_every_role_scope_tenant_and_privacy() {
+    use ari_recorder::access::Scope;
+    use common::{bearer, send, user_token};
+    let t = start_sim(0.0).await;
+    let public = transfer_flow("PJSIP/201", true);
+    let private = transfer_flow("PJSIP/201", true)
+        .replace("\"100\"", "\"101\"")
+        .replace("tenant = \"acme\"", "tenant = \"acme\"\nprivate = true");
+    let s = start_service(&t, &[("support.toml", &public), ("private.toml", &private)]).await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    t.sim
+        .place_inbound_call("101", "Bob <5551002>", "talk")
+        .expect("call");
+    wait_recording(&t, &s, "both recording", 2).await;
+    let calls = s.svc.flows.live_calls();
+    let id_of = |private: bool| {
+        calls
+            .iter()
+            .find(|c| c.private == private)
+            .map(|c| c.id.clone())
+            .expect("call")
+    };
+    let (public_call, private_call) = (id_of(false), id_of(true));
+    let audit_head = || async {
+        let (seq,): (i64,) = sqlx::query_as("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("head");
+        seq
+    };
+    // An extension belongs to one user of a tenant: the agent on the calls is a staff member;
+    // admins and managers may pause whoever they are.
+    for tenant in ["acme", "other"] {
+        for (role, agent) in [
+            ("admin", false),
+            ("manager", false),
+            ("staff", true),
+            ("staff", false),
+        ] {
+            for write in [true, false] {
+                let scopes: &[Scope] = if write {
+                    &[Scope::RecordingsRead, Scope::FlowsWrite]
+                } else {
+                    &[Scope::RecordingsRead]
+                };
+                let extension = agent.then_some("PJSIP/201");
+                let name = format!("{tenant}-{role}-{agent}");
+                let client = bearer(
+                    &user_token(&s.svc.db, &name, role, tenant, &[], extension, scopes).await,
+                );
+                for (call, is_private) in [(&public_call, false), (&private_call, true)] {
+                    let visible = tenant == "acme" && (!is_private || agent);
+                    let may = write && (role != "staff" || agent);
+                    let expected = match (visible, may) {
+                        (false, _) => (404, "not_found"),
+                        (true, false) => (403, "role_restriction"),
+                        (true, true) => (200, ""),
+                    };
+                    let before = audit_head().await;
+                    let answer =
+                        send(client.post(format!("{}/api/calls/{call}/recording/pause", s.base)))
+                            .await;
+                    let context = format!(
+                            "{role} of {tenant}, agent {agent}, flows:write {write}, private {is_private}"
+                        );
+                    assert_eq!(answer.status, expected.0, "{context}: {:?}", answer.json());
+                    if expected.0 != 200 {
+                        assert_eq!(answer.error(), expected.1, "{context}");
+                    }
+                    assert_eq!(audit_head().await, before + 1, "{context}: one audit event");
+                    if expected.0 == 200 {
+                        let resumed = send(
+                            client.post(format!("{}/api/calls/{call}/recording/resume", s.base)),
+                        )
+                        .await;
+                        assert_eq!(resumed.status, 200, "{context}");
+                    }
+                }
+            }
+        }
+    }
+    t.sim.advance(20.0);
+    wait_until("torn down", || quiet(&t)).await;
+    stop(s).await;
+}
