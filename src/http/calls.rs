@@ -16,14 +16,15 @@ use axum::Json;
 
 use super::auth::{denied, Caller};
 use super::recordings::{
-    bad, fetch_call, param, playable, serve, AudioBody, Bind, RecordingRow, COLUMNS,
+    bad, fetch_call, list_entry, param, peak_points, playable, serve, AudioBody, Bind,
+    RecordingRow, COLUMNS,
 };
 use super::{internal, rfc3339, ApiError, AppState};
 use crate::access::audit;
 use crate::access::policy::{decide, Action, Denial};
 use crate::audio::assemble::{Segment, TIMELINE_RATE};
 use crate::audio::call_audio::{timeline_key, TimelinePart};
-use crate::audio::renderings::{RenderError, PEAK_POINTS};
+use crate::audio::renderings::RenderError;
 use crate::audio::serve::WavStream;
 use crate::audio::{wav, Encoding};
 use base64::Engine;
@@ -354,21 +355,7 @@ pub(super) async fn audio(
     Path(call_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (file, key, _) = assembled(
-        &state,
-        &caller,
-        &call_id,
-        Action::Play,
-        "play",
-        range_detail(&headers),
-    )
-    .await?;
-    serve(
-        AudioBody::Wav(call_stream(&file)),
-        format!("\"call-{key}\""),
-        &headers,
-        None,
-    )
+    serve_call(&state, &caller, &call_id, &headers, false).await
 }
 
 /// `GET /api/calls/{id}/download`: the whole call as a WAV attachment.
@@ -378,20 +365,36 @@ pub(super) async fn download(
     Path(call_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    serve_call(&state, &caller, &call_id, &headers, true).await
+}
+
+/// The assembled call inline, or as an attachment (the right to download every segment).
+async fn serve_call(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    headers: &HeaderMap,
+    attachment: bool,
+) -> Result<Response, ApiError> {
+    let (action, audit_action) = if attachment {
+        (Action::Download, "download")
+    } else {
+        (Action::Play, "play")
+    };
     let (file, key, segments) = assembled(
-        &state,
-        &caller,
-        &call_id,
-        Action::Download,
-        "download",
-        range_detail(&headers),
+        state,
+        caller,
+        call_id,
+        action,
+        audit_action,
+        range_detail(headers),
     )
     .await?;
     serve(
         AudioBody::Wav(call_stream(&file)),
         format!("\"call-{key}\""),
-        &headers,
-        Some(download_name(&segments)),
+        headers,
+        attachment.then(|| download_name(&segments)),
     )
 }
 
@@ -423,19 +426,7 @@ pub(super) async fn peaks(
     Path(call_id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let points: u32 = match q.get("points") {
-        None => 800,
-        Some(v) => match v.parse() {
-            Ok(n) if PEAK_POINTS.contains(&n) => n,
-            _ => {
-                let allowed: Vec<String> = PEAK_POINTS.iter().map(u32::to_string).collect();
-                return Err(bad(
-                    "points",
-                    format!("must be one of {}", allowed.join(", ")),
-                ));
-            }
-        },
-    };
+    let points = peak_points(&q)?;
     let (file, key, segments) =
         assembled(&state, &caller, &call_id, Action::Play, "peaks", None).await?;
     // Kept with the renderings of the call's first segment, under the timeline's key.
@@ -517,19 +508,9 @@ pub(super) async fn list_grouped(
             Bind::Int(i) => query.bind(*i),
         };
     }
-    let mut entry = caller.entry("list");
-    let mut searched: Vec<String> = q
-        .iter()
-        .filter(|(k, _)| k.as_str() != "cursor")
-        .map(|(k, v)| format!("{k}={}", v.chars().take(100).collect::<String>()))
-        .collect();
-    searched.sort();
-    entry.detail = Some(if q.contains_key("cursor") {
-        format!("{} (next page)", searched.join("&"))
-    } else {
-        searched.join("&")
-    });
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &list_entry(caller, q))
+        .await
+        .map_err(internal)?;
     let mut groups = query.fetch_all(&state.db.pool).await.map_err(internal)?;
     let more = groups.len() as i64 > limit;
     groups.truncate(limit as usize);

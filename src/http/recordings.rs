@@ -496,6 +496,24 @@ fn list_filters(
     Ok((clauses, binds))
 }
 
+/// The audit entry of a list: what was searched (each value cut at 100 characters), and
+/// whether it is a next page.
+pub(super) fn list_entry(caller: &Caller, q: &HashMap<String, String>) -> AuditEntry {
+    let mut entry = caller.entry("list");
+    let mut searched: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != "cursor")
+        .map(|(k, v)| format!("{k}={}", v.chars().take(100).collect::<String>()))
+        .collect();
+    searched.sort();
+    entry.detail = Some(if q.contains_key("cursor") {
+        format!("{} (next page)", searched.join("&"))
+    } else {
+        searched.join("&")
+    });
+    entry
+}
+
 /// `GET /api/recordings`: keyset pagination, newest first or longest first, with filters, over
 /// the recordings the caller may see (their tenant and projects; private ones they were on).
 /// SQL: the recording's participants include the identity bound at `param` as `,identity,`.
@@ -589,19 +607,9 @@ pub(super) async fn list(
     }
     // The search is recorded before it runs. (Running both at once measured no faster: SQLite
     // serves them from one writer and one worker per connection.)
-    let mut entry = caller.entry("list");
-    let mut searched: Vec<String> = q
-        .iter()
-        .filter(|(k, _)| k.as_str() != "cursor")
-        .map(|(k, v)| format!("{k}={}", v.chars().take(100).collect::<String>()))
-        .collect();
-    searched.sort();
-    entry.detail = Some(if q.contains_key("cursor") {
-        format!("{} (next page)", searched.join("&"))
-    } else {
-        searched.join("&")
-    });
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &list_entry(&caller, &q))
+        .await
+        .map_err(internal)?;
     let mut rows = query.fetch_all(&state.db.pool).await.map_err(internal)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -1505,6 +1513,23 @@ fn download_name(row: &RecordingRow) -> String {
     }
 }
 
+/// The waveform size asked for (`points`, one of [`PEAK_POINTS`]; 800 when not said).
+pub(super) fn peak_points(q: &HashMap<String, String>) -> Result<u32, ApiError> {
+    match q.get("points") {
+        None => Ok(800),
+        Some(v) => match v.parse() {
+            Ok(n) if PEAK_POINTS.contains(&n) => Ok(n),
+            _ => {
+                let allowed: Vec<String> = PEAK_POINTS.iter().map(u32::to_string).collect();
+                Err(bad(
+                    "points",
+                    format!("must be one of {}", allowed.join(", ")),
+                ))
+            }
+        },
+    }
+}
+
 /// `GET /api/recordings/{id}/peaks?points=N`: min and max of each of N slices of the audio.
 /// The waveform is part of the player: it needs the right to play.
 pub(super) async fn peaks(
@@ -1513,19 +1538,7 @@ pub(super) async fn peaks(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let points: u32 = match q.get("points") {
-        None => 800,
-        Some(v) => match v.parse() {
-            Ok(n) if PEAK_POINTS.contains(&n) => n,
-            _ => {
-                let allowed: Vec<String> = PEAK_POINTS.iter().map(u32::to_string).collect();
-                return Err(bad(
-                    "points",
-                    format!("must be one of {}", allowed.join(", ")),
-                ));
-            }
-        },
-    };
+    let points = peak_points(&q)?;
     let dual = wants_dual(&q)?;
     let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "peaks").await?;
     let stream = match playable(&state.library, &row) {
