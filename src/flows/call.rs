@@ -2568,19 +2568,26 @@ mod tests {
         assert!(call.is_finished());
     }
 
-    #[test]
-    fn after_the_agent_hangs_up_the_caller_goes_on_and_a_new_segment_is_recorded() {
-        let text = "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\non_agent_hangup = \"second\"\n[nodes.second]\ntype = \"transfer\"\ntarget = \"PJSIP/202\"\nrecord_call = true\n";
-        let flow = Arc::new(parse_flow(Path::new("support.toml"), text).expect("valid"));
+    /// A call of `flow_text` (one desk at PJSIP/201) bridged with its agent, `c1_L2`, and
+    /// recorded: the outputs of the bridge being complete.
+    fn bridged(flow_text: &str) -> (Call, AgentBook, Vec<Output>) {
+        let flow = Arc::new(parse_flow(Path::new("support.toml"), flow_text).expect("valid"));
         let mut agents = AgentBook::default();
         let mut call = Call::inbound("c1", "Alice", "5551001", flow);
         call.handle(Input::Start, 0, &mut agents);
         call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
-        call.handle(
+        let out = call.handle(
             Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
             20,
             &mut agents,
         );
+        (call, agents, out)
+    }
+
+    #[test]
+    fn after_the_agent_hangs_up_the_caller_goes_on_and_a_new_segment_is_recorded() {
+        let text = "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\non_agent_hangup = \"second\"\n[nodes.second]\ntype = \"transfer\"\ntarget = \"PJSIP/202\"\nrecord_call = true\n";
+        let (mut call, mut agents, _) = bridged(text);
         let first = call.recording().expect("first segment").to_string();
 
         let out = call.handle(Input::Event(&stasis_end("c1_L2")), 3_000, &mut agents);
@@ -2603,16 +2610,7 @@ mod tests {
     #[test]
     fn a_dual_channel_node_snoops_each_party_redacts_all_three_and_ends_the_snoops() {
         let text = "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\nchannels = \"dual\"\non_agent_hangup = \"desk\"\n";
-        let flow = Arc::new(parse_flow(Path::new("support.toml"), text).expect("valid"));
-        let mut agents = AgentBook::default();
-        let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-        call.handle(Input::Start, 0, &mut agents);
-        call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
-        let out = call.handle(
-            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
-            20,
-            &mut agents,
-        );
+        let (mut call, mut agents, out) = bridged(text);
         let name = call.recording().expect("bridge recording").to_string();
         let cmds = commands(&out);
         let snoops: Vec<(&str, &str)> = cmds
@@ -2672,16 +2670,7 @@ mod tests {
     #[test]
     fn a_node_with_pause_recording_redacts_its_segment_from_the_start() {
         let text = "[flow]\nnumbers = [\"100\"]\nstart = \"pay\"\n[nodes.pay]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\npause_recording = true\n";
-        let flow = Arc::new(parse_flow(Path::new("billing.toml"), text).expect("valid"));
-        let mut agents = AgentBook::default();
-        let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-        call.handle(Input::Start, 0, &mut agents);
-        call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
-        call.handle(
-            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
-            20,
-            &mut agents,
-        );
+        let (mut call, mut agents, _) = bridged(text);
         let name = call.recording().expect("recording").to_string();
         let started = Event::RecordingStarted(crate::ari::events::RecordingStarted {
             recording: crate::ari::models::LiveRecording {
