@@ -74,6 +74,39 @@ async fn metadata(db: &Database, call: &Call<'_>) {
     .expect("metadata");
 }
 
+/// A service over one final, consented transfer recording `name` of the default tenant: a tone
+/// of `seconds`, called by `caller_name` from `number`.
+async fn one_consented_call(
+    t: &TestSim,
+    name: &str,
+    seconds: usize,
+    caller_name: &str,
+    number: &str,
+    flows: &[(&str, &str)],
+) -> TestService {
+    let url = common::database_url(t, common::Db::Sqlite)
+        .await
+        .expect("sqlite");
+    let database = Database::open(&url).await.expect("database");
+    put_tone(t, name, seconds);
+    metadata(
+        &database,
+        &Call {
+            name,
+            tenant: "default",
+            caller_name,
+            caller_number: number,
+            node_type: "transfer",
+            consent: "granted",
+            started_at_ms: 1_795_300_000_000,
+        },
+    )
+    .await;
+    let s = start_service_on(t, flows, &url).await;
+    common::wait_ready(&s.svc.db, 1).await;
+    s
+}
+
 const SUPPORT: &str = r#"
 [flow]
 numbers = ["100"]
@@ -1271,26 +1304,7 @@ async fn a_transcript_follows_playback_seeks_on_click_and_is_searchable() {
         return;
     };
     let t = start_sim(0.0).await;
-    let url = common::database_url(&t, common::Db::Sqlite)
-        .await
-        .expect("sqlite");
-    let database = Database::open(&url).await.expect("database");
-    put_tone(&t, "transcribed", 12);
-    metadata(
-        &database,
-        &Call {
-            name: "transcribed",
-            tenant: "default",
-            caller_name: "Ivy Irwin",
-            caller_number: "5551009",
-            node_type: "transfer",
-            consent: "granted",
-            started_at_ms: 1_795_300_000_000,
-        },
-    )
-    .await;
-    let s = start_service_on(&t, &[], &url).await;
-    common::wait_ready(&s.svc.db, 1).await;
+    let s = one_consented_call(&t, "transcribed", 12, "Ivy Irwin", "5551009", &[]).await;
     let (id,): (i64,) = sqlx::query_as("SELECT id FROM recordings WHERE name = 'transcribed'")
         .fetch_one(&s.svc.db.pool)
         .await
@@ -1415,26 +1429,15 @@ async fn every_view_passes_axe_and_fits_320_pixels() {
         }
     };
     let t = start_sim(0.0).await;
-    let url = common::database_url(&t, common::Db::Sqlite)
-        .await
-        .expect("sqlite");
-    let database = Database::open(&url).await.expect("database");
-    put_tone(&t, "audited", 8);
-    metadata(
-        &database,
-        &Call {
-            name: "audited",
-            tenant: "default",
-            caller_name: "Jo Jansen",
-            caller_number: "5551010",
-            node_type: "transfer",
-            consent: "granted",
-            started_at_ms: 1_795_300_000_000,
-        },
+    let s = one_consented_call(
+        &t,
+        "audited",
+        8,
+        "Jo Jansen",
+        "5551010",
+        &[("support.toml", SUPPORT)],
     )
     .await;
-    let s = start_service_on(&t, &[("support.toml", SUPPORT)], &url).await;
-    common::wait_ready(&s.svc.db, 1).await;
     let (id,): (i64,) = sqlx::query_as("SELECT id FROM recordings WHERE name = 'audited'")
         .fetch_one(&s.svc.db.pool)
         .await
@@ -1549,26 +1552,7 @@ async fn a_hold_placed_on_the_page_blocks_delete_until_released() {
         return;
     };
     let t = start_sim(0.0).await;
-    let url = common::database_url(&t, common::Db::Sqlite)
-        .await
-        .expect("sqlite");
-    let database = Database::open(&url).await.expect("database");
-    put_tone(&t, "disputed", 4);
-    metadata(
-        &database,
-        &Call {
-            name: "disputed",
-            tenant: "default",
-            caller_name: "Kim Kahn",
-            caller_number: "5551011",
-            node_type: "transfer",
-            consent: "granted",
-            started_at_ms: 1_795_300_000_000,
-        },
-    )
-    .await;
-    let s = start_service_on(&t, &[], &url).await;
-    common::wait_ready(&s.svc.db, 1).await;
+    let s = one_consented_call(&t, "disputed", 4, "Kim Kahn", "5551011", &[]).await;
     let base = format!("http://localhost:{}", s.svc.http_addr.port());
     let downloads = tempfile::tempdir().expect("downloads");
     let browser = Browser::start(driver, downloads.path()).await;
