@@ -152,7 +152,7 @@ fn components() -> Value {
             }},
             "Recording": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "name": {"type": "string"}, "format": {"type": "string"},
-                "status": {"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "purged", "not_recorded", "quarantined"]},
+                "status": {"enum": crate::library::RecordingStatus::names()},
                 "reason": {"type": ["string", "null"]}, "duration_seconds": {"type": "number"}, "size_bytes": {"type": "integer"},
                 "sha256": {"type": ["string", "null"]}, "started_at": {"type": "string", "format": "date-time"},
                 "call_id": {"type": ["string", "null"]}, "tenant": {"type": "string"}, "project": {"type": "string"}, "flow": {"type": ["string", "null"]},
@@ -252,7 +252,7 @@ pub fn document() -> Value {
                     query("name", "words of the caller name: each word given must start one, any case", json!({"type": "string"})),
                     query("node_type", "", json!({"enum": ["transfer", "queue", "hunt_group", "voicemail", "outbound", "fallback"]})),
                     query("direction", "", json!({"enum": ["inbound", "outbound"]})),
-                    query("status", "", json!({"enum": ["recording", "ready", "empty", "unreadable", "not_playable", "missing", "deleted", "purged", "not_recorded", "quarantined"]})),
+                    query("status", "", json!({"enum": crate::library::RecordingStatus::names()})),
                     query("format", "", json!({"enum": ["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"]})),
                     query("from", "started at or after (RFC 3339 or ms)", json!({"type": "string"})),
                     query("to", "started before (RFC 3339 or ms)", json!({"type": "string"})),

@@ -446,21 +446,7 @@ fn list_filters(
             ],
         ),
         ("direction", &["inbound", "outbound"]),
-        (
-            "status",
-            &[
-                "recording",
-                "ready",
-                "empty",
-                "unreadable",
-                "not_playable",
-                "missing",
-                "deleted",
-                "purged",
-                "not_recorded",
-                "quarantined",
-            ],
-        ),
+        ("status", &crate::library::RecordingStatus::names()),
         (
             "format",
             &["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"],

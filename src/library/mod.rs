@@ -5,7 +5,9 @@
 pub mod db;
 pub mod index;
 pub mod probe;
+pub mod status;
 pub mod transcripts;
 
 pub use db::{Backend, Database, DbError};
 pub use index::Indexer;
+pub use status::RecordingStatus;
