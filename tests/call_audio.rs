@@ -645,5 +645,14 @@ pause_recording = true
     assert_eq!(redactions[0]["by"], "node:payment", "{redactions}");
     assert_eq!(redactions[0]["mode"], "mute");
     assert_eq!(redactions[0]["from_seconds"], 0.0, "{redactions}");
+    // The call shows each segment's stretches too (the page places them on the call).
+    let call = send(admin.get(format!("{}/api/calls/{}", s.base, call_id(&s).await)))
+        .await
+        .json();
+    assert_eq!(
+        call["segments"][1]["redactions"][0]["by"], "node:payment",
+        "{call}"
+    );
+    assert_eq!(call["segments"][0]["redactions"], serde_json::json!([]));
     stop(s).await;
 }

@@ -1091,6 +1091,7 @@ on_agent_hangup = "second"
 type = "transfer"
 target = "PJSIP/agent-two"
 record_call = true
+pause_recording = true
 "#;
     let s = start_service_on(&t, &[("desk.toml", flow)], &url).await;
     for agent in ["PJSIP/agent-one", "PJSIP/agent-two"] {
@@ -1160,6 +1161,14 @@ record_call = true
         .await;
     let title = browser.text(&browser.find("#call-title").await).await;
     assert_eq!(title, "Call from Gail Grant 5551007");
+    // The second desk's part is redacted (pause_recording): listed and banded on the call.
+    let redacted = browser
+        .text(&browser.find("#call-view ul.redactions").await)
+        .await;
+    assert!(
+        redacted.contains("Redacted 0:03") && redacted.contains("node:second"),
+        "{redacted}"
+    );
     // The whole call plays from the call's own audio.
     browser
         .click(&browser.find("#call-view button.play").await)

@@ -151,7 +151,7 @@ pub(super) async fn get_call(
         (true, None) => serde_json::json!({"allowed": true}),
     };
     let base = format!("/api/calls/{}", urlencode(&call_id));
-    let segments_json: Vec<serde_json::Value> = segments
+    let mut segments_json: Vec<serde_json::Value> = segments
         .iter()
         .map(|s| {
             let mut json = s.json(&caller.principal, settings);
@@ -166,6 +166,10 @@ pub(super) async fn get_call(
             json
         })
         .collect();
+    // Each segment's redacted stretches, in its file (the page places them on the call).
+    for (json, segment) in segments_json.iter_mut().zip(&segments) {
+        json["redactions"] = super::recordings::redactions(&state.db, &segment.name).await?;
+    }
     Ok(Json(serde_json::json!({
         "call_id": call_id,
         "tenant": first.tenant,

@@ -699,7 +699,7 @@ pub(super) async fn get_one(
 }
 
 /// The stretches of a recording muted or paused while its call was live, in file order.
-async fn redactions(db: &Database, name: &str) -> Result<serde_json::Value, ApiError> {
+pub(super) async fn redactions(db: &Database, name: &str) -> Result<serde_json::Value, ApiError> {
     let spans: Vec<(String, i64, i64, i64, i64, String)> = sqlx::query_as(
         "SELECT mode, from_offset_ms, to_offset_ms, started_at_ms, ended_at_ms, by_actor \
          FROM recording_redactions WHERE recording_name = $1 ORDER BY from_offset_ms, id",

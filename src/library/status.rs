@@ -63,7 +63,9 @@ impl RecordingStatus {
     }
 
     pub fn parse(name: &str) -> Option<RecordingStatus> {
-        RecordingStatus::ALL.into_iter().find(|s| s.as_str() == name)
+        RecordingStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
     }
 }
 

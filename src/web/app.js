@@ -935,11 +935,31 @@ function callSource(call) {
     peaks: `${path}/peaks`,
     // Call audio is read with the session itself: there is no signed link for a call.
     link: async () => `${path}/audio`,
-    redactions: [],
+    redactions: callRedactions(call),
     segments: call.segments
       .filter((s) => s.in_call_audio)
       .map((s) => ({ from: s.offset_seconds, to: s.offset_seconds + s.duration_seconds + s.paused_seconds })),
   };
+}
+
+/// Each segment's redacted stretches placed on the call's timeline: after its offset, and after
+/// the stretches paused before them (their time is silence in the call).
+function callRedactions(call) {
+  const spans = [];
+  for (const segment of call.segments.filter((s) => s.in_call_audio)) {
+    let gap = 0;
+    for (const r of segment.redactions ?? []) {
+      const from = segment.offset_seconds + r.from_seconds + gap;
+      if (r.mode === "pause") {
+        const length = (Date.parse(r.ended_at) - Date.parse(r.started_at)) / 1000;
+        spans.push({ from_seconds: from, to_seconds: from + length, by: r.by });
+        gap += length;
+      } else {
+        spans.push({ from_seconds: from, to_seconds: segment.offset_seconds + r.to_seconds + gap, by: r.by });
+      }
+    }
+  }
+  return spans;
 }
 
 function segmentItem(segment) {
@@ -969,6 +989,13 @@ async function loadCall(id) {
   $("#call-title").textContent = `Call from ${caller}`;
   const summary = el("p", { class: "muted", text: `${when(call.started_at)} · ${clock(call.duration_seconds)} · ${call.segment_count} segment${call.segment_count === 1 ? "" : "s"}` });
   const segments = el("ol", { class: "segments", "aria-label": "Segments of the call" }, ...call.segments.map(segmentItem));
+  // Stretches redacted while the call was live (a payment desk, a pause): listed, and banded on
+  // the waveform.
+  const redacted = callRedactions(call);
+  const redactedList = redacted.length
+    ? el("ul", { class: "redactions", "aria-label": "Redacted stretches of the call" },
+      ...redacted.map((r) => el("li", { text: `Redacted ${clock(r.from_seconds)}–${clock(r.to_seconds)}${r.by ? ` (by ${r.by})` : ""}` })))
+    : null;
   const playerBox = el("div", { class: "panel", tabindex: "0", "aria-label": `The whole call from ${caller}` });
   const actions = el("div", { class: "actions" });
   if (call.in_progress) {
@@ -987,9 +1014,9 @@ async function loadCall(id) {
       el("span", { id: "call-download-reason", class: "muted reason", text: `Download ${reason}` }));
   }
   // The deployment says what comes first: the call (per_call) or its segments (per_segment).
-  const parts = call.separation === "per_segment"
-    ? [summary, segments, playerBox, actions]
-    : [summary, playerBox, actions, segments];
+  const parts = (call.separation === "per_segment"
+    ? [summary, segments, playerBox, redactedList, actions]
+    : [summary, playerBox, redactedList, actions, segments]).filter(Boolean);
   body.replaceChildren(...parts);
   say(`Call from ${caller}, ${call.segment_count} segments.`);
 }
