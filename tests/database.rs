@@ -114,3 +114,63 @@ async fn postgres_backend_migrates_and_stores() {
         .await
         .expect("drop db");
 }
+
+/// Issue 15: several instances starting together on one PostgreSQL migrate it once: they take
+/// turns on an advisory lock, and each finds the schema complete.
+#[tokio::test]
+async fn instances_starting_together_on_postgresql_migrate_once() {
+    let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the PostgreSQL tests (use scripts/test.sh)"
+        );
+        eprintln!("TEST_POSTGRES_URL not set: PostgreSQL test not run");
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("admin connection");
+    let name = format!("ari_recorder_test_{}", fastrand::u64(..));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create db");
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("TEST_POSTGRES_URL has no database part"),
+    };
+    // Eight starts at once, each on a thread of its own, as separate processes would.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                barrier.wait();
+                runtime
+                    .block_on(Database::open(&url))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for start in starts {
+        start
+            .join()
+            .expect("thread")
+            .expect("every instance starts");
+    }
+    let db = Database::open(&url).await.expect("open");
+    let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_migrations")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        applied as usize,
+        ari_recorder::library::db::migration_count()
+    );
+}

@@ -351,6 +351,7 @@ async fn service_for(
         "RECORDINGS_DIR" => Some(recordings.clone()),
         "DATABASE_URL" => Some(database.clone()),
         "DIALPLANS_DIR" => Some(dialplans_text.clone()),
+        "CACHE_DIR" => Some(t.dir.path().join("cache").display().to_string()),
         "HTTP_ADDR" => Some("127.0.0.1:0".into()),
         "TLS_CA_FILE" => ca_file.map(String::from),
         _ => None,

@@ -28,6 +28,7 @@ async fn health_readiness_and_metrics() {
         )),
         "HTTP_ADDR" => Some("127.0.0.1:0".into()),
         "METRICS_ADDR" => Some("127.0.0.1:0".into()),
+        "CACHE_DIR" => Some(t.dir.path().join("cache").display().to_string()),
         _ => None,
     })
     .expect("config");

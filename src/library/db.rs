@@ -127,6 +127,10 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:
+/// "ari-rec" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0061_7269_2d72_6563;
+
 /// How many migrations this binary carries.
 pub fn migration_count() -> usize {
     MIGRATIONS.len()
@@ -197,17 +201,41 @@ impl Database {
         Ok(db)
     }
 
+    /// Applies the migrations this database lacks, each in its own transaction. On PostgreSQL,
+    /// several instances starting together take turns: each transaction first takes an advisory
+    /// lock (released when it ends), then looks whether its migration is still to be applied.
     async fn migrate(&self) -> Result<(), DbError> {
+        let postgres = self.backend == Backend::Postgres;
+        let mut tx = self.pool.begin().await?;
+        if postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         for migration in MIGRATIONS {
+            let fail = |source| DbError::Migration {
+                version: migration.version,
+                name: migration.name,
+                source,
+            };
+            let mut tx = self.pool.begin().await?;
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let applied: Option<(i64,)> =
                 sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(migration.version)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await?;
             if applied.is_some() {
                 continue;
@@ -216,12 +244,6 @@ impl Database {
                 Backend::Sqlite => migration.sqlite,
                 Backend::Postgres => migration.postgres,
             };
-            let fail = |source| DbError::Migration {
-                version: migration.version,
-                name: migration.name,
-                source,
-            };
-            let mut tx = self.pool.begin().await?;
             sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
             sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
                 .bind(migration.version)
