@@ -174,3 +174,69 @@ async fn instances_starting_together_on_postgresql_migrate_once() {
         ari_recorder::library::db::migration_count()
     );
 }
+
+/// Issue 15: several instances (separate pools, on threads of their own, as separate processes
+/// would be) write one audit chain at once; it stays one unbroken chain.
+async fn instances_write_one_audit_chain(url: String) {
+    use ari_recorder::access::audit::{self, AuditEntry};
+    Database::open(&url).await.expect("migrated");
+    let writers: Vec<_> = (0..4)
+        .map(|instance| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    let db = Database::open(&url).await.expect("open");
+                    for i in 0..25 {
+                        let entry = AuditEntry {
+                            detail: Some(format!("instance {instance}, event {i}")),
+                            ..AuditEntry::new(format!("node:{instance}"), "default", "list")
+                        };
+                        audit::record(&db, &entry).await.expect("recorded");
+                    }
+                })
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    let db = Database::open(&url).await.expect("open");
+    let report = audit::verify(&db, None).await.expect("verify");
+    assert_eq!((report.events, report.problem), (100, None));
+}
+
+#[tokio::test]
+async fn instances_write_one_audit_chain_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    instances_write_one_audit_chain(format!("sqlite://{}/lib.db?mode=rwc", dir.path().display()))
+        .await;
+}
+
+#[tokio::test]
+async fn instances_write_one_audit_chain_on_postgresql() {
+    let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the PostgreSQL tests (use scripts/test.sh)"
+        );
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("admin connection");
+    let name = format!("ari_recorder_test_{}", fastrand::u64(..));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create db");
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("TEST_POSTGRES_URL has no database part"),
+    };
+    instances_write_one_audit_chain(url).await;
+}
