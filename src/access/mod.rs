@@ -5,11 +5,13 @@
 //! - `accounts`: users, API tokens, browser sessions and tenants' settings in the database.
 //! - `links`: short-lived HMAC-signed URLs for audio and downloads.
 //! - `rate`: per-principal limits on grant requests.
+//! - `confirmations`: delete confirmations, bound to one recording, used once.
 //! - `audit`: the append-only, hash-chained audit log.
 
 pub mod accounts;
 pub mod audit;
 pub mod calls;
+pub mod confirmations;
 pub mod links;
 pub mod policy;
 pub mod rate;

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -65,40 +65,10 @@ fn word_prefix_clause(
     }
 }
 
-/// Delete confirmations: each token is bound to one recording, valid for `CONFIRM_TTL`, and
-/// used once.
-#[derive(Default)]
-struct Confirmations {
-    tokens: HashMap<String, (i64, Instant)>,
-}
-
-impl Confirmations {
-    fn issue(&mut self, recording: i64, now: Instant) -> String {
-        self.tokens.retain(|_, (_, expiry)| *expiry > now);
-        let token = random_secret();
-        self.tokens
-            .insert(token.clone(), (recording, now + CONFIRM_TTL));
-        token
-    }
-
-    /// Consumes `token` for `recording`, or says why it cannot be used.
-    fn redeem(&mut self, token: &str, recording: i64, now: Instant) -> Result<(), &'static str> {
-        match self.tokens.remove(token) {
-            Some((bound, _)) if bound != recording => Err("this token confirms another recording"),
-            Some((_, expiry)) if expiry <= now => {
-                Err("the confirmation expired: ask for a new one")
-            }
-            Some(_) => Ok(()),
-            None => Err("unknown or already used confirmation token"),
-        }
-    }
-}
-
 /// What the library endpoints share.
 pub struct Library {
     pub indexer: Arc<Indexer>,
     root: PathBuf,
-    confirmations: Mutex<Confirmations>,
     /// Opus encodings and waveforms: one job per rendering, a bounded cache.
     pub renderings: Arc<Renderings>,
     /// Calls assembled into one recording, on disk.
@@ -114,7 +84,6 @@ impl Library {
         Library {
             indexer,
             root,
-            confirmations: Mutex::new(Confirmations::default()),
             // One rendering job per core: a burst of Opus requests queues instead of
             // taking every blocking thread.
             renderings: Renderings::new(
@@ -1615,12 +1584,14 @@ pub(super) async fn delete(
     let Some(token) = q.get("confirm") else {
         entry.detail = Some("confirmation issued".into());
         audit::record(&state.db, &entry).await.map_err(internal)?;
-        let token = state
-            .library
-            .confirmations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .issue(row.id, Instant::now());
+        let token = crate::access::confirmations::issue(
+            &state.db,
+            row.id,
+            crate::access::now_ms(),
+            CONFIRM_TTL.as_millis() as i64,
+        )
+        .await
+        .map_err(internal)?;
         return Ok((
             StatusCode::ACCEPTED,
             Json(serde_json::json!({
@@ -1632,12 +1603,10 @@ pub(super) async fn delete(
         )
             .into_response());
     };
-    let redeemed = state
-        .library
-        .confirmations
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .redeem(token, row.id, Instant::now());
+    let redeemed =
+        crate::access::confirmations::redeem(&state.db, token, row.id, crate::access::now_ms())
+            .await
+            .map_err(internal)?;
     if let Err(reason) = redeemed {
         return Err(caller.refuse(&state, entry, bad("confirm", reason)).await);
     }
@@ -1744,33 +1713,6 @@ mod tests {
                     .any(|step| step.starts_with("SCAN recording_words")),
             "{plan:?}"
         );
-    }
-
-    #[test]
-    fn confirmations_are_bound_single_use_and_expire() {
-        let mut c = Confirmations::default();
-        let t0 = Instant::now();
-        let token = c.issue(7, t0);
-        assert_eq!(
-            c.redeem(&token, 8, t0),
-            Err("this token confirms another recording")
-        );
-        // A token tried on the wrong recording is spent.
-        assert_eq!(
-            c.redeem(&token, 7, t0),
-            Err("unknown or already used confirmation token")
-        );
-        let token = c.issue(7, t0);
-        assert_eq!(
-            c.redeem(&token, 7, t0 + CONFIRM_TTL),
-            Err("the confirmation expired: ask for a new one")
-        );
-        let token = c.issue(7, t0);
-        assert_eq!(
-            c.redeem(&token, 7, t0 + CONFIRM_TTL - Duration::from_secs(1)),
-            Ok(())
-        );
-        assert!(c.redeem(&token, 7, t0).is_err(), "single use");
     }
 
     #[test]

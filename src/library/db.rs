@@ -125,6 +125,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0013_retention_and_holds.sql"),
         postgres: include_str!("../../migrations/postgres/0013_retention_and_holds.sql"),
     },
+    Migration {
+        version: 14,
+        name: "delete_confirmations",
+        sqlite: include_str!("../../migrations/sqlite/0014_delete_confirmations.sql"),
+        postgres: include_str!("../../migrations/postgres/0014_delete_confirmations.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:
