@@ -13,6 +13,12 @@ use super::definition::{node_records, FeatureLeg, Flow, HuntMode, NodeKind, Stra
 use crate::ari::events::Event;
 use crate::ari::{IfExists, RecordRequest};
 
+mod consent;
+mod recording;
+mod redaction;
+#[cfg(test)]
+mod tests;
+
 /// A request to Asterisk.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -847,117 +853,6 @@ impl Call {
         }
     }
 
-    /// Starts or lifts a redaction of the live recording. Without one (or already in the asked
-    /// state) nothing happens: the caller checks `live_recording` first to say why.
-    fn redact(&mut self, request: RedactRequest, now_ms: u64, out: &mut Vec<Output>) {
-        let Some(name) = self.recording.clone() else {
-            return;
-        };
-        match (&self.redacting, request.on) {
-            (None, true) => {
-                for (_, snooped) in &self.snoops {
-                    out.push(Output::Command(Command::RedactRecording {
-                        name: snooped.clone(),
-                        mode: request.mode,
-                        on: true,
-                    }));
-                }
-                out.push(Output::Command(Command::RedactRecording {
-                    name,
-                    mode: request.mode,
-                    on: true,
-                }));
-                self.redacting = Some(Redacting {
-                    since_ms: now_ms,
-                    mode: request.mode,
-                    by: request.by,
-                });
-            }
-            (Some(current), false) => {
-                for (_, snooped) in &self.snoops {
-                    out.push(Output::Command(Command::RedactRecording {
-                        name: snooped.clone(),
-                        mode: current.mode,
-                        on: false,
-                    }));
-                }
-                out.push(Output::Command(Command::RedactRecording {
-                    name: name.clone(),
-                    mode: current.mode,
-                    on: false,
-                }));
-                self.close_redaction(&name, now_ms, out);
-                self.redacting = None;
-            }
-            _ => {}
-        }
-    }
-
-    /// A key pressed while bridged: the flow's `pause_code` / `resume_code`, heard on its
-    /// feature-code leg, pause or resume the recording.
-    fn feature_key(&mut self, channel: &str, key: &str, now_ms: u64, out: &mut Vec<Output>) {
-        let Phase::Bridged { agent, .. } = &self.phase else {
-            return;
-        };
-        let Some(codes) = self.flow.as_ref().and_then(|f| f.feature_codes.clone()) else {
-            return;
-        };
-        let (listened, who) = match codes.leg {
-            FeatureLeg::Agent => (agent.as_str(), "dtmf:agent"),
-            FeatureLeg::Caller => (self.id.as_str(), "dtmf:caller"),
-        };
-        if channel != listened || self.recording.is_none() {
-            return;
-        }
-        self.keys_heard.push_str(key);
-        let keep = self.keys_heard.len().saturating_sub(4);
-        self.keys_heard.drain(..keep);
-        let on = if self.keys_heard.ends_with(&codes.pause) {
-            true
-        } else if self.keys_heard.ends_with(&codes.resume) {
-            false
-        } else {
-            return;
-        };
-        self.keys_heard.clear();
-        let request = RedactRequest {
-            on,
-            mode: self.redaction_mode,
-            by: who.to_string(),
-        };
-        self.redact(request, now_ms, out);
-    }
-
-    /// Ends the open redaction of `recording` at `now_ms`: its span goes to the library.
-    fn close_redaction(&mut self, recording: &str, now_ms: u64, out: &mut Vec<Output>) {
-        let (Some(redacting), Some(started)) = (self.redacting.take(), self.recording_started_ms)
-        else {
-            return;
-        };
-        let from = redacting
-            .since_ms
-            .saturating_sub(started)
-            .saturating_sub(self.paused_ms);
-        let length = now_ms.saturating_sub(redacting.since_ms);
-        let to = match redacting.mode {
-            RedactMode::Mute => from + length,
-            RedactMode::Pause => {
-                self.paused_ms += length;
-                from
-            }
-        };
-        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        out.push(Output::Redacted(Box::new(RedactionSpan {
-            recording: recording.to_string(),
-            mode: redacting.mode,
-            from_offset_ms: ms(from),
-            to_offset_ms: ms(to),
-            started_at_ms: ms(redacting.since_ms),
-            ended_at_ms: ms(now_ms),
-            by: redacting.by,
-        })));
-    }
-
     fn start(&mut self, now_ms: u64, agents: &mut AgentBook, out: &mut Vec<Output>) {
         match (&self.outbound_to, &self.flow) {
             (Some(_), _) => {
@@ -1250,54 +1145,6 @@ impl Call {
         self.phase = Phase::VoicemailRecording { name };
     }
 
-    fn row(&self, name: &str, format: &str, callee: &str, now_ms: u64) -> RecordingRow {
-        let (flow, node, node_type, tenant, project, private) = match (&self.flow, &self.node) {
-            (Some(f), Some(n)) => (
-                Some(f.name.clone()),
-                Some(n.clone()),
-                f.nodes
-                    .get(n)
-                    .map(|n| n.kind.type_name())
-                    .unwrap_or("unknown")
-                    .to_string(),
-                f.tenant.clone(),
-                f.project.clone(),
-                f.private,
-            ),
-            _ => (
-                None,
-                None,
-                "outbound".to_string(),
-                self.outbound_scope.0.clone(),
-                self.outbound_scope.1.clone(),
-                false,
-            ),
-        };
-        RecordingRow {
-            recording_name: name.to_string(),
-            call_id: self.id.clone(),
-            tenant,
-            project,
-            private,
-            consent: match self.consent {
-                Some(true) => "granted",
-                Some(false) => "denied",
-                None if self.heard_recording_notice => "granted",
-                None => "unknown",
-            },
-            participants: format!("{},{callee}", self.caller_number),
-            flow,
-            node,
-            node_type,
-            direction: self.direction.as_str(),
-            caller_name: self.caller_name.clone(),
-            caller_number: self.caller_number.clone(),
-            callee: callee.to_string(),
-            format: format.to_string(),
-            started_at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
-        }
-    }
-
     fn offer_queue(&mut self, agents: &mut AgentBook, out: &mut Vec<Output>) {
         let Some(NodeKind::Queue {
             agents: members,
@@ -1417,38 +1264,6 @@ impl Call {
         }
     }
 
-    /// Whether the recording announcement is still to be played before recording this call.
-    fn announces(&self) -> bool {
-        !self.heard_recording_notice
-            && !self.announcement.is_empty()
-            && self.flow.as_ref().is_some_and(|f| f.announces)
-    }
-
-    /// Whether the current node (or a direct outbound call's setting) records.
-    fn records(&self) -> bool {
-        self.recording_switch().0
-    }
-
-    /// Whether the call records now, and which switch decided (for a call listed as not
-    /// recorded: the reason names it).
-    fn recording_switch(&self) -> (bool, &'static str) {
-        if self.recording_enabled && self.consent == Some(false) {
-            return (false, "consent");
-        }
-        match &self.outbound_to {
-            Some(_) if !self.recording_enabled => (false, "recording_enabled"),
-            Some((_, record)) => (*record, "record_outbound_calls"),
-            None => {
-                let own = self
-                    .node
-                    .as_deref()
-                    .and_then(|n| self.node_kind(n))
-                    .and_then(|k| k.record_call());
-                node_records(self.recording_enabled, own, self.record_inbound_calls)
-            }
-        }
-    }
-
     /// The prompts announcing recording (`recording_announcement`), fixed for the call's life.
     pub fn announcing(mut self, prompts: Vec<String>) -> Call {
         self.announcement = prompts;
@@ -1460,123 +1275,6 @@ impl Call {
         self.recording_enabled = enabled;
         self.record_inbound_calls = inbound_default;
         self
-    }
-
-    /// The recording's name for the current node: `<node type>-<time>-<hex>`.
-    fn new_recording_name(&self, now_ms: u64) -> String {
-        let prefix = match &self.outbound_to {
-            Some(_) => "outbound".to_string(),
-            None => self
-                .node
-                .as_deref()
-                .and_then(|n| self.node_kind(n))
-                .map(|k| k.type_name().replace('_', "-"))
-                .unwrap_or_default(),
-        };
-        recording_name(&prefix, now_ms)
-    }
-
-    /// Starts recording the call's bridge now, with only the caller in it, when the deployment
-    /// records from dial: the Originate already queued goes first, so ringing overlaps the
-    /// record request, and the answering party is added only after Asterisk took it.
-    fn arm_recording(&mut self, callee: &str, now_ms: u64, out: &mut Vec<Output>) {
-        if !self.record_from_dial || !self.records() || self.recording.is_some() {
-            return;
-        }
-        let Some(bridge) = self.mixing.clone() else {
-            return;
-        };
-        let name = self.new_recording_name(now_ms);
-        let mut request = RecordRequest::new(name.clone(), "wav");
-        request.if_exists = Some(IfExists::Fail);
-        out.push(Output::RecordingStarted(Box::new(
-            self.row(&name, "wav", callee, now_ms),
-        )));
-        out.push(Output::Command(Command::RecordBridge { bridge, request }));
-        self.recording = Some(name);
-        self.lead_in = true;
-    }
-
-    /// The armed recording's lead-in is discarded: nobody answered.
-    fn cancel_lead_in(&mut self, out: &mut Vec<Output>) {
-        if !self.lead_in {
-            return;
-        }
-        self.lead_in = false;
-        if let Some(name) = self.recording.take() {
-            // The library hears it first, so the file vanishing is not taken for a loss.
-            out.push(Output::RecordingCancelled { name: name.clone() });
-            out.push(Output::Command(Command::CancelRecording { name }));
-        }
-    }
-
-    fn maybe_record(&mut self, agent: &str, now_ms: u64, out: &mut Vec<Output>) {
-        let (record, switch) = self.recording_switch();
-        let Some(bridge) = self.mixing.clone() else {
-            return;
-        };
-        let callee = self
-            .legs
-            .get(agent)
-            .map(|l| l.endpoint.clone())
-            .unwrap_or_default();
-        if !record {
-            if self.recording.is_none() {
-                let name = format!("call:{}", self.id);
-                out.push(Output::NotRecorded(
-                    Box::new(self.row(&name, "none", &callee, now_ms)),
-                    switch,
-                ));
-            }
-            return;
-        }
-        let name = self.new_recording_name(now_ms);
-        let mut request = RecordRequest::new(name.clone(), "wav");
-        request.if_exists = Some(IfExists::Fail);
-        out.push(Output::RecordingStarted(Box::new(
-            self.row(&name, "wav", &callee, now_ms),
-        )));
-        out.push(Output::Command(Command::RecordBridge { bridge, request }));
-        self.record_parties(&name, agent, out);
-        self.recording = Some(name);
-    }
-
-    /// A dual-channel node records each party on its own as well: a `spy=in` snoop on each leg,
-    /// recorded beside the bridge as `.channels/<name>-caller` and `-agent` (a hidden folder:
-    /// the library serves them through the bridge recording, never as recordings of their own).
-    fn record_parties(&mut self, name: &str, agent: &str, out: &mut Vec<Output>) {
-        let dual = self
-            .node
-            .as_deref()
-            .and_then(|n| self.node_kind(n))
-            .is_some_and(|k| k.dual_channel());
-        if !dual {
-            return;
-        }
-        for (role, leg) in [("caller", self.id.clone()), ("agent", agent.to_string())] {
-            let snoop = self.fresh("S");
-            let recording = format!("{}/{name}-{role}", crate::audio::PARTY_FOLDER);
-            out.push(Output::Command(Command::Snoop {
-                channel: leg,
-                snoop: snoop.clone(),
-                role,
-            }));
-            let mut request = RecordRequest::new(recording.clone(), "wav");
-            request.if_exists = Some(IfExists::Fail);
-            out.push(Output::Command(Command::RecordChannel {
-                channel: snoop.clone(),
-                request,
-            }));
-            self.snoops.push((snoop, recording));
-        }
-    }
-
-    /// The parties' own recordings end with the segment: their snoops are hung up (Asterisk
-    /// ends a snoop itself only when the party it listens to leaves).
-    fn stop_parties(&mut self, out: &mut Vec<Output>) {
-        for (snoop, _) in std::mem::take(&mut self.snoops) {
-            out.push(self.hangup(&snoop));
-        }
     }
 
     fn leg_answered(
@@ -1856,131 +1554,6 @@ impl Call {
         }
     }
 
-    /// Plays a consent node's prompt (again, on a retry).
-    fn ask_consent(
-        &mut self,
-        attempt: u32,
-        now_ms: u64,
-        agents: &mut AgentBook,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(NodeKind::Consent { media, .. }) =
-            self.node.as_deref().and_then(|n| self.node_kind(n))
-        else {
-            return;
-        };
-        let Some(first) = media.first() else {
-            self.consent_decided(false, now_ms, agents, out);
-            return;
-        };
-        let playback = self.fresh("P");
-        out.push(Output::Command(Command::Play {
-            channel: self.id.clone(),
-            playback: playback.clone(),
-            media: first.clone(),
-        }));
-        self.phase = Phase::ConsentPrompt {
-            index: 0,
-            playback,
-            attempt,
-            key: None,
-        };
-    }
-
-    /// A key from the caller during a consent node: its grant or decline key decides; any
-    /// other is ignored.
-    fn consent_key(
-        &mut self,
-        key: &str,
-        now_ms: u64,
-        agents: &mut AgentBook,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(NodeKind::Consent {
-            grant_key,
-            decline_key,
-            ..
-        }) = self.node.as_deref().and_then(|n| self.node_kind(n))
-        else {
-            return;
-        };
-        if key != grant_key && key != decline_key {
-            return;
-        }
-        match &mut self.phase {
-            // Heard while the prompt plays: answered when it ends.
-            Phase::ConsentPrompt { key: kept, .. } => *kept = Some(key.to_string()),
-            Phase::ConsentWaiting { .. } => {
-                self.consent_decided(key == grant_key, now_ms, agents, out)
-            }
-            _ => {}
-        }
-    }
-
-    /// The consent node's answer: the call's consent, then the matching edge.
-    fn consent_decided(
-        &mut self,
-        granted: bool,
-        now_ms: u64,
-        agents: &mut AgentBook,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(NodeKind::Consent {
-            next,
-            on_granted,
-            on_declined,
-            ..
-        }) = self.node.as_deref().and_then(|n| self.node_kind(n))
-        else {
-            return;
-        };
-        self.consent = Some(granted);
-        let edge = if granted { on_granted } else { on_declined };
-        self.enter(edge.or(next), now_ms, agents, out);
-    }
-
-    /// The call's recording is running: a node with `pause_recording = true` (a payment desk)
-    /// redacts it from here to its end, as a pause by the node itself.
-    fn recording_began(&mut self, name: &str, now_ms: u64, out: &mut Vec<Output>) {
-        if self.recording.as_deref() != Some(name) {
-            return;
-        }
-        // The file's first moment: redacted stretches are placed in it from here, not from
-        // when the record request left.
-        self.recording_started_ms = Some(now_ms);
-        if self.redacting.is_some() {
-            return;
-        }
-        let Some(node) = self.node.clone() else {
-            return;
-        };
-        if self.node_kind(&node).is_some_and(|k| k.pauses_recording()) {
-            let request = RedactRequest {
-                on: true,
-                mode: self.redaction_mode,
-                by: format!("node:{node}"),
-            };
-            self.redact(request, now_ms, out);
-        }
-    }
-
-    fn recording_over(
-        &mut self,
-        name: &str,
-        now_ms: u64,
-        agents: &mut AgentBook,
-        out: &mut Vec<Output>,
-    ) {
-        if self.recording.as_deref() != Some(name) {
-            return;
-        }
-        self.recording = None;
-        // A voicemail ends with its recording; a bridged call goes on unrecorded.
-        if let Phase::VoicemailRecording { .. } = self.phase {
-            self.end(now_ms, agents, out);
-        }
-    }
-
     fn on_gone(
         &mut self,
         channel: &str,
@@ -2185,6 +1758,3 @@ pub fn recording_name(kind: &str, now_ms: u64) -> String {
         .unwrap_or_else(|| "00000000-000000".into());
     format!("{}-{when}-{:08x}", sanitize(kind), fastrand::u32(..))
 }
-
-#[cfg(test)]
-mod tests;
