@@ -1,0 +1,114 @@
+//! Delete in two steps, and what goes with a recording.
+
+use super::*;
+
+/// `DELETE /api/recordings/{id}`: without `confirm`, answers a token bound to this recording;
+/// with it, removes the file and keeps the row as a tombstone. The row is marked first, so a
+/// crash in between leaves a tombstone whose file the next scan removes.
+pub(in crate::http) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (row, tenant, mut entry) =
+        authorize(&state, &caller, &id, Action::Delete, "delete").await?;
+    if let Some(reason) = &row.hold_reason {
+        let error = ApiError::new(
+            StatusCode::CONFLICT,
+            "on_hold",
+            format!("the recording is on legal hold ({reason}): an admin must release it first"),
+        );
+        return Err(caller.refuse(&state, entry, error).await);
+    }
+    if row.status == "deleted" {
+        let error = ApiError::new(
+            StatusCode::GONE,
+            "deleted",
+            "the recording was already deleted",
+        );
+        return Err(caller.refuse(&state, entry, error).await);
+    }
+    if row.status == "recording" {
+        let error = ApiError::new(
+            StatusCode::CONFLICT,
+            "in_progress",
+            "the call is still being recorded",
+        );
+        return Err(caller.refuse(&state, entry, error).await);
+    }
+    let Some(token) = q.get("confirm") else {
+        entry.detail = Some("confirmation issued".into());
+        audit::record(&state.db, &entry).await.map_err(internal)?;
+        let token = crate::access::confirmations::issue(
+            &state.db,
+            row.id,
+            crate::access::now_ms(),
+            CONFIRM_TTL.as_millis() as i64,
+        )
+        .await
+        .map_err(internal)?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "confirm_token": token,
+                "expires_in_seconds": CONFIRM_TTL.as_secs(),
+                "recording": { "id": row.id, "name": row.name },
+                "confirm_with": format!("DELETE /api/recordings/{}?confirm={token}", row.id),
+            })),
+        )
+            .into_response());
+    };
+    let redeemed =
+        crate::access::confirmations::redeem(&state.db, token, row.id, crate::access::now_ms())
+            .await
+            .map_err(internal)?;
+    if let Err(reason) = redeemed {
+        return Err(caller.refuse(&state, entry, bad("confirm", reason)).await);
+    }
+    entry.detail = Some("deleted".into());
+    let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
+    sqlx::query("UPDATE recordings SET status = 'deleted', reason = 'deleted through the API', deleted_at_ms = $1, deleted_by = $2 WHERE id = $3")
+        .bind(chrono::Utc::now().timestamp_millis())
+        .bind(caller.principal.actor())
+        .bind(row.id)
+        .execute(tx.conn())
+        .await
+        .map_err(internal)?;
+    tx.commit(&entry).await.map_err(internal)?;
+    if let Some(file) = state.library.entry(&row.path) {
+        if let Err(e) = std::fs::remove_file(&file) {
+            tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");
+        }
+    }
+    // Its transcript holds its words: it goes too.
+    crate::library::transcripts::remove(&state.db, row.id)
+        .await
+        .map_err(internal)?;
+    // Each party's own recording (dual-channel) and a sidecar transcript go with it.
+    let sidecar = std::path::Path::new(&row.path)
+        .with_extension("vtt")
+        .to_string_lossy()
+        .into_owned();
+    let parties = ["caller", "agent"]
+        .map(|role| format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name));
+    for rel in parties.into_iter().chain(std::iter::once(sidecar)) {
+        if let Some(file) = state.library.entry(&rel) {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(recording = row.id, error = %e, "a file of the recording not removed")
+                }
+            }
+        }
+    }
+    // Deleted audio leaves no rendering of itself in memory either.
+    state.library.renderings.forget(row.id);
+    if let Some(call_id) = &row.call_id {
+        // The assembled call held this recording's audio.
+        state.library.call_audio.forget_call(call_id);
+    }
+    let row = fetch(&state.db, row.id).await?.ok_or_else(not_found)?;
+    Ok(Json(row.json(&caller.principal, tenant)).into_response())
+}

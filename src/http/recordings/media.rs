@@ -1,0 +1,756 @@
+//! A recording's bytes: inline audio with exact ranges, downloads, signed links, Opus, the
+//! stereo version, waveforms.
+
+use super::*;
+
+/// The audio of a row, or why there is none.
+pub(in crate::http) fn playable(
+    library: &Library,
+    row: &RecordingRow,
+) -> Result<WavStream, ApiError> {
+    match row.status.as_str() {
+        "ready" => {}
+        "recording" => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "in_progress",
+                "the call is still being recorded",
+            ));
+        }
+        other => {
+            let reason = row.reason.clone().unwrap_or_else(|| other.to_string());
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_audio",
+                format!("no audio: {reason}"),
+            ));
+        }
+    }
+    let file = library.file(&row.path).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_audio",
+            "no audio: the file is gone or outside the recordings folder",
+        )
+    })?;
+    row.stream(file).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_audio",
+            "no audio: format not playable",
+        )
+    })
+}
+
+/// Each party of a dual-channel recording on its own (`.channels/<name>-caller.wav` and
+/// `-agent.wav`, recorded through snoops), when both are there and playable.
+pub(in crate::http) fn party_streams(
+    library: &Library,
+    row: &RecordingRow,
+) -> Option<[WavStream; 2]> {
+    let stream = |role: &str| {
+        let rel = format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name);
+        let path = library.file(&rel)?;
+        let probe = crate::library::probe::probe_with(&path, false);
+        if probe.status != crate::library::probe::Status::Ready {
+            return None;
+        }
+        Some(WavStream {
+            path,
+            encoding: probe.encoding?,
+            sample_rate: probe.sample_rate,
+            data_offset: probe.data_offset,
+            data_len: probe.data_len,
+        })
+    };
+    Some([stream("caller")?, stream("agent")?])
+}
+
+/// A key for a stereo version: the recording's hash and its parties' files as they are now.
+pub(in crate::http) fn stereo_key(row: &RecordingRow, parties: &[WavStream; 2]) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(row.sha256.as_deref().unwrap_or("").as_bytes());
+    for party in parties {
+        hash.update(party.data_len.to_le_bytes());
+        if let Ok(modified) = std::fs::metadata(&party.path).and_then(|m| m.modified()) {
+            let ms = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            hash.update(ms.to_le_bytes());
+        }
+    }
+    hash.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub(in crate::http) fn no_dual_channel() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_audio",
+        "no audio: this recording was not recorded dual-channel (channels = \"dual\" on its node)",
+    )
+}
+
+/// Whether a request asks for the stereo version (`channels=dual`) or the mix (`mixed`, the
+/// default).
+pub(in crate::http) fn wants_dual(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match query.get("channels").map(String::as_str) {
+        None | Some("mixed") => Ok(false),
+        Some("dual") => Ok(true),
+        Some(_) => Err(bad("channels", "must be mixed or dual")),
+    }
+}
+
+/// What an audio answer serves ranges of: the WAV stream, or an encoded file held in memory.
+pub(in crate::http) enum AudioBody {
+    Wav(WavStream),
+    Ogg(Arc<Vec<u8>>),
+    /// A WAV file served as it is on disk (a recording's stereo version).
+    File {
+        path: PathBuf,
+        len: u64,
+    },
+}
+
+impl AudioBody {
+    fn len(&self) -> u64 {
+        match self {
+            AudioBody::Wav(w) => w.len(),
+            AudioBody::Ogg(b) => b.len() as u64,
+            AudioBody::File { len, .. } => *len,
+        }
+    }
+
+    fn read_range(&self, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+        match self {
+            AudioBody::Wav(w) => w.read_range(start, end),
+            AudioBody::Ogg(b) => {
+                let end = end.min(b.len() as u64) as usize;
+                Ok(b.get(start as usize..end).unwrap_or(&[]).to_vec())
+            }
+            AudioBody::File { path, len } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let end = end.min(*len);
+                if start >= end {
+                    return Ok(Vec::new());
+                }
+                let mut file = std::fs::File::open(path)?;
+                file.seek(SeekFrom::Start(start))?;
+                let mut out = vec![0u8; (end - start) as usize];
+                file.read_exact(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self {
+            AudioBody::Wav(_) | AudioBody::File { .. } => "audio/wav",
+            AudioBody::Ogg(_) => "audio/ogg",
+        }
+    }
+}
+
+/// Bytes `start..end` of `source`, read a chunk at a time as the client takes them, so a long
+/// recording starts at once and never sits whole in memory.
+pub(in crate::http) fn chunked_body(source: Arc<AudioBody>, start: u64, end: u64) -> Body {
+    const CHUNK: u64 = 256 * 1024;
+    let chunks = futures_util::stream::unfold(start, move |pos| {
+        let source = source.clone();
+        async move {
+            if pos >= end {
+                return None;
+            }
+            let upto = (pos + CHUNK).min(end);
+            let read = tokio::task::spawn_blocking(move || source.read_range(pos, upto)).await;
+            let item = match read {
+                Ok(Ok(bytes)) => Ok(bytes),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            // After an error the stream ends (the client sees a short body).
+            let next = if item.is_ok() { upto } else { end };
+            Some((item, next))
+        }
+    });
+    Body::from_stream(chunks)
+}
+
+pub(in crate::http) fn serve(
+    stream: AudioBody,
+    etag: String,
+    headers: &HeaderMap,
+    attachment: Option<String>,
+) -> Result<Response, ApiError> {
+    let len = stream.len();
+    let content_type = stream.content_type();
+    let range = parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
+    // A range made for another version of the file must not be stitched onto this one.
+    let if_range_stale = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v != etag);
+    let range = if if_range_stale {
+        RangeRequest::Full
+    } else {
+        range
+    };
+    let mut response = match range {
+        RangeRequest::Unsatisfiable => {
+            let mut r = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad_range",
+                format!("the stream is {len} bytes long"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+        RangeRequest::Full => {
+            (StatusCode::OK, chunked_body(Arc::new(stream), 0, len)).into_response()
+        }
+        RangeRequest::Part { start, end } => {
+            let body = chunked_body(Arc::new(stream), start, end + 1);
+            let mut r = (StatusCode::PARTIAL_CONTENT, body).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+    };
+    let served = match range {
+        RangeRequest::Part { start, end } => end + 1 - start,
+        _ => len,
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(served));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(name) = attachment {
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    } else {
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("inline"),
+        );
+    }
+    Ok(response)
+}
+
+pub(in crate::http) fn etag(row: &RecordingRow) -> String {
+    format!(
+        "\"{}\"",
+        row.sha256
+            .as_deref()
+            .map(|h| &h[..h.len().min(32)])
+            .unwrap_or("none")
+    )
+}
+
+pub(in crate::http) async fn audio(
+    State(state): State<AppState>,
+    request: MediaRequest,
+) -> Result<Response, ApiError> {
+    audio_response(&state, request, LinkAction::Audio).await
+}
+
+pub(in crate::http) async fn download(
+    State(state): State<AppState>,
+    request: MediaRequest,
+) -> Result<Response, ApiError> {
+    audio_response(&state, request, LinkAction::Download).await
+}
+
+/// A request for a recording's bytes, by a signed-in caller or through a signed link.
+pub(in crate::http) struct MediaRequest {
+    id: String,
+    query: HashMap<String, String>,
+    client: String,
+    caller: Option<Caller>,
+    headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for MediaRequest {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<MediaRequest, Response> {
+        use axum::extract::OptionalFromRequestParts;
+        let Path(id) =
+            <Path<String> as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let Query(query) =
+            <Query<HashMap<String, String>> as FromRequestParts<AppState>>::from_request_parts(
+                parts, state,
+            )
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let ConnectInfoOrUnknown(client) =
+            <ConnectInfoOrUnknown as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .map_err(|never| match never {})?;
+        let caller =
+            <Caller as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await?;
+        Ok(MediaRequest {
+            id,
+            query,
+            client,
+            caller,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+pub(in crate::http) fn link_refused(error: links::LinkError) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, error.reason(), error.message())
+}
+
+/// Checks a signed link and returns the caller it stands for, auditing a refusal.
+pub(in crate::http) async fn link_caller(
+    state: &AppState,
+    request: &MediaRequest,
+    action: LinkAction,
+) -> Result<(Caller, Grant), ApiError> {
+    let audit_action = action.audit_action();
+    // Only a well-formed subject is written down; anything else is named as such.
+    let subject = request
+        .query
+        .get("by")
+        .filter(|by| links::valid_subject(by))
+        .map_or("invalid", String::as_str);
+    let mut entry = AuditEntry {
+        client: request.client.clone(),
+        recording_id: request.id.parse().ok(),
+        detail: Some("signed link".into()),
+        ..AuditEntry::new(format!("link:{subject}"), "", audit_action)
+    };
+    let now = chrono::Utc::now().timestamp();
+    let verified = match entry.recording_id {
+        Some(id) => links::verify(&state.access.keys, id, action, &request.query, now),
+        None => Err(links::LinkError::Tampered),
+    };
+    let principal = match verified {
+        Ok(ref grant) => {
+            let mut conn = state.db.pool.acquire().await.map_err(internal)?;
+            principal_for_subject(&mut conn, &grant.subject, grant.issued_ms)
+                .await
+                .map_err(internal)?
+        }
+        Err(_) => None,
+    };
+    match (verified, principal) {
+        (Ok(grant), Some(principal)) => Ok((
+            Caller {
+                principal,
+                client: request.client.clone(),
+                session: None,
+            },
+            grant,
+        )),
+        (Ok(_), None) => {
+            entry.outcome = "link_revoked".into();
+            audit::record(&state.db, &entry).await.map_err(internal)?;
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "link_revoked",
+                "the user or token this link was made for is no longer valid",
+            ))
+        }
+        (Err(e), _) => {
+            if let Some(wait) = crate::http::auth::past_failure_share(state, &entry) {
+                return Err(crate::http::too_many(wait));
+            }
+            entry.outcome = e.reason().into();
+            entry.tenant = refusal_tenant(state, entry.recording_id).await?;
+            audit::record(&state.db, &entry).await.map_err(internal)?;
+            Err(link_refused(e))
+        }
+    }
+}
+
+/// Whose admins see a refused link: the recording's tenant, or the operators' when the link
+/// names no recording there is.
+pub(in crate::http) async fn refusal_tenant(
+    state: &AppState,
+    recording: Option<i64>,
+) -> Result<String, ApiError> {
+    let tenant: Option<(String,)> = match recording {
+        Some(id) => sqlx::query_as("SELECT tenant FROM recordings WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.db.pool)
+            .await
+            .map_err(internal)?,
+        None => None,
+    };
+    Ok(tenant.map_or_else(|| state.access.operator_tenant.clone(), |(t,)| t))
+}
+
+/// The audio of a recording, inline or as an attachment named from its metadata. Audited
+/// before a byte is sent; a single-use download link is spent in the same transaction.
+pub(in crate::http) async fn audio_response(
+    state: &AppState,
+    mut request: MediaRequest,
+    action: LinkAction,
+) -> Result<Response, ApiError> {
+    let attachment = action == LinkAction::Download;
+    let opus = match request.query.get("format").map(String::as_str) {
+        None | Some("wav") => false,
+        Some("opus") => true,
+        Some(_) => return Err(bad("format", "must be wav or opus")),
+    };
+    let dual = wants_dual(&request.query)?;
+    if dual && opus {
+        return Err(bad(
+            "channels",
+            "the dual-channel version is served as WAV only",
+        ));
+    }
+    let (caller, grant) = if links::is_link(&request.query) {
+        let (caller, grant) = link_caller(state, &request, action).await?;
+        (caller, Some(grant))
+    } else {
+        match request.caller.take() {
+            Some(caller) => (caller, None),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "sign in, send an API token, or use a signed link",
+                ))
+            }
+        }
+    };
+    let (row, _, mut entry) = authorize(
+        state,
+        &caller,
+        &request.id,
+        action.policy_action(),
+        action.audit_action(),
+    )
+    .await?;
+    let stream = match playable(&state.library, &row) {
+        Ok(stream) => stream,
+        Err(e) => return Err(caller.refuse(state, entry, e).await),
+    };
+    let range = request
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| r.chars().take(60).collect::<String>());
+    let parties = if dual {
+        match party_streams(&state.library, &row) {
+            Some(parties) => Some(parties),
+            None => return Err(caller.refuse(state, entry, no_dual_channel()).await),
+        }
+    } else {
+        None
+    };
+    entry.detail = Some(
+        [
+            grant.as_ref().map(|_| "signed link".to_string()),
+            opus.then(|| "opus".to_string()),
+            dual.then(|| "dual-channel".to_string()),
+            range,
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", "),
+    )
+    .filter(|d| !d.is_empty());
+    let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
+    if let Some(grant) = grant.as_ref().filter(|_| attachment) {
+        // Spent nonces matter only until their link would have expired anyway.
+        sqlx::query("DELETE FROM used_grants WHERE expires_at_ms < $1")
+            .bind(crate::access::now_ms())
+            .execute(tx.conn())
+            .await
+            .map_err(internal)?;
+        let spent = sqlx::query(
+            "INSERT INTO used_grants (nonce, used_at_ms, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(&grant.nonce)
+        .bind(crate::access::now_ms())
+        .bind(grant.expires.saturating_mul(1000))
+        .execute(tx.conn())
+        .await
+        .map_err(internal)?;
+        if spent.rows_affected() == 0 {
+            drop(tx);
+            return Err(caller
+                .refuse(state, entry, link_refused(links::LinkError::Used))
+                .await);
+        }
+    }
+    tx.commit(&entry).await.map_err(internal)?;
+    let mut tag = etag(&row);
+    let mut name = attachment.then(|| download_name(&row));
+    let body = if opus {
+        tag = format!("\"{}-opus\"", tag.trim_matches('"'));
+        name = name.map(|n| n.replace(".wav", ".opus"));
+        AudioBody::Ogg(opus_file(&state.library, &row, stream).await?)
+    } else if let Some(parties) = parties {
+        let key = stereo_key(&row, &parties);
+        tag = format!("\"{}-dual-{key}\"", tag.trim_matches('"'));
+        name = name.map(|n| n.replace(".wav", "-stereo.wav"));
+        let [caller_side, agent_side] = parties;
+        let call = row
+            .call_id
+            .clone()
+            .unwrap_or_else(|| format!("file:{}", row.id));
+        let file = state
+            .library
+            .call_audio
+            .stereo(&call, row.id, &key, caller_side, agent_side)
+            .await
+            .map_err(internal)?;
+        let len = std::fs::metadata(&file.path).map_err(internal)?.len();
+        AudioBody::File {
+            len,
+            path: file.path,
+        }
+    } else {
+        AudioBody::Wav(stream)
+    };
+    serve(body, tag, &request.headers, name)
+}
+
+/// `POST /api/recordings/{id}/download-url?expires_in=N`: a single-use signed download link.
+pub(in crate::http) async fn download_url(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    create_link(&state, &caller, &id, &q, LinkAction::Download).await
+}
+
+/// `POST /api/recordings/{id}/play-url`: a short-lived signed audio link for a player.
+pub(in crate::http) async fn play_url(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    create_link(&state, &caller, &id, &q, LinkAction::Audio).await
+}
+
+pub(in crate::http) async fn create_link(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    query: &HashMap<String, String>,
+    action: LinkAction,
+) -> Result<Response, ApiError> {
+    let access = &state.access;
+    let requested = match query.get("expires_in") {
+        None if action == LinkAction::Download => 3600,
+        None => access.play_link_seconds,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(bad(
+                    "expires_in",
+                    "must be a whole number of seconds, at least 1",
+                ))
+            }
+        },
+    };
+    let cap = match action {
+        LinkAction::Download => access.link_max_seconds,
+        LinkAction::Audio => access.play_link_seconds,
+    };
+    let lifetime = requested.min(cap);
+    let principal = &caller.principal;
+    if let Err(wait) = access.limiter.take(
+        &format!("grant:{}", principal.link_subject()),
+        Instant::now(),
+    ) {
+        let mut entry = caller.entry("link_create");
+        entry.recording_id = id.parse().ok();
+        return Err(caller
+            .refuse(state, entry, crate::http::too_many(wait))
+            .await);
+    }
+    let (row, _, mut entry) =
+        authorize(state, caller, id, action.policy_action(), "link_create").await?;
+    let issued_ms = chrono::Utc::now().timestamp_millis();
+    let expires = issued_ms.div_euclid(1000) + lifetime;
+    let grant = Grant {
+        recording: row.id,
+        action,
+        subject: principal.link_subject(),
+        issued_ms,
+        expires,
+        nonce: random_secret()[..32].to_string(),
+    };
+    entry.detail = Some(format!("{} link for {lifetime} s", action.as_str()));
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    let url = format!(
+        "/api/recordings/{}/{}?{}",
+        row.id,
+        action.as_str(),
+        links::sign(&access.keys, &grant)
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "url": url,
+            "expires_at": rfc3339(expires * 1000),
+            "expires_in": lifetime,
+            "single_use": action == LinkAction::Download,
+        })),
+    )
+        .into_response())
+}
+
+/// The recording as Ogg Opus, encoded once per file version and kept in memory.
+pub(in crate::http) async fn opus_file(
+    library: &Library,
+    row: &RecordingRow,
+    stream: WavStream,
+) -> Result<Arc<Vec<u8>>, ApiError> {
+    let sha256 = row.sha256.as_deref().unwrap_or_default();
+    library
+        .renderings
+        .opus(row.id, sha256, stream)
+        .await
+        .map_err(|e| match e {
+            RenderError::Audio(reason) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_audio",
+                format!("no Opus audio: {reason}"),
+            ),
+            RenderError::Job(_) => internal(e),
+        })
+}
+
+/// A download name from metadata only: date, node type and caller digits, never raw input.
+pub(in crate::http) fn download_name(row: &RecordingRow) -> String {
+    let when = chrono::DateTime::from_timestamp_millis(row.started_at_ms)
+        .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
+        .unwrap_or_else(|| "recording".into());
+    let kind: String = row
+        .node_type
+        .as_deref()
+        .unwrap_or("recording")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let caller: String = row
+        .caller_number
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(20)
+        .collect();
+    if caller.is_empty() {
+        format!("{when}-{kind}-{}.wav", row.id)
+    } else {
+        format!("{when}-{kind}-{caller}-{}.wav", row.id)
+    }
+}
+
+/// The waveform size asked for (`points`, one of [`PEAK_POINTS`]; 800 when not said).
+pub(in crate::http) fn peak_points(q: &HashMap<String, String>) -> Result<u32, ApiError> {
+    match q.get("points") {
+        None => Ok(800),
+        Some(v) => match v.parse() {
+            Ok(n) if PEAK_POINTS.contains(&n) => Ok(n),
+            _ => {
+                let allowed: Vec<String> = PEAK_POINTS.iter().map(u32::to_string).collect();
+                Err(bad(
+                    "points",
+                    format!("must be one of {}", allowed.join(", ")),
+                ))
+            }
+        },
+    }
+}
+
+/// `GET /api/recordings/{id}/peaks?points=N`: min and max of each of N slices of the audio.
+/// The waveform is part of the player: it needs the right to play.
+pub(in crate::http) async fn peaks(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let points = peak_points(&q)?;
+    let dual = wants_dual(&q)?;
+    let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "peaks").await?;
+    let stream = match playable(&state.library, &row) {
+        Ok(stream) => stream,
+        Err(e) => return Err(caller.refuse(&state, entry, e).await),
+    };
+    if dual {
+        // Each party's waveform from its own recording: the caller's and the agent's.
+        let Some([caller_side, agent_side]) = party_streams(&state.library, &row) else {
+            return Err(caller.refuse(&state, entry, no_dual_channel()).await);
+        };
+        audit::record(&state.db, &entry).await.map_err(internal)?;
+        let sha = row.sha256.as_deref().unwrap_or_default();
+        let renderings = &state.library.renderings;
+        let caller_peaks = renderings
+            .peaks(row.id, &format!("{sha}-caller"), points, caller_side)
+            .await
+            .map_err(internal)?;
+        let agent_peaks = renderings
+            .peaks(row.id, &format!("{sha}-agent"), points, agent_side)
+            .await
+            .map_err(internal)?;
+        let pairs = |p: &[[i16; 2]]| p.iter().map(|[lo, hi]| [*lo, *hi]).collect::<Vec<_>>();
+        return Ok(Json(serde_json::json!({
+            "id": row.id,
+            "points": points,
+            "duration_seconds": row.duration_ms as f64 / 1000.0,
+            "channels": {"caller": pairs(&caller_peaks), "agent": pairs(&agent_peaks)},
+        }))
+        .into_response());
+    }
+    audit::record(&state.db, &entry).await.map_err(internal)?;
+    let peaks = state
+        .library
+        .renderings
+        .peaks(
+            row.id,
+            row.sha256.as_deref().unwrap_or_default(),
+            points,
+            stream,
+        )
+        .await
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({
+        "id": row.id,
+        "points": points,
+        "duration_seconds": row.duration_ms as f64 / 1000.0,
+        "peaks": peaks.iter().map(|[lo, hi]| [*lo, *hi]).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
