@@ -369,6 +369,25 @@ async fn user_changes_are_validated_and_disabling_revokes_tokens_for_good(db: Db
         assert_eq!(answer.headers["cache-control"], "no-store");
         assert_eq!(answer.headers["x-content-type-options"], "nosniff");
     }
+    // The security headers are on every answer, from one layer: the page, its script, the
+    // API, an unknown route.
+    let page = send(reqwest::Client::new().get(format!("{}/", s.base))).await;
+    let script = send(reqwest::Client::new().get(format!("{}/assets/app.js", s.base))).await;
+    let unknown = send(reviewer.get(format!("{}/no/such/route", s.base))).await;
+    for answer in [&page, &script, &list, &unknown] {
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+        assert_eq!(answer.headers["x-frame-options"], "DENY");
+        assert_eq!(answer.headers["referrer-policy"], "no-referrer");
+        let csp = answer.headers["content-security-policy"]
+            .to_str()
+            .unwrap_or("");
+        assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    }
+    assert_eq!(
+        page.headers["cache-control"], "no-cache",
+        "the page says its own"
+    );
+    assert_eq!(unknown.headers["cache-control"], "no-store");
     assert_eq!(
         patch(serde_json::json!({"disabled": true})).await.status,
         200

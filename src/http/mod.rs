@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 mod admin;
 pub mod auth;
@@ -146,7 +147,7 @@ impl From<EditError> for ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -212,7 +213,8 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(openapi::document()) }),
         )
         .merge(crate::web::routes())
-        .fallback(not_found)
+        .fallback(not_found);
+    with_security_headers(routes)
         // A request body trickled in slower than this is cut off (headers: the listener).
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             state.access.read_timeout,
@@ -260,8 +262,7 @@ async fn observe_request(
     let principal = RequestPrincipal::default();
     request.extensions_mut().insert(principal.clone());
     let started = std::time::Instant::now();
-    let mut response = next.run(request).await;
-    private_json(&mut response);
+    let response = next.run(request).await;
     let status = response.status().as_u16();
     state.metrics.count_http(&route, status);
     tracing::info!(
@@ -276,24 +277,33 @@ async fn observe_request(
     response
 }
 
-/// JSON answers carry caller names and numbers: never cached by a browser or a proxy, never
-/// sniffed as something else.
-fn private_json(response: &mut Response) {
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
-    if is_json {
-        let headers = response.headers_mut();
-        headers
-            .entry(header::CACHE_CONTROL)
-            .or_insert(header::HeaderValue::from_static("no-store"));
-        headers.insert(
+/// The headers every answer carries, in one place: nothing is sniffed as another type, framed,
+/// or followed by a Referer (signed audio links sit in URLs); the page's Content-Security-
+/// Policy allows only this origin. An answer that says nothing of caching (JSON: caller names
+/// and numbers) is never stored by a browser or a proxy.
+fn with_security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    use header::HeaderValue;
+    router
+        .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
-            header::HeaderValue::from_static("nosniff"),
-        );
-    }
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::web::CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }
 
 async fn not_found() -> Response {
