@@ -1,7 +1,8 @@
 """Opus and waveform requests vs. the service's CPU and memory (issue #11, finding 5).
 
 Six concurrent `?format=opus` requests of one uncached 10-minute recording (CPU seconds the
-service spent, beside opusenc encoding the same file once), then thirty concurrent waveform
+service spent, beside opusenc encoding the same file once), the same for `?format=mp3` beside
+the lame command, then thirty concurrent waveform
 requests (`/peaks`, every allowed size, five times each) of a 1-hour recording (the service's
 RSS before and after, beside sox reading the same file for its statistics).
 Usage: cargo build --release && python3 benches/renderings.py (scripts/bench.sh installs
@@ -105,6 +106,19 @@ def main():
         child = resource.getrusage(resource.RUSAGE_CHILDREN)
         peer = child.ru_utime + child.ru_stime - start
         print(f"6 concurrent Opus requests of one uncached 10-minute recording: {ours:.2f} s CPU ({wall:.2f} s wall); peer opusenc, one encode of the same file: {peer:.2f} s CPU")
+
+        # MP3 the same way, beside the lame command at the same bit rate.
+        before = cpu_seconds(p.pid)
+        t = time.perf_counter()
+        concurrently(6, lambda i: get(f"{base}/api/recordings/{ids['ten-minutes']}/audio?format=mp3", token))
+        wall = time.perf_counter() - t
+        ours = cpu_seconds(p.pid) - before
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = child.ru_utime + child.ru_stime
+        subprocess.run(["lame", "--quiet", "-b", "32", "-m", "m", ten, os.path.join(data, "peer.mp3")], check=True)
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peer = child.ru_utime + child.ru_stime - start
+        print(f"6 concurrent MP3 requests of one uncached 10-minute recording: {ours:.2f} s CPU ({wall:.2f} s wall); peer lame -b 32, one encode of the same file: {peer:.2f} s CPU")
 
         rss_before = rss_mib(p.pid)
         peak_rss = [rss_before]

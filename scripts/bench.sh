@@ -3,15 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-# Peers measured beside our code: sox (transcoding), opusenc (Opus), nginx (range streams),
+# Peers measured beside our code: sox (transcoding), opusenc (Opus), lame (MP3), nginx (range streams),
 # inotifywait (a bare watcher, for the idle cost); python3 and GNU time drive the HTTP benchmarks;
 # libopus to build.
 if ! command -v sox >/dev/null || ! command -v opusenc >/dev/null || ! command -v nginx >/dev/null \
   || ! command -v inotifywait >/dev/null || ! command -v python3 >/dev/null || [ ! -x /usr/bin/time ] \
+  || ! command -v lame >/dev/null || ! command -v make >/dev/null \
   || ! pkg-config --exists opus 2>/dev/null; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    sox opus-tools nginx inotify-tools libopus-dev pkg-config python3 time >/dev/null
+    sox opus-tools lame nginx inotify-tools libopus-dev pkg-config make gcc libc6-dev python3 time >/dev/null
 fi
 cargo bench --locked "$@"
 # The HTTP-level benchmarks drive the release binary.

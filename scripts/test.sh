@@ -10,11 +10,12 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# libopus (Opus output) is linked from Debian's package, found through pkg-config.
-if ! pkg-config --exists opus 2>/dev/null; then
-  echo "installing libopus-dev and pkg-config..." >&2
+# libopus (Opus output) is linked from Debian's package, found through pkg-config; LAME (MP3
+# output) is built from its sources by its crate, with make and a C compiler.
+if ! pkg-config --exists opus 2>/dev/null || ! command -v make >/dev/null || ! command -v cc >/dev/null; then
+  echo "installing libopus-dev, pkg-config, make and a C compiler..." >&2
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopus-dev pkg-config >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopus-dev pkg-config make gcc libc6-dev >/dev/null
 fi
 
 # The page's end-to-end tests drive Debian's headless Chromium through chromedriver.

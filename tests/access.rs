@@ -1671,7 +1671,63 @@ async fn holds_and_retention_keep_what_must_be_kept(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Issue 14: `?format=mp3` plays and downloads a recording as MP3 (LAME, MPEG 2.5 frames at
+/// 8 kHz), ranges served from the one encoding, audited like the WAV.
+async fn recordings_play_and_download_as_mp3(db: Db) {
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let (s, id) = one_recording(&t, &url, &[]).await;
+    let admin = common::authed();
+    let audio = send(admin.get(format!("{}/api/recordings/{id}/audio?format=mp3", s.base))).await;
+    assert_eq!(audio.status, 200);
+    assert_eq!(audio.headers["content-type"], "audio/mpeg");
+    let frame = &audio.body[..4];
+    assert_eq!(
+        (frame[0], frame[1] & 0xE0),
+        (0xFF, 0xE0),
+        "an MPEG frame first"
+    );
+    assert_eq!((frame[1] >> 3) & 3, 0, "MPEG 2.5: 8 kHz");
+    assert_eq!((frame[2] >> 2) & 3, 2, "8,000 Hz");
+    let part = send(
+        admin
+            .get(format!("{}/api/recordings/{id}/audio?format=mp3", s.base))
+            .header("range", "bytes=4-13"),
+    )
+    .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, audio.body[4..14]);
+    let download = send(admin.get(format!(
+        "{}/api/recordings/{id}/download?format=mp3",
+        s.base
+    )))
+    .await;
+    assert_eq!(download.status, 200);
+    let disposition = download.headers["content-disposition"]
+        .to_str()
+        .unwrap_or("");
+    assert!(disposition.ends_with(".mp3\""), "{disposition}");
+    assert_eq!(download.body, audio.body, "one encoding");
+    let wrong = send(admin.get(format!("{}/api/recordings/{id}/audio?format=flac", s.base))).await;
+    assert!(wrong.json()["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("wav, opus or mp3"));
+    let (audited,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE recording_id = $1 AND detail LIKE '%mp3%'",
+    )
+    .bind(id)
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 3);
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    recordings_play_and_download_as_mp3,
     holds_and_retention_keep_what_must_be_kept,
     transcripts_follow_the_audios_rules,
     calls_are_listed_once_each_across_pages,

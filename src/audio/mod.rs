@@ -3,6 +3,7 @@
 pub mod assemble;
 pub mod call_audio;
 pub mod g711;
+pub mod mp3;
 pub mod opus;
 pub mod renderings;
 pub mod serve;

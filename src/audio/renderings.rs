@@ -1,4 +1,4 @@
-//! What a recording costs CPU to render: its Ogg Opus encoding and its waveform peaks.
+//! What a recording costs CPU to render: its Ogg Opus and MP3 encodings and its waveform peaks.
 //!
 //! Each rendering is made once per (recording, file hash, kind) at a time: concurrent requests
 //! for it wait for the one job and share its result. Jobs run on blocking threads, at most
@@ -23,6 +23,7 @@ pub const PEAK_POINTS: [u32; 6] = [100, 200, 400, 800, 1600, 3200];
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum RenderKind {
     Opus,
+    Mp3,
     Peaks(u32),
 }
 
@@ -30,6 +31,7 @@ impl RenderKind {
     fn label(self) -> &'static str {
         match self {
             RenderKind::Opus => "opus",
+            RenderKind::Mp3 => "mp3",
             RenderKind::Peaks(_) => "peaks",
         }
     }
@@ -46,6 +48,7 @@ pub struct RenderKey {
 #[derive(Clone)]
 enum Rendering {
     Opus(Arc<Vec<u8>>),
+    Mp3(Arc<Vec<u8>>),
     Peaks(Arc<Vec<[i16; 2]>>),
 }
 
@@ -56,7 +59,7 @@ struct ByBytes;
 impl Weighter<RenderKey, Rendering> for ByBytes {
     fn weight(&self, key: &RenderKey, value: &Rendering) -> u64 {
         let held = match value {
-            Rendering::Opus(bytes) => bytes.len(),
+            Rendering::Opus(bytes) | Rendering::Mp3(bytes) => bytes.len(),
             Rendering::Peaks(peaks) => peaks.len() * 4,
         };
         (held + key.sha256.len() + std::mem::size_of::<RenderKey>()) as u64
@@ -78,6 +81,7 @@ pub struct Renderings {
     cache: Cache<RenderKey, Rendering, ByBytes>,
     jobs: Semaphore,
     opus_made: AtomicU64,
+    mp3_made: AtomicU64,
     peaks_made: AtomicU64,
 }
 
@@ -106,6 +110,7 @@ impl Renderings {
             cache,
             jobs: Semaphore::new(parallel_jobs.max(1)),
             opus_made: AtomicU64::new(0),
+            mp3_made: AtomicU64::new(0),
             peaks_made: AtomicU64::new(0),
         })
     }
@@ -134,7 +139,35 @@ impl Renderings {
             .await?;
         match made {
             Rendering::Opus(bytes) => Ok(bytes),
-            Rendering::Peaks(_) => Err(RenderError::Job("a waveform cached as Opus".into())),
+            _ => Err(RenderError::Job("another rendering cached as Opus".into())),
+        }
+    }
+
+    /// The recording as MP3.
+    pub async fn mp3(
+        self: &Arc<Self>,
+        recording: i64,
+        sha256: &str,
+        stream: WavStream,
+    ) -> Result<Arc<Vec<u8>>, RenderError> {
+        let key = RenderKey {
+            recording,
+            sha256: sha256.to_string(),
+            kind: RenderKind::Mp3,
+        };
+        let made = self
+            .render(key, move || {
+                let samples = stream
+                    .samples_i16()
+                    .map_err(|e| RenderError::Audio(e.to_string()))?;
+                super::mp3::encode_mp3(&samples, stream.sample_rate)
+                    .map(|bytes| Rendering::Mp3(Arc::new(bytes)))
+                    .map_err(|e| RenderError::Audio(e.to_string()))
+            })
+            .await?;
+        match made {
+            Rendering::Mp3(bytes) => Ok(bytes),
+            _ => Err(RenderError::Job("another rendering cached as MP3".into())),
         }
     }
 
@@ -161,7 +194,9 @@ impl Renderings {
             .await?;
         match made {
             Rendering::Peaks(peaks) => Ok(peaks),
-            Rendering::Opus(_) => Err(RenderError::Job("Opus cached as a waveform".into())),
+            _ => Err(RenderError::Job(
+                "another rendering cached as a waveform".into(),
+            )),
         }
     }
 
@@ -185,6 +220,7 @@ impl Renderings {
                     .map_err(|e| RenderError::Job(e.to_string()))?;
                 let counter = match key.kind {
                     RenderKind::Opus => &renderings.opus_made,
+                    RenderKind::Mp3 => &renderings.mp3_made,
                     RenderKind::Peaks(_) => &renderings.peaks_made,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -214,7 +250,11 @@ impl Renderings {
             out,
             "# HELP audio_renderings_total Opus encodings and waveforms computed (cache misses; concurrent requests for one share a job).\n# TYPE audio_renderings_total counter"
         );
-        for (kind, counter) in [("opus", &self.opus_made), ("peaks", &self.peaks_made)] {
+        for (kind, counter) in [
+            ("opus", &self.opus_made),
+            ("mp3", &self.mp3_made),
+            ("peaks", &self.peaks_made),
+        ] {
             let _ = writeln!(
                 out,
                 "audio_renderings_total{{kind=\"{kind}\"}} {}",

@@ -38,7 +38,7 @@ fn audio_op(summary: &str, attachment: bool) -> Value {
         "summary": summary,
         "parameters": [
             id_param(),
-            query("format", "wav (default: PCM WAV, transcoded when stored as mu-law/A-law) or opus (Ogg Opus, RFC 7845)", json!({"enum": ["wav", "opus"]})),
+            query("format", "wav (default: PCM WAV, transcoded when stored as mu-law/A-law), opus (Ogg Opus, RFC 7845) or mp3 (LAME, 32 kbit/s)", json!({"enum": ["wav", "opus", "mp3"]})),
             query("channels", "mixed (default: the bridge's recording) or dual (stereo, the caller left and the agent right, for a recording made with channels = \"dual\"; WAV only)", json!({"enum": ["mixed", "dual"]})),
             {"name": "Range", "in": "header", "required": false, "schema": {"type": "string"}, "description": "one `bytes=` range"}
         ],

@@ -108,6 +108,7 @@ pub(in crate::http) fn wants_dual(query: &HashMap<String, String>) -> Result<boo
 pub(in crate::http) enum AudioBody {
     Wav(WavStream),
     Ogg(Arc<Vec<u8>>),
+    Mp3(Arc<Vec<u8>>),
     /// A WAV file served as it is on disk (a recording's stereo version).
     File {
         path: PathBuf,
@@ -119,7 +120,7 @@ impl AudioBody {
     fn len(&self) -> u64 {
         match self {
             AudioBody::Wav(w) => w.len(),
-            AudioBody::Ogg(b) => b.len() as u64,
+            AudioBody::Ogg(b) | AudioBody::Mp3(b) => b.len() as u64,
             AudioBody::File { len, .. } => *len,
         }
     }
@@ -127,7 +128,7 @@ impl AudioBody {
     fn read_range(&self, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
         match self {
             AudioBody::Wav(w) => w.read_range(start, end),
-            AudioBody::Ogg(b) => {
+            AudioBody::Ogg(b) | AudioBody::Mp3(b) => {
                 let end = end.min(b.len() as u64) as usize;
                 Ok(b.get(start as usize..end).unwrap_or(&[]).to_vec())
             }
@@ -150,6 +151,7 @@ impl AudioBody {
         match self {
             AudioBody::Wav(_) | AudioBody::File { .. } => "audio/wav",
             AudioBody::Ogg(_) => "audio/ogg",
+            AudioBody::Mp3(_) => "audio/mpeg",
         }
     }
 }
@@ -418,13 +420,14 @@ pub(in crate::http) async fn audio_response(
     action: LinkAction,
 ) -> Result<Response, ApiError> {
     let attachment = action == LinkAction::Download;
-    let opus = match request.query.get("format").map(String::as_str) {
-        None | Some("wav") => false,
-        Some("opus") => true,
-        Some(_) => return Err(bad("format", "must be wav or opus")),
+    let (opus, mp3) = match request.query.get("format").map(String::as_str) {
+        None | Some("wav") => (false, false),
+        Some("opus") => (true, false),
+        Some("mp3") => (false, true),
+        Some(_) => return Err(bad("format", "must be wav, opus or mp3")),
     };
     let dual = wants_dual(&request.query)?;
-    if dual && opus {
+    if dual && (opus || mp3) {
         return Err(bad(
             "channels",
             "the dual-channel version is served as WAV only",
@@ -474,6 +477,7 @@ pub(in crate::http) async fn audio_response(
         [
             grant.as_ref().map(|_| "signed link".to_string()),
             opus.then(|| "opus".to_string()),
+            mp3.then(|| "mp3".to_string()),
             dual.then(|| "dual-channel".to_string()),
             range,
         ]
@@ -513,7 +517,11 @@ pub(in crate::http) async fn audio_response(
     let body = if opus {
         tag = format!("\"{}-opus\"", tag.trim_matches('"'));
         name = name.map(|n| n.replace(".wav", ".opus"));
-        AudioBody::Ogg(opus_file(&state.library, &row, stream).await?)
+        AudioBody::Ogg(encoded_file(&state.library, &row, stream, false).await?)
+    } else if mp3 {
+        tag = format!("\"{}-mp3\"", tag.trim_matches('"'));
+        name = name.map(|n| n.replace(".wav", ".mp3"));
+        AudioBody::Mp3(encoded_file(&state.library, &row, stream, true).await?)
     } else if let Some(parties) = parties {
         let key = stereo_key(&row, &parties);
         tag = format!("\"{}-dual-{key}\"", tag.trim_matches('"'));
@@ -629,25 +637,28 @@ pub(in crate::http) async fn create_link(
         .into_response())
 }
 
-/// The recording as Ogg Opus, encoded once per file version and kept in memory.
-pub(in crate::http) async fn opus_file(
+/// The recording as Ogg Opus or (`mp3`) MP3, encoded once per file version and kept in memory.
+pub(in crate::http) async fn encoded_file(
     library: &Library,
     row: &RecordingRow,
     stream: WavStream,
+    mp3: bool,
 ) -> Result<Arc<Vec<u8>>, ApiError> {
     let sha256 = row.sha256.as_deref().unwrap_or_default();
-    library
-        .renderings
-        .opus(row.id, sha256, stream)
-        .await
-        .map_err(|e| match e {
-            RenderError::Audio(reason) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_audio",
-                format!("no Opus audio: {reason}"),
-            ),
-            RenderError::Job(_) => internal(e),
-        })
+    let renderings = &library.renderings;
+    let (made, format) = if mp3 {
+        (renderings.mp3(row.id, sha256, stream).await, "MP3")
+    } else {
+        (renderings.opus(row.id, sha256, stream).await, "Opus")
+    };
+    made.map_err(|e| match e {
+        RenderError::Audio(reason) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_audio",
+            format!("no {format} audio: {reason}"),
+        ),
+        RenderError::Job(_) => internal(e),
+    })
 }
 
 /// A download name from metadata only: date, node type and caller digits, never raw input.
