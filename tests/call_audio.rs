@@ -77,13 +77,20 @@ async fn ready_segments(s: &common::TestService, n: i64) {
     panic!("{n} segments never became ready");
 }
 
-/// The call's id: its caller's channel in the app.
+/// The call's id: its caller's channel in the app, once its first row reached the library
+/// (the library's writer commits it beside the record request, not before it).
 async fn call_id(s: &common::TestService) -> String {
-    let (id,): (String,) = sqlx::query_as("SELECT call_id FROM call_recordings LIMIT 1")
-        .fetch_one(&s.svc.db.pool)
-        .await
-        .expect("a recorded call");
-    id
+    for _ in 0..1000 {
+        let row: Option<(String,)> = sqlx::query_as("SELECT call_id FROM call_recordings LIMIT 1")
+            .fetch_optional(&s.svc.db.pool)
+            .await
+            .expect("query");
+        if let Some((id,)) = row {
+            return id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no recorded call reached the library");
 }
 
 fn metric(text: &str, name: &str) -> f64 {

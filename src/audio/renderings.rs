@@ -122,25 +122,8 @@ impl Renderings {
         sha256: &str,
         stream: WavStream,
     ) -> Result<Arc<Vec<u8>>, RenderError> {
-        let key = RenderKey {
-            recording,
-            sha256: sha256.to_string(),
-            kind: RenderKind::Opus,
-        };
-        let made = self
-            .render(key, move || {
-                let samples = stream
-                    .samples_i16()
-                    .map_err(|e| RenderError::Audio(e.to_string()))?;
-                super::opus::encode_ogg_opus(&samples, stream.sample_rate)
-                    .map(|bytes| Rendering::Opus(Arc::new(bytes)))
-                    .map_err(|e| RenderError::Audio(e.to_string()))
-            })
-            .await?;
-        match made {
-            Rendering::Opus(bytes) => Ok(bytes),
-            _ => Err(RenderError::Job("another rendering cached as Opus".into())),
-        }
+        self.encoded(recording, sha256, stream, RenderKind::Opus)
+            .await
     }
 
     /// The recording as MP3.
@@ -150,24 +133,42 @@ impl Renderings {
         sha256: &str,
         stream: WavStream,
     ) -> Result<Arc<Vec<u8>>, RenderError> {
+        self.encoded(recording, sha256, stream, RenderKind::Mp3)
+            .await
+    }
+
+    /// The recording encoded as `kind` (Opus or MP3) from its decoded samples.
+    async fn encoded(
+        self: &Arc<Self>,
+        recording: i64,
+        sha256: &str,
+        stream: WavStream,
+        kind: RenderKind,
+    ) -> Result<Arc<Vec<u8>>, RenderError> {
         let key = RenderKey {
             recording,
             sha256: sha256.to_string(),
-            kind: RenderKind::Mp3,
+            kind,
         };
         let made = self
             .render(key, move || {
                 let samples = stream
                     .samples_i16()
                     .map_err(|e| RenderError::Audio(e.to_string()))?;
-                super::mp3::encode_mp3(&samples, stream.sample_rate)
-                    .map(|bytes| Rendering::Mp3(Arc::new(bytes)))
-                    .map_err(|e| RenderError::Audio(e.to_string()))
+                let audio = |e: &dyn std::fmt::Display| RenderError::Audio(e.to_string());
+                match kind {
+                    RenderKind::Mp3 => super::mp3::encode_mp3(&samples, stream.sample_rate)
+                        .map(|bytes| Rendering::Mp3(Arc::new(bytes)))
+                        .map_err(|e| audio(&e)),
+                    _ => super::opus::encode_ogg_opus(&samples, stream.sample_rate)
+                        .map(|bytes| Rendering::Opus(Arc::new(bytes)))
+                        .map_err(|e| audio(&e)),
+                }
             })
             .await?;
         match made {
-            Rendering::Mp3(bytes) => Ok(bytes),
-            _ => Err(RenderError::Job("another rendering cached as MP3".into())),
+            Rendering::Opus(bytes) | Rendering::Mp3(bytes) => Ok(bytes),
+            Rendering::Peaks(_) => Err(RenderError::Job("a waveform cached as audio".into())),
         }
     }
 

@@ -408,14 +408,7 @@ fn download_name(segments: &[RecordingRow]) -> String {
     let when = chrono::DateTime::from_timestamp_millis(timeline_start(segments))
         .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
         .unwrap_or_else(|| "call".into());
-    let caller: String = first
-        .caller_number
-        .as_deref()
-        .unwrap_or("")
-        .chars()
-        .filter(|c| c.is_ascii_digit())
-        .take(20)
-        .collect();
+    let caller = super::recordings::caller_digits(first);
     if caller.is_empty() {
         format!("call-{when}.wav")
     } else {

@@ -213,12 +213,7 @@ impl Database {
     async fn migrate(&self) -> Result<(), DbError> {
         let postgres = self.backend == Backend::Postgres;
         let mut tx = self.pool.begin().await?;
-        if postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *tx)
-                .await?;
-        }
+        take_migration_lock(&mut tx, postgres).await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
         )
@@ -232,12 +227,7 @@ impl Database {
                 source,
             };
             let mut tx = self.pool.begin().await?;
-            if postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(MIGRATION_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            take_migration_lock(&mut tx, postgres).await?;
             let applied: Option<(i64,)> =
                 sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(migration.version)
@@ -267,6 +257,20 @@ impl Database {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// On PostgreSQL, waits for the migration lock; it is released when `tx` ends.
+async fn take_migration_lock(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    postgres: bool,
+) -> Result<(), sqlx::Error> {
+    if postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 fn sqlite_file(url: &str) -> Option<PathBuf> {

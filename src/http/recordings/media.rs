@@ -662,6 +662,17 @@ pub(in crate::http) async fn encoded_file(
 }
 
 /// A download name from metadata only: date, node type and caller digits, never raw input.
+/// The caller's number in a file name: its digits only, at most 20.
+pub(in crate::http) fn caller_digits(row: &RecordingRow) -> String {
+    row.caller_number
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(20)
+        .collect()
+}
+
 pub(in crate::http) fn download_name(row: &RecordingRow) -> String {
     let when = chrono::DateTime::from_timestamp_millis(row.started_at_ms)
         .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
@@ -673,14 +684,7 @@ pub(in crate::http) fn download_name(row: &RecordingRow) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();
-    let caller: String = row
-        .caller_number
-        .as_deref()
-        .unwrap_or("")
-        .chars()
-        .filter(|c| c.is_ascii_digit())
-        .take(20)
-        .collect();
+    let caller = caller_digits(row);
     if caller.is_empty() {
         format!("{when}-{kind}-{}.wav", row.id)
     } else {
