@@ -435,8 +435,12 @@ async fn download_peaks_and_two_step_delete(db: Db) {
         .to_str()
         .unwrap_or("")
         .ends_with(".opus\""));
-    let (status, body) = json(&format!("{}/api/recordings/{id}/audio?format=mp3", s.base)).await;
+    let (status, body) = json(&format!("{}/api/recordings/{id}/audio?format=flac", s.base)).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    assert!(body["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("wav, opus or mp3"));
 
     let (status, peaks) = json(&format!("{}/api/recordings/{id}/peaks?points=100", s.base)).await;
     assert_eq!(status, 200);
