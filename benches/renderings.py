@@ -69,6 +69,7 @@ def main():
     env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", RUST_LOG="info", RECORDINGS_DIR=recordings,
                DIALPLANS_DIR=os.path.join(data, "dialplans"), ARI_PASSWORD="unused",
                ARI_URL="http://127.0.0.1:9", DATABASE_URL=f"sqlite://{data}/lib.db?mode=rwc",
+               CACHE_DIR=os.path.join(data, "cache"),
                ARI_RECORDER_PASSWORD="bench-password-123")
     subprocess.run([BIN, "user", "add", "--username", "bench", "--role", "admin"], env=env, check=True, capture_output=True)
     token = subprocess.run([BIN, "token", "create", "--user", "bench", "--name", "bench", "--scopes", "admin"],
