@@ -16,8 +16,8 @@ use axum::Json;
 
 use super::auth::{denied, Caller};
 use super::recordings::{
-    bad, fetch_call, list_entry, param, peak_points, playable, serve, AudioBody, Bind,
-    RecordingRow, COLUMNS,
+    bad, fetch_call, list_entry, param, peak_points, playable, redaction_spans, serve, spans_json,
+    AudioBody, Bind, RecordingRow, Span, COLUMNS,
 };
 use super::{internal, rfc3339, ApiError, AppState};
 use crate::access::audit;
@@ -73,32 +73,24 @@ fn timeline_start(segments: &[RecordingRow]) -> i64 {
         .unwrap_or(0)
 }
 
-/// Pauses of each segment: (file offset, length of the call not in the file), in ms, in order.
-async fn pauses(
+/// Each segment's redacted stretches, by recording name, in file order (one query each).
+async fn spans_of(
     state: &AppState,
     segments: &[RecordingRow],
-) -> Result<HashMap<String, Vec<(i64, i64)>>, ApiError> {
-    let mut out: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+) -> Result<HashMap<String, Vec<Span>>, ApiError> {
+    let mut out = HashMap::new();
     for segment in segments {
-        let spans: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT from_offset_ms, started_at_ms, ended_at_ms FROM recording_redactions \
-             WHERE recording_name = $1 AND mode = 'pause' ORDER BY from_offset_ms, id",
-        )
-        .bind(&segment.name)
-        .fetch_all(&state.db.pool)
-        .await
-        .map_err(internal)?;
-        if !spans.is_empty() {
-            out.insert(
-                segment.name.clone(),
-                spans
-                    .into_iter()
-                    .map(|(at, started, ended)| (at.max(0), (ended - started).max(0)))
-                    .collect(),
-            );
-        }
+        let spans = redaction_spans(&state.db, &segment.name).await?;
+        out.insert(segment.name.clone(), spans);
     }
     Ok(out)
+}
+
+/// The time of the call a segment's pauses left out of its file.
+fn paused_ms(spans: &HashMap<String, Vec<Span>>, name: &str) -> i64 {
+    spans
+        .get(name)
+        .map_or(0, |s| s.iter().map(Span::gap_ms).sum())
 }
 
 /// `GET /api/calls/{id}`: the call and its segments on its timeline.
@@ -118,19 +110,14 @@ pub(super) async fn get_call(
     }
     audit::record(&state.db, &entry).await.map_err(internal)?;
     let start = timeline_start(&segments);
-    let pauses = pauses(&state, &segments).await?;
+    let spans = spans_of(&state, &segments).await?;
     let in_progress = call_in_progress(&state, &call_id, &segments);
     let settings = caller.principal.settings;
     let first = &segments[0];
     let end_ms = segments
         .iter()
         .filter(|s| s.status == "ready")
-        .map(|s| {
-            let paused: i64 = pauses
-                .get(&s.name)
-                .map_or(0, |p| p.iter().map(|g| g.1).sum());
-            s.timeline_ms() - start + s.duration_ms + paused
-        })
+        .map(|s| s.timeline_ms() - start + s.duration_ms + paused_ms(&spans, &s.name))
         .max()
         .unwrap_or(0);
     let audio_denial = segments
@@ -151,25 +138,18 @@ pub(super) async fn get_call(
         (true, None) => serde_json::json!({"allowed": true}),
     };
     let base = format!("/api/calls/{}", urlencode(&call_id));
-    let mut segments_json: Vec<serde_json::Value> = segments
+    let segments_json: Vec<serde_json::Value> = segments
         .iter()
         .map(|s| {
             let mut json = s.json(&caller.principal, settings);
             json["offset_seconds"] = serde_json::json!((s.timeline_ms() - start) as f64 / 1000.0);
             json["in_call_audio"] = serde_json::json!(s.status == "ready");
-            json["paused_seconds"] = serde_json::json!(
-                pauses
-                    .get(&s.name)
-                    .map_or(0, |p| p.iter().map(|g| g.1).sum::<i64>()) as f64
-                    / 1000.0
-            );
+            json["paused_seconds"] = serde_json::json!(paused_ms(&spans, &s.name) as f64 / 1000.0);
+            // Its redacted stretches, in its file (the page places them on the call).
+            json["redactions"] = spans_json(spans.get(&s.name).map_or(&[], Vec::as_slice));
             json
         })
         .collect();
-    // Each segment's redacted stretches, in its file (the page places them on the call).
-    for (json, segment) in segments_json.iter_mut().zip(&segments) {
-        json["redactions"] = super::recordings::redactions(&state.db, &segment.name).await?;
-    }
     Ok(Json(serde_json::json!({
         "call_id": call_id,
         "tenant": first.tenant,
@@ -277,7 +257,7 @@ async fn assembled(
         }
     }
     let start = timeline_start(&with_audio);
-    let pauses = pauses(state, &with_audio).await?;
+    let spans = spans_of(state, &with_audio).await?;
     let mut parts = Vec::new();
     let mut pieces = Vec::new();
     for segment in &with_audio {
@@ -289,14 +269,17 @@ async fn assembled(
             }
         };
         let offset = u64::try_from(segment.timeline_ms() - start).unwrap_or(0) * SAMPLES_PER_MS;
-        let gaps: Vec<(u64, u64)> = pauses
+        let gaps: Vec<(u64, u64)> = spans
             .get(&segment.name)
-            .map(|p| {
-                p.iter()
-                    .map(|(at, len)| (*at as u64 * SAMPLES_PER_MS, *len as u64 * SAMPLES_PER_MS))
-                    .collect()
+            .into_iter()
+            .flatten()
+            .filter(|span| span.gap_ms() > 0)
+            .map(|span| {
+                let at = u64::try_from(span.from_ms).unwrap_or(0);
+                let len = u64::try_from(span.gap_ms()).unwrap_or(0);
+                (at * SAMPLES_PER_MS, len * SAMPLES_PER_MS)
             })
-            .unwrap_or_default();
+            .collect();
         pieces.push(Segment::new(stream, offset, &gaps));
         parts.push(TimelinePart {
             sha256: segment.sha256.clone().unwrap_or_default(),

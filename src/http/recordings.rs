@@ -321,7 +321,33 @@ pub(super) async fn get_one(
 
 /// The stretches of a recording muted or paused while its call was live, in file order.
 pub(super) async fn redactions(db: &Database, name: &str) -> Result<serde_json::Value, ApiError> {
-    let spans: Vec<(String, i64, i64, i64, i64, String)> = sqlx::query_as(
+    Ok(spans_json(&redaction_spans(db, name).await?))
+}
+
+/// A stretch redacted while the call was live: where in the file (ms), when, by whom.
+pub(super) struct Span {
+    pub(super) mode: String,
+    pub(super) from_ms: i64,
+    pub(super) to_ms: i64,
+    pub(super) started_at_ms: i64,
+    pub(super) ended_at_ms: i64,
+    pub(super) by: String,
+}
+
+impl Span {
+    /// Time of the call left out of the file (a pause): 0 for a mute.
+    pub(super) fn gap_ms(&self) -> i64 {
+        if self.mode == "pause" {
+            (self.ended_at_ms - self.started_at_ms).max(0)
+        } else {
+            0
+        }
+    }
+}
+
+/// A recording's redacted stretches, in file order.
+pub(super) async fn redaction_spans(db: &Database, name: &str) -> Result<Vec<Span>, ApiError> {
+    let rows: Vec<(String, i64, i64, i64, i64, String)> = sqlx::query_as(
         "SELECT mode, from_offset_ms, to_offset_ms, started_at_ms, ended_at_ms, by_actor \
          FROM recording_redactions WHERE recording_name = $1 ORDER BY from_offset_ms, id",
     )
@@ -329,19 +355,35 @@ pub(super) async fn redactions(db: &Database, name: &str) -> Result<serde_json::
     .fetch_all(&db.pool)
     .await
     .map_err(internal)?;
-    Ok(spans
+    Ok(rows
         .into_iter()
-        .map(|(mode, from, to, started, ended, by)| {
+        .map(
+            |(mode, from_ms, to_ms, started_at_ms, ended_at_ms, by)| Span {
+                mode,
+                from_ms,
+                to_ms,
+                started_at_ms,
+                ended_at_ms,
+                by,
+            },
+        )
+        .collect())
+}
+
+pub(super) fn spans_json(spans: &[Span]) -> serde_json::Value {
+    spans
+        .iter()
+        .map(|s| {
             serde_json::json!({
-                "mode": mode,
-                "from_seconds": from as f64 / 1000.0,
-                "to_seconds": to as f64 / 1000.0,
-                "started_at": rfc3339(started),
-                "ended_at": rfc3339(ended),
-                "by": by,
+                "mode": s.mode,
+                "from_seconds": s.from_ms as f64 / 1000.0,
+                "to_seconds": s.to_ms as f64 / 1000.0,
+                "started_at": rfc3339(s.started_at_ms),
+                "ended_at": rfc3339(s.ended_at_ms),
+                "by": s.by,
             })
         })
-        .collect())
+        .collect()
 }
 
 #[derive(serde::Deserialize)]
