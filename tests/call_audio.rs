@@ -77,6 +77,18 @@ async fn ready_segments(s: &common::TestService, n: i64) {
     panic!("{n} segments never became ready");
 }
 
+/// After a call: everything torn down, its `n` segments finished, indexed and playable (the
+/// caller's consent recorded, as an admin would).
+async fn settle_with_consent(t: &TestSim, s: &common::TestService, n: usize) {
+    wait_until("call over", || quiet(t)).await;
+    wait_rows(&s.svc.db, "segments finished", n, |r| r.state == "done").await;
+    ready_segments(s, n as i64).await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+}
+
 /// The call's id: its caller's channel in the app, once its first row reached the library
 /// (the library's writer commits it beside the record request, not before it).
 async fn call_id(s: &common::TestService) -> String {
@@ -144,16 +156,7 @@ async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_pl
     })
     .await;
     t.sim.advance(4.0);
-    wait_until("call over", || quiet(&t)).await;
-    wait_rows(&s.svc.db, "both segments finished", 2, |r| {
-        r.state == "done"
-    })
-    .await;
-    ready_segments(&s, 2).await;
-    sqlx::query("UPDATE recordings SET consent = 'granted'")
-        .execute(&s.svc.db.pool)
-        .await
-        .expect("consent");
+    settle_with_consent(&t, &s, 2).await;
 
     let meta = send(admin.get(&call)).await;
     assert_eq!(meta.status, 200, "{:?}", meta.json());
@@ -302,13 +305,7 @@ max_silence = 30
     })
     .await;
     t.sim.advance(8.0);
-    wait_until("call over", || quiet(&t)).await;
-    wait_rows(&s.svc.db, "segments finished", 2, |r| r.state == "done").await;
-    ready_segments(&s, 2).await;
-    sqlx::query("UPDATE recordings SET consent = 'granted'")
-        .execute(&s.svc.db.pool)
-        .await
-        .expect("consent");
+    settle_with_consent(&t, &s, 2).await;
     let call = format!("{}/api/calls/{}", s.base, call_id(&s).await);
     let meta = send(admin.get(&call)).await.json();
     let segments = meta["segments"].as_array().cloned().expect("segments");
@@ -356,12 +353,7 @@ async fn call_audio_follows_the_segments_access_rules() {
     t.sim.advance(1.1);
     wait_until("second segment", || record_requests(&t) == 2).await;
     t.sim.advance(2.0);
-    wait_until("call over", || quiet(&t)).await;
-    ready_segments(&s, 2).await;
-    sqlx::query("UPDATE recordings SET consent = 'granted'")
-        .execute(&s.svc.db.pool)
-        .await
-        .expect("consent");
+    settle_with_consent(&t, &s, 2).await;
     let call = format!("{}/api/calls/{}", s.base, call_id(&s).await);
     let staff = bearer(
         &user_token(
@@ -474,16 +466,7 @@ channels = "dual"
     assert_eq!(snoops.len(), 2, "{snoops:?}");
     assert!(snoops.iter().all(|q| q.contains("spy=in")), "{snoops:?}");
     t.sim.advance(5.0);
-    wait_until("call over", || quiet(&t)).await;
-    wait_rows(&s.svc.db, "the bridge recording finished", 1, |r| {
-        r.state == "done"
-    })
-    .await;
-    ready_segments(&s, 1).await;
-    sqlx::query("UPDATE recordings SET consent = 'granted'")
-        .execute(&s.svc.db.pool)
-        .await
-        .expect("consent");
+    settle_with_consent(&t, &s, 1).await;
     let list = send(admin.get(format!("{}/api/recordings", s.base)))
         .await
         .json();
@@ -617,13 +600,7 @@ pause_recording = true
     })
     .await;
     t.sim.advance(3.0);
-    wait_until("call over", || quiet(&t)).await;
-    wait_rows(&s.svc.db, "both finished", 2, |r| r.state == "done").await;
-    ready_segments(&s, 2).await;
-    sqlx::query("UPDATE recordings SET consent = 'granted'")
-        .execute(&s.svc.db.pool)
-        .await
-        .expect("consent");
+    settle_with_consent(&t, &s, 2).await;
     let ids: Vec<(i64, String)> =
         sqlx::query_as("SELECT id, node FROM recordings ORDER BY started_at_ms")
             .fetch_all(&s.svc.db.pool)

@@ -49,6 +49,52 @@ async fn exercise(db: &Database) {
     );
 }
 
+/// A new, empty database on the test PostgreSQL server, dropped by `drop`.
+struct FreshPostgres {
+    url: String,
+    admin: sqlx::AnyPool,
+    name: String,
+}
+
+impl FreshPostgres {
+    async fn drop(self) {
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await
+            .expect("drop db");
+    }
+}
+
+/// A new, empty PostgreSQL database on the test server, or None (the test is skipped) without
+/// one, which CI never allows.
+async fn fresh_postgres() -> Option<FreshPostgres> {
+    let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
+        // scripts/test.sh always provides one; only a bare `cargo test` gets here.
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the PostgreSQL tests (use scripts/test.sh)"
+        );
+        eprintln!(
+            "TEST_POSTGRES_URL not set: PostgreSQL test not run (scripts/test.sh sets it up)"
+        );
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("admin connection");
+    let name = format!("ari_recorder_test_{}", fastrand::u64(..));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create db");
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("TEST_POSTGRES_URL has no database part"),
+    };
+    Some(FreshPostgres { url, admin, name })
+}
+
 #[tokio::test]
 async fn sqlite_backend_migrates_and_stores() {
     let dir = tempfile::tempdir().expect("dir");
@@ -69,30 +115,10 @@ async fn sqlite_backend_migrates_and_stores() {
 
 #[tokio::test]
 async fn postgres_backend_migrates_and_stores() {
-    let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
-        // scripts/test.sh always provides one; only a bare `cargo test` gets here.
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the PostgreSQL tests (use scripts/test.sh)"
-        );
-        eprintln!(
-            "TEST_POSTGRES_URL not set: PostgreSQL test not run (scripts/test.sh sets it up)"
-        );
+    let Some(fresh) = fresh_postgres().await else {
         return;
     };
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .expect("admin connection");
-    let name = format!("ari_recorder_test_{}", fastrand::u64(..));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create db");
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("TEST_POSTGRES_URL has no database part"),
-    };
+    let url = fresh.url.clone();
     let db = Database::open(&url).await.expect("open");
     assert_eq!(db.backend, Backend::Postgres);
     exercise(&db).await;
@@ -109,37 +135,17 @@ async fn postgres_backend_migrates_and_stores() {
     );
     db.pool.close().await;
     again.pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .expect("drop db");
+    fresh.drop().await;
 }
 
 /// Issue 15: several instances starting together on one PostgreSQL migrate it once: they take
 /// turns on an advisory lock, and each finds the schema complete.
 #[tokio::test]
 async fn instances_starting_together_on_postgresql_migrate_once() {
-    let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the PostgreSQL tests (use scripts/test.sh)"
-        );
-        eprintln!("TEST_POSTGRES_URL not set: PostgreSQL test not run");
+    let Some(fresh) = fresh_postgres().await else {
         return;
     };
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .expect("admin connection");
-    let name = format!("ari_recorder_test_{}", fastrand::u64(..));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create db");
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("TEST_POSTGRES_URL has no database part"),
-    };
+    let url = fresh.url.clone();
     // Eight starts at once, each on a thread of its own, as separate processes would.
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
     let starts: Vec<_> = (0..8)
@@ -173,6 +179,8 @@ async fn instances_starting_together_on_postgresql_migrate_once() {
         applied as usize,
         ari_recorder::library::db::migration_count()
     );
+    db.pool.close().await;
+    fresh.drop().await;
 }
 
 /// Issue 15: several instances (separate pools, on threads of their own, as separate processes
@@ -218,25 +226,9 @@ async fn instances_write_one_audit_chain_on_sqlite() {
 
 #[tokio::test]
 async fn instances_write_one_audit_chain_on_postgresql() {
-    let Ok(admin_url) = std::env::var("TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the PostgreSQL tests (use scripts/test.sh)"
-        );
+    let Some(fresh) = fresh_postgres().await else {
         return;
     };
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .expect("admin connection");
-    let name = format!("ari_recorder_test_{}", fastrand::u64(..));
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create db");
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("TEST_POSTGRES_URL has no database part"),
-    };
-    instances_write_one_audit_chain(url).await;
+    instances_write_one_audit_chain(fresh.url.clone()).await;
+    fresh.drop().await;
 }
