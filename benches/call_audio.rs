@@ -29,7 +29,7 @@ fn write_segment(path: &Path, seed: u64) -> WavStream {
     }
     std::fs::write(path, bytes).expect("segment");
     WavStream {
-        path: path.to_path_buf(),
+        source: path.to_path_buf().into(),
         encoding: Encoding::Pcm16,
         sample_rate: 8000,
         data_offset: wav::HEADER_LEN,

@@ -266,7 +266,7 @@ fn transcode(dir: &Path) {
     let source: Vec<u8> = (0..BYTES).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&input, &source).expect("write");
     let stream = WavStream {
-        path: input.clone(),
+        source: input.clone().into(),
         encoding: Encoding::Ulaw,
         sample_rate: 8000,
         data_offset: 0,

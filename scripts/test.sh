@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of ari-recorder. Sets up what the tests need on Debian first: libopus (the
 # build links it), PostgreSQL (installed with apt-get when missing, run as a throwaway cluster
-# on 127.0.0.1), because the library is tested against real SQLite and PostgreSQL, and
-# Chromium with its WebDriver, because the page is tested in a real browser.
+# on 127.0.0.1), because the library is tested against real SQLite and PostgreSQL, Chromium
+# with its WebDriver, because the page is tested in a real browser, and s3s-fs, a real
+# S3-compatible server for the archive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,18 @@ if [ ! -f "$AXE_DIR/axe.min.js" ]; then
   rm -rf "$AXE_DIR/package" "$AXE_DIR/axe.tgz"
 fi
 export AXE_CORE_JS="$PWD/$AXE_DIR/axe.min.js"
+
+# The archive is tested against a real S3-compatible server: s3s-fs from crates.io, built once
+# into target/tools (about 2 minutes on 2 cores) and reused.
+S3S_FS_VERSION=0.14.1
+if [ -z "${S3S_FS_BIN:-}" ]; then
+  S3S_FS_BIN="$PWD/target/tools/bin/s3s-fs"
+  if [ ! -x "$S3S_FS_BIN" ] || ! "$S3S_FS_BIN" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+    echo "building s3s-fs $S3S_FS_VERSION for the archive tests..." >&2
+    cargo install --quiet --locked s3s-fs --version "$S3S_FS_VERSION" --features binary --root "$PWD/target/tools"
+  fi
+  export S3S_FS_BIN
+fi
 
 if [ -z "${TEST_POSTGRES_URL:-}" ]; then
   # The client package alone also creates /usr/lib/postgresql/*/bin: look for the server.

@@ -81,6 +81,30 @@ pub struct Config {
     /// Bytes of assembled call recordings kept in `cache_dir`; past it the least recently used
     /// go (an hour-long call is 58 MB).
     pub call_audio_cache_bytes: u64,
+    /// S3-compatible bucket recordings are copied to once final (empty: no archive).
+    pub archive_bucket: String,
+    /// The store's URL (`https://s3.eu-west-1.amazonaws.com`, `https://minio.example:9000`);
+    /// plain `http://` only for a loopback address. Empty: AWS's endpoint for the region.
+    pub archive_endpoint: String,
+    pub archive_region: String,
+    /// Prepended to every object's key (`recordings/`).
+    pub archive_prefix: String,
+    /// `bucket.host/key` requests instead of `host/bucket/key` (AWS; self-hosted stores
+    /// usually want the default, path style).
+    pub archive_virtual_hosted: bool,
+    /// Credentials; or `archive_credentials_file`. Never logged.
+    pub archive_access_key_id: String,
+    pub archive_secret_access_key: String,
+    /// A TOML file with `access_key_id` and `secret_access_key` (kept out of the main file).
+    pub archive_credentials_file: Option<PathBuf>,
+    /// Verified local copies are removed this many days after the upload (0: at once).
+    pub archive_local_retention_days: u32,
+    /// Files larger than this are stored as parts of this size plus a manifest (0: never).
+    pub archive_split_bytes: u64,
+    /// The longest wait between two attempts of a failing upload (backoff with full jitter).
+    pub archive_retry_cap_seconds: u64,
+    /// `download-url` answers with a presigned bucket URL instead of a single-use link.
+    pub archive_presigned_links: bool,
 }
 
 impl Default for Config {
@@ -113,12 +137,24 @@ impl Default for Config {
             http_read_timeout_seconds: 30,
             cache_dir: PathBuf::from("./data/cache"),
             call_audio_cache_bytes: 2 << 30,
+            archive_bucket: String::new(),
+            archive_endpoint: String::new(),
+            archive_region: "us-east-1".into(),
+            archive_prefix: String::new(),
+            archive_virtual_hosted: false,
+            archive_access_key_id: String::new(),
+            archive_secret_access_key: String::new(),
+            archive_credentials_file: None,
+            archive_local_retention_days: 7,
+            archive_split_bytes: 0,
+            archive_retry_cap_seconds: 900,
+            archive_presigned_links: false,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 27] = [
+pub const ENV_KEYS: [&str; 39] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -146,6 +182,18 @@ pub const ENV_KEYS: [&str; 27] = [
     "HTTP_READ_TIMEOUT_SECONDS",
     "CACHE_DIR",
     "CALL_AUDIO_CACHE_BYTES",
+    "ARCHIVE_BUCKET",
+    "ARCHIVE_ENDPOINT",
+    "ARCHIVE_REGION",
+    "ARCHIVE_PREFIX",
+    "ARCHIVE_VIRTUAL_HOSTED",
+    "ARCHIVE_ACCESS_KEY_ID",
+    "ARCHIVE_SECRET_ACCESS_KEY",
+    "ARCHIVE_CREDENTIALS_FILE",
+    "ARCHIVE_LOCAL_RETENTION_DAYS",
+    "ARCHIVE_SPLIT_BYTES",
+    "ARCHIVE_RETRY_CAP_SECONDS",
+    "ARCHIVE_PRESIGNED_LINKS",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -224,18 +272,7 @@ impl Config {
             "GRANTS_PER_MINUTE" => self.grants_per_minute = number(key, &value)?,
             "DEFAULT_TENANT" => self.default_tenant = value,
             "DEFAULT_PROJECT" => self.default_project = value,
-            "SECURE_COOKIES" => {
-                self.secure_cookies = match value.as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(ConfigError::Invalid {
-                            key,
-                            reason: format!("{value:?} is not true or false"),
-                        })
-                    }
-                }
-            }
+            "SECURE_COOKIES" => self.secure_cookies = boolean(key, &value)?,
             "TLS_CA_FILE" => {
                 self.tls_ca_file = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
             }
@@ -272,6 +309,23 @@ impl Config {
             "HTTP_READ_TIMEOUT_SECONDS" => self.http_read_timeout_seconds = number(key, &value)?,
             "CACHE_DIR" => self.cache_dir = PathBuf::from(value),
             "CALL_AUDIO_CACHE_BYTES" => self.call_audio_cache_bytes = number(key, &value)?,
+            "ARCHIVE_BUCKET" => self.archive_bucket = value,
+            "ARCHIVE_ENDPOINT" => self.archive_endpoint = value,
+            "ARCHIVE_REGION" => self.archive_region = value,
+            "ARCHIVE_PREFIX" => self.archive_prefix = value,
+            "ARCHIVE_VIRTUAL_HOSTED" => self.archive_virtual_hosted = boolean(key, &value)?,
+            "ARCHIVE_ACCESS_KEY_ID" => self.archive_access_key_id = value,
+            "ARCHIVE_SECRET_ACCESS_KEY" => self.archive_secret_access_key = value,
+            "ARCHIVE_CREDENTIALS_FILE" => {
+                self.archive_credentials_file =
+                    Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+            }
+            "ARCHIVE_LOCAL_RETENTION_DAYS" => {
+                self.archive_local_retention_days = number(key, &value)?
+            }
+            "ARCHIVE_SPLIT_BYTES" => self.archive_split_bytes = number(key, &value)?,
+            "ARCHIVE_RETRY_CAP_SECONDS" => self.archive_retry_cap_seconds = number(key, &value)?,
+            "ARCHIVE_PRESIGNED_LINKS" => self.archive_presigned_links = boolean(key, &value)?,
             _ => unreachable!("ENV_KEYS and set() list the same keys"),
         }
         Ok(())
@@ -418,6 +472,9 @@ impl Config {
                 reason: "must not be empty".into(),
             });
         }
+        if !self.archive_bucket.is_empty() {
+            crate::archive::ArchiveSettings::from_config(self)?;
+        }
         if let Some(path) = &self.tls_ca_file {
             if let Err(e) = std::fs::metadata(path) {
                 return Err(ConfigError::Invalid {
@@ -518,6 +575,17 @@ fn number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, Con
         key,
         reason: format!("{value:?} is not a whole number"),
     })
+}
+
+fn boolean(key: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            key,
+            reason: format!("{value:?} is not true or false"),
+        }),
+    }
 }
 
 /// Database URLs are shown without their password; the library owns the rule.

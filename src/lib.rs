@@ -20,6 +20,7 @@
 //! - [`tls`]: rustls settings for ARI over TLS and the simulated Asterisk's TLS listener.
 
 pub mod access;
+pub mod archive;
 pub mod ari;
 pub mod audio;
 pub mod config;

@@ -4,7 +4,8 @@
 //! days (the row stays, `purged`, with the rule as its reason) and can forget purged or deleted
 //! rows altogether later. A held recording is never purged or deleted, by rule or by hand, until
 //! an admin releases it. The purge runs hourly in `serve` and on demand with `ari-recorder purge
-//! [--dry-run]`; each recording it removes leaves one audit event.
+//! [--dry-run]`; each recording it removes leaves one audit event. Its copy in the archive's
+//! bucket is queued for removal in the same step.
 
 use std::path::Path;
 
@@ -178,6 +179,8 @@ pub async fn purge(
             continue;
         }
         transcripts::remove(db, row.id).await?;
+        // And from the archive's bucket, by its worker.
+        crate::archive::queue::queue_removal(db, row.id, now_ms).await?;
         for rel in files_of(&row.path, &row.name) {
             if !remove_inside(root, &rel) {
                 report.failed_files += 1;
@@ -239,7 +242,7 @@ pub fn files_of(path: &str, name: &str) -> Vec<String> {
 
 /// Removes `rel` if it resolves inside `root` (the link itself for a symlink, never its
 /// target); true when it is gone (or never was).
-fn remove_inside(root: &Path, rel: &str) -> bool {
+pub(crate) fn remove_inside(root: &Path, rel: &str) -> bool {
     let Ok(root) = root.canonicalize() else {
         return false;
     };

@@ -39,6 +39,10 @@ pub enum ServiceError {
     },
     #[error("DIALPLANS_DIR: cannot watch for changes: {0}")]
     Watch(notify::Error),
+    #[error("archive: {0}")]
+    Archive(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {key} {addr}: {source}")]
     Listen {
         key: &'static str,
@@ -57,6 +61,8 @@ pub struct Service {
     pub db: Database,
     pub flows: FlowRuntime,
     pub indexer: Arc<Indexer>,
+    /// The object store recordings are copied to, when configured.
+    pub archive: Option<Arc<crate::archive::Archive>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -118,19 +124,28 @@ pub async fn start(
     }
     let store = Arc::new(store);
     let watch_task = store.watch(shutdown.clone()).map_err(ServiceError::Watch)?;
-    let indexer = Arc::new(
-        Indexer::new(
-            db.clone(),
-            config.recordings_dir.clone(),
-            Duration::from_secs(3),
-        )
-        .with_default_scope(&config.default_tenant, &config.default_project)
-        .with_number_scope(number_scope(store.clone()))
-        .with_new_compliance({
-            let store = store.clone();
-            Arc::new(move || store.current().settings.default_compliance.as_str())
-        }),
-    );
+    let archive = match crate::archive::ArchiveSettings::from_config(config)? {
+        Some(settings) => Some(
+            crate::archive::Archive::connect(settings, config.tls_ca_file.as_deref())
+                .map_err(ServiceError::Archive)?,
+        ),
+        None => None,
+    };
+    let indexer = Indexer::new(
+        db.clone(),
+        config.recordings_dir.clone(),
+        Duration::from_secs(3),
+    )
+    .with_default_scope(&config.default_tenant, &config.default_project)
+    .with_number_scope(number_scope(store.clone()))
+    .with_new_compliance({
+        let store = store.clone();
+        Arc::new(move || store.current().settings.default_compliance.as_str())
+    });
+    let indexer = Arc::new(match &archive {
+        Some(archive) => indexer.with_ready_notify(archive.wake.clone()),
+        None => indexer,
+    });
     let (flows, writer_task) = FlowRuntime::new(
         client.clone(),
         config.ari_app.clone(),
@@ -153,7 +168,12 @@ pub async fn start(
         source,
     })?;
     let index_task = tokio::spawn(keep_indexed(indexer.clone(), shutdown.clone()));
-    let library = Arc::new(Library::new(indexer.clone(), call_audio));
+    let library = Arc::new(Library::new(indexer.clone(), call_audio).with_archive(archive.clone()));
+    let archive_task = archive.clone().map(|archive| {
+        let worker =
+            crate::archive::worker::Worker::new(db.clone(), archive, config.recordings_dir.clone());
+        tokio::spawn(worker.run(shutdown.clone()))
+    });
     let purge_task = tokio::spawn(purge_hourly(
         db.clone(),
         config.recordings_dir.clone(),
@@ -236,6 +256,7 @@ pub async fn start(
         index_task,
         purge_task,
     ]);
+    tasks.extend(archive_task);
     Ok(Service {
         http_addr,
         metrics_addr,
@@ -244,6 +265,7 @@ pub async fn start(
         db,
         flows,
         indexer,
+        archive,
         tasks,
     })
 }
@@ -295,6 +317,9 @@ async fn purge_hourly(
         let now = chrono::Utc::now().timestamp_millis();
         match crate::retention::purge(&db, &root, now, false).await {
             Ok(report) => {
+                if let Some(archive) = &library.archive {
+                    archive.wake.notify_one();
+                }
                 for (id, call) in &report.removed {
                     library.renderings.forget(*id);
                     if let Some(call) = call {

@@ -221,7 +221,7 @@ mod tests {
         bytes.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
         std::fs::write(&path, bytes).expect("write");
         WavStream {
-            path,
+            source: path.into(),
             encoding: Encoding::Pcm16,
             sample_rate: TIMELINE_RATE,
             data_offset: wav::HEADER_LEN,
@@ -237,7 +237,7 @@ mod tests {
             .collect();
         std::fs::write(&path, &bytes).expect("write");
         WavStream {
-            path,
+            source: path.into(),
             encoding: Encoding::Ulaw,
             sample_rate: TIMELINE_RATE,
             data_offset: 0,

@@ -291,7 +291,7 @@ mod tests {
         bytes.extend(std::iter::repeat_n(value.to_le_bytes(), len).flatten());
         std::fs::write(&path, bytes).expect("write");
         let stream = WavStream {
-            path,
+            source: path.into(),
             encoding: Encoding::Pcm16,
             sample_rate: 8000,
             data_offset: wav::HEADER_LEN,

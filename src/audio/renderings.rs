@@ -280,7 +280,7 @@ mod tests {
         let source: Vec<u8> = (0..samples).map(|i| (i * 31 % 253) as u8).collect();
         std::fs::write(&path, &source).expect("write");
         WavStream {
-            path,
+            source: path.into(),
             encoding: Encoding::Ulaw,
             sample_rate: 8000,
             data_offset: 0,

@@ -3,16 +3,17 @@
 //! then 16-bit samples. mu-law and A-law are transcoded on the fly; any byte range of the
 //! stream maps to a range of the source without decoding the rest of the file.
 
-use std::io::{self, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::io;
 
 use super::g711::{decode_alaw, decode_ulaw};
 use super::wav;
+use crate::archive::StoredAudio;
 use crate::audio::Encoding;
 
 #[derive(Debug, Clone)]
 pub struct WavStream {
-    pub path: PathBuf,
+    /// The stored file: on disk, or in the archive's bucket.
+    pub source: StoredAudio,
     pub encoding: Encoding,
     pub sample_rate: u32,
     pub data_offset: u64,
@@ -58,15 +59,14 @@ impl WavStream {
             return Ok(out);
         }
         let take = (pcm_end - pcm_start) as usize;
-        let mut file = std::fs::File::open(&self.path)?;
         let base = out.len();
         out.resize(base + take, 0);
         let dst = &mut out[base..];
         let table = match self.encoding {
             Encoding::Pcm16 => {
                 // Stored as served: read straight into the answer.
-                file.seek(SeekFrom::Start(self.data_offset + pcm_start))?;
-                file.read_exact(dst)?;
+                self.source
+                    .read_exact_at(self.data_offset + pcm_start, dst)?;
                 return Ok(out);
             }
             Encoding::Ulaw => &*ULAW_TABLE,
@@ -76,9 +76,9 @@ impl WavStream {
         // either end when the range starts or stops inside one.
         let first_sample = pcm_start / 2;
         let last_sample = (pcm_end - 1) / 2;
-        file.seek(SeekFrom::Start(self.data_offset + first_sample))?;
         let mut source = vec![0u8; (last_sample - first_sample + 1) as usize];
-        file.read_exact(&mut source)?;
+        self.source
+            .read_exact_at(self.data_offset + first_sample, &mut source)?;
         let mut codes = source.iter().map(|c| &table[usize::from(*c)]);
         let mut k = 0;
         if pcm_start % 2 == 1 {
@@ -294,7 +294,7 @@ mod tests {
         let source: Vec<u8> = (0..=255u8).cycle().take(1001).collect();
         std::fs::write(&path, &source).expect("write");
         let stream = WavStream {
-            path,
+            source: path.into(),
             encoding: Encoding::Ulaw,
             sample_rate: 8000,
             data_offset: 0,
@@ -338,7 +338,7 @@ mod tests {
             let source: Vec<u8> = (0..samples).map(|i| (i * 37 % 251) as u8).collect();
             std::fs::write(&path, &source).expect("write");
             let stream = WavStream {
-                path,
+                source: path.into(),
                 encoding: Encoding::Ulaw,
                 sample_rate: 8000,
                 data_offset: 0,

@@ -261,7 +261,7 @@ async fn assembled(
     let mut parts = Vec::new();
     let mut pieces = Vec::new();
     for segment in &with_audio {
-        let stream = match playable(&state.library, segment) {
+        let stream = match playable(state, segment).await {
             Ok(stream) => stream,
             Err(e) => {
                 entry.recording_id = Some(segment.id);
@@ -320,7 +320,7 @@ async fn assembled(
 
 fn call_stream(file: &crate::audio::call_audio::CallFile) -> WavStream {
     WavStream {
-        path: file.path.clone(),
+        source: file.path.clone().into(),
         encoding: Encoding::Pcm16,
         sample_rate: TIMELINE_RATE,
         data_offset: wav::HEADER_LEN,

@@ -193,7 +193,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/recordings/{id}/download", get(recordings::download))
         .route(
             "/api/recordings/{id}/download-url",
-            post(recordings::download_url),
+            // GET as the Gravity Rail API spells it; POST as links are made elsewhere.
+            post(recordings::download_url).get(recordings::download_url),
         )
         .route("/api/recordings/{id}/play-url", post(recordings::play_url))
         .route("/api/recordings/{id}/peaks", get(recordings::peaks))
@@ -337,6 +338,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (Ok(_), None) => "ok".to_string(),
     };
     let ready = database == "ok" && recordings_dir == "ok";
+    let archive = match &state.library.archive {
+        Some(_) => Some(match crate::archive::queue::summary(&state.db).await {
+            Ok(summary) => crate::archive::Archive::readiness(&summary, crate::access::now_ms()),
+            Err(e) => serde_json::json!({"status": "degraded", "error": e.to_string()}),
+        }),
+        None => None,
+    };
+    let degraded = archive.as_ref().is_some_and(|a| a["status"] == "degraded");
     // Not gating: a read-only volume still plays, a library-only node has no flows.
     let warnings =
         crate::preflight::folder_warnings_for(&state.recordings_dir, state.flows.store().dir());
@@ -347,11 +356,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "newest_started_at": newest.map(rfc3339),
     });
     let body = serde_json::json!({
-        "status": if ready { "ready" } else { "not_ready" },
+        "status": match (ready, degraded) {
+            (false, _) => "not_ready",
+            (true, true) => "degraded",
+            (true, false) => "ready",
+        },
         "database": database,
         "recordings_dir": recordings_dir,
         "ari": if state.metrics.ari_connected() { "connected" } else { "disconnected" },
         "fallback_recordings": fallback,
+        "archive": archive,
         "warnings": warnings,
     });
     let status = if ready {
@@ -409,6 +423,12 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     state.library.indexer.state.render(&mut text);
     state.library.renderings.render_metrics(&mut text);
     state.library.call_audio.render_metrics(&mut text);
+    if let Some(archive) = &state.library.archive {
+        match crate::archive::queue::summary(&state.db).await {
+            Ok(summary) => archive.render_metrics(&summary, crate::access::now_ms(), &mut text),
+            Err(e) => tracing::warn!(error = %e, "archive figures not read for /metrics"),
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

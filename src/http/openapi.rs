@@ -119,11 +119,7 @@ fn access_paths() -> Value {
             ],
             "responses": merge(json!({"200": {"description": "events and next_before"}}), error_responses(&["400", "401", "403"]))
         }},
-        "/api/recordings/{id}/download-url": {"post": {
-            "summary": "a single-use signed download link, usable without credentials until it expires",
-            "parameters": [id_param(), query("expires_in", "seconds (3600), capped at link_max_seconds", json!({"type": "integer", "minimum": 1}))],
-            "responses": merge(json!({"201": {"description": "{url, expires_at, expires_in, single_use}"}}), error_responses(&["400", "401", "403", "404", "429"]))
-        }},
+        "/api/recordings/{id}/download-url": {"post": download_url_op(), "get": download_url_op()},
         "/api/recordings/{id}/play-url": {"post": {
             "summary": "a short-lived signed audio link for a player (reusable until it expires)",
             "parameters": [id_param()],
@@ -326,5 +322,14 @@ fn transcript_paths() -> Value {
                 },
                 "delete": {"summary": "remove the transcript (admins; audited)", "parameters": [id_param()], "responses": merge(json!({"200": {"description": "{\"removed\": bool}"}}), error_responses(&["401", "403", "404"]))}
             }
+    })
+}
+
+/// `download-url`, the same under POST and GET.
+fn download_url_op() -> Value {
+    json!({
+        "summary": "a download link usable without credentials until it expires: single-use and served by this service, or (ARCHIVE_PRESIGNED_LINKS, once archived) a presigned bucket URL reusable until it expires",
+        "parameters": [id_param(), query("expires_in", "seconds (3600), capped at link_max_seconds", json!({"type": "integer", "minimum": 1}))],
+        "responses": merge(json!({"201": {"description": "{url, expires_at, expires_in, single_use, presigned}"}}), error_responses(&["400", "401", "403", "404", "429"]))
     })
 }

@@ -25,6 +25,7 @@ use crate::access::audit::{self, AuditEntry, AuditTx};
 use crate::access::links::{self, Grant, LinkAction};
 use crate::access::policy::{decide, Action, Denial, RecordingFacts, TenantSettings};
 use crate::access::{random_secret, Principal, Scope};
+use crate::archive::{Archive, ObjectBytes, StoredAudio};
 use crate::audio::call_audio::CallAudio;
 use crate::audio::renderings::{RenderError, Renderings, PEAK_POINTS};
 use crate::audio::serve::{parse_range, RangeRequest, WavStream};
@@ -51,6 +52,8 @@ pub struct Library {
     pub renderings: Arc<Renderings>,
     /// Calls assembled into one recording, on disk.
     pub call_audio: Arc<CallAudio>,
+    /// The object store recordings are copied to, when one is configured.
+    pub archive: Option<Arc<Archive>>,
 }
 
 /// Bytes of Opus and waveforms kept in memory: about fifty ten-minute calls' Opus.
@@ -69,7 +72,14 @@ impl Library {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             call_audio,
+            archive: None,
         }
+    }
+
+    /// Reads recordings whose local copy went from `archive`.
+    pub fn with_archive(mut self, archive: Option<Arc<Archive>>) -> Library {
+        self.archive = archive;
+        self
     }
 
     /// The file of a row, refusing anything that resolves outside the folder.
@@ -211,7 +221,7 @@ impl RecordingRow {
         })
     }
 
-    fn stream(&self, file: PathBuf) -> Option<WavStream> {
+    fn stream(&self, source: StoredAudio) -> Option<WavStream> {
         let encoding = match self.encoding.as_deref()? {
             "pcm16" => Encoding::Pcm16,
             "ulaw" => Encoding::Ulaw,
@@ -219,7 +229,7 @@ impl RecordingRow {
             _ => return None,
         };
         Some(WavStream {
-            path: file,
+            source,
             encoding,
             sample_rate: u32::try_from(self.sample_rate).ok()?,
             data_offset: u64::try_from(self.data_offset).ok()?,
@@ -288,7 +298,7 @@ pub(super) async fn authorize(
         Ok(()) => Ok((row, tenant, entry)),
         // Say precisely why there is no audio (in progress, empty, unreadable...).
         Err(Denial::MediaUnavailable) => {
-            let error = match playable(&state.library, &row) {
+            let error = match playable(state, &row).await {
                 Err(e) => e,
                 Ok(_) => denied(Denial::MediaUnavailable),
             };

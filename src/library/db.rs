@@ -131,6 +131,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0014_delete_confirmations.sql"),
         postgres: include_str!("../../migrations/postgres/0014_delete_confirmations.sql"),
     },
+    Migration {
+        version: 15,
+        name: "archive",
+        sqlite: include_str!("../../migrations/sqlite/0015_archive.sql"),
+        postgres: include_str!("../../migrations/postgres/0015_archive.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

@@ -240,6 +240,8 @@ pub struct Indexer {
     finished_tx: mpsc::Sender<String>,
     /// Taken by the watcher.
     finished_rx: std::sync::Mutex<Option<mpsc::Receiver<String>>>,
+    /// Told when a recording becomes final (the archive queues it).
+    ready_notify: Option<Arc<tokio::sync::Notify>>,
 }
 
 fn now_ms() -> i64 {
@@ -603,7 +605,14 @@ impl Indexer {
             new_compliance: None,
             finished_tx,
             finished_rx: std::sync::Mutex::new(Some(finished_rx)),
+            ready_notify: None,
         }
+    }
+
+    /// `notify` is told each time recordings become final.
+    pub fn with_ready_notify(mut self, notify: Arc<tokio::sync::Notify>) -> Indexer {
+        self.ready_notify = Some(notify);
+        self
     }
 
     /// Files found on disk without call metadata belong to `tenant` and `project`.
@@ -763,7 +772,7 @@ impl Indexer {
                 .fetch_add(rows.len() as u64, Ordering::Relaxed);
             self.write_rows(rows).await?;
         }
-        let vanished: Vec<String> = known
+        let mut vanished: Vec<String> = known
             .iter()
             .filter(|(path, (_, _, status))| {
                 !on_disk.contains(path.as_str())
@@ -774,6 +783,9 @@ impl Indexer {
             })
             .map(|(p, _)| p.clone())
             .collect();
+        // Local copies removed once the archive held them are not lost.
+        let remote = crate::archive::queue::kept_remotely(&self.db, &vanished).await?;
+        vanished.retain(|p| !remote.contains(p));
         // A lead-in Asterisk discarded (nobody answered) is not a missing recording.
         let (cancelled, vanished): (Vec<String>, Vec<String>) =
             vanished.into_iter().partition(|path| {
@@ -928,11 +940,13 @@ impl Indexer {
         self.count_write();
         let started = std::time::Instant::now();
         let mut growing = Vec::new();
+        let mut any_ready = false;
         let mut tx = self.db.pool.begin().await?;
         for (row, meta) in rows {
             if row.status == "recording" {
                 growing.push(row.seen.rel.clone());
             }
+            any_ready |= row.status == "ready";
             let name = recording_name(&row.seen.rel);
             // A call's file whose metadata has not arrived (its write is being retried, or the
             // file appeared first): nobody sees it until the metadata says whose it is.
@@ -1055,6 +1069,11 @@ impl Indexer {
         }
         tx.commit().await?;
         self.state.write_seconds.observe(started.elapsed());
+        if any_ready {
+            if let Some(notify) = &self.ready_notify {
+                notify.notify_one();
+            }
+        }
         Ok(growing)
     }
 
@@ -1139,7 +1158,12 @@ impl Indexer {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     let listed = known.as_ref().is_some_and(|(status, _, _)| {
                         !matches!(status.as_str(), "missing" | "not_recorded")
-                    });
+                    }) && !crate::archive::queue::kept_remotely(
+                        &self.db,
+                        std::slice::from_ref(&rel),
+                    )
+                    .await?
+                    .contains(&rel);
                     let call_state = self
                         .call_meta(&recording_name(&rel))
                         .await?

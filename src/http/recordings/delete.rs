@@ -76,6 +76,13 @@ pub(in crate::http) async fn delete(
         .await
         .map_err(internal)?;
     tx.commit(&entry).await.map_err(internal)?;
+    // Its copy in the archive's bucket goes too (retried while the bucket is away).
+    crate::archive::queue::queue_removal(&state.db, row.id, crate::access::now_ms())
+        .await
+        .map_err(internal)?;
+    if let Some(archive) = &state.library.archive {
+        archive.wake.notify_one();
+    }
     if let Some(file) = state.library.entry(&row.path) {
         if let Err(e) = std::fs::remove_file(&file) {
             tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");

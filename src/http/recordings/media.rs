@@ -3,9 +3,10 @@
 
 use super::*;
 
-/// The audio of a row, or why there is none.
-pub(in crate::http) fn playable(
-    library: &Library,
+/// The audio of a row, or why there is none: its file, or once the archive removed the local
+/// copy, its object in the bucket.
+pub(in crate::http) async fn playable(
+    state: &AppState,
     row: &RecordingRow,
 ) -> Result<WavStream, ApiError> {
     match row.status.as_str() {
@@ -26,20 +27,47 @@ pub(in crate::http) fn playable(
             ));
         }
     }
-    let file = library.file(&row.path).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_audio",
-            "no audio: the file is gone or outside the recordings folder",
-        )
-    })?;
-    row.stream(file).ok_or_else(|| {
+    let source = match state.library.file(&row.path) {
+        Some(file) => StoredAudio::File(file),
+        None => archived(state, row).await?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_audio",
+                "no audio: the file is gone or outside the recordings folder",
+            )
+        })?,
+    };
+    row.stream(source).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "no_audio",
             "no audio: format not playable",
         )
     })
+}
+
+/// The row's verified copy in the archive's bucket, if it has one.
+async fn archived(state: &AppState, row: &RecordingRow) -> Result<Option<StoredAudio>, ApiError> {
+    let Some(archive) = state.library.archive.clone() else {
+        return Ok(None);
+    };
+    let Some(stored) = crate::archive::queue::stored(&state.db, row.id)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(None);
+    };
+    if stored.sha256.as_str() != row.sha256.as_deref().unwrap_or("") {
+        // The bucket holds another version of the file than the library describes.
+        return Ok(None);
+    }
+    Ok(Some(StoredAudio::Object(ObjectBytes {
+        archive,
+        key: stored.object_key,
+        len: u64::try_from(stored.size_bytes).unwrap_or(0),
+        parts: u64::try_from(stored.parts).unwrap_or(0),
+        part_bytes: u64::try_from(stored.part_bytes).unwrap_or(0),
+    })))
 }
 
 /// Each party of a dual-channel recording on its own (`.channels/<name>-caller.wav` and
@@ -56,7 +84,7 @@ pub(in crate::http) fn party_streams(
             return None;
         }
         Some(WavStream {
-            path,
+            source: path.into(),
             encoding: probe.encoding?,
             sample_rate: probe.sample_rate,
             data_offset: probe.data_offset,
@@ -73,7 +101,11 @@ pub(in crate::http) fn stereo_key(row: &RecordingRow, parties: &[WavStream; 2]) 
     hash.update(row.sha256.as_deref().unwrap_or("").as_bytes());
     for party in parties {
         hash.update(party.data_len.to_le_bytes());
-        if let Ok(modified) = std::fs::metadata(&party.path).and_then(|m| m.modified()) {
+        let modified = party
+            .source
+            .file()
+            .and_then(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+        if let Some(modified) = modified {
             let ms = modified
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
@@ -456,7 +488,7 @@ pub(in crate::http) async fn audio_response(
         action.audit_action(),
     )
     .await?;
-    let stream = match playable(&state.library, &row) {
+    let stream = match playable(state, &row).await {
         Ok(stream) => stream,
         Err(e) => return Err(caller.refuse(state, entry, e).await),
     };
@@ -617,6 +649,21 @@ pub(in crate::http) async fn create_link(
         expires,
         nonce: random_secret()[..32].to_string(),
     };
+    if let Some(presigned) = presigned_download(state, &row, action, lifetime).await? {
+        entry.detail = Some(format!("presigned bucket link for {lifetime} s"));
+        audit::record(&state.db, &entry).await.map_err(internal)?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({
+                "url": presigned,
+                "expires_at": rfc3339(expires * 1000),
+                "expires_in": lifetime,
+                "single_use": false,
+                "presigned": true,
+            })),
+        )
+            .into_response());
+    }
     entry.detail = Some(format!("{} link for {lifetime} s", action.as_str()));
     audit::record(&state.db, &entry).await.map_err(internal)?;
     let url = format!(
@@ -632,9 +679,44 @@ pub(in crate::http) async fn create_link(
             "expires_at": rfc3339(expires * 1000),
             "expires_in": lifetime,
             "single_use": action == LinkAction::Download,
+            "presigned": false,
         })),
     )
         .into_response())
+}
+
+/// With `ARCHIVE_PRESIGNED_LINKS`, a download link straight to the bucket for a recording
+/// stored there whole (not split, the file as recorded); else None and the service's own link.
+async fn presigned_download(
+    state: &AppState,
+    row: &RecordingRow,
+    action: LinkAction,
+    lifetime: i64,
+) -> Result<Option<String>, ApiError> {
+    let Some(archive) = state.library.archive.as_ref() else {
+        return Ok(None);
+    };
+    if action != LinkAction::Download || !archive.settings.presigned_links {
+        return Ok(None);
+    }
+    let stored = crate::archive::queue::stored(&state.db, row.id)
+        .await
+        .map_err(internal)?;
+    let Some(stored) = stored.filter(|s| s.parts == 0) else {
+        return Ok(None);
+    };
+    let lifetime = std::time::Duration::from_secs(u64::try_from(lifetime).unwrap_or(1));
+    archive
+        .presigned_get(&stored.object_key, lifetime)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "archive_unavailable",
+                format!("cannot sign a bucket link: {e}"),
+            )
+        })
 }
 
 /// The recording as Ogg Opus or (`mp3`) MP3, encoded once per file version and kept in memory.
@@ -720,7 +802,7 @@ pub(in crate::http) async fn peaks(
     let points = peak_points(&q)?;
     let dual = wants_dual(&q)?;
     let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "peaks").await?;
-    let stream = match playable(&state.library, &row) {
+    let stream = match playable(&state, &row).await {
         Ok(stream) => stream,
         Err(e) => return Err(caller.refuse(&state, entry, e).await),
     };

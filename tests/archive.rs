@@ -1,0 +1,498 @@
+//! The archive against a real S3-compatible server: `s3s-fs` from crates.io, which
+//! `scripts/test.sh` builds once into `target/tools` (S3S_FS_BIN). Uploads are read back and
+//! verified, the queue survives a restart and a server that is down, verified local copies go
+//! and the audio is then served from the bucket with the same bytes, split files, presigned
+//! links, and removal from the bucket on delete and purge.
+
+#[macro_use]
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{database_url, send, start_service_with, start_sim, Db, TestService, TestSim};
+
+const ACCESS_KEY: &str = "archive-test-key";
+const SECRET_KEY: &str = "archive-test-secret-0123456789";
+const BUCKET: &str = "recordings";
+
+/// A running s3s-fs over a folder; stopped (killed) on drop.
+struct S3Server {
+    child: Option<Child>,
+    bin: PathBuf,
+    root: PathBuf,
+    port: u16,
+}
+
+fn s3s_fs_bin() -> Option<PathBuf> {
+    let bin = std::env::var_os("S3S_FS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/s3s-fs"));
+    if bin.is_file() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI must run the archive tests against s3s-fs (scripts/test.sh builds it)"
+    );
+    eprintln!("s3s-fs not built: archive tests not run (scripts/test.sh builds it)");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl S3Server {
+    /// A server on a free port over a new folder holding the bucket; not started yet.
+    fn new(bin: PathBuf, dir: &Path) -> S3Server {
+        let root = dir.join("s3");
+        std::fs::create_dir_all(root.join(BUCKET)).expect("bucket folder");
+        S3Server {
+            child: None,
+            bin,
+            root,
+            port: free_port(),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) {
+        let child = Command::new(&self.bin)
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs starts");
+        self.child = Some(child);
+        for _ in 0..500 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("s3s-fs never listened");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The bytes of object `key` as the server keeps them.
+    fn object(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.join(BUCKET).join(key)).ok()
+    }
+
+    /// Every object key in the bucket.
+    fn keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let base = self.root.join(BUCKET);
+        let mut stack = vec![base.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(rel) = path.strip_prefix(&base) {
+                    let rel = rel.to_string_lossy().to_string();
+                    // The server's own bookkeeping beside the objects.
+                    if !rel.starts_with('.') && !rel.contains("/.") && !rel.ends_with(".json.tmp") {
+                        out.push(rel);
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn archive_settings(
+    s3: &S3Server,
+    extra: &[(&'static str, &'static str)],
+) -> Vec<(String, String)> {
+    let mut settings = vec![
+        ("ARCHIVE_BUCKET".to_string(), BUCKET.to_string()),
+        ("ARCHIVE_ENDPOINT".to_string(), s3.endpoint()),
+        ("ARCHIVE_ACCESS_KEY_ID".to_string(), ACCESS_KEY.to_string()),
+        (
+            "ARCHIVE_SECRET_ACCESS_KEY".to_string(),
+            SECRET_KEY.to_string(),
+        ),
+        ("ARCHIVE_RETRY_CAP_SECONDS".to_string(), "1".to_string()),
+        ("ARCHIVE_LOCAL_RETENTION_DAYS".to_string(), "0".to_string()),
+    ];
+    for (k, v) in extra {
+        settings.retain(|(key, _)| key != k);
+        settings.push((k.to_string(), v.to_string()));
+    }
+    settings
+}
+
+async fn start(t: &TestSim, url: &str, settings: &[(String, String)]) -> TestService {
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    start_service_with(t, &[], url, &pairs).await
+}
+
+/// A final WAV of `seconds` (8 kHz, 16-bit, a ramp so every range differs), dated an hour ago.
+fn put_long_wav(t: &TestSim, name: &str, seconds: u32) -> Vec<u8> {
+    let samples: Vec<u8> = (0..8000 * seconds)
+        .flat_map(|i| ((i as i16).wrapping_mul(13)).to_le_bytes())
+        .collect();
+    let mut wav = ari_recorder::audio::wav::header(samples.len() as u32).to_vec();
+    wav.extend(samples);
+    write_old(&t.recordings.join(format!("{name}.wav")), &wav);
+    wav
+}
+
+fn write_old(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).expect("write");
+    ari_recorder::library::index::set_mtime(
+        path,
+        std::time::SystemTime::now() - Duration::from_secs(3600),
+    )
+    .expect("mtime");
+}
+
+/// Recording ids by name, consent granted so they play.
+async fn ids(s: &TestService, names: &[&str]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for name in names {
+        let (id,): (i64,) = sqlx::query_as(
+            "UPDATE recordings SET consent = 'granted' WHERE name = $1 RETURNING id",
+        )
+        .bind(*name)
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("recording row");
+        out.push(id);
+    }
+    out
+}
+
+async fn summary(s: &TestService) -> ari_recorder::archive::queue::Summary {
+    ari_recorder::archive::queue::summary(&s.svc.db)
+        .await
+        .expect("summary")
+}
+
+/// Polls the archive's queue until `done` holds (bounded).
+async fn wait_archive(
+    s: &TestService,
+    what: &str,
+    done: impl Fn(&ari_recorder::archive::queue::Summary) -> bool,
+) {
+    for _ in 0..1500 {
+        if done(&summary(s).await) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}: {:?}", summary(s).await);
+}
+
+/// What a reviewer gets of a recording: the whole WAV, two ranges, its ETag, its waveform and
+/// its MP3.
+#[derive(Debug, PartialEq)]
+struct Served {
+    whole: Vec<u8>,
+    head: Vec<u8>,
+    middle: Vec<u8>,
+    etag: String,
+    peaks: serde_json::Value,
+    mp3: Vec<u8>,
+}
+
+async fn served(s: &TestService, id: i64) -> Served {
+    let client = common::bearer(&s.token);
+    let audio = format!("{}/api/recordings/{id}/audio", s.base);
+    let whole = send(client.get(&audio)).await;
+    assert_eq!(whole.status, 200, "{}", whole.error());
+    let etag = whole.headers["etag"].to_str().expect("etag").to_string();
+    let head = send(client.get(&audio).header("range", "bytes=0-99")).await;
+    assert_eq!(head.status, 206);
+    let len = whole.body.len();
+    let middle = send(
+        client
+            .get(&audio)
+            .header("range", format!("bytes={}-{}", len / 3, len / 3 + 70_001)),
+    )
+    .await;
+    assert_eq!(middle.status, 206);
+    let peaks = send(client.get(format!("{}/api/recordings/{id}/peaks", s.base))).await;
+    assert_eq!(peaks.status, 200, "{}", peaks.error());
+    let mp3 = send(client.get(format!("{audio}?format=mp3"))).await;
+    assert_eq!(mp3.status, 200, "{}", mp3.error());
+    Served {
+        whole: whole.body,
+        head: head.body,
+        middle: middle.body,
+        etag,
+        peaks: peaks.json(),
+        mp3: mp3.body,
+    }
+}
+
+/// The bucket is down when the recordings become final: they wait in the queue (degraded,
+/// not failed; nothing removed locally) through a restart of the service; once the bucket is
+/// back they are uploaded, verified, their local copies removed, and the audio served from
+/// the bucket is byte for byte what the disk gave.
+async fn uploads_wait_for_the_bucket_then_play_from_it(db: Db) {
+    let Some(bin) = s3s_fs_bin() else { return };
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let mut s3 = S3Server::new(bin, t.dir.path());
+    let long = put_long_wav(&t, "alpha", 6);
+    common::put_wav(&t, "bravo");
+    let memo: Vec<u8> = (0..16_000u32).map(|i| (i % 251) as u8).collect();
+    write_old(&t.recordings.join("memo.ulaw"), &memo);
+    let settings = archive_settings(&s3, &[]);
+
+    let s = start(&t, &url, &settings).await;
+    common::wait_ready(&s.svc.db, 3).await;
+    let recordings = ids(&s, &["alpha", "bravo", "memo"]).await;
+    wait_archive(&s, "failed attempts", |q| q.pending == 3 && q.failing == 3).await;
+    let ready = send(reqwest::Client::new().get(format!("{}/readyz", s.base))).await;
+    assert_eq!(ready.status, 200);
+    let ready = ready.json();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["archive"]["pending"], 3, "{ready}");
+    assert!(ready["archive"]["last_error"].is_string(), "{ready}");
+    let metrics = common::metrics_text(&s.base).await;
+    assert!(metrics.contains("archive_pending 3"), "{metrics}");
+    // Nothing is removed before its upload is verified.
+    for name in ["alpha.wav", "bravo.wav", "memo.ulaw"] {
+        assert!(t.recordings.join(name).exists(), "{name} still on disk");
+    }
+    let mut from_disk = Vec::new();
+    for id in &recordings {
+        from_disk.push(served(&s, *id).await);
+    }
+    common::stop(s).await;
+
+    // The queue outlives the process; the bucket comes back.
+    s3.start().await;
+    let s = start(&t, &url, &settings).await;
+    wait_archive(&s, "uploads and local removals", |q| {
+        q.stored == 3 && q.local_copies_removed == 3 && q.pending == 0
+    })
+    .await;
+    for name in ["alpha.wav", "bravo.wav", "memo.ulaw"] {
+        assert!(!t.recordings.join(name).exists(), "{name} left the disk");
+    }
+    assert_eq!(
+        s3.object("default/alpha.wav").as_deref(),
+        Some(long.as_slice()),
+        "the object holds the file's bytes"
+    );
+    assert_eq!(
+        s3.object("default/memo.ulaw").as_deref(),
+        Some(memo.as_slice())
+    );
+    // A rescan does not take the removed copies for lost recordings.
+    s.svc.indexer.full_scan().await.expect("scan");
+    let (ready_rows,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'")
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("count");
+    assert_eq!(ready_rows, 3);
+    for (id, disk) in recordings.iter().zip(&from_disk) {
+        let bucket = served(&s, *id).await;
+        assert_eq!(&bucket, disk, "recording {id} from the bucket");
+    }
+    let ready = send(reqwest::Client::new().get(format!("{}/readyz", s.base)))
+        .await
+        .json();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let metrics = common::metrics_text(&s.base).await;
+    assert!(metrics.contains("archive_stored 3"), "{metrics}");
+    assert!(
+        !metrics.contains("archive_range_reads_total 0"),
+        "{metrics}"
+    );
+    common::stop(s).await;
+}
+
+/// A file past `split_bytes` is stored as ordered parts and a manifest and served as one; a
+/// whole file gets a presigned bucket link when asked for; delete and purge remove the objects.
+async fn split_files_presigned_links_and_removal(db: Db) {
+    let Some(bin) = s3s_fs_bin() else { return };
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let mut s3 = S3Server::new(bin, t.dir.path());
+    s3.start().await;
+    let long = put_long_wav(&t, "long", 10);
+    let short = put_long_wav(&t, "short", 1);
+    common::put_wav(&t, "old");
+    let settings = archive_settings(
+        &s3,
+        &[
+            ("ARCHIVE_SPLIT_BYTES", "65536"),
+            ("ARCHIVE_PRESIGNED_LINKS", "true"),
+            ("ARCHIVE_PREFIX", "pbx-1"),
+        ],
+    );
+    let s = start(&t, &url, &settings).await;
+    common::wait_ready(&s.svc.db, 3).await;
+    let [long_id, short_id, old_id] = ids(&s, &["long", "short", "old"]).await[..] else {
+        panic!("three recordings");
+    };
+    wait_archive(&s, "three stored", |q| {
+        q.stored == 3 && q.local_copies_removed == 3
+    })
+    .await;
+    let parts = long.len().div_ceil(65536);
+    let keys = s3.keys();
+    for part in 0..parts {
+        assert!(
+            keys.contains(&format!("pbx-1/default/long.wav.part-{part:05}")),
+            "{keys:?}"
+        );
+    }
+    assert!(keys.contains(&"pbx-1/default/long.wav.manifest.json".to_string()));
+    assert!(keys.contains(&"pbx-1/default/short.wav".to_string()));
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &s3.object("pbx-1/default/long.wav.manifest.json")
+            .expect("manifest"),
+    )
+    .expect("manifest JSON");
+    assert_eq!(manifest["size"], long.len() as u64);
+    assert_eq!(manifest["parts"].as_array().map(Vec::len), Some(parts));
+    let joined: Vec<u8> = (0..parts)
+        .flat_map(|p| {
+            s3.object(&format!("pbx-1/default/long.wav.part-{p:05}"))
+                .expect("part")
+        })
+        .collect();
+    assert_eq!(joined, long);
+
+    // Served as one, a range across a part boundary included.
+    let client = common::bearer(&s.token);
+    let audio = format!("{}/api/recordings/{long_id}/audio", s.base);
+    let whole = send(client.get(&audio)).await;
+    assert_eq!(whole.status, 200, "{}", whole.error());
+    assert_eq!(whole.body, long, "a 16-bit WAV is served as stored");
+    let across = send(client.get(&audio).header("range", "bytes=65000-66000")).await;
+    assert_eq!(across.status, 206);
+    assert_eq!(across.body, long[65000..=66000].to_vec());
+
+    // A presigned link for a whole object, fetched without credentials; a split one gets the
+    // service's own single-use link.
+    let link = send(client.get(format!(
+        "{}/api/recordings/{short_id}/download-url?expires_in=120",
+        s.base
+    )))
+    .await;
+    assert_eq!(link.status, 201, "{}", link.error());
+    let link = link.json();
+    assert_eq!(link["presigned"], true, "{link}");
+    assert_eq!(link["single_use"], false);
+    let url = link["url"].as_str().expect("url");
+    assert!(url.starts_with(&s3.endpoint()), "{url}");
+    let fetched = send(reqwest::Client::new().get(url)).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.body, short);
+    let tampered = send(reqwest::Client::new().get(url.replace("short.wav", "long.wav"))).await;
+    assert_eq!(tampered.status, 403, "a signature covers its key");
+    let own = send(client.post(format!("{}/api/recordings/{long_id}/download-url", s.base)))
+        .await
+        .json();
+    assert_eq!(own["presigned"], false, "{own}");
+    assert!(own["url"]
+        .as_str()
+        .expect("url")
+        .starts_with("/api/recordings/"));
+
+    // Deleted by hand: the objects go.
+    let step = send(client.delete(format!("{}/api/recordings/{long_id}", s.base)))
+        .await
+        .json();
+    let token = step["confirm_token"].as_str().expect("token").to_string();
+    let deleted = send(client.delete(format!(
+        "{}/api/recordings/{long_id}?confirm={token}",
+        s.base
+    )))
+    .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.error());
+    wait_archive(&s, "the deleted recording's objects removed", |q| {
+        q.stored == 2 && q.removing == 0
+    })
+    .await;
+    assert!(
+        !s3.keys().iter().any(|k| k.contains("long.wav")),
+        "{:?}",
+        s3.keys()
+    );
+
+    // Purged by a retention rule: its object goes too.
+    sqlx::query("UPDATE recordings SET started_at_ms = started_at_ms - $1 WHERE id = $2")
+        .bind(40i64 * 86_400_000)
+        .bind(old_id)
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("age");
+    ari_recorder::retention::set_rule(
+        &s.svc.db,
+        "default",
+        ari_recorder::retention::Rule {
+            calls_days: Some(30),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("rule");
+    let report = ari_recorder::retention::purge(
+        &s.svc.db,
+        &t.recordings,
+        chrono::Utc::now().timestamp_millis(),
+        false,
+    )
+    .await
+    .expect("purge");
+    assert_eq!(report.purged, 1);
+    if let Some(archive) = &s.svc.archive {
+        archive.wake.notify_one();
+    }
+    wait_archive(&s, "the purged recording's object removed", |q| {
+        q.stored == 1 && q.removing == 0
+    })
+    .await;
+    assert_eq!(s3.keys(), vec!["pbx-1/default/short.wav".to_string()]);
+    common::stop(s).await;
+}
+
+on_both_databases!(
+    uploads_wait_for_the_bucket_then_play_from_it,
+    split_files_presigned_links_and_removal,
+);
