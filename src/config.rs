@@ -105,6 +105,12 @@ pub struct Config {
     pub archive_retry_cap_seconds: u64,
     /// `download-url` answers with a presigned bucket URL instead of a single-use link.
     pub archive_presigned_links: bool,
+    /// age identities (`AGE-SECRET-KEY-1...`) that seal final recordings at rest; the first
+    /// seals, all open. Empty: recordings stay in clear. Never logged.
+    pub encryption_keys: Vec<String>,
+    /// A file of such identities, one a line (`#` comments), read at start; used when
+    /// `encryption_keys` is empty.
+    pub encryption_keys_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -149,12 +155,14 @@ impl Default for Config {
             archive_split_bytes: 0,
             archive_retry_cap_seconds: 900,
             archive_presigned_links: false,
+            encryption_keys: Vec::new(),
+            encryption_keys_file: None,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 39] = [
+pub const ENV_KEYS: [&str; 41] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -194,6 +202,8 @@ pub const ENV_KEYS: [&str; 39] = [
     "ARCHIVE_SPLIT_BYTES",
     "ARCHIVE_RETRY_CAP_SECONDS",
     "ARCHIVE_PRESIGNED_LINKS",
+    "ENCRYPTION_KEYS",
+    "ENCRYPTION_KEYS_FILE",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +336,18 @@ impl Config {
             "ARCHIVE_SPLIT_BYTES" => self.archive_split_bytes = number(key, &value)?,
             "ARCHIVE_RETRY_CAP_SECONDS" => self.archive_retry_cap_seconds = number(key, &value)?,
             "ARCHIVE_PRESIGNED_LINKS" => self.archive_presigned_links = boolean(key, &value)?,
+            "ENCRYPTION_KEYS" => {
+                self.encryption_keys = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "ENCRYPTION_KEYS_FILE" => {
+                self.encryption_keys_file =
+                    Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+            }
             _ => unreachable!("ENV_KEYS and set() list the same keys"),
         }
         Ok(())
@@ -342,6 +364,30 @@ impl Config {
                 key: "AUDIT_KEYS",
                 reason,
             })
+    }
+
+    /// The keys recordings are sealed with at rest; None when encryption is off.
+    pub fn encryption_keyring(&self) -> Result<Option<crate::encryption::Keyring>, ConfigError> {
+        let (key, secrets) = if !self.encryption_keys.is_empty() {
+            ("ENCRYPTION_KEYS", self.encryption_keys.clone())
+        } else if let Some(path) = &self.encryption_keys_file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                key: "ENCRYPTION_KEYS_FILE",
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+            let secrets: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
+            ("ENCRYPTION_KEYS_FILE", secrets)
+        } else {
+            return Ok(None);
+        };
+        crate::encryption::Keyring::parse(&secrets)
+            .map(Some)
+            .map_err(|reason| ConfigError::Invalid { key, reason })
     }
 
     /// `trusted_proxies` parsed: an address is a block of one.
@@ -475,6 +521,7 @@ impl Config {
         if !self.archive_bucket.is_empty() {
             crate::archive::ArchiveSettings::from_config(self)?;
         }
+        self.encryption_keyring()?;
         if let Some(path) = &self.tls_ca_file {
             if let Err(e) = std::fs::metadata(path) {
                 return Err(ConfigError::Invalid {

@@ -24,6 +24,7 @@ pub mod archive;
 pub mod ari;
 pub mod audio;
 pub mod config;
+pub mod encryption;
 pub mod flows;
 pub mod http;
 pub mod library;

@@ -109,6 +109,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print a new age identity for ENCRYPTION_KEYS (and its public half, which names it).
+    EncryptionKey,
+    /// Seal every recording sealed with an older key again with the first of ENCRYPTION_KEYS
+    /// (and those in clear, once encryption was turned on): on disk in place, in the archive's
+    /// bucket by reading, sealing and uploading over the old object.
+    Reencrypt {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +297,12 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Tenant { command } => tenant(command).await,
         Command::Purge { config, dry_run } => purge(config, dry_run).await,
         Command::Audit { command } => audit(command).await,
+        Command::EncryptionKey => {
+            let (secret, public) = ari_recorder::encryption::Keyring::generate();
+            println!("# public key: {public}\n{secret}");
+            Ok(())
+        }
+        Command::Reencrypt { config } => reencrypt(config).await,
     }
 }
 
@@ -548,6 +563,70 @@ async fn purge(config: Option<PathBuf>, dry_run: bool) -> Result<(), String> {
         report.held,
         report.failed_files
     );
+    Ok(())
+}
+
+async fn reencrypt(config: Option<PathBuf>) -> Result<(), String> {
+    let (config, db) = open_database(config.as_deref()).await?;
+    let keys = config
+        .encryption_keyring()
+        .map_err(|e| e.to_string())?
+        .map(std::sync::Arc::new)
+        .ok_or("no ENCRYPTION_KEYS (or ENCRYPTION_KEYS_FILE) configured")?;
+    let sealer = ari_recorder::encryption::sealer::Sealer::new(
+        db.clone(),
+        config.recordings_dir.clone(),
+        keys.clone(),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    );
+    // Recordings still in clear first, then those of older keys.
+    let first = sealer.round(None).await.map_err(|e| e.to_string())?;
+    let (again, _) = sealer.reencrypt_local().await.map_err(|e| e.to_string())?;
+    println!(
+        "on disk: {} sealed for the first time, {} sealed again with {}; {} failed (see the log)",
+        first.sealed,
+        again.sealed,
+        keys.current_id(),
+        first.failed + again.failed
+    );
+    let Some(settings) =
+        ari_recorder::archive::ArchiveSettings::from_config(&config).map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let archive = ari_recorder::archive::Archive::connect(settings, config.tls_ca_file.as_deref())?;
+    let worker = ari_recorder::archive::worker::Worker::new(
+        db.clone(),
+        archive,
+        config.recordings_dir.clone(),
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    let requeued = ari_recorder::archive::queue::requeue_resealed(&db, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    let round = worker.round().await.map_err(|e| e.to_string())?;
+    let remote = ari_recorder::archive::queue::remote_to_reseal(&db, &keys.current_id())
+        .await
+        .map_err(|e| e.to_string())?;
+    let scratch = config.cache_dir.join("reseal");
+    let mut resealed = 0;
+    let mut failed = 0;
+    for id in remote {
+        match worker.reseal_remote(id, &keys, &scratch).await {
+            Ok(()) => resealed += 1,
+            Err(e) => {
+                failed += 1;
+                eprintln!("recording {id}: not sealed again in the bucket: {e}");
+            }
+        }
+    }
+    println!(
+        "archive: {requeued} uploaded again from disk ({} stored, {} failed and left queued), {resealed} sealed again in the bucket, {failed} failed",
+        round.stored, round.failed
+    );
+    if failed > 0 || first.failed + again.failed > 0 {
+        return Err("some recordings were not sealed again; run reencrypt again".into());
+    }
     Ok(())
 }
 

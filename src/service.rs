@@ -142,10 +142,20 @@ pub async fn start(
         let store = store.clone();
         Arc::new(move || store.current().settings.default_compliance.as_str())
     });
-    let indexer = Arc::new(match &archive {
-        Some(archive) => indexer.with_ready_notify(archive.wake.clone()),
-        None => indexer,
-    });
+    let keys = config.encryption_keyring()?.map(Arc::new);
+    if let Some(keys) = &keys {
+        tracing::info!(key = %keys.current_id(), "recordings are sealed at rest");
+    }
+    // Final recordings go to the sealer first when encryption is on (it then wakes the
+    // archive), else straight to the archive.
+    let seal_wake = Arc::new(tokio::sync::Notify::new());
+    let indexer = indexer.with_keys(keys.clone());
+    let indexer = match (&keys, &archive) {
+        (Some(_), _) => indexer.with_ready_notify(seal_wake.clone()),
+        (None, Some(archive)) => indexer.with_ready_notify(archive.wake.clone()),
+        (None, None) => indexer,
+    };
+    let indexer = Arc::new(indexer);
     let (flows, writer_task) = FlowRuntime::new(
         client.clone(),
         config.ari_app.clone(),
@@ -158,17 +168,32 @@ pub async fn start(
         shutdown.clone(),
     );
     let call_audio_dir = config.cache_dir.join("calls");
-    let call_audio = CallAudio::new(
+    let call_audio = CallAudio::with_seal(
         call_audio_dir.clone(),
         config.call_audio_cache_bytes,
         std::thread::available_parallelism().map_or(2, |n| n.get()),
+        keys.is_some(),
     )
     .map_err(|source| ServiceError::Cache {
         path: call_audio_dir,
         source,
     })?;
     let index_task = tokio::spawn(keep_indexed(indexer.clone(), shutdown.clone()));
-    let library = Arc::new(Library::new(indexer.clone(), call_audio).with_archive(archive.clone()));
+    let library = Arc::new(
+        Library::new(indexer.clone(), call_audio)
+            .with_archive(archive.clone())
+            .with_keys(keys.clone()),
+    );
+    let seal_task = keys.clone().map(|keys| {
+        let sealer = crate::encryption::sealer::Sealer::new(
+            db.clone(),
+            config.recordings_dir.clone(),
+            keys,
+            seal_wake,
+        )
+        .with_sealed_notify(archive.as_ref().map(|a| a.wake.clone()));
+        tokio::spawn(sealer.run(shutdown.clone()))
+    });
     let archive_task = archive.clone().map(|archive| {
         let worker =
             crate::archive::worker::Worker::new(db.clone(), archive, config.recordings_dir.clone());
@@ -257,6 +282,7 @@ pub async fn start(
         purge_task,
     ]);
     tasks.extend(archive_task);
+    tasks.extend(seal_task);
     Ok(Service {
         http_addr,
         metrics_addr,

@@ -492,7 +492,158 @@ async fn split_files_presigned_links_and_removal(db: Db) {
     common::stop(s).await;
 }
 
+/// Whether any file under `dir` holds `pattern`.
+fn found_in(dir: &Path, pattern: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(pattern.len()).any(|w| w == pattern))
+            {
+                hits.push(path);
+            }
+        }
+    }
+    hits
+}
+
+/// What a call of both recordings gives: the assembled WAV.
+async fn call_audio(s: &TestService) -> Vec<u8> {
+    let client = common::bearer(&s.token);
+    let audio = send(client.get(format!("{}/api/calls/enc-call/audio", s.base))).await;
+    assert_eq!(audio.status, 200, "{}", audio.error());
+    audio.body
+}
+
+/// An encrypted deployment: final recordings are sealed in place, reach the bucket sealed,
+/// and serve the same bytes as in clear (whole, ranges, waveform, MP3, the assembled call),
+/// with nothing in clear on disk, in the cache or in the bucket; `reencrypt` moves them all to
+/// a new key, after which the old one is not needed.
+async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
+    let Some(bin) = s3s_fs_bin() else { return };
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let mut s3 = S3Server::new(bin, t.dir.path());
+    s3.start().await;
+    let long = put_long_wav(&t, "alpha", 6);
+    let memo: Vec<u8> = (0..24_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    write_old(&t.recordings.join("memo.ulaw"), &memo);
+    let patterns = [long[40_000..40_064].to_vec(), memo[9_000..9_064].to_vec()];
+    let prepare = |s: &TestService| {
+        let db = s.svc.db.clone();
+        async move {
+            sqlx::query("UPDATE recordings SET call_id = 'enc-call'")
+                .execute(&db.pool)
+                .await
+                .expect("one call");
+        }
+    };
+
+    // In clear first: what a reviewer gets.
+    let plain = start_service_with(&t, &[], &url, &[]).await;
+    common::wait_ready(&plain.svc.db, 2).await;
+    let recordings = ids(&plain, &["alpha", "memo"]).await;
+    prepare(&plain).await;
+    let mut in_clear = Vec::new();
+    for id in &recordings {
+        in_clear.push(served(&plain, *id).await);
+    }
+    let call_in_clear = call_audio(&plain).await;
+    common::stop(plain).await;
+
+    // Encryption on, with the archive keeping nothing locally.
+    let (old_key, _) = ari_recorder::encryption::Keyring::generate();
+    let mut settings = archive_settings(&s3, &[]);
+    settings.push(("ENCRYPTION_KEYS".into(), old_key.clone()));
+    let s = start(&t, &url, &settings).await;
+    wait_archive(&s, "sealed uploads", |q| {
+        q.stored == 2 && q.local_copies_removed == 2
+    })
+    .await;
+    // The call's id was set by hand (no call metadata): a re-index of a sealed file drops it.
+    prepare(&s).await;
+    for (id, clear) in recordings.iter().zip(&in_clear) {
+        assert_eq!(&served(&s, *id).await, clear, "recording {id} sealed");
+    }
+    assert_eq!(call_audio(&s).await, call_in_clear, "the call assembled");
+    let bucket = s3.root.join(BUCKET);
+    for pattern in &patterns {
+        assert_eq!(found_in(&bucket, pattern), Vec::<PathBuf>::new());
+        assert_eq!(found_in(&t.recordings, pattern), Vec::<PathBuf>::new());
+        assert_eq!(
+            found_in(&t.dir.path().join("cache"), pattern),
+            Vec::<PathBuf>::new()
+        );
+    }
+    let object = s3.object("default/alpha.wav").expect("object");
+    assert!(object.starts_with(ari_recorder::encryption::MAGIC));
+    common::stop(s).await;
+
+    // A new key: `reencrypt` seals the bucket's objects again; the old key can then go.
+    let (new_key, new_public) = ari_recorder::encryption::Keyring::generate();
+    let output = Command::new(env!("CARGO_BIN_EXE_ari-recorder"))
+        .arg("reencrypt")
+        .envs(
+            settings
+                .iter()
+                .filter(|(k, _)| k != "ENCRYPTION_KEYS")
+                .cloned(),
+        )
+        .env("ENCRYPTION_KEYS", format!("{new_key},{old_key}"))
+        .env("DATABASE_URL", &url)
+        .env("RECORDINGS_DIR", &t.recordings)
+        .env("CACHE_DIR", t.dir.path().join("cache"))
+        .env("ARI_PASSWORD", common::PASSWORD)
+        .output()
+        .expect("reencrypt runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("2 sealed again in the bucket"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let new_only =
+        ari_recorder::encryption::Keyring::parse(std::slice::from_ref(&new_key)).expect("key");
+    let object = s3.object("default/alpha.wav").expect("object");
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut new_only
+            .open(std::io::Cursor::new(object))
+            .expect("the new key opens it"),
+        &mut plain,
+    )
+    .expect("decrypt");
+    assert_eq!(plain, long);
+    settings.retain(|(k, _)| k != "ENCRYPTION_KEYS");
+    settings.push(("ENCRYPTION_KEYS".into(), new_key));
+    let s = start(&t, &url, &settings).await;
+    for (id, clear) in recordings.iter().zip(&in_clear) {
+        assert_eq!(
+            &served(&s, *id).await,
+            clear,
+            "recording {id} under the new key"
+        );
+    }
+    let keys: Vec<(String, i64)> = ari_recorder::encryption::seals::count_by_key(&s.svc.db)
+        .await
+        .expect("seals");
+    assert_eq!(keys, vec![(new_public, 2)]);
+    common::stop(s).await;
+}
+
 on_both_databases!(
     uploads_wait_for_the_bucket_then_play_from_it,
     split_files_presigned_links_and_removal,
+    sealed_at_rest_on_disk_and_in_the_bucket,
 );

@@ -13,6 +13,8 @@ CREATE TABLE IF NOT EXISTS recording_archive (
     -- 0: one object; N: N parts of part_bytes (the last shorter) beside the manifest.
     parts               BIGINT NOT NULL DEFAULT 0,
     part_bytes          BIGINT NOT NULL DEFAULT 0,
+    -- 1: the object is the file sealed with age (encryption at rest), read through the keys.
+    sealed              BIGINT NOT NULL DEFAULT 0,
     attempts            BIGINT NOT NULL DEFAULT 0,
     next_attempt_at_ms  BIGINT NOT NULL,
     last_error          TEXT,

@@ -36,6 +36,8 @@ pub struct ArchiveSettings {
     pub split_bytes: u64,
     pub retry_cap: Duration,
     pub presigned_links: bool,
+    /// Encryption at rest is on: only sealed files may go up.
+    pub sealed_only: bool,
 }
 
 impl std::fmt::Debug for ArchiveSettings {
@@ -151,6 +153,8 @@ impl ArchiveSettings {
             split_bytes: config.archive_split_bytes,
             retry_cap: Duration::from_secs(config.archive_retry_cap_seconds),
             presigned_links: config.archive_presigned_links,
+            sealed_only: !config.encryption_keys.is_empty()
+                || config.encryption_keys_file.is_some(),
         }))
     }
 }
@@ -460,23 +464,86 @@ impl ObjectBytes {
     }
 }
 
-/// Where a recording's bytes are read from: its file, or the bucket once the local copy went.
+/// Where a recording's bytes are read from: its file, or the bucket once the local copy went;
+/// either sealed (encrypted at rest), read through its keys.
 #[derive(Debug, Clone)]
 pub enum StoredAudio {
     File(PathBuf),
     Object(ObjectBytes),
+    Sealed {
+        inner: Box<StoredAudio>,
+        keys: Arc<crate::encryption::Keyring>,
+    },
 }
+
+/// An object read as a seekable stream, a Range request per read.
+struct ObjectReader {
+    object: ObjectBytes,
+    pos: u64,
+}
+
+impl std::io::Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.object.len.saturating_sub(self.pos);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        self.object.read_exact_at(self.pos, &mut buf[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for ObjectReader {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        let target = match pos {
+            std::io::SeekFrom::Start(n) => Some(n),
+            std::io::SeekFrom::End(d) => self.object.len.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
+    }
+}
+
+/// Bytes fetched per Range request when reading a sealed object: four of age's chunks.
+const SEALED_READ_AHEAD: usize = 4 * (64 * 1024 + 16);
 
 impl StoredAudio {
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
         match self {
             StoredAudio::File(path) => {
-                use std::io::{Read, Seek, SeekFrom};
                 let mut file = std::fs::File::open(path)?;
                 file.seek(SeekFrom::Start(offset))?;
                 file.read_exact(buf)
             }
             StoredAudio::Object(object) => object.read_exact_at(offset, buf),
+            // Opened for each read: the header names the file key, then only the chunks under
+            // the range are read and decrypted.
+            StoredAudio::Sealed { inner, keys } => match inner.as_ref() {
+                StoredAudio::File(path) => {
+                    let mut plain = keys.open(std::fs::File::open(path)?)?;
+                    plain.seek(SeekFrom::Start(offset))?;
+                    plain.read_exact(buf)
+                }
+                StoredAudio::Object(object) => {
+                    let reader = std::io::BufReader::with_capacity(
+                        SEALED_READ_AHEAD,
+                        ObjectReader {
+                            object: object.clone(),
+                            pos: 0,
+                        },
+                    );
+                    let mut plain = keys.open(reader)?;
+                    plain.seek(SeekFrom::Start(offset))?;
+                    plain.read_exact(buf)
+                }
+                StoredAudio::Sealed { .. } => Err(std::io::Error::other("sealed twice")),
+            },
         }
     }
 
@@ -485,6 +552,18 @@ impl StoredAudio {
         match self {
             StoredAudio::File(path) => Some(path),
             StoredAudio::Object(_) => None,
+            StoredAudio::Sealed { inner, .. } => inner.file(),
+        }
+    }
+
+    /// These bytes, read through `keys` when they are sealed.
+    pub fn sealed_if(self, sealed: bool, keys: Option<&Arc<crate::encryption::Keyring>>) -> Self {
+        match keys {
+            Some(keys) if sealed => StoredAudio::Sealed {
+                inner: Box::new(self),
+                keys: keys.clone(),
+            },
+            _ => self,
         }
     }
 }

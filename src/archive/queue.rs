@@ -46,6 +46,7 @@ pub struct Stored {
     pub part_bytes: i64,
     pub sha256: String,
     pub local_removed_at_ms: Option<i64>,
+    pub sealed: i64,
 }
 
 /// A verified local copy old enough to go.
@@ -65,15 +66,25 @@ pub async fn enqueue_ready(
     db: &Database,
     now_ms: i64,
     started_since_ms: Option<i64>,
+    sealed_only: bool,
 ) -> Result<u64, DbError> {
     // `{since}` is the placeholder of the start bound: $1 alone, $2 beside `now_ms`.
     const NEW: &str = "FROM recordings r WHERE r.status = 'ready' AND r.sha256 IS NOT NULL \
          AND r.started_at_ms >= {since} \
          AND NOT EXISTS (SELECT 1 FROM recording_archive a WHERE a.recording_id = r.id)";
+    // Encrypted deployments upload a recording once it is sealed (its seal is recorded after
+    // the library learnt its sealed size).
+    const SEALED: &str =
+        " AND EXISTS (SELECT 1 FROM recording_seals s WHERE s.recording_id = r.id)";
+    let new = if sealed_only {
+        format!("{NEW}{SEALED}")
+    } else {
+        NEW.to_string()
+    };
     let since = started_since_ms.unwrap_or(i64::MIN);
     let any: Option<(i64,)> = sqlx::query_as(&format!(
         "SELECT r.id {} LIMIT 1",
-        NEW.replace("{since}", "$1")
+        new.replace("{since}", "$1")
     ))
     .bind(since)
     .fetch_optional(&db.pool)
@@ -84,7 +95,7 @@ pub async fn enqueue_ready(
     let done = sqlx::query(&format!(
         "INSERT INTO recording_archive (recording_id, state, sha256, size_bytes, next_attempt_at_ms, queued_at_ms) \
          SELECT r.id, 'pending', r.sha256, r.size_bytes, $1, $1 {}",
-        NEW.replace("{since}", "$2")
+        new.replace("{since}", "$2")
     ))
     .bind(now_ms)
     .bind(since)
@@ -143,23 +154,87 @@ pub async fn claim(db: &Database, job: &Job, now_ms: i64) -> Result<bool, DbErro
 pub async fn mark_stored(
     db: &Database,
     id: i64,
-    key: &str,
-    parts: u64,
-    part_bytes: u64,
+    object: &StoredObject,
     now_ms: i64,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE recording_archive SET state = 'stored', object_key = $1, parts = $2, part_bytes = $3, \
-         stored_at_ms = $4, last_error = NULL WHERE recording_id = $5 AND state = 'pending'",
+         stored_at_ms = $4, last_error = NULL, sealed = $5, attempts = 0 \
+         WHERE recording_id = $6 AND state = 'pending'",
     )
-    .bind(key)
-    .bind(i64::try_from(parts).unwrap_or(i64::MAX))
-    .bind(i64::try_from(part_bytes).unwrap_or(i64::MAX))
+    .bind(&object.key)
+    .bind(i64::try_from(object.parts).unwrap_or(i64::MAX))
+    .bind(i64::try_from(object.part_bytes).unwrap_or(i64::MAX))
     .bind(now_ms)
+    .bind(i64::from(object.sealed))
     .bind(id)
     .execute(&db.pool)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// What an upload put in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    pub parts: u64,
+    pub part_bytes: u64,
+    pub size: u64,
+    pub sealed: bool,
+}
+
+/// A recording's object was replaced (sealed again in the bucket): where and how it is now.
+pub async fn replaced(
+    db: &Database,
+    id: i64,
+    object: &StoredObject,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE recording_archive SET object_key = $1, parts = $2, part_bytes = $3, size_bytes = $4, \
+         sealed = $5, stored_at_ms = $6 WHERE recording_id = $7 AND state = 'stored'",
+    )
+    .bind(&object.key)
+    .bind(i64::try_from(object.parts).unwrap_or(i64::MAX))
+    .bind(i64::try_from(object.part_bytes).unwrap_or(i64::MAX))
+    .bind(i64::try_from(object.size).unwrap_or(i64::MAX))
+    .bind(i64::from(object.sealed))
+    .bind(now_ms)
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Stored recordings whose local file was sealed (again) after their upload: the bucket holds
+/// an older form (in clear, or under an older key), so they go up again.
+pub async fn requeue_resealed(db: &Database, now_ms: i64) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE recording_archive SET state = 'pending', attempts = 0, next_attempt_at_ms = $1, \
+         size_bytes = (SELECT r.size_bytes FROM recordings r WHERE r.id = recording_archive.recording_id), \
+         queued_at_ms = $1 \
+         WHERE state = 'stored' AND local_removed_at_ms IS NULL AND EXISTS (SELECT 1 FROM recording_seals s \
+         WHERE s.recording_id = recording_archive.recording_id AND s.sealed_at_ms > recording_archive.stored_at_ms)",
+    )
+    .bind(now_ms)
+    .execute(&db.pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Recordings held only in the bucket whose object is in clear (stored before encryption was
+/// turned on) or sealed with a key other than `current`.
+pub async fn remote_to_reseal(db: &Database, current: &str) -> Result<Vec<i64>, DbError> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT a.recording_id FROM recording_archive a \
+         LEFT JOIN recording_seals s ON s.recording_id = a.recording_id \
+         WHERE a.state = 'stored' AND a.local_removed_at_ms IS NOT NULL \
+         AND (a.sealed = 0 OR s.key_id IS NULL OR s.key_id <> $1) ORDER BY a.recording_id",
+    )
+    .bind(current)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// An attempt failed: the next one after the backoff, the reason kept for `/readyz`.
@@ -241,7 +316,7 @@ pub async fn mark_local_removed(db: &Database, id: i64, now_ms: i64) -> Result<(
 /// Where recording `id` is in the bucket, once stored and verified.
 pub async fn stored(db: &Database, id: i64) -> Result<Option<Stored>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT recording_id, object_key, size_bytes, parts, part_bytes, sha256, local_removed_at_ms \
+        "SELECT recording_id, object_key, size_bytes, parts, part_bytes, sha256, local_removed_at_ms, sealed \
          FROM recording_archive WHERE recording_id = $1 AND state = 'stored' AND object_key IS NOT NULL",
     )
     .bind(id)

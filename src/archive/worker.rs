@@ -131,12 +131,14 @@ impl Worker {
             due
         };
         let now = now_ms();
+        let sealed_only = self.archive.settings.sealed_only;
         let mut round = Round {
             queued: if full {
                 queue::sweep_gone(&self.db, now).await?;
-                queue::enqueue_ready(&self.db, now, None).await?
+                queue::requeue_resealed(&self.db, now).await?;
+                queue::enqueue_ready(&self.db, now, None, sealed_only).await?
             } else {
-                queue::enqueue_ready(&self.db, now, Some(now - RECENT_MS)).await?
+                queue::enqueue_ready(&self.db, now, Some(now - RECENT_MS), sealed_only).await?
             },
             ..Round::default()
         };
@@ -206,8 +208,55 @@ impl Worker {
             ArchiveError::Mismatch("the file is gone or outside the recordings folder".into())
         })?;
         let size = u64::try_from(job.size_bytes).unwrap_or(0);
+        let sealed = crate::encryption::is_sealed_file(&file)?;
+        if self.archive.settings.sealed_only && !sealed {
+            return Err(ArchiveError::Mismatch(
+                "encryption at rest is on and the file is not sealed yet".into(),
+            ));
+        }
         let key = self.archive.object_key(tenant, rel);
-        let attributes = attributes_for(rel);
+        let started = std::time::Instant::now();
+        let (object, sent) = self
+            .store_file(&key, &file, size, attributes_for(rel), sealed)
+            .await?;
+        // In clear, what went up must be what the library hashed (a sealed file holds the same
+        // plaintext under another hash).
+        if !sealed && sent != job.sha256 {
+            self.delete_keys(&key, object.parts).await?;
+            return Err(ArchiveError::Mismatch(format!(
+                "SHA-256 differs: library {}, sent {sent}",
+                job.sha256
+            )));
+        }
+        let stats = &self.archive.stats;
+        stats.uploaded.fetch_add(1, Ordering::Relaxed);
+        stats.uploaded_bytes.fetch_add(size, Ordering::Relaxed);
+        tracing::debug!(
+            recording = job.recording_id,
+            bytes = size,
+            parts = object.parts,
+            sealed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "recording archived"
+        );
+        if !queue::mark_stored(&self.db, job.recording_id, &object, now_ms()).await? {
+            // Deleted or purged while it went up: its objects go now.
+            self.delete_keys(&key, object.parts).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Uploads `file` (`size` bytes) as `key`, as parts plus a manifest past `split_bytes`,
+    /// and reads every object back; what is stored and the SHA-256 of what went up.
+    async fn store_file(
+        &self,
+        key: &str,
+        file: &Path,
+        size: u64,
+        attributes: Attributes,
+        sealed: bool,
+    ) -> Result<(queue::StoredObject, String), ArchiveError> {
         let split = self.archive.settings.split_bytes;
         let (parts, part_bytes) = if split > 0 && size > split {
             (size.div_ceil(split), split)
@@ -216,17 +265,16 @@ impl Worker {
         };
         let mut sent = Sha256::new();
         let mut manifest_parts = Vec::new();
-        let started = std::time::Instant::now();
         if parts == 0 {
-            self.put_region(&key, &file, 0, size, attributes, &mut sent)
+            self.put_region(key, file, 0, size, attributes, &mut sent)
                 .await?;
         } else {
             for part in 0..parts {
                 let start = part * part_bytes;
                 let len = part_bytes.min(size - start);
-                let part_key = Archive::part_key(&key, part);
+                let part_key = Archive::part_key(key, part);
                 let part_sha = self
-                    .put_region(&part_key, &file, start, len, Attributes::new(), &mut sent)
+                    .put_region(&part_key, file, start, len, Attributes::new(), &mut sent)
                     .await?;
                 manifest_parts.push(ManifestPart {
                     key: part_key,
@@ -236,17 +284,16 @@ impl Worker {
             }
         }
         let sent = hex(&sent.finalize());
-        let read_back = self.verify(&key, parts, &manifest_parts, size).await?;
-        if sent != job.sha256 || read_back != job.sha256 {
+        let read_back = self.verify(key, parts, &manifest_parts, size).await?;
+        if read_back != sent {
             return Err(ArchiveError::Mismatch(format!(
-                "SHA-256 differs: library {}, sent {sent}, read back {read_back}",
-                job.sha256
+                "SHA-256 read back {read_back}, sent {sent}"
             )));
         }
         if parts > 0 {
             let manifest = Manifest {
                 size,
-                sha256: job.sha256.clone(),
+                sha256: sent.clone(),
                 part_bytes,
                 parts: manifest_parts,
             };
@@ -255,36 +302,95 @@ impl Worker {
             self.archive
                 .store()
                 .put(
-                    &ObjectPath::from(Archive::manifest_key(&key)),
+                    &ObjectPath::from(Archive::manifest_key(key)),
                     PutPayload::from(body),
                 )
                 .await?;
         }
-        let stats = &self.archive.stats;
-        stats.uploaded.fetch_add(1, Ordering::Relaxed);
-        stats.uploaded_bytes.fetch_add(size, Ordering::Relaxed);
-        tracing::debug!(
-            recording = job.recording_id,
-            bytes = size,
-            parts,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "recording archived"
-        );
-        if !queue::mark_stored(
-            &self.db,
-            job.recording_id,
-            &key,
+        let object = queue::StoredObject {
+            key: key.to_string(),
             parts,
             part_bytes,
-            now_ms(),
-        )
-        .await?
-        {
-            // Deleted or purged while it went up: its objects go now.
-            self.delete_keys(&key, parts).await?;
-            return Ok(false);
+            size,
+            sealed,
+        };
+        Ok((object, sent))
+    }
+
+    /// Seals recording `id`'s object again with the current key (or for the first time, when it
+    /// went up in clear before encryption was turned on), for one held only in the bucket: read
+    /// through the keys, sealed into a file in `scratch`, uploaded over the old object and
+    /// verified. Its plaintext never touches the disk.
+    pub async fn reseal_remote(
+        &self,
+        id: i64,
+        keys: &Arc<crate::encryption::Keyring>,
+        scratch: &Path,
+    ) -> Result<(), ArchiveError> {
+        let stored = queue::stored(&self.db, id)
+            .await?
+            .ok_or_else(|| ArchiveError::Mismatch("not stored in the archive".into()))?;
+        let object = super::ObjectBytes {
+            archive: self.archive.clone(),
+            key: stored.object_key.clone(),
+            len: u64::try_from(stored.size_bytes).unwrap_or(0),
+            parts: u64::try_from(stored.parts).unwrap_or(0),
+            part_bytes: u64::try_from(stored.part_bytes).unwrap_or(0),
+        };
+        std::fs::create_dir_all(scratch)?;
+        let sealed_file = scratch.join(format!(".reseal-{id}-{:08x}", fastrand::u32(..)));
+        let was_sealed = stored.sealed != 0;
+        let sealing = {
+            let keys = keys.clone();
+            let sealed_file = sealed_file.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+                let reader = std::io::BufReader::with_capacity(
+                    super::SEALED_READ_AHEAD,
+                    super::ObjectReader { object, pos: 0 },
+                );
+                let mut out = std::fs::File::create(&sealed_file)?;
+                if was_sealed {
+                    keys.seal(&mut keys.open(reader)?, &mut out)?;
+                } else {
+                    keys.seal(&mut { reader }, &mut out)?;
+                }
+                out.sync_all()?;
+                Ok(std::fs::metadata(&sealed_file)?.len())
+            })
+        };
+        let result = async {
+            let size = sealing.await.map_err(std::io::Error::other)??;
+            let (object, _) = self
+                .store_file(
+                    &stored.object_key,
+                    &sealed_file,
+                    size,
+                    attributes_for(&stored.object_key),
+                    true,
+                )
+                .await?;
+            // Parts of the old form the new one does not have.
+            let old = object_keys(&stored.object_key, u64::try_from(stored.parts).unwrap_or(0));
+            let new = object_keys(&object.key, object.parts);
+            for stale in old.iter().filter(|k| !new.contains(k)) {
+                match self
+                    .archive
+                    .store()
+                    .delete(&ObjectPath::from(stale.as_str()))
+                    .await
+                {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let now = now_ms();
+            queue::replaced(&self.db, id, &object, now).await?;
+            crate::encryption::seals::record(&self.db, id, &keys.current_id(), now).await?;
+            Ok(())
         }
-        Ok(true)
+        .await;
+        let _ = std::fs::remove_file(&sealed_file);
+        result
     }
 
     /// Sends bytes `start..start + len` of `file` as object `key`, feeding them to `whole` as
@@ -433,12 +539,7 @@ impl Worker {
     }
 
     async fn delete_keys(&self, key: &str, parts: u64) -> Result<(), ArchiveError> {
-        let mut keys = vec![key.to_string()];
-        if parts > 0 {
-            keys.extend((0..parts).map(|p| Archive::part_key(key, p)));
-            keys.push(Archive::manifest_key(key));
-        }
-        for key in keys {
+        for key in object_keys(key, parts) {
             match self.archive.store().delete(&ObjectPath::from(key)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -483,6 +584,16 @@ impl Worker {
         let path = root.join(rel).canonicalize().ok()?;
         path.starts_with(&root).then_some(path)
     }
+}
+
+/// Every object a recording stored as `key` (in `parts`, 0: whole) is made of.
+fn object_keys(key: &str, parts: u64) -> Vec<String> {
+    if parts == 0 {
+        return vec![key.to_string()];
+    }
+    let mut keys: Vec<String> = (0..parts).map(|p| Archive::part_key(key, p)).collect();
+    keys.push(Archive::manifest_key(key));
+    keys
 }
 
 fn check_len(sent: u64, len: u64, key: &str) -> Result<(), ArchiveError> {

@@ -4,7 +4,9 @@
 //! pauses), so a changed segment gives a new name and the old file is removed when the new one
 //! is built. Concurrent requests for one file share one build; builds run on blocking threads,
 //! at most `parallel_builds` at a time. The folder is held under a byte budget: past it, the
-//! files used longest ago go first (a hit touches its file).
+//! files used longest ago go first (a hit touches its file). With encryption at rest, files
+//! are sealed with a key that lives as long as the process (a cache need not outlive it): the
+//! plaintext exists only while a file is being built.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,15 +19,21 @@ use tokio::sync::Semaphore;
 use super::assemble::{self, Segment};
 use super::renderings::RenderError;
 use super::serve::WavStream;
+use crate::access::hex;
+use crate::archive::StoredAudio;
+use crate::encryption::Keyring;
 
 pub struct CallAudio {
     dir: PathBuf,
     max_bytes: u64,
-    /// Files known built, by name: the single-flight point for concurrent requests.
-    built: Cache<String, u64>,
+    /// Files known built, by name: samples per channel and bytes of WAV. The single-flight
+    /// point for concurrent requests.
+    built: Cache<String, (u64, u64)>,
     builds: Semaphore,
     builds_total: AtomicU64,
     hits_total: AtomicU64,
+    /// Seals each file once built (encryption at rest).
+    seal: Option<Arc<Keyring>>,
 }
 
 /// An assembled call (or a recording's stereo version) on disk.
@@ -34,6 +42,16 @@ pub struct CallFile {
     pub path: PathBuf,
     /// Samples per channel.
     pub samples: u64,
+    /// Bytes of the WAV file (sealed, the plaintext's).
+    pub len: u64,
+    seal: Option<Arc<Keyring>>,
+}
+
+impl CallFile {
+    /// Where its WAV bytes are read from.
+    pub fn source(&self) -> StoredAudio {
+        StoredAudio::File(self.path.clone()).sealed_if(self.seal.is_some(), self.seal.as_ref())
+    }
 }
 
 /// What places one segment on a call's timeline: its file's hash, offset and pauses.
@@ -63,10 +81,6 @@ pub fn timeline_key(parts: &[TimelinePart]) -> String {
     hex(&hash.finalize()[..16])
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The part of a file name that says which call it belongs to (the id itself may hold any
 /// character Asterisk allows).
 fn call_prefix(call_id: &str) -> String {
@@ -76,10 +90,21 @@ fn call_prefix(call_id: &str) -> String {
 impl CallAudio {
     /// Uses (and creates) `dir`; at most `max_bytes` of assembled calls are kept.
     pub fn new(dir: PathBuf, max_bytes: u64, parallel_builds: usize) -> std::io::Result<Arc<Self>> {
+        Self::with_seal(dir, max_bytes, parallel_builds, false)
+    }
+
+    /// The same, each file sealed at rest (`sealed`) with a key of this process.
+    pub fn with_seal(
+        dir: PathBuf,
+        max_bytes: u64,
+        parallel_builds: usize,
+        sealed: bool,
+    ) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
-        // Half-written files of a build a crash interrupted.
         for entry in std::fs::read_dir(&dir)?.flatten() {
-            if entry.file_name().to_string_lossy().contains(".part-") {
+            // Half-written files of a build a crash interrupted; sealed, every file (an earlier
+            // process's key went with it).
+            if sealed || entry.file_name().to_string_lossy().contains(".part-") {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -90,6 +115,7 @@ impl CallAudio {
             builds: Semaphore::new(parallel_builds.max(1)),
             builds_total: AtomicU64::new(0),
             hits_total: AtomicU64::new(0),
+            seal: sealed.then(|| Arc::new(Keyring::ephemeral())),
         }))
     }
 
@@ -133,25 +159,36 @@ impl CallAudio {
         let family = format!("{}-{kind}-", call_prefix(call_id));
         let name = format!("{family}{key}.wav");
         let path = self.dir.join(&name);
-        if let Some(samples) = self.built.get(&name) {
+        let seal = self.seal.clone();
+        if let Some((samples, len)) = self.built.get(&name) {
             if touch(&path) {
                 self.hits_total.fetch_add(1, Ordering::Relaxed);
-                return Ok(CallFile { path, samples });
+                return Ok(CallFile {
+                    path,
+                    samples,
+                    len,
+                    seal,
+                });
             }
             // Evicted from disk meanwhile (or removed by hand): build it again.
             self.built.remove(&name);
-        } else if let Some(samples) = on_disk(&path) {
+        } else if let Some((samples, len)) = on_disk(&path).filter(|_| seal.is_none()) {
             // Built by an earlier process.
             self.hits_total.fetch_add(1, Ordering::Relaxed);
-            self.built.insert(name, samples);
+            self.built.insert(name, (samples, len));
             touch(&path);
-            return Ok(CallFile { path, samples });
+            return Ok(CallFile {
+                path,
+                samples,
+                len,
+                seal,
+            });
         }
         let this = Arc::clone(self);
         // Its own task: the build finishes even if every requester hangs up.
         let task = tokio::spawn(async move {
             let key = name.clone();
-            let samples = this
+            let (samples, len) = this
                 .built
                 .get_or_insert_async(&key, async {
                     let _slot = this
@@ -169,6 +206,8 @@ impl CallAudio {
             Ok::<_, RenderError>(CallFile {
                 path: this.dir.join(&key),
                 samples,
+                len,
+                seal: this.seal.clone(),
             })
         });
         task.await.map_err(|e| RenderError::Job(e.to_string()))?
@@ -179,13 +218,20 @@ impl CallAudio {
         family: &str,
         name: &str,
         make: impl FnOnce(&Path) -> std::io::Result<u64>,
-    ) -> Result<u64, RenderError> {
+    ) -> Result<(u64, u64), RenderError> {
         let path = self.dir.join(name);
         let partial = self
             .dir
             .join(format!("{name}.part-{:08x}", fastrand::u32(..)));
-        let samples = match make(&partial) {
-            Ok(samples) => samples,
+        let made = make(&partial).and_then(|samples| {
+            let len = std::fs::metadata(&partial)?.len();
+            if let Some(keys) = &self.seal {
+                keys.seal_file(&partial)?;
+            }
+            Ok((samples, len))
+        });
+        let made = match made {
+            Ok(made) => made,
             Err(e) => {
                 let _ = std::fs::remove_file(&partial);
                 return Err(RenderError::Audio(e.to_string()));
@@ -195,7 +241,7 @@ impl CallAudio {
         // Older versions of this file (a segment changed since) are of no further use.
         self.remove_matching(|file| file.starts_with(family) && file != name);
         self.hold_budget(name);
-        Ok(samples)
+        Ok(made)
     }
 
     /// Removes every assembled file of a call (its recordings were deleted or purged).
@@ -275,9 +321,10 @@ fn touch(path: &Path) -> bool {
 }
 
 /// The samples of a complete assembled file left by an earlier process.
-fn on_disk(path: &Path) -> Option<u64> {
+fn on_disk(path: &Path) -> Option<(u64, u64)> {
     let reader = hound::WavReader::open(path).ok()?;
-    Some(u64::from(reader.duration()))
+    let len = std::fs::metadata(path).ok()?.len();
+    Some((u64::from(reader.duration()), len))
 }
 
 #[cfg(test)]

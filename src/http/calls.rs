@@ -320,7 +320,7 @@ async fn assembled(
 
 fn call_stream(file: &crate::audio::call_audio::CallFile) -> WavStream {
     WavStream {
-        source: file.path.clone().into(),
+        source: file.source(),
         encoding: Encoding::Pcm16,
         sample_rate: TIMELINE_RATE,
         data_offset: wav::HEADER_LEN,

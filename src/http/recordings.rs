@@ -54,6 +54,8 @@ pub struct Library {
     pub call_audio: Arc<CallAudio>,
     /// The object store recordings are copied to, when one is configured.
     pub archive: Option<Arc<Archive>>,
+    /// Opens recordings sealed at rest.
+    pub keys: Option<Arc<crate::encryption::Keyring>>,
 }
 
 /// Bytes of Opus and waveforms kept in memory: about fifty ten-minute calls' Opus.
@@ -73,7 +75,14 @@ impl Library {
             ),
             call_audio,
             archive: None,
+            keys: None,
         }
+    }
+
+    /// Opens recordings sealed at rest with `keys`.
+    pub fn with_keys(mut self, keys: Option<Arc<crate::encryption::Keyring>>) -> Library {
+        self.keys = keys;
+        self
     }
 
     /// Reads recordings whose local copy went from `archive`.

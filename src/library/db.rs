@@ -137,6 +137,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0015_archive.sql"),
         postgres: include_str!("../../migrations/postgres/0015_archive.sql"),
     },
+    Migration {
+        version: 16,
+        name: "recording_seals",
+        sqlite: include_str!("../../migrations/sqlite/0016_recording_seals.sql"),
+        postgres: include_str!("../../migrations/postgres/0016_recording_seals.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

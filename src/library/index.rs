@@ -23,7 +23,7 @@ use notify::Watcher;
 use tokio::sync::{mpsc, watch};
 
 use super::db::{Database, DbError};
-use super::probe::{is_recording_file, probe_with, Encoding, Probe, Status};
+use super::probe::{is_recording_file, probe_sealed, Encoding, Probe, Status};
 
 /// Rows written per transaction.
 const BATCH: usize = 500;
@@ -240,8 +240,10 @@ pub struct Indexer {
     finished_tx: mpsc::Sender<String>,
     /// Taken by the watcher.
     finished_rx: std::sync::Mutex<Option<mpsc::Receiver<String>>>,
-    /// Told when a recording becomes final (the archive queues it).
-    ready_notify: Option<Arc<tokio::sync::Notify>>,
+    /// Told when recordings become final (the sealer and the archive take them).
+    ready_notify: Vec<Arc<tokio::sync::Notify>>,
+    /// Opens recordings sealed at rest.
+    keys: Option<Arc<crate::encryption::Keyring>>,
 }
 
 fn now_ms() -> i64 {
@@ -273,6 +275,28 @@ pub async fn mark_purged(db: &Database, id: i64, reason: &str) -> Result<bool, D
     .execute(&db.pool)
     .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// The file of recording `id` was rewritten on purpose (sealed at rest): same audio, new size on
+/// disk and the same modification time, so the indexer does not read it again.
+pub async fn note_rewritten(
+    db: &Database,
+    id: i64,
+    size: u64,
+    mtime_ms: i64,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE recordings SET size_bytes = $1, mtime_ms = $2 WHERE id = $3")
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .bind(mtime_ms)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// A file's modification time as the library stores it.
+pub fn file_mtime_ms(path: &Path) -> std::io::Result<i64> {
+    std::fs::metadata(path).map(|m| mtime_ms(&m))
 }
 
 /// Forgets rows whose audio is gone (purged or deleted) altogether: the row and its name words.
@@ -605,13 +629,20 @@ impl Indexer {
             new_compliance: None,
             finished_tx,
             finished_rx: std::sync::Mutex::new(Some(finished_rx)),
-            ready_notify: None,
+            ready_notify: Vec::new(),
+            keys: None,
         }
     }
 
     /// `notify` is told each time recordings become final.
     pub fn with_ready_notify(mut self, notify: Arc<tokio::sync::Notify>) -> Indexer {
-        self.ready_notify = Some(notify);
+        self.ready_notify.push(notify);
+        self
+    }
+
+    /// Recordings sealed at rest are read through `keys`.
+    pub fn with_keys(mut self, keys: Option<Arc<crate::encryption::Keyring>>) -> Indexer {
+        self.keys = keys;
         self
     }
 
@@ -875,6 +906,7 @@ impl Indexer {
             })
             .collect();
         let state = Arc::clone(&self.state);
+        let keys = self.keys.clone();
         let probed = tokio::task::spawn_blocking(move || {
             let reads = &state.file_reads_total;
             let now = now_ms();
@@ -897,7 +929,7 @@ impl Indexer {
                         )
                     } else {
                         reads.fetch_add(1, Ordering::Relaxed);
-                        probe_with(&root.join(&seen.rel), is_final)
+                        probe_sealed(&root.join(&seen.rel), is_final, keys.as_deref())
                     };
                     let status = match probe.status {
                         Status::Ready | Status::Empty if !is_final => "recording",
@@ -1070,7 +1102,7 @@ impl Indexer {
         tx.commit().await?;
         self.state.write_seconds.observe(started.elapsed());
         if any_ready {
-            if let Some(notify) = &self.ready_notify {
+            for notify in &self.ready_notify {
                 notify.notify_one();
             }
         }

@@ -11,6 +11,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::access::hex;
+use crate::encryption::Keyring;
+
 /// What a file is, as far as the library is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -135,6 +138,12 @@ pub fn probe(path: &Path) -> Probe {
 /// Probes `path`; `hash` false skips the SHA-256 (a file still being written is hashed once it
 /// is final, not on every change).
 pub fn probe_with(path: &Path, hash: bool) -> Probe {
+    probe_sealed(path, hash, None)
+}
+
+/// Probes `path`, opening it through `keys` when it is sealed at rest: the probe describes the
+/// plaintext (format, audio, SHA-256) and the file's size on disk.
+pub fn probe_sealed(path: &Path, hash: bool, keys: Option<&Keyring>) -> Probe {
     let format = path
         .extension()
         .and_then(|e| e.to_str())
@@ -152,35 +161,77 @@ pub fn probe_with(path: &Path, hash: bool) -> Probe {
             return Probe::problem(&format, 0, Status::Unreadable, format!("cannot stat: {e}"))
         }
     };
+    let sealed = size > 0 && crate::encryption::is_sealed(&mut file).unwrap_or(false);
+    if !sealed {
+        if let Err(e) = file.seek(SeekFrom::Start(0)) {
+            return Probe::problem(
+                &format,
+                size,
+                Status::Unreadable,
+                format!("cannot read: {e}"),
+            );
+        }
+        return probe_plain(&mut file, &format, size, hash);
+    }
+    let Some(keys) = keys else {
+        return Probe::problem(
+            &format,
+            size,
+            Status::Unreadable,
+            "sealed at rest (age) and no ENCRYPTION_KEYS to open it",
+        );
+    };
+    let opened = File::open(path).and_then(|f| {
+        let mut plain = keys.open(f)?;
+        let len = crate::encryption::plain_len(&mut plain)?;
+        Ok((plain, len))
+    });
+    match opened {
+        Ok((mut plain, plain_size)) => {
+            let mut probe = probe_plain(&mut plain, &format, plain_size, hash);
+            probe.size = size;
+            probe
+        }
+        Err(e) => Probe::problem(
+            &format,
+            size,
+            Status::Unreadable,
+            format!("sealed at rest and not opened: {e}"),
+        ),
+    }
+}
+
+/// Probes the plaintext read through `file`, `size` bytes long.
+fn probe_plain<R: Read + Seek>(file: &mut R, format: &str, size: u64, hash: bool) -> Probe {
     if size == 0 {
-        let mut p = Probe::problem(&format, 0, Status::Empty, "0 bytes: nothing was recorded");
+        let mut p = Probe::problem(format, 0, Status::Empty, "0 bytes: nothing was recorded");
         p.sha256 = Some(hex(&Sha256::digest([])));
         return p;
     }
-    let mut probe = match format.as_str() {
-        "wav" | "wav16" => probe_wav(&mut file, &format, size),
+    let mut probe = match format {
+        "wav" | "wav16" => probe_wav(file, format, size),
         "WAV" => Probe::problem(
-            &format,
+            format,
             size,
             Status::NotPlayable,
             "GSM-in-WAV (WAV) is not decoded by this service",
         ),
         "gsm" => Probe::problem(
-            &format,
+            format,
             size,
             Status::NotPlayable,
             "GSM 06.10 is not decoded by this service",
         ),
         "g722" => Probe::problem(
-            &format,
+            format,
             size,
             Status::NotPlayable,
             "G.722 is not decoded by this service",
         ),
-        "ulaw" => Probe::audio(&format, size, Encoding::Ulaw, 8000, 0, size),
-        "alaw" => Probe::audio(&format, size, Encoding::Alaw, 8000, 0, size),
+        "ulaw" => Probe::audio(format, size, Encoding::Ulaw, 8000, 0, size),
+        "alaw" => Probe::audio(format, size, Encoding::Alaw, 8000, 0, size),
         "sln" => {
-            let mut p = Probe::audio(&format, size, Encoding::Pcm16, 8000, 0, size - size % 2);
+            let mut p = Probe::audio(format, size, Encoding::Pcm16, 8000, 0, size - size % 2);
             if size % 2 == 1 {
                 p.reason = Some("odd byte count: last byte ignored".into());
             }
@@ -191,7 +242,7 @@ pub fn probe_with(path: &Path, hash: bool) -> Probe {
     if !hash {
         return probe;
     }
-    match hash_file(&mut file) {
+    match hash_file(file) {
         Ok(h) => probe.sha256 = Some(h),
         Err(e) => {
             probe.status = Status::Unreadable;
@@ -201,7 +252,7 @@ pub fn probe_with(path: &Path, hash: bool) -> Probe {
     probe
 }
 
-fn probe_wav(file: &mut File, format: &str, size: u64) -> Probe {
+fn probe_wav<R: Read + Seek>(file: &mut R, format: &str, size: u64) -> Probe {
     let mut header = [0u8; 12];
     if let Err(e) = file.read_exact(&mut header) {
         return Probe::problem(
@@ -314,7 +365,7 @@ fn probe_wav(file: &mut File, format: &str, size: u64) -> Probe {
     Probe::problem(format, size, Status::Unreadable, "no data chunk")
 }
 
-fn hash_file(file: &mut File) -> io::Result<String> {
+fn hash_file<R: Read + Seek>(file: &mut R) -> io::Result<String> {
     file.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -326,10 +377,6 @@ fn hash_file(file: &mut File) -> io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -27,8 +27,19 @@ pub(in crate::http) async fn playable(
             ));
         }
     }
+    let keys = state.library.keys.as_ref();
     let source = match state.library.file(&row.path) {
-        Some(file) => StoredAudio::File(file),
+        Some(file) => {
+            let sealed = crate::encryption::is_sealed_file(&file).map_err(internal)?;
+            if sealed && keys.is_none() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_audio",
+                    "no audio: the file is sealed at rest and no key is configured",
+                ));
+            }
+            StoredAudio::File(file).sealed_if(sealed, keys)
+        }
         None => archived(state, row).await?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -61,13 +72,20 @@ async fn archived(state: &AppState, row: &RecordingRow) -> Result<Option<StoredA
         // The bucket holds another version of the file than the library describes.
         return Ok(None);
     }
-    Ok(Some(StoredAudio::Object(ObjectBytes {
-        archive,
-        key: stored.object_key,
-        len: u64::try_from(stored.size_bytes).unwrap_or(0),
-        parts: u64::try_from(stored.parts).unwrap_or(0),
-        part_bytes: u64::try_from(stored.part_bytes).unwrap_or(0),
-    })))
+    let keys = state.library.keys.as_ref();
+    if stored.sealed != 0 && keys.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        StoredAudio::Object(ObjectBytes {
+            archive,
+            key: stored.object_key,
+            len: u64::try_from(stored.size_bytes).unwrap_or(0),
+            parts: u64::try_from(stored.parts).unwrap_or(0),
+            part_bytes: u64::try_from(stored.part_bytes).unwrap_or(0),
+        })
+        .sealed_if(stored.sealed != 0, keys),
+    ))
 }
 
 /// Each party of a dual-channel recording on its own (`.channels/<name>-caller.wav` and
@@ -79,12 +97,13 @@ pub(in crate::http) fn party_streams(
     let stream = |role: &str| {
         let rel = format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name);
         let path = library.file(&rel)?;
-        let probe = crate::library::probe::probe_with(&path, false);
+        let probe = crate::library::probe::probe_sealed(&path, false, library.keys.as_deref());
         if probe.status != crate::library::probe::Status::Ready {
             return None;
         }
+        let sealed = crate::encryption::is_sealed_file(&path).ok()?;
         Some(WavStream {
-            source: path.into(),
+            source: StoredAudio::File(path).sealed_if(sealed, library.keys.as_ref()),
             encoding: probe.encoding?,
             sample_rate: probe.sample_rate,
             data_offset: probe.data_offset,
@@ -141,9 +160,9 @@ pub(in crate::http) enum AudioBody {
     Wav(WavStream),
     Ogg(Arc<Vec<u8>>),
     Mp3(Arc<Vec<u8>>),
-    /// A WAV file served as it is on disk (a recording's stereo version).
+    /// A WAV file served as it is (a recording's stereo version).
     File {
-        path: PathBuf,
+        source: StoredAudio,
         len: u64,
     },
 }
@@ -164,16 +183,13 @@ impl AudioBody {
                 let end = end.min(b.len() as u64) as usize;
                 Ok(b.get(start as usize..end).unwrap_or(&[]).to_vec())
             }
-            AudioBody::File { path, len } => {
-                use std::io::{Read, Seek, SeekFrom};
+            AudioBody::File { source, len } => {
                 let end = end.min(*len);
                 if start >= end {
                     return Ok(Vec::new());
                 }
-                let mut file = std::fs::File::open(path)?;
-                file.seek(SeekFrom::Start(start))?;
                 let mut out = vec![0u8; (end - start) as usize];
-                file.read_exact(&mut out)?;
+                source.read_exact_at(start, &mut out)?;
                 Ok(out)
             }
         }
@@ -569,10 +585,9 @@ pub(in crate::http) async fn audio_response(
             .stereo(&call, row.id, &key, caller_side, agent_side)
             .await
             .map_err(internal)?;
-        let len = std::fs::metadata(&file.path).map_err(internal)?.len();
         AudioBody::File {
-            len,
-            path: file.path,
+            len: file.len,
+            source: file.source(),
         }
     } else {
         AudioBody::Wav(stream)
