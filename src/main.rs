@@ -789,6 +789,38 @@ fn check_summary(config: &Config, flows: usize) -> String {
                 config.default_tenant, config.default_project
             ),
         ),
+        (
+            "archive",
+            if config.archive_bucket.is_empty() {
+                "none (recordings stay on this disk)".into()
+            } else {
+                format!(
+                    "bucket {} at {} (credentials {}), local copies kept {} days, split {}",
+                    config.archive_bucket,
+                    if config.archive_endpoint.is_empty() {
+                        "AWS"
+                    } else {
+                        config.archive_endpoint.as_str()
+                    },
+                    set(!config.archive_secret_access_key.is_empty()
+                        || config.archive_credentials_file.is_some()),
+                    config.archive_local_retention_days,
+                    if config.archive_split_bytes == 0 {
+                        "never".to_string()
+                    } else {
+                        format!("past {} bytes", config.archive_split_bytes)
+                    }
+                )
+            },
+        ),
+        (
+            "encryption",
+            match config.encryption_keyring() {
+                Ok(Some(keys)) => format!("on, sealing with {}", keys.current_id()),
+                Ok(None) => "off (recordings in clear at rest)".into(),
+                Err(e) => e.to_string(),
+            },
+        ),
     ];
     let mut out = String::new();
     for (name, value) in lines {

@@ -580,9 +580,7 @@ impl Worker {
     }
 
     fn local_file(&self, rel: &str) -> Option<PathBuf> {
-        let root = self.root.canonicalize().ok()?;
-        let path = root.join(rel).canonicalize().ok()?;
-        path.starts_with(&root).then_some(path)
+        crate::library::file_inside(&self.root, rel)
     }
 }
 

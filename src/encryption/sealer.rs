@@ -4,14 +4,14 @@
 //! learns the new size on disk before the seal is recorded, which is what lets the archive
 //! upload it (an encrypted deployment uploads only sealed files).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
 use super::{is_sealed_file, seals, Keyring};
-use crate::library::{index, Database, DbError};
+use crate::library::{file_inside as inside, index, Database, DbError};
 
 /// Rounds between full looks consider recordings that started this recently.
 const RECENT_MS: i64 = 2 * 86_400_000;
@@ -223,11 +223,4 @@ impl Sealer {
         }
         Ok((report, remote))
     }
-}
-
-/// `rel` inside `root`, when it exists there.
-fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
-    let root = root.canonicalize().ok()?;
-    let path = root.join(rel).canonicalize().ok()?;
-    path.starts_with(&root).then_some(path)
 }

@@ -93,9 +93,7 @@ impl Library {
 
     /// The file of a row, refusing anything that resolves outside the folder.
     fn file(&self, rel: &str) -> Option<PathBuf> {
-        let root = self.root.canonicalize().ok()?;
-        let path = root.join(rel).canonicalize().ok()?;
-        path.starts_with(&root).then_some(path)
+        crate::library::file_inside(&self.root, rel)
     }
 
     /// The directory entry of `rel` itself, for unlinking: its folder is resolved and checked to

@@ -11,3 +11,11 @@ pub mod transcripts;
 pub use db::{Backend, Database, DbError};
 pub use index::Indexer;
 pub use status::RecordingStatus;
+
+/// The existing file `rel` of the recordings folder `root`, refusing anything that resolves
+/// (through `..` or a symlink) outside it.
+pub fn file_inside(root: &std::path::Path, rel: &str) -> Option<std::path::PathBuf> {
+    let root = root.canonicalize().ok()?;
+    let path = root.join(rel).canonicalize().ok()?;
+    path.starts_with(&root).then_some(path)
+}
