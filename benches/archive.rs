@@ -237,6 +237,45 @@ fn main() {
         percentile(&bucket, 0.99)
     );
 
+    // The peer of the bucket's figure: boto3's ranged GETs of the same object, same offsets
+    // (what the server itself costs per request).
+    let mut rng = fastrand::Rng::with_seed(7);
+    let offsets: Vec<String> = (0..RANGES)
+        .map(|_| rng.u64(0..len - RANGE as u64).to_string())
+        .collect();
+    let script = format!(
+        "import boto3, sys, time\n\
+         s3 = boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='{KEY}', aws_secret_access_key='{SECRET}', region_name='us-east-1')\n\
+         out = []\n\
+         for o in map(int, sys.argv[1:]):\n\
+         \x20   t = time.perf_counter()\n\
+         \x20   s3.get_object(Bucket='bench', Key='default/hour.wav', Range='bytes=%d-%d' % (o, o + {RANGE} - 1))['Body'].read()\n\
+         \x20   out.append((time.perf_counter() - t) * 1000)\n\
+         out.sort()\n\
+         print('%.2f %.2f' % (out[len(out) // 2], out[int(len(out) * 0.99)]))\n"
+    );
+    match Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .args(&offsets)
+        .output()
+    {
+        Ok(out) if out.status.success() => println!(
+            "peer boto3 get_object with Range, same ranges: p50 / p99 {} ms",
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .replace(' ', " / ")
+        ),
+        Ok(out) => println!(
+            "peer boto3 ranges failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => println!("peer boto3 ranges not run: {e}"),
+    }
+
     // Sealing: in place, beside the age tool; then ranges through age.
     let (secret, public) = Keyring::generate();
     let keys = Arc::new(Keyring::parse(&[secret]).expect("key"));

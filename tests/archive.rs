@@ -492,6 +492,42 @@ async fn split_files_presigned_links_and_removal(db: Db) {
     common::stop(s).await;
 }
 
+/// A file past one request's size (8 MiB) goes up as a multipart upload, read back whole.
+#[tokio::test]
+async fn a_large_file_goes_up_as_a_multipart_upload() {
+    let Some(bin) = s3s_fs_bin() else { return };
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, Db::Sqlite).await.expect("sqlite");
+    let mut s3 = S3Server::new(bin, t.dir.path());
+    s3.start().await;
+    // Ten minutes of 8 kHz 16-bit audio: 9.6 MB, two parts.
+    let long = put_long_wav(&t, "ten-minutes", 600);
+    let s = start(&t, &url, &archive_settings(&s3, &[])).await;
+    common::wait_ready(&s.svc.db, 1).await;
+    let [id] = ids(&s, &["ten-minutes"]).await[..] else {
+        panic!("one recording");
+    };
+    wait_archive(&s, "the upload", |q| {
+        q.stored == 1 && q.local_copies_removed == 1
+    })
+    .await;
+    assert_eq!(
+        s3.object("default/ten-minutes.wav").map(|o| o == long),
+        Some(true),
+        "the object holds the file's bytes"
+    );
+    let client = common::bearer(&s.token);
+    let tail = send(
+        client
+            .get(format!("{}/api/recordings/{id}/audio", s.base))
+            .header("range", format!("bytes={}-", long.len() - 1000)),
+    )
+    .await;
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.body, long[long.len() - 1000..].to_vec());
+    common::stop(s).await;
+}
+
 /// Whether any file under `dir` holds `pattern`.
 fn found_in(dir: &Path, pattern: &[u8]) -> Vec<PathBuf> {
     let mut hits = Vec::new();
