@@ -152,6 +152,7 @@ fn main() {
     let (upload_seconds, round) = runtime.block_on(async {
         let db = Database::open(&db_url).await.expect("db");
         Indexer::new(db.clone(), recordings.clone(), Duration::from_secs(1))
+            .with_node("bench")
             .full_scan()
             .await
             .expect("scan");
@@ -159,6 +160,7 @@ fn main() {
             db.clone(),
             archive.clone(),
             recordings.clone(),
+            "bench",
         );
         let started = Instant::now();
         let round = worker.round().await.expect("round");
@@ -223,7 +225,7 @@ fn main() {
     let disk = range_latencies(&runtime, StoredAudio::File(aside.clone()), len);
     let object = ObjectBytes {
         archive: archive.clone(),
-        key: "default/hour.wav".into(),
+        key: "default/bench/hour.wav".into(),
         len,
         parts: 0,
         part_bytes: 0,
@@ -249,7 +251,7 @@ fn main() {
          out = []\n\
          for o in map(int, sys.argv[1:]):\n\
          \x20   t = time.perf_counter()\n\
-         \x20   s3.get_object(Bucket='bench', Key='default/hour.wav', Range='bytes=%d-%d' % (o, o + {RANGE} - 1))['Body'].read()\n\
+         \x20   s3.get_object(Bucket='bench', Key='default/bench/hour.wav', Range='bytes=%d-%d' % (o, o + {RANGE} - 1))['Body'].read()\n\
          \x20   out.append((time.perf_counter() - t) * 1000)\n\
          out.sort()\n\
          print('%.2f %.2f' % (out[len(out) // 2], out[int(len(out) * 0.99)]))\n"

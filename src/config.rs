@@ -111,6 +111,9 @@ pub struct Config {
     /// A file of such identities, one a line (`#` comments), read at start; used when
     /// `encryption_keys` is empty.
     pub encryption_keys_file: Option<PathBuf>,
+    /// This instance's name among several on one database: the rows of its recordings folder
+    /// carry it. Empty: the host name.
+    pub node_id: String,
 }
 
 impl Default for Config {
@@ -157,12 +160,13 @@ impl Default for Config {
             archive_presigned_links: false,
             encryption_keys: Vec::new(),
             encryption_keys_file: None,
+            node_id: String::new(),
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 41] = [
+pub const ENV_KEYS: [&str; 42] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -204,6 +208,7 @@ pub const ENV_KEYS: [&str; 41] = [
     "ARCHIVE_PRESIGNED_LINKS",
     "ENCRYPTION_KEYS",
     "ENCRYPTION_KEYS_FILE",
+    "NODE_ID",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +349,7 @@ impl Config {
                     .map(String::from)
                     .collect()
             }
+            "NODE_ID" => self.node_id = value,
             "ENCRYPTION_KEYS_FILE" => {
                 self.encryption_keys_file =
                     Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
@@ -364,6 +370,19 @@ impl Config {
                 key: "AUDIT_KEYS",
                 reason,
             })
+    }
+
+    /// This instance's node id: `node_id`, else the host name.
+    pub fn node(&self) -> String {
+        if !self.node_id.is_empty() {
+            return self.node_id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".to_string())
     }
 
     /// The keys recordings are sealed with at rest; None when encryption is off.
@@ -522,6 +541,18 @@ impl Config {
             crate::archive::ArchiveSettings::from_config(self)?;
         }
         self.encryption_keyring()?;
+        let node = self.node();
+        if node.is_empty()
+            || node.len() > 63
+            || !node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ConfigError::Invalid {
+                key: "NODE_ID",
+                reason: format!("{node:?} must be 1 to 63 letters, digits, '-', '_' or '.'"),
+            });
+        }
         if let Some(path) = &self.tls_ca_file {
             if let Err(e) = std::fs::metadata(path) {
                 return Err(ConfigError::Invalid {

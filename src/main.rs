@@ -536,6 +536,7 @@ async fn purge(config: Option<PathBuf>, dry_run: bool) -> Result<(), String> {
     let report = ari_recorder::retention::purge(
         &db,
         &config.recordings_dir,
+        &config.node(),
         chrono::Utc::now().timestamp_millis(),
         dry_run,
     )
@@ -573,9 +574,11 @@ async fn reencrypt(config: Option<PathBuf>) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .map(std::sync::Arc::new)
         .ok_or("no ENCRYPTION_KEYS (or ENCRYPTION_KEYS_FILE) configured")?;
+    let node = config.node();
     let sealer = ari_recorder::encryption::sealer::Sealer::new(
         db.clone(),
         config.recordings_dir.clone(),
+        &node,
         keys.clone(),
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );
@@ -599,6 +602,7 @@ async fn reencrypt(config: Option<PathBuf>) -> Result<(), String> {
         db.clone(),
         archive,
         config.recordings_dir.clone(),
+        &node,
     );
     let now = chrono::Utc::now().timestamp_millis();
     let requeued = ari_recorder::archive::queue::requeue_resealed(&db, now)
@@ -665,11 +669,22 @@ async fn index(config: Option<PathBuf>) -> Result<(), String> {
     let db = ari_recorder::library::Database::open(&config.database_connect_url())
         .await
         .map_err(|e| e.to_string())?;
+    let node = config.node();
+    ari_recorder::library::index::adopt_unowned_rows(&db, &node)
+        .await
+        .map_err(|e| e.to_string())?;
+    let keys = config
+        .encryption_keyring()
+        .map_err(|e| e.to_string())?
+        .map(std::sync::Arc::new);
     let indexer = ari_recorder::library::Indexer::new(
         db,
         config.recordings_dir.clone(),
         Duration::from_secs(3),
-    );
+    )
+    .with_default_scope(&config.default_tenant, &config.default_project)
+    .with_node(&node)
+    .with_keys(keys);
     let state = indexer.state.clone();
     let progress = tokio::spawn(async move {
         loop {

@@ -122,6 +122,7 @@ pub struct PurgeReport {
 #[derive(sqlx::FromRow)]
 struct Due {
     id: i64,
+    node_id: String,
     path: String,
     name: String,
     tenant: String,
@@ -132,18 +133,20 @@ struct Due {
     voicemail_days: Option<i64>,
 }
 
-/// Applies every tenant's rule at `now_ms`. A dry run changes nothing and reports what a real
-/// one would do.
+/// Applies every tenant's rule at `now_ms`, as node `node` whose recordings folder is `root`
+/// (other nodes' files are removed by their own indexers, which finish off purged rows). A dry
+/// run changes nothing and reports what a real one would do.
 pub async fn purge(
     db: &Database,
     root: &Path,
+    node: &str,
     now_ms: i64,
     dry_run: bool,
 ) -> Result<PurgeReport, DbError> {
     let mut report = PurgeReport::default();
     // Oldest first per tenant's rule: voicemail by its own days, everything else by the calls'.
     let due: Vec<Due> = sqlx::query_as(
-        "SELECT r.id, r.path, r.name, r.tenant, r.node_type, r.call_id, \
+        "SELECT r.id, r.node_id, r.path, r.name, r.tenant, r.node_type, r.call_id, \
          CAST(CASE WHEN h.recording_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS held, \
          t.calls_days, t.voicemail_days \
          FROM recordings r JOIN tenant_retention t ON t.tenant = r.tenant \
@@ -181,7 +184,10 @@ pub async fn purge(
         transcripts::remove(db, row.id).await?;
         // And from the archive's bucket, by its worker.
         crate::archive::queue::queue_removal(db, row.id, now_ms).await?;
-        for rel in files_of(&row.path, &row.name) {
+        for rel in files_of(&row.path, &row.name)
+            .into_iter()
+            .filter(|_| row.node_id == node)
+        {
             if !remove_inside(root, &rel) {
                 report.failed_files += 1;
             }
@@ -196,7 +202,39 @@ pub async fn purge(
         report.removed.push((row.id, row.call_id));
     }
     report.forgotten = forget(db, now_ms, dry_run).await?;
+    if !dry_run {
+        report.failed_files += finish_removals(db, root, node, now_ms).await?;
+    }
     Ok(report)
+}
+
+/// Files of this node's recordings purged or deleted lately by another node (which cannot
+/// reach this disk): removed here; how many could not be.
+async fn finish_removals(
+    db: &Database,
+    root: &Path,
+    node: &str,
+    now_ms: i64,
+) -> Result<u64, DbError> {
+    // Every node runs this hourly: two hours back covers a missed run.
+    let since = now_ms - 2 * 3_600_000;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT path, name FROM recordings WHERE node_id = $1 \
+         AND ((status = 'purged' AND indexed_at_ms >= $2) OR (status = 'deleted' AND deleted_at_ms >= $2))",
+    )
+    .bind(node)
+    .bind(since)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut failed = 0;
+    for (path, name) in rows {
+        for rel in files_of(&path, &name) {
+            if !remove_inside(root, &rel) {
+                failed += 1;
+            }
+        }
+    }
+    Ok(failed)
 }
 
 /// Rows purged or deleted longer ago than their tenant's `forget_after_days`: gone altogether.

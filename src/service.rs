@@ -131,12 +131,24 @@ pub async fn start(
         ),
         None => None,
     };
+    let node = config.node();
+    let adopted = crate::library::index::adopt_unowned_rows(&db, &node).await?;
+    if adopted > 0 {
+        tracing::info!(node = %node, rows = adopted, "recordings of no node taken over by this one");
+    }
+    let by_node = crate::library::index::rows_by_node(&db).await?;
+    if !by_node.iter().any(|(n, _)| *n == node) && !by_node.is_empty() {
+        // A renamed instance would index its folder again as new rows.
+        let others: Vec<String> = by_node.iter().map(|(n, c)| format!("{n} ({c})")).collect();
+        tracing::warn!(node = %node, others = %others.join(", "), "this node has no recordings in the library yet, other nodes have: if this instance was renamed, set NODE_ID to its old name");
+    }
     let indexer = Indexer::new(
         db.clone(),
         config.recordings_dir.clone(),
         Duration::from_secs(3),
     )
     .with_default_scope(&config.default_tenant, &config.default_project)
+    .with_node(&node)
     .with_number_scope(number_scope(store.clone()))
     .with_new_compliance({
         let store = store.clone();
@@ -188,6 +200,7 @@ pub async fn start(
         let sealer = crate::encryption::sealer::Sealer::new(
             db.clone(),
             config.recordings_dir.clone(),
+            &node,
             keys,
             seal_wake,
         )
@@ -195,8 +208,12 @@ pub async fn start(
         tokio::spawn(sealer.run(shutdown.clone()))
     });
     let archive_task = archive.clone().map(|archive| {
-        let worker =
-            crate::archive::worker::Worker::new(db.clone(), archive, config.recordings_dir.clone());
+        let worker = crate::archive::worker::Worker::new(
+            db.clone(),
+            archive,
+            config.recordings_dir.clone(),
+            &node,
+        );
         tokio::spawn(worker.run(shutdown.clone()))
     });
     let purge_task = tokio::spawn(purge_hourly(
@@ -341,7 +358,7 @@ async fn purge_hourly(
         }
         wait = PURGE_EVERY;
         let now = chrono::Utc::now().timestamp_millis();
-        match crate::retention::purge(&db, &root, now, false).await {
+        match crate::retention::purge(&db, &root, library.indexer.node(), now, false).await {
             Ok(report) => {
                 if let Some(archive) = &library.archive {
                     archive.wake.notify_one();

@@ -144,6 +144,7 @@ fn archive_settings(
         ),
         ("ARCHIVE_RETRY_CAP_SECONDS".to_string(), "1".to_string()),
         ("ARCHIVE_LOCAL_RETENTION_DAYS".to_string(), "0".to_string()),
+        ("NODE_ID".to_string(), "pbx-a".to_string()),
     ];
     for (k, v) in extra {
         settings.retain(|(key, _)| key != k);
@@ -309,12 +310,12 @@ async fn uploads_wait_for_the_bucket_then_play_from_it(db: Db) {
         assert!(!t.recordings.join(name).exists(), "{name} left the disk");
     }
     assert_eq!(
-        s3.object("default/alpha.wav").as_deref(),
+        s3.object("default/pbx-a/alpha.wav").as_deref(),
         Some(long.as_slice()),
         "the object holds the file's bytes"
     );
     assert_eq!(
-        s3.object("default/memo.ulaw").as_deref(),
+        s3.object("default/pbx-a/memo.ulaw").as_deref(),
         Some(memo.as_slice())
     );
     // A rescan does not take the removed copies for lost recordings.
@@ -376,14 +377,14 @@ async fn split_files_presigned_links_and_removal(db: Db) {
     let keys = s3.keys();
     for part in 0..parts {
         assert!(
-            keys.contains(&format!("pbx-1/default/long.wav.part-{part:05}")),
+            keys.contains(&format!("pbx-1/default/pbx-a/long.wav.part-{part:05}")),
             "{keys:?}"
         );
     }
-    assert!(keys.contains(&"pbx-1/default/long.wav.manifest.json".to_string()));
-    assert!(keys.contains(&"pbx-1/default/short.wav".to_string()));
+    assert!(keys.contains(&"pbx-1/default/pbx-a/long.wav.manifest.json".to_string()));
+    assert!(keys.contains(&"pbx-1/default/pbx-a/short.wav".to_string()));
     let manifest: serde_json::Value = serde_json::from_slice(
-        &s3.object("pbx-1/default/long.wav.manifest.json")
+        &s3.object("pbx-1/default/pbx-a/long.wav.manifest.json")
             .expect("manifest"),
     )
     .expect("manifest JSON");
@@ -391,7 +392,7 @@ async fn split_files_presigned_links_and_removal(db: Db) {
     assert_eq!(manifest["parts"].as_array().map(Vec::len), Some(parts));
     let joined: Vec<u8> = (0..parts)
         .flat_map(|p| {
-            s3.object(&format!("pbx-1/default/long.wav.part-{p:05}"))
+            s3.object(&format!("pbx-1/default/pbx-a/long.wav.part-{p:05}"))
                 .expect("part")
         })
         .collect();
@@ -475,6 +476,7 @@ async fn split_files_presigned_links_and_removal(db: Db) {
     let report = ari_recorder::retention::purge(
         &s.svc.db,
         &t.recordings,
+        s.svc.indexer.node(),
         chrono::Utc::now().timestamp_millis(),
         false,
     )
@@ -488,7 +490,7 @@ async fn split_files_presigned_links_and_removal(db: Db) {
         q.stored == 1 && q.removing == 0
     })
     .await;
-    assert_eq!(s3.keys(), vec!["pbx-1/default/short.wav".to_string()]);
+    assert_eq!(s3.keys(), vec!["pbx-1/default/pbx-a/short.wav".to_string()]);
     common::stop(s).await;
 }
 
@@ -512,7 +514,8 @@ async fn a_large_file_goes_up_as_a_multipart_upload() {
     })
     .await;
     assert_eq!(
-        s3.object("default/ten-minutes.wav").map(|o| o == long),
+        s3.object("default/pbx-a/ten-minutes.wav")
+            .map(|o| o == long),
         Some(true),
         "the object holds the file's bytes"
     );
@@ -526,6 +529,150 @@ async fn a_large_file_goes_up_as_a_multipart_upload() {
     assert_eq!(tail.status, 206);
     assert_eq!(tail.body, long[long.len() - 1000..].to_vec());
     common::stop(s).await;
+}
+
+/// Two instances (two Asterisks, two recordings folders) on one PostgreSQL and one bucket: each
+/// keeps the rows of its own folder (the same path on both is two recordings, and neither
+/// marks the other's missing); a recording still only on the other node's disk answers 409
+/// with Retry-After, then plays from the bucket once archived; a delete through one node
+/// never touches its own file of the same path, and the owning node finishes the removal.
+#[tokio::test]
+async fn two_nodes_share_one_library() {
+    let Some(bin) = s3s_fs_bin() else { return };
+    let a = start_sim(0.0).await;
+    let b = start_sim(0.0).await;
+    let Some(url) = database_url(&a, Db::Postgres).await else {
+        return;
+    };
+    let mut s3 = S3Server::new(bin, a.dir.path());
+    let on_a = put_long_wav(&a, "same", 2);
+    let on_b = put_long_wav(&b, "same", 3);
+    common::put_wav(&a, "only-a");
+    let node = |name: &'static str| {
+        let mut settings = archive_settings(&s3, &[]);
+        settings.retain(|(k, _)| k != "NODE_ID");
+        settings.push(("NODE_ID".into(), name.into()));
+        settings
+    };
+    let node_a = start(&a, &url, &node("pbx-a")).await;
+    common::wait_ready(&node_a.svc.db, 2).await;
+    let node_b = start(&b, &url, &node("pbx-b")).await;
+    common::wait_ready(&node_b.svc.db, 3).await;
+    // A's full scan again, with B's rows in the table: B's are not A's to mark missing.
+    common::stop(node_a).await;
+    let node_a = start(&a, &url, &node("pbx-a")).await;
+    node_a.svc.indexer.full_scan().await.expect("scan");
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT node_id, path, status FROM recordings ORDER BY node_id, path")
+            .fetch_all(&node_a.svc.db.pool)
+            .await
+            .expect("rows");
+    assert_eq!(
+        rows,
+        vec![
+            ("pbx-a".into(), "only-a.wav".into(), "ready".into()),
+            ("pbx-a".into(), "same.wav".into(), "ready".into()),
+            ("pbx-b".into(), "same.wav".into(), "ready".into()),
+        ]
+    );
+    let id_of = |node: &'static str, name: &'static str| {
+        let db = node_a.svc.db.clone();
+        async move {
+            let (id,): (i64,) = sqlx::query_as(
+                "UPDATE recordings SET consent = 'granted' WHERE node_id = $1 AND name = $2 RETURNING id",
+            )
+            .bind(node)
+            .bind(name)
+            .fetch_one(&db.pool)
+            .await
+            .expect("row");
+            id
+        }
+    };
+    let same_a = id_of("pbx-a", "same").await;
+    let same_b = id_of("pbx-b", "same").await;
+    let only_a = id_of("pbx-a", "only-a").await;
+
+    // Listed once each, from either node.
+    for s in [&node_a, &node_b] {
+        let list = send(common::bearer(&s.token).get(format!("{}/api/recordings", s.base)))
+            .await
+            .json();
+        let mut ids: Vec<i64> = list["recordings"]
+            .as_array()
+            .expect("recordings")
+            .iter()
+            .filter_map(|r| r["id"].as_i64())
+            .collect();
+        ids.sort_unstable();
+        let mut want = vec![same_a, same_b, only_a];
+        want.sort_unstable();
+        assert_eq!(ids, want, "{list}");
+    }
+
+    // Not archived yet (the bucket is down): the other node says so; the owner plays it.
+    let audio = |s: &TestService, id: i64| {
+        let request = common::bearer(&s.token).get(format!("{}/api/recordings/{id}/audio", s.base));
+        send(request)
+    };
+    let refused = audio(&node_b, same_a).await;
+    assert_eq!(refused.status, 409, "{}", refused.error());
+    assert_eq!(refused.json()["error"], "not_yet_archived");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(audio(&node_a, same_a).await.body, on_a);
+    assert_eq!(audio(&node_b, same_b).await.body, on_b);
+
+    // A delete through B of A's `same.wav` leaves B's own `same.wav`; A finishes the removal.
+    let client_b = common::bearer(&node_b.token);
+    let step = send(client_b.delete(format!("{}/api/recordings/{same_a}", node_b.base)))
+        .await
+        .json();
+    let token = step["confirm_token"].as_str().expect("token").to_string();
+    let deleted = send(client_b.delete(format!(
+        "{}/api/recordings/{same_a}?confirm={token}",
+        node_b.base
+    )))
+    .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.error());
+    assert!(b.recordings.join("same.wav").exists(), "B's own file stays");
+    assert!(
+        a.recordings.join("same.wav").exists(),
+        "B cannot reach A's disk"
+    );
+    ari_recorder::retention::purge(
+        &node_a.svc.db,
+        &a.recordings,
+        "pbx-a",
+        chrono::Utc::now().timestamp_millis(),
+        false,
+    )
+    .await
+    .expect("purge");
+    assert!(
+        !a.recordings.join("same.wav").exists(),
+        "A removed its file"
+    );
+
+    // The bucket comes back: both nodes upload their own files; any node plays any recording.
+    s3.start().await;
+    wait_archive(&node_a, "both nodes' uploads", |q| {
+        q.stored == 2 && q.local_copies_removed == 2 && q.pending == 0
+    })
+    .await;
+    assert_eq!(
+        s3.keys(),
+        vec![
+            "default/pbx-a/only-a.wav".to_string(),
+            "default/pbx-b/same.wav".to_string()
+        ]
+    );
+    let from_a = audio(&node_a, same_b).await;
+    assert_eq!(from_a.status, 200, "{}", from_a.error());
+    assert_eq!(from_a.body, on_b, "B's file, not A's of the same path");
+    let from_b = audio(&node_b, only_a).await;
+    assert_eq!(from_b.status, 200, "{}", from_b.error());
+    common::stop(node_a).await;
+    common::stop(node_b).await;
 }
 
 /// Whether any file under `dir` holds `pattern`.
@@ -582,7 +729,7 @@ async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
     };
 
     // In clear first: what a reviewer gets.
-    let plain = start_service_with(&t, &[], &url, &[]).await;
+    let plain = start_service_with(&t, &[], &url, &[("NODE_ID", "pbx-a")]).await;
     common::wait_ready(&plain.svc.db, 2).await;
     let recordings = ids(&plain, &["alpha", "memo"]).await;
     prepare(&plain).await;
@@ -617,7 +764,7 @@ async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
             Vec::<PathBuf>::new()
         );
     }
-    let object = s3.object("default/alpha.wav").expect("object");
+    let object = s3.object("default/pbx-a/alpha.wav").expect("object");
     assert!(object.starts_with(ari_recorder::encryption::MAGIC));
     common::stop(s).await;
 
@@ -651,7 +798,7 @@ async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
     );
     let new_only =
         ari_recorder::encryption::Keyring::parse(std::slice::from_ref(&new_key)).expect("key");
-    let object = s3.object("default/alpha.wav").expect("object");
+    let object = s3.object("default/pbx-a/alpha.wav").expect("object");
     let mut plain = Vec::new();
     std::io::Read::read_to_end(
         &mut new_only

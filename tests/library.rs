@@ -530,11 +530,13 @@ async fn paths_never_leave_the_recordings_folder(db: Db) {
     std::fs::copy(fixture("queue-447a786b.wav"), &secret).expect("copy");
     let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
-    // A row whose path escapes (as a tampered database would hold) is never served.
+    // A row of this node whose path escapes (as a tampered database would hold) is never
+    // served.
     sqlx::query(
-        "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, data_offset, data_len, started_at_ms, indexed_at_ms, consent) \
-         VALUES ('../library.db-secret.wav', 'x', 'wav', 'ready', 1, 1, 1, 'pcm16', 8000, 44, 100, 1, 1, 'granted')",
+        "INSERT INTO recordings (path, node_id, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, data_offset, data_len, started_at_ms, indexed_at_ms, consent) \
+         VALUES ('../library.db-secret.wav', $1, 'x', 'wav', 'ready', 1, 1, 1, 'pcm16', 8000, 44, 100, 1, 1, 'granted')",
     )
+    .bind(s.svc.indexer.node())
     .execute(&s.svc.db.pool)
     .await
     .expect("insert");

@@ -260,9 +260,10 @@ impl Archive {
         }))
     }
 
-    /// The key of a recording: prefix, tenant, then its path in the recordings folder.
-    pub fn object_key(&self, tenant: &str, rel: &str) -> String {
-        format!("{}{tenant}/{rel}", self.settings.prefix)
+    /// The key of a recording: prefix, tenant, the node whose folder held it (two nodes may
+    /// hold the same path), then its path in that folder.
+    pub fn object_key(&self, tenant: &str, node: &str, rel: &str) -> String {
+        format!("{}{tenant}/{node}/{rel}", self.settings.prefix)
     }
 
     fn path(key: &str) -> ObjectPath {

@@ -64,13 +64,15 @@ pub struct LocalCopy {
 /// with nothing new takes no write lock.
 pub async fn enqueue_ready(
     db: &Database,
+    node: &str,
     now_ms: i64,
     started_since_ms: Option<i64>,
     sealed_only: bool,
 ) -> Result<u64, DbError> {
     // `{since}` is the placeholder of the start bound: $1 alone, $2 beside `now_ms`.
+    // `{node}` likewise: this instance queues the files of its own folder.
     const NEW: &str = "FROM recordings r WHERE r.status = 'ready' AND r.sha256 IS NOT NULL \
-         AND r.started_at_ms >= {since} \
+         AND r.started_at_ms >= {since} AND r.node_id = {node} \
          AND NOT EXISTS (SELECT 1 FROM recording_archive a WHERE a.recording_id = r.id)";
     // Encrypted deployments upload a recording once it is sealed (its seal is recorded after
     // the library learnt its sealed size).
@@ -84,9 +86,10 @@ pub async fn enqueue_ready(
     let since = started_since_ms.unwrap_or(i64::MIN);
     let any: Option<(i64,)> = sqlx::query_as(&format!(
         "SELECT r.id {} LIMIT 1",
-        new.replace("{since}", "$1")
+        new.replace("{since}", "$1").replace("{node}", "$2")
     ))
     .bind(since)
+    .bind(node)
     .fetch_optional(&db.pool)
     .await?;
     if any.is_none() {
@@ -95,10 +98,11 @@ pub async fn enqueue_ready(
     let done = sqlx::query(&format!(
         "INSERT INTO recording_archive (recording_id, state, sha256, size_bytes, next_attempt_at_ms, queued_at_ms) \
          SELECT r.id, 'pending', r.sha256, r.size_bytes, $1, $1 {}",
-        new.replace("{since}", "$2")
+        new.replace("{since}", "$2").replace("{node}", "$3")
     ))
     .bind(now_ms)
     .bind(since)
+    .bind(node)
     .execute(&db.pool)
     .await?;
     Ok(done.rows_affected())
@@ -118,18 +122,20 @@ pub async fn sweep_gone(db: &Database, now_ms: i64) -> Result<u64, DbError> {
     Ok(done.rows_affected())
 }
 
-/// Uploads and removals whose time has come, oldest first.
-pub async fn due(db: &Database, now_ms: i64, limit: i64) -> Result<Vec<Job>, DbError> {
+/// Uploads of `node`'s files and removals (any node's) whose time has come, oldest first.
+pub async fn due(db: &Database, node: &str, now_ms: i64, limit: i64) -> Result<Vec<Job>, DbError> {
     Ok(sqlx::query_as(
         "SELECT a.recording_id, a.state, a.attempts, a.next_attempt_at_ms, a.sha256, a.size_bytes, \
          a.object_key, a.parts, r.path, r.tenant, r.name, r.sha256 AS current_sha256, \
          r.status AS current_status \
          FROM recording_archive a LEFT JOIN recordings r ON r.id = a.recording_id \
-         WHERE a.state IN ('pending', 'removing') AND a.next_attempt_at_ms <= $1 \
+         WHERE a.next_attempt_at_ms <= $1 \
+         AND (a.state = 'removing' OR (a.state = 'pending' AND r.node_id = $3)) \
          ORDER BY a.next_attempt_at_ms, a.recording_id LIMIT $2",
     )
     .bind(now_ms)
     .bind(limit)
+    .bind(node)
     .fetch_all(&db.pool)
     .await?)
 }
@@ -281,9 +287,10 @@ pub async fn forget(db: &Database, id: i64) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Verified local copies stored at or before `stored_before_ms` and still on disk.
+/// Verified local copies of `node` stored at or before `stored_before_ms` and still on disk.
 pub async fn local_copies_due(
     db: &Database,
+    node: &str,
     stored_before_ms: i64,
     limit: i64,
 ) -> Result<Vec<LocalCopy>, DbError> {
@@ -292,10 +299,11 @@ pub async fn local_copies_due(
          FROM recording_archive a JOIN recordings r ON r.id = a.recording_id \
          WHERE a.state = 'stored' AND a.local_removed_at_ms IS NULL AND a.stored_at_ms <= $1 \
          AND r.status = 'ready' AND r.sha256 = a.sha256 AND r.size_bytes = a.size_bytes \
-         ORDER BY a.stored_at_ms LIMIT $2",
+         AND r.node_id = $3 ORDER BY a.stored_at_ms LIMIT $2",
     )
     .bind(stored_before_ms)
     .bind(limit)
+    .bind(node)
     .fetch_all(&db.pool)
     .await?)
 }
@@ -325,19 +333,23 @@ pub async fn stored(db: &Database, id: i64) -> Result<Option<Stored>, DbError> {
 }
 
 /// Of `paths`, those whose local copy was removed on purpose (the bucket holds them).
-pub async fn kept_remotely(db: &Database, paths: &[String]) -> Result<HashSet<String>, DbError> {
+pub async fn kept_remotely(
+    db: &Database,
+    node: &str,
+    paths: &[String],
+) -> Result<HashSet<String>, DbError> {
     let mut out = HashSet::new();
     if paths.is_empty() {
         return Ok(out);
     }
     for chunk in paths.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT r.path FROM recordings r JOIN recording_archive a ON a.recording_id = r.id \
-             WHERE a.local_removed_at_ms IS NOT NULL AND r.path IN ({})",
+             WHERE a.local_removed_at_ms IS NOT NULL AND r.node_id = $1 AND r.path IN ({})",
             marks.join(", ")
         );
-        let mut query = sqlx::query_as::<_, (String,)>(&sql);
+        let mut query = sqlx::query_as::<_, (String,)>(&sql).bind(node);
         for path in chunk {
             query = query.bind(path);
         }

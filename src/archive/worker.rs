@@ -37,6 +37,8 @@ pub struct Worker {
     db: Database,
     archive: Arc<Archive>,
     root: PathBuf,
+    /// This instance's node: it uploads the files of its own recordings folder.
+    node: String,
     /// When the last look over every row was (recordings queued or gone that no one told the
     /// worker about); rounds in between look only at recent recordings.
     last_full_look: std::sync::Mutex<Option<std::time::Instant>>,
@@ -73,11 +75,12 @@ struct ManifestPart {
 }
 
 impl Worker {
-    pub fn new(db: Database, archive: Arc<Archive>, root: PathBuf) -> Worker {
+    pub fn new(db: Database, archive: Arc<Archive>, root: PathBuf, node: &str) -> Worker {
         Worker {
             db,
             archive,
             root,
+            node: node.to_string(),
             last_full_look: std::sync::Mutex::new(None),
         }
     }
@@ -136,15 +139,22 @@ impl Worker {
             queued: if full {
                 queue::sweep_gone(&self.db, now).await?;
                 queue::requeue_resealed(&self.db, now).await?;
-                queue::enqueue_ready(&self.db, now, None, sealed_only).await?
+                queue::enqueue_ready(&self.db, &self.node, now, None, sealed_only).await?
             } else {
-                queue::enqueue_ready(&self.db, now, Some(now - RECENT_MS), sealed_only).await?
+                queue::enqueue_ready(
+                    &self.db,
+                    &self.node,
+                    now,
+                    Some(now - RECENT_MS),
+                    sealed_only,
+                )
+                .await?
             },
             ..Round::default()
         };
         loop {
             let now = now_ms();
-            let jobs = queue::due(&self.db, now, 16).await?;
+            let jobs = queue::due(&self.db, &self.node, now, 16).await?;
             if jobs.is_empty() {
                 break;
             }
@@ -214,7 +224,7 @@ impl Worker {
                 "encryption at rest is on and the file is not sealed yet".into(),
             ));
         }
-        let key = self.archive.object_key(tenant, rel);
+        let key = self.archive.object_key(tenant, &self.node, rel);
         let started = std::time::Instant::now();
         let (object, sent) = self
             .store_file(&key, &file, size, attributes_for(rel), sealed)
@@ -554,7 +564,7 @@ impl Worker {
         let days = i64::from(self.archive.settings.local_retention_days);
         let cutoff = now_ms() - days * DAY_MS;
         let mut removed = 0;
-        for copy in queue::local_copies_due(&self.db, cutoff, 100).await? {
+        for copy in queue::local_copies_due(&self.db, &self.node, cutoff, 100).await? {
             let first = if copy.parts > 0 {
                 Archive::part_key(&copy.object_key, 0)
             } else {

@@ -21,6 +21,8 @@ const FULL_LOOK: Duration = Duration::from_secs(600);
 pub struct Sealer {
     db: Database,
     root: PathBuf,
+    /// This instance's node: it seals the files of its own recordings folder.
+    node: String,
     keys: Arc<Keyring>,
     wake: Arc<Notify>,
     /// Told when a recording was sealed (the archive may upload it now).
@@ -41,10 +43,17 @@ pub struct SealReport {
 }
 
 impl Sealer {
-    pub fn new(db: Database, root: PathBuf, keys: Arc<Keyring>, wake: Arc<Notify>) -> Sealer {
+    pub fn new(
+        db: Database,
+        root: PathBuf,
+        node: &str,
+        keys: Arc<Keyring>,
+        wake: Arc<Notify>,
+    ) -> Sealer {
         Sealer {
             db,
             root,
+            node: node.to_string(),
             keys,
             wake,
             sealed: None,
@@ -84,7 +93,7 @@ impl Sealer {
         let mut report = SealReport::default();
         let mut seen = std::collections::HashSet::new();
         loop {
-            let batch = seals::unsealed(&self.db, since, 64).await?;
+            let batch = seals::unsealed(&self.db, &self.node, since, 64).await?;
             // A file that cannot be sealed stays in the list: look at each once a round.
             let batch: Vec<_> = batch.into_iter().filter(|r| seen.insert(r.id)).collect();
             if batch.is_empty() {
@@ -171,7 +180,8 @@ impl Sealer {
         let current = self.keys.current_id();
         let mut after = 0;
         loop {
-            let batch = seals::sealed_with_other_keys(&self.db, &current, after, 64).await?;
+            let batch =
+                seals::sealed_with_other_keys(&self.db, &self.node, &current, after, 64).await?;
             let Some(last) = batch.last() else { break };
             after = last.id;
             for recording in batch {

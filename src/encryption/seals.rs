@@ -10,10 +10,11 @@ pub struct ToSeal {
     pub name: String,
 }
 
-/// Final recordings not sealed yet (that started at or after `started_since_ms`, when given),
+/// Final recordings of `node` not sealed yet (that started at or after `started_since_ms`, when given),
 /// oldest first.
 pub async fn unsealed(
     db: &Database,
+    node: &str,
     started_since_ms: Option<i64>,
     limit: i64,
 ) -> Result<Vec<ToSeal>, DbError> {
@@ -21,17 +22,19 @@ pub async fn unsealed(
         "SELECT r.id, r.path, r.name FROM recordings r \
          WHERE r.status = 'ready' AND r.sha256 IS NOT NULL AND r.started_at_ms >= $1 \
          AND NOT EXISTS (SELECT 1 FROM recording_seals s WHERE s.recording_id = r.id) \
-         ORDER BY r.started_at_ms, r.id LIMIT $2",
+         AND r.node_id = $3 ORDER BY r.started_at_ms, r.id LIMIT $2",
     )
     .bind(started_since_ms.unwrap_or(i64::MIN))
     .bind(limit)
+    .bind(node)
     .fetch_all(&db.pool)
     .await?)
 }
 
-/// Recordings sealed with another key than `current`, after id `after` (in id order).
+/// Recordings of `node` sealed with another key than `current`, after id `after` (in id order).
 pub async fn sealed_with_other_keys(
     db: &Database,
+    node: &str,
     current: &str,
     after: i64,
     limit: i64,
@@ -39,11 +42,12 @@ pub async fn sealed_with_other_keys(
     Ok(sqlx::query_as(
         "SELECT r.id, r.path, r.name FROM recordings r JOIN recording_seals s ON s.recording_id = r.id \
          WHERE s.key_id <> $1 AND r.id > $2 AND r.status NOT IN ('deleted', 'purged') \
-         ORDER BY r.id LIMIT $3",
+         AND r.node_id = $4 ORDER BY r.id LIMIT $3",
     )
     .bind(current)
     .bind(after)
     .bind(limit)
+    .bind(node)
     .fetch_all(&db.pool)
     .await?)
 }

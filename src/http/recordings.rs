@@ -48,6 +48,8 @@ const MAX_LIMIT: i64 = 200;
 pub struct Library {
     pub indexer: Arc<Indexer>,
     root: PathBuf,
+    /// This instance's node: only its rows have their files in `root`.
+    node: String,
     /// Opus encodings and waveforms: one job per rendering, a bounded cache.
     pub renderings: Arc<Renderings>,
     /// Calls assembled into one recording, on disk.
@@ -64,9 +66,11 @@ const RENDER_CACHE_BYTES: u64 = 64 << 20;
 impl Library {
     pub fn new(indexer: Arc<Indexer>, call_audio: Arc<CallAudio>) -> Library {
         let root = indexer.root().to_path_buf();
+        let node = indexer.node().to_string();
         Library {
             indexer,
             root,
+            node,
             // One rendering job per core: a burst of Opus requests queues instead of
             // taking every blocking thread.
             renderings: Renderings::new(
@@ -94,6 +98,11 @@ impl Library {
     /// The file of a row, refusing anything that resolves outside the folder.
     fn file(&self, rel: &str) -> Option<PathBuf> {
         crate::library::file_inside(&self.root, rel)
+    }
+
+    /// Whether `row`'s file is in this instance's folder (another node's is on its own disk).
+    fn holds(&self, row: &RecordingRow) -> bool {
+        row.node_id == self.node
     }
 
     /// The directory entry of `rel` itself, for unlinking: its folder is resolved and checked to
@@ -143,12 +152,14 @@ pub(super) struct RecordingRow {
     pub(super) asterisk_started_at_ms: Option<i64>,
     /// The reason of its legal hold, when it is held.
     pub(super) hold_reason: Option<String>,
+    /// The instance whose recordings folder holds (or held) its file.
+    pub(super) node_id: String,
 }
 
 pub(super) const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
     data_offset, data_len, sha256, call_id, tenant, project, participants, flow, node, node_type, direction, caller_name, caller_number, \
     callee, started_at_ms, private, consent, compliance, deleted_at_ms, asterisk_started_at_ms, \
-    (SELECT reason FROM recording_holds h WHERE h.recording_id = recordings.id) AS hold_reason";
+    (SELECT reason FROM recording_holds h WHERE h.recording_id = recordings.id) AS hold_reason, node_id";
 
 impl RecordingRow {
     /// Where the file begins on the call's timeline: Asterisk's clock, or ours when Asterisk's
@@ -198,6 +209,7 @@ impl RecordingRow {
             "duration_seconds": self.duration_ms as f64 / 1000.0,
             "size_bytes": self.size_bytes,
             "sha256": self.sha256,
+            "node_id": self.node_id,
             "started_at": rfc3339(self.started_at_ms),
             "call_id": self.call_id,
             "tenant": self.tenant,
@@ -608,6 +620,7 @@ mod tests {
             deleted_at_ms: None,
             asterisk_started_at_ms: None,
             hold_reason: None,
+            node_id: String::new(),
         };
         assert_eq!(
             download_name(&row),

@@ -143,6 +143,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0016_recording_seals.sql"),
         postgres: include_str!("../../migrations/postgres/0016_recording_seals.sql"),
     },
+    Migration {
+        version: 17,
+        name: "node_ids",
+        sqlite: include_str!("../../migrations/sqlite/0017_node_ids.sql"),
+        postgres: include_str!("../../migrations/postgres/0017_node_ids.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

@@ -244,6 +244,8 @@ pub struct Indexer {
     ready_notify: Vec<Arc<tokio::sync::Notify>>,
     /// Opens recordings sealed at rest.
     keys: Option<Arc<crate::encryption::Keyring>>,
+    /// This instance's node id: the rows of its recordings folder carry it.
+    node: String,
 }
 
 fn now_ms() -> i64 {
@@ -297,6 +299,31 @@ pub async fn note_rewritten(
 /// A file's modification time as the library stores it.
 pub fn file_mtime_ms(path: &Path) -> std::io::Result<i64> {
     std::fs::metadata(path).map(|m| mtime_ms(&m))
+}
+
+/// The node id of rows written before instances had one, and of a library used without one
+/// (tests, tools): taken over by the first instance that starts (`adopt_unowned_rows`).
+pub const DEFAULT_NODE: &str = "";
+
+/// Gives rows of no node (a library from before node ids) to `node`; how many. An SQLite
+/// library is one machine's: every row is this node's, even if the host was renamed (the node
+/// id defaults to the host name, which a recreated container changes).
+pub async fn adopt_unowned_rows(db: &Database, node: &str) -> Result<u64, DbError> {
+    let sql = match db.backend {
+        super::Backend::Sqlite => "UPDATE recordings SET node_id = $1 WHERE node_id <> $1",
+        super::Backend::Postgres => "UPDATE recordings SET node_id = $1 WHERE node_id = ''",
+    };
+    let done = sqlx::query(sql).bind(node).execute(&db.pool).await?;
+    Ok(done.rows_affected())
+}
+
+/// Other nodes and how many rows each has, for the warning at start.
+pub async fn rows_by_node(db: &Database) -> Result<Vec<(String, i64)>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT node_id, CAST(COUNT(*) AS BIGINT) FROM recordings GROUP BY node_id ORDER BY node_id",
+    )
+    .fetch_all(&db.pool)
+    .await?)
 }
 
 /// Forgets rows whose audio is gone (purged or deleted) altogether: the row and its name words.
@@ -489,8 +516,11 @@ struct CallMeta {
 }
 
 /// The columns the indexer writes, in the order of its values.
-const ROW_COLUMNS: [&str; 31] = [
+const ROW_COLUMNS: [&str; 32] = [
     "path",
+    // The instance whose recordings folder holds the file: with several instances on one
+    // database, a row is found by (node_id, path).
+    "node_id",
     "name",
     "format",
     "status",
@@ -546,13 +576,13 @@ fn bind_stored<'q>(
     query
 }
 
-/// `UPDATE ... WHERE path = $1`: every column but the path; consent an admin or a flow set is
-/// kept (only `unknown` is replaced).
+/// `UPDATE ... WHERE path = $1 AND node_id = $2`: every column but those two; consent an admin
+/// or a flow set is kept (only `unknown` is replaced).
 static UPDATE_ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let sets: Vec<String> = ROW_COLUMNS
         .iter()
         .enumerate()
-        .skip(1)
+        .skip(2)
         .map(|(i, column)| match *column {
             "consent" => format!(
                 "consent = CASE WHEN consent = 'unknown' THEN ${} ELSE consent END",
@@ -563,7 +593,7 @@ static UPDATE_ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         })
         .collect();
     format!(
-        "UPDATE recordings SET {} WHERE path = $1 RETURNING id",
+        "UPDATE recordings SET {} WHERE path = $1 AND node_id = $2 RETURNING id",
         sets.join(", ")
     )
 });
@@ -571,7 +601,7 @@ static UPDATE_ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 static INSERT_ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let placeholders: Vec<String> = (1..=ROW_COLUMNS.len()).map(|i| format!("${i}")).collect();
     format!(
-        "INSERT INTO recordings ({}) VALUES ({}) ON CONFLICT (path) DO NOTHING RETURNING id",
+        "INSERT INTO recordings ({}) VALUES ({}) ON CONFLICT (node_id, path) DO NOTHING RETURNING id",
         ROW_COLUMNS.join(", "),
         placeholders.join(", ")
     )
@@ -631,7 +661,18 @@ impl Indexer {
             finished_rx: std::sync::Mutex::new(Some(finished_rx)),
             ready_notify: Vec::new(),
             keys: None,
+            node: DEFAULT_NODE.to_string(),
         }
+    }
+
+    /// The rows this indexer keeps are those of node `node` (its recordings folder's).
+    pub fn with_node(mut self, node: &str) -> Indexer {
+        self.node = node.to_string();
+        self
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// `notify` is told each time recordings become final.
@@ -758,10 +799,12 @@ impl Indexer {
         self.state
             .files_found
             .store(seen.len() as u64, Ordering::Relaxed);
-        let known: Vec<(String, i64, i64, String)> =
-            sqlx::query_as("SELECT path, size_bytes, mtime_ms, status FROM recordings")
-                .fetch_all(&self.db.pool)
-                .await?;
+        let known: Vec<(String, i64, i64, String)> = sqlx::query_as(
+            "SELECT path, size_bytes, mtime_ms, status FROM recordings WHERE node_id = $1",
+        )
+        .bind(&self.node)
+        .fetch_all(&self.db.pool)
+        .await?;
         let known: HashMap<String, (i64, i64, String)> = known
             .into_iter()
             .map(|(p, s, m, st)| (p, (s, m, st)))
@@ -815,7 +858,7 @@ impl Indexer {
             .map(|(p, _)| p.clone())
             .collect();
         // Local copies removed once the archive held them are not lost.
-        let remote = crate::archive::queue::kept_remotely(&self.db, &vanished).await?;
+        let remote = crate::archive::queue::kept_remotely(&self.db, &self.node, &vanished).await?;
         vanished.retain(|p| !remote.contains(p));
         // A lead-in Asterisk discarded (nobody answered) is not a missing recording.
         let (cancelled, vanished): (Vec<String>, Vec<String>) =
@@ -830,9 +873,10 @@ impl Indexer {
             self.count_write();
             let mut tx = self.db.pool.begin().await?;
             for path in chunk {
-                sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2")
+                sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2 AND node_id = $3")
                     .bind(now_ms())
                     .bind(path)
+                    .bind(&self.node)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -1006,6 +1050,7 @@ impl Indexer {
             // In ROW_COLUMNS order.
             let values = [
                 text(Some(row.seen.rel.clone())),
+                text(Some(self.node.clone())),
                 text(Some(name.clone())),
                 text(Some(row.probe.format.clone())),
                 text(Some(status.to_string())),
@@ -1143,9 +1188,10 @@ impl Indexer {
                 continue;
             }
             let known: Option<(String, i64, i64)> = sqlx::query_as(
-                "SELECT status, size_bytes, mtime_ms FROM recordings WHERE path = $1",
+                "SELECT status, size_bytes, mtime_ms FROM recordings WHERE path = $1 AND node_id = $2",
             )
             .bind(&rel)
+            .bind(&self.node)
             .fetch_optional(&self.db.pool)
             .await?;
             if known.as_ref().is_some_and(|k| gone_for_good(&k.0)) {
@@ -1192,6 +1238,7 @@ impl Indexer {
                         !matches!(status.as_str(), "missing" | "not_recorded")
                     }) && !crate::archive::queue::kept_remotely(
                         &self.db,
+                        &self.node,
                         std::slice::from_ref(&rel),
                     )
                     .await?
@@ -1212,9 +1259,10 @@ impl Indexer {
                     }
                     if listed {
                         self.count_write();
-                        sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2 AND status NOT IN ('deleted', 'purged')")
+                        sqlx::query("UPDATE recordings SET status = 'missing', reason = 'file no longer on disk', indexed_at_ms = $1 WHERE path = $2 AND node_id = $3 AND status NOT IN ('deleted', 'purged')")
                             .bind(now_ms())
                             .bind(&rel)
+                            .bind(&self.node)
                             .execute(&self.db.pool)
                             .await?;
                     }
@@ -1246,12 +1294,14 @@ impl Indexer {
         self.count_write();
         let mut tx = self.db.pool.begin().await?;
         for path in paths {
-            sqlx::query("DELETE FROM recording_words WHERE recording_id IN (SELECT id FROM recordings WHERE path = $1)")
+            sqlx::query("DELETE FROM recording_words WHERE recording_id IN (SELECT id FROM recordings WHERE path = $1 AND node_id = $2)")
                 .bind(path)
+                .bind(&self.node)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM recordings WHERE path = $1")
+            sqlx::query("DELETE FROM recordings WHERE path = $1 AND node_id = $2")
                 .bind(path)
+                .bind(&self.node)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -1261,10 +1311,12 @@ impl Indexer {
 
     /// Paths of the rows still listed as being recorded.
     async fn growing_paths(&self) -> Result<Vec<String>, DbError> {
-        let open: Vec<(String,)> =
-            sqlx::query_as("SELECT path FROM recordings WHERE status = 'recording'")
-                .fetch_all(&self.db.pool)
-                .await?;
+        let open: Vec<(String,)> = sqlx::query_as(
+            "SELECT path FROM recordings WHERE status = 'recording' AND node_id = $1",
+        )
+        .bind(&self.node)
+        .fetch_all(&self.db.pool)
+        .await?;
         Ok(open.into_iter().map(|(p,)| p).collect())
     }
 
@@ -1400,9 +1452,10 @@ impl Indexer {
         let mut paths = Vec::new();
         for name in names {
             let rows: Vec<(String,)> = sqlx::query_as(
-                "SELECT path FROM recordings WHERE name = $1 AND status = 'recording'",
+                "SELECT path FROM recordings WHERE name = $1 AND status = 'recording' AND node_id = $2",
             )
             .bind(name)
+            .bind(&self.node)
             .fetch_all(&self.db.pool)
             .await?;
             for (rel,) in rows {

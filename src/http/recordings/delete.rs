@@ -83,7 +83,10 @@ pub(in crate::http) async fn delete(
     if let Some(archive) = &state.library.archive {
         archive.wake.notify_one();
     }
-    if let Some(file) = state.library.entry(&row.path) {
+    // Another node's files are removed by that node's indexer (a deleted row's file is
+    // finished off at its next look).
+    let here = state.library.holds(&row);
+    if let Some(file) = state.library.entry(&row.path).filter(|_| here) {
         if let Err(e) = std::fs::remove_file(&file) {
             tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");
         }
@@ -100,7 +103,7 @@ pub(in crate::http) async fn delete(
     let parties = ["caller", "agent"]
         .map(|role| format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name));
     for rel in parties.into_iter().chain(std::iter::once(sidecar)) {
-        if let Some(file) = state.library.entry(&rel) {
+        if let Some(file) = state.library.entry(&rel).filter(|_| here) {
             match std::fs::remove_file(&file) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -28,7 +28,12 @@ pub(in crate::http) async fn playable(
         }
     }
     let keys = state.library.keys.as_ref();
-    let source = match state.library.file(&row.path) {
+    let local = if state.library.holds(row) {
+        state.library.file(&row.path)
+    } else {
+        None
+    };
+    let source = match local {
         Some(file) => {
             let sealed = crate::encryption::is_sealed_file(&file).map_err(internal)?;
             if sealed && keys.is_none() {
@@ -40,13 +45,17 @@ pub(in crate::http) async fn playable(
             }
             StoredAudio::File(file).sealed_if(sealed, keys)
         }
-        None => archived(state, row).await?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_audio",
-                "no audio: the file is gone or outside the recordings folder",
-            )
-        })?,
+        None => match archived(state, row).await? {
+            Some(source) => source,
+            None if !state.library.holds(row) => return Err(on_other_node(state, row)),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_audio",
+                    "no audio: the file is gone or outside the recordings folder",
+                ))
+            }
+        },
     };
     row.stream(source).ok_or_else(|| {
         ApiError::new(
@@ -55,6 +64,30 @@ pub(in crate::http) async fn playable(
             "no audio: format not playable",
         )
     })
+}
+
+/// A recording still only on another node's disk: served once it is archived (the documented
+/// choice: no proxying between nodes).
+fn on_other_node(state: &AppState, row: &RecordingRow) -> ApiError {
+    match &state.library.archive {
+        Some(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_yet_archived",
+            format!(
+                "the recording is on node {}'s disk and not archived yet: try again shortly, or on that node",
+                row.node_id
+            ),
+        )
+        .retry_after(30),
+        None => ApiError::new(
+            StatusCode::CONFLICT,
+            "on_other_node",
+            format!(
+                "the recording is on node {}'s disk: ask that node, or configure an archive so any node serves it",
+                row.node_id
+            ),
+        ),
+    }
 }
 
 /// The row's verified copy in the archive's bucket, if it has one.
@@ -94,6 +127,9 @@ pub(in crate::http) fn party_streams(
     library: &Library,
     row: &RecordingRow,
 ) -> Option<[WavStream; 2]> {
+    if !library.holds(row) {
+        return None;
+    }
     let stream = |role: &str| {
         let rel = format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name);
         let path = library.file(&rel)?;
