@@ -995,7 +995,7 @@ async fn not_recorded(db: &Database, row: &RecordingRow, switch: &str) -> Result
          flow, node, node_type, direction, caller_name, caller_number, callee, started_at_ms, participants, private, \
          consent, indexed_at_ms) \
          VALUES ($1, $1, $17, 'not_recorded', $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $3, $14, $15, $16, $3) \
-         ON CONFLICT (path) DO NOTHING RETURNING id",
+         ON CONFLICT (node_id, path) DO NOTHING RETURNING id",
     )
     .bind(&row.recording_name)
     .bind(reason)
