@@ -278,14 +278,24 @@ impl FlowStore {
                     break;
                 }
             }
+            // A folder shared between nodes (NFS, a cluster file system) changes without local
+            // events when another machine writes: its listing is compared now and then too.
+            let mut seen = folder_fingerprint(&store.dir);
             loop {
                 tokio::select! {
                     got = rx.recv() => if got.is_none() { return },
+                    _ = tokio::time::sleep(SHARED_FOLDER_POLL) => {
+                        let now = folder_fingerprint(&store.dir);
+                        if now == seen {
+                            continue;
+                        }
+                    }
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
                 // Editors write in several steps: let them finish, then read once.
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 while rx.try_recv().is_ok() {}
+                seen = folder_fingerprint(&store.dir);
                 let problems = store.reload();
                 tracing::info!(
                     flows = store.current().flows.len(),
@@ -299,6 +309,28 @@ impl FlowStore {
 
 /// How often a dialplans folder that does not exist yet is looked for (a stat: free).
 pub const MISSING_FOLDER_POLL: Duration = Duration::from_secs(5);
+
+/// How often the dialplans folder's listing is compared for changes no event told of.
+pub const SHARED_FOLDER_POLL: Duration = Duration::from_secs(10);
+
+/// Names, sizes and modification times of the folder's files: a `stat` each.
+fn folder_fingerprint(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut entries: Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)> =
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((e.file_name(), meta.len(), meta.modified().ok()))
+            })
+            .collect();
+    entries.sort();
+    let mut hash = std::collections::hash_map::DefaultHasher::new();
+    entries.hash(&mut hash);
+    hash.finish()
+}
 
 fn folder_missing(dir: &Path) -> bool {
     matches!(std::fs::metadata(dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
@@ -459,5 +491,25 @@ record_call = false # flip with PATCH /api/flows/support/nodes/desk
             store.set_record_call("nope", "x", true),
             Err(EditError::NoFlow(_))
         ));
+    }
+
+    #[test]
+    fn the_folder_fingerprint_changes_with_any_file_and_only_then() {
+        let (dir, _store) = folder();
+        let empty = folder_fingerprint(dir.path());
+        assert_eq!(folder_fingerprint(dir.path()), empty);
+        std::fs::write(dir.path().join("a.toml"), "x = 1\n").expect("write");
+        let one = folder_fingerprint(dir.path());
+        assert_ne!(one, empty);
+        assert_eq!(folder_fingerprint(dir.path()), one);
+        // Another machine's edit of the same size shows by its modification time.
+        let file = dir.path().join("a.toml");
+        std::fs::write(&file, "x = 2\n").expect("write");
+        crate::library::index::set_mtime(
+            &file,
+            std::time::SystemTime::now() + Duration::from_secs(60),
+        )
+        .expect("mtime");
+        assert_ne!(folder_fingerprint(dir.path()), one);
     }
 }
