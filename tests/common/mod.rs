@@ -2,6 +2,8 @@
 //! websocket listener that collects events.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
