@@ -1472,15 +1472,7 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
     assert_eq!(attached["cues"][0]["text"], "From the file.");
 
     // Deleting the recording deletes its transcript and the sidecar beside it.
-    let step = send(admin.delete(format!("{}/api/recordings/{second}", s.base)))
-        .await
-        .json();
-    let token = step["confirm_token"].as_str().expect("token").to_string();
-    let deleted = send(admin.delete(format!(
-        "{}/api/recordings/{second}?confirm={token}",
-        s.base
-    )))
-    .await;
+    let deleted = common::delete_confirmed(&admin, &s.base, second).await;
     assert_eq!(deleted.status, 200);
     let (left,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM recording_transcripts WHERE recording_id = $1")

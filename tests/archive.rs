@@ -320,15 +320,7 @@ async fn split_files_presigned_links_and_removal(db: Db) {
         .starts_with("/api/recordings/"));
 
     // Deleted by hand: the objects go.
-    let step = send(client.delete(format!("{}/api/recordings/{long_id}", s.base)))
-        .await
-        .json();
-    let token = step["confirm_token"].as_str().expect("token").to_string();
-    let deleted = send(client.delete(format!(
-        "{}/api/recordings/{long_id}?confirm={token}",
-        s.base
-    )))
-    .await;
+    let deleted = common::delete_confirmed(&client, &s.base, long_id).await;
     assert_eq!(deleted.status, 200, "{}", deleted.error());
     wait_archive(&s, "the deleted recording's objects removed", |q| {
         q.stored == 2 && q.removing == 0
@@ -508,15 +500,7 @@ async fn two_nodes_share_one_library() {
 
     // A delete through B of A's `same.wav` leaves B's own `same.wav`; A finishes the removal.
     let client_b = common::bearer(&node_b.token);
-    let step = send(client_b.delete(format!("{}/api/recordings/{same_a}", node_b.base)))
-        .await
-        .json();
-    let token = step["confirm_token"].as_str().expect("token").to_string();
-    let deleted = send(client_b.delete(format!(
-        "{}/api/recordings/{same_a}?confirm={token}",
-        node_b.base
-    )))
-    .await;
+    let deleted = common::delete_confirmed(&client_b, &node_b.base, same_a).await;
     assert_eq!(deleted.status, 200, "{}", deleted.error());
     assert!(b.recordings.join("same.wav").exists(), "B's own file stays");
     assert!(

@@ -104,22 +104,10 @@ impl Keyring {
     /// size on disk.
     pub fn seal_file(&self, path: &Path) -> io::Result<u64> {
         let mut plain = std::fs::File::open(path)?;
-        let meta = plain.metadata()?;
-        let sealed = sibling(path, "sealing");
-        let result = (|| {
-            let mut out = std::fs::File::create(&sealed)?;
-            self.seal(&mut plain, io::BufWriter::with_capacity(1 << 16, &mut out))?;
-            out.sync_all()?;
-            if let Ok(modified) = meta.modified() {
-                out.set_modified(modified)?;
-            }
-            std::fs::rename(&sealed, path)?;
-            std::fs::metadata(path).map(|m| m.len())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&sealed);
-        }
-        result
+        let modified = plain.metadata()?.modified().ok();
+        replace_file(path, "sealing", modified, |out| {
+            self.seal(&mut plain, out).map(|_| ())
+        })
     }
 
     /// The plaintext of an age file read through `inner`, seekable.
@@ -148,24 +136,41 @@ impl Keyring {
     /// size on disk.
     pub fn reseal_file(&self, path: &Path) -> io::Result<u64> {
         let source = std::fs::File::open(path)?;
-        let meta = source.metadata()?;
+        let modified = source.metadata()?.modified().ok();
         let mut plain = self.open(source)?;
-        let resealed = sibling(path, "resealing");
-        let result = (|| {
-            let mut out = std::fs::File::create(&resealed)?;
-            self.seal(&mut plain, io::BufWriter::with_capacity(1 << 16, &mut out))?;
-            out.sync_all()?;
-            if let Ok(modified) = meta.modified() {
-                out.set_modified(modified)?;
-            }
-            std::fs::rename(&resealed, path)?;
-            std::fs::metadata(path).map(|m| m.len())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&resealed);
-        }
-        result
+        replace_file(path, "resealing", modified, |out| {
+            self.seal(&mut plain, out).map(|_| ())
+        })
     }
+}
+
+/// Writes `path` anew through `write` beside it (`what` names the temporary file), flushes it
+/// to disk, keeps `modified`, and renames it over the old one; the new size. Nothing is left
+/// behind on failure.
+fn replace_file(
+    path: &Path,
+    what: &str,
+    modified: Option<std::time::SystemTime>,
+    write: impl FnOnce(&mut io::BufWriter<&mut std::fs::File>) -> io::Result<()>,
+) -> io::Result<u64> {
+    let temporary = sibling(path, what);
+    let result = (|| {
+        let mut out = std::fs::File::create(&temporary)?;
+        let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut out);
+        write(&mut buffered)?;
+        buffered.flush()?;
+        drop(buffered);
+        out.sync_all()?;
+        if let Some(modified) = modified {
+            out.set_modified(modified)?;
+        }
+        std::fs::rename(&temporary, path)?;
+        std::fs::metadata(path).map(|m| m.len())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {

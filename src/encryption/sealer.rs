@@ -118,25 +118,24 @@ impl Sealer {
         Ok(report)
     }
 
+    /// Each party's own file of dual-channel recording `name`, those on disk.
+    fn party_files(&self, name: &str) -> Vec<PathBuf> {
+        ["caller", "agent"]
+            .iter()
+            .filter_map(|role| {
+                let rel = format!("{}/{name}-{role}.wav", crate::audio::PARTY_FOLDER);
+                inside(&self.root, &rel)
+            })
+            .collect()
+    }
+
     /// Seals one recording's files; false when its audio is not on disk.
     async fn seal_one(&self, recording: &seals::ToSeal) -> Result<bool, String> {
         let Some(path) = inside(&self.root, &recording.path) else {
             return Ok(false);
         };
         let keys = self.keys.clone();
-        let parties: Vec<PathBuf> = ["caller", "agent"]
-            .iter()
-            .filter_map(|role| {
-                inside(
-                    &self.root,
-                    &format!(
-                        "{}/{}-{role}.wav",
-                        crate::audio::PARTY_FOLDER,
-                        recording.name
-                    ),
-                )
-            })
-            .collect();
+        let parties = self.party_files(&recording.name);
         let sealed = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, i64, String)> {
             let key_id = if is_sealed_file(&path)? {
                 // Sealed before its seal was recorded (a crash in between), or copied in sealed.
@@ -191,19 +190,7 @@ impl Sealer {
                     continue;
                 };
                 let keys = self.keys.clone();
-                let parties: Vec<PathBuf> = ["caller", "agent"]
-                    .iter()
-                    .filter_map(|role| {
-                        inside(
-                            &self.root,
-                            &format!(
-                                "{}/{}-{role}.wav",
-                                crate::audio::PARTY_FOLDER,
-                                recording.name
-                            ),
-                        )
-                    })
-                    .collect();
+                let parties = self.party_files(&recording.name);
                 let done = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, i64)> {
                     let size = keys.reseal_file(&path)?;
                     for party in &parties {

@@ -543,6 +543,18 @@ pub async fn send(request: reqwest::RequestBuilder) -> Answer {
     }
 }
 
+/// Deletes recording `id` the two-step way (ask, then confirm with the token); the answer to
+/// the confirmation.
+pub async fn delete_confirmed(client: &reqwest::Client, base: &str, id: i64) -> Answer {
+    let url = format!("{base}/api/recordings/{id}");
+    let step = send(client.delete(&url)).await.json();
+    let token = step["confirm_token"]
+        .as_str()
+        .expect("a confirmation token")
+        .to_string();
+    send(client.delete(format!("{url}?confirm={token}"))).await
+}
+
 /// A short real WAV (8 kHz, 16-bit) dated an hour ago, so the indexer takes it as final.
 pub fn put_wav(t: &TestSim, name: &str) {
     let samples: Vec<u8> = (0..1600i16).flat_map(|i| (i * 7).to_le_bytes()).collect();
