@@ -65,13 +65,19 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 async fn metrics(http: &reqwest::Client, base: &str) -> String {
-    let request = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(SOAK_METRICS_TOKEN);
-    match request.send().await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
+    // Twice: a pooled connection the service just closed after its idle timeout (30 s, the
+    // length of the idle window) fails once.
+    for _ in 0..2 {
+        let request = http
+            .get(format!("{base}/metrics"))
+            .bearer_auth(SOAK_METRICS_TOKEN);
+        if let Ok(r) = request.send().await {
+            if let Ok(text) = r.text().await {
+                return text;
+            }
+        }
     }
+    String::new()
 }
 
 /// Finished recordings with a small WAV each, modified an hour ago.
@@ -124,9 +130,18 @@ fn start_service(bin: &Path, dir: &Path, ari: &str) -> Service {
         .env("CACHE_DIR", dir.join("cache"))
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("METRICS_TOKEN", SOAK_METRICS_TOKEN)
-        .env("RUST_LOG", "warn")
+        // SOAK_LOG=FILE keeps the service's log, at SOAK_RUST_LOG (warn) level.
+        .env(
+            "RUST_LOG",
+            std::env::var("SOAK_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::env::var("SOAK_LOG")
+                .ok()
+                .and_then(|path| std::fs::File::create(path).ok())
+                .map_or_else(Stdio::null, Stdio::from),
+        )
         .spawn()
         .expect("service starts");
     Service {

@@ -136,10 +136,9 @@ pub async fn start(
     if adopted > 0 {
         tracing::info!(node = %node, rows = adopted, "recordings of no node taken over by this one");
     }
-    let by_node = crate::library::index::rows_by_node(&db).await?;
-    if !by_node.iter().any(|(n, _)| *n == node) && !by_node.is_empty() {
+    let others = crate::library::index::other_nodes_when_new(&db, &node).await?;
+    if !others.is_empty() {
         // A renamed instance would index its folder again as new rows.
-        let others: Vec<String> = by_node.iter().map(|(n, c)| format!("{n} ({c})")).collect();
         tracing::warn!(node = %node, others = %others.join(", "), "this node has no recordings in the library yet, other nodes have: if this instance was renamed, set NODE_ID to its old name");
     }
     let indexer = Indexer::new(

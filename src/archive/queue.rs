@@ -70,9 +70,11 @@ pub async fn enqueue_ready(
     sealed_only: bool,
 ) -> Result<u64, DbError> {
     // `{since}` is the placeholder of the start bound: $1 alone, $2 beside `now_ms`.
-    // `{node}` likewise: this instance queues the files of its own folder.
+    // `{node}` likewise: this instance queues the files of its own folder. Compared as an
+    // expression so that SQLite (without statistics) walks the recent rows by status and start,
+    // not every row of the node through the (node_id, path) index.
     const NEW: &str = "FROM recordings r WHERE r.status = 'ready' AND r.sha256 IS NOT NULL \
-         AND r.started_at_ms >= {since} AND r.node_id = {node} \
+         AND r.started_at_ms >= {since} AND (r.node_id || '') = {node} \
          AND NOT EXISTS (SELECT 1 FROM recording_archive a WHERE a.recording_id = r.id)";
     // Encrypted deployments upload a recording once it is sealed (its seal is recorded after
     // the library learnt its sealed size).

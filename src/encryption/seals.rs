@@ -10,8 +10,10 @@ pub struct ToSeal {
     pub name: String,
 }
 
-/// Final recordings of `node` not sealed yet (that started at or after `started_since_ms`, when given),
-/// oldest first.
+/// Final recordings of `node` not sealed yet and still on its disk (those only in the archive's
+/// bucket are `reencrypt`'s), that started at or after `started_since_ms` when given, oldest
+/// first. The node is compared as an expression: SQLite without statistics would otherwise walk
+/// every row of the node through the (node_id, path) index instead of the recent ones by status.
 pub async fn unsealed(
     db: &Database,
     node: &str,
@@ -22,7 +24,9 @@ pub async fn unsealed(
         "SELECT r.id, r.path, r.name FROM recordings r \
          WHERE r.status = 'ready' AND r.sha256 IS NOT NULL AND r.started_at_ms >= $1 \
          AND NOT EXISTS (SELECT 1 FROM recording_seals s WHERE s.recording_id = r.id) \
-         AND r.node_id = $3 ORDER BY r.started_at_ms, r.id LIMIT $2",
+         AND NOT EXISTS (SELECT 1 FROM recording_archive a WHERE a.recording_id = r.id \
+           AND a.local_removed_at_ms IS NOT NULL) \
+         AND (r.node_id || '') = $3 ORDER BY r.started_at_ms, r.id LIMIT $2",
     )
     .bind(started_since_ms.unwrap_or(i64::MIN))
     .bind(limit)

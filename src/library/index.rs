@@ -301,6 +301,15 @@ pub fn file_mtime_ms(path: &Path) -> std::io::Result<i64> {
     std::fs::metadata(path).map(|m| mtime_ms(&m))
 }
 
+/// A recording being written, by name, of every node (the caller keeps its own node's): with
+/// `node_id` in the WHERE clause, SQLite without statistics picks the (node_id, path) index and
+/// walks the node's every row, milliseconds a call on a large library.
+const RECORDING_BY_NAME: &str =
+    "SELECT path, node_id FROM recordings WHERE name = $1 AND status = 'recording'";
+
+/// The rows still being recorded (of every node: filtered by the caller).
+const GROWING_ROWS: &str = "SELECT path, node_id FROM recordings WHERE status = 'recording'";
+
 /// The node id of rows written before instances had one, and of a library used without one
 /// (tests, tools): taken over by the first instance that starts (`adopt_unowned_rows`).
 pub const DEFAULT_NODE: &str = "";
@@ -317,13 +326,24 @@ pub async fn adopt_unowned_rows(db: &Database, node: &str) -> Result<u64, DbErro
     Ok(done.rows_affected())
 }
 
-/// Other nodes and how many rows each has, for the warning at start.
-pub async fn rows_by_node(db: &Database) -> Result<Vec<(String, i64)>, DbError> {
-    Ok(sqlx::query_as(
-        "SELECT node_id, CAST(COUNT(*) AS BIGINT) FROM recordings GROUP BY node_id ORDER BY node_id",
+/// When `node` has no rows yet, the other nodes that have some (a few of them), for the warning
+/// at start; empty otherwise. Index lookups only: cheap at any size.
+pub async fn other_nodes_when_new(db: &Database, node: &str) -> Result<Vec<String>, DbError> {
+    let mine: Option<(i64,)> =
+        sqlx::query_as("SELECT id FROM recordings WHERE node_id = $1 LIMIT 1")
+            .bind(node)
+            .fetch_optional(&db.pool)
+            .await?;
+    if mine.is_some() {
+        return Ok(Vec::new());
+    }
+    let others: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT node_id FROM (SELECT node_id FROM recordings WHERE node_id <> $1 LIMIT 1000) AS sample",
     )
+    .bind(node)
     .fetch_all(&db.pool)
-    .await?)
+    .await?;
+    Ok(others.into_iter().map(|(n,)| n).collect())
 }
 
 /// Forgets rows whose audio is gone (purged or deleted) altogether: the row and its name words.
@@ -1311,13 +1331,16 @@ impl Indexer {
 
     /// Paths of the rows still listed as being recorded.
     async fn growing_paths(&self) -> Result<Vec<String>, DbError> {
-        let open: Vec<(String,)> = sqlx::query_as(
-            "SELECT path FROM recordings WHERE status = 'recording' AND node_id = $1",
-        )
-        .bind(&self.node)
-        .fetch_all(&self.db.pool)
-        .await?;
-        Ok(open.into_iter().map(|(p,)| p).collect())
+        // By status alone, the node filtered here: SQLite without statistics would otherwise
+        // walk every row of this node through the (node_id, path) index, once a second.
+        let open: Vec<(String, String)> = sqlx::query_as(GROWING_ROWS)
+            .fetch_all(&self.db.pool)
+            .await?;
+        Ok(open
+            .into_iter()
+            .filter(|(_, node)| *node == self.node)
+            .map(|(p, _)| p)
+            .collect())
     }
 
     /// A handle for telling the watcher that ARI finished a recording.
@@ -1451,14 +1474,13 @@ impl Indexer {
     ) -> Result<(), DbError> {
         let mut paths = Vec::new();
         for name in names {
-            let rows: Vec<(String,)> = sqlx::query_as(
-                "SELECT path FROM recordings WHERE name = $1 AND status = 'recording' AND node_id = $2",
-            )
-            .bind(name)
-            .bind(&self.node)
-            .fetch_all(&self.db.pool)
-            .await?;
-            for (rel,) in rows {
+            let rows: Vec<(String, String)> = sqlx::query_as(RECORDING_BY_NAME)
+                .bind(name)
+                .fetch_all(&self.db.pool)
+                .await?;
+            // This node's only (filtered here, not in SQL: see RECORDING_BY_NAME).
+            let rows = rows.into_iter().filter(|(_, node)| *node == self.node);
+            for (rel, _) in rows {
                 growing.remove(&rel);
                 paths.push(self.root.join(rel));
             }
@@ -1588,6 +1610,53 @@ pub fn set_mtime(path: &Path, when: SystemTime) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The queries the indexer runs while calls are recorded find their rows through an index
+    /// on SQLite without statistics (the service never runs ANALYZE): a plan that walks the
+    /// table costs every call in proportion to the library's size.
+    #[tokio::test]
+    async fn per_call_queries_use_an_index() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Database::open(&format!(
+            "sqlite://{}/plan.db?mode=rwc",
+            dir.path().display()
+        ))
+        .await
+        .expect("database");
+        // A library of one node's recordings, as the soak's: the planner's choice depends on it.
+        for i in 0..500 {
+            sqlx::query(
+                "INSERT INTO recordings (path, node_id, name, format, status, size_bytes, mtime_ms, started_at_ms, indexed_at_ms) \
+                 VALUES ($1, 'node', $2, 'wav', 'ready', 1, 1, $3, 1)",
+            )
+            .bind(format!("old/{i}.wav"))
+            .bind(format!("old-{i}"))
+            .bind(i64::from(i))
+            .execute(&db.pool)
+            .await
+            .expect("row");
+        }
+        for (sql, index) in [
+            (GROWING_ROWS, "recordings_status"),
+            (
+                "SELECT status, size_bytes, mtime_ms FROM recordings WHERE path = $1 AND node_id = $2",
+                "recordings_node_path",
+            ),
+            (RECORDING_BY_NAME, "recordings_name"),
+        ] {
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+            for value in ["a.wav", "node"].iter().take(sql.matches('$').count()) {
+                query = query.bind(*value);
+            }
+            let plan = query.fetch_all(&db.pool).await.expect("plan");
+            let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+            assert!(
+                steps.iter().any(|s| s.contains(index)) && !steps.iter().any(|s| s.starts_with("SCAN")),
+                "{sql}: {steps:?}"
+            );
+        }
+    }
 
     #[test]
     fn fallback_names_carry_the_dialled_number_the_caller_and_the_start() {
