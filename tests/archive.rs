@@ -14,6 +14,17 @@ use std::time::Duration;
 use common::s3::{s3s_fs_bin, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
 use common::{database_url, send, start_service_with, start_sim, Db, TestService, TestSim};
 
+/// A simulated Asterisk, a database of `db` and a running s3s-fs; None when one of them is
+/// not available outside CI.
+async fn with_a_bucket(db: Db) -> Option<(TestSim, String, S3Server)> {
+    let bin = s3s_fs_bin()?;
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, db).await?;
+    let mut s3 = S3Server::new(bin, t.dir.path());
+    s3.start().await;
+    Some((t, url, s3))
+}
+
 fn archive_settings(
     s3: &S3Server,
     extra: &[(&'static str, &'static str)],
@@ -230,13 +241,9 @@ async fn uploads_wait_for_the_bucket_then_play_from_it(db: Db) {
 /// A file past `split_bytes` is stored as ordered parts and a manifest and served as one; a
 /// whole file gets a presigned bucket link when asked for; delete and purge remove the objects.
 async fn split_files_presigned_links_and_removal(db: Db) {
-    let Some(bin) = s3s_fs_bin() else { return };
-    let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
+    let Some((t, url, s3)) = with_a_bucket(db).await else {
         return;
     };
-    let mut s3 = S3Server::new(bin, t.dir.path());
-    s3.start().await;
     let long = put_long_wav(&t, "long", 10);
     let short = put_long_wav(&t, "short", 1);
     common::put_wav(&t, "old");
@@ -575,13 +582,9 @@ async fn call_audio(s: &TestService) -> Vec<u8> {
 /// with nothing in clear on disk, in the cache or in the bucket; `reencrypt` moves them all to
 /// a new key, after which the old one is not needed.
 async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
-    let Some(bin) = s3s_fs_bin() else { return };
-    let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
+    let Some((t, url, s3)) = with_a_bucket(db).await else {
         return;
     };
-    let mut s3 = S3Server::new(bin, t.dir.path());
-    s3.start().await;
     let long = put_long_wav(&t, "alpha", 6);
     let memo: Vec<u8> = (0..24_000u32).map(|i| (i * 7 % 251) as u8).collect();
     write_old(&t.recordings.join("memo.ulaw"), &memo);
