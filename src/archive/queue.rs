@@ -142,6 +142,22 @@ pub async fn due(db: &Database, node: &str, now_ms: i64, limit: i64) -> Result<V
     .await?)
 }
 
+/// At an instance's start: its node's uploads are due now. Only this node uploads its own files,
+/// so a lease on one was taken by this node's previous process, which is gone (a kill in the
+/// middle of an upload would otherwise wait out the lease).
+pub async fn release_leases(db: &Database, node: &str, now_ms: i64) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "UPDATE recording_archive SET next_attempt_at_ms = $1 WHERE state = 'pending' \
+         AND next_attempt_at_ms > $1 AND recording_id IN \
+         (SELECT id FROM recordings WHERE node_id = $2 AND status = 'ready')",
+    )
+    .bind(now_ms)
+    .bind(node)
+    .execute(&db.pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Takes `job` for this instance until the lease ends; false when another instance took it.
 pub async fn claim(db: &Database, job: &Job, now_ms: i64) -> Result<bool, DbError> {
     let done = sqlx::query(

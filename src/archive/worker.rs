@@ -88,6 +88,14 @@ impl Worker {
     /// Rounds until shutdown: at once when told a recording is final, else when the next
     /// retry is due.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        match queue::release_leases(&self.db, &self.node, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                uploads = n,
+                "uploads this node's previous process had taken are due again"
+            ),
+            Err(e) => tracing::warn!(error = %e, "leases of this node's uploads not released"),
+        }
         loop {
             let pause = match self.round().await {
                 Ok(_) => self.until_next_due().await,
