@@ -284,15 +284,16 @@ async fn three_nodes_one_library_survive_a_killed_instance() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if !settled {
-        let stuck: Vec<(i64, String, Option<String>, Option<i64>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT r.id, r.node_id, a.state, a.attempts, a.last_error FROM recordings r \
+        // Recording, node, archive state, attempts, last error.
+        type Stuck = (i64, String, Option<String>, Option<i64>, Option<String>);
+        let stuck: Vec<Stuck> = sqlx::query_as(
+            "SELECT r.id, r.node_id, a.state, a.attempts, a.last_error FROM recordings r \
              LEFT JOIN recording_archive a ON a.recording_id = r.id WHERE r.status = 'ready' \
              AND (a.state IS NULL OR a.state <> 'stored' OR a.local_removed_at_ms IS NULL)",
-            )
-            .fetch_all(&db.pool)
-            .await
-            .expect("stuck");
+        )
+        .fetch_all(&db.pool)
+        .await
+        .expect("stuck");
         panic!(
             "calls quiet, recordings still growing, ready ones not archived: {:?}; not archived: {stuck:?}",
             state().await
