@@ -230,42 +230,45 @@ impl Database {
     /// lock (released when it ends), then looks whether its migration is still to be applied.
     async fn migrate(&self) -> Result<(), DbError> {
         let postgres = self.backend == Backend::Postgres;
-        let mut tx = self.pool.begin().await?;
-        take_migration_lock(&mut tx, postgres).await?;
-        sqlx::query(
+        let mut conn = self.pool.acquire().await?;
+        begin_migration(&mut conn, postgres).await?;
+        let created = sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
         )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .execute(&mut *conn)
+        .await;
+        end_migration(&mut conn, created.map(|_| ()).map_err(DbError::from)).await?;
         for migration in MIGRATIONS {
-            let fail = |source| DbError::Migration {
-                version: migration.version,
-                name: migration.name,
-                source,
-            };
-            let mut tx = self.pool.begin().await?;
-            take_migration_lock(&mut tx, postgres).await?;
-            let applied: Option<(i64,)> =
-                sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
+            begin_migration(&mut conn, postgres).await?;
+            let result = async {
+                let applied: Option<(i64,)> =
+                    sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
+                        .bind(migration.version)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                if applied.is_some() {
+                    return Ok(());
+                }
+                let fail = |source| DbError::Migration {
+                    version: migration.version,
+                    name: migration.name,
+                    source,
+                };
+                let sql = match self.backend {
+                    Backend::Sqlite => migration.sqlite,
+                    Backend::Postgres => migration.postgres,
+                };
+                sqlx::raw_sql(sql).execute(&mut *conn).await.map_err(fail)?;
+                sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
                     .bind(migration.version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if applied.is_some() {
-                continue;
+                    .bind(migration.name)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(fail)?;
+                Ok(())
             }
-            let sql = match self.backend {
-                Backend::Sqlite => migration.sqlite,
-                Backend::Postgres => migration.postgres,
-            };
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
-            sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
-                .bind(migration.version)
-                .bind(migration.name)
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
-            tx.commit().await.map_err(fail)?;
+            .await;
+            end_migration(&mut conn, result).await?;
         }
         Ok(())
     }
@@ -277,18 +280,42 @@ impl Database {
     }
 }
 
-/// On PostgreSQL, waits for the migration lock; it is released when `tx` ends.
-async fn take_migration_lock(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    postgres: bool,
-) -> Result<(), sqlx::Error> {
+/// Starts one migration step, holding the right to migrate until it ends: on PostgreSQL an
+/// advisory lock taken in the transaction; on SQLite the write lock, taken at `BEGIN
+/// IMMEDIATE` (waiting its turn under busy_timeout). A deferred SQLite transaction that read
+/// first would fail at once with "database is locked" when another process migrated meanwhile.
+async fn begin_migration(conn: &mut sqlx::AnyConnection, postgres: bool) -> Result<(), DbError> {
     if postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+        let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(MIGRATION_LOCK)
-            .execute(&mut **tx)
-            .await?;
+            .execute(&mut *conn)
+            .await;
+        if let Err(e) = locked {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            return Err(e.into());
+        }
+    } else {
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Commits the step when `result` is Ok, else rolls it back and returns the error.
+async fn end_migration(
+    conn: &mut sqlx::AnyConnection,
+    result: Result<(), DbError>,
+) -> Result<(), DbError> {
+    match result {
+        Ok(()) => {
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
 }
 
 fn sqlite_file(url: &str) -> Option<PathBuf> {
@@ -324,6 +351,20 @@ mod tests {
             Some(PathBuf::from("./data/x.db"))
         );
         assert_eq!(sqlite_file("sqlite::memory:"), None);
+    }
+
+    /// Processes that open a new library at once (`serve` and `index`, a test and the service)
+    /// migrate it once, none failing on the other's lock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_opens_of_a_new_sqlite_library_all_succeed() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}/lib.db?mode=rwc", dir.path().display());
+            let opens = (0..4).map(|_| Database::open(&url));
+            for result in futures_util::future::join_all(opens).await {
+                assert!(result.is_ok(), "round {round}: {:?}", result.err());
+            }
+        }
     }
 
     #[tokio::test]
