@@ -266,10 +266,6 @@ impl Archive {
         format!("{}{tenant}/{node}/{rel}", self.settings.prefix)
     }
 
-    fn path(key: &str) -> ObjectPath {
-        ObjectPath::from(key)
-    }
-
     pub fn part_key(key: &str, part: u64) -> String {
         format!("{key}.part-{part:05}")
     }
@@ -281,7 +277,7 @@ impl Archive {
     /// A URL that fetches the object without credentials until `expires_in` passes.
     pub async fn presigned_get(&self, key: &str, expires_in: Duration) -> Result<String, String> {
         self.store
-            .signed_url(reqwest::Method::GET, &Archive::path(key), expires_in)
+            .signed_url(reqwest::Method::GET, &ObjectPath::from(key), expires_in)
             .await
             .map(|url| url.to_string())
             .map_err(|e| e.to_string())
@@ -443,7 +439,11 @@ impl ObjectBytes {
         for (key, range) in self.pieces(offset, buf.len() as u64) {
             let want = (range.end - range.start) as usize;
             let bytes = handle
-                .block_on(self.archive.store.get_range(&Archive::path(&key), range))
+                .block_on(
+                    self.archive
+                        .store
+                        .get_range(&ObjectPath::from(key.as_str()), range),
+                )
                 .map_err(std::io::Error::other)?;
             if bytes.len() != want {
                 return Err(std::io::Error::new(

@@ -390,17 +390,8 @@ impl Worker {
             // Parts of the old form the new one does not have.
             let old = object_keys(&stored.object_key, u64::try_from(stored.parts).unwrap_or(0));
             let new = object_keys(&object.key, object.parts);
-            for stale in old.iter().filter(|k| !new.contains(k)) {
-                match self
-                    .archive
-                    .store()
-                    .delete(&ObjectPath::from(stale.as_str()))
-                    .await
-                {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            self.delete_objects(old.into_iter().filter(|k| !new.contains(k)))
+                .await?;
             let now = now_ms();
             queue::replaced(&self.db, id, &object, now).await?;
             crate::encryption::seals::record(&self.db, id, &keys.current_id(), now).await?;
@@ -557,7 +548,15 @@ impl Worker {
     }
 
     async fn delete_keys(&self, key: &str, parts: u64) -> Result<(), ArchiveError> {
-        for key in object_keys(key, parts) {
+        self.delete_objects(object_keys(key, parts)).await
+    }
+
+    /// Deletes each object; one already gone counts as deleted.
+    async fn delete_objects(
+        &self,
+        keys: impl IntoIterator<Item = String>,
+    ) -> Result<(), ArchiveError> {
+        for key in keys {
             match self.archive.store().delete(&ObjectPath::from(key)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
