@@ -80,6 +80,15 @@ async fn scan(dir: &Path) {
     );
 }
 
+/// A list answer, its recordings counted.
+#[derive(serde::Deserialize)]
+struct Page {
+    recordings: Vec<serde::de::IgnoredAny>,
+}
+
+/// Requests per list measurement: enough for a p99 that is not one slow request.
+const REQUESTS: usize = 1000;
+
 /// `BENCH_ROWS` (default 1,000,000) rows, on SQLite, or on the PostgreSQL database named by
 /// `BENCH_POSTGRES_URL` when set (its recordings table is emptied first).
 async fn list(dir: &Path) {
@@ -186,12 +195,14 @@ async fn list(dir: &Path) {
         (deep_label.clone(), format!("{base}&cursor={deep_cursor}")),
     ] {
         let mut times = Vec::new();
-        for _ in 0..200 {
+        for _ in 0..REQUESTS {
             let t0 = Instant::now();
             let response = client.get(&url).send().await.expect("get");
             assert_eq!(response.status().as_u16(), 200);
-            let body: serde_json::Value = response.json().await.expect("body");
-            assert_eq!(body["recordings"].as_array().map(Vec::len), Some(50));
+            // Read whole and checked, without building a tree of it (the client's cost).
+            let body = response.bytes().await.expect("body");
+            let page: Page = serde_json::from_slice(&body).expect("a page");
+            assert_eq!(page.recordings.len(), 50);
             times.push(t0.elapsed());
         }
         times.sort();
@@ -201,12 +212,43 @@ async fn list(dir: &Path) {
             percentile(&times, 0.99)
         );
     }
+    // Where a request's time goes: its authentication (one query) and its audit event (one
+    // transaction), each alone on the same database.
+    let mut auth_times = Vec::new();
+    let mut audit_times = Vec::new();
+    for _ in 0..REQUESTS {
+        let t0 = Instant::now();
+        let mut conn = db.pool.acquire().await.expect("connection");
+        let principal = ari_recorder::access::accounts::principal_for_token(&mut conn, &token)
+            .await
+            .expect("token query");
+        drop(conn);
+        assert!(principal.is_some());
+        auth_times.push(t0.elapsed());
+        let t0 = Instant::now();
+        let entry = ari_recorder::access::audit::AuditEntry::new("bench", "default", "list");
+        ari_recorder::access::audit::record(&db, &entry)
+            .await
+            .expect("audit write");
+        audit_times.push(t0.elapsed());
+    }
+    for (label, times) in [
+        ("token check alone", &mut auth_times),
+        ("audit write alone", &mut audit_times),
+    ] {
+        times.sort();
+        println!(
+            "  {label}: p50 {:?}  p99 {:?}",
+            percentile(times, 0.5),
+            percentile(times, 0.99)
+        );
+    }
     for (label, cursor) in [
         ("shallow".to_string(), None),
         (deep_label, Some((deep_started, deep_id))),
     ] {
         let mut times = Vec::new();
-        for _ in 0..200 {
+        for _ in 0..REQUESTS {
             let t0 = Instant::now();
             let found: Vec<(i64,)> = match cursor {
                 None => sqlx::query_as("SELECT id FROM recordings ORDER BY started_at_ms DESC, id DESC LIMIT $1")

@@ -17,6 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ari_recorder::sim::{self, Script, SimOptions, Step};
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::process_cpu as cpu;
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -25,19 +29,6 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// User + system CPU time of a process, from /proc (clock ticks of 10 ms).
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the ')'.
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

@@ -696,7 +696,72 @@ async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
     common::stop(s).await;
 }
 
+/// Four instances (separate pools) claiming from one queue at once: every due upload of node
+/// a is taken exactly once, and node b's upload by none of them (only its own node uploads a
+/// file).
+async fn instances_claiming_at_once_never_take_the_same_job(db: Db) {
+    use ari_recorder::archive::queue;
+    use ari_recorder::library::Database;
+    const JOBS: i64 = 60;
+    let t = start_sim(0.0).await;
+    let Some(url) = database_url(&t, db).await else {
+        return;
+    };
+    let first = Database::open(&url).await.expect("database");
+    for i in 0..=JOBS {
+        let node = if i == JOBS { "b" } else { "a" };
+        sqlx::query(
+            "INSERT INTO recordings (path, node_id, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, data_offset, data_len, started_at_ms, indexed_at_ms, consent, sha256) \
+             VALUES ($1, $2, $1, 'wav', 'ready', 144, 1, 1, 'pcm16', 8000, 44, 100, $3, 1, 'granted', 'abc')",
+        )
+        .bind(format!("r{i}.wav"))
+        .bind(node)
+        .bind(1_000 + i)
+        .execute(&first.pool)
+        .await
+        .expect("insert");
+    }
+    let now = 1_000_000;
+    let queued = queue::enqueue_ready(&first, "a", now, None, false)
+        .await
+        .expect("enqueue a")
+        + queue::enqueue_ready(&first, "b", now, None, false)
+            .await
+            .expect("enqueue b");
+    assert_eq!(queued, JOBS as u64 + 1);
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        let db = Database::open(&url).await.expect("instance");
+        instances.push(tokio::spawn(async move {
+            let mut taken = Vec::new();
+            while let Some(job) = queue::claim_next(&db, "a", now).await.expect("claim") {
+                taken.push(job.path.expect("row"));
+            }
+            taken
+        }));
+    }
+    let mut taken = Vec::new();
+    for instance in instances {
+        taken.extend(instance.await.expect("instance ran"));
+    }
+    taken.sort();
+    let mut expected: Vec<String> = (0..JOBS).map(|i| format!("r{i}.wav")).collect();
+    expected.sort();
+    assert_eq!(
+        taken, expected,
+        "each of node a's jobs claimed exactly once"
+    );
+    // Claimed jobs wait out the lease; node b's job is still there for node b.
+    assert!(queue::claim_next(&first, "a", now)
+        .await
+        .expect("claim")
+        .is_none());
+    let b = queue::claim_next(&first, "b", now).await.expect("claim b");
+    assert_eq!(b.and_then(|job| job.path).as_deref(), Some("r60.wav"));
+}
+
 on_both_databases!(
+    instances_claiming_at_once_never_take_the_same_job,
     uploads_wait_for_the_bucket_then_play_from_it,
     split_files_presigned_links_and_removal,
     sealed_at_rest_on_disk_and_in_the_bucket,

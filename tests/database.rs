@@ -184,37 +184,127 @@ async fn instances_starting_together_on_postgresql_migrate_once() {
 }
 
 /// Issue 15: several instances (separate pools, on threads of their own, as separate processes
-/// would be) write one audit chain at once; it stays one unbroken chain.
+/// would be) write one audit chain at once, each from five requests at once (their events
+/// appended in groups) and through actions' own transactions; it stays one unbroken chain and
+/// every event has its own place in it.
 async fn instances_write_one_audit_chain(url: String) {
-    use ari_recorder::access::audit::{self, AuditEntry};
+    use ari_recorder::access::audit::{self, AuditEntry, AuditTx};
     Database::open(&url).await.expect("migrated");
     let writers: Vec<_> = (0..4)
         .map(|instance| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
                     .enable_all()
                     .build()
                     .expect("runtime");
                 runtime.block_on(async move {
                     let db = Database::open(&url).await.expect("open");
-                    for i in 0..25 {
-                        let entry = AuditEntry {
-                            detail: Some(format!("instance {instance}, event {i}")),
-                            ..AuditEntry::new(format!("node:{instance}"), "default", "list")
-                        };
-                        audit::record(&db, &entry).await.expect("recorded");
+                    let requests: Vec<_> = (0..5)
+                        .map(|request| {
+                            let db = db.clone();
+                            tokio::spawn(async move {
+                                let mut seqs = Vec::new();
+                                for i in 0..5 {
+                                    let entry = AuditEntry {
+                                        detail: Some(format!(
+                                            "instance {instance}, request {request}, event {i}"
+                                        )),
+                                        ..AuditEntry::new(
+                                            format!("node:{instance}"),
+                                            "default",
+                                            "list",
+                                        )
+                                    };
+                                    let seq = if i == 2 {
+                                        // An action's own transaction, beside the groups.
+                                        AuditTx::begin(&db)
+                                            .await
+                                            .expect("begin")
+                                            .commit(&entry)
+                                            .await
+                                    } else {
+                                        audit::record(&db, &entry).await
+                                    };
+                                    seqs.push(seq.expect("recorded"));
+                                }
+                                seqs
+                            })
+                        })
+                        .collect();
+                    let mut seqs = Vec::new();
+                    for request in requests {
+                        seqs.extend(request.await.expect("request"));
                     }
+                    seqs
                 })
             })
         })
         .collect();
+    let mut seqs = Vec::new();
     for writer in writers {
-        writer.join().expect("writer");
+        seqs.extend(writer.join().expect("writer"));
     }
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=100).collect::<Vec<i64>>(),
+        "each event its own place"
+    );
     let db = Database::open(&url).await.expect("open");
     let report = audit::verify(&db, None).await.expect("verify");
     assert_eq!((report.events, report.problem), (100, None));
+}
+
+/// A group of audit events that cannot be written fails each of its callers (none waits
+/// forever, none is told its event is stored), and the events after it are written again once
+/// the database is back.
+async fn a_failed_audit_write_fails_each_caller_and_writing_resumes(url: String) {
+    use ari_recorder::access::audit::{self, AuditEntry};
+    let db = Database::open(&url).await.expect("open");
+    let entry = AuditEntry::new("tester", "default", "list");
+    assert_eq!(audit::record(&db, &entry).await.expect("first"), 1);
+    sqlx::query("ALTER TABLE audit_head RENAME TO audit_head_away")
+        .execute(&db.pool)
+        .await
+        .expect("take the head away");
+    let failing: Vec<_> = (0..10)
+        .map(|_| {
+            let (db, entry) = (db.clone(), entry.clone());
+            tokio::spawn(async move { audit::record(&db, &entry).await })
+        })
+        .collect();
+    for caller in failing {
+        let result = caller.await.expect("caller");
+        assert!(result.is_err(), "stored without its chain: {result:?}");
+    }
+    sqlx::query("ALTER TABLE audit_head_away RENAME TO audit_head")
+        .execute(&db.pool)
+        .await
+        .expect("head back");
+    assert_eq!(audit::record(&db, &entry).await.expect("after"), 2);
+    let report = audit::verify(&db, None).await.expect("verify");
+    assert_eq!((report.events, report.problem), (2, None));
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_fails_each_caller_and_writing_resumes_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    a_failed_audit_write_fails_each_caller_and_writing_resumes(format!(
+        "sqlite://{}/lib.db?mode=rwc",
+        dir.path().display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_fails_each_caller_and_writing_resumes_on_postgresql() {
+    let Some(fresh) = fresh_postgres().await else {
+        return;
+    };
+    a_failed_audit_write_fails_each_caller_and_writing_resumes(fresh.url.clone()).await;
+    fresh.drop().await;
 }
 
 #[tokio::test]

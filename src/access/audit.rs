@@ -123,6 +123,7 @@ pub fn event_hash(event: &StoredEvent, keys: Option<&SigningKeys>) -> Option<Str
 pub struct AuditTx {
     tx: Transaction<'static, Any>,
     keys: Option<std::sync::Arc<SigningKeys>>,
+    postgres: bool,
     /// The chain's newest event (sequence number, hash), read while holding it.
     head: (i64, String),
 }
@@ -137,6 +138,7 @@ impl AuditTx {
         Ok(AuditTx {
             tx,
             keys: db.audit_keys.clone(),
+            postgres: db.backend == crate::library::Backend::Postgres,
             head,
         })
     }
@@ -148,57 +150,203 @@ impl AuditTx {
 
     /// Appends the event and commits it with whatever the action wrote. Returns its sequence
     /// number.
-    pub async fn commit(mut self, entry: &AuditEntry) -> Result<i64, DbError> {
-        let (head_seq, head_hash) = std::mem::take(&mut self.head);
-        // Every field has a ceiling, whatever a caller put in it: an event never grows with
-        // what an unauthenticated client sends.
-        let mut event = StoredEvent {
-            seq: head_seq + 1,
-            at_ms: now_ms(),
-            actor: capped(&entry.actor, 128),
-            tenant: capped(&entry.tenant, 64),
-            action: entry.action.to_string(),
-            recording_id: entry.recording_id,
-            outcome: capped(&entry.outcome, 64),
-            client: capped(&entry.client, 64),
-            detail: entry.detail.as_deref().map(|d| capped(d, 512)),
-            prev_hash: head_hash,
-            key_id: self.keys.as_ref().map(|k| k.signing_id().to_string()),
-            hash: String::new(),
+    pub async fn commit(self, entry: &AuditEntry) -> Result<i64, DbError> {
+        let seqs = self.commit_all(std::slice::from_ref(entry)).await?;
+        Ok(seqs.first().copied().unwrap_or_default())
+    }
+
+    /// Appends the events in order after the head, moves the head to the last and commits.
+    /// Returns their sequence numbers.
+    async fn commit_all(mut self, entries: &[AuditEntry]) -> Result<Vec<i64>, DbError> {
+        let (mut seq, mut prev_hash) = std::mem::take(&mut self.head);
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in entries {
+            seq += 1;
+            // Every field has a ceiling, whatever a caller put in it: an event never grows with
+            // what an unauthenticated client sends.
+            let mut event = StoredEvent {
+                seq,
+                at_ms: now_ms(),
+                actor: capped(&entry.actor, 128),
+                tenant: capped(&entry.tenant, 64),
+                action: entry.action.to_string(),
+                recording_id: entry.recording_id,
+                outcome: capped(&entry.outcome, 64),
+                client: capped(&entry.client, 64),
+                detail: entry.detail.as_deref().map(|d| capped(d, 512)),
+                prev_hash,
+                key_id: self.keys.as_ref().map(|k| k.signing_id().to_string()),
+                hash: String::new(),
+            };
+            // The signing key is one of the keys: the hash is always there.
+            event.hash = event_hash(&event, self.keys.as_deref()).unwrap_or_default();
+            prev_hash = event.hash.clone();
+            events.push(event);
+        }
+        let Some(last) = events.last() else {
+            self.tx.commit().await?;
+            return Ok(Vec::new());
         };
-        // The signing key is one of the keys: the hash is always there.
-        event.hash = event_hash(&event, self.keys.as_deref()).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash, key_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(event.seq)
-        .bind(event.at_ms)
-        .bind(&event.actor)
-        .bind(&event.tenant)
-        .bind(&event.action)
-        .bind(event.recording_id)
-        .bind(&event.outcome)
-        .bind(&event.client)
-        .bind(&event.detail)
-        .bind(&event.prev_hash)
-        .bind(&event.hash)
-        .bind(&event.key_id)
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(event.seq)
-            .bind(&event.hash)
-            .execute(&mut *self.tx)
-            .await?;
+        let rows = (0..events.len())
+            .map(|i| {
+                let params: Vec<String> = (1..=EVENT_FIELDS)
+                    .map(|k| format!("${}", i * EVENT_FIELDS + k))
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert = format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES {rows}");
+        let head = events.len() * EVENT_FIELDS;
+        // PostgreSQL appends and moves the head in one statement (a round trip less); SQLite
+        // has no writes inside WITH.
+        let sql = if self.postgres {
+            format!(
+                "WITH appended AS ({insert}) UPDATE audit_head SET seq = ${}, hash = ${} WHERE id = 1",
+                head + 1,
+                head + 2
+            )
+        } else {
+            insert
+        };
+        let mut query = sqlx::query(&sql);
+        for event in &events {
+            query = query
+                .bind(event.seq)
+                .bind(event.at_ms)
+                .bind(&event.actor)
+                .bind(&event.tenant)
+                .bind(&event.action)
+                .bind(event.recording_id)
+                .bind(&event.outcome)
+                .bind(&event.client)
+                .bind(&event.detail)
+                .bind(&event.prev_hash)
+                .bind(&event.hash)
+                .bind(&event.key_id);
+        }
+        if self.postgres {
+            query = query.bind(last.seq).bind(&last.hash);
+        }
+        query.execute(&mut *self.tx).await?;
+        if !self.postgres {
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(last.seq)
+                .bind(&last.hash)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
-        Ok(event.seq)
+        Ok(events.iter().map(|e| e.seq).collect())
     }
 }
 
-/// Records an event that goes with no other write (a read, a denial).
+/// The columns of an event, as many as [`EVENT_COLUMNS`] names.
+const EVENT_FIELDS: usize = 12;
+
+/// The most events one group write appends (`EVENT_FIELDS` parameters each, well under every
+/// backend's limit).
+const MAX_GROUP: usize = 64;
+
+/// Events that go with no other write (reads, denials), waiting to be appended together: while
+/// one group is being written the next gathers, so under load one transaction (one turn at the
+/// chain's head, one commit) carries many events. A caller is answered only once its event is
+/// committed.
+#[derive(Default)]
+pub struct GroupWriter {
+    queue: std::sync::Mutex<Group>,
+}
+
+type Waiter = tokio::sync::oneshot::Sender<Result<i64, String>>;
+
+#[derive(Default)]
+struct Group {
+    waiting: Vec<(AuditEntry, Waiter)>,
+    writing: bool,
+}
+
+impl GroupWriter {
+    fn group(&self) -> std::sync::MutexGuard<'_, Group> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Marks the writer stopped if its task ends early (a runtime shutting down drops it
+/// mid-write): the next event starts another, which writes what was left waiting.
+struct Writing<'a> {
+    writer: &'a GroupWriter,
+    finished: bool,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.writer.group().writing = false;
+        }
+    }
+}
+
+/// Records an event that goes with no other write (a read, a denial), appended together with
+/// the others waiting at that moment. Returns its sequence number once it is committed.
 pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
-    AuditTx::begin(db).await?.commit(entry).await
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let start = {
+        let mut group = db.audit_writer.group();
+        group.waiting.push((entry.clone(), sender));
+        !std::mem::replace(&mut group.writing, true)
+    };
+    if start {
+        // A task of its own: a caller that goes away (a client hanging up) does not strand
+        // the events of the others.
+        let db = db.clone();
+        tokio::spawn(async move { write_groups(&db).await });
+    }
+    match receiver.await {
+        Ok(Ok(seq)) => Ok(seq),
+        Ok(Err(reason)) => Err(DbError::Audit(reason)),
+        Err(_) => Err(DbError::Audit("the audit writer stopped".into())),
+    }
+}
+
+/// Writes groups until none is waiting.
+async fn write_groups(db: &Database) {
+    let mut writing = Writing {
+        writer: &db.audit_writer,
+        finished: false,
+    };
+    loop {
+        let group: Vec<(AuditEntry, Waiter)> = {
+            let mut group = db.audit_writer.group();
+            let n = group.waiting.len().min(MAX_GROUP);
+            if n == 0 {
+                // Under the same lock an event is queued under: one queued after this starts
+                // the next writer.
+                group.writing = false;
+                writing.finished = true;
+                return;
+            }
+            group.waiting.drain(..n).collect()
+        };
+        let (entries, waiters): (Vec<AuditEntry>, Vec<Waiter>) = group.into_iter().unzip();
+        let written = match AuditTx::begin(db).await {
+            Ok(tx) => tx.commit_all(&entries).await,
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(seqs) => {
+                for (waiter, seq) in waiters.into_iter().zip(seqs) {
+                    let _ = waiter.send(Ok(seq));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(events = entries.len(), error = %e, "audit write failed");
+                let reason = e.to_string();
+                for waiter in waiters {
+                    let _ = waiter.send(Err(reason.clone()));
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]

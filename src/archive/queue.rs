@@ -3,11 +3,12 @@
 //! States: `pending` (to upload; `next_attempt_at_ms` says when), `stored` (verified in the
 //! bucket; `local_removed_at_ms` once the local copy went) and `removing` (the recording was
 //! deleted or purged: its objects are to be removed, then the row). A job is claimed by moving
-//! its next attempt past a lease, so two instances never upload the same file at once.
+//! its next attempt past a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so two instances never
+//! upload the same file at once.
 
 use std::collections::HashSet;
 
-use crate::library::{Database, DbError};
+use crate::library::{Backend, Database, DbError};
 
 /// How long a claimed job is left to its instance before another may take it.
 pub const LEASE_MS: i64 = 10 * 60 * 1000;
@@ -124,21 +125,42 @@ pub async fn sweep_gone(db: &Database, now_ms: i64) -> Result<u64, DbError> {
     Ok(done.rows_affected())
 }
 
-/// Uploads of `node`'s files and removals (any node's) whose time has come, oldest first.
-pub async fn due(db: &Database, node: &str, now_ms: i64, limit: i64) -> Result<Vec<Job>, DbError> {
-    Ok(sqlx::query_as(
-        "SELECT a.recording_id, a.state, a.attempts, a.next_attempt_at_ms, a.sha256, a.size_bytes, \
-         a.object_key, a.parts, r.path, r.tenant, r.name, r.sha256 AS current_sha256, \
-         r.status AS current_status \
-         FROM recording_archive a LEFT JOIN recordings r ON r.id = a.recording_id \
-         WHERE a.next_attempt_at_ms <= $1 \
+/// The columns of a [`Job`], over `recording_archive a LEFT JOIN recordings r`.
+const JOB_COLUMNS: &str = "a.recording_id, a.state, a.attempts, a.next_attempt_at_ms, a.sha256, \
+     a.size_bytes, a.object_key, a.parts, r.path, r.tenant, r.name, r.sha256 AS current_sha256, \
+     r.status AS current_status";
+
+/// Claims the oldest due job for this instance (an upload of `node`'s files, or any node's
+/// removal) until the lease ends, in one statement. On PostgreSQL the job's row is taken `FOR
+/// UPDATE SKIP LOCKED`: instances claiming at the same moment take different jobs and none
+/// waits on another. On SQLite the statement runs under the one write lock, atomic by itself.
+pub async fn claim_next(db: &Database, node: &str, now_ms: i64) -> Result<Option<Job>, DbError> {
+    let lock = match db.backend {
+        Backend::Postgres => " FOR UPDATE OF a SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let claimed: Option<(i64,)> = sqlx::query_as(&format!(
+        "UPDATE recording_archive SET next_attempt_at_ms = $1 WHERE recording_id = \
+         (SELECT a.recording_id FROM recording_archive a LEFT JOIN recordings r ON r.id = a.recording_id \
+         WHERE a.next_attempt_at_ms <= $2 \
          AND (a.state = 'removing' OR (a.state = 'pending' AND r.node_id = $3)) \
-         ORDER BY a.next_attempt_at_ms, a.recording_id LIMIT $2",
-    )
+         ORDER BY a.next_attempt_at_ms, a.recording_id LIMIT 1{lock}) \
+         AND next_attempt_at_ms <= $2 RETURNING recording_id"
+    ))
+    .bind(now_ms + LEASE_MS)
     .bind(now_ms)
-    .bind(limit)
     .bind(node)
-    .fetch_all(&db.pool)
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some((id,)) = claimed else {
+        return Ok(None);
+    };
+    Ok(sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM recording_archive a LEFT JOIN recordings r ON r.id = a.recording_id \
+         WHERE a.recording_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&db.pool)
     .await?)
 }
 
@@ -156,21 +178,6 @@ pub async fn release_leases(db: &Database, node: &str, now_ms: i64) -> Result<u6
     .execute(&db.pool)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// Takes `job` for this instance until the lease ends; false when another instance took it.
-pub async fn claim(db: &Database, job: &Job, now_ms: i64) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "UPDATE recording_archive SET next_attempt_at_ms = $1 \
-         WHERE recording_id = $2 AND state = $3 AND next_attempt_at_ms = $4",
-    )
-    .bind(now_ms + LEASE_MS)
-    .bind(job.recording_id)
-    .bind(&job.state)
-    .bind(job.next_attempt_at_ms)
-    .execute(&db.pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// The upload of `id` was verified. False when the job changed meanwhile (the recording was

@@ -160,39 +160,29 @@ impl Worker {
             },
             ..Round::default()
         };
-        loop {
-            let now = now_ms();
-            let jobs = queue::due(&self.db, &self.node, now, 16).await?;
-            if jobs.is_empty() {
-                break;
-            }
-            for job in jobs {
-                if !queue::claim(&self.db, &job, now).await? {
-                    continue;
+        while let Some(job) = queue::claim_next(&self.db, &self.node, now_ms()).await? {
+            let result = if job.state == queue::REMOVING {
+                self.remove_objects(&job).await.map(|()| false)
+            } else {
+                self.upload(&job).await
+            };
+            match result {
+                Ok(stored) => {
+                    if job.state == queue::REMOVING {
+                        queue::forget(&self.db, job.recording_id).await?;
+                        round.removed += 1;
+                    } else if stored {
+                        round.stored += 1;
+                    }
                 }
-                let result = if job.state == queue::REMOVING {
-                    self.remove_objects(&job).await.map(|()| false)
-                } else {
-                    self.upload(&job).await
-                };
-                match result {
-                    Ok(stored) => {
-                        if job.state == queue::REMOVING {
-                            queue::forget(&self.db, job.recording_id).await?;
-                            round.removed += 1;
-                        } else if stored {
-                            round.stored += 1;
-                        }
-                    }
-                    Err(e) => {
-                        round.failed += 1;
-                        self.archive.stats.failures.fetch_add(1, Ordering::Relaxed);
-                        let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
-                        let wait = backoff(attempts, self.archive.settings.retry_cap);
-                        let next = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-                        tracing::warn!(recording = job.recording_id, attempt = attempts + 1, error = %e, retry_in_ms = wait.as_millis() as u64, "archive job failed");
-                        queue::mark_failed(&self.db, &job, next, &e.to_string()).await?;
-                    }
+                Err(e) => {
+                    round.failed += 1;
+                    self.archive.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+                    let wait = backoff(attempts, self.archive.settings.retry_cap);
+                    let next = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+                    tracing::warn!(recording = job.recording_id, attempt = attempts + 1, error = %e, retry_in_ms = wait.as_millis() as u64, "archive job failed");
+                    queue::mark_failed(&self.db, &job, next, &e.to_string()).await?;
                 }
             }
         }

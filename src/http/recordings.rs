@@ -156,6 +156,90 @@ pub(super) struct RecordingRow {
     pub(super) node_id: String,
 }
 
+/// A recording in an answer, serialized straight from the row (no intermediate JSON tree: a
+/// list page is fifty of these). Fields in alphabetical order, the order clients have seen.
+#[derive(serde::Serialize)]
+pub(super) struct RecordingView<'a> {
+    access: AccessView,
+    call_id: Option<&'a str>,
+    callee: Option<&'a str>,
+    caller: CallerView<'a>,
+    compliance: &'a str,
+    consent: &'a str,
+    deleted_at: Option<String>,
+    direction: Option<&'a str>,
+    duration_seconds: f64,
+    flow: Option<&'a str>,
+    format: &'a str,
+    hold: Option<HoldView<'a>>,
+    id: i64,
+    links: LinksView,
+    name: &'a str,
+    node: Option<&'a str>,
+    node_id: &'a str,
+    node_type: Option<&'a str>,
+    playable: bool,
+    private: bool,
+    project: &'a str,
+    reason: Option<&'a str>,
+    sha256: Option<&'a str>,
+    size_bytes: i64,
+    started_at: String,
+    status: &'a str,
+    tenant: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct AccessView {
+    delete: Verdict,
+    download: Verdict,
+    play: Verdict,
+    set_status: Verdict,
+}
+
+/// Whether an action is allowed, and why not.
+#[derive(serde::Serialize)]
+struct Verdict {
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+impl Verdict {
+    fn of(result: Result<(), Denial>) -> Verdict {
+        Verdict {
+            allowed: result.is_ok(),
+            reason: result.err().map(Denial::reason),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct CallerView<'a> {
+    name: Option<&'a str>,
+    number: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct HoldView<'a> {
+    reason: &'a str,
+}
+
+/// The addresses of what the principal may do (absent: not allowed).
+#[derive(serde::Serialize)]
+struct LinksView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audio: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peaks: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    play_url: Option<String>,
+}
+
 pub(super) const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
     data_offset, data_len, sha256, call_id, tenant, project, participants, flow, node, node_type, direction, caller_name, caller_number, \
     callee, started_at_ms, private, consent, compliance, deleted_at_ms, asterisk_started_at_ms, \
@@ -181,63 +265,70 @@ impl RecordingRow {
     }
 
     /// The recording as `principal` may see it: what they may do with it and, where not, why.
-    pub(super) fn json(&self, principal: &Principal, tenant: TenantSettings) -> serde_json::Value {
+    /// The recording as the API shows it to `principal`: what it may do with it and where.
+    pub(super) fn view(&self, principal: &Principal, tenant: TenantSettings) -> RecordingView<'_> {
         let base = format!("/api/recordings/{}", self.id);
-        let playable = self.status == "ready";
         let verdict = |action| decide(principal, tenant, &self.facts(), action);
-        let shown = |result: Result<(), Denial>| match result {
-            Ok(()) => serde_json::json!({"allowed": true}),
-            Err(d) => serde_json::json!({"allowed": false, "reason": d.reason()}),
-        };
         let (play, download) = (verdict(Action::Play), verdict(Action::Download));
-        let mut links = serde_json::Map::new();
-        if play.is_ok() {
-            links.insert("audio".into(), format!("{base}/audio").into());
-            links.insert("peaks".into(), format!("{base}/peaks").into());
-            links.insert("play_url".into(), format!("{base}/play-url").into());
-        }
-        if download.is_ok() {
-            links.insert("download".into(), format!("{base}/download").into());
-            links.insert("download_url".into(), format!("{base}/download-url").into());
-        }
-        serde_json::json!({
-            "id": self.id,
-            "name": self.name,
-            "format": self.format,
-            "status": self.status,
-            "reason": self.reason,
-            "duration_seconds": self.duration_ms as f64 / 1000.0,
-            "size_bytes": self.size_bytes,
-            "sha256": self.sha256,
-            "node_id": self.node_id,
-            "started_at": rfc3339(self.started_at_ms),
-            "call_id": self.call_id,
-            "tenant": self.tenant,
-            "project": self.project,
-            "flow": self.flow,
-            "node": self.node,
-            "node_type": self.node_type,
-            "direction": self.direction,
-            "caller": { "name": self.caller_name, "number": self.caller_number },
-            "callee": self.callee,
-            "private": self.private != 0,
-            "consent": self.consent,
-            "compliance": self.compliance,
-            "deleted_at": self.deleted_at_ms.map(rfc3339),
-            "hold": self.hold_reason.as_ref().map(|reason| serde_json::json!({"reason": reason})),
-            "playable": playable,
-            "access": {
-                "play": shown(play),
-                "download": shown(download),
+        let link = |allowed: bool, tail: &str| allowed.then(|| format!("{base}/{tail}"));
+        RecordingView {
+            access: AccessView {
                 // A held recording is deleted by nobody until it is released.
-                "delete": match (&self.hold_reason, verdict(Action::Delete)) {
-                    (Some(_), Ok(())) => serde_json::json!({"allowed": false, "reason": "on_hold"}),
-                    (_, result) => shown(result),
+                delete: match (&self.hold_reason, verdict(Action::Delete)) {
+                    (Some(_), Ok(())) => Verdict {
+                        allowed: false,
+                        reason: Some("on_hold"),
+                    },
+                    (_, result) => Verdict::of(result),
                 },
-                "set_status": shown(verdict(Action::SetStatus)),
+                download: Verdict::of(download),
+                play: Verdict::of(play),
+                set_status: Verdict::of(verdict(Action::SetStatus)),
             },
-            "links": links,
-        })
+            call_id: self.call_id.as_deref(),
+            callee: self.callee.as_deref(),
+            caller: CallerView {
+                name: self.caller_name.as_deref(),
+                number: self.caller_number.as_deref(),
+            },
+            compliance: &self.compliance,
+            consent: &self.consent,
+            deleted_at: self.deleted_at_ms.map(rfc3339),
+            direction: self.direction.as_deref(),
+            duration_seconds: self.duration_ms as f64 / 1000.0,
+            flow: self.flow.as_deref(),
+            format: &self.format,
+            hold: self
+                .hold_reason
+                .as_deref()
+                .map(|reason| HoldView { reason }),
+            id: self.id,
+            links: LinksView {
+                audio: link(play.is_ok(), "audio"),
+                download: link(download.is_ok(), "download"),
+                download_url: link(download.is_ok(), "download-url"),
+                peaks: link(play.is_ok(), "peaks"),
+                play_url: link(play.is_ok(), "play-url"),
+            },
+            name: &self.name,
+            node: self.node.as_deref(),
+            node_id: &self.node_id,
+            node_type: self.node_type.as_deref(),
+            playable: self.status == "ready",
+            private: self.private != 0,
+            project: &self.project,
+            reason: self.reason.as_deref(),
+            sha256: self.sha256.as_deref(),
+            size_bytes: self.size_bytes,
+            started_at: rfc3339(self.started_at_ms),
+            status: &self.status,
+            tenant: &self.tenant,
+        }
+    }
+
+    /// [`Self::view`] as a JSON value, for answers that add to it.
+    pub(super) fn json(&self, principal: &Principal, tenant: TenantSettings) -> serde_json::Value {
+        serde_json::to_value(self.view(principal, tenant)).unwrap_or_default()
     }
 
     fn stream(&self, source: StoredAudio) -> Option<WavStream> {

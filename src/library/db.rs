@@ -36,6 +36,9 @@ pub enum DbError {
     },
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// A group of audit events could not be appended (the reason is shared by each).
+    #[error("audit write failed: {0}")]
+    Audit(String),
 }
 
 struct Migration {
@@ -160,6 +163,9 @@ pub fn migration_count() -> usize {
     MIGRATIONS.len()
 }
 
+/// A pooled connection idle this long is pinged before it is handed out again.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct Database {
     pub pool: AnyPool,
@@ -167,6 +173,8 @@ pub struct Database {
     /// The keys that seal the audit chain (`AUDIT_KEYS`): every audited write goes through
     /// this handle, so it carries them. None: events are chained unkeyed.
     pub audit_keys: Option<std::sync::Arc<crate::signing::SigningKeys>>,
+    /// The audit events of this handle (and its clones) waiting to be appended together.
+    pub(crate) audit_writer: std::sync::Arc<crate::access::audit::GroupWriter>,
 }
 
 impl Database {
@@ -198,7 +206,20 @@ impl Database {
         }
         let mut options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out: a round trip on PostgreSQL before each
+            // of a request's queries (three for a list page). A connection used within the
+            // last seconds is known to be alive; one idle longer (the server may have
+            // restarted) is still checked.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -220,6 +241,7 @@ impl Database {
             pool,
             backend,
             audit_keys: None,
+            audit_writer: Default::default(),
         };
         db.migrate().await?;
         Ok(db)

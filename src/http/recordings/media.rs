@@ -571,8 +571,9 @@ pub(in crate::http) async fn audio_response(
         .join(", "),
     )
     .filter(|d| !d.is_empty());
-    let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
     if let Some(grant) = grant.as_ref().filter(|_| attachment) {
+        // A single-use download link is spent in the transaction of its event.
+        let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
         // Spent nonces matter only until their link would have expired anyway.
         sqlx::query("DELETE FROM used_grants WHERE expires_at_ms < $1")
             .bind(crate::access::now_ms())
@@ -594,8 +595,10 @@ pub(in crate::http) async fn audio_response(
                 .refuse(state, entry, link_refused(links::LinkError::Used))
                 .await);
         }
+        tx.commit(&entry).await.map_err(internal)?;
+    } else {
+        audit::record(&state.db, &entry).await.map_err(internal)?;
     }
-    tx.commit(&entry).await.map_err(internal)?;
     let mut tag = etag(&row);
     let mut name = attachment.then(|| download_name(&row));
     let body = if opus {
