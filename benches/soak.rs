@@ -269,12 +269,17 @@ async fn main() {
     let finished_name = "recordings_total{outcome=\"finished\"}";
     let base_recorded = metric(&metrics(&http, &service.base).await, finished_name);
     let mut rss_1k = 0.0;
+    // RSS at each thousandth call, under load: the shape of the curve (a plateau or a slope).
+    let mut rss_curve = Vec::new();
     let cpu_start = cpu(pid);
     let run_start = Instant::now();
     for i in 0..calls {
         let due = run_start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
         let _ = sim.place_inbound_call("100", "Soak <5550100>", "caller");
+        if (i + 1) % 1000 == 0 {
+            rss_curve.push(rss_mib(pid));
+        }
         if i + 1 == 1000 || i + 1 == calls {
             // Let the calls in flight end, their files settle and be indexed.
             settle(
@@ -307,5 +312,10 @@ async fn main() {
             }
         }
     }
+    let curve: Vec<String> = rss_curve.iter().map(|r| format!("{r:.1}")).collect();
+    println!(
+        "  RSS at each 1,000 calls, under load (MiB): {}",
+        curve.join(", ")
+    );
     drop(service);
 }

@@ -17,6 +17,12 @@ use ari_recorder::config::Config;
 use ari_recorder::service;
 use ari_recorder::sim::{self, SimOptions};
 
+// mimalloc instead of glibc's malloc: a long-running service with many short-lived threads
+// (blocking file work, SQLite's workers) otherwise spreads its heap over many arenas that are
+// seldom given back (RSS grew by half again between 1,000 and 10,000 calls in the soak).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ari-recorder",
