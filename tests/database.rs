@@ -322,3 +322,39 @@ async fn instances_write_one_audit_chain_on_postgresql() {
     instances_write_one_audit_chain(fresh.url.clone()).await;
     fresh.drop().await;
 }
+
+/// Two handles on one database with different audit keys, writing at once: each event is
+/// sealed with the keys of the handle it was recorded through (grouped writes never mix them).
+#[tokio::test]
+async fn handles_with_different_audit_keys_seal_their_own_events() {
+    use ari_recorder::access::audit::{self, AuditEntry};
+    use ari_recorder::signing::SigningKeys;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}/lib.db?mode=rwc", dir.path().display());
+    let keys = || SigningKeys::parse(&["a1:audit-key-for-this-test-0123456789".to_string()]);
+    let keyed = Database::open(&url)
+        .await
+        .expect("open")
+        .with_audit_keys(Some(keys().expect("keys")));
+    let keyless = keyed.clone().with_audit_keys(None);
+    let writers: Vec<_> = (0..40)
+        .map(|i| {
+            let db = if i % 2 == 0 {
+                keyed.clone()
+            } else {
+                keyless.clone()
+            };
+            tokio::spawn(async move {
+                audit::record(&db, &AuditEntry::new("tester", "default", "list")).await
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer").expect("recorded");
+    }
+    let report = audit::verify(&keyed, None).await.expect("verify");
+    assert_eq!(
+        (report.events, report.unsealed, report.problem),
+        (40, 20, None)
+    );
+}

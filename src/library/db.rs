@@ -181,6 +181,9 @@ impl Database {
     /// The same handle, sealing audit events with `keys`.
     pub fn with_audit_keys(mut self, keys: Option<crate::signing::SigningKeys>) -> Database {
         self.audit_keys = keys.map(std::sync::Arc::new);
+        // Its own group writer: events are sealed with the keys of the handle whose writer
+        // appends them, so handles with different keys never share one.
+        self.audit_writer = Default::default();
         self
     }
 
