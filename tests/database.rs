@@ -324,37 +324,56 @@ async fn instances_write_one_audit_chain_on_postgresql() {
 }
 
 /// Two handles on one database with different audit keys, writing at once: each event is
-/// sealed with the keys of the handle it was recorded through (grouped writes never mix them).
+/// sealed with the key of the handle it was recorded through (grouped writes never mix them).
 #[tokio::test]
 async fn handles_with_different_audit_keys_seal_their_own_events() {
     use ari_recorder::access::audit::{self, AuditEntry};
     use ari_recorder::signing::SigningKeys;
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}/lib.db?mode=rwc", dir.path().display());
-    let keys = || SigningKeys::parse(&["a1:audit-key-for-this-test-0123456789".to_string()]);
-    let keyed = Database::open(&url)
+    let keys = |first: &str| {
+        let entries = [
+            "a1:audit-key-a-for-this-test-0123456789",
+            "b1:audit-key-b-for-this-test-0123456789",
+        ];
+        let mut entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+        // The first entry is the one that seals.
+        entries.sort_by_key(|e| !e.starts_with(first));
+        SigningKeys::parse(&entries).expect("keys")
+    };
+    let a = Database::open(&url)
         .await
         .expect("open")
-        .with_audit_keys(Some(keys().expect("keys")));
-    let keyless = keyed.clone().with_audit_keys(None);
+        .with_audit_keys(Some(keys("a1")));
+    let b = a.clone().with_audit_keys(Some(keys("b1")));
     let writers: Vec<_> = (0..40)
         .map(|i| {
-            let db = if i % 2 == 0 {
-                keyed.clone()
+            let (db, actor) = if i % 2 == 0 {
+                (a.clone(), "through-a")
             } else {
-                keyless.clone()
+                (b.clone(), "through-b")
             };
             tokio::spawn(async move {
-                audit::record(&db, &AuditEntry::new("tester", "default", "list")).await
+                audit::record(&db, &AuditEntry::new(actor, "default", "list")).await
             })
         })
         .collect();
     for writer in writers {
         writer.await.expect("writer").expect("recorded");
     }
-    let report = audit::verify(&keyed, None).await.expect("verify");
+    let sealed: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT actor, key_id, COUNT(*) FROM audit_events GROUP BY actor, key_id ORDER BY actor",
+    )
+    .fetch_all(&a.pool)
+    .await
+    .expect("events");
     assert_eq!(
-        (report.events, report.unsealed, report.problem),
-        (40, 20, None)
+        sealed,
+        vec![
+            ("through-a".to_string(), Some("a1".to_string()), 20),
+            ("through-b".to_string(), Some("b1".to_string()), 20)
+        ]
     );
+    let report = audit::verify(&a, None).await.expect("verify");
+    assert_eq!((report.events, report.problem), (40, None));
 }
