@@ -377,3 +377,60 @@ async fn handles_with_different_audit_keys_seal_their_own_events() {
     let report = audit::verify(&a, None).await.expect("verify");
     assert_eq!((report.events, report.problem), (40, None));
 }
+
+/// A caller name's search words: written with a new row, left alone when a re-index brings the
+/// same name, replaced when the name changed.
+async fn caller_name_words_follow_the_name(url: String) {
+    use ari_recorder::library::index::store_name_words;
+    let db = Database::open(&url).await.expect("open");
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, data_offset, data_len, started_at_ms, indexed_at_ms) \
+         VALUES ('a.wav', 'a', 'wav', 'ready', 144, 1, 1, 'pcm16', 8000, 44, 100, 1, 1) RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("row");
+    let words = || async {
+        let mut words: Vec<(String,)> =
+            sqlx::query_as("SELECT word FROM recording_words WHERE recording_id = $1")
+                .bind(id)
+                .fetch_all(&db.pool)
+                .await
+                .expect("words");
+        words.sort();
+        words.into_iter().map(|(w,)| w).collect::<Vec<_>>()
+    };
+    let mut conn = db.pool.acquire().await.expect("connection");
+    store_name_words(&mut conn, id, "Alice O'Brien-Smith", true)
+        .await
+        .expect("new row");
+    assert_eq!(words().await, ["alice", "brien", "o", "smith"]);
+    store_name_words(&mut conn, id, "alice smith O Brien", false)
+        .await
+        .expect("same words");
+    assert_eq!(words().await, ["alice", "brien", "o", "smith"]);
+    store_name_words(&mut conn, id, "Bob Smith", false)
+        .await
+        .expect("renamed");
+    assert_eq!(words().await, ["bob", "smith"]);
+    store_name_words(&mut conn, id, "", false)
+        .await
+        .expect("no name");
+    assert!(words().await.is_empty());
+}
+
+#[tokio::test]
+async fn caller_name_words_follow_the_name_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    caller_name_words_follow_the_name(format!("sqlite://{}/lib.db?mode=rwc", dir.path().display()))
+        .await;
+}
+
+#[tokio::test]
+async fn caller_name_words_follow_the_name_on_postgresql() {
+    let Some(fresh) = fresh_postgres().await else {
+        return;
+    };
+    caller_name_words_follow_the_name(fresh.url.clone()).await;
+    fresh.drop().await;
+}

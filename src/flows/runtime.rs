@@ -1017,7 +1017,7 @@ async fn not_recorded(db: &Database, row: &RecordingRow, switch: &str) -> Result
     .fetch_optional(&mut *tx)
     .await?;
     if let Some((id,)) = inserted {
-        crate::library::index::store_name_words(&mut tx, id, &row.caller_name).await?;
+        crate::library::index::store_name_words(&mut tx, id, &row.caller_name, true).await?;
     }
     tx.commit().await
 }

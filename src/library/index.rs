@@ -627,23 +627,51 @@ static INSERT_ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// Replaces the words of recording `id`'s caller name, for the name search.
+/// Stores the words of recording `id`'s caller name, for the name search. A row written again
+/// (a growing file, then final) usually keeps its caller: its words are compared first and
+/// left alone when they match, so a re-index costs one read instead of a delete and inserts.
 pub async fn store_name_words(
     conn: &mut sqlx::AnyConnection,
     id: i64,
     caller_name: &str,
+    new_row: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM recording_words WHERE recording_id = $1")
+    let words = name_words(caller_name);
+    if !new_row {
+        let mut stored: Vec<String> = sqlx::query_as::<_, (String,)>(
+            "SELECT word FROM recording_words WHERE recording_id = $1",
+        )
         .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    for word in name_words(caller_name) {
-        sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(word)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(word,)| word)
+        .collect();
+        stored.sort();
+        if stored == words {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM recording_words WHERE recording_id = $1")
             .bind(id)
             .execute(&mut *conn)
             .await?;
     }
+    if words.is_empty() {
+        return Ok(());
+    }
+    // One statement for all of them: $1 is the recording, $2... the words.
+    let rows: Vec<String> = (0..words.len())
+        .map(|i| format!("(${}, $1)", i + 2))
+        .collect();
+    let sql = format!(
+        "INSERT INTO recording_words (word, recording_id) VALUES {} ON CONFLICT DO NOTHING",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(id);
+    for word in &words {
+        query = query.bind(word);
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -1130,8 +1158,8 @@ impl Indexer {
             let updated: Option<(i64,)> = bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let id = match updated {
-                Some((id,)) => id,
+            let (id, new_row) = match updated {
+                Some((id,)) => (id, false),
                 None => {
                     let inserted: Option<(i64,)> =
                         bind_stored(sqlx::query_as(&INSERT_ROW), &values)
@@ -1149,20 +1177,21 @@ impl Indexer {
                                     .fallback_newest_ms
                                     .fetch_max(m.started_at_ms, Ordering::Relaxed);
                             }
-                            id
+                            (id, true)
                         }
                         // Another writer (the watcher, a second instance) added it meanwhile.
-                        None => {
+                        None => (
                             bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
                                 .fetch_one(&mut *tx)
                                 .await?
-                                .0
-                        }
+                                .0,
+                            false,
+                        ),
                     }
                 }
             };
             let caller_name = m.and_then(|m| m.caller_name.as_deref()).unwrap_or("");
-            store_name_words(&mut tx, id, caller_name).await?;
+            store_name_words(&mut tx, id, caller_name, new_row).await?;
         }
         tx.commit().await?;
         self.state.write_seconds.observe(started.elapsed());
