@@ -19,6 +19,9 @@ use ari_recorder::sim::{self, SimOptions};
 
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/process.rs"]
+mod process;
+use process::{free_port, wait_for};
 
 /// Requests in flight at once, across all targets.
 const CONCURRENCY: usize = 16;
@@ -33,13 +36,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -98,21 +94,6 @@ fn fill(folder: &Path) {
         }
         std::fs::write(folder.join(format!("call-{i:02}.wav")), wav).expect("write");
     }
-}
-
-/// Polls `done` (bounded) for state another process reaches.
-async fn wait_for<F, Fut>(what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..3000 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// `node`'s indexed, final recordings.

@@ -20,6 +20,9 @@ use ari_recorder::sim::{self, Script, SimOptions, Step};
 #[path = "support/cpu.rs"]
 mod cpu;
 use cpu::process_cpu as cpu;
+#[path = "support/process.rs"]
+mod process;
+use process::free_port;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -97,13 +100,6 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 fn start_service(bin: &Path, dir: &Path, ari: &str) -> Service {

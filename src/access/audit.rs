@@ -187,17 +187,18 @@ impl AuditTx {
             self.tx.commit().await?;
             return Ok(Vec::new());
         };
+        let fields = EVENT_COLUMNS.split(',').count();
         let rows = (0..events.len())
             .map(|i| {
-                let params: Vec<String> = (1..=EVENT_FIELDS)
-                    .map(|k| format!("${}", i * EVENT_FIELDS + k))
+                let params: Vec<String> = (1..=fields)
+                    .map(|k| format!("${}", i * fields + k))
                     .collect();
                 format!("({})", params.join(", "))
             })
             .collect::<Vec<_>>()
             .join(", ");
         let insert = format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES {rows}");
-        let head = events.len() * EVENT_FIELDS;
+        let head = events.len() * fields;
         // PostgreSQL appends and moves the head in one statement (a round trip less); SQLite
         // has no writes inside WITH.
         let sql = if self.postgres {
@@ -241,10 +242,7 @@ impl AuditTx {
     }
 }
 
-/// The columns of an event, as many as [`EVENT_COLUMNS`] names.
-const EVENT_FIELDS: usize = 12;
-
-/// The most events one group write appends (`EVENT_FIELDS` parameters each, well under every
+/// The most events one group write appends (a parameter per column each, well under every
 /// backend's limit).
 const MAX_GROUP: usize = 64;
 
