@@ -17,6 +17,9 @@ use ari_recorder::audio::serve::WavStream;
 use ari_recorder::audio::Encoding;
 use ari_recorder::library::{Database, Indexer};
 
+#[path = "support/process.rs"]
+mod process;
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
 }
@@ -538,7 +541,7 @@ async fn range_stream(dir: &Path) {
     let ours = range_throughput(&ours_url, &ours_client).await;
     println!("one range stream of a 200 MiB WAV (Range: bytes=0-):");
     println!("  ari-recorder /api/recordings/{{id}}/audio: {ours:>6.0} MiB/s");
-    let port = 18_000 + (std::process::id() % 1000) as u16;
+    let port = process::free_port();
     let conf = dir.join("nginx.conf");
     let user = if std::env::var("USER").as_deref() == Ok("root") || is_root() {
         "user root;"
@@ -573,8 +576,7 @@ async fn range_stream(dir: &Path) {
             range_throughput(&url, &reqwest::Client::new()).await;
             let theirs = range_throughput(&url, &reqwest::Client::new()).await;
             println!("  peer: nginx (sendfile), same file:        {theirs:>6.0} MiB/s");
-            let _ = nginx.kill();
-            let _ = nginx.wait();
+            process::terminate(&mut nginx);
         }
         Err(_) => println!("  peer: nginx not installed (scripts/bench.sh installs it)"),
     }

@@ -26,3 +26,18 @@ where
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Stops `child` with SIGTERM and waits for it. A server with workers of its own (nginx) then
+/// stops them too; SIGKILL to its master would leave them running, orphaned.
+#[allow(dead_code)]
+pub fn terminate(child: &mut std::process::Child) {
+    let asked = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !asked {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
