@@ -240,7 +240,7 @@ impl FlowStore {
         // One pending signal is enough: a reload reads the whole folder.
         let (tx, mut rx) = mpsc::channel(1);
         let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            crate::library::index::content_watcher(move |event: notify::Result<notify::Event>| {
                 // Our own reads of the folder must not trigger the next reload.
                 let relevant = match &event {
                     Ok(event) => crate::library::index::changes_content(&event.kind),

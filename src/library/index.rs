@@ -44,6 +44,8 @@ pub struct ScanState {
     pub file_reads_total: AtomicU64,
     /// Database write transactions of the indexer, since start.
     pub write_transactions_total: AtomicU64,
+    /// File events the watcher was told of (the kernel tells only of content changes).
+    pub events_total: AtomicU64,
     /// File events that named no content change (opens, reads) and were ignored.
     pub events_ignored_total: AtomicU64,
     /// File events dropped because the queue was full (a rescan follows).
@@ -108,6 +110,12 @@ impl ScanState {
                 "counter",
                 "Database write transactions of the indexer.",
                 &self.write_transactions_total,
+            ),
+            (
+                "indexer_events_total",
+                "counter",
+                "File events received: creations, removals, renames, attribute changes, closes after writing.",
+                &self.events_total,
             ),
             (
                 "indexer_events_ignored_total",
@@ -204,6 +212,25 @@ pub fn changes_content(kind: &notify::EventKind) -> bool {
         EventKind::Access(_) => false,
         EventKind::Any | EventKind::Other => true,
     }
+}
+
+/// A file watcher told only of what can change a file's content or existence. The kernel
+/// filters the rest (inotify's mask): a file being written (Asterisk writes every 20 ms of each
+/// recording) or read (probing, playback) wakes nobody; its close after writing does.
+pub fn content_watcher<F: notify::EventHandler>(
+    handler: F,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::EventKindMask;
+    notify::RecommendedWatcher::new(
+        handler,
+        notify::Config::default().with_event_kinds(
+            EventKindMask::CREATE
+                | EventKindMask::REMOVE
+                | EventKindMask::MODIFY_NAME
+                | EventKindMask::MODIFY_META
+                | EventKindMask::ACCESS_CLOSE,
+        ),
+    )
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -1392,29 +1419,29 @@ impl Indexer {
         let rescan = Arc::new(AtomicBool::new(false));
         let rescan_flag = Arc::clone(&rescan);
         let state = Arc::clone(&self.state);
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let overflow = match event {
-                    Ok(event) if event.need_rescan() => true,
-                    Ok(event) if !changes_content(&event.kind) => {
-                        state.events_ignored_total.fetch_add(1, Ordering::Relaxed);
-                        false
-                    }
-                    Ok(event) => match tx.try_send(event.paths) {
-                        Ok(()) => false,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            state.events_dropped_total.fetch_add(1, Ordering::Relaxed);
-                            true
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => false,
-                    },
-                    Err(_) => true,
-                };
-                if overflow && !rescan_flag.swap(true, Ordering::Relaxed) {
-                    // Wake the task with an empty batch; a full queue wakes it anyway.
-                    let _ = tx.try_send(Vec::new());
+        let mut watcher = content_watcher(move |event: notify::Result<notify::Event>| {
+            state.events_total.fetch_add(1, Ordering::Relaxed);
+            let overflow = match event {
+                Ok(event) if event.need_rescan() => true,
+                Ok(event) if !changes_content(&event.kind) => {
+                    state.events_ignored_total.fetch_add(1, Ordering::Relaxed);
+                    false
                 }
-            })?;
+                Ok(event) => match tx.try_send(event.paths) {
+                    Ok(()) => false,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        state.events_dropped_total.fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                },
+                Err(_) => true,
+            };
+            if overflow && !rescan_flag.swap(true, Ordering::Relaxed) {
+                // Wake the task with an empty batch; a full queue wakes it anyway.
+                let _ = tx.try_send(Vec::new());
+            }
+        })?;
         watcher.watch(&self.root, notify::RecursiveMode::Recursive)?;
         let indexer = Arc::clone(self);
         let mut finished = self
