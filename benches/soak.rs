@@ -269,8 +269,12 @@ async fn main() {
     let mut rss_curve = Vec::new();
     let cpu_start = cpu(pid);
     let run_start = Instant::now();
+    // The pause for settling at 1,000 calls moves the schedule on: without that the calls due
+    // meanwhile went out at once, a burst in which callers hung up before their agents were
+    // bridged (fewer recorded calls, a different cost).
+    let mut paused = Duration::ZERO;
     for i in 0..calls {
-        let due = run_start + Duration::from_secs_f64(i as f64 / rate);
+        let due = run_start + paused + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
         let _ = sim.place_inbound_call("100", "Soak <5550100>", "caller");
         if (i + 1) % 1000 == 0 {
@@ -278,6 +282,7 @@ async fn main() {
         }
         if i + 1 == 1000 || i + 1 == calls {
             // Let the calls in flight end, their files settle and be indexed.
+            let settle_start = Instant::now();
             settle(
                 &http,
                 &service.base,
@@ -287,6 +292,7 @@ async fn main() {
             .await;
             let done = i + 1;
             let m = metrics(&http, &service.base).await;
+            paused += settle_start.elapsed();
             let finished = metric(&m, finished_name) - base_recorded;
             if done == 1000 {
                 let cpu_1k = (cpu(pid) - cpu_start).as_secs_f64() * 1000.0 / 1000.0;

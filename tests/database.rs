@@ -434,3 +434,66 @@ async fn caller_name_words_follow_the_name_on_postgresql() {
     caller_name_words_follow_the_name(fresh.url.clone()).await;
     fresh.drop().await;
 }
+
+/// Calls' states written together: the newest of each call saved in one statement, ended calls
+/// removed in another, a later write replacing an earlier one.
+async fn call_states_are_saved_together(url: String) {
+    use ari_recorder::flows::saved::save_all;
+    let db = Database::open(&url).await.expect("open");
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let saved = || async {
+        let mut rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT call_id, state FROM active_calls")
+                .fetch_all(&db.pool)
+                .await
+                .expect("rows");
+        rows.sort();
+        rows
+    };
+    let s = |v: &str| Some(v.to_string());
+    save_all(&mut conn, &[("a".into(), s("1")), ("b".into(), s("2"))], 1)
+        .await
+        .expect("first");
+    assert_eq!(
+        saved().await,
+        [("a".into(), "1".into()), ("b".into(), "2".into())]
+    );
+    save_all(
+        &mut conn,
+        &[
+            ("a".into(), s("3")),
+            ("b".into(), None),
+            ("c".into(), s("4")),
+        ],
+        2,
+    )
+    .await
+    .expect("second");
+    assert_eq!(
+        saved().await,
+        [("a".into(), "3".into()), ("c".into(), "4".into())]
+    );
+    // More calls than one statement's rows.
+    let many: Vec<(String, Option<String>)> = (0..450).map(|i| (format!("m{i}"), s("x"))).collect();
+    save_all(&mut conn, &many, 3).await.expect("many");
+    assert_eq!(saved().await.len(), 452);
+    let gone: Vec<(String, Option<String>)> = (0..450).map(|i| (format!("m{i}"), None)).collect();
+    save_all(&mut conn, &gone, 4).await.expect("many gone");
+    assert_eq!(saved().await.len(), 2);
+}
+
+#[tokio::test]
+async fn call_states_are_saved_together_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    call_states_are_saved_together(format!("sqlite://{}/lib.db?mode=rwc", dir.path().display()))
+        .await;
+}
+
+#[tokio::test]
+async fn call_states_are_saved_together_on_postgresql() {
+    let Some(fresh) = fresh_postgres().await else {
+        return;
+    };
+    call_states_are_saved_together(fresh.url.clone()).await;
+    fresh.drop().await;
+}

@@ -163,29 +163,7 @@ pub struct LiveCall {
     pub recording_state: Option<&'static str>,
 }
 
-/// What the call writes to the library when it starts a recording.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingRow {
-    pub recording_name: String,
-    pub call_id: String,
-    pub tenant: String,
-    pub project: String,
-    /// Only the people on the call may see it.
-    pub private: bool,
-    /// `granted` when the caller heard a recording notice, else `unknown`.
-    pub consent: &'static str,
-    /// The caller's number and the answering endpoint, comma-separated.
-    pub participants: String,
-    pub flow: Option<String>,
-    pub node: Option<String>,
-    pub node_type: String,
-    pub direction: &'static str,
-    pub caller_name: String,
-    pub caller_number: String,
-    pub callee: String,
-    pub format: String,
-    pub started_at_ms: i64,
-}
+pub use crate::library::calls::RecordingRow;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {

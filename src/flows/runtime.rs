@@ -17,6 +17,8 @@ use super::store::FlowStore;
 use crate::ari::events::Event;
 use crate::ari::models::Channel;
 use crate::ari::{AriClient, AriError, OriginateRequest};
+use crate::library::calls;
+use crate::library::db::HeldConnection;
 use crate::library::index::FinishedNotifier;
 use crate::library::Database;
 use crate::metrics::Metrics;
@@ -59,6 +61,8 @@ pub enum LibraryWrite {
         /// The call as it serializes.
         state: Option<String>,
     },
+    /// The last states of several calls, gathered by the writer and written together.
+    CallStates(Vec<(String, Option<String>)>),
 }
 
 /// Library writes waiting for the writer; call tasks wait (briefly) when it is this far behind.
@@ -883,22 +887,29 @@ impl Writer {
     /// Applies one write, retrying it (in order: later writes wait) while the database is
     /// unreachable or busy, so a call's metadata is not lost to a passing failure. Only a write
     /// the database refuses for good (a constraint) is dropped, logged.
-    async fn apply(&self, db: &Database, write: LibraryWrite, shutdown: &watch::Receiver<bool>) {
-        let finished = match &write {
-            LibraryWrite::Finished { name, .. } | LibraryWrite::Failed { name, .. } => {
-                Some(name.clone())
-            }
-            _ => None,
-        };
+    async fn apply(
+        &self,
+        conn: &mut HeldConnection,
+        write: LibraryWrite,
+        shutdown: &watch::Receiver<bool>,
+    ) {
         let mut wait = WRITE_RETRY_FIRST;
         let mut tries = 0;
         loop {
             let started = Instant::now();
-            let result = apply_write(db, &write).await;
+            let result = match conn.get().await {
+                Ok(c) => apply_write(c, &write).await,
+                Err(e) => Err(e),
+            };
             self.metrics.call_db_writes.observe(started.elapsed());
             tries += 1;
             match result {
-                Ok(()) => break,
+                Ok(finished) => {
+                    if let (Some((name, meta)), Some(notifier)) = (finished, &self.finished) {
+                        notifier.finished(&name, meta);
+                    }
+                    break;
+                }
                 Err(e) if refused_for_good(&e) => {
                     tracing::error!(error = %e, write = write.kind(), "library write refused by the database: dropped");
                     break;
@@ -908,15 +919,14 @@ impl Writer {
                     break;
                 }
                 Err(e) => {
+                    // The next try takes a connection the pool has checked.
+                    conn.release();
                     self.metrics.count_library_write_retry();
                     tracing::warn!(error = %e, write = write.kind(), retry_in_ms = wait.as_millis() as u64, "library write failed; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(WRITE_RETRY_MAX);
                 }
             }
-        }
-        if let (Some(name), Some(notifier)) = (finished, &self.finished) {
-            notifier.finished(&name);
         }
     }
 }
@@ -949,25 +959,61 @@ impl LibraryWrite {
             LibraryWrite::Failed { .. } => "recording_failed",
             LibraryWrite::Answered { .. } => "answered",
             LibraryWrite::Cancelled { .. } => "cancelled",
-            LibraryWrite::CallState { .. } => "call_state",
+            LibraryWrite::CallState { .. } | LibraryWrite::CallStates(_) => "call_state",
             LibraryWrite::Redaction(_) => "redaction",
         }
     }
 }
 
-/// Applies library writes in order; a failed write is logged and the next one goes on.
+/// A writer quiet this long gives its connection back to the pool.
+const WRITER_HOLDS_CONNECTION: Duration = Duration::from_secs(1);
+
+/// Calls' saved states wait this long for later ones, then are written together: a call
+/// changes state several times a second while it is set up, and only its last state matters.
+/// A crash loses at most this much of a call's progress (the next start goes by what Asterisk
+/// shows, as for a state still queued).
+const CALL_STATES_GATHER: Duration = Duration::from_millis(200);
+
+/// The states gathered since the last write, the newest of each call.
+#[derive(Default)]
+struct GatheredStates {
+    states: HashMap<String, Option<String>>,
+    due: Option<tokio::time::Instant>,
+}
+
+impl GatheredStates {
+    fn add(&mut self, call_id: String, state: Option<String>) {
+        self.states.insert(call_id, state);
+        self.due
+            .get_or_insert_with(|| tokio::time::Instant::now() + CALL_STATES_GATHER);
+    }
+
+    fn take(&mut self) -> Option<LibraryWrite> {
+        self.due = None;
+        (!self.states.is_empty()).then(|| {
+            LibraryWrite::CallStates(std::mem::take(&mut self.states).into_iter().collect())
+        })
+    }
+}
+
+/// Applies library writes in order (calls' states gathered, see [`CALL_STATES_GATHER`]); a
+/// failed write is logged and the next one goes on.
 async fn library_writer(
     db: Database,
     mut writes: mpsc::Receiver<LibraryWrite>,
     writer: Writer,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut conn = HeldConnection::new(&db);
+    let mut gathered = GatheredStates::default();
     loop {
+        let due = gathered.due;
         tokio::select! {
             biased;
             write = writes.recv() => match write {
-                Some(w) => writer.apply(&db, w, &shutdown).await,
-                None => return,
+                Some(LibraryWrite::CallState { call_id, state }) => gathered.add(call_id, state),
+                Some(w) => writer.apply(&mut conn, w, &shutdown).await,
+                None => break,
             },
             changed = shutdown.changed() => {
                 // A dropped sender means nobody can stop us any more: treat it as a stop.
@@ -975,159 +1021,77 @@ async fn library_writer(
                     break;
                 }
             }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                if let Some(states) = gathered.take() {
+                    writer.apply(&mut conn, states, &shutdown).await;
+                }
+            }
+            _ = tokio::time::sleep(WRITER_HOLDS_CONNECTION), if conn.is_held() && due.is_none() => conn.release(),
         }
     }
     while let Ok(write) = writes.try_recv() {
-        writer.apply(&db, write, &shutdown).await;
-    }
-}
-
-/// A call that was bridged without recording goes straight into the library's list (no file):
-/// its path is `call:<id>`, which the indexer never treats as a file.
-async fn not_recorded(db: &Database, row: &RecordingRow, switch: &str) -> Result<(), sqlx::Error> {
-    let reason = match switch {
-        "consent" => "the caller declined recording".to_string(),
-        _ => format!("recording was off for this call ({switch} = false)"),
-    };
-    let mut tx = db.pool.begin().await?;
-    let inserted: Option<(i64,)> = sqlx::query_as(
-        "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
-         flow, node, node_type, direction, caller_name, caller_number, callee, started_at_ms, participants, private, \
-         consent, indexed_at_ms) \
-         VALUES ($1, $1, $17, 'not_recorded', $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $3, $14, $15, $16, $3) \
-         ON CONFLICT (node_id, path) DO NOTHING RETURNING id",
-    )
-    .bind(&row.recording_name)
-    .bind(reason)
-    .bind(row.started_at_ms)
-    .bind(&row.call_id)
-    .bind(&row.tenant)
-    .bind(&row.project)
-    .bind(&row.flow)
-    .bind(&row.node)
-    .bind(&row.node_type)
-    .bind(row.direction)
-    .bind(&row.caller_name)
-    .bind(&row.caller_number)
-    .bind(&row.callee)
-    .bind(&row.participants)
-    .bind(i64::from(row.private))
-    .bind(row.consent)
-    .bind(&row.format)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some((id,)) = inserted {
-        crate::library::index::store_name_words(&mut tx, id, &row.caller_name, true).await?;
-    }
-    tx.commit().await
-}
-
-async fn apply_write(db: &Database, write: &LibraryWrite) -> Result<(), sqlx::Error> {
-    match write {
-        LibraryWrite::Started(row) => {
-            sqlx::query(
-                "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
-                 caller_name, caller_number, callee, format, state, started_at_ms, project, private, consent, participants) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16) \
-                 ON CONFLICT (recording_name) DO NOTHING",
-            )
-            .bind(&row.recording_name)
-            .bind(&row.call_id)
-            .bind(&row.tenant)
-            .bind(&row.flow)
-            .bind(&row.node)
-            .bind(&row.node_type)
-            .bind(row.direction)
-            .bind(&row.caller_name)
-            .bind(&row.caller_number)
-            .bind(&row.callee)
-            .bind(&row.format)
-            .bind(row.started_at_ms)
-            .bind(&row.project)
-            .bind(i64::from(row.private))
-            .bind(row.consent)
-            .bind(&row.participants)
-            .execute(&db.pool)
-            .await
-            .map(drop)
+        match write {
+            LibraryWrite::CallState { call_id, state } => gathered.add(call_id, state),
+            w => writer.apply(&mut conn, w, &shutdown).await,
         }
-        LibraryWrite::NotRecorded(row, switch) => not_recorded(db, row, switch).await,
-        LibraryWrite::Redaction(span) => sqlx::query(
-            "INSERT INTO recording_redactions (recording_name, mode, from_offset_ms, to_offset_ms, started_at_ms, ended_at_ms, by_actor) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&span.recording)
-        .bind(span.mode.as_str())
-        .bind(span.from_offset_ms)
-        .bind(span.to_offset_ms)
-        .bind(span.started_at_ms)
-        .bind(span.ended_at_ms)
-        .bind(&span.by)
-        .execute(&db.pool)
-        .await
-        .map(drop),
+    }
+    if let Some(states) = gathered.take() {
+        writer.apply(&mut conn, states, &shutdown).await;
+    }
+}
+
+/// Applies one write; for a recording that ended, its name and metadata now (for the indexer).
+async fn apply_write(
+    conn: &mut sqlx::AnyConnection,
+    write: &LibraryWrite,
+) -> Result<Option<(String, Option<calls::CallMeta>)>, sqlx::Error> {
+    match write {
+        LibraryWrite::Started(row) => calls::started(conn, row).await?,
+        LibraryWrite::NotRecorded(row, switch) => {
+            let reason = match *switch {
+                "consent" => "the caller declined recording".to_string(),
+                _ => format!("recording was off for this call ({switch} = false)"),
+            };
+            crate::library::index::add_not_recorded(conn, row, &reason).await?
+        }
+        LibraryWrite::Redaction(span) => {
+            let redaction = calls::Redaction {
+                recording_name: span.recording.clone(),
+                mode: span.mode.as_str().to_string(),
+                from_offset_ms: span.from_offset_ms,
+                to_offset_ms: span.to_offset_ms,
+                started_at_ms: span.started_at_ms,
+                ended_at_ms: span.ended_at_ms,
+                by_actor: span.by.clone(),
+            };
+            calls::add_redaction(conn, &redaction).await?
+        }
         LibraryWrite::Answered {
             name,
             callee,
             at_ms,
-        } => {
-            sqlx::query(
-                "UPDATE call_recordings SET callee = $1, answered_at_ms = $2, \
-                 participants = COALESCE(caller_number, '') || ',' || $1 WHERE recording_name = $3",
-            )
-            .bind(callee)
-            .bind(*at_ms)
-            .bind(name)
-            .execute(&db.pool)
-            .await
-            .map(drop)
+        } => calls::answered(conn, name, callee, *at_ms).await?,
+        LibraryWrite::Cancelled { name, at_ms } => calls::cancelled(conn, name, *at_ms).await?,
+        LibraryWrite::CallState { call_id, state } => {
+            super::saved::save_all(conn, &[(call_id.clone(), state.clone())], now_ms() as i64)
+                .await?
         }
-        LibraryWrite::Cancelled { name, at_ms } => {
-            sqlx::query(
-                "UPDATE call_recordings SET state = 'canceled', failure_cause = 'nobody answered', \
-                 finished_at_ms = $1 WHERE recording_name = $2 AND state = 'recording'",
-            )
-            .bind(*at_ms)
-            .bind(name)
-            .execute(&db.pool)
-            .await
-            .map(drop)
+        LibraryWrite::CallStates(states) => {
+            super::saved::save_all(conn, states, now_ms() as i64).await?
         }
-        LibraryWrite::CallState {
-            call_id,
-            state: Some(state),
-        } => super::saved::save(db, call_id, state, now_ms() as i64).await,
-        LibraryWrite::CallState {
-            call_id,
-            state: None,
-        } => super::saved::remove(db, call_id).await,
         LibraryWrite::Finished {
             name,
             duration,
             started_at_ms,
             at_ms,
         } => {
-            sqlx::query(
-                "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \
-                 finished_at_ms = $2, asterisk_started_at_ms = $4 \
-                 WHERE recording_name = $3 AND state = 'recording'",
-            )
-            .bind(*duration)
-            .bind(*at_ms)
-            .bind(name)
-            .bind(*started_at_ms)
-            .execute(&db.pool)
-            .await
-            .map(drop)
+            let meta = calls::finished(conn, name, *duration, *started_at_ms, *at_ms).await?;
+            return Ok(Some((name.clone(), meta)));
         }
         LibraryWrite::Failed { name, cause, at_ms } => {
-            sqlx::query("UPDATE call_recordings SET state = 'failed', failure_cause = $1, finished_at_ms = $2 WHERE recording_name = $3")
-                .bind(cause)
-                .bind(*at_ms)
-                .bind(name)
-                .execute(&db.pool)
-                .await
-                .map(drop)
+            let meta = calls::failed(conn, name, cause, *at_ms).await?;
+            return Ok(Some((name.clone(), meta)));
         }
     }
+    Ok(None)
 }

@@ -3,31 +3,62 @@
 
 use super::call::Call;
 use crate::library::Database;
+use sqlx::AnyExecutor;
 
-/// Saves (or replaces) one call's state, `state` as [`Call`] serializes it.
-pub async fn save(
-    db: &Database,
-    call_id: &str,
-    state: &str,
+/// Rows of one statement: three parameters each, well under every backend's limit.
+const ROWS_A_STATEMENT: usize = 200;
+
+/// Saves (or replaces) calls' states, `state` as [`Call`] serializes it, and forgets the calls
+/// whose state is None (they ended): one statement for the saves, one for the removals.
+pub async fn save_all(
+    conn: &mut sqlx::AnyConnection,
+    states: &[(String, Option<String>)],
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO active_calls (call_id, state, updated_at_ms) VALUES ($1, $2, $3) \
-         ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, updated_at_ms = excluded.updated_at_ms",
-    )
-    .bind(call_id)
-    .bind(state)
-    .bind(now_ms)
-    .execute(&db.pool)
-    .await
-    .map(drop)
+    let saves: Vec<(&str, &str)> = states
+        .iter()
+        .filter_map(|(id, state)| Some((id.as_str(), state.as_deref()?)))
+        .collect();
+    for chunk in saves.chunks(ROWS_A_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO active_calls (call_id, state, updated_at_ms) VALUES {} \
+             ON CONFLICT (call_id) DO UPDATE SET state = excluded.state, updated_at_ms = excluded.updated_at_ms",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, state) in chunk {
+            query = query.bind(*id).bind(*state).bind(now_ms);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let ended: Vec<&str> = states
+        .iter()
+        .filter(|(_, state)| state.is_none())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    for chunk in ended.chunks(ROWS_A_STATEMENT) {
+        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "DELETE FROM active_calls WHERE call_id IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Forgets a call that ended.
-pub async fn remove(db: &Database, call_id: &str) -> Result<(), sqlx::Error> {
+async fn remove(conn: impl AnyExecutor<'_>, call_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM active_calls WHERE call_id = $1")
         .bind(call_id)
-        .execute(&db.pool)
+        .execute(conn)
         .await
         .map(drop)
 }
@@ -44,7 +75,7 @@ pub async fn load_all(db: &Database) -> Result<Vec<Call>, sqlx::Error> {
             Ok(state) => states.push(state),
             Err(e) => {
                 tracing::error!(call = %call_id, error = %e, "saved call state unreadable; the call cannot be resumed");
-                remove(db, &call_id).await?;
+                remove(&db.pool, &call_id).await?;
             }
         }
     }

@@ -275,7 +275,7 @@ async fn assembled(
             .flatten()
             .filter(|span| span.gap_ms() > 0)
             .map(|span| {
-                let at = u64::try_from(span.from_ms).unwrap_or(0);
+                let at = u64::try_from(span.from_offset_ms).unwrap_or(0);
                 let len = u64::try_from(span.gap_ms()).unwrap_or(0);
                 (at * SAMPLES_PER_MS, len * SAMPLES_PER_MS)
             })

@@ -444,50 +444,14 @@ pub(super) async fn redactions(db: &Database, name: &str) -> Result<serde_json::
     Ok(spans_json(&redaction_spans(db, name).await?))
 }
 
-/// A stretch redacted while the call was live: where in the file (ms), when, by whom.
-pub(super) struct Span {
-    pub(super) mode: String,
-    pub(super) from_ms: i64,
-    pub(super) to_ms: i64,
-    pub(super) started_at_ms: i64,
-    pub(super) ended_at_ms: i64,
-    pub(super) by: String,
-}
-
-impl Span {
-    /// Time of the call left out of the file (a pause): 0 for a mute.
-    pub(super) fn gap_ms(&self) -> i64 {
-        if self.mode == "pause" {
-            (self.ended_at_ms - self.started_at_ms).max(0)
-        } else {
-            0
-        }
-    }
-}
+/// A stretch redacted while the call was live.
+pub(super) use crate::library::calls::Redaction as Span;
 
 /// A recording's redacted stretches, in file order.
 pub(super) async fn redaction_spans(db: &Database, name: &str) -> Result<Vec<Span>, ApiError> {
-    let rows: Vec<(String, i64, i64, i64, i64, String)> = sqlx::query_as(
-        "SELECT mode, from_offset_ms, to_offset_ms, started_at_ms, ended_at_ms, by_actor \
-         FROM recording_redactions WHERE recording_name = $1 ORDER BY from_offset_ms, id",
-    )
-    .bind(name)
-    .fetch_all(&db.pool)
-    .await
-    .map_err(internal)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(mode, from_ms, to_ms, started_at_ms, ended_at_ms, by)| Span {
-                mode,
-                from_ms,
-                to_ms,
-                started_at_ms,
-                ended_at_ms,
-                by,
-            },
-        )
-        .collect())
+    crate::library::calls::redactions(&db.pool, name)
+        .await
+        .map_err(internal)
 }
 
 pub(super) fn spans_json(spans: &[Span]) -> serde_json::Value {
@@ -496,11 +460,11 @@ pub(super) fn spans_json(spans: &[Span]) -> serde_json::Value {
         .map(|s| {
             serde_json::json!({
                 "mode": s.mode,
-                "from_seconds": s.from_ms as f64 / 1000.0,
-                "to_seconds": s.to_ms as f64 / 1000.0,
+                "from_seconds": s.from_offset_ms as f64 / 1000.0,
+                "to_seconds": s.to_offset_ms as f64 / 1000.0,
                 "started_at": rfc3339(s.started_at_ms),
                 "ended_at": rfc3339(s.ended_at_ms),
-                "by": s.by,
+                "by": s.by_actor,
             })
         })
         .collect()
@@ -579,10 +543,7 @@ pub(super) async fn set_status(
         .await
         .map_err(internal)?
         .rows_affected();
-        sqlx::query("UPDATE call_recordings SET consent = $1 WHERE call_id = $2")
-            .bind(&consent)
-            .bind(call)
-            .execute(tx.conn())
+        crate::library::calls::set_consent(tx.conn(), call, &consent)
             .await
             .map_err(internal)?;
         if others > 0 {

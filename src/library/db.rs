@@ -305,6 +305,42 @@ impl Database {
     }
 }
 
+/// One pooled connection kept by a task across a run of statements. sqlx checks every
+/// connection given back to the pool with a round trip (and a task to run it), so a task that
+/// writes several times a call (the call runtime's writer, the indexer) keeps its own while busy
+/// and gives it back once quiet or after a failure (the pool then checks and replaces it).
+pub struct HeldConnection {
+    pool: AnyPool,
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+impl HeldConnection {
+    pub fn new(db: &Database) -> HeldConnection {
+        HeldConnection {
+            pool: db.pool.clone(),
+            conn: None,
+        }
+    }
+
+    /// The connection, taken from the pool when none is held.
+    pub async fn get(&mut self) -> Result<&mut sqlx::AnyConnection, sqlx::Error> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(&mut **self.conn.insert(conn))
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Gives the connection back to the pool.
+    pub fn release(&mut self) {
+        self.conn = None;
+    }
+}
+
 /// Starts one migration step, holding the right to migrate until it ends: on PostgreSQL an
 /// advisory lock taken in the transaction; on SQLite the write lock, taken at `BEGIN
 /// IMMEDIATE` (waiting its turn under busy_timeout). A deferred SQLite transaction that read

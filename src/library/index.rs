@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use notify::Watcher;
+
+use super::calls::{self, CallMeta, RecordingRow};
 use tokio::sync::{mpsc, watch};
 
 use super::db::{Database, DbError};
@@ -250,6 +252,19 @@ struct Seen {
     mtime_ms: i64,
     /// A symlink whose target leaves the folder: never followed.
     escapes: bool,
+    before: Before,
+}
+
+/// What the library held for a file when it was looked at.
+#[derive(Debug, Clone, Default)]
+enum Before {
+    /// Not looked up: written as if a row may exist.
+    #[default]
+    Unknown,
+    /// No row: inserted straight away.
+    Nothing,
+    /// A row with this caller name: its name words stay when the name does.
+    Caller(Option<String>),
 }
 
 pub struct Indexer {
@@ -264,9 +279,9 @@ pub struct Indexer {
     number_scope: Option<NumberScopeFn>,
     /// The compliance status of recordings new to the library (`default_compliance`).
     new_compliance: Option<Arc<dyn Fn() -> &'static str + Send + Sync>>,
-    finished_tx: mpsc::Sender<String>,
+    finished_tx: mpsc::Sender<Finished>,
     /// Taken by the watcher.
-    finished_rx: std::sync::Mutex<Option<mpsc::Receiver<String>>>,
+    finished_rx: std::sync::Mutex<Option<mpsc::Receiver<Finished>>>,
     /// Told when recordings become final (the sealer and the archive take them).
     ready_notify: Vec<Arc<tokio::sync::Notify>>,
     /// Opens recordings sealed at rest.
@@ -444,6 +459,7 @@ fn walk(root: &Path) -> Result<Vec<Seen>, String> {
                         size,
                         mtime_ms: mtime,
                         escapes: !inside,
+                        before: Before::Unknown,
                     });
                 }
                 continue;
@@ -458,6 +474,7 @@ fn walk(root: &Path) -> Result<Vec<Seen>, String> {
                     size: meta.len(),
                     mtime_ms: mtime_ms(&meta),
                     escapes: false,
+                    before: Before::Unknown,
                 });
             }
         }
@@ -538,28 +555,6 @@ fn recording_name(rel: &str) -> String {
         Some((stem, _)) => stem.to_string(),
         None => rel.to_string(),
     }
-}
-
-/// Call metadata written by the flows, by recording name.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct CallMeta {
-    recording_name: String,
-    call_id: String,
-    tenant: String,
-    flow: Option<String>,
-    node: Option<String>,
-    node_type: Option<String>,
-    direction: String,
-    caller_name: Option<String>,
-    caller_number: Option<String>,
-    callee: Option<String>,
-    state: String,
-    started_at_ms: i64,
-    project: String,
-    private: i64,
-    consent: String,
-    participants: Option<String>,
-    asterisk_started_at_ms: Option<i64>,
 }
 
 /// The columns the indexer writes, in the order of its values.
@@ -653,6 +648,46 @@ static INSERT_ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         placeholders.join(", ")
     )
 });
+
+/// A call bridged without recording goes straight into the list (no file): its path is
+/// `call:<id>`, which the indexer never treats as a file.
+pub async fn add_not_recorded(
+    conn: &mut sqlx::AnyConnection,
+    row: &RecordingRow,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let inserted: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
+         flow, node, node_type, direction, caller_name, caller_number, callee, started_at_ms, participants, private, \
+         consent, indexed_at_ms) \
+         VALUES ($1, $1, $17, 'not_recorded', $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $3, $14, $15, $16, $3) \
+         ON CONFLICT (node_id, path) DO NOTHING RETURNING id",
+    )
+    .bind(&row.recording_name)
+    .bind(reason)
+    .bind(row.started_at_ms)
+    .bind(&row.call_id)
+    .bind(&row.tenant)
+    .bind(&row.project)
+    .bind(&row.flow)
+    .bind(&row.node)
+    .bind(&row.node_type)
+    .bind(row.direction)
+    .bind(&row.caller_name)
+    .bind(&row.caller_number)
+    .bind(&row.callee)
+    .bind(&row.participants)
+    .bind(i64::from(row.private))
+    .bind(row.consent)
+    .bind(&row.format)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((id,)) = inserted {
+        store_name_words(&mut tx, id, &row.caller_name, true).await?;
+    }
+    tx.commit().await
+}
 
 /// Stores the words of recording `id`'s caller name, for the name search. A row written again
 /// (a growing file, then final) usually keeps its caller: its words are compared first and
@@ -908,10 +943,18 @@ impl Indexer {
                 }
                 None => true,
             })
-            .cloned()
+            .map(|s| Seen {
+                before: if known.contains_key(&s.rel) {
+                    Before::Unknown
+                } else {
+                    Before::Nothing
+                },
+                ..s.clone()
+            })
             .collect();
         report.unchanged = report.found - to_probe.len() as u64;
-        let calls = self.call_meta_all().await?;
+        let mut conn = self.db.pool.acquire().await?;
+        let calls = calls::meta_all(&mut *conn).await?;
         while !to_probe.is_empty() {
             let batch: Vec<Seen> = to_probe.drain(..to_probe.len().min(BATCH)).collect();
             let rows = self.probe_batch(batch, &calls).await;
@@ -919,8 +962,9 @@ impl Indexer {
             self.state
                 .files_probed
                 .fetch_add(rows.len() as u64, Ordering::Relaxed);
-            self.write_rows(rows).await?;
+            self.write_rows(&mut conn, rows).await?;
         }
+        drop(conn);
         let mut vanished: Vec<String> = known
             .iter()
             .filter(|(path, (_, _, status))| {
@@ -985,27 +1029,6 @@ impl Indexer {
             }
         }
         Ok(())
-    }
-
-    async fn call_meta_all(&self) -> Result<HashMap<String, CallMeta>, DbError> {
-        let rows: Vec<CallMeta> = sqlx::query_as(
-            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms, project, private, consent, participants, asterisk_started_at_ms FROM call_recordings",
-        )
-        .fetch_all(&self.db.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.recording_name.clone(), r))
-            .collect())
-    }
-
-    async fn call_meta(&self, name: &str) -> Result<Option<CallMeta>, DbError> {
-        Ok(sqlx::query_as(
-            "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, callee, state, started_at_ms, project, private, consent, participants, asterisk_started_at_ms FROM call_recordings WHERE recording_name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.db.pool)
-        .await?)
     }
 
     async fn probe_batch(
@@ -1084,7 +1107,11 @@ impl Indexer {
     }
 
     /// Writes the rows in one transaction; returns the paths still being recorded.
-    async fn write_rows(&self, rows: Vec<(Row, Option<CallMeta>)>) -> Result<Vec<String>, DbError> {
+    async fn write_rows(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        rows: Vec<(Row, Option<CallMeta>)>,
+    ) -> Result<Vec<String>, DbError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -1092,7 +1119,7 @@ impl Indexer {
         let started = std::time::Instant::now();
         let mut growing = Vec::new();
         let mut any_ready = false;
-        let mut tx = self.db.pool.begin().await?;
+        let mut tx = sqlx::Connection::begin(conn).await?;
         for (row, meta) in rows {
             if row.status == "recording" {
                 growing.push(row.seen.rel.clone());
@@ -1180,45 +1207,49 @@ impl Indexer {
                         .to_string(),
                 )),
             ];
-            // Update first: an upsert that turns into an update still spends an id of the
-            // sequence, and a file being written is re-indexed many times.
-            let updated: Option<(i64,)> = bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let (id, new_row) = match updated {
-                Some((id,)) => (id, false),
-                None => {
-                    let inserted: Option<(i64,)> =
-                        bind_stored(sqlx::query_as(&INSERT_ROW), &values)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    match inserted {
-                        Some((id,)) => {
-                            if let Some(m) =
-                                m.filter(|m| m.node_type.as_deref() == Some("fallback"))
-                            {
-                                self.state
-                                    .fallback_recordings_total
-                                    .fetch_add(1, Ordering::Relaxed);
-                                self.state
-                                    .fallback_newest_ms
-                                    .fetch_max(m.started_at_ms, Ordering::Relaxed);
-                            }
-                            (id, true)
-                        }
-                        // Another writer (the watcher, a second instance) added it meanwhile.
-                        None => (
-                            bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
-                                .fetch_one(&mut *tx)
-                                .await?
-                                .0,
-                            false,
-                        ),
+            // A file known to have a row is updated first (an upsert that turns into an update
+            // still spends an id of the sequence, and a growing file is indexed more than once);
+            // a new one is inserted first.
+            let mut written = None;
+            if !matches!(row.seen.before, Before::Nothing) {
+                let updated: Option<(i64,)> = bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                written = updated.map(|(id,)| (id, false));
+            }
+            if written.is_none() {
+                let inserted: Option<(i64,)> = bind_stored(sqlx::query_as(&INSERT_ROW), &values)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some((id,)) = inserted {
+                    if let Some(m) = m.filter(|m| m.node_type.as_deref() == Some("fallback")) {
+                        self.state
+                            .fallback_recordings_total
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.state
+                            .fallback_newest_ms
+                            .fetch_max(m.started_at_ms, Ordering::Relaxed);
                     }
+                    written = Some((id, true));
                 }
+            }
+            let (id, new_row) = match written {
+                Some(written) => written,
+                // Another writer (the watcher, a second instance) added it meanwhile.
+                None => (
+                    bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .0,
+                    false,
+                ),
             };
             let caller_name = m.and_then(|m| m.caller_name.as_deref()).unwrap_or("");
-            store_name_words(&mut tx, id, caller_name, new_row).await?;
+            let same_caller = matches!(&row.seen.before,
+                Before::Caller(before) if before.as_deref().unwrap_or("") == caller_name);
+            if new_row || !same_caller {
+                store_name_words(&mut tx, id, caller_name, new_row).await?;
+            }
         }
         tx.commit().await?;
         self.state.write_seconds.observe(started.elapsed());
@@ -1234,6 +1265,18 @@ impl Indexer {
     /// whose size and mtime match its final row is not read again. Returns the paths (relative)
     /// still being recorded.
     pub async fn index_paths(&self, paths: Vec<PathBuf>) -> Result<Vec<String>, DbError> {
+        self.index_paths_with(paths, HashMap::new()).await
+    }
+
+    /// [`Indexer::index_paths`] with the call metadata of some of them already in hand (read
+    /// when the call finished them): not read again.
+    async fn index_paths_with(
+        &self,
+        paths: Vec<PathBuf>,
+        mut calls: HashMap<String, CallMeta>,
+    ) -> Result<Vec<String>, DbError> {
+        // One connection for all the statements: each given back to the pool costs a check.
+        let mut conn = self.db.pool.acquire().await?;
         let mut seen = Vec::new();
         // A new folder's first files can be written before its watch is in place: index
         // whatever a folder event names.
@@ -1263,18 +1306,22 @@ impl Indexer {
             if !is_recording_file(&path) || in_hidden_folder(&rel) {
                 continue;
             }
-            let known: Option<(String, i64, i64)> = sqlx::query_as(
-                "SELECT status, size_bytes, mtime_ms FROM recordings WHERE path = $1 AND node_id = $2",
+            let known: Option<(String, i64, i64, Option<String>)> = sqlx::query_as(
+                "SELECT status, size_bytes, mtime_ms, caller_name FROM recordings WHERE path = $1 AND node_id = $2",
             )
             .bind(&rel)
             .bind(&self.node)
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(&mut *conn)
             .await?;
             if known.as_ref().is_some_and(|k| gone_for_good(&k.0)) {
                 continue;
             }
+            let before = match &known {
+                Some((_, _, _, caller)) => Before::Caller(caller.clone()),
+                None => Before::Nothing,
+            };
             let unchanged = |size: u64, mtime: i64| {
-                known.as_ref().is_some_and(|(status, s, m)| {
+                known.as_ref().is_some_and(|(status, s, m, _)| {
                     *s == size as i64
                         && *m == mtime
                         && !matches!(status.as_str(), "recording" | "missing" | "quarantined")
@@ -1295,6 +1342,7 @@ impl Indexer {
                             size,
                             mtime_ms: mtime,
                             escapes: !inside,
+                            before,
                         });
                     }
                 }
@@ -1305,12 +1353,13 @@ impl Indexer {
                             size: meta.len(),
                             mtime_ms: mtime_ms(&meta),
                             escapes: false,
+                            before,
                         });
                     }
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let listed = known.as_ref().is_some_and(|(status, _, _)| {
+                    let listed = known.as_ref().is_some_and(|(status, _, _, _)| {
                         !matches!(status.as_str(), "missing" | "not_recorded")
                     }) && !crate::archive::queue::kept_remotely(
                         &self.db,
@@ -1319,8 +1368,7 @@ impl Indexer {
                     )
                     .await?
                     .contains(&rel);
-                    let call_state = self
-                        .call_meta(&recording_name(&rel))
+                    let call_state = calls::meta(&mut *conn, &recording_name(&rel))
                         .await?
                         .map(|m| m.state);
                     match call_state.as_deref() {
@@ -1339,7 +1387,7 @@ impl Indexer {
                             .bind(now_ms())
                             .bind(&rel)
                             .bind(&self.node)
-                            .execute(&self.db.pool)
+                            .execute(&mut *conn)
                             .await?;
                     }
                 }
@@ -1351,15 +1399,17 @@ impl Indexer {
         if seen.is_empty() {
             return Ok(Vec::new());
         }
-        let mut calls = HashMap::new();
         for s in &seen {
             let name = recording_name(&s.rel);
-            if let Some(meta) = self.call_meta(&name).await? {
+            if calls.contains_key(&name) {
+                continue;
+            }
+            if let Some(meta) = calls::meta(&mut *conn, &name).await? {
                 calls.insert(name, meta);
             }
         }
         let rows = self.probe_batch(seen, &calls).await;
-        self.write_rows(rows).await
+        self.write_rows(&mut conn, rows).await
     }
 
     /// Removes the rows of recordings that never were (a cancelled lead-in).
@@ -1462,14 +1512,14 @@ impl Indexer {
                     .growing
                     .store(growing.len() as u64, Ordering::Relaxed);
                 let mut paths: HashSet<PathBuf> = HashSet::new();
-                let mut done_names = Vec::new();
+                let mut done = Vec::new();
                 let mut tick = false;
                 tokio::select! {
                     got = rx.recv() => match got {
                         Some(p) => paths.extend(p),
                         None => return,
                     },
-                    Some(name) = recv_finished(&mut finished) => done_names.push(name),
+                    Some(finished) = recv_finished(&mut finished) => done.push(finished),
                     _ = tokio::time::sleep(Duration::from_secs(1)), if !growing.is_empty() => tick = true,
                     changed = shutdown.changed() => {
                         if changed.is_err() || *shutdown.borrow() {
@@ -1499,8 +1549,8 @@ impl Indexer {
                         Err(ScanError::Database(e)) => Err(e),
                         Err(ScanError::Walk(_)) => Ok(()),
                     }
-                } else if !done_names.is_empty() {
-                    indexer.settle_finished(&done_names, &mut growing).await
+                } else if !done.is_empty() {
+                    indexer.settle_finished(done, &mut growing).await
                 } else if tick {
                     indexer.settle_growing(&mut growing).await
                 } else {
@@ -1522,26 +1572,40 @@ impl Indexer {
         }))
     }
 
-    /// ARI finished these recordings: their rows turn final now (the call metadata says done).
+    /// ARI finished these recordings: their rows turn final now, with the call metadata the
+    /// finish returned (read again when it did not).
     async fn settle_finished(
         &self,
-        names: &[String],
+        done: Vec<(String, Option<CallMeta>)>,
         growing: &mut Growing,
     ) -> Result<(), DbError> {
         let mut paths = Vec::new();
-        for name in names {
-            let rows: Vec<(String, String)> = sqlx::query_as(RECORDING_BY_NAME)
-                .bind(name)
-                .fetch_all(&self.db.pool)
-                .await?;
-            // This node's only (filtered here, not in SQL: see RECORDING_BY_NAME).
-            let rows = rows.into_iter().filter(|(_, node)| *node == self.node);
-            for (rel, _) in rows {
+        let mut calls = HashMap::new();
+        for (name, meta) in done {
+            // The file being written is among the growing ones (its row said `recording`).
+            let mut rels = growing.paths_of(&name);
+            if rels.is_empty() {
+                rels = {
+                    let rows: Vec<(String, String)> = sqlx::query_as(RECORDING_BY_NAME)
+                        .bind(&name)
+                        .fetch_all(&self.db.pool)
+                        .await?;
+                    // This node's only (filtered here, not in SQL: see RECORDING_BY_NAME).
+                    rows.into_iter()
+                        .filter(|(_, node)| *node == self.node)
+                        .map(|(rel, _)| rel)
+                        .collect()
+                };
+            }
+            for rel in rels {
                 growing.remove(&rel);
                 paths.push(self.root.join(rel));
             }
+            if let Some(meta) = meta {
+                calls.insert(name, meta);
+            }
         }
-        let open = self.index_paths(paths).await?;
+        let open = self.index_paths_with(paths, calls).await?;
         growing.add(open);
         Ok(())
     }
@@ -1587,7 +1651,10 @@ impl Indexer {
     }
 }
 
-async fn recv_finished(rx: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+/// A recording ARI finished, and its call metadata as the finish left it.
+type Finished = (String, Option<CallMeta>);
+
+async fn recv_finished(rx: &mut Option<mpsc::Receiver<Finished>>) -> Option<Finished> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -1598,13 +1665,14 @@ async fn recv_finished(rx: &mut Option<mpsc::Receiver<String>>) -> Option<String
 /// after the settle time. Never blocks: when the watcher is behind, the settle time catches it.
 #[derive(Clone)]
 pub struct FinishedNotifier {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Finished>,
     state: Arc<ScanState>,
 }
 
 impl FinishedNotifier {
-    pub fn finished(&self, name: &str) {
-        if self.tx.try_send(name.to_string()).is_err() {
+    /// `meta`: the recording's call metadata as the finish left it (None: read it again).
+    pub fn finished(&self, name: &str, meta: Option<CallMeta>) {
+        if self.tx.try_send((name.to_string(), meta)).is_err() {
             self.state
                 .events_dropped_total
                 .fetch_add(1, Ordering::Relaxed);
@@ -1638,6 +1706,15 @@ impl Growing {
             self.entries.entry(rel).or_insert_with(GrowingEntry::now);
         }
     }
+    /// The files of the recording named `name` that are growing.
+    fn paths_of(&self, name: &str) -> Vec<String> {
+        self.entries
+            .keys()
+            .filter(|rel| recording_name(rel) == name)
+            .cloned()
+            .collect()
+    }
+
     fn remove(&mut self, rel: &str) {
         self.entries.remove(rel);
     }

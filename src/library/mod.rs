@@ -2,6 +2,7 @@
 //! enough), the probe that reads each file, and the indexer that keeps the table in step with
 //! the recordings folder.
 
+pub mod calls;
 pub mod db;
 pub mod index;
 pub mod probe;
