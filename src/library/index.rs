@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use notify::Watcher;
 
 use super::calls::{self, CallMeta, RecordingRow};
+use super::db::HeldConnection;
 use tokio::sync::{mpsc, watch};
 
 use super::db::{Database, DbError};
@@ -255,6 +256,12 @@ struct Seen {
     before: Before,
 }
 
+/// Whether the row written for `row` keeps the caller name it had (its words stay as they are).
+fn same_caller(row: &Row, meta: Option<&CallMeta>) -> bool {
+    let caller = meta.and_then(|m| m.caller_name.as_deref()).unwrap_or("");
+    matches!(&row.seen.before, Before::Caller(before) if before.as_deref().unwrap_or("") == caller)
+}
+
 /// What the library held for a file when it was looked at.
 #[derive(Debug, Clone, Default)]
 enum Before {
@@ -348,6 +355,10 @@ pub fn file_mtime_ms(path: &Path) -> std::io::Result<i64> {
 /// walks the node's every row, milliseconds a call on a large library.
 const RECORDING_BY_NAME: &str =
     "SELECT path, node_id FROM recordings WHERE name = $1 AND status = 'recording'";
+
+/// What the library holds for one file ($1, node $2): before it is probed again.
+const KNOWN_ROW: &str =
+    "SELECT status, size_bytes, mtime_ms, caller_name FROM recordings WHERE path = $1 AND node_id = $2";
 
 /// The rows still being recorded (of every node: filtered by the caller).
 const GROWING_ROWS: &str = "SELECT path, node_id FROM recordings WHERE status = 'recording'";
@@ -1106,7 +1117,92 @@ impl Indexer {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Writes the rows in one transaction; returns the paths still being recorded.
+    /// A file's row as the indexer writes it, in [`ROW_COLUMNS`] order.
+    fn row_values(&self, row: &Row, meta: Option<&CallMeta>) -> [Stored; ROW_COLUMNS.len()] {
+        let name = recording_name(&row.seen.rel);
+        // A call's file whose metadata has not arrived (its write is being retried, or the
+        // file appeared first): nobody sees it until the metadata says whose it is.
+        let quarantined = meta.is_none() && made_by_a_call(&name);
+        let (status, reason) = if quarantined {
+            (
+                "quarantined",
+                Some("a call's recording whose metadata has not reached the library yet: hidden until it does".to_string()),
+            )
+        } else {
+            (row.status, row.probe.reason.clone())
+        };
+        let started = meta
+            .map(|m| m.started_at_ms)
+            .unwrap_or(row.seen.mtime_ms - row.probe.duration_ms as i64);
+        let encoding = row.probe.encoding.map(|e| match e {
+            Encoding::Pcm16 => "pcm16",
+            Encoding::Ulaw => "ulaw",
+            Encoding::Alaw => "alaw",
+        });
+        let m = meta;
+        let text = |v: Option<String>| Stored::Text(v);
+        let int = |v: i64| Stored::Int(v);
+        [
+            text(Some(row.seen.rel.clone())),
+            text(Some(self.node.clone())),
+            text(Some(name.clone())),
+            text(Some(row.probe.format.clone())),
+            text(Some(status.to_string())),
+            text(reason),
+            int(row.probe.size as i64),
+            int(row.seen.mtime_ms),
+            int(row.probe.duration_ms as i64),
+            text(encoding.map(String::from)),
+            int(i64::from(row.probe.sample_rate)),
+            int(row.probe.data_offset as i64),
+            int(row.probe.data_len as i64),
+            text(row.probe.sha256.clone()),
+            text(m.map(|m| m.call_id.clone())),
+            text(Some(
+                m.map(|m| m.tenant.clone())
+                    .unwrap_or_else(|| self.default_scope.0.clone()),
+            )),
+            text(m.and_then(|m| m.flow.clone())),
+            text(m.and_then(|m| m.node.clone())),
+            text(m.and_then(|m| m.node_type.clone())),
+            text(m.map(|m| m.direction.clone())),
+            text(m.and_then(|m| m.caller_name.clone())),
+            text(m.and_then(|m| m.caller_number.clone())),
+            text(m.and_then(|m| m.callee.clone())),
+            int(started),
+            text(m.and_then(|m| m.callee.clone())),
+            text(m.map(|m| {
+                m.participants.clone().unwrap_or_else(|| {
+                    format!(
+                        "{},{}",
+                        m.caller_number.clone().unwrap_or_default(),
+                        m.callee.clone().unwrap_or_default()
+                    )
+                })
+            })),
+            int(now_ms()),
+            text(Some(
+                m.map(|m| m.project.clone())
+                    .unwrap_or_else(|| self.default_scope.1.clone()),
+            )),
+            // Quarantined: private with no participants, so no list or role sees it.
+            int(m.map(|m| m.private).unwrap_or(i64::from(quarantined))),
+            text(Some(
+                m.map(|m| m.consent.clone())
+                    .unwrap_or_else(|| "unknown".into()),
+            )),
+            Stored::MaybeInt(m.and_then(|m| m.asterisk_started_at_ms)),
+            text(Some(
+                self.new_compliance
+                    .as_ref()
+                    .map_or("permitted", |f| f())
+                    .to_string(),
+            )),
+        ]
+    }
+
+    /// Writes the rows in one transaction (a single update alone); returns the paths still
+    /// being recorded.
     async fn write_rows(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -1117,141 +1213,74 @@ impl Indexer {
         }
         self.count_write();
         let started = std::time::Instant::now();
-        let mut growing = Vec::new();
-        let mut any_ready = false;
-        let mut tx = sqlx::Connection::begin(conn).await?;
-        for (row, meta) in rows {
-            if row.status == "recording" {
-                growing.push(row.seen.rel.clone());
-            }
-            any_ready |= row.status == "ready";
-            let name = recording_name(&row.seen.rel);
-            // A call's file whose metadata has not arrived (its write is being retried, or the
-            // file appeared first): nobody sees it until the metadata says whose it is.
-            let quarantined = meta.is_none() && made_by_a_call(&name);
-            let (status, reason) = if quarantined {
-                (
-                    "quarantined",
-                    Some("a call's recording whose metadata has not reached the library yet: hidden until it does".to_string()),
-                )
-            } else {
-                (row.status, row.probe.reason.clone())
-            };
-            let started = meta
-                .as_ref()
-                .map(|m| m.started_at_ms)
-                .unwrap_or(row.seen.mtime_ms - row.probe.duration_ms as i64);
-            let encoding = row.probe.encoding.map(|e| match e {
-                Encoding::Pcm16 => "pcm16",
-                Encoding::Ulaw => "ulaw",
-                Encoding::Alaw => "alaw",
-            });
-            let m = meta.as_ref();
-            let text = |v: Option<String>| Stored::Text(v);
-            let int = |v: i64| Stored::Int(v);
-            // In ROW_COLUMNS order.
-            let values = [
-                text(Some(row.seen.rel.clone())),
-                text(Some(self.node.clone())),
-                text(Some(name.clone())),
-                text(Some(row.probe.format.clone())),
-                text(Some(status.to_string())),
-                text(reason),
-                int(row.probe.size as i64),
-                int(row.seen.mtime_ms),
-                int(row.probe.duration_ms as i64),
-                text(encoding.map(String::from)),
-                int(i64::from(row.probe.sample_rate)),
-                int(row.probe.data_offset as i64),
-                int(row.probe.data_len as i64),
-                text(row.probe.sha256.clone()),
-                text(m.map(|m| m.call_id.clone())),
-                text(Some(
-                    m.map(|m| m.tenant.clone())
-                        .unwrap_or_else(|| self.default_scope.0.clone()),
-                )),
-                text(m.and_then(|m| m.flow.clone())),
-                text(m.and_then(|m| m.node.clone())),
-                text(m.and_then(|m| m.node_type.clone())),
-                text(m.map(|m| m.direction.clone())),
-                text(m.and_then(|m| m.caller_name.clone())),
-                text(m.and_then(|m| m.caller_number.clone())),
-                text(m.and_then(|m| m.callee.clone())),
-                int(started),
-                text(m.and_then(|m| m.callee.clone())),
-                text(m.map(|m| {
-                    m.participants.clone().unwrap_or_else(|| {
-                        format!(
-                            "{},{}",
-                            m.caller_number.clone().unwrap_or_default(),
-                            m.callee.clone().unwrap_or_default()
-                        )
-                    })
-                })),
-                int(now_ms()),
-                text(Some(
-                    m.map(|m| m.project.clone())
-                        .unwrap_or_else(|| self.default_scope.1.clone()),
-                )),
-                // Quarantined: private with no participants, so no list or role sees it.
-                int(m.map(|m| m.private).unwrap_or(i64::from(quarantined))),
-                text(Some(
-                    m.map(|m| m.consent.clone())
-                        .unwrap_or_else(|| "unknown".into()),
-                )),
-                Stored::MaybeInt(m.and_then(|m| m.asterisk_started_at_ms)),
-                text(Some(
-                    self.new_compliance
-                        .as_ref()
-                        .map_or("permitted", |f| f())
-                        .to_string(),
-                )),
-            ];
-            // A file known to have a row is updated first (an upsert that turns into an update
-            // still spends an id of the sequence, and a growing file is indexed more than once);
-            // a new one is inserted first.
-            let mut written = None;
-            if !matches!(row.seen.before, Before::Nothing) {
+        let growing: Vec<String> = rows
+            .iter()
+            .filter(|(row, _)| row.status == "recording")
+            .map(|(row, _)| row.seen.rel.clone())
+            .collect();
+        let any_ready = rows.iter().any(|(row, _)| row.status == "ready");
+        // One row rewritten with the same caller (a recording turning final): its UPDATE alone
+        // is the whole write, no transaction around it.
+        let mut written = false;
+        if let [(row, meta)] = rows.as_slice() {
+            if same_caller(row, meta.as_ref()) {
+                let values = self.row_values(row, meta.as_ref());
                 let updated: Option<(i64,)> = bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *conn)
                     .await?;
-                written = updated.map(|(id,)| (id, false));
-            }
-            if written.is_none() {
-                let inserted: Option<(i64,)> = bind_stored(sqlx::query_as(&INSERT_ROW), &values)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some((id,)) = inserted {
-                    if let Some(m) = m.filter(|m| m.node_type.as_deref() == Some("fallback")) {
-                        self.state
-                            .fallback_recordings_total
-                            .fetch_add(1, Ordering::Relaxed);
-                        self.state
-                            .fallback_newest_ms
-                            .fetch_max(m.started_at_ms, Ordering::Relaxed);
-                    }
-                    written = Some((id, true));
-                }
-            }
-            let (id, new_row) = match written {
-                Some(written) => written,
-                // Another writer (the watcher, a second instance) added it meanwhile.
-                None => (
-                    bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .0,
-                    false,
-                ),
-            };
-            let caller_name = m.and_then(|m| m.caller_name.as_deref()).unwrap_or("");
-            let same_caller = matches!(&row.seen.before,
-                Before::Caller(before) if before.as_deref().unwrap_or("") == caller_name);
-            if new_row || !same_caller {
-                store_name_words(&mut tx, id, caller_name, new_row).await?;
+                written = updated.is_some();
             }
         }
-        tx.commit().await?;
+        if !written {
+            let mut tx = sqlx::Connection::begin(conn).await?;
+            for (row, meta) in rows {
+                let m = meta.as_ref();
+                let values = self.row_values(&row, m);
+                // A file known to have a row is updated first (an upsert that turns into an update
+                // still spends an id of the sequence, and a growing file is indexed more than once);
+                // a new one is inserted first.
+                let mut written = None;
+                if !matches!(row.seen.before, Before::Nothing) {
+                    let updated: Option<(i64,)> = bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    written = updated.map(|(id,)| (id, false));
+                }
+                if written.is_none() {
+                    let inserted: Option<(i64,)> =
+                        bind_stored(sqlx::query_as(&INSERT_ROW), &values)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if let Some((id,)) = inserted {
+                        if let Some(m) = m.filter(|m| m.node_type.as_deref() == Some("fallback")) {
+                            self.state
+                                .fallback_recordings_total
+                                .fetch_add(1, Ordering::Relaxed);
+                            self.state
+                                .fallback_newest_ms
+                                .fetch_max(m.started_at_ms, Ordering::Relaxed);
+                        }
+                        written = Some((id, true));
+                    }
+                }
+                let (id, new_row) = match written {
+                    Some(written) => written,
+                    // Another writer (the watcher, a second instance) added it meanwhile.
+                    None => (
+                        bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
+                            .fetch_one(&mut *tx)
+                            .await?
+                            .0,
+                        false,
+                    ),
+                };
+                let caller_name = m.and_then(|m| m.caller_name.as_deref()).unwrap_or("");
+                if new_row || !same_caller(&row, m) {
+                    store_name_words(&mut tx, id, caller_name, new_row).await?;
+                }
+            }
+            tx.commit().await?;
+        }
         self.state.write_seconds.observe(started.elapsed());
         if any_ready {
             for notify in &self.ready_notify {
@@ -1265,18 +1294,21 @@ impl Indexer {
     /// whose size and mtime match its final row is not read again. Returns the paths (relative)
     /// still being recorded.
     pub async fn index_paths(&self, paths: Vec<PathBuf>) -> Result<Vec<String>, DbError> {
-        self.index_paths_with(paths, HashMap::new()).await
+        let mut conn = HeldConnection::new(&self.db);
+        self.index_paths_with(&mut conn, paths, HashMap::new())
+            .await
     }
 
     /// [`Indexer::index_paths`] with the call metadata of some of them already in hand (read
     /// when the call finished them): not read again.
     async fn index_paths_with(
         &self,
+        held: &mut HeldConnection,
         paths: Vec<PathBuf>,
         mut calls: HashMap<String, CallMeta>,
     ) -> Result<Vec<String>, DbError> {
         // One connection for all the statements: each given back to the pool costs a check.
-        let mut conn = self.db.pool.acquire().await?;
+        let conn = held.get().await?;
         let mut seen = Vec::new();
         // A new folder's first files can be written before its watch is in place: index
         // whatever a folder event names.
@@ -1306,13 +1338,11 @@ impl Indexer {
             if !is_recording_file(&path) || in_hidden_folder(&rel) {
                 continue;
             }
-            let known: Option<(String, i64, i64, Option<String>)> = sqlx::query_as(
-                "SELECT status, size_bytes, mtime_ms, caller_name FROM recordings WHERE path = $1 AND node_id = $2",
-            )
-            .bind(&rel)
-            .bind(&self.node)
-            .fetch_optional(&mut *conn)
-            .await?;
+            let known: Option<(String, i64, i64, Option<String>)> = sqlx::query_as(KNOWN_ROW)
+                .bind(&rel)
+                .bind(&self.node)
+                .fetch_optional(&mut *conn)
+                .await?;
             if known.as_ref().is_some_and(|k| gone_for_good(&k.0)) {
                 continue;
             }
@@ -1409,7 +1439,7 @@ impl Indexer {
             }
         }
         let rows = self.probe_batch(seen, &calls).await;
-        self.write_rows(&mut conn, rows).await
+        self.write_rows(conn, rows).await
     }
 
     /// Removes the rows of recordings that never were (a cancelled lead-in).
@@ -1501,6 +1531,8 @@ impl Indexer {
             .take();
         Ok(tokio::spawn(async move {
             let _watcher = watcher;
+            // Kept while files keep coming (each connection given back costs a check).
+            let mut conn = HeldConnection::new(&indexer.db);
             let mut growing = Growing::default();
             match indexer.growing_paths().await {
                 Ok(paths) => growing.add(paths),
@@ -1521,6 +1553,11 @@ impl Indexer {
                     },
                     Some(finished) = recv_finished(&mut finished) => done.push(finished),
                     _ = tokio::time::sleep(Duration::from_secs(1)), if !growing.is_empty() => tick = true,
+                    // Quiet: the connection kept while busy goes back to the pool.
+                    _ = tokio::time::sleep(Duration::from_secs(1)), if growing.is_empty() && conn.is_held() => {
+                        conn.release();
+                        continue;
+                    }
                     changed = shutdown.changed() => {
                         if changed.is_err() || *shutdown.borrow() {
                             return;
@@ -1550,9 +1587,9 @@ impl Indexer {
                         Err(ScanError::Walk(_)) => Ok(()),
                     }
                 } else if !done.is_empty() {
-                    indexer.settle_finished(done, &mut growing).await
+                    indexer.settle_finished(&mut conn, done, &mut growing).await
                 } else if tick {
-                    indexer.settle_growing(&mut growing).await
+                    indexer.settle_growing(&mut conn, &mut growing).await
                 } else {
                     // A recording already known to grow is left to the once-a-second look.
                     let fresh: Vec<PathBuf> = paths
@@ -1560,12 +1597,14 @@ impl Indexer {
                         .filter(|p| !growing.contains_path(&indexer.root, p))
                         .collect();
                     indexer
-                        .index_paths(fresh)
+                        .index_paths_with(&mut conn, fresh, HashMap::new())
                         .await
                         .map(|open| growing.add(open))
                 };
                 indexer.state.queue_depth.store(0, Ordering::Relaxed);
                 if let Err(e) = result {
+                    // The next try takes a connection the pool has checked.
+                    conn.release();
                     tracing::warn!(error = %e, "indexing failed; the next change or rescan retries");
                 }
             }
@@ -1576,6 +1615,7 @@ impl Indexer {
     /// finish returned (read again when it did not).
     async fn settle_finished(
         &self,
+        conn: &mut HeldConnection,
         done: Vec<(String, Option<CallMeta>)>,
         growing: &mut Growing,
     ) -> Result<(), DbError> {
@@ -1605,7 +1645,7 @@ impl Indexer {
                 calls.insert(name, meta);
             }
         }
-        let open = self.index_paths_with(paths, calls).await?;
+        let open = self.index_paths_with(conn, paths, calls).await?;
         growing.add(open);
         Ok(())
     }
@@ -1613,7 +1653,11 @@ impl Indexer {
     /// Looks at each growing recording (metadata only): one that stopped changing for `settle`
     /// or vanished is indexed as it is now; one still growing has its row rewritten at most
     /// every [`GROWING_UPDATE`].
-    async fn settle_growing(&self, growing: &mut Growing) -> Result<(), DbError> {
+    async fn settle_growing(
+        &self,
+        conn: &mut HeldConnection,
+        growing: &mut Growing,
+    ) -> Result<(), DbError> {
         let settle_ms = self.settle.as_millis() as i64;
         let now = now_ms();
         let mut due = Vec::new();
@@ -1640,8 +1684,9 @@ impl Indexer {
         for rel in &due {
             growing.remove(rel);
         }
+        let due_paths = due.iter().map(|rel| self.root.join(rel)).collect();
         let open = self
-            .index_paths(due.iter().map(|rel| self.root.join(rel)).collect())
+            .index_paths_with(conn, due_paths, HashMap::new())
             .await?;
         // Rows rewritten as still growing keep their entry (and its last write time).
         for rel in open {
@@ -1771,10 +1816,7 @@ mod tests {
         }
         for (sql, index) in [
             (GROWING_ROWS, "recordings_status"),
-            (
-                "SELECT status, size_bytes, mtime_ms FROM recordings WHERE path = $1 AND node_id = $2",
-                "recordings_node_path",
-            ),
+            (KNOWN_ROW, "recordings_node_path"),
             (RECORDING_BY_NAME, "recordings_name"),
         ] {
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
@@ -1785,7 +1827,8 @@ mod tests {
             let plan = query.fetch_all(&db.pool).await.expect("plan");
             let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
             assert!(
-                steps.iter().any(|s| s.contains(index)) && !steps.iter().any(|s| s.starts_with("SCAN")),
+                steps.iter().any(|s| s.contains(index))
+                    && !steps.iter().any(|s| s.starts_with("SCAN")),
                 "{sql}: {steps:?}"
             );
         }
