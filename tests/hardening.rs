@@ -1097,3 +1097,80 @@ on_both_databases!(
     a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant,
     placing_calls_stays_inside_the_tenants_endpoints,
 );
+
+/// One body limit for every route (tower-http's), answered as the API's JSON error: a body
+/// that declares a larger length is refused before it is read, one sent in chunks once it
+/// passes the limit; a body within it goes through.
+#[tokio::test]
+async fn bodies_over_the_limit_get_a_json_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, Db::Sqlite).await.expect("sqlite");
+    put_wav(&t, "call");
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    let limit = ari_recorder::http::MAX_REQUEST_BODY;
+    let big = "x".repeat(limit + 1);
+
+    let sign_in = send(
+        reqwest::Client::new()
+            .post(format!("{}/api/session", s.base))
+            .header("content-type", "application/json")
+            .body(format!("{{\"username\": \"{big}\"}}")),
+    )
+    .await;
+    assert_eq!(
+        (sign_in.status, sign_in.error().as_str()),
+        (413, "payload_too_large")
+    );
+
+    wait_ready(&s.svc.db, 1).await;
+    let (id,): (i64,) = sqlx::query_as("SELECT id FROM recordings WHERE name = 'call'")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("id");
+    let transcript = format!("{}/api/recordings/{id}/transcript", s.base);
+    let too_long = send(
+        common::authed()
+            .put(&transcript)
+            .header("content-type", "text/vtt")
+            .body(format!("WEBVTT\n\n00:00.000 --> 00:01.000\n{big}\n")),
+    )
+    .await;
+    assert_eq!(
+        (too_long.status, too_long.error().as_str()),
+        (413, "payload_too_large")
+    );
+    let fits = send(
+        common::authed()
+            .put(&transcript)
+            .header("content-type", "text/vtt")
+            .body("WEBVTT\n\n00:00.000 --> 00:01.000\nhello\n"),
+    )
+    .await;
+    assert_eq!(fits.status, 200, "{:?}", fits.json());
+
+    // No length declared: chunks until the limit is passed.
+    let mut chunked = tokio::net::TcpStream::connect(s.svc.http_addr)
+        .await
+        .expect("connect");
+    chunked
+        .write_all(b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("headers");
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..(limit / chunk.len() + 2) {
+        let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+        frame.extend_from_slice(&chunk);
+        frame.extend_from_slice(b"\r\n");
+        if chunked.write_all(&frame).await.is_err() {
+            break; // answered and closed before the end: fine
+        }
+    }
+    let _ = chunked.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = chunked.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"payload_too_large\""), "{answer}");
+    let _ = s.stop.send(true);
+}

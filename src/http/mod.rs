@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -97,6 +97,10 @@ impl From<JsonRejection> for ApiError {
                 );
             }
             cause = error.source();
+        }
+        // A body without a declared length that went past the limit while being read.
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return payload_too_large();
         }
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -216,6 +220,13 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::routes())
         .fallback(not_found);
     with_security_headers(routes)
+        // One limit for every body (axum's own per-extractor limit off): a larger one is
+        // refused before it is read when it declares its length, else once it passes the limit.
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_REQUEST_BODY,
+        ))
+        .layer(middleware::map_response(too_large_as_json))
         // A request body trickled in slower than this is cut off (headers: the listener).
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             state.access.read_timeout,
@@ -230,6 +241,29 @@ pub fn router(state: AppState) -> Router {
             proxy::resolve_client,
         ))
         .with_state(state)
+}
+
+/// The largest request body accepted: a transcript of a long call is the largest there is.
+pub const MAX_REQUEST_BODY: usize = 2 << 20;
+
+fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than {MAX_REQUEST_BODY} bytes"),
+    )
+}
+
+/// The body limit's own refusal (plain text) as the API's JSON error.
+async fn too_large_as_json(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return payload_too_large().into_response();
+    }
+    response
 }
 
 /// Who a request turned out to be, filled in by the authentication extractor for the log.

@@ -17,9 +17,6 @@ use crate::access::audit;
 use crate::access::policy::Action;
 use crate::library::transcripts::{self, Cue, Source};
 
-/// A transcript body is text: 2 MiB is hours of speech.
-const MAX_BODY: usize = 2 << 20;
-
 fn cue_json(cue: &Cue) -> serde_json::Value {
     serde_json::json!({
         "start": cue.start_ms as f64 / 1000.0,
@@ -71,10 +68,6 @@ pub(super) async fn put(
         authorize(&state, &caller, &id, Action::SetStatus, "transcript_change").await?;
     let refuse =
         |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_transcript", message);
-    if body.len() > MAX_BODY {
-        let error = refuse(format!("{} bytes; at most {MAX_BODY}", body.len()));
-        return Err(caller.refuse(&state, entry, error).await);
-    }
     let Ok(text) = std::str::from_utf8(&body) else {
         return Err(caller
             .refuse(&state, entry, refuse("not UTF-8 text".into()))
