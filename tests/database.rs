@@ -497,3 +497,76 @@ async fn call_states_are_saved_together_on_postgresql() {
     call_states_are_saved_together(fresh.url.clone()).await;
     fresh.drop().await;
 }
+
+/// A call bridged without recording is listed with its reason and metadata, once.
+async fn a_call_not_recorded_is_listed_once(url: String) {
+    use ari_recorder::library::calls::RecordingRow;
+    use ari_recorder::library::index::add_not_recorded;
+    let db = Database::open(&url).await.expect("open");
+    let row = RecordingRow {
+        recording_name: "call:1.1".into(),
+        call_id: "1.1".into(),
+        tenant: "acme".into(),
+        project: "support".into(),
+        private: false,
+        consent: "unknown",
+        participants: "5551001,201".into(),
+        flow: Some("desk".into()),
+        node: Some("agent".into()),
+        node_type: "transfer".into(),
+        direction: "inbound",
+        caller_name: "Alice Smith".into(),
+        caller_number: "5551001".into(),
+        callee: "201".into(),
+        format: "wav".into(),
+        started_at_ms: 1_700_000_000_000,
+    };
+    let mut conn = db.pool.acquire().await.expect("connection");
+    for _ in 0..2 {
+        add_not_recorded(&mut conn, &row, "recording was off")
+            .await
+            .expect("listed");
+    }
+    let rows: Vec<(String, String, String, String, i64, i64, String)> = sqlx::query_as(
+        "SELECT path, status, reason, tenant, started_at_ms, mtime_ms, participants FROM recordings",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("rows");
+    assert_eq!(
+        rows,
+        [(
+            "call:1.1".into(),
+            "not_recorded".into(),
+            "recording was off".into(),
+            "acme".into(),
+            1_700_000_000_000,
+            1_700_000_000_000,
+            "5551001,201".into()
+        )]
+    );
+    let (words,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recording_words")
+        .fetch_one(&db.pool)
+        .await
+        .expect("words");
+    assert_eq!(words, 2, "alice, smith");
+}
+
+#[tokio::test]
+async fn a_call_not_recorded_is_listed_once_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    a_call_not_recorded_is_listed_once(format!(
+        "sqlite://{}/lib.db?mode=rwc",
+        dir.path().display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_call_not_recorded_is_listed_once_on_postgresql() {
+    let Some(fresh) = fresh_postgres().await else {
+        return;
+    };
+    a_call_not_recorded_is_listed_once(fresh.url.clone()).await;
+    fresh.drop().await;
+}

@@ -58,30 +58,44 @@ const META_COLUMNS: &str = "recording_name, call_id, tenant, flow, node, node_ty
      caller_name, caller_number, callee, state, started_at_ms, project, private, consent, \
      participants, asterisk_started_at_ms";
 
+/// Binds a recording's row in the one order its statements number it: $1 recording_name,
+/// $2 call_id, $3 tenant, $4 flow, $5 node, $6 node_type, $7 direction, $8 caller_name,
+/// $9 caller_number, $10 callee, $11 format, $12 started_at_ms, $13 project, $14 private,
+/// $15 consent, $16 participants.
+pub(crate) fn bind_row<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    row: &'q RecordingRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&row.recording_name)
+        .bind(&row.call_id)
+        .bind(&row.tenant)
+        .bind(&row.flow)
+        .bind(&row.node)
+        .bind(&row.node_type)
+        .bind(row.direction)
+        .bind(&row.caller_name)
+        .bind(&row.caller_number)
+        .bind(&row.callee)
+        .bind(&row.format)
+        .bind(row.started_at_ms)
+        .bind(&row.project)
+        .bind(i64::from(row.private))
+        .bind(row.consent)
+        .bind(&row.participants)
+}
+
 /// A recording began: its metadata, before (or beside) its file.
 pub async fn started(conn: impl AnyExecutor<'_>, row: &RecordingRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
-         caller_name, caller_number, callee, format, state, started_at_ms, project, private, consent, participants) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16) \
-         ON CONFLICT (recording_name) DO NOTHING",
+    bind_row(
+        sqlx::query(
+            "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
+             caller_name, caller_number, callee, format, state, started_at_ms, project, private, consent, participants) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16) \
+             ON CONFLICT (recording_name) DO NOTHING",
+        ),
+        row,
     )
-    .bind(&row.recording_name)
-    .bind(&row.call_id)
-    .bind(&row.tenant)
-    .bind(&row.flow)
-    .bind(&row.node)
-    .bind(&row.node_type)
-    .bind(row.direction)
-    .bind(&row.caller_name)
-    .bind(&row.caller_number)
-    .bind(&row.callee)
-    .bind(&row.format)
-    .bind(row.started_at_ms)
-    .bind(&row.project)
-    .bind(i64::from(row.private))
-    .bind(row.consent)
-    .bind(&row.participants)
     .execute(conn)
     .await
     .map(drop)

@@ -23,6 +23,7 @@ use notify::Watcher;
 
 use super::calls::{self, CallMeta, RecordingRow};
 use super::db::HeldConnection;
+use sqlx::Row as _;
 use tokio::sync::{mpsc, watch};
 
 use super::db::{Database, DbError};
@@ -668,33 +669,23 @@ pub async fn add_not_recorded(
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = sqlx::Connection::begin(conn).await?;
-    let inserted: Option<(i64,)> = sqlx::query_as(
-        "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
-         flow, node, node_type, direction, caller_name, caller_number, callee, started_at_ms, participants, private, \
-         consent, indexed_at_ms) \
-         VALUES ($1, $1, $17, 'not_recorded', $2, 0, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $3, $14, $15, $16, $3) \
-         ON CONFLICT (node_id, path) DO NOTHING RETURNING id",
+    // The row's values as `calls::bind_row` numbers them, the reason $17.
+    let inserted = calls::bind_row(
+        sqlx::query(
+            "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
+             flow, node, node_type, direction, caller_name, caller_number, callee, started_at_ms, participants, private, \
+             consent, indexed_at_ms) \
+             VALUES ($1, $1, $11, 'not_recorded', $17, 0, $12, $2, $3, $13, $4, $5, $6, $7, $8, $9, $10, $12, $16, $14, $15, $12) \
+             ON CONFLICT (node_id, path) DO NOTHING RETURNING id",
+        ),
+        row,
     )
-    .bind(&row.recording_name)
     .bind(reason)
-    .bind(row.started_at_ms)
-    .bind(&row.call_id)
-    .bind(&row.tenant)
-    .bind(&row.project)
-    .bind(&row.flow)
-    .bind(&row.node)
-    .bind(&row.node_type)
-    .bind(row.direction)
-    .bind(&row.caller_name)
-    .bind(&row.caller_number)
-    .bind(&row.callee)
-    .bind(&row.participants)
-    .bind(i64::from(row.private))
-    .bind(row.consent)
-    .bind(&row.format)
     .fetch_optional(&mut *tx)
-    .await?;
-    if let Some((id,)) = inserted {
+    .await?
+    .map(|found| found.try_get::<i64, _>(0))
+    .transpose()?;
+    if let Some(id) = inserted {
         store_name_words(&mut tx, id, &row.caller_name, true).await?;
     }
     tx.commit().await
