@@ -1007,6 +1007,15 @@ async fn library_writer(
     let mut conn = HeldConnection::new(&db);
     let mut gathered = GatheredStates::default();
     loop {
+        // Due states are written first, even while other writes keep arriving.
+        if gathered
+            .due
+            .is_some_and(|due| due <= tokio::time::Instant::now())
+        {
+            if let Some(states) = gathered.take() {
+                writer.apply(&mut conn, states, &shutdown).await;
+            }
+        }
         let due = gathered.due;
         tokio::select! {
             biased;
@@ -1021,11 +1030,8 @@ async fn library_writer(
                     break;
                 }
             }
-            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
-                if let Some(states) = gathered.take() {
-                    writer.apply(&mut conn, states, &shutdown).await;
-                }
-            }
+            // Written at the top of the loop.
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {}
             _ = tokio::time::sleep(WRITER_HOLDS_CONNECTION), if conn.is_held() && due.is_none() => conn.release(),
         }
     }
