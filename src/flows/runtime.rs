@@ -893,6 +893,15 @@ impl Writer {
         write: LibraryWrite,
         shutdown: &watch::Receiver<bool>,
     ) {
+        // A recording's end is told to the indexer even when its write is dropped (without the
+        // metadata then): the file's row turns final by what the file shows.
+        let ended = match &write {
+            LibraryWrite::Finished { name, .. } | LibraryWrite::Failed { name, .. } => {
+                Some(name.clone())
+            }
+            _ => None,
+        };
+        let mut told = None;
         let mut wait = WRITE_RETRY_FIRST;
         let mut tries = 0;
         loop {
@@ -905,9 +914,7 @@ impl Writer {
             tries += 1;
             match result {
                 Ok(finished) => {
-                    if let (Some((name, meta)), Some(notifier)) = (finished, &self.finished) {
-                        notifier.finished(&name, meta);
-                    }
+                    told = finished;
                     break;
                 }
                 Err(e) if refused_for_good(&e) => {
@@ -927,6 +934,9 @@ impl Writer {
                     wait = (wait * 2).min(WRITE_RETRY_MAX);
                 }
             }
+        }
+        if let (Some(name), Some(notifier)) = (ended, &self.finished) {
+            notifier.finished(&name, told);
         }
     }
 }
@@ -1046,11 +1056,11 @@ async fn library_writer(
     }
 }
 
-/// Applies one write; for a recording that ended, its name and metadata now (for the indexer).
+/// Applies one write; for a recording that ended, its call metadata now (for the indexer).
 async fn apply_write(
     conn: &mut sqlx::AnyConnection,
     write: &LibraryWrite,
-) -> Result<Option<(String, Option<calls::CallMeta>)>, sqlx::Error> {
+) -> Result<Option<calls::CallMeta>, sqlx::Error> {
     match write {
         LibraryWrite::Started(row) => calls::started(conn, row).await?,
         LibraryWrite::NotRecorded(row, switch) => {
@@ -1091,12 +1101,10 @@ async fn apply_write(
             started_at_ms,
             at_ms,
         } => {
-            let meta = calls::finished(conn, name, *duration, *started_at_ms, *at_ms).await?;
-            return Ok(Some((name.clone(), meta)));
+            return calls::finished(conn, name, *duration, *started_at_ms, *at_ms).await;
         }
         LibraryWrite::Failed { name, cause, at_ms } => {
-            let meta = calls::failed(conn, name, cause, *at_ms).await?;
-            return Ok(Some((name.clone(), meta)));
+            return calls::failed(conn, name, cause, *at_ms).await;
         }
     }
     Ok(None)
