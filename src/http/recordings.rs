@@ -117,44 +117,7 @@ impl Library {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(super) struct RecordingRow {
-    pub(super) id: i64,
-    pub(super) path: String,
-    pub(super) name: String,
-    pub(super) format: String,
-    pub(super) status: String,
-    pub(super) reason: Option<String>,
-    pub(super) size_bytes: i64,
-    pub(super) duration_ms: i64,
-    pub(super) encoding: Option<String>,
-    pub(super) sample_rate: i64,
-    pub(super) data_offset: i64,
-    pub(super) data_len: i64,
-    pub(super) sha256: Option<String>,
-    pub(super) call_id: Option<String>,
-    pub(super) tenant: String,
-    pub(super) project: String,
-    pub(super) participants: Option<String>,
-    pub(super) flow: Option<String>,
-    pub(super) node: Option<String>,
-    pub(super) node_type: Option<String>,
-    pub(super) direction: Option<String>,
-    pub(super) caller_name: Option<String>,
-    pub(super) caller_number: Option<String>,
-    pub(super) callee: Option<String>,
-    pub(super) started_at_ms: i64,
-    pub(super) private: i64,
-    pub(super) consent: String,
-    pub(super) compliance: String,
-    pub(super) deleted_at_ms: Option<i64>,
-    /// Where the file begins on Asterisk's clock (None: its start was not seen).
-    pub(super) asterisk_started_at_ms: Option<i64>,
-    /// The reason of its legal hold, when it is held.
-    pub(super) hold_reason: Option<String>,
-    /// The instance whose recordings folder holds (or held) its file.
-    pub(super) node_id: String,
-}
+pub(super) use crate::library::recordings::{RecordingRow, COLUMNS};
 
 /// A recording in an answer, serialized straight from the row (no intermediate JSON tree: a
 /// list page is fifty of these). Fields in alphabetical order, the order clients have seen.
@@ -239,11 +202,6 @@ struct LinksView {
     #[serde(skip_serializing_if = "Option::is_none")]
     play_url: Option<String>,
 }
-
-pub(super) const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
-    data_offset, data_len, sha256, call_id, tenant, project, participants, flow, node, node_type, direction, caller_name, caller_number, \
-    callee, started_at_ms, private, consent, compliance, deleted_at_ms, asterisk_started_at_ms, \
-    (SELECT reason FROM recording_holds h WHERE h.recording_id = recordings.id) AS hold_reason, node_id";
 
 impl RecordingRow {
     /// Where the file begins on the call's timeline: Asterisk's clock, or ours when Asterisk's
@@ -361,9 +319,7 @@ pub(super) fn not_found() -> ApiError {
 }
 
 async fn fetch(db: &Database, id: i64) -> Result<Option<RecordingRow>, ApiError> {
-    sqlx::query_as::<_, RecordingRow>(&format!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&db.pool)
+    crate::library::recordings::by_id(&db.pool, id)
         .await
         .map_err(internal)
 }
@@ -373,14 +329,9 @@ pub(super) async fn fetch_call(
     db: &Database,
     call_id: &str,
 ) -> Result<Vec<RecordingRow>, ApiError> {
-    sqlx::query_as::<_, RecordingRow>(&format!(
-        "SELECT {COLUMNS} FROM recordings WHERE call_id = $1 \
-         ORDER BY COALESCE(asterisk_started_at_ms, started_at_ms), id"
-    ))
-    .bind(call_id)
-    .fetch_all(&db.pool)
-    .await
-    .map_err(internal)
+    crate::library::recordings::of_call(&db.pool, call_id)
+        .await
+        .map_err(internal)
 }
 
 /// A recording `caller` may do `action` to, with the tenant's settings and the audit entry to
@@ -522,27 +473,26 @@ pub(super) async fn set_status(
         row.consent, row.compliance
     ));
     let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
-    sqlx::query("UPDATE recordings SET consent = $1, compliance = $2 WHERE id = $3")
-        .bind(&consent)
-        .bind(&compliance)
-        .bind(row.id)
-        .execute(tx.conn())
-        .await
-        .map_err(internal)?;
+    crate::library::recordings::set_consent_and_compliance(
+        tx.conn(),
+        row.id,
+        &consent,
+        &compliance,
+    )
+    .await
+    .map_err(internal)?;
     // Consent is the caller's, so it belongs to the whole call: every recording of it (and
     // its metadata, so a re-index keeps the decision) changes with this one.
     if let (true, Some(call)) = (consent_changes, &row.call_id) {
-        let others = sqlx::query(
-            "UPDATE recordings SET consent = $1 WHERE call_id = $2 AND tenant = $3 AND id <> $4",
+        let others = crate::library::recordings::set_consent_of_call(
+            tx.conn(),
+            call,
+            &row.tenant,
+            row.id,
+            &consent,
         )
-        .bind(&consent)
-        .bind(call)
-        .bind(&row.tenant)
-        .bind(row.id)
-        .execute(tx.conn())
         .await
-        .map_err(internal)?
-        .rows_affected();
+        .map_err(internal)?;
         crate::library::calls::set_consent(tx.conn(), call, &consent)
             .await
             .map_err(internal)?;

@@ -6,6 +6,7 @@ pub mod calls;
 pub mod db;
 pub mod index;
 pub mod probe;
+pub mod recordings;
 pub mod status;
 pub mod transcripts;
 

@@ -68,13 +68,14 @@ pub(in crate::http) async fn delete(
     }
     entry.detail = Some("deleted".into());
     let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
-    sqlx::query("UPDATE recordings SET status = 'deleted', reason = 'deleted through the API', deleted_at_ms = $1, deleted_by = $2 WHERE id = $3")
-        .bind(chrono::Utc::now().timestamp_millis())
-        .bind(caller.principal.actor())
-        .bind(row.id)
-        .execute(tx.conn())
-        .await
-        .map_err(internal)?;
+    crate::library::recordings::mark_deleted(
+        tx.conn(),
+        row.id,
+        chrono::Utc::now().timestamp_millis(),
+        &caller.principal.actor(),
+    )
+    .await
+    .map_err(internal)?;
     tx.commit(&entry).await.map_err(internal)?;
     // Its copy in the archive's bucket goes too (retried while the bucket is away).
     crate::archive::queue::queue_removal(&state.db, row.id, crate::access::now_ms())

@@ -485,15 +485,13 @@ pub(in crate::http) async fn refusal_tenant(
     state: &AppState,
     recording: Option<i64>,
 ) -> Result<String, ApiError> {
-    let tenant: Option<(String,)> = match recording {
-        Some(id) => sqlx::query_as("SELECT tenant FROM recordings WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&state.db.pool)
+    let tenant = match recording {
+        Some(id) => crate::library::recordings::tenant_of(&state.db.pool, id)
             .await
             .map_err(internal)?,
         None => None,
     };
-    Ok(tenant.map_or_else(|| state.access.operator_tenant.clone(), |(t,)| t))
+    Ok(tenant.unwrap_or_else(|| state.access.operator_tenant.clone()))
 }
 
 /// The audio of a recording, inline or as an attachment named from its metadata. Audited
