@@ -6,6 +6,9 @@
 //! they all wrote verifies.
 
 mod common;
+// Ports and waits across processes, as the benchmarks that start processes have them.
+#[path = "../benches/support/process.rs"]
+mod process;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -15,6 +18,7 @@ use std::time::Duration;
 use ari_recorder::sim::{Script, Step};
 use common::s3::{s3s_fs_bin, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
 use common::{send, start_sim, Db, TestSim};
+use process::{free_port, wait_for};
 
 const CALLS: usize = 300;
 const KILL_AT: usize = 150;
@@ -57,28 +61,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-/// Polls `done` (bounded) for state reached across processes.
-async fn wait_for<F, Fut>(what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..3000 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn node(name: &'static str, t: &TestSim, dir: &Path, db_url: &str, s3: &S3Server) -> Node {

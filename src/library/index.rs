@@ -1109,11 +1109,11 @@ impl Indexer {
     }
 
     /// A file's row as the indexer writes it, in [`ROW_COLUMNS`] order.
-    fn row_values(&self, row: &Row, meta: Option<&CallMeta>) -> [Stored; ROW_COLUMNS.len()] {
+    fn row_values(&self, row: &Row, m: Option<&CallMeta>) -> [Stored; ROW_COLUMNS.len()] {
         let name = recording_name(&row.seen.rel);
         // A call's file whose metadata has not arrived (its write is being retried, or the
         // file appeared first): nobody sees it until the metadata says whose it is.
-        let quarantined = meta.is_none() && made_by_a_call(&name);
+        let quarantined = m.is_none() && made_by_a_call(&name);
         let (status, reason) = if quarantined {
             (
                 "quarantined",
@@ -1122,7 +1122,7 @@ impl Indexer {
         } else {
             (row.status, row.probe.reason.clone())
         };
-        let started = meta
+        let started = m
             .map(|m| m.started_at_ms)
             .unwrap_or(row.seen.mtime_ms - row.probe.duration_ms as i64);
         let encoding = row.probe.encoding.map(|e| match e {
@@ -1130,7 +1130,6 @@ impl Indexer {
             Encoding::Ulaw => "ulaw",
             Encoding::Alaw => "alaw",
         });
-        let m = meta;
         let text = |v: Option<String>| Stored::Text(v);
         let int = |v: i64| Stored::Int(v);
         [
