@@ -166,10 +166,11 @@ async fn open_first(browser: &Browser, base: &str, query: &str, caller: &str) {
     browser
         .wait_for(
             caller,
-            &format!("return document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === {caller:?}"),
+            &format!("return !document.querySelector('#recordings').hasAttribute('aria-busy') && document.querySelector('#recordings tbody tr[data-id]')?.children[1].textContent === {caller:?}"),
         )
         .await;
-    // Clicked from the page itself: a list drawn again meanwhile leaves no stale reference.
+    // Clicked once the newest list request has landed (signing in draws the list, the address
+    // draws it again: a panel opened in between would be replaced), from the page itself.
     browser
         .exec(
             "document.querySelector('#recordings tbody tr[data-id] button.expand').click()",

@@ -237,6 +237,20 @@ let current = { params: new URLSearchParams(), next: null };
 /// Only the newest list request may fill the table: a slow earlier answer is dropped.
 let listRequest = 0;
 
+/// A list request starts: the table is busy (assistive technology waits, and so can a test)
+/// until the newest request has landed.
+function listLoading() {
+  $("#recordings").setAttribute("aria-busy", "true");
+  return ++listRequest;
+}
+
+/// Whether `request` is still the newest; if so the table is no longer busy.
+function listLoaded(request) {
+  if (request !== listRequest) return false;
+  $("#recordings").removeAttribute("aria-busy");
+  return true;
+}
+
 const phone = window.matchMedia("(max-width: 40rem)");
 
 async function loadRecordings(params) {
@@ -250,15 +264,16 @@ async function loadRecordings(params) {
   if (phone.matches && !filtered) $("#filters-box").open = false;
   const body = $("#recordings tbody");
   say("Loading recordings...");
-  const request = ++listRequest;
+  const request = listLoading();
   let page;
   try {
     page = await api("GET", `/api/recordings?${apiQuery(params)}`);
   } catch (error) {
     if (request === listRequest && error.status !== 401) say(`Could not load recordings: ${error.message}`);
+    listLoaded(request);
     return;
   }
-  if (request !== listRequest) return;
+  if (!listLoaded(request)) return;
   current = { params, next: page.next_cursor };
   // Players of the rows being replaced stop, and drop their window and key listeners.
   for (const panel of body.querySelectorAll(".panel")) panel.player?.stop();
@@ -273,16 +288,16 @@ async function loadRecordings(params) {
 /// `#/recordings/{id}`: one recording, its panel open, a link to share or reload.
 async function loadOneRecording(id) {
   const body = $("#recordings tbody");
-  const request = ++listRequest;
+  const request = listLoading();
   let rec;
   try {
     rec = await api("GET", `/api/recordings/${id}`);
   } catch (error) {
     if (request === listRequest && error.status !== 401) say(`Could not load recording ${id}: ${error.message}`);
-    if (request === listRequest) body.replaceChildren();
+    if (listLoaded(request)) body.replaceChildren();
     return;
   }
-  if (request !== listRequest) return;
+  if (!listLoaded(request)) return;
   for (const panel of body.querySelectorAll(".panel")) panel.player?.stop();
   const rows = recordingRows(rec);
   body.replaceChildren(...rows);

@@ -237,7 +237,14 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("page never reached: {what}");
+        // What the page showed instead, so that a failure in CI can be read without a rerun.
+        let shown = self
+            .exec("return document.body.innerText.slice(0, 1500)", &[])
+            .await;
+        panic!(
+            "page never reached: {what}; the page showed:\n{}",
+            shown.as_str().unwrap_or("")
+        );
     }
 
     pub async fn screenshot(&self, path: &Path) {
