@@ -304,6 +304,58 @@ impl Event {
         }
     }
 
+    fn channel_mut(&mut self) -> Option<&mut Channel> {
+        match self {
+            Event::StasisStart(e) => Some(&mut e.channel),
+            Event::StasisEnd(e) => Some(&mut e.channel),
+            Event::ChannelStateChange(e) => Some(&mut e.channel),
+            Event::ChannelDestroyed(e) => Some(&mut e.channel),
+            Event::ChannelHangupRequest(e) => Some(&mut e.channel),
+            Event::ChannelEnteredBridge(e) => e.channel.as_mut(),
+            Event::ChannelLeftBridge(e) => Some(&mut e.channel),
+            Event::ChannelDtmfReceived(e) => Some(&mut e.channel),
+            Event::ChannelDialplan(e) => Some(&mut e.channel),
+            Event::ChannelCallerId(e) => Some(&mut e.channel),
+            Event::ChannelVarset(e) => e.channel.as_mut(),
+            Event::ChannelConnectedLine(e) => Some(&mut e.channel),
+            Event::ChannelCreated(e) => Some(&mut e.channel),
+            Event::ChannelHold(e) => Some(&mut e.channel),
+            Event::ChannelUnhold(e) => Some(&mut e.channel),
+            Event::ChannelTalkingStarted(e) => Some(&mut e.channel),
+            Event::ChannelTalkingFinished(e) => Some(&mut e.channel),
+            Event::ChannelToneDetected(e) => Some(&mut e.channel),
+            Event::Dial(e) => Some(&mut e.peer),
+            _ => None,
+        }
+    }
+
+    /// Calls channel `from` by `to` wherever the event names it: its channel, a dial's caller,
+    /// a bridge's members. The app gives channels it originates its own names, while Asterisk
+    /// chose their ids.
+    pub fn rename_channel(&mut self, from: &str, to: &str) {
+        if let Some(channel) = self.channel_mut() {
+            if channel.id == from {
+                channel.id = to.to_string();
+            }
+        }
+        let bridge = match self {
+            Event::ChannelEnteredBridge(e) => Some(&mut e.bridge),
+            Event::ChannelLeftBridge(e) => Some(&mut e.bridge),
+            Event::Dial(e) => {
+                if let Some(caller) = e.caller.as_mut().filter(|c| c.id == from) {
+                    caller.id = to.to_string();
+                }
+                None
+            }
+            _ => None,
+        };
+        for member in bridge.into_iter().flat_map(|b| b.channels.iter_mut()) {
+            if member == from {
+                *member = to.to_string();
+            }
+        }
+    }
+
     /// The live recording the event is about, when it is about one.
     pub fn recording(&self) -> Option<&LiveRecording> {
         match self {

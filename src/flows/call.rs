@@ -425,6 +425,12 @@ pub struct Call {
     /// channel in turn under its global channel lock, which stalls all channel creation.
     #[serde(default)]
     channel_names: BTreeMap<String, String>,
+    /// Asterisk's ids of the channels the call originated, by the names the call gave them.
+    /// Originating with a chosen id makes Asterisk check it is free by locking every channel in
+    /// turn under its global channel lock, which stalls every channel's creation under load
+    /// (see BENCHMARKS.md); so Asterisk chooses, and the runtime translates.
+    #[serde(default)]
+    asterisk_ids: BTreeMap<String, String>,
     /// When the call entered the app (wall ms).
     #[serde(default)]
     started_ms: u64,
@@ -552,6 +558,7 @@ impl Call {
             lead_in: false,
             snoops: Vec::new(),
             channel_names: BTreeMap::new(),
+            asterisk_ids: BTreeMap::new(),
             started_ms: 0,
             recording_started_ms: None,
             paused_ms: 0,
@@ -571,6 +578,29 @@ impl Call {
             self.channel_names.insert(self.id.clone(), name.to_string());
         }
         self
+    }
+
+    /// Asterisk gave `channel` (originated by the call) the id `asterisk_id`.
+    pub fn channel_originated(&mut self, channel: &str, asterisk_id: &str) {
+        if channel != asterisk_id {
+            self.asterisk_ids
+                .insert(channel.to_string(), asterisk_id.to_string());
+        }
+    }
+
+    /// Asterisk's id of the call's `channel` (the call's own name for it otherwise).
+    pub fn asterisk_id<'a>(&'a self, channel: &'a str) -> &'a str {
+        self.asterisk_ids
+            .get(channel)
+            .map(String::as_str)
+            .unwrap_or(channel)
+    }
+
+    /// The call's names of its originated channels and Asterisk's ids of them.
+    pub fn originated(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.asterisk_ids
+            .iter()
+            .map(|(name, id)| (name.as_str(), id.as_str()))
     }
 
     /// A hang-up of `channel`, by name when it is known (see `channel_names`).

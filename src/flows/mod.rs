@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod definition;
+mod originated;
 pub mod runtime;
 pub mod saved;
 pub mod store;

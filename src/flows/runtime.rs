@@ -13,6 +13,7 @@ use super::call::{
     Adoption, AgentBook, Call, Command, Input, LiveCall, Output, RecordingRow, RedactMode,
     RedactRequest, RedactionSpan,
 };
+use super::originated::Originated;
 use super::store::FlowStore;
 use crate::ari::events::Event;
 use crate::ari::models::Channel;
@@ -97,6 +98,8 @@ struct Inner {
     store: Arc<FlowStore>,
     agents: Mutex<AgentBook>,
     calls: Mutex<HashMap<String, mpsc::UnboundedSender<CallMsg>>>,
+    /// Channels the calls originated, by Asterisk's ids (see [`Originated`]).
+    originated: Mutex<Originated<mpsc::UnboundedSender<CallMsg>>>,
     /// What each call in progress looks like to the live-calls API, refreshed at each step.
     live: Mutex<HashMap<String, LiveCall>>,
     library: mpsc::Sender<LibraryWrite>,
@@ -148,6 +151,7 @@ impl FlowRuntime {
                 store,
                 agents: Mutex::new(AgentBook::default()),
                 calls: Mutex::new(HashMap::new()),
+                originated: Mutex::new(Originated::default()),
                 live: Mutex::new(HashMap::new()),
                 library,
                 metrics,
@@ -252,9 +256,17 @@ impl FlowRuntime {
             "calls saved by the previous run: taking them over after the first resync"
         );
         let mut calls = self.inner.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut originated = self
+            .inner
+            .originated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
         for state in saved {
             let (tx, rx) = mpsc::unbounded_channel();
+            for (_, id) in state.originated() {
+                originated.adopt(id, tx.clone());
+            }
             calls.insert(state.id.clone(), tx);
             pending.push((state, rx));
         }
@@ -306,7 +318,7 @@ impl FlowRuntime {
                     );
                 } else {
                     tracing::warn!(channel = %channel.id, "call found in Asterisk with no saved state to resume it from; ending it");
-                    hang_up(inner, &channel.id, None);
+                    hang_up(inner, by_name_if_known(channel), None);
                 }
             }
             // A bridge no call of ours owns (left by a previous run): destroyed, which also
@@ -359,17 +371,51 @@ impl FlowRuntime {
             let _ = tx.send(CallMsg::Event(event, Instant::now()));
             return;
         }
-        if let Event::StasisStart(e) = &*event {
-            match e.args.first().map(String::as_str) {
-                Some("inbound") => start_inbound(
-                    inner,
-                    &e.channel,
-                    e.args.get(1).map(String::as_str).unwrap_or(""),
-                ),
-                // A leg whose call is over (answered too late): hang it up.
-                _ => hang_up(inner, &e.channel.id, None),
+        let inbound = matches!(&*event, Event::StasisStart(e) if e.args.first().map(String::as_str) == Some("inbound"));
+        if !inbound {
+            // Perhaps a channel whose originate request is not answered yet: checked and kept
+            // under one lock, so the answer cannot slip in between.
+            let mut originated = inner.originated.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(tx) = originated.owner(&subject) {
+                let _ = tx.send(CallMsg::Event(event, Instant::now()));
+                return;
+            }
+            match originated.park(&subject, event) {
+                None => return,
+                Some(unclaimed) => {
+                    drop(originated);
+                    for event in unclaimed {
+                        nobodys(inner, &event);
+                    }
+                    return;
+                }
             }
         }
+        nobodys(inner, &event);
+    }
+}
+
+/// An event no call of this run claims: a new caller gets a flow; a leg whose call is over
+/// (answered too late) is hung up; anything else is nobody's business.
+fn nobodys(inner: &Arc<Inner>, event: &Event) {
+    if let Event::StasisStart(e) = event {
+        match e.args.first().map(String::as_str) {
+            Some("inbound") => start_inbound(
+                inner,
+                &e.channel,
+                e.args.get(1).map(String::as_str).unwrap_or(""),
+            ),
+            _ => hang_up(inner, by_name_if_known(&e.channel), None),
+        }
+    }
+}
+
+/// A channel's name when Asterisk gave it (hung up by name: see `Call::channel_names`).
+fn by_name_if_known(channel: &Channel) -> &str {
+    if channel.name.is_empty() {
+        &channel.id
+    } else {
+        &channel.name
     }
 }
 
@@ -428,13 +474,22 @@ fn subject_of(event: &Event) -> Option<String> {
 
 /// The call owning `id`: the caller channel is the call's ID; what the call created is
 /// `<call id>_<kind><n>`.
+/// A channel the call originated goes by Asterisk's id (see [`Originated`]).
 fn route(inner: &Inner, id: &str) -> Option<mpsc::UnboundedSender<CallMsg>> {
-    let calls = inner.calls.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(tx) = calls.get(id) {
-        return Some(tx.clone());
+    {
+        let calls = inner.calls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = calls.get(id) {
+            return Some(tx.clone());
+        }
+        if let Some(tx) = id.rsplit_once('_').and_then(|(owner, _)| calls.get(owner)) {
+            return Some(tx.clone());
+        }
     }
-    let (owner, _) = id.rsplit_once('_')?;
-    calls.get(owner).cloned()
+    inner
+        .originated
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .owner(id)
 }
 
 fn spawn_call(inner: Arc<Inner>, call: Call) {
@@ -461,7 +516,11 @@ async fn adopt_call(
         channels: saved
             .channels()
             .into_iter()
-            .filter(|c| present.as_ref().is_none_or(|p| p.contains(c)))
+            .filter(|c| {
+                present
+                    .as_ref()
+                    .is_none_or(|p| p.contains(saved.asterisk_id(c)))
+            })
             .collect(),
         ..Adoption::default()
     };
@@ -560,10 +619,12 @@ async fn drive_call(
         let outputs = match &msg {
             CallMsg::Event(event, at) => {
                 received = Some(*at);
-                handle(&inner, &mut call, Input::Event(event))
+                let event = in_call_names(&call, event);
+                handle(&inner, &mut call, Input::Event(&event))
             }
             CallMsg::Gone(channel) => {
-                handle(&inner, &mut call, Input::ChannelGone(channel.clone()))
+                let channel = call_name_of(&call, channel).to_string();
+                handle(&inner, &mut call, Input::ChannelGone(channel))
             }
             CallMsg::Timer(key) => handle(&inner, &mut call, Input::Timer(*key)),
             CallMsg::Redact(..) => Vec::new(),
@@ -582,6 +643,11 @@ async fn drive_call(
         .unwrap_or_else(|p| p.into_inner())
         .remove(&id);
     inner
+        .originated
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .forget(call.originated().map(|(_, id)| id));
+    inner
         .live
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -589,9 +655,29 @@ async fn drive_call(
     tracing::info!(call = %id, "call ended");
 }
 
+/// `event` with the channels the call originated under the call's names for them.
+fn in_call_names(call: &Call, event: &Arc<Event>) -> Arc<Event> {
+    let mut originated = call.originated().peekable();
+    if originated.peek().is_none() {
+        return Arc::clone(event);
+    }
+    let mut renamed = Event::clone(event);
+    for (name, id) in originated {
+        renamed.rename_channel(id, name);
+    }
+    Arc::new(renamed)
+}
+
+/// The call's name for Asterisk's channel `id`.
+fn call_name_of<'a>(call: &'a Call, id: &'a str) -> &'a str {
+    call.originated()
+        .find(|(_, asterisk)| *asterisk == id)
+        .map_or(id, |(name, _)| name)
+}
+
 /// Carries out a redaction request on the call's task, where its state lives.
 async fn redact_call(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     call: &mut Call,
     tx: &mpsc::UnboundedSender<CallMsg>,
     request: RedactRequest,
@@ -673,7 +759,7 @@ fn handle(inner: &Inner, call: &mut Call, input: Input<'_>) -> Vec<Output> {
 
 /// Runs outputs in order; a refused command is fed back to the call at once.
 async fn execute(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     call: &mut Call,
     tx: &mpsc::UnboundedSender<CallMsg>,
     outputs: Vec<Output>,
@@ -683,7 +769,7 @@ async fn execute(
 
 /// [`execute`] for outputs of an event received at `received` (for the record-request delay).
 async fn execute_after(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     call: &mut Call,
     tx: &mpsc::UnboundedSender<CallMsg>,
     outputs: Vec<Output>,
@@ -696,7 +782,20 @@ async fn execute_after(
                 if let (Command::RecordBridge { .. }, Some(at)) = (&command, received) {
                     inner.metrics.record_request_delay.observe(at.elapsed());
                 }
-                if let Err(e) = run_command(inner, &command).await {
+                let originating = matches!(command, Command::Originate { .. });
+                if originating {
+                    inner
+                        .originated
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .requesting();
+                }
+                let result = run_command(inner, call, &command).await;
+                if let Command::Originate { channel, .. } = &command {
+                    let asterisk_id = result.as_ref().ok().and_then(Option::as_deref);
+                    originate_answered(inner, call, tx, channel, asterisk_id);
+                }
+                if let Err(e) = result {
                     if !e.is_not_found()
                         || !matches!(
                             command,
@@ -777,8 +876,42 @@ async fn execute_after(
     }
 }
 
-async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
+/// Asterisk answered the originate request of the call's `channel` with its id (or refused
+/// it): events read about the channel meanwhile go to the call, first.
+fn originate_answered(
+    inner: &Arc<Inner>,
+    call: &mut Call,
+    tx: &mpsc::UnboundedSender<CallMsg>,
+    channel: &str,
+    asterisk_id: Option<&str>,
+) {
+    let mut originated = inner.originated.lock().unwrap_or_else(|p| p.into_inner());
+    let unclaimed = match asterisk_id {
+        Some(id) => {
+            call.channel_originated(channel, id);
+            let (parked, unclaimed) = originated.answered(id, tx.clone());
+            for event in parked {
+                let _ = tx.send(CallMsg::Event(event, Instant::now()));
+            }
+            unclaimed
+        }
+        None => originated.refused(),
+    };
+    drop(originated);
+    for event in unclaimed {
+        nobodys(inner, &event);
+    }
+}
+
+/// Runs `command` against Asterisk, naming the channels the call originated by Asterisk's
+/// ids; an originate answers the new channel's id.
+async fn run_command(
+    inner: &Inner,
+    call: &Call,
+    command: &Command,
+) -> Result<Option<String>, AriError> {
     let c = &inner.client;
+    let id = |channel: &'_ str| call.asterisk_id(channel).to_string();
     match command {
         Command::RedactRecording { name, mode, on } => match (mode, on) {
             (RedactMode::Mute, true) => c.mute_recording(name).await,
@@ -786,17 +919,20 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
             (RedactMode::Pause, true) => c.pause_recording(name).await,
             (RedactMode::Pause, false) => c.unpause_recording(name).await,
         },
-        Command::Answer { channel } => c.answer(channel).await,
-        Command::Hangup { channel } => c.hangup(channel, None).await,
+        Command::Answer { channel } => c.answer(&id(channel)).await,
+        Command::Hangup { channel } => c.hangup(&id(channel), None).await,
         Command::CreateBridge { bridge, kind, name } => c
             .create_bridge_with_id(bridge, kind, Some(name))
             .await
             .map(drop),
         Command::AddChannels { bridge, channels } => {
-            let ids: Vec<&str> = channels.iter().map(String::as_str).collect();
+            let ids: Vec<String> = channels.iter().map(|channel| id(channel)).collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             c.add_channels(bridge, &ids, None).await
         }
-        Command::RemoveChannel { bridge, channel } => c.remove_channels(bridge, &[channel]).await,
+        Command::RemoveChannel { bridge, channel } => {
+            c.remove_channels(bridge, &[&id(channel)]).await
+        }
         Command::DestroyBridge { bridge } => c.destroy_bridge(bridge).await,
         Command::BridgeMoh {
             bridge,
@@ -806,30 +942,32 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
         Command::BridgeMoh {
             bridge, on: false, ..
         } => c.bridge_moh_stop(bridge).await,
+        // No `channelId`: see `Originated` for what a chosen one costs Asterisk.
         Command::Originate {
-            channel,
+            channel: _,
             endpoint,
             caller_id,
             timeout,
             app_args,
-        } => c
-            .originate(&OriginateRequest {
-                endpoint: endpoint.clone(),
-                app: Some(inner.app.clone()),
-                app_args: Some(app_args.clone()),
-                caller_id: caller_id.clone(),
-                timeout: Some(*timeout),
-                channel_id: Some(channel.clone()),
-                ..OriginateRequest::default()
-            })
-            .await
-            .map(drop),
+        } => {
+            return c
+                .originate(&OriginateRequest {
+                    endpoint: endpoint.clone(),
+                    app: Some(inner.app.clone()),
+                    app_args: Some(app_args.clone()),
+                    caller_id: caller_id.clone(),
+                    timeout: Some(*timeout),
+                    ..OriginateRequest::default()
+                })
+                .await
+                .map(|channel| Some(channel.id))
+        }
         Command::Play {
             channel,
             playback,
             media,
         } => c
-            .play_on_channel(channel, media, Some(playback))
+            .play_on_channel(&id(channel), media, Some(playback))
             .await
             .map(drop),
         Command::RecordBridge { bridge, request } => {
@@ -841,7 +979,7 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
             role,
         } => c
             .snoop(
-                channel,
+                &id(channel),
                 "in",
                 &inner.app,
                 &format!("snoop,{role},{channel}"),
@@ -850,7 +988,7 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
             .await
             .map(drop),
         Command::RecordChannel { channel, request } => {
-            c.record_channel(channel, request).await.map(drop)
+            c.record_channel(&id(channel), request).await.map(drop)
         }
         Command::StopRecording { name } => c.stop_recording(name).await,
         Command::CancelRecording { name } => match c.cancel_recording(name).await {
@@ -862,6 +1000,7 @@ async fn run_command(inner: &Inner, command: &Command) -> Result<(), AriError> {
             other => other,
         },
     }
+    .map(|()| None)
 }
 
 /// What the call runtime tells the rest of the service: its costs, and which recordings ARI
