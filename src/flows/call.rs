@@ -326,9 +326,9 @@ enum Phase {
         kind: DialKind,
         timer: u64,
     },
+    /// The answering party is in the bridge (recorded from then on, when the node records).
     Bridged {
         agent: String,
-        recorded: bool,
     },
     VoicemailGreeting {
         playback: String,
@@ -1212,29 +1212,6 @@ impl Call {
                     self.leg_answered(id, now_ms, agents, out);
                 }
             }
-            Event::ChannelEnteredBridge(e) => {
-                let Some(channel) = &e.channel else { return };
-                if Some(&e.bridge.id) != self.mixing.as_ref() {
-                    return;
-                }
-                if let Phase::Bridged {
-                    agent,
-                    recorded: false,
-                } = &self.phase
-                {
-                    // Both parties are in: the bridge is complete.
-                    let both =
-                        e.bridge.channels.contains(&self.id) && e.bridge.channels.contains(agent);
-                    if channel.id == *agent || both {
-                        let agent = agent.clone();
-                        self.phase = Phase::Bridged {
-                            agent: agent.clone(),
-                            recorded: true,
-                        };
-                        self.maybe_record(&agent, now_ms, out);
-                    }
-                }
-            }
             Event::Dial(e) => {
                 let failed = matches!(
                     e.dialstatus.as_str(),
@@ -1324,28 +1301,31 @@ impl Call {
                 channels: vec![leg.to_string()],
             }));
         }
-        let armed = self.lead_in;
-        if armed {
-            // Recording since the dial: the lead-in ends as the answering party comes in.
-            self.lead_in = false;
-            if let Some(name) = self.recording.clone() {
-                let callee = self
-                    .legs
-                    .get(leg)
-                    .map(|l| l.endpoint.clone())
-                    .unwrap_or_default();
-                out.push(Output::RecordingAnswered {
-                    name: name.clone(),
-                    callee,
-                    at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
-                });
-                self.record_parties(&name, leg, out);
-            }
-        }
         self.phase = Phase::Bridged {
             agent: leg.to_string(),
-            recorded: armed,
         };
+        if !self.lead_in {
+            // Recorded as soon as Asterisk has taken the answering party into the bridge (the
+            // commands run in order), not once the event saying it joined has come back: a
+            // loaded Asterisk is slow to tell, and those would be the call's first words.
+            self.maybe_record(leg, now_ms, out);
+            return;
+        }
+        // Recording since the dial: the lead-in ends as the answering party comes in.
+        self.lead_in = false;
+        if let Some(name) = self.recording.clone() {
+            let callee = self
+                .legs
+                .get(leg)
+                .map(|l| l.endpoint.clone())
+                .unwrap_or_default();
+            out.push(Output::RecordingAnswered {
+                name: name.clone(),
+                callee,
+                at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
+            });
+            self.record_parties(&name, leg, out);
+        }
     }
 
     fn release_leg(&mut self, leg: &str, now_ms: u64, agents: &mut AgentBook, talked: bool) {

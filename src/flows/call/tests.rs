@@ -136,17 +136,12 @@ fn a_sequential_hunt_group_passes_a_busy_member_on() {
     let second = originated(&out);
     assert_eq!(second.len(), 1, "{out:?}");
     assert_eq!(second[0].1, "PJSIP/202");
-    call.handle(Input::Event(&stasis_start(&second[0].0)), 200, &mut agents);
-    let out = call.handle(
-        Input::Event(&entered("c1_B1", &["c1", &second[0].0], &second[0].0)),
-        300,
-        &mut agents,
-    );
+    let out = call.handle(Input::Event(&stasis_start(&second[0].0)), 200, &mut agents);
     let recorded = out.iter().find_map(|o| match o {
         Output::RecordingStarted(row) => Some(row.clone()),
         _ => None,
     });
-    let row = recorded.expect("recorded once bridged");
+    let row = recorded.expect("recorded once the member is added");
     assert_eq!(
         (row.callee.as_str(), row.node_type.as_str()),
         ("PJSIP/202", "hunt_group")
@@ -251,12 +246,8 @@ fn redactions_are_placed_in_the_file_as_each_mode_leaves_it() {
     let mut agents = AgentBook::default();
     let mut call = Call::inbound("c1", "Alice", "5551001", flow(true));
     call.handle(Input::Start, 0, &mut agents);
-    call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
-    call.handle(
-        Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
-        20,
-        &mut agents,
-    );
+    // The recording is asked for as the agent is added, at 20 ms: offsets count from then.
+    call.handle(Input::Event(&stasis_start("c1_L2")), 20, &mut agents);
     let (name, _) = call.live_recording().expect("recording");
     let name = name.to_string();
 
@@ -323,8 +314,10 @@ fn redactions_are_placed_in_the_file_as_each_mode_leaves_it() {
         .any(|c| matches!(c, Command::StopRecording { name: n } if *n == name)));
 }
 
+/// The recording is asked for right after the answering party is added to the bridge (the
+/// runtime runs commands in order), not when Asterisk's event says it joined.
 #[test]
-fn transfer_records_once_the_bridge_is_complete_and_ends_cleanly() {
+fn transfer_records_once_the_agent_is_added_and_ends_cleanly() {
     let mut agents = AgentBook::default();
     let mut call = Call::inbound("c1", "Alice", "5551001", flow(true));
     let out = call.handle(Input::Start, 0, &mut agents);
@@ -339,15 +332,18 @@ fn transfer_records_once_the_bridge_is_complete_and_ends_cleanly() {
 
     let out = call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
     assert!(
-        matches!(commands(&out)[..], [Command::AddChannels { bridge, channels }] if bridge == "c1_B1" && channels == &vec!["c1_L2".to_string()])
+        matches!(commands(&out)[..], [Command::AddChannels { bridge, channels }, Command::RecordBridge { bridge: recorded, .. }] if bridge == "c1_B1" && channels == &vec!["c1_L2".to_string()] && recorded == "c1_B1"),
+        "{out:?}"
     );
     assert!(agents.is_busy("PJSIP/201"));
-
-    let out = call.handle(
-        Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
-        20,
-        &mut agents,
-    );
+    // Asterisk saying the agent joined starts nothing more.
+    assert!(call
+        .handle(
+            Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
+            20,
+            &mut agents,
+        )
+        .is_empty());
     let row = out.iter().find_map(|o| match o {
         Output::RecordingStarted(row) => Some(*row.clone()),
         _ => None,
@@ -381,14 +377,14 @@ fn transfer_records_once_the_bridge_is_complete_and_ends_cleanly() {
 }
 
 /// A call of `flow_text` (one desk at PJSIP/201) bridged with its agent, `c1_L2`, and
-/// recorded: the outputs of the bridge being complete.
+/// recorded: the outputs of the agent answering.
 fn bridged(flow_text: &str) -> (Call, AgentBook, Vec<Output>) {
     let flow = Arc::new(parse_flow(Path::new("support.toml"), flow_text).expect("valid"));
     let mut agents = AgentBook::default();
     let mut call = Call::inbound("c1", "Alice", "5551001", flow);
     call.handle(Input::Start, 0, &mut agents);
-    call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
-    let out = call.handle(
+    let out = call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
+    call.handle(
         Input::Event(&entered("c1_B1", &["c1", "c1_L2"], "c1_L2")),
         20,
         &mut agents,
