@@ -75,6 +75,19 @@ async fn transfer_with_record_call_records_the_bridge_and_stores_metadata() {
         requests[0].contains("format=wav") && requests[0].contains("ifExists=fail"),
         "{requests:?}"
     );
+    // The agent's leg is originated with an id of Asterisk's choosing (a chosen one costs a
+    // loaded Asterisk dearly: README "What it asks of a loaded Asterisk").
+    let originates: Vec<String> = t
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST" && r.path.ends_with("/channels") && r.query.contains("appArgs=leg")
+        })
+        .map(|r| r.query)
+        .collect();
+    assert_eq!(originates.len(), 1, "{originates:?}");
+    assert!(!originates[0].contains("channelId"), "{originates:?}");
 
     // The agent talks 16.2 s then hangs up: the call ends cleanly.
     t.sim.advance(16.5);

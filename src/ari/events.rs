@@ -277,56 +277,43 @@ pub fn parse_event(text: &str) -> Result<Parsed, EventParseError> {
     }
 }
 
+/// The channel an event is about, by reference (`as_ref, &`) or mutably (`as_mut, &mut`): one
+/// list of the events that name a channel.
+macro_rules! channel_of {
+    ($event:expr, $optional:ident, $($borrow:tt)+) => {
+        match $event {
+            Event::StasisStart(e) => Some($($borrow)+ e.channel),
+            Event::StasisEnd(e) => Some($($borrow)+ e.channel),
+            Event::ChannelStateChange(e) => Some($($borrow)+ e.channel),
+            Event::ChannelDestroyed(e) => Some($($borrow)+ e.channel),
+            Event::ChannelHangupRequest(e) => Some($($borrow)+ e.channel),
+            Event::ChannelEnteredBridge(e) => e.channel.$optional(),
+            Event::ChannelLeftBridge(e) => Some($($borrow)+ e.channel),
+            Event::ChannelDtmfReceived(e) => Some($($borrow)+ e.channel),
+            Event::ChannelDialplan(e) => Some($($borrow)+ e.channel),
+            Event::ChannelCallerId(e) => Some($($borrow)+ e.channel),
+            Event::ChannelVarset(e) => e.channel.$optional(),
+            Event::ChannelConnectedLine(e) => Some($($borrow)+ e.channel),
+            Event::ChannelCreated(e) => Some($($borrow)+ e.channel),
+            Event::ChannelHold(e) => Some($($borrow)+ e.channel),
+            Event::ChannelUnhold(e) => Some($($borrow)+ e.channel),
+            Event::ChannelTalkingStarted(e) => Some($($borrow)+ e.channel),
+            Event::ChannelTalkingFinished(e) => Some($($borrow)+ e.channel),
+            Event::ChannelToneDetected(e) => Some($($borrow)+ e.channel),
+            Event::Dial(e) => Some($($borrow)+ e.peer),
+            _ => None,
+        }
+    };
+}
+
 impl Event {
     /// The channel the event is about, when it is about one.
     pub fn channel(&self) -> Option<&Channel> {
-        match self {
-            Event::StasisStart(e) => Some(&e.channel),
-            Event::StasisEnd(e) => Some(&e.channel),
-            Event::ChannelStateChange(e) => Some(&e.channel),
-            Event::ChannelDestroyed(e) => Some(&e.channel),
-            Event::ChannelHangupRequest(e) => Some(&e.channel),
-            Event::ChannelEnteredBridge(e) => e.channel.as_ref(),
-            Event::ChannelLeftBridge(e) => Some(&e.channel),
-            Event::ChannelDtmfReceived(e) => Some(&e.channel),
-            Event::ChannelDialplan(e) => Some(&e.channel),
-            Event::ChannelCallerId(e) => Some(&e.channel),
-            Event::ChannelVarset(e) => e.channel.as_ref(),
-            Event::ChannelConnectedLine(e) => Some(&e.channel),
-            Event::ChannelCreated(e) => Some(&e.channel),
-            Event::ChannelHold(e) => Some(&e.channel),
-            Event::ChannelUnhold(e) => Some(&e.channel),
-            Event::ChannelTalkingStarted(e) => Some(&e.channel),
-            Event::ChannelTalkingFinished(e) => Some(&e.channel),
-            Event::ChannelToneDetected(e) => Some(&e.channel),
-            Event::Dial(e) => Some(&e.peer),
-            _ => None,
-        }
+        channel_of!(self, as_ref, &)
     }
 
     fn channel_mut(&mut self) -> Option<&mut Channel> {
-        match self {
-            Event::StasisStart(e) => Some(&mut e.channel),
-            Event::StasisEnd(e) => Some(&mut e.channel),
-            Event::ChannelStateChange(e) => Some(&mut e.channel),
-            Event::ChannelDestroyed(e) => Some(&mut e.channel),
-            Event::ChannelHangupRequest(e) => Some(&mut e.channel),
-            Event::ChannelEnteredBridge(e) => e.channel.as_mut(),
-            Event::ChannelLeftBridge(e) => Some(&mut e.channel),
-            Event::ChannelDtmfReceived(e) => Some(&mut e.channel),
-            Event::ChannelDialplan(e) => Some(&mut e.channel),
-            Event::ChannelCallerId(e) => Some(&mut e.channel),
-            Event::ChannelVarset(e) => e.channel.as_mut(),
-            Event::ChannelConnectedLine(e) => Some(&mut e.channel),
-            Event::ChannelCreated(e) => Some(&mut e.channel),
-            Event::ChannelHold(e) => Some(&mut e.channel),
-            Event::ChannelUnhold(e) => Some(&mut e.channel),
-            Event::ChannelTalkingStarted(e) => Some(&mut e.channel),
-            Event::ChannelTalkingFinished(e) => Some(&mut e.channel),
-            Event::ChannelToneDetected(e) => Some(&mut e.channel),
-            Event::Dial(e) => Some(&mut e.peer),
-            _ => None,
-        }
+        channel_of!(self, as_mut, &mut)
     }
 
     /// Calls channel `from` by `to` wherever the event names it: its channel, a dial's caller,
@@ -379,6 +366,39 @@ mod tests {
             Parsed::Unknown(name) => assert_eq!(name, "FancyNewEvent"),
             Parsed::Known(e) => panic!("expected unknown, got {e:?}"),
         }
+    }
+
+    /// The app's name for a channel Asterisk named: wherever a real Asterisk's event names it.
+    #[test]
+    fn a_channel_is_renamed_wherever_the_event_names_it() {
+        let events: Vec<Event> = include_str!("../../tests/fixtures/traces/transfer.jsonl")
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|record| record["kind"] == "event")
+            .filter_map(|record| serde_json::from_value(record["event"].clone()).ok())
+            .collect();
+        let joined = events
+            .iter()
+            .rfind(|e| e.type_name() == "ChannelEnteredBridge")
+            .expect("the agent joining");
+        let mut renamed = joined.clone();
+        renamed.rename_channel("1795300930.36", "call_L2");
+        let Event::ChannelEnteredBridge(e) = &renamed else {
+            panic!("same event")
+        };
+        assert_eq!(e.bridge.channels, ["1795300930.35", "call_L2"]);
+        assert_eq!(renamed.channel().map(|c| c.id.as_str()), Some("call_L2"));
+        let mut dial = events
+            .iter()
+            .find(|e| e.type_name() == "Dial")
+            .expect("a dial")
+            .clone();
+        dial.rename_channel("1795300930.36", "call_L2");
+        assert_eq!(dial.channel().map(|c| c.id.as_str()), Some("call_L2"));
+        // Another channel's name stays.
+        let mut untouched = joined.clone();
+        untouched.rename_channel("9.9", "call_L3");
+        assert_eq!(&untouched, joined);
     }
 
     #[test]
