@@ -402,12 +402,10 @@ async fn token(command: TokenCommand) -> Result<(), String> {
     let expires =
         expires_days.map(|days| ari_recorder::access::now_ms() + i64::from(days) * 86_400_000);
     let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
-    let owner: Option<(String,)> = sqlx::query_as("SELECT tenant FROM users WHERE username = $1")
-        .bind(&user)
-        .fetch_optional(tx.conn())
+    let tenant = accounts::tenant_of_user(tx.conn(), &user)
         .await
-        .map_err(|e| e.to_string())?;
-    let tenant = owner.map(|(t,)| t).unwrap_or_default();
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
     let (id, secret) = accounts::create_token(tx.conn(), &user, &name, &scopes, expires)
         .await
         .map_err(|e| e.to_string())?;
@@ -426,22 +424,12 @@ async fn token(command: TokenCommand) -> Result<(), String> {
 async fn revoke_token(config: Option<PathBuf>, id: i64) -> Result<(), String> {
     let (_, db) = open_database(config.as_deref()).await?;
     let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
-    let owner: Option<(String,)> = sqlx::query_as(
-        "SELECT users.tenant FROM api_tokens JOIN users ON users.id = api_tokens.user_id WHERE api_tokens.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(tx.conn())
-    .await
-    .map_err(|e| e.to_string())?;
-    let Some((tenant,)) = owner else {
+    let Some(tenant) = accounts::revoke_token(tx.conn(), id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
         return Err(format!("no token {id}"));
     };
-    sqlx::query("UPDATE api_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
-        .bind(ari_recorder::access::now_ms())
-        .bind(id)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| e.to_string())?;
     tx.commit(&cli_entry(&tenant, "token_revoke", format!("token {id}")))
         .await
         .map_err(|e| e.to_string())?;

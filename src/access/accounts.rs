@@ -273,6 +273,41 @@ pub async fn principal_for_user(
         .and_then(|u| u.principal(credential)))
 }
 
+/// The tenant of user `username`, when there is one.
+pub async fn tenant_of_user(
+    conn: &mut AnyConnection,
+    username: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT tenant FROM users WHERE username = $1")
+        .bind(username)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|(tenant,)| tenant))
+}
+
+/// Revokes API token `id` (revoking it again changes nothing); returns its user's tenant, or
+/// `None` when there is no such token.
+pub async fn revoke_token(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let owner: Option<(String,)> = sqlx::query_as(
+        "SELECT users.tenant FROM api_tokens JOIN users ON users.id = api_tokens.user_id WHERE api_tokens.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((tenant,)) = owner else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE api_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(tenant))
+}
+
 /// Creates an API token for a user; returns its id and the secret, shown once.
 pub async fn create_token(
     conn: &mut AnyConnection,

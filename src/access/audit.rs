@@ -42,6 +42,63 @@ pub enum AuditError {
 pub const EVENT_COLUMNS: &str =
     "seq, at_ms, actor, tenant, action, recording_id, outcome, client, detail, prev_hash, hash, key_id";
 
+/// Which of a tenant's events to list, newest first (see [`list`]).
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub tenant: String,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub recording_id: Option<i64>,
+    /// Only events before this sequence number (the previous page's `next_before`).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// Up to `filter.limit` events, newest first, and the `before` of the next page when there
+/// are more.
+pub async fn list(
+    db: &Database,
+    filter: &EventFilter,
+) -> Result<(Vec<StoredEvent>, Option<i64>), sqlx::Error> {
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE tenant = $1");
+    let mut n = 2;
+    let texts = [
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+        ("outcome", &filter.outcome),
+    ];
+    for (column, value) in &texts {
+        if value.is_some() {
+            sql.push_str(&format!(" AND {column} = ${n}"));
+            n += 1;
+        }
+    }
+    let ints = [
+        ("recording_id =", filter.recording_id),
+        ("seq <", filter.before),
+    ];
+    for (condition, value) in &ints {
+        if value.is_some() {
+            sql.push_str(&format!(" AND {condition} ${n}"));
+            n += 1;
+        }
+    }
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${n}"));
+    let mut query = sqlx::query_as::<_, StoredEvent>(&sql).bind(&filter.tenant);
+    for value in texts.iter().filter_map(|(_, v)| v.as_ref()) {
+        query = query.bind(value);
+    }
+    for value in ints.iter().filter_map(|(_, v)| *v) {
+        query = query.bind(value);
+    }
+    let mut events = query.bind(filter.limit + 1).fetch_all(&db.pool).await?;
+    let more = events.len() as i64 > filter.limit;
+    events.truncate(usize::try_from(filter.limit).unwrap_or(0));
+    let next = more.then(|| events.last().map(|e| e.seq)).flatten();
+    Ok((events, next))
+}
+
 /// The hash before the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

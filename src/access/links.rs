@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use hmac::Mac;
+use sqlx::AnyConnection;
 
 use super::hex;
 pub use crate::signing::SigningKeys as LinkKeys;
@@ -198,6 +199,30 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// Spends a single-use link's `nonce` (the `used_grants` table is this module's): false when it
+/// was spent before. Run in the transaction of the download's audit event. Spent nonces are
+/// kept only until their link (`expires_at_ms`) would have expired anyway.
+pub async fn spend(
+    conn: &mut AnyConnection,
+    nonce: &str,
+    expires_at_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let now = super::now_ms();
+    sqlx::query("DELETE FROM used_grants WHERE expires_at_ms < $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let spent = sqlx::query(
+        "INSERT INTO used_grants (nonce, used_at_ms, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING",
+    )
+    .bind(nonce)
+    .bind(now)
+    .bind(expires_at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(spent.rows_affected() == 1)
 }
 
 #[cfg(test)]

@@ -473,8 +473,8 @@ fn subject_of(event: &Event) -> Option<String> {
 }
 
 /// The call owning `id`: the caller channel is the call's ID; what the call created is
-/// `<call id>_<kind><n>`.
-/// A channel the call originated goes by Asterisk's id (see [`Originated`]).
+/// `<call id>_<kind><n>`, except the channels it originated, which go by Asterisk's ids (see
+/// [`Originated`]).
 fn route(inner: &Inner, id: &str) -> Option<mpsc::UnboundedSender<CallMsg>> {
     {
         let calls = inner.calls.lock().unwrap_or_else(|p| p.into_inner());
@@ -782,8 +782,7 @@ async fn execute_after(
                 if let (Command::RecordBridge { .. }, Some(at)) = (&command, received) {
                     inner.metrics.record_request_delay.observe(at.elapsed());
                 }
-                let originating = matches!(command, Command::Originate { .. });
-                if originating {
+                if matches!(command, Command::Originate { .. }) {
                     inner
                         .originated
                         .lock()

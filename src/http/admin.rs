@@ -12,7 +12,7 @@ use axum::Json;
 use super::auth::Caller;
 use super::{internal, rfc3339, ApiError, AppState};
 use crate::access::accounts::{self, AccountError, NewUser};
-use crate::access::audit::{self, AuditTx, StoredEvent};
+use crate::access::audit::{self, AuditTx};
 use crate::access::policy::TenantSettings;
 use crate::access::{Role, Scope};
 
@@ -246,50 +246,21 @@ pub(super) async fn list_audit(
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| bad("limit: a whole number from 1 to 1000"))?,
     };
-    let mut sql = format!(
-        "SELECT {} FROM audit_events WHERE tenant = $1",
-        audit::EVENT_COLUMNS,
-    );
-    let mut texts: Vec<String> = vec![caller.principal.tenant.clone()];
-    let mut ints: Vec<(usize, i64)> = Vec::new();
-    let mut n = 2;
-    for (key, column) in [
-        ("actor", "actor"),
-        ("action", "action"),
-        ("outcome", "outcome"),
-    ] {
-        if let Some(v) = q.get(key) {
-            sql.push_str(&format!(" AND {column} = ${n}"));
-            texts.push(v.clone());
-            n += 1;
-        }
-    }
-    for (key, column, op) in [("recording", "recording_id", "="), ("before", "seq", "<")] {
-        if let Some(v) = q.get(key) {
-            let value: i64 = v
-                .parse()
-                .map_err(|_| bad(format!("{key}: a whole number")))?;
-            sql.push_str(&format!(" AND {column} {op} ${n}"));
-            ints.push((n, value));
-            n += 1;
-        }
-    }
-    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${n}"));
-    let mut query = sqlx::query_as::<_, StoredEvent>(&sql);
-    for text in texts {
-        query = query.bind(text);
-    }
-    for (_, value) in ints {
-        query = query.bind(value);
-    }
-    let mut events = query
-        .bind(limit + 1)
-        .fetch_all(&state.db.pool)
-        .await
-        .map_err(internal)?;
-    let more = events.len() as i64 > limit;
-    events.truncate(limit as usize);
-    let next = more.then(|| events.last().map(|e| e.seq)).flatten();
+    let whole = |key: &str| -> Result<Option<i64>, ApiError> {
+        q.get(key)
+            .map(|v| v.parse().map_err(|_| bad(format!("{key}: a whole number"))))
+            .transpose()
+    };
+    let filter = audit::EventFilter {
+        tenant: caller.principal.tenant.clone(),
+        actor: q.get("actor").cloned(),
+        action: q.get("action").cloned(),
+        outcome: q.get("outcome").cloned(),
+        recording_id: whole("recording")?,
+        before: whole("before")?,
+        limit,
+    };
+    let (events, next) = audit::list(&state.db, &filter).await.map_err(internal)?;
     // Reading the log is itself an access worth recording.
     let mut entry = caller.entry("audit_read");
     entry.detail = Some(format!("{} events", events.len()));

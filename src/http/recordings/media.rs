@@ -572,22 +572,10 @@ pub(in crate::http) async fn audio_response(
     if let Some(grant) = grant.as_ref().filter(|_| attachment) {
         // A single-use download link is spent in the transaction of its event.
         let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
-        // Spent nonces matter only until their link would have expired anyway.
-        sqlx::query("DELETE FROM used_grants WHERE expires_at_ms < $1")
-            .bind(crate::access::now_ms())
-            .execute(tx.conn())
+        let spent = links::spend(tx.conn(), &grant.nonce, grant.expires.saturating_mul(1000))
             .await
             .map_err(internal)?;
-        let spent = sqlx::query(
-            "INSERT INTO used_grants (nonce, used_at_ms, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING",
-        )
-        .bind(&grant.nonce)
-        .bind(crate::access::now_ms())
-        .bind(grant.expires.saturating_mul(1000))
-        .execute(tx.conn())
-        .await
-        .map_err(internal)?;
-        if spent.rows_affected() == 0 {
+        if !spent {
             drop(tx);
             return Err(caller
                 .refuse(state, entry, link_refused(links::LinkError::Used))
