@@ -464,7 +464,12 @@ channels = "dual"
         .map(|r| r.query.clone())
         .collect();
     assert_eq!(snoops.len(), 2, "{snoops:?}");
-    assert!(snoops.iter().all(|q| q.contains("spy=in")), "{snoops:?}");
+    assert!(
+        snoops
+            .iter()
+            .all(|q| q.contains("spy=in") && !q.contains("snoopId")),
+        "{snoops:?}"
+    );
     t.sim.advance(5.0);
     settle_with_consent(&t, &s, 1).await;
     let list = send(admin.get(format!("{}/api/recordings", s.base)))

@@ -467,14 +467,16 @@ impl AriClient {
         spy: &str,
         app: &str,
         app_args: &str,
-        snoop_id: &str,
+        snoop_id: Option<&str>,
     ) -> AriResult<Channel> {
-        let query = [
+        let mut query = vec![
             ("spy", spy.to_string()),
             ("app", app.to_string()),
             ("appArgs", app_args.to_string()),
-            ("snoopId", snoop_id.to_string()),
         ];
+        if let Some(id) = snoop_id {
+            query.push(("snoopId", id.to_string()));
+        }
         self.json("snoop", Method::POST, &["channels", id, "snoop"], &query)
             .await
     }

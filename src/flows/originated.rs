@@ -1,4 +1,4 @@
-//! Channels the calls originated, by the ids Asterisk gave them.
+//! Channels the calls originated (legs, outbound calls, snoops), by the ids Asterisk gave them.
 //!
 //! A call names the channels it creates `<call id>_<kind><n>`, so events find their call by the
 //! name alone; but asking Asterisk to originate a channel with a chosen id makes it check that

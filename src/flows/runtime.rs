@@ -782,7 +782,7 @@ async fn execute_after(
                 if let (Command::RecordBridge { .. }, Some(at)) = (&command, received) {
                     inner.metrics.record_request_delay.observe(at.elapsed());
                 }
-                if matches!(command, Command::Originate { .. }) {
+                if matches!(command, Command::Originate { .. } | Command::Snoop { .. }) {
                     inner
                         .originated
                         .lock()
@@ -790,7 +790,9 @@ async fn execute_after(
                         .requesting();
                 }
                 let result = run_command(inner, call, &command).await;
-                if let Command::Originate { channel, .. } = &command {
+                if let Command::Originate { channel, .. } | Command::Snoop { snoop: channel, .. } =
+                    &command
+                {
                     let asterisk_id = result.as_ref().ok().and_then(Option::as_deref);
                     originate_answered(inner, call, tx, channel, asterisk_id);
                 }
@@ -972,20 +974,23 @@ async fn run_command(
         Command::RecordBridge { bridge, request } => {
             c.record_bridge(bridge, request).await.map(drop)
         }
+        // A snoop is a channel too: its id is Asterisk's choice, like an originated leg's.
         Command::Snoop {
             channel,
-            snoop,
+            snoop: _,
             role,
-        } => c
-            .snoop(
-                &id(channel),
-                "in",
-                &inner.app,
-                &format!("snoop,{role},{channel}"),
-                snoop,
-            )
-            .await
-            .map(drop),
+        } => {
+            return c
+                .snoop(
+                    &id(channel),
+                    "in",
+                    &inner.app,
+                    &format!("snoop,{role},{channel}"),
+                    None,
+                )
+                .await
+                .map(|snoop| Some(snoop.id))
+        }
         Command::RecordChannel { channel, request } => {
             c.record_channel(&id(channel), request).await.map(drop)
         }
