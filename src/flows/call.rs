@@ -426,8 +426,7 @@ pub struct Call {
     #[serde(default)]
     channel_names: BTreeMap<String, String>,
     /// Asterisk's ids of the channels the call originated (legs, snoops), by the names the call
-    /// gave them.
-    /// Originating with a chosen id makes Asterisk check it is free by locking every channel in
+    /// gave them. Originating with a chosen id makes Asterisk check it is free by locking every channel in
     /// turn under its global channel lock, which stalls every channel's creation under load
     /// (see BENCHMARKS.md); so Asterisk chooses, and the runtime translates.
     #[serde(default)]
