@@ -324,11 +324,14 @@ async fn anchor_audit_head(
 ) {
     let mut last = -1;
     loop {
+        // Read before anchoring: a stop that comes while the head is read or written brings
+        // one more turn, so the last head is anchored whatever the timing.
+        let stopping = *shutdown.borrow();
         match crate::access::audit::anchor_head(&db, &path, last).await {
             Ok(seq) => last = seq,
             Err(e) => tracing::error!(error = %e, "audit head not anchored"),
         }
-        if *shutdown.borrow() {
+        if stopping {
             return;
         }
         tokio::select! {
