@@ -103,6 +103,46 @@ async fn transfer_with_record_call_records_the_bridge_and_stores_metadata() {
     stop(s).await;
 }
 
+/// A loaded Asterisk takes hundreds of milliseconds to answer an add: the bridge's recording is
+/// asked for beside the answering party's add, not after its answer, so it misses none of
+/// their first words.
+#[tokio::test]
+async fn the_recording_is_asked_for_while_the_answering_partys_add_is_in_progress() {
+    let t = start_sim(0.0).await;
+    t.sim.delay_adds(Some(std::time::Duration::from_secs(2)));
+    let s = start_service(&t, &[("support.toml", &transfer_flow("PJSIP/201", true))]).await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_recording(&t, &s, "recording row", 1).await;
+    wait_until("agent bridged", || {
+        t.sim
+            .with_world(|w| w.bridges().iter().any(|b| b.channels.len() == 2))
+    })
+    .await;
+    let requests = t.sim.requests();
+    let record = requests
+        .iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/record"))
+        .expect("record request");
+    let bridge = record.path.trim_end_matches("/record");
+    let adds: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == format!("{bridge}/addChannel"))
+        .collect();
+    assert_eq!(
+        adds.len(),
+        2,
+        "the caller's add, then the agent's: {adds:?}"
+    );
+    let agent_add = adds[1];
+    assert!(
+        agent_add.at <= record.at && agent_add.answered.is_some_and(|a| record.at < a),
+        "the record request arrived while the agent's add was in progress: {agent_add:?} {record:?}"
+    );
+    stop(s).await;
+}
+
 #[tokio::test]
 async fn record_call_off_never_sends_a_record_request() {
     let t = start_sim(0.0).await;

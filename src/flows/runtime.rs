@@ -789,6 +789,33 @@ async fn execute_after(
                         .unwrap_or_else(|p| p.into_inner())
                         .requesting();
                 }
+                // The recording is asked for beside the add, not after it: under load Asterisk
+                // takes hundreds of milliseconds to answer an add, and the recording then
+                // misses the answering party's first words. It may start a moment before the
+                // party is in (a fraction of a second of the caller alone).
+                let beside = record_beside(&command, &mut queue);
+                if let Some((rows, record)) = beside {
+                    // The library knows of the recording before its file can appear.
+                    for noted in rows {
+                        if let Output::RecordingStarted(row) = noted {
+                            let _ = inner.library.send(LibraryWrite::Started(row)).await;
+                        }
+                    }
+                    if let Some(at) = received {
+                        inner.metrics.record_request_delay.observe(at.elapsed());
+                    }
+                    let (added, recorded) = tokio::join!(
+                        run_command(inner, call, &command),
+                        run_command(inner, call, &record)
+                    );
+                    for (command, result) in [(command, added), (record, recorded)] {
+                        if let Err(e) = result {
+                            let failed = failure(call, command, &e);
+                            queue.extend(handle(inner, call, failed));
+                        }
+                    }
+                    continue;
+                }
                 let result = run_command(inner, call, &command).await;
                 if let Command::Originate { channel, .. } | Command::Snoop { snoop: channel, .. } =
                     &command
@@ -797,26 +824,7 @@ async fn execute_after(
                     originate_answered(inner, call, tx, channel, asterisk_id);
                 }
                 if let Err(e) = result {
-                    if !e.is_not_found()
-                        || !matches!(
-                            command,
-                            Command::Hangup { .. }
-                                | Command::DestroyBridge { .. }
-                                | Command::StopRecording { .. }
-                                | Command::CancelRecording { .. }
-                                | Command::BridgeMoh { .. }
-                        )
-                    {
-                        tracing::warn!(call = %call.id, error = %e, "ARI command failed");
-                    }
-                    let failed = Input::Failed {
-                        command,
-                        status: e.status().map(|s| s.as_u16()),
-                        message: e
-                            .message()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| e.to_string()),
-                    };
+                    let failed = failure(call, command, &e);
                     queue.extend(handle(inner, call, failed));
                 }
             }
@@ -874,6 +882,60 @@ async fn execute_after(
             }
             Output::Finished => {}
         }
+    }
+}
+
+/// The record request to send beside `command` when it adds parties to the bridge recorded:
+/// the queue's next command, with the recording rows noted before it (nothing else may come
+/// between them).
+fn record_beside(
+    command: &Command,
+    queue: &mut std::collections::VecDeque<Output>,
+) -> Option<(Vec<Output>, Command)> {
+    let Command::AddChannels { bridge, .. } = command else {
+        return None;
+    };
+    let next = queue
+        .iter()
+        .position(|o| !matches!(o, Output::RecordingStarted(_)))?;
+    match queue.get(next) {
+        Some(Output::Command(Command::RecordBridge {
+            bridge: recorded, ..
+        })) if recorded == bridge => {}
+        _ => return None,
+    }
+    let mut rows = Vec::new();
+    for output in queue.drain(..=next) {
+        match output {
+            Output::Command(record) => return Some((rows, record)),
+            noted => rows.push(noted),
+        }
+    }
+    None
+}
+
+/// What the call hears of a command Asterisk refused (logged unless it is a clean-up of
+/// something already gone).
+fn failure(call: &Call, command: Command, e: &AriError) -> Input<'static> {
+    if !e.is_not_found()
+        || !matches!(
+            command,
+            Command::Hangup { .. }
+                | Command::DestroyBridge { .. }
+                | Command::StopRecording { .. }
+                | Command::CancelRecording { .. }
+                | Command::BridgeMoh { .. }
+        )
+    {
+        tracing::warn!(call = %call.id, error = %e, "ARI command failed");
+    }
+    Input::Failed {
+        command,
+        status: e.status().map(|s| s.as_u16()),
+        message: e
+            .message()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.to_string()),
     }
 }
 

@@ -66,15 +66,10 @@ pub(super) async fn create_user(
     // Giving someone an extension opens the private recordings it was on to them: the audit
     // says how many, for the other admins to see.
     if let Some(extension) = &user.extension {
-        let (private,): (i64,) = sqlx::query_as(&format!(
-            "SELECT COUNT(*) FROM recordings WHERE tenant = $1 AND private <> 0 AND {}",
-            super::recordings::participant_is(state.db.backend, "$2")
-        ))
-        .bind(&user.tenant)
-        .bind(format!(",{extension},"))
-        .fetch_one(&state.db.pool)
-        .await
-        .map_err(internal)?;
+        let private =
+            crate::library::search::private_recordings_on(&state.db, &user.tenant, extension)
+                .await
+                .map_err(internal)?;
         entry.detail = Some(format!(
             "{} as {}, extension {extension} (on {private} private recordings)",
             user.username, user.role

@@ -16,8 +16,8 @@ use axum::Json;
 
 use super::auth::{denied, Caller};
 use super::recordings::{
-    bad, fetch_call, list_entry, param, peak_points, playable, redaction_spans, serve, spans_json,
-    AudioBody, Bind, RecordingRow, Span, COLUMNS,
+    bad, fetch_call, list_entry, peak_points, playable, redaction_spans, serve, spans_json,
+    AudioBody, RecordingRow, Span,
 };
 use super::{internal, rfc3339, ApiError, AppState};
 use crate::access::audit;
@@ -27,6 +27,7 @@ use crate::audio::call_audio::{timeline_key, TimelinePart};
 use crate::audio::renderings::RenderError;
 use crate::audio::serve::WavStream;
 use crate::audio::{wav, Encoding};
+use crate::library::search;
 use base64::Engine;
 
 const SAMPLES_PER_MS: u64 = TIMELINE_RATE as u64 / 1000;
@@ -425,9 +426,6 @@ pub(super) async fn peaks(
     .into_response())
 }
 
-/// The grouping key of a row: its call, or the file itself for one no call made.
-const CALL_KEY: &str = "COALESCE(call_id, 'file:' || CAST(id AS TEXT))";
-
 fn encode_call_cursor(newest: i64, key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("c:{newest}:{key}"))
 }
@@ -459,85 +457,36 @@ pub(super) async fn list_grouped(
     caller: &Caller,
     q: &HashMap<String, String>,
     limit: i64,
-    clauses: Vec<String>,
-    mut binds: Vec<Bind>,
+    viewer: &search::Viewer<'_>,
+    filter: &search::Filter,
 ) -> Result<Response, ApiError> {
-    let where_sql = format!("WHERE {}", clauses.join(" AND "));
-    // The filters' values: the segments' query below binds these and no others.
-    let filter_binds = binds.len();
-    let mut having = String::new();
-    if let Some(cursor) = q.get("cursor") {
-        let (newest, key) = decode_call_cursor(cursor)?;
-        let pn = param(&mut binds, Bind::Int(newest));
-        let pk = param(&mut binds, Bind::Text(key));
-        having = format!(
-            "HAVING MAX(started_at_ms) < {pn} OR (MAX(started_at_ms) = {pn} AND {CALL_KEY} < {pk})"
-        );
-    }
-    let pl = param(&mut binds, Bind::Int(limit + 1));
-    let sql = format!(
-        "SELECT {CALL_KEY} AS call_key, CAST(MAX(started_at_ms) AS BIGINT) AS newest, \
-         CAST(COUNT(*) AS BIGINT) AS segments, CAST(SUM(duration_ms) AS BIGINT) AS duration \
-         FROM recordings {where_sql} GROUP BY {CALL_KEY} {having} \
-         ORDER BY newest DESC, call_key DESC LIMIT {pl}"
-    );
-    let mut query = sqlx::query_as::<_, (String, i64, i64, i64)>(&sql);
-    for b in &binds {
-        query = match b {
-            Bind::Text(t) => query.bind(t.clone()),
-            Bind::Int(i) => query.bind(*i),
-        };
-    }
+    let after = q.get("cursor").map(|c| decode_call_cursor(c)).transpose()?;
     audit::record(&state.db, &list_entry(caller, q))
         .await
         .map_err(internal)?;
-    let mut groups = query.fetch_all(&state.db.pool).await.map_err(internal)?;
-    let more = groups.len() as i64 > limit;
-    groups.truncate(limit as usize);
-    let next_cursor = match (more, groups.last()) {
-        (true, Some((key, newest, _, _))) => Some(encode_call_cursor(*newest, key)),
+    let (page, rows) = search::calls(&state.db, viewer, filter, after, limit)
+        .await
+        .map_err(internal)?;
+    let groups = page.rows;
+    let next_cursor = match (page.more, groups.last()) {
+        (true, Some(last)) => Some(encode_call_cursor(last.newest_ms, &last.key)),
         _ => None,
     };
-    // The page's segments, by the same filters (the cursor and limit binds left out).
-    let mut rows: Vec<RecordingRow> = Vec::new();
-    if !groups.is_empty() {
-        let mut segment_binds: Vec<Bind> = binds.drain(..filter_binds).collect();
-        let keys: Vec<String> = groups
-            .iter()
-            .map(|(key, ..)| param(&mut segment_binds, Bind::Text(key.clone())))
-            .collect();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM recordings {where_sql} AND {CALL_KEY} IN ({}) \
-             ORDER BY COALESCE(asterisk_started_at_ms, started_at_ms), id",
-            keys.join(", ")
-        );
-        let mut query = sqlx::query_as::<_, RecordingRow>(&sql);
-        for b in segment_binds {
-            query = match b {
-                Bind::Text(t) => query.bind(t),
-                Bind::Int(i) => query.bind(i),
-            };
-        }
-        rows = query.fetch_all(&state.db.pool).await.map_err(internal)?;
-    }
     let settings = caller.principal.settings;
     let calls: Vec<serde_json::Value> = groups
         .iter()
-        .map(|(key, _, count, duration)| {
+        .map(|group| {
             let segments: Vec<&RecordingRow> = rows
                 .iter()
-                .filter(|r| match &r.call_id {
-                    Some(call) => call == key,
-                    None => format!("file:{}", r.id) == *key,
-                })
+                .filter(|r| search::call_key(r) == group.key)
                 .collect();
             let first = segments.first();
             let call_id = first.and_then(|r| r.call_id.clone());
             serde_json::json!({
                 "call_id": call_id,
                 "started_at": first.map(|r| rfc3339(r.started_at_ms)),
-                "segment_count": count,
-                "duration_seconds": *duration as f64 / 1000.0,
+                "segment_count": group.segments,
+                "duration_seconds": group.duration_ms as f64 / 1000.0,
                 "caller": first.map(|r| serde_json::json!({"name": r.caller_name, "number": r.caller_number})),
                 "direction": first.and_then(|r| r.direction.clone()),
                 "flow": first.and_then(|r| r.flow.clone()),

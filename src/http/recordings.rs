@@ -117,7 +117,7 @@ impl Library {
     }
 }
 
-pub(super) use crate::library::recordings::{RecordingRow, COLUMNS};
+pub(super) use crate::library::recordings::RecordingRow;
 
 /// A recording in an answer, serialized straight from the row (no intermediate JSON tree: a
 /// list page is fifty of these). Fields in alphabetical order, the order clients have seen.
@@ -533,60 +533,6 @@ pub(super) async fn scan_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Finding 13: on SQLite a caller-name word search was `LIKE`, which SQLite cannot answer
-    /// from an index (it is case-insensitive): every row of `recording_words` was read.
-    #[tokio::test]
-    async fn word_searches_are_index_range_scans() {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
-        let db = Database::open(&url).await.expect("db");
-        for (word, id) in [("alice", 1), ("alicia", 2), ("bob", 3), ("al", 4)] {
-            sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2)")
-                .bind(word)
-                .bind(id)
-                .execute(&db.pool)
-                .await
-                .expect("insert");
-        }
-        let mut binds = Vec::new();
-        let clause = word_prefix_clause(db.backend, "ali", &mut binds);
-        let sql = format!(
-            "SELECT recording_id FROM recording_words WHERE {clause} ORDER BY recording_id"
-        );
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut query = sqlx::query_as::<_, (i64,)>(&sql);
-        let mut plan = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
-        for bind in &binds {
-            if let Bind::Text(text) = bind {
-                query = query.bind(text.clone());
-                plan = plan.bind(text.clone());
-            }
-        }
-        let found: Vec<i64> = query
-            .fetch_all(&db.pool)
-            .await
-            .expect("search")
-            .into_iter()
-            .map(|(id,)| id)
-            .collect();
-        assert_eq!(found, vec![1, 2]);
-        let plan: Vec<String> = plan
-            .fetch_all(&db.pool)
-            .await
-            .expect("plan")
-            .into_iter()
-            .map(|row| row.3)
-            .collect();
-        assert!(
-            plan.iter()
-                .any(|step| step.starts_with("SEARCH recording_words"))
-                && !plan
-                    .iter()
-                    .any(|step| step.starts_with("SCAN recording_words")),
-            "{plan:?}"
-        );
-    }
 
     #[test]
     fn download_names_come_from_metadata_only() {

@@ -7,6 +7,7 @@ pub mod db;
 pub mod index;
 pub mod probe;
 pub mod recordings;
+pub mod search;
 pub mod status;
 pub mod transcripts;
 

@@ -32,6 +32,9 @@ pub struct SimState {
     pub stalled_until: Arc<Mutex<Option<Instant>>>,
     /// Every ARI request received, in order, so tests can assert what the app asked for.
     pub requests: Arc<Mutex<Vec<SimRequest>>>,
+    /// How long an add to a bridge takes to be done and answered (a loaded Asterisk takes
+    /// hundreds of milliseconds); none: at once.
+    pub add_delay: Arc<Mutex<Option<Duration>>>,
 }
 
 /// One ARI request as received (path relative to `/ari`, query string as sent).
@@ -42,6 +45,8 @@ pub struct SimRequest {
     pub query: String,
     /// When it arrived (for latency benchmarks).
     pub at: std::time::Instant,
+    /// When its answer left (none while it is in progress).
+    pub answered: Option<std::time::Instant>,
 }
 
 type Q = Query<HashMap<String, String>>;
@@ -174,13 +179,23 @@ async fn log_request(State(state): State<SimState>, request: Request, next: Next
         path: request.uri().path().to_string(),
         query: request.uri().query().unwrap_or("").to_string(),
         at: std::time::Instant::now(),
+        answered: None,
     };
-    state
+    let index = {
+        let mut requests = state.requests.lock().unwrap_or_else(|p| p.into_inner());
+        requests.push(entry);
+        requests.len() - 1
+    };
+    let response = next.run(request).await;
+    if let Some(entry) = state
         .requests
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push(entry);
-    next.run(request).await
+        .get_mut(index)
+    {
+        entry.answered = Some(std::time::Instant::now());
+    }
+    response
 }
 
 /// Basic auth or `api_key=user:password`, as Asterisk accepts; 401 otherwise.
@@ -375,6 +390,10 @@ async fn add_channel(State(s): State<SimState>, Path(id): Path<String>, Query(q)
             message: "channel: parameter is required".into(),
         }
         .into_response();
+    }
+    let delay = *s.add_delay.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
     no_content(s.with(|w| w.add_channels(&id, &list)))
 }

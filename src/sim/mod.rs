@@ -143,6 +143,15 @@ impl SimHandle {
         self.with_world(|w| w.fail_next_record(cause));
     }
 
+    /// Adds to a bridge are done and answered after `delay`, as a loaded Asterisk answers them.
+    pub fn delay_adds(&self, delay: Option<Duration>) {
+        *self
+            .state
+            .add_delay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = delay;
+    }
+
     /// Every ARI request received so far.
     pub fn requests(&self) -> Vec<http::SimRequest> {
         self.state
@@ -178,6 +187,7 @@ pub async fn start(options: SimOptions) -> std::io::Result<SimHandle> {
         dialplan_app: options.app.clone(),
         stalled_until: Arc::new(Mutex::new(None)),
         requests: Arc::new(Mutex::new(Vec::new())),
+        add_delay: Arc::new(Mutex::new(None)),
     };
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let app = http::router(state.clone());

@@ -2,56 +2,8 @@
 
 use super::*;
 
-/// Binds `value` as the next numbered parameter and names it (`$n`).
-pub(in crate::http) fn param(binds: &mut Vec<Bind>, value: Bind) -> String {
-    binds.push(value);
-    format!("${}", binds.len())
-}
-
-/// Words of a caller-name search at most.
-pub(in crate::http) const MAX_NAME_WORDS: usize = 5;
-
-/// `recording_words` rows whose word starts with `prefix`, as a range scan of an index: on
-/// SQLite a byte range on the primary key (its LIKE is case-insensitive and scans every row),
-/// on PostgreSQL LIKE on the `text_pattern_ops` index.
-pub(in crate::http) fn word_prefix_clause(
-    backend: crate::library::db::Backend,
-    prefix: &str,
-    binds: &mut Vec<Bind>,
-) -> String {
-    match backend {
-        crate::library::db::Backend::Sqlite => {
-            let low = param(binds, Bind::Text(prefix.to_string()));
-            // Every word starting with `prefix` sorts below prefix + the last code point.
-            let high = param(binds, Bind::Text(format!("{prefix}{}", char::MAX)));
-            format!("word >= {low} AND word < {high}")
-        }
-        crate::library::db::Backend::Postgres => {
-            let p = param(binds, Bind::Text(like_literal(prefix) + "%"));
-            format!("word LIKE {p} ESCAPE '\\'")
-        }
-    }
-}
-
-/// A LIKE pattern matching `value` anywhere as a literal.
-pub(in crate::http) fn like_literal(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
-/// A value bound into a dynamically built query.
-pub(in crate::http) enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(in crate::http) enum Sort {
-    Newest,
-    Longest,
-}
+pub(in crate::http) use crate::library::search::Sort;
+use crate::library::search::{self, Filter, Viewer, MAX_NAME_WORDS};
 
 pub(in crate::http) fn parse_time(param: &str, value: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = value.parse::<i64>() {
@@ -108,49 +60,30 @@ pub(in crate::http) const LIST_PARAMS: [&str; 14] = [
     "min_duration",
 ];
 
-/// The WHERE clauses of a list: what the caller may see (their tenant, their projects, private
-/// calls they were on) and the filters asked for, with their bound values.
-pub(in crate::http) fn list_filters(
-    state: &AppState,
-    principal: &Principal,
+/// Who is listing (their tenant, their projects, the private calls they were on), and the
+/// filters asked for, checked.
+pub(in crate::http) fn list_filters<'a>(
+    principal: &'a Principal,
     q: &HashMap<String, String>,
-) -> Result<(Vec<String>, Vec<Bind>), ApiError> {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut binds: Vec<Bind> = Vec::new();
-    // What the caller may see: their tenant, their projects, private calls they were on.
-    let p = param(&mut binds, Bind::Text(principal.tenant.clone()));
-    clauses.push(format!("tenant = {p}"));
-    if !principal.projects.is_empty() {
-        let list: Vec<String> = principal
-            .projects
-            .iter()
-            .map(|project| param(&mut binds, Bind::Text(project.clone())))
-            .collect();
-        clauses.push(format!("project IN ({})", list.join(", ")));
-    }
-    // The same exact, case-sensitive comparison as the policy's `is_participant` (LIKE is
-    // case-insensitive on SQLite: `pjsip/203` would have matched `PJSIP/203`).
-    let mut own = Vec::new();
-    for identity in std::iter::once(&principal.username).chain(principal.extension.as_ref()) {
-        let p = param(&mut binds, Bind::Text(format!(",{identity},")));
-        own.push(participant_is(state.db.backend, &p));
-    }
-    clauses.push(format!("(private = 0 OR {})", own.join(" OR ")));
-    // Prefix matches are range scans on their indexes.
-    let like_escape = |v: &str| like_literal(v) + "%";
-    for (key, column, lower) in [
-        ("caller", "caller_number", false),
-        ("callee", "callee", false),
-    ] {
-        if let Some(v) = q.get(key) {
-            if v.is_empty() || v.len() > 100 {
-                return Err(bad(key, "must be 1 to 100 characters"));
+) -> Result<(Viewer<'a>, Filter), ApiError> {
+    let viewer = Viewer {
+        tenant: &principal.tenant,
+        projects: &principal.projects,
+        identities: std::iter::once(principal.username.as_str())
+            .chain(principal.extension.as_deref())
+            .collect(),
+    };
+    let mut filter = Filter::default();
+    let prefix = |key: &str| -> Result<Option<String>, ApiError> {
+        match q.get(key) {
+            Some(v) if v.is_empty() || v.len() > 100 => {
+                Err(bad(key, "must be 1 to 100 characters"))
             }
-            let v = if lower { v.to_lowercase() } else { v.clone() };
-            let p = param(&mut binds, Bind::Text(like_escape(&v)));
-            clauses.push(format!("{column} LIKE {p} ESCAPE '\\'"));
+            v => Ok(v.cloned()),
         }
-    }
+    };
+    filter.caller_number_prefix = prefix("caller")?;
+    filter.callee_prefix = prefix("callee")?;
     if let Some(v) = q.get("name") {
         let words = crate::library::index::name_words(v);
         // Bounded cost: a one-letter prefix would match a large part of a big library, and
@@ -166,49 +99,32 @@ pub(in crate::http) fn list_filters(
             ));
         }
         // Every word typed must start a word of the caller's name.
-        for word in words {
-            let clause = word_prefix_clause(state.db.backend, &word, &mut binds);
-            clauses.push(format!(
-                "id IN (SELECT recording_id FROM recording_words WHERE {clause})"
-            ));
-        }
+        filter.name_words = words;
     }
-    let allowed: [(&str, &[&str]); 4] = [
-        (
-            "node_type",
-            &[
-                "transfer",
-                "queue",
-                "hunt_group",
-                "voicemail",
-                "outbound",
-                "fallback",
-            ],
-        ),
-        ("direction", &["inbound", "outbound"]),
-        ("status", &crate::library::RecordingStatus::names()),
-        (
-            "format",
-            &["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"],
-        ),
-    ];
-    for (key, values) in allowed {
-        if let Some(v) = q.get(key) {
-            if !values.contains(&v.as_str()) {
-                return Err(bad(key, format!("must be one of: {}", values.join(", "))));
+    let one_of = |key: &str, values: &[&str]| -> Result<Option<String>, ApiError> {
+        match q.get(key) {
+            Some(v) if !values.contains(&v.as_str()) => {
+                Err(bad(key, format!("must be one of: {}", values.join(", "))))
             }
-            let p = param(&mut binds, Bind::Text(v.clone()));
-            clauses.push(format!("{key} = {p}"));
+            v => Ok(v.cloned()),
         }
+    };
+    filter.node_type = one_of("node_type", &search::NODE_TYPES)?;
+    filter.direction = one_of("direction", &search::DIRECTIONS)?;
+    filter.format = one_of("format", &search::FORMATS)?;
+    if let Some(v) = q.get("status") {
+        filter.status = Some(crate::library::RecordingStatus::parse(v).ok_or_else(|| {
+            bad(
+                "status",
+                format!(
+                    "must be one of: {}",
+                    crate::library::RecordingStatus::names().join(", ")
+                ),
+            )
+        })?);
     }
-    if let Some(v) = q.get("from") {
-        let p = param(&mut binds, Bind::Int(parse_time("from", v)?));
-        clauses.push(format!("started_at_ms >= {p}"));
-    }
-    if let Some(v) = q.get("to") {
-        let p = param(&mut binds, Bind::Int(parse_time("to", v)?));
-        clauses.push(format!("started_at_ms < {p}"));
-    }
+    filter.from_ms = q.get("from").map(|v| parse_time("from", v)).transpose()?;
+    filter.to_ms = q.get("to").map(|v| parse_time("to", v)).transpose()?;
     if let Some(v) = q.get("min_duration") {
         let seconds: f64 = v
             .parse()
@@ -216,10 +132,9 @@ pub(in crate::http) fn list_filters(
         if !(0.0..=86_400.0).contains(&seconds) {
             return Err(bad("min_duration", "must be between 0 and 86400 seconds"));
         }
-        let p = param(&mut binds, Bind::Int((seconds * 1000.0) as i64));
-        clauses.push(format!("duration_ms >= {p}"));
+        filter.min_duration_ms = Some((seconds * 1000.0) as i64);
     }
-    Ok((clauses, binds))
+    Ok((viewer, filter))
 }
 
 /// The audit entry of a list: what was searched (each value cut at 100 characters), and
@@ -242,16 +157,6 @@ pub(in crate::http) fn list_entry(caller: &Caller, q: &HashMap<String, String>) 
 
 /// `GET /api/recordings`: keyset pagination, newest first or longest first, with filters, over
 /// the recordings the caller may see (their tenant and projects; private ones they were on).
-/// SQL: the recording's participants include the identity bound at `param` as `,identity,`.
-/// Exact and case-sensitive on both backends, as the policy's `is_participant` compares.
-pub(in crate::http) fn participant_is(backend: crate::library::db::Backend, param: &str) -> String {
-    let position = match backend {
-        crate::library::db::Backend::Sqlite => "instr",
-        crate::library::db::Backend::Postgres => "strpos",
-    };
-    format!("{position}(',' || COALESCE(participants, '') || ',', {param}) > 0")
-}
-
 pub(in crate::http) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -291,67 +196,34 @@ pub(in crate::http) async fn list(
         Some("longest") => Sort::Longest,
         Some(_) => return Err(bad("sort", "must be newest or longest")),
     };
-    let (mut clauses, mut binds) = list_filters(&state, principal, &q)?;
+    let (viewer, filter) = list_filters(principal, &q)?;
     if q.get("group").map(String::as_str) == Some("call") {
         if sort != Sort::Newest {
             return Err(bad("group", "calls are listed newest first only"));
         }
-        return crate::http::calls::list_grouped(&state, &caller, &q, limit, clauses, binds).await;
+        return crate::http::calls::list_grouped(&state, &caller, &q, limit, &viewer, &filter)
+            .await;
     } else if let Some(other) = q.get("group") {
         return Err(bad(
             "group",
             format!("{other:?} is not a grouping (expected call)"),
         ));
     }
-    let (key_column, order) = match sort {
-        Sort::Newest => ("started_at_ms", "started_at_ms DESC, id DESC"),
-        Sort::Longest => ("duration_ms", "duration_ms DESC, id DESC"),
-    };
-    if let Some(cursor) = q.get("cursor") {
-        let (key, id) = decode_cursor(sort, cursor)?;
-        let pk = param(&mut binds, Bind::Int(key));
-        let pid = param(&mut binds, Bind::Int(id));
-        // Keyset: strictly after the last row of the previous page. A row-value comparison is
-        // one range seek on the (key, id) index, whatever the depth.
-        clauses.push(format!("({key_column}, id) < ({pk}, {pid})"));
-    }
-    let where_sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    let limit_param = param(&mut binds, Bind::Int(limit + 1));
-    let sql = format!(
-        "SELECT {COLUMNS} FROM recordings {where_sql} ORDER BY {order} LIMIT {limit_param}"
-    );
-    let mut query = sqlx::query_as::<_, RecordingRow>(&sql);
-    for b in binds {
-        query = match b {
-            Bind::Text(t) => query.bind(t),
-            Bind::Int(i) => query.bind(i),
-        };
-    }
+    let after = q
+        .get("cursor")
+        .map(|cursor| decode_cursor(sort, cursor))
+        .transpose()?;
     // The search is recorded while it runs (on PostgreSQL the two round trips overlap); nothing
     // is answered until its event is committed, and nothing but an error when it could not be.
     let entry = list_entry(&caller, &q);
-    let (recorded, rows) = tokio::join!(
+    let (recorded, page) = tokio::join!(
         audit::record(&state.db, &entry),
-        query.fetch_all(&state.db.pool)
+        search::recordings(&state.db, &viewer, &filter, sort, after, limit)
     );
     recorded.map_err(internal)?;
-    let mut rows = rows.map_err(internal)?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let search::Page { rows, more } = page.map_err(internal)?;
     let next_cursor = match (more, rows.last()) {
-        (true, Some(last)) => Some(encode_cursor(
-            sort,
-            if sort == Sort::Newest {
-                last.started_at_ms
-            } else {
-                last.duration_ms
-            },
-            last.id,
-        )),
+        (true, Some(last)) => Some(encode_cursor(sort, search::sort_key(last, sort), last.id)),
         _ => None,
     };
     let tenant = principal.settings;
