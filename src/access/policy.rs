@@ -3,6 +3,7 @@
 //! question and gets the same answer.
 
 use super::{Principal, Role, Scope};
+use crate::library::{Compliance, Consent};
 
 /// The tenant's entitlements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -151,10 +152,10 @@ pub fn decide(
             }
         }
     }
-    if recording.consent != "granted" {
+    if recording.consent != Consent::Granted.as_str() {
         return Err(Denial::MissingConsent);
     }
-    if recording.compliance != "permitted" {
+    if recording.compliance != Compliance::Permitted.as_str() {
         return Err(Denial::CompliancePolicy);
     }
     if recording.status != "ready" {

@@ -3,6 +3,7 @@
 //! Parsing is done by hand over a `toml::Table` so every problem is reported with the file, the
 //! node and the field, and all problems of a folder are reported at once.
 
+use crate::library::Compliance;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -339,8 +340,8 @@ pub enum DefaultCompliance {
 impl DefaultCompliance {
     pub fn as_str(self) -> &'static str {
         match self {
-            DefaultCompliance::Permitted => "permitted",
-            DefaultCompliance::Unknown => "unknown",
+            DefaultCompliance::Permitted => Compliance::Permitted.as_str(),
+            DefaultCompliance::Unknown => Compliance::Unknown.as_str(),
         }
     }
 }

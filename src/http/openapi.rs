@@ -155,8 +155,8 @@ fn components() -> Value {
                 "node": {"type": ["string", "null"]}, "node_type": {"type": ["string", "null"]}, "direction": {"type": ["string", "null"]},
                 "caller": {"type": "object", "properties": {"name": {"type": ["string", "null"]}, "number": {"type": ["string", "null"]}}},
                 "callee": {"type": ["string", "null"]}, "private": {"type": "boolean"},
-                "consent": {"enum": ["granted", "denied", "unknown"]},
-                "compliance": {"enum": ["permitted", "denied", "missing_evidence", "policy_blocked"]},
+                "consent": {"enum": crate::library::Consent::names()},
+                "compliance": {"enum": crate::library::Compliance::names()},
                 "deleted_at": {"type": ["string", "null"]}, "playable": {"type": "boolean"},
                 "access": {"type": "object", "description": "what the asking user may do, and if not, why", "properties": {
                     "play": status_of("play"), "download": status_of("download"), "delete": status_of("delete"), "set_status": status_of("set consent and compliance")
@@ -246,10 +246,10 @@ pub fn document() -> Value {
                     query("caller", "caller number prefix", json!({"type": "string"})),
                     query("callee", "callee prefix", json!({"type": "string"})),
                     query("name", "words of the caller name: each word given must start one, any case", json!({"type": "string"})),
-                    query("node_type", "", json!({"enum": ["transfer", "queue", "hunt_group", "voicemail", "outbound", "fallback"]})),
-                    query("direction", "", json!({"enum": ["inbound", "outbound"]})),
+                    query("node_type", "", json!({"enum": crate::library::search::NODE_TYPES})),
+                    query("direction", "", json!({"enum": crate::library::search::DIRECTIONS})),
                     query("status", "", json!({"enum": crate::library::RecordingStatus::names()})),
-                    query("format", "", json!({"enum": ["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"]})),
+                    query("format", "", json!({"enum": crate::library::probe::RECORDING_EXTENSIONS})),
                     query("from", "started at or after (RFC 3339 or ms)", json!({"type": "string"})),
                     query("to", "started before (RFC 3339 or ms)", json!({"type": "string"})),
                     query("min_duration", "seconds", json!({"type": "number"}))
@@ -265,8 +265,8 @@ pub fn document() -> Value {
                     "summary": "set consent and compliance status (admin)",
                     "parameters": [id_param()],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {
-                        "consent": {"enum": ["granted", "denied", "unknown"]},
-                        "compliance": {"enum": ["permitted", "denied", "missing_evidence", "policy_blocked"]}
+                        "consent": {"enum": crate::library::Consent::names()},
+                        "compliance": {"enum": crate::library::Compliance::names()}
                     }}}}},
                     "responses": merge(json!({"200": {"description": "the recording"}}), error_responses(&["400", "403", "404"]))
                 },

@@ -436,19 +436,13 @@ pub(super) async fn set_status(
     body: Result<Json<StatusPatch>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(patch) = body?;
+    let (consents, compliances) = (
+        crate::library::Consent::names(),
+        crate::library::Compliance::names(),
+    );
     let checks: [(&str, &Option<String>, &[&str]); 2] = [
-        ("consent", &patch.consent, &["granted", "denied", "unknown"]),
-        (
-            "compliance",
-            &patch.compliance,
-            &[
-                "permitted",
-                "denied",
-                "missing_evidence",
-                "policy_blocked",
-                "unknown",
-            ],
-        ),
+        ("consent", &patch.consent, &consents),
+        ("compliance", &patch.compliance, &compliances),
     ];
     for (field, value, allowed) in checks {
         if let Some(v) = value {

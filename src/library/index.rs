@@ -854,7 +854,7 @@ impl Indexer {
             started_at_ms: fallback.started_at_ms,
             project,
             private: i64::from(private),
-            consent: "unknown".into(),
+            consent: super::Consent::Unknown.as_str().into(),
             participants: Some(format!("{},{}", fallback.caller, fallback.dialled)),
             // MixMonitor's start time comes from the file name, on Asterisk's clock.
             asterisk_started_at_ms: Some(fallback.started_at_ms),
@@ -1179,13 +1179,13 @@ impl Indexer {
             int(m.map(|m| m.private).unwrap_or(i64::from(quarantined))),
             text(Some(
                 m.map(|m| m.consent.clone())
-                    .unwrap_or_else(|| "unknown".into()),
+                    .unwrap_or_else(|| super::Consent::Unknown.as_str().into()),
             )),
             Stored::MaybeInt(m.and_then(|m| m.asterisk_started_at_ms)),
             text(Some(
                 self.new_compliance
                     .as_ref()
-                    .map_or("permitted", |f| f())
+                    .map_or(super::Compliance::Permitted.as_str(), |f| f())
                     .to_string(),
             )),
         ]

@@ -22,8 +22,8 @@ pub const NODE_TYPES: [&str; 6] = [
 /// The directions of a call.
 pub const DIRECTIONS: [&str; 2] = ["inbound", "outbound"];
 
-/// The formats Asterisk writes recordings in.
-pub const FORMATS: [&str; 8] = ["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"];
+/// The formats Asterisk writes recordings in (a recording's format is its file's extension).
+pub use super::probe::RECORDING_EXTENSIONS as FORMATS;
 
 /// Who is searching: only their tenant's recordings, of their projects (none listed: all), and
 /// of the private ones only those a given identity (user name, extension) was on.

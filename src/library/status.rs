@@ -1,71 +1,90 @@
-//! What a recording's row says of its audio: one list, used by the list's filter, the OpenAPI
-//! document and the probe.
+//! What a recording's row says of it: its status, its consent and its compliance. One list
+//! each, used by the API's checks, the list's filter, the OpenAPI document, the access policy
+//! and the probe.
 
 use super::probe::Status;
 
-/// A recording's status in the library.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordingStatus {
-    /// Still being written.
-    Recording,
-    /// Final and playable.
-    Ready,
-    /// No audio at all.
-    Empty,
-    /// Cannot be read, or not what its extension says.
-    Unreadable,
-    /// A real Asterisk format this service does not play.
-    NotPlayable,
-    /// The file left the disk.
-    Missing,
-    /// Deleted through the API (the row is a tombstone).
-    Deleted,
-    /// Its audio removed by a retention rule (the row stays).
-    Purged,
-    /// A bridged call its switches said not to record (no file).
-    NotRecorded,
-    /// A call's file whose metadata has not arrived: hidden until it does.
-    Quarantined,
+/// An enum of named values with one list: `ALL`, `as_str`, `parse`, `names`.
+macro_rules! named_values {
+    (@one $variant:ident) => { () };
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$variant_meta:meta])* $variant:ident => $text:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: [$name; [$(named_values!(@one $variant)),+].len()] =
+                [$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// Every name, in the order of `ALL`.
+            pub fn names() -> Vec<&'static str> {
+                $name::ALL.iter().map(|v| v.as_str()).collect()
+            }
+
+            pub fn parse(name: &str) -> Option<$name> {
+                $name::ALL.into_iter().find(|v| v.as_str() == name)
+            }
+        }
+    };
 }
 
-impl RecordingStatus {
-    pub const ALL: [RecordingStatus; 10] = [
-        RecordingStatus::Recording,
-        RecordingStatus::Ready,
-        RecordingStatus::Empty,
-        RecordingStatus::Unreadable,
-        RecordingStatus::NotPlayable,
-        RecordingStatus::Missing,
-        RecordingStatus::Deleted,
-        RecordingStatus::Purged,
-        RecordingStatus::NotRecorded,
-        RecordingStatus::Quarantined,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordingStatus::Recording => "recording",
-            RecordingStatus::Ready => "ready",
-            RecordingStatus::Empty => "empty",
-            RecordingStatus::Unreadable => "unreadable",
-            RecordingStatus::NotPlayable => "not_playable",
-            RecordingStatus::Missing => "missing",
-            RecordingStatus::Deleted => "deleted",
-            RecordingStatus::Purged => "purged",
-            RecordingStatus::NotRecorded => "not_recorded",
-            RecordingStatus::Quarantined => "quarantined",
-        }
+named_values! {
+    /// A recording's status in the library.
+    pub enum RecordingStatus {
+        /// Still being written.
+        Recording => "recording",
+        /// Final and playable.
+        Ready => "ready",
+        /// No audio at all.
+        Empty => "empty",
+        /// Cannot be read, or not what its extension says.
+        Unreadable => "unreadable",
+        /// A real Asterisk format this service does not play.
+        NotPlayable => "not_playable",
+        /// The file left the disk.
+        Missing => "missing",
+        /// Deleted through the API (the row is a tombstone).
+        Deleted => "deleted",
+        /// Its audio removed by a retention rule (the row stays).
+        Purged => "purged",
+        /// A bridged call its switches said not to record (no file).
+        NotRecorded => "not_recorded",
+        /// A call's file whose metadata has not arrived: hidden until it does.
+        Quarantined => "quarantined",
     }
+}
 
-    /// Every status's name, in the order of [`RecordingStatus::ALL`].
-    pub fn names() -> [&'static str; 10] {
-        RecordingStatus::ALL.map(RecordingStatus::as_str)
+named_values! {
+    /// Whether the caller agreed to being recorded (a consent node, or a notice they heard).
+    pub enum Consent {
+        Granted => "granted",
+        Denied => "denied",
+        /// Nobody asked, or the call's metadata has not said.
+        Unknown => "unknown",
     }
+}
 
-    pub fn parse(name: &str) -> Option<RecordingStatus> {
-        RecordingStatus::ALL
-            .into_iter()
-            .find(|s| s.as_str() == name)
+named_values! {
+    /// Whether the recording may be used, as an admin recorded it (or the deployment's default).
+    pub enum Compliance {
+        Permitted => "permitted",
+        Denied => "denied",
+        /// Evidence of a lawful basis is still to be recorded.
+        MissingEvidence => "missing_evidence",
+        /// A policy of the tenant blocks it.
+        PolicyBlocked => "policy_blocked",
+        /// The strict default: blocked until an admin records the evidence.
+        Unknown => "unknown",
     }
 }
 
@@ -100,5 +119,9 @@ mod tests {
             assert_eq!(RecordingStatus::from(probe).as_str(), probe.as_str());
         }
         assert_eq!(RecordingStatus::parse("ok"), None);
+        assert_eq!(Consent::names(), ["granted", "denied", "unknown"]);
+        for compliance in Compliance::ALL {
+            assert_eq!(Compliance::parse(compliance.as_str()), Some(compliance));
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Recording a call: the switches that decide, the row written first, armed lead-ins, each party on its own.
 
 use super::*;
+use crate::library::Consent;
 
 impl Call {
     pub(super) fn row(&self, name: &str, format: &str, callee: &str, now_ms: u64) -> RecordingRow {
@@ -33,11 +34,12 @@ impl Call {
             project,
             private,
             consent: match self.consent {
-                Some(true) => "granted",
-                Some(false) => "denied",
-                None if self.heard_recording_notice => "granted",
-                None => "unknown",
-            },
+                Some(true) => Consent::Granted,
+                Some(false) => Consent::Denied,
+                None if self.heard_recording_notice => Consent::Granted,
+                None => Consent::Unknown,
+            }
+            .as_str(),
             participants: format!("{},{callee}", self.caller_number),
             flow,
             node,
