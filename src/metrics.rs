@@ -82,7 +82,7 @@ pub struct Metrics {
     recordings_finished: AtomicU64,
     recordings_failed: AtomicU64,
     http_requests: Mutex<BTreeMap<(String, u16), u64>>,
-    /// From the answering party's StasisStart to its record request leaving (after it was added).
+    /// From the answering party's StasisStart to its record request leaving (beside its add).
     pub record_request_delay: Histogram,
     /// From Asterisk stamping an event to the app reading it.
     pub event_lag: Histogram,
@@ -250,7 +250,7 @@ impl Metrics {
             &mut out,
             "record_request_delay_seconds",
             "histogram",
-            "From the answering party's StasisStart to the record request leaving for Asterisk (after the party was added to the bridge).",
+            "From the answering party's StasisStart to the record request leaving for Asterisk (beside the party's add to the bridge).",
         );
         self.record_request_delay
             .render(&mut out, "record_request_delay_seconds", "");

@@ -314,8 +314,8 @@ fn redactions_are_placed_in_the_file_as_each_mode_leaves_it() {
         .any(|c| matches!(c, Command::StopRecording { name: n } if *n == name)));
 }
 
-/// The recording is asked for right after the answering party is added to the bridge (the
-/// runtime runs commands in order), not when Asterisk's event says it joined.
+/// The recording is asked for with the answering party's add to the bridge (the runtime sends
+/// the two together), not when Asterisk's event says it joined.
 #[test]
 fn transfer_records_once_the_agent_is_added_and_ends_cleanly() {
     let mut agents = AgentBook::default();
