@@ -222,9 +222,13 @@ async fn list(dir: &Path) {
     for _ in 0..REQUESTS {
         let t0 = Instant::now();
         let mut conn = db.pool.acquire().await.expect("connection");
-        let principal = ari_recorder::access::accounts::principal_for_token(&mut conn, &token)
-            .await
-            .expect("token query");
+        let principal = ari_recorder::access::accounts::principal_for_token(
+            &mut conn,
+            &token,
+            ari_recorder::access::now_ms(),
+        )
+        .await
+        .expect("token query");
         drop(conn);
         assert!(principal.is_some());
         auth_times.push(t0.elapsed());

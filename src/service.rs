@@ -63,6 +63,8 @@ pub struct Service {
     pub indexer: Arc<Indexer>,
     /// The object store recordings are copied to, when configured.
     pub archive: Option<Arc<crate::archive::Archive>>,
+    /// What links, sessions and API tokens expire by (tests move it on).
+    pub clock: crate::access::clock::Clock,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -229,6 +231,7 @@ pub async fn start(
         flows: flows.clone(),
         access: Arc::new(http::Access::from_config(config)),
     };
+    let clock = state.access.clock.clone();
     let limits = http::server::Limits {
         max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
         read_timeout: Duration::from_secs(config.http_read_timeout_seconds),
@@ -308,6 +311,7 @@ pub async fn start(
         flows,
         indexer,
         archive,
+        clock,
         tasks,
     })
 }

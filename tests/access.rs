@@ -538,7 +538,7 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
 
     // Expiry.
     let short = url_of(&link(&s, &admin, id, "download-url", "?expires_in=1").await);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.svc.clock.advance(Duration::from_secs(2));
     let expired = send(anonymous.get(&short)).await;
     assert_eq!(
         (expired.status, expired.error().as_str()),
@@ -558,8 +558,7 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
         .as_str()
         .expect("url")
         .to_string();
-    let _ = s.stop.send(true);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::stop(s).await;
     let rotated_keys = format!("{KEY_B},{KEY_A}");
     let s = start_service_with(&t, &[], &url, &[("LINK_SIGNING_KEYS", &rotated_keys)]).await;
     let admin = common::authed();
@@ -574,8 +573,7 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
         .expect("url")
         .to_string();
     assert!(new_path.contains("kid=b"), "{new_path}");
-    let _ = s.stop.send(true);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::stop(s).await;
     let s = start_service_with(&t, &[], &url, &[("LINK_SIGNING_KEYS", KEY_B)]).await;
     let retired = send(anonymous.get(format!("{}{old_path}", s.base))).await;
     assert_eq!(
@@ -620,7 +618,15 @@ async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
     let Some(url) = database_url(&t, db).await else {
         return;
     };
-    let (s, id) = one_recording(&t, &url, &[("SESSION_SECONDS", "5")]).await;
+    let (s, id) = one_recording(
+        &t,
+        &url,
+        &[
+            ("SESSION_SECONDS", "3600"),
+            ("SESSION_IDLE_SECONDS", "7200"),
+        ],
+    )
+    .await;
     let browser = reqwest::Client::new();
 
     let wrong = login(&s, "tester", "not-the-password").await;
@@ -701,8 +707,8 @@ async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
         signed_in.json()["expires_at"].as_str().expect("expiry"),
     )
     .expect("rfc3339");
-    let left = (expires_at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
-    tokio::time::sleep(Duration::from_millis(left as u64 + 200)).await;
+    let left = (expires_at.timestamp_millis() - s.svc.clock.now_ms()).max(0);
+    s.svc.clock.advance(Duration::from_millis(left as u64 + 1));
     let late = send(
         browser
             .get(format!("{}/api/recordings/{id}", s.base))

@@ -355,9 +355,9 @@ struct TokenRow {
 }
 
 impl TokenRow {
-    /// The token's principal, unless it is revoked or expired (or its user disabled).
-    fn principal(self) -> Option<Principal> {
-        let live = self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| e > now_ms());
+    /// The token's principal at `now_ms`, unless it is revoked or expired (or its user disabled).
+    fn principal(self, now_ms: i64) -> Option<Principal> {
+        let live = self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| e > now_ms);
         let credential = Credential::Token {
             id: self.token_id,
             scopes: self.scopes.split(' ').filter_map(Scope::parse).collect(),
@@ -377,21 +377,23 @@ fn token_query(condition: &str) -> String {
 pub async fn principal_for_token(
     conn: &mut AnyConnection,
     secret: &str,
+    now_ms: i64,
 ) -> Result<Option<Principal>, sqlx::Error> {
     let row: Option<TokenRow> = sqlx::query_as(&token_query("t.token_hash = $1"))
         .bind(sha256_hex(secret))
         .fetch_optional(conn)
         .await?;
-    Ok(row.and_then(TokenRow::principal))
+    Ok(row.and_then(|row| row.principal(now_ms)))
 }
 
 /// The principal a signed link was issued to (`u<user id>` or `t<token id>`) at `issued_ms`
-/// (unix milliseconds), if still valid: a user's links made before they were last disabled are
-/// not.
+/// (unix milliseconds), if still valid at `now_ms`: a user's links made before they were last
+/// disabled are not.
 pub async fn principal_for_subject(
     conn: &mut AnyConnection,
     subject: &str,
     issued_ms: i64,
+    now_ms: i64,
 ) -> Result<Option<Principal>, sqlx::Error> {
     if let Some(user) = subject.strip_prefix('u').and_then(|s| s.parse().ok()) {
         return Ok(user_by_id(conn, user)
@@ -409,7 +411,7 @@ pub async fn principal_for_subject(
         .bind(token)
         .fetch_optional(conn)
         .await?;
-    Ok(row.and_then(TokenRow::principal))
+    Ok(row.and_then(|row| row.principal(now_ms)))
 }
 
 /// A new browser session: the cookie secret and its CSRF token.
@@ -423,8 +425,8 @@ pub async fn create_session(
     conn: &mut AnyConnection,
     user_id: i64,
     lifetime_ms: i64,
+    now: i64,
 ) -> Result<NewSession, sqlx::Error> {
-    let now = now_ms();
     // Expired sessions are dropped as new ones are made.
     sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
         .bind(now)
@@ -453,12 +455,13 @@ pub async fn create_session(
 /// not one per request.
 const SESSION_TOUCH_MS: i64 = 60_000;
 
-/// The principal, CSRF token and expiry of a live session cookie: neither past its absolute
-/// expiry nor unused for `idle_ms`. Using it keeps it alive.
+/// The principal, CSRF token and expiry of a live session cookie at `now`: neither past its
+/// absolute expiry nor unused for `idle_ms`. Using it keeps it alive.
 pub async fn principal_for_session(
     conn: &mut AnyConnection,
     secret: &str,
     idle_ms: i64,
+    now: i64,
 ) -> Result<Option<(Principal, String, i64)>, sqlx::Error> {
     let token_hash = sha256_hex(secret);
     let row: Option<SessionRow> = sqlx::query_as(&format!(
@@ -468,7 +471,6 @@ pub async fn principal_for_session(
     .bind(&token_hash)
     .fetch_optional(&mut *conn)
     .await?;
-    let now = now_ms();
     let Some(row) = row.filter(|r| {
         r.session_expires_at_ms > now && now.saturating_sub(r.last_seen_at_ms) < idle_ms
     }) else {

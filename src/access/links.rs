@@ -208,8 +208,8 @@ pub async fn spend(
     conn: &mut AnyConnection,
     nonce: &str,
     expires_at_ms: i64,
+    now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let now = super::now_ms();
     sqlx::query("DELETE FROM used_grants WHERE expires_at_ms < $1")
         .bind(now)
         .execute(&mut *conn)

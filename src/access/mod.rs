@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod calls;
+pub mod clock;
 pub mod confirmations;
 pub mod links;
 pub mod policy;

@@ -28,6 +28,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Access settings and state shared by the handlers.
 pub struct Access {
     pub keys: LinkKeys,
+    /// What links, sessions and tokens expire by.
+    pub clock: crate::access::clock::Clock,
     /// Signed-link requests per principal, and sign-in attempts per user name.
     pub limiter: RateLimiter,
     /// Sign-in attempts per client address: ten times looser, since a whole office may sit
@@ -112,6 +114,7 @@ impl Access {
         };
         Access {
             keys,
+            clock: crate::access::clock::Clock::default(),
             limiter: RateLimiter::new(config.grants_per_minute),
             address_limiter: RateLimiter::new(config.grants_per_minute.saturating_mul(10)),
             failure_limiter: RateLimiter::new(config.grants_per_minute),
@@ -268,10 +271,11 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Option<Call
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
-        let principal = accounts::principal_for_token(&mut conn, token.trim())
-            .await
-            .map_err(super::internal)?
-            .ok_or_else(|| unauthorized("unknown, expired or revoked API token"))?;
+        let principal =
+            accounts::principal_for_token(&mut conn, token.trim(), state.access.clock.now_ms())
+                .await
+                .map_err(super::internal)?
+                .ok_or_else(|| unauthorized("unknown, expired or revoked API token"))?;
         return Ok(Some(Caller {
             principal,
             client,
@@ -281,13 +285,17 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Option<Call
     let Some(secret) = session_cookie(&parts.headers) else {
         return Ok(None);
     };
-    let (principal, csrf, expires) =
-        accounts::principal_for_session(&mut conn, &secret, state.access.session_idle_ms)
-            .await
-            .map_err(super::internal)?
-            .ok_or_else(|| {
-                unauthorized("the session has expired, ended or been idle too long: sign in again")
-            })?;
+    let (principal, csrf, expires) = accounts::principal_for_session(
+        &mut conn,
+        &secret,
+        state.access.session_idle_ms,
+        state.access.clock.now_ms(),
+    )
+    .await
+    .map_err(super::internal)?
+    .ok_or_else(|| {
+        unauthorized("the session has expired, ended or been idle too long: sign in again")
+    })?;
     drop(conn);
     let caller = Caller {
         principal,
@@ -491,9 +499,14 @@ pub(super) async fn login(
     };
     entry.tenant = principal.tenant.clone();
     let mut tx = AuditTx::begin(&state.db).await.map_err(super::internal)?;
-    let session = accounts::create_session(tx.conn(), principal.user_id, state.access.session_ms)
-        .await
-        .map_err(super::internal)?;
+    let session = accounts::create_session(
+        tx.conn(),
+        principal.user_id,
+        state.access.session_ms,
+        state.access.clock.now_ms(),
+    )
+    .await
+    .map_err(super::internal)?;
     tx.commit(&entry).await.map_err(super::internal)?;
     let mut response = Json(session_view(
         &state.access,

@@ -435,7 +435,7 @@ pub(in crate::http) async fn link_caller(
         detail: Some("signed link".into()),
         ..AuditEntry::new(format!("link:{subject}"), "", audit_action)
     };
-    let now = chrono::Utc::now().timestamp();
+    let now = state.access.clock.now_secs();
     let verified = match entry.recording_id {
         Some(id) => links::verify(&state.access.keys, id, action, &request.query, now),
         None => Err(links::LinkError::Tampered),
@@ -443,9 +443,14 @@ pub(in crate::http) async fn link_caller(
     let principal = match verified {
         Ok(ref grant) => {
             let mut conn = state.db.pool.acquire().await.map_err(internal)?;
-            principal_for_subject(&mut conn, &grant.subject, grant.issued_ms)
-                .await
-                .map_err(internal)?
+            principal_for_subject(
+                &mut conn,
+                &grant.subject,
+                grant.issued_ms,
+                state.access.clock.now_ms(),
+            )
+            .await
+            .map_err(internal)?
         }
         Err(_) => None,
     };
@@ -572,9 +577,14 @@ pub(in crate::http) async fn audio_response(
     if let Some(grant) = grant.as_ref().filter(|_| attachment) {
         // A single-use download link is spent in the transaction of its event.
         let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
-        let spent = links::spend(tx.conn(), &grant.nonce, grant.expires.saturating_mul(1000))
-            .await
-            .map_err(internal)?;
+        let spent = links::spend(
+            tx.conn(),
+            &grant.nonce,
+            grant.expires.saturating_mul(1000),
+            state.access.clock.now_ms(),
+        )
+        .await
+        .map_err(internal)?;
         if !spent {
             drop(tx);
             return Err(caller
@@ -679,7 +689,7 @@ pub(in crate::http) async fn create_link(
     }
     let (row, _, mut entry) =
         authorize(state, caller, id, action.policy_action(), "link_create").await?;
-    let issued_ms = chrono::Utc::now().timestamp_millis();
+    let issued_ms = state.access.clock.now_ms();
     let expires = issued_ms.div_euclid(1000) + lifetime;
     let grant = Grant {
         recording: row.id,
