@@ -794,9 +794,9 @@ async fn execute_after(
                 // misses the answering party's first words. It may start a moment before the
                 // party is in (a fraction of a second of the caller alone).
                 let beside = record_beside(&command, &mut queue);
-                if let Some((rows, record)) = beside {
+                if let Some((notes, record)) = beside {
                     // The library knows of the recording before its file can appear.
-                    for noted in rows {
+                    for noted in notes {
                         if let Output::RecordingStarted(row) = noted {
                             let _ = inner.library.send(LibraryWrite::Started(row)).await;
                         }
@@ -904,11 +904,11 @@ fn record_beside(
         })) if recorded == bridge => {}
         _ => return None,
     }
-    let mut rows = Vec::new();
+    let mut notes = Vec::new();
     for output in queue.drain(..=next) {
         match output {
-            Output::Command(record) => return Some((rows, record)),
-            noted => rows.push(noted),
+            Output::Command(record) => return Some((notes, record)),
+            noted => notes.push(noted),
         }
     }
     None
@@ -1313,4 +1313,56 @@ async fn apply_write(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ari::RecordRequest;
+
+    fn add(bridge: &str) -> Command {
+        Command::AddChannels {
+            bridge: bridge.into(),
+            channels: vec!["c1_L2".into()],
+        }
+    }
+
+    fn record(bridge: &str) -> Output {
+        Output::Command(Command::RecordBridge {
+            bridge: bridge.into(),
+            request: RecordRequest::new("transfer-1", "wav"),
+        })
+    }
+
+    #[test]
+    fn the_record_request_of_the_same_bridge_goes_beside_the_add() {
+        let mut queue: std::collections::VecDeque<Output> =
+            vec![record("c1_B1"), Output::Finished].into();
+        let (notes, beside) = record_beside(&add("c1_B1"), &mut queue).expect("beside");
+        assert!(notes.is_empty());
+        assert!(matches!(beside, Command::RecordBridge { bridge, .. } if bridge == "c1_B1"));
+        assert!(
+            matches!(queue.front(), Some(Output::Finished)),
+            "the rest stays"
+        );
+    }
+
+    #[test]
+    fn anything_else_between_or_another_bridge_keeps_the_order() {
+        let between = Output::Timer {
+            key: 1,
+            after: std::time::Duration::from_secs(1),
+        };
+        for queue in [vec![between, record("c1_B1")], vec![record("c1_B2")]] {
+            let mut queue: std::collections::VecDeque<Output> = queue.into();
+            let before = queue.len();
+            assert!(record_beside(&add("c1_B1"), &mut queue).is_none());
+            assert_eq!(queue.len(), before, "nothing taken");
+        }
+        let mut queue: std::collections::VecDeque<Output> = vec![record("c1_B1")].into();
+        let hangup = Command::Hangup {
+            channel: "c1".into(),
+        };
+        assert!(record_beside(&hangup, &mut queue).is_none());
+    }
 }
