@@ -779,9 +779,6 @@ async fn execute_after(
     while let Some(output) = queue.pop_front() {
         match output {
             Output::Command(command) => {
-                if let (Command::RecordBridge { .. }, Some(at)) = (&command, received) {
-                    inner.metrics.record_request_delay.observe(at.elapsed());
-                }
                 if matches!(command, Command::Originate { .. } | Command::Snoop { .. }) {
                     inner
                         .originated
@@ -794,15 +791,16 @@ async fn execute_after(
                 // misses the answering party's first words. It may start a moment before the
                 // party is in (a fraction of a second of the caller alone).
                 let beside = record_beside(&command, &mut queue);
+                let records = matches!(command, Command::RecordBridge { .. }) || beside.is_some();
+                if let (true, Some(at)) = (records, received) {
+                    inner.metrics.record_request_delay.observe(at.elapsed());
+                }
                 if let Some((notes, record)) = beside {
                     // The library knows of the recording before its file can appear.
                     for noted in notes {
                         if let Output::RecordingStarted(row) = noted {
                             let _ = inner.library.send(LibraryWrite::Started(row)).await;
                         }
-                    }
-                    if let Some(at) = received {
-                        inner.metrics.record_request_delay.observe(at.elapsed());
                     }
                     let (added, recorded) = tokio::join!(
                         run_command(inner, call, &command),
