@@ -452,6 +452,7 @@ async fn library_router(
             finished: None,
         },
         shutdown,
+        Default::default(),
     );
     let indexer = std::sync::Arc::new(Indexer::new(
         db.clone(),
@@ -474,6 +475,7 @@ async fn library_router(
         )),
         access: std::sync::Arc::new(ari_recorder::http::Access::from_config(
             &ari_recorder::config::Config::default(),
+            Default::default(),
         )),
     });
     (router, token)

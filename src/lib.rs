@@ -23,6 +23,7 @@ pub mod access;
 pub mod archive;
 pub mod ari;
 pub mod audio;
+pub mod clock;
 pub mod config;
 pub mod encryption;
 pub mod flows;

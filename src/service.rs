@@ -64,7 +64,7 @@ pub struct Service {
     /// The object store recordings are copied to, when configured.
     pub archive: Option<Arc<crate::archive::Archive>>,
     /// What links, sessions and API tokens expire by (tests move it on).
-    pub clock: crate::access::clock::Clock,
+    pub clock: crate::clock::Clock,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -169,6 +169,8 @@ pub async fn start(
         (None, None) => indexer,
     };
     let indexer = Arc::new(indexer);
+    // One time for links, sessions and the calls' timers (tests move it on).
+    let clock = crate::clock::Clock::default();
     let (flows, writer_task) = FlowRuntime::new(
         client.clone(),
         config.ari_app.clone(),
@@ -179,6 +181,7 @@ pub async fn start(
             finished: Some(indexer.finished_notifier()),
         },
         shutdown.clone(),
+        clock.clone(),
     );
     let call_audio_dir = config.cache_dir.join("calls");
     let call_audio = CallAudio::with_seal(
@@ -229,9 +232,8 @@ pub async fn start(
         metrics: metrics.clone(),
         recordings_dir: config.recordings_dir.clone(),
         flows: flows.clone(),
-        access: Arc::new(http::Access::from_config(config)),
+        access: Arc::new(http::Access::from_config(config, clock.clone())),
     };
-    let clock = state.access.clock.clone();
     let limits = http::server::Limits {
         max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
         read_timeout: Duration::from_secs(config.http_read_timeout_seconds),

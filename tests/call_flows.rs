@@ -643,14 +643,29 @@ async fn queue_overflows_after_max_wait_and_records_the_new_segment() {
         &t,
         &[(
             "helpdesk.toml",
-            &queue_flow("ringall", &["PJSIP/noanswer"], 1),
+            &queue_flow("ringall", &["PJSIP/noanswer"], 60),
         )],
     )
     .await;
     t.sim
         .place_inbound_call("500", "Waiter <5550020>", "talk")
         .expect("call");
-    // max_wait is wall time in the app: one second later the caller overflows to the transfer.
+    // The queue's deadline is armed before its agents are rung.
+    wait_until("on hold and the agent ringing", || {
+        t.sim.with_world(|w| {
+            w.channels()
+                .iter()
+                .any(|c| c.name.starts_with("PJSIP/noanswer"))
+        })
+    })
+    .await;
+    // Nothing overflows before max_wait: the caller is still on hold, in a holding bridge.
+    assert!(t
+        .sim
+        .with_world(|w| w.bridges().iter().any(|b| b.bridge_type == "holding")));
+    // max_wait runs on the service's clock: moved on past it, the caller overflows to the
+    // transfer without the test waiting a minute.
+    s.svc.clock.advance(std::time::Duration::from_secs(61));
     let rows = wait_recording(&t, &s, "overflow transfer recorded", 1).await;
     assert_eq!(
         (rows[0].node.as_deref(), rows[0].callee.as_deref()),

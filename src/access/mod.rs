@@ -11,7 +11,6 @@
 pub mod accounts;
 pub mod audit;
 pub mod calls;
-pub mod clock;
 pub mod confirmations;
 pub mod links;
 pub mod policy;

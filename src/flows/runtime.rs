@@ -18,6 +18,7 @@ use super::store::FlowStore;
 use crate::ari::events::Event;
 use crate::ari::models::Channel;
 use crate::ari::{AriClient, AriError, OriginateRequest};
+use crate::clock::Clock;
 use crate::library::calls;
 use crate::library::db::HeldConnection;
 use crate::library::index::FinishedNotifier;
@@ -110,6 +111,8 @@ struct Inner {
     pending: Mutex<Vec<(Call, mpsc::UnboundedReceiver<CallMsg>)>>,
     /// Call tasks stop (leaving their calls to Asterisk and the next start) when it turns true.
     shutdown: watch::Receiver<bool>,
+    /// What the calls' timers run on (a test moves it on instead of waiting).
+    clock: Clock,
 }
 
 /// Handle to the running flows; cheap to clone.
@@ -132,6 +135,7 @@ impl FlowRuntime {
         db: Database,
         library: LibraryLinks,
         shutdown: watch::Receiver<bool>,
+        clock: Clock,
     ) -> (FlowRuntime, tokio::task::JoinHandle<()>) {
         let LibraryLinks { metrics, finished } = library;
         let (library, writes) = mpsc::channel(LIBRARY_QUEUE);
@@ -158,6 +162,7 @@ impl FlowRuntime {
                 db,
                 pending: Mutex::new(Vec::new()),
                 shutdown,
+                clock,
             }),
         };
         (runtime, writer)
@@ -754,7 +759,8 @@ impl SavedState {
 
 fn handle(inner: &Inner, call: &mut Call, input: Input<'_>) -> Vec<Output> {
     let mut agents = inner.agents.lock().unwrap_or_else(|p| p.into_inner());
-    call.handle(input, now_ms(), &mut agents)
+    let now_ms = u64::try_from(inner.clock.now_ms()).unwrap_or(0);
+    call.handle(input, now_ms, &mut agents)
 }
 
 /// Runs outputs in order; a refused command is fed back to the call at once.
@@ -828,8 +834,10 @@ async fn execute_after(
             }
             Output::Timer { key, after } => {
                 let tx = tx.clone();
+                // The deadline is taken now, in the order of the outputs.
+                let due = inner.clock.sleep(after);
                 tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
+                    due.await;
                     let _ = tx.send(CallMsg::Timer(key));
                 });
             }

@@ -29,7 +29,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub struct Access {
     pub keys: LinkKeys,
     /// What links, sessions and tokens expire by.
-    pub clock: crate::access::clock::Clock,
+    pub clock: crate::clock::Clock,
     /// Signed-link requests per principal, and sign-in attempts per user name.
     pub limiter: RateLimiter,
     /// Sign-in attempts per client address: ten times looser, since a whole office may sit
@@ -98,7 +98,7 @@ impl MetricsAccess {
 }
 
 impl Access {
-    pub fn from_config(config: &Config) -> Access {
+    pub fn from_config(config: &Config, clock: crate::clock::Clock) -> Access {
         let keys = if config.link_signing_keys.is_empty() {
             tracing::warn!(
                 "no link_signing_keys configured: links are signed with a random key and stop working when the service restarts"
@@ -114,7 +114,7 @@ impl Access {
         };
         Access {
             keys,
-            clock: crate::access::clock::Clock::default(),
+            clock,
             limiter: RateLimiter::new(config.grants_per_minute),
             address_limiter: RateLimiter::new(config.grants_per_minute.saturating_mul(10)),
             failure_limiter: RateLimiter::new(config.grants_per_minute),

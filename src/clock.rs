@@ -1,0 +1,99 @@
+//! The service's time: what links, sessions and API tokens expire by, and what the call flows'
+//! timers (a queue's `max_wait`, a hunt group's ring time, a voicemail's length) run on. The wall
+//! clock plus an offset a test moves forward to see an expiry or a timeout happen without
+//! waiting for it.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// Cheap to clone; clones share one offset.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+    /// Wakes the sleeps when the clock is moved on, so they see their deadline passed.
+    moved: Arc<Notify>,
+}
+
+impl Clock {
+    /// Milliseconds since 1970.
+    pub fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since 1970 (what signed links carry).
+    pub fn now_secs(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
+
+    /// Moves the clock on by `by` (tests: expiry without a wall-clock wait).
+    pub fn advance(&self, by: Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms.fetch_add(by, Ordering::Relaxed);
+        self.moved.notify_waiters();
+    }
+
+    /// Ends once `after` has passed on this clock: by the wall clock, or sooner when the clock
+    /// is moved on past the deadline. The deadline is taken now, not when the sleep is first
+    /// polled, so a move made in between counts.
+    pub fn sleep(&self, after: Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        let due = self.now_ms().saturating_add(after_ms);
+        let clock = self.clone();
+        async move { clock.sleep_until(due).await }
+    }
+
+    async fn sleep_until(&self, due_ms: i64) {
+        loop {
+            // Registered before the deadline is checked: a move in between is not missed.
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            let left = due_ms.saturating_sub(self.now_ms());
+            if left <= 0 {
+                return;
+            }
+            let left = Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX));
+            tokio::select! {
+                () = tokio::time::sleep(left) => {}
+                () = moved => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_move_together() {
+        let clock = Clock::default();
+        let other = clock.clone();
+        let before = other.now_ms();
+        clock.advance(Duration::from_secs(3600));
+        assert!(other.now_ms() >= before + 3_600_000);
+        assert_eq!(other.now_secs(), other.now_ms().div_euclid(1000));
+    }
+
+    #[tokio::test]
+    async fn a_sleep_ends_when_the_clock_is_moved_past_it() {
+        let clock = Clock::default();
+        // The deadline is taken here, before the task first runs.
+        let sleeping = tokio::spawn(clock.sleep(Duration::from_secs(3600)));
+        // Moved short of the deadline: still asleep.
+        clock.advance(Duration::from_secs(1800));
+        // The test runtime has one thread: this lets the sleep run and wait again.
+        tokio::task::yield_now().await;
+        assert!(!sleeping.is_finished());
+        clock.advance(Duration::from_secs(1800));
+        sleeping.await.expect("the sleep ends");
+    }
+
+    #[tokio::test]
+    async fn a_sleep_of_nothing_returns_at_once() {
+        Clock::default().sleep(Duration::ZERO).await;
+    }
+}
