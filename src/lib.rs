@@ -18,6 +18,7 @@
 //! - [`retention`]: retention rules per tenant, legal holds, the purge.
 //! - [`signing`]: HMAC keys with ids, rotated (signed links, the audit chain's seal).
 //! - [`tls`]: rustls settings for ARI over TLS and the simulated Asterisk's TLS listener.
+//! - [`clock`]: the service's time (expiries, the call flows' timers), moved on by tests.
 
 pub mod access;
 pub mod archive;

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::access::audit::{self, AuditEntry};
-use crate::library::{transcripts, Database, DbError};
+use crate::library::{transcripts, Database, DbError, NodeType};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -152,12 +152,13 @@ pub async fn purge(
          FROM recordings r JOIN tenant_retention t ON t.tenant = r.tenant \
          LEFT JOIN recording_holds h ON h.recording_id = r.id \
          WHERE r.status NOT IN ('deleted', 'purged', 'recording', 'not_recorded') \
-         AND ((r.node_type = 'voicemail' AND t.voicemail_days > 0 AND r.started_at_ms < $1 - t.voicemail_days * $2) \
-           OR (COALESCE(r.node_type, '') <> 'voicemail' AND t.calls_days > 0 AND r.started_at_ms < $1 - t.calls_days * $2)) \
+         AND ((r.node_type = $3 AND t.voicemail_days > 0 AND r.started_at_ms < $1 - t.voicemail_days * $2) \
+           OR (COALESCE(r.node_type, '') <> $3 AND t.calls_days > 0 AND r.started_at_ms < $1 - t.calls_days * $2)) \
          ORDER BY r.started_at_ms",
     )
     .bind(now_ms)
     .bind(DAY_MS)
+    .bind(NodeType::Voicemail.as_str())
     .fetch_all(&db.pool)
     .await?;
     for row in due {
@@ -165,7 +166,7 @@ pub async fn purge(
             report.held += 1;
             continue;
         }
-        let rule_days = if row.node_type.as_deref() == Some("voicemail") {
+        let rule_days = if row.node_type.as_deref() == Some(NodeType::Voicemail.as_str()) {
             row.voicemail_days
         } else {
             row.calls_days
@@ -247,6 +248,7 @@ async fn forget(db: &Database, now_ms: i64, dry_run: bool) -> Result<u64, DbErro
     )
     .bind(now_ms)
     .bind(DAY_MS)
+    .bind(NodeType::Voicemail.as_str())
     .fetch_all(&db.pool)
     .await?;
     if dry_run || rows.is_empty() {

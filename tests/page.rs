@@ -510,6 +510,22 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
     assert_eq!(rows(&browser).await, ["Zed Zimmer 5551005"]);
+    // The filters offer what the API accepts, from the server's lists: every node type, the
+    // two directions (no "fallback", which the API would refuse), no hidden status.
+    let offered = browser
+        .exec(
+            "return ['f-node_type', 'f-direction', 'f-status'].map((id) => [...document.querySelectorAll(`#${id} option`)].map((o) => o.value).join(','))",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        offered,
+        serde_json::json!([
+            ",transfer,queue,hunt_group,voicemail,outbound,fallback",
+            ",inbound,outbound",
+            ",recording,ready,empty,unreadable,not_playable,missing,deleted,purged,not_recorded"
+        ])
+    );
     browser
         .goto(&format!("{base}/#/recordings?status=ready&name=zed"))
         .await;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::definition::{node_records, FeatureLeg, Flow, HuntMode, NodeKind, Strategy};
 use crate::ari::events::Event;
 use crate::ari::{IfExists, RecordRequest};
+use crate::library::RecordingFormat;
 
 mod consent;
 mod recording;
@@ -356,21 +357,8 @@ enum Phase {
     Ended,
 }
 
-/// Where a call came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
+/// Where a call came from (saved with the call under serde's names, as before it moved).
+pub use crate::library::Direction;
 
 /// Serialized as is (but its flow, saved by name, and its timer counters) at each transition,
 /// to resume it after a restart or a crash of ari-recorder.
@@ -839,7 +827,7 @@ impl Call {
             Phase::Bridged { agent, .. } => self.legs.get(agent).map(|l| l.endpoint.clone()),
             _ => None,
         };
-        let row = self.row("", "", callee.as_deref().unwrap_or(""), self.started_ms);
+        let row = self.row("", None, callee.as_deref().unwrap_or(""), self.started_ms);
         LiveCall {
             id: self.id.clone(),
             tenant: row.tenant,
@@ -1142,9 +1130,12 @@ impl Call {
         request.terminate_on = Some("#".into());
         request.if_exists = Some(IfExists::Fail);
         // The row goes first so RecordingFinished always finds it.
-        out.push(Output::RecordingStarted(Box::new(
-            self.row(&name, "ulaw", &mailbox, now_ms),
-        )));
+        out.push(Output::RecordingStarted(Box::new(self.row(
+            &name,
+            Some(RecordingFormat::Ulaw),
+            &mailbox,
+            now_ms,
+        ))));
         out.push(Output::Command(Command::RecordChannel {
             channel: self.id.clone(),
             request,

@@ -114,6 +114,18 @@ impl NodeKind {
         }
     }
 
+    /// What a recording this node makes is listed as (None: a node that records nothing).
+    pub fn recorded_as(&self) -> Option<crate::library::NodeType> {
+        use crate::library::NodeType;
+        match self {
+            NodeKind::Transfer { .. } => Some(NodeType::Transfer),
+            NodeKind::Queue { .. } => Some(NodeType::Queue),
+            NodeKind::HuntGroup { .. } => Some(NodeType::HuntGroup),
+            NodeKind::Voicemail { .. } => Some(NodeType::Voicemail),
+            NodeKind::PlayAudio { .. } | NodeKind::Consent { .. } | NodeKind::Hangup => None,
+        }
+    }
+
     /// Whether the node type records calls (transfer, queue, hunt group).
     pub fn has_record_switch(&self) -> bool {
         matches!(

@@ -246,10 +246,10 @@ pub fn document() -> Value {
                     query("caller", "caller number prefix", json!({"type": "string"})),
                     query("callee", "callee prefix", json!({"type": "string"})),
                     query("name", "words of the caller name: each word given must start one, any case", json!({"type": "string"})),
-                    query("node_type", "", json!({"enum": crate::library::search::NODE_TYPES})),
-                    query("direction", "", json!({"enum": crate::library::search::DIRECTIONS})),
+                    query("node_type", "", json!({"enum": crate::library::NodeType::names()})),
+                    query("direction", "", json!({"enum": crate::library::Direction::names()})),
                     query("status", "", json!({"enum": crate::library::RecordingStatus::names()})),
-                    query("format", "", json!({"enum": crate::library::probe::RECORDING_EXTENSIONS})),
+                    query("format", "", json!({"enum": crate::library::RecordingFormat::names()})),
                     query("from", "started at or after (RFC 3339 or ms)", json!({"type": "string"})),
                     query("to", "started before (RFC 3339 or ms)", json!({"type": "string"})),
                     query("min_duration", "seconds", json!({"type": "number"}))

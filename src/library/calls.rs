@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use sqlx::AnyExecutor;
 
+use super::{Consent, Direction, NodeType, RecordingFormat};
+
 /// What the call writes to the library when it starts a recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingRow {
@@ -17,17 +19,19 @@ pub struct RecordingRow {
     /// Only the people on the call may see it.
     pub private: bool,
     /// `granted` when the caller heard a recording notice, else `unknown`.
-    pub consent: &'static str,
+    pub consent: Consent,
     /// The caller's number and the answering endpoint, comma-separated.
     pub participants: String,
     pub flow: Option<String>,
     pub node: Option<String>,
-    pub node_type: String,
-    pub direction: &'static str,
+    /// None: the flow's node could not be found (not one that records).
+    pub node_type: Option<NodeType>,
+    pub direction: Direction,
     pub caller_name: String,
     pub caller_number: String,
     pub callee: String,
-    pub format: String,
+    /// None: nothing is written (a call not recorded).
+    pub format: Option<RecordingFormat>,
     pub started_at_ms: i64,
 }
 
@@ -72,16 +76,16 @@ pub(crate) fn bind_row<'q>(
         .bind(&row.tenant)
         .bind(&row.flow)
         .bind(&row.node)
-        .bind(&row.node_type)
-        .bind(row.direction)
+        .bind(row.node_type.map(NodeType::as_str))
+        .bind(row.direction.as_str())
         .bind(&row.caller_name)
         .bind(&row.caller_number)
         .bind(&row.callee)
-        .bind(&row.format)
+        .bind(row.format.map_or("none", RecordingFormat::as_str))
         .bind(row.started_at_ms)
         .bind(&row.project)
         .bind(i64::from(row.private))
-        .bind(row.consent)
+        .bind(row.consent.as_str())
         .bind(&row.participants)
 }
 

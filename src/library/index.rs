@@ -844,8 +844,8 @@ impl Indexer {
             tenant,
             flow,
             node: None,
-            node_type: Some("fallback".into()),
-            direction: "inbound".into(),
+            node_type: Some(super::NodeType::Fallback.as_str().into()),
+            direction: super::Direction::Inbound.as_str().into(),
             caller_name: None,
             caller_number: Some(fallback.caller.clone()).filter(|c| !c.is_empty()),
             callee: Some(fallback.dialled.clone()),
@@ -1242,7 +1242,9 @@ impl Indexer {
                             .fetch_optional(&mut *tx)
                             .await?;
                     if let Some((id,)) = inserted {
-                        if let Some(m) = m.filter(|m| m.node_type.as_deref() == Some("fallback")) {
+                        if let Some(m) = m.filter(|m| {
+                            m.node_type.as_deref() == Some(super::NodeType::Fallback.as_str())
+                        }) {
                             self.state
                                 .fallback_recordings_total
                                 .fetch_add(1, Ordering::Relaxed);

@@ -13,7 +13,7 @@ pub mod transcripts;
 
 pub use db::{Backend, Database, DbError};
 pub use index::Indexer;
-pub use status::{Compliance, Consent, RecordingStatus};
+pub use status::{Compliance, Consent, Direction, NodeType, RecordingFormat, RecordingStatus};
 
 /// The existing file `rel` of the recordings folder `root`, refusing anything that resolves
 /// (through `..` or a symlink) outside it.

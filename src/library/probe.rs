@@ -120,14 +120,12 @@ impl Probe {
     }
 }
 
-/// File extensions Asterisk writes; other files in the folder are not recordings.
-pub const RECORDING_EXTENSIONS: [&str; 8] =
-    ["wav", "wav16", "WAV", "ulaw", "alaw", "sln", "gsm", "g722"];
-
+/// Whether the file is a recording: one of the formats Asterisk writes, by its extension.
 pub fn is_recording_file(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| RECORDING_EXTENSIONS.contains(&e))
+        .and_then(super::RecordingFormat::parse)
+        .is_some()
 }
 
 /// Probes `path` (already known to stay inside the recordings folder) and hashes it.

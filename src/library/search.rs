@@ -4,26 +4,10 @@
 
 use super::db::{Backend, Database};
 use super::recordings::{RecordingRow, COLUMNS};
-use super::RecordingStatus;
+use super::{Direction, NodeType, RecordingFormat, RecordingStatus};
 
 /// Words of a caller-name search at most: each is one more index range to intersect.
 pub const MAX_NAME_WORDS: usize = 5;
-
-/// The node types a recording can come from.
-pub const NODE_TYPES: [&str; 6] = [
-    "transfer",
-    "queue",
-    "hunt_group",
-    "voicemail",
-    "outbound",
-    "fallback",
-];
-
-/// The directions of a call.
-pub const DIRECTIONS: [&str; 2] = ["inbound", "outbound"];
-
-/// The formats Asterisk writes recordings in (a recording's format is its file's extension).
-pub use super::probe::RECORDING_EXTENSIONS as FORMATS;
 
 /// Who is searching: only their tenant's recordings, of their projects (none listed: all), and
 /// of the private ones only those a given identity (user name, extension) was on.
@@ -43,10 +27,10 @@ pub struct Filter {
     pub callee_prefix: Option<String>,
     /// Each word starts a word of the caller's name.
     pub name_words: Vec<String>,
-    pub node_type: Option<String>,
-    pub direction: Option<String>,
+    pub node_type: Option<NodeType>,
+    pub direction: Option<Direction>,
     pub status: Option<RecordingStatus>,
-    pub format: Option<String>,
+    pub format: Option<RecordingFormat>,
     /// Started at or after (ms since 1970).
     pub from_ms: Option<i64>,
     /// Started before (ms since 1970).
@@ -173,15 +157,14 @@ impl Clauses {
                 "id IN (SELECT recording_id FROM recording_words WHERE {clause})"
             ));
         }
-        let status = filter.status.map(|s| s.as_str().to_string());
         for (value, column) in [
-            (&filter.node_type, "node_type"),
-            (&filter.direction, "direction"),
-            (&status, "status"),
-            (&filter.format, "format"),
+            (filter.node_type.map(NodeType::as_str), "node_type"),
+            (filter.direction.map(Direction::as_str), "direction"),
+            (filter.status.map(RecordingStatus::as_str), "status"),
+            (filter.format.map(RecordingFormat::as_str), "format"),
         ] {
             if let Some(v) = value {
-                let p = c.text(v.clone());
+                let p = c.text(v.to_string());
                 c.push(format!("{column} = {p}"));
             }
         }

@@ -35,7 +35,23 @@ macro_rules! named_values {
                 $name::ALL.into_iter().find(|v| v.as_str() == name)
             }
         }
+
+        impl NamedValue for $name {
+            fn parse(name: &str) -> Option<$name> {
+                $name::parse(name)
+            }
+
+            fn names() -> Vec<&'static str> {
+                $name::names()
+            }
+        }
     };
+}
+
+/// A value of one of the lists below, for code that takes any of them (a request's parameter).
+pub trait NamedValue: Sized {
+    fn parse(name: &str) -> Option<Self>;
+    fn names() -> Vec<&'static str>;
 }
 
 named_values! {
@@ -88,6 +104,46 @@ named_values! {
     }
 }
 
+named_values! {
+    /// What made a recording: the kind of flow node, a direct outbound call, or Asterisk's own
+    /// dialplan while the service was away.
+    pub enum NodeType {
+        Transfer => "transfer",
+        Queue => "queue",
+        HuntGroup => "hunt_group",
+        Voicemail => "voicemail",
+        /// A call placed through the API, outside any flow.
+        Outbound => "outbound",
+        /// MixMonitor in the dialplan's fallback, while the service was away.
+        Fallback => "fallback",
+    }
+}
+
+named_values! {
+    /// Where a call came from. Saved calls keep serde's variant names (`"Inbound"`).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub enum Direction {
+        Inbound => "inbound",
+        Outbound => "outbound",
+    }
+}
+
+named_values! {
+    /// The formats Asterisk writes recordings in: a recording's format is its file's extension,
+    /// and other files in the folder are not recordings.
+    pub enum RecordingFormat {
+        Wav => "wav",
+        Wav16 => "wav16",
+        /// GSM in a WAV container (Asterisk's own spelling).
+        WavGsm => "WAV",
+        Ulaw => "ulaw",
+        Alaw => "alaw",
+        Sln => "sln",
+        Gsm => "gsm",
+        G722 => "g722",
+    }
+}
+
 impl From<Status> for RecordingStatus {
     fn from(status: Status) -> RecordingStatus {
         match status {
@@ -123,5 +179,10 @@ mod tests {
         for compliance in Compliance::ALL {
             assert_eq!(Compliance::parse(compliance.as_str()), Some(compliance));
         }
+        assert_eq!(NodeType::parse("hunt_group"), Some(NodeType::HuntGroup));
+        assert_eq!(Direction::names(), ["inbound", "outbound"]);
+        // Extensions are case-sensitive: WAV is Asterisk's GSM-in-WAV, not a louder wav.
+        assert_eq!(RecordingFormat::parse("WAV"), Some(RecordingFormat::WavGsm));
+        assert_eq!(RecordingFormat::parse("Wav"), None);
     }
 }

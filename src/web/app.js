@@ -78,6 +78,29 @@ const STATUS_LABEL = {
   not_recorded: "not recorded",
 };
 
+/// The values the server accepts for each choice (node type, direction, status, consent,
+/// compliance), written into the page by the server from the lists its API checks against.
+const VALUES = JSON.parse(document.getElementById("values")?.textContent || "{}");
+
+/// How a value reads in a filter or a choice, where its name alone would not do.
+const VALUE_LABEL = {
+  hunt_group: "hunt group",
+  fallback: "fallback (service away)",
+  recording: "recording in progress",
+  purged: "removed (retention)",
+};
+
+function valueLabel(value) {
+  return VALUE_LABEL[value] ?? value.replaceAll("_", " ");
+}
+
+// The filters' choices, before any view sets them from the URL.
+for (const select of document.querySelectorAll("select[data-values]")) {
+  for (const value of VALUES[select.dataset.values] ?? []) {
+    select.append(el("option", { value, text: valueLabel(value) }));
+  }
+}
+
 const REASON_TEXT = {
   missing_consent: "not permitted: the caller's consent is not on record",
   compliance_policy: "not permitted: a compliance policy blocks it",
@@ -497,11 +520,11 @@ function statusForm(rec, panel, row) {
     const id = `${name}-${rec.id}`;
     return el("div", {},
       el("label", { for: id, text: label }),
-      el("select", { id, name }, ...values.map((v) => el("option", { value: v, selected: v === current, text: v.replace("_", " ") }))));
+      el("select", { id, name }, ...values.map((v) => el("option", { value: v, selected: v === current, text: valueLabel(v) }))));
   };
   const form = el("form", { class: "status-form", "aria-label": "Consent and compliance" },
-    choice("consent", "Consent", ["granted", "denied", "unknown"], rec.consent),
-    choice("compliance", "Compliance", ["permitted", "denied", "missing_evidence", "policy_blocked"], rec.compliance),
+    choice("consent", "Consent", VALUES.consent ?? [], rec.consent),
+    choice("compliance", "Compliance", VALUES.compliance ?? [], rec.compliance),
     el("button", { type: "submit", class: "secondary", text: "Save status" }));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -9,8 +9,30 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use std::sync::LazyLock;
 
 const INDEX_HTML: &str = include_str!("index.html");
+
+/// The page with the lists its choices offer: the same lists the API checks a value against.
+static PAGE: LazyLock<String> =
+    LazyLock::new(|| INDEX_HTML.replace("{{values}}", &page_values().to_string()));
+
+fn page_values() -> serde_json::Value {
+    use crate::library::{Compliance, Consent, Direction, NodeType, RecordingStatus};
+    // A quarantined recording is listed to nobody: not a status to filter by.
+    let statuses: Vec<&str> = RecordingStatus::ALL
+        .into_iter()
+        .filter(|s| *s != RecordingStatus::Quarantined)
+        .map(RecordingStatus::as_str)
+        .collect();
+    serde_json::json!({
+        "node_type": NodeType::names(),
+        "direction": Direction::names(),
+        "status": statuses,
+        "consent": Consent::names(),
+        "compliance": Compliance::names(),
+    })
+}
 const APP_JS: &str = include_str!("app.js");
 const APP_CSS: &str = include_str!("app.css");
 
@@ -33,7 +55,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
             "/",
-            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+            get(|| async { asset(PAGE.as_str(), "text/html; charset=utf-8") }),
         )
         .route(
             "/assets/app.js",
@@ -43,4 +65,32 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/assets/app.css",
             get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_carries_the_lists_the_api_checks_against() {
+        let start = PAGE.find(r#"id="values">"#).expect("values block") + r#"id="values">"#.len();
+        let end = start + PAGE[start..].find("</script>").expect("end of block");
+        let values: serde_json::Value = serde_json::from_str(&PAGE[start..end]).expect("JSON");
+        assert_eq!(
+            values["direction"],
+            serde_json::json!(["inbound", "outbound"])
+        );
+        assert!(values["node_type"]
+            .as_array()
+            .expect("node types")
+            .contains(&serde_json::json!("fallback")));
+        assert!(!values["status"]
+            .as_array()
+            .expect("statuses")
+            .contains(&serde_json::json!("quarantined")));
+        assert!(values["compliance"]
+            .as_array()
+            .expect("compliance")
+            .contains(&serde_json::json!("unknown")));
+    }
 }

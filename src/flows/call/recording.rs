@@ -1,19 +1,21 @@
 //! Recording a call: the switches that decide, the row written first, armed lead-ins, each party on its own.
 
 use super::*;
-use crate::library::Consent;
+use crate::library::{Consent, NodeType, RecordingFormat};
 
 impl Call {
-    pub(super) fn row(&self, name: &str, format: &str, callee: &str, now_ms: u64) -> RecordingRow {
+    pub(super) fn row(
+        &self,
+        name: &str,
+        format: Option<RecordingFormat>,
+        callee: &str,
+        now_ms: u64,
+    ) -> RecordingRow {
         let (flow, node, node_type, tenant, project, private) = match (&self.flow, &self.node) {
             (Some(f), Some(n)) => (
                 Some(f.name.clone()),
                 Some(n.clone()),
-                f.nodes
-                    .get(n)
-                    .map(|n| n.kind.type_name())
-                    .unwrap_or("unknown")
-                    .to_string(),
+                f.nodes.get(n).and_then(|n| n.kind.recorded_as()),
                 f.tenant.clone(),
                 f.project.clone(),
                 f.private,
@@ -21,7 +23,7 @@ impl Call {
             _ => (
                 None,
                 None,
-                "outbound".to_string(),
+                Some(NodeType::Outbound),
                 self.outbound_scope.0.clone(),
                 self.outbound_scope.1.clone(),
                 false,
@@ -38,17 +40,16 @@ impl Call {
                 Some(false) => Consent::Denied,
                 None if self.heard_recording_notice => Consent::Granted,
                 None => Consent::Unknown,
-            }
-            .as_str(),
+            },
             participants: format!("{},{callee}", self.caller_number),
             flow,
             node,
             node_type,
-            direction: self.direction.as_str(),
+            direction: self.direction,
             caller_name: self.caller_name.clone(),
             caller_number: self.caller_number.clone(),
             callee: callee.to_string(),
-            format: format.to_string(),
+            format,
             started_at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
         }
     }
@@ -112,9 +113,12 @@ impl Call {
         let name = self.new_recording_name(now_ms);
         let mut request = RecordRequest::new(name.clone(), "wav");
         request.if_exists = Some(IfExists::Fail);
-        out.push(Output::RecordingStarted(Box::new(
-            self.row(&name, "wav", callee, now_ms),
-        )));
+        out.push(Output::RecordingStarted(Box::new(self.row(
+            &name,
+            Some(RecordingFormat::Wav),
+            callee,
+            now_ms,
+        ))));
         out.push(Output::Command(Command::RecordBridge { bridge, request }));
         self.recording = Some(name);
         self.lead_in = true;
@@ -147,7 +151,7 @@ impl Call {
             if self.recording.is_none() {
                 let name = format!("call:{}", self.id);
                 out.push(Output::NotRecorded(
-                    Box::new(self.row(&name, "none", &callee, now_ms)),
+                    Box::new(self.row(&name, None, &callee, now_ms)),
                     switch,
                 ));
             }
@@ -156,9 +160,12 @@ impl Call {
         let name = self.new_recording_name(now_ms);
         let mut request = RecordRequest::new(name.clone(), "wav");
         request.if_exists = Some(IfExists::Fail);
-        out.push(Output::RecordingStarted(Box::new(
-            self.row(&name, "wav", &callee, now_ms),
-        )));
+        out.push(Output::RecordingStarted(Box::new(self.row(
+            &name,
+            Some(RecordingFormat::Wav),
+            &callee,
+            now_ms,
+        ))));
         out.push(Output::Command(Command::RecordBridge { bridge, request }));
         self.record_parties(&name, agent, out);
         self.recording = Some(name);

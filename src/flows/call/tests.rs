@@ -143,8 +143,8 @@ fn a_sequential_hunt_group_passes_a_busy_member_on() {
     });
     let row = recorded.expect("recorded once the member is added");
     assert_eq!(
-        (row.callee.as_str(), row.node_type.as_str()),
-        ("PJSIP/202", "hunt_group")
+        (row.callee.as_str(), row.node_type),
+        ("PJSIP/202", Some(crate::library::NodeType::HuntGroup))
     );
     assert_eq!(call.live_view().callee.as_deref(), Some("PJSIP/202"));
 }
@@ -350,12 +350,12 @@ fn transfer_records_once_the_agent_is_added_and_ends_cleanly() {
     });
     let row = row.expect("row written before the request");
     assert_eq!(
+        (row.callee.as_str(), row.node_type, row.format),
         (
-            row.callee.as_str(),
-            row.node_type.as_str(),
-            row.format.as_str()
-        ),
-        ("PJSIP/201", "transfer", "wav")
+            "PJSIP/201",
+            Some(crate::library::NodeType::Transfer),
+            Some(crate::library::RecordingFormat::Wav)
+        )
     );
     assert!(
         matches!(out.last(), Some(Output::Command(Command::RecordBridge { bridge, .. })) if bridge == "c1_B1")

@@ -4,6 +4,7 @@ use super::*;
 
 pub(in crate::http) use crate::library::search::Sort;
 use crate::library::search::{self, Filter, Viewer, MAX_NAME_WORDS};
+use crate::library::status::NamedValue;
 
 pub(in crate::http) fn parse_time(param: &str, value: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = value.parse::<i64>() {
@@ -17,6 +18,16 @@ pub(in crate::http) fn parse_time(param: &str, value: &str) -> Result<i64, ApiEr
                 "expected RFC 3339 (2026-11-21T10:00:00Z) or milliseconds since 1970",
             )
         })
+}
+
+/// A parameter that must be one value of a list (node type, direction, status, format).
+fn one_of<T: NamedValue>(q: &HashMap<String, String>, param: &str) -> Result<Option<T>, ApiError> {
+    q.get(param)
+        .map(|v| {
+            T::parse(v)
+                .ok_or_else(|| bad(param, format!("must be one of: {}", T::names().join(", "))))
+        })
+        .transpose()
 }
 
 pub(in crate::http) fn encode_cursor(sort: Sort, key: i64, id: i64) -> String {
@@ -101,28 +112,10 @@ pub(in crate::http) fn list_filters<'a>(
         // Every word typed must start a word of the caller's name.
         filter.name_words = words;
     }
-    let one_of = |key: &str, values: &[&str]| -> Result<Option<String>, ApiError> {
-        match q.get(key) {
-            Some(v) if !values.contains(&v.as_str()) => {
-                Err(bad(key, format!("must be one of: {}", values.join(", "))))
-            }
-            v => Ok(v.cloned()),
-        }
-    };
-    filter.node_type = one_of("node_type", &search::NODE_TYPES)?;
-    filter.direction = one_of("direction", &search::DIRECTIONS)?;
-    filter.format = one_of("format", &search::FORMATS)?;
-    if let Some(v) = q.get("status") {
-        filter.status = Some(crate::library::RecordingStatus::parse(v).ok_or_else(|| {
-            bad(
-                "status",
-                format!(
-                    "must be one of: {}",
-                    crate::library::RecordingStatus::names().join(", ")
-                ),
-            )
-        })?);
-    }
+    filter.node_type = one_of(q, "node_type")?;
+    filter.direction = one_of(q, "direction")?;
+    filter.format = one_of(q, "format")?;
+    filter.status = one_of(q, "status")?;
     filter.from_ms = q.get("from").map(|v| parse_time("from", v)).transpose()?;
     filter.to_ms = q.get("to").map(|v| parse_time("to", v)).transpose()?;
     if let Some(v) = q.get("min_duration") {
