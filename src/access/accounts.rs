@@ -30,17 +30,24 @@ impl From<sqlx::Error> for AccountError {
 }
 
 /// What `user add` and `POST /api/users` take.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub username: String,
+    #[schema(format = Password, min_length = 10)]
     pub password: String,
+    /// `admin`, `manager` or `staff`.
+    #[schema(example = "staff")]
     pub role: String,
+    /// The admin's own tenant (the only one they may add to).
     #[serde(default)]
     pub tenant: String,
+    /// The projects they see (none: all of the tenant's).
     #[serde(default)]
     pub projects: Vec<String>,
+    /// Their phone: they see the private calls it was on.
     #[serde(default)]
+    #[schema(example = "PJSIP/201")]
     pub extension: Option<String>,
 }
 

@@ -96,7 +96,16 @@ pub enum Command {
 /// How a live recording is redacted: `mute` keeps the file aligned with the call (silence in
 /// place of the audio), `pause` leaves the audio out (the file is shorter than the call).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum RedactMode {

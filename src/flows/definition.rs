@@ -296,7 +296,7 @@ pub enum FeatureLeg {
     Caller,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Settings {
     /// The master switch: off, no call is recorded whatever the nodes say (voicemail messages
     /// are not call recordings and still work).
@@ -308,23 +308,38 @@ pub struct Settings {
     /// Start a call's recording when the other party is dialled (the caller alone in the
     /// bridge; the lead-in is marked and discarded when nobody answers), so a slow Asterisk
     /// loses no word. Off (the default): record once both parties are in the bridge.
+    #[schema(read_only)]
     pub record_from_dial: bool,
     /// How pausing a live recording redacts it: `mute` (the default: silence in its place, the
     /// file stays aligned with the call) or `pause` (the audio is left out).
+    #[schema(read_only)]
     pub redaction_mode: super::call::RedactMode,
     /// Compliance status of new recordings: `permitted` (the default), or `unknown`, which
     /// blocks playback until an admin records the evidence (the strict reading).
+    #[schema(read_only)]
     pub default_compliance: DefaultCompliance,
     /// Prompts played to a caller before the first recorded part of a call that has not heard
     /// a recording notice. Empty (the default): none; Asterisk's core sounds hold no "this call
     /// may be recorded" prompt, so the operator names their own.
+    #[schema(read_only)]
     pub recording_announcement: Vec<String>,
     /// What the page and downloads offer first for a call of several segments: the call as
     /// one recording (`per_call`, the default) or each segment (`per_segment`).
+    #[schema(read_only)]
     pub recording_separation: RecordingSeparation,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordingSeparation {
     #[default]
@@ -341,7 +356,17 @@ impl RecordingSeparation {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultCompliance {
     #[default]

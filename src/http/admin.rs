@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Caller;
-use super::{internal, rfc3339, ApiError, AppState};
+use super::openapi::UserId;
+use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::accounts::{self, AccountError, NewUser};
 use crate::access::audit::{self, AuditTx};
 use crate::access::policy::TenantSettings;
@@ -32,6 +33,12 @@ impl From<AccountError> for ApiError {
     }
 }
 
+/// The users of the admin's tenant.
+#[utoipa::path(get, path = "/api/users", tag = "access", responses(
+    (status = 200, description = "`{\"users\": [...]}`"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin", body = ErrorBody),
+))]
 pub(super) async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -46,7 +53,14 @@ pub(super) async fn list_users(
     Ok(Json(serde_json::json!({ "users": users })).into_response())
 }
 
-/// `POST /api/users`: a new user in the admin's own tenant.
+/// Add a user to the admin's own tenant.
+#[utoipa::path(post, path = "/api/users", tag = "access", request_body = NewUser, responses(
+    (status = 201, description = "created: the user"),
+    (status = 400, description = "a bad name, role, password or tenant", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin", body = ErrorBody),
+    (status = 409, description = "the name is taken", body = ErrorBody),
+))]
 pub(super) async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -85,15 +99,23 @@ pub(super) async fn create_user(
         .into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UserPatch {
+    /// `admin`, `manager` or `staff`.
     role: Option<String>,
     projects: Option<Vec<String>>,
     disabled: Option<bool>,
 }
 
-/// `PATCH /api/users/{id}`: role, projects, disabled.
+/// Change a user's role, projects or disabled flag.
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "access", params(UserId), request_body = UserPatch, responses(
+    (status = 200, description = "the user"),
+    (status = 400, description = "a bad role or project", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin", body = ErrorBody),
+    (status = 404, description = "no such user in the tenant", body = ErrorBody),
+))]
 pub(super) async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,6 +173,11 @@ pub(super) async fn update_user(
     Ok(Json(user).into_response())
 }
 
+/// The caller's tenant's entitlements.
+#[utoipa::path(get, path = "/api/tenant", tag = "access", responses(
+    (status = 200, description = "`{tenant, staff_playback, download_entitlement}`"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+))]
 pub(super) async fn get_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -176,14 +203,20 @@ fn tenant_json(name: &str, settings: TenantSettings) -> serde_json::Value {
     })
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TenantPatch {
     staff_playback: Option<bool>,
     download_entitlement: Option<bool>,
 }
 
-/// `PATCH /api/tenant`: the admin's tenant's entitlements.
+/// Set the admin's tenant's `staff_playback` and `download_entitlement` (audited).
+#[utoipa::path(patch, path = "/api/tenant", tag = "access", request_body = TenantPatch, responses(
+    (status = 200, description = "the tenant"),
+    (status = 400, description = "a bad body", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin", body = ErrorBody),
+))]
 pub(super) async fn patch_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -218,7 +251,13 @@ pub(super) async fn patch_tenant(
 
 const AUDIT_PARAMS: [&str; 6] = ["before", "limit", "actor", "action", "recording", "outcome"];
 
-/// `GET /api/audit`: the admin's tenant's events, newest first, `before` a sequence number.
+/// The tenant's audit events, newest first (admins).
+#[utoipa::path(get, path = "/api/audit", tag = "access", params(super::openapi::AuditQuery), responses(
+    (status = 200, description = "`{\"events\": [...], \"next_before\"}`"),
+    (status = 400, description = "an unknown or bad parameter", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin", body = ErrorBody),
+))]
 pub(super) async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,

@@ -406,10 +406,11 @@ fn session_view(
     })
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Login {
     username: String,
+    #[schema(format = Password)]
     password: String,
 }
 
@@ -425,7 +426,16 @@ fn cookie(access: &Access, value: &str, max_age_seconds: i64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("ari_session=; Max-Age=0"))
 }
 
-/// `POST /api/session`: signs in with a password; sets the session cookie.
+/// Sign in with a password.
+///
+/// Sets the HttpOnly SameSite=Strict session cookie and answers the session's CSRF token.
+/// Repeated failures from one address or for one name are slowed down (429).
+#[utoipa::path(post, path = "/api/session", tag = "access", security(()), request_body = Login, responses(
+    (status = 200, description = "signed in: the session"),
+    (status = 400, description = "a bad body, or a name or password too long", body = super::ErrorBody),
+    (status = 401, description = "wrong name or password", body = super::ErrorBody),
+    (status = 429, description = "too many failures: wait (Retry-After)", body = super::ErrorBody),
+))]
 pub(super) async fn login(
     State(state): State<AppState>,
     ConnectInfoOrUnknown(client): ConnectInfoOrUnknown,
@@ -555,7 +565,11 @@ pub(super) fn past_failure_share(
     Some(wait)
 }
 
-/// `GET /api/session`: who is signed in, their CSRF token and what they may do.
+/// The signed-in user, the session's CSRF token and what they may do.
+#[utoipa::path(get, path = "/api/session", tag = "access", responses(
+    (status = 200, description = "the session"),
+    (status = 401, description = "not signed in", body = super::ErrorBody),
+))]
 pub(super) async fn current(State(state): State<AppState>, caller: Caller) -> Response {
     let (csrf, expires) = match &caller.session {
         Some((csrf, expires)) => (Some(csrf.as_str()), Some(*expires)),
@@ -570,7 +584,12 @@ pub(super) async fn current(State(state): State<AppState>, caller: Caller) -> Re
     .into_response()
 }
 
-/// `DELETE /api/session`: signs out; the cookie stops working at once.
+/// Sign out: the session ends at once.
+#[utoipa::path(delete, path = "/api/session", tag = "access", responses(
+    (status = 204, description = "signed out"),
+    (status = 401, description = "not signed in", body = super::ErrorBody),
+    (status = 403, description = "no or a wrong CSRF token", body = super::ErrorBody),
+))]
 pub(super) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,

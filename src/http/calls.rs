@@ -19,7 +19,7 @@ use super::recordings::{
     bad, fetch_call, list_entry, peak_points, playable, redaction_spans, serve, spans_json,
     AudioBody, RecordingRow, Span,
 };
-use super::{internal, rfc3339, ApiError, AppState};
+use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit;
 use crate::access::policy::{decide, Action, Denial};
 use crate::audio::assemble::{Segment, TIMELINE_RATE};
@@ -94,7 +94,16 @@ fn paused_ms(spans: &HashMap<String, Vec<Span>>, name: &str) -> i64 {
         .map_or(0, |s| s.iter().map(Span::gap_ms).sum())
 }
 
-/// `GET /api/calls/{id}`: the call and its segments on its timeline.
+/// A call and its segments on the call's timeline.
+///
+/// The timeline is Asterisk's clock: each segment has `offset_seconds`, `in_call_audio` and
+/// `paused_seconds`; the answer says whether the asking user may play and download the whole
+/// call.
+#[utoipa::path(get, path = "/api/calls/{id}", tag = "calls", params(super::openapi::CallId), responses(
+    (status = 200, description = "the call"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 404, description = "no such call the caller may see", body = ErrorBody),
+))]
 pub(super) async fn get_call(
     State(state): State<AppState>,
     caller: Caller,
@@ -336,7 +345,20 @@ fn range_detail(headers: &HeaderMap) -> Option<String> {
         .map(|r| r.chars().take(60).collect())
 }
 
-/// `GET /api/calls/{id}/audio`: the whole call as one WAV, with exact ranges.
+/// The call as one 8 kHz mono PCM WAV.
+///
+/// Segments at their offsets, silence between, overlaps mixed with clipping; built on first
+/// request and cached; exact ranges.
+#[utoipa::path(get, path = "/api/calls/{id}/audio", tag = "calls", operation_id = "call_audio",
+    params(super::openapi::CallId, super::openapi::RangeHeader), responses(
+    (status = 200, description = "the call", content_type = "audio/wav"),
+    (status = 206, description = "the requested range", content_type = "audio/wav"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to play every segment", body = ErrorBody),
+    (status = 404, description = "no such call", body = ErrorBody),
+    (status = 409, description = "a segment has no audio (yet)", body = ErrorBody),
+    (status = 416, description = "range not satisfiable", body = ErrorBody),
+))]
 pub(super) async fn audio(
     State(state): State<AppState>,
     caller: Caller,
@@ -346,7 +368,16 @@ pub(super) async fn audio(
     serve_call(&state, &caller, &call_id, &headers, false).await
 }
 
-/// `GET /api/calls/{id}/download`: the whole call as a WAV attachment.
+/// The assembled call as an attachment (needs the right to download every segment).
+#[utoipa::path(get, path = "/api/calls/{id}/download", tag = "calls", operation_id = "call_download",
+    params(super::openapi::CallId, super::openapi::RangeHeader), responses(
+    (status = 200, description = "the call, `Content-Disposition: attachment`", content_type = "audio/wav"),
+    (status = 206, description = "the requested range", content_type = "audio/wav"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to download every segment", body = ErrorBody),
+    (status = 404, description = "no such call", body = ErrorBody),
+    (status = 409, description = "a segment has no audio (yet)", body = ErrorBody),
+))]
 pub(super) async fn download(
     State(state): State<AppState>,
     caller: Caller,
@@ -400,7 +431,16 @@ fn download_name(segments: &[RecordingRow]) -> String {
     }
 }
 
-/// `GET /api/calls/{id}/peaks?points=N`: the assembled call's waveform.
+/// Min/max peaks of the assembled call, for a waveform.
+#[utoipa::path(get, path = "/api/calls/{id}/peaks", tag = "calls", operation_id = "call_peaks",
+    params(super::openapi::CallId, super::openapi::PeakPoints), responses(
+    (status = 200, description = "`{\"peaks\": [[min, max], ...]}`"),
+    (status = 400, description = "a number of points not offered", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to play every segment", body = ErrorBody),
+    (status = 404, description = "no such call", body = ErrorBody),
+    (status = 409, description = "a segment has no audio (yet)", body = ErrorBody),
+))]
 pub(super) async fn peaks(
     State(state): State<AppState>,
     caller: Caller,

@@ -37,8 +37,14 @@ fn node_json(id: &str, kind: &NodeKind, settings: &Settings) -> serde_json::Valu
     node
 }
 
-/// The flows of the caller's tenant and projects with their nodes, `record_call` where the node
-/// type has it.
+/// The flows in the caller's scope and their nodes.
+///
+/// `record_call` where the node type has it; the deployment's settings for the operator's
+/// tenant (null for other tenants).
+#[utoipa::path(get, path = "/api/flows", tag = "flows", responses(
+    (status = 200, description = "`{\"flows\": [{name, tenant, project, private, numbers, start, nodes}], \"settings\"}`"),
+    (status = 401, description = "not signed in", body = super::ErrorBody),
+))]
 pub(super) async fn list_flows(State(state): State<AppState>, caller: Caller) -> Response {
     let set = state.flows.store().current();
     let flows: Vec<serde_json::Value> = set
@@ -62,7 +68,7 @@ pub(super) async fn list_flows(State(state): State<AppState>, caller: Caller) ->
     Json(serde_json::json!({"flows": flows, "settings": settings})).into_response()
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NodePatch {
     record_call: bool,
@@ -87,6 +93,18 @@ async fn audited_edit<T: Send + 'static>(
     Ok(result?)
 }
 
+/// Turn `record_call` on or off for a transfer, queue or hunt_group node.
+///
+/// Written back to the flow's file with its comments; audited.
+#[utoipa::path(patch, path = "/api/flows/{flow}/nodes/{node}", tag = "flows",
+    params(("flow" = String, Path), ("node" = String, Path)),
+    request_body = NodePatch,
+    responses(
+        (status = 200, description = "the node"),
+        (status = 400, description = "not a node that records, or a bad body", body = super::ErrorBody),
+        (status = 403, description = "not a flow editor", body = super::ErrorBody),
+        (status = 404, description = "no such flow or node in the caller's scope", body = super::ErrorBody),
+    ))]
 pub(super) async fn patch_node(
     State(state): State<AppState>,
     caller: Caller,
@@ -140,7 +158,11 @@ pub(super) async fn patch_node(
     }
 }
 
-/// Deployment-wide: the operator's tenant only.
+/// Service-wide call settings (the operator's tenant only).
+#[utoipa::path(get, path = "/api/settings", tag = "flows", responses(
+    (status = 200, description = "the settings", body = crate::flows::definition::Settings),
+    (status = 403, description = "not of the operator's tenant", body = super::ErrorBody),
+))]
 pub(super) async fn get_settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -149,7 +171,8 @@ pub(super) async fn get_settings(
     Ok(Json(state.flows.store().settings()).into_response())
 }
 
-#[derive(serde::Deserialize)]
+/// The switches a PATCH may change; at least one.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SettingsPatch {
     recording_enabled: Option<bool>,
@@ -170,8 +193,16 @@ impl SettingsPatch {
     }
 }
 
+/// Change `recording_enabled`, `record_inbound_calls` and/or `record_outbound_calls`.
+///
 /// Settings are the deployment's, not a tenant's: only editors of the operator's tenant (the
-/// configured default tenant) change them.
+/// configured default tenant) change them. Audited; written back to settings.toml with its
+/// comments.
+#[utoipa::path(patch, path = "/api/settings", tag = "flows", request_body = SettingsPatch, responses(
+    (status = 200, description = "the settings", body = crate::flows::definition::Settings),
+    (status = 400, description = "no switch named, or an unknown field", body = super::ErrorBody),
+    (status = 403, description = "not an editor of the operator's tenant", body = super::ErrorBody),
+))]
 pub(super) async fn patch_settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -203,10 +234,14 @@ pub(super) async fn patch_settings(
     Ok(Json(settings).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CallRequest {
+    /// Rung first.
+    #[schema(example = "PJSIP/201")]
     from: String,
+    /// Rung once `from` answers.
+    #[schema(example = "PJSIP/202")]
     to: String,
 }
 
@@ -216,8 +251,16 @@ fn valid_endpoint(endpoint: &str) -> bool {
         && !endpoint.chars().any(|c| c.is_control() || c == ',')
 }
 
-/// A direct outbound call: `from` rings first, then `to`; recorded when
-/// `record_outbound_calls` is on.
+/// Place a direct outbound call: ring `from`, then `to`, bridge them.
+///
+/// Recorded when `record_outbound_calls` is on; both endpoints must be among the tenant's call
+/// endpoints. Audited.
+#[utoipa::path(post, path = "/api/calls", tag = "calls", request_body = CallRequest, responses(
+    (status = 202, description = "placed: `{\"call_id\"}`"),
+    (status = 400, description = "not an endpoint like PJSIP/201", body = super::ErrorBody),
+    (status = 403, description = "not a flow editor, or an endpoint outside the tenant's", body = super::ErrorBody),
+    (status = 429, description = "too many calls placed", body = super::ErrorBody),
+))]
 pub(super) async fn place_call(
     State(state): State<AppState>,
     caller: Caller,

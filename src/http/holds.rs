@@ -10,14 +10,16 @@ use axum::Json;
 
 use super::auth::{denied, Caller};
 use super::recordings::{authorize, fetch_call, RecordingRow};
-use super::{internal, rfc3339, ApiError, AppState};
+use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit::{self, AuditEntry};
 use crate::access::policy::{decide, Action, Denial};
 use crate::retention;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HoldRequest {
+    /// Why (a case, a request), kept with the hold and in the audit log.
+    #[schema(max_length = 200)]
     reason: String,
 }
 
@@ -58,7 +60,18 @@ async fn hold_json(state: &AppState, id: i64) -> Result<serde_json::Value, ApiEr
     }))
 }
 
-/// `PUT /api/recordings/{id}/hold` `{"reason": "..."}`.
+/// Place the recording on legal hold (admins; audited).
+///
+/// Held, it is deleted by nobody and purged by no retention rule until released.
+#[utoipa::path(put, path = "/api/recordings/{id}/hold", tag = "recordings", params(super::openapi::RecordingId),
+    request_body = HoldRequest, responses(
+    (status = 200, description = "`{\"id\", \"hold\": {reason, by, at}}`"),
+    (status = 400, description = "no reason, or one too long", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin of the recording", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+    (status = 409, description = "its audio was deleted or purged", body = ErrorBody),
+))]
 pub(super) async fn hold_recording(
     State(state): State<AppState>,
     caller: Caller,
@@ -78,7 +91,13 @@ pub(super) async fn hold_recording(
     Ok(Json(hold_json(&state, row.id).await?).into_response())
 }
 
-/// `DELETE /api/recordings/{id}/hold`.
+/// Release the recording's hold (admins; audited).
+#[utoipa::path(delete, path = "/api/recordings/{id}/hold", tag = "recordings", params(super::openapi::RecordingId), responses(
+    (status = 200, description = "`{\"id\", \"hold\": null}`"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin of the recording", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+))]
 pub(super) async fn release_recording(
     State(state): State<AppState>,
     caller: Caller,
@@ -124,7 +143,15 @@ async fn call_rows(
     Ok((rows, entry))
 }
 
-/// `PUT /api/calls/{id}/hold` `{"reason": "..."}`: every recording of the call with audio left.
+/// Hold every recording of the call with audio left (admins of every segment; audited).
+#[utoipa::path(put, path = "/api/calls/{id}/hold", tag = "calls", params(super::openapi::CallId),
+    request_body = HoldRequest, responses(
+    (status = 200, description = "`{\"held\": [ids]}`"),
+    (status = 400, description = "no reason, or one too long", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin of every segment", body = ErrorBody),
+    (status = 404, description = "no such call", body = ErrorBody),
+))]
 pub(super) async fn hold_call(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,7 +178,13 @@ pub(super) async fn hold_call(
     Ok(Json(serde_json::json!({"call_id": call_id, "held": held})).into_response())
 }
 
-/// `DELETE /api/calls/{id}/hold`.
+/// Release every recording of the call (admins of every segment; audited).
+#[utoipa::path(delete, path = "/api/calls/{id}/hold", tag = "calls", params(super::openapi::CallId), responses(
+    (status = 200, description = "`{\"released\": [ids]}`"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin of every segment", body = ErrorBody),
+    (status = 404, description = "no such call", body = ErrorBody),
+))]
 pub(super) async fn release_call(
     State(state): State<AppState>,
     caller: Caller,

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Caller;
-use super::{internal, rfc3339, ApiError, AppState};
+use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::policy::{in_scope, is_participant};
 use crate::access::{audit, Role, Scope};
 use crate::flows::call::LiveCall;
@@ -59,7 +59,15 @@ fn no_such_call() -> ApiError {
     )
 }
 
-/// `GET /api/calls`: the calls in progress the caller may see, newest first.
+/// Calls in progress the caller may see, newest first.
+///
+/// Tenant, projects, and private calls to their participants only; each with its recording's
+/// state (recording, muted, paused).
+#[utoipa::path(get, path = "/api/calls", tag = "calls", operation_id = "list_calls", responses(
+    (status = 200, description = "`{\"calls\": [...]}`"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "a token without recordings:read", body = ErrorBody),
+))]
 pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -89,7 +97,17 @@ pub(super) async fn list(
     Ok(Json(serde_json::json!({ "calls": calls })).into_response())
 }
 
-/// `POST /api/calls/{id}/recording/pause`
+/// Redact the call's live recording from now.
+///
+/// `redaction_mode` decides how: `mute` writes silence, `pause` leaves the audio out. Admins,
+/// managers and the agent on the call; audited, stored with the recording.
+#[utoipa::path(post, path = "/api/calls/{id}/recording/pause", tag = "calls", params(super::openapi::CallId), responses(
+    (status = 200, description = "the call"),
+    (status = 403, description = "not allowed to redact this call", body = ErrorBody),
+    (status = 404, description = "no such call in progress", body = ErrorBody),
+    (status = 409, description = "the call is not being recorded", body = ErrorBody),
+    (status = 502, description = "Asterisk refused", body = ErrorBody),
+))]
 pub(super) async fn pause(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,7 +116,14 @@ pub(super) async fn pause(
     control(state, caller, id, true).await
 }
 
-/// `POST /api/calls/{id}/recording/resume`
+/// Stop redacting the call's live recording.
+#[utoipa::path(post, path = "/api/calls/{id}/recording/resume", tag = "calls", params(super::openapi::CallId), responses(
+    (status = 200, description = "the call"),
+    (status = 403, description = "not allowed to redact this call", body = ErrorBody),
+    (status = 404, description = "no such call in progress", body = ErrorBody),
+    (status = 409, description = "the call is not being recorded", body = ErrorBody),
+    (status = 502, description = "Asterisk refused", body = ErrorBody),
+))]
 pub(super) async fn resume(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,9 +10,12 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod admin;
 pub mod auth;
@@ -68,11 +71,24 @@ impl ApiError {
     }
 }
 
+/// Every error answer of the API: a code a program can branch on, and the reason in words.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    /// e.g. `bad_request`, `not_found`, `forbidden`, `missing_consent`.
+    pub error: &'a str,
+    /// Why, for a person: which parameter, which rule.
+    pub message: &'a str,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(serde_json::json!({"error": self.code, "message": self.message})),
+            Json(ErrorBody {
+                error: self.code,
+                message: &self.message,
+            }),
         )
             .into_response();
         if let Some(seconds) = self.retry_after {
@@ -150,75 +166,56 @@ impl From<EditError> for ApiError {
     }
 }
 
+/// The API's routes, each with its description: the router and the OpenAPI document come from
+/// this one list, so no route goes undescribed.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(flows::list_flows))
+        .routes(routes!(flows::patch_node))
+        .routes(routes!(flows::get_settings, flows::patch_settings))
+        .routes(routes!(live::list, flows::place_call))
+        .routes(routes!(calls::get_call))
+        .routes(routes!(calls::audio))
+        .routes(routes!(calls::download))
+        .routes(routes!(calls::peaks))
+        .routes(routes!(holds::hold_call, holds::release_call))
+        .routes(routes!(live::pause))
+        .routes(routes!(live::resume))
+        .routes(routes!(auth::current, auth::login, auth::logout))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(admin::update_user))
+        .routes(routes!(admin::get_tenant, admin::patch_tenant))
+        .routes(routes!(admin::list_audit))
+        .routes(routes!(recordings::list))
+        .routes(routes!(
+            recordings::get_one,
+            recordings::set_status,
+            recordings::delete
+        ))
+        .routes(routes!(recordings::audio))
+        .routes(routes!(recordings::download))
+        .routes(routes!(
+            recordings::download_url,
+            recordings::download_url_get
+        ))
+        .routes(routes!(recordings::play_url))
+        .routes(routes!(recordings::peaks))
+        .routes(routes!(holds::hold_recording, holds::release_recording))
+        .routes(routes!(
+            transcripts::get,
+            transcripts::put,
+            transcripts::delete
+        ))
+        .routes(routes!(recordings::scan_state))
+}
+
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/flows", get(flows::list_flows))
-        .route("/api/flows/{flow}/nodes/{node}", patch(flows::patch_node))
-        .route(
-            "/api/settings",
-            get(flows::get_settings).patch(flows::patch_settings),
-        )
-        .route("/api/calls", get(live::list).post(flows::place_call))
-        .route("/api/calls/{id}", get(calls::get_call))
-        .route("/api/calls/{id}/audio", get(calls::audio))
-        .route("/api/calls/{id}/download", get(calls::download))
-        .route("/api/calls/{id}/peaks", get(calls::peaks))
-        .route(
-            "/api/calls/{id}/hold",
-            put(holds::hold_call).delete(holds::release_call),
-        )
-        .route("/api/calls/{id}/recording/pause", post(live::pause))
-        .route("/api/calls/{id}/recording/resume", post(live::resume))
-        .route(
-            "/api/session",
-            get(auth::current).post(auth::login).delete(auth::logout),
-        )
-        .route(
-            "/api/users",
-            get(admin::list_users).post(admin::create_user),
-        )
-        .route("/api/users/{id}", patch(admin::update_user))
-        .route(
-            "/api/tenant",
-            get(admin::get_tenant).patch(admin::patch_tenant),
-        )
-        .route("/api/audit", get(admin::list_audit))
-        .route("/api/recordings", get(recordings::list))
-        .route(
-            "/api/recordings/{id}",
-            get(recordings::get_one)
-                .patch(recordings::set_status)
-                .delete(recordings::delete),
-        )
-        .route("/api/recordings/{id}/audio", get(recordings::audio))
-        .route("/api/recordings/{id}/download", get(recordings::download))
-        .route(
-            "/api/recordings/{id}/download-url",
-            // GET as the Gravity Rail API spells it; POST as links are made elsewhere.
-            post(recordings::download_url).get(recordings::download_url),
-        )
-        .route("/api/recordings/{id}/play-url", post(recordings::play_url))
-        .route("/api/recordings/{id}/peaks", get(recordings::peaks))
-        .route(
-            "/api/recordings/{id}/hold",
-            put(holds::hold_recording).delete(holds::release_recording),
-        )
-        .route(
-            "/api/recordings/{id}/transcript",
-            get(transcripts::get)
-                .put(transcripts::put)
-                .delete(transcripts::delete),
-        )
-        .route("/api/library/scan", get(recordings::scan_state))
-        .route(
-            "/api/openapi.json",
-            get(|| async { Json(openapi::document()) }),
-        )
-        .merge(crate::web::routes())
-        .fallback(not_found);
+    let (api, _) = api_routes().split_for_parts();
+    let routes = api.merge(crate::web::routes()).fallback(not_found);
     with_security_headers(routes)
         // One limit for every body (axum's own per-extractor limit off): a larger one is
         // refused before it is read when it declares its length, else once it passes the limit.
@@ -342,21 +339,25 @@ fn with_security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) ->
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({"error": "not_found", "message": "no such route"})),
-    )
-        .into_response()
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
 }
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
 async fn healthz() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-/// Ready to serve the library: database open and recordings folder readable. ARI's state is
-/// reported but does not make the service unready: the library keeps serving while Asterisk is
-/// away.
+/// Ready to serve the library: database open and recordings folder readable.
+///
+/// ARI's state is reported but does not make the service unready (the library keeps serving
+/// while Asterisk is away), nor do the warnings (folders not writable, no dialplans folder), the
+/// calls recorded by the dialplan's fallback while the service was away, or the archive's state.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses(
+    (status = 200, description = "ready: `status`, `database`, `recordings_dir`, `ari`, `fallback_recordings`, `archive`, `warnings`"),
+    (status = 503, description = "not ready, with the reasons in the same fields"),
+))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let database = match state.db.ping().await {
         Ok(()) => "ok".to_string(),
@@ -410,7 +411,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `/metrics` on the main address: only with the metrics token, when one is configured.
+/// Prometheus metrics (text exposition format).
+///
+/// Off unless `METRICS_TOKEN` is set (then `Authorization: Bearer <token>`); with `METRICS_ADDR`
+/// they are served on that address instead, without credentials.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses(
+    (status = 200, description = "text exposition format", content_type = "text/plain"),
+    (status = 401, description = "the metrics token is missing or wrong", body = ErrorBody),
+    (status = 404, description = "metrics are off, or served on METRICS_ADDR", body = ErrorBody),
+))]
 async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     match &state.access.metrics {
         auth::MetricsAccess::Token(_) if state.access.metrics.allows(&headers) => {

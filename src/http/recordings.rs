@@ -19,7 +19,8 @@ use axum::Json;
 use base64::Engine;
 
 use super::auth::{denied, Caller, ConnectInfoOrUnknown};
-use super::{internal, rfc3339, ApiError, AppState};
+use super::openapi::RecordingId;
+use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::accounts::principal_for_subject;
 use crate::access::audit::{self, AuditEntry, AuditTx};
 use crate::access::links::{self, Grant, LinkAction};
@@ -119,40 +120,55 @@ impl Library {
 
 pub(super) use crate::library::recordings::RecordingRow;
 
-/// A recording in an answer, serialized straight from the row (no intermediate JSON tree: a
-/// list page is fifty of these). Fields in alphabetical order, the order clients have seen.
-#[derive(serde::Serialize)]
+/// A recording: its file, its call, and what the asking user may do with it.
+// Serialized straight from the row (no intermediate JSON tree: a list page is fifty of these).
+// Fields in alphabetical order, the order clients have seen.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Recording)]
 pub(super) struct RecordingView<'a> {
     access: AccessView,
     call_id: Option<&'a str>,
     callee: Option<&'a str>,
     caller: CallerView<'a>,
+    #[schema(value_type = crate::library::Compliance)]
     compliance: &'a str,
+    #[schema(value_type = crate::library::Consent)]
     consent: &'a str,
+    #[schema(format = DateTime)]
     deleted_at: Option<String>,
+    #[schema(value_type = Option<crate::library::Direction>)]
     direction: Option<&'a str>,
     duration_seconds: f64,
     flow: Option<&'a str>,
+    #[schema(value_type = crate::library::RecordingFormat)]
     format: &'a str,
+    /// A legal hold: no delete, no purge until released.
     hold: Option<HoldView<'a>>,
     id: i64,
     links: LinksView,
     name: &'a str,
     node: Option<&'a str>,
+    /// The instance whose folder holds the file.
     node_id: &'a str,
+    #[schema(value_type = Option<crate::library::NodeType>)]
     node_type: Option<&'a str>,
     playable: bool,
+    /// Only the people on the call see it.
     private: bool,
     project: &'a str,
+    /// Why the status (a failure's cause).
     reason: Option<&'a str>,
     sha256: Option<&'a str>,
     size_bytes: i64,
+    #[schema(format = DateTime)]
     started_at: String,
+    #[schema(value_type = crate::library::RecordingStatus)]
     status: &'a str,
     tenant: &'a str,
 }
 
-#[derive(serde::Serialize)]
+/// What the asking user may do with the recording, and if not, why.
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct AccessView {
     delete: Verdict,
     download: Verdict,
@@ -161,9 +177,11 @@ struct AccessView {
 }
 
 /// Whether an action is allowed, and why not.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct Verdict {
     allowed: bool,
+    /// missing_entitlement, missing_consent, compliance_policy, media_unavailable,
+    /// role_restriction, missing_scope, private_recording or on_hold.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
 }
@@ -177,19 +195,19 @@ impl Verdict {
     }
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct CallerView<'a> {
     name: Option<&'a str>,
     number: Option<&'a str>,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct HoldView<'a> {
     reason: &'a str,
 }
 
-/// The addresses of what the principal may do (absent: not allowed).
-#[derive(serde::Serialize)]
+/// The addresses of what the asking user may do (absent: not allowed).
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct LinksView {
     #[serde(skip_serializing_if = "Option::is_none")]
     audio: Option<String>,
@@ -369,6 +387,13 @@ pub(super) async fn authorize(
     }
 }
 
+/// One recording, with what the asking user may do with it.
+#[utoipa::path(get, path = "/api/recordings/{id}", tag = "recordings", operation_id = "get_recording", params(RecordingId), responses(
+    (status = 200, description = "the recording", body = RecordingView),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to see it", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+))]
 pub(super) async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -421,14 +446,24 @@ pub(super) fn spans_json(spans: &[Span]) -> serde_json::Value {
         .collect()
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StatusPatch {
+    #[schema(value_type = Option<crate::library::Consent>)]
     consent: Option<String>,
+    #[schema(value_type = Option<crate::library::Compliance>)]
     compliance: Option<String>,
 }
 
-/// `PATCH /api/recordings/{id}`: an admin sets consent and compliance status.
+/// Set a recording's consent and compliance status (admins; audited).
+#[utoipa::path(patch, path = "/api/recordings/{id}", tag = "recordings", params(RecordingId),
+    request_body = StatusPatch, responses(
+    (status = 200, description = "the recording", body = RecordingView),
+    (status = 400, description = "a value not in the list, or nothing to set", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin of the recording", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+))]
 pub(super) async fn set_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -507,6 +542,12 @@ pub(super) async fn set_status(
     Ok(Json(row.json(&caller.principal, tenant)).into_response())
 }
 
+/// The state of the recordings folder's scan (admins of the operator's tenant).
+#[utoipa::path(get, path = "/api/library/scan", tag = "operations", responses(
+    (status = 200, description = "the scan's state"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin of the operator's tenant", body = ErrorBody),
+))]
 pub(super) async fn scan_state(
     State(state): State<AppState>,
     caller: Caller,

@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Caller;
+use super::openapi::RecordingId;
 use super::recordings::authorize;
-use super::{internal, rfc3339, ApiError, AppState};
+use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit;
 use crate::access::policy::Action;
 use crate::library::transcripts::{self, Cue, Source};
@@ -26,7 +27,15 @@ fn cue_json(cue: &Cue) -> serde_json::Value {
     })
 }
 
-/// `GET /api/recordings/{id}/transcript`.
+/// The recording's transcript (needs the right to play it; audited).
+///
+/// Cues with start and end (seconds), speaker and text.
+#[utoipa::path(get, path = "/api/recordings/{id}/transcript", tag = "recordings", operation_id = "get_transcript", params(RecordingId), responses(
+    (status = 200, description = "`{id, source: \"api\" | \"sidecar\", updated_at, by, cues: [...]}`"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to play it", body = ErrorBody),
+    (status = 404, description = "no such recording, or it has no transcript", body = ErrorBody),
+))]
 pub(super) async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -55,8 +64,22 @@ pub(super) async fn get(
     .into_response())
 }
 
-/// `PUT /api/recordings/{id}/transcript`: WebVTT (`text/vtt`) or JSON (`application/json`,
-/// `[{"start", "end", "speaker", "text"}]` in seconds); replaces what the recording had.
+/// Attach a transcript, replacing any (admins; audited).
+///
+/// WebVTT as `text/vtt` (speakers from `<v Name>` tags) or JSON as `application/json`:
+/// `[{start, end, speaker, text}]` in seconds (or the same list under `cues`).
+#[utoipa::path(put, path = "/api/recordings/{id}/transcript", tag = "recordings", operation_id = "put_transcript", params(RecordingId),
+    request_body(content(
+        (Vec<crate::library::transcripts::JsonCue> = "application/json"),
+        (String = "text/vtt"),
+    )),
+    responses(
+    (status = 200, description = "the stored cues"),
+    (status = 400, description = "not a transcript: the reason", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin of the recording", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+))]
 pub(super) async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -115,7 +138,13 @@ pub(super) async fn put(
     .into_response())
 }
 
-/// `DELETE /api/recordings/{id}/transcript`.
+/// Remove the recording's transcript (admins; audited).
+#[utoipa::path(delete, path = "/api/recordings/{id}/transcript", tag = "recordings", operation_id = "delete_transcript", params(RecordingId), responses(
+    (status = 200, description = "`{id, removed: bool}`"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not an admin of the recording", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     caller: Caller,

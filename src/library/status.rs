@@ -36,6 +36,18 @@ macro_rules! named_values {
             }
         }
 
+        /// In the API's description: a string, one of the list.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($name::names()))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl NamedValue for $name {
             fn parse(name: &str) -> Option<$name> {
                 $name::parse(name)

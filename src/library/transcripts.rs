@@ -109,9 +109,9 @@ fn voice(payload: &str) -> (Option<String>, String) {
 }
 
 /// One line of a JSON transcript: times in seconds, as transcription services write them.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonCue {
+pub struct JsonCue {
     start: f64,
     end: f64,
     #[serde(default)]

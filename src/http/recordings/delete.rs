@@ -2,9 +2,22 @@
 
 use super::*;
 
-/// `DELETE /api/recordings/{id}`: without `confirm`, answers a token bound to this recording;
-/// with it, removes the file and keeps the row as a tombstone. The row is marked first, so a
-/// crash in between leaves a tombstone whose file the next scan removes.
+/// Delete a recording in two steps.
+///
+/// Without `confirm`, answers a token bound to this recording; with it, removes the file and
+/// keeps the row as a tombstone. A held recording is deleted by nobody.
+#[utoipa::path(delete, path = "/api/recordings/{id}", tag = "recordings", operation_id = "delete_recording",
+    params(RecordingId, ("confirm" = Option<String>, Query, description = "the token of the first step")),
+    responses(
+    (status = 202, description = "the first step: `{confirm_token, expires_in_seconds, recording, confirm_with}`"),
+    (status = 200, description = "deleted: the tombstone", body = RecordingView),
+    (status = 400, description = "a token of another recording, spent or expired", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to delete it", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+    (status = 409, description = "on legal hold, or still being recorded", body = ErrorBody),
+    (status = 410, description = "already deleted", body = ErrorBody),
+))]
 pub(in crate::http) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -43,7 +56,7 @@ pub(in crate::http) async fn delete(
         let token = crate::access::confirmations::issue(
             &state.db,
             row.id,
-            crate::access::now_ms(),
+            state.access.clock.now_ms(),
             CONFIRM_TTL.as_millis() as i64,
         )
         .await
@@ -60,7 +73,7 @@ pub(in crate::http) async fn delete(
             .into_response());
     };
     let redeemed =
-        crate::access::confirmations::redeem(&state.db, token, row.id, crate::access::now_ms())
+        crate::access::confirmations::redeem(&state.db, token, row.id, state.access.clock.now_ms())
             .await
             .map_err(internal)?;
     if let Err(reason) = redeemed {

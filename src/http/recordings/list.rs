@@ -148,8 +148,26 @@ pub(in crate::http) fn list_entry(caller: &Caller, q: &HashMap<String, String>) 
     entry
 }
 
-/// `GET /api/recordings`: keyset pagination, newest first or longest first, with filters, over
-/// the recordings the caller may see (their tenant and projects; private ones they were on).
+/// A page of the list.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(in crate::http) struct RecordingPage<'a> {
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+    recordings: Vec<RecordingView<'a>>,
+}
+
+/// Recordings, newest (or longest) first, in keyset pages.
+///
+/// Over the recordings the caller may see: their tenant and projects, and of the private ones
+/// those they were on. With `group=call`, one row per call instead (`calls`: call_id,
+/// started_at, segment_count, duration_seconds, segments), newest call first; a file no call
+/// made is its own row.
+#[utoipa::path(get, path = "/api/recordings", tag = "recordings", operation_id = "list_recordings", params(crate::http::openapi::ListQuery), responses(
+    (status = 200, description = "a page", body = RecordingPage),
+    (status = 400, description = "an unknown or bad parameter, named in the message", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "a token without recordings:read", body = ErrorBody),
+))]
 pub(in crate::http) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -220,12 +238,7 @@ pub(in crate::http) async fn list(
         _ => None,
     };
     let tenant = principal.settings;
-    #[derive(serde::Serialize)]
-    struct Page<'a> {
-        next_cursor: Option<String>,
-        recordings: Vec<RecordingView<'a>>,
-    }
-    Ok(Json(Page {
+    Ok(Json(RecordingPage {
         next_cursor,
         recordings: rows.iter().map(|r| r.view(principal, tenant)).collect(),
     })

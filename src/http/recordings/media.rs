@@ -354,6 +354,22 @@ pub(in crate::http) fn etag(row: &RecordingRow) -> String {
     )
 }
 
+/// Inline playback, exact ranges.
+///
+/// PCM WAV by default (mu-law and A-law transcoded), or Ogg Opus or MP3. By a signed-in user
+/// with the right to play, or through a play link.
+#[utoipa::path(get, path = "/api/recordings/{id}/audio", tag = "recordings", operation_id = "recording_audio",
+    params(RecordingId, crate::http::openapi::AudioQuery, crate::http::openapi::RangeHeader),
+    security(("bearer" = []), ("session" = []), ("signedLink" = [])),
+    responses(
+    (status = 200, description = "the audio", content_type = "audio/wav"),
+    (status = 206, description = "the requested range", content_type = "audio/wav"),
+    (status = 401, description = "no credentials, or a bad or expired link", body = ErrorBody),
+    (status = 403, description = "not allowed to play it", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+    (status = 409, description = "no playable audio", body = ErrorBody),
+    (status = 416, description = "range not satisfiable", body = ErrorBody),
+))]
 pub(in crate::http) async fn audio(
     State(state): State<AppState>,
     request: MediaRequest,
@@ -361,6 +377,21 @@ pub(in crate::http) async fn audio(
     audio_response(&state, request, LinkAction::Audio).await
 }
 
+/// The same audio as an attachment.
+///
+/// Admins and managers, with the tenant's download entitlement; or through a download link.
+#[utoipa::path(get, path = "/api/recordings/{id}/download", tag = "recordings", operation_id = "recording_download",
+    params(RecordingId, crate::http::openapi::AudioQuery, crate::http::openapi::RangeHeader),
+    security(("bearer" = []), ("session" = []), ("signedLink" = [])),
+    responses(
+    (status = 200, description = "the audio, `Content-Disposition: attachment`", content_type = "audio/wav"),
+    (status = 206, description = "the requested range", content_type = "audio/wav"),
+    (status = 401, description = "no credentials, or a bad, spent or expired link", body = ErrorBody),
+    (status = 403, description = "not allowed to download it", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+    (status = 409, description = "no playable audio", body = ErrorBody),
+    (status = 416, description = "range not satisfiable", body = ErrorBody),
+))]
 pub(in crate::http) async fn download(
     State(state): State<AppState>,
     request: MediaRequest,
@@ -630,7 +661,20 @@ pub(in crate::http) async fn audio_response(
     serve(body, tag, &request.headers, name)
 }
 
-/// `POST /api/recordings/{id}/download-url?expires_in=N`: a single-use signed download link.
+/// A download link usable without credentials until it expires.
+///
+/// Single-use and served by this service, or (`ARCHIVE_PRESIGNED_LINKS`, once archived) a
+/// presigned bucket URL reusable until it expires.
+#[utoipa::path(post, path = "/api/recordings/{id}/download-url", tag = "recordings",
+    params(RecordingId, ("expires_in" = Option<u32>, Query, minimum = 1, description = "seconds (3600), capped at link_max_seconds")),
+    responses(
+    (status = 201, description = "`{url, expires_at, expires_in, single_use, presigned}`"),
+    (status = 400, description = "a bad expires_in", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to download it", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+    (status = 429, description = "too many links asked for", body = ErrorBody),
+))]
 pub(in crate::http) async fn download_url(
     State(state): State<AppState>,
     caller: Caller,
@@ -640,7 +684,35 @@ pub(in crate::http) async fn download_url(
     create_link(&state, &caller, &id, &q, LinkAction::Download).await
 }
 
-/// `POST /api/recordings/{id}/play-url`: a short-lived signed audio link for a player.
+/// A download link, as `POST` makes it (`GET` as the Gravity Rail API spells it).
+#[utoipa::path(get, path = "/api/recordings/{id}/download-url", tag = "recordings",
+    operation_id = "download_url_get",
+    params(RecordingId, ("expires_in" = Option<u32>, Query, minimum = 1, description = "seconds (3600), capped at link_max_seconds")),
+    responses(
+    (status = 201, description = "`{url, expires_at, expires_in, single_use, presigned}`"),
+    (status = 400, description = "a bad expires_in", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to download it", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+    (status = 429, description = "too many links asked for", body = ErrorBody),
+))]
+pub(in crate::http) async fn download_url_get(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    q: Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    download_url(state, caller, id, q).await
+}
+
+/// A short-lived signed audio link for a player (reusable until it expires).
+#[utoipa::path(post, path = "/api/recordings/{id}/play-url", tag = "recordings", params(RecordingId), responses(
+    (status = 201, description = "`{url, expires_at, expires_in, single_use}`"),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to play it", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+    (status = 429, description = "too many links asked for", body = ErrorBody),
+))]
 pub(in crate::http) async fn play_url(
     State(state): State<AppState>,
     caller: Caller,
@@ -841,8 +913,18 @@ pub(in crate::http) fn peak_points(q: &HashMap<String, String>) -> Result<u32, A
     }
 }
 
-/// `GET /api/recordings/{id}/peaks?points=N`: min and max of each of N slices of the audio.
-/// The waveform is part of the player: it needs the right to play.
+/// Min/max peaks for a waveform (needs the right to play).
+#[utoipa::path(get, path = "/api/recordings/{id}/peaks", tag = "recordings", operation_id = "recording_peaks",
+    params(RecordingId, crate::http::openapi::PeakPoints,
+        ("channels" = Option<String>, Query, description = "`dual`: a waveform per party (`channels: {caller, agent}`)")),
+    responses(
+    (status = 200, description = "`{\"peaks\": [[min, max], ...]}`"),
+    (status = 400, description = "a number of points not offered", body = ErrorBody),
+    (status = 401, description = "not signed in", body = ErrorBody),
+    (status = 403, description = "not allowed to play it", body = ErrorBody),
+    (status = 404, description = "no such recording", body = ErrorBody),
+    (status = 409, description = "no playable audio, or no party recordings for dual", body = ErrorBody),
+))]
 pub(in crate::http) async fn peaks(
     State(state): State<AppState>,
     caller: Caller,
