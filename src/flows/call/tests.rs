@@ -620,3 +620,476 @@ fn round_robin_and_longest_idle_choose_across_calls() {
     book.release("B", 200, true);
     assert_eq!(book.offer("q2", &agents, Strategy::LongestIdle), vec!["B"]);
 }
+
+fn playback_finished(playback: &str) -> Event {
+    event(serde_json::json!({
+        "type": "PlaybackFinished", "timestamp": "", "application": "recorder",
+        "playback": {"id": playback, "media_uri": "sound:x", "target_uri": "channel:c1", "state": "done"}
+    }))
+}
+
+fn recording_finished(name: &str, target: &str) -> Event {
+    event(serde_json::json!({
+        "type": "RecordingFinished", "timestamp": "", "application": "recorder",
+        "recording": {"name": name, "format": "ulaw", "state": "done", "target_uri": target, "duration": 12}
+    }))
+}
+
+fn dtmf(channel: &str, digit: &str) -> Event {
+    event(serde_json::json!({
+        "type": "ChannelDtmfReceived", "timestamp": "", "application": "recorder",
+        "digit": digit, "duration_ms": 120, "channel": channel_json(channel)
+    }))
+}
+
+/// The prompts `out` starts, as (playback id, media).
+fn plays(out: &[Output]) -> Vec<(String, String)> {
+    commands(out)
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Play {
+                playback, media, ..
+            } => Some((playback.clone(), media.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn hung_up(out: &[Output], channel: &str) -> bool {
+    commands(out)
+        .iter()
+        .any(|c| matches!(c, Command::Hangup { channel: ch } if ch == channel))
+}
+
+/// A play_audio node plays its prompts in order, each once the one before has finished, then
+/// goes to `next`.
+#[test]
+fn play_audio_plays_each_prompt_in_turn_then_goes_on() {
+    let flow = flow_of(
+        "[flow]\nnumbers = [\"100\"]\nstart = \"hello\"\n[nodes.hello]\ntype = \"play_audio\"\nmedia = [\"sound:hello-world\", \"sound:vm-goodbye\"]\nnext = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\n",
+    );
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+    let out = call.handle(Input::Start, 0, &mut agents);
+    let first = plays(&out);
+    assert_eq!(first.len(), 1, "one prompt at a time: {out:?}");
+    assert_eq!(first[0].1, "sound:hello-world");
+    assert!(originated(&out).is_empty());
+    // Another playback finishing changes nothing.
+    assert!(call
+        .handle(Input::Event(&playback_finished("other")), 50, &mut agents)
+        .is_empty());
+    let out = call.handle(
+        Input::Event(&playback_finished(&first[0].0)),
+        100,
+        &mut agents,
+    );
+    let second = plays(&out);
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].1, "sound:vm-goodbye");
+    // A prompt Asterisk refuses to play is passed over like one that finished.
+    let out = call.handle(
+        Input::Failed {
+            command: Command::Play {
+                channel: "c1".into(),
+                playback: second[0].0.clone(),
+                media: second[0].1.clone(),
+            },
+            status: Some(404),
+            message: "Media not found".into(),
+        },
+        200,
+        &mut agents,
+    );
+    let legs = originated(&out);
+    assert_eq!(legs.len(), 1, "{out:?}");
+    assert_eq!(legs[0].1, "PJSIP/201");
+}
+
+/// A flow that loops on itself is ended at the hop limit, not followed for ever.
+#[test]
+fn a_flow_that_loops_is_ended_at_the_hop_limit() {
+    let flow = flow_of(
+        "[flow]\nnumbers = [\"100\"]\nstart = \"again\"\n[nodes.again]\ntype = \"play_audio\"\nmedia = [\"sound:beep\"]\nnext = \"again\"\n",
+    );
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+    let mut out = call.handle(Input::Start, 0, &mut agents);
+    let mut played = 0;
+    while let Some((playback, _)) = plays(&out).pop() {
+        played += 1;
+        assert!(played <= MAX_HOPS as usize, "followed past the hop limit");
+        out = call.handle(
+            Input::Event(&playback_finished(&playback)),
+            played as u64,
+            &mut agents,
+        );
+    }
+    assert_eq!(played, MAX_HOPS as usize);
+    assert!(hung_up(&out, "c1"), "{out:?}");
+    assert_eq!(out.last(), Some(&Output::Finished));
+}
+
+/// Voicemail: the greeting, then the caller's channel recorded as mu-law with the node's stop
+/// conditions (length, silence, `#`); the message finishing ends the call. The row is written
+/// before the record request, so `RecordingFinished` always finds it.
+#[test]
+fn voicemail_greets_records_with_its_stop_conditions_and_ends_when_the_message_does() {
+    let flow = flow_of(
+        "[flow]\nnumbers = [\"600\"]\nstart = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"sales\"\ngreeting = \"sound:vm-intro\"\nmax_duration = 90\nmax_silence = 4\n",
+    );
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+    let out = call.handle(Input::Start, 0, &mut agents);
+    let greeting = plays(&out);
+    assert_eq!(greeting.len(), 1);
+    assert_eq!(greeting[0].1, "sound:vm-intro");
+    let out = call.handle(
+        Input::Event(&playback_finished(&greeting[0].0)),
+        3_000,
+        &mut agents,
+    );
+    let row_at = out
+        .iter()
+        .position(|o| matches!(o, Output::RecordingStarted(_)))
+        .expect("row");
+    let (request_at, request) = out
+        .iter()
+        .enumerate()
+        .find_map(|(i, o)| match o {
+            Output::Command(Command::RecordChannel { channel, request }) if channel == "c1" => {
+                Some((i, request.clone()))
+            }
+            _ => None,
+        })
+        .expect("the caller's channel recorded");
+    assert!(row_at < request_at);
+    assert_eq!(request.format, "ulaw");
+    assert_eq!(request.max_duration_seconds, Some(90));
+    assert_eq!(request.max_silence_seconds, Some(4));
+    assert_eq!(request.terminate_on.as_deref(), Some("#"));
+    assert!(request.name.starts_with("voicemail-sales-"));
+    let out = call.handle(
+        Input::Event(&recording_finished(&request.name, "channel:c1")),
+        20_000,
+        &mut agents,
+    );
+    assert!(hung_up(&out, "c1"), "{out:?}");
+    assert!(!commands(&out).iter().any(|c| matches!(
+        c,
+        Command::StopRecording { .. } | Command::CancelRecording { .. }
+    )));
+    assert_eq!(out.last(), Some(&Output::Finished));
+}
+
+/// A caller hanging up while leaving a message keeps it: Asterisk finishes the recording
+/// itself, so nothing stops or cancels it.
+#[test]
+fn a_caller_hanging_up_during_a_message_keeps_it() {
+    let flow = flow_of(
+        "[flow]\nnumbers = [\"600\"]\nstart = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"sales\"\n",
+    );
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+    let out = call.handle(Input::Start, 0, &mut agents);
+    assert!(commands(&out)
+        .iter()
+        .any(|c| matches!(c, Command::RecordChannel { .. })));
+    let out = call.handle(Input::Event(&stasis_end("c1")), 5_000, &mut agents);
+    assert!(!commands(&out).iter().any(|c| matches!(
+        c,
+        Command::StopRecording { .. } | Command::CancelRecording { .. }
+    )));
+    assert_eq!(out.last(), Some(&Output::Finished));
+}
+
+/// A direct outbound call rings `from` first (the call's own channel), then `to`, bridges and
+/// records them as an outbound call.
+#[test]
+fn an_outbound_call_rings_from_then_to_and_records_them() {
+    let mut agents = AgentBook::default();
+    let mut call = Call::outbound("o1", "PJSIP/201", "PJSIP/202", true).in_scope("acme", "sales");
+    let out = call.handle(Input::Start, 0, &mut agents);
+    assert!(
+        matches!(commands(&out)[..], [Command::Originate { channel, endpoint, .. }] if channel == "o1" && endpoint == "PJSIP/201"),
+        "{out:?}"
+    );
+    let out = call.handle(Input::Event(&stasis_start("o1")), 1_000, &mut agents);
+    let legs = originated(&out);
+    assert_eq!(legs.len(), 1);
+    assert_eq!(legs[0].1, "PJSIP/202");
+    let out = call.handle(Input::Event(&stasis_start(&legs[0].0)), 3_000, &mut agents);
+    let row = out
+        .iter()
+        .find_map(|o| match o {
+            Output::RecordingStarted(row) => Some(row.clone()),
+            _ => None,
+        })
+        .expect("recorded");
+    assert_eq!(row.node_type, Some(crate::library::NodeType::Outbound));
+    assert_eq!(row.direction, crate::library::Direction::Outbound);
+    assert_eq!(
+        (row.tenant.as_str(), row.callee.as_str()),
+        ("acme", "PJSIP/202")
+    );
+    assert!(commands(&out)
+        .iter()
+        .any(|c| matches!(c, Command::RecordBridge { .. })));
+}
+
+/// `from` not answering (its originate refused) ends the outbound call at once.
+#[test]
+fn an_outbound_call_whose_first_leg_is_refused_ends() {
+    let mut agents = AgentBook::default();
+    let mut call = Call::outbound("o1", "PJSIP/201", "PJSIP/202", true);
+    let out = call.handle(Input::Start, 0, &mut agents);
+    let Some(Command::Originate { .. }) = commands(&out).first().map(|c| (*c).clone()) else {
+        panic!("{out:?}");
+    };
+    let out = call.handle(
+        Input::Failed {
+            command: (*commands(&out)[0]).clone(),
+            status: Some(400),
+            message: "Allocation failed".into(),
+        },
+        100,
+        &mut agents,
+    );
+    assert_eq!(out.last(), Some(&Output::Finished), "{out:?}");
+    assert!(call.is_finished());
+}
+
+/// An originate Asterisk refuses counts as the target not answering: the transfer takes its
+/// `on_failure` edge.
+#[test]
+fn a_refused_transfer_takes_its_failure_edge() {
+    let flow = flow_of(
+        "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\non_failure = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"desk\"\n",
+    );
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+    let out = call.handle(Input::Start, 0, &mut agents);
+    let originate = commands(&out)
+        .into_iter()
+        .find(|c| matches!(c, Command::Originate { .. }))
+        .cloned()
+        .expect("originate");
+    let out = call.handle(
+        Input::Failed {
+            command: originate,
+            status: Some(500),
+            message: "Internal Server Error".into(),
+        },
+        100,
+        &mut agents,
+    );
+    assert!(
+        commands(&out)
+            .iter()
+            .any(|c| matches!(c, Command::RecordChannel { channel, .. } if channel == "c1")),
+        "voicemail after the failure: {out:?}"
+    );
+    assert!(!call.is_finished());
+}
+
+/// A record request Asterisk refuses is stored as failed, with the reason; the call itself
+/// goes on bridged.
+#[test]
+fn a_refused_record_request_is_stored_as_failed_and_the_call_goes_on() {
+    let (mut call, mut agents, out) = bridged(
+        "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\n",
+    );
+    let record = commands(&out)
+        .into_iter()
+        .find(|c| matches!(c, Command::RecordBridge { .. }))
+        .cloned()
+        .expect("record request");
+    let Command::RecordBridge { request, .. } = &record else {
+        unreachable!()
+    };
+    let name = request.name.clone();
+    let out = call.handle(
+        Input::Failed {
+            command: record,
+            status: Some(409),
+            message: "Recording already in progress".into(),
+        },
+        100,
+        &mut agents,
+    );
+    assert!(
+        out.contains(&Output::RecordingRefused {
+            name,
+            cause: "409 Recording already in progress".into()
+        }),
+        "{out:?}"
+    );
+    assert!(!call.is_finished());
+    assert!(!hung_up(&out, "c1"));
+}
+
+/// A simultaneous hunt group rings every member; the first to answer is bridged, the others
+/// are hung up and free again.
+#[test]
+fn a_simultaneous_hunt_group_bridges_the_first_to_answer_and_hangs_up_the_rest() {
+    let flow = flow_of(
+        "[flow]\nnumbers = [\"400\"]\nstart = \"team\"\n[nodes.team]\ntype = \"hunt_group\"\nmode = \"simultaneous\"\nmembers = [\"PJSIP/201\", \"PJSIP/202\", \"PJSIP/203\"]\nrecord_call = true\n",
+    );
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
+    let out = call.handle(Input::Start, 0, &mut agents);
+    let legs = originated(&out);
+    assert_eq!(legs.len(), 3);
+    let out = call.handle(Input::Event(&stasis_start(&legs[1].0)), 2_000, &mut agents);
+    for (leg, endpoint) in [&legs[0], &legs[2]] {
+        assert!(hung_up(&out, leg), "{endpoint} hung up: {out:?}");
+        assert!(!agents.is_busy(endpoint));
+    }
+    assert!(!hung_up(&out, &legs[1].0));
+    let row = out
+        .iter()
+        .find_map(|o| match o {
+            Output::RecordingStarted(row) => Some(row.clone()),
+            _ => None,
+        })
+        .expect("recorded");
+    assert_eq!(row.callee, "PJSIP/202");
+    // A late answer from a member already hung up is not bridged.
+    let out = call.handle(Input::Event(&stasis_start(&legs[0].0)), 2_100, &mut agents);
+    assert!(!commands(&out)
+        .iter()
+        .any(|c| matches!(c, Command::AddChannels { .. })));
+}
+
+/// A consent node: the grant key sends the caller on with consent granted on the recordings;
+/// no key at all, after its retries, counts as `on_timeout` says (here declined: the call is
+/// not recorded).
+#[test]
+fn a_consent_node_records_the_callers_answer_or_its_silence() {
+    let text = "[flow]\nnumbers = [\"100\"]\nstart = \"ask\"\n[nodes.ask]\ntype = \"consent\"\nmedia = [\"sound:consent\"]\ntimeout = 5\nretries = 1\non_timeout = \"declined\"\nnext = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\n";
+    // Pressed 1 while the prompt played.
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c1", "Alice", "5551001", flow_of(text));
+    let out = call.handle(Input::Start, 0, &mut agents);
+    let prompt = plays(&out);
+    assert_eq!(prompt.len(), 1);
+    call.handle(Input::Event(&dtmf("c1", "1")), 500, &mut agents);
+    let out = call.handle(
+        Input::Event(&playback_finished(&prompt[0].0)),
+        1_000,
+        &mut agents,
+    );
+    let legs = originated(&out);
+    assert_eq!(legs.len(), 1, "on to the desk: {out:?}");
+    let out = call.handle(Input::Event(&stasis_start(&legs[0].0)), 2_000, &mut agents);
+    let row = out
+        .iter()
+        .find_map(|o| match o {
+            Output::RecordingStarted(row) => Some(row.clone()),
+            _ => None,
+        })
+        .expect("recorded");
+    assert_eq!(row.consent, crate::library::Consent::Granted);
+
+    // Silence: asked twice (one retry), then declined, and the desk's call is recorded so.
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c2", "Bob", "5551002", flow_of(text));
+    let mut out = call.handle(Input::Start, 0, &mut agents);
+    let mut asked = 0;
+    let mut now = 0;
+    while let Some((playback, _)) = plays(&out).pop() {
+        asked += 1;
+        now += 1_000;
+        out = call.handle(
+            Input::Event(&playback_finished(&playback)),
+            now,
+            &mut agents,
+        );
+        let timer = out.iter().find_map(|o| match o {
+            Output::Timer { key, after } if *after == Duration::from_secs(5) => Some(*key),
+            _ => None,
+        });
+        let Some(timer) = timer else { break };
+        now += 5_000;
+        out = call.handle(Input::Timer(timer), now, &mut agents);
+    }
+    assert_eq!(asked, 2);
+    let legs = originated(&out);
+    assert_eq!(legs.len(), 1, "{out:?}");
+    let out = call.handle(
+        Input::Event(&stasis_start(&legs[0].0)),
+        now + 1_000,
+        &mut agents,
+    );
+    // Declined: the call is bridged but not recorded, and listed as such with the reason.
+    assert!(!out.iter().any(|o| matches!(o, Output::RecordingStarted(_))));
+    let not_recorded = out.iter().find_map(|o| match o {
+        Output::NotRecorded(row, switch) => Some((row.consent, *switch)),
+        _ => None,
+    });
+    assert_eq!(
+        not_recorded,
+        Some((crate::library::Consent::Denied, "consent")),
+        "{out:?}"
+    );
+}
+
+/// The caller hanging up in any state ends the call cleanly: whatever rings is hung up,
+/// whatever records is stopped (never discarded), every bridge is destroyed, no agent stays
+/// busy.
+#[test]
+fn a_caller_hanging_up_in_any_state_leaves_nothing_behind() {
+    let text = "[flow]\nnumbers = [\"100\"]\nstart = \"hello\"\n[nodes.hello]\ntype = \"play_audio\"\nmedia = [\"sound:hello-world\"]\nnext = \"q\"\n[nodes.q]\ntype = \"queue\"\nagents = [\"PJSIP/201\"]\nmax_wait = 60\nrecord_call = true\n";
+    // Each state, reached by the inputs after Start (a function of the outputs so far).
+    type Step = fn(&mut Call, &mut AgentBook, &[Output]) -> Vec<Output>;
+    let greeting: Step = |_, _, out| out.to_vec();
+    let queued: Step = |call, agents, out| {
+        let (playback, _) = plays(out).pop().expect("greeting");
+        call.handle(Input::Event(&playback_finished(&playback)), 1_000, agents)
+    };
+    let bridged: Step = |call, agents, out| {
+        let (playback, _) = plays(out).pop().expect("greeting");
+        let out = call.handle(Input::Event(&playback_finished(&playback)), 1_000, agents);
+        let (leg, _) = originated(&out).pop().expect("agent rung");
+        call.handle(Input::Event(&stasis_start(&leg)), 2_000, agents)
+    };
+    for (state, step) in [
+        ("greeting", greeting),
+        ("queued", queued),
+        ("bridged", bridged),
+    ] {
+        let mut agents = AgentBook::default();
+        let mut call = Call::inbound("c1", "Alice", "5551001", flow_of(text));
+        let started = call.handle(Input::Start, 0, &mut agents);
+        let reached = step(&mut call, &mut agents, &started);
+        let recording = call.recording().map(String::from);
+        let out = call.handle(Input::Event(&stasis_end("c1")), 5_000, &mut agents);
+        let cmds = commands(&out);
+        assert_eq!(out.last(), Some(&Output::Finished), "{state}: {out:?}");
+        assert!(!agents.is_busy("PJSIP/201"), "{state}: agent still busy");
+        if state != "greeting" {
+            assert!(
+                cmds.iter()
+                    .any(|c| matches!(c, Command::DestroyBridge { .. })),
+                "{state}: bridges left: {out:?}"
+            );
+        }
+        for (leg, _) in originated(&reached) {
+            assert!(hung_up(&out, &leg), "{state}: {leg} left up: {out:?}");
+        }
+        if let Some(name) = recording {
+            assert!(
+                cmds.iter()
+                    .any(|c| matches!(c, Command::StopRecording { name: n } if *n == name)),
+                "{state}: recording not stopped: {out:?}"
+            );
+        }
+        assert!(!cmds
+            .iter()
+            .any(|c| matches!(c, Command::CancelRecording { .. })));
+        // Events after the end change nothing.
+        assert!(call
+            .handle(Input::Event(&stasis_end("c1")), 6_000, &mut agents)
+            .is_empty());
+    }
+}
