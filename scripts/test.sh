@@ -102,4 +102,9 @@ if [ -z "${TEST_POSTGRES_URL:-}" ]; then
 fi
 
 # Benchmarks are not tests: `cargo bench` (scripts/bench.sh) runs them.
-cargo test --locked --lib --bins --tests "$@"
+# The tests that need PostgreSQL, Chromium or s3s-fs are marked ignored (a plain `cargo test`
+# lists them so, with what they need); this script provided all three, so it runs them too.
+case " $* " in
+  *" -- "*) cargo test --locked --lib --bins --tests "$@" --include-ignored ;;
+  *) cargo test --locked --lib --bins --tests "$@" -- --include-ignored ;;
+esac

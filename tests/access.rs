@@ -196,9 +196,7 @@ fn request(
 /// be seen.
 async fn the_permission_matrix_holds_through_the_api(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let database = Database::open(&url).await.expect("database");
     let tenants: Vec<TenantCase> = [(false, false), (false, true), (true, false), (true, true)]
         .into_iter()
@@ -440,9 +438,7 @@ const KEY_B: &str = "b:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = one_recording(
         &t,
         &url,
@@ -615,9 +611,7 @@ async fn login(s: &TestService, username: &str, password: &str) -> Answer {
 
 async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = one_recording(
         &t,
         &url,
@@ -767,9 +761,7 @@ async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
 
 async fn link_requests_are_rate_limited_per_principal(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = one_recording(&t, &url, &[("GRANTS_PER_MINUTE", "3")]).await;
     let admin = common::authed();
     for _ in 0..3 {
@@ -830,9 +822,7 @@ async fn link_requests_are_rate_limited_per_principal(db: Db) {
 /// their participants, and the audit log is the admin's to read.
 async fn scopes_consent_changes_and_the_audit_api(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = one_recording(&t, &url, &[]).await;
     let reader = user_token(
         &s.svc.db,
@@ -966,9 +956,7 @@ fn binary() -> std::process::Command {
 /// out or removed from the end.
 async fn audit_verify_catches_edited_and_deleted_events(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = one_recording(&t, &url, &[]).await;
     let admin = common::authed();
     for _ in 0..5 {
@@ -1028,9 +1016,7 @@ async fn audit_verify_catches_edited_and_deleted_events(db: Db) {
 
     // Removing the newest events.
     let t2 = start_sim(0.0).await;
-    let Some(url2) = database_url(&t2, db).await else {
-        return;
-    };
+    let url2 = database_url(&t2, db).await;
     let (s2, id2) = one_recording(&t2, &url2, &[]).await;
     for _ in 0..3 {
         send(common::authed().get(format!("{}/api/recordings/{id2}", s2.base))).await;
@@ -1056,9 +1042,7 @@ async fn audit_verify_catches_edited_and_deleted_events(db: Db) {
 /// `user add` and `token create` bootstrap access from the command line.
 async fn the_command_line_bootstraps_users_and_tokens(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = one_recording(&t, &url, &[]).await;
     let run = |args: &[&str], password: Option<&str>| {
         let mut command = binary();
@@ -1164,9 +1148,7 @@ async fn the_command_line_bootstraps_users_and_tokens(db: Db) {
 /// Many requests at once still make one unbroken chain: writers queue on the chain's head.
 async fn concurrent_requests_keep_one_chain(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = one_recording(&t, &url, &[]).await;
     let before = audit_head(&s.svc.db).await;
     let client = common::authed();
@@ -1194,9 +1176,7 @@ async fn concurrent_requests_keep_one_chain(db: Db) {
 /// to every recording of it (and to its metadata, so a re-index keeps it), and says so.
 async fn a_consent_change_applies_to_the_whole_call(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     put_wav(&t, "first-segment");
     put_wav(&t, "second-segment");
     put_wav(&t, "another-call");
@@ -1247,9 +1227,7 @@ async fn a_consent_change_applies_to_the_whole_call(db: Db) {
 /// pages; another tenant's calls never show.
 async fn calls_are_listed_once_each_across_pages(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     for name in ["a1", "a2", "b1", "lone", "theirs"] {
         put_wav(&t, name);
     }
@@ -1322,9 +1300,7 @@ async fn calls_are_listed_once_each_across_pages(db: Db) {
 /// with its recording.
 async fn transcripts_follow_the_audios_rules(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     put_wav(&t, "call");
     let s = start_service_with(&t, &[], &url, &[]).await;
     wait_indexed(&s.svc.db, 1).await;
@@ -1497,9 +1473,7 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
 /// rule, audits each, and a dry run changes nothing; old purged rows are forgotten later.
 async fn holds_and_retention_keep_what_must_be_kept(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let database = Database::open(&url).await.expect("database");
     for name in ["old-call", "held-call", "new-call", "old-message"] {
         put_wav(&t, name);
@@ -1673,9 +1647,7 @@ async fn holds_and_retention_keep_what_must_be_kept(db: Db) {
 /// 8 kHz), ranges served from the one encoding, audited like the WAV.
 async fn recordings_play_and_download_as_mp3(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = one_recording(&t, &url, &[]).await;
     let admin = common::authed();
     let audio = send(admin.get(format!("{}/api/recordings/{id}/audio?format=mp3", s.base))).await;

@@ -14,15 +14,14 @@ use std::time::Duration;
 use common::s3::{s3s_fs_bin, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
 use common::{database_url, send, start_service_with, start_sim, Db, TestService, TestSim};
 
-/// A simulated Asterisk, a database of `db` and a running s3s-fs; None when one of them is
-/// not available outside CI.
-async fn with_a_bucket(db: Db) -> Option<(TestSim, String, S3Server)> {
-    let bin = s3s_fs_bin()?;
+/// A simulated Asterisk, a database of `db` and a running s3s-fs.
+async fn with_a_bucket(db: Db) -> (TestSim, String, S3Server) {
+    let bin = s3s_fs_bin();
     let t = start_sim(0.0).await;
-    let url = database_url(&t, db).await?;
+    let url = database_url(&t, db).await;
     let mut s3 = S3Server::new(bin, t.dir.path());
     s3.start().await;
-    Some((t, url, s3))
+    (t, url, s3)
 }
 
 fn archive_settings(
@@ -160,11 +159,9 @@ async fn served(s: &TestService, id: i64) -> Served {
 /// back they are uploaded, verified, their local copies removed, and the audio served from
 /// the bucket is byte for byte what the disk gave.
 async fn uploads_wait_for_the_bucket_then_play_from_it(db: Db) {
-    let Some(bin) = s3s_fs_bin() else { return };
+    let bin = s3s_fs_bin();
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let mut s3 = S3Server::new(bin, t.dir.path());
     let long = put_long_wav(&t, "alpha", 6);
     common::put_wav(&t, "bravo");
@@ -241,9 +238,7 @@ async fn uploads_wait_for_the_bucket_then_play_from_it(db: Db) {
 /// A file past `split_bytes` is stored as ordered parts and a manifest and served as one; a
 /// whole file gets a presigned bucket link when asked for; delete and purge remove the objects.
 async fn split_files_presigned_links_and_removal(db: Db) {
-    let Some((t, url, s3)) = with_a_bucket(db).await else {
-        return;
-    };
+    let (t, url, s3) = with_a_bucket(db).await;
     let long = put_long_wav(&t, "long", 10);
     let short = put_long_wav(&t, "short", 1);
     common::put_wav(&t, "old");
@@ -379,10 +374,11 @@ async fn split_files_presigned_links_and_removal(db: Db) {
 
 /// A file past one request's size (8 MiB) goes up as a multipart upload, read back whole.
 #[tokio::test]
+#[ignore = "needs s3s-fs: scripts/test.sh builds it and runs it"]
 async fn a_large_file_goes_up_as_a_multipart_upload() {
-    let Some(bin) = s3s_fs_bin() else { return };
+    let bin = s3s_fs_bin();
     let t = start_sim(0.0).await;
-    let url = database_url(&t, Db::Sqlite).await.expect("sqlite");
+    let url = database_url(&t, Db::Sqlite).await;
     let mut s3 = S3Server::new(bin, t.dir.path());
     s3.start().await;
     // Ten minutes of 8 kHz 16-bit audio: 9.6 MB, two parts.
@@ -420,13 +416,12 @@ async fn a_large_file_goes_up_as_a_multipart_upload() {
 /// with Retry-After, then plays from the bucket once archived; a delete through one node
 /// never touches its own file of the same path, and the owning node finishes the removal.
 #[tokio::test]
+#[ignore = "needs s3s-fs and PostgreSQL: scripts/test.sh provides both and runs it"]
 async fn two_nodes_share_one_library() {
-    let Some(bin) = s3s_fs_bin() else { return };
+    let bin = s3s_fs_bin();
     let a = start_sim(0.0).await;
     let b = start_sim(0.0).await;
-    let Some(url) = database_url(&a, Db::Postgres).await else {
-        return;
-    };
+    let url = database_url(&a, Db::Postgres).await;
     let mut s3 = S3Server::new(bin, a.dir.path());
     let on_a = put_long_wav(&a, "same", 2);
     let on_b = put_long_wav(&b, "same", 3);
@@ -582,9 +577,7 @@ async fn call_audio(s: &TestService) -> Vec<u8> {
 /// with nothing in clear on disk, in the cache or in the bucket; `reencrypt` moves them all to
 /// a new key, after which the old one is not needed.
 async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
-    let Some((t, url, s3)) = with_a_bucket(db).await else {
-        return;
-    };
+    let (t, url, s3) = with_a_bucket(db).await;
     let long = put_long_wav(&t, "alpha", 6);
     let memo: Vec<u8> = (0..24_000u32).map(|i| (i * 7 % 251) as u8).collect();
     write_old(&t.recordings.join("memo.ulaw"), &memo);
@@ -704,9 +697,7 @@ async fn instances_claiming_at_once_never_take_the_same_job(db: Db) {
     use ari_recorder::library::Database;
     const JOBS: i64 = 60;
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let first = Database::open(&url).await.expect("database");
     for i in 0..=JOBS {
         let node = if i == JOBS { "b" } else { "a" };
@@ -762,7 +753,10 @@ async fn instances_claiming_at_once_never_take_the_same_job(db: Db) {
 
 on_both_databases!(
     instances_claiming_at_once_never_take_the_same_job,
+    #[needs = "needs s3s-fs: scripts/test.sh builds it and runs it"]
     uploads_wait_for_the_bucket_then_play_from_it,
+    #[needs = "needs s3s-fs: scripts/test.sh builds it and runs it"]
     split_files_presigned_links_and_removal,
+    #[needs = "needs s3s-fs: scripts/test.sh builds it and runs it"]
     sealed_at_rest_on_disk_and_in_the_bucket,
 );

@@ -28,9 +28,7 @@ async fn metric(s: &TestService, name: &str) -> String {
 /// are counted, not audited.
 async fn a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) =
         common::one_playable_recording(&t, &url, &[("GRANTS_PER_MINUTE", "5")], "acme").await;
     let before = audit_rows(&s).await.len();
@@ -82,9 +80,7 @@ async fn a_flood_of_bad_links_is_cut_short_and_audited_small_under_a_tenant(db: 
 /// each tenant may ring only the endpoints the operator listed for it, at a rate.
 async fn placing_calls_stays_inside_the_tenants_endpoints(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let s = start_service_with(&t, &[], &url, &[("GRANTS_PER_MINUTE", "3")]).await;
     let mut conn = s.svc.db.pool.acquire().await.expect("connection");
     let calls = ari_recorder::access::calls::set_endpoints;
@@ -179,9 +175,7 @@ async fn sign_in(http: &reqwest::Client, s: &TestService, user: &str, password: 
 /// to their tenant, and unknown names are kept only as a short hash.
 async fn guessing_from_one_address_never_locks_the_user_out_elsewhere(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let s = start_service_with(&t, &[], &url, &[("GRANTS_PER_MINUTE", "3")]).await;
     let attacker = client_from([127, 0, 0, 2]);
     for _ in 0..3 {
@@ -225,9 +219,7 @@ async fn guessing_from_one_address_never_locks_the_user_out_elsewhere(db: Db) {
 /// the forwarded address counts, from configured proxies only.
 async fn behind_a_trusted_proxy_each_client_keeps_its_own_address(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let s = start_service_with(
         &t,
         &[],
@@ -285,9 +277,7 @@ async fn behind_a_trusted_proxy_each_client_keeps_its_own_address(db: Db) {
 /// (another recording) and left the link. Now the link goes and the target stays.
 async fn deleting_a_symlinked_recording_removes_the_link_not_its_target(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     put_wav(&t, "original");
     let link = t.recordings.join("alias.wav");
     std::os::unix::fs::symlink(t.recordings.join("original.wav"), &link).expect("symlink");
@@ -324,9 +314,7 @@ async fn deleting_a_symlinked_recording_removes_the_link_not_its_target(db: Db) 
 /// enabled again.
 async fn user_changes_are_validated_and_disabling_revokes_tokens_for_good(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let s = start_service_with(&t, &[], &url, &[]).await;
     let token = common::user_token(
         &s.svc.db,
@@ -406,9 +394,7 @@ async fn user_changes_are_validated_and_disabling_revokes_tokens_for_good(db: Db
 /// could hand a participant's extension to a second user unnoticed.
 async fn private_recordings_match_participants_exactly_and_extensions_are_unique(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     put_wav(&t, "private-call");
     let s = start_service_with(&t, &[], &url, &[]).await;
     wait_ready(&s.svc.db, 1).await;
@@ -478,9 +464,7 @@ async fn private_recordings_match_participants_exactly_and_extensions_are_unique
 /// `/api/settings` showed deployment-wide state to every tenant's admin.
 async fn metrics_and_deployment_state_belong_to_the_operator(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let s = start_service_with(&t, &[], &url, &[]).await;
     let anonymous = reqwest::Client::new();
     let metrics = format!("{}/metrics", s.base);
@@ -561,9 +545,7 @@ async fn browser_session(s: &TestService, user: &str, password: &str) -> (String
 /// unused, and a disabled user's playback links worked again once the user was re-enabled.
 async fn idle_sessions_end_and_a_disabled_users_links_stay_dead(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = common::one_playable_recording(&t, &url, &[], "default").await;
     let browser = reqwest::Client::new();
     let (cookie, csrf) = browser_session(&s, "tester", "tester-password").await;
@@ -665,7 +647,7 @@ async fn idle_sessions_end_and_a_disabled_users_links_stay_dead(db: Db) {
 async fn silent_connections_are_cut_off_and_surplus_ones_wait() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let t = start_sim(0.0).await;
-    let url = database_url(&t, Db::Sqlite).await.expect("sqlite");
+    let url = database_url(&t, Db::Sqlite).await;
     let s = start_service_with(
         &t,
         &[],
@@ -742,9 +724,7 @@ async fn silent_connections_are_cut_off_and_surplus_ones_wait() {
 /// concurrent requests, `points` is one of a few sizes, and peaks are computed in chunks.
 async fn opus_and_waveforms_are_rendered_once_for_concurrent_requests(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = common::one_playable_recording(&t, &url, &[], "default").await;
     let admin = common::authed();
     let opus: Vec<_> = (0..6)
@@ -842,9 +822,7 @@ async fn rewrite_chain(
 async fn a_rewritten_or_cut_audit_chain_is_found(db: Db) {
     use ari_recorder::access::audit::verify;
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let anchors = t.dir.path().join("audit-anchors");
     let key = "2026-11:0123456789abcdef0123456789abcdef";
     let s = start_service_with(
@@ -943,9 +921,7 @@ async fn a_rewritten_or_cut_audit_chain_is_found(db: Db) {
 /// `http::recordings`), words are at least two characters and at most five.
 async fn caller_name_searches_are_bounded(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let (s, id) = common::one_playable_recording(&t, &url, &[], "default").await;
     for word in ["alice", "zhang"] {
         sqlx::query("INSERT INTO recording_words (word, recording_id) VALUES ($1, $2)")
@@ -992,9 +968,7 @@ async fn caller_name_searches_are_bounded(db: Db) {
 /// until the database takes it, and meanwhile the file is quarantined: listed to nobody.
 async fn a_calls_metadata_outlives_a_failing_database_and_its_file_waits(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let flow = r#"
 [flow]
 numbers = ["100"]
@@ -1105,7 +1079,7 @@ on_both_databases!(
 async fn bodies_over_the_limit_get_a_json_413() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let t = start_sim(0.0).await;
-    let url = database_url(&t, Db::Sqlite).await.expect("sqlite");
+    let url = database_url(&t, Db::Sqlite).await;
     put_wav(&t, "call");
     let s = start_service_with(&t, &[], &url, &[]).await;
     let limit = ari_recorder::http::MAX_REQUEST_BODY;

@@ -96,9 +96,7 @@ fn reference_ulaw(u: u8) -> i16 {
 
 async fn scan_indexes_real_and_bad_files_with_status_and_reason(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     put_fixture(&t, "transfer-1a5138fb.wav", "transfer-1a5138fb.wav");
     put_fixture(
         &t,
@@ -166,9 +164,7 @@ async fn scan_indexes_real_and_bad_files_with_status_and_reason(db: Db) {
 
 async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_keeps_up(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     put_fixture(&t, "a.wav", "queue-447a786b.wav");
     put_fixture(&t, "b.ulaw", "voicemail-b97ae5ca.ulaw");
     let s = start_service_on(&t, &[], &url).await;
@@ -231,9 +227,7 @@ where
 
 async fn list_pages_with_keyset_cursors_and_filters(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     for i in 0..7 {
         put_fixture(&t, &format!("q{i}.wav"), "queue-447a786b.wav");
     }
@@ -292,9 +286,7 @@ async fn list_pages_with_keyset_cursors_and_filters(db: Db) {
 
 async fn audio_ranges_are_exact_on_stored_and_transcoded_audio(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     put_fixture(&t, "call.wav", "queue-447a786b.wav");
     put_fixture(&t, "vm.ulaw", "voicemail-b97ae5ca.ulaw");
     put_fixture(&t, "crashed.wav", "inprogress-90df1d87.partial.wav");
@@ -386,9 +378,7 @@ async fn audio_ranges_are_exact_on_stored_and_transcoded_audio(db: Db) {
 
 async fn download_peaks_and_two_step_delete(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     put_fixture(&t, "call.wav", "hunt-ed927e64.wav");
     let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
@@ -496,9 +486,7 @@ async fn download_peaks_and_two_step_delete(db: Db) {
 
 async fn a_tombstone_left_by_a_crash_mid_delete_is_finished_by_the_next_scan(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     put_fixture(&t, "call.wav", "queue-447a786b.wav");
     let s = start_service_on(&t, &[], &url).await;
     scanned(&s, 1).await;
@@ -523,9 +511,7 @@ async fn a_tombstone_left_by_a_crash_mid_delete_is_finished_by_the_next_scan(db:
 
 async fn paths_never_leave_the_recordings_folder(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let secret = t.dir.path().join("library.db-secret.wav");
     std::fs::copy(fixture("queue-447a786b.wav"), &secret).expect("copy");
     let s = start_service_on(&t, &[], &url).await;
@@ -552,9 +538,7 @@ async fn paths_never_leave_the_recordings_folder(db: Db) {
 
 async fn calls_recorded_by_the_flows_appear_with_their_metadata(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let flow = "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\n";
     let s = start_service_on(&t, &[("support.toml", flow)], &url).await;
     scanned(&s, 1).await;
@@ -619,9 +603,7 @@ async fn calls_recorded_by_the_flows_appear_with_their_metadata(db: Db) {
 /// a recording notice; the library applies them: a private call is its participants' only.
 async fn flows_give_recordings_their_project_consent_and_privacy(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let flow = "[flow]\nnumbers = [\"100\"]\nstart = \"notice\"\nproject = \"board\"\nprivate = true\n\
         [nodes.notice]\ntype = \"play_audio\"\nmedia = [\"sound:hello-world\"]\nrecording_notice = true\nnext = \"desk\"\n\
         [nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\nrecord_call = true\n";
@@ -685,9 +667,7 @@ async fn flows_give_recordings_their_project_consent_and_privacy(db: Db) {
 /// the next id: ids stay dense and stable.
 async fn reindexing_keeps_ids_stable_and_dense(db: Db) {
     let t = start_sim(0.0).await;
-    let Some(url) = database_url(&t, db).await else {
-        return;
-    };
+    let url = database_url(&t, db).await;
     let database = ari_recorder::library::Database::open(&url)
         .await
         .expect("db");
