@@ -36,8 +36,7 @@ impl From<AccountError> for ApiError {
 /// The users of the admin's tenant.
 #[utoipa::path(get, path = "/api/users", tag = "access", responses(
     (status = 200, description = "`{\"users\": [...]}`"),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin", body = ErrorBody),
+    crate::http::openapi::AdminRefusals,
 ))]
 pub(super) async fn list_users(
     State(state): State<AppState>,
@@ -57,8 +56,7 @@ pub(super) async fn list_users(
 #[utoipa::path(post, path = "/api/users", tag = "access", request_body = NewUser, responses(
     (status = 201, description = "created: the user"),
     (status = 400, description = "a bad name, role, password or tenant", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin", body = ErrorBody),
+    crate::http::openapi::AdminRefusals,
     (status = 409, description = "the name is taken", body = ErrorBody),
 ))]
 pub(super) async fn create_user(
@@ -112,8 +110,7 @@ pub(super) struct UserPatch {
 #[utoipa::path(patch, path = "/api/users/{id}", tag = "access", params(UserId), request_body = UserPatch, responses(
     (status = 200, description = "the user"),
     (status = 400, description = "a bad role or project", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin", body = ErrorBody),
+    crate::http::openapi::AdminRefusals,
     (status = 404, description = "no such user in the tenant", body = ErrorBody),
 ))]
 pub(super) async fn update_user(
@@ -176,7 +173,7 @@ pub(super) async fn update_user(
 /// The caller's tenant's entitlements.
 #[utoipa::path(get, path = "/api/tenant", tag = "access", responses(
     (status = 200, description = "`{tenant, staff_playback, download_entitlement}`"),
-    (status = 401, description = "not signed in", body = ErrorBody),
+    crate::http::openapi::SignedIn,
 ))]
 pub(super) async fn get_tenant(
     State(state): State<AppState>,
@@ -214,8 +211,7 @@ pub(super) struct TenantPatch {
 #[utoipa::path(patch, path = "/api/tenant", tag = "access", request_body = TenantPatch, responses(
     (status = 200, description = "the tenant"),
     (status = 400, description = "a bad body", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin", body = ErrorBody),
+    crate::http::openapi::AdminRefusals,
 ))]
 pub(super) async fn patch_tenant(
     State(state): State<AppState>,
@@ -255,8 +251,7 @@ const AUDIT_PARAMS: [&str; 6] = ["before", "limit", "actor", "action", "recordin
 #[utoipa::path(get, path = "/api/audit", tag = "access", params(super::openapi::AuditQuery), responses(
     (status = 200, description = "`{\"events\": [...], \"next_before\"}`"),
     (status = 400, description = "an unknown or bad parameter", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin", body = ErrorBody),
+    crate::http::openapi::AdminRefusals,
 ))]
 pub(super) async fn list_audit(
     State(state): State<AppState>,

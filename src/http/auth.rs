@@ -568,7 +568,7 @@ pub(super) fn past_failure_share(
 /// The signed-in user, the session's CSRF token and what they may do.
 #[utoipa::path(get, path = "/api/session", tag = "access", responses(
     (status = 200, description = "the session"),
-    (status = 401, description = "not signed in", body = super::ErrorBody),
+    crate::http::openapi::SignedIn,
 ))]
 pub(super) async fn current(State(state): State<AppState>, caller: Caller) -> Response {
     let (csrf, expires) = match &caller.session {
@@ -587,7 +587,7 @@ pub(super) async fn current(State(state): State<AppState>, caller: Caller) -> Re
 /// Sign out: the session ends at once.
 #[utoipa::path(delete, path = "/api/session", tag = "access", responses(
     (status = 204, description = "signed out"),
-    (status = 401, description = "not signed in", body = super::ErrorBody),
+    crate::http::openapi::SignedIn,
     (status = 403, description = "no or a wrong CSRF token", body = super::ErrorBody),
 ))]
 pub(super) async fn logout(

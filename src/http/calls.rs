@@ -101,7 +101,7 @@ fn paused_ms(spans: &HashMap<String, Vec<Span>>, name: &str) -> i64 {
 /// call.
 #[utoipa::path(get, path = "/api/calls/{id}", tag = "calls", params(super::openapi::CallId), responses(
     (status = 200, description = "the call"),
-    (status = 401, description = "not signed in", body = ErrorBody),
+    crate::http::openapi::SignedIn,
     (status = 404, description = "no such call the caller may see", body = ErrorBody),
 ))]
 pub(super) async fn get_call(
@@ -353,9 +353,7 @@ fn range_detail(headers: &HeaderMap) -> Option<String> {
     params(super::openapi::CallId, super::openapi::RangeHeader), responses(
     (status = 200, description = "the call", content_type = "audio/wav"),
     (status = 206, description = "the requested range", content_type = "audio/wav"),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to play every segment", body = ErrorBody),
-    (status = 404, description = "no such call", body = ErrorBody),
+    crate::http::openapi::CallRefusals,
     (status = 409, description = "a segment has no audio (yet)", body = ErrorBody),
     (status = 416, description = "range not satisfiable", body = ErrorBody),
 ))]
@@ -373,9 +371,7 @@ pub(super) async fn audio(
     params(super::openapi::CallId, super::openapi::RangeHeader), responses(
     (status = 200, description = "the call, `Content-Disposition: attachment`", content_type = "audio/wav"),
     (status = 206, description = "the requested range", content_type = "audio/wav"),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to download every segment", body = ErrorBody),
-    (status = 404, description = "no such call", body = ErrorBody),
+    crate::http::openapi::CallRefusals,
     (status = 409, description = "a segment has no audio (yet)", body = ErrorBody),
 ))]
 pub(super) async fn download(
@@ -436,9 +432,7 @@ fn download_name(segments: &[RecordingRow]) -> String {
     params(super::openapi::CallId, super::openapi::PeakPoints), responses(
     (status = 200, description = "`{\"peaks\": [[min, max], ...]}`"),
     (status = 400, description = "a number of points not offered", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to play every segment", body = ErrorBody),
-    (status = 404, description = "no such call", body = ErrorBody),
+    crate::http::openapi::CallRefusals,
     (status = 409, description = "a segment has no audio (yet)", body = ErrorBody),
 ))]
 pub(super) async fn peaks(

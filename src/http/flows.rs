@@ -43,7 +43,7 @@ fn node_json(id: &str, kind: &NodeKind, settings: &Settings) -> serde_json::Valu
 /// tenant (null for other tenants).
 #[utoipa::path(get, path = "/api/flows", tag = "flows", responses(
     (status = 200, description = "`{\"flows\": [{name, tenant, project, private, numbers, start, nodes}], \"settings\"}`"),
-    (status = 401, description = "not signed in", body = super::ErrorBody),
+    crate::http::openapi::SignedIn,
 ))]
 pub(super) async fn list_flows(State(state): State<AppState>, caller: Caller) -> Response {
     let set = state.flows.store().current();

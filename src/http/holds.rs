@@ -67,9 +67,7 @@ async fn hold_json(state: &AppState, id: i64) -> Result<serde_json::Value, ApiEr
     request_body = HoldRequest, responses(
     (status = 200, description = "`{\"id\", \"hold\": {reason, by, at}}`"),
     (status = 400, description = "no reason, or one too long", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin of the recording", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
     (status = 409, description = "its audio was deleted or purged", body = ErrorBody),
 ))]
 pub(super) async fn hold_recording(
@@ -94,9 +92,7 @@ pub(super) async fn hold_recording(
 /// Release the recording's hold (admins; audited).
 #[utoipa::path(delete, path = "/api/recordings/{id}/hold", tag = "recordings", params(super::openapi::RecordingId), responses(
     (status = 200, description = "`{\"id\", \"hold\": null}`"),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin of the recording", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
 ))]
 pub(super) async fn release_recording(
     State(state): State<AppState>,
@@ -148,9 +144,7 @@ async fn call_rows(
     request_body = HoldRequest, responses(
     (status = 200, description = "`{\"held\": [ids]}`"),
     (status = 400, description = "no reason, or one too long", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin of every segment", body = ErrorBody),
-    (status = 404, description = "no such call", body = ErrorBody),
+    crate::http::openapi::CallRefusals,
 ))]
 pub(super) async fn hold_call(
     State(state): State<AppState>,
@@ -181,9 +175,7 @@ pub(super) async fn hold_call(
 /// Release every recording of the call (admins of every segment; audited).
 #[utoipa::path(delete, path = "/api/calls/{id}/hold", tag = "calls", params(super::openapi::CallId), responses(
     (status = 200, description = "`{\"released\": [ids]}`"),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin of every segment", body = ErrorBody),
-    (status = 404, description = "no such call", body = ErrorBody),
+    crate::http::openapi::CallRefusals,
 ))]
 pub(super) async fn release_call(
     State(state): State<AppState>,

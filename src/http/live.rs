@@ -65,7 +65,7 @@ fn no_such_call() -> ApiError {
 /// state (recording, muted, paused).
 #[utoipa::path(get, path = "/api/calls", tag = "calls", operation_id = "list_calls", responses(
     (status = 200, description = "`{\"calls\": [...]}`"),
-    (status = 401, description = "not signed in", body = ErrorBody),
+    crate::http::openapi::SignedIn,
     (status = 403, description = "a token without recordings:read", body = ErrorBody),
 ))]
 pub(super) async fn list(

@@ -199,3 +199,56 @@ pub(super) struct ListQuery {
     /// Seconds at least.
     min_duration: Option<f64>,
 }
+
+/// The refusals of a route that needs a signed-in user.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // described, not built: handlers answer `ApiError`s
+pub(super) enum SignedIn {
+    /// Not signed in: no session or API token, or an expired or disabled one.
+    #[response(status = 401)]
+    Unauthorized(super::ErrorBody<'static>),
+}
+
+/// The refusals of a route of one recording.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum RecordingRefusals {
+    /// Not signed in: no session, API token or (where the route takes one) signed link, or an
+    /// expired, spent or disabled one.
+    #[response(status = 401)]
+    Unauthorized(super::ErrorBody<'static>),
+    /// Not allowed; `error` says why: role_restriction, missing_consent, compliance_policy,
+    /// missing_entitlement, missing_scope, private_recording (a call the user was not on).
+    #[response(status = 403)]
+    Forbidden(super::ErrorBody<'static>),
+    /// No such recording in the asking user's tenant and projects.
+    #[response(status = 404)]
+    NotFound(super::ErrorBody<'static>),
+}
+
+/// The refusals of a route of one call.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum CallRefusals {
+    /// Not signed in: no session or API token, or an expired or disabled one.
+    #[response(status = 401)]
+    Unauthorized(super::ErrorBody<'static>),
+    /// Not allowed for one of the call's recordings at least; `error` says why.
+    #[response(status = 403)]
+    Forbidden(super::ErrorBody<'static>),
+    /// No such call the asking user may see.
+    #[response(status = 404)]
+    NotFound(super::ErrorBody<'static>),
+}
+
+/// The refusals of an administrators' route.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum AdminRefusals {
+    /// Not signed in: no session or API token, or an expired or disabled one.
+    #[response(status = 401)]
+    Unauthorized(super::ErrorBody<'static>),
+    /// Not an admin (or a token without the `admin` scope).
+    #[response(status = 403)]
+    Forbidden(super::ErrorBody<'static>),
+}

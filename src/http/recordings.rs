@@ -390,9 +390,7 @@ pub(super) async fn authorize(
 /// One recording, with what the asking user may do with it.
 #[utoipa::path(get, path = "/api/recordings/{id}", tag = "recordings", operation_id = "get_recording", params(RecordingId), responses(
     (status = 200, description = "the recording", body = RecordingView),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to see it", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
 ))]
 pub(super) async fn get_one(
     State(state): State<AppState>,
@@ -460,9 +458,7 @@ pub(super) struct StatusPatch {
     request_body = StatusPatch, responses(
     (status = 200, description = "the recording", body = RecordingView),
     (status = 400, description = "a value not in the list, or nothing to set", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin of the recording", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
 ))]
 pub(super) async fn set_status(
     State(state): State<AppState>,
@@ -545,8 +541,7 @@ pub(super) async fn set_status(
 /// The state of the recordings folder's scan (admins of the operator's tenant).
 #[utoipa::path(get, path = "/api/library/scan", tag = "operations", responses(
     (status = 200, description = "the scan's state"),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin of the operator's tenant", body = ErrorBody),
+    crate::http::openapi::AdminRefusals,
 ))]
 pub(super) async fn scan_state(
     State(state): State<AppState>,

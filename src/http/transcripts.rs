@@ -32,9 +32,7 @@ fn cue_json(cue: &Cue) -> serde_json::Value {
 /// Cues with start and end (seconds), speaker and text.
 #[utoipa::path(get, path = "/api/recordings/{id}/transcript", tag = "recordings", operation_id = "get_transcript", params(RecordingId), responses(
     (status = 200, description = "`{id, source: \"api\" | \"sidecar\", updated_at, by, cues: [...]}`"),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to play it", body = ErrorBody),
-    (status = 404, description = "no such recording, or it has no transcript", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
 ))]
 pub(super) async fn get(
     State(state): State<AppState>,
@@ -76,9 +74,7 @@ pub(super) async fn get(
     responses(
     (status = 200, description = "the stored cues"),
     (status = 400, description = "not a transcript: the reason", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin of the recording", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
 ))]
 pub(super) async fn put(
     State(state): State<AppState>,
@@ -141,9 +137,7 @@ pub(super) async fn put(
 /// Remove the recording's transcript (admins; audited).
 #[utoipa::path(delete, path = "/api/recordings/{id}/transcript", tag = "recordings", operation_id = "delete_transcript", params(RecordingId), responses(
     (status = 200, description = "`{id, removed: bool}`"),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not an admin of the recording", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
 ))]
 pub(super) async fn delete(
     State(state): State<AppState>,

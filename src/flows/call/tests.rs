@@ -86,6 +86,14 @@ fn flow_of(text: &str) -> Arc<Flow> {
     Arc::new(parse_flow(Path::new("sales.toml"), text).expect("valid"))
 }
 
+/// A call `c1` of the flow `text`, started: the call, the agents' book and what it asked for.
+fn started(text: &str) -> (Call, AgentBook, Vec<Output>) {
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c1", "Alice", "5551001", flow_of(text));
+    let out = call.handle(Input::Start, 0, &mut agents);
+    (call, agents, out)
+}
+
 /// An event as Asterisk sends it, from its JSON.
 fn event(json: serde_json::Value) -> Event {
     serde_json::from_value(json).expect("event")
@@ -119,12 +127,9 @@ fn originated(out: &[Output]) -> Vec<(String, String)> {
 /// passes the call on; the one who answers is bridged and recorded.
 #[test]
 fn a_sequential_hunt_group_passes_a_busy_member_on() {
-    let flow = flow_of(
+    let (mut call, mut agents, out) = started(
         "[flow]\nnumbers = [\"400\"]\nstart = \"team\"\n[nodes.team]\ntype = \"hunt_group\"\nmode = \"sequential\"\nmembers = [\"PJSIP/201\", \"PJSIP/202\"]\nring_seconds = 15\nrecord_call = true\n",
     );
-    let mut agents = AgentBook::default();
-    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-    let out = call.handle(Input::Start, 0, &mut agents);
     let first = originated(&out);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].1, "PJSIP/201");
@@ -137,10 +142,7 @@ fn a_sequential_hunt_group_passes_a_busy_member_on() {
     assert_eq!(second.len(), 1, "{out:?}");
     assert_eq!(second[0].1, "PJSIP/202");
     let out = call.handle(Input::Event(&stasis_start(&second[0].0)), 200, &mut agents);
-    let recorded = out.iter().find_map(|o| match o {
-        Output::RecordingStarted(row) => Some(row.clone()),
-        _ => None,
-    });
+    let recorded = recorded_row(&out);
     let row = recorded.expect("recorded once the member is added");
     assert_eq!(
         (row.callee.as_str(), row.node_type),
@@ -153,12 +155,9 @@ fn a_sequential_hunt_group_passes_a_busy_member_on() {
 /// leg is hung up, the bridge destroyed, the agent free again.
 #[test]
 fn a_caller_hanging_up_while_a_member_rings_leaves_nothing_behind() {
-    let flow = flow_of(
+    let (mut call, mut agents, out) = started(
         "[flow]\nnumbers = [\"400\"]\nstart = \"team\"\n[nodes.team]\ntype = \"hunt_group\"\nmode = \"simultaneous\"\nmembers = [\"PJSIP/201\", \"PJSIP/202\"]\nrecord_call = true\n",
     );
-    let mut agents = AgentBook::default();
-    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-    let out = call.handle(Input::Start, 0, &mut agents);
     let legs = originated(&out);
     assert_eq!(legs.len(), 2, "all members ring at once");
     let out = call.handle(Input::Event(&stasis_end("c1")), 500, &mut agents);
@@ -655,6 +654,14 @@ fn plays(out: &[Output]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The row of the recording `out` starts.
+fn recorded_row(out: &[Output]) -> Option<Box<RecordingRow>> {
+    out.iter().find_map(|o| match o {
+        Output::RecordingStarted(row) => Some(row.clone()),
+        _ => None,
+    })
+}
+
 fn hung_up(out: &[Output], channel: &str) -> bool {
     commands(out)
         .iter()
@@ -665,12 +672,9 @@ fn hung_up(out: &[Output], channel: &str) -> bool {
 /// goes to `next`.
 #[test]
 fn play_audio_plays_each_prompt_in_turn_then_goes_on() {
-    let flow = flow_of(
+    let (mut call, mut agents, out) = started(
         "[flow]\nnumbers = [\"100\"]\nstart = \"hello\"\n[nodes.hello]\ntype = \"play_audio\"\nmedia = [\"sound:hello-world\", \"sound:vm-goodbye\"]\nnext = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\n",
     );
-    let mut agents = AgentBook::default();
-    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-    let out = call.handle(Input::Start, 0, &mut agents);
     let first = plays(&out);
     assert_eq!(first.len(), 1, "one prompt at a time: {out:?}");
     assert_eq!(first[0].1, "sound:hello-world");
@@ -709,12 +713,9 @@ fn play_audio_plays_each_prompt_in_turn_then_goes_on() {
 /// A flow that loops on itself is ended at the hop limit, not followed for ever.
 #[test]
 fn a_flow_that_loops_is_ended_at_the_hop_limit() {
-    let flow = flow_of(
+    let (mut call, mut agents, mut out) = started(
         "[flow]\nnumbers = [\"100\"]\nstart = \"again\"\n[nodes.again]\ntype = \"play_audio\"\nmedia = [\"sound:beep\"]\nnext = \"again\"\n",
     );
-    let mut agents = AgentBook::default();
-    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-    let mut out = call.handle(Input::Start, 0, &mut agents);
     let mut played = 0;
     while let Some((playback, _)) = plays(&out).pop() {
         played += 1;
@@ -735,12 +736,9 @@ fn a_flow_that_loops_is_ended_at_the_hop_limit() {
 /// before the record request, so `RecordingFinished` always finds it.
 #[test]
 fn voicemail_greets_records_with_its_stop_conditions_and_ends_when_the_message_does() {
-    let flow = flow_of(
+    let (mut call, mut agents, out) = started(
         "[flow]\nnumbers = [\"600\"]\nstart = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"sales\"\ngreeting = \"sound:vm-intro\"\nmax_duration = 90\nmax_silence = 4\n",
     );
-    let mut agents = AgentBook::default();
-    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-    let out = call.handle(Input::Start, 0, &mut agents);
     let greeting = plays(&out);
     assert_eq!(greeting.len(), 1);
     assert_eq!(greeting[0].1, "sound:vm-intro");
@@ -786,12 +784,9 @@ fn voicemail_greets_records_with_its_stop_conditions_and_ends_when_the_message_d
 /// itself, so nothing stops or cancels it.
 #[test]
 fn a_caller_hanging_up_during_a_message_keeps_it() {
-    let flow = flow_of(
+    let (mut call, mut agents, out) = started(
         "[flow]\nnumbers = [\"600\"]\nstart = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"sales\"\n",
     );
-    let mut agents = AgentBook::default();
-    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-    let out = call.handle(Input::Start, 0, &mut agents);
     assert!(commands(&out)
         .iter()
         .any(|c| matches!(c, Command::RecordChannel { .. })));
@@ -819,13 +814,7 @@ fn an_outbound_call_rings_from_then_to_and_records_them() {
     assert_eq!(legs.len(), 1);
     assert_eq!(legs[0].1, "PJSIP/202");
     let out = call.handle(Input::Event(&stasis_start(&legs[0].0)), 3_000, &mut agents);
-    let row = out
-        .iter()
-        .find_map(|o| match o {
-            Output::RecordingStarted(row) => Some(row.clone()),
-            _ => None,
-        })
-        .expect("recorded");
+    let row = recorded_row(&out).expect("recorded");
     assert_eq!(row.node_type, Some(crate::library::NodeType::Outbound));
     assert_eq!(row.direction, crate::library::Direction::Outbound);
     assert_eq!(
@@ -863,12 +852,9 @@ fn an_outbound_call_whose_first_leg_is_refused_ends() {
 /// `on_failure` edge.
 #[test]
 fn a_refused_transfer_takes_its_failure_edge() {
-    let flow = flow_of(
+    let (mut call, mut agents, out) = started(
         "[flow]\nnumbers = [\"100\"]\nstart = \"desk\"\n[nodes.desk]\ntype = \"transfer\"\ntarget = \"PJSIP/201\"\non_failure = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"desk\"\n",
     );
-    let mut agents = AgentBook::default();
-    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-    let out = call.handle(Input::Start, 0, &mut agents);
     let originate = commands(&out)
         .into_iter()
         .find(|c| matches!(c, Command::Originate { .. }))
@@ -932,12 +918,9 @@ fn a_refused_record_request_is_stored_as_failed_and_the_call_goes_on() {
 /// are hung up and free again.
 #[test]
 fn a_simultaneous_hunt_group_bridges_the_first_to_answer_and_hangs_up_the_rest() {
-    let flow = flow_of(
+    let (mut call, mut agents, out) = started(
         "[flow]\nnumbers = [\"400\"]\nstart = \"team\"\n[nodes.team]\ntype = \"hunt_group\"\nmode = \"simultaneous\"\nmembers = [\"PJSIP/201\", \"PJSIP/202\", \"PJSIP/203\"]\nrecord_call = true\n",
     );
-    let mut agents = AgentBook::default();
-    let mut call = Call::inbound("c1", "Alice", "5551001", flow);
-    let out = call.handle(Input::Start, 0, &mut agents);
     let legs = originated(&out);
     assert_eq!(legs.len(), 3);
     let out = call.handle(Input::Event(&stasis_start(&legs[1].0)), 2_000, &mut agents);
@@ -946,13 +929,7 @@ fn a_simultaneous_hunt_group_bridges_the_first_to_answer_and_hangs_up_the_rest()
         assert!(!agents.is_busy(endpoint));
     }
     assert!(!hung_up(&out, &legs[1].0));
-    let row = out
-        .iter()
-        .find_map(|o| match o {
-            Output::RecordingStarted(row) => Some(row.clone()),
-            _ => None,
-        })
-        .expect("recorded");
+    let row = recorded_row(&out).expect("recorded");
     assert_eq!(row.callee, "PJSIP/202");
     // A late answer from a member already hung up is not bridged.
     let out = call.handle(Input::Event(&stasis_start(&legs[0].0)), 2_100, &mut agents);
@@ -982,13 +959,7 @@ fn a_consent_node_records_the_callers_answer_or_its_silence() {
     let legs = originated(&out);
     assert_eq!(legs.len(), 1, "on to the desk: {out:?}");
     let out = call.handle(Input::Event(&stasis_start(&legs[0].0)), 2_000, &mut agents);
-    let row = out
-        .iter()
-        .find_map(|o| match o {
-            Output::RecordingStarted(row) => Some(row.clone()),
-            _ => None,
-        })
-        .expect("recorded");
+    let row = recorded_row(&out).expect("recorded");
     assert_eq!(row.consent, crate::library::Consent::Granted);
 
     // Silence: asked twice (one retry), then declined, and the desk's call is recorded so.

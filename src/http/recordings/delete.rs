@@ -12,9 +12,7 @@ use super::*;
     (status = 202, description = "the first step: `{confirm_token, expires_in_seconds, recording, confirm_with}`"),
     (status = 200, description = "deleted: the tombstone", body = RecordingView),
     (status = 400, description = "a token of another recording, spent or expired", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to delete it", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
     (status = 409, description = "on legal hold, or still being recorded", body = ErrorBody),
     (status = 410, description = "already deleted", body = ErrorBody),
 ))]

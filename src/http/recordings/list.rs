@@ -165,7 +165,7 @@ pub(in crate::http) struct RecordingPage<'a> {
 #[utoipa::path(get, path = "/api/recordings", tag = "recordings", operation_id = "list_recordings", params(crate::http::openapi::ListQuery), responses(
     (status = 200, description = "a page", body = RecordingPage),
     (status = 400, description = "an unknown or bad parameter, named in the message", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
+    crate::http::openapi::SignedIn,
     (status = 403, description = "a token without recordings:read", body = ErrorBody),
 ))]
 pub(in crate::http) async fn list(

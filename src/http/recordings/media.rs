@@ -364,9 +364,7 @@ pub(in crate::http) fn etag(row: &RecordingRow) -> String {
     responses(
     (status = 200, description = "the audio", content_type = "audio/wav"),
     (status = 206, description = "the requested range", content_type = "audio/wav"),
-    (status = 401, description = "no credentials, or a bad or expired link", body = ErrorBody),
-    (status = 403, description = "not allowed to play it", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
     (status = 409, description = "no playable audio", body = ErrorBody),
     (status = 416, description = "range not satisfiable", body = ErrorBody),
 ))]
@@ -386,9 +384,7 @@ pub(in crate::http) async fn audio(
     responses(
     (status = 200, description = "the audio, `Content-Disposition: attachment`", content_type = "audio/wav"),
     (status = 206, description = "the requested range", content_type = "audio/wav"),
-    (status = 401, description = "no credentials, or a bad, spent or expired link", body = ErrorBody),
-    (status = 403, description = "not allowed to download it", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
     (status = 409, description = "no playable audio", body = ErrorBody),
     (status = 416, description = "range not satisfiable", body = ErrorBody),
 ))]
@@ -670,9 +666,7 @@ pub(in crate::http) async fn audio_response(
     responses(
     (status = 201, description = "`{url, expires_at, expires_in, single_use, presigned}`"),
     (status = 400, description = "a bad expires_in", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to download it", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
     (status = 429, description = "too many links asked for", body = ErrorBody),
 ))]
 pub(in crate::http) async fn download_url(
@@ -691,9 +685,7 @@ pub(in crate::http) async fn download_url(
     responses(
     (status = 201, description = "`{url, expires_at, expires_in, single_use, presigned}`"),
     (status = 400, description = "a bad expires_in", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to download it", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
     (status = 429, description = "too many links asked for", body = ErrorBody),
 ))]
 pub(in crate::http) async fn download_url_get(
@@ -708,9 +700,7 @@ pub(in crate::http) async fn download_url_get(
 /// A short-lived signed audio link for a player (reusable until it expires).
 #[utoipa::path(post, path = "/api/recordings/{id}/play-url", tag = "recordings", params(RecordingId), responses(
     (status = 201, description = "`{url, expires_at, expires_in, single_use}`"),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to play it", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
     (status = 429, description = "too many links asked for", body = ErrorBody),
 ))]
 pub(in crate::http) async fn play_url(
@@ -920,9 +910,7 @@ pub(in crate::http) fn peak_points(q: &HashMap<String, String>) -> Result<u32, A
     responses(
     (status = 200, description = "`{\"peaks\": [[min, max], ...]}`"),
     (status = 400, description = "a number of points not offered", body = ErrorBody),
-    (status = 401, description = "not signed in", body = ErrorBody),
-    (status = 403, description = "not allowed to play it", body = ErrorBody),
-    (status = 404, description = "no such recording", body = ErrorBody),
+    crate::http::openapi::RecordingRefusals,
     (status = 409, description = "no playable audio, or no party recordings for dual", body = ErrorBody),
 ))]
 pub(in crate::http) async fn peaks(
