@@ -216,6 +216,19 @@ enum AuditCommand {
     },
 }
 
+/// The async runtime's worker threads: `TOKIO_WORKER_THREADS`, else one. The service waits on
+/// Asterisk, the database and the disk; its CPU work (hashing, encoding, password checks,
+/// waveforms) runs on blocking threads. One worker spares the hand-offs between two (about a
+/// sixth of the CPU a call costs) and leaves the other core to Asterisk; a node serving many
+/// reviewers at once can raise it (BENCHMARKS.md, "One async worker").
+fn async_workers() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -228,6 +241,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(async_workers())
         .enable_all()
         .build()
     {
