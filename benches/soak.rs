@@ -263,7 +263,10 @@ async fn main() {
     };
     let base_writes = writes(&metrics(&http, &service.base).await);
     let finished_name = "recordings_total{outcome=\"finished\"}";
-    let base_recorded = metric(&metrics(&http, &service.base).await, finished_name);
+    let started_name = "recordings_total{outcome=\"started\"}";
+    let base_metrics = metrics(&http, &service.base).await;
+    let base_recorded = metric(&base_metrics, finished_name);
+    let base_started = metric(&base_metrics, started_name);
     let mut rss_1k = 0.0;
     // RSS at each thousandth call, under load: the shape of the curve (a plateau or a slope).
     let mut rss_curve = Vec::new();
@@ -294,11 +297,13 @@ async fn main() {
             let m = metrics(&http, &service.base).await;
             paused += settle_start.elapsed();
             let finished = metric(&m, finished_name) - base_recorded;
+            // A call whose caller hung up before its agent was bridged starts no recording.
+            let started = metric(&m, started_name) - base_started;
             if done == 1000 {
                 let cpu_1k = (cpu(pid) - cpu_start).as_secs_f64() * 1000.0 / 1000.0;
                 rss_1k = rss_mib(pid);
                 println!(
-                    "  1,000 calls: {cpu_1k:.2} CPU-ms per recorded call ({finished:.0} recordings finished), RSS {rss_1k:.1} MiB (start {rss_start:.1} MiB), {:.1} write transactions per recording",
+                    "  1,000 calls: {cpu_1k:.2} CPU-ms per recorded call ({finished:.0} of {started:.0} recordings started finished), RSS {rss_1k:.1} MiB (start {rss_start:.1} MiB), {:.1} write transactions per recording",
                     (writes(&m) - base_writes) / 1000.0
                 );
             }
@@ -306,7 +311,7 @@ async fn main() {
                 let per_call = (cpu(pid) - cpu_start).as_secs_f64() * 1000.0 / done as f64;
                 let rss = rss_mib(pid);
                 println!(
-                    "  {done} calls: {per_call:.2} CPU-ms per recorded call ({finished:.0} recordings finished), RSS {rss:.1} MiB ({:+.1} % since 1,000 calls), {:.1} write transactions per recording, {:.0} library write retries",
+                    "  {done} calls: {per_call:.2} CPU-ms per recorded call ({finished:.0} of {started:.0} recordings started finished), RSS {rss:.1} MiB ({:+.1} % since 1,000 calls), {:.1} write transactions per recording, {:.0} library write retries",
                     (rss / rss_1k - 1.0) * 100.0,
                     (writes(&m) - base_writes) / done as f64,
                     metric(&m, "library_write_retries_total")
