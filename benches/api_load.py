@@ -4,7 +4,8 @@ static file. 16 client threads ask for list pages (`/api/recordings?limit=50`, t
 request, signed in as a browser is) for 8 s each; printed: requests a second, median and p99.
 Runs the release binary's demo on a free port over 2,000 recordings.
 
-Usage: cargo build --release && python3 benches/api_load.py   (nginx: scripts/bench.sh installs it)
+Usage: cargo build --release && python3 benches/api_load.py   (nginx: scripts/bench.sh installs it;
+scripts/bench.sh without arguments runs it). API_LOAD_FILES and API_LOAD_SECONDS change the sizes.
 """
 import json, os, re, shutil, socket, statistics, struct, subprocess, sys
 import tempfile, threading, time, urllib.request

@@ -26,4 +26,5 @@ if [ $# -eq 0 ]; then
   python3 benches/signin_flood.py
   python3 benches/renderings.py
   python3 benches/word_search.py
+  python3 benches/api_load.py
 fi
