@@ -219,7 +219,7 @@ enum AuditCommand {
 /// The async runtime's worker threads: `TOKIO_WORKER_THREADS`, else one. The service waits on
 /// Asterisk, the database and the disk; its CPU work (hashing, encoding, password checks,
 /// waveforms) runs on blocking threads. One worker spares the hand-offs between two (about a
-/// sixth of the CPU a call costs) and leaves the other core to Asterisk; a node serving many
+/// tenth of the CPU a call costs) and leaves the other core to Asterisk; a node serving many
 /// reviewers at once can raise it (BENCHMARKS.md, "One async worker").
 fn async_workers() -> usize {
     std::env::var("TOKIO_WORKER_THREADS")
