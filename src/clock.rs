@@ -20,7 +20,7 @@ pub struct Clock {
 impl Clock {
     /// Milliseconds since 1970.
     pub fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis() + self.offset_ms.load(Ordering::Relaxed)
+        crate::access::now_ms() + self.offset_ms.load(Ordering::Relaxed)
     }
 
     /// Seconds since 1970 (what signed links carry).
