@@ -1,6 +1,6 @@
-//! What a recording's row says of it: its status, its consent and its compliance. One list
-//! each, used by the API's checks, the list's filter, the OpenAPI document, the access policy
-//! and the probe.
+//! What a recording's row says of it: its status, consent, compliance, node type, direction
+//! and format. One list each, used by the API's checks, the list's filters, the OpenAPI
+//! document, the page's choices, the access policy, the rows the flows write and the probe.
 
 use super::probe::Status;
 
