@@ -90,6 +90,16 @@ async fn final_file(s: &TestService, name: &str) -> (String, i64) {
     panic!("{name} never became final");
 }
 
+/// Whether Asterisk has a channel to `endpoint` (an inbound call alone is two: both halves of
+/// its Local channel).
+fn ringing(t: &TestSim, endpoint: &str) -> bool {
+    t.sim.with_world(|w| {
+        w.channels()
+            .iter()
+            .any(|c| c.name.starts_with(&format!("{endpoint}-")))
+    })
+}
+
 async fn saved_calls(s: &TestService) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM active_calls")
         .fetch_one(&s.svc.db.pool)
@@ -153,6 +163,42 @@ async fn a_bridged_call_keeps_its_recording_through_a_restart() {
     stop(s).await;
 }
 
+/// A stop while a call is in the middle of its first step (here: answering the caller, then
+/// starting the voicemail recording) lets the step finish and saves the state it ends in: the
+/// next start takes the call over instead of finding a caller it knows nothing of.
+#[tokio::test]
+async fn a_step_under_way_at_a_stop_is_finished_and_saved() {
+    let t = start_sim(0.0).await;
+    let flows = [("vm.toml", MAILBOX)];
+    caller(
+        &t,
+        "message",
+        vec![Step::Answer, Step::Talk(10.0), Step::Hangup],
+    );
+    let s = start_service(&t, &flows).await;
+    t.sim.hold_requests(Some("/answer"));
+    t.sim
+        .place_inbound_call("300", "Gil <5551007>", "message")
+        .expect("call");
+    wait_until("the answer request waiting for Asterisk", || {
+        t.sim
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/answer") && r.answered.is_none())
+    })
+    .await;
+    let _ = s.stop.send(true);
+    t.sim.hold_requests(None);
+    stop(s).await;
+    assert!(!quiet(&t), "the call is left up in Asterisk");
+    let s = start_service(&t, &flows).await;
+    t.sim.advance(11.0);
+    let done = wait_rows(&s.svc.db, "message done", 1, |r| r.state == "done").await;
+    assert_eq!(done[0].duration_seconds, Some(10), "the whole message");
+    wait_until("caller gone", || quiet(&t)).await;
+    stop(s).await;
+}
+
 #[tokio::test]
 async fn a_queued_caller_waits_on_and_overflows_after_a_restart() {
     let t = start_sim(0.0).await;
@@ -167,7 +213,7 @@ async fn a_queued_caller_waits_on_and_overflows_after_a_restart() {
         .place_inbound_call("500", "Bob <5551002>", "waiting")
         .expect("call");
     wait_until("caller held with the agent ringing", || {
-        t.sim.with_world(|w| w.counts().0) == 2
+        ringing(&t, "PJSIP/noanswer")
     })
     .await;
     let s = restart(&t, s, &flows).await;
@@ -194,10 +240,7 @@ async fn a_hunt_group_rings_on_through_a_restart() {
     t.sim
         .place_inbound_call("400", "Dan <5551004>", "shopper")
         .expect("call");
-    wait_until("first member ringing", || {
-        t.sim.with_world(|w| w.counts().0) == 2
-    })
-    .await;
+    wait_until("first member ringing", || ringing(&t, "PJSIP/noanswer")).await;
     let s = restart(&t, s, &flows).await;
     // The first member's 2 s pass without an answer; the hunt goes on to the second.
     t.sim.advance(3.0);

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::task::TaskTracker;
 
 use super::call::{
     Adoption, AgentBook, Call, Command, Input, LiveCall, Output, RecordingRow, RedactMode,
@@ -113,6 +114,9 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     /// What the calls' timers run on (a test moves it on instead of waiting).
     clock: Clock,
+    /// The calls' tasks: at shutdown the writer waits for them to finish the step they are in
+    /// (and send its state) before it writes the last states and stops.
+    call_tasks: TaskTracker,
 }
 
 /// Handle to the running flows; cheap to clone.
@@ -139,6 +143,7 @@ impl FlowRuntime {
     ) -> (FlowRuntime, tokio::task::JoinHandle<()>) {
         let LibraryLinks { metrics, finished } = library;
         let (library, writes) = mpsc::channel(LIBRARY_QUEUE);
+        let call_tasks = TaskTracker::new();
         let writer = tokio::spawn(library_writer(
             db.clone(),
             writes,
@@ -147,6 +152,7 @@ impl FlowRuntime {
                 finished,
             },
             shutdown.clone(),
+            call_tasks.clone(),
         ));
         let runtime = FlowRuntime {
             inner: Arc::new(Inner {
@@ -163,6 +169,7 @@ impl FlowRuntime {
                 pending: Mutex::new(Vec::new()),
                 shutdown,
                 clock,
+                call_tasks,
             }),
         };
         (runtime, writer)
@@ -296,7 +303,9 @@ impl FlowRuntime {
                     }
                 };
                 for (state, rx) in pending {
-                    tokio::spawn(adopt_call(inner.clone(), state, present.clone(), rx));
+                    inner
+                        .call_tasks
+                        .spawn(adopt_call(inner.clone(), state, present.clone(), rx));
                 }
             }
             Change::CallEnded {
@@ -504,7 +513,8 @@ fn spawn_call(inner: Arc<Inner>, call: Call) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(call.id.clone(), tx.clone());
-    tokio::spawn(drive_call(inner, call, tx, rx, None));
+    let tasks = inner.call_tasks.clone();
+    tasks.spawn(drive_call(inner, call, tx, rx, None));
 }
 
 /// Takes over a call saved by an earlier run: asks Asterisk what is left of it (its channels,
@@ -1217,16 +1227,24 @@ impl GatheredStates {
     }
 }
 
+/// How long a stop waits for the calls' tasks to finish the step each is in. A step still
+/// unfinished then (a REST request hanging) is not saved: the next start goes by what Asterisk
+/// shows, as after a crash.
+const CALL_STEPS_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+
 /// Applies library writes in order (calls' states gathered, see [`CALL_STATES_GATHER`]); a
-/// failed write is logged and the next one goes on.
+/// failed write is logged and the next one goes on. At shutdown it goes on receiving until the
+/// calls' tasks have stopped, so the state of a step that was under way is written too.
 async fn library_writer(
     db: Database,
     mut writes: mpsc::Receiver<LibraryWrite>,
     writer: Writer,
     mut shutdown: watch::Receiver<bool>,
+    call_tasks: TaskTracker,
 ) {
     let mut conn = HeldConnection::new(&db);
     let mut gathered = GatheredStates::default();
+    let mut stopping: Option<tokio::time::Instant> = None;
     loop {
         // Due states are written first, even while other writes keep arriving.
         if gathered
@@ -1245,11 +1263,17 @@ async fn library_writer(
                 Some(w) => writer.apply(&mut conn, w, &shutdown).await,
                 None => break,
             },
-            changed = shutdown.changed() => {
+            changed = shutdown.changed(), if stopping.is_none() => {
                 // A dropped sender means nobody can stop us any more: treat it as a stop.
                 if changed.is_err() || *shutdown.borrow() {
-                    break;
+                    call_tasks.close();
+                    stopping = Some(tokio::time::Instant::now() + CALL_STEPS_AT_SHUTDOWN);
                 }
+            }
+            () = call_tasks.wait(), if stopping.is_some() => break,
+            _ = tokio::time::sleep_until(stopping.unwrap_or_else(tokio::time::Instant::now)), if stopping.is_some() => {
+                tracing::warn!(calls = call_tasks.len(), "calls still in a step at shutdown; their last step is not saved");
+                break;
             }
             // Written at the top of the loop.
             _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {}

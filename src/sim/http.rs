@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::party::{Script, Step};
@@ -35,6 +36,8 @@ pub struct SimState {
     /// How long an add to a bridge takes to be done and answered (a loaded Asterisk takes
     /// hundreds of milliseconds); none: at once.
     pub add_delay: Arc<Mutex<Option<Duration>>>,
+    /// Requests whose path ends with this wait unanswered (a test holds a call in mid-step).
+    pub held_requests: Arc<watch::Sender<Option<String>>>,
 }
 
 /// One ARI request as received (path relative to `/ari`, query string as sent).
@@ -186,6 +189,12 @@ async fn log_request(State(state): State<SimState>, request: Request, next: Next
         requests.push(entry);
         requests.len() - 1
     };
+    let path = request.uri().path().to_string();
+    let _ = state
+        .held_requests
+        .subscribe()
+        .wait_for(|held| held.as_deref().is_none_or(|suffix| !path.ends_with(suffix)))
+        .await;
     let response = next.run(request).await;
     if let Some(entry) = state
         .requests

@@ -152,6 +152,14 @@ impl SimHandle {
             .unwrap_or_else(|p| p.into_inner()) = delay;
     }
 
+    /// Requests whose path ends with `suffix` are received (and listed in [`Self::requests`])
+    /// but neither carried out nor answered until it is changed; None releases them.
+    pub fn hold_requests(&self, suffix: Option<&str>) {
+        self.state
+            .held_requests
+            .send_replace(suffix.map(str::to_string));
+    }
+
     /// Every ARI request received so far.
     pub fn requests(&self) -> Vec<http::SimRequest> {
         self.state
@@ -188,6 +196,7 @@ pub async fn start(options: SimOptions) -> std::io::Result<SimHandle> {
         stalled_until: Arc::new(Mutex::new(None)),
         requests: Arc::new(Mutex::new(Vec::new())),
         add_delay: Arc::new(Mutex::new(None)),
+        held_requests: Arc::new(watch::channel(None).0),
     };
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let app = http::router(state.clone());

@@ -29,7 +29,19 @@ impl TestSim {
 }
 
 /// A simulated Asterisk; `speed` 0 means time moves only through `advance`.
+/// With `RUST_LOG` set, the service's log goes to the test's output (shown when it fails).
+fn show_logs_if_asked() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    }
+}
+
 pub async fn start_sim(speed: f64) -> TestSim {
+    show_logs_if_asked();
     let dir = tempfile::tempdir().expect("temp dir");
     let recordings = dir.path().join("recording");
     std::fs::create_dir_all(&recordings).expect("recordings dir");
