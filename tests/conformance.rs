@@ -377,7 +377,6 @@ async fn replay(name: &str) {
         }
     }
     t.sim.advance(1.0);
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Per channel (and per recording, bridge), the sequence of compared events must match.
     let group = |events: Vec<Value>,
@@ -422,11 +421,26 @@ async fn replay(name: &str) {
         }
         None
     };
-    let mut actual_events = Vec::new();
-    for (collected, _) in &sockets {
-        actual_events.extend(collected.snapshot());
+    // The events raised by the last steps reach the sockets asynchronously: wait until every
+    // group has as many as the trace's (or give up and let the comparison show what is missing).
+    let collect = || {
+        let mut actual_events = Vec::new();
+        for (collected, _) in &sockets {
+            actual_events.extend(collected.snapshot());
+        }
+        group(actual_events, &sim_known)
+    };
+    let mut actual = collect();
+    for _ in 0..500 {
+        let all_there = expected
+            .iter()
+            .all(|(key, events)| actual.get(key).map_or(0, Vec::len) >= events.len());
+        if all_there {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        actual = collect();
     }
-    let actual = group(actual_events, &sim_known);
     for (key, events) in &expected {
         let got = actual.get(key).cloned().unwrap_or_default();
         let want_types: Vec<&str> = events
