@@ -11,11 +11,13 @@
 //! Run: `cargo bench --bench archive` (scripts/bench.sh installs boto3 and age; S3S_FS_BIN or
 //! target/tools/bin/s3s-fs, which scripts/test.sh builds).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "support/process.rs"]
+mod process;
 
 use ari_recorder::archive::{Archive, ArchiveSettings, ObjectBytes, StoredAudio};
 use ari_recorder::audio::wav;
@@ -93,10 +95,7 @@ fn main() {
     let s3_root = dir.path().join("s3");
     std::fs::create_dir_all(&recordings).expect("recordings");
     std::fs::create_dir_all(s3_root.join("bench")).expect("bucket");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = process::free_port();
     let mut server = Command::new(&bin)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", KEY, "--secret-key", SECRET])

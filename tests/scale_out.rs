@@ -6,9 +6,6 @@
 //! they all wrote verifies.
 
 mod common;
-// Ports and waits across processes, as the benchmarks that start processes have them.
-#[path = "../benches/support/process.rs"]
-mod process;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -16,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ari_recorder::sim::{Script, Step};
+use common::process::{free_port, wait_for};
 use common::s3::{s3s_fs_bin, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
 use common::{send, start_sim, Db, TestSim};
-use process::{free_port, wait_for};
 
 const CALLS: usize = 300;
 const KILL_AT: usize = 150;

@@ -3,12 +3,32 @@
 
 use std::time::Duration;
 
-/// A port on 127.0.0.1 nothing listens on now.
+/// A port on 127.0.0.1 nothing listens on now, for a server another process binds later. It
+/// is taken below the kernel's ephemeral range: a socket bound to port 0 meanwhile (this
+/// process's own servers, a simulated Asterisk, any client) cannot be given it, as it could a
+/// port the kernel handed out and took back. Successive calls walk on from a start that differs
+/// from process to process, so two servers of one run never share one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let lowest = 10_000.min(ephemeral_from / 2);
+    let span = u64::from(ephemeral_from - lowest);
+    let start = u64::from(std::process::id()).wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    for _ in 0..span {
+        let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = lowest + u16::try_from(offset).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_from}");
 }
 
 /// Polls `done` (bounded: one minute) for state another process reaches.

@@ -2,6 +2,9 @@
 //! websocket listener that collects events.
 #![allow(dead_code)]
 
+/// What the benchmarks that run other processes share (a free port, waiting on another process).
+#[path = "../../benches/support/process.rs"]
+pub mod process;
 pub mod s3;
 
 use std::path::PathBuf;

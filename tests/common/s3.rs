@@ -1,10 +1,11 @@
 //! A real S3-compatible server for the tests: s3s-fs from crates.io, which `scripts/test.sh`
 //! builds once into `target/tools` (S3S_FS_BIN).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use super::process::free_port;
 
 pub const ACCESS_KEY: &str = "archive-test-key";
 pub const SECRET_KEY: &str = "archive-test-secret-0123456789";
@@ -30,13 +31,6 @@ pub fn s3s_fs_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl S3Server {
@@ -68,9 +62,25 @@ impl S3Server {
             .expect("s3s-fs starts");
         self.child = Some(child);
         for _ in 0..500 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "s3s-fs exited ({status}) instead of listening on {}",
+                    self.port
+                );
+            }
+            let listening = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
-                .is_ok()
+                .is_ok();
+            // Listening, and by s3s-fs: had it failed to bind, it would have exited.
+            if listening
+                && self
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
             {
                 return;
             }

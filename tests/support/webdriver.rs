@@ -34,10 +34,7 @@ impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session that saves downloads
     /// into `downloads`.
     pub async fn start(driver: &str, downloads: &Path) -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = crate::common::process::free_port();
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
