@@ -51,6 +51,20 @@ ring_seconds = 2
 record_call = true
 "#;
 
+/// The first member rings long enough to answer late; the hunt waits for it (no wall-clock
+/// timer decides the test).
+const SALES_LATE: &str = r#"
+[flow]
+numbers = ["400"]
+start = "team"
+[nodes.team]
+type = "hunt_group"
+mode = "sequential"
+members = ["PJSIP/late", "PJSIP/202"]
+ring_seconds = 600
+record_call = true
+"#;
+
 const MAILBOX: &str = r#"
 [flow]
 numbers = ["300"]
@@ -244,6 +258,47 @@ async fn a_hunt_group_rings_on_through_a_restart() {
     let s = restart(&t, s, &flows).await;
     // The first member's 2 s pass without an answer; the hunt goes on to the second.
     t.sim.advance(3.0);
+    let rows = wait_recording(&t, &s, "second member recorded", 1).await;
+    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
+    t.sim.advance(30.0);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("everything torn down", || quiet(&t)).await;
+    stop(s).await;
+}
+
+/// A member who picks up while the service is away never reaches the app (Asterisk's Stasis()
+/// fails and hangs the member up, as for any call arriving then): the next start finds that
+/// member gone and hunts on, as for a member who stopped ringing.
+#[tokio::test]
+async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() {
+    let t = start_sim(0.0).await;
+    let flows = [("sales.toml", SALES_LATE)];
+    t.sim.define_party(
+        "PJSIP/late",
+        Script::new(
+            "late",
+            vec![
+                Step::Ring(3.0),
+                Step::Answer,
+                Step::Talk(20.0),
+                Step::Hangup,
+            ],
+        ),
+    );
+    caller(
+        &t,
+        "shopper",
+        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
+    );
+    let s = start_service(&t, &flows).await;
+    t.sim
+        .place_inbound_call("400", "Hal <5551008>", "shopper")
+        .expect("call");
+    wait_until("first member ringing", || ringing(&t, "PJSIP/late")).await;
+    stop(s).await;
+    t.sim.advance(4.0);
+    assert!(!ringing(&t, "PJSIP/late"), "hung up by Stasis() failing");
+    let s = start_service(&t, &flows).await;
     let rows = wait_recording(&t, &s, "second member recorded", 1).await;
     assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
     t.sim.advance(30.0);

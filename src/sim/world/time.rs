@@ -41,7 +41,13 @@ impl World {
         let role = c.role;
         match action {
             PartyAction::Answer => {
-                if role == Role::Dialled && c.model.state != "Up" {
+                let app_away = c.app.as_deref().is_some_and(|app| !self.app_connected(app));
+                if role == Role::Dialled && c.model.state != "Up" && app_away {
+                    // Answered while the app has no websocket: Stasis() fails at once
+                    // ("Stasis app 'recorder' not active") and the channel hangs up; the app
+                    // never hears of it (app_gone_newcall).
+                    self.destroy_unanswered(id, 16, "Normal Clearing");
+                } else if role == Role::Dialled && c.model.state != "Up" {
                     let half = c.half.clone();
                     if let Some(h) = half.and_then(|h| self.channels.get_mut(&h)) {
                         h.model.state = "Up".into();
