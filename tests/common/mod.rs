@@ -31,7 +31,6 @@ impl TestSim {
     }
 }
 
-/// A simulated Asterisk; `speed` 0 means time moves only through `advance`.
 /// With `RUST_LOG` set, the service's log goes to the test's output (shown when it fails).
 fn show_logs_if_asked() {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -43,6 +42,7 @@ fn show_logs_if_asked() {
     }
 }
 
+/// A simulated Asterisk; `speed` 0 means time moves only through `advance`.
 pub async fn start_sim(speed: f64) -> TestSim {
     show_logs_if_asked();
     let dir = tempfile::tempdir().expect("temp dir");
