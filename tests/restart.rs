@@ -39,31 +39,22 @@ target = "PJSIP/209"
 record_call = true
 "#;
 
-const SALES: &str = r#"
+/// A sequential hunt group: `first`, then PJSIP/202, each rung `ring_seconds`.
+fn sales(first: &str, ring_seconds: u32) -> String {
+    format!(
+        r#"
 [flow]
 numbers = ["400"]
 start = "team"
 [nodes.team]
 type = "hunt_group"
 mode = "sequential"
-members = ["PJSIP/noanswer", "PJSIP/202"]
-ring_seconds = 2
+members = ["{first}", "PJSIP/202"]
+ring_seconds = {ring_seconds}
 record_call = true
-"#;
-
-/// The first member rings long enough to answer late; the hunt waits for it (no wall-clock
-/// timer decides the test).
-const SALES_LATE: &str = r#"
-[flow]
-numbers = ["400"]
-start = "team"
-[nodes.team]
-type = "hunt_group"
-mode = "sequential"
-members = ["PJSIP/late", "PJSIP/202"]
-ring_seconds = 600
-record_call = true
-"#;
+"#
+    )
+}
 
 const MAILBOX: &str = r#"
 [flow]
@@ -244,7 +235,8 @@ async fn a_queued_caller_waits_on_and_overflows_after_a_restart() {
 #[tokio::test]
 async fn a_hunt_group_rings_on_through_a_restart() {
     let t = start_sim(0.0).await;
-    let flows = [("sales.toml", SALES)];
+    let flow = sales("PJSIP/noanswer", 2);
+    let flows = [("sales.toml", flow.as_str())];
     caller(
         &t,
         "shopper",
@@ -272,7 +264,9 @@ async fn a_hunt_group_rings_on_through_a_restart() {
 #[tokio::test]
 async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() {
     let t = start_sim(0.0).await;
-    let flows = [("sales.toml", SALES_LATE)];
+    // The first member rings long enough to answer late: no wall-clock timer decides the test.
+    let flow = sales("PJSIP/late", 600);
+    let flows = [("sales.toml", flow.as_str())];
     t.sim.define_party(
         "PJSIP/late",
         Script::new(
@@ -296,6 +290,10 @@ async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() 
         .expect("call");
     wait_until("first member ringing", || ringing(&t, "PJSIP/late")).await;
     stop(s).await;
+    wait_until("Asterisk saw the websocket close", || {
+        !t.sim.app_connected("recorder")
+    })
+    .await;
     t.sim.advance(4.0);
     assert!(!ringing(&t, "PJSIP/late"), "hung up by Stasis() failing");
     let s = start_service(&t, &flows).await;
