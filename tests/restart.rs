@@ -95,6 +95,19 @@ async fn final_file(s: &TestService, name: &str) -> (String, i64) {
     panic!("{name} never became final");
 }
 
+/// A simulated Asterisk on its own clock, a caller `name` behaving by `steps`, and the service
+/// running `flows`.
+async fn caller_and_service(
+    flows: &[(&str, &str)],
+    name: &str,
+    steps: Vec<Step>,
+) -> (TestSim, TestService) {
+    let t = start_sim(0.0).await;
+    caller(&t, name, steps);
+    let s = start_service(&t, flows).await;
+    (t, s)
+}
+
 /// Whether Asterisk has a channel to `endpoint` (an inbound call alone is two: both halves of
 /// its Local channel).
 fn ringing(t: &TestSim, endpoint: &str) -> bool {
@@ -115,18 +128,17 @@ async fn saved_calls(s: &TestService) -> i64 {
 
 #[tokio::test]
 async fn a_bridged_call_keeps_its_recording_through_a_restart() {
-    let t = start_sim(0.0).await;
     let flows = [("support.toml", SUPPORT)];
+    let (t, s) = caller_and_service(
+        &flows,
+        "patient",
+        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
+    )
+    .await;
     t.sim.define_party(
         "PJSIP/agent-long",
         Script::new("agent", vec![Step::Answer, Step::Talk(20.0), Step::Hangup]),
     );
-    caller(
-        &t,
-        "patient",
-        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
-    );
-    let s = start_service(&t, &flows).await;
     t.sim
         .place_inbound_call("100", "Alice <5551001>", "patient")
         .expect("call");
@@ -173,14 +185,13 @@ async fn a_bridged_call_keeps_its_recording_through_a_restart() {
 /// next start takes the call over instead of finding a caller it knows nothing of.
 #[tokio::test]
 async fn a_step_under_way_at_a_stop_is_finished_and_saved() {
-    let t = start_sim(0.0).await;
     let flows = [("vm.toml", MAILBOX)];
-    caller(
-        &t,
+    let (t, s) = caller_and_service(
+        &flows,
         "message",
         vec![Step::Answer, Step::Talk(10.0), Step::Hangup],
-    );
-    let s = start_service(&t, &flows).await;
+    )
+    .await;
     t.sim.hold_requests(Some("/answer"));
     t.sim
         .place_inbound_call("300", "Gil <5551007>", "message")
@@ -206,14 +217,13 @@ async fn a_step_under_way_at_a_stop_is_finished_and_saved() {
 
 #[tokio::test]
 async fn a_queued_caller_waits_on_and_overflows_after_a_restart() {
-    let t = start_sim(0.0).await;
     let flows = [("helpdesk.toml", HELPDESK)];
-    caller(
-        &t,
+    let (t, s) = caller_and_service(
+        &flows,
         "waiting",
         vec![Step::Answer, Step::Talk(120.0), Step::Hangup],
-    );
-    let s = start_service(&t, &flows).await;
+    )
+    .await;
     t.sim
         .place_inbound_call("500", "Bob <5551002>", "waiting")
         .expect("call");
@@ -234,15 +244,14 @@ async fn a_queued_caller_waits_on_and_overflows_after_a_restart() {
 
 #[tokio::test]
 async fn a_hunt_group_rings_on_through_a_restart() {
-    let t = start_sim(0.0).await;
     let flow = sales("PJSIP/noanswer", 2);
     let flows = [("sales.toml", flow.as_str())];
-    caller(
-        &t,
+    let (t, s) = caller_and_service(
+        &flows,
         "shopper",
         vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
-    );
-    let s = start_service(&t, &flows).await;
+    )
+    .await;
     t.sim
         .place_inbound_call("400", "Dan <5551004>", "shopper")
         .expect("call");
@@ -263,10 +272,15 @@ async fn a_hunt_group_rings_on_through_a_restart() {
 /// member gone and hunts on, as for a member who stopped ringing.
 #[tokio::test]
 async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() {
-    let t = start_sim(0.0).await;
     // The first member rings long enough to answer late: no wall-clock timer decides the test.
     let flow = sales("PJSIP/late", 600);
     let flows = [("sales.toml", flow.as_str())];
+    let (t, s) = caller_and_service(
+        &flows,
+        "shopper",
+        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
+    )
+    .await;
     t.sim.define_party(
         "PJSIP/late",
         Script::new(
@@ -279,12 +293,6 @@ async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() 
             ],
         ),
     );
-    caller(
-        &t,
-        "shopper",
-        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
-    );
-    let s = start_service(&t, &flows).await;
     t.sim
         .place_inbound_call("400", "Hal <5551008>", "shopper")
         .expect("call");
@@ -307,14 +315,13 @@ async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() 
 
 #[tokio::test]
 async fn a_voicemail_message_is_recorded_whole_through_a_restart() {
-    let t = start_sim(0.0).await;
     let flows = [("vm.toml", MAILBOX)];
-    caller(
-        &t,
+    let (t, s) = caller_and_service(
+        &flows,
         "long-message",
         vec![Step::Answer, Step::Talk(10.0), Step::Hangup],
-    );
-    let s = start_service(&t, &flows).await;
+    )
+    .await;
     t.sim
         .place_inbound_call("300", "Eve <5551005>", "long-message")
         .expect("call");
@@ -334,18 +341,17 @@ async fn a_voicemail_message_is_recorded_whole_through_a_restart() {
 
 #[tokio::test]
 async fn a_call_that_ended_while_away_is_cleaned_up_and_its_recording_finished() {
-    let t = start_sim(0.0).await;
     let flows = [("support.toml", SUPPORT)];
+    let (t, s) = caller_and_service(
+        &flows,
+        "brief",
+        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
+    )
+    .await;
     t.sim.define_party(
         "PJSIP/agent-long",
         Script::new("agent", vec![Step::Answer, Step::Talk(8.0), Step::Hangup]),
     );
-    caller(
-        &t,
-        "brief",
-        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
-    );
-    let s = start_service(&t, &flows).await;
     t.sim
         .place_inbound_call("100", "Fay <5551006>", "brief")
         .expect("call");
