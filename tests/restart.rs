@@ -242,6 +242,16 @@ async fn a_queued_caller_waits_on_and_overflows_after_a_restart() {
     stop(s).await;
 }
 
+/// The hunt group's second member is recorded with the caller, and the call ends cleanly.
+async fn second_member_takes_the_call(t: &TestSim, s: TestService) {
+    let rows = wait_recording(t, &s, "second member recorded", 1).await;
+    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
+    t.sim.advance(30.0);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("everything torn down", || quiet(t)).await;
+    stop(s).await;
+}
+
 #[tokio::test]
 async fn a_hunt_group_rings_on_through_a_restart() {
     let flow = sales("PJSIP/noanswer", 2);
@@ -259,12 +269,7 @@ async fn a_hunt_group_rings_on_through_a_restart() {
     let s = restart(&t, s, &flows).await;
     // The first member's 2 s pass without an answer; the hunt goes on to the second.
     t.sim.advance(3.0);
-    let rows = wait_recording(&t, &s, "second member recorded", 1).await;
-    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
-    t.sim.advance(30.0);
-    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
-    wait_until("everything torn down", || quiet(&t)).await;
-    stop(s).await;
+    second_member_takes_the_call(&t, s).await;
 }
 
 /// A member who picks up while the service is away never reaches the app (Asterisk's Stasis()
@@ -305,12 +310,7 @@ async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() 
     t.sim.advance(4.0);
     assert!(!ringing(&t, "PJSIP/late"), "hung up by Stasis() failing");
     let s = start_service(&t, &flows).await;
-    let rows = wait_recording(&t, &s, "second member recorded", 1).await;
-    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
-    t.sim.advance(30.0);
-    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
-    wait_until("everything torn down", || quiet(&t)).await;
-    stop(s).await;
+    second_member_takes_the_call(&t, s).await;
 }
 
 #[tokio::test]
