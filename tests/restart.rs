@@ -252,21 +252,34 @@ async fn second_member_takes_the_call(t: &TestSim, s: TestService) {
     stop(s).await;
 }
 
-#[tokio::test]
-async fn a_hunt_group_rings_on_through_a_restart() {
-    let flow = sales("PJSIP/noanswer", 2);
-    let flows = [("sales.toml", flow.as_str())];
+/// A shopper's call to the sales hunt group `flow`, placed and ringing its first member
+/// `first` (who behaves by `script`, when given).
+async fn shopper_ringing(
+    flow: &str,
+    first: &str,
+    script: Option<Script>,
+) -> (TestSim, TestService) {
     let (t, s) = caller_and_service(
-        &flows,
+        &[("sales.toml", flow)],
         "shopper",
         vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
     )
     .await;
+    if let Some(script) = script {
+        t.sim.define_party(first, script);
+    }
     t.sim
         .place_inbound_call("400", "Dan <5551004>", "shopper")
         .expect("call");
-    wait_until("first member ringing", || ringing(&t, "PJSIP/noanswer")).await;
-    let s = restart(&t, s, &flows).await;
+    wait_until("first member ringing", || ringing(&t, first)).await;
+    (t, s)
+}
+
+#[tokio::test]
+async fn a_hunt_group_rings_on_through_a_restart() {
+    let flow = sales("PJSIP/noanswer", 2);
+    let (t, s) = shopper_ringing(&flow, "PJSIP/noanswer", None).await;
+    let s = restart(&t, s, &[("sales.toml", &flow)]).await;
     // The first member's 2 s pass without an answer; the hunt goes on to the second.
     t.sim.advance(3.0);
     second_member_takes_the_call(&t, s).await;
@@ -279,29 +292,16 @@ async fn a_hunt_group_rings_on_through_a_restart() {
 async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() {
     // The first member rings long enough to answer late: no wall-clock timer decides the test.
     let flow = sales("PJSIP/late", 600);
-    let flows = [("sales.toml", flow.as_str())];
-    let (t, s) = caller_and_service(
-        &flows,
-        "shopper",
-        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
-    )
-    .await;
-    t.sim.define_party(
-        "PJSIP/late",
-        Script::new(
-            "late",
-            vec![
-                Step::Ring(3.0),
-                Step::Answer,
-                Step::Talk(20.0),
-                Step::Hangup,
-            ],
-        ),
+    let late = Script::new(
+        "late",
+        vec![
+            Step::Ring(3.0),
+            Step::Answer,
+            Step::Talk(20.0),
+            Step::Hangup,
+        ],
     );
-    t.sim
-        .place_inbound_call("400", "Hal <5551008>", "shopper")
-        .expect("call");
-    wait_until("first member ringing", || ringing(&t, "PJSIP/late")).await;
+    let (t, s) = shopper_ringing(&flow, "PJSIP/late", Some(late)).await;
     stop(s).await;
     wait_until("Asterisk saw the websocket close", || {
         !t.sim.app_connected("recorder")
@@ -309,7 +309,7 @@ async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() 
     .await;
     t.sim.advance(4.0);
     assert!(!ringing(&t, "PJSIP/late"), "hung up by Stasis() failing");
-    let s = start_service(&t, &flows).await;
+    let s = start_service(&t, &[("sales.toml", &flow)]).await;
     second_member_takes_the_call(&t, s).await;
 }
 
