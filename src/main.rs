@@ -222,11 +222,16 @@ enum AuditCommand {
 /// tenth of the CPU a call costs) and leaves the other core to Asterisk; a node serving many
 /// reviewers at once can raise it (BENCHMARKS.md, "One async worker").
 fn async_workers() -> usize {
-    std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(1)
+    let Ok(value) = std::env::var("TOKIO_WORKER_THREADS") else {
+        return 1;
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            tracing::warn!(value = %value, "TOKIO_WORKER_THREADS is not a positive number; using one worker");
+            1
+        }
+    }
 }
 
 fn main() -> ExitCode {
