@@ -114,6 +114,26 @@ pub struct Config {
     /// This instance's name among several on one database: the rows of its recordings folder
     /// carry it. Empty: the host name.
     pub node_id: String,
+    /// A call found in Asterisk after a restart with no saved state to resume it from (killed
+    /// before its first step was saved): `false` (the default) leaves a conversation to
+    /// Asterisk, unrecorded from then on, and ends it when a party leaves; `true` hangs it up.
+    pub end_unresumable_calls: bool,
+    /// The one forwarding header believed from `trusted_proxies`: `x-forwarded-for` (the
+    /// default, what the shipped nginx settings write) or `forwarded` (RFC 7239). The other is
+    /// ignored, so a client cannot slip its own address past a proxy that manages only one.
+    pub forwarded_header: ForwardedHeader,
+    /// Connections one client address may hold at once (trusted proxies excepted); kept below
+    /// `http_max_connections` so no one client takes every slot.
+    pub http_max_connections_per_client: u32,
+}
+
+/// Which forwarding header names the client behind a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    #[default]
+    XForwardedFor,
+    Forwarded,
 }
 
 impl Default for Config {
@@ -161,12 +181,15 @@ impl Default for Config {
             encryption_keys: Vec::new(),
             encryption_keys_file: None,
             node_id: String::new(),
+            end_unresumable_calls: false,
+            forwarded_header: ForwardedHeader::XForwardedFor,
+            http_max_connections_per_client: 64,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 42] = [
+pub const ENV_KEYS: [&str; 45] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -209,6 +232,9 @@ pub const ENV_KEYS: [&str; 42] = [
     "ENCRYPTION_KEYS",
     "ENCRYPTION_KEYS_FILE",
     "NODE_ID",
+    "END_UNRESUMABLE_CALLS",
+    "FORWARDED_HEADER",
+    "HTTP_MAX_CONNECTIONS_PER_CLIENT",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -350,6 +376,22 @@ impl Config {
                     .collect()
             }
             "NODE_ID" => self.node_id = value,
+            "END_UNRESUMABLE_CALLS" => self.end_unresumable_calls = boolean(key, &value)?,
+            "HTTP_MAX_CONNECTIONS_PER_CLIENT" => {
+                self.http_max_connections_per_client = number(key, &value)?
+            }
+            "FORWARDED_HEADER" => {
+                self.forwarded_header = match value.trim().to_ascii_lowercase().as_str() {
+                    "x-forwarded-for" => ForwardedHeader::XForwardedFor,
+                    "forwarded" => ForwardedHeader::Forwarded,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key,
+                            reason: format!("{value:?} is not x-forwarded-for or forwarded"),
+                        })
+                    }
+                }
+            }
             "ENCRYPTION_KEYS_FILE" => {
                 self.encryption_keys_file =
                     Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
@@ -496,6 +538,10 @@ impl Config {
             ("GRANTS_PER_MINUTE", u64::from(self.grants_per_minute)),
             ("SESSION_IDLE_SECONDS", self.session_idle_seconds),
             ("HTTP_MAX_CONNECTIONS", u64::from(self.http_max_connections)),
+            (
+                "HTTP_MAX_CONNECTIONS_PER_CLIENT",
+                u64::from(self.http_max_connections_per_client),
+            ),
             ("HTTP_READ_TIMEOUT_SECONDS", self.http_read_timeout_seconds),
         ] {
             if value == 0 {
@@ -644,6 +690,12 @@ impl fmt::Debug for Config {
             .field("session_idle_seconds", &self.session_idle_seconds)
             .field("http_max_connections", &self.http_max_connections)
             .field("http_read_timeout_seconds", &self.http_read_timeout_seconds)
+            .field(
+                "http_max_connections_per_client",
+                &self.http_max_connections_per_client,
+            )
+            .field("forwarded_header", &self.forwarded_header)
+            .field("end_unresumable_calls", &self.end_unresumable_calls)
             .finish()
     }
 }

@@ -94,6 +94,8 @@ pub struct Metrics {
     audit_suppressed: AtomicU64,
     http_connections_open: AtomicI64,
     library_write_retries: AtomicU64,
+    calls_left_to_asterisk: AtomicU64,
+    http_connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -132,6 +134,19 @@ impl Metrics {
     }
     pub fn count_library_write_retry(&self) {
         self.library_write_retries.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count_call_left_to_asterisk(&self) {
+        self.calls_left_to_asterisk.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count_http_connection_refused(&self) {
+        self.http_connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn http_connections_refused(&self) -> u64 {
+        self.http_connections_refused.load(Ordering::Relaxed)
+    }
+    pub fn calls_left_to_asterisk(&self) -> u64 {
+        self.calls_left_to_asterisk.load(Ordering::Relaxed)
     }
     pub fn library_write_retries(&self) -> u64 {
         self.library_write_retries.load(Ordering::Relaxed)
@@ -205,6 +220,18 @@ impl Metrics {
             "library_write_retries_total",
             "Call metadata writes that failed and were tried again (the database was away or busy).",
             self.library_write_retries(),
+        );
+        counter(
+            &mut out,
+            "calls_left_to_asterisk_total",
+            "Conversations a start found in Asterisk with no saved state to resume them from, left to Asterisk instead of cut (ended when a party leaves).",
+            self.calls_left_to_asterisk(),
+        );
+        counter(
+            &mut out,
+            "http_connections_refused_total",
+            "Connections closed at once because their client address already held http_max_connections_per_client.",
+            self.http_connections_refused(),
         );
         gauge(
             &mut out,

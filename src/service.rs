@@ -183,6 +183,7 @@ pub async fn start(
         shutdown.clone(),
         clock.clone(),
     );
+    flows.end_unresumable_calls(config.end_unresumable_calls);
     let call_audio_dir = config.cache_dir.join("calls");
     let call_audio = CallAudio::with_seal(
         call_audio_dir.clone(),
@@ -234,9 +235,15 @@ pub async fn start(
         flows: flows.clone(),
         access: Arc::new(http::Access::from_config(config, clock.clone())),
     };
+    let max_connections = usize::try_from(config.http_max_connections).unwrap_or(usize::MAX);
     let limits = http::server::Limits {
-        max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
+        max_connections,
+        // Below the global cap whatever is configured: one client never takes every slot.
+        max_per_client: usize::try_from(config.http_max_connections_per_client)
+            .unwrap_or(usize::MAX)
+            .min(max_connections.saturating_sub(1).max(1)),
         read_timeout: Duration::from_secs(config.http_read_timeout_seconds),
+        proxies: config.trusted_proxy_nets().unwrap_or_default(),
     };
     let mut tasks = Vec::new();
     let metrics_addr = match metrics_listener {
@@ -244,7 +251,8 @@ pub async fn start(
             // A scraper needs few connections.
             let limits = http::server::Limits {
                 max_connections: 16,
-                ..limits
+                max_per_client: 16,
+                ..limits.clone()
             };
             tasks.push(tokio::spawn(http::server::serve(
                 listener,

@@ -259,6 +259,17 @@ fn stasis_args(channel: &Channel) -> Vec<String> {
         .collect()
 }
 
+/// Whether REST shows `channel` in Stasis for `app`: its dialplan location is the `Stasis`
+/// application with `app` as its first argument. That holds for a caller that ran
+/// `Stasis(app,...)`, for a channel originated into the app (`app_gone` trace: the agent's `;1`
+/// half reads `Stasis` / `recorder,agent,<bridge>`) and for a snoop created into it
+/// (`snoop_dual`: `recorder,snoop,caller,<id>`), and for neither the `;2` half of a Local channel
+/// the app originated (it reads `Playback` / `tt-monkeys`) nor a recording's `Recorder/` channel.
+pub fn in_stasis_of(channel: &Channel, app: &str) -> bool {
+    let dialplan = &channel.dialplan;
+    dialplan.app_name == "Stasis" && dialplan.app_data.split(',').next() == Some(app)
+}
+
 /// Fetches a [`Snapshot`] for `app`.
 pub async fn snapshot(
     client: &AriClient,
@@ -270,15 +281,18 @@ pub async fn snapshot(
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),
     };
-    let in_app: BTreeSet<String> = application
+    let subscribed: BTreeSet<String> = application
         .as_ref()
         .map(|a| a.channel_ids.iter().cloned().collect())
         .unwrap_or_default();
+    // The app is subscribed to more than its calls: Asterisk also lists the `;2` half of every
+    // Local channel the app originated (it runs dialplan and never enters Stasis). Only a
+    // channel in Stasis for this app is a call; the rest is never ours to end.
     let channels = client
         .channels()
         .await?
         .into_iter()
-        .filter(|c| in_app.contains(&c.id))
+        .filter(|c| subscribed.contains(&c.id) && in_stasis_of(c, app))
         .collect();
     let bridge_ids: BTreeSet<String> = application
         .map(|a| a.bridge_ids.into_iter().collect())

@@ -276,6 +276,11 @@ async fn replay(name: &str) {
     let mut sockets: Vec<(Collected, tokio::task::JoinHandle<()>)> = Vec::new();
     let mut sim_now = 0.0f64;
     let mut trace_channels: BTreeSet<String> = BTreeSet::new();
+    // Channel names in REST answers, the trace's -> the simulator's (to find the `;2` half of
+    // a Local channel the app originated, which no answer names by id).
+    let mut local_names: BTreeMap<String, String> = BTreeMap::new();
+    // `/applications/{app}` answers, compared once every channel id is known.
+    let mut applications: Vec<(String, Value, Value)> = Vec::new();
     for (i, record) in trace.records.iter().enumerate() {
         let at = record["t"].as_f64().unwrap_or(sim_now);
         // Whole 20 ms frames, rounded up: whatever the trace saw by `at` has happened.
@@ -326,6 +331,15 @@ async fn replay(name: &str) {
                     compare_values(reference, &body, &ids, &what, &mut errors);
                 }
                 ids.learn(reference, &body);
+                if let (Some(a), Some(b)) = (reference["name"].as_str(), body["name"].as_str()) {
+                    local_names.insert(a.to_string(), b.to_string());
+                }
+                if record["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/applications/"))
+                {
+                    applications.push((what.clone(), reference.clone(), body.clone()));
+                }
                 if record["method"] == "POST" && record["path"] == "/channels" {
                     if let Some(id) = reference["id"].as_str() {
                         trace_channels.insert(id.to_string());
@@ -401,6 +415,57 @@ async fn replay(name: &str) {
         .filter(|r| r["kind"] == "event")
         .map(|r| r["event"].clone())
         .collect();
+    // The app hears the `;2` half of each Local channel it originated: map the trace's to the
+    // simulator's through the `;1` half's name, so their events are compared too.
+    let sim_events: Vec<Value> = sockets.iter().flat_map(|(c, _)| c.snapshot()).collect();
+    for event in &trace_events {
+        let (Some(id), Some(channel_name)) = (
+            event["channel"]["id"].as_str(),
+            event["channel"]["name"].as_str(),
+        ) else {
+            continue;
+        };
+        let Some(base) = channel_name.strip_suffix(";2") else {
+            continue;
+        };
+        if ids.0.contains_key(id) {
+            continue;
+        }
+        let Some(sim_base) = local_names
+            .get(&format!("{base};1"))
+            .and_then(|n| n.strip_suffix(";1"))
+        else {
+            continue;
+        };
+        let sim_name = format!("{sim_base};2");
+        if let Some(sim_id) = sim_events
+            .iter()
+            .find(|e| e["channel"]["name"] == sim_name.as_str())
+            .and_then(|e| e["channel"]["id"].as_str())
+        {
+            ids.0.insert(id.to_string(), sim_id.to_string());
+        } else {
+            errors.push(format!(
+                "{name}: the app hears {channel_name} in the trace; the simulator sent nothing of {sim_name}"
+            ));
+        }
+    }
+    // Which channels the app is subscribed to: the same set, both Local halves included.
+    for (what, reference, body) in &applications {
+        let set = |v: &Value, map: bool| -> BTreeSet<String> {
+            v["channel_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|id| if map { ids.map(id) } else { id.to_string() })
+                .collect()
+        };
+        let (want, got) = (set(reference, true), set(body, false));
+        if want != got {
+            errors.push(format!("{what}: channel_ids trace {want:?} vs sim {got:?}"));
+        }
+    }
     let mapped = |subject: &str| -> Option<String> {
         if trace_channels.contains(subject) {
             return Some(ids.map(subject));
@@ -542,4 +607,7 @@ conformance! {
     snoop_dual_trace => "snoop_dual.jsonl",
     snoop_silent_trace => "snoop_silent.jsonl",
     snoop_both_trace => "snoop_both.jsonl",
+    app_gone_trace => "app_gone.jsonl",
+    app_gone_long_trace => "app_gone_long.jsonl",
+    app_gone_newcall_trace => "app_gone_newcall.jsonl",
 }

@@ -641,6 +641,15 @@ async fn idle_sessions_end_and_a_disabled_users_links_stay_dead(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// A TCP connection to `addr` from `local` (any of 127.0.0.0/8 reaches the service).
+async fn connect_from(local: [u8; 4], addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from((local, 0)))
+        .expect("bind");
+    socket.connect(addr).await.expect("connect")
+}
+
 /// Finding 14 (transport): there were no read or idle timeouts and no connection limit, so a
 /// client could hold connections open without sending a request, or trickle its headers.
 #[tokio::test]
@@ -677,12 +686,33 @@ async fn silent_connections_are_cut_off_and_surplus_ones_wait() {
         s.svc.metrics.http_connections_open() == 1
     })
     .await;
-    // ...so a complete request waits in the kernel's queue, not beside it.
-    let mut waiting = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // ...so a complete request (from another client: one address holds at most all but one
+    // of the slots) waits for it, not beside it...
+    let mut waiting = connect_from([127, 0, 0, 2], addr).await;
     waiting
+        .write_all(b"GET /api/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    // ...while the operator's health check is answered at once, on a slot kept for it.
+    let mut health = connect_from([127, 0, 0, 3], addr).await;
+    health
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(bound, health.read_to_end(&mut answer))
+        .await
+        .expect("the health check is answered")
+        .expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        matches!(trickler.try_read(&mut [0u8; 8]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the health check did not wait for the trickler to be cut off"
+    );
     let mut answer = Vec::new();
     tokio::time::timeout(bound, waiting.read_to_end(&mut answer))
         .await

@@ -16,7 +16,7 @@ numbers = ["100"]
 start = "desk"
 [nodes.desk]
 type = "transfer"
-target = "PJSIP/agent-long"
+target = "Local/agent-long@agents"
 ring_timeout = 5
 record_call = true
 "#;
@@ -27,7 +27,7 @@ numbers = ["500"]
 start = "q"
 [nodes.q]
 type = "queue"
-agents = ["PJSIP/noanswer"]
+agents = ["Local/noanswer@agents"]
 strategy = "ringall"
 ring_timeout = 30
 max_wait = 3
@@ -35,11 +35,11 @@ record_call = true
 overflow = "fallback"
 [nodes.fallback]
 type = "transfer"
-target = "PJSIP/209"
+target = "Local/209@agents"
 record_call = true
 "#;
 
-/// A sequential hunt group: `first`, then PJSIP/202, each rung `ring_seconds`.
+/// A sequential hunt group: `first`, then Local/202@agents, each rung `ring_seconds`.
 fn sales(first: &str, ring_seconds: u32) -> String {
     format!(
         r#"
@@ -49,7 +49,7 @@ start = "team"
 [nodes.team]
 type = "hunt_group"
 mode = "sequential"
-members = ["{first}", "PJSIP/202"]
+members = ["{first}", "Local/202@agents"]
 ring_seconds = {ring_seconds}
 record_call = true
 "#
@@ -136,7 +136,7 @@ async fn a_bridged_call_keeps_its_recording_through_a_restart() {
     )
     .await;
     t.sim.define_party(
-        "PJSIP/agent-long",
+        "Local/agent-long@agents",
         Script::new("agent", vec![Step::Answer, Step::Talk(20.0), Step::Hangup]),
     );
     t.sim
@@ -228,14 +228,14 @@ async fn a_queued_caller_waits_on_and_overflows_after_a_restart() {
         .place_inbound_call("500", "Bob <5551002>", "waiting")
         .expect("call");
     wait_until("caller held with the agent ringing", || {
-        ringing(&t, "PJSIP/noanswer")
+        ringing(&t, "Local/noanswer@agents")
     })
     .await;
     let s = restart(&t, s, &flows).await;
     // max_wait runs on from where it was: the caller overflows to the fallback, recorded.
     let rows = wait_recording(&t, &s, "overflow recording", 1).await;
     assert_eq!(rows[0].node.as_deref(), Some("fallback"));
-    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/209"));
+    assert_eq!(rows[0].callee.as_deref(), Some("Local/209@agents"));
     t.sim.advance(30.0);
     wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
     wait_until("everything torn down", || quiet(&t)).await;
@@ -245,7 +245,7 @@ async fn a_queued_caller_waits_on_and_overflows_after_a_restart() {
 /// The hunt group's second member is recorded with the caller, and the call ends cleanly.
 async fn second_member_takes_the_call(t: &TestSim, s: TestService) {
     let rows = wait_recording(t, &s, "second member recorded", 1).await;
-    assert_eq!(rows[0].callee.as_deref(), Some("PJSIP/202"));
+    assert_eq!(rows[0].callee.as_deref(), Some("Local/202@agents"));
     t.sim.advance(30.0);
     wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
     wait_until("everything torn down", || quiet(t)).await;
@@ -277,8 +277,8 @@ async fn shopper_ringing(
 
 #[tokio::test]
 async fn a_hunt_group_rings_on_through_a_restart() {
-    let flow = sales("PJSIP/noanswer", 2);
-    let (t, s) = shopper_ringing(&flow, "PJSIP/noanswer", None).await;
+    let flow = sales("Local/noanswer@agents", 2);
+    let (t, s) = shopper_ringing(&flow, "Local/noanswer@agents", None).await;
     let s = restart(&t, s, &[("sales.toml", &flow)]).await;
     // The first member's 2 s pass without an answer; the hunt goes on to the second.
     t.sim.advance(3.0);
@@ -291,7 +291,7 @@ async fn a_hunt_group_rings_on_through_a_restart() {
 #[tokio::test]
 async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() {
     // The first member rings long enough to answer late: no wall-clock timer decides the test.
-    let flow = sales("PJSIP/late", 600);
+    let flow = sales("Local/late@agents", 600);
     let late = Script::new(
         "late",
         vec![
@@ -301,14 +301,17 @@ async fn a_member_answering_while_the_service_is_away_counts_as_not_answering() 
             Step::Hangup,
         ],
     );
-    let (t, s) = shopper_ringing(&flow, "PJSIP/late", Some(late)).await;
+    let (t, s) = shopper_ringing(&flow, "Local/late@agents", Some(late)).await;
     stop(s).await;
     wait_until("Asterisk saw the websocket close", || {
         !t.sim.app_connected("recorder")
     })
     .await;
     t.sim.advance(4.0);
-    assert!(!ringing(&t, "PJSIP/late"), "hung up by Stasis() failing");
+    assert!(
+        !ringing(&t, "Local/late@agents"),
+        "hung up by Stasis() failing"
+    );
     let s = start_service(&t, &[("sales.toml", &flow)]).await;
     second_member_takes_the_call(&t, s).await;
 }
@@ -349,7 +352,7 @@ async fn a_call_that_ended_while_away_is_cleaned_up_and_its_recording_finished()
     )
     .await;
     t.sim.define_party(
-        "PJSIP/agent-long",
+        "Local/agent-long@agents",
         Script::new("agent", vec![Step::Answer, Step::Talk(8.0), Step::Hangup]),
     );
     t.sim
@@ -365,5 +368,67 @@ async fn a_call_that_ended_while_away_is_cleaned_up_and_its_recording_finished()
     assert_eq!(done[0].duration_seconds.map(|d| d >= 8), Some(true));
     wait_until("caller hung up, bridge destroyed", || quiet(&t)).await;
     wait_until("no call left", || s.svc.flows.calls_in_progress() == 0).await;
+    stop(s).await;
+}
+
+/// A bridged call whose saved state is gone (a crash before its first save, a database
+/// restored from an older backup): the next start cannot resume it.
+async fn bridged_call_without_saved_state(settings: &[(&str, &str)]) -> (TestSim, TestService) {
+    let flows = [("support.toml", SUPPORT)];
+    let (t, s) = caller_and_service(
+        &flows,
+        "unsaved",
+        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
+    )
+    .await;
+    t.sim.define_party(
+        "Local/agent-long@agents",
+        Script::new("agent", vec![Step::Answer, Step::Talk(20.0), Step::Hangup]),
+    );
+    t.sim
+        .place_inbound_call("100", "Gus <5551007>", "unsaved")
+        .expect("call");
+    wait_recording(&t, &s, "recording", 1).await;
+    t.sim.advance(3.0);
+    let url = common::database_url(&t, common::Db::Sqlite).await;
+    stop(s).await;
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("database");
+    sqlx::query("DELETE FROM active_calls")
+        .execute(&pool)
+        .await
+        .expect("forget the saved state");
+    pool.close().await;
+    let s = common::start_service_with(&t, &flows, &url, settings).await;
+    (t, s)
+}
+
+/// What cannot be resumed is left to Asterisk rather than cut: the conversation goes on (the
+/// agent's Local channel and both its halves included) and ends when a party leaves.
+#[tokio::test]
+async fn a_conversation_with_no_saved_state_is_left_to_asterisk() {
+    let (t, s) = bridged_call_without_saved_state(&[]).await;
+    wait_until("the conversation left to Asterisk", || {
+        s.svc.metrics.calls_left_to_asterisk() == 1
+    })
+    .await;
+    assert_eq!(
+        t.sim.with_world(|w| w.counts()),
+        (4, 1, 1),
+        "both parties (two Local channels, four halves), the bridge and the recording stay"
+    );
+    // The agent hangs up 20 s into the call; the caller is then alone and the call is ended.
+    t.sim.advance(20.0);
+    wait_until("caller hung up and bridge destroyed", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn an_operator_can_have_unresumable_calls_ended() {
+    let (t, s) = bridged_call_without_saved_state(&[("END_UNRESUMABLE_CALLS", "true")]).await;
+    wait_until("the call ended at once", || {
+        t.sim.with_world(|w| w.counts().0) == 0
+    })
+    .await;
+    assert_eq!(s.svc.metrics.calls_left_to_asterisk(), 0);
     stop(s).await;
 }

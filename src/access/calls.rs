@@ -4,8 +4,10 @@
 //! `Local/...@outbound` (toll fraud).
 //!
 //! A pattern is an endpoint (`PJSIP/201`) or an endpoint with one `*` (`PJSIP/2*`,
-//! `Local/*@internal`). The `*` stands for letters, digits and `_ . + -` only: never `@` or `/`,
-//! so `Local/*@internal` cannot reach another context and `PJSIP/2*` no other technology.
+//! `Local/*@internal`) and any number of `#`. The `*` stands for letters, digits and
+//! `_ . + -` only: never `@` or `/`, so `Local/*@internal` cannot reach another context and
+//! `PJSIP/2*` no other technology. A `#` stands for exactly one digit: `Local/2##@internal`
+//! allows extensions 200 to 299 and no `+1900...` number, whatever the context would route.
 
 use sqlx::AnyConnection;
 
@@ -29,10 +31,10 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
     }
     if !resource
         .chars()
-        .all(|c| wildcard_char(c) || matches!(c, '*' | '@' | '/'))
+        .all(|c| wildcard_char(c) || matches!(c, '*' | '#' | '@' | '/'))
     {
         return Err(format!(
-            "{pattern:?}: only letters, digits, _ . + - @ / and one * are allowed"
+            "{pattern:?}: only letters, digits, _ . + - @ /, one * and # (one digit) are allowed"
         ));
     }
     Ok(())
@@ -46,17 +48,23 @@ fn wildcard_char(c: char) -> bool {
 pub fn allows(patterns: &[String], endpoint: &str) -> bool {
     patterns
         .iter()
-        .any(|pattern| match pattern.split_once('*') {
-            None => pattern == endpoint,
-            Some((prefix, suffix)) => {
-                endpoint.len() >= prefix.len() + suffix.len()
-                    && endpoint.starts_with(prefix)
-                    && endpoint.ends_with(suffix)
-                    && endpoint[prefix.len()..endpoint.len() - suffix.len()]
-                        .chars()
-                        .all(wildcard_char)
-            }
-        })
+        .any(|pattern| matches(pattern.as_bytes(), endpoint.as_bytes()))
+}
+
+/// `#` is one digit; `*` (at most one, checked) any run of wildcard characters; the rest itself.
+fn matches(pattern: &[u8], endpoint: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => endpoint.is_empty(),
+        Some((b'*', rest)) => (0..=endpoint.len())
+            .take_while(|&n| n == 0 || wildcard_char(char::from(endpoint[n - 1])))
+            .any(|n| matches(rest, &endpoint[n..])),
+        Some((b'#', rest)) => endpoint
+            .split_first()
+            .is_some_and(|(c, tail)| c.is_ascii_digit() && matches(rest, tail)),
+        Some((c, rest)) => endpoint
+            .split_first()
+            .is_some_and(|(e, tail)| e == c && matches(rest, tail)),
+    }
 }
 
 /// The tenant's patterns, in order.
@@ -124,6 +132,33 @@ mod tests {
             assert!(!allows(&acme, refused), "{refused}");
         }
         assert!(!allows(&[], "PJSIP/201"), "no list, no calls");
+    }
+
+    /// Second probe, finding 13: `Local/*@internal` took `Local/+1900...@internal`. A `#`
+    /// stands for one digit, so a tenant can be held to its extensions.
+    #[test]
+    fn a_digit_pattern_allows_extensions_and_no_trunk_number() {
+        let acme = list(&["Local/2##@internal", "PJSIP/1#*"]);
+        for allowed in [
+            "Local/200@internal",
+            "Local/299@internal",
+            "PJSIP/10",
+            "PJSIP/12a-b",
+        ] {
+            assert!(allows(&acme, allowed), "{allowed}");
+        }
+        for refused in [
+            "Local/+19005551234@internal",
+            "Local/2000@internal",
+            "Local/20@internal",
+            "Local/2a0@internal",
+            "PJSIP/1",
+            "PJSIP/1a-b",
+            "PJSIP/a1",
+        ] {
+            assert!(!allows(&acme, refused), "{refused}");
+        }
+        assert_eq!(check_pattern("Local/2##@internal"), Ok(()));
     }
 
     #[test]

@@ -101,13 +101,16 @@ pub fn in_scope(principal: &Principal, tenant: &str, project: &str) -> bool {
         && (principal.projects.is_empty() || principal.projects.iter().any(|p| p == project))
 }
 
-/// The principal was on the call: their extension or user name is among the participants.
+/// The principal was on the call: their extension is among the participants. Only the
+/// extension an admin assigned (and audited) counts, never the user name: participants are
+/// numbers and endpoints a caller chooses (a caller ID), so a user named after a caller's number
+/// must not inherit their private calls.
 pub fn is_participant(principal: &Principal, participants: &str) -> bool {
+    let Some(extension) = principal.extension.as_deref().filter(|e| !e.is_empty()) else {
+        return false;
+    };
     // Exact and case-sensitive, as the list's SQL compares.
-    participants.split(',').any(|p| {
-        !p.is_empty()
-            && (p == principal.username || principal.extension.as_deref().is_some_and(|e| e == p))
-    })
+    participants.split(',').any(|p| p == extension)
 }
 
 /// May `principal` do `action` on the recording? The checks run from "may you know it exists"

@@ -4,7 +4,8 @@
 //! The dispatcher never waits on REST or the database: commands run in the call tasks, library
 //! writes in a writer task of their own.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -117,6 +118,12 @@ struct Inner {
     /// The calls' tasks: at shutdown the writer waits for them to finish the step they are in
     /// (and send its state) before it writes the last states and stops.
     call_tasks: TaskTracker,
+    /// A call found with no saved state is hung up (`true`) or, when it is a conversation,
+    /// left to Asterisk (`false`, the default: see [`FlowRuntime::end_unresumable_calls`]).
+    end_unresumable: AtomicBool,
+    /// Bridges of an earlier run holding a conversation no saved call owns, left to Asterisk:
+    /// when a party leaves one, the rest is ended and the bridge destroyed.
+    left_to_asterisk: Mutex<HashSet<String>>,
 }
 
 /// Handle to the running flows; cheap to clone.
@@ -170,9 +177,20 @@ impl FlowRuntime {
                 shutdown,
                 clock,
                 call_tasks,
+                end_unresumable: AtomicBool::new(false),
+                left_to_asterisk: Mutex::new(HashSet::new()),
             }),
         };
         (runtime, writer)
+    }
+
+    /// What a restart does with a call it finds in Asterisk but cannot resume (no saved state:
+    /// killed before the call's first step was saved). `false` (the default) leaves a
+    /// conversation (a channel bridged with another party) to Asterisk, unrecorded from then
+    /// on, and ends it when a party leaves; `true` hangs every such call up at once. A channel
+    /// alone in the app with no state is ended either way: nobody would ever hear from it.
+    pub fn end_unresumable_calls(&self, end: bool) {
+        self.inner.end_unresumable.store(end, Ordering::Relaxed);
     }
 
     pub fn store(&self) -> &Arc<FlowStore> {
@@ -331,19 +349,13 @@ impl FlowRuntime {
                         args.get(1).map(String::as_str).unwrap_or(""),
                     );
                 } else {
-                    tracing::warn!(channel = %channel.id, "call found in Asterisk with no saved state to resume it from; ending it");
-                    hang_up(inner, by_name_if_known(channel), None);
+                    tokio::spawn(unresumable_call(inner.clone(), channel.clone()));
                 }
             }
             // A bridge no call of ours owns (left by a previous run): destroyed, which also
-            // closes any recording on it.
+            // closes any recording on it, unless it holds a conversation left to Asterisk.
             Change::BridgeFound { bridge_id } if route(inner, bridge_id).is_none() => {
-                tracing::warn!(bridge = %bridge_id, "bridge found in Asterisk that no call in progress owns; destroying it");
-                let client = inner.client.clone();
-                let id = bridge_id.clone();
-                tokio::spawn(async move {
-                    let _ = client.destroy_bridge(&id).await;
-                });
+                tokio::spawn(unowned_bridge(inner.clone(), bridge_id.clone()));
             }
             // Library updates come from the changes, live or recovered after a reconnect:
             // one path for both.
@@ -386,7 +398,14 @@ impl FlowRuntime {
             return;
         }
         let inbound = matches!(&*event, Event::StasisStart(e) if e.args.first().map(String::as_str) == Some("inbound"));
-        if !inbound {
+        // The dialplan half of a Local channel a call originated (`...;2`, subscribed with
+        // the `;1` half, never in Stasis) belongs to no call: not kept waiting for an answer.
+        let dialplan_half = event.channel().is_some_and(|c| {
+            c.name.starts_with("Local/")
+                && c.name.ends_with(";2")
+                && c.dialplan.app_name != "Stasis"
+        });
+        if !inbound && !dialplan_half {
             // Perhaps a channel whose originate request is not answered yet: checked and kept
             // under one lock, so the answer cannot slip in between.
             let mut originated = inner.originated.lock().unwrap_or_else(|p| p.into_inner());
@@ -409,9 +428,79 @@ impl FlowRuntime {
     }
 }
 
+/// A channel in the app that no saved call owns (see [`FlowRuntime::end_unresumable_calls`]).
+async fn unresumable_call(inner: Arc<Inner>, channel: Box<Channel>) {
+    let in_conversation = match inner.client.bridges().await {
+        Ok(bridges) => bridges
+            .into_iter()
+            .find(|b| b.channels.iter().any(|c| c == &channel.id) && b.channels.len() >= 2)
+            .map(|b| b.id),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list Asterisk's bridges; taking the call for a conversation");
+            Some(String::new())
+        }
+    };
+    match in_conversation {
+        Some(bridge) if !inner.end_unresumable.load(Ordering::Relaxed) => {
+            tracing::warn!(channel = %channel.id, bridge = %bridge, "call found in Asterisk with no saved state to resume it from; leaving the conversation to Asterisk (its bridge recording, if any, goes on)");
+            leave_to_asterisk(&inner, bridge);
+        }
+        _ => {
+            tracing::warn!(channel = %channel.id, "call found in Asterisk with no saved state to resume it from; ending it");
+            let _ = inner.client.hangup(by_name_if_known(&channel), None).await;
+        }
+    }
+}
+
+/// A bridge of an earlier run that no saved call owns: destroyed, unless it holds a
+/// conversation (two parties or more) and unresumable calls are left to Asterisk.
+async fn unowned_bridge(inner: Arc<Inner>, bridge_id: String) {
+    let conversation = match inner.client.bridge(&bridge_id).await {
+        Ok(bridge) => bridge.channels.len() >= 2,
+        Err(e) if e.is_not_found() => return,
+        Err(_) => true,
+    };
+    if conversation && !inner.end_unresumable.load(Ordering::Relaxed) {
+        tracing::warn!(bridge = %bridge_id, "bridge found in Asterisk that no call in progress owns, with a conversation in it; leaving it to Asterisk");
+        leave_to_asterisk(&inner, bridge_id);
+        return;
+    }
+    tracing::warn!(bridge = %bridge_id, "bridge found in Asterisk that no call in progress owns; destroying it");
+    let _ = inner.client.destroy_bridge(&bridge_id).await;
+}
+
+/// Notes a conversation left to Asterisk, counted once whichever of its channels or its bridge
+/// is found first.
+fn leave_to_asterisk(inner: &Inner, bridge: String) {
+    if bridge.is_empty() || lock(&inner.left_to_asterisk).insert(bridge) {
+        inner.metrics.count_call_left_to_asterisk();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// An event no call of this run claims: a new caller gets a flow; a leg whose call is over
-/// (answered too late) is hung up; anything else is nobody's business.
+/// (answered too late) is hung up; a party leaving a conversation left to Asterisk ends it;
+/// anything else is nobody's business.
 fn nobodys(inner: &Arc<Inner>, event: &Event) {
+    if let Event::ChannelLeftBridge(e) = event {
+        let left_to_asterisk = lock(&inner.left_to_asterisk).contains(&e.bridge.id);
+        if left_to_asterisk && e.bridge.channels.len() < 2 {
+            lock(&inner.left_to_asterisk).remove(&e.bridge.id);
+            tracing::info!(bridge = %e.bridge.id, "a party left a conversation left to Asterisk; ending it");
+            for channel in &e.bridge.channels {
+                hang_up(inner, channel, None);
+            }
+            let client = inner.client.clone();
+            let id = e.bridge.id.clone();
+            tokio::spawn(async move {
+                let _ = client.destroy_bridge(&id).await;
+            });
+        }
+        return;
+    }
     if let Event::StasisStart(e) = event {
         match e.args.first().map(String::as_str) {
             Some("inbound") => start_inbound(

@@ -43,6 +43,8 @@ pub struct Access {
     pub password_checks: Arc<tokio::sync::Semaphore>,
     /// Peers whose forwarding headers name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one header believed from them.
+    pub forwarded_header: crate::config::ForwardedHeader,
     pub session_ms: i64,
     /// A session unused this long has ended.
     pub session_idle_ms: i64,
@@ -120,6 +122,7 @@ impl Access {
             failure_limiter: RateLimiter::new(config.grants_per_minute),
             // Validated when the config was loaded.
             trusted_proxies: config.trusted_proxy_nets().unwrap_or_default(),
+            forwarded_header: config.forwarded_header,
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -305,28 +308,47 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Option<Call
     // A cookie rides along on any request the browser makes, a forged cross-site form too: a
     // state-changing request must also prove it read the session's CSRF token.
     if !matches!(parts.method, Method::GET | Method::HEAD) {
-        let sent = parts
-            .headers
+        let what = format!("{} {}", parts.method, parts.uri.path());
+        caller.require_csrf(state, &parts.headers, what).await?;
+    }
+    Ok(Some(caller))
+}
+
+impl Caller {
+    /// A caller signed in with a session cookie proves it read the session's CSRF token (the
+    /// `X-CSRF-Token` header); a refusal is audited with `what`. API tokens pass: no browser
+    /// sends them by itself. Every method but GET and HEAD is checked so; a GET that changes
+    /// state (creating a link) asks for it too.
+    pub async fn require_csrf(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        what: String,
+    ) -> Result<(), ApiError> {
+        let Some((csrf, _)) = &self.session else {
+            return Ok(());
+        };
+        let sent = headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if !same_secret(sent, &csrf) {
-            let mut entry = caller.entry("request");
-            entry.detail = Some(format!("{} {}", parts.method, parts.uri.path()));
-            return Err(caller
-                .refuse(
-                    state,
-                    entry,
-                    ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "csrf",
-                        "missing or wrong X-CSRF-Token header: read it from GET /api/session",
-                    ),
-                )
-                .await);
+        if same_secret(sent, csrf) {
+            return Ok(());
         }
+        let mut entry = self.entry("request");
+        entry.detail = Some(what);
+        Err(self
+            .refuse(
+                state,
+                entry,
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf",
+                    "missing or wrong X-CSRF-Token header: read it from GET /api/session",
+                ),
+            )
+            .await)
     }
-    Ok(Some(caller))
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -63,8 +63,9 @@ pub(super) async fn list_flows(State(state): State<AppState>, caller: Caller) ->
             })
         })
         .collect();
-    // The deployment's settings are the operator's business only.
-    let settings = caller.is_operator(&state).then_some(&set.settings);
+    // The deployment's settings are the business of the operator's editors only.
+    let settings = (caller.is_operator(&state) && EDITORS.contains(&caller.principal.role))
+        .then_some(&set.settings);
     Json(serde_json::json!({"flows": flows, "settings": settings})).into_response()
 }
 
@@ -158,16 +159,23 @@ pub(super) async fn patch_node(
     }
 }
 
-/// Service-wide call settings (the operator's tenant only).
+/// Service-wide call settings (the operator's admins and managers only).
 #[utoipa::path(get, path = "/api/settings", tag = "flows", responses(
     (status = 200, description = "the settings", body = crate::flows::definition::Settings),
-    (status = 403, description = "not of the operator's tenant", body = super::ErrorBody),
+    (status = 403, description = "not an admin or manager of the operator's tenant", body = super::ErrorBody),
 ))]
 pub(super) async fn get_settings(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.require_operator(&state, "settings_read").await?;
+    // Staff of the operator's tenant review recordings; the deployment's switches are not theirs.
+    if !EDITORS.contains(&caller.principal.role) {
+        let refusal = super::auth::denied(crate::access::policy::Denial::RoleRestriction);
+        return Err(caller
+            .refuse(&state, caller.entry("settings_read"), refusal)
+            .await);
+    }
     Ok(Json(state.flows.store().settings()).into_response())
 }
 

@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 
 mod admin;
 pub mod auth;
+pub mod body_limits;
 mod calls;
 mod flows;
 mod holds;
@@ -102,28 +103,40 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
-        // A body trickled in slower than the read timeout (tower-http's body timeout).
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
-        while let Some(error) = cause {
-            if error.is::<tower_http::timeout::TimeoutError>() {
-                return ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "the request body did not arrive within HTTP_READ_TIMEOUT_SECONDS",
-                );
-            }
-            cause = error.source();
-        }
-        // A body without a declared length that went past the limit while being read.
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return payload_too_large();
-        }
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            rejection.body_text(),
-        )
+        body_rejection(&rejection, rejection.status()).unwrap_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+            )
+        })
     }
+}
+
+/// A body that could not be read for its size or its pace, as the API's error: 408 when it
+/// did not arrive by its deadline, 413 when it went past its route's limit while being read
+/// (a body that declares a larger length never gets that far). None for other rejections.
+pub fn body_rejection(
+    rejection: &(dyn std::error::Error + 'static),
+    status: StatusCode,
+) -> Option<ApiError> {
+    if body_limits::is_too_slow(rejection) {
+        return Some(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within HTTP_READ_TIMEOUT_SECONDS plus its length at {} bytes a second",
+                body_limits::MIN_BODY_RATE
+            ),
+        ));
+    }
+    (status == StatusCode::PAYLOAD_TOO_LARGE).then(|| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than this route accepts",
+        )
+    })
 }
 
 /// A failure the client cannot fix: logged here, answered without detail.
@@ -215,18 +228,15 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 
 pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().split_for_parts();
-    let routes = api.merge(crate::web::routes()).fallback(not_found);
-    with_security_headers(routes)
-        // One limit for every body (axum's own per-extractor limit off): a larger one is
-        // refused before it is read when it declares its length, else once it passes the limit.
+    let routes = api
+        .merge(crate::web::routes())
+        .fallback(not_found)
+        // Each route's own body limit and a deadline for the whole body (axum's own
+        // per-extractor limit off: one place decides).
         .layer(DefaultBodyLimit::disable())
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_REQUEST_BODY,
-        ))
-        .layer(middleware::map_response(too_large_as_json))
-        // A request body trickled in slower than this is cut off (headers: the listener).
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            state.access.read_timeout,
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body_limits::limit_body,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -236,31 +246,20 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             proxy::resolve_client,
-        ))
-        .with_state(state)
+        ));
+    // Around everything, refusals made before a handler ran included (a 413 from the headers).
+    with_security_headers(routes).with_state(state)
 }
 
-/// The largest request body accepted: a transcript of a long call is the largest there is.
-pub const MAX_REQUEST_BODY: usize = 2 << 20;
+pub use body_limits::MAX_REQUEST_BODY;
 
-fn payload_too_large() -> ApiError {
+/// 413 for a body larger than `limit` bytes.
+fn payload_too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
-        format!("the request body is larger than {MAX_REQUEST_BODY} bytes"),
+        format!("the request body is larger than {limit} bytes, the most this route accepts"),
     )
-}
-
-/// The body limit's own refusal (plain text) as the API's JSON error.
-async fn too_large_as_json(response: Response) -> Response {
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return payload_too_large().into_response();
-    }
-    response
 }
 
 /// Who a request turned out to be, filled in by the authentication extractor for the log.

@@ -1,9 +1,10 @@
 //! The client's address behind reverse proxies. The README recommends a TLS proxy in front;
 //! without this every client would have the proxy's address, making the per-address rate
-//! limits global and the audit log's client field useless. `Forwarded` (RFC 7239) or, failing
-//! that, `X-Forwarded-For` is believed only when the connection comes from a configured proxy,
-//! and only as far back as the chain stays among configured proxies: a client cannot forge its
-//! address by sending the header itself.
+//! limits global and the audit log's client field useless. One header, the one the operator
+//! names (`X-Forwarded-For` by default, or `Forwarded` of RFC 7239), is believed, only when the
+//! connection comes from a configured proxy, and only as far back as the chain stays among
+//! configured proxies: a client cannot forge its address by sending the header itself, nor by
+//! sending the other header, which a proxy that manages one passes through untouched.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,6 +15,7 @@ use axum::response::Response;
 use ipnet::IpNet;
 
 use super::AppState;
+use crate::config::ForwardedHeader;
 
 /// The address a request is attributed to (rate limits, audit), set by [`resolve_client`].
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +28,12 @@ pub async fn resolve_client(
     next: Next,
 ) -> Response {
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        let client = forwarded_client(&state.access.trusted_proxies, peer.ip(), request.headers());
+        let client = forwarded_client(
+            &state.access.trusted_proxies,
+            state.access.forwarded_header,
+            peer.ip(),
+            request.headers(),
+        );
         request.extensions_mut().insert(ClientAddress(client));
     }
     next.run(request).await
@@ -34,13 +41,18 @@ pub async fn resolve_client(
 
 /// The rightmost address of the forwarding chain that is not a trusted proxy, starting from the
 /// peer; the peer itself when it is not trusted.
-pub fn forwarded_client(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+pub fn forwarded_client(
+    trusted: &[IpNet],
+    believed: ForwardedHeader,
+    peer: IpAddr,
+    headers: &HeaderMap,
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
     let mut client = peer;
-    for hop in hops(headers).iter().rev() {
+    for hop in hops(headers, believed).iter().rev() {
         if !is_trusted(&client) {
             break;
         }
@@ -53,9 +65,9 @@ pub fn forwarded_client(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) ->
     client
 }
 
-/// The chain's nodes, oldest first: `for=` of every `Forwarded` element, or else the entries of
-/// `X-Forwarded-For`.
-fn hops(headers: &HeaderMap) -> Vec<String> {
+/// The chain's nodes, oldest first: `for=` of every `Forwarded` element, or the entries of
+/// `X-Forwarded-For`, whichever header is believed.
+fn hops(headers: &HeaderMap, believed: ForwardedHeader) -> Vec<String> {
     let values = |name: &str| -> Vec<String> {
         headers
             .get_all(name)
@@ -66,20 +78,22 @@ fn hops(headers: &HeaderMap) -> Vec<String> {
             .filter(|s| !s.is_empty())
             .collect()
     };
-    let forwarded: Vec<String> = values("forwarded")
-        .iter()
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (key, value) = pair.trim().split_once('=')?;
-                key.eq_ignore_ascii_case("for")
-                    .then(|| value.trim().trim_matches('"').to_string())
+    match believed {
+        ForwardedHeader::XForwardedFor => values("x-forwarded-for"),
+        ForwardedHeader::Forwarded => values("forwarded")
+            .iter()
+            .map(|element| {
+                element
+                    .split(';')
+                    .find_map(|pair| {
+                        let (key, value) = pair.trim().split_once('=')?;
+                        key.eq_ignore_ascii_case("for")
+                            .then(|| value.trim().trim_matches('"').to_string())
+                    })
+                    // An element without `for=` is a hop that did not say: it stops the chain.
+                    .unwrap_or_else(|| "unknown".into())
             })
-        })
-        .collect();
-    if forwarded.is_empty() {
-        values("x-forwarded-for")
-    } else {
-        forwarded
+            .collect(),
     }
 }
 
@@ -110,20 +124,22 @@ mod tests {
         text.parse().expect("ip")
     }
 
+    use ForwardedHeader::{Forwarded, XForwardedFor};
+
     #[test]
     fn headers_count_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
         let forged = headers(&[("x-forwarded-for", "1.2.3.4")]);
         assert_eq!(
-            forwarded_client(&trusted, ip("203.0.113.9"), &forged),
+            forwarded_client(&trusted, XForwardedFor, ip("203.0.113.9"), &forged),
             ip("203.0.113.9")
         );
         assert_eq!(
-            forwarded_client(&[], ip("10.0.0.1"), &forged),
+            forwarded_client(&[], XForwardedFor, ip("10.0.0.1"), &forged),
             ip("10.0.0.1")
         );
         assert_eq!(
-            forwarded_client(&trusted, ip("10.0.0.1"), &forged),
+            forwarded_client(&trusted, XForwardedFor, ip("10.0.0.1"), &forged),
             ip("1.2.3.4")
         );
     }
@@ -134,7 +150,7 @@ mod tests {
         // The client prepended a forged hop; the proxies appended the real one.
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.1.1.1")]);
         assert_eq!(
-            forwarded_client(&trusted, ip("10.0.0.1"), &chain),
+            forwarded_client(&trusted, XForwardedFor, ip("10.0.0.1"), &chain),
             ip("198.51.100.7")
         );
         let rfc = headers(&[(
@@ -142,13 +158,38 @@ mod tests {
             "for=6.6.6.6, for=\"[2001:db8::7]:4711\";proto=https, for=10.2.2.2:80",
         )]);
         assert_eq!(
-            forwarded_client(&trusted, ip("10.0.0.1"), &rfc),
+            forwarded_client(&trusted, Forwarded, ip("10.0.0.1"), &rfc),
             ip("2001:db8::7")
         );
         let unknown = headers(&[("forwarded", "for=unknown, for=10.2.2.2")]);
         assert_eq!(
-            forwarded_client(&trusted, ip("10.0.0.1"), &unknown),
+            forwarded_client(&trusted, Forwarded, ip("10.0.0.1"), &unknown),
             ip("10.2.2.2")
+        );
+    }
+
+    /// Second probe, finding 2: behind a proxy that manages only `X-Forwarded-For`, a client's
+    /// own `Forwarded` header chose its address (and so its sign-in rate limit).
+    #[test]
+    fn only_the_header_the_operator_names_is_believed() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let both = headers(&[
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(
+            forwarded_client(&trusted, XForwardedFor, ip("10.0.0.1"), &both),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            forwarded_client(&trusted, Forwarded, ip("10.0.0.1"), &both),
+            ip("6.6.6.6")
+        );
+        // Only the unmanaged header present: the proxy itself is the client.
+        let forged = headers(&[("forwarded", "for=6.6.6.6")]);
+        assert_eq!(
+            forwarded_client(&trusted, XForwardedFor, ip("10.0.0.1"), &forged),
+            ip("10.0.0.1")
         );
     }
 }

@@ -102,14 +102,14 @@ impl Library {
     }
 
     /// Whether `row`'s file is in this instance's folder (another node's is on its own disk).
-    fn holds(&self, row: &RecordingRow) -> bool {
+    pub(super) fn holds(&self, row: &RecordingRow) -> bool {
         row.node_id == self.node
     }
 
     /// The directory entry of `rel` itself, for unlinking: its folder is resolved and checked to
     /// stay inside the root, its last component is not (a symlink is removed, never its target,
     /// which may be another recording).
-    fn entry(&self, rel: &str) -> Option<PathBuf> {
+    pub(super) fn entry(&self, rel: &str) -> Option<PathBuf> {
         let root = self.root.canonicalize().ok()?;
         let joined = root.join(rel);
         let name = joined.file_name()?;

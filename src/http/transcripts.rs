@@ -81,8 +81,17 @@ pub(super) async fn put(
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        super::body_rejection(&rejection, rejection.status()).unwrap_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                rejection.body_text(),
+            )
+        })
+    })?;
     let (row, _, mut entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "transcript_change").await?;
     let refuse =
@@ -147,7 +156,26 @@ pub(super) async fn delete(
     let (row, _, entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "transcript_delete").await?;
     audit::record(&state.db, &entry).await.map_err(internal)?;
-    let removed = transcripts::remove(&state.db, row.id)
+    // A `<name>.vtt` beside the audio goes too: left there, the indexer would import it again
+    // seconds later and the transcript would be back.
+    let mut removed = false;
+    if state.library.holds(&row) {
+        let sidecar = std::path::Path::new(&row.path)
+            .with_extension("vtt")
+            .to_string_lossy()
+            .into_owned();
+        if let Some(file) = state.library.entry(&sidecar) {
+            match tokio::fs::remove_file(&file).await {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(recording = row.id, error = %e, "transcript file beside the recording not removed");
+                    return Err(internal("the transcript file could not be removed"));
+                }
+            }
+        }
+    }
+    removed |= transcripts::remove(&state.db, row.id)
         .await
         .map_err(internal)?;
     Ok(Json(serde_json::json!({"id": row.id, "removed": removed})).into_response())

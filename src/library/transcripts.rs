@@ -54,6 +54,7 @@ pub struct Transcript {
 /// without markup. The reason names the cue when one is wrong.
 pub fn parse_webvtt(text: &str) -> Result<Vec<Cue>, String> {
     let text = text.trim_start_matches('\u{feff}');
+    check_timings(text)?;
     let parsed = vtt::WebVtt::from_str(text).map_err(|e| format!("not WebVTT: {e}"))?;
     let cues = parsed
         .cues
@@ -69,6 +70,54 @@ pub fn parse_webvtt(text: &str) -> Result<Vec<Cue>, String> {
         })
         .collect();
     checked(cues)
+}
+
+/// The longest time a cue may start or end at: a week, as for JSON transcripts.
+const MAX_CUE_HOURS: u64 = 7 * 24;
+
+/// Every cue timing line (`start --> end`) holds two WebVTT timestamps as the format defines
+/// them: `[hh:]mm:ss.ttt`, minutes and seconds under 60, three digits of milliseconds, hours
+/// bounded. The parser underneath accepts `00:75:00.000` and any number of hours.
+fn check_timings(text: &str) -> Result<(), String> {
+    let mut cue = 0;
+    for line in text.lines() {
+        let Some((start, rest)) = line.split_once("-->") else {
+            continue;
+        };
+        cue += 1;
+        let end = rest.split_whitespace().next().unwrap_or("");
+        for stamp in [start.trim(), end] {
+            if !valid_timestamp(stamp) {
+                return Err(format!(
+                    "cue {cue}: {stamp:?} is not a time like 00:01.500 or 01:02:03.000 (minutes and seconds under 60, at most {MAX_CUE_HOURS} hours)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn valid_timestamp(stamp: &str) -> bool {
+    let Some((clock, millis)) = stamp.split_once('.') else {
+        return false;
+    };
+    let digits = |s: &str, min: usize, max: usize| {
+        (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(millis, 3, 3) {
+        return false;
+    }
+    let parts: Vec<&str> = clock.split(':').collect();
+    let (hours, minutes, seconds) = match parts[..] {
+        [m, s] => ("0", m, s),
+        [h, m, s] => (h, m, s),
+        _ => return false,
+    };
+    let under_60 = |s: &str| digits(s, 2, 2) && s.parse::<u64>().is_ok_and(|n| n < 60);
+    digits(hours, 1, 4)
+        && hours.parse::<u64>().is_ok_and(|h| h <= MAX_CUE_HOURS)
+        && under_60(minutes)
+        && under_60(seconds)
 }
 
 fn millis(duration: std::time::Duration) -> u64 {
@@ -88,24 +137,47 @@ fn voice(payload: &str) -> (Option<String>, String) {
                 .map_or(name.clone(), |(_, n)| n.trim().to_string())
         })
         .filter(|name| !name.is_empty());
-    let mut text = String::with_capacity(payload.len());
-    let mut in_tag = false;
-    for c in payload.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    let text = text
-        .replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
+    let text = without_markup(&decode_entities(&without_markup(payload)))
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
     (speaker, text)
+}
+
+/// Cue text without its tags (`<b>`, `</i>`, `<v Name>`, `<c.loud>`, `<00:01.000>`): a tag is
+/// `<` followed by a letter, `/` or a digit, up to the next `>`. Any other `<` (`x < 5`, or
+/// one never closed) is text and kept, with what follows it.
+fn without_markup(payload: &str) -> String {
+    let mut text = String::with_capacity(payload.len());
+    let mut rest = payload;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let starts_tag = after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '/');
+        match after.find('>') {
+            Some(close) if starts_tag => rest = &after[close + 1..],
+            _ => {
+                text.push('<');
+                rest = after;
+            }
+        }
+    }
+    text.push_str(rest);
+    text
+}
+
+/// WebVTT's character references. Decoded text goes through [`without_markup`] again, so an
+/// escaped tag (`&lt;img src=x&gt;`) does not come back as markup in the stored text.
+fn decode_entities(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", " ")
+        .replace("&lrm;", "")
+        .replace("&rlm;", "")
+        .replace("&amp;", "&")
 }
 
 /// One line of a JSON transcript: times in seconds, as transcription services write them.
@@ -333,6 +405,33 @@ mod tests {
         assert_eq!(
             parse_json("[{\"start\": -1, \"end\": 2, \"text\": \"x\"}]").expect_err("negative"),
             "cue 1: start and end must be seconds from 0"
+        );
+    }
+
+    /// Second probe, finding 11: an escaped tag came back as raw HTML, a lone `<` swallowed
+    /// the rest of the cue, and `00:75:00.000` or any number of hours passed.
+    #[test]
+    fn webvtt_text_is_plain_and_times_are_checked() {
+        let cues = parse_webvtt(
+            "WEBVTT\n\n00:01.000 --> 00:02.000\n&lt;img src=x onerror=alert(1)&gt;hello &amp;lt;b&amp;gt; x < 5 and 7 > 3\n",
+        )
+        .expect("valid");
+        assert_eq!(cues[0].text, "hello &lt;b&gt; x < 5 and 7 > 3");
+        assert!(!cues[0].text.contains("<img"));
+        for (bad, stamp) in [
+            ("00:75:00.000 --> 01:00:00.000", "00:75:00.000"),
+            ("00:01.000 --> 00:61.000", "00:61.000"),
+            ("9999:00:00.000 --> 9999:00:01.000", "9999:00:00.000"),
+            ("00:01.5 --> 00:02.000", "00:01.5"),
+        ] {
+            let error = parse_webvtt(&format!("WEBVTT\n\n{bad}\nx\n")).expect_err(bad);
+            assert!(
+                error.starts_with("cue 1: ") && error.contains(stamp),
+                "{error}"
+            );
+        }
+        assert!(
+            parse_webvtt("WEBVTT\n\n167:59:59.999 --> 168:00:00.000 align:start\nlate\n").is_ok()
         );
     }
 

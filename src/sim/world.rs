@@ -411,7 +411,9 @@ impl World {
         let channel_ids = self
             .channels
             .values()
-            .filter(|c| c.in_stasis && c.app.as_deref() == Some(name))
+            // Every channel the app is subscribed to, in Stasis or not: both halves of a Local
+            // channel it originated, a dialled party still ringing (app_gone trace).
+            .filter(|c| c.app.as_deref() == Some(name))
             .map(|c| c.model.id.clone())
             .collect();
         let bridge_ids = self

@@ -80,8 +80,12 @@ pub(in crate::http) fn list_filters<'a>(
     let viewer = Viewer {
         tenant: &principal.tenant,
         projects: &principal.projects,
-        identities: std::iter::once(principal.username.as_str())
-            .chain(principal.extension.as_deref())
+        // The extension only, as `is_participant` decides (never the user name).
+        identities: principal
+            .extension
+            .as_deref()
+            .filter(|e| !e.is_empty())
+            .into_iter()
             .collect(),
     };
     let mut filter = Filter::default();

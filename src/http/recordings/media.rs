@@ -693,7 +693,17 @@ pub(in crate::http) async fn download_url_get(
     caller: Caller,
     id: Path<String>,
     q: Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
+    // Making a link is a state change (audited, counted against the caller's quota) however
+    // it is spelt: a cookie session must send its CSRF token here as for POST.
+    caller
+        .require_csrf(
+            &state,
+            &headers,
+            format!("GET /api/recordings/{}/download-url", id.0),
+        )
+        .await?;
     download_url(state, caller, id, q).await
 }
 

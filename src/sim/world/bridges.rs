@@ -6,12 +6,12 @@ impl World {
     // ---------------------------------------------------------------- bridges
 
     pub fn bridges(&self) -> Vec<Bridge> {
-        self.bridges.values().map(|b| b.model.clone()).collect()
+        self.bridges.values().map(SimBridge::shown).collect()
     }
 
     pub fn bridge(&self, id: &str) -> SimResult<Bridge> {
         match self.bridges.get(id) {
-            Some(b) => Ok(b.model.clone()),
+            Some(b) => Ok(b.shown()),
             None => fail(404, "Bridge not found"),
         }
     }
@@ -214,5 +214,19 @@ impl World {
             }
             None => fail(404, "Bridge not found"),
         }
+    }
+}
+
+impl SimBridge {
+    /// The bridge as REST shows it: a mixing bridge with three participants or more (the
+    /// recorder counts) runs `softmix`, with fewer `simple_bridge` (app_gone trace: two parties
+    /// and the recording, `softmix`; one party and the recording, `simple_bridge`).
+    fn shown(&self) -> Bridge {
+        let mut model = self.model.clone();
+        let participants = model.channels.len() + usize::from(self.recording.is_some());
+        if model.bridge_type == "mixing" && participants >= 3 {
+            model.technology = "softmix".into();
+        }
+        model
     }
 }

@@ -169,12 +169,16 @@ impl World {
         half_model.dialplan.priority = 1;
         half_model.dialplan.app_name = String::new();
         half_model.dialplan.app_data = String::new();
+        // Asterisk subscribes the app to both halves of a Local channel it originates: the `;2`
+        // half runs dialplan, never enters Stasis, yet `/applications/{app}` lists it and its
+        // events reach the app (app_gone, transfer, hunt traces). A phone has no second half.
+        let half_app = (tech == "Local").then(|| app.to_string());
         self.channels.insert(
             other_id.clone(),
             SimChannel::new(
                 half_model.clone(),
                 Role::Half,
-                None,
+                half_app,
                 Some(outgoing_id.clone()),
             ),
         );
@@ -234,6 +238,64 @@ impl World {
                 asterisk_id: Some(ASTERISK_ID.into()),
             }),
         );
+    }
+
+    /// Ends the `;2` half of a Local channel the app originated, with the events the app hears
+    /// of it (hunt, queue, transfer traces): a hang-up request per cause in `requests`, the last
+    /// one soft, then its destruction.
+    pub(super) fn end_half(&mut self, id: &str, requests: &[i64], destroyed_cause: i64) {
+        let Some(half) = self.channels.remove(id) else {
+            return;
+        };
+        let Some(app) = half.app else { return };
+        for (n, &cause) in requests.iter().enumerate() {
+            self.emit(
+                &app,
+                Event::ChannelHangupRequest(ChannelHangupRequest {
+                    cause: Some(cause),
+                    tech_cause: None,
+                    soft: (n + 1 == requests.len()).then_some(true),
+                    channel: half.model.clone(),
+                    timestamp: self.timestamp(),
+                    application: app.clone(),
+                    asterisk_id: Some(ASTERISK_ID.into()),
+                }),
+            );
+        }
+        self.emit(
+            &app,
+            Event::ChannelDestroyed(ChannelDestroyed {
+                cause: destroyed_cause,
+                cause_txt: cause_text(destroyed_cause).into(),
+                tech_cause: None,
+                channel: half.model,
+                timestamp: self.timestamp(),
+                application: app.clone(),
+                asterisk_id: Some(ASTERISK_ID.into()),
+            }),
+        );
+    }
+
+    /// The `;2` half of a Local channel the app originated changes state (`Up` when the
+    /// agent answers, `Busy`), as the app hears it.
+    pub(super) fn set_half_state(&mut self, id: &str, state: &str) {
+        let Some(half) = self
+            .channels
+            .get(id)
+            .and_then(|c| c.half.clone())
+            .and_then(|h| self.channels.get_mut(&h))
+        else {
+            return;
+        };
+        half.model.state = state.into();
+        if state == "Up" {
+            // What the reference agents run once they answer (app_gone's `GET /channels`).
+            half.model.dialplan.priority = 2;
+            half.model.dialplan.app_name = "Playback".into();
+            half.model.dialplan.app_data = "tt-monkeys".into();
+        }
+        let half_id = half.model.id.clone();
+        self.emit_state_change(&half_id);
     }
 
     pub(super) fn emit_state_change(&self, id: &str) {
@@ -540,7 +602,15 @@ impl World {
             return;
         };
         if let Some(h) = &c.half {
-            self.channels.remove(h);
+            if role == Role::Dialled {
+                // The dialplan half: one hang-up request when the agent hung up (transfer
+                // trace), two when the app hung the call up (queue, snoop traces) or it was
+                // still ringing (hunt trace's member not answering).
+                let requests: &[i64] = if was_up && !by_app { &[16] } else { &[16, 16] };
+                self.end_half(h, requests, 16);
+            } else {
+                self.channels.remove(h);
+            }
         }
         self.end_snoops_of(id);
         // Channels the app originated stay subscribed to the end; a caller that entered from

@@ -48,16 +48,20 @@ impl World {
                     // never hears of it (app_gone_newcall).
                     self.destroy_unanswered(id, 16, "Normal Clearing");
                 } else if role == Role::Dialled && c.model.state != "Up" {
-                    let half = c.half.clone();
-                    if let Some(h) = half.and_then(|h| self.channels.get_mut(&h)) {
-                        h.model.state = "Up".into();
-                    }
+                    self.set_half_state(id, "Up");
                     let Some(c) = self.channels.get_mut(id) else {
                         return;
                     };
                     c.model.state = "Up".into();
                     c.ring_deadline = None;
                     c.in_stasis = true;
+                    // From here REST shows it in Stasis with its arguments (app_gone trace:
+                    // `agents`/`206`/1, `Stasis`, `recorder,agent,<bridge>`).
+                    c.model.dialplan.app_name = "Stasis".into();
+                    c.model.dialplan.app_data = std::iter::once(c.app.clone().unwrap_or_default())
+                        .chain(c.args.iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join(",");
                     let args = c.args.clone();
                     let model = c.model.clone();
                     let app = c.app.clone().unwrap_or_default();
@@ -78,6 +82,7 @@ impl World {
             }
             PartyAction::Busy => {
                 if role == Role::Dialled {
+                    self.set_half_state(id, "Busy");
                     self.emit_dial(id, "BUSY");
                     // The ;1 half dies with cause 0, its ;2 with 17 (hunt trace).
                     self.destroy_unanswered(id, 0, "Unknown");
@@ -164,7 +169,14 @@ impl World {
             return;
         };
         if let Some(h) = &c.half {
-            self.channels.remove(h);
+            // The dialplan half of a Local channel hears the hang-up twice (hunt trace: busy
+            // `0` then `16`, destroyed with `17`; not answered `16`, `16`, destroyed `16`).
+            let (requests, destroyed) = if cause == 0 {
+                ([0, 16], 17)
+            } else {
+                ([16, 16], 16)
+            };
+            self.end_half(h, &requests, destroyed);
         }
         if let Some(app) = &c.app {
             self.emit(
