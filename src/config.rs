@@ -125,6 +125,10 @@ pub struct Config {
     /// Connections one client address may hold at once (trusted proxies excepted); kept below
     /// `http_max_connections` so no one client takes every slot.
     pub http_max_connections_per_client: u32,
+    /// Requests one signed-in user (session or API token) may make a minute, in bursts up to
+    /// the same number; past it 429 with Retry-After. Bounds what one credential costs the
+    /// service and its audit log.
+    pub api_requests_per_minute: u32,
 }
 
 /// Which forwarding header names the client behind a trusted proxy.
@@ -184,12 +188,13 @@ impl Default for Config {
             end_unresumable_calls: false,
             forwarded_header: ForwardedHeader::XForwardedFor,
             http_max_connections_per_client: 64,
+            api_requests_per_minute: 3000,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 45] = [
+pub const ENV_KEYS: [&str; 46] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -235,6 +240,7 @@ pub const ENV_KEYS: [&str; 45] = [
     "END_UNRESUMABLE_CALLS",
     "FORWARDED_HEADER",
     "HTTP_MAX_CONNECTIONS_PER_CLIENT",
+    "API_REQUESTS_PER_MINUTE",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +383,7 @@ impl Config {
             }
             "NODE_ID" => self.node_id = value,
             "END_UNRESUMABLE_CALLS" => self.end_unresumable_calls = boolean(key, &value)?,
+            "API_REQUESTS_PER_MINUTE" => self.api_requests_per_minute = number(key, &value)?,
             "HTTP_MAX_CONNECTIONS_PER_CLIENT" => {
                 self.http_max_connections_per_client = number(key, &value)?
             }
@@ -543,6 +550,10 @@ impl Config {
                 u64::from(self.http_max_connections_per_client),
             ),
             ("HTTP_READ_TIMEOUT_SECONDS", self.http_read_timeout_seconds),
+            (
+                "API_REQUESTS_PER_MINUTE",
+                u64::from(self.api_requests_per_minute),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -695,6 +706,7 @@ impl fmt::Debug for Config {
                 &self.http_max_connections_per_client,
             )
             .field("forwarded_header", &self.forwarded_header)
+            .field("api_requests_per_minute", &self.api_requests_per_minute)
             .field("end_unresumable_calls", &self.end_unresumable_calls)
             .finish()
     }

@@ -96,6 +96,7 @@ pub struct Metrics {
     library_write_retries: AtomicU64,
     calls_left_to_asterisk: AtomicU64,
     http_connections_refused: AtomicU64,
+    requests_rate_limited: AtomicU64,
 }
 
 impl Metrics {
@@ -137,6 +138,9 @@ impl Metrics {
     }
     pub fn count_call_left_to_asterisk(&self) {
         self.calls_left_to_asterisk.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count_request_rate_limited(&self) {
+        self.requests_rate_limited.fetch_add(1, Ordering::Relaxed);
     }
     pub fn count_http_connection_refused(&self) {
         self.http_connections_refused
@@ -226,6 +230,12 @@ impl Metrics {
             "calls_left_to_asterisk_total",
             "Conversations a start found in Asterisk with no saved state to resume them from, left to Asterisk instead of cut (ended when a party leaves).",
             self.calls_left_to_asterisk(),
+        );
+        counter(
+            &mut out,
+            "requests_rate_limited_total",
+            "Requests of signed-in users past API_REQUESTS_PER_MINUTE: answered 429, not audited one by one.",
+            self.requests_rate_limited.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

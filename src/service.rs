@@ -295,12 +295,19 @@ pub async fn start(
     let flows_task = tokio::spawn(flows.clone().run(input_rx));
     tracing::info!(http = %http_addr, ari = %config.ari_url, app = %config.ari_app, "ari-recorder started");
     if let Some(path) = config.audit_anchor_file.clone() {
+        if let Err(e) = crate::access::audit::note_anchoring(&db).await {
+            tracing::error!(error = %e, "could not note in the database that the audit chain is anchored");
+        }
         tasks.push(tokio::spawn(anchor_audit_head(
             db.clone(),
             path,
             shutdown.clone(),
         )));
     }
+    tasks.push(tokio::spawn(fold_audit_repeats(
+        db.clone(),
+        shutdown.clone(),
+    )));
     tasks.extend([
         stream_task,
         stasis_task,
@@ -348,8 +355,45 @@ async fn anchor_audit_head(
         if stopping {
             return;
         }
+        // A delete, a hold, a consent change or a grant is anchored at once: cutting the log's
+        // tail after the last anchor can then hide reads, never such an action.
         tokio::select! {
             _ = tokio::time::sleep(AUDIT_ANCHOR_EVERY) => {}
+            _ = db.audit_writer.security_event.notified() => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+    }
+}
+
+/// How often the counts of folded audit repeats are written, and the log's growth checked.
+const AUDIT_FOLD_EVERY: Duration = Duration::from_secs(10);
+/// Audit events a minute past which the log is said to grow too fast (a warning, and the
+/// `audit_events_written_total` rate for an alert): about 30 MB an hour.
+const AUDIT_GROWTH_WARN_PER_MINUTE: u64 = 2_000;
+
+/// Writes the counts of folded audit repeats as their windows end, and all of them at shutdown;
+/// warns when more events than `AUDIT_GROWTH_WARN_PER_MINUTE` were written in a minute.
+async fn fold_audit_repeats(db: Database, mut shutdown: watch::Receiver<bool>) {
+    use std::sync::atomic::Ordering;
+    let mut minute_start = (tokio::time::Instant::now(), 0u64);
+    loop {
+        let stopping = *shutdown.borrow();
+        if let Err(e) = crate::access::audit::flush_folds(&db, stopping).await {
+            tracing::warn!(error = %e, "audit repeat counts not written; retried in a moment");
+        }
+        if stopping {
+            return;
+        }
+        let written = db.audit_writer.written.load(Ordering::Relaxed);
+        if minute_start.0.elapsed() >= Duration::from_secs(60) {
+            let grew = written.saturating_sub(minute_start.1);
+            if grew > AUDIT_GROWTH_WARN_PER_MINUTE {
+                tracing::warn!(events = grew, "the audit log grew by more events in the last minute than expected; see audit_events_written_total and who is acting");
+            }
+            minute_start = (tokio::time::Instant::now(), written);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_FOLD_EVERY) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
     }

@@ -36,6 +36,8 @@ pub enum AuditError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    AnchorRequired(String),
 }
 
 /// The columns of a [`StoredEvent`], in a SELECT.
@@ -113,6 +115,9 @@ pub struct AuditEntry {
     pub outcome: String,
     pub client: String,
     pub detail: Option<String>,
+    /// A read or refusal of a signed-in principal: repeats of it within [`FOLD_WINDOW_MS`]
+    /// are counted into one event instead of each written (see [`record`]).
+    pub foldable: bool,
 }
 
 impl AuditEntry {
@@ -125,8 +130,55 @@ impl AuditEntry {
             outcome: "allowed".into(),
             client: String::new(),
             detail: None,
+            foldable: false,
         }
     }
+}
+
+/// How long repeats of one foldable event are counted before the count is written.
+pub const FOLD_WINDOW_MS: i64 = 60_000;
+
+/// What makes two events the same for folding: everything but the detail and the time.
+type FoldKey = (String, String, &'static str, Option<i64>, String, String);
+
+/// Repeats of a foldable event since its first was written.
+struct Fold {
+    first: AuditEntry,
+    first_at_ms: i64,
+    last_at_ms: i64,
+    repeats: u64,
+}
+
+impl Fold {
+    /// The event that stands for the repeats: the first's fields, the count and the span.
+    fn summary(self) -> AuditEntry {
+        let span = |ms: i64| crate::http::rfc3339(ms);
+        let mut entry = self.first;
+        entry.detail = Some(format!(
+            "{} more times from {} to {}{}",
+            self.repeats,
+            span(self.first_at_ms),
+            span(self.last_at_ms),
+            entry
+                .detail
+                .as_deref()
+                .map(|d| format!(" (first: {d})"))
+                .unwrap_or_default()
+        ));
+        entry.foldable = false;
+        entry
+    }
+}
+
+fn fold_key(entry: &AuditEntry) -> FoldKey {
+    (
+        entry.actor.clone(),
+        entry.tenant.clone(),
+        entry.action,
+        entry.recording_id,
+        entry.outcome.clone(),
+        entry.client.clone(),
+    )
 }
 
 /// `text` cut to `max` characters, marked with "…" when cut.
@@ -179,6 +231,7 @@ pub fn event_hash(event: &StoredEvent, keys: Option<&SigningKeys>) -> Option<Str
 /// An open transaction holding the audit chain's head.
 pub struct AuditTx {
     tx: Transaction<'static, Any>,
+    writer: std::sync::Arc<GroupWriter>,
     keys: Option<std::sync::Arc<SigningKeys>>,
     postgres: bool,
     /// The chain's newest event (sequence number, hash), read while holding it.
@@ -194,6 +247,7 @@ impl AuditTx {
                 .await?;
         Ok(AuditTx {
             tx,
+            writer: db.audit_writer.clone(),
             keys: db.audit_keys.clone(),
             postgres: db.backend == crate::library::Backend::Postgres,
             head,
@@ -208,7 +262,10 @@ impl AuditTx {
     /// Appends the event and commits it with whatever the action wrote. Returns its sequence
     /// number.
     pub async fn commit(self, entry: &AuditEntry) -> Result<i64, DbError> {
+        let writer = self.writer.clone();
         let seqs = self.commit_all(std::slice::from_ref(entry)).await?;
+        // An action that changed something: anchored at once (see `GroupWriter`).
+        writer.security_event.notify_one();
         Ok(seqs.first().copied().unwrap_or_default())
     }
 
@@ -310,6 +367,14 @@ const MAX_GROUP: usize = 64;
 #[derive(Default)]
 pub struct GroupWriter {
     queue: std::sync::Mutex<Group>,
+    /// Foldable events written in the last [`FOLD_WINDOW_MS`], with their repeats since.
+    folds: std::sync::Mutex<std::collections::HashMap<FoldKey, Fold>>,
+    /// Events appended, and repeats folded instead, since start (for `/metrics`).
+    pub written: std::sync::atomic::AtomicU64,
+    pub folded: std::sync::atomic::AtomicU64,
+    /// Told when an action's event is committed (a delete, a hold, a consent or a grant): the
+    /// anchor task writes the head outside the database at once, not at its next minute.
+    pub security_event: tokio::sync::Notify,
 }
 
 type Waiter = tokio::sync::oneshot::Sender<Result<i64, String>>;
@@ -343,7 +408,98 @@ impl Drop for Writing<'_> {
 
 /// Records an event that goes with no other write (a read, a denial), appended together with
 /// the others waiting at that moment. Returns its sequence number once it is committed.
+///
+/// A foldable event (a signed-in principal's read or refusal) is written the first time; its
+/// identical repeats in the next [`FOLD_WINDOW_MS`] (the same actor, action, recording, outcome
+/// and client: 240 range requests of one playback, a script polling one id) are counted, and
+/// the count is written as one event ("240 more times from ... to ...") when the window ends
+/// ([`flush_folds`]) or the next repeat comes after it. The log then grows with what people do,
+/// not with how many requests their players make. Returns 0 for a repeat counted so.
 pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
+    if entry.foldable {
+        let now = now_ms();
+        let key = fold_key(entry);
+        let ended = {
+            let mut folds = db
+                .audit_writer
+                .folds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match folds.get_mut(&key) {
+                Some(fold) if now - fold.first_at_ms < FOLD_WINDOW_MS => {
+                    fold.repeats += 1;
+                    fold.last_at_ms = now;
+                    db.audit_writer
+                        .folded
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(0);
+                }
+                _ => {}
+            }
+            let ended = folds.remove(&key).filter(|f| f.repeats > 0);
+            folds.insert(
+                key,
+                Fold {
+                    first: entry.clone(),
+                    first_at_ms: now,
+                    last_at_ms: now,
+                    repeats: 0,
+                },
+            );
+            ended
+        };
+        if let Some(ended) = ended {
+            append(db, &ended.summary()).await?;
+        }
+    }
+    append(db, entry).await
+}
+
+/// Writes the counts of the folding windows that have ended (and forgets them); the service
+/// calls it every few seconds and at shutdown (`final_flush`: every window, ended or not).
+pub async fn flush_folds(db: &Database, final_flush: bool) -> Result<(), DbError> {
+    let now = now_ms();
+    let ended: Vec<Fold> = {
+        let mut folds = db
+            .audit_writer
+            .folds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<FoldKey> = folds
+            .iter()
+            .filter(|(_, f)| final_flush || now - f.first_at_ms >= FOLD_WINDOW_MS)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.iter().filter_map(|k| folds.remove(k)).collect()
+    };
+    for fold in ended.into_iter().filter(|f| f.repeats > 0) {
+        append(db, &fold.summary()).await?;
+    }
+    Ok(())
+}
+
+/// The audit log's growth for `/metrics`: events appended and repeats folded since start.
+pub fn render_metrics(db: &Database, out: &mut String) {
+    use std::sync::atomic::Ordering;
+    for (name, help, value) in [
+        (
+            "audit_events_written_total",
+            "Audit events appended since start (alert on its rate: it is the audit log's growth).",
+            db.audit_writer.written.load(Ordering::Relaxed),
+        ),
+        (
+            "audit_events_folded_total",
+            "Repeats of a principal's identical read or refusal counted into one event instead of each written.",
+            db.audit_writer.folded.load(Ordering::Relaxed),
+        ),
+    ] {
+        crate::metrics::header(out, name, "counter", help);
+        out.push_str(&format!("{name} {value}\n"));
+    }
+}
+
+/// Appends one event with the group waiting now.
+async fn append(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let start = {
         let mut group = db.audit_writer.group();
@@ -389,6 +545,9 @@ async fn write_groups(db: &Database) {
         };
         match written {
             Ok(seqs) => {
+                db.audit_writer
+                    .written
+                    .fetch_add(seqs.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 for (waiter, seq) in waiters.into_iter().zip(seqs) {
                     let _ = waiter.send(Ok(seq));
                 }
@@ -435,9 +594,45 @@ pub struct Verification {
     pub problem: Option<String>,
 }
 
+/// Notes that this deployment anchors its chain outside the database (kept from the first
+/// time): `verify` then refuses to run without the anchor file.
+pub async fn note_anchoring(db: &Database) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE audit_head SET anchored_since_ms = $1 WHERE id = 1 AND anchored_since_ms IS NULL",
+    )
+    .bind(now_ms())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
 /// Walks the whole chain in order, a page at a time, checking each event with the database
-/// handle's audit keys, and every head anchored in `anchor_file` when there is one.
+/// handle's audit keys, and every head anchored in `anchor_file` when there is one. A chain
+/// whose deployment anchors it (see [`note_anchoring`]) is not checked without its anchors: the
+/// file not given, or missing, is an error, since without it a cut tail reads as intact.
 pub async fn verify(db: &Database, anchor_file: Option<&Path>) -> Result<Verification, AuditError> {
+    let (anchored_since, head_seq): (Option<i64>, i64) =
+        sqlx::query_as("SELECT anchored_since_ms, seq FROM audit_head WHERE id = 1")
+            .fetch_one(&db.pool)
+            .await?;
+    if let Some(since) = anchored_since {
+        match anchor_file {
+            None => {
+                return Err(AuditError::AnchorRequired(format!(
+                    "this deployment anchors its audit chain outside the database (since {}): give its AUDIT_ANCHOR_FILE, or a cut tail would read as intact",
+                    crate::http::rfc3339(since)
+                )))
+            }
+            Some(path) if head_seq > 0 && !path.exists() => {
+                return Err(AuditError::AnchorRequired(format!(
+                    "the anchor file {} is missing, but this deployment has anchored its chain since {}",
+                    path.display(),
+                    crate::http::rfc3339(since)
+                )))
+            }
+            Some(_) => {}
+        }
+    }
     const PAGE: i64 = 5000;
     let keys = db.audit_keys.as_deref();
     let anchored = match anchor_file {

@@ -19,28 +19,60 @@ fn lame(e: impl std::fmt::Display) -> Mp3Error {
 
 /// The whole of `samples` (mono, `sample_rate` Hz) as an MP3 stream.
 pub fn encode_mp3(samples: &[i16], sample_rate: u32) -> Result<Vec<u8>, Mp3Error> {
-    let mut encoder = Builder::new()
-        .ok_or_else(|| Mp3Error::Lame("cannot allocate an encoder".into()))?
-        .with_num_channels(1)
-        .map_err(lame)?
-        .with_sample_rate(sample_rate)
-        .map_err(lame)?
-        .with_brate(Bitrate::Kbps32)
-        .map_err(lame)?
-        .with_quality(Quality::Good)
-        .map_err(lame)?
-        .build()
-        .map_err(lame)?;
-    let mut out = Vec::with_capacity(samples.len() / 3 + 8192);
-    for chunk in samples.chunks(CHUNK) {
-        out.reserve(mp3lame_encoder::max_required_buffer_size(chunk.len()));
-        encoder
-            .encode_to_vec(MonoPcm(chunk), &mut out)
+    let mut encoder = Mp3Encoder::new(sample_rate, samples.len() as u64)?;
+    encoder.push(samples)?;
+    encoder.finish()
+}
+
+/// An MP3 stream made from audio handed over a piece at a time (a long recording is never
+/// decoded whole into memory).
+pub struct Mp3Encoder {
+    encoder: mp3lame_encoder::Encoder,
+    out: Vec<u8>,
+}
+
+impl Mp3Encoder {
+    /// An encoder for mono audio at `sample_rate`; `expected` samples size the output buffer.
+    pub fn new(sample_rate: u32, expected: u64) -> Result<Mp3Encoder, Mp3Error> {
+        let encoder = Builder::new()
+            .ok_or_else(|| Mp3Error::Lame("cannot allocate an encoder".into()))?
+            .with_num_channels(1)
+            .map_err(lame)?
+            .with_sample_rate(sample_rate)
+            .map_err(lame)?
+            .with_brate(Bitrate::Kbps32)
+            .map_err(lame)?
+            .with_quality(Quality::Good)
+            .map_err(lame)?
+            .build()
             .map_err(lame)?;
+        let expected = usize::try_from(expected).unwrap_or(0);
+        Ok(Mp3Encoder {
+            encoder,
+            out: Vec::with_capacity(expected / 3 + 8192),
+        })
     }
-    out.reserve(7200);
-    encoder.flush_to_vec::<FlushNoGap>(&mut out).map_err(lame)?;
-    Ok(out)
+
+    /// Encodes the next `samples`.
+    pub fn push(&mut self, samples: &[i16]) -> Result<(), Mp3Error> {
+        for chunk in samples.chunks(CHUNK) {
+            self.out
+                .reserve(mp3lame_encoder::max_required_buffer_size(chunk.len()));
+            self.encoder
+                .encode_to_vec(MonoPcm(chunk), &mut self.out)
+                .map_err(lame)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes LAME and returns the stream.
+    pub fn finish(mut self) -> Result<Vec<u8>, Mp3Error> {
+        self.out.reserve(7200);
+        self.encoder
+            .flush_to_vec::<FlushNoGap>(&mut self.out)
+            .map_err(lame)?;
+        Ok(self.out)
+    }
 }
 
 #[cfg(test)]

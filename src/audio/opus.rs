@@ -69,65 +69,124 @@ impl OggWriter {
 
 /// Encodes `samples` (mono, `sample_rate` 8000 or 16000) as an Ogg Opus file.
 pub fn encode_ogg_opus(samples: &[i16], sample_rate: u32) -> Result<Vec<u8>, OpusError> {
-    let rate = match sample_rate {
-        8000 => SampleRate::Hz8000,
-        16000 => SampleRate::Hz16000,
-        other => return Err(OpusError::Rate(other)),
-    };
-    let encoder = Encoder::new(rate, Channels::Mono, Application::Voip)?;
-    let to_48k = 48_000 / u64::from(sample_rate);
-    let pre_skip = u64::from(encoder.lookahead()?) * to_48k;
-    let frame = (sample_rate / 50) as usize; // 20 ms
+    let mut encoder = OggOpusEncoder::new(sample_rate, samples.len() as u64)?;
+    encoder.push(samples)?;
+    encoder.finish()
+}
 
-    let mut writer = OggWriter {
-        out: Vec::new(),
-        serial: fastrand::u32(..),
-        sequence: 0,
-    };
-    let mut head = Vec::with_capacity(19);
-    head.extend_from_slice(b"OpusHead");
-    head.push(1); // version
-    head.push(1); // channels
-    head.extend_from_slice(&(pre_skip as u16).to_le_bytes());
-    head.extend_from_slice(&sample_rate.to_le_bytes());
-    head.extend_from_slice(&0i16.to_le_bytes()); // output gain
-    head.push(0); // channel mapping family
-    writer.page(0x02, 0, &[&head]);
-    let vendor = concat!("ari-recorder ", env!("CARGO_PKG_VERSION"));
-    let mut tags = Vec::new();
-    tags.extend_from_slice(b"OpusTags");
-    tags.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
-    tags.extend_from_slice(vendor.as_bytes());
-    tags.extend_from_slice(&0u32.to_le_bytes()); // no user comments
-    writer.page(0, 0, &[&tags]);
+/// An Ogg Opus file made from audio handed over a piece at a time: a long recording is
+/// never decoded whole into memory, only the encoded file is kept.
+pub struct OggOpusEncoder {
+    encoder: Encoder,
+    writer: OggWriter,
+    to_48k: u64,
+    pre_skip: u64,
+    /// Samples a frame (20 ms).
+    frame: usize,
+    /// Samples the whole file holds (the last page's granule is trimmed to it).
+    total: u64,
+    /// Frames encoded so far.
+    encoded: u64,
+    /// Samples waiting for a whole frame.
+    input: Vec<i16>,
+    pending: Vec<Vec<u8>>,
+}
 
-    let frames = samples.len().div_ceil(frame).max(1);
-    let end_granule = pre_skip + samples.len() as u64 * to_48k;
-    let mut buffer = [0u8; 4000];
-    let mut pending: Vec<Vec<u8>> = Vec::new();
-    let mut input = vec![0i16; frame];
-    for i in 0..frames {
-        let chunk = samples
-            .get(i * frame..((i + 1) * frame).min(samples.len()))
-            .unwrap_or(&[]);
-        input[..chunk.len()].copy_from_slice(chunk);
-        input[chunk.len()..].fill(0); // the last frame is padded; the granule trims it
-        let n = encoder.encode(&input, &mut buffer)?;
-        pending.push(buffer[..n].to_vec());
-        let last = i + 1 == frames;
-        // About one second of audio a page, well under the 255-segment limit.
-        if pending.len() == 50 || last {
-            let granule = if last {
-                end_granule
-            } else {
-                pre_skip + (i as u64 + 1) * frame as u64 * to_48k
-            };
-            let refs: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
-            writer.page(if last { 0x04 } else { 0 }, granule, &refs);
-            pending.clear();
-        }
+impl OggOpusEncoder {
+    /// Writes the two header pages of a file of `total` samples at `sample_rate`.
+    pub fn new(sample_rate: u32, total: u64) -> Result<OggOpusEncoder, OpusError> {
+        let rate = match sample_rate {
+            8000 => SampleRate::Hz8000,
+            16000 => SampleRate::Hz16000,
+            other => return Err(OpusError::Rate(other)),
+        };
+        let encoder = Encoder::new(rate, Channels::Mono, Application::Voip)?;
+        let to_48k = 48_000 / u64::from(sample_rate);
+        let pre_skip = u64::from(encoder.lookahead()?) * to_48k;
+        let frame = (sample_rate / 50) as usize; // 20 ms
+        let mut writer = OggWriter {
+            out: Vec::new(),
+            serial: fastrand::u32(..),
+            sequence: 0,
+        };
+        let mut head = Vec::with_capacity(19);
+        head.extend_from_slice(b"OpusHead");
+        head.push(1); // version
+        head.push(1); // channels
+        head.extend_from_slice(&(pre_skip as u16).to_le_bytes());
+        head.extend_from_slice(&sample_rate.to_le_bytes());
+        head.extend_from_slice(&0i16.to_le_bytes()); // output gain
+        head.push(0); // channel mapping family
+        writer.page(0x02, 0, &[&head]);
+        let vendor = concat!("ari-recorder ", env!("CARGO_PKG_VERSION"));
+        let mut tags = Vec::new();
+        tags.extend_from_slice(b"OpusTags");
+        tags.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
+        tags.extend_from_slice(vendor.as_bytes());
+        tags.extend_from_slice(&0u32.to_le_bytes()); // no user comments
+        writer.page(0, 0, &[&tags]);
+        Ok(OggOpusEncoder {
+            encoder,
+            writer,
+            to_48k,
+            pre_skip,
+            frame,
+            total,
+            encoded: 0,
+            input: Vec::with_capacity(frame),
+            pending: Vec::new(),
+        })
     }
-    Ok(writer.out)
+
+    /// The frames to encode in all: the last is padded, and a silent file still has one.
+    fn frames(&self) -> u64 {
+        self.total.div_ceil(self.frame as u64).max(1)
+    }
+
+    /// Encodes the next `samples` of the file.
+    pub fn push(&mut self, mut samples: &[i16]) -> Result<(), OpusError> {
+        while !samples.is_empty() {
+            let take = (self.frame - self.input.len()).min(samples.len());
+            self.input.extend_from_slice(&samples[..take]);
+            samples = &samples[take..];
+            if self.input.len() == self.frame && self.encoded + 1 < self.frames() {
+                self.encode_frame()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_frame(&mut self) -> Result<(), OpusError> {
+        let mut buffer = [0u8; 4000];
+        // The last frame is padded; the granule trims it.
+        self.input.resize(self.frame, 0);
+        let n = self.encoder.encode(&self.input, &mut buffer)?;
+        self.input.clear();
+        self.pending.push(buffer[..n].to_vec());
+        self.encoded += 1;
+        let last = self.encoded == self.frames();
+        // About one second of audio a page, well under the 255-segment limit.
+        if self.pending.len() == 50 || last {
+            let granule = if last {
+                self.pre_skip + self.total * self.to_48k
+            } else {
+                self.pre_skip + self.encoded * self.frame as u64 * self.to_48k
+            };
+            let refs: Vec<&[u8]> = self.pending.iter().map(Vec::as_slice).collect();
+            self.writer
+                .page(if last { 0x04 } else { 0 }, granule, &refs);
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Encodes what is left (the last, padded frame) and returns the file.
+    pub fn finish(mut self) -> Result<Vec<u8>, OpusError> {
+        while self.encoded < self.frames() {
+            self.encode_frame()?;
+        }
+        Ok(self.writer.out)
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +296,26 @@ mod tests {
         }
         assert_eq!(decoded, samples.len().div_ceil(160) * 160);
         assert!(loud, "the voice survives the round trip");
+    }
+
+    #[test]
+    fn audio_handed_over_in_pieces_makes_the_same_pages() {
+        // Second probe, finding 8: the encoders take the audio a chunk at a time.
+        let samples: Vec<i16> = (0..8000 * 3 + 77)
+            .map(|i| ((i * 37) % 2000) as i16)
+            .collect();
+        let whole = encode_ogg_opus(&samples, 8000).expect("whole");
+        let mut pieces = OggOpusEncoder::new(8000, samples.len() as u64).expect("encoder");
+        for chunk in samples.chunks(1000) {
+            pieces.push(chunk).expect("push");
+        }
+        let pieces = pieces.finish().expect("finish");
+        let (a, b) = (pages(&whole), pages(&pieces));
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.granule, y.granule);
+            assert_eq!(x.packets, y.packets);
+        }
     }
 
     #[test]

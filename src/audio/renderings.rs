@@ -77,6 +77,12 @@ pub enum RenderError {
     Job(String),
 }
 
+impl From<std::io::Error> for RenderError {
+    fn from(e: std::io::Error) -> RenderError {
+        RenderError::Audio(e.to_string())
+    }
+}
+
 pub struct Renderings {
     cache: Cache<RenderKey, Rendering, ByBytes>,
     jobs: Semaphore,
@@ -152,17 +158,28 @@ impl Renderings {
         };
         let made = self
             .render(key, move || {
-                let samples = stream
-                    .samples_i16()
-                    .map_err(|e| RenderError::Audio(e.to_string()))?;
+                // The samples go to the encoder a chunk at a time: a 30-minute call is never
+                // decoded whole into memory, only its (much smaller) encoding is kept.
                 let audio = |e: &dyn std::fmt::Display| RenderError::Audio(e.to_string());
                 match kind {
-                    RenderKind::Mp3 => super::mp3::encode_mp3(&samples, stream.sample_rate)
-                        .map(|bytes| Rendering::Mp3(Arc::new(bytes)))
-                        .map_err(|e| audio(&e)),
-                    _ => super::opus::encode_ogg_opus(&samples, stream.sample_rate)
-                        .map(|bytes| Rendering::Opus(Arc::new(bytes)))
-                        .map_err(|e| audio(&e)),
+                    RenderKind::Mp3 => {
+                        let mut encoder =
+                            super::mp3::Mp3Encoder::new(stream.sample_rate, stream.samples())
+                                .map_err(|e| audio(&e))?;
+                        stream
+                            .for_each_chunk(|chunk| encoder.push(chunk).map_err(|e| audio(&e)))?;
+                        let bytes = encoder.finish().map_err(|e| audio(&e))?;
+                        Ok(Rendering::Mp3(Arc::new(bytes)))
+                    }
+                    _ => {
+                        let mut encoder =
+                            super::opus::OggOpusEncoder::new(stream.sample_rate, stream.samples())
+                                .map_err(|e| audio(&e))?;
+                        stream
+                            .for_each_chunk(|chunk| encoder.push(chunk).map_err(|e| audio(&e)))?;
+                        let bytes = encoder.finish().map_err(|e| audio(&e))?;
+                        Ok(Rendering::Opus(Arc::new(bytes)))
+                    }
                 }
             })
             .await?;

@@ -103,7 +103,31 @@ impl WavStream {
         Ok(out)
     }
 
-    /// Every decoded sample (for the Opus encoder).
+    /// The decoded samples, `CHUNK_SAMPLES` at a time, handed to `each` in order: a long
+    /// recording costs a chunk of memory, not the whole file.
+    pub fn for_each_chunk<E: From<io::Error>>(
+        &self,
+        mut each: impl FnMut(&[i16]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let total = self.samples();
+        let mut chunk = Vec::with_capacity(CHUNK_SAMPLES as usize);
+        let mut start = 0u64;
+        while start < total {
+            let end = (start + CHUNK_SAMPLES).min(total);
+            let bytes = self.read_range(wav::HEADER_LEN + start * 2, wav::HEADER_LEN + end * 2)?;
+            chunk.clear();
+            chunk.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]])),
+            );
+            each(&chunk)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Every decoded sample, in memory (short files only: see `for_each_chunk`).
     pub fn samples_i16(&self) -> io::Result<Vec<i16>> {
         let bytes = self.read_range(wav::HEADER_LEN, self.len())?;
         Ok(bytes
@@ -154,8 +178,9 @@ impl WavStream {
     }
 }
 
-/// Samples read at a time for the waveform (128 KiB of PCM).
-const PEAK_CHUNK_SAMPLES: u64 = 64 * 1024;
+/// Samples read at a time for the waveform and the encoders (128 KiB of PCM).
+const CHUNK_SAMPLES: u64 = 64 * 1024;
+const PEAK_CHUNK_SAMPLES: u64 = CHUNK_SAMPLES;
 
 /// Min and max of each of `points` slices of `samples`, all in memory.
 fn slice_peaks(samples: &[i16], points: usize) -> Vec<[i16; 2]> {

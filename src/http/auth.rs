@@ -38,6 +38,11 @@ pub struct Access {
     /// Refused signed links per client address: past it they are answered 429 and no longer
     /// audited one by one (an unauthenticated client must not grow the audit log at will).
     pub failure_limiter: RateLimiter,
+    /// The same over every address together (twenty addresses' worth): many addresses cannot
+    /// grow the log at will either.
+    pub failure_limiter_all: RateLimiter,
+    /// Requests per signed-in user (`API_REQUESTS_PER_MINUTE`).
+    pub request_limiter: RateLimiter,
     /// Argon2 checks run on blocking threads, this many at a time (one per core): sign-in
     /// floods queue here instead of starving every other request.
     pub password_checks: Arc<tokio::sync::Semaphore>,
@@ -120,6 +125,8 @@ impl Access {
             limiter: RateLimiter::new(config.grants_per_minute),
             address_limiter: RateLimiter::new(config.grants_per_minute.saturating_mul(10)),
             failure_limiter: RateLimiter::new(config.grants_per_minute),
+            failure_limiter_all: RateLimiter::new(config.grants_per_minute.saturating_mul(20)),
+            request_limiter: RateLimiter::new(config.api_requests_per_minute),
             // Validated when the config was loaded.
             trusted_proxies: config.trusted_proxy_nets().unwrap_or_default(),
             forwarded_header: config.forwarded_header,
@@ -154,6 +161,8 @@ impl Caller {
     pub fn entry(&self, action: &'static str) -> AuditEntry {
         AuditEntry {
             client: self.client.clone(),
+            // A signed-in principal's repeats fold into counted events (`audit::record`).
+            foldable: true,
             ..AuditEntry::new(
                 self.principal.actor(),
                 self.principal.tenant.clone(),
@@ -351,12 +360,28 @@ impl Caller {
     }
 }
 
+/// Takes one of the caller's requests this minute (`API_REQUESTS_PER_MINUTE`); past them the
+/// request is answered 429 and counted, not audited.
+fn within_request_rate(state: &AppState, caller: &Caller) -> Result<(), Response> {
+    let key = format!("u{}", caller.principal.user_id);
+    match state.access.request_limiter.take(&key, Instant::now()) {
+        Ok(()) => Ok(()),
+        Err(wait) => {
+            state.metrics.count_request_rate_limited();
+            Err(super::too_many(wait).into_response())
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Response> {
         match authenticate(state, parts).await {
-            Ok(Some(caller)) => Ok(note_principal(parts, caller)),
+            Ok(Some(caller)) => {
+                within_request_rate(state, &caller)?;
+                Ok(note_principal(parts, caller))
+            }
             Ok(None) => Err(with_challenge(unauthorized(
                 "sign in, or send an API token as 'Authorization: Bearer <token>'",
             ))),
@@ -375,7 +400,11 @@ impl OptionalFromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Option<Caller>, Response> {
         match authenticate(state, parts).await {
-            Ok(caller) => Ok(caller.map(|c| note_principal(parts, c))),
+            Ok(Some(caller)) => {
+                within_request_rate(state, &caller)?;
+                Ok(Some(note_principal(parts, caller)))
+            }
+            Ok(None) => Ok(None),
             Err(e) if e.status == StatusCode::UNAUTHORIZED => Ok(None),
             Err(e) => Err(e.into_response()),
         }
@@ -578,10 +607,12 @@ pub(super) fn past_failure_share(
     entry: &AuditEntry,
 ) -> Option<std::time::Duration> {
     let key = format!("{}@{}", entry.action, entry.client);
-    let wait = state
-        .access
+    let now = Instant::now();
+    let access = &state.access;
+    let wait = access
         .failure_limiter
-        .take(&key, Instant::now())
+        .take(&key, now)
+        .and_then(|()| access.failure_limiter_all.take(entry.action, now))
         .err()?;
     state.metrics.count_audit_suppressed();
     Some(wait)

@@ -462,6 +462,7 @@ pub fn metrics_router(state: AppState) -> Router {
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
+    crate::access::audit::render_metrics(&state.db, &mut text);
     state.library.indexer.state.render(&mut text);
     state.library.renderings.render_metrics(&mut text);
     state.library.call_audio.render_metrics(&mut text);

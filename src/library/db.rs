@@ -152,6 +152,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0017_node_ids.sql"),
         postgres: include_str!("../../migrations/postgres/0017_node_ids.sql"),
     },
+    Migration {
+        version: 18,
+        name: "audit_anchoring",
+        sqlite: include_str!("../../migrations/sqlite/0018_audit_anchoring.sql"),
+        postgres: include_str!("../../migrations/postgres/0018_audit_anchoring.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:
