@@ -362,15 +362,16 @@ impl Caller {
 
 /// Takes one of the caller's requests this minute (`API_REQUESTS_PER_MINUTE`); past them the
 /// request is answered 429 and counted, not audited.
-fn within_request_rate(state: &AppState, caller: &Caller) -> Result<(), Response> {
+fn within_request_rate(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     let key = format!("u{}", caller.principal.user_id);
-    match state.access.request_limiter.take(&key, Instant::now()) {
-        Ok(()) => Ok(()),
-        Err(wait) => {
+    state
+        .access
+        .request_limiter
+        .take(&key, Instant::now())
+        .map_err(|wait| {
             state.metrics.count_request_rate_limited();
-            Err(super::too_many(wait).into_response())
-        }
-    }
+            super::too_many(wait)
+        })
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -379,7 +380,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Response> {
         match authenticate(state, parts).await {
             Ok(Some(caller)) => {
-                within_request_rate(state, &caller)?;
+                within_request_rate(state, &caller).map_err(IntoResponse::into_response)?;
                 Ok(note_principal(parts, caller))
             }
             Ok(None) => Err(with_challenge(unauthorized(
@@ -401,7 +402,7 @@ impl OptionalFromRequestParts<AppState> for Caller {
     ) -> Result<Option<Caller>, Response> {
         match authenticate(state, parts).await {
             Ok(Some(caller)) => {
-                within_request_rate(state, &caller)?;
+                within_request_rate(state, &caller).map_err(IntoResponse::into_response)?;
                 Ok(Some(note_principal(parts, caller)))
             }
             Ok(None) => Ok(None),
