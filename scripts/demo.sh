@@ -10,5 +10,4 @@ if ! pkg-config --exists opus 2>/dev/null; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopus-dev pkg-config >/dev/null
 fi
-mkdir -p dialplans
 exec cargo run --release --locked -- demo "$@"

@@ -2,7 +2,7 @@
 //! bootstrap: `user add`, `token create`, `tenant set`, `audit verify`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -235,16 +235,23 @@ fn async_workers() -> usize {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo's terminal shows its own lines (the page's address, what was recorded), not
+    // three INFO lines a call: its log starts at warnings unless RUST_LOG says otherwise.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never into journald or a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(async_workers())
         .enable_all()
@@ -900,11 +907,72 @@ async fn demo_accounts(db: &ari_recorder::library::Database, tenant: &str) -> Re
     Ok(())
 }
 
+/// The sample flows the demo runs (the repository's `dialplans/`), carried in the binary so
+/// that `ari-recorder demo` works from any folder.
+const DEMO_FLOWS: [(&str, &str); 6] = [
+    ("support.toml", include_str!("../dialplans/support.toml")),
+    (
+        "general-voicemail.toml",
+        include_str!("../dialplans/general-voicemail.toml"),
+    ),
+    ("sales.toml", include_str!("../dialplans/sales.toml")),
+    ("helpdesk.toml", include_str!("../dialplans/helpdesk.toml")),
+    ("billing.toml", include_str!("../dialplans/billing.toml")),
+    ("settings.toml", include_str!("../dialplans/settings.toml")),
+];
+
+/// The demo's flows folder: `<data>/dialplans`, given the sample flows when it holds none
+/// (edits made there are kept across demo restarts).
+fn demo_flows(data: &Path) -> Result<PathBuf, String> {
+    let dir = data.join("dialplans");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let has_flows = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "toml"));
+    if !has_flows {
+        for (name, text) in DEMO_FLOWS {
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// The demo's link-signing and audit keys, made on its first start and kept in
+/// `<data>/keys.toml` (readable by its owner only), so links and the audit chain's seal survive
+/// a demo restart and the demo needs none configured.
+fn demo_keys(data: &Path) -> Result<(String, String), String> {
+    let path = data.join("keys.toml");
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        link_signing_keys: String,
+        audit_keys: String,
+    }
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let keys: Keys =
+            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        return Ok((keys.link_signing_keys, keys.audit_keys));
+    }
+    let secret = ari_recorder::access::random_secret;
+    let (links, audit) = (format!("demo:{}", secret()), format!("demo:{}", secret()));
+    let text = format!(
+        "# The demo's own keys, made at its first start: delete this file to get new ones.\nlink_signing_keys = \"{links}\"\naudit_keys = \"{audit}\"\n"
+    );
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    Ok((links, audit))
+}
+
 /// The service plus the simulated Asterisk on loopback, placing a steady mix of sample calls.
 async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result<(), String> {
     let recordings_dir = data.join("recordings");
     std::fs::create_dir_all(&recordings_dir)
         .map_err(|e| format!("cannot create {}: {e}", recordings_dir.display()))?;
+    let dialplans = demo_flows(&data)?.display().to_string();
+    let (link_keys, audit_keys) = demo_keys(&data)?;
     let password = format!("demo-{:016x}", fastrand::u64(..));
     let sim = sim::start(SimOptions {
         recordings_dir: recordings_dir.clone(),
@@ -932,6 +1000,9 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
         "METRICS_ADDR" => std::env::var(key)
             .ok()
             .or_else(|| Some("127.0.0.1:0".into())),
+        "DIALPLANS_DIR" => std::env::var(key).ok().or_else(|| Some(dialplans.clone())),
+        "LINK_SIGNING_KEYS" => std::env::var(key).ok().or_else(|| Some(link_keys.clone())),
+        "AUDIT_KEYS" => std::env::var(key).ok().or_else(|| Some(audit_keys.clone())),
         _ => std::env::var(key).ok(),
     })
     .map_err(|e| e.to_string())?;
@@ -944,14 +1015,19 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
         .metrics_addr
         .map(|addr| format!("metrics at http://{addr}/metrics"))
         .unwrap_or_else(|| "metrics with METRICS_TOKEN".into());
+    let page = format!("http://localhost:{}/", service.http_addr.port());
     println!(
-        "ari-recorder demo: library at http://localhost:{}/ ({metrics}), simulated Asterisk at {}",
-        service.http_addr.port(),
+        "ari-recorder demo: library at {page} ({metrics}), simulated Asterisk at {}",
         sim.url()
     );
     println!(
         "sign in as admin, manager or staff (password {DEMO_PASSWORD}); staff may play but never download"
     );
+    println!(
+        "the demo keeps its flows, keys and recordings in {} (RUST_LOG=info shows each call)",
+        data_abs.display()
+    );
+    let mut reminded = std::time::Instant::now();
     // A steady mix over the sample flows of dialplans/: support (greeting, transfer, voicemail),
     // voicemail (ended by hang-up or #), the sales hunt group, the helpdesk queue, and a direct
     // outbound call.
@@ -984,6 +1060,11 @@ async fn demo(config: Option<PathBuf>, data: PathBuf, call_every: f64) -> Result
             }
         }
         n += 1;
+        // The address again every minute, so it never scrolls away.
+        if reminded.elapsed() >= Duration::from_secs(60) {
+            reminded = std::time::Instant::now();
+            println!("ari-recorder demo: {n} calls placed; library at {page} (admin, manager or staff / {DEMO_PASSWORD})");
+        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs_f64(call_every.max(0.5))) => {}
             _ = shutdown_wait.wait_for(|stop| *stop) => break,

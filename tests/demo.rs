@@ -1,6 +1,7 @@
 //! The README's first command: `ari-recorder demo` (what `scripts/demo.sh` runs), started as a
-//! user would start it, on a free port with a fresh data folder, with the sample flows of
-//! `dialplans/`. It must produce a recording of every kind and serve the page.
+//! user would start it, on a free port, from an empty folder that is not the checkout: it must
+//! bring its own sample flows and keys, say nothing alarming, produce a recording of every kind
+//! and serve the page.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -45,20 +46,28 @@ async fn sign_in(http: &reqwest::Client, base: &str, user: &str) -> String {
 #[tokio::test]
 async fn the_demo_records_every_kind_of_call_and_serves_the_page() {
     let data = tempfile::tempdir().expect("data folder");
+    let elsewhere = tempfile::tempdir().expect("an empty folder to start from");
     let mut command = Command::new(env!("CARGO_BIN_EXE_ari-recorder"));
     command
         .args(["demo", "--call-every", "0.5", "--data"])
         .arg(data.path())
-        // The repository's sample flows, as the README's command uses them.
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        // Not the checkout: the binary alone must give the whole demo.
+        .current_dir(elsewhere.path())
         .env("HTTP_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         // Kept for the failure message: why the demo did not stop cleanly, if it did not.
         .stderr(Stdio::from(
             std::fs::File::create(data.path().join("demo.log")).expect("log file"),
         ));
-    for key in ["DATABASE_URL", "DIALPLANS_DIR", "RECORDINGS_DIR", "ARI_URL"] {
+    for key in [
+        "DATABASE_URL",
+        "DIALPLANS_DIR",
+        "RECORDINGS_DIR",
+        "ARI_URL",
+        "LINK_SIGNING_KEYS",
+        "AUDIT_KEYS",
+    ] {
         command.env_remove(key);
     }
     let mut demo = Demo(command.spawn().expect("the demo starts"));
@@ -178,4 +187,13 @@ async fn the_demo_records_every_kind_of_call_and_serves_the_page() {
         status.success(),
         "the demo stops cleanly on SIGTERM: {status}; its log:\n{log}"
     );
+    // Nothing that reads like something went wrong: the demo made its own keys (kept beside
+    // its flows, so a restart keeps links working) and carried its own flows.
+    assert!(
+        !log.contains("WARN") && !log.contains("ERROR"),
+        "the demo printed warnings:\n{log}"
+    );
+    assert!(data.path().join("keys.toml").exists());
+    assert!(data.path().join("dialplans/support.toml").exists());
+    assert!(!elsewhere.path().join("dialplans").exists());
 }

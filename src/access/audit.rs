@@ -137,15 +137,32 @@ impl AuditEntry {
 
 /// How long repeats of one foldable event are counted before the count is written.
 pub const FOLD_WINDOW_MS: i64 = 60_000;
+/// Identical events written one by one in a window before the rest are counted: what a person
+/// does (a few plays of a recording, a player's handful of range requests) stays event by
+/// event; a script's or a player's flood becomes one counted event.
+pub const FOLD_AFTER: u64 = 50;
 
-/// What makes two events the same for folding: everything but the detail and the time.
-type FoldKey = (String, String, &'static str, Option<i64>, String, String);
+/// What makes two events the same for folding: everything but the time, and the detail only
+/// when no recording is named (then the detail names the target: a call, a missing id). Range
+/// requests of one recording are the same event whatever their range.
+type FoldKey = (
+    String,
+    String,
+    &'static str,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+);
 
-/// Repeats of a foldable event since its first was written.
+/// Repeats of a foldable event in its window: the first `FOLD_AFTER` written, the rest counted.
 struct Fold {
     first: AuditEntry,
     first_at_ms: i64,
+    /// When the first counted (not written) repeat came, and the last.
+    counted_from_ms: i64,
     last_at_ms: i64,
+    written: u64,
     repeats: u64,
 }
 
@@ -157,7 +174,7 @@ impl Fold {
         entry.detail = Some(format!(
             "{} more times from {} to {}{}",
             self.repeats,
-            span(self.first_at_ms),
+            span(self.counted_from_ms),
             span(self.last_at_ms),
             entry
                 .detail
@@ -178,6 +195,11 @@ fn fold_key(entry: &AuditEntry) -> FoldKey {
         entry.recording_id,
         entry.outcome.clone(),
         entry.client.clone(),
+        entry
+            .recording_id
+            .is_none()
+            .then(|| entry.detail.clone())
+            .flatten(),
     )
 }
 
@@ -409,12 +431,13 @@ impl Drop for Writing<'_> {
 /// Records an event that goes with no other write (a read, a denial), appended together with
 /// the others waiting at that moment. Returns its sequence number once it is committed.
 ///
-/// A foldable event (a signed-in principal's read or refusal) is written the first time; its
-/// identical repeats in the next [`FOLD_WINDOW_MS`] (the same actor, action, recording, outcome
-/// and client: 240 range requests of one playback, a script polling one id) are counted, and
-/// the count is written as one event ("240 more times from ... to ...") when the window ends
-/// ([`flush_folds`]) or the next repeat comes after it. The log then grows with what people do,
-/// not with how many requests their players make. Returns 0 for a repeat counted so.
+/// A foldable event (a signed-in principal's read or refusal) is written as usual for its
+/// first [`FOLD_AFTER`] occurrences in a [`FOLD_WINDOW_MS`] window (the same actor, action,
+/// recording, outcome and client); further repeats in the window (240 one-byte range requests,
+/// a script polling one id) are counted, and the count is written as one event ("190 more
+/// times from ... to ...") when the window ends ([`flush_folds`]) or the next repeat comes
+/// after it. The log then grows with what people do, not with how many requests a player or a
+/// script makes. Returns 0 for a repeat counted so.
 pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
     if entry.foldable {
         let now = now_ms();
@@ -427,26 +450,37 @@ pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
                 .unwrap_or_else(|p| p.into_inner());
             match folds.get_mut(&key) {
                 Some(fold) if now - fold.first_at_ms < FOLD_WINDOW_MS => {
-                    fold.repeats += 1;
-                    fold.last_at_ms = now;
-                    db.audit_writer
-                        .folded
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Ok(0);
+                    if fold.written < FOLD_AFTER {
+                        fold.written += 1;
+                        None
+                    } else {
+                        if fold.repeats == 0 {
+                            fold.counted_from_ms = now;
+                        }
+                        fold.repeats += 1;
+                        fold.last_at_ms = now;
+                        db.audit_writer
+                            .folded
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Ok(0);
+                    }
                 }
-                _ => {}
+                _ => {
+                    let ended = folds.remove(&key).filter(|f| f.repeats > 0);
+                    folds.insert(
+                        key,
+                        Fold {
+                            first: entry.clone(),
+                            first_at_ms: now,
+                            counted_from_ms: now,
+                            last_at_ms: now,
+                            written: 1,
+                            repeats: 0,
+                        },
+                    );
+                    ended
+                }
             }
-            let ended = folds.remove(&key).filter(|f| f.repeats > 0);
-            folds.insert(
-                key,
-                Fold {
-                    first: entry.clone(),
-                    first_at_ms: now,
-                    last_at_ms: now,
-                    repeats: 0,
-                },
-            );
-            ended
         };
         if let Some(ended) = ended {
             append(db, &ended.summary()).await?;
