@@ -158,6 +158,9 @@ enum TokenCommand {
         config: Option<PathBuf>,
         #[arg(long)]
         user: String,
+        /// The user's tenant, when that user name is in several tenants.
+        #[arg(long)]
+        tenant: Option<String>,
         /// A label for the token (what uses it).
         #[arg(long)]
         name: String,
@@ -405,14 +408,15 @@ async fn user(command: UserCommand) -> Result<(), String> {
 }
 
 async fn token(command: TokenCommand) -> Result<(), String> {
-    let (config, user, name, scopes, expires_days) = match command {
+    let (config, user, user_tenant, name, scopes, expires_days) = match command {
         TokenCommand::Create {
             config,
             user,
+            tenant,
             name,
             scopes,
             expires_days,
-        } => (config, user, name, scopes, expires_days),
+        } => (config, user, tenant, name, scopes, expires_days),
         TokenCommand::Revoke { config, id } => return revoke_token(config, id).await,
     };
     let (_, db) = open_database(config.as_deref()).await?;
@@ -428,13 +432,20 @@ async fn token(command: TokenCommand) -> Result<(), String> {
     let expires =
         expires_days.map(|days| ari_recorder::access::now_ms() + i64::from(days) * 86_400_000);
     let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
-    let tenant = accounts::tenant_of_user(tx.conn(), &user)
+    let tenant = accounts::tenant_of_user(tx.conn(), &user, user_tenant.as_deref())
         .await
         .map_err(|e| e.to_string())?
         .unwrap_or_default();
-    let (id, secret) = accounts::create_token(tx.conn(), &user, &name, &scopes, expires)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (id, secret) = accounts::create_token_in(
+        tx.conn(),
+        &user,
+        user_tenant.as_deref(),
+        &name,
+        &scopes,
+        expires,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let listed: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     let entry = cli_entry(
         &tenant,

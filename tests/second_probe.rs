@@ -545,7 +545,72 @@ async fn a_transcript_goes_for_good_and_is_stored_as_plain_text(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Finding 10: user names were global, so creating a user in tenant A answered 409 for a name
+/// of tenant B and told A that it existed. Names are unique within a tenant; a sign-in names
+/// its tenant when several share a name and a password.
+async fn user_names_belong_to_their_tenant(db: Db) {
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, db).await;
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    let acme = common::tenant_admin(&s.svc.db, "acme").await;
+    let globex = common::tenant_admin(&s.svc.db, "globex").await;
+    let create = |admin: &reqwest::Client, tenant: &str, password: &str| {
+        send(
+            admin
+                .post(format!("{}/api/users", s.base))
+                .json(&serde_json::json!({
+                    "username": "alice", "password": password, "role": "staff",
+                    "tenant": tenant, "projects": [],
+                })),
+        )
+    };
+    assert_eq!(
+        create(&globex, "globex", "globex-alice-pass").await.status,
+        201
+    );
+    let again = create(&acme, "acme", "acme-alice-password").await;
+    assert_eq!(again.status, 201, "{:?}", again.json());
+    let twice = create(&acme, "acme", "acme-alice-password").await;
+    assert_eq!(twice.status, 409, "the tenant's own names are still unique");
+    let sign_in = |password: &str, tenant: Option<&str>| {
+        let mut body = serde_json::json!({"username": "alice", "password": password});
+        if let Some(tenant) = tenant {
+            body["tenant"] = tenant.into();
+        }
+        send(
+            reqwest::Client::new()
+                .post(format!("{}/api/session", s.base))
+                .json(&body),
+        )
+    };
+    let acme_alice = sign_in("acme-alice-password", None).await;
+    assert_eq!(acme_alice.status, 200);
+    assert_eq!(acme_alice.json()["user"]["tenant"], "acme");
+    let globex_alice = sign_in("globex-alice-pass", None).await;
+    assert_eq!(globex_alice.json()["user"]["tenant"], "globex");
+    assert_eq!(
+        sign_in("acme-alice-password", Some("globex")).await.status,
+        401
+    );
+    // The same password in both tenants: the sign-in must say which.
+    sqlx::query(
+        "UPDATE users SET password_hash = (SELECT password_hash FROM users WHERE tenant = 'acme' AND username = 'alice') WHERE tenant = 'globex' AND username = 'alice'",
+    )
+    .execute(&s.svc.db.pool)
+    .await
+    .expect("same password");
+    let unsure = sign_in("acme-alice-password", None).await;
+    assert_eq!(
+        (unsure.status, unsure.error().as_str()),
+        (401, "tenant_needed")
+    );
+    let sure = sign_in("acme-alice-password", Some("globex")).await;
+    assert_eq!(sure.json()["user"]["tenant"], "globex");
+    let _ = s.stop.send(true);
+}
+
 on_both_databases!(
+    user_names_belong_to_their_tenant,
     a_forwarded_header_the_proxy_does_not_manage_is_ignored,
     a_user_named_after_a_callers_number_does_not_see_their_private_call,
     a_principals_repeated_reads_fold_into_counted_events,

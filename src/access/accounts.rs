@@ -19,6 +19,9 @@ pub enum AccountError {
     Exists(String),
     #[error("no user {0:?}")]
     NoUser(String),
+    /// The name is a user's in several tenants: say which.
+    #[error("user name {0:?} is taken in several tenants ({1}): name the tenant")]
+    Ambiguous(String, String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -115,10 +118,13 @@ pub fn check_new_user(user: &NewUser) -> Result<Role, AccountError> {
 
 pub async fn create_user(conn: &mut AnyConnection, user: &NewUser) -> Result<i64, AccountError> {
     let role = check_new_user(user)?;
-    let exists: Option<(i64,)> = sqlx::query_as("SELECT id FROM users WHERE username = $1")
-        .bind(&user.username)
-        .fetch_optional(&mut *conn)
-        .await?;
+    // Unique within the tenant only: another tenant's users are none of its admins' business.
+    let exists: Option<(i64,)> =
+        sqlx::query_as("SELECT id FROM users WHERE tenant = $1 AND username = $2")
+            .bind(&user.tenant)
+            .bind(&user.username)
+            .fetch_optional(&mut *conn)
+            .await?;
     if exists.is_some() {
         return Err(AccountError::Exists(user.username.clone()));
     }
@@ -216,57 +222,123 @@ async fn user_by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<UserRow>
 
 /// The user's id when the password is right. A wrong user name costs the same hashing work as
 /// a wrong password, so timing does not tell which names exist.
-/// The stored side of a sign-in attempt, read before the (slow, blocking) password check.
+/// The stored side of a sign-in attempt, read before the (slow, blocking) password check: every
+/// user of that name (one per tenant at most), or of that name in the tenant the sign-in names.
 pub struct SignInCandidate {
-    /// The user's id and tenant when the name exists (disabled users included: their
-    /// tenant's admins should see the attempt).
-    pub user: Option<(i64, String)>,
+    users: Vec<CandidateUser>,
+}
+
+struct CandidateUser {
+    id: i64,
+    tenant: String,
     enabled: bool,
-    hash: Option<String>,
+    hash: String,
+}
+
+/// What a password check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignIn {
+    /// The one user whose password it is.
+    User(i64),
+    /// No user of that name has that password (or they are disabled).
+    Refused,
+    /// Users of that name in several tenants share the password: the sign-in must name its
+    /// tenant.
+    NameTheTenant,
 }
 
 impl SignInCandidate {
-    /// Checks `password` with Argon2: about 20 ms of one core, so callers run it off the async
-    /// workers. A name that matches no user costs the same time as one that does.
-    pub fn verify(&self, password: &str) -> Option<i64> {
+    /// The tenant attempts on this name are audited under: the user's when the name is one
+    /// user's, none when it is nobody's or several tenants'.
+    pub fn tenant(&self) -> Option<&str> {
+        match &self.users[..] {
+            [one] => Some(&one.tenant),
+            _ => None,
+        }
+    }
+
+    /// Whether the name is a user's at all.
+    pub fn exists(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Checks `password` with Argon2: about 20 ms of one core per user of that name, so
+    /// callers run it off the async workers. A name that matches no user costs the same time as
+    /// one that does.
+    pub fn verify(&self, password: &str) -> SignIn {
         static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        match (&self.user, &self.hash) {
-            (Some((id, _)), Some(hash)) if self.enabled => {
-                password_matches(password, hash).then_some(*id)
-            }
-            _ => {
-                let dummy =
-                    DUMMY.get_or_init(|| hash_password("not a password").unwrap_or_default());
-                let _ = password_matches(password, dummy);
-                None
-            }
+        if self.users.is_empty() {
+            let dummy = DUMMY.get_or_init(|| hash_password("not a password").unwrap_or_default());
+            let _ = password_matches(password, dummy);
+            return SignIn::Refused;
+        }
+        let matching: Vec<i64> = self
+            .users
+            .iter()
+            .filter(|u| password_matches(password, &u.hash) && u.enabled)
+            .map(|u| u.id)
+            .collect();
+        match matching[..] {
+            [id] => SignIn::User(id),
+            [] => SignIn::Refused,
+            _ => SignIn::NameTheTenant,
         }
     }
 }
 
-/// Reads what a sign-in as `username` is checked against.
+/// Reads what a sign-in as `username` (in `tenant`, when the sign-in names one) is checked
+/// against.
 pub async fn sign_in_candidate(
     conn: &mut AnyConnection,
     username: &str,
+    tenant: Option<&str>,
 ) -> Result<SignInCandidate, sqlx::Error> {
-    let row: Option<UserRow> = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users u {TENANT_OF_USER} WHERE u.username = $1"
-    ))
+    let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
+        "SELECT id, tenant, disabled, password_hash FROM users \
+         WHERE username = $1 AND ($2 = '' OR tenant = $2) ORDER BY id",
+    )
     .bind(username)
-    .fetch_optional(conn)
+    .bind(tenant.unwrap_or(""))
+    .fetch_all(conn)
     .await?;
-    Ok(match row {
-        Some(user) => SignInCandidate {
-            enabled: user.disabled == 0,
-            user: Some((user.id, user.tenant)),
-            hash: Some(user.password_hash),
-        },
-        None => SignInCandidate {
-            user: None,
-            enabled: false,
-            hash: None,
-        },
+    Ok(SignInCandidate {
+        users: rows
+            .into_iter()
+            .map(|(id, tenant, disabled, hash)| CandidateUser {
+                id,
+                tenant,
+                enabled: disabled == 0,
+                hash,
+            })
+            .collect(),
     })
+}
+
+/// The one user named `username` (in `tenant` when given): its id and tenant.
+pub async fn find_user(
+    conn: &mut AnyConnection,
+    username: &str,
+    tenant: Option<&str>,
+) -> Result<(i64, String), AccountError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, tenant FROM users WHERE username = $1 AND ($2 = '' OR tenant = $2) ORDER BY tenant",
+    )
+    .bind(username)
+    .bind(tenant.unwrap_or(""))
+    .fetch_all(&mut *conn)
+    .await?;
+    match &rows[..] {
+        [one] => Ok(one.clone()),
+        [] => Err(AccountError::NoUser(username.to_string())),
+        several => Err(AccountError::Ambiguous(
+            username.to_string(),
+            several
+                .iter()
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
 }
 
 /// The principal a user id stands for (None when missing or disabled).
@@ -280,16 +352,17 @@ pub async fn principal_for_user(
         .and_then(|u| u.principal(credential)))
 }
 
-/// The tenant of user `username`, when there is one.
+/// The tenant of the one user named `username` (in `tenant` when given), when there is one.
 pub async fn tenant_of_user(
     conn: &mut AnyConnection,
     username: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT tenant FROM users WHERE username = $1")
-        .bind(username)
-        .fetch_optional(conn)
-        .await?;
-    Ok(row.map(|(tenant,)| tenant))
+    tenant: Option<&str>,
+) -> Result<Option<String>, AccountError> {
+    match find_user(conn, username, tenant).await {
+        Ok((_, tenant)) => Ok(Some(tenant)),
+        Err(AccountError::NoUser(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Revokes API token `id` (revoking it again changes nothing); returns its user's tenant, or
@@ -323,11 +396,19 @@ pub async fn create_token(
     scopes: &[Scope],
     expires_at_ms: Option<i64>,
 ) -> Result<(i64, String), AccountError> {
-    let user: Option<(i64,)> = sqlx::query_as("SELECT id FROM users WHERE username = $1")
-        .bind(username)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (user_id,) = user.ok_or_else(|| AccountError::NoUser(username.to_string()))?;
+    create_token_in(conn, username, None, name, scopes, expires_at_ms).await
+}
+
+/// The same for the user of that name in `tenant` (needed when the name is in several).
+pub async fn create_token_in(
+    conn: &mut AnyConnection,
+    username: &str,
+    tenant: Option<&str>,
+    name: &str,
+    scopes: &[Scope],
+    expires_at_ms: Option<i64>,
+) -> Result<(i64, String), AccountError> {
+    let (user_id, _) = find_user(conn, username, tenant).await?;
     if scopes.is_empty() {
         return Err(AccountError::Invalid {
             field: "scopes",

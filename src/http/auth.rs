@@ -464,6 +464,10 @@ pub(super) struct Login {
     username: String,
     #[schema(format = Password)]
     password: String,
+    /// The user's tenant (organisation): user names are unique within a tenant, so a name that
+    /// several tenants use needs it when their passwords are the same.
+    #[serde(default)]
+    tenant: Option<String>,
 }
 
 fn cookie(access: &Access, value: &str, max_age_seconds: i64) -> HeaderValue {
@@ -502,20 +506,22 @@ pub(super) async fn login(
         ));
     }
     let mut conn = state.db.pool.acquire().await.map_err(super::internal)?;
-    let candidate = accounts::sign_in_candidate(&mut conn, &login.username)
-        .await
-        .map_err(super::internal)?;
+    let candidate =
+        accounts::sign_in_candidate(&mut conn, &login.username, login.tenant.as_deref())
+            .await
+            .map_err(super::internal)?;
     drop(conn);
     // A name that matches no user may be a password typed into the wrong field: only a short
     // hash of it is kept (enough to see the same name tried again). Attempts on a user belong
-    // to their tenant; the others to the operators.
-    let (actor, tenant) = match &candidate.user {
-        Some((_, tenant)) => (format!("user:{}", login.username), tenant.clone()),
-        None => (
-            format!("user:unknown#{}", &sha256_hex(&login.username)[..12]),
-            state.access.operator_tenant.clone(),
-        ),
+    // to their tenant; the others (and those on a name of several tenants) to the operators.
+    let actor = if candidate.exists() {
+        format!("user:{}", login.username)
+    } else {
+        format!("user:unknown#{}", &sha256_hex(&login.username)[..12])
     };
+    let tenant = candidate
+        .tenant()
+        .map_or_else(|| state.access.operator_tenant.clone(), str::to_string);
     let mut entry = AuditEntry {
         client: client.clone(),
         ..AuditEntry::new(actor, tenant, "login")
@@ -547,10 +553,22 @@ pub(super) async fn login(
     .map_err(super::internal)?;
     let mut conn = state.db.pool.acquire().await.map_err(super::internal)?;
     let principal = match user {
-        Some(id) => accounts::principal_for_user(&mut conn, id, Credential::Session)
-            .await
-            .map_err(super::internal)?,
-        None => None,
+        accounts::SignIn::User(id) => {
+            accounts::principal_for_user(&mut conn, id, Credential::Session)
+                .await
+                .map_err(super::internal)?
+        }
+        accounts::SignIn::NameTheTenant => {
+            drop(conn);
+            entry.outcome = "tenant_needed".into();
+            audit_failure(&state, &entry).await?;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "tenant_needed",
+                "this user name is in several organisations: sign in with your tenant as well",
+            ));
+        }
+        accounts::SignIn::Refused => None,
     };
     drop(conn);
     let Some(principal) = principal else {

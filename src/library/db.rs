@@ -158,6 +158,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0018_audit_anchoring.sql"),
         postgres: include_str!("../../migrations/postgres/0018_audit_anchoring.sql"),
     },
+    Migration {
+        version: 19,
+        name: "user_names_per_tenant",
+        sqlite: include_str!("../../migrations/sqlite/0019_user_names_per_tenant.sql"),
+        postgres: include_str!("../../migrations/postgres/0019_user_names_per_tenant.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:
