@@ -1020,9 +1020,11 @@ async fn calls_found_after_a_restart_without_saved_state_are_ended_cleanly() {
         !quiet(&t),
         "calls in progress are left to Asterisk on shutdown"
     );
-    // A new start on another database knows nothing of the call: it cannot resume it.
+    // A new start on another database knows nothing of the call: it cannot resume it. Asked
+    // to (END_UNRESUMABLE_CALLS), it ends the call; by default it would leave the conversation
+    // to Asterisk (restart::a_conversation_with_no_saved_state_is_left_to_asterisk).
     let other = format!("sqlite://{}/other.db?mode=rwc", t.dir.path().display());
-    let s = common::start_service_on(&t, &[], &other).await;
+    let s = common::start_service_with(&t, &[], &other, &[("END_UNRESUMABLE_CALLS", "true")]).await;
     wait_until(
         "restarted service ends the orphaned call and its bridge",
         || quiet(&t),

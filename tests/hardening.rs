@@ -901,6 +901,15 @@ async fn a_rewritten_or_cut_audit_chain_is_found(db: Db) {
         "{cut:?}"
     );
 
+    // Without the anchor file a deployment that anchors is not verified at all (second probe,
+    // finding 5); the checks of the seals below are of a deployment that does not anchor.
+    let refused = verify(&db, None).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("AUDIT_ANCHOR_FILE")));
+    sqlx::query("UPDATE audit_head SET anchored_since_ms = NULL WHERE id = 1")
+        .execute(&db.pool)
+        .await
+        .expect("a deployment that does not anchor");
+
     // Editing an event and recomputing the chain without the key: plain SHA-256...
     let deny = |e: &mut ari_recorder::access::audit::StoredEvent| {
         if e.seq == 2 {

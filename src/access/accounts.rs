@@ -168,7 +168,6 @@ pub async fn create_user(conn: &mut AnyConnection, user: &NewUser) -> Result<i64
 struct UserRow {
     id: i64,
     username: String,
-    password_hash: String,
     role: String,
     tenant: String,
     projects: String,
@@ -207,7 +206,7 @@ impl UserRow {
 
 /// A user with their tenant's settings: one query answers who is asking and what their tenant
 /// allows. Selected from users `u` followed by `TENANT_OF_USER`.
-const USER_COLUMNS: &str = "u.id, u.username, u.password_hash, u.role, u.tenant, u.projects, u.extension, u.disabled, u.links_valid_after_ms, \
+const USER_COLUMNS: &str = "u.id, u.username, u.role, u.tenant, u.projects, u.extension, u.disabled, u.links_valid_after_ms, \
      COALESCE(tn.staff_playback, 0) AS staff_playback, COALESCE(tn.download_entitlement, 0) AS download_entitlement";
 const TENANT_OF_USER: &str = "LEFT JOIN tenants tn ON tn.name = u.tenant";
 
