@@ -97,6 +97,8 @@ pub struct Metrics {
     calls_left_to_asterisk: AtomicU64,
     http_connections_refused: AtomicU64,
     requests_rate_limited: AtomicU64,
+    /// When the library's writes (call metadata, indexing) started failing; 0 while they work.
+    db_writes_failing_since_ms: AtomicI64,
 }
 
 impl Metrics {
@@ -138,6 +140,24 @@ impl Metrics {
     }
     pub fn count_call_left_to_asterisk(&self) {
         self.calls_left_to_asterisk.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A library write (call metadata, a file's row) failed and will be tried again.
+    pub fn note_db_write_failed(&self) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let _ = self.db_writes_failing_since_ms.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    /// A library write went through: the database takes writes again.
+    pub fn note_db_write_ok(&self) {
+        self.db_writes_failing_since_ms.store(0, Ordering::Relaxed);
+    }
+    /// Since when library writes fail (ms since the epoch), if they do.
+    pub fn db_writes_failing_since(&self) -> Option<i64> {
+        Some(self.db_writes_failing_since_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
     }
     pub fn count_request_rate_limited(&self) {
         self.requests_rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -230,6 +250,12 @@ impl Metrics {
             "calls_left_to_asterisk_total",
             "Conversations a start found in Asterisk with no saved state to resume them from, left to Asterisk instead of cut (ended when a party leaves).",
             self.calls_left_to_asterisk(),
+        );
+        gauge(
+            &mut out,
+            "database_writes_failing",
+            "1 while the library's writes (call metadata, indexing) fail and are being retried.",
+            i64::from(self.db_writes_failing_since().is_some()),
         );
         counter(
             &mut out,

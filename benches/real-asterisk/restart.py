@@ -77,13 +77,13 @@ numbers = ["7003"]
 start = "q"
 [nodes.q]
 type = "queue"
-agents = ["%s"]
-strategy = "ringall"
+agents = [%s]
+strategy = "round_robin"
 ring_timeout = 30
 max_wait = 60
 moh_class = "default"
 record_call = true
-""" % RINGING_AGENT, "long", 5.0),
+""" % ", ".join('"Local/4%02d@agents"' % i for i in range(1, 11)), "long", 5.0),
     "hunt-simultaneous": ("""
 [flow]
 numbers = ["7004"]

@@ -1224,6 +1224,7 @@ impl Writer {
             tries += 1;
             match result {
                 Ok(finished) => {
+                    self.metrics.note_db_write_ok();
                     told = finished;
                     break;
                 }
@@ -1239,6 +1240,7 @@ impl Writer {
                     // The next try takes a connection the pool has checked.
                     conn.release();
                     self.metrics.count_library_write_retry();
+                    self.metrics.note_db_write_failed();
                     tracing::warn!(error = %e, write = write.kind(), retry_in_ms = wait.as_millis() as u64, "library write failed; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(WRITE_RETRY_MAX);

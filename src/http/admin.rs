@@ -293,7 +293,9 @@ pub(super) async fn list_audit(
     // Reading the log is itself an access worth recording.
     let mut entry = caller.entry("audit_read");
     entry.detail = Some(format!("{} events", events.len()));
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     let events: Vec<serde_json::Value> = events
         .into_iter()
         .map(|e| {

@@ -181,7 +181,7 @@ impl Caller {
         entry.outcome = error.code.to_string();
         match audit::record(&state.db, &entry).await {
             Ok(_) => error,
-            Err(e) => super::internal(e),
+            Err(e) => super::audit_failed(e),
         }
     }
 
@@ -616,7 +616,7 @@ pub(super) async fn audit_failure(state: &AppState, entry: &AuditEntry) -> Resul
     audit::record(&state.db, entry)
         .await
         .map(|_| ())
-        .map_err(super::internal)
+        .map_err(super::audit_failed)
 }
 
 /// How long until `entry`'s client may have another refusal audited, when it already had its

@@ -118,7 +118,9 @@ pub(super) async fn get_call(
     if let Some(d) = read_denial(&caller, &segments) {
         return Err(caller.refuse(&state, entry, denied(d)).await);
     }
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     let start = timeline_start(&segments);
     let spans = spans_of(&state, &segments).await?;
     let in_progress = call_in_progress(&state, &call_id, &segments);
@@ -497,7 +499,7 @@ pub(super) async fn list_grouped(
     let after = q.get("cursor").map(|c| decode_call_cursor(c)).transpose()?;
     audit::record(&state.db, &list_entry(caller, q))
         .await
-        .map_err(internal)?;
+        .map_err(super::audit_failed)?;
     let (page, rows) = search::calls(&state.db, viewer, filter, after, limit)
         .await
         .map_err(internal)?;

@@ -324,7 +324,7 @@ pub(super) async fn place_call(
     // The trace is written before the call exists.
     crate::access::audit::record(&state.db, &entry)
         .await
-        .map_err(internal)?;
+        .map_err(super::audit_failed)?;
     let call_id =
         state
             .flows

@@ -82,7 +82,9 @@ pub(super) async fn hold_recording(
         return Err(caller.refuse(&state, entry, error).await);
     }
     entry.detail = Some(audit::capped(&reason, 200));
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     retention::hold(&state.db, row.id, &reason, &caller.principal.actor())
         .await
         .map_err(internal)?;
@@ -101,7 +103,9 @@ pub(super) async fn release_recording(
 ) -> Result<Response, ApiError> {
     let (row, _, entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "hold_release").await?;
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     retention::release(&state.db, row.id)
         .await
         .map_err(internal)?;
@@ -163,7 +167,9 @@ pub(super) async fn hold_call(
         &format!("call {call_id}, {} recordings: {reason}", held.len()),
         400,
     ));
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     for id in &held {
         retention::hold(&state.db, *id, &reason, &caller.principal.actor())
             .await
@@ -183,7 +189,9 @@ pub(super) async fn release_call(
     Path(call_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (rows, entry) = call_rows(&state, &caller, &call_id, "hold_release").await?;
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     let mut released = Vec::new();
     for row in &rows {
         if retention::release(&state.db, row.id)

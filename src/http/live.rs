@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Caller;
-use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
+use super::{rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::policy::{in_scope, is_participant};
 use crate::access::{audit, Role, Scope};
 use crate::flows::call::LiveCall;
@@ -92,7 +92,7 @@ pub(super) async fn list(
     if !calls.is_empty() {
         audit::record(&state.db, &caller.entry("calls_list"))
             .await
-            .map_err(internal)?;
+            .map_err(super::audit_failed)?;
     }
     Ok(Json(serde_json::json!({ "calls": calls })).into_response())
 }
@@ -162,7 +162,9 @@ async fn control(
     }
     match state.flows.redact(&id, on, &caller.principal.actor()).await {
         Ok(call) => {
-            audit::record(&state.db, &entry).await.map_err(internal)?;
+            audit::record(&state.db, &entry)
+                .await
+                .map_err(crate::http::audit_failed)?;
             Ok(Json(call_json(&caller, &call)).into_response())
         }
         Err(e) => {

@@ -139,6 +139,19 @@ pub fn body_rejection(
     })
 }
 
+/// An access that could not be audited (the database is away, locked by another writer, or
+/// failing): refused, since nothing is served unaudited, with 503 and `Retry-After` rather than
+/// a 500 (the client did nothing wrong and may try again in a moment). Logged here.
+pub fn audit_failed(e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "an access could not be audited; refused with 503");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        "the access cannot be recorded in the audit log right now (the database is unavailable): try again shortly",
+    )
+    .retry_after(5)
+}
+
 /// A failure the client cannot fix: logged here, answered without detail.
 pub fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "request failed");
@@ -379,7 +392,24 @@ async fn readyz(State(state): State<AppState>) -> Response {
         }),
         None => None,
     };
-    let degraded = archive.as_ref().is_some_and(|a| a["status"] == "degraded");
+    // Reads can go on while writes fail (SQLite held by another writer, PostgreSQL going
+    // away): the library then lags and accesses cannot be audited, which the operator must see.
+    let writes_failing_since = [
+        state.metrics.db_writes_failing_since(),
+        scan.failing_since(),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let database_writes = match writes_failing_since {
+        Some(since) => format!(
+            "failing since {} (call metadata and new recordings wait and are retried)",
+            rfc3339(since)
+        ),
+        None => "ok".to_string(),
+    };
+    let degraded = archive.as_ref().is_some_and(|a| a["status"] == "degraded")
+        || writes_failing_since.is_some();
     // Not gating: a read-only volume still plays, a library-only node has no flows.
     let warnings =
         crate::preflight::folder_warnings_for(&state.recordings_dir, state.flows.store().dir());
@@ -396,6 +426,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             (true, false) => "ready",
         },
         "database": database,
+        "database_writes": database_writes,
         "recordings_dir": recordings_dir,
         "ari": if state.metrics.ari_connected() { "connected" } else { "disconnected" },
         "fallback_recordings": fallback,

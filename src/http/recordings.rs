@@ -398,7 +398,9 @@ pub(super) async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (row, tenant, entry) = authorize(&state, &caller, &id, Action::Read, "metadata").await?;
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     let mut json = row.json(&caller.principal, tenant);
     json["redactions"] = redactions(&state.db, &row.name).await?;
     // Each party on its own as well (a dual-channel node): `?channels=dual` serves them as stereo.

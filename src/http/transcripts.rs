@@ -51,7 +51,9 @@ pub(super) async fn get(
         );
         return Err(caller.refuse(&state, entry, error).await);
     };
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     Ok(Json(serde_json::json!({
         "id": row.id,
         "source": transcript.source,
@@ -124,7 +126,9 @@ pub(super) async fn put(
         Err(reason) => return Err(caller.refuse(&state, entry, refuse(reason)).await),
     };
     entry.detail = Some(format!("{} cues", cues.len()));
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     transcripts::store(
         &state.db,
         row.id,
@@ -155,7 +159,9 @@ pub(super) async fn delete(
 ) -> Result<Response, ApiError> {
     let (row, _, entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "transcript_delete").await?;
-    audit::record(&state.db, &entry).await.map_err(internal)?;
+    audit::record(&state.db, &entry)
+        .await
+        .map_err(crate::http::audit_failed)?;
     // A `<name>.vtt` beside the audio goes too: left there, the indexer would import it again
     // seconds later and the transcript would be back.
     let mut removed = false;

@@ -67,6 +67,10 @@ pub struct ScanState {
     pub last_walk_error: std::sync::Mutex<Option<String>>,
     /// How long the indexer's write transactions take.
     pub write_seconds: crate::metrics::Histogram,
+    /// Indexing batches that failed on the database and were tried again.
+    pub retries_total: AtomicU64,
+    /// When indexing started failing on the database (unix ms; 0: it works).
+    pub failing_since_ms: std::sync::atomic::AtomicI64,
 }
 
 impl ScanState {
@@ -90,6 +94,11 @@ impl ScanState {
             "last_scan_ms": self.last_scan_ms.load(Ordering::Relaxed),
             "last_walk_error": self.last_walk_error(),
         })
+    }
+
+    /// Since when indexing fails on the database (unix ms), if it does.
+    pub fn failing_since(&self) -> Option<i64> {
+        Some(self.failing_since_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
     }
 
     pub fn last_walk_error(&self) -> Option<String> {
@@ -146,6 +155,12 @@ impl ScanState {
                 &self.fallback_recordings_total,
             ),
             (
+                "indexer_retries_total",
+                "counter",
+                "Indexing batches that failed on the database (away, locked) and were tried again.",
+                &self.retries_total,
+            ),
+            (
                 "indexer_queue_depth",
                 "gauge",
                 "Paths being indexed now.",
@@ -190,6 +205,19 @@ impl ScanState {
             .unwrap_or_else(|p| p.into_inner()) = error;
     }
 }
+
+/// What a failed indexing batch left to do, and how long to wait before trying it again.
+struct Retry {
+    paths: HashSet<PathBuf>,
+    done: Vec<(String, Option<CallMeta>)>,
+    tick: bool,
+    wait: Duration,
+}
+
+/// The first wait before a failed indexing batch is tried again; it doubles up to
+/// `INDEX_RETRY_MAX`.
+const INDEX_RETRY_FIRST: Duration = Duration::from_millis(250);
+const INDEX_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Why a scan stopped without changing the table.
 #[derive(Debug, thiserror::Error)]
@@ -353,9 +381,11 @@ pub fn file_mtime_ms(path: &Path) -> std::io::Result<i64> {
 
 /// A recording being written, by name, of every node (the caller keeps its own node's): with
 /// `node_id` in the WHERE clause, SQLite without statistics picks the (node_id, path) index and
-/// walks the node's every row, milliseconds a call on a large library.
-const RECORDING_BY_NAME: &str =
-    "SELECT path, node_id FROM recordings WHERE name = $1 AND status = 'recording'";
+/// walks the node's every row, milliseconds a call on a large library. A quarantined one too:
+/// its file was indexed before the call's metadata could be written (the database was away),
+/// and it turns final when the metadata comes.
+const RECORDING_BY_NAME: &str = "SELECT path, node_id FROM recordings \
+     WHERE name = $1 AND status IN ('recording', 'quarantined')";
 
 /// What the library holds for one file ($1, node $2): before it is probed again.
 const KNOWN_ROW: &str =
@@ -1530,6 +1560,10 @@ impl Indexer {
                 Ok(paths) => growing.add(paths),
                 Err(e) => tracing::warn!(error = %e, "cannot list the recordings being written"),
             }
+            // Work a failed batch left (the database away or locked by another writer): tried
+            // again, with the next changes, after a wait that doubles up to INDEX_RETRY_MAX, so
+            // every recording is in the library within seconds of the database's return.
+            let mut retry: Option<Retry> = None;
             loop {
                 indexer
                     .state
@@ -1538,11 +1572,15 @@ impl Indexer {
                 let mut paths: HashSet<PathBuf> = HashSet::new();
                 let mut done = Vec::new();
                 let mut tick = false;
+                let retry_wait = retry.as_ref().map_or(INDEX_RETRY_FIRST, |r| r.wait);
                 tokio::select! {
                     got = rx.recv() => match got {
                         Some(p) => paths.extend(p),
                         None => return,
                     },
+                    _ = tokio::time::sleep(retry_wait), if retry.is_some() => {
+                        indexer.state.retries_total.fetch_add(1, Ordering::Relaxed);
+                    }
                     Some(finished) = recv_finished(&mut finished) => done.push(finished),
                     _ = tokio::time::sleep(Duration::from_secs(1)), if !growing.is_empty() => tick = true,
                     // Quiet: the connection kept while busy goes back to the pool.
@@ -1564,11 +1602,25 @@ impl Indexer {
                         paths.extend(more);
                     }
                 }
+                let mut wait = INDEX_RETRY_FIRST;
+                if let Some(left) = retry.take() {
+                    paths.extend(left.paths);
+                    done.extend(left.done);
+                    tick |= left.tick;
+                    wait = left.wait;
+                }
+                let batch = Retry {
+                    paths: paths.clone(),
+                    done: done.clone(),
+                    tick,
+                    wait: (wait * 2).min(INDEX_RETRY_MAX),
+                };
                 indexer
                     .state
                     .queue_depth
                     .store(paths.len() as u64, Ordering::Relaxed);
-                let result = if rescan.swap(false, Ordering::Relaxed) {
+                let rescanning = rescan.swap(false, Ordering::Relaxed);
+                let result = if rescanning {
                     tracing::info!("file watcher overflowed: rescanning the recordings folder");
                     match indexer.full_scan().await {
                         Ok(_) => indexer.growing_paths().await.map(|open| {
@@ -1578,26 +1630,46 @@ impl Indexer {
                         Err(ScanError::Database(e)) => Err(e),
                         Err(ScanError::Walk(_)) => Ok(()),
                     }
-                } else if !done.is_empty() {
-                    indexer.settle_finished(&mut conn, done, &mut growing).await
-                } else if tick {
-                    indexer.settle_growing(&mut conn, &mut growing).await
                 } else {
-                    // A recording already known to grow is left to the once-a-second look.
-                    let fresh: Vec<PathBuf> = paths
-                        .into_iter()
-                        .filter(|p| !growing.contains_path(&indexer.root, p))
-                        .collect();
-                    indexer
-                        .index_paths_with(&mut conn, fresh, HashMap::new())
-                        .await
-                        .map(|open| growing.add(open))
+                    // Usually one of the three; after a failed batch all it left.
+                    let mut result = Ok(());
+                    if !done.is_empty() {
+                        result = indexer.settle_finished(&mut conn, done, &mut growing).await;
+                    }
+                    if result.is_ok() && tick {
+                        result = indexer.settle_growing(&mut conn, &mut growing).await;
+                    }
+                    if result.is_ok() && !paths.is_empty() {
+                        // A recording already known to grow is left to the once-a-second look.
+                        let fresh: Vec<PathBuf> = paths
+                            .into_iter()
+                            .filter(|p| !growing.contains_path(&indexer.root, p))
+                            .collect();
+                        result = indexer
+                            .index_paths_with(&mut conn, fresh, HashMap::new())
+                            .await
+                            .map(|open| growing.add(open));
+                    }
+                    result
                 };
                 indexer.state.queue_depth.store(0, Ordering::Relaxed);
-                if let Err(e) = result {
-                    // The next try takes a connection the pool has checked.
-                    conn.release();
-                    tracing::warn!(error = %e, "indexing failed; the next change or rescan retries");
+                match result {
+                    Ok(()) => indexer.state.failing_since_ms.store(0, Ordering::Relaxed),
+                    Err(e) => {
+                        // The next try takes a connection the pool has checked.
+                        conn.release();
+                        let _ = indexer.state.failing_since_ms.compare_exchange(
+                            0,
+                            crate::access::now_ms(),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                        tracing::warn!(error = %e, retry_in_ms = batch.wait.as_millis() as u64, "indexing failed; retrying");
+                        if rescanning {
+                            rescan.store(true, Ordering::Relaxed);
+                        }
+                        retry = Some(batch);
+                    }
                 }
             }
         }))

@@ -235,7 +235,7 @@ pub(in crate::http) async fn list(
         audit::record(&state.db, &entry),
         search::recordings(&state.db, &viewer, &filter, sort, after, limit)
     );
-    recorded.map_err(internal)?;
+    recorded.map_err(crate::http::audit_failed)?;
     let search::Page { rows, more } = page.map_err(internal)?;
     let next_cursor = match (more, rows.last()) {
         (true, Some(last)) => Some(encode_cursor(sort, search::sort_key(last, sort), last.id)),
