@@ -276,7 +276,12 @@ fn same_secret(a: &str, b: &str) -> bool {
 /// The principal behind the request's credentials, None when it carries none.
 pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Option<Caller>, ApiError> {
     let client = client_address(parts);
-    let mut conn = state.db.pool.acquire().await.map_err(super::internal)?;
+    let mut conn = state
+        .db
+        .pool
+        .acquire()
+        .await
+        .map_err(super::database_unavailable)?;
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -286,7 +291,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Option<Call
         let principal =
             accounts::principal_for_token(&mut conn, token.trim(), state.access.clock.now_ms())
                 .await
-                .map_err(super::internal)?
+                .map_err(super::database_unavailable)?
                 .ok_or_else(|| unauthorized("unknown, expired or revoked API token"))?;
         return Ok(Some(Caller {
             principal,
@@ -304,7 +309,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Option<Call
         state.access.clock.now_ms(),
     )
     .await
-    .map_err(super::internal)?
+    .map_err(super::database_unavailable)?
     .ok_or_else(|| {
         unauthorized("the session has expired, ended or been idle too long: sign in again")
     })?;

@@ -152,6 +152,18 @@ pub fn audit_failed(e: impl std::fmt::Display) -> ApiError {
     .retry_after(5)
 }
 
+/// The database could not be reached to say who is asking (it is away or refuses
+/// connections): 503 with `Retry-After`, since the client did nothing wrong. Logged here.
+pub fn database_unavailable(e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "the database is unavailable; refused with 503");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+        "the library's database is unavailable: try again shortly",
+    )
+    .retry_after(5)
+}
+
 /// A failure the client cannot fix: logged here, answered without detail.
 pub fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "request failed");
