@@ -125,6 +125,7 @@ async fn health_checks_answer_while_every_slot_is_taken() {
         &[
             ("HTTP_MAX_CONNECTIONS", "4"),
             ("HTTP_READ_TIMEOUT_SECONDS", "30"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
         ],
     )
     .await;
@@ -149,6 +150,34 @@ async fn health_checks_answer_while_every_slot_is_taken() {
         .await
         .expect("answered while every slot is taken");
         assert_eq!(answer.status, 200, "{path}");
+    }
+    // Requests that are not health checks take the reserve too (slow sign-ins from four more
+    // addresses): they wait a moment for a slot, are answered 503 and leave the reserve free.
+    let mut crowd = Vec::new();
+    for i in 0..4u8 {
+        let mut c = connect_from([127, 0, 1, 30 + i], addr).await;
+        c.write_all(b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            .await
+            .expect("write");
+        crowd.push(c);
+    }
+    for mut c in crowd {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), c.read_to_end(&mut answer))
+            .await
+            .expect("answered")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.to_lowercase().contains("retry-after: 2"), "{answer}");
+    }
+    let answer = send(client_from([127, 0, 1, 21]).get(format!("{}/healthz", s.base))).await;
+    assert_eq!(answer.status, 200);
+    // And on the operator's own address, whatever crowds the main one.
+    let metrics_addr = s.svc.metrics_addr.expect("METRICS_ADDR");
+    for path in ["/healthz", "/readyz"] {
+        let answer = send(reqwest::Client::new().get(format!("http://{metrics_addr}{path}"))).await;
+        assert_eq!(answer.status, 200, "{path} on METRICS_ADDR");
     }
     drop(silent);
     let _ = s.stop.send(true);

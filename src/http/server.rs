@@ -33,8 +33,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections accepted beyond `max_connections` so that `/healthz` and `/readyz` answer while
 /// every slot is taken: on such a connection a health check is answered at once, any other
-/// request waits for a slot as it would have in the kernel's queue.
+/// request waits for a slot up to [`RESERVE_WAIT`], then is answered 503 and the connection
+/// closed, so requests that are not health checks cannot keep the reserve.
 pub const HEALTH_RESERVE: usize = 4;
+/// How long a request on a reserve connection waits for a slot.
+const RESERVE_WAIT: Duration = Duration::from_secs(2);
 
 /// What one listener allows.
 #[derive(Clone, Debug)]
@@ -78,6 +81,21 @@ impl Drop for ClientSlot {
             }
         }
     }
+}
+
+/// 503 for a request that found every slot taken; the connection closes after it.
+fn busy() -> axum::response::Response {
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (axum::http::header::RETRY_AFTER, "2"),
+            (axum::http::header::CONNECTION, "close"),
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        r#"{"error":"busy","message":"every connection slot is taken: try again shortly"}"#,
+    )
+        .into_response()
 }
 
 fn is_health_check(path: &str) -> bool {
@@ -165,13 +183,10 @@ pub async fn serve(
                     if !is_health_check(request.uri().path()) {
                         let mut held = held.lock().await;
                         if held.is_none() {
-                            match permits.acquire_owned().await {
-                                Ok(permit) => *held = Some(permit),
-                                Err(_) => {
-                                    return Ok(
-                                        axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
-                                    )
-                                }
+                            match tokio::time::timeout(RESERVE_WAIT, permits.acquire_owned()).await
+                            {
+                                Ok(Ok(permit)) => *held = Some(permit),
+                                _ => return Ok(busy()),
                             }
                         }
                     }
