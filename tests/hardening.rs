@@ -5,7 +5,10 @@
 mod common;
 
 use common::TestService;
-use common::{database_url, put_wav, send, start_service_with, start_sim, wait_ready, Db};
+use common::{
+    client_from, connect_from, database_url, put_wav, send, start_service_with, start_sim,
+    wait_ready, Db,
+};
 
 async fn audit_rows(s: &TestService) -> Vec<(String, String, String, String)> {
     sqlx::query_as("SELECT actor, tenant, outcome, client FROM audit_events ORDER BY seq")
@@ -150,14 +153,6 @@ async fn placing_calls_stays_inside_the_tenants_endpoints(db: Db) {
     .collect();
     assert_eq!(refusals, expected);
     let _ = s.stop.send(true);
-}
-
-/// An HTTP client whose requests come from `address` (any of 127.0.0.0/8 reaches the service).
-fn client_from(address: [u8; 4]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from(address))
-        .build()
-        .expect("client")
 }
 
 async fn sign_in(http: &reqwest::Client, s: &TestService, user: &str, password: &str) -> u16 {
@@ -639,15 +634,6 @@ async fn idle_sessions_end_and_a_disabled_users_links_stay_dead(db: Db) {
     let fresh = format!("{}{}", s.base, fresh.json()["url"].as_str().expect("url"));
     assert_eq!(send(anonymous.get(&fresh)).await.status, 200);
     let _ = s.stop.send(true);
-}
-
-/// A TCP connection to `addr` from `local` (any of 127.0.0.0/8 reaches the service).
-async fn connect_from(local: [u8; 4], addr: std::net::SocketAddr) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(std::net::SocketAddr::from((local, 0)))
-        .expect("bind");
-    socket.connect(addr).await.expect("connect")
 }
 
 /// Finding 14 (transport): there were no read or idle timeouts and no connection limit, so a

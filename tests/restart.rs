@@ -342,23 +342,33 @@ async fn a_voicemail_message_is_recorded_whole_through_a_restart() {
     stop(s).await;
 }
 
-#[tokio::test]
-async fn a_call_that_ended_while_away_is_cleaned_up_and_its_recording_finished() {
-    let flows = [("support.toml", SUPPORT)];
+/// A caller on the support line (talking a minute) bridged with an agent who hangs up after
+/// `agent_talks` seconds, the call being recorded.
+async fn support_call_recording(caller_id: &str, agent_talks: f64) -> (TestSim, TestService) {
     let (t, s) = caller_and_service(
-        &flows,
-        "brief",
+        &[("support.toml", SUPPORT)],
+        "caller",
         vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
     )
     .await;
     t.sim.define_party(
         "Local/agent-long@agents",
-        Script::new("agent", vec![Step::Answer, Step::Talk(8.0), Step::Hangup]),
+        Script::new(
+            "agent",
+            vec![Step::Answer, Step::Talk(agent_talks), Step::Hangup],
+        ),
     );
     t.sim
-        .place_inbound_call("100", "Fay <5551006>", "brief")
+        .place_inbound_call("100", caller_id, "caller")
         .expect("call");
     wait_recording(&t, &s, "recording", 1).await;
+    (t, s)
+}
+
+#[tokio::test]
+async fn a_call_that_ended_while_away_is_cleaned_up_and_its_recording_finished() {
+    let flows = [("support.toml", SUPPORT)];
+    let (t, s) = support_call_recording("Fay <5551006>", 8.0).await;
     stop(s).await;
     // The agent hangs up while nobody listens: the bridge keeps the caller and ends the
     // recording only when the caller goes too.
@@ -375,20 +385,7 @@ async fn a_call_that_ended_while_away_is_cleaned_up_and_its_recording_finished()
 /// restored from an older backup): the next start cannot resume it.
 async fn bridged_call_without_saved_state(settings: &[(&str, &str)]) -> (TestSim, TestService) {
     let flows = [("support.toml", SUPPORT)];
-    let (t, s) = caller_and_service(
-        &flows,
-        "unsaved",
-        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
-    )
-    .await;
-    t.sim.define_party(
-        "Local/agent-long@agents",
-        Script::new("agent", vec![Step::Answer, Step::Talk(20.0), Step::Hangup]),
-    );
-    t.sim
-        .place_inbound_call("100", "Gus <5551007>", "unsaved")
-        .expect("call");
-    wait_recording(&t, &s, "recording", 1).await;
+    let (t, s) = support_call_recording("Gus <5551007>", 20.0).await;
     t.sim.advance(3.0);
     let url = common::database_url(&t, common::Db::Sqlite).await;
     stop(s).await;

@@ -5,25 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{database_url, put_wav, send, start_service_with, start_sim, wait_ready, Db};
+use common::{
+    client_from, connect_from, database_url, put_wav, send, start_service_with, start_sim,
+    wait_ready, Db,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A TCP connection to the service from `local` (any of 127.0.0.0/8 reaches it).
-async fn connect_from(local: [u8; 4], addr: std::net::SocketAddr) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(std::net::SocketAddr::from((local, 0)))
-        .expect("bind");
-    socket.connect(addr).await.expect("connect")
-}
-
-/// An HTTP client whose requests come from `address`.
-fn client_from(address: [u8; 4]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from(address))
-        .build()
-        .expect("client")
-}
 
 /// The start of a sign-in whose body never comes: it declares 2 MB and sends one byte.
 const SLOW_SIGN_IN: &[u8] = b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{";

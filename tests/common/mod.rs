@@ -634,3 +634,20 @@ pub async fn one_playable_recording(
     .expect("consent");
     (s, id)
 }
+
+/// An HTTP client whose requests come from `address` (any of 127.0.0.0/8 reaches the service).
+pub fn client_from(address: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(address))
+        .build()
+        .expect("client")
+}
+
+/// A TCP connection to `addr` from `local` (any of 127.0.0.0/8 reaches the service).
+pub async fn connect_from(local: [u8; 4], addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from((local, 0)))
+        .expect("bind");
+    socket.connect(addr).await.expect("connect")
+}
