@@ -99,6 +99,7 @@ pub struct Metrics {
     requests_rate_limited: AtomicU64,
     /// When the library's writes (call metadata, indexing) started failing; 0 while they work.
     db_writes_failing_since_ms: AtomicI64,
+    recordings_cut_by_asterisk_restart: AtomicU64,
 }
 
 impl Metrics {
@@ -140,6 +141,10 @@ impl Metrics {
     }
     pub fn count_call_left_to_asterisk(&self) {
         self.calls_left_to_asterisk.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count_recording_cut_by_asterisk_restart(&self) {
+        self.recordings_cut_by_asterisk_restart
+            .fetch_add(1, Ordering::Relaxed);
     }
     /// A library write (call metadata, a file's row) failed and will be tried again.
     pub fn note_db_write_failed(&self) {
@@ -250,6 +255,13 @@ impl Metrics {
             "calls_left_to_asterisk_total",
             "Conversations a start found in Asterisk with no saved state to resume them from, left to Asterisk instead of cut (ended when a party leaves).",
             self.calls_left_to_asterisk(),
+        );
+        counter(
+            &mut out,
+            "recordings_cut_by_asterisk_restart_total",
+            "Recordings found ended, and short, after Asterisk restarted while they ran: indexed with that reason.",
+            self.recordings_cut_by_asterisk_restart
+                .load(Ordering::Relaxed),
         );
         gauge(
             &mut out,

@@ -46,6 +46,9 @@ pub enum Change {
         /// timeline. None when the start was not seen (it began while we were away).
         started_at_ms: Option<i64>,
         recovered: bool,
+        /// Why the recording ended before its call did, when it was cut short ("Asterisk
+        /// restarted while recording"). None: it ended as recordings do.
+        cut: Option<String>,
     },
     RecordingFailed {
         name: String,
@@ -74,7 +77,14 @@ pub struct Snapshot {
     /// (`None`: 404, it is no longer live).
     pub live: Vec<(String, Option<LiveRecording>)>,
     pub stored: Vec<StoredRecording>,
+    /// When Asterisk started (`/asterisk/info` `status.startup_time`): a new value after a
+    /// reconnect means Asterisk restarted meanwhile. None when it could not be read.
+    pub asterisk_started: Option<String>,
 }
+
+/// Why recordings that ended while Asterisk restarted are short.
+pub const CUT_BY_ASTERISK_RESTART: &str =
+    "cut short: Asterisk restarted while recording (the call was cut there too)";
 
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -84,6 +94,8 @@ pub struct Registry {
     live: BTreeMap<String, LiveRecording>,
     /// Asterisk's timestamp of each live recording's `RecordingStarted`.
     started_at: BTreeMap<String, i64>,
+    /// When the Asterisk the app last resynchronised with started.
+    asterisk_started: Option<String>,
 }
 
 /// An ARI event timestamp (`2026-11-21T23:19:37.870+0000`) in ms since the epoch.
@@ -150,6 +162,7 @@ impl Registry {
                     duration: e.recording.duration,
                     started_at_ms: self.started_at.remove(&e.recording.name),
                     recovered: false,
+                    cut: None,
                 });
             }
             Event::RecordingFailed(e) => {
@@ -173,6 +186,14 @@ impl Registry {
     /// Replaces the model with what REST shows, reporting what was missed while away.
     pub fn reconcile(&mut self, snapshot: &Snapshot) -> Vec<Change> {
         let mut changes = Vec::new();
+        // Asterisk restarted while the app was away: what was live then was cut short.
+        let restarted = matches!(
+            (&self.asterisk_started, &snapshot.asterisk_started),
+            (Some(before), Some(now)) if before != now
+        );
+        if snapshot.asterisk_started.is_some() {
+            self.asterisk_started = snapshot.asterisk_started.clone();
+        }
         let present: BTreeMap<&str, &Channel> = snapshot
             .channels
             .iter()
@@ -229,11 +250,16 @@ impl Registry {
                             duration: None,
                             started_at_ms,
                             recovered: true,
+                            cut: restarted.then(|| CUT_BY_ASTERISK_RESTART.to_string()),
                         });
                     } else {
                         changes.push(Change::RecordingFailed {
                             name: name.clone(),
-                            cause: "ended while disconnected from Asterisk and not stored".into(),
+                            cause: if restarted {
+                                "Asterisk restarted while recording and did not store it".into()
+                            } else {
+                                "ended while disconnected from Asterisk and not stored".into()
+                            },
                             recovered: true,
                         });
                     }
@@ -312,11 +338,19 @@ pub async fn snapshot(
         }
     }
     let stored = client.stored_recordings().await?;
+    let asterisk_started = match client.asterisk_info().await {
+        Ok(info) => info.status.map(|s| s.startup_time),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read when Asterisk started");
+            None
+        }
+    };
     Ok(Snapshot {
         channels,
         bridges,
         live,
         stored,
+        asterisk_started,
     })
 }
 
@@ -347,7 +381,12 @@ pub async fn run(
         for change in &produced {
             match change {
                 Change::RecordingStarted { .. } => metrics.count_recording_started(),
-                Change::RecordingFinished { .. } => metrics.count_recording_finished(),
+                Change::RecordingFinished { cut, .. } => {
+                    metrics.count_recording_finished();
+                    if cut.is_some() {
+                        metrics.count_recording_cut_by_asterisk_restart();
+                    }
+                }
                 Change::RecordingFailed { .. } => metrics.count_recording_failed(),
                 _ => {}
             }
@@ -471,6 +510,7 @@ mod tests {
                 name: "rec-a".into(),
                 format: "wav".into(),
             }],
+            asterisk_started: None,
         };
         let changes = registry.reconcile(&snapshot);
         assert!(changes.contains(&Change::CallEnded {
@@ -486,11 +526,43 @@ mod tests {
             name: "rec-a".into(),
             duration: None,
             started_at_ms: None,
-            recovered: true
+            recovered: true,
+            cut: None,
         }));
         assert_eq!(changes.len(), 3, "{changes:?}");
         assert_eq!(registry.calls_active(), 2);
         assert_eq!(registry.live_recordings(), vec!["rec-b".to_string()]);
+    }
+
+    /// Asterisk restarted while the app was away (its start time changed): a recording that was
+    /// live is finished with the reason it is short.
+    #[test]
+    fn a_recording_cut_by_an_asterisk_restart_says_so() {
+        let mut registry = Registry::default();
+        let at = |started: &str| Snapshot {
+            asterisk_started: Some(started.into()),
+            ..Snapshot::default()
+        };
+        assert!(registry
+            .reconcile(&at("2026-12-07T09:00:00.000+0000"))
+            .is_empty());
+        registry.apply(&Event::RecordingStarted(RecordingStarted {
+            recording: recording("rec-c", "recording"),
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        }));
+        let mut after = at("2026-12-07T09:05:00.000+0000");
+        after.live = vec![("rec-c".into(), None)];
+        after.stored = vec![StoredRecording {
+            name: "rec-c".into(),
+            format: "wav".into(),
+        }];
+        let changes = registry.reconcile(&after);
+        assert!(
+            matches!(&changes[..], [Change::RecordingFinished { cut: Some(why), .. }] if why == CUT_BY_ASTERISK_RESTART),
+            "{changes:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What operators' infrastructure does to the service, and what it must survive: the library's
 //! database going away (PostgreSQL refusing connections, SQLite held by another writer) while
-//! calls are recorded.
+//! calls are recorded, and Asterisk restarting under the calls.
 
 mod common;
 
@@ -181,3 +181,47 @@ async fn recordings_made_while_the_database_is_away_are_in_the_library_when_it_r
 }
 
 on_both_databases!(recordings_made_while_the_database_is_away_are_in_the_library_when_it_returns,);
+
+/// Asterisk restarts (`core restart now`) under a recorded call: the call is gone with it, and
+/// its recording, whole as a file but short of the call, is listed with the reason and counted
+/// (it was listed `ready` with no reason).
+#[tokio::test]
+async fn a_recording_cut_by_an_asterisk_restart_is_listed_with_the_reason() {
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, Db::Sqlite).await;
+    let s = start_service_with(&t, &[("support.toml", SUPPORT)], &url, &[]).await;
+    caller(
+        &t,
+        "talker",
+        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
+    );
+    t.sim.define_party(
+        "Local/agent-short@agents",
+        Script::new("agent", vec![Step::Answer, Step::Talk(30.0), Step::Hangup]),
+    );
+    t.sim
+        .place_inbound_call("100", "Ivy <5553009>", "talker")
+        .expect("call");
+    common::wait_recording(&t, &s, "recording", 1).await;
+    t.sim.advance(4.0);
+    t.sim.restart();
+    t.sim.drop_websockets();
+    eventually("the cut recording listed with its reason", || async {
+        let list = send(common::authed().get(format!("{}/api/recordings", s.base))).await;
+        list.json()["recordings"].as_array().is_some_and(|rows| {
+            rows.iter().any(|r| {
+                r["status"] == "ready"
+                    && r["reason"]
+                        .as_str()
+                        .is_some_and(|why| why.contains("Asterisk restarted"))
+            })
+        })
+    })
+    .await;
+    let metrics = common::metrics_text(&s.base).await;
+    assert!(
+        metrics.contains("recordings_cut_by_asterisk_restart_total 1"),
+        "{metrics}"
+    );
+    let _ = s.stop.send(true);
+}

@@ -40,6 +40,8 @@ pub enum LibraryWrite {
         /// Asterisk's clock when the file began (replaces our own guess of the start).
         started_at_ms: Option<i64>,
         at_ms: i64,
+        /// Why it ended short, when it was cut (Asterisk restarted).
+        cut: Option<String>,
     },
     Failed {
         name: String,
@@ -363,6 +365,7 @@ impl FlowRuntime {
                 name,
                 duration,
                 started_at_ms,
+                cut,
                 ..
             } => {
                 let _ = inner
@@ -372,6 +375,7 @@ impl FlowRuntime {
                         duration: *duration,
                         started_at_ms: *started_at_ms,
                         at_ms: now_ms() as i64,
+                        cut: cut.clone(),
                     })
                     .await;
             }
@@ -646,6 +650,7 @@ async fn adopt_call(
                     duration: None,
                     started_at_ms: None,
                     at_ms: now_ms() as i64,
+                    cut: None,
                 }
             } else {
                 LibraryWrite::Failed {
@@ -1426,8 +1431,17 @@ async fn apply_write(
             duration,
             started_at_ms,
             at_ms,
+            cut,
         } => {
-            return calls::finished(conn, name, *duration, *started_at_ms, *at_ms).await;
+            return calls::finished(
+                conn,
+                name,
+                *duration,
+                *started_at_ms,
+                *at_ms,
+                cut.as_deref(),
+            )
+            .await;
         }
         LibraryWrite::Failed { name, cause, at_ms } => {
             return calls::failed(conn, name, cause, *at_ms).await;

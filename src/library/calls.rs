@@ -56,11 +56,13 @@ pub struct CallMeta {
     pub consent: String,
     pub participants: Option<String>,
     pub asterisk_started_at_ms: Option<i64>,
+    /// Why the recording failed, or (finished) why it is short: cut by an Asterisk restart.
+    pub failure_cause: Option<String>,
 }
 
 const META_COLUMNS: &str = "recording_name, call_id, tenant, flow, node, node_type, direction, \
      caller_name, caller_number, callee, state, started_at_ms, project, private, consent, \
-     participants, asterisk_started_at_ms";
+     participants, asterisk_started_at_ms, failure_cause";
 
 /// Binds a recording's row in the one order its statements number it: $1 recording_name,
 /// $2 call_id, $3 tenant, $4 flow, $5 node, $6 node_type, $7 direction, $8 caller_name,
@@ -150,16 +152,18 @@ pub async fn finished(
     duration_seconds: Option<i64>,
     started_at_ms: Option<i64>,
     at_ms: i64,
+    cut: Option<&str>,
 ) -> Result<Option<CallMeta>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE call_recordings SET state = 'done', duration_seconds = COALESCE($1, duration_seconds), \
-         finished_at_ms = $2, asterisk_started_at_ms = $4 \
+         finished_at_ms = $2, asterisk_started_at_ms = $4, failure_cause = COALESCE($5, failure_cause) \
          WHERE recording_name = $3 AND state = 'recording' RETURNING {META_COLUMNS}"
     ))
     .bind(duration_seconds)
     .bind(at_ms)
     .bind(name)
     .bind(started_at_ms)
+    .bind(cut)
     .fetch_optional(conn)
     .await
 }

@@ -888,6 +888,7 @@ impl Indexer {
             participants: Some(format!("{},{}", fallback.caller, fallback.dialled)),
             // MixMonitor's start time comes from the file name, on Asterisk's clock.
             asterisk_started_at_ms: Some(fallback.started_at_ms),
+            failure_cause: None,
         })
     }
 
@@ -1149,6 +1150,12 @@ impl Indexer {
                 "quarantined",
                 Some("a call's recording whose metadata has not reached the library yet: hidden until it does".to_string()),
             )
+        } else if let Some(cut) = m
+            .filter(|m| m.state == "done" && row.status == "ready")
+            .and_then(|m| m.failure_cause.clone())
+        {
+            // Whole as a file, but short of its call: say why (Asterisk restarted).
+            (row.status, Some(cut))
         } else {
             (row.status, row.probe.reason.clone())
         };
