@@ -55,6 +55,14 @@ pub enum Change {
         cause: String,
         recovered: bool,
     },
+    /// A recording reported finished in the moments before the connection dropped, by an
+    /// Asterisk found restarted at the reconnect: its end was the restart's (`core restart now`
+    /// hangs every channel up, and the recordings' ends reach the app before the socket
+    /// closes), so it is short of its call.
+    RecordingCut {
+        name: String,
+        cause: String,
+    },
     /// A resync from REST is complete: every change it found was reported before this.
     Resynced,
 }
@@ -96,7 +104,16 @@ pub struct Registry {
     started_at: BTreeMap<String, i64>,
     /// When the Asterisk the app last resynchronised with started.
     asterisk_started: Option<String>,
+    /// Recordings reported finished lately, and when (kept `RECENT_FINISHED`).
+    recently_finished: std::collections::VecDeque<(String, std::time::Instant)>,
+    /// When the connection to Asterisk last dropped.
+    disconnected_at: Option<std::time::Instant>,
 }
+
+/// How long finished recordings are remembered, and how long before a dropped connection a
+/// recording's end counts as the end an Asterisk restart caused.
+const RECENT_FINISHED: std::time::Duration = std::time::Duration::from_secs(30);
+const ENDED_BY_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An ARI event timestamp (`2026-11-21T23:19:37.870+0000`) in ms since the epoch.
 pub fn event_time_ms(timestamp: &str) -> Option<i64> {
@@ -157,6 +174,11 @@ impl Registry {
             }
             Event::RecordingFinished(e) => {
                 self.live.remove(&e.recording.name);
+                let now = std::time::Instant::now();
+                self.recently_finished
+                    .retain(|(_, at)| now.duration_since(*at) < RECENT_FINISHED);
+                self.recently_finished
+                    .push_back((e.recording.name.clone(), now));
                 changes.push(Change::RecordingFinished {
                     name: e.recording.name.clone(),
                     duration: e.recording.duration,
@@ -183,6 +205,11 @@ impl Registry {
         changes
     }
 
+    /// The connection to Asterisk dropped (now).
+    pub fn disconnected(&mut self) {
+        self.disconnected_at = Some(std::time::Instant::now());
+    }
+
     /// Replaces the model with what REST shows, reporting what was missed while away.
     pub fn reconcile(&mut self, snapshot: &Snapshot) -> Vec<Change> {
         let mut changes = Vec::new();
@@ -193,6 +220,18 @@ impl Registry {
         );
         if snapshot.asterisk_started.is_some() {
             self.asterisk_started = snapshot.asterisk_started.clone();
+        }
+        if restarted {
+            if let Some(dropped) = self.disconnected_at {
+                for (name, at) in std::mem::take(&mut self.recently_finished) {
+                    if dropped.saturating_duration_since(at) <= ENDED_BY_SHUTDOWN {
+                        changes.push(Change::RecordingCut {
+                            name,
+                            cause: CUT_BY_ASTERISK_RESTART.into(),
+                        });
+                    }
+                }
+            }
         }
         let present: BTreeMap<&str, &Channel> = snapshot
             .channels
@@ -376,7 +415,11 @@ pub async fn run(
                 resync(&client, &app, &registry).await
             }
             Notice::Connected { resync: true } => resync(&client, &app, &registry).await,
-            Notice::Disconnected { .. } | Notice::Replaced => vec![],
+            Notice::Disconnected { .. } => {
+                lock(&registry).disconnected();
+                vec![]
+            }
+            Notice::Replaced => vec![],
         };
         for change in &produced {
             match change {
@@ -387,6 +430,7 @@ pub async fn run(
                         metrics.count_recording_cut_by_asterisk_restart();
                     }
                 }
+                Change::RecordingCut { .. } => metrics.count_recording_cut_by_asterisk_restart(),
                 Change::RecordingFailed { .. } => metrics.count_recording_failed(),
                 _ => {}
             }
@@ -563,6 +607,44 @@ mod tests {
             matches!(&changes[..], [Change::RecordingFinished { cut: Some(why), .. }] if why == CUT_BY_ASTERISK_RESTART),
             "{changes:?}"
         );
+    }
+
+    /// `core restart now` on a real Asterisk: the recordings' ends reach the app just before
+    /// the socket closes; the reconnect finds Asterisk restarted and says they were cut.
+    #[test]
+    fn recordings_ended_just_before_a_restart_are_said_cut() {
+        use crate::ari::events::RecordingFinished;
+        let mut registry = Registry::default();
+        let at = |started: &str| Snapshot {
+            asterisk_started: Some(started.into()),
+            ..Snapshot::default()
+        };
+        registry.reconcile(&at("2026-12-07T09:00:00.000+0000"));
+        registry.apply(&Event::RecordingFinished(RecordingFinished {
+            recording: recording("rec-d", "done"),
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        }));
+        registry.disconnected();
+        let changes = registry.reconcile(&at("2026-12-07T09:05:00.000+0000"));
+        assert!(
+            matches!(&changes[..], [Change::RecordingCut { name, .. }] if name == "rec-d"),
+            "{changes:?}"
+        );
+        // The same Asterisk after a mere reconnect: nothing was cut.
+        let mut registry = Registry::default();
+        registry.reconcile(&at("2026-12-07T09:00:00.000+0000"));
+        registry.apply(&Event::RecordingFinished(RecordingFinished {
+            recording: recording("rec-e", "done"),
+            timestamp: String::new(),
+            application: "recorder".into(),
+            asterisk_id: None,
+        }));
+        registry.disconnected();
+        assert!(registry
+            .reconcile(&at("2026-12-07T09:00:00.000+0000"))
+            .is_empty());
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub enum LibraryWrite {
         /// Why it ended short, when it was cut (Asterisk restarted).
         cut: Option<String>,
     },
+    /// A finished recording turned out cut short (Asterisk restarted): say why.
+    Cut {
+        name: String,
+        cause: String,
+    },
     Failed {
         name: String,
         cause: String,
@@ -376,6 +381,15 @@ impl FlowRuntime {
                         started_at_ms: *started_at_ms,
                         at_ms: now_ms() as i64,
                         cut: cut.clone(),
+                    })
+                    .await;
+            }
+            Change::RecordingCut { name, cause } => {
+                let _ = inner
+                    .library
+                    .send(LibraryWrite::Cut {
+                        name: name.clone(),
+                        cause: cause.clone(),
                     })
                     .await;
             }
@@ -1283,6 +1297,7 @@ impl LibraryWrite {
             LibraryWrite::Started(_) => "recording_started",
             LibraryWrite::NotRecorded(..) => "not_recorded",
             LibraryWrite::Finished { .. } => "recording_finished",
+            LibraryWrite::Cut { .. } => "recording_cut",
             LibraryWrite::Failed { .. } => "recording_failed",
             LibraryWrite::Answered { .. } => "answered",
             LibraryWrite::Cancelled { .. } => "cancelled",
@@ -1442,6 +1457,10 @@ async fn apply_write(
                 cut.as_deref(),
             )
             .await;
+        }
+        LibraryWrite::Cut { name, cause } => {
+            calls::note_cut(&mut *conn, name, cause).await?;
+            crate::library::index::note_cut(&mut *conn, name, cause).await?;
         }
         LibraryWrite::Failed { name, cause, at_ms } => {
             return calls::failed(conn, name, cause, *at_ms).await;

@@ -168,6 +168,20 @@ pub async fn finished(
     .await
 }
 
+/// A finished recording turned out cut short (Asterisk restarted under it): why.
+pub async fn note_cut(
+    conn: impl AnyExecutor<'_>,
+    name: &str,
+    cause: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE call_recordings SET failure_cause = $1 WHERE recording_name = $2 AND state = 'done'")
+        .bind(cause)
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Asterisk could not record (or stopped with an error); returns the metadata as for
 /// [`finished`].
 pub async fn failed(

@@ -357,6 +357,23 @@ pub async fn mark_purged(db: &Database, id: i64, reason: &str) -> Result<bool, D
     Ok(done.rows_affected() > 0)
 }
 
+/// Recording `name`, final, turned out cut short (Asterisk restarted under it): its row says
+/// why. A row not final yet takes the reason from its call's metadata when it is indexed.
+pub async fn note_cut(
+    conn: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    name: &str,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE recordings SET reason = $1 WHERE name = $2 AND status = 'ready' AND reason IS NULL",
+    )
+    .bind(reason)
+    .bind(name)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The file of recording `id` was rewritten on purpose (sealed at rest): same audio, new size on
 /// disk and the same modification time, so the indexer does not read it again.
 pub async fn note_rewritten(
