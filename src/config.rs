@@ -129,6 +129,9 @@ pub struct Config {
     /// the same number; past it 429 with Retry-After. Bounds what one credential costs the
     /// service and its audit log.
     pub api_requests_per_minute: u32,
+    /// Keep the event types the app never uses (Asterisk's dialplan chatter) off the ARI
+    /// websocket with `eventFilter`, set at every connection.
+    pub ari_event_filter: bool,
 }
 
 /// Which forwarding header names the client behind a trusted proxy.
@@ -189,12 +192,13 @@ impl Default for Config {
             forwarded_header: ForwardedHeader::XForwardedFor,
             http_max_connections_per_client: 64,
             api_requests_per_minute: 3000,
+            ari_event_filter: true,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 46] = [
+pub const ENV_KEYS: [&str; 47] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -241,6 +245,7 @@ pub const ENV_KEYS: [&str; 46] = [
     "FORWARDED_HEADER",
     "HTTP_MAX_CONNECTIONS_PER_CLIENT",
     "API_REQUESTS_PER_MINUTE",
+    "ARI_EVENT_FILTER",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -384,6 +389,7 @@ impl Config {
             "NODE_ID" => self.node_id = value,
             "END_UNRESUMABLE_CALLS" => self.end_unresumable_calls = boolean(key, &value)?,
             "API_REQUESTS_PER_MINUTE" => self.api_requests_per_minute = number(key, &value)?,
+            "ARI_EVENT_FILTER" => self.ari_event_filter = boolean(key, &value)?,
             "HTTP_MAX_CONNECTIONS_PER_CLIENT" => {
                 self.http_max_connections_per_client = number(key, &value)?
             }
@@ -707,6 +713,7 @@ impl fmt::Debug for Config {
             )
             .field("forwarded_header", &self.forwarded_header)
             .field("api_requests_per_minute", &self.api_requests_per_minute)
+            .field("ari_event_filter", &self.ari_event_filter)
             .field("end_unresumable_calls", &self.end_unresumable_calls)
             .finish()
     }

@@ -291,6 +291,7 @@ pub async fn start(
         metrics.clone(),
         notice_rx,
         input_tx,
+        config.ari_event_filter,
     ));
     let flows_task = tokio::spawn(flows.clone().run(input_rx));
     tracing::info!(http = %http_addr, ari = %config.ari_url, app = %config.ari_app, "ari-recorder started");

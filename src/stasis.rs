@@ -335,6 +335,16 @@ pub fn in_stasis_of(channel: &Channel, app: &str) -> bool {
     dialplan.app_name == "Stasis" && dialplan.app_data.split(',').next() == Some(app)
 }
 
+/// Event types the app never acts on, kept off its websocket (`ARI_EVENT_FILTER`): Asterisk's
+/// dialplan chatter, several a channel (a Local channel's both halves each set variables and run
+/// dialplan applications), parsed and dropped for nothing.
+pub const UNUSED_EVENTS: &[&str] = &[
+    "ChannelVarset",
+    "ChannelDialplan",
+    "ChannelCallerId",
+    "ChannelConnectedLine",
+];
+
 /// Fetches a [`Snapshot`] for `app`.
 pub async fn snapshot(
     client: &AriClient,
@@ -402,8 +412,15 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut notices: mpsc::Receiver<Notice>,
     output: mpsc::Sender<AppInput>,
+    event_filter: bool,
 ) {
     while let Some(notice) = notices.recv().await {
+        if event_filter && matches!(notice, Notice::Connected { .. }) {
+            // Asterisk forgets the filter once the app is gone: set at every connection.
+            if let Err(e) = client.set_event_filter(&app, UNUSED_EVENTS).await {
+                tracing::warn!(error = %e, "cannot set the app's event filter; every event type will be sent");
+            }
+        }
         let produced = match notice {
             Notice::Event(event) => {
                 let changes = lock(&registry).apply(&event);

@@ -404,3 +404,47 @@ async fn scripted_parties_ring_busy_and_time_out() {
         .iter()
         .any(|e| e["type"] == "StasisStart" && e["channel"]["id"] == never.id.as_str()));
 }
+
+/// `eventFilter` keeps the event types an app does not use off its websocket (the service
+/// drops Asterisk's dialplan chatter so), as long as the connection lasts.
+#[tokio::test]
+async fn an_event_filter_keeps_disallowed_types_off_the_websocket() {
+    let t = start_sim(0.0).await;
+    let client = t.client();
+    let (events, _task) = listen_sim(&t.sim, "recorder").await;
+    let app = client
+        .set_event_filter("recorder", &["ChannelStateChange", "Dial"])
+        .await
+        .expect("filter");
+    assert_eq!(
+        app.events_disallowed,
+        vec![
+            serde_json::json!({"type": "ChannelStateChange"}),
+            serde_json::json!({"type": "Dial"})
+        ]
+    );
+    let refused = client.set_event_filter("nosuchapp", &[]).await;
+    assert!(refused.is_err_and(|e| e.is_not_found()));
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call placed");
+    events
+        .wait_for("StasisStart", |e| {
+            e.iter().any(|e| e["type"] == "StasisStart")
+        })
+        .await;
+    let caller = events.snapshot()[0]["channel"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    client.answer(&caller).await.expect("answer");
+    client.hangup(&caller, None).await.expect("hang up");
+    events
+        .wait_for("StasisEnd", |e| e.iter().any(|e| e["type"] == "StasisEnd"))
+        .await;
+    assert!(
+        !events.types().iter().any(|t| t == "ChannelStateChange"),
+        "{:?}",
+        events.types()
+    );
+}

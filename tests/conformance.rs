@@ -159,6 +159,10 @@ impl Replay {
             }
         }
         let mut builder = self.http.request(method, url).query(&params);
+        // The few operations with a JSON body (eventFilter) recorded it beside the params.
+        if !record["request_body"].is_null() {
+            builder = builder.json(&record["request_body"]);
+        }
         // The trace's 401 was a request made without credentials.
         if record["status"] != 401 {
             builder = builder.basic_auth(USER, Some(PASSWORD));
@@ -610,4 +614,5 @@ conformance! {
     app_gone_trace => "app_gone.jsonl",
     app_gone_long_trace => "app_gone_long.jsonl",
     app_gone_newcall_trace => "app_gone_newcall.jsonl",
+    event_filter_trace => "event_filter.jsonl",
 }

@@ -313,14 +313,29 @@ impl AriClient {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> AriResult<reqwest::Response> {
+        self.send_body(operation, method, segments, query, None)
+            .await
+    }
+
+    /// The same with a JSON body (the few operations that take one, e.g. `eventFilter`).
+    async fn send_body(
+        &self,
+        operation: &'static str,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> AriResult<reqwest::Response> {
         let started = std::time::Instant::now();
-        let sent = self
+        let mut request = self
             .http
             .request(method, self.url(segments))
             .basic_auth(&self.username, Some(&self.password))
-            .query(query)
-            .send()
-            .await;
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let sent = request.send().await;
         if let Some(metrics) = &self.metrics {
             metrics.observe_ari(operation, started.elapsed());
         }
@@ -391,6 +406,36 @@ impl AriClient {
     pub async fn application(&self, name: &str) -> AriResult<Application> {
         self.json("get application", Method::GET, &["applications", name], &[])
             .await
+    }
+
+    /// `PUT /applications/{app}/eventFilter`: event types Asterisk does not send the app. Kept
+    /// only while the app is registered (a start after it was gone finds no filter), so it is
+    /// set after every connect.
+    pub async fn set_event_filter(&self, app: &str, disallowed: &[&str]) -> AriResult<Application> {
+        let body = serde_json::json!({
+            "disallowed": disallowed
+                .iter()
+                .map(|kind| serde_json::json!({"type": kind}))
+                .collect::<Vec<_>>(),
+        });
+        let response = self
+            .send_body(
+                "set event filter",
+                Method::PUT,
+                &["applications", app, "eventFilter"],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        let operation = "set event filter";
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| AriError::Transport { operation, source })?;
+        serde_json::from_slice(&bytes).map_err(|e| AriError::Decode {
+            operation,
+            reason: e.to_string(),
+        })
     }
 
     // --- channels ---

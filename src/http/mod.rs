@@ -497,11 +497,8 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
 
 /// The router of `METRICS_ADDR`: `/metrics` alone, unauthenticated.
 pub fn metrics_router(state: AppState) -> Router {
-    // The operator's own address: its health checks answer here whatever crowds the main one.
     Router::new()
         .route("/metrics", get(render_metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .fallback(not_found)
         .with_state(state)
 }

@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::Serialize;
@@ -123,6 +123,7 @@ pub fn router(state: SimState) -> Router {
         .route("/asterisk/info", get(asterisk_info))
         .route("/applications", get(applications))
         .route("/applications/{name}", get(application))
+        .route("/applications/{name}/eventFilter", put(event_filter))
         .route("/channels", get(channels).post(originate))
         .route("/channels/{id}", get(channel).delete(hangup))
         .route("/channels/{id}/answer", post(answer))
@@ -244,6 +245,22 @@ async fn applications(State(s): State<SimState>) -> Response {
 }
 async fn application(State(s): State<SimState>, Path(name): Path<String>) -> Response {
     ok_json(s.with(|w| w.application(&name)))
+}
+async fn event_filter(
+    State(s): State<SimState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    // An empty body clears both lists; a body that is not JSON is a bad format.
+    let filter = if body.is_empty() {
+        Ok(serde_json::json!({}))
+    } else {
+        serde_json::from_slice::<serde_json::Value>(&body)
+    };
+    match filter {
+        Ok(filter) => ok_json(s.with(|w| w.set_event_filter(&name, &filter))),
+        Err(_) => ok_json(super::world::fail::<()>(400, "Invalid format definition")),
+    }
 }
 async fn channels(State(s): State<SimState>) -> Response {
     Json(s.with(|w| w.channels())).into_response()

@@ -35,7 +35,7 @@ pub struct SimError {
     pub message: String,
 }
 
-fn fail<T>(status: u16, message: impl Into<String>) -> Result<T, SimError> {
+pub(crate) fn fail<T>(status: u16, message: impl Into<String>) -> Result<T, SimError> {
     Err(SimError {
         status,
         message: message.into(),
@@ -155,6 +155,30 @@ struct SimPlayback {
 struct AppConnection {
     id: u64,
     tx: mpsc::UnboundedSender<String>,
+    /// `PUT /applications/{app}/eventFilter`: gone with the connection (event_filter trace: a
+    /// new connection after the app was unregistered finds none).
+    filter: EventFilter,
+}
+
+/// Event types an app is sent: `allowed` empty means all; `disallowed` wins.
+#[derive(Debug, Clone, Default)]
+struct EventFilter {
+    allowed: Vec<String>,
+    disallowed: Vec<String>,
+}
+
+impl EventFilter {
+    fn allows(&self, kind: &str) -> bool {
+        !self.disallowed.iter().any(|d| d == kind)
+            && (self.allowed.is_empty() || self.allowed.iter().any(|a| a == kind))
+    }
+
+    fn listed(types: &[String]) -> Vec<serde_json::Value> {
+        types
+            .iter()
+            .map(|t| serde_json::json!({"type": t}))
+            .collect()
+    }
 }
 
 /// Everything the simulated Asterisk knows.
@@ -285,7 +309,12 @@ impl World {
         let (tx, rx) = mpsc::unbounded_channel();
         self.next_conn += 1;
         let id = self.next_conn;
-        if let Some(old) = self.apps.insert(app.to_string(), AppConnection { id, tx }) {
+        let connection = AppConnection {
+            id,
+            tx,
+            filter: EventFilter::default(),
+        };
+        if let Some(old) = self.apps.insert(app.to_string(), connection) {
             let event = Event::ApplicationReplaced(ApplicationReplaced {
                 timestamp: self.timestamp(),
                 application: app.to_string(),
@@ -314,7 +343,11 @@ impl World {
     }
 
     fn emit(&self, app: &str, event: Event) {
-        if let Some(conn) = self.apps.get(app) {
+        if let Some(conn) = self
+            .apps
+            .get(app)
+            .filter(|c| c.filter.allows(event.type_name()))
+        {
             if let Ok(text) = serde_json::to_string(&event) {
                 let _ = conn.tx.send(text);
             }
@@ -431,15 +464,65 @@ impl World {
         if !known {
             return fail(404, "Application not found");
         }
+        let filter = self
+            .apps
+            .get(name)
+            .map(|c| c.filter.clone())
+            .unwrap_or_default();
         Ok(Application {
             name: name.to_string(),
             channel_ids,
             bridge_ids,
             endpoint_ids: vec![],
             device_names: vec![],
-            events_allowed: vec![],
-            events_disallowed: vec![],
+            events_allowed: EventFilter::listed(&filter.allowed),
+            events_disallowed: EventFilter::listed(&filter.disallowed),
         })
+    }
+
+    /// `PUT /applications/{app}/eventFilter` with `body` (`{"allowed": [{"type": ...}],
+    /// "disallowed": [...]}`; a list not given is left as it is; an empty body clears both).
+    pub fn set_event_filter(
+        &mut self,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> SimResult<Application> {
+        if self.application(name).is_err() {
+            return fail(404, "Application not found");
+        }
+        let invalid = || fail(400, "Invalid format definition");
+        let Some(fields) = body.as_object() else {
+            return invalid();
+        };
+        let mut lists = Vec::new();
+        for key in ["allowed", "disallowed"] {
+            let Some(value) = fields.get(key) else {
+                continue;
+            };
+            let Some(items) = value.as_array() else {
+                return invalid();
+            };
+            let mut types = Vec::new();
+            for item in items {
+                match item.get("type").and_then(|t| t.as_str()) {
+                    Some(t) => types.push(t.to_string()),
+                    None => return invalid(),
+                }
+            }
+            lists.push((key, types));
+        }
+        if let Some(conn) = self.apps.get_mut(name) {
+            if fields.is_empty() {
+                conn.filter = EventFilter::default();
+            }
+            for (key, types) in lists {
+                match key {
+                    "allowed" => conn.filter.allowed = types,
+                    _ => conn.filter.disallowed = types,
+                }
+            }
+        }
+        self.application(name)
     }
 
     pub fn applications(&self) -> Vec<Application> {
