@@ -169,7 +169,7 @@ struct Fold {
 impl Fold {
     /// The event that stands for the repeats: the first's fields, the count and the span.
     fn summary(self) -> AuditEntry {
-        let span = |ms: i64| crate::http::rfc3339(ms);
+        let span = time_text;
         let mut entry = self.first;
         entry.detail = Some(format!(
             "{} more times from {} to {}{}",
@@ -185,6 +185,13 @@ impl Fold {
         entry.foldable = false;
         entry
     }
+}
+
+/// A time in an event's detail, as the API writes times (RFC 3339, milliseconds, UTC).
+fn time_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 fn fold_key(entry: &AuditEntry) -> FoldKey {
@@ -654,14 +661,14 @@ pub async fn verify(db: &Database, anchor_file: Option<&Path>) -> Result<Verific
             None => {
                 return Err(AuditError::AnchorRequired(format!(
                     "this deployment anchors its audit chain outside the database (since {}): give its AUDIT_ANCHOR_FILE, or a cut tail would read as intact",
-                    crate::http::rfc3339(since)
+                    time_text(since)
                 )))
             }
             Some(path) if head_seq > 0 && !path.exists() => {
                 return Err(AuditError::AnchorRequired(format!(
                     "the anchor file {} is missing, but this deployment has anchored its chain since {}",
                     path.display(),
-                    crate::http::rfc3339(since)
+                    time_text(since)
                 )))
             }
             Some(_) => {}

@@ -1684,7 +1684,7 @@ impl Indexer {
                         conn.release();
                         let _ = indexer.state.failing_since_ms.compare_exchange(
                             0,
-                            crate::access::now_ms(),
+                            now_ms(),
                             Ordering::Relaxed,
                             Ordering::Relaxed,
                         );
