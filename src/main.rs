@@ -241,8 +241,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo's terminal shows its own lines (the page's address, what was recorded), not
     // three INFO lines a call: its log starts at warnings unless RUST_LOG says otherwise.
+    // (sqlx's slow-statement notices, which a busy laptop raises, are no news to a demo user.)
     let default_level = if matches!(cli.command, Command::Demo { .. }) {
-        "warn"
+        "warn,sqlx::query=error"
     } else {
         "info"
     };

@@ -332,7 +332,7 @@ fn stasis_args(channel: &Channel) -> Vec<String> {
 /// the app originated (it reads `Playback` / `tt-monkeys`) nor a recording's `Recorder/` channel.
 pub fn in_stasis_of(channel: &Channel, app: &str) -> bool {
     let dialplan = &channel.dialplan;
-    dialplan.app_name == "Stasis" && dialplan.app_data.split(',').next() == Some(app)
+    dialplan.app_name == "Stasis" && dialplan.app_data.split(',').next().map(str::trim) == Some(app)
 }
 
 /// Event types the app never acts on, kept off its websocket (`ARI_EVENT_FILTER`): Asterisk's
