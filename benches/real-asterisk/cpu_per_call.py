@@ -19,6 +19,8 @@ import time
 
 import requests
 
+from restart import SETTINGS
+
 TICKS = os.sysconf("SC_CLK_TCK")
 FLOW = """
 [flow]
@@ -30,16 +32,7 @@ target = "Local/201@agents"
 ring_timeout = 20
 record_call = true
 """
-SETTINGS = """
-recording_enabled = true
-record_inbound_calls = false
-record_outbound_calls = false
-record_from_dial = false
-redaction_mode = "mute"
-default_compliance = "permitted"
-recording_announcement = []
-recording_separation = "per_call"
-"""
+
 TOKEN = "cpu-per-call-metrics-token-0123456789"
 
 
