@@ -78,7 +78,15 @@ def run(args, event_filter):
         if not s.get(args.ari + "/ari/channels").json():
             break
         time.sleep(0.5)
-    time.sleep(2)
+    # The recordings' ends follow the calls' (each bridge is destroyed after its call): wait
+    # for them, up to 30 s, before reading.
+    for _ in range(300):
+        m = requests.get("http://127.0.0.1:18230/metrics",
+                         headers={"authorization": "Bearer " + TOKEN}).text
+        found = re.search(r'^recordings_total\{outcome="finished"\} (\d+)$', m, re.M)
+        if found and int(found.group(1)) >= args.calls:
+            break
+        time.sleep(0.1)
     ours = cpu_seconds(proc.pid) - ours0
     ast = cpu_seconds(args.asterisk_pid) - ast0
     m = requests.get("http://127.0.0.1:18230/metrics",
