@@ -193,8 +193,8 @@ impl FlowRuntime {
 
     /// What a restart does with a call it finds in Asterisk but cannot resume (no saved state:
     /// killed before the call's first step was saved). `false` (the default) leaves a
-    /// conversation (a channel bridged with another party) to Asterisk, unrecorded from then
-    /// on, and ends it when a party leaves; `true` hangs every such call up at once. A channel
+    /// conversation (a channel bridged with another party) to Asterisk, its bridge recording
+    /// going on, and ends it when a party leaves; `true` hangs every such call up at once. A channel
     /// alone in the app with no state is ended either way: nobody would ever hear from it.
     pub fn end_unresumable_calls(&self, end: bool) {
         self.inner.end_unresumable.store(end, Ordering::Relaxed);
