@@ -369,6 +369,14 @@ impl AriClient {
         query: &[(&str, String)],
     ) -> AriResult<T> {
         let response = self.send(operation, method, segments, query).await?;
+        Self::decode(operation, response).await
+    }
+
+    /// A success answer's JSON body as `T`.
+    async fn decode<T: DeserializeOwned>(
+        operation: &'static str,
+        response: reqwest::Response,
+    ) -> AriResult<T> {
         let bytes = response
             .bytes()
             .await
@@ -418,24 +426,17 @@ impl AriClient {
                 .map(|kind| serde_json::json!({"type": kind}))
                 .collect::<Vec<_>>(),
         });
+        let operation = "set event filter";
         let response = self
             .send_body(
-                "set event filter",
+                operation,
                 Method::PUT,
                 &["applications", app, "eventFilter"],
                 &[],
                 Some(&body),
             )
             .await?;
-        let operation = "set event filter";
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| AriError::Transport { operation, source })?;
-        serde_json::from_slice(&bytes).map_err(|e| AriError::Decode {
-            operation,
-            reason: e.to_string(),
-        })
+        Self::decode(operation, response).await
     }
 
     // --- channels ---
