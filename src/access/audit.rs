@@ -20,6 +20,8 @@ use hmac::Mac;
 use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyConnection, Transaction};
 
+use super::audit_folds::{time_text, Counted, Folds};
+pub use super::audit_folds::{FOLD_AFTER, FOLD_WINDOW_MS};
 use super::{hex, now_ms};
 use crate::library::{Database, DbError};
 use crate::signing::SigningKeys;
@@ -133,81 +135,6 @@ impl AuditEntry {
             foldable: false,
         }
     }
-}
-
-/// How long repeats of one foldable event are counted before the count is written.
-pub const FOLD_WINDOW_MS: i64 = 60_000;
-/// Identical events written one by one in a window before the rest are counted: what a person
-/// does (a few plays of a recording, a player's handful of range requests) stays event by
-/// event; a script's or a player's flood becomes one counted event.
-pub const FOLD_AFTER: u64 = 50;
-
-/// What makes two events the same for folding: everything but the time, and the detail only
-/// when no recording is named (then the detail names the target: a call, a missing id). Range
-/// requests of one recording are the same event whatever their range.
-type FoldKey = (
-    String,
-    String,
-    &'static str,
-    Option<i64>,
-    String,
-    String,
-    Option<String>,
-);
-
-/// Repeats of a foldable event in its window: the first `FOLD_AFTER` written, the rest counted.
-struct Fold {
-    first: AuditEntry,
-    first_at_ms: i64,
-    /// When the first counted (not written) repeat came, and the last.
-    counted_from_ms: i64,
-    last_at_ms: i64,
-    written: u64,
-    repeats: u64,
-}
-
-impl Fold {
-    /// The event that stands for the repeats: the first's fields, the count and the span.
-    fn summary(self) -> AuditEntry {
-        let span = time_text;
-        let mut entry = self.first;
-        entry.detail = Some(format!(
-            "{} more times from {} to {}{}",
-            self.repeats,
-            span(self.counted_from_ms),
-            span(self.last_at_ms),
-            entry
-                .detail
-                .as_deref()
-                .map(|d| format!(" (first: {d})"))
-                .unwrap_or_default()
-        ));
-        entry.foldable = false;
-        entry
-    }
-}
-
-/// A time in an event's detail, as the API writes times (RFC 3339, milliseconds, UTC).
-fn time_text(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-fn fold_key(entry: &AuditEntry) -> FoldKey {
-    (
-        entry.actor.clone(),
-        entry.tenant.clone(),
-        entry.action,
-        entry.recording_id,
-        entry.outcome.clone(),
-        entry.client.clone(),
-        entry
-            .recording_id
-            .is_none()
-            .then(|| entry.detail.clone())
-            .flatten(),
-    )
 }
 
 /// `text` cut to `max` characters, marked with "…" when cut.
@@ -396,8 +323,8 @@ const MAX_GROUP: usize = 64;
 #[derive(Default)]
 pub struct GroupWriter {
     queue: std::sync::Mutex<Group>,
-    /// Foldable events written in the last [`FOLD_WINDOW_MS`], with their repeats since.
-    folds: std::sync::Mutex<std::collections::HashMap<FoldKey, Fold>>,
+    /// Foldable events written in the last window, with their repeats since.
+    folds: Folds,
     /// Events appended, and repeats folded instead, since start (for `/metrics`).
     pub written: std::sync::atomic::AtomicU64,
     pub folded: std::sync::atomic::AtomicU64,
@@ -447,50 +374,18 @@ impl Drop for Writing<'_> {
 /// script makes. Returns 0 for a repeat counted so.
 pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
     if entry.foldable {
-        let now = now_ms();
-        let key = fold_key(entry);
-        let ended = {
-            let mut folds = db
-                .audit_writer
-                .folds
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            match folds.get_mut(&key) {
-                Some(fold) if now - fold.first_at_ms < FOLD_WINDOW_MS => {
-                    if fold.written < FOLD_AFTER {
-                        fold.written += 1;
-                        None
-                    } else {
-                        if fold.repeats == 0 {
-                            fold.counted_from_ms = now;
-                        }
-                        fold.repeats += 1;
-                        fold.last_at_ms = now;
-                        db.audit_writer
-                            .folded
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return Ok(0);
-                    }
-                }
-                _ => {
-                    let ended = folds.remove(&key).filter(|f| f.repeats > 0);
-                    folds.insert(
-                        key,
-                        Fold {
-                            first: entry.clone(),
-                            first_at_ms: now,
-                            counted_from_ms: now,
-                            last_at_ms: now,
-                            written: 1,
-                            repeats: 0,
-                        },
-                    );
-                    ended
+        match db.audit_writer.folds.count(entry, now_ms()) {
+            Counted::Repeat => {
+                db.audit_writer
+                    .folded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(0);
+            }
+            Counted::Write { ended } => {
+                if let Some(summary) = ended {
+                    append(db, &summary).await?;
                 }
             }
-        };
-        if let Some(ended) = ended {
-            append(db, &ended.summary()).await?;
         }
     }
     append(db, entry).await
@@ -499,22 +394,8 @@ pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
 /// Writes the counts of the folding windows that have ended (and forgets them); the service
 /// calls it every few seconds and at shutdown (`final_flush`: every window, ended or not).
 pub async fn flush_folds(db: &Database, final_flush: bool) -> Result<(), DbError> {
-    let now = now_ms();
-    let ended: Vec<Fold> = {
-        let mut folds = db
-            .audit_writer
-            .folds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let keys: Vec<FoldKey> = folds
-            .iter()
-            .filter(|(_, f)| final_flush || now - f.first_at_ms >= FOLD_WINDOW_MS)
-            .map(|(k, _)| k.clone())
-            .collect();
-        keys.iter().filter_map(|k| folds.remove(k)).collect()
-    };
-    for fold in ended.into_iter().filter(|f| f.repeats > 0) {
-        append(db, &fold.summary()).await?;
+    for summary in db.audit_writer.folds.ended(now_ms(), final_flush) {
+        append(db, &summary).await?;
     }
     Ok(())
 }

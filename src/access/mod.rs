@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod audit;
+mod audit_folds;
 pub mod calls;
 pub mod confirmations;
 pub mod links;
