@@ -20,7 +20,7 @@ use hmac::Mac;
 use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyConnection, Transaction};
 
-use super::audit_folds::{time_text, Counted, Folds};
+use super::audit_folds::{Counted, Ended, Folds};
 pub use super::audit_folds::{FOLD_AFTER, FOLD_WINDOW_MS};
 use super::{hex, now_ms};
 use crate::library::{Database, DbError};
@@ -324,7 +324,7 @@ const MAX_GROUP: usize = 64;
 pub struct GroupWriter {
     queue: std::sync::Mutex<Group>,
     /// Foldable events written in the last window, with their repeats since.
-    folds: Folds,
+    folds: Folds<FoldKey, AuditEntry>,
     /// Events appended, and repeats folded instead, since start (for `/metrics`).
     pub written: std::sync::atomic::AtomicU64,
     pub folded: std::sync::atomic::AtomicU64,
@@ -374,7 +374,11 @@ impl Drop for Writing<'_> {
 /// script makes. Returns 0 for a repeat counted so.
 pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
     if entry.foldable {
-        match db.audit_writer.folds.count(entry, now_ms()) {
+        match db
+            .audit_writer
+            .folds
+            .count(fold_key(entry), entry, now_ms())
+        {
             Counted::Repeat => {
                 db.audit_writer
                     .folded
@@ -382,8 +386,8 @@ pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
                 return Ok(0);
             }
             Counted::Write { ended } => {
-                if let Some(summary) = ended {
-                    append(db, &summary).await?;
+                if let Some(ended) = ended {
+                    append(db, &summary(ended)).await?;
                 }
             }
         }
@@ -391,33 +395,67 @@ pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
     append(db, entry).await
 }
 
+/// What makes two events the same for folding: everything but the time, and the detail only
+/// when no recording is named (then the detail names the target: a call, a missing id). Range
+/// requests of one recording are the same event whatever their range.
+type FoldKey = (
+    String,
+    String,
+    &'static str,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+);
+
+fn fold_key(entry: &AuditEntry) -> FoldKey {
+    (
+        entry.actor.clone(),
+        entry.tenant.clone(),
+        entry.action,
+        entry.recording_id,
+        entry.outcome.clone(),
+        entry.client.clone(),
+        entry
+            .recording_id
+            .is_none()
+            .then(|| entry.detail.clone())
+            .flatten(),
+    )
+}
+
+/// The event that stands for a window's repeats: the first's fields, the count and the span.
+fn summary(ended: Ended<AuditEntry>) -> AuditEntry {
+    let mut entry = ended.first;
+    entry.detail = Some(format!(
+        "{} more times from {} to {}{}",
+        ended.repeats,
+        time_text(ended.from_ms),
+        time_text(ended.to_ms),
+        entry
+            .detail
+            .as_deref()
+            .map(|d| format!(" (first: {d})"))
+            .unwrap_or_default()
+    ));
+    entry.foldable = false;
+    entry
+}
+
+/// A time in an event's detail, as the API writes times (RFC 3339, milliseconds, UTC).
+fn time_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
 /// Writes the counts of the folding windows that have ended (and forgets them); the service
 /// calls it every few seconds and at shutdown (`final_flush`: every window, ended or not).
 pub async fn flush_folds(db: &Database, final_flush: bool) -> Result<(), DbError> {
-    for summary in db.audit_writer.folds.ended(now_ms(), final_flush) {
-        append(db, &summary).await?;
+    for ended in db.audit_writer.folds.ended(now_ms(), final_flush) {
+        append(db, &summary(ended)).await?;
     }
     Ok(())
-}
-
-/// The audit log's growth for `/metrics`: events appended and repeats folded since start.
-pub fn render_metrics(db: &Database, out: &mut String) {
-    use std::sync::atomic::Ordering;
-    for (name, help, value) in [
-        (
-            "audit_events_written_total",
-            "Audit events appended since start (alert on its rate: it is the audit log's growth).",
-            db.audit_writer.written.load(Ordering::Relaxed),
-        ),
-        (
-            "audit_events_folded_total",
-            "Repeats of a principal's identical read or refusal counted into one event instead of each written.",
-            db.audit_writer.folded.load(Ordering::Relaxed),
-        ),
-    ] {
-        crate::metrics::header(out, name, "counter", help);
-        out.push_str(&format!("{name} {value}\n"));
-    }
 }
 
 /// Appends one event with the group waiting now.

@@ -1,11 +1,11 @@
-//! Folding a principal's repeated audit events (see `audit::record`): the first
-//! [`FOLD_AFTER`] identical events of a [`FOLD_WINDOW_MS`] window are written one by one, the
-//! rest counted and written as one event when the window ends. The state behind it, in memory.
+//! Folding repeated events (see `audit::record`): the first [`FOLD_AFTER`] events of one kind
+//! in a [`FOLD_WINDOW_MS`] window go through, the rest are counted, and the count is handed back
+//! when the window ends. Knows nothing of what an event is: `K` says which events are the same,
+//! `T` is what is kept of the first.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
-
-use super::audit::AuditEntry;
 
 /// How long repeats of one foldable event are counted before the count is written.
 pub const FOLD_WINDOW_MS: i64 = 60_000;
@@ -14,22 +14,9 @@ pub const FOLD_WINDOW_MS: i64 = 60_000;
 /// event; a script's or a player's flood becomes one counted event.
 pub const FOLD_AFTER: u64 = 50;
 
-/// What makes two events the same for folding: everything but the time, and the detail only
-/// when no recording is named (then the detail names the target: a call, a missing id). Range
-/// requests of one recording are the same event whatever their range.
-type FoldKey = (
-    String,
-    String,
-    &'static str,
-    Option<i64>,
-    String,
-    String,
-    Option<String>,
-);
-
-/// Repeats of a foldable event in its window: the first `FOLD_AFTER` written, the rest counted.
-struct Fold {
-    first: AuditEntry,
+/// Repeats of an event in its window: the first `FOLD_AFTER` written, the rest counted.
+struct Fold<T> {
+    first: T,
     first_at_ms: i64,
     /// When the first counted (not written) repeat came, and the last.
     counted_from_ms: i64,
@@ -38,70 +25,51 @@ struct Fold {
     repeats: u64,
 }
 
-impl Fold {
-    /// The event that stands for the repeats: the first's fields, the count and the span.
-    fn summary(self) -> AuditEntry {
-        let span = time_text;
-        let mut entry = self.first;
-        entry.detail = Some(format!(
-            "{} more times from {} to {}{}",
-            self.repeats,
-            span(self.counted_from_ms),
-            span(self.last_at_ms),
-            entry
-                .detail
-                .as_deref()
-                .map(|d| format!(" (first: {d})"))
-                .unwrap_or_default()
-        ));
-        entry.foldable = false;
-        entry
+/// A window that ended with repeats counted in it.
+pub(super) struct Ended<T> {
+    /// The window's first event.
+    pub first: T,
+    pub repeats: u64,
+    /// When the first and the last counted repeat came (ms since the epoch).
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl<T> Fold<T> {
+    fn ended(self) -> Option<Ended<T>> {
+        (self.repeats > 0).then_some(Ended {
+            first: self.first,
+            repeats: self.repeats,
+            from_ms: self.counted_from_ms,
+            to_ms: self.last_at_ms,
+        })
     }
 }
 
-/// A time in an event's detail, as the API writes times (RFC 3339, milliseconds, UTC).
-pub(super) fn time_text(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-fn fold_key(entry: &AuditEntry) -> FoldKey {
-    (
-        entry.actor.clone(),
-        entry.tenant.clone(),
-        entry.action,
-        entry.recording_id,
-        entry.outcome.clone(),
-        entry.client.clone(),
-        entry
-            .recording_id
-            .is_none()
-            .then(|| entry.detail.clone())
-            .flatten(),
-    )
-}
-
 /// What [`Folds::count`] decided for an event.
-pub(super) enum Counted {
+pub(super) enum Counted<T> {
     /// Write it; first the count of the window it ended, if that window had repeats.
-    Write { ended: Option<AuditEntry> },
+    Write { ended: Option<Ended<T>> },
     /// A repeat past `FOLD_AFTER`: counted, not written.
     Repeat,
 }
 
 /// The windows open now, by what makes events the same.
-#[derive(Default)]
-pub(super) struct Folds(Mutex<HashMap<FoldKey, Fold>>);
+pub(super) struct Folds<K, T>(Mutex<HashMap<K, Fold<T>>>);
 
-impl Folds {
-    fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<FoldKey, Fold>> {
+impl<K, T> Default for Folds<K, T> {
+    fn default() -> Self {
+        Folds(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: Hash + Eq + Clone, T: Clone> Folds<K, T> {
+    fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<K, Fold<T>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts `entry` (foldable) at `now` (ms) into its window.
-    pub(super) fn count(&self, entry: &AuditEntry, now: i64) -> Counted {
-        let key = fold_key(entry);
+    /// Counts the event `key` (kept as `first` when it opens a window) at `now` (ms).
+    pub(super) fn count(&self, key: K, first: &T, now: i64) -> Counted<T> {
         let mut windows = self.windows();
         if let Some(fold) = windows
             .get_mut(&key)
@@ -118,14 +86,11 @@ impl Folds {
             fold.last_at_ms = now;
             return Counted::Repeat;
         }
-        let ended = windows
-            .remove(&key)
-            .filter(|f| f.repeats > 0)
-            .map(Fold::summary);
+        let ended = windows.remove(&key).and_then(Fold::ended);
         windows.insert(
             key,
             Fold {
-                first: entry.clone(),
+                first: first.clone(),
                 first_at_ms: now,
                 counted_from_ms: now,
                 last_at_ms: now,
@@ -136,19 +101,47 @@ impl Folds {
         Counted::Write { ended }
     }
 
-    /// Closes the windows that have ended by `now` (every one when `all`); returns the counts
-    /// to write.
-    pub(super) fn ended(&self, now: i64, all: bool) -> Vec<AuditEntry> {
+    /// Closes the windows that have ended by `now` (every one when `all`); returns those with
+    /// repeats counted.
+    pub(super) fn ended(&self, now: i64, all: bool) -> Vec<Ended<T>> {
         let mut windows = self.windows();
-        let keys: Vec<FoldKey> = windows
+        let keys: Vec<K> = windows
             .iter()
             .filter(|(_, f)| all || now - f.first_at_ms >= FOLD_WINDOW_MS)
             .map(|(k, _)| k.clone())
             .collect();
         keys.iter()
             .filter_map(|k| windows.remove(k))
-            .filter(|f| f.repeats > 0)
-            .map(Fold::summary)
+            .filter_map(Fold::ended)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_the_first_fifty_repeats_are_counted_until_the_window_ends() {
+        let folds: Folds<&str, u32> = Folds::default();
+        for n in 0..FOLD_AFTER {
+            assert!(matches!(
+                folds.count("play", &1, n as i64),
+                Counted::Write { ended: None }
+            ));
+        }
+        for n in 0..10 {
+            assert!(matches!(folds.count("play", &1, 100 + n), Counted::Repeat));
+        }
+        assert!(
+            folds.ended(1_000, false).is_empty(),
+            "the window is still open"
+        );
+        let ended = folds.ended(FOLD_WINDOW_MS, false);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(
+            (ended[0].repeats, ended[0].from_ms, ended[0].to_ms),
+            (10, 100, 109)
+        );
     }
 }
