@@ -473,6 +473,12 @@ async fn library_router(
             )
             .expect("cache"),
         )),
+        disk: ari_recorder::disk_space::DiskSpace::new(
+            recordings.clone(),
+            None,
+            recordings.with_extension("cache"),
+            0,
+        ),
         access: std::sync::Arc::new(ari_recorder::http::Access::from_config(
             &ari_recorder::config::Config::default(),
             Default::default(),

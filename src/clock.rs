@@ -9,6 +9,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+/// `ms` since 1970 as RFC 3339 in UTC with milliseconds, as the API writes times.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
 /// Cheap to clone; clones share one offset.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {

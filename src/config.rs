@@ -81,6 +81,12 @@ pub struct Config {
     /// Bytes of assembled call recordings kept in `cache_dir`; past it the least recently used
     /// go (an hour-long call is 58 MB).
     pub call_audio_cache_bytes: u64,
+    /// A folder written during calls (recordings, SQLite database, cache) with less free space
+    /// than this is full: `/readyz` degraded, calls whose recording the full disk ended record
+    /// again once it has this much.
+    pub disk_reserve_bytes: u64,
+    /// How often those folders' free space is read (also read whenever a recording ends).
+    pub disk_check_seconds: u64,
     /// S3-compatible bucket recordings are copied to once final (empty: no archive).
     pub archive_bucket: String,
     /// The store's URL (`https://s3.eu-west-1.amazonaws.com`, `https://minio.example:9000`);
@@ -173,6 +179,8 @@ impl Default for Config {
             http_read_timeout_seconds: 30,
             cache_dir: PathBuf::from("./data/cache"),
             call_audio_cache_bytes: 2 << 30,
+            disk_reserve_bytes: 64 << 20,
+            disk_check_seconds: 5,
             archive_bucket: String::new(),
             archive_endpoint: String::new(),
             archive_region: "us-east-1".into(),
@@ -198,7 +206,7 @@ impl Default for Config {
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 47] = [
+pub const ENV_KEYS: [&str; 49] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -246,6 +254,8 @@ pub const ENV_KEYS: [&str; 47] = [
     "HTTP_MAX_CONNECTIONS_PER_CLIENT",
     "API_REQUESTS_PER_MINUTE",
     "ARI_EVENT_FILTER",
+    "DISK_RESERVE_BYTES",
+    "DISK_CHECK_SECONDS",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -361,6 +371,8 @@ impl Config {
             "HTTP_READ_TIMEOUT_SECONDS" => self.http_read_timeout_seconds = number(key, &value)?,
             "CACHE_DIR" => self.cache_dir = PathBuf::from(value),
             "CALL_AUDIO_CACHE_BYTES" => self.call_audio_cache_bytes = number(key, &value)?,
+            "DISK_RESERVE_BYTES" => self.disk_reserve_bytes = number(key, &value)?,
+            "DISK_CHECK_SECONDS" => self.disk_check_seconds = number::<u64>(key, &value)?.max(1),
             "ARCHIVE_BUCKET" => self.archive_bucket = value,
             "ARCHIVE_ENDPOINT" => self.archive_endpoint = value,
             "ARCHIVE_REGION" => self.archive_region = value,

@@ -26,6 +26,7 @@ pub mod ari;
 pub mod audio;
 pub mod clock;
 pub mod config;
+pub mod disk_space;
 pub mod encryption;
 pub mod flows;
 pub mod http;

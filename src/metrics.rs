@@ -100,6 +100,8 @@ pub struct Metrics {
     /// When the library's writes (call metadata, indexing) started failing; 0 while they work.
     db_writes_failing_since_ms: AtomicI64,
     recordings_cut_by_asterisk_restart: AtomicU64,
+    recordings_cut_by_full_disk: AtomicU64,
+    recordings_resumed_after_full_disk: AtomicU64,
 }
 
 impl Metrics {
@@ -142,6 +144,16 @@ impl Metrics {
     pub fn count_call_left_to_asterisk(&self) {
         self.calls_left_to_asterisk.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn count_recording_cut_by_full_disk(&self) {
+        self.recordings_cut_by_full_disk
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_recording_resumed_after_full_disk(&self) {
+        self.recordings_resumed_after_full_disk
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn count_recording_cut_by_asterisk_restart(&self) {
         self.recordings_cut_by_asterisk_restart
             .fetch_add(1, Ordering::Relaxed);
@@ -261,6 +273,19 @@ impl Metrics {
             "recordings_cut_by_asterisk_restart_total",
             "Recordings found ended, and short, after Asterisk restarted while they ran: indexed with that reason.",
             self.recordings_cut_by_asterisk_restart
+                .load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "recordings_cut_by_full_disk_total",
+            "Recordings Asterisk ended early because the recordings disk was full: indexed with that reason.",
+            self.recordings_cut_by_full_disk.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "recordings_resumed_after_full_disk_total",
+            "Calls recorded again (a new segment) once the full recordings disk had room.",
+            self.recordings_resumed_after_full_disk
                 .load(Ordering::Relaxed),
         );
         gauge(

@@ -184,6 +184,18 @@ pub async fn start(
         clock.clone(),
     );
     flows.end_unresumable_calls(config.end_unresumable_calls);
+    let disk = crate::disk_space::DiskSpace::new(
+        config.recordings_dir.clone(),
+        crate::library::db::sqlite_file(&config.database_url)
+            .and_then(|f| f.parent().map(std::path::Path::to_path_buf)),
+        config.cache_dir.clone(),
+        config.disk_reserve_bytes,
+    );
+    disk.spawn(
+        Duration::from_secs(config.disk_check_seconds),
+        shutdown.clone(),
+    );
+    flows.watch_disk(disk.clone());
     let call_audio_dir = config.cache_dir.join("calls");
     let call_audio = CallAudio::with_seal(
         call_audio_dir.clone(),
@@ -234,6 +246,7 @@ pub async fn start(
         recordings_dir: config.recordings_dir.clone(),
         flows: flows.clone(),
         access: Arc::new(http::Access::from_config(config, clock.clone())),
+        disk: disk.clone(),
     };
     let max_connections = usize::try_from(config.http_max_connections).unwrap_or(usize::MAX);
     let limits = http::server::Limits {
@@ -291,7 +304,10 @@ pub async fn start(
         metrics.clone(),
         notice_rx,
         input_tx,
-        config.ari_event_filter,
+        stasis::StasisOptions {
+            event_filter: config.ari_event_filter,
+            disk: Some(disk.clone()),
+        },
     ));
     let flows_task = tokio::spawn(flows.clone().run(input_rx));
     tracing::info!(http = %http_addr, ari = %config.ari_url, app = %config.ari_app, "ari-recorder started");

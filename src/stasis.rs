@@ -403,6 +403,40 @@ pub async fn snapshot(
     })
 }
 
+/// How the Stasis runtime runs.
+#[derive(Debug, Default, Clone)]
+pub struct StasisOptions {
+    /// Keep the events the app never uses off the websocket (`ARI_EVENT_FILTER`).
+    pub event_filter: bool,
+    /// The recordings disk's free space, read as each recording ends: one ended while it was
+    /// full was cut by it (Asterisk stops at the first write that fails and says no more).
+    pub disk: Option<Arc<crate::disk_space::DiskSpace>>,
+}
+
+/// Marks the recordings that ended because the recordings disk was full, reading it now, before
+/// the event goes on (so the flows read the same state as they pass it to the call).
+fn note_full_disk(disk: &crate::disk_space::DiskSpace, event: &Event, changes: &mut [Change]) {
+    if !matches!(
+        event,
+        Event::RecordingFinished(_) | Event::RecordingFailed(_)
+    ) {
+        return;
+    }
+    let exhausted = disk.recordings_exhausted();
+    for change in changes {
+        if let Change::RecordingFinished {
+            cut: cut @ None,
+            recovered: false,
+            ..
+        } = change
+        {
+            if exhausted {
+                *cut = Some(crate::disk_space::CUT_BY_FULL_DISK.to_string());
+            }
+        }
+    }
+}
+
 /// Drives the registry from the stream's notices until the stream ends. Events and the
 /// changes derived from them go to `output`, in order (the call flows listen there).
 pub async fn run(
@@ -412,10 +446,10 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut notices: mpsc::Receiver<Notice>,
     output: mpsc::Sender<AppInput>,
-    event_filter: bool,
+    options: StasisOptions,
 ) {
     while let Some(notice) = notices.recv().await {
-        if event_filter && matches!(notice, Notice::Connected { .. }) {
+        if options.event_filter && matches!(notice, Notice::Connected { .. }) {
             // Asterisk forgets the filter once the app is gone: set at every connection.
             if let Err(e) = client.set_event_filter(&app, UNUSED_EVENTS).await {
                 tracing::warn!(error = %e, "cannot set the app's event filter; every event type will be sent");
@@ -423,7 +457,10 @@ pub async fn run(
         }
         let produced = match notice {
             Notice::Event(event) => {
-                let changes = lock(&registry).apply(&event);
+                let mut changes = lock(&registry).apply(&event);
+                if let Some(disk) = &options.disk {
+                    note_full_disk(disk, &event, &mut changes);
+                }
                 let _ = output.send(AppInput::Event(event)).await;
                 changes
             }
@@ -443,8 +480,12 @@ pub async fn run(
                 Change::RecordingStarted { .. } => metrics.count_recording_started(),
                 Change::RecordingFinished { cut, .. } => {
                     metrics.count_recording_finished();
-                    if cut.is_some() {
-                        metrics.count_recording_cut_by_asterisk_restart();
+                    match cut.as_deref() {
+                        Some(CUT_BY_ASTERISK_RESTART) => {
+                            metrics.count_recording_cut_by_asterisk_restart()
+                        }
+                        Some(_) => metrics.count_recording_cut_by_full_disk(),
+                        None => {}
                     }
                 }
                 Change::RecordingCut { .. } => metrics.count_recording_cut_by_asterisk_restart(),

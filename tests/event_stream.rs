@@ -79,7 +79,7 @@ async fn dropped_socket_reconnects_and_resync_recovers_what_was_missed() {
         metrics.clone(),
         notice_rx,
         input_tx,
-        false,
+        stasis::StasisOptions::default(),
     ));
     for _ in 0..500 {
         if t.sim.app_connected("recorder") {

@@ -24,7 +24,12 @@ record_call = true
 /// SQLite's write lock; PostgreSQL refuses the database's connections and drops the open ones.
 enum Hold {
     Sqlite(sqlx::SqliteConnection),
-    Postgres { admin: sqlx::AnyPool, name: String },
+    Postgres {
+        admin: sqlx::AnyPool,
+        name: String,
+    },
+    /// SQLite's disk is full.
+    FullDisk(SmallDisk),
 }
 
 impl Hold {
@@ -58,7 +63,8 @@ impl Hold {
         }
     }
 
-    async fn release(self) {
+    /// Lets writes through again; a full disk is handed back, to stay mounted until the end.
+    async fn release(self) -> Option<SmallDisk> {
         match self {
             Hold::Sqlite(mut conn) => {
                 sqlx::raw_sql("ROLLBACK")
@@ -72,7 +78,12 @@ impl Hold {
                     .await
                     .expect("start the database");
             }
+            Hold::FullDisk(disk) => {
+                disk.empty();
+                return Some(disk);
+            }
         }
+        None
     }
 }
 
@@ -102,9 +113,31 @@ where
 /// is back. Meanwhile `/readyz` says the writes fail, and reads that must be audited are
 /// refused with 503, not 500.
 async fn recordings_made_while_the_database_is_away_are_in_the_library_when_it_returns(db: Db) {
+    recorded_while_the_database_takes_no_writes(db, false).await;
+}
+
+on_both_databases!(recordings_made_while_the_database_is_away_are_in_the_library_when_it_returns,);
+
+/// The same when SQLite's disk is full (the library's own database filling up): the writes
+/// fail, are kept and retried, and no row is written half or twice.
+#[tokio::test]
+async fn recordings_made_while_the_database_disk_is_full_are_in_the_library_when_it_has_room() {
+    recorded_while_the_database_takes_no_writes(Db::Sqlite, true).await;
+}
+
+async fn recorded_while_the_database_takes_no_writes(db: Db, full_disk: bool) {
     let t = start_sim(0.0).await;
-    let url = database_url(&t, db).await;
-    let s = start_service_with(&t, &[("support.toml", SUPPORT)], &url, &[]).await;
+    let (url, disk) = if full_disk {
+        let folder = t.dir.path().join("database");
+        let disk = SmallDisk::mount(&folder, 8 << 20);
+        let url = format!("sqlite://{}/library.db?mode=rwc", folder.display());
+        (url, Some(disk))
+    } else {
+        (database_url(&t, db).await, None)
+    };
+    // The small disk is "full" only under 64 KiB (the default reserve is bigger than it).
+    let reserve = [("DISK_RESERVE_BYTES", "65536")];
+    let s = start_service_with(&t, &[("support.toml", SUPPORT)], &url, &reserve).await;
     caller(
         &t,
         "talker",
@@ -114,7 +147,13 @@ async fn recordings_made_while_the_database_is_away_are_in_the_library_when_it_r
         "Local/agent-short@agents",
         Script::new("agent", vec![Step::Answer, Step::Talk(6.0), Step::Hangup]),
     );
-    let hold = Hold::start(db, &url).await;
+    let hold = match disk {
+        Some(disk) => {
+            disk.fill(0);
+            Hold::FullDisk(disk)
+        }
+        None => Hold::start(db, &url).await,
+    };
     for i in 0..5 {
         t.sim
             .place_inbound_call("100", &format!("Caller {i} <555300{i}>"), "talker")
@@ -146,7 +185,7 @@ async fn recordings_made_while_the_database_is_away_are_in_the_library_when_it_r
     );
     assert!(list.headers.contains_key("retry-after"));
 
-    hold.release().await;
+    let _mounted = hold.release().await;
     eventually(
         "every recording in the library, final, with its call",
         || async {
@@ -179,8 +218,6 @@ async fn recordings_made_while_the_database_is_away_are_in_the_library_when_it_r
     assert_eq!(list.json()["recordings"].as_array().map(Vec::len), Some(5));
     let _ = s.stop.send(true);
 }
-
-on_both_databases!(recordings_made_while_the_database_is_away_are_in_the_library_when_it_returns,);
 
 /// Asterisk restarts (`core restart now`) under a recorded call: the call is gone with it, and
 /// its recording, whole as a file but short of the call, is listed with the reason and counted
@@ -223,5 +260,251 @@ async fn a_recording_cut_by_an_asterisk_restart_is_listed_with_the_reason() {
         metrics.contains("recordings_cut_by_asterisk_restart_total 1"),
         "{metrics}"
     );
+    let _ = s.stop.send(true);
+}
+
+/// Status and reason of every recording in the library.
+async fn library_rows(s: &TestService) -> Vec<(String, Option<String>)> {
+    sqlx::query_as("SELECT status, reason FROM recordings ORDER BY name")
+        .fetch_all(&s.svc.db.pool)
+        .await
+        .unwrap_or_default()
+}
+
+/// A small tmpfs mounted on a folder: a real disk that fills up. Mounting needs root, as the
+/// project's test script runs; unmounted when dropped.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, bytes: u64) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=0777"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status();
+        assert!(
+            mounted.is_ok_and(|s| s.success()),
+            "this test mounts a small tmpfs to fill it: run it as root (scripts/test.sh does)"
+        );
+        SmallDisk {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn free(&self) -> u64 {
+        let stat = rustix::fs::statvfs(&self.dir).expect("statvfs");
+        stat.f_bavail * stat.f_frsize
+    }
+
+    /// Fills the disk until `leave` bytes are free; the filler goes when `empty` is called.
+    fn fill(&self, leave: u64) {
+        let take = self.free().saturating_sub(leave);
+        let filler = std::fs::File::create(self.dir.join("filler")).expect("filler");
+        use std::io::Write;
+        let mut filler = std::io::BufWriter::new(filler);
+        let chunk = vec![0u8; 4096];
+        let mut written = 0;
+        while written < take {
+            let n = chunk.len().min((take - written) as usize);
+            if filler.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            written += n as u64;
+        }
+        let _ = filler.flush();
+    }
+
+    fn empty(&self) {
+        std::fs::remove_file(self.dir.join("filler")).expect("filler removed");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The recordings disk fills during calls: Asterisk ends each recording at the first write
+/// that fails (a short file, or an empty one when the disk was already full) and the calls go
+/// on. Both are listed with the reason, `/readyz` and the metrics say the disk is full, and
+/// once it has room the calls are recorded again, as new segments of the same calls.
+#[tokio::test]
+async fn a_full_recordings_disk_is_reported_and_recording_resumes_when_it_has_room() {
+    let t = start_sim(0.0).await;
+    let disk = SmallDisk::mount(&t.recordings, 4 << 20);
+    let url = database_url(&t, Db::Sqlite).await;
+    let s = start_service_with(
+        &t,
+        &[("support.toml", SUPPORT)],
+        &url,
+        &[("DISK_RESERVE_BYTES", "16384"), ("DISK_CHECK_SECONDS", "1")],
+    )
+    .await;
+    caller(
+        &t,
+        "talker",
+        vec![Step::Answer, Step::Talk(120.0), Step::Hangup],
+    );
+    t.sim.define_party(
+        "Local/agent-short@agents",
+        Script::new("agent", vec![Step::Answer, Step::Talk(40.0), Step::Hangup]),
+    );
+    // About 4 s of audio (8 kHz, 16 bits) fit before the disk is full.
+    disk.fill(64 << 10);
+    t.sim
+        .place_inbound_call("100", "Jo <5553101>", "talker")
+        .expect("call");
+    common::wait_recording(&t, &s, "recording", 1).await;
+    t.sim.advance(10.0);
+    common::wait_until("the first recording ended by the full disk", || {
+        t.sim.with_world(|w| w.counts().2) == 0
+    })
+    .await;
+    // A call arriving now: its recording gets nothing on disk at all.
+    t.sim
+        .place_inbound_call("100", "Kim <5553102>", "talker")
+        .expect("call");
+    common::wait_until("the second call bridged and recording", || {
+        t.sim.with_world(|w| w.counts().1) == 2 && t.sim.with_world(|w| w.counts().2) == 1
+    })
+    .await;
+    t.sim.advance(1.0);
+    common::wait_until("its recording ended at its first write", || {
+        t.sim.with_world(|w| w.counts().2) == 0
+    })
+    .await;
+    eventually("/readyz says the recordings disk is full", || async {
+        let ready = readiness(&s).await;
+        ready["status"] == "degraded"
+            && ready["disk_space"]["recordings"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("full since"))
+    })
+    .await;
+    eventually("both cut recordings listed with the reason", || async {
+        let rows = library_rows(&s).await;
+        let cut: Vec<_> = rows
+            .iter()
+            .filter(|(_, reason)| {
+                reason
+                    .as_deref()
+                    .is_some_and(|why| why.contains("recordings disk was full"))
+            })
+            .collect();
+        cut.len() == 2
+            && cut.iter().any(|(status, _)| status == "ready")
+            && cut.iter().any(|(status, _)| status == "empty")
+    })
+    .await;
+    assert_eq!(
+        t.sim.with_world(|w| w.counts().0),
+        8,
+        "both calls go on (caller, agent: two Local channels each)"
+    );
+    let metrics = common::metrics_text(&s.base).await;
+    assert!(
+        metrics.contains("disk_full{folder=\"recordings\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("recordings_cut_by_full_disk_total 2"),
+        "{metrics}"
+    );
+
+    disk.empty();
+    common::wait_until("both calls recorded again", || {
+        t.sim.with_world(|w| w.counts().2) == 2
+    })
+    .await;
+    // The agents hang up (40 s into their calls): the calls and their second segments end.
+    t.sim.advance(40.0);
+    common::wait_until("every call over in Asterisk", || common::quiet(&t)).await;
+    eventually("the resumed segments in the library, whole", || async {
+        let rows = library_rows(&s).await;
+        rows.len() == 4
+            && rows
+                .iter()
+                .filter(|(status, reason)| status == "ready" && reason.is_none())
+                .count()
+                == 2
+    })
+    .await;
+    let (calls,): (i64,) = sqlx::query_as("SELECT COUNT(DISTINCT call_id) FROM call_recordings")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(calls, 2, "the new segments belong to the same two calls");
+    eventually("/readyz ready again", || async {
+        readiness(&s).await["status"] == "ready"
+    })
+    .await;
+    let metrics = common::metrics_text(&s.base).await;
+    assert!(
+        metrics.contains("recordings_resumed_after_full_disk_total 2"),
+        "{metrics}"
+    );
+    let _ = s.stop.send(true);
+}
+
+/// The cache's disk is full when a call's audio must be assembled: a clear 507 the player can
+/// retry, nothing half-written left in the cache, and the audio served once there is room.
+#[tokio::test]
+async fn a_full_cache_disk_answers_a_clear_error_and_keeps_nothing_half_written() {
+    let t = start_sim(0.0).await;
+    let cache = SmallDisk::mount(&t.dir.path().join("cache"), 1 << 20);
+    let url = database_url(&t, Db::Sqlite).await;
+    let s = start_service_with(&t, &[("support.toml", SUPPORT)], &url, &[]).await;
+    caller(
+        &t,
+        "talker",
+        vec![Step::Answer, Step::Talk(20.0), Step::Hangup],
+    );
+    t.sim.define_party(
+        "Local/agent-short@agents",
+        Script::new("agent", vec![Step::Answer, Step::Talk(6.0), Step::Hangup]),
+    );
+    t.sim
+        .place_inbound_call("100", "Lee <5553201>", "talker")
+        .expect("call");
+    common::wait_recording(&t, &s, "recording", 1).await;
+    t.sim.advance(8.0);
+    common::wait_until("the call over in Asterisk", || common::quiet(&t)).await;
+    common::wait_ready(&s.svc.db, 1).await;
+    // The caller's consent, as an admin would record it (the flow asks none).
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    let (call,): (String,) = sqlx::query_as("SELECT call_id FROM call_recordings")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("call");
+    cache.fill(0);
+    let audio = format!("{}/api/calls/{call}/audio", s.base);
+    let refused = send(common::authed().get(&audio)).await;
+    assert_eq!(refused.status, 507, "{:?}", refused.json());
+    assert_eq!(refused.error(), "cache_full");
+    assert!(refused.headers.contains_key("retry-after"));
+    let left: Vec<_> = std::fs::read_dir(t.dir.path().join("cache").join("calls"))
+        .expect("cache folder")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing half-written kept: {left:?}");
+    cache.empty();
+    let served = send(common::authed().get(&audio)).await;
+    assert_eq!(served.status, 200);
     let _ = s.stop.send(true);
 }

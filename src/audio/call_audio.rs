@@ -233,11 +233,12 @@ impl CallAudio {
         let made = match made {
             Ok(made) => made,
             Err(e) => {
+                // Nothing half-written is kept (a full disk refused it, say).
                 let _ = std::fs::remove_file(&partial);
-                return Err(RenderError::Audio(e.to_string()));
+                return Err(RenderError::from(e));
             }
         };
-        std::fs::rename(&partial, &path).map_err(|e| RenderError::Audio(e.to_string()))?;
+        std::fs::rename(&partial, &path).map_err(RenderError::from)?;
         // Older versions of this file (a segment changed since) are of no further use.
         self.remove_matching(|file| file.starts_with(family) && file != name);
         self.hold_budget(name);

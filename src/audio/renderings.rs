@@ -72,6 +72,9 @@ pub enum RenderError {
     /// The audio cannot be rendered (unsupported rate, unreadable file).
     #[error("{0}")]
     Audio(String),
+    /// The cache's disk is full: nothing was kept, try later.
+    #[error("the cache's disk is full: {0}")]
+    NoSpace(String),
     /// The job did not finish (panicked or the runtime is stopping).
     #[error("rendering job failed: {0}")]
     Job(String),
@@ -79,6 +82,9 @@ pub enum RenderError {
 
 impl From<std::io::Error> for RenderError {
     fn from(e: std::io::Error) -> RenderError {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            return RenderError::NoSpace(e.to_string());
+        }
         RenderError::Audio(e.to_string())
     }
 }

@@ -208,6 +208,8 @@ pub enum Output {
     },
     /// A redaction of the call's recording ended (lifted, or the recording ended under it).
     Redacted(Box<RedactionSpan>),
+    /// The call records again after the full recordings disk ended its recording.
+    RecordingResumed,
     /// The call is over; no more input is expected.
     Finished,
 }
@@ -231,6 +233,11 @@ pub enum Input<'a> {
     Adopted(&'a Adoption),
     /// Redact the call's live recording, or stop redacting it.
     Redact(RedactRequest),
+    /// Whether the recordings disk has room now (sent before a recording's end and whenever
+    /// it turns).
+    RecordingsDisk {
+        room: bool,
+    },
 }
 
 /// What REST showed of a restored call when a new ari-recorder took it over.
@@ -458,6 +465,13 @@ pub struct Call {
     /// The deployment's `recording_announcement`, fixed for the call's life.
     #[serde(default)]
     announcement: Vec<String>,
+    /// Whether the recordings disk had room when last told (the runtime tells each call before
+    /// its recording's end, and everyone when it turns).
+    #[serde(skip, default = "switched_on")]
+    disk_room: bool,
+    /// The full disk ended the bridged call's recording: it records again once the disk has room.
+    #[serde(default)]
+    awaiting_disk_room: bool,
 }
 
 fn switched_on() -> bool {
@@ -567,6 +581,8 @@ impl Call {
             record_inbound_calls: false,
             consent: None,
             announcement: Vec::new(),
+            disk_room: true,
+            awaiting_disk_room: false,
         }
     }
 
@@ -796,6 +812,7 @@ impl Call {
                 message,
             } => self.on_failed(command, status, message, now_ms, agents, &mut out),
             Input::ChannelGone(id) => self.on_gone(&id, now_ms, agents, &mut out),
+            Input::RecordingsDisk { room } => self.disk_room_now(room, now_ms, &mut out),
         }
         if self.recording != recording_before {
             // The recording under a redaction ended: its span ends with it.

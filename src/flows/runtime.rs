@@ -84,6 +84,8 @@ enum CallMsg {
     Event(Arc<Event>, Instant),
     Gone(String),
     Timer(u64),
+    /// Whether the recordings disk has room now.
+    RecordingsDisk(bool),
     /// Redact the call's recording (or stop); the answer says how it is recorded after.
     Redact(
         RedactRequest,
@@ -131,6 +133,8 @@ struct Inner {
     /// Bridges of an earlier run holding a conversation no saved call owns, left to Asterisk:
     /// when a party leaves one, the rest is ended and the bridge destroyed.
     left_to_asterisk: Mutex<HashSet<String>>,
+    /// The recordings disk's free space (see [`FlowRuntime::watch_disk`]).
+    disk: std::sync::OnceLock<Arc<crate::disk_space::DiskSpace>>,
 }
 
 /// Handle to the running flows; cheap to clone.
@@ -186,6 +190,7 @@ impl FlowRuntime {
                 call_tasks,
                 end_unresumable: AtomicBool::new(false),
                 left_to_asterisk: Mutex::new(HashSet::new()),
+                disk: std::sync::OnceLock::new(),
             }),
         };
         (runtime, writer)
@@ -198,6 +203,14 @@ impl FlowRuntime {
     /// alone in the app with no state is ended either way: nobody would ever hear from it.
     pub fn end_unresumable_calls(&self, end: bool) {
         self.inner.end_unresumable.store(end, Ordering::Relaxed);
+    }
+
+    /// Calls whose recording the full recordings disk ended record again once it has room:
+    /// the runtime tells each call whether it has room before its recording's end reaches it,
+    /// and every call when that turns (both from [`FlowRuntime::run`]'s one task, reading the
+    /// state as it sends, so no call keeps waiting on a turn it missed).
+    pub fn watch_disk(&self, disk: Arc<crate::disk_space::DiskSpace>) {
+        let _ = self.inner.disk.set(disk);
     }
 
     pub fn store(&self) -> &Arc<FlowStore> {
@@ -269,11 +282,39 @@ impl FlowRuntime {
     /// loaded first and taken over after the first resync from REST.
     pub async fn run(self, mut inputs: mpsc::Receiver<AppInput>) {
         self.load_saved_calls().await;
-        while let Some(input) = inputs.recv().await {
-            match input {
-                AppInput::Event(event) => self.dispatch(Arc::from(event)),
-                AppInput::Change(change) => self.on_change(&change).await,
+        let mut disk_turns = self.inner.disk.get().map(|d| d.watch_recordings());
+        loop {
+            let turned = async {
+                match disk_turns.as_mut() {
+                    Some(turns) => turns.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(AppInput::Event(event)) => self.dispatch(Arc::from(event)),
+                    Some(AppInput::Change(change)) => self.on_change(&change).await,
+                    None => return,
+                },
+                still = turned => {
+                    if still {
+                        self.tell_every_call_the_disk_room();
+                    } else {
+                        disk_turns = None;
+                    }
+                }
             }
+        }
+    }
+
+    fn tell_every_call_the_disk_room(&self) {
+        let Some(disk) = self.inner.disk.get() else {
+            return;
+        };
+        let room = disk.recordings_room();
+        let calls = self.inner.calls.lock().unwrap_or_else(|p| p.into_inner());
+        for tx in calls.values() {
+            let _ = tx.send(CallMsg::RecordingsDisk(room));
         }
     }
 
@@ -412,6 +453,12 @@ impl FlowRuntime {
         let subject = subject_of(&event);
         let Some(subject) = subject else { return };
         if let Some(tx) = route(inner, &subject) {
+            if let (Some(disk), Event::RecordingFinished(_) | Event::RecordingFailed(_)) =
+                (inner.disk.get(), &*event)
+            {
+                // What the disk is like as the recording ends (read by the Stasis runtime then).
+                let _ = tx.send(CallMsg::RecordingsDisk(disk.recordings_room()));
+            }
             let _ = tx.send(CallMsg::Event(event, Instant::now()));
             return;
         }
@@ -750,6 +797,9 @@ async fn drive_call(
                 handle(&inner, &mut call, Input::ChannelGone(channel))
             }
             CallMsg::Timer(key) => handle(&inner, &mut call, Input::Timer(*key)),
+            CallMsg::RecordingsDisk(room) => {
+                handle(&inner, &mut call, Input::RecordingsDisk { room: *room })
+            }
             CallMsg::Redact(..) => Vec::new(),
         };
         execute_after(&inner, &mut call, &tx, outputs, received).await;
@@ -1003,6 +1053,10 @@ async fn execute_after(
                         at_ms: now_ms() as i64,
                     })
                     .await;
+            }
+            Output::RecordingResumed => {
+                inner.metrics.count_recording_resumed_after_full_disk();
+                tracing::info!(call = %call.id, "the recordings disk has room again: recording the call again");
             }
             Output::Finished => {}
         }

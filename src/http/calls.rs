@@ -311,6 +311,12 @@ async fn assembled(
                 "no_audio",
                 format!("no audio: {reason}"),
             ),
+            RenderError::NoSpace(reason) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "cache_full",
+                format!("the audio cannot be prepared now: {reason}"),
+            )
+            .retry_after(60),
             RenderError::Job(_) => internal(e),
         })?;
     // Each segment served is audited as a play (or download) of that recording.

@@ -46,6 +46,8 @@ pub struct AppState {
     pub flows: FlowRuntime,
     pub library: Arc<Library>,
     pub access: Arc<Access>,
+    /// Free space of the folders written during calls.
+    pub disk: Arc<crate::disk_space::DiskSpace>,
 }
 
 /// A JSON error answer.
@@ -185,11 +187,7 @@ pub fn too_many(wait: std::time::Duration) -> ApiError {
     .retry_after(seconds)
 }
 
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+pub use crate::clock::rfc3339;
 
 impl From<EditError> for ApiError {
     fn from(e: EditError) -> ApiError {
@@ -379,7 +377,7 @@ async fn healthz() -> Response {
 /// while Asterisk is away), nor do the warnings (folders not writable, no dialplans folder), the
 /// calls recorded by the dialplan's fallback while the service was away, or the archive's state.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses(
-    (status = 200, description = "ready: `status`, `database`, `recordings_dir`, `ari`, `fallback_recordings`, `archive`, `warnings`"),
+    (status = 200, description = "ready: `status`, `database`, `recordings_dir`, `disk_space`, `ari`, `fallback_recordings`, `archive`, `warnings`"),
     (status = 503, description = "not ready, with the reasons in the same fields"),
 ))]
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -421,7 +419,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         None => "ok".to_string(),
     };
     let degraded = archive.as_ref().is_some_and(|a| a["status"] == "degraded")
-        || writes_failing_since.is_some();
+        || writes_failing_since.is_some()
+        || state.disk.any_full();
     // Not gating: a read-only volume still plays, a library-only node has no flows.
     let warnings =
         crate::preflight::folder_warnings_for(&state.recordings_dir, state.flows.store().dir());
@@ -440,6 +439,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "database": database,
         "database_writes": database_writes,
         "recordings_dir": recordings_dir,
+        "disk_space": state.disk.readiness(),
         "ari": if state.metrics.ari_connected() { "connected" } else { "disconnected" },
         "fallback_recordings": fallback,
         "archive": archive,
@@ -527,6 +527,7 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     audit_metrics(&state.db, &mut text);
     state.library.indexer.state.render(&mut text);
+    state.disk.render_metrics(&mut text);
     state.library.renderings.render_metrics(&mut text);
     state.library.call_audio.render_metrics(&mut text);
     if let Some(archive) = &state.library.archive {

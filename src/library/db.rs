@@ -391,7 +391,8 @@ async fn end_migration(
     }
 }
 
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+/// The file of a SQLite URL (`sqlite://path?mode=rwc`); None for memory or another database.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

@@ -1168,11 +1168,16 @@ impl Indexer {
                 Some("a call's recording whose metadata has not reached the library yet: hidden until it does".to_string()),
             )
         } else if let Some(cut) = m
-            .filter(|m| m.state == "done" && row.status == "ready")
+            .filter(|m| m.state == "done" && matches!(row.status, "ready" | "empty"))
             .and_then(|m| m.failure_cause.clone())
         {
-            // Whole as a file, but short of its call: say why (Asterisk restarted).
-            (row.status, Some(cut))
+            // Whole as a file, but short of its call: say why (Asterisk restarted, the disk
+            // was full).
+            let reason = match row.status {
+                "empty" => format!("0 bytes: nothing was recorded; {cut}"),
+                _ => cut,
+            };
+            (row.status, Some(reason))
         } else {
             (row.status, row.probe.reason.clone())
         };

@@ -135,6 +135,10 @@ struct SimRecording {
     muted: bool,
     /// Injected fault: fail right after the 201.
     fail_cause: Option<String>,
+    /// Some audio reached the disk.
+    on_disk: bool,
+    /// A write failed (the disk is full): the recording ends, as Asterisk's does.
+    write_failed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

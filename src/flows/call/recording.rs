@@ -220,9 +220,35 @@ impl Call {
             return;
         }
         self.recording = None;
-        // A voicemail ends with its recording; a bridged call goes on unrecorded.
-        if let Phase::VoicemailRecording { .. } = self.phase {
-            self.end(now_ms, agents, out);
+        match self.phase {
+            // A voicemail ends with its recording.
+            Phase::VoicemailRecording { .. } => self.end(now_ms, agents, out),
+            // Asterisk stops a recording at the first write the full disk refuses, and the
+            // call goes on: record it again once there is room. Ended for another reason (the
+            // runtime found room when it ended), the call goes on unrecorded.
+            Phase::Bridged { .. } if !self.disk_room => {
+                self.awaiting_disk_room = true;
+                self.stop_parties(out);
+            }
+            _ => {}
         }
+    }
+
+    /// The runtime says whether the recordings disk has room: a call whose recording the full
+    /// disk ended records again (a new segment of the call).
+    pub(super) fn disk_room_now(&mut self, room: bool, now_ms: u64, out: &mut Vec<Output>) {
+        self.disk_room = room;
+        if !room || !self.awaiting_disk_room {
+            return;
+        }
+        self.awaiting_disk_room = false;
+        let Phase::Bridged { agent } = self.phase.clone() else {
+            return;
+        };
+        if self.recording.is_some() || !self.records() {
+            return;
+        }
+        out.push(Output::RecordingResumed);
+        self.maybe_record(&agent, now_ms, out);
     }
 }

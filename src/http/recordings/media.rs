@@ -861,6 +861,12 @@ pub(in crate::http) async fn encoded_file(
             "no_audio",
             format!("no {format} audio: {reason}"),
         ),
+        RenderError::NoSpace(reason) => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "cache_full",
+            format!("the audio cannot be prepared now: {reason}"),
+        )
+        .retry_after(60),
         RenderError::Job(_) => internal(e),
     })
 }

@@ -146,6 +146,8 @@ impl World {
             paused: false,
             muted: false,
             fail_cause: fail_cause.clone(),
+            on_disk: false,
+            write_failed: false,
         };
         self.recordings.insert(name.to_string(), recording);
         match &fail_cause {
@@ -246,7 +248,13 @@ impl World {
         r.data_bytes -= (trimmed * bytes_per_sample).min(r.data_bytes);
         if let Some(mut writer) = r.writer.take() {
             let _ = writer.flush();
-            if let Ok(mut file) = writer.into_inner() {
+            // What a full disk refused stays behind (not written again at the close).
+            let (mut file, _refused) = writer.into_parts();
+            if r.write_failed && !r.on_disk {
+                // Nothing reached the disk (it was full from the start): Asterisk leaves the
+                // file empty, not even a header.
+                let _ = file.set_len(0);
+            } else {
                 let header = if r.format == FileFormat::Wav {
                     wav::HEADER_LEN
                 } else {

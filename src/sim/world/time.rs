@@ -355,12 +355,17 @@ impl World {
                     if w.write_all(&bytes).and_then(|_| w.flush()).is_ok() {
                         r.data_bytes += bytes.len() as u64;
                         r.recorded += FRAME_SAMPLES as u64;
+                        r.on_disk = true;
+                    } else {
+                        // A full disk: Asterisk ends the recording at the first write that
+                        // fails ("Error writing frame") and reports it finished, `done`.
+                        r.write_failed = true;
                     }
                 }
             }
             let over_time = r.max_duration.is_some_and(|m| r.elapsed >= m);
             let over_silence = r.max_silence.is_some_and(|m| r.silence_run >= m);
-            if over_time || over_silence {
+            if over_time || over_silence || r.write_failed {
                 self.finish_recording(&name, "done");
             }
         }
