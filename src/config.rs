@@ -87,6 +87,9 @@ pub struct Config {
     pub disk_reserve_bytes: u64,
     /// How often those folders' free space is read (also read whenever a recording ends).
     pub disk_check_seconds: u64,
+    /// A call's recording whose metadata has not come after this long (lost in a crash) is
+    /// filed as a private recording of the operator's tenant, seen by its admins.
+    pub quarantine_grace_hours: u64,
     /// S3-compatible bucket recordings are copied to once final (empty: no archive).
     pub archive_bucket: String,
     /// The store's URL (`https://s3.eu-west-1.amazonaws.com`, `https://minio.example:9000`);
@@ -181,6 +184,7 @@ impl Default for Config {
             call_audio_cache_bytes: 2 << 30,
             disk_reserve_bytes: 64 << 20,
             disk_check_seconds: 5,
+            quarantine_grace_hours: 24,
             archive_bucket: String::new(),
             archive_endpoint: String::new(),
             archive_region: "us-east-1".into(),
@@ -206,7 +210,7 @@ impl Default for Config {
 }
 
 /// The environment variables that override the file, in the order of the README's table.
-pub const ENV_KEYS: [&str; 49] = [
+pub const ENV_KEYS: [&str; 50] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -256,6 +260,7 @@ pub const ENV_KEYS: [&str; 49] = [
     "ARI_EVENT_FILTER",
     "DISK_RESERVE_BYTES",
     "DISK_CHECK_SECONDS",
+    "QUARANTINE_GRACE_HOURS",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -372,6 +377,7 @@ impl Config {
             "CACHE_DIR" => self.cache_dir = PathBuf::from(value),
             "CALL_AUDIO_CACHE_BYTES" => self.call_audio_cache_bytes = number(key, &value)?,
             "DISK_RESERVE_BYTES" => self.disk_reserve_bytes = number(key, &value)?,
+            "QUARANTINE_GRACE_HOURS" => self.quarantine_grace_hours = number(key, &value)?,
             "DISK_CHECK_SECONDS" => self.disk_check_seconds = number::<u64>(key, &value)?.max(1),
             "ARCHIVE_BUCKET" => self.archive_bucket = value,
             "ARCHIVE_ENDPOINT" => self.archive_endpoint = value,

@@ -233,6 +233,17 @@ pub async fn start(
         );
         tokio::spawn(worker.run(shutdown.clone()))
     });
+    let filing_task = tokio::spawn(file_unclaimed_recordings(
+        db.clone(),
+        indexer.clone(),
+        Duration::from_secs(config.quarantine_grace_hours.saturating_mul(3600)),
+        (
+            config.default_tenant.clone(),
+            config.default_project.clone(),
+        ),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     let purge_task = tokio::spawn(purge_hourly(
         db.clone(),
         config.recordings_dir.clone(),
@@ -333,6 +344,7 @@ pub async fn start(
         writer_task,
         index_task,
         purge_task,
+        filing_task,
     ]);
     tasks.extend(archive_task);
     tasks.extend(seal_task);
@@ -421,6 +433,58 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Applies the tenants' retention rules every hour (the first a minute after start), and drops
 /// what the caches hold of purged audio. A failed run is logged and retried at the next.
+/// How often quarantined recordings are looked at for filing.
+const FILING_EVERY: Duration = Duration::from_secs(600);
+
+/// Files the recordings quarantined for longer than `grace` (their call's metadata never came:
+/// lost in a crash) as private recordings of the operator's tenant, seen by its admins, instead
+/// of leaving them invisible to everyone. On the service's clock (tests move it on).
+async fn file_unclaimed_recordings(
+    db: Database,
+    indexer: Arc<Indexer>,
+    grace: Duration,
+    scope: (String, String),
+    clock: crate::clock::Clock,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let finished = indexer.finished_notifier();
+    loop {
+        tokio::select! {
+            _ = clock.sleep(FILING_EVERY) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        let before = clock.now_ms().saturating_sub(grace_ms);
+        let due = match crate::library::index::quarantined_before(&db, indexer.node(), before).await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "quarantined recordings not looked at; tried again later");
+                continue;
+            }
+        };
+        for (name, format, written_ms) in due {
+            let filed = crate::library::calls::file_unclaimed(
+                &db.pool,
+                &name,
+                &format,
+                (&scope.0, &scope.1),
+                written_ms,
+            )
+            .await;
+            match filed {
+                Ok(()) => {
+                    tracing::warn!(recording = %name, "a call's recording whose metadata never came is filed for the operator's admins");
+                    finished.finished(&name, None);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, recording = %name, "not filed; tried again later")
+                }
+            }
+        }
+    }
+}
+
 async fn purge_hourly(
     db: Database,
     root: std::path::PathBuf,

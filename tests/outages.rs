@@ -116,7 +116,10 @@ async fn recordings_made_while_the_database_is_away_are_in_the_library_when_it_r
     recorded_while_the_database_takes_no_writes(db, false).await;
 }
 
-on_both_databases!(recordings_made_while_the_database_is_away_are_in_the_library_when_it_returns,);
+on_both_databases!(
+    recordings_made_while_the_database_is_away_are_in_the_library_when_it_returns,
+    a_recording_whose_call_metadata_never_comes_is_shown_to_admins_then_filed,
+);
 
 /// The same when SQLite's disk is full (the library's own database filling up): the writes
 /// fail, are kept and retried, and no row is written half or twice.
@@ -506,5 +509,80 @@ async fn a_full_cache_disk_answers_a_clear_error_and_keeps_nothing_half_written(
     cache.empty();
     let served = send(common::authed().get(&audio)).await;
     assert_eq!(served.status, 200);
+    let _ = s.stop.send(true);
+}
+
+/// A call's recording whose metadata never comes (lost in a crash) is not invisible to everyone:
+/// quarantined, the operator's admins see it listed with the reason (nobody else does), and
+/// after the grace period it is filed as a private recording of the operator's tenant.
+async fn a_recording_whose_call_metadata_never_comes_is_shown_to_admins_then_filed(db: Db) {
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, db).await;
+    let s = start_service_with(&t, &[], &url, &[("QUARANTINE_GRACE_HOURS", "24")]).await;
+    let manager = common::bearer(
+        &common::user_token(
+            &s.svc.db,
+            "mia",
+            "manager",
+            "default",
+            &[],
+            Some("201"),
+            &ari_recorder::access::Scope::ALL,
+        )
+        .await,
+    );
+    // Named as the flows name a call's recording, with no call metadata behind it.
+    common::put_wav(&t, "transfer-20261201-101500-0badc0de");
+    let listed = |client: reqwest::Client| {
+        let base = s.base.clone();
+        async move {
+            let list = send(client.get(format!("{base}/api/recordings"))).await;
+            assert_eq!(list.status, 200, "{:?}", list.json());
+            list.json()["recordings"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    eventually(
+        "quarantined, listed to the admin with the reason",
+        || async {
+            listed(common::authed()).await.iter().any(|r| {
+                r["status"] == "quarantined"
+                    && r["reason"]
+                        .as_str()
+                        .is_some_and(|why| why.contains("metadata has not reached"))
+            })
+        },
+    )
+    .await;
+    assert!(
+        listed(manager.clone()).await.is_empty(),
+        "a manager does not see it"
+    );
+    // A day later it is filed: final, private to the operator's tenant's admins.
+    s.svc.clock.advance(Duration::from_secs(25 * 3600));
+    eventually("filed with the reason", || async {
+        listed(common::authed()).await.iter().any(|r| {
+            r["status"] == "ready"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|why| why.contains("never reached the library"))
+        })
+    })
+    .await;
+    let (tenant, private, node_type): (String, i64, Option<String>) =
+        sqlx::query_as("SELECT tenant, private, node_type FROM recordings")
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("row");
+    assert_eq!(
+        (tenant.as_str(), private, node_type.as_deref()),
+        ("default", 1, Some("transfer"))
+    );
+    assert!(
+        listed(manager).await.is_empty(),
+        "still private: the manager does not see it"
+    );
     let _ = s.stop.send(true);
 }

@@ -25,6 +25,16 @@ import requests
 import restart
 
 
+METRICS_TOKEN = "disk-full-bench-metrics-token-0123456789"
+
+
+def metrics(base):
+    if not base:
+        return ""
+    return requests.get(base + "/metrics", timeout=2,
+                        headers={"Authorization": "Bearer " + METRICS_TOKEN}).text
+
+
 def readyz(base):
     try:
         return requests.get(base + "/readyz", timeout=2).json()
@@ -73,7 +83,7 @@ def run(args):
     log = open(os.path.join(work, "serve.log"), "w")
     os.environ["DISK_RESERVE_BYTES"] = "65536"
     os.environ["DISK_CHECK_SECONDS"] = "1"
-    os.environ["HTTP_ADDR_FILE"] = ""
+    os.environ["METRICS_TOKEN"] = METRICS_TOKEN
     serve = restart.start_serve(args, work, log)
     base = None
     for _ in range(100):
@@ -101,7 +111,7 @@ def run(args):
     place(args.calls)  # arrives with the disk full: nothing of it reaches the disk
     time.sleep(5)
     while_full = readyz(base)
-    metrics_full = requests.get(base + "/metrics", timeout=2).text if base else ""
+    metrics_full = metrics(base)
     time.sleep(2)
     os.remove(os.path.join(args.recordings, "filler"))
     freed = time.time() - started
@@ -115,7 +125,7 @@ def run(args):
     ended = time.time() - started
     time.sleep(5)
     after = readyz(base)
-    metrics = requests.get(base + "/metrics", timeout=2).text if base else ""
+    metrics_after = metrics(base)
     serve.terminate()
     serve.wait()
     db = sqlite3.connect(os.path.join(work, "library.db"))
@@ -128,7 +138,7 @@ def run(args):
         while_full.get("status"), (while_full.get("disk_space") or {}).get("recordings")))
     print("/readyz after:      status=%s recordings=%s" % (
         after.get("status"), (after.get("disk_space") or {}).get("recordings")))
-    for line in (metrics_full + metrics).splitlines():
+    for line in (metrics_full + metrics_after).splitlines():
         if line.startswith(("disk_full{folder=\"recordings\"}", "recordings_cut_by_full_disk_total",
                             "recordings_resumed_after_full_disk_total")):
             print("  " + line)

@@ -107,6 +107,49 @@ pub async fn started(conn: impl AnyExecutor<'_>, row: &RecordingRow) -> Result<(
     .map(drop)
 }
 
+/// Why a recording is filed with no call: shown as its reason.
+pub const FILED_UNCLAIMED: &str = "its call's metadata never reached the library (lost in a \
+     crash?): filed as a private recording of the operator's tenant, seen by its admins";
+
+/// A call's recording whose metadata never came (lost in a crash) is filed after a grace
+/// period: the metadata is written here as the library knows it, private to nobody on a call
+/// (no participants: the tenant's admins see it). What the name says is kept: a recording
+/// named `outbound-...` was a direct outbound call, the others were inbound calls to a flow
+/// node of that type.
+pub async fn file_unclaimed(
+    conn: impl AnyExecutor<'_>,
+    name: &str,
+    format: &str,
+    (tenant, project): (&str, &str),
+    started_at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    // `<node type>-<date>-<time>-<hex>`, the type spelled with dashes (`hunt-group`).
+    let kind = name.rsplitn(4, '-').nth(3).unwrap_or_default();
+    let node_type = NodeType::parse(&kind.replace('-', "_"));
+    let direction = if node_type == Some(NodeType::Outbound) {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
+    };
+    sqlx::query(
+        "INSERT INTO call_recordings (recording_name, call_id, tenant, node_type, direction, \
+         format, state, started_at_ms, project, private, consent, participants, failure_cause) \
+         VALUES ($1, $1, $2, $3, $4, $5, 'done', $6, $7, 1, 'unknown', '', $8) \
+         ON CONFLICT (recording_name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(tenant)
+    .bind(node_type.map(NodeType::as_str))
+    .bind(direction.as_str())
+    .bind(format)
+    .bind(started_at_ms)
+    .bind(project)
+    .bind(FILED_UNCLAIMED)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 /// An armed recording's other party answered: its callee, and where the lead-in ends.
 pub async fn answered(
     conn: impl AnyExecutor<'_>,

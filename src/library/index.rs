@@ -374,6 +374,23 @@ pub async fn note_cut(
     Ok(())
 }
 
+/// This node's recordings quarantined (a call's file whose metadata never came) since before
+/// `before_ms`: name, format and when the file was last written.
+pub async fn quarantined_before(
+    db: &Database,
+    node: &str,
+    before_ms: i64,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT name, format, mtime_ms FROM recordings \
+         WHERE status = 'quarantined' AND node_id = $1 AND mtime_ms < $2",
+    )
+    .bind(node)
+    .bind(before_ms)
+    .fetch_all(&db.pool)
+    .await
+}
+
 /// The file of recording `id` was rewritten on purpose (sealed at rest): same audio, new size on
 /// disk and the same modification time, so the indexer does not read it again.
 pub async fn note_rewritten(

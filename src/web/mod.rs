@@ -19,7 +19,8 @@ static PAGE: LazyLock<String> =
 
 fn page_values() -> serde_json::Value {
     use crate::library::{Compliance, Consent, Direction, NodeType, RecordingStatus};
-    // A quarantined recording is listed to nobody: not a status to filter by.
+    // A quarantined recording is listed to the tenant's admins only, with its reason: not a
+    // status offered to everyone as a filter.
     let statuses: Vec<&str> = RecordingStatus::ALL
         .into_iter()
         .filter(|s| *s != RecordingStatus::Quarantined)

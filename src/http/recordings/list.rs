@@ -87,6 +87,8 @@ pub(in crate::http) fn list_filters<'a>(
             .filter(|e| !e.is_empty())
             .into_iter()
             .collect(),
+        sees_unclaimed: principal.role == crate::access::Role::Admin
+            && principal.projects.is_empty(),
     };
     let mut filter = Filter::default();
     let prefix = |key: &str| -> Result<Option<String>, ApiError> {
