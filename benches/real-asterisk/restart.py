@@ -200,14 +200,14 @@ def _basic(auth):
     return "Authorization: Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()
 
 
-def start_serve(args, work, log):
+def start_serve(args, work, log, database=None):
     env = dict(os.environ)
     env.update({
         "ARI_URL": args.ari,
         "ARI_USERNAME": args.user,
         "ARI_PASSWORD": args.password,
         "RECORDINGS_DIR": args.recordings,
-        "DATABASE_URL": "sqlite://%s/library.db?mode=rwc" % work,
+        "DATABASE_URL": database or "sqlite://%s/library.db?mode=rwc" % work,
         "DIALPLANS_DIR": os.path.join(work, "dialplans"),
         "CACHE_DIR": os.path.join(work, "cache"),
         "HTTP_ADDR": "127.0.0.1:0",

@@ -381,9 +381,14 @@ async fn healthz() -> Response {
     (status = 503, description = "not ready, with the reasons in the same fields"),
 ))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let database = match state.db.ping().await {
-        Ok(()) => "ok".to_string(),
-        Err(e) => e.to_string(),
+    // Answered within a second whatever the database does: a load balancer's check must not
+    // hang on a pool whose connections all wait on a held lock.
+    let database = match tokio::time::timeout(std::time::Duration::from_secs(1), state.db.ping())
+        .await
+    {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer within 1 s (no free connection: the database is busy or away)".into(),
     };
     let scan = &state.library.indexer.state;
     let recordings_dir = match (
