@@ -139,7 +139,7 @@ def main():
                      "SELECT r.name, r.status, r.duration_ms, "
                      "(SELECT COUNT(*) FROM call_recordings c WHERE c.recording_name = r.name) "
                      "FROM recordings r WHERE r.name LIKE 'transfer-%' AND r.mtime_ms >= "
-                     + str(int(held * 1000) - 5000))
+                     + str(int(held * 1000)))
         channels = ari.get(args.ari + "/ari/channels").json()
         final = [r for r in rows if r[1] == "ready" and r[3] == 1]
         if caught_up is None and len(final) >= ended_before:
