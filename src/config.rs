@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod archive;
+
 /// Everything ari-recorder needs to run. See `ari-recorder.example.toml` for a commented copy.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -619,7 +621,7 @@ impl Config {
             });
         }
         if !self.archive_bucket.is_empty() {
-            crate::archive::ArchiveSettings::from_config(self)?;
+            archive::ArchiveSettings::from_config(self)?;
         }
         self.encryption_keyring()?;
         let node = self.node();

@@ -94,35 +94,7 @@ pub enum Command {
     },
 }
 
-/// How a live recording is redacted: `mute` keeps the file aligned with the call (silence in
-/// place of the audio), `pause` leaves the audio out (the file is shorter than the call).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum RedactMode {
-    #[default]
-    Mute,
-    Pause,
-}
-
-impl RedactMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RedactMode::Mute => "mute",
-            RedactMode::Pause => "pause",
-        }
-    }
-}
+pub use super::definition::RedactMode;
 
 /// A request to redact the call's recording from now (`on`) or to stop redacting it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -296,6 +296,36 @@ pub enum FeatureLeg {
     Caller,
 }
 
+/// How a live recording is redacted: `mute` keeps the file aligned with the call (silence in
+/// place of the audio), `pause` leaves the audio out (the file is shorter than the call).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RedactMode {
+    #[default]
+    Mute,
+    Pause,
+}
+
+impl RedactMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedactMode::Mute => "mute",
+            RedactMode::Pause => "pause",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Settings {
     /// The master switch: off, no call is recorded whatever the nodes say (voicemail messages
@@ -313,7 +343,7 @@ pub struct Settings {
     /// How pausing a live recording redacts it: `mute` (the default: silence in its place, the
     /// file stays aligned with the call) or `pause` (the audio is left out).
     #[schema(read_only)]
-    pub redaction_mode: super::call::RedactMode,
+    pub redaction_mode: RedactMode,
     /// Compliance status of new recordings: `permitted` (the default), or `unknown`, which
     /// blocks playback until an admin records the evidence (the strict reading).
     #[schema(read_only)]
@@ -390,7 +420,7 @@ impl Default for Settings {
             record_inbound_calls: false,
             record_outbound_calls: false,
             record_from_dial: false,
-            redaction_mode: super::call::RedactMode::Mute,
+            redaction_mode: RedactMode::Mute,
             default_compliance: DefaultCompliance::Permitted,
             recording_separation: RecordingSeparation::PerCall,
             recording_announcement: Vec::new(),
@@ -1163,10 +1193,7 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
     let redaction_mode = ctx.choice(
         &table,
         "redaction_mode",
-        &[
-            ("mute", super::call::RedactMode::Mute),
-            ("pause", super::call::RedactMode::Pause),
-        ],
+        &[("mute", RedactMode::Mute), ("pause", RedactMode::Pause)],
     );
     let default_compliance = ctx.choice(
         &table,

@@ -233,7 +233,7 @@ impl Caller {
 /// The error answer for a denial; out of scope reads exactly like "no such recording".
 pub fn denied(denial: Denial) -> ApiError {
     match denial {
-        Denial::OutOfScope => super::recordings::not_found(),
+        Denial::OutOfScope => super::recording_not_found(),
         other => ApiError::new(StatusCode::FORBIDDEN, other.reason(), other.message()),
     }
 }

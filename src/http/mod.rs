@@ -141,6 +141,12 @@ pub fn body_rejection(
     })
 }
 
+/// No such recording, or one out of the caller's scope: the same answer, so a scope's edges
+/// cannot be probed.
+pub fn recording_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such recording")
+}
+
 /// An access that could not be audited (the database is away, locked by another writer, or
 /// failing): refused, since nothing is served unaudited, with 503 and `Retry-After` rather than
 /// a 500 (the client did nothing wrong and may try again in a moment). Logged here.

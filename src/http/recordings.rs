@@ -332,9 +332,7 @@ pub(super) fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
     )
 }
 
-pub(super) fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such recording")
-}
+pub(super) use super::recording_not_found as not_found;
 
 async fn fetch(db: &Database, id: i64) -> Result<Option<RecordingRow>, ApiError> {
     crate::library::recordings::by_id(&db.pool, id)
