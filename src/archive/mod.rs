@@ -442,6 +442,7 @@ pub fn backoff(attempts: u32, cap: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, ConfigError};
 
     #[test]
     fn backoff_is_jittered_below_a_doubling_ceiling_and_the_cap() {
