@@ -69,12 +69,18 @@ def run(args, event_filter):
         time.sleep(0.1)
     # A new library indexes the recordings folder first (every file read and hashed: a folder
     # of earlier runs' recordings costs seconds of CPU): measure the calls once that is done,
-    # when the service has been at rest (under 20 ms of CPU) for two seconds.
+    # when the service has been at rest (under 20 ms of CPU, no file read) for three seconds.
+    def file_reads():
+        m = requests.get("http://127.0.0.1:18230/metrics",
+                         headers={"authorization": "Bearer " + TOKEN}, timeout=5).text
+        found = re.search(r'^indexer_file_reads_total (\d+)$', m, re.M)
+        return int(found.group(1)) if found else -1
+
     settled = time.time()
-    while time.time() - settled < 120:
-        before = cpu_seconds(proc.pid)
-        time.sleep(2)
-        if cpu_seconds(proc.pid) - before < 0.02:
+    while time.time() - settled < 300:
+        before, reads = cpu_seconds(proc.pid), file_reads()
+        time.sleep(3)
+        if cpu_seconds(proc.pid) - before < 0.02 and file_reads() == reads:
             break
     ours0, ast0 = cpu_seconds(proc.pid), cpu_seconds(args.asterisk_pid)
     for i in range(args.calls):

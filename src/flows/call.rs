@@ -614,13 +614,21 @@ impl Call {
 
     /// The call as saved (`.0`), and the same with the deadlines of its timers left out
     /// (`.1`): what decides whether it is worth saving again (timers alone moving are not).
-    pub fn saved(&self) -> (serde_json::Value, serde_json::Value) {
-        let full = serde_json::to_value(self).unwrap_or_default();
-        let mut key = full.clone();
-        if let Some(object) = key.as_object_mut() {
-            object.remove("deadlines");
-        }
-        (full, key)
+    pub fn saved(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// A digest of the saved state without the timers' due times: a new one means the state
+    /// is worth writing again (a timer re-armed alone is not). Serialized to text and hashed,
+    /// at every step of every call, so without building a JSON tree.
+    pub fn saved_digest(&mut self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let deadlines = std::mem::take(&mut self.deadlines);
+        let text = serde_json::to_string(self).unwrap_or_default();
+        self.deadlines = deadlines;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
+        hasher.finish()
     }
 
     /// The name of the call's flow (None: a direct outbound call).

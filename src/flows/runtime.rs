@@ -765,7 +765,7 @@ async fn drive_call(
     let first = match &adopted {
         Some(adoption) => {
             // What was saved is the baseline: only a change is written again.
-            saved.last = Some(call.saved().1);
+            saved.last = Some(call.saved_digest());
             saved.written = true;
             Input::Adopted(adoption)
         }
@@ -776,7 +776,7 @@ async fn drive_call(
     };
     let outputs = handle(&inner, &mut call, first);
     execute(&inner, &mut call, &tx, outputs).await;
-    saved.save(&inner, &call).await;
+    saved.save(&inner, &mut call).await;
     let mut shown = show_live(&inner, &call, None);
     while !call.is_finished() {
         let msg = tokio::select! {
@@ -807,7 +807,7 @@ async fn drive_call(
             let answer = redact_call(&inner, &mut call, &tx, request).await;
             let _ = reply.send(answer);
         }
-        saved.save(&inner, &call).await;
+        saved.save(&inner, &mut call).await;
         shown = show_live(&inner, &call, shown);
     }
     inner
@@ -889,12 +889,12 @@ fn show_live(inner: &Inner, call: &Call, shown: Option<u64>) -> Option<u64> {
 /// moving are not worth a write: the next change carries them).
 #[derive(Default)]
 struct SavedState {
-    last: Option<serde_json::Value>,
+    last: Option<u64>,
     written: bool,
 }
 
 impl SavedState {
-    async fn save(&mut self, inner: &Inner, call: &Call) {
+    async fn save(&mut self, inner: &Inner, call: &mut Call) {
         if call.is_finished() {
             if self.written {
                 self.written = false;
@@ -908,11 +908,11 @@ impl SavedState {
             }
             return;
         }
-        let (full, key) = call.saved();
-        if self.last.as_ref() == Some(&key) {
+        let key = call.saved_digest();
+        if self.last == Some(key) {
             return;
         }
-        let state = full.to_string();
+        let state = call.saved();
         self.last = Some(key);
         self.written = true;
         let _ = inner
