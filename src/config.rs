@@ -211,7 +211,7 @@ impl Default for Config {
     }
 }
 
-/// The environment variables that override the file, in the order of the README's table.
+/// The environment variables that override the file, in the order of the table in docs/configuration.md (a test holds the two together).
 pub const ENV_KEYS: [&str; 50] = [
     "ARI_URL",
     "ARI_USERNAME",
@@ -772,6 +772,26 @@ fn describe_span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The reference a reader has (docs/configuration.md) names every variable, and no other.
+    #[test]
+    fn the_configuration_reference_lists_every_variable() {
+        let doc = include_str!("../docs/configuration.md");
+        let named: std::collections::BTreeSet<&str> = doc
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            // The first cell: `file_key` / `ENV_KEY` (several, comma-separated).
+            .filter_map(|l| l.split('|').nth(1))
+            .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+            .filter(|w| w.starts_with(|c: char| c.is_ascii_uppercase()))
+            .collect();
+        for key in ENV_KEYS {
+            assert!(named.contains(key), "{key} is missing from docs/configuration.md");
+        }
+        for key in &named {
+            assert!(ENV_KEYS.contains(key), "docs/configuration.md names {key}, which the service does not read");
+        }
+    }
+
     use super::*;
     use std::collections::HashMap;
 

@@ -52,7 +52,7 @@ pub fn folder_warnings_for(recordings_dir: &Path, dialplans_dir: &Path) -> Vec<S
     if recordings_dir.is_dir() {
         if let Some(problem) = write_problem(recordings_dir) {
             warnings.push(format!(
-                "RECORDINGS_DIR {} is not writable by this service: deleting recordings will fail: {problem}; give the service's group write access to the folder (README: \"Folder permissions\")",
+                "RECORDINGS_DIR {} is not writable by this service: deleting recordings will fail: {problem}; give the service's group write access to the folder (docs/asterisk.md: \"Folder permissions\")",
                 recordings_dir.display()
             ));
         }

@@ -76,7 +76,7 @@ async fn transfer_with_record_call_records_the_bridge_and_stores_metadata() {
         "{requests:?}"
     );
     // The agent's leg is originated with an id of Asterisk's choosing (a chosen one costs a
-    // loaded Asterisk dearly: README "What it asks of a loaded Asterisk").
+    // loaded Asterisk dearly: docs/asterisk.md "What it asks of a loaded Asterisk").
     let originates: Vec<String> = t
         .sim
         .requests()

@@ -1,4 +1,4 @@
-//! The client's address behind reverse proxies. The README recommends a TLS proxy in front;
+//! The client's address behind reverse proxies. docs/operations.md recommends a TLS proxy in front;
 //! without this every client would have the proxy's address, making the per-address rate
 //! limits global and the audit log's client field useless. One header, the one the operator
 //! names (`X-Forwarded-For` by default, or `Forwarded` of RFC 7239), is believed, only when the
