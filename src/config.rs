@@ -785,10 +785,16 @@ mod tests {
             .filter(|w| w.starts_with(|c: char| c.is_ascii_uppercase()))
             .collect();
         for key in ENV_KEYS {
-            assert!(named.contains(key), "{key} is missing from docs/configuration.md");
+            assert!(
+                named.contains(key),
+                "{key} is missing from docs/configuration.md"
+            );
         }
         for key in &named {
-            assert!(ENV_KEYS.contains(key), "docs/configuration.md names {key}, which the service does not read");
+            assert!(
+                ENV_KEYS.contains(key),
+                "docs/configuration.md names {key}, which the service does not read"
+            );
         }
     }
 
