@@ -331,14 +331,17 @@ pub struct GroupWriter {
     /// Told when an action's event is committed (a delete, a hold, a consent or a grant): the
     /// anchor task writes the head outside the database at once, not at its next minute.
     pub security_event: tokio::sync::Notify,
-    /// When the last write failed, and why: for [`RETRY_AFTER_FAILURE_MS`] after, events fail
+    /// When the last write failed after a wait, and why: for [`RETRY_AFTER_FAILURE_MS`] after, events fail
     /// at once instead of each waiting out the database's lock timeout (a held SQLite, a
     /// PostgreSQL gone) with a pooled connection.
     failed: std::sync::Mutex<Option<(i64, String)>>,
 }
 
-/// How long audited requests are refused at once after a failed write, before one tries again.
+/// How long audited requests are refused at once after a failed write that waited, before one
+/// tries again.
 const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
+/// A failed write that took this long waited on the database (its lock timeout, a connection).
+const SLOW_FAILURE: std::time::Duration = std::time::Duration::from_secs(1);
 
 type Waiter = tokio::sync::oneshot::Sender<Result<i64, String>>;
 
@@ -523,11 +526,19 @@ async fn write_groups(db: &Database) {
             }
             continue;
         }
+        let began = std::time::Instant::now();
         let written = match AuditTx::begin(db).await {
             Ok(tx) => tx.commit_all(&entries).await,
             Err(e) => Err(e),
         };
-        *db.audit_writer.last_failure() = written.as_ref().err().map(|e| (now_ms(), e.to_string()));
+        // Only a failure that cost a wait (a lock held, a database gone) is not tried again at
+        // once: an instant one costs the next callers nothing.
+        let waited = began.elapsed() >= SLOW_FAILURE;
+        *db.audit_writer.last_failure() = written
+            .as_ref()
+            .err()
+            .filter(|_| waited)
+            .map(|e| (now_ms(), e.to_string()));
         match written {
             Ok(seqs) => {
                 db.audit_writer
