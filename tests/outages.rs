@@ -87,6 +87,23 @@ impl Hold {
     }
 }
 
+/// The callers (`talker`) talk for `caller_talks` seconds, the support line's agent answers and
+/// talks for `agent_talks` (then hangs up, ending the call).
+fn talker_and_agent(t: &common::TestSim, caller_talks: f64, agent_talks: f64) {
+    caller(
+        t,
+        "talker",
+        vec![Step::Answer, Step::Talk(caller_talks), Step::Hangup],
+    );
+    t.sim.define_party(
+        "Local/agent-short@agents",
+        Script::new(
+            "agent",
+            vec![Step::Answer, Step::Talk(agent_talks), Step::Hangup],
+        ),
+    );
+}
+
 async fn readiness(s: &TestService) -> serde_json::Value {
     send(reqwest::Client::new().get(format!("{}/readyz", s.base)))
         .await
@@ -141,15 +158,7 @@ async fn recorded_while_the_database_takes_no_writes(db: Db, full_disk: bool) {
     // The small disk is "full" only under 64 KiB (the default reserve is bigger than it).
     let reserve = [("DISK_RESERVE_BYTES", "65536")];
     let s = start_service_with(&t, &[("support.toml", SUPPORT)], &url, &reserve).await;
-    caller(
-        &t,
-        "talker",
-        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
-    );
-    t.sim.define_party(
-        "Local/agent-short@agents",
-        Script::new("agent", vec![Step::Answer, Step::Talk(6.0), Step::Hangup]),
-    );
+    talker_and_agent(&t, 60.0, 6.0);
     let hold = match disk {
         Some(disk) => {
             disk.fill(0);
@@ -230,15 +239,7 @@ async fn a_recording_cut_by_an_asterisk_restart_is_listed_with_the_reason() {
     let t = start_sim(0.0).await;
     let url = database_url(&t, Db::Sqlite).await;
     let s = start_service_with(&t, &[("support.toml", SUPPORT)], &url, &[]).await;
-    caller(
-        &t,
-        "talker",
-        vec![Step::Answer, Step::Talk(60.0), Step::Hangup],
-    );
-    t.sim.define_party(
-        "Local/agent-short@agents",
-        Script::new("agent", vec![Step::Answer, Step::Talk(30.0), Step::Hangup]),
-    );
+    talker_and_agent(&t, 60.0, 30.0);
     t.sim
         .place_inbound_call("100", "Ivy <5553009>", "talker")
         .expect("call");
@@ -355,15 +356,7 @@ async fn a_full_recordings_disk_is_reported_and_recording_resumes_when_it_has_ro
         &[("DISK_RESERVE_BYTES", "16384"), ("DISK_CHECK_SECONDS", "1")],
     )
     .await;
-    caller(
-        &t,
-        "talker",
-        vec![Step::Answer, Step::Talk(120.0), Step::Hangup],
-    );
-    t.sim.define_party(
-        "Local/agent-short@agents",
-        Script::new("agent", vec![Step::Answer, Step::Talk(40.0), Step::Hangup]),
-    );
+    talker_and_agent(&t, 120.0, 40.0);
     // About 4 s of audio (8 kHz, 16 bits) fit before the disk is full.
     disk.fill(64 << 10);
     t.sim
@@ -469,15 +462,7 @@ async fn a_full_cache_disk_answers_a_clear_error_and_keeps_nothing_half_written(
     let cache = SmallDisk::mount(&t.dir.path().join("cache"), 1 << 20);
     let url = database_url(&t, Db::Sqlite).await;
     let s = start_service_with(&t, &[("support.toml", SUPPORT)], &url, &[]).await;
-    caller(
-        &t,
-        "talker",
-        vec![Step::Answer, Step::Talk(20.0), Step::Hangup],
-    );
-    t.sim.define_party(
-        "Local/agent-short@agents",
-        Script::new("agent", vec![Step::Answer, Step::Talk(6.0), Step::Hangup]),
-    );
+    talker_and_agent(&t, 20.0, 6.0);
     t.sim
         .place_inbound_call("100", "Lee <5553201>", "talker")
         .expect("call");

@@ -15,7 +15,6 @@ no writes for `--hold` seconds, then lets it back and reports:
 Usage: db_outage.py --bin target/release/ari-recorder --recordings /tmp/ast/spool/recording
                     [--postgres postgres://postgres@127.0.0.1:55432/postgres] [--calls 30]
 """
-import argparse
 import os
 import sqlite3
 import subprocess
@@ -43,12 +42,7 @@ def psql(url, sql):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--bin", required=True)
-    p.add_argument("--recordings", required=True)
-    p.add_argument("--ari", default="http://127.0.0.1:8088")
-    p.add_argument("--user", default="recorder")
-    p.add_argument("--password", default="recorder-secret")
+    p = restart.bench_arguments()
     p.add_argument("--postgres", help="admin URL of a PostgreSQL server (default: SQLite)")
     p.add_argument("--calls", type=int, default=30)
     p.add_argument("--hold", type=float, default=30.0)
@@ -100,12 +94,16 @@ def main():
     held = time.time()
     during = {"readyz": set(), "list": set()}
     placed = 0
+
+    def place(i):
+        ari.post(args.ari + "/ari/channels", params={
+            "endpoint": "Local/7011@inbound", "context": "callers", "extension": "talk",
+            "priority": 1, "callerId": "Outage %d <5556%03d>" % (i, i),
+            "timeout": 30}).raise_for_status()
+
     while time.time() - held < args.hold:
         if placed < args.calls:
-            ari.post(args.ari + "/ari/channels", params={
-                "endpoint": "Local/7011@inbound", "context": "callers", "extension": "talk",
-                "priority": 1, "callerId": "Outage %d <5556%03d>" % (placed, placed),
-                "timeout": 30}).raise_for_status()
+            place(placed)
             placed += 1
         try:
             r = requests.get(base + "/readyz", timeout=2).json()
@@ -116,10 +114,7 @@ def main():
             during["readyz"].add("error " + type(e).__name__)
         time.sleep(1)
     while placed < args.calls:
-        ari.post(args.ari + "/ari/channels", params={
-            "endpoint": "Local/7011@inbound", "context": "callers", "extension": "talk",
-            "priority": 1, "callerId": "Outage %d <5556%03d>" % (placed, placed),
-            "timeout": 30}).raise_for_status()
+        place(placed)
         placed += 1
     if args.postgres:
         psql(args.postgres, "ALTER DATABASE %s ALLOW_CONNECTIONS true" % name)

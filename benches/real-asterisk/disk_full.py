@@ -13,7 +13,6 @@ about 61 s), one more call once the disk is full, frees the disk 15 s in, and re
 Usage: disk_full.py --bin target/release/ari-recorder --recordings /tmp/ast/spool/recording
                     [--calls 3] [--size 8388608] [--leave 131072]
 """
-import argparse
 import os
 import sqlite3
 import subprocess
@@ -54,12 +53,7 @@ def fill(folder, leave):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--bin", required=True)
-    p.add_argument("--recordings", required=True)
-    p.add_argument("--ari", default="http://127.0.0.1:8088")
-    p.add_argument("--user", default="recorder")
-    p.add_argument("--password", default="recorder-secret")
+    p = restart.bench_arguments()
     p.add_argument("--calls", type=int, default=3)
     p.add_argument("--size", type=int, default=8 << 20, help="bytes of the tmpfs")
     p.add_argument("--leave", type=int, default=128 << 10, help="bytes left free by the filler")

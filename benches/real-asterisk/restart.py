@@ -332,13 +332,20 @@ def run(args, phase, restart_signal):
     }
 
 
-def main():
-    p = argparse.ArgumentParser()
+def bench_arguments(description=None):
+    """The arguments every real-Asterisk bench takes: the binary, Asterisk's recordings folder,
+    ARI's URL and credentials (the kit's by default)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--bin", required=True)
     p.add_argument("--recordings", required=True)
     p.add_argument("--ari", default="http://127.0.0.1:8088")
     p.add_argument("--user", default="recorder")
     p.add_argument("--password", default="recorder-secret")
+    return p
+
+
+def main():
+    p = bench_arguments()
     p.add_argument("--calls", type=int, default=10)
     p.add_argument("--spacing", type=float, default=0.1, help="seconds between two calls")
     p.add_argument("--phases", default=",".join(PHASES))

@@ -359,6 +359,13 @@ impl GroupWriter {
     fn last_failure(&self) -> std::sync::MutexGuard<'_, Option<(i64, String)>> {
         self.failed.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Another write went through (the database is back): audited requests try at once again.
+    pub fn database_took_a_write(&self) {
+        if let Ok(mut failed) = self.failed.try_lock() {
+            *failed = None;
+        }
+    }
 }
 
 /// Marks the writer stopped if its task ends early (a runtime shutting down drops it

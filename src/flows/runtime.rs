@@ -119,6 +119,7 @@ impl FlowRuntime {
             db.clone(),
             writes,
             Writer {
+                db: db.clone(),
                 metrics: Arc::clone(&metrics),
                 finished,
             },

@@ -190,6 +190,12 @@ pub struct Database {
 }
 
 impl Database {
+    /// A write of the call runtime or the indexer went through: the database takes writes again
+    /// (audited requests stop being refused at once after a failed audit write).
+    pub fn took_a_write(&self) {
+        self.audit_writer.database_took_a_write();
+    }
+
     /// The same handle, sealing audit events with `keys`.
     pub fn with_audit_keys(mut self, keys: Option<crate::signing::SigningKeys>) -> Database {
         self.audit_keys = keys.map(std::sync::Arc::new);

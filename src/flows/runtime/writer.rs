@@ -73,6 +73,8 @@ pub struct LibraryLinks {
 }
 
 pub(super) struct Writer {
+    /// Told when a write goes through after failures.
+    pub(super) db: Database,
     pub(super) metrics: Arc<Metrics>,
     pub(super) finished: Option<FinishedNotifier>,
 }
@@ -118,6 +120,7 @@ impl Writer {
             match result {
                 Ok(finished) => {
                     self.metrics.note_db_write_ok();
+                    self.db.took_a_write();
                     told = finished;
                     break;
                 }

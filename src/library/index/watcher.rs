@@ -256,7 +256,10 @@ impl Indexer {
                 };
                 indexer.state.queue_depth.store(0, Ordering::Relaxed);
                 match result {
-                    Ok(()) => indexer.state.failing_since_ms.store(0, Ordering::Relaxed),
+                    Ok(()) => {
+                        indexer.state.failing_since_ms.store(0, Ordering::Relaxed);
+                        indexer.db.took_a_write();
+                    }
                     Err(e) => {
                         // The next try takes a connection the pool has checked.
                         conn.release();
