@@ -357,6 +357,16 @@ impl HeldConnection {
     pub fn release(&mut self) {
         self.conn = None;
     }
+
+    /// Closes the connection after a failed write instead of giving it back: a SQLite `COMMIT`
+    /// refused by a full disk leaves its transaction open (SQLite lets it be retried), and a
+    /// pooled connection in an open transaction would hold the write lock and show the next
+    /// user rows nobody else sees. Closing it rolls the transaction back.
+    pub fn discard(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
 }
 
 /// Starts one migration step, holding the right to migrate until it ends: on PostgreSQL an

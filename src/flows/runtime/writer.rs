@@ -133,8 +133,9 @@ impl Writer {
                     break;
                 }
                 Err(e) => {
-                    // The next try takes a connection the pool has checked.
-                    conn.release();
+                    // The next try takes a fresh connection (this one may be left in a
+                    // transaction).
+                    conn.discard();
                     self.metrics.count_library_write_retry();
                     self.metrics.note_db_write_failed();
                     tracing::warn!(error = %e, write = write.kind(), retry_in_ms = wait.as_millis() as u64, "library write failed; retrying");

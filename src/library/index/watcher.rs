@@ -261,8 +261,9 @@ impl Indexer {
                         indexer.db.took_a_write();
                     }
                     Err(e) => {
-                        // The next try takes a connection the pool has checked.
-                        conn.release();
+                        // The next try takes a fresh connection (this one may be left in a
+                        // transaction).
+                        conn.discard();
                         let _ = indexer.state.failing_since_ms.compare_exchange(
                             0,
                             now_ms(),
