@@ -65,9 +65,16 @@ impl DiskSpace {
     /// Reads every folder's free space now; returns whether the recordings folder has room.
     pub fn check(&self) -> bool {
         let now = crate::access::now_ms();
-        for folder in &self.folders {
+        for folder in &self.folders[1..] {
             folder.read(self.reserve_bytes, now);
         }
+        self.check_recordings()
+    }
+
+    /// Reads the recordings folder's free space now (the one a recording's end asks about);
+    /// returns whether it has room.
+    fn check_recordings(&self) -> bool {
+        self.folders[0].read(self.reserve_bytes, crate::access::now_ms());
         let room = self.folders[0].full_since_ms.load(Ordering::Relaxed) == 0;
         self.recordings_room.send_if_modified(|was| {
             let changed = *was != room;
@@ -81,7 +88,7 @@ impl DiskSpace {
     /// then was cut by it. Under the reserve is not enough (Asterisk writes on until the disk
     /// refuses): under 1 MiB, or the reserve when that is smaller.
     pub fn recordings_exhausted(&self) -> bool {
-        self.check();
+        self.check_recordings();
         self.folders[0].free_bytes.load(Ordering::Relaxed) < self.reserve_bytes.min(EXHAUSTED)
     }
 
