@@ -105,6 +105,11 @@ pub(super) async fn drive_call(
     let id = call.id.clone();
     let mut shutdown = inner.shutdown.clone();
     let mut saved = SavedState::default();
+    if let (Some(_), Some(disk)) = (&adopted, inner.disk.get()) {
+        // A call saved while waiting for the recordings disk to have room hears how it is now:
+        // this run tells calls only when it turns.
+        let _ = tx.send(CallMsg::RecordingsDisk(disk.recordings_room()));
+    }
     let first = match &adopted {
         Some(adoption) => {
             // What was saved is the baseline: only a change is written again.
