@@ -21,8 +21,9 @@ mod process;
 
 use ari_recorder::archive::{Archive, ArchiveSettings, ObjectBytes, StoredAudio};
 use ari_recorder::audio::wav;
+use ari_recorder::db::Database;
 use ari_recorder::encryption::Keyring;
-use ari_recorder::library::{Database, Indexer};
+use ari_recorder::library::Indexer;
 
 const KEY: &str = "bench-key";
 const SECRET: &str = "bench-secret-0123456789abcdef";

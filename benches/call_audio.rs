@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use ari_recorder::audio::assemble::Segment;
-use ari_recorder::audio::call_audio::CallAudio;
-use ari_recorder::audio::serve::WavStream;
 use ari_recorder::audio::{wav, Encoding};
+use ari_recorder::playback::assemble::Segment;
+use ari_recorder::playback::call_audio::CallAudio;
+use ari_recorder::playback::serve::WavStream;
 
 const SEGMENTS: u64 = 6;
 const SEGMENT_SECONDS: u64 = 600;

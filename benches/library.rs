@@ -13,9 +13,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ari_recorder::audio::serve::WavStream;
 use ari_recorder::audio::Encoding;
-use ari_recorder::library::{Database, Indexer};
+use ari_recorder::db::Database;
+use ari_recorder::library::Indexer;
+use ari_recorder::playback::serve::WavStream;
 
 #[path = "support/process.rs"]
 mod process;
@@ -225,7 +226,7 @@ async fn list(dir: &Path) {
         let principal = ari_recorder::access::accounts::principal_for_token(
             &mut conn,
             &token,
-            ari_recorder::access::now_ms(),
+            ari_recorder::clock::now_ms(),
         )
         .await
         .expect("token query");
@@ -466,7 +467,7 @@ async fn library_router(
         flows,
         library: std::sync::Arc::new(ari_recorder::http::Library::new(
             indexer,
-            ari_recorder::audio::call_audio::CallAudio::new(
+            ari_recorder::playback::call_audio::CallAudio::new(
                 recordings.with_extension("cache"),
                 1 << 30,
                 2,

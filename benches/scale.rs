@@ -7,6 +7,7 @@
 //! `scripts/test.sh` sets up); a throwaway database is created on that server. `BENCH_ROWS`
 //! sets the library's size (default 100,000), `BENCH_SECONDS` each measurement's length (5).
 
+use ari_recorder::access::audit::SealedAudit;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ari_recorder::access::{accounts, audit, Scope};
-use ari_recorder::library::Database;
+use ari_recorder::db::Database;
 use ari_recorder::sim::{self, SimOptions};
 
 #[path = "support/cpu.rs"]

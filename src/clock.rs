@@ -9,6 +9,12 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+/// Milliseconds since 1970 by the wall clock: when something happened, as it is stored. Expiries
+/// and timers go by a [`Clock`], which tests move on.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// `ms` since 1970 as RFC 3339 in UTC with milliseconds, as the API writes times.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -27,7 +33,7 @@ pub struct Clock {
 impl Clock {
     /// Milliseconds since 1970.
     pub fn now_ms(&self) -> i64 {
-        crate::access::now_ms() + self.offset_ms.load(Ordering::Relaxed)
+        now_ms() + self.offset_ms.load(Ordering::Relaxed)
     }
 
     /// Seconds since 1970 (what signed links carry).

@@ -64,7 +64,7 @@ impl DiskSpace {
 
     /// Reads every folder's free space now; returns whether the recordings folder has room.
     pub fn check(&self) -> bool {
-        let now = crate::access::now_ms();
+        let now = crate::clock::now_ms();
         for folder in &self.folders[1..] {
             folder.read(self.reserve_bytes, now);
         }
@@ -74,7 +74,7 @@ impl DiskSpace {
     /// Reads the recordings folder's free space now (the one a recording's end asks about);
     /// returns whether it has room.
     fn check_recordings(&self) -> bool {
-        self.folders[0].read(self.reserve_bytes, crate::access::now_ms());
+        self.folders[0].read(self.reserve_bytes, crate::clock::now_ms());
         let room = self.folders[0].full_since_ms.load(Ordering::Relaxed) == 0;
         self.recordings_room.send_if_modified(|was| {
             let changed = *was != room;

@@ -160,7 +160,7 @@ impl Metrics {
     }
     /// A library write (call metadata, a file's row) failed and will be tried again.
     pub fn note_db_write_failed(&self) {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::clock::now_ms();
         let _ = self.db_writes_failing_since_ms.compare_exchange(
             0,
             now,

@@ -10,7 +10,8 @@
 use std::path::Path;
 
 use crate::access::audit::{self, AuditEntry};
-use crate::library::{transcripts, Database, DbError, NodeType};
+use crate::db::{Database, DbError};
+use crate::library::{transcripts, NodeType};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -77,7 +78,7 @@ pub async fn hold(db: &Database, id: i64, reason: &str, by: &str) -> Result<(), 
     .bind(id)
     .bind(reason)
     .bind(by)
-    .bind(chrono::Utc::now().timestamp_millis())
+    .bind(crate::clock::now_ms())
     .execute(&db.pool)
     .await?;
     Ok(())
@@ -189,7 +190,7 @@ pub async fn purge(
             .into_iter()
             .filter(|_| row.node_id == node)
         {
-            if !remove_inside(root, &rel) {
+            if !crate::library::remove_inside(root, &rel) {
                 report.failed_files += 1;
             }
         }
@@ -230,7 +231,7 @@ async fn finish_removals(
     let mut failed = 0;
     for (path, name) in rows {
         for rel in files_of(&path, &name) {
-            if !remove_inside(root, &rel) {
+            if !crate::library::remove_inside(root, &rel) {
                 failed += 1;
             }
         }
@@ -278,29 +279,4 @@ pub fn files_of(path: &str, name: &str) -> Vec<String> {
             .to_string_lossy()
             .into_owned(),
     ]
-}
-
-/// Removes `rel` if it resolves inside `root` (the link itself for a symlink, never its
-/// target); true when it is gone (or never was).
-pub(crate) fn remove_inside(root: &Path, rel: &str) -> bool {
-    let Ok(root) = root.canonicalize() else {
-        return false;
-    };
-    let joined = root.join(rel);
-    let (Some(name), Some(parent)) = (joined.file_name(), joined.parent()) else {
-        return false;
-    };
-    let folder = match parent.canonicalize() {
-        Ok(folder) => folder,
-        // No such folder: no such file.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
-        Err(_) => return false,
-    };
-    if !folder.starts_with(&root) {
-        return false;
-    }
-    match std::fs::remove_file(folder.join(name)) {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    }
 }

@@ -2,7 +2,6 @@
 //! the Stasis app runtime. `run` takes its shutdown signal as an argument so tests start it on a
 //! free port and stop it.
 
-use crate::audio::call_audio::CallAudio;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,21 +10,24 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::access::audit::SealedAudit;
 use crate::ari::stream::{run_event_stream, StreamTiming, NOTICE_QUEUE};
 use crate::ari::AriClient;
 use crate::config::Config;
+use crate::db::Database;
 use crate::flows::runtime::LibraryLinks;
 use crate::flows::{FlowRuntime, FlowStore};
 use crate::http::{self, AppState, Library};
 use crate::library::index::ScanError;
-use crate::library::{Database, Indexer};
+use crate::library::Indexer;
 use crate::metrics::Metrics;
+use crate::playback::call_audio::CallAudio;
 use crate::stasis::{self, Registry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]
-    Database(#[from] crate::library::DbError),
+    Database(#[from] crate::db::DbError),
     #[error("ARI_URL: {0}")]
     AriUrl(url::ParseError),
     #[error(transparent)]
@@ -150,6 +152,7 @@ pub async fn start(
     )
     .with_default_scope(&config.default_tenant, &config.default_project)
     .with_node(&node)
+    .with_copies_elsewhere(Arc::new(crate::archive::queue::KeptInBucket))
     .with_number_scope(number_scope(store.clone()))
     .with_new_compliance({
         let store = store.clone();
@@ -186,7 +189,7 @@ pub async fn start(
     flows.end_unresumable_calls(config.end_unresumable_calls);
     let disk = crate::disk_space::DiskSpace::new(
         config.recordings_dir.clone(),
-        crate::library::db::sqlite_file(&config.database_url)
+        crate::db::sqlite_file(&config.database_url)
             .and_then(|f| f.parent().map(std::path::Path::to_path_buf)),
         config.cache_dir.clone(),
         config.disk_reserve_bytes,
@@ -214,7 +217,7 @@ pub async fn start(
             .with_keys(keys.clone()),
     );
     let seal_task = keys.clone().map(|keys| {
-        let sealer = crate::encryption::sealer::Sealer::new(
+        let sealer = crate::sealing::Sealer::new(
             db.clone(),
             config.recordings_dir.clone(),
             &node,
@@ -386,9 +389,10 @@ async fn anchor_audit_head(
         }
         // A delete, a hold, a consent change or a grant is anchored at once: cutting the log's
         // tail after the last anchor can then hide reads, never such an action.
+        let audit_writer = crate::access::audit::group_writer(&db);
         tokio::select! {
             _ = tokio::time::sleep(AUDIT_ANCHOR_EVERY) => {}
-            _ = db.audit_writer.security_event.notified() => {}
+            _ = audit_writer.security_event.notified() => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
     }
@@ -413,7 +417,9 @@ async fn fold_audit_repeats(db: Database, mut shutdown: watch::Receiver<bool>) {
         if stopping {
             return;
         }
-        let written = db.audit_writer.written.load(Ordering::Relaxed);
+        let written = crate::access::audit::group_writer(&db)
+            .written
+            .load(Ordering::Relaxed);
         if minute_start.0.elapsed() >= Duration::from_secs(60) {
             let grew = written.saturating_sub(minute_start.1);
             if grew > AUDIT_GROWTH_WARN_PER_MINUTE {
@@ -498,7 +504,7 @@ async fn purge_hourly(
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         wait = PURGE_EVERY;
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::clock::now_ms();
         match crate::retention::purge(&db, &root, library.indexer.node(), now, false).await {
             Ok(report) => {
                 if let Some(archive) = &library.archive {

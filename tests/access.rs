@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use ari_recorder::access::Scope;
-use ari_recorder::library::Database;
+use ari_recorder::db::Database;
 use common::{
     database_url, put_wav, send, start_service_with, start_sim, user_token,
     wait_ready as wait_indexed, Answer, Db, TestService, TestSim,

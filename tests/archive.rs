@@ -682,7 +682,7 @@ async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
             "recording {id} under the new key"
         );
     }
-    let keys: Vec<(String, i64)> = ari_recorder::encryption::seals::count_by_key(&s.svc.db)
+    let keys: Vec<(String, i64)> = ari_recorder::sealing::seals::count_by_key(&s.svc.db)
         .await
         .expect("seals");
     assert_eq!(keys, vec![(new_public, 2)]);
@@ -694,7 +694,7 @@ async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
 /// file).
 async fn instances_claiming_at_once_never_take_the_same_job(db: Db) {
     use ari_recorder::archive::queue;
-    use ari_recorder::library::Database;
+    use ari_recorder::db::Database;
     const JOBS: i64 = 60;
     let t = start_sim(0.0).await;
     let url = database_url(&t, db).await;

@@ -1,7 +1,8 @@
 //! The library database on both backends: real SQLite and real PostgreSQL (the test script
 //! starts one and sets TEST_POSTGRES_URL).
 
-use ari_recorder::library::{Backend, Database};
+use ari_recorder::access::audit::SealedAudit;
+use ari_recorder::db::{Backend, Database};
 
 #[derive(sqlx::FromRow, Debug, PartialEq)]
 struct Row {
@@ -121,7 +122,7 @@ async fn postgres_backend_migrates_and_stores() {
         .expect("count");
     assert_eq!(
         n,
-        ari_recorder::library::db::migration_count() as i64,
+        ari_recorder::db::migration_count() as i64,
         "every migration applied once"
     );
     db.pool.close().await;
@@ -165,10 +166,7 @@ async fn instances_starting_together_on_postgresql_migrate_once() {
         .fetch_one(&db.pool)
         .await
         .expect("count");
-    assert_eq!(
-        applied as usize,
-        ari_recorder::library::db::migration_count()
-    );
+    assert_eq!(applied as usize, ari_recorder::db::migration_count());
     db.pool.close().await;
     fresh.drop().await;
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use ari_recorder::access::audit::SealedAudit;
 use common::TestService;
 use common::{
     client_from, connect_from, database_url, put_wav, send, start_service_with, start_sim,
@@ -794,7 +795,7 @@ async fn opus_and_waveforms_are_rendered_once_for_concurrent_requests(db: Db) {
 /// database (and no audit key) would: `edit` changes events, then every hash is recomputed with
 /// `keys` (None: plain SHA-256, the key ids dropped) and the head row follows.
 async fn rewrite_chain(
-    db: &ari_recorder::library::Database,
+    db: &ari_recorder::db::Database,
     keys: Option<&ari_recorder::signing::SigningKeys>,
     edit: impl Fn(&mut ari_recorder::access::audit::StoredEvent),
 ) {

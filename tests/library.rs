@@ -668,9 +668,7 @@ async fn flows_give_recordings_their_project_consent_and_privacy(db: Db) {
 async fn reindexing_keeps_ids_stable_and_dense(db: Db) {
     let t = start_sim(0.0).await;
     let url = database_url(&t, db).await;
-    let database = ari_recorder::library::Database::open(&url)
-        .await
-        .expect("db");
+    let database = ari_recorder::db::Database::open(&url).await.expect("db");
     let indexer = ari_recorder::library::Indexer::new(
         database.clone(),
         t.recordings.clone(),

@@ -397,7 +397,7 @@ async fn postgres_over_tls_with_sslmode_verify_full() {
         _ => None,
     })
     .expect("config");
-    let db = ari_recorder::library::Database::open(&config.database_connect_url())
+    let db = ari_recorder::db::Database::open(&config.database_connect_url())
         .await
         .expect("TLS connection verified against the CA");
     let (ssl,): (bool,) =
@@ -410,7 +410,7 @@ async fn postgres_over_tls_with_sslmode_verify_full() {
     // The same server checked against a CA that did not sign it: refused, not downgraded.
     let other = tempfile::tempdir().expect("dir");
     let (wrong_ca, _, _) = certificates(other.path());
-    let refused = ari_recorder::library::Database::open(&format!(
+    let refused = ari_recorder::db::Database::open(&format!(
         "{url}?sslmode=verify-full&sslrootcert={}",
         wrong_ca.display()
     ))

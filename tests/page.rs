@@ -9,8 +9,8 @@ mod webdriver;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use ari_recorder::db::Database;
 use ari_recorder::library::index::set_mtime;
-use ari_recorder::library::Database;
 use common::{start_service_on, start_sim, user_token, TestService, TestSim};
 use serde_json::Value;
 use webdriver::{Browser, ARROW_LEFT, ARROW_RIGHT};

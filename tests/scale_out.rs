@@ -173,7 +173,7 @@ async fn three_nodes_one_library_survive_a_killed_instance() {
         connected(t, &n).await;
         nodes.push(n);
     }
-    let db = ari_recorder::library::Database::open(&db_url)
+    let db = ari_recorder::db::Database::open(&db_url)
         .await
         .expect("database");
     let token = common::bootstrap_admin(&db).await;

@@ -460,7 +460,7 @@ async fn a_killed_index_loses_nothing_and_corrupts_nothing() {
     // whole suite runs beside it).
     for _ in 0..24_000 {
         if watcher.is_none() && db_file.exists() {
-            watcher = ari_recorder::library::Database::open(&database).await.ok();
+            watcher = ari_recorder::db::Database::open(&database).await.ok();
         }
         if let Some(db) = &watcher {
             let count: Result<(i64,), _> = sqlx::query_as("SELECT COUNT(*) FROM recordings")
@@ -475,7 +475,7 @@ async fn a_killed_index_loses_nothing_and_corrupts_nothing() {
     child.kill().expect("kill -9");
     let _ = child.wait();
     drop(watcher);
-    let db = ari_recorder::library::Database::open(&database)
+    let db = ari_recorder::db::Database::open(&database)
         .await
         .expect("reopens");
     let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")

@@ -8,8 +8,9 @@ use argon2::{password_hash::SaltString, Argon2};
 use sqlx::AnyConnection;
 
 use super::policy::TenantSettings;
-use super::{now_ms, random_secret, sha256_hex, Credential, Principal, Role, Scope};
-use crate::library::DbError;
+use super::{random_secret, sha256_hex, Credential, Principal, Role, Scope};
+use crate::clock::now_ms;
+use crate::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {

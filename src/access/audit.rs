@@ -22,9 +22,43 @@ use sqlx::{Any, AnyConnection, Transaction};
 
 use super::audit_folds::{Counted, Ended, Folds};
 pub use super::audit_folds::{FOLD_AFTER, FOLD_WINDOW_MS};
-use super::{hex, now_ms};
-use crate::library::{Database, DbError};
+use crate::clock::now_ms;
+use crate::db::{Backend, Database, DbError};
 use crate::signing::SigningKeys;
+
+/// The keys that seal the audit chain (`AUDIT_KEYS`), kept with a database handle: every
+/// audited write goes through one, so it carries them. None: events are chained unkeyed.
+#[derive(Default)]
+struct AuditSealing {
+    keys: Option<std::sync::Arc<SigningKeys>>,
+}
+
+/// A database handle whose audit events are sealed with given keys.
+pub trait SealedAudit {
+    /// The same database as a handle of its own, sealing audit events with `keys`. It has its
+    /// own group writer: events are sealed with the keys of the handle whose writer appends
+    /// them, so handles with different keys never share one.
+    fn with_audit_keys(self, keys: Option<SigningKeys>) -> Database;
+    /// The keys this handle seals audit events with.
+    fn audit_keys(&self) -> Option<std::sync::Arc<SigningKeys>>;
+}
+
+impl SealedAudit for Database {
+    fn with_audit_keys(self, keys: Option<SigningKeys>) -> Database {
+        self.with_attached(AuditSealing {
+            keys: keys.map(std::sync::Arc::new),
+        })
+    }
+
+    fn audit_keys(&self) -> Option<std::sync::Arc<SigningKeys>> {
+        self.attached::<AuditSealing>().keys.clone()
+    }
+}
+
+/// The audit events of a handle (and its clones) waiting to be appended together.
+pub fn group_writer(db: &Database) -> std::sync::Arc<GroupWriter> {
+    db.attached::<GroupWriter>()
+}
 
 /// Why the chain could not be checked or anchored.
 #[derive(Debug, thiserror::Error)]
@@ -174,12 +208,12 @@ pub fn event_hash(event: &StoredEvent, keys: Option<&SigningKeys>) -> Option<Str
         message.extend_from_slice(field.as_bytes());
     }
     match &event.key_id {
-        None => Some(hex(&Sha256::digest(&message))),
+        None => Some(hex::encode(Sha256::digest(&message))),
         Some(id) => {
             let mut mac = keys?.mac(id)?;
             mac.update(b"ari-recorder audit v1\n");
             mac.update(&message);
-            Some(hex(&mac.finalize().into_bytes()))
+            Some(hex::encode(mac.finalize().into_bytes()))
         }
     }
 }
@@ -203,9 +237,9 @@ impl AuditTx {
                 .await?;
         Ok(AuditTx {
             tx,
-            writer: db.audit_writer.clone(),
-            keys: db.audit_keys.clone(),
-            postgres: db.backend == crate::library::Backend::Postgres,
+            writer: group_writer(db),
+            keys: db.audit_keys(),
+            postgres: db.backend == Backend::Postgres,
             head,
         })
     }
@@ -331,10 +365,6 @@ pub struct GroupWriter {
     /// Told when an action's event is committed (a delete, a hold, a consent or a grant): the
     /// anchor task writes the head outside the database at once, not at its next minute.
     pub security_event: tokio::sync::Notify,
-    /// When the last write failed after a wait, and why: for [`RETRY_AFTER_FAILURE_MS`] after, events fail
-    /// at once instead of each waiting out the database's lock timeout (a held SQLite, a
-    /// PostgreSQL gone) with a pooled connection.
-    failed: std::sync::Mutex<Option<(i64, String)>>,
 }
 
 /// How long audited requests are refused at once after a failed write that waited, before one
@@ -354,17 +384,6 @@ struct Group {
 impl GroupWriter {
     fn group(&self) -> std::sync::MutexGuard<'_, Group> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn last_failure(&self) -> std::sync::MutexGuard<'_, Option<(i64, String)>> {
-        self.failed.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Another write went through (the database is back): audited requests try at once again.
-    pub fn database_took_a_write(&self) {
-        if let Ok(mut failed) = self.failed.try_lock() {
-            *failed = None;
-        }
     }
 }
 
@@ -395,13 +414,10 @@ impl Drop for Writing<'_> {
 /// script makes. Returns 0 for a repeat counted so.
 pub async fn record(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
     if entry.foldable {
-        match db
-            .audit_writer
-            .folds
-            .count(fold_key(entry), entry, now_ms())
-        {
+        let writer = group_writer(db);
+        match writer.folds.count(fold_key(entry), entry, now_ms()) {
             Counted::Repeat => {
-                db.audit_writer
+                writer
                     .folded
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(0);
@@ -473,7 +489,7 @@ fn time_text(ms: i64) -> String {
 /// Writes the counts of the folding windows that have ended (and forgets them); the service
 /// calls it every few seconds and at shutdown (`final_flush`: every window, ended or not).
 pub async fn flush_folds(db: &Database, final_flush: bool) -> Result<(), DbError> {
-    for ended in db.audit_writer.folds.ended(now_ms(), final_flush) {
+    for ended in group_writer(db).folds.ended(now_ms(), final_flush) {
         append(db, &summary(ended)).await?;
     }
     Ok(())
@@ -483,7 +499,8 @@ pub async fn flush_folds(db: &Database, final_flush: bool) -> Result<(), DbError
 async fn append(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let start = {
-        let mut group = db.audit_writer.group();
+        let writer = group_writer(db);
+        let mut group = writer.group();
         group.waiting.push((entry.clone(), sender));
         !std::mem::replace(&mut group.writing, true)
     };
@@ -502,13 +519,14 @@ async fn append(db: &Database, entry: &AuditEntry) -> Result<i64, DbError> {
 
 /// Writes groups until none is waiting.
 async fn write_groups(db: &Database) {
+    let writer = group_writer(db);
     let mut writing = Writing {
-        writer: &db.audit_writer,
+        writer: &writer,
         finished: false,
     };
     loop {
         let group: Vec<(AuditEntry, Waiter)> = {
-            let mut group = db.audit_writer.group();
+            let mut group = writer.group();
             let n = group.waiting.len().min(MAX_GROUP);
             if n == 0 {
                 // Under the same lock an event is queued under: one queued after this starts
@@ -520,7 +538,7 @@ async fn write_groups(db: &Database) {
             group.waiting.drain(..n).collect()
         };
         let (entries, waiters): (Vec<AuditEntry>, Vec<Waiter>) = group.into_iter().unzip();
-        let failed_lately = db.audit_writer.last_failure().clone();
+        let failed_lately = db.write_failed_lately();
         if let Some((at, reason)) =
             failed_lately.filter(|(at, _)| now_ms() - at < RETRY_AFTER_FAILURE_MS)
         {
@@ -541,14 +559,16 @@ async fn write_groups(db: &Database) {
         // Only a failure that cost a wait (a lock held, a database gone) is not tried again at
         // once: an instant one costs the next callers nothing.
         let waited = began.elapsed() >= SLOW_FAILURE;
-        *db.audit_writer.last_failure() = written
-            .as_ref()
-            .err()
-            .filter(|_| waited)
-            .map(|e| (now_ms(), e.to_string()));
+        db.set_write_failure(
+            written
+                .as_ref()
+                .err()
+                .filter(|_| waited)
+                .map(|e| (now_ms(), e.to_string())),
+        );
         match written {
             Ok(seqs) => {
-                db.audit_writer
+                writer
                     .written
                     .fetch_add(seqs.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 for (waiter, seq) in waiters.into_iter().zip(seqs) {
@@ -637,7 +657,8 @@ pub async fn verify(db: &Database, anchor_file: Option<&Path>) -> Result<Verific
         }
     }
     const PAGE: i64 = 5000;
-    let keys = db.audit_keys.as_deref();
+    let keys = db.audit_keys();
+    let keys = keys.as_deref();
     let anchored = match anchor_file {
         Some(path) => read_anchors(path)?,
         None => BTreeMap::new(),
@@ -719,7 +740,8 @@ pub async fn verify(db: &Database, anchor_file: Option<&Path>) -> Result<Verific
 /// one sealed event, so `verify` can require the chain to end sealed (a chain rewritten
 /// entirely without the key then fails).
 pub async fn seal_from_here(db: &Database, tenant: &str) -> Result<(), AuditError> {
-    let Some(keys) = db.audit_keys.as_deref() else {
+    let keys = db.audit_keys();
+    let Some(keys) = keys.as_deref() else {
         return Ok(());
     };
     let newest: Option<(Option<String>,)> =

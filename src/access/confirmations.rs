@@ -3,7 +3,7 @@
 //! so the two steps may reach different instances. Owns `delete_confirmations`.
 
 use super::{random_secret, sha256_hex};
-use crate::library::{Database, DbError};
+use crate::db::{Database, DbError};
 
 /// A new token for deleting `recording`, valid until `now_ms + ttl_ms`. Expired tokens go.
 pub async fn issue(

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use hmac::Mac;
 use sqlx::AnyConnection;
 
-use super::hex;
 pub use crate::signing::SigningKeys as LinkKeys;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +79,7 @@ pub fn sign(keys: &LinkKeys, grant: &Grant) -> String {
         .mac(kid)
         .map(|mut mac| {
             mac.update(message(grant).as_bytes());
-            hex(&mac.finalize().into_bytes())
+            hex::encode(mac.finalize().into_bytes())
         })
         .unwrap_or_default();
     format!(

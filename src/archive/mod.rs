@@ -60,7 +60,7 @@ pub enum ArchiveError {
     #[error("{0}")]
     Mismatch(String),
     #[error("database: {0}")]
-    Db(#[from] crate::library::DbError),
+    Db(#[from] crate::db::DbError),
 }
 
 impl From<sqlx::Error> for ArchiveError {

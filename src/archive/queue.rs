@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use crate::library::{Backend, Database, DbError};
+use crate::db::{Backend, Database, DbError};
 
 /// How long a claimed job is left to its instance before another may take it.
 pub const LEASE_MS: i64 = 10 * 60 * 1000;
@@ -355,6 +355,21 @@ pub async fn stored(db: &Database, id: i64) -> Result<Option<Stored>, DbError> {
     .bind(id)
     .fetch_optional(&db.pool)
     .await?)
+}
+
+/// Tells the indexer which vanished files the bucket keeps (their local copies were removed on
+/// purpose): they are not missing.
+pub struct KeptInBucket;
+
+impl crate::library::index::CopiesElsewhere for KeptInBucket {
+    fn kept_elsewhere<'a>(
+        &'a self,
+        db: &'a Database,
+        node: &'a str,
+        paths: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Result<HashSet<String>, DbError>> {
+        Box::pin(kept_remotely(db, node, paths))
+    }
 }
 
 /// Of `paths`, those whose local copy was removed on purpose (the bucket holds them).

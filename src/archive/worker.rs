@@ -19,8 +19,7 @@ use tokio::sync::watch;
 
 use super::queue::{self, Job};
 use super::{backoff, Archive, ArchiveError};
-use crate::access::hex;
-use crate::library::Database;
+use crate::db::Database;
 
 const DAY_MS: i64 = 86_400_000;
 /// Files up to this size go up in one request; larger ones as a multipart upload of such parts.
@@ -54,9 +53,7 @@ pub struct Round {
     pub local_copies_removed: u64,
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+use crate::clock::now_ms;
 
 /// The manifest of a recording stored as parts.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -291,7 +288,7 @@ impl Worker {
                 });
             }
         }
-        let sent = hex(&sent.finalize());
+        let sent = hex::encode(sent.finalize());
         let read_back = self.verify(key, parts, &manifest_parts, size).await?;
         if read_back != sent {
             return Err(ArchiveError::Mismatch(format!(
@@ -384,7 +381,7 @@ impl Worker {
                 .await?;
             let now = now_ms();
             queue::replaced(&self.db, id, &object, now).await?;
-            crate::encryption::seals::record(&self.db, id, &keys.current_id(), now).await?;
+            crate::sealing::seals::record(&self.db, id, &keys.current_id(), now).await?;
             Ok(())
         }
         .await;
@@ -465,7 +462,7 @@ impl Worker {
             }
             writer.finish().await?;
         }
-        Ok(hex(&hash.finalize()))
+        Ok(hex::encode(hash.finalize()))
     }
 
     /// Reads every object back: sizes as sent, and the SHA-256 of the whole as read.
@@ -510,7 +507,7 @@ impl Worker {
                 )));
             }
             if let Some(sha) = part_sha {
-                let got = hex(&part.finalize());
+                let got = hex::encode(part.finalize());
                 if got != sha {
                     return Err(ArchiveError::Mismatch(format!(
                         "{object}: SHA-256 read back {got}, sent {sha}"
@@ -518,7 +515,7 @@ impl Worker {
                 }
             }
         }
-        Ok(hex(&whole.finalize()))
+        Ok(hex::encode(whole.finalize()))
     }
 
     async fn remove_objects(&self, job: &Job) -> Result<(), ArchiveError> {
@@ -575,7 +572,7 @@ impl Worker {
                 }
             }
             queue::mark_local_removed(&self.db, copy.recording_id, now_ms()).await?;
-            if crate::retention::remove_inside(&self.root, &copy.path) {
+            if crate::library::remove_inside(&self.root, &copy.path) {
                 removed += 1;
                 self.archive
                     .stats

@@ -1,12 +1,9 @@
-//! Audio: G.711 mu-law, the WAV layout Asterisk writes, and generated sounds.
+//! Audio formats: G.711 mu-law and A-law, the WAV layout Asterisk writes, Opus and MP3
+//! encoding, and generated sounds. It knows nothing of where audio is stored.
 
-pub mod assemble;
-pub mod call_audio;
 pub mod g711;
 pub mod mp3;
 pub mod opus;
-pub mod renderings;
-pub mod serve;
 pub mod synth;
 pub mod wav;
 

@@ -163,7 +163,7 @@ pub(crate) async fn token(command: TokenCommand) -> Result<(), String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let expires =
-        expires_days.map(|days| ari_recorder::access::now_ms() + i64::from(days) * 86_400_000);
+        expires_days.map(|days| ari_recorder::clock::now_ms() + i64::from(days) * 86_400_000);
     let mut tx = AuditTx::begin(&db).await.map_err(|e| e.to_string())?;
     let tenant = accounts::tenant_of_user(tx.conn(), &user, user_tenant.as_deref())
         .await

@@ -18,7 +18,7 @@ pub(crate) const DEMO_PASSWORD: &str = "ari-recorder-demo";
 
 /// One user per role in the default tenant, which may download and lets staff play.
 pub(crate) async fn demo_accounts(
-    db: &ari_recorder::library::Database,
+    db: &ari_recorder::db::Database,
     tenant: &str,
 ) -> Result<(), String> {
     let mut tx = AuditTx::begin(db).await.map_err(|e| e.to_string())?;

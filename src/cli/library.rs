@@ -24,7 +24,7 @@ pub(crate) async fn purge(config: Option<PathBuf>, dry_run: bool) -> Result<(), 
         &db,
         &config.recordings_dir,
         &config.node(),
-        chrono::Utc::now().timestamp_millis(),
+        ari_recorder::clock::now_ms(),
         dry_run,
     )
     .await
@@ -32,7 +32,7 @@ pub(crate) async fn purge(config: Option<PathBuf>, dry_run: bool) -> Result<(), 
     // The service's cache of assembled calls holds the purged audio too.
     let calls = config.cache_dir.join("calls");
     if !report.removed.is_empty() && calls.is_dir() {
-        let cache = ari_recorder::audio::call_audio::CallAudio::new(calls, u64::MAX, 1)
+        let cache = ari_recorder::playback::call_audio::CallAudio::new(calls, u64::MAX, 1)
             .map_err(|e| format!("CACHE_DIR: {e}"))?;
         for call in report
             .removed
@@ -62,7 +62,7 @@ pub(crate) async fn reencrypt(config: Option<PathBuf>) -> Result<(), String> {
         .map(std::sync::Arc::new)
         .ok_or("no ENCRYPTION_KEYS (or ENCRYPTION_KEYS_FILE) configured")?;
     let node = config.node();
-    let sealer = ari_recorder::encryption::sealer::Sealer::new(
+    let sealer = ari_recorder::sealing::Sealer::new(
         db.clone(),
         config.recordings_dir.clone(),
         &node,
@@ -91,7 +91,7 @@ pub(crate) async fn reencrypt(config: Option<PathBuf>) -> Result<(), String> {
         config.recordings_dir.clone(),
         &node,
     );
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = ari_recorder::clock::now_ms();
     let requeued = ari_recorder::archive::queue::requeue_resealed(&db, now)
         .await
         .map_err(|e| e.to_string())?;
@@ -153,7 +153,7 @@ pub(crate) async fn index(config: Option<PathBuf>) -> Result<(), String> {
     use std::io::Write;
     use std::sync::atomic::Ordering;
     let config = Config::from_process(config.as_deref()).map_err(|e| e.to_string())?;
-    let db = ari_recorder::library::Database::open(&config.database_connect_url())
+    let db = ari_recorder::db::Database::open(&config.database_connect_url())
         .await
         .map_err(|e| e.to_string())?;
     let node = config.node();
@@ -171,6 +171,9 @@ pub(crate) async fn index(config: Option<PathBuf>) -> Result<(), String> {
     )
     .with_default_scope(&config.default_tenant, &config.default_project)
     .with_node(&node)
+    .with_copies_elsewhere(std::sync::Arc::new(
+        ari_recorder::archive::queue::KeptInBucket,
+    ))
     .with_keys(keys);
     let state = indexer.state.clone();
     let progress = tokio::spawn(async move {

@@ -7,15 +7,15 @@ pub(crate) mod check;
 pub(crate) mod demo;
 pub(crate) mod library;
 
-use ari_recorder::access::audit::AuditEntry;
+use ari_recorder::access::audit::{AuditEntry, SealedAudit};
 use ari_recorder::config::Config;
 
 pub(crate) async fn open_database(
     config: Option<&std::path::Path>,
-) -> Result<(Config, ari_recorder::library::Database), String> {
+) -> Result<(Config, ari_recorder::db::Database), String> {
     let config = Config::from_process(config).map_err(|e| e.to_string())?;
     let keys = config.audit_signing_keys().map_err(|e| e.to_string())?;
-    let db = ari_recorder::library::Database::open(&config.database_connect_url())
+    let db = ari_recorder::db::Database::open(&config.database_connect_url())
         .await
         .map_err(|e| e.to_string())?
         .with_audit_keys(keys);

@@ -18,7 +18,7 @@ use crate::ari::events::Event;
 use crate::ari::models::Channel;
 use crate::ari::AriClient;
 use crate::clock::Clock;
-use crate::library::Database;
+use crate::db::Database;
 use crate::metrics::Metrics;
 use crate::stasis::{AppInput, Change};
 use std::time::Instant;
@@ -97,7 +97,7 @@ pub struct FlowRuntime {
 }
 
 pub fn now_ms() -> u64 {
-    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+    u64::try_from(crate::clock::now_ms()).unwrap_or(0)
 }
 
 impl FlowRuntime {

@@ -2,7 +2,7 @@
 //! transition of a call, removed when it ends, read once at start to take the calls over.
 
 use super::call::Call;
-use crate::library::Database;
+use crate::db::Database;
 use sqlx::AnyExecutor;
 
 /// Rows of one statement: three parameters each, well under every backend's limit.

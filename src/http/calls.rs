@@ -22,12 +22,12 @@ use super::recordings::{
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit;
 use crate::access::policy::{decide, Action, Denial};
-use crate::audio::assemble::{Segment, TIMELINE_RATE};
-use crate::audio::call_audio::{timeline_key, TimelinePart};
-use crate::audio::renderings::RenderError;
-use crate::audio::serve::WavStream;
 use crate::audio::{wav, Encoding};
 use crate::library::search;
+use crate::playback::assemble::{Segment, TIMELINE_RATE};
+use crate::playback::call_audio::{timeline_key, TimelinePart};
+use crate::playback::renderings::RenderError;
+use crate::playback::serve::WavStream;
 use base64::Engine;
 
 const SAMPLES_PER_MS: u64 = TIMELINE_RATE as u64 / 1000;
@@ -225,7 +225,7 @@ async fn assembled(
     detail: Option<String>,
 ) -> Result<
     (
-        crate::audio::call_audio::CallFile,
+        crate::playback::call_audio::CallFile,
         String,
         Vec<RecordingRow>,
     ),
@@ -336,7 +336,7 @@ async fn assembled(
     Ok((file, key, with_audio))
 }
 
-fn call_stream(file: &crate::audio::call_audio::CallFile) -> WavStream {
+fn call_stream(file: &crate::playback::call_audio::CallFile) -> WavStream {
     WavStream {
         source: file.source(),
         encoding: Encoding::Pcm16,

@@ -33,9 +33,9 @@ mod transcripts;
 pub use auth::Access;
 pub use recordings::Library;
 
+use crate::db::Database;
 use crate::flows::store::EditError;
 use crate::flows::FlowRuntime;
-use crate::library::Database;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -408,7 +408,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let ready = database == "ok" && recordings_dir == "ok";
     let archive = match &state.library.archive {
         Some(_) => Some(match crate::archive::queue::summary(&state.db).await {
-            Ok(summary) => crate::archive::Archive::readiness(&summary, crate::access::now_ms()),
+            Ok(summary) => crate::archive::Archive::readiness(&summary, crate::clock::now_ms()),
             Err(e) => serde_json::json!({"status": "degraded", "error": e.to_string()}),
         }),
         None => None,
@@ -515,18 +515,18 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// The audit log's growth for `/metrics`: events appended and repeats folded since start.
-fn audit_metrics(db: &crate::library::Database, out: &mut String) {
+fn audit_metrics(db: &crate::db::Database, out: &mut String) {
     use std::sync::atomic::Ordering;
     for (name, help, value) in [
         (
             "audit_events_written_total",
             "Audit events appended since start (alert on its rate: it is the audit log's growth).",
-            db.audit_writer.written.load(Ordering::Relaxed),
+            crate::access::audit::group_writer(db).written.load(Ordering::Relaxed),
         ),
         (
             "audit_events_folded_total",
             "Repeats of a principal's identical read or refusal counted into one event instead of each written.",
-            db.audit_writer.folded.load(Ordering::Relaxed),
+            crate::access::audit::group_writer(db).folded.load(Ordering::Relaxed),
         ),
     ] {
         crate::metrics::header(out, name, "counter", help);
@@ -543,7 +543,7 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     state.library.call_audio.render_metrics(&mut text);
     if let Some(archive) = &state.library.archive {
         match crate::archive::queue::summary(&state.db).await {
-            Ok(summary) => archive.render_metrics(&summary, crate::access::now_ms(), &mut text),
+            Ok(summary) => archive.render_metrics(&summary, crate::clock::now_ms(), &mut text),
             Err(e) => tracing::warn!(error = %e, "archive figures not read for /metrics"),
         }
     }

@@ -27,11 +27,12 @@ use crate::access::links::{self, Grant, LinkAction};
 use crate::access::policy::{decide, Action, Denial, RecordingFacts, TenantSettings};
 use crate::access::{random_secret, Principal, Scope};
 use crate::archive::{Archive, ObjectBytes, StoredAudio};
-use crate::audio::call_audio::CallAudio;
-use crate::audio::renderings::{RenderError, Renderings, PEAK_POINTS};
-use crate::audio::serve::{parse_range, RangeRequest, WavStream};
 use crate::audio::Encoding;
-use crate::library::{Database, Indexer};
+use crate::db::Database;
+use crate::library::Indexer;
+use crate::playback::call_audio::CallAudio;
+use crate::playback::renderings::{RenderError, Renderings, PEAK_POINTS};
+use crate::playback::serve::{parse_range, RangeRequest, WavStream};
 
 mod delete;
 mod list;

@@ -13,6 +13,7 @@
 //! existence (never to opens and reads, its own probing included), and a file whose size and
 //! mtime are unchanged is never probed again: at rest it costs nothing.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -20,7 +21,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::calls::CallMeta;
 use tokio::sync::mpsc;
 
-use super::db::Database;
+use crate::db::{Database, DbError};
 
 mod names;
 mod rows;
@@ -63,11 +64,24 @@ pub struct Indexer {
     keys: Option<Arc<crate::encryption::Keyring>>,
     /// This instance's node id: the rows of its recordings folder carry it.
     node: String,
+    /// Knows which vanished files have a copy elsewhere (the archive's bucket).
+    copies_elsewhere: Option<Arc<dyn CopiesElsewhere>>,
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// Which of the files gone from the recordings folder were removed on purpose because a copy is
+/// kept elsewhere (the archive's bucket, once it held them): those are not missing. The archive
+/// answers it from its own table.
+pub trait CopiesElsewhere: Send + Sync {
+    /// Of `paths` (files of node `node`'s folder), those kept elsewhere.
+    fn kept_elsewhere<'a>(
+        &'a self,
+        db: &'a Database,
+        node: &'a str,
+        paths: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Result<HashSet<String>, DbError>>;
 }
+
+use crate::clock::now_ms;
 
 fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
@@ -93,6 +107,24 @@ impl Indexer {
             ready_notify: Vec::new(),
             keys: None,
             node: DEFAULT_NODE.to_string(),
+            copies_elsewhere: None,
+        }
+    }
+
+    /// Vanished files are first asked about of `copies` (the archive): those it keeps are not
+    /// missing.
+    pub fn with_copies_elsewhere(mut self, copies: Arc<dyn CopiesElsewhere>) -> Indexer {
+        self.copies_elsewhere = Some(copies);
+        self
+    }
+
+    /// Of `paths`, gone from the folder, those kept elsewhere.
+    async fn kept_elsewhere(&self, paths: &[String]) -> Result<HashSet<String>, DbError> {
+        match &self.copies_elsewhere {
+            Some(copies) if !paths.is_empty() => {
+                copies.kept_elsewhere(&self.db, &self.node, paths).await
+            }
+            _ => Ok(HashSet::new()),
         }
     }
 

@@ -3,7 +3,7 @@
 //! the recordings folder.
 
 pub mod calls;
-pub mod db;
+
 pub mod index;
 pub mod probe;
 pub mod recordings;
@@ -11,7 +11,6 @@ pub mod search;
 pub mod status;
 pub mod transcripts;
 
-pub use db::{Backend, Database, DbError};
 pub use index::Indexer;
 pub use status::{Compliance, Consent, Direction, NodeType, RecordingFormat, RecordingStatus};
 
@@ -21,4 +20,29 @@ pub fn file_inside(root: &std::path::Path, rel: &str) -> Option<std::path::PathB
     let root = root.canonicalize().ok()?;
     let path = root.join(rel).canonicalize().ok()?;
     path.starts_with(&root).then_some(path)
+}
+
+/// Removes `rel` if it resolves inside `root` (the link itself for a symlink, never its
+/// target); true when it is gone (or never was).
+pub fn remove_inside(root: &std::path::Path, rel: &str) -> bool {
+    let Ok(root) = root.canonicalize() else {
+        return false;
+    };
+    let joined = root.join(rel);
+    let (Some(name), Some(parent)) = (joined.file_name(), joined.parent()) else {
+        return false;
+    };
+    let folder = match parent.canonicalize() {
+        Ok(folder) => folder,
+        // No such folder: no such file.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+        Err(_) => return false,
+    };
+    if !folder.starts_with(&root) {
+        return false;
+    }
+    match std::fs::remove_file(folder.join(name)) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }

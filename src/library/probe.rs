@@ -11,7 +11,6 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::access::hex;
 use crate::encryption::Keyring;
 
 /// What a file is, as far as the library is concerned.
@@ -203,7 +202,7 @@ pub fn probe_sealed(path: &Path, hash: bool, keys: Option<&Keyring>) -> Probe {
 fn probe_plain<R: Read + Seek>(file: &mut R, format: &str, size: u64, hash: bool) -> Probe {
     if size == 0 {
         let mut p = Probe::problem(format, 0, Status::Empty, "0 bytes: nothing was recorded");
-        p.sha256 = Some(hex(&Sha256::digest([])));
+        p.sha256 = Some(hex::encode(Sha256::digest([])));
         return p;
     }
     let mut probe = match format {
@@ -374,7 +373,7 @@ fn hash_file<R: Read + Seek>(file: &mut R) -> io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! recording a row or grouped by call. The HTTP layer parses a request into a [`Viewer`] and a
 //! [`Filter`]; the SQL is built here, and only here, with every value bound.
 
-use super::db::{Backend, Database};
 use super::recordings::{RecordingRow, COLUMNS};
 use super::{Direction, NodeType, RecordingFormat, RecordingStatus};
+use crate::db::{Backend, Database};
 
 /// Words of a caller-name search at most: each is one more index range to intersect.
 pub const MAX_NAME_WORDS: usize = 5;

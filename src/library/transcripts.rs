@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use super::{Database, DbError};
+use crate::db::{Database, DbError};
 
 /// At most this many cues, and this much text in one: a transcript is a call's words, not a
 /// place to store anything else.
@@ -271,7 +271,7 @@ pub async fn store(
     .bind(source.as_str())
     .bind(json)
     .bind(sidecar_mtime_ms)
-    .bind(chrono::Utc::now().timestamp_millis())
+    .bind(crate::clock::now_ms())
     .bind(by)
     .execute(&db.pool)
     .await?;

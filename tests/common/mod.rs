@@ -165,7 +165,7 @@ pub fn bearer(token: &str) -> reqwest::Client {
 /// A user with `role` in `tenant` (limited to `projects` when not empty) and a token with
 /// `scopes`; returns the token.
 pub async fn user_token(
-    db: &ari_recorder::library::Database,
+    db: &ari_recorder::db::Database,
     username: &str,
     role: &str,
     tenant: &str,
@@ -194,7 +194,7 @@ pub async fn user_token(
 }
 
 /// A client authenticated as an admin (every scope) of `tenant`: user `<tenant>-admin`.
-pub async fn tenant_admin(db: &ari_recorder::library::Database, tenant: &str) -> reqwest::Client {
+pub async fn tenant_admin(db: &ari_recorder::db::Database, tenant: &str) -> reqwest::Client {
     let name = format!("{tenant}-admin");
     bearer(
         &user_token(
@@ -212,7 +212,7 @@ pub async fn tenant_admin(db: &ari_recorder::library::Database, tenant: &str) ->
 
 /// Creates an admin with an all-scopes token in the default tenant and lets that tenant play
 /// and download; returns the token.
-pub async fn bootstrap_admin(db: &ari_recorder::library::Database) -> String {
+pub async fn bootstrap_admin(db: &ari_recorder::db::Database) -> String {
     use ari_recorder::access::{accounts, policy::TenantSettings, Scope};
     let mut conn = db.pool.acquire().await.expect("connection");
     let user = accounts::NewUser {
@@ -417,7 +417,7 @@ pub struct RecordingRow {
     pub failure_cause: Option<String>,
 }
 
-pub async fn recording_rows(db: &ari_recorder::library::Database) -> Vec<RecordingRow> {
+pub async fn recording_rows(db: &ari_recorder::db::Database) -> Vec<RecordingRow> {
     sqlx::query_as(
         "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, \
          callee, format, state, duration_seconds, failure_cause FROM call_recordings ORDER BY started_at_ms, recording_name",
@@ -429,7 +429,7 @@ pub async fn recording_rows(db: &ari_recorder::library::Database) -> Vec<Recordi
 
 /// Waits until the library holds `n` rows all satisfying `pred`.
 pub async fn wait_rows(
-    db: &ari_recorder::library::Database,
+    db: &ari_recorder::db::Database,
     what: &str,
     n: usize,
     pred: impl Fn(&RecordingRow) -> bool,
@@ -601,7 +601,7 @@ pub fn put_wav(t: &TestSim, name: &str) {
 }
 
 /// Waits until `count` recordings are final (`ready`) in the library.
-pub async fn wait_ready(db: &ari_recorder::library::Database, count: i64) {
+pub async fn wait_ready(db: &ari_recorder::db::Database, count: i64) {
     for _ in 0..1000 {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'")
             .fetch_one(&db.pool)

@@ -8,10 +8,10 @@ use tokio_util::task::TaskTracker;
 
 use super::super::call::{RecordingRow, RedactionSpan};
 use super::now_ms;
+use crate::db::Database;
+use crate::db::HeldConnection;
 use crate::library::calls;
-use crate::library::db::HeldConnection;
 use crate::library::index::FinishedNotifier;
-use crate::library::Database;
 use crate::metrics::Metrics;
 use std::time::{Duration, Instant};
 

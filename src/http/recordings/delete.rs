@@ -82,14 +82,14 @@ pub(in crate::http) async fn delete(
     crate::library::recordings::mark_deleted(
         tx.conn(),
         row.id,
-        chrono::Utc::now().timestamp_millis(),
+        crate::clock::now_ms(),
         &caller.principal.actor(),
     )
     .await
     .map_err(internal)?;
     tx.commit(&entry).await.map_err(internal)?;
     // Its copy in the archive's bucket goes too (retried while the bucket is away).
-    crate::archive::queue::queue_removal(&state.db, row.id, crate::access::now_ms())
+    crate::archive::queue::queue_removal(&state.db, row.id, crate::clock::now_ms())
         .await
         .map_err(internal)?;
     if let Some(archive) = &state.library.archive {

@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 use sqlx::Row as _;
 
 use super::super::calls::{self, CallMeta, RecordingRow};
-use super::super::db::{Database, DbError};
 use super::super::probe::Encoding;
 use super::super::probe::Probe;
 use super::names::{made_by_a_call, name_words, recording_name};
 use super::{mtime_ms, now_ms, Indexer};
+use crate::db::{Database, DbError};
 
 /// Walks `root` without following symlinks out of it. Any folder that cannot be listed fails
 /// the whole walk: a partial listing would look like vanished files.
@@ -112,10 +112,8 @@ pub const DEFAULT_NODE: &str = "";
 /// id defaults to the host name, which a recreated container changes).
 pub async fn adopt_unowned_rows(db: &Database, node: &str) -> Result<u64, DbError> {
     let sql = match db.backend {
-        crate::library::Backend::Sqlite => "UPDATE recordings SET node_id = $1 WHERE node_id <> $1",
-        crate::library::Backend::Postgres => {
-            "UPDATE recordings SET node_id = $1 WHERE node_id = ''"
-        }
+        crate::db::Backend::Sqlite => "UPDATE recordings SET node_id = $1 WHERE node_id <> $1",
+        crate::db::Backend::Postgres => "UPDATE recordings SET node_id = $1 WHERE node_id = ''",
     };
     let done = sqlx::query(sql).bind(node).execute(&db.pool).await?;
     Ok(done.rows_affected())

@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::super::calls::{self, CallMeta};
-use super::super::db::{DbError, HeldConnection};
 use super::super::probe::{is_recording_file, probe_sealed, Probe, Status};
 use super::names::{in_hidden_folder, is_sidecar, recording_name};
 use super::rows::{gone_for_good, Before, Row, Seen, GROWING_ROWS, KNOWN_ROW};
 use super::state::{ScanError, ScanReport};
 use super::{mtime_ms, now_ms, Indexer, BATCH};
+use crate::db::{DbError, HeldConnection};
 
 pub(super) fn walk(root: &Path) -> Result<Vec<Seen>, String> {
     let canonical_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
@@ -188,7 +188,7 @@ impl Indexer {
             .map(|(p, _)| p.clone())
             .collect();
         // Local copies removed once the archive held them are not lost.
-        let remote = crate::archive::queue::kept_remotely(&self.db, &self.node, &vanished).await?;
+        let remote = self.kept_elsewhere(&vanished).await?;
         vanished.retain(|p| !remote.contains(p));
         // A lead-in Asterisk discarded (nobody answered) is not a missing recording.
         let (cancelled, vanished): (Vec<String>, Vec<String>) =
@@ -412,13 +412,10 @@ impl Indexer {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     let listed = known.as_ref().is_some_and(|(status, _, _, _)| {
                         !matches!(status.as_str(), "missing" | "not_recorded")
-                    }) && !crate::archive::queue::kept_remotely(
-                        &self.db,
-                        &self.node,
-                        std::slice::from_ref(&rel),
-                    )
-                    .await?
-                    .contains(&rel);
+                    }) && !self
+                        .kept_elsewhere(std::slice::from_ref(&rel))
+                        .await?
+                        .contains(&rel);
                     let call_state = calls::meta(&mut *conn, &recording_name(&rel))
                         .await?
                         .map(|m| m.state);

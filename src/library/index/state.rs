@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::super::calls::CallMeta;
-use super::super::db::DbError;
+use crate::db::DbError;
 
 /// Progress of the scan, for `ari-recorder index` and `GET /api/library/scan`.
 #[derive(Debug, Default)]

@@ -10,11 +10,11 @@ use notify::Watcher;
 use tokio::sync::{mpsc, watch};
 
 use super::super::calls::CallMeta;
-use super::super::db::{DbError, HeldConnection};
 use super::names::recording_name;
 use super::rows::RECORDING_BY_NAME;
 use super::state::{Retry, ScanError, ScanState, INDEX_RETRY_FIRST, INDEX_RETRY_MAX};
 use super::{mtime_ms, now_ms, Indexer, EVENT_QUEUE, GROWING_UPDATE};
+use crate::db::{DbError, HeldConnection};
 
 /// Whether a file event can mean new content or a file appearing or going. Opens, reads and
 /// closes without writing (the indexer's own probing, playback) are not.

@@ -1,11 +1,17 @@
-//! Opening the library database and applying its migrations.
+//! The database under every domain: opening SQLite or PostgreSQL, the migrations of all
+//! tables, connections held across writes, and whether writes go through. It knows no domain:
+//! each domain owns its tables through it, and what a layer above keeps with a handle (the
+//! audit trail's keys and group writer) is attached to it by type.
 //!
 //! Queries are built at run time through `sqlx::Any` (never the compile-time macros), so one
 //! binary serves SQLite and PostgreSQL; each backend has its own migrations folder because
 //! their DDL differs.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -53,116 +59,116 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "call_recordings",
-        sqlite: include_str!("../../migrations/sqlite/0001_call_recordings.sql"),
-        postgres: include_str!("../../migrations/postgres/0001_call_recordings.sql"),
+        sqlite: include_str!("../migrations/sqlite/0001_call_recordings.sql"),
+        postgres: include_str!("../migrations/postgres/0001_call_recordings.sql"),
     },
     Migration {
         version: 2,
         name: "recordings",
-        sqlite: include_str!("../../migrations/sqlite/0002_recordings.sql"),
-        postgres: include_str!("../../migrations/postgres/0002_recordings.sql"),
+        sqlite: include_str!("../migrations/sqlite/0002_recordings.sql"),
+        postgres: include_str!("../migrations/postgres/0002_recordings.sql"),
     },
     Migration {
         version: 3,
         name: "recording_words",
-        sqlite: include_str!("../../migrations/sqlite/0003_recording_words.sql"),
-        postgres: include_str!("../../migrations/postgres/0003_recording_words.sql"),
+        sqlite: include_str!("../migrations/sqlite/0003_recording_words.sql"),
+        postgres: include_str!("../migrations/postgres/0003_recording_words.sql"),
     },
     Migration {
         version: 4,
         name: "access",
-        sqlite: include_str!("../../migrations/sqlite/0004_access.sql"),
-        postgres: include_str!("../../migrations/postgres/0004_access.sql"),
+        sqlite: include_str!("../migrations/sqlite/0004_access.sql"),
+        postgres: include_str!("../migrations/postgres/0004_access.sql"),
     },
     Migration {
         version: 5,
         name: "active_calls",
-        sqlite: include_str!("../../migrations/sqlite/0005_active_calls.sql"),
-        postgres: include_str!("../../migrations/postgres/0005_active_calls.sql"),
+        sqlite: include_str!("../migrations/sqlite/0005_active_calls.sql"),
+        postgres: include_str!("../migrations/postgres/0005_active_calls.sql"),
     },
     Migration {
         version: 6,
         name: "call_endpoints",
-        sqlite: include_str!("../../migrations/sqlite/0006_call_endpoints.sql"),
-        postgres: include_str!("../../migrations/postgres/0006_call_endpoints.sql"),
+        sqlite: include_str!("../migrations/sqlite/0006_call_endpoints.sql"),
+        postgres: include_str!("../migrations/postgres/0006_call_endpoints.sql"),
     },
     Migration {
         version: 7,
         name: "session_idle",
-        sqlite: include_str!("../../migrations/sqlite/0007_session_idle.sql"),
-        postgres: include_str!("../../migrations/postgres/0007_session_idle.sql"),
+        sqlite: include_str!("../migrations/sqlite/0007_session_idle.sql"),
+        postgres: include_str!("../migrations/postgres/0007_session_idle.sql"),
     },
     Migration {
         version: 8,
         name: "audit_keys",
-        sqlite: include_str!("../../migrations/sqlite/0008_audit_keys.sql"),
-        postgres: include_str!("../../migrations/postgres/0008_audit_keys.sql"),
+        sqlite: include_str!("../migrations/sqlite/0008_audit_keys.sql"),
+        postgres: include_str!("../migrations/postgres/0008_audit_keys.sql"),
     },
     Migration {
         version: 9,
         name: "word_prefix",
-        sqlite: include_str!("../../migrations/sqlite/0009_word_prefix.sql"),
-        postgres: include_str!("../../migrations/postgres/0009_word_prefix.sql"),
+        sqlite: include_str!("../migrations/sqlite/0009_word_prefix.sql"),
+        postgres: include_str!("../migrations/postgres/0009_word_prefix.sql"),
     },
     Migration {
         version: 10,
         name: "recording_redactions",
-        sqlite: include_str!("../../migrations/sqlite/0010_recording_redactions.sql"),
-        postgres: include_str!("../../migrations/postgres/0010_recording_redactions.sql"),
+        sqlite: include_str!("../migrations/sqlite/0010_recording_redactions.sql"),
+        postgres: include_str!("../migrations/postgres/0010_recording_redactions.sql"),
     },
     Migration {
         version: 11,
         name: "recordings_by_call",
-        sqlite: include_str!("../../migrations/sqlite/0011_recordings_by_call.sql"),
-        postgres: include_str!("../../migrations/postgres/0011_recordings_by_call.sql"),
+        sqlite: include_str!("../migrations/sqlite/0011_recordings_by_call.sql"),
+        postgres: include_str!("../migrations/postgres/0011_recordings_by_call.sql"),
     },
     Migration {
         version: 12,
         name: "recording_transcripts",
-        sqlite: include_str!("../../migrations/sqlite/0012_recording_transcripts.sql"),
-        postgres: include_str!("../../migrations/postgres/0012_recording_transcripts.sql"),
+        sqlite: include_str!("../migrations/sqlite/0012_recording_transcripts.sql"),
+        postgres: include_str!("../migrations/postgres/0012_recording_transcripts.sql"),
     },
     Migration {
         version: 13,
         name: "retention_and_holds",
-        sqlite: include_str!("../../migrations/sqlite/0013_retention_and_holds.sql"),
-        postgres: include_str!("../../migrations/postgres/0013_retention_and_holds.sql"),
+        sqlite: include_str!("../migrations/sqlite/0013_retention_and_holds.sql"),
+        postgres: include_str!("../migrations/postgres/0013_retention_and_holds.sql"),
     },
     Migration {
         version: 14,
         name: "delete_confirmations",
-        sqlite: include_str!("../../migrations/sqlite/0014_delete_confirmations.sql"),
-        postgres: include_str!("../../migrations/postgres/0014_delete_confirmations.sql"),
+        sqlite: include_str!("../migrations/sqlite/0014_delete_confirmations.sql"),
+        postgres: include_str!("../migrations/postgres/0014_delete_confirmations.sql"),
     },
     Migration {
         version: 15,
         name: "archive",
-        sqlite: include_str!("../../migrations/sqlite/0015_archive.sql"),
-        postgres: include_str!("../../migrations/postgres/0015_archive.sql"),
+        sqlite: include_str!("../migrations/sqlite/0015_archive.sql"),
+        postgres: include_str!("../migrations/postgres/0015_archive.sql"),
     },
     Migration {
         version: 16,
         name: "recording_seals",
-        sqlite: include_str!("../../migrations/sqlite/0016_recording_seals.sql"),
-        postgres: include_str!("../../migrations/postgres/0016_recording_seals.sql"),
+        sqlite: include_str!("../migrations/sqlite/0016_recording_seals.sql"),
+        postgres: include_str!("../migrations/postgres/0016_recording_seals.sql"),
     },
     Migration {
         version: 17,
         name: "node_ids",
-        sqlite: include_str!("../../migrations/sqlite/0017_node_ids.sql"),
-        postgres: include_str!("../../migrations/postgres/0017_node_ids.sql"),
+        sqlite: include_str!("../migrations/sqlite/0017_node_ids.sql"),
+        postgres: include_str!("../migrations/postgres/0017_node_ids.sql"),
     },
     Migration {
         version: 18,
         name: "audit_anchoring",
-        sqlite: include_str!("../../migrations/sqlite/0018_audit_anchoring.sql"),
-        postgres: include_str!("../../migrations/postgres/0018_audit_anchoring.sql"),
+        sqlite: include_str!("../migrations/sqlite/0018_audit_anchoring.sql"),
+        postgres: include_str!("../migrations/postgres/0018_audit_anchoring.sql"),
     },
     Migration {
         version: 19,
         name: "user_names_per_tenant",
-        sqlite: include_str!("../../migrations/sqlite/0019_user_names_per_tenant.sql"),
-        postgres: include_str!("../../migrations/postgres/0019_user_names_per_tenant.sql"),
+        sqlite: include_str!("../migrations/sqlite/0019_user_names_per_tenant.sql"),
+        postgres: include_str!("../migrations/postgres/0019_user_names_per_tenant.sql"),
     },
 ];
 
@@ -182,27 +188,59 @@ const PING_IDLE_AFTER: Duration = Duration::from_secs(5);
 pub struct Database {
     pub pool: AnyPool,
     pub backend: Backend,
-    /// The keys that seal the audit chain (`AUDIT_KEYS`): every audited write goes through
-    /// this handle, so it carries them. None: events are chained unkeyed.
-    pub audit_keys: Option<std::sync::Arc<crate::signing::SigningKeys>>,
-    /// The audit events of this handle (and its clones) waiting to be appended together.
-    pub(crate) audit_writer: std::sync::Arc<crate::access::audit::GroupWriter>,
+    /// What the layers above keep with this handle and its clones, one value a type.
+    attached: Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>,
+    /// When a write last failed after waiting on the database, and why; None once one went
+    /// through. Shared by every handle of this database.
+    write_failure: Arc<Mutex<Option<(i64, String)>>>,
 }
 
 impl Database {
-    /// A write of the call runtime or the indexer went through: the database takes writes again
-    /// (audited requests stop being refused at once after a failed audit write).
-    pub fn took_a_write(&self) {
-        self.audit_writer.database_took_a_write();
+    /// The value of type `T` kept with this handle (and its clones), made at first use.
+    pub fn attached<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut attached = self.attached.lock().unwrap_or_else(|p| p.into_inner());
+        let value = attached
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        match Arc::clone(value).downcast::<T>() {
+            Ok(value) => value,
+            // Unreachable: the entry of T's TypeId holds a T.
+            Err(_) => Arc::new(T::default()),
+        }
     }
 
-    /// The same handle, sealing audit events with `keys`.
-    pub fn with_audit_keys(mut self, keys: Option<crate::signing::SigningKeys>) -> Database {
-        self.audit_keys = keys.map(std::sync::Arc::new);
-        // Its own group writer: events are sealed with the keys of the handle whose writer
-        // appends them, so handles with different keys never share one.
-        self.audit_writer = Default::default();
-        self
+    /// The same database as a handle of its own that keeps `value` and nothing else attached
+    /// (its clones share them; the handle it was made from keeps its own).
+    pub fn with_attached<T: Send + Sync + 'static>(self, value: T) -> Database {
+        let mut attached: HashMap<TypeId, Arc<dyn Any + Send + Sync>> = HashMap::new();
+        attached.insert(TypeId::of::<T>(), Arc::new(value));
+        Database {
+            attached: Arc::new(Mutex::new(attached)),
+            ..self
+        }
+    }
+
+    fn write_failure(&self) -> std::sync::MutexGuard<'_, Option<(i64, String)>> {
+        self.write_failure.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the last write showed: Some when it failed after waiting on the database (its lock
+    /// timeout, a connection), with when and why; None when it went through or failed at once.
+    pub fn set_write_failure(&self, failure: Option<(i64, String)>) {
+        *self.write_failure() = failure;
+    }
+
+    /// When a write last failed after a wait, and why, if none went through since.
+    pub fn write_failed_lately(&self) -> Option<(i64, String)> {
+        self.write_failure().clone()
+    }
+
+    /// A write went through: the database takes writes again (audited requests stop being
+    /// refused at once after a failed audit write).
+    pub fn took_a_write(&self) {
+        if let Ok(mut failed) = self.write_failure.try_lock() {
+            *failed = None;
+        }
     }
 
     /// Opens (creating an SQLite file and its folder when needed) and migrates.
@@ -261,8 +299,8 @@ impl Database {
         let db = Database {
             pool,
             backend,
-            audit_keys: None,
-            audit_writer: Default::default(),
+            attached: Default::default(),
+            write_failure: Default::default(),
         };
         db.migrate().await?;
         Ok(db)

@@ -169,18 +169,22 @@ impl Renderings {
                 let audio = |e: &dyn std::fmt::Display| RenderError::Audio(e.to_string());
                 match kind {
                     RenderKind::Mp3 => {
-                        let mut encoder =
-                            super::mp3::Mp3Encoder::new(stream.sample_rate, stream.samples())
-                                .map_err(|e| audio(&e))?;
+                        let mut encoder = crate::audio::mp3::Mp3Encoder::new(
+                            stream.sample_rate,
+                            stream.samples(),
+                        )
+                        .map_err(|e| audio(&e))?;
                         stream
                             .for_each_chunk(|chunk| encoder.push(chunk).map_err(|e| audio(&e)))?;
                         let bytes = encoder.finish().map_err(|e| audio(&e))?;
                         Ok(Rendering::Mp3(Arc::new(bytes)))
                     }
                     _ => {
-                        let mut encoder =
-                            super::opus::OggOpusEncoder::new(stream.sample_rate, stream.samples())
-                                .map_err(|e| audio(&e))?;
+                        let mut encoder = crate::audio::opus::OggOpusEncoder::new(
+                            stream.sample_rate,
+                            stream.samples(),
+                        )
+                        .map_err(|e| audio(&e))?;
                         stream
                             .for_each_chunk(|chunk| encoder.push(chunk).map_err(|e| audio(&e)))?;
                         let bytes = encoder.finish().map_err(|e| audio(&e))?;

@@ -8,10 +8,10 @@ use std::io;
 use std::path::Path;
 
 use super::serve::WavStream;
-use super::wav;
+use crate::audio::wav;
 
 /// Only 8 kHz audio goes on a call's timeline (what Asterisk records bridges and voicemail in).
-pub const TIMELINE_RATE: u32 = super::SAMPLE_RATE;
+pub const TIMELINE_RATE: u32 = crate::audio::SAMPLE_RATE;
 
 /// Samples mixed at a time.
 const BLOCK: u64 = 10 * TIMELINE_RATE as u64;

@@ -19,7 +19,6 @@ use tokio::sync::Semaphore;
 use super::assemble::{self, Segment};
 use super::renderings::RenderError;
 use super::serve::WavStream;
-use crate::access::hex;
 use crate::archive::StoredAudio;
 use crate::encryption::Keyring;
 
@@ -78,13 +77,13 @@ pub fn timeline_key(parts: &[TimelinePart]) -> String {
         }
         hash.update(b";");
     }
-    hex(&hash.finalize()[..16])
+    hex::encode(&hash.finalize()[..16])
 }
 
 /// The part of a file name that says which call it belongs to (the id itself may hold any
 /// character Asterisk allows).
 fn call_prefix(call_id: &str) -> String {
-    hex(&Sha256::digest(call_id.as_bytes())[..8])
+    hex::encode(&Sha256::digest(call_id.as_bytes())[..8])
 }
 
 impl CallAudio {

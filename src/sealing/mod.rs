@@ -1,3 +1,6 @@
+//! Sealing recordings at rest: the task that seals final recordings in place (the format is
+//! [`crate::encryption`]'s), and the table of which key sealed what.
+//!
 //! Seals final recordings in place, and with `ari-recorder reencrypt` seals them again with the
 //! newest key. A recording's files (its audio and each party's own recording) are sealed once
 //! the library has hashed their plaintext; the library row keeps describing the plaintext and
@@ -10,8 +13,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
-use super::{is_sealed_file, seals, Keyring};
-use crate::library::{file_inside as inside, index, Database, DbError};
+pub mod seals;
+use crate::clock::now_ms;
+use crate::db::{Database, DbError};
+use crate::encryption::{is_sealed_file, Keyring};
+use crate::library::{file_inside as inside, index};
 
 /// Rounds between full looks consider recordings that started this recently.
 const RECENT_MS: i64 = 2 * 86_400_000;
@@ -27,10 +33,6 @@ pub struct Sealer {
     wake: Arc<Notify>,
     /// Told when a recording was sealed (the archive may upload it now).
     sealed: Option<Arc<Notify>>,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// What a round or `reencrypt` did.

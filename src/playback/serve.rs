@@ -5,9 +5,9 @@
 
 use std::io;
 
-use super::g711::{decode_alaw, decode_ulaw};
-use super::wav;
 use crate::archive::StoredAudio;
+use crate::audio::g711::{decode_alaw, decode_ulaw};
+use crate::audio::wav;
 use crate::audio::Encoding;
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Which recordings are sealed, and with which key. Owns `recording_seals`.
 
-use crate::library::{Database, DbError};
+use crate::db::{Database, DbError};
 
 /// A recording to seal or to seal again.
 #[derive(Debug, Clone, sqlx::FromRow)]
