@@ -37,10 +37,12 @@ use crate::playback::serve::{parse_range, RangeRequest, WavStream};
 mod delete;
 mod list;
 mod media;
+mod signed_links;
 
 pub(in crate::http) use delete::*;
 pub(in crate::http) use list::*;
 pub(in crate::http) use media::*;
+pub(in crate::http) use signed_links::*;
 
 /// How long a delete confirmation token stays valid.
 const CONFIRM_TTL: Duration = Duration::from_secs(120);

@@ -1,5 +1,5 @@
-//! A recording's bytes: inline audio with exact ranges, downloads, signed links, Opus, the
-//! stereo version, waveforms.
+//! A recording's bytes: inline audio with exact ranges, downloads, Opus, the stereo version,
+//! waveforms. Signed links to them are `links.rs`'s.
 
 use super::*;
 
@@ -397,11 +397,11 @@ pub(in crate::http) async fn download(
 
 /// A request for a recording's bytes, by a signed-in caller or through a signed link.
 pub(in crate::http) struct MediaRequest {
-    id: String,
-    query: HashMap<String, String>,
-    client: String,
-    caller: Option<Caller>,
-    headers: HeaderMap,
+    pub(in crate::http) id: String,
+    pub(in crate::http) query: HashMap<String, String>,
+    pub(in crate::http) client: String,
+    pub(in crate::http) caller: Option<Caller>,
+    pub(in crate::http) headers: HeaderMap,
 }
 
 impl FromRequestParts<AppState> for MediaRequest {
@@ -437,93 +437,6 @@ impl FromRequestParts<AppState> for MediaRequest {
             headers: parts.headers.clone(),
         })
     }
-}
-
-pub(in crate::http) fn link_refused(error: links::LinkError) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, error.reason(), error.message())
-}
-
-/// Checks a signed link and returns the caller it stands for, auditing a refusal.
-pub(in crate::http) async fn link_caller(
-    state: &AppState,
-    request: &MediaRequest,
-    action: LinkAction,
-) -> Result<(Caller, Grant), ApiError> {
-    let audit_action = action.audit_action();
-    // Only a well-formed subject is written down; anything else is named as such.
-    let subject = request
-        .query
-        .get("by")
-        .filter(|by| links::valid_subject(by))
-        .map_or("invalid", String::as_str);
-    let mut entry = AuditEntry {
-        client: request.client.clone(),
-        recording_id: request.id.parse().ok(),
-        detail: Some("signed link".into()),
-        ..AuditEntry::new(format!("link:{subject}"), "", audit_action)
-    };
-    let now = state.access.clock.now_secs();
-    let verified = match entry.recording_id {
-        Some(id) => links::verify(&state.access.keys, id, action, &request.query, now),
-        None => Err(links::LinkError::Tampered),
-    };
-    let principal = match verified {
-        Ok(ref grant) => {
-            let mut conn = state.db.pool.acquire().await.map_err(internal)?;
-            principal_for_subject(
-                &mut conn,
-                &grant.subject,
-                grant.issued_ms,
-                state.access.clock.now_ms(),
-            )
-            .await
-            .map_err(internal)?
-        }
-        Err(_) => None,
-    };
-    match (verified, principal) {
-        (Ok(grant), Some(principal)) => Ok((
-            Caller {
-                principal,
-                client: request.client.clone(),
-                session: None,
-            },
-            grant,
-        )),
-        (Ok(_), None) => {
-            entry.outcome = "link_revoked".into();
-            audit::record(&state.db, &entry).await.map_err(internal)?;
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "link_revoked",
-                "the user or token this link was made for is no longer valid",
-            ))
-        }
-        (Err(e), _) => {
-            if let Some(wait) = crate::http::auth::past_failure_share(state, &entry) {
-                return Err(crate::http::too_many(wait));
-            }
-            entry.outcome = e.reason().into();
-            entry.tenant = refusal_tenant(state, entry.recording_id).await?;
-            audit::record(&state.db, &entry).await.map_err(internal)?;
-            Err(link_refused(e))
-        }
-    }
-}
-
-/// Whose admins see a refused link: the recording's tenant, or the operators' when the link
-/// names no recording there is.
-pub(in crate::http) async fn refusal_tenant(
-    state: &AppState,
-    recording: Option<i64>,
-) -> Result<String, ApiError> {
-    let tenant = match recording {
-        Some(id) => crate::library::recordings::tenant_of(&state.db.pool, id)
-            .await
-            .map_err(internal)?,
-        None => None,
-    };
-    Ok(tenant.unwrap_or_else(|| state.access.operator_tenant.clone()))
 }
 
 /// The audio of a recording, inline or as an attachment named from its metadata. Audited
@@ -655,190 +568,6 @@ pub(in crate::http) async fn audio_response(
         AudioBody::Wav(stream)
     };
     serve(body, tag, &request.headers, name)
-}
-
-/// A download link usable without credentials until it expires.
-///
-/// Single-use and served by this service, or (`ARCHIVE_PRESIGNED_LINKS`, once archived) a
-/// presigned bucket URL reusable until it expires.
-#[utoipa::path(post, path = "/api/recordings/{id}/download-url", tag = "recordings",
-    params(RecordingId, ("expires_in" = Option<u32>, Query, minimum = 1, description = "seconds (3600), capped at link_max_seconds")),
-    responses(
-    (status = 201, description = "`{url, expires_at, expires_in, single_use, presigned}`"),
-    (status = 400, description = "a bad expires_in", body = ErrorBody),
-    crate::http::openapi::RecordingRefusals,
-    (status = 429, description = "too many links asked for", body = ErrorBody),
-))]
-pub(in crate::http) async fn download_url(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    create_link(&state, &caller, &id, &q, LinkAction::Download).await
-}
-
-/// A download link, as `POST` makes it (`GET` as the Gravity Rail API spells it).
-#[utoipa::path(get, path = "/api/recordings/{id}/download-url", tag = "recordings",
-    operation_id = "download_url_get",
-    params(RecordingId, ("expires_in" = Option<u32>, Query, minimum = 1, description = "seconds (3600), capped at link_max_seconds")),
-    responses(
-    (status = 201, description = "`{url, expires_at, expires_in, single_use, presigned}`"),
-    (status = 400, description = "a bad expires_in", body = ErrorBody),
-    crate::http::openapi::RecordingRefusals,
-    (status = 429, description = "too many links asked for", body = ErrorBody),
-))]
-pub(in crate::http) async fn download_url_get(
-    state: State<AppState>,
-    caller: Caller,
-    id: Path<String>,
-    q: Query<HashMap<String, String>>,
-    headers: axum::http::HeaderMap,
-) -> Result<Response, ApiError> {
-    // Making a link is a state change (audited, counted against the caller's quota) however
-    // it is spelt: a cookie session must send its CSRF token here as for POST.
-    caller
-        .require_csrf(
-            &state,
-            &headers,
-            format!("GET /api/recordings/{}/download-url", id.0),
-        )
-        .await?;
-    download_url(state, caller, id, q).await
-}
-
-/// A short-lived signed audio link for a player (reusable until it expires).
-#[utoipa::path(post, path = "/api/recordings/{id}/play-url", tag = "recordings", params(RecordingId), responses(
-    (status = 201, description = "`{url, expires_at, expires_in, single_use}`"),
-    crate::http::openapi::RecordingRefusals,
-    (status = 429, description = "too many links asked for", body = ErrorBody),
-))]
-pub(in crate::http) async fn play_url(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    create_link(&state, &caller, &id, &q, LinkAction::Audio).await
-}
-
-pub(in crate::http) async fn create_link(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    query: &HashMap<String, String>,
-    action: LinkAction,
-) -> Result<Response, ApiError> {
-    let access = &state.access;
-    let requested = match query.get("expires_in") {
-        None if action == LinkAction::Download => 3600,
-        None => access.play_link_seconds,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                return Err(bad(
-                    "expires_in",
-                    "must be a whole number of seconds, at least 1",
-                ))
-            }
-        },
-    };
-    let cap = match action {
-        LinkAction::Download => access.link_max_seconds,
-        LinkAction::Audio => access.play_link_seconds,
-    };
-    let lifetime = requested.min(cap);
-    let principal = &caller.principal;
-    if let Err(wait) = access.limiter.take(
-        &format!("grant:{}", principal.link_subject()),
-        Instant::now(),
-    ) {
-        let mut entry = caller.entry("link_create");
-        entry.recording_id = id.parse().ok();
-        return Err(caller
-            .refuse(state, entry, crate::http::too_many(wait))
-            .await);
-    }
-    let (row, _, mut entry) =
-        authorize(state, caller, id, action.policy_action(), "link_create").await?;
-    let issued_ms = state.access.clock.now_ms();
-    let expires = issued_ms.div_euclid(1000) + lifetime;
-    let grant = Grant {
-        recording: row.id,
-        action,
-        subject: principal.link_subject(),
-        issued_ms,
-        expires,
-        nonce: random_secret()[..32].to_string(),
-    };
-    if let Some(presigned) = presigned_download(state, &row, action, lifetime).await? {
-        entry.detail = Some(format!("presigned bucket link for {lifetime} s"));
-        audit::record(&state.db, &entry).await.map_err(internal)?;
-        return Ok((
-            StatusCode::CREATED,
-            Json(serde_json::json!({
-                "url": presigned,
-                "expires_at": rfc3339(expires * 1000),
-                "expires_in": lifetime,
-                "single_use": false,
-                "presigned": true,
-            })),
-        )
-            .into_response());
-    }
-    entry.detail = Some(format!("{} link for {lifetime} s", action.as_str()));
-    audit::record(&state.db, &entry).await.map_err(internal)?;
-    let url = format!(
-        "/api/recordings/{}/{}?{}",
-        row.id,
-        action.as_str(),
-        links::sign(&access.keys, &grant)
-    );
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({
-            "url": url,
-            "expires_at": rfc3339(expires * 1000),
-            "expires_in": lifetime,
-            "single_use": action == LinkAction::Download,
-            "presigned": false,
-        })),
-    )
-        .into_response())
-}
-
-/// With `ARCHIVE_PRESIGNED_LINKS`, a download link straight to the bucket for a recording
-/// stored there whole (not split, the file as recorded); else None and the service's own link.
-async fn presigned_download(
-    state: &AppState,
-    row: &RecordingRow,
-    action: LinkAction,
-    lifetime: i64,
-) -> Result<Option<String>, ApiError> {
-    let Some(archive) = state.library.archive.as_ref() else {
-        return Ok(None);
-    };
-    if action != LinkAction::Download || !archive.settings.presigned_links {
-        return Ok(None);
-    }
-    let stored = crate::archive::queue::stored(&state.db, row.id)
-        .await
-        .map_err(internal)?;
-    let Some(stored) = stored.filter(|s| s.parts == 0) else {
-        return Ok(None);
-    };
-    let lifetime = std::time::Duration::from_secs(u64::try_from(lifetime).unwrap_or(1));
-    archive
-        .presigned_get(&stored.object_key, lifetime)
-        .await
-        .map(Some)
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "archive_unavailable",
-                format!("cannot sign a bucket link: {e}"),
-            )
-        })
 }
 
 /// The recording as Ogg Opus or (`mp3`) MP3, encoded once per file version and kept in memory.
