@@ -30,6 +30,9 @@
 //!
 //! docs/architecture.md walks every file.
 
+// Production code answers bad input with an error, never a panic; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod access;
 pub mod archive;
 pub mod ari;

@@ -1,6 +1,9 @@
 //! The `ari-recorder` command: `serve`, `demo`, `sim`, `check`, `index`, and the access
 //! bootstrap: `user add`, `token create`, `tenant set`, `audit verify`.
 
+// Production code answers bad input with an error, never a panic; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

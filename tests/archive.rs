@@ -12,7 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::s3::{s3s_fs_bin, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
-use common::{database_url, send, start_service_with, start_sim, Db, TestService, TestSim};
+use common::{
+    database_url, eventually, send, start_service_with, start_sim, Db, TestService, TestSim,
+};
 
 /// A simulated Asterisk, a database of `db` and a running s3s-fs.
 async fn with_a_bucket(db: Db) -> (TestSim, String, S3Server) {
@@ -103,13 +105,7 @@ async fn wait_archive(
     what: &str,
     done: impl Fn(&ari_recorder::archive::queue::Summary) -> bool,
 ) {
-    for _ in 0..1500 {
-        if done(&summary(s).await) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}: {:?}", summary(s).await);
+    eventually(what, async || done(&summary(s).await)).await;
 }
 
 /// What a reviewer gets of a recording: the whole WAV, two ranges, its ETag, its waveform and

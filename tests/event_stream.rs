@@ -10,7 +10,7 @@ use ari_recorder::ari::stream::{run_event_stream, Notice};
 use ari_recorder::ari::{AriClient, RecordRequest};
 use ari_recorder::metrics::Metrics;
 use ari_recorder::stasis::{self, AppInput, Change, Registry};
-use common::{fast_timing, start_sim, PASSWORD, USER};
+use common::{fast_timing, start_sim, wait_until, PASSWORD, USER};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -81,12 +81,7 @@ async fn dropped_socket_reconnects_and_resync_recovers_what_was_missed() {
         input_tx,
         stasis::StasisOptions::default(),
     ));
-    for _ in 0..500 {
-        if t.sim.app_connected("recorder") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("the app connected", || t.sim.app_connected("recorder")).await;
 
     t.sim
         .place_inbound_call("700", "Frank <5551006>", "silent")

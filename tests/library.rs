@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use ari_recorder::library::index::set_mtime;
-use common::{database_url, start_service_on, start_sim, wait_until, Db, TestService, TestSim};
+use common::{
+    database_url, eventually, start_service_on, start_sim, wait_until, Db, TestService, TestSim,
+};
 use serde_json::Value;
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -191,7 +193,7 @@ async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_ke
     )
     .expect("write");
     let url = format!("{}/api/recordings?limit=200", s.base);
-    wait_until_async(|| async {
+    eventually("the growing file listed as recording", async || {
         let (_, page) = json(&url).await;
         page["recordings"].as_array().is_some_and(|l| {
             l.iter().any(|r| {
@@ -200,7 +202,7 @@ async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_ke
         })
     })
     .await;
-    wait_until_async(|| async {
+    eventually("the file listed ready once final", async || {
         let (_, page) = json(&url).await;
         page["recordings"].as_array().is_some_and(|l| {
             l.iter()
@@ -209,20 +211,6 @@ async fn reconcile_after_files_vanish_or_appear_while_stopped_and_the_watcher_ke
     })
     .await;
     let _ = s.stop.send(true);
-}
-
-async fn wait_until_async<F, Fut>(condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..1000 {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out");
 }
 
 async fn list_pages_with_keyset_cursors_and_filters(db: Db) {
@@ -546,7 +534,7 @@ async fn calls_recorded_by_the_flows_appear_with_their_metadata(db: Db) {
         .place_inbound_call("100", "Alice Smith <5551001>", "talk")
         .expect("call");
     let url = format!("{}/api/recordings?caller=555", s.base);
-    wait_until_async(|| async {
+    eventually("the live call listed as recording", async || {
         let (_, page) = json(&url).await;
         page["recordings"]
             .as_array()
@@ -554,7 +542,7 @@ async fn calls_recorded_by_the_flows_appear_with_their_metadata(db: Db) {
     })
     .await;
     t.sim.advance(16.5);
-    wait_until_async(|| async {
+    eventually("the call listed ready", async || {
         let (_, page) = json(&url).await;
         page["recordings"]
             .as_array()

@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use ari_recorder::sim::{self, SimOptions};
-use common::{start_service, start_service_with, start_sim, wait_until, TestService, TestSim};
+use common::{
+    eventually, start_service, start_service_with, start_sim, wait_until, TestService, TestSim,
+};
 
 const FILES: usize = 2000;
 
@@ -33,13 +35,10 @@ async fn rows_with_status(s: &TestService, status: &str) -> i64 {
 }
 
 async fn wait_indexed(s: &TestService, n: usize) {
-    for _ in 0..3000 {
-        if rows_with_status(s, "ready").await == n as i64 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the {n} files were never all indexed");
+    eventually(&format!("the {n} files indexed"), async || {
+        rows_with_status(s, "ready").await == n as i64
+    })
+    .await;
 }
 
 /// What the service has done so far: (file reads, indexer writes, call writes, flow reloads).

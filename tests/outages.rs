@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use ari_recorder::sim::{Script, Step};
-use common::{caller, database_url, send, start_service_with, start_sim, Db, TestService};
+use common::{
+    caller, database_url, eventually, send, start_service_with, start_sim, Db, TestService,
+};
 
 const SUPPORT: &str = r#"
 [flow]
@@ -108,21 +110,6 @@ async fn readiness(s: &TestService) -> serde_json::Value {
     send(reqwest::Client::new().get(format!("{}/readyz", s.base)))
         .await
         .json()
-}
-
-/// Waits (bounded: 60 s, the retries wait up to 5 s each) until `condition` holds.
-async fn eventually<F, Fut>(what: &str, condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never: {what}");
 }
 
 /// Calls recorded while the database takes no writes go on, nothing is lost or written twice,

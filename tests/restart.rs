@@ -6,8 +6,8 @@ mod common;
 
 use ari_recorder::sim::{Script, Step};
 use common::{
-    caller, quiet, start_service, start_sim, stop, wait_recording, wait_rows, wait_until,
-    TestService, TestSim,
+    caller, eventually, quiet, start_service, start_sim, stop, wait_recording, wait_rows,
+    wait_until, TestService, TestSim,
 };
 
 const SUPPORT: &str = r#"
@@ -170,13 +170,10 @@ async fn a_bridged_call_keeps_its_recording_through_a_restart() {
     })
     .await;
     // Ended calls' states are removed with the next gathered write.
-    for _ in 0..1000 {
-        if saved_calls(&s).await == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(saved_calls(&s).await, 0, "saved state removed");
+    eventually("the saved state removed", async || {
+        saved_calls(&s).await == 0
+    })
+    .await;
     stop(s).await;
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ari_recorder::config::Config;
 use ari_recorder::service;
-use common::{fast_timing, start_sim, PASSWORD};
+use common::{fast_timing, start_sim, wait_until, PASSWORD};
 use tokio::sync::watch;
 
 async fn get(url: &str) -> (u16, String) {
@@ -38,12 +38,7 @@ async fn health_readiness_and_metrics() {
         .expect("service");
     let base = format!("http://{}", svc.http_addr);
     let metrics_base = format!("http://{}", svc.metrics_addr.expect("metrics address"));
-    for _ in 0..500 {
-        if svc.metrics.ari_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("ARI connected", || svc.metrics.ari_connected()).await;
 
     let (status, body) = get(&format!("{base}/healthz")).await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
@@ -55,12 +50,10 @@ async fn health_readiness_and_metrics() {
     t.sim
         .place_inbound_call("100", "Alice <5551001>", "silent")
         .expect("call");
-    for _ in 0..500 {
-        if svc.registry.lock().expect("lock").calls_active() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("the call in the app", || {
+        svc.registry.lock().expect("lock").calls_active() == 1
+    })
+    .await;
     // Metrics live on their own address only.
     let (status, body) = get(&format!("{base}/metrics")).await;
     assert_eq!(status, 404, "{body}");
@@ -114,12 +107,7 @@ async fn health_readiness_and_metrics() {
     // Asterisk goes away: the library stays ready, the ARI state says so.
     t.sim.drop_websockets();
     t.sim.stop();
-    for _ in 0..500 {
-        if !svc.metrics.ari_connected() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("ARI disconnected", || !svc.metrics.ari_connected()).await;
     let (status, body) = get(&format!("{base}/readyz")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""ari":"disconnected""#), "{body}");

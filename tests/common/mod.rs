@@ -78,13 +78,7 @@ impl Collected {
     }
     /// Waits (bounded) until `pred` holds for the collected events.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&[serde_json::Value]) -> bool) {
-        for _ in 0..500 {
-            if pred(&self.snapshot()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("timed out waiting for {what}; got {:?}", self.types());
+        wait_until(what, || pred(&self.snapshot())).await;
     }
 }
 
@@ -387,15 +381,28 @@ pub async fn start_service_with(
     }
 }
 
-/// Polls `condition` (bounded: 10 s) — for state reached through sockets and tasks.
-pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    for _ in 0..1000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// How long a test waits for a state reached through sockets, tasks and the database before it
+/// fails: generous, so a loaded machine passes, and bounded, so a hung test ends.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
+/// How often a wait looks again.
+const WAIT_POLL: Duration = Duration::from_millis(10);
+
+/// The tests' one wait: polls `check` until it holds, failing the test with `what` after
+/// [`WAIT_LIMIT`]. Tests wait on conditions, never on time.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(WAIT_POLL).await;
     }
-    panic!("timed out waiting for {what}");
+}
+
+/// [`eventually`] for a condition read at once (the simulated world, a metric, a registry).
+pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    eventually(what, async || condition()).await;
 }
 
 /// A row of the library's call metadata.
@@ -434,17 +441,13 @@ pub async fn wait_rows(
     n: usize,
     pred: impl Fn(&RecordingRow) -> bool,
 ) -> Vec<RecordingRow> {
-    for _ in 0..1000 {
-        let rows = recording_rows(db).await;
-        if rows.len() == n && rows.iter().all(&pred) {
-            return rows;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "timed out waiting for {what}: {:?}",
-        recording_rows(db).await
-    );
+    let mut rows = Vec::new();
+    eventually(what, async || {
+        rows = recording_rows(db).await;
+        rows.len() == n && rows.iter().all(&pred)
+    })
+    .await;
+    rows
 }
 
 /// Places a call from the network to `exten` and answers it: the caller's channel in the app.
@@ -602,17 +605,14 @@ pub fn put_wav(t: &TestSim, name: &str) {
 
 /// Waits until `count` recordings are final (`ready`) in the library.
 pub async fn wait_ready(db: &ari_recorder::db::Database, count: i64) {
-    for _ in 0..1000 {
+    eventually(&format!("{count} recordings indexed"), async || {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'")
             .fetch_one(&db.pool)
             .await
             .expect("count");
-        if n >= count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the library never indexed {count} recordings");
+        n >= count
+    })
+    .await;
 }
 
 /// A service with one final recording (`call.wav`) of `tenant` with consent granted, and its id.
