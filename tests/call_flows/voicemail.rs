@@ -1,0 +1,138 @@
+//! Play-audio and voicemail nodes: prompts never recorded, a message ended by `#`, silence or
+//! its maximum length, unreachable targets failing over to voicemail.
+
+use super::*;
+
+#[tokio::test]
+async fn play_audio_is_never_recorded_and_then_hangs_up() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["200"]
+start = "hello"
+[nodes.hello]
+type = "play_audio"
+media = ["sound:hello-world", "sound:vm-goodbye"]
+"#;
+    let s = start_service(&t, &[("hello.toml", flow)]).await;
+    t.sim
+        .place_inbound_call("200", "Bob <5551002>", "silent")
+        .expect("call");
+    wait_until("first prompt", || {
+        t.sim.requests().iter().any(|r| r.path.ends_with("/play"))
+    })
+    .await;
+    t.sim.advance(1.5);
+    wait_until("second prompt", || {
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/play"))
+            .count()
+            == 2
+    })
+    .await;
+    t.sim.advance(1.5);
+    wait_until("hung up after the prompts", || quiet(&t)).await;
+    assert!(record_requests(&t).is_empty());
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn voicemail_stops_on_hash_and_on_silence() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["300"]
+start = "vm"
+[nodes.vm]
+type = "voicemail"
+mailbox = "general"
+greeting = "sound:vm-intro"
+max_duration = 60
+max_silence = 3
+"#;
+    let s = start_service(&t, &[("vm.toml", flow)]).await;
+    caller(
+        &t,
+        "presses-hash",
+        vec![
+            Step::Answer,
+            Step::Wait(6.0),
+            Step::Talk(4.0),
+            Step::Dtmf('#'),
+            Step::Wait(30.0),
+        ],
+    );
+    caller(&t, "says-nothing", vec![Step::Answer, Step::Wait(60.0)]);
+    t.sim
+        .place_inbound_call("300", "Ivan <5551009>", "presses-hash")
+        .expect("call");
+    t.sim
+        .place_inbound_call("300", "Judy <5551010>", "says-nothing")
+        .expect("call");
+    wait_until("greetings playing", || {
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/play"))
+            .count()
+            == 2
+    })
+    .await;
+    t.sim.advance(5.8); // vm-intro is 5.65 s
+    wait_recording(&t, &s, "both recording", 2).await;
+    t.sim.advance(12.0);
+    let rows = wait_rows(&s.svc.db, "both done", 2, |r| r.state == "done").await;
+    let by_caller = |name: &str| {
+        rows.iter()
+            .find(|r| r.caller_name.as_deref() == Some(name))
+            .expect("row")
+            .clone()
+    };
+    assert_eq!(
+        by_caller("Ivan").duration_seconds,
+        Some(3),
+        "# ends it, keypress trimmed"
+    );
+    assert_eq!(
+        by_caller("Judy").duration_seconds,
+        Some(0),
+        "silence ends it"
+    );
+    wait_until("both calls hung up", || quiet(&t)).await;
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn voicemail_stops_at_max_duration_and_unreachable_targets_fail_over() {
+    let t = start_sim(0.0).await;
+    let flow = r#"
+[flow]
+numbers = ["100"]
+start = "desk"
+[nodes.desk]
+type = "transfer"
+target = "Local/999@nowhere"
+record_call = true
+on_failure = "vm"
+[nodes.vm]
+type = "voicemail"
+mailbox = "support"
+beep = false
+max_duration = 2
+max_silence = 10
+"#;
+    let s = start_service(&t, &[("support.toml", flow)]).await;
+    caller(&t, "talks-on", vec![Step::Answer, Step::Talk(60.0)]);
+    t.sim
+        .place_inbound_call("100", "Long <5550040>", "talks-on")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "voicemail after the failed dial", 1).await;
+    assert_eq!(rows[0].format, "ulaw");
+    t.sim.advance(3.0);
+    let rows = wait_rows(&s.svc.db, "capped", 1, |r| r.state == "done").await;
+    assert_eq!(rows[0].duration_seconds, Some(2));
+    wait_until("hung up after the message", || quiet(&t)).await;
+    stop(s).await;
+}
