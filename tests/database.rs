@@ -484,10 +484,10 @@ async fn call_states_are_saved_together_on_postgresql() {
 
 /// A call bridged without recording is listed with its reason and metadata, once.
 async fn a_call_not_recorded_is_listed_once(url: String) {
-    use ari_recorder::library::calls::RecordingRow;
+    use ari_recorder::library::calls::RecordingStarted;
     use ari_recorder::library::index::add_not_recorded;
     let db = Database::open(&url).await.expect("open");
-    let row = RecordingRow {
+    let row = RecordingStarted {
         recording_name: "call:1.1".into(),
         call_id: "1.1".into(),
         tenant: "acme".into(),

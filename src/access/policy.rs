@@ -3,7 +3,7 @@
 //! question and gets the same answer.
 
 use super::{Principal, Role, Scope};
-use crate::library::{Compliance, Consent};
+use crate::library::{Compliance, Consent, RecordingStatus};
 
 /// The tenant's entitlements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,10 +22,10 @@ pub struct RecordingFacts<'a> {
     pub private: bool,
     /// Comma-separated endpoints, numbers and user names of the people on the call.
     pub participants: &'a str,
-    pub consent: &'a str,
-    pub compliance: &'a str,
+    pub consent: Consent,
+    pub compliance: Compliance,
     /// `ready` when there is audio to serve.
-    pub status: &'a str,
+    pub status: RecordingStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,13 +166,13 @@ pub fn decide(
             }
         }
     }
-    if recording.consent != Consent::Granted.as_str() {
+    if recording.consent != Consent::Granted {
         return Err(Denial::MissingConsent);
     }
-    if recording.compliance != Compliance::Permitted.as_str() {
+    if recording.compliance != Compliance::Permitted {
         return Err(Denial::CompliancePolicy);
     }
-    if recording.status != "ready" {
+    if recording.status != RecordingStatus::Ready {
         return Err(Denial::MediaUnavailable);
     }
     Ok(())
@@ -202,9 +202,9 @@ mod tests {
             project: "support",
             private: false,
             participants: "5550100,PJSIP/202",
-            consent: "granted",
-            compliance: "permitted",
-            status: "ready",
+            consent: Consent::Granted,
+            compliance: Compliance::Permitted,
+            status: RecordingStatus::Ready,
         }
     }
 

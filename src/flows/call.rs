@@ -26,7 +26,7 @@ mod redaction;
 mod tests;
 
 pub use super::definition::RedactMode;
-pub use crate::library::calls::RecordingRow;
+pub use crate::library::calls::RecordingStarted;
 pub use agents::AgentBook;
 pub use messages::{Adoption, Command, Input, LiveCall, Output, RedactRequest, RedactionSpan};
 

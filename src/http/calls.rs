@@ -17,7 +17,7 @@ use axum::Json;
 use super::auth::{denied, Caller};
 use super::recordings::{
     bad, fetch_call, list_entry, peak_points, playable, redaction_spans, serve, spans_json,
-    AudioBody, RecordingRow, Span,
+    AudioBody, Recording, Span,
 };
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit;
@@ -38,10 +38,10 @@ async fn visible_segments(
     state: &AppState,
     caller: &Caller,
     call_id: &str,
-) -> Result<Option<Vec<RecordingRow>>, ApiError> {
+) -> Result<Option<Vec<Recording>>, ApiError> {
     let rows = fetch_call(&state.db, call_id).await?;
     let settings = caller.principal.settings;
-    let visible: Vec<RecordingRow> = rows
+    let visible: Vec<Recording> = rows
         .into_iter()
         .filter(|r| {
             decide(&caller.principal, settings, &r.facts(), Action::Read) != Err(Denial::OutOfScope)
@@ -52,7 +52,7 @@ async fn visible_segments(
 
 /// Why the caller may not read the call (a private call they were not on, a token without
 /// `recordings:read`), as a recording would say it.
-fn read_denial(caller: &Caller, segments: &[RecordingRow]) -> Option<Denial> {
+fn read_denial(caller: &Caller, segments: &[Recording]) -> Option<Denial> {
     let settings = caller.principal.settings;
     segments
         .iter()
@@ -65,19 +65,21 @@ fn no_such_call() -> ApiError {
 
 /// Where the call's timeline starts: its first segment with audio (its first segment when
 /// none has any).
-fn timeline_start(segments: &[RecordingRow]) -> i64 {
-    let with_audio = segments.iter().filter(|s| s.status == "ready");
+fn timeline_start(segments: &[Recording]) -> i64 {
+    let with_audio = segments
+        .iter()
+        .filter(|s| s.status == crate::library::RecordingStatus::Ready);
     with_audio
-        .map(RecordingRow::timeline_ms)
+        .map(Recording::timeline_ms)
         .min()
-        .or_else(|| segments.iter().map(RecordingRow::timeline_ms).min())
+        .or_else(|| segments.iter().map(Recording::timeline_ms).min())
         .unwrap_or(0)
 }
 
 /// Each segment's redacted stretches, by recording name, in file order (one query each).
 async fn spans_of(
     state: &AppState,
-    segments: &[RecordingRow],
+    segments: &[Recording],
 ) -> Result<HashMap<String, Vec<Span>>, ApiError> {
     let mut out = HashMap::new();
     for segment in segments {
@@ -128,19 +130,21 @@ pub(super) async fn get_call(
     let first = &segments[0];
     let end_ms = segments
         .iter()
-        .filter(|s| s.status == "ready")
+        .filter(|s| s.status == crate::library::RecordingStatus::Ready)
         .map(|s| s.timeline_ms() - start + s.duration_ms + paused_ms(&spans, &s.name))
         .max()
         .unwrap_or(0);
     let audio_denial = segments
         .iter()
-        .filter(|s| s.status == "ready")
+        .filter(|s| s.status == crate::library::RecordingStatus::Ready)
         .find_map(|s| decide(&caller.principal, settings, &s.facts(), Action::Play).err());
     let download_denial = segments
         .iter()
-        .filter(|s| s.status == "ready")
+        .filter(|s| s.status == crate::library::RecordingStatus::Ready)
         .find_map(|s| decide(&caller.principal, settings, &s.facts(), Action::Download).err());
-    let has_audio = segments.iter().any(|s| s.status == "ready");
+    let has_audio = segments
+        .iter()
+        .any(|s| s.status == crate::library::RecordingStatus::Ready);
     let verdict = |denial: Option<Denial>| match (has_audio, denial) {
         (false, _) => serde_json::json!({"allowed": false, "reason": "no_audio"}),
         (true, Some(d)) => serde_json::json!({"allowed": false, "reason": d.reason()}),
@@ -155,7 +159,8 @@ pub(super) async fn get_call(
         .map(|s| {
             let mut json = s.json(&caller.principal, settings);
             json["offset_seconds"] = serde_json::json!((s.timeline_ms() - start) as f64 / 1000.0);
-            json["in_call_audio"] = serde_json::json!(s.status == "ready");
+            json["in_call_audio"] =
+                serde_json::json!(s.status == crate::library::RecordingStatus::Ready);
             json["paused_seconds"] = serde_json::json!(paused_ms(&spans, &s.name) as f64 / 1000.0);
             // Its redacted stretches, in its file (the page places them on the call).
             json["redactions"] = spans_json(spans.get(&s.name).map_or(&[], Vec::as_slice));
@@ -166,10 +171,10 @@ pub(super) async fn get_call(
         "call_id": call_id,
         "tenant": first.tenant,
         "project": first.project,
-        "direction": first.direction,
+        "direction": first.direction.map(crate::library::Direction::as_str),
         "caller": {"name": first.caller_name, "number": first.caller_number},
         "flow": first.flow,
-        "consent": first.consent,
+        "consent": first.consent.as_str(),
         "started_at": rfc3339(start),
         "duration_seconds": end_ms as f64 / 1000.0,
         "in_progress": in_progress,
@@ -193,8 +198,10 @@ fn urlencode(id: &str) -> String {
 }
 
 /// Still going: a segment is being recorded, or the call is live in this process.
-fn call_in_progress(state: &AppState, call_id: &str, segments: &[RecordingRow]) -> bool {
-    segments.iter().any(|s| s.status == "recording")
+fn call_in_progress(state: &AppState, call_id: &str, segments: &[Recording]) -> bool {
+    segments
+        .iter()
+        .any(|s| s.status == crate::library::RecordingStatus::Recording)
         || state.flows.live_calls().iter().any(|c| c.id == call_id)
 }
 
@@ -227,7 +234,7 @@ async fn assembled(
     (
         crate::playback::call_audio::CallFile,
         String,
-        Vec<RecordingRow>,
+        Vec<Recording>,
     ),
     ApiError,
 > {
@@ -250,9 +257,9 @@ async fn assembled(
     if call_in_progress(state, call_id, &segments) {
         return Err(caller.refuse(state, entry, in_progress()).await);
     }
-    let with_audio: Vec<RecordingRow> = segments
+    let with_audio: Vec<Recording> = segments
         .into_iter()
-        .filter(|s| s.status == "ready")
+        .filter(|s| s.status == crate::library::RecordingStatus::Ready)
         .collect();
     if with_audio.is_empty() {
         let error = ApiError::new(
@@ -422,7 +429,7 @@ async fn serve_call(
 }
 
 /// `call-<date>-<caller digits>.wav`, from metadata only.
-fn download_name(segments: &[RecordingRow]) -> String {
+fn download_name(segments: &[Recording]) -> String {
     let first = &segments[0];
     let when = chrono::DateTime::from_timestamp_millis(timeline_start(segments))
         .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
@@ -518,7 +525,7 @@ pub(super) async fn list_grouped(
     let calls: Vec<serde_json::Value> = groups
         .iter()
         .map(|group| {
-            let segments: Vec<&RecordingRow> = rows
+            let segments: Vec<&Recording> = rows
                 .iter()
                 .filter(|r| search::call_key(r) == group.key)
                 .collect();
@@ -530,11 +537,11 @@ pub(super) async fn list_grouped(
                 "segment_count": group.segments,
                 "duration_seconds": group.duration_ms as f64 / 1000.0,
                 "caller": first.map(|r| serde_json::json!({"name": r.caller_name, "number": r.caller_number})),
-                "direction": first.and_then(|r| r.direction.clone()),
+                "direction": first.and_then(|r| r.direction).map(crate::library::Direction::as_str),
                 "flow": first.and_then(|r| r.flow.clone()),
                 "tenant": first.map(|r| r.tenant.clone()),
                 "project": first.map(|r| r.project.clone()),
-                "consent": first.map(|r| r.consent.clone()),
+                "consent": first.map(|r| r.consent.as_str()),
                 "segments": segments.iter().map(|r| r.json(&caller.principal, settings)).collect::<Vec<_>>(),
                 "links": call_id.map(|id| serde_json::json!({"call": format!("/api/calls/{}", urlencode(&id))})),
             })

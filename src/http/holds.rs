@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::{denied, Caller};
-use super::recordings::{authorize, fetch_call, RecordingRow};
+use super::recordings::{authorize, fetch_call, Recording};
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit::{self, AuditEntry};
 use crate::access::policy::{decide, Action, Denial};
@@ -39,7 +39,7 @@ fn reason_of(
     Ok(reason)
 }
 
-fn gone(row: &RecordingRow) -> Option<ApiError> {
+fn gone(row: &Recording) -> Option<ApiError> {
     matches!(row.status.as_str(), "deleted" | "purged").then(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -118,11 +118,11 @@ async fn call_rows(
     caller: &Caller,
     call_id: &str,
     action: &'static str,
-) -> Result<(Vec<RecordingRow>, AuditEntry), ApiError> {
+) -> Result<(Vec<Recording>, AuditEntry), ApiError> {
     let mut entry = caller.entry(action);
     entry.detail = Some(audit::capped(&format!("call {call_id}"), 200));
     let settings = caller.principal.settings;
-    let rows: Vec<RecordingRow> = fetch_call(&state.db, call_id)
+    let rows: Vec<Recording> = fetch_call(&state.db, call_id)
         .await?
         .into_iter()
         .filter(|r| {

@@ -105,7 +105,7 @@ impl Library {
     }
 
     /// Whether `row`'s file is in this instance's folder (another node's is on its own disk).
-    pub(super) fn holds(&self, row: &RecordingRow) -> bool {
+    pub(super) fn holds(&self, row: &Recording) -> bool {
         row.node_id == self.node
     }
 
@@ -121,7 +121,7 @@ impl Library {
     }
 }
 
-pub(super) use crate::library::recordings::RecordingRow;
+pub(super) use crate::library::recordings::Recording;
 
 /// A recording: its file, its call, and what the asking user may do with it.
 // Serialized straight from the row (no intermediate JSON tree: a list page is fifty of these).
@@ -224,7 +224,7 @@ struct LinksView {
     play_url: Option<String>,
 }
 
-impl RecordingRow {
+impl Recording {
     /// Where the file begins on the call's timeline: Asterisk's clock, or ours when Asterisk's
     /// start was not seen.
     pub(super) fn timeline_ms(&self) -> i64 {
@@ -237,9 +237,9 @@ impl RecordingRow {
             project: &self.project,
             private: self.private != 0,
             participants: self.participants.as_deref().unwrap_or(""),
-            consent: &self.consent,
-            compliance: &self.compliance,
-            status: &self.status,
+            consent: self.consent,
+            compliance: self.compliance,
+            status: self.status,
         }
     }
 
@@ -270,13 +270,13 @@ impl RecordingRow {
                 name: self.caller_name.as_deref(),
                 number: self.caller_number.as_deref(),
             },
-            compliance: &self.compliance,
-            consent: &self.consent,
+            compliance: self.compliance.as_str(),
+            consent: self.consent.as_str(),
             deleted_at: self.deleted_at_ms.map(rfc3339),
-            direction: self.direction.as_deref(),
+            direction: self.direction.map(crate::library::Direction::as_str),
             duration_seconds: self.duration_ms as f64 / 1000.0,
             flow: self.flow.as_deref(),
-            format: &self.format,
+            format: self.format.as_str(),
             hold: self
                 .hold_reason
                 .as_deref()
@@ -292,15 +292,15 @@ impl RecordingRow {
             name: &self.name,
             node: self.node.as_deref(),
             node_id: &self.node_id,
-            node_type: self.node_type.as_deref(),
-            playable: self.status == "ready",
+            node_type: self.node_type.map(crate::library::NodeType::as_str),
+            playable: self.status == crate::library::RecordingStatus::Ready,
             private: self.private != 0,
             project: &self.project,
             reason: self.reason.as_deref(),
             sha256: self.sha256.as_deref(),
             size_bytes: self.size_bytes,
             started_at: rfc3339(self.started_at_ms),
-            status: &self.status,
+            status: self.status.as_str(),
             tenant: &self.tenant,
         }
     }
@@ -337,17 +337,14 @@ pub(super) fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
 
 pub(super) use super::recording_not_found as not_found;
 
-async fn fetch(db: &Database, id: i64) -> Result<Option<RecordingRow>, ApiError> {
+async fn fetch(db: &Database, id: i64) -> Result<Option<Recording>, ApiError> {
     crate::library::recordings::by_id(&db.pool, id)
         .await
         .map_err(internal)
 }
 
 /// Every row of a call (its segments, and its bridged calls listed without audio), oldest first.
-pub(super) async fn fetch_call(
-    db: &Database,
-    call_id: &str,
-) -> Result<Vec<RecordingRow>, ApiError> {
+pub(super) async fn fetch_call(db: &Database, call_id: &str) -> Result<Vec<Recording>, ApiError> {
     crate::library::recordings::of_call(&db.pool, call_id)
         .await
         .map_err(internal)
@@ -362,7 +359,7 @@ pub(super) async fn authorize(
     id: &str,
     action: Action,
     audit_action: &'static str,
-) -> Result<(RecordingRow, TenantSettings, AuditEntry), ApiError> {
+) -> Result<(Recording, TenantSettings, AuditEntry), ApiError> {
     let mut entry = caller.entry(audit_action);
     let parsed: Option<i64> = id.parse().ok();
     entry.recording_id = parsed;
@@ -406,7 +403,8 @@ pub(super) async fn get_one(
     json["redactions"] = redactions(&state.db, &row.name).await?;
     // Each party on its own as well (a dual-channel node): `?channels=dual` serves them as stereo.
     json["dual_channel"] = serde_json::Value::Bool(
-        row.status == "ready" && party_streams(&state.library, &row).is_some(),
+        row.status == crate::library::RecordingStatus::Ready
+            && party_streams(&state.library, &row).is_some(),
     );
     json["has_transcript"] = serde_json::Value::Bool(
         crate::library::transcripts::exists(&state.db, row.id)
@@ -494,8 +492,17 @@ pub(super) async fn set_status(
     let (row, tenant, mut entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "set_status").await?;
     let consent_changes = patch.consent.is_some();
-    let consent = patch.consent.unwrap_or(row.consent.clone());
-    let compliance = patch.compliance.unwrap_or(row.compliance.clone());
+    // Both were checked against their lists above.
+    let consent = patch
+        .consent
+        .as_deref()
+        .and_then(crate::library::Consent::parse)
+        .unwrap_or(row.consent);
+    let compliance = patch
+        .compliance
+        .as_deref()
+        .and_then(crate::library::Compliance::parse)
+        .unwrap_or(row.compliance);
     entry.detail = Some(format!(
         "consent {} -> {consent}, compliance {} -> {compliance}",
         row.consent, row.compliance
@@ -504,8 +511,8 @@ pub(super) async fn set_status(
     crate::library::recordings::set_consent_and_compliance(
         tx.conn(),
         row.id,
-        &consent,
-        &compliance,
+        consent.as_str(),
+        compliance.as_str(),
     )
     .await
     .map_err(internal)?;
@@ -517,11 +524,11 @@ pub(super) async fn set_status(
             call,
             &row.tenant,
             row.id,
-            &consent,
+            consent.as_str(),
         )
         .await
         .map_err(internal)?;
-        crate::library::calls::set_consent(tx.conn(), call, &consent)
+        crate::library::calls::set_consent(tx.conn(), call, consent.as_str())
             .await
             .map_err(internal)?;
         if others > 0 {
@@ -533,7 +540,7 @@ pub(super) async fn set_status(
         }
     }
     tx.commit(&entry).await.map_err(internal)?;
-    let row = RecordingRow {
+    let row = Recording {
         consent,
         compliance,
         ..row
@@ -569,12 +576,12 @@ mod tests {
 
     #[test]
     fn download_names_come_from_metadata_only() {
-        let row = RecordingRow {
+        let row = Recording {
             id: 42,
             path: "../../x".into(),
             name: "evil\"; rm -rf".into(),
-            format: "wav".into(),
-            status: "ready".into(),
+            format: crate::library::RecordingFormat::Wav,
+            status: crate::library::RecordingStatus::Ready,
             reason: None,
             size_bytes: 0,
             duration_ms: 0,
@@ -589,15 +596,15 @@ mod tests {
             participants: None,
             flow: None,
             node: None,
-            node_type: Some("transfer\"\r\n".into()),
+            node_type: Some(crate::library::NodeType::Transfer),
             direction: None,
             caller_name: None,
             caller_number: Some("+1 (555) 0100\";".into()),
             callee: None,
             started_at_ms: 1_795_300_930_000,
             private: 0,
-            consent: "unknown".into(),
-            compliance: "permitted".into(),
+            consent: crate::library::Consent::Unknown,
+            compliance: crate::library::Compliance::Permitted,
             deleted_at_ms: None,
             asterisk_started_at_ms: None,
             hold_reason: None,

@@ -11,7 +11,7 @@ use super::{Consent, Direction, NodeType, RecordingFormat};
 
 /// What the call writes to the library when it starts a recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingRow {
+pub struct RecordingStarted {
     pub recording_name: String,
     pub call_id: String,
     pub tenant: String,
@@ -43,8 +43,8 @@ pub struct CallMeta {
     pub tenant: String,
     pub flow: Option<String>,
     pub node: Option<String>,
-    pub node_type: Option<String>,
-    pub direction: String,
+    pub node_type: Option<NodeType>,
+    pub direction: Direction,
     pub caller_name: Option<String>,
     pub caller_number: Option<String>,
     pub callee: Option<String>,
@@ -53,7 +53,7 @@ pub struct CallMeta {
     pub started_at_ms: i64,
     pub project: String,
     pub private: i64,
-    pub consent: String,
+    pub consent: Consent,
     pub participants: Option<String>,
     pub asterisk_started_at_ms: Option<i64>,
     /// Why the recording failed, or (finished) why it is short: cut by an Asterisk restart.
@@ -70,7 +70,7 @@ const META_COLUMNS: &str = "recording_name, call_id, tenant, flow, node, node_ty
 /// $15 consent, $16 participants.
 pub(crate) fn bind_row<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    row: &'q RecordingRow,
+    row: &'q RecordingStarted,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     query
         .bind(&row.recording_name)
@@ -92,7 +92,10 @@ pub(crate) fn bind_row<'q>(
 }
 
 /// A recording began: its metadata, before (or beside) its file.
-pub async fn started(conn: impl AnyExecutor<'_>, row: &RecordingRow) -> Result<(), sqlx::Error> {
+pub async fn started(
+    conn: impl AnyExecutor<'_>,
+    row: &RecordingStarted,
+) -> Result<(), sqlx::Error> {
     bind_row(
         sqlx::query(
             "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \

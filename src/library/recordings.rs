@@ -3,14 +3,16 @@
 
 use sqlx::AnyExecutor;
 
+use super::{Compliance, Consent, Direction, NodeType, RecordingFormat, RecordingStatus};
+
 /// A recording as the API sees it.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RecordingRow {
+pub struct Recording {
     pub id: i64,
     pub path: String,
     pub name: String,
-    pub format: String,
-    pub status: String,
+    pub format: RecordingFormat,
+    pub status: RecordingStatus,
     pub reason: Option<String>,
     pub size_bytes: i64,
     pub duration_ms: i64,
@@ -25,15 +27,15 @@ pub struct RecordingRow {
     pub participants: Option<String>,
     pub flow: Option<String>,
     pub node: Option<String>,
-    pub node_type: Option<String>,
-    pub direction: Option<String>,
+    pub node_type: Option<NodeType>,
+    pub direction: Option<Direction>,
     pub caller_name: Option<String>,
     pub caller_number: Option<String>,
     pub callee: Option<String>,
     pub started_at_ms: i64,
     pub private: i64,
-    pub consent: String,
-    pub compliance: String,
+    pub consent: Consent,
+    pub compliance: Compliance,
     pub deleted_at_ms: Option<i64>,
     /// Where the file begins on Asterisk's clock (None: its start was not seen).
     pub asterisk_started_at_ms: Option<i64>,
@@ -43,16 +45,13 @@ pub struct RecordingRow {
     pub node_id: String,
 }
 
-/// The columns of [`RecordingRow`], for queries that select rows (the list builds on them).
+/// The columns of [`Recording`], for queries that select rows (the list builds on them).
 pub const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
     data_offset, data_len, sha256, call_id, tenant, project, participants, flow, node, node_type, direction, caller_name, caller_number, \
     callee, started_at_ms, private, consent, compliance, deleted_at_ms, asterisk_started_at_ms, \
     (SELECT reason FROM recording_holds h WHERE h.recording_id = recordings.id) AS hold_reason, node_id";
 
-pub async fn by_id(
-    conn: impl AnyExecutor<'_>,
-    id: i64,
-) -> Result<Option<RecordingRow>, sqlx::Error> {
+pub async fn by_id(conn: impl AnyExecutor<'_>, id: i64) -> Result<Option<Recording>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -63,7 +62,7 @@ pub async fn by_id(
 pub async fn of_call(
     conn: impl AnyExecutor<'_>,
     call_id: &str,
-) -> Result<Vec<RecordingRow>, sqlx::Error> {
+) -> Result<Vec<Recording>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM recordings WHERE call_id = $1 \
          ORDER BY COALESCE(asterisk_started_at_ms, started_at_ms), id"

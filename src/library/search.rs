@@ -2,7 +2,7 @@
 //! recording a row or grouped by call. The HTTP layer parses a request into a [`Viewer`] and a
 //! [`Filter`]; the SQL is built here, and only here, with every value bound.
 
-use super::recordings::{RecordingRow, COLUMNS};
+use super::recordings::{Recording, COLUMNS};
 use super::{Direction, NodeType, RecordingFormat, RecordingStatus};
 use crate::db::{Backend, Database};
 
@@ -235,7 +235,7 @@ pub async fn recordings(
     sort: Sort,
     after: Option<(i64, i64)>,
     limit: i64,
-) -> Result<Page<RecordingRow>, sqlx::Error> {
+) -> Result<Page<Recording>, sqlx::Error> {
     let mut c = Clauses::of(db.backend, viewer, filter);
     let (key_column, order) = match sort {
         Sort::Newest => ("started_at_ms", "started_at_ms DESC, id DESC"),
@@ -253,7 +253,7 @@ pub async fn recordings(
         "SELECT {COLUMNS} FROM recordings {where_sql} ORDER BY {order} LIMIT {limit_param}"
     );
     let mut rows = c
-        .bind_all(sqlx::query_as::<_, RecordingRow>(&sql))
+        .bind_all(sqlx::query_as::<_, Recording>(&sql))
         .fetch_all(&db.pool)
         .await?;
     let more = rows.len() as i64 > limit;
@@ -262,7 +262,7 @@ pub async fn recordings(
 }
 
 /// The row's sort key in `sort` order (what a cursor after it holds).
-pub fn sort_key(row: &RecordingRow, sort: Sort) -> i64 {
+pub fn sort_key(row: &Recording, sort: Sort) -> i64 {
     match sort {
         Sort::Newest => row.started_at_ms,
         Sort::Longest => row.duration_ms,
@@ -279,7 +279,7 @@ pub async fn calls(
     filter: &Filter,
     after: Option<(i64, String)>,
     limit: i64,
-) -> Result<(Page<CallGroup>, Vec<RecordingRow>), sqlx::Error> {
+) -> Result<(Page<CallGroup>, Vec<Recording>), sqlx::Error> {
     let filters = Clauses::of(db.backend, viewer, filter);
     let where_sql = filters.where_sql();
     let mut c = filters.clone();
@@ -322,7 +322,7 @@ pub async fn calls(
             keys.join(", ")
         );
         rows = c
-            .bind_all(sqlx::query_as::<_, RecordingRow>(&sql))
+            .bind_all(sqlx::query_as::<_, Recording>(&sql))
             .fetch_all(&db.pool)
             .await?;
     }
@@ -330,7 +330,7 @@ pub async fn calls(
 }
 
 /// The grouping key of `row` in [`calls`].
-pub fn call_key(row: &RecordingRow) -> String {
+pub fn call_key(row: &Recording) -> String {
     match &row.call_id {
         Some(call) => call.clone(),
         None => format!("file:{}", row.id),

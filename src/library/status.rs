@@ -48,6 +48,48 @@ macro_rules! named_values {
 
         impl utoipa::ToSchema for $name {}
 
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        /// Stored as its name; a name not in the list is refused with the name and the list.
+        impl sqlx::Type<sqlx::Any> for $name {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <String as sqlx::Type<sqlx::Any>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+                <String as sqlx::Type<sqlx::Any>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $name {
+            fn decode(
+                value: sqlx::any::AnyValueRef<'r>,
+            ) -> Result<$name, sqlx::error::BoxDynError> {
+                let name = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+                $name::parse(&name).ok_or_else(|| {
+                    format!(
+                        "{name:?} is not a {} (one of {})",
+                        stringify!($name),
+                        $name::names().join(", ")
+                    )
+                    .into()
+                })
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&'q str as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&self.as_str(), buf)
+            }
+        }
+
         impl NamedValue for $name {
             fn parse(name: &str) -> Option<$name> {
                 $name::parse(name)

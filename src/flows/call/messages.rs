@@ -126,12 +126,12 @@ pub enum Output {
         key: u64,
         after: Duration,
     },
-    RecordingStarted(Box<RecordingRow>),
+    RecordingStarted(Box<RecordingStarted>),
     /// A bridged call its node (or the outbound setting) said not to record: listed so a
     /// reviewer looking for it learns why there is no audio.
     /// With the switch that said no (`record_call`, `record_inbound_calls`,
     /// `record_outbound_calls`, `recording_enabled`).
-    NotRecorded(Box<RecordingRow>, &'static str),
+    NotRecorded(Box<RecordingStarted>, &'static str),
     /// A record request was refused outright (no 201): stored as failed with the reason.
     RecordingRefused {
         name: String,

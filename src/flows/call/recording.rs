@@ -10,7 +10,7 @@ impl Call {
         format: Option<RecordingFormat>,
         callee: &str,
         now_ms: u64,
-    ) -> RecordingRow {
+    ) -> RecordingStarted {
         let (flow, node, node_type, tenant, project, private) = match (&self.flow, &self.node) {
             (Some(f), Some(n)) => (
                 Some(f.name.clone()),
@@ -29,7 +29,7 @@ impl Call {
                 false,
             ),
         };
-        RecordingRow {
+        RecordingStarted {
             recording_name: name.to_string(),
             call_id: self.id.clone(),
             tenant,

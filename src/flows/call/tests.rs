@@ -655,7 +655,7 @@ fn plays(out: &[Output]) -> Vec<(String, String)> {
 }
 
 /// The row of the recording `out` starts.
-fn recorded_row(out: &[Output]) -> Option<Box<RecordingRow>> {
+fn recorded_row(out: &[Output]) -> Option<Box<RecordingStarted>> {
     out.iter().find_map(|o| match o {
         Output::RecordingStarted(row) => Some(row.clone()),
         _ => None,

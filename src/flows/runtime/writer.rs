@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::task::TaskTracker;
 
-use super::super::call::{RecordingRow, RedactionSpan};
+use super::super::call::{RecordingStarted, RedactionSpan};
 use super::now_ms;
 use crate::db::Database;
 use crate::db::HeldConnection;
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 /// A library write, applied in order by the writer task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LibraryWrite {
-    Started(Box<RecordingRow>),
-    NotRecorded(Box<RecordingRow>, &'static str),
+    Started(Box<RecordingStarted>),
+    NotRecorded(Box<RecordingStarted>, &'static str),
     Finished {
         name: String,
         duration: Option<i64>,

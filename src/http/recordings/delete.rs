@@ -32,7 +32,7 @@ pub(in crate::http) async fn delete(
         );
         return Err(caller.refuse(&state, entry, error).await);
     }
-    if row.status == "deleted" {
+    if row.status == crate::library::RecordingStatus::Deleted {
         let error = ApiError::new(
             StatusCode::GONE,
             "deleted",
@@ -40,7 +40,7 @@ pub(in crate::http) async fn delete(
         );
         return Err(caller.refuse(&state, entry, error).await);
     }
-    if row.status == "recording" {
+    if row.status == crate::library::RecordingStatus::Recording {
         let error = ApiError::new(
             StatusCode::CONFLICT,
             "in_progress",

@@ -7,7 +7,7 @@ use super::*;
 /// copy, its object in the bucket.
 pub(in crate::http) async fn playable(
     state: &AppState,
-    row: &RecordingRow,
+    row: &Recording,
 ) -> Result<WavStream, ApiError> {
     match row.status.as_str() {
         "ready" => {}
@@ -68,7 +68,7 @@ pub(in crate::http) async fn playable(
 
 /// A recording still only on another node's disk: served once it is archived (the documented
 /// choice: no proxying between nodes).
-fn on_other_node(state: &AppState, row: &RecordingRow) -> ApiError {
+fn on_other_node(state: &AppState, row: &Recording) -> ApiError {
     match &state.library.archive {
         Some(_) => ApiError::new(
             StatusCode::CONFLICT,
@@ -91,7 +91,7 @@ fn on_other_node(state: &AppState, row: &RecordingRow) -> ApiError {
 }
 
 /// The row's verified copy in the archive's bucket, if it has one.
-async fn archived(state: &AppState, row: &RecordingRow) -> Result<Option<StoredAudio>, ApiError> {
+async fn archived(state: &AppState, row: &Recording) -> Result<Option<StoredAudio>, ApiError> {
     let Some(archive) = state.library.archive.clone() else {
         return Ok(None);
     };
@@ -123,10 +123,7 @@ async fn archived(state: &AppState, row: &RecordingRow) -> Result<Option<StoredA
 
 /// Each party of a dual-channel recording on its own (`.channels/<name>-caller.wav` and
 /// `-agent.wav`, recorded through snoops), when both are there and playable.
-pub(in crate::http) fn party_streams(
-    library: &Library,
-    row: &RecordingRow,
-) -> Option<[WavStream; 2]> {
+pub(in crate::http) fn party_streams(library: &Library, row: &Recording) -> Option<[WavStream; 2]> {
     if !library.holds(row) {
         return None;
     }
@@ -150,7 +147,7 @@ pub(in crate::http) fn party_streams(
 }
 
 /// A key for a stereo version: the recording's hash and its parties' files as they are now.
-pub(in crate::http) fn stereo_key(row: &RecordingRow, parties: &[WavStream; 2]) -> String {
+pub(in crate::http) fn stereo_key(row: &Recording, parties: &[WavStream; 2]) -> String {
     use sha2::Digest;
     let mut hash = sha2::Sha256::new();
     hash.update(row.sha256.as_deref().unwrap_or("").as_bytes());
@@ -344,7 +341,7 @@ pub(in crate::http) fn serve(
     Ok(response)
 }
 
-pub(in crate::http) fn etag(row: &RecordingRow) -> String {
+pub(in crate::http) fn etag(row: &Recording) -> String {
     format!(
         "\"{}\"",
         row.sha256
@@ -573,7 +570,7 @@ pub(in crate::http) async fn audio_response(
 /// The recording as Ogg Opus or (`mp3`) MP3, encoded once per file version and kept in memory.
 pub(in crate::http) async fn encoded_file(
     library: &Library,
-    row: &RecordingRow,
+    row: &Recording,
     stream: WavStream,
     mp3: bool,
 ) -> Result<Arc<Vec<u8>>, ApiError> {
@@ -602,7 +599,7 @@ pub(in crate::http) async fn encoded_file(
 
 /// A download name from metadata only: date, node type and caller digits, never raw input.
 /// The caller's number in a file name: its digits only, at most 20.
-pub(in crate::http) fn caller_digits(row: &RecordingRow) -> String {
+pub(in crate::http) fn caller_digits(row: &Recording) -> String {
     row.caller_number
         .as_deref()
         .unwrap_or("")
@@ -612,14 +609,13 @@ pub(in crate::http) fn caller_digits(row: &RecordingRow) -> String {
         .collect()
 }
 
-pub(in crate::http) fn download_name(row: &RecordingRow) -> String {
+pub(in crate::http) fn download_name(row: &Recording) -> String {
     let when = chrono::DateTime::from_timestamp_millis(row.started_at_ms)
         .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
         .unwrap_or_else(|| "recording".into());
     let kind: String = row
         .node_type
-        .as_deref()
-        .unwrap_or("recording")
+        .map_or("recording", crate::library::NodeType::as_str)
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();

@@ -245,7 +245,7 @@ pub(in crate::http) async fn create_link(
 /// stored there whole (not split, the file as recorded); else None and the service's own link.
 async fn presigned_download(
     state: &AppState,
-    row: &RecordingRow,
+    row: &Recording,
     action: LinkAction,
     lifetime: i64,
 ) -> Result<Option<String>, ApiError> {

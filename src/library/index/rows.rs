@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use sqlx::Row as _;
 
-use super::super::calls::{self, CallMeta, RecordingRow};
+use super::super::calls::{self, CallMeta, RecordingStarted};
 use super::super::probe::Encoding;
 use super::super::probe::Probe;
 use super::names::{made_by_a_call, name_words, recording_name};
@@ -258,7 +258,7 @@ pub(super) static INSERT_ROW: std::sync::LazyLock<String> = std::sync::LazyLock:
 /// `call:<id>`, which the indexer never treats as a file.
 pub async fn add_not_recorded(
     conn: &mut sqlx::AnyConnection,
-    row: &RecordingRow,
+    row: &RecordingStarted,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = sqlx::Connection::begin(conn).await?;
@@ -400,8 +400,8 @@ impl Indexer {
             )),
             text(m.and_then(|m| m.flow.clone())),
             text(m.and_then(|m| m.node.clone())),
-            text(m.and_then(|m| m.node_type.clone())),
-            text(m.map(|m| m.direction.clone())),
+            text(m.and_then(|m| m.node_type).map(|t| t.as_str().to_string())),
+            text(m.map(|m| m.direction.as_str().to_string())),
             text(m.and_then(|m| m.caller_name.clone())),
             text(m.and_then(|m| m.caller_number.clone())),
             text(m.and_then(|m| m.callee.clone())),
@@ -423,9 +423,11 @@ impl Indexer {
             )),
             // Quarantined: private with no participants, so no list or role sees it.
             int(m.map(|m| m.private).unwrap_or(i64::from(quarantined))),
-            text(Some(m.map(|m| m.consent.clone()).unwrap_or_else(|| {
-                crate::library::Consent::Unknown.as_str().into()
-            }))),
+            text(Some(
+                m.map_or(crate::library::Consent::Unknown, |m| m.consent)
+                    .as_str()
+                    .to_string(),
+            )),
             Stored::MaybeInt(m.and_then(|m| m.asterisk_started_at_ms)),
             text(Some(
                 self.new_compliance
@@ -487,10 +489,9 @@ impl Indexer {
                             .fetch_optional(&mut *tx)
                             .await?;
                     if let Some((id,)) = inserted {
-                        if let Some(m) = m.filter(|m| {
-                            m.node_type.as_deref()
-                                == Some(crate::library::NodeType::Fallback.as_str())
-                        }) {
+                        if let Some(m) =
+                            m.filter(|m| m.node_type == Some(crate::library::NodeType::Fallback))
+                        {
                             self.state
                                 .fallback_recordings_total
                                 .fetch_add(1, Ordering::Relaxed);
