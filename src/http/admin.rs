@@ -1,16 +1,14 @@
 //! Administration of one tenant by its admins: users and their roles, the tenant's entitlements,
 //! and the audit log. Every change is written with its audit event in one transaction.
 
-use std::collections::HashMap;
-
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Caller;
-use super::openapi::UserId;
+use super::params::{AuditQuery, Params, UserId};
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::accounts::{self, AccountError, NewUser};
 use crate::access::audit::{self, AuditTx};
@@ -116,7 +114,7 @@ pub(super) struct UserPatch {
 pub(super) async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    Path(UserId { id }): Path<UserId>,
     body: Result<Json<UserPatch>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(patch) = body?;
@@ -245,10 +243,8 @@ pub(super) async fn patch_tenant(
     Ok(Json(tenant_json(&tenant, settings)).into_response())
 }
 
-const AUDIT_PARAMS: [&str; 6] = ["before", "limit", "actor", "action", "recording", "outcome"];
-
 /// The tenant's audit events, newest first (admins).
-#[utoipa::path(get, path = "/api/audit", tag = "access", params(super::openapi::AuditQuery), responses(
+#[utoipa::path(get, path = "/api/audit", tag = "access", params(super::params::AuditQuery), responses(
     (status = 200, description = "`{\"events\": [...], \"next_before\"}`"),
     (status = 400, description = "an unknown or bad parameter", body = ErrorBody),
     crate::http::openapi::AdminRefusals,
@@ -256,38 +252,20 @@ const AUDIT_PARAMS: [&str; 6] = ["before", "limit", "actor", "action", "recordin
 pub(super) async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    query: Result<Params<AuditQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller
         .require(&state, "audit_read", &ADMIN, Scope::Admin)
         .await?;
-    if let Some(key) = q.keys().find(|k| !AUDIT_PARAMS.contains(&k.as_str())) {
-        return Err(bad(format!(
-            "{key}: unknown parameter (expected one of: {})",
-            AUDIT_PARAMS.join(", ")
-        )));
-    }
-    let limit: i64 = match q.get("limit") {
-        None => 100,
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| bad("limit: a whole number from 1 to 1000"))?,
-    };
-    let whole = |key: &str| -> Result<Option<i64>, ApiError> {
-        q.get(key)
-            .map(|v| v.parse().map_err(|_| bad(format!("{key}: a whole number"))))
-            .transpose()
-    };
+    let Params(query) = query?;
     let filter = audit::EventFilter {
         tenant: caller.principal.tenant.clone(),
-        actor: q.get("actor").cloned(),
-        action: q.get("action").cloned(),
-        outcome: q.get("outcome").cloned(),
-        recording_id: whole("recording")?,
-        before: whole("before")?,
-        limit,
+        actor: query.actor,
+        action: query.action,
+        outcome: query.outcome,
+        recording_id: query.recording,
+        before: query.before,
+        limit: query.limit,
     };
     let (events, next) = audit::list(&state.db, &filter).await.map_err(internal)?;
     // Reading the log is itself an access worth recording.

@@ -9,15 +9,16 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::{denied, Caller};
+use super::params::{CallId, ListQuery, Params, PeakPoints, RangeHeader};
 use super::recordings::{
-    bad, fetch_call, list_entry, peak_points, playable, redaction_spans, serve, spans_json,
-    AudioBody, Recording, Span,
+    bad, fetch_call, list_entry, playable, redaction_spans, serve, spans_json, AudioBody,
+    Recording, Span,
 };
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit;
@@ -101,7 +102,7 @@ fn paused_ms(spans: &HashMap<String, Vec<Span>>, name: &str) -> i64 {
 /// The timeline is Asterisk's clock: each segment has `offset_seconds`, `in_call_audio` and
 /// `paused_seconds`; the answer says whether the asking user may play and download the whole
 /// call.
-#[utoipa::path(get, path = "/api/calls/{id}", tag = "calls", params(super::openapi::CallId), responses(
+#[utoipa::path(get, path = "/api/calls/{id}", tag = "calls", params(CallId), responses(
     (status = 200, description = "the call"),
     crate::http::openapi::SignedIn,
     (status = 404, description = "no such call the caller may see", body = ErrorBody),
@@ -109,7 +110,7 @@ fn paused_ms(spans: &HashMap<String, Vec<Span>>, name: &str) -> i64 {
 pub(super) async fn get_call(
     State(state): State<AppState>,
     caller: Caller,
-    Path(call_id): Path<String>,
+    Path(CallId { id: call_id }): Path<CallId>,
 ) -> Result<Response, ApiError> {
     let mut entry = caller.entry("call_metadata");
     entry.detail = Some(audit::capped(&format!("call {call_id}"), 200));
@@ -353,19 +354,12 @@ fn call_stream(file: &crate::playback::call_audio::CallFile) -> WavStream {
     }
 }
 
-fn range_detail(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(axum::http::header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|r| r.chars().take(60).collect())
-}
-
 /// The call as one 8 kHz mono PCM WAV.
 ///
 /// Segments at their offsets, silence between, overlaps mixed with clipping; built on first
 /// request and cached; exact ranges.
 #[utoipa::path(get, path = "/api/calls/{id}/audio", tag = "calls", operation_id = "call_audio",
-    params(super::openapi::CallId, super::openapi::RangeHeader), responses(
+    params(CallId, RangeHeader), responses(
     (status = 200, description = "the call", content_type = "audio/wav"),
     (status = 206, description = "the requested range", content_type = "audio/wav"),
     crate::http::openapi::CallRefusals,
@@ -375,15 +369,15 @@ fn range_detail(headers: &HeaderMap) -> Option<String> {
 pub(super) async fn audio(
     State(state): State<AppState>,
     caller: Caller,
-    Path(call_id): Path<String>,
-    headers: HeaderMap,
+    Path(CallId { id: call_id }): Path<CallId>,
+    range: RangeHeader,
 ) -> Result<Response, ApiError> {
-    serve_call(&state, &caller, &call_id, &headers, false).await
+    serve_call(&state, &caller, &call_id, &range, false).await
 }
 
 /// The assembled call as an attachment (needs the right to download every segment).
 #[utoipa::path(get, path = "/api/calls/{id}/download", tag = "calls", operation_id = "call_download",
-    params(super::openapi::CallId, super::openapi::RangeHeader), responses(
+    params(CallId, RangeHeader), responses(
     (status = 200, description = "the call, `Content-Disposition: attachment`", content_type = "audio/wav"),
     (status = 206, description = "the requested range", content_type = "audio/wav"),
     crate::http::openapi::CallRefusals,
@@ -392,10 +386,10 @@ pub(super) async fn audio(
 pub(super) async fn download(
     State(state): State<AppState>,
     caller: Caller,
-    Path(call_id): Path<String>,
-    headers: HeaderMap,
+    Path(CallId { id: call_id }): Path<CallId>,
+    range: RangeHeader,
 ) -> Result<Response, ApiError> {
-    serve_call(&state, &caller, &call_id, &headers, true).await
+    serve_call(&state, &caller, &call_id, &range, true).await
 }
 
 /// The assembled call inline, or as an attachment (the right to download every segment).
@@ -403,7 +397,7 @@ async fn serve_call(
     state: &AppState,
     caller: &Caller,
     call_id: &str,
-    headers: &HeaderMap,
+    range: &RangeHeader,
     attachment: bool,
 ) -> Result<Response, ApiError> {
     let (action, audit_action) = if attachment {
@@ -411,19 +405,12 @@ async fn serve_call(
     } else {
         (Action::Play, "play")
     };
-    let (file, key, segments) = assembled(
-        state,
-        caller,
-        call_id,
-        action,
-        audit_action,
-        range_detail(headers),
-    )
-    .await?;
+    let (file, key, segments) =
+        assembled(state, caller, call_id, action, audit_action, range.detail()).await?;
     serve(
         AudioBody::Wav(call_stream(&file)),
         format!("\"call-{key}\""),
-        headers,
+        range,
         attachment.then(|| download_name(&segments)),
     )
 }
@@ -444,7 +431,7 @@ fn download_name(segments: &[Recording]) -> String {
 
 /// Min/max peaks of the assembled call, for a waveform.
 #[utoipa::path(get, path = "/api/calls/{id}/peaks", tag = "calls", operation_id = "call_peaks",
-    params(super::openapi::CallId, super::openapi::PeakPoints), responses(
+    params(CallId, PeakPoints), responses(
     (status = 200, description = "`{\"peaks\": [[min, max], ...]}`"),
     (status = 400, description = "a number of points not offered", body = ErrorBody),
     crate::http::openapi::CallRefusals,
@@ -453,10 +440,9 @@ fn download_name(segments: &[Recording]) -> String {
 pub(super) async fn peaks(
     State(state): State<AppState>,
     caller: Caller,
-    Path(call_id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Path(CallId { id: call_id }): Path<CallId>,
+    Params(PeakPoints { points }): Params<PeakPoints>,
 ) -> Result<Response, ApiError> {
-    let points = peak_points(&q)?;
     let (file, key, segments) =
         assembled(&state, &caller, &call_id, Action::Play, "peaks", None).await?;
     // Kept with the renderings of the call's first segment, under the timeline's key.
@@ -504,13 +490,17 @@ fn decode_call_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
 pub(super) async fn list_grouped(
     state: &AppState,
     caller: &Caller,
-    q: &HashMap<String, String>,
-    limit: i64,
+    query: &ListQuery,
     viewer: &search::Viewer<'_>,
     filter: &search::Filter,
 ) -> Result<Response, ApiError> {
-    let after = q.get("cursor").map(|c| decode_call_cursor(c)).transpose()?;
-    audit::record(&state.db, &list_entry(caller, q))
+    let limit = query.limit;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(decode_call_cursor)
+        .transpose()?;
+    audit::record(&state.db, &list_entry(caller, &query.asked))
         .await
         .map_err(super::audit_failed)?;
     let (page, rows) = search::calls(&state.db, viewer, filter, after, limit)

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::{denied, Caller};
+use super::params::{CallId, RecordingId};
 use super::recordings::{authorize, fetch_call, Recording};
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit::{self, AuditEntry};
@@ -63,7 +64,7 @@ async fn hold_json(state: &AppState, id: i64) -> Result<serde_json::Value, ApiEr
 /// Place the recording on legal hold (admins; audited).
 ///
 /// Held, it is deleted by nobody and purged by no retention rule until released.
-#[utoipa::path(put, path = "/api/recordings/{id}/hold", tag = "recordings", params(super::openapi::RecordingId),
+#[utoipa::path(put, path = "/api/recordings/{id}/hold", tag = "recordings", params(super::params::RecordingId),
     request_body = HoldRequest, responses(
     (status = 200, description = "`{\"id\", \"hold\": {reason, by, at}}`"),
     (status = 400, description = "no reason, or one too long", body = ErrorBody),
@@ -73,7 +74,7 @@ async fn hold_json(state: &AppState, id: i64) -> Result<serde_json::Value, ApiEr
 pub(super) async fn hold_recording(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
     body: Result<Json<HoldRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let reason = reason_of(body)?;
@@ -92,14 +93,14 @@ pub(super) async fn hold_recording(
 }
 
 /// Release the recording's hold (admins; audited).
-#[utoipa::path(delete, path = "/api/recordings/{id}/hold", tag = "recordings", params(super::openapi::RecordingId), responses(
+#[utoipa::path(delete, path = "/api/recordings/{id}/hold", tag = "recordings", params(super::params::RecordingId), responses(
     (status = 200, description = "`{\"id\", \"hold\": null}`"),
     crate::http::openapi::RecordingRefusals,
 ))]
 pub(super) async fn release_recording(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
 ) -> Result<Response, ApiError> {
     let (row, _, entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "hold_release").await?;
@@ -144,7 +145,7 @@ async fn call_rows(
 }
 
 /// Hold every recording of the call with audio left (admins of every segment; audited).
-#[utoipa::path(put, path = "/api/calls/{id}/hold", tag = "calls", params(super::openapi::CallId),
+#[utoipa::path(put, path = "/api/calls/{id}/hold", tag = "calls", params(super::params::CallId),
     request_body = HoldRequest, responses(
     (status = 200, description = "`{\"held\": [ids]}`"),
     (status = 400, description = "no reason, or one too long", body = ErrorBody),
@@ -153,7 +154,7 @@ async fn call_rows(
 pub(super) async fn hold_call(
     State(state): State<AppState>,
     caller: Caller,
-    Path(call_id): Path<String>,
+    Path(CallId { id: call_id }): Path<CallId>,
     body: Result<Json<HoldRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let reason = reason_of(body)?;
@@ -179,14 +180,14 @@ pub(super) async fn hold_call(
 }
 
 /// Release every recording of the call (admins of every segment; audited).
-#[utoipa::path(delete, path = "/api/calls/{id}/hold", tag = "calls", params(super::openapi::CallId), responses(
+#[utoipa::path(delete, path = "/api/calls/{id}/hold", tag = "calls", params(super::params::CallId), responses(
     (status = 200, description = "`{\"released\": [ids]}`"),
     crate::http::openapi::CallRefusals,
 ))]
 pub(super) async fn release_call(
     State(state): State<AppState>,
     caller: Caller,
-    Path(call_id): Path<String>,
+    Path(CallId { id: call_id }): Path<CallId>,
 ) -> Result<Response, ApiError> {
     let (rows, entry) = call_rows(&state, &caller, &call_id, "hold_release").await?;
     audit::record(&state.db, &entry)

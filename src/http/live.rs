@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Caller;
+use super::params::CallId;
 use super::{rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::policy::{in_scope, is_participant};
 use crate::access::{audit, Role, Scope};
@@ -101,7 +102,7 @@ pub(super) async fn list(
 ///
 /// `redaction_mode` decides how: `mute` writes silence, `pause` leaves the audio out. Admins,
 /// managers and the agent on the call; audited, stored with the recording.
-#[utoipa::path(post, path = "/api/calls/{id}/recording/pause", tag = "calls", params(super::openapi::CallId), responses(
+#[utoipa::path(post, path = "/api/calls/{id}/recording/pause", tag = "calls", params(super::params::CallId), responses(
     (status = 200, description = "the call"),
     (status = 403, description = "not allowed to redact this call", body = ErrorBody),
     (status = 404, description = "no such call in progress", body = ErrorBody),
@@ -111,13 +112,13 @@ pub(super) async fn list(
 pub(super) async fn pause(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(CallId { id }): Path<CallId>,
 ) -> Result<Response, ApiError> {
     control(state, caller, id, true).await
 }
 
 /// Stop redacting the call's live recording.
-#[utoipa::path(post, path = "/api/calls/{id}/recording/resume", tag = "calls", params(super::openapi::CallId), responses(
+#[utoipa::path(post, path = "/api/calls/{id}/recording/resume", tag = "calls", params(super::params::CallId), responses(
     (status = 200, description = "the call"),
     (status = 403, description = "not allowed to redact this call", body = ErrorBody),
     (status = 404, description = "no such call in progress", body = ErrorBody),
@@ -127,7 +128,7 @@ pub(super) async fn pause(
 pub(super) async fn resume(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(CallId { id }): Path<CallId>,
 ) -> Result<Response, ApiError> {
     control(state, caller, id, false).await
 }

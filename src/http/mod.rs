@@ -25,6 +25,7 @@ mod flows;
 mod holds;
 mod live;
 pub mod openapi;
+mod params;
 pub mod proxy;
 mod recordings;
 pub mod server;

@@ -13,13 +13,15 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 
 use super::auth::{denied, Caller, ConnectInfoOrUnknown};
-use super::openapi::RecordingId;
+use super::params::{
+    AudioFormat, AudioQuery, FromQuery, Params, PeakChannels, PeakPoints, RangeHeader, RecordingId,
+};
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::accounts::principal_for_subject;
 use crate::access::audit::{self, AuditEntry, AuditTx};
@@ -31,7 +33,7 @@ use crate::audio::Encoding;
 use crate::db::Database;
 use crate::library::Indexer;
 use crate::playback::call_audio::CallAudio;
-use crate::playback::renderings::{RenderError, Renderings, PEAK_POINTS};
+use crate::playback::renderings::{RenderError, Renderings};
 use crate::playback::serve::{parse_range, RangeRequest, WavStream};
 
 mod delete;
@@ -46,7 +48,6 @@ pub(in crate::http) use signed_links::*;
 
 /// How long a delete confirmation token stays valid.
 const CONFIRM_TTL: Duration = Duration::from_secs(120);
-const MAX_LIMIT: i64 = 200;
 
 /// What the library endpoints share.
 pub struct Library {
@@ -327,13 +328,7 @@ impl Recording {
     }
 }
 
-pub(super) fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-        format!("{param}: {message}"),
-    )
-}
+pub(super) use super::params::bad;
 
 pub(super) use super::recording_not_found as not_found;
 
@@ -393,7 +388,7 @@ pub(super) async fn authorize(
 pub(super) async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
 ) -> Result<Response, ApiError> {
     let (row, tenant, entry) = authorize(&state, &caller, &id, Action::Read, "metadata").await?;
     audit::record(&state.db, &entry)
@@ -464,7 +459,7 @@ pub(super) struct StatusPatch {
 pub(super) async fn set_status(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
     body: Result<Json<StatusPatch>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(patch) = body?;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Caller;
-use super::openapi::RecordingId;
+use super::params::RecordingId;
 use super::recordings::authorize;
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit;
@@ -37,7 +37,7 @@ fn cue_json(cue: &Cue) -> serde_json::Value {
 pub(super) async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
 ) -> Result<Response, ApiError> {
     let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "transcript").await?;
     let Some(transcript) = transcripts::load(&state.db, row.id)
@@ -81,7 +81,7 @@ pub(super) async fn get(
 pub(super) async fn put(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -155,7 +155,7 @@ pub(super) async fn put(
 pub(super) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
 ) -> Result<Response, ApiError> {
     let (row, _, entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "transcript_delete").await?;

@@ -19,7 +19,7 @@ use super::*;
 pub(in crate::http) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (row, tenant, mut entry) =

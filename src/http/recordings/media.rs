@@ -178,16 +178,6 @@ pub(in crate::http) fn no_dual_channel() -> ApiError {
     )
 }
 
-/// Whether a request asks for the stereo version (`channels=dual`) or the mix (`mixed`, the
-/// default).
-pub(in crate::http) fn wants_dual(query: &HashMap<String, String>) -> Result<bool, ApiError> {
-    match query.get("channels").map(String::as_str) {
-        None | Some("mixed") => Ok(false),
-        Some("dual") => Ok(true),
-        Some(_) => Err(bad("channels", "must be mixed or dual")),
-    }
-}
-
 /// What an audio answer serves ranges of: the WAV stream, or an encoded file held in memory.
 pub(in crate::http) enum AudioBody {
     Wav(WavStream),
@@ -265,20 +255,14 @@ pub(in crate::http) fn chunked_body(source: Arc<AudioBody>, start: u64, end: u64
 pub(in crate::http) fn serve(
     stream: AudioBody,
     etag: String,
-    headers: &HeaderMap,
+    asked: &RangeHeader,
     attachment: Option<String>,
 ) -> Result<Response, ApiError> {
     let len = stream.len();
     let content_type = stream.content_type();
-    let range = parse_range(
-        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
-        len,
-    );
+    let range = parse_range(asked.range.as_deref(), len);
     // A range made for another version of the file must not be stitched onto this one.
-    let if_range_stale = headers
-        .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v != etag);
+    let if_range_stale = asked.if_range.as_deref().is_some_and(|v| v != etag);
     let range = if if_range_stale {
         RangeRequest::Full
     } else {
@@ -356,7 +340,7 @@ pub(in crate::http) fn etag(row: &Recording) -> String {
 /// PCM WAV by default (mu-law and A-law transcoded), or Ogg Opus or MP3. By a signed-in user
 /// with the right to play, or through a play link.
 #[utoipa::path(get, path = "/api/recordings/{id}/audio", tag = "recordings", operation_id = "recording_audio",
-    params(RecordingId, crate::http::openapi::AudioQuery, crate::http::openapi::RangeHeader),
+    params(RecordingId, AudioQuery, RangeHeader),
     security(("bearer" = []), ("session" = []), ("signedLink" = [])),
     responses(
     (status = 200, description = "the audio", content_type = "audio/wav"),
@@ -376,7 +360,7 @@ pub(in crate::http) async fn audio(
 ///
 /// Admins and managers, with the tenant's download entitlement; or through a download link.
 #[utoipa::path(get, path = "/api/recordings/{id}/download", tag = "recordings", operation_id = "recording_download",
-    params(RecordingId, crate::http::openapi::AudioQuery, crate::http::openapi::RangeHeader),
+    params(RecordingId, AudioQuery, RangeHeader),
     security(("bearer" = []), ("session" = []), ("signedLink" = [])),
     responses(
     (status = 200, description = "the audio, `Content-Disposition: attachment`", content_type = "audio/wav"),
@@ -398,7 +382,8 @@ pub(in crate::http) struct MediaRequest {
     pub(in crate::http) query: HashMap<String, String>,
     pub(in crate::http) client: String,
     pub(in crate::http) caller: Option<Caller>,
-    pub(in crate::http) headers: HeaderMap,
+    pub(in crate::http) audio: AudioQuery,
+    pub(in crate::http) range: RangeHeader,
 }
 
 impl FromRequestParts<AppState> for MediaRequest {
@@ -409,8 +394,8 @@ impl FromRequestParts<AppState> for MediaRequest {
         state: &AppState,
     ) -> Result<MediaRequest, Response> {
         use axum::extract::OptionalFromRequestParts;
-        let Path(id) =
-            <Path<String> as FromRequestParts<AppState>>::from_request_parts(parts, state)
+        let Path(RecordingId { id }) =
+            <Path<RecordingId> as FromRequestParts<AppState>>::from_request_parts(parts, state)
                 .await
                 .map_err(IntoResponse::into_response)?;
         let Query(query) =
@@ -426,12 +411,14 @@ impl FromRequestParts<AppState> for MediaRequest {
         let caller =
             <Caller as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state)
                 .await?;
+        let audio = AudioQuery::from_query(&query).map_err(IntoResponse::into_response)?;
         Ok(MediaRequest {
             id,
             query,
             client,
             caller,
-            headers: parts.headers.clone(),
+            audio,
+            range: RangeHeader::from_headers(&parts.headers),
         })
     }
 }
@@ -444,19 +431,8 @@ pub(in crate::http) async fn audio_response(
     action: LinkAction,
 ) -> Result<Response, ApiError> {
     let attachment = action == LinkAction::Download;
-    let (opus, mp3) = match request.query.get("format").map(String::as_str) {
-        None | Some("wav") => (false, false),
-        Some("opus") => (true, false),
-        Some("mp3") => (false, true),
-        Some(_) => return Err(bad("format", "must be wav, opus or mp3")),
-    };
-    let dual = wants_dual(&request.query)?;
-    if dual && (opus || mp3) {
-        return Err(bad(
-            "channels",
-            "the dual-channel version is served as WAV only",
-        ));
-    }
+    let AudioQuery { format, dual } = request.audio;
+    let (opus, mp3) = (format == AudioFormat::Opus, format == AudioFormat::Mp3);
     let (caller, grant) = if links::is_link(&request.query) {
         let (caller, grant) = link_caller(state, &request, action).await?;
         (caller, Some(grant))
@@ -484,11 +460,7 @@ pub(in crate::http) async fn audio_response(
         Ok(stream) => stream,
         Err(e) => return Err(caller.refuse(state, entry, e).await),
     };
-    let range = request
-        .headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|r| r.chars().take(60).collect::<String>());
+    let range = request.range.detail();
     let parties = if dual {
         match party_streams(&state.library, &row) {
             Some(parties) => Some(parties),
@@ -564,7 +536,7 @@ pub(in crate::http) async fn audio_response(
     } else {
         AudioBody::Wav(stream)
     };
-    serve(body, tag, &request.headers, name)
+    serve(body, tag, &request.range, name)
 }
 
 /// The recording as Ogg Opus or (`mp3`) MP3, encoded once per file version and kept in memory.
@@ -627,27 +599,9 @@ pub(in crate::http) fn download_name(row: &Recording) -> String {
     }
 }
 
-/// The waveform size asked for (`points`, one of [`PEAK_POINTS`]; 800 when not said).
-pub(in crate::http) fn peak_points(q: &HashMap<String, String>) -> Result<u32, ApiError> {
-    match q.get("points") {
-        None => Ok(800),
-        Some(v) => match v.parse() {
-            Ok(n) if PEAK_POINTS.contains(&n) => Ok(n),
-            _ => {
-                let allowed: Vec<String> = PEAK_POINTS.iter().map(u32::to_string).collect();
-                Err(bad(
-                    "points",
-                    format!("must be one of {}", allowed.join(", ")),
-                ))
-            }
-        },
-    }
-}
-
 /// Min/max peaks for a waveform (needs the right to play).
 #[utoipa::path(get, path = "/api/recordings/{id}/peaks", tag = "recordings", operation_id = "recording_peaks",
-    params(RecordingId, crate::http::openapi::PeakPoints,
-        ("channels" = Option<String>, Query, description = "`dual`: a waveform per party (`channels: {caller, agent}`)")),
+    params(RecordingId, PeakPoints, PeakChannels),
     responses(
     (status = 200, description = "`{\"peaks\": [[min, max], ...]}`"),
     (status = 400, description = "a number of points not offered", body = ErrorBody),
@@ -657,11 +611,10 @@ pub(in crate::http) fn peak_points(q: &HashMap<String, String>) -> Result<u32, A
 pub(in crate::http) async fn peaks(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Path(RecordingId { id }): Path<RecordingId>,
+    Params(PeakPoints { points }): Params<PeakPoints>,
+    Params(PeakChannels { dual }): Params<PeakChannels>,
 ) -> Result<Response, ApiError> {
-    let points = peak_points(&q)?;
-    let dual = wants_dual(&q)?;
     let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "peaks").await?;
     let stream = match playable(&state, &row).await {
         Ok(stream) => stream,

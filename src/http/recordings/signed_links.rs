@@ -106,7 +106,7 @@ pub(in crate::http) async fn refusal_tenant(
 pub(in crate::http) async fn download_url(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     create_link(&state, &caller, &id, &q, LinkAction::Download).await
@@ -125,7 +125,7 @@ pub(in crate::http) async fn download_url(
 pub(in crate::http) async fn download_url_get(
     state: State<AppState>,
     caller: Caller,
-    id: Path<String>,
+    id: Path<RecordingId>,
     q: Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -135,7 +135,7 @@ pub(in crate::http) async fn download_url_get(
         .require_csrf(
             &state,
             &headers,
-            format!("GET /api/recordings/{}/download-url", id.0),
+            format!("GET /api/recordings/{}/download-url", id.0.id),
         )
         .await?;
     download_url(state, caller, id, q).await
@@ -150,7 +150,7 @@ pub(in crate::http) async fn download_url_get(
 pub(in crate::http) async fn play_url(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(RecordingId { id }): Path<RecordingId>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     create_link(&state, &caller, &id, &q, LinkAction::Audio).await

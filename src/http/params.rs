@@ -1,0 +1,479 @@
+//! The routes' parameters, one struct each: the handlers extract these very structs and the
+//! OpenAPI document describes them, so the two cannot disagree. Query parameters are read and
+//! checked here with the API's errors (a JSON 400 naming the parameter), in the order the
+//! handlers always checked them.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+
+use super::ApiError;
+use crate::library::search::{Filter, Sort, MAX_NAME_WORDS};
+use crate::library::status::NamedValue;
+use crate::library::{Direction, NodeType, RecordingFormat, RecordingStatus};
+use crate::playback::renderings::PEAK_POINTS;
+
+/// A struct of query parameters, read from the query string and checked.
+pub(super) trait FromQuery: Sized {
+    fn from_query(query: &HashMap<String, String>) -> Result<Self, ApiError>;
+}
+
+/// Extracts `T` from the query string; a bad or unknown parameter is refused with the API's
+/// error. A handler that must first say who may ask takes `Result<Params<T>, ApiError>`.
+pub(super) struct Params<T>(pub(super) T);
+
+impl<S: Send + Sync, T: FromQuery> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Params<T>, ApiError> {
+        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| bad("query", e.body_text()))?;
+        T::from_query(&query).map(Params)
+    }
+}
+
+/// A bad parameter: 400, `<param>: <what it must be>`.
+pub(super) fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("{param}: {message}"),
+    )
+}
+
+/// A parameter that must be one value of a list (node type, direction, status, format).
+fn one_of<T: NamedValue>(q: &HashMap<String, String>, param: &str) -> Result<Option<T>, ApiError> {
+    q.get(param)
+        .map(|v| {
+            T::parse(v)
+                .ok_or_else(|| bad(param, format!("must be one of: {}", T::names().join(", "))))
+        })
+        .transpose()
+}
+
+/// A time given as RFC 3339 or as milliseconds since 1970.
+pub(super) fn parse_time(param: &str, value: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = value.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            bad(
+                param,
+                "expected RFC 3339 (2026-11-21T10:00:00Z) or milliseconds since 1970",
+            )
+        })
+}
+
+/// `{id}` of a recording's routes, as the handlers take it: kept as text, so an id that is no
+/// number answers as a recording not found (404), like one of another tenant.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct RecordingId {
+    /// The recording's id.
+    #[param(value_type = i64)]
+    pub(super) id: String,
+}
+
+/// `{id}` of a call's routes.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct CallId {
+    /// The call's id (its caller's channel id).
+    pub(super) id: String,
+}
+
+/// `{id}` of a user.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct UserId {
+    /// The user's id.
+    pub(super) id: i64,
+}
+
+/// The `Range` header of the audio routes (and `If-Range`, which keeps a range made for another
+/// version of the file from being stitched onto this one).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub(super) struct RangeHeader {
+    /// One `bytes=` range; another unit is ignored (the whole body is answered).
+    #[param(rename = "Range")]
+    pub(super) range: Option<String>,
+    #[param(ignore)]
+    pub(super) if_range: Option<String>,
+}
+
+impl RangeHeader {
+    pub(super) fn from_headers(headers: &HeaderMap) -> RangeHeader {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        RangeHeader {
+            range: text(header::RANGE),
+            if_range: text(header::IF_RANGE),
+        }
+    }
+
+    /// The range as the audit log notes it (at most 60 characters).
+    pub(super) fn detail(&self) -> Option<String> {
+        self.range.as_ref().map(|r| r.chars().take(60).collect())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RangeHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<RangeHeader, Self::Rejection> {
+        Ok(RangeHeader::from_headers(&parts.headers))
+    }
+}
+
+/// `?points=` of the peaks routes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PeakPoints {
+    /// 100, 200, 400, 800 (the default), 1600 or 3200.
+    #[param(value_type = Option<u32>)]
+    pub(super) points: u32,
+}
+
+impl FromQuery for PeakPoints {
+    fn from_query(q: &HashMap<String, String>) -> Result<PeakPoints, ApiError> {
+        let points = match q.get("points") {
+            None => 800,
+            Some(v) => match v.parse() {
+                Ok(n) if PEAK_POINTS.contains(&n) => n,
+                _ => {
+                    let allowed: Vec<String> = PEAK_POINTS.iter().map(u32::to_string).collect();
+                    return Err(bad(
+                        "points",
+                        format!("must be one of {}", allowed.join(", ")),
+                    ));
+                }
+            },
+        };
+        Ok(PeakPoints { points })
+    }
+}
+
+/// `mixed` or `dual`, as `?channels=` asks.
+fn wants_dual(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match q.get("channels").map(String::as_str) {
+        None | Some("mixed") => Ok(false),
+        Some("dual") => Ok(true),
+        Some(_) => Err(bad("channels", "must be mixed or dual")),
+    }
+}
+
+/// `?channels=` of a recording's peaks.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PeakChannels {
+    /// `dual`: a waveform per party (`channels: {caller, agent}`)
+    #[param(value_type = Option<String>, rename = "channels")]
+    pub(super) dual: bool,
+}
+
+impl FromQuery for PeakChannels {
+    fn from_query(q: &HashMap<String, String>) -> Result<PeakChannels, ApiError> {
+        Ok(PeakChannels {
+            dual: wants_dual(q)?,
+        })
+    }
+}
+
+/// What an audio route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AudioFormat {
+    Wav,
+    Opus,
+    Mp3,
+}
+
+/// The audio routes' choices.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AudioQuery {
+    /// `wav` (the default: PCM WAV, transcoded when stored as mu-law or A-law), `opus` (Ogg
+    /// Opus, RFC 7845) or `mp3` (LAME, 32 kbit/s).
+    #[param(value_type = Option<String>)]
+    pub(super) format: AudioFormat,
+    /// `mixed` (the default: the bridge's recording) or `dual` (stereo, the caller left and the
+    /// agent right, for a recording made with channels = "dual"; WAV only).
+    #[param(value_type = Option<String>, rename = "channels")]
+    pub(super) dual: bool,
+}
+
+impl FromQuery for AudioQuery {
+    fn from_query(q: &HashMap<String, String>) -> Result<AudioQuery, ApiError> {
+        let format = match q.get("format").map(String::as_str) {
+            None | Some("wav") => AudioFormat::Wav,
+            Some("opus") => AudioFormat::Opus,
+            Some("mp3") => AudioFormat::Mp3,
+            Some(_) => return Err(bad("format", "must be wav, opus or mp3")),
+        };
+        let dual = wants_dual(q)?;
+        if dual && format != AudioFormat::Wav {
+            return Err(bad(
+                "channels",
+                "the dual-channel version is served as WAV only",
+            ));
+        }
+        Ok(AudioQuery { format, dual })
+    }
+}
+
+/// Refuses a parameter not in `known`, naming the ones there are.
+fn only_known(
+    q: &HashMap<String, String>,
+    known: &[&str],
+    refuse: impl Fn(&str, String) -> ApiError,
+) -> Result<(), ApiError> {
+    match q.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(key) => Err(refuse(
+            key,
+            format!("unknown parameter (expected one of: {})", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+const AUDIT_PARAMS: [&str; 6] = ["before", "limit", "actor", "action", "recording", "outcome"];
+
+/// The audit log's filters; any other parameter is refused.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AuditQuery {
+    /// A sequence number: events older than it (`next_before` of the previous page).
+    pub(super) before: Option<i64>,
+    /// 1 to 1000 (100).
+    #[param(value_type = Option<u32>)]
+    pub(super) limit: i64,
+    /// e.g. `user:alice` or `token:3:alice`.
+    pub(super) actor: Option<String>,
+    /// list, metadata, stream, peaks, download, link_create, delete, set_status, login, logout,
+    /// flow_change, setting_change, role_change, user_create, call_place...
+    pub(super) action: Option<String>,
+    /// A recording's id.
+    pub(super) recording: Option<i64>,
+    /// `allowed` or the refusal's reason.
+    pub(super) outcome: Option<String>,
+}
+
+impl FromQuery for AuditQuery {
+    fn from_query(q: &HashMap<String, String>) -> Result<AuditQuery, ApiError> {
+        // The audit log's errors say `<param>: <what>` as one message.
+        let refuse =
+            |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
+        only_known(q, &AUDIT_PARAMS, |key, message| {
+            refuse(format!("{key}: {message}"))
+        })?;
+        let limit: i64 = match q.get("limit") {
+            None => 100,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| refuse("limit: a whole number from 1 to 1000".into()))?,
+        };
+        let whole = |key: &str| -> Result<Option<i64>, ApiError> {
+            q.get(key)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| refuse(format!("{key}: a whole number")))
+                })
+                .transpose()
+        };
+        Ok(AuditQuery {
+            recording: whole("recording")?,
+            before: whole("before")?,
+            limit,
+            actor: q.get("actor").cloned(),
+            action: q.get("action").cloned(),
+            outcome: q.get("outcome").cloned(),
+        })
+    }
+}
+
+/// The most rows a list page holds.
+pub(super) const MAX_LIMIT: i64 = 200;
+
+pub(super) const LIST_PARAMS: [&str; 14] = [
+    "limit",
+    "group",
+    "cursor",
+    "sort",
+    "caller",
+    "callee",
+    "name",
+    "node_type",
+    "direction",
+    "status",
+    "format",
+    "from",
+    "to",
+    "min_duration",
+];
+
+/// The list's filters and pages; any other parameter is refused.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// Page size, 1 to 200 (50).
+    #[param(minimum = 1, maximum = 200, value_type = Option<u32>)]
+    pub(super) limit: i64,
+    /// `next_cursor` of the previous page.
+    pub(super) cursor: Option<String>,
+    /// `newest` (the default) or `longest`.
+    #[param(value_type = Option<String>)]
+    pub(super) sort: Sort,
+    /// `call`: one row per call.
+    #[param(value_type = Option<String>, rename = "group")]
+    pub(super) by_call: bool,
+    /// The caller's number starts with this.
+    caller: Option<String>,
+    /// The callee starts with this.
+    callee: Option<String>,
+    /// Words of the caller's name: each word given must start one, any case.
+    #[param(value_type = Option<String>)]
+    name: Vec<String>,
+    node_type: Option<NodeType>,
+    direction: Option<Direction>,
+    status: Option<RecordingStatus>,
+    format: Option<RecordingFormat>,
+    /// Started at or after (RFC 3339 or ms since 1970).
+    #[param(value_type = Option<String>)]
+    from: Option<i64>,
+    /// Started before (RFC 3339 or ms since 1970).
+    #[param(value_type = Option<String>)]
+    to: Option<i64>,
+    /// Seconds at least.
+    min_duration: Option<f64>,
+    /// What was asked, as the audit log notes it.
+    #[param(ignore)]
+    pub(super) asked: HashMap<String, String>,
+}
+
+impl ListQuery {
+    /// The filters, as the search takes them.
+    pub(super) fn filter(&self) -> Filter {
+        Filter {
+            caller_number_prefix: self.caller.clone(),
+            callee_prefix: self.callee.clone(),
+            name_words: self.name.clone(),
+            node_type: self.node_type,
+            direction: self.direction,
+            format: self.format,
+            status: self.status,
+            from_ms: self.from,
+            to_ms: self.to,
+            min_duration_ms: self.min_duration.map(|seconds| (seconds * 1000.0) as i64),
+        }
+    }
+}
+
+impl FromQuery for ListQuery {
+    fn from_query(q: &HashMap<String, String>) -> Result<ListQuery, ApiError> {
+        only_known(q, &LIST_PARAMS, bad)?;
+        let limit = match q.get("limit") {
+            None => 50,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(bad(
+                        "limit",
+                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                    ))
+                }
+            },
+        };
+        let sort = match q.get("sort").map(String::as_str) {
+            None | Some("newest") => Sort::Newest,
+            Some("longest") => Sort::Longest,
+            Some(_) => return Err(bad("sort", "must be newest or longest")),
+        };
+        let prefix = |key: &str| -> Result<Option<String>, ApiError> {
+            match q.get(key) {
+                Some(v) if v.is_empty() || v.len() > 100 => {
+                    Err(bad(key, "must be 1 to 100 characters"))
+                }
+                v => Ok(v.cloned()),
+            }
+        };
+        let caller = prefix("caller")?;
+        let callee = prefix("callee")?;
+        let mut name = Vec::new();
+        if let Some(v) = q.get("name") {
+            let words = crate::library::index::name_words(v);
+            // Bounded cost: a one-letter prefix would match a large part of a big library, and
+            // each word is one more index range to intersect.
+            if words.is_empty()
+                || v.len() > 100
+                || words.len() > MAX_NAME_WORDS
+                || words.iter().any(|w| w.chars().count() < 2)
+            {
+                return Err(bad(
+                    "name",
+                    format!("must hold 1 to {MAX_NAME_WORDS} words of at least 2 letters or digits, at most 100 characters"),
+                ));
+            }
+            // Every word typed must start a word of the caller's name.
+            name = words;
+        }
+        let node_type = one_of(q, "node_type")?;
+        let direction = one_of(q, "direction")?;
+        let format = one_of(q, "format")?;
+        let status = one_of(q, "status")?;
+        let from = q.get("from").map(|v| parse_time("from", v)).transpose()?;
+        let to = q.get("to").map(|v| parse_time("to", v)).transpose()?;
+        let min_duration = match q.get("min_duration") {
+            None => None,
+            Some(v) => {
+                let seconds: f64 = v
+                    .parse()
+                    .map_err(|_| bad("min_duration", "must be a number of seconds"))?;
+                if !(0.0..=86_400.0).contains(&seconds) {
+                    return Err(bad("min_duration", "must be between 0 and 86400 seconds"));
+                }
+                Some(seconds)
+            }
+        };
+        let by_call = match q.get("group").map(String::as_str) {
+            None => false,
+            Some("call") if sort != Sort::Newest => {
+                return Err(bad("group", "calls are listed newest first only"))
+            }
+            Some("call") => true,
+            Some(other) => {
+                return Err(bad(
+                    "group",
+                    format!("{other:?} is not a grouping (expected call)"),
+                ))
+            }
+        };
+        Ok(ListQuery {
+            limit,
+            cursor: q.get("cursor").cloned(),
+            sort,
+            by_call,
+            caller,
+            callee,
+            name,
+            node_type,
+            direction,
+            status,
+            format,
+            from,
+            to,
+            min_duration,
+            asked: q.clone(),
+        })
+    }
+}
