@@ -175,7 +175,11 @@ impl DiskSpace {
                     _ = shutdown.changed() => return,
                 }
                 let had_room = space.recordings_room();
-                let room = space.check();
+                // statvfs on a blocking thread: a network volume can be slow to answer.
+                let checked = Arc::clone(&space);
+                let Ok(room) = tokio::task::spawn_blocking(move || checked.check()).await else {
+                    continue;
+                };
                 if had_room && !room {
                     tracing::warn!(
                         "the recordings disk is full: recordings stop until it has room again"

@@ -186,13 +186,8 @@ pub async fn purge(
         transcripts::remove(db, row.id).await?;
         // And from the archive's bucket, by its worker.
         crate::archive::queue::queue_removal(db, row.id, now_ms).await?;
-        for rel in files_of(&row.path, &row.name)
-            .into_iter()
-            .filter(|_| row.node_id == node)
-        {
-            if !crate::library::remove_inside(root, &rel) {
-                report.failed_files += 1;
-            }
+        if row.node_id == node {
+            report.failed_files += remove_off_thread(root, files_of(&row.path, &row.name)).await;
         }
         let entry = AuditEntry {
             recording_id: Some(row.id),
@@ -230,13 +225,22 @@ async fn finish_removals(
     .await?;
     let mut failed = 0;
     for (path, name) in rows {
-        for rel in files_of(&path, &name) {
-            if !crate::library::remove_inside(root, &rel) {
-                failed += 1;
-            }
-        }
+        failed += remove_off_thread(root, files_of(&path, &name)).await;
     }
     Ok(failed)
+}
+
+/// Removes the files `rels` inside `root` on a blocking thread; how many could not be.
+async fn remove_off_thread(root: &Path, rels: Vec<String>) -> u64 {
+    let (root, asked) = (root.to_path_buf(), rels.len() as u64);
+    tokio::task::spawn_blocking(move || {
+        rels.iter()
+            .filter(|rel| !crate::library::remove_inside(&root, rel))
+            .count() as u64
+    })
+    .await
+    // A removal that never ran removed nothing.
+    .unwrap_or(asked)
 }
 
 /// Rows purged or deleted longer ago than their tenant's `forget_after_days`: gone altogether.

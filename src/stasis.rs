@@ -413,16 +413,24 @@ pub struct StasisOptions {
     pub disk: Option<Arc<crate::disk_space::DiskSpace>>,
 }
 
-/// Marks the recordings that ended because the recordings disk was full, reading it now, before
-/// the event goes on (so the flows read the same state as they pass it to the call).
-fn note_full_disk(disk: &crate::disk_space::DiskSpace, event: &Event, changes: &mut [Change]) {
+/// Marks the recordings that ended because the recordings disk was full, reading it now (on a
+/// blocking thread: a network volume can be slow to answer), before the event goes on (so the
+/// flows read the same state as they pass it to the call).
+async fn note_full_disk(
+    disk: &Arc<crate::disk_space::DiskSpace>,
+    event: &Event,
+    changes: &mut [Change],
+) {
     if !matches!(
         event,
         Event::RecordingFinished(_) | Event::RecordingFailed(_)
     ) {
         return;
     }
-    let exhausted = disk.recordings_exhausted();
+    let disk = Arc::clone(disk);
+    let exhausted = tokio::task::spawn_blocking(move || disk.recordings_exhausted())
+        .await
+        .unwrap_or(false);
     for change in changes {
         if let Change::RecordingFinished {
             cut: cut @ None,
@@ -459,7 +467,7 @@ pub async fn run(
             Notice::Event(event) => {
                 let mut changes = lock(&registry).apply(&event);
                 if let Some(disk) = &options.disk {
-                    note_full_disk(disk, &event, &mut changes);
+                    note_full_disk(disk, &event, &mut changes).await;
                 }
                 let _ = output.send(AppInput::Event(event)).await;
                 changes

@@ -209,11 +209,19 @@ impl Worker {
                 "the file changed since it was queued".into(),
             ));
         }
-        let file = self.local_file(rel).ok_or_else(|| {
+        // The file, and whether it is sealed, looked at on a blocking thread.
+        let (root, rel_owned) = (self.root.clone(), rel.to_string());
+        let found = tokio::task::spawn_blocking(move || {
+            crate::library::file_inside(&root, &rel_owned)
+                .map(|file| crate::encryption::is_sealed_file(&file).map(|sealed| (file, sealed)))
+                .transpose()
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let (file, sealed) = found.ok_or_else(|| {
             ArchiveError::Mismatch("the file is gone or outside the recordings folder".into())
         })?;
         let size = u64::try_from(job.size_bytes).unwrap_or(0);
-        let sealed = crate::encryption::is_sealed_file(&file)?;
         if self.archive.settings.sealed_only && !sealed {
             return Err(ArchiveError::Mismatch(
                 "encryption at rest is on and the file is not sealed yet".into(),
@@ -572,7 +580,11 @@ impl Worker {
                 }
             }
             queue::mark_local_removed(&self.db, copy.recording_id, now_ms()).await?;
-            if crate::library::remove_inside(&self.root, &copy.path) {
+            let (root, path) = (self.root.clone(), copy.path.clone());
+            if tokio::task::spawn_blocking(move || crate::library::remove_inside(&root, &path))
+                .await
+                .unwrap_or(false)
+            {
                 removed += 1;
                 self.archive
                     .stats
@@ -581,10 +593,6 @@ impl Worker {
             }
         }
         Ok(removed)
-    }
-
-    fn local_file(&self, rel: &str) -> Option<PathBuf> {
-        crate::library::file_inside(&self.root, rel)
     }
 }
 

@@ -263,13 +263,17 @@ impl FlowStore {
                         _ = tokio::time::sleep(MISSING_FOLDER_POLL) => {}
                         _ = shutdown.wait_for(|stop| *stop) => return,
                     }
-                    if folder_missing(&store.dir) {
+                    let dir = store.dir.clone();
+                    if tokio::task::spawn_blocking(move || folder_missing(&dir))
+                        .await
+                        .unwrap_or(true)
+                    {
                         continue;
                     }
                     if let Err(e) = watcher.watch(&store.dir, notify::RecursiveMode::NonRecursive) {
                         tracing::error!(error = %e, dir = %store.dir.display(), "cannot watch the new dialplans folder; its flows load but edits on disk need a restart");
                     }
-                    let problems = store.reload();
+                    let problems = reload_off_thread(&store).await;
                     tracing::info!(
                         flows = store.current().flows.len(),
                         refused = problems.len(),
@@ -280,23 +284,21 @@ impl FlowStore {
             }
             // A folder shared between nodes (NFS, a cluster file system) changes without local
             // events when another machine writes: its listing is compared now and then too.
-            let mut seen = folder_fingerprint(&store.dir);
+            let mut seen = fingerprint_off_thread(&store.dir).await;
             loop {
-                tokio::select! {
-                    got = rx.recv() => if got.is_none() { return },
-                    _ = tokio::time::sleep(SHARED_FOLDER_POLL) => {
-                        let now = folder_fingerprint(&store.dir);
-                        if now == seen {
-                            continue;
-                        }
-                    }
+                let polled = tokio::select! {
+                    got = rx.recv() => if got.is_none() { return } else { false },
+                    _ = tokio::time::sleep(SHARED_FOLDER_POLL) => true,
                     _ = shutdown.wait_for(|stop| *stop) => return,
+                };
+                if polled && fingerprint_off_thread(&store.dir).await == seen {
+                    continue;
                 }
                 // Editors write in several steps: let them finish, then read once.
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 while rx.try_recv().is_ok() {}
-                seen = folder_fingerprint(&store.dir);
-                let problems = store.reload();
+                seen = fingerprint_off_thread(&store.dir).await;
+                let problems = reload_off_thread(&store).await;
                 tracing::info!(
                     flows = store.current().flows.len(),
                     refused = problems.len(),
@@ -305,6 +307,22 @@ impl FlowStore {
             }
         }))
     }
+}
+
+/// [`FlowStore::reload`] on a blocking thread (it reads the folder's files).
+async fn reload_off_thread(store: &Arc<FlowStore>) -> Vec<FlowError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.reload())
+        .await
+        .unwrap_or_default()
+}
+
+/// [`folder_fingerprint`] on a blocking thread (a shared folder can be slow to list).
+async fn fingerprint_off_thread(dir: &Path) -> u64 {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || folder_fingerprint(&dir))
+        .await
+        .unwrap_or_default()
 }
 
 /// How often a dialplans folder that does not exist yet is looked for (a stat: free).

@@ -399,7 +399,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     let scan = &state.library.indexer.state;
     let recordings_dir = match (
-        std::fs::read_dir(&state.recordings_dir),
+        tokio::fs::read_dir(&state.recordings_dir).await,
         scan.last_walk_error(),
     ) {
         (Err(e), _) => format!("cannot read the recordings folder: {e}"),

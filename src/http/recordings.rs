@@ -100,8 +100,8 @@ impl Library {
         self
     }
 
-    /// The file of a row, refusing anything that resolves outside the folder.
-    fn file(&self, rel: &str) -> Option<PathBuf> {
+    /// The file of a row, refusing anything that resolves outside the folder. Blocking.
+    pub(super) fn file(&self, rel: &str) -> Option<PathBuf> {
         crate::library::file_inside(&self.root, rel)
     }
 
@@ -399,7 +399,7 @@ pub(super) async fn get_one(
     // Each party on its own as well (a dual-channel node): `?channels=dual` serves them as stereo.
     json["dual_channel"] = serde_json::Value::Bool(
         row.status == crate::library::RecordingStatus::Ready
-            && party_streams(&state.library, &row).is_some(),
+            && party_streams(&state.library, &row).await.is_some(),
     );
     json["has_transcript"] = serde_json::Value::Bool(
         crate::library::transcripts::exists(&state.db, row.id)

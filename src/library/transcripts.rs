@@ -320,7 +320,7 @@ pub async fn import_sidecar(
     db: &Database,
     rel: &str,
     mtime_ms: i64,
-    read: impl FnOnce() -> std::io::Result<String>,
+    read: impl FnOnce() -> std::io::Result<String> + Send + 'static,
 ) -> Result<Result<bool, String>, DbError> {
     let Some(name) = rel.strip_suffix(".vtt") else {
         return Ok(Ok(false));
@@ -344,8 +344,11 @@ pub async fn import_sidecar(
         Some((_, Some(seen))) if seen == mtime_ms => return Ok(Ok(false)),
         _ => {}
     }
-    // Read only now: an unchanged file costs a query, not a read.
-    let text = match read() {
+    // Read only now (an unchanged file costs a query, not a read), on a blocking thread.
+    let read = tokio::task::spawn_blocking(read)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let text = match read {
         Ok(text) => text,
         Err(e) => return Ok(Err(format!("cannot read it: {e}"))),
     };

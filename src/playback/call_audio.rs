@@ -159,8 +159,17 @@ impl CallAudio {
         let name = format!("{family}{key}.wav");
         let path = self.dir.join(&name);
         let seal = self.seal.clone();
+        // The cache's files are looked at (and touched) on a blocking thread.
+        let blocking = |look: fn(&Path) -> bool, path: &Path| {
+            let path = path.to_path_buf();
+            async move {
+                tokio::task::spawn_blocking(move || look(&path))
+                    .await
+                    .unwrap_or(false)
+            }
+        };
         if let Some((samples, len)) = self.built.get(&name) {
-            if touch(&path) {
+            if blocking(touch, &path).await {
                 self.hits_total.fetch_add(1, Ordering::Relaxed);
                 return Ok(CallFile {
                     path,
@@ -171,11 +180,20 @@ impl CallAudio {
             }
             // Evicted from disk meanwhile (or removed by hand): build it again.
             self.built.remove(&name);
-        } else if let Some((samples, len)) = on_disk(&path).filter(|_| seal.is_none()) {
+        } else if let Some((samples, len)) = match seal {
+            None => {
+                let found = path.clone();
+                tokio::task::spawn_blocking(move || on_disk(&found))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            Some(_) => None,
+        } {
             // Built by an earlier process.
             self.hits_total.fetch_add(1, Ordering::Relaxed);
             self.built.insert(name, (samples, len));
-            touch(&path);
+            blocking(touch, &path).await;
             return Ok(CallFile {
                 path,
                 samples,

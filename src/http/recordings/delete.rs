@@ -98,38 +98,54 @@ pub(in crate::http) async fn delete(
     // Another node's files are removed by that node's indexer (a deleted row's file is
     // finished off at its next look).
     let here = state.library.holds(&row);
-    if let Some(file) = state.library.entry(&row.path).filter(|_| here) {
-        if let Err(e) = std::fs::remove_file(&file) {
-            tracing::warn!(recording = row.id, error = %e, "file not removed; the next scan retries");
-        }
+    // The file, each party's own recording (dual-channel) and a sidecar transcript are
+    // removed on a blocking thread (paths resolved, checked and unlinked there).
+    let files = if here {
+        let sidecar = std::path::Path::new(&row.path)
+            .with_extension("vtt")
+            .to_string_lossy()
+            .into_owned();
+        let parties = ["caller", "agent"]
+            .map(|role| format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name));
+        let library = Arc::clone(&state.library);
+        let (id, path) = (row.id, row.path.clone());
+        Some(tokio::task::spawn_blocking(move || {
+            if let Some(file) = library.entry(&path) {
+                if let Err(e) = std::fs::remove_file(&file) {
+                    tracing::warn!(recording = id, error = %e, "file not removed; the next scan retries");
+                }
+            }
+            parties.into_iter().chain(std::iter::once(sidecar)).for_each(|rel| {
+                if let Some(file) = library.entry(&rel) {
+                    match std::fs::remove_file(&file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            tracing::warn!(recording = id, error = %e, "a file of the recording not removed")
+                        }
+                    }
+                }
+            });
+        }))
+    } else {
+        None
+    };
+    if let Some(removed) = files {
+        removed.await.map_err(internal)?;
     }
     // Its transcript holds its words: it goes too.
     crate::library::transcripts::remove(&state.db, row.id)
         .await
         .map_err(internal)?;
-    // Each party's own recording (dual-channel) and a sidecar transcript go with it.
-    let sidecar = std::path::Path::new(&row.path)
-        .with_extension("vtt")
-        .to_string_lossy()
-        .into_owned();
-    let parties = ["caller", "agent"]
-        .map(|role| format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name));
-    for rel in parties.into_iter().chain(std::iter::once(sidecar)) {
-        if let Some(file) = state.library.entry(&rel).filter(|_| here) {
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(recording = row.id, error = %e, "a file of the recording not removed")
-                }
-            }
-        }
-    }
     // Deleted audio leaves no rendering of itself in memory either.
     state.library.renderings.forget(row.id);
     if let Some(call_id) = &row.call_id {
-        // The assembled call held this recording's audio.
-        state.library.call_audio.forget_call(call_id);
+        // The assembled call held this recording's audio (its files removed off the async
+        // threads).
+        let (call_audio, call_id) = (Arc::clone(&state.library.call_audio), call_id.clone());
+        tokio::task::spawn_blocking(move || call_audio.forget_call(&call_id))
+            .await
+            .map_err(internal)?;
     }
     let row = fetch(&state.db, row.id).await?.ok_or_else(not_found)?;
     Ok(Json(row.json(&caller.principal, tenant)).into_response())

@@ -28,14 +28,23 @@ pub(in crate::http) async fn playable(
         }
     }
     let keys = state.library.keys.as_ref();
+    // The file, and whether it is sealed, found on a blocking thread.
     let local = if state.library.holds(row) {
-        state.library.file(&row.path)
+        let (library, rel) = (Arc::clone(&state.library), row.path.clone());
+        tokio::task::spawn_blocking(move || {
+            library
+                .file(&rel)
+                .map(|file| crate::encryption::is_sealed_file(&file).map(|sealed| (file, sealed)))
+                .transpose()
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?
     } else {
         None
     };
     let source = match local {
-        Some(file) => {
-            let sealed = crate::encryption::is_sealed_file(&file).map_err(internal)?;
+        Some((file, sealed)) => {
             if sealed && keys.is_none() {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -122,13 +131,25 @@ async fn archived(state: &AppState, row: &Recording) -> Result<Option<StoredAudi
 }
 
 /// Each party of a dual-channel recording on its own (`.channels/<name>-caller.wav` and
-/// `-agent.wav`, recorded through snoops), when both are there and playable.
-pub(in crate::http) fn party_streams(library: &Library, row: &Recording) -> Option<[WavStream; 2]> {
+/// `-agent.wav`, recorded through snoops), when both are there and playable; probed on a
+/// blocking thread.
+pub(in crate::http) async fn party_streams(
+    library: &Arc<Library>,
+    row: &Recording,
+) -> Option<[WavStream; 2]> {
     if !library.holds(row) {
         return None;
     }
+    let (library, name) = (Arc::clone(library), row.name.clone());
+    tokio::task::spawn_blocking(move || party_streams_now(&library, &name))
+        .await
+        .ok()
+        .flatten()
+}
+
+fn party_streams_now(library: &Library, name: &str) -> Option<[WavStream; 2]> {
     let stream = |role: &str| {
-        let rel = format!("{}/{}-{role}.wav", crate::audio::PARTY_FOLDER, row.name);
+        let rel = format!("{}/{name}-{role}.wav", crate::audio::PARTY_FOLDER);
         let path = library.file(&rel)?;
         let probe = crate::library::probe::probe_sealed(&path, false, library.keys.as_deref());
         if probe.status != crate::library::probe::Status::Ready {
@@ -147,16 +168,28 @@ pub(in crate::http) fn party_streams(library: &Library, row: &Recording) -> Opti
 }
 
 /// A key for a stereo version: the recording's hash and its parties' files as they are now.
-pub(in crate::http) fn stereo_key(row: &Recording, parties: &[WavStream; 2]) -> String {
+pub(in crate::http) async fn stereo_key(row: &Recording, parties: &[WavStream; 2]) -> String {
     use sha2::Digest;
+    let files: Vec<Option<PathBuf>> = parties
+        .iter()
+        .map(|p| p.source.file().map(PathBuf::from))
+        .collect();
+    let times = tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .map(|file| {
+                file.as_ref()
+                    .and_then(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
     let mut hash = sha2::Sha256::new();
     hash.update(row.sha256.as_deref().unwrap_or("").as_bytes());
-    for party in parties {
+    for (i, party) in parties.iter().enumerate() {
         hash.update(party.data_len.to_le_bytes());
-        let modified = party
-            .source
-            .file()
-            .and_then(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+        let modified = times.get(i).copied().flatten();
         if let Some(modified) = modified {
             let ms = modified
                 .duration_since(std::time::UNIX_EPOCH)
@@ -462,7 +495,7 @@ pub(in crate::http) async fn audio_response(
     };
     let range = request.range.detail();
     let parties = if dual {
-        match party_streams(&state.library, &row) {
+        match party_streams(&state.library, &row).await {
             Some(parties) => Some(parties),
             None => return Err(caller.refuse(state, entry, no_dual_channel()).await),
         }
@@ -515,7 +548,7 @@ pub(in crate::http) async fn audio_response(
         name = name.map(|n| n.replace(".wav", ".mp3"));
         AudioBody::Mp3(encoded_file(&state.library, &row, stream, true).await?)
     } else if let Some(parties) = parties {
-        let key = stereo_key(&row, &parties);
+        let key = stereo_key(&row, &parties).await;
         tag = format!("\"{}-dual-{key}\"", tag.trim_matches('"'));
         name = name.map(|n| n.replace(".wav", "-stereo.wav"));
         let [caller_side, agent_side] = parties;
@@ -622,7 +655,7 @@ pub(in crate::http) async fn peaks(
     };
     if dual {
         // Each party's waveform from its own recording: the caller's and the agent's.
-        let Some([caller_side, agent_side]) = party_streams(&state.library, &row) else {
+        let Some([caller_side, agent_side]) = party_streams(&state.library, &row).await else {
             return Err(caller.refuse(&state, entry, no_dual_channel()).await);
         };
         audit::record(&state.db, &entry).await.map_err(internal)?;

@@ -73,6 +73,85 @@ pub(super) fn walk(root: &Path) -> Result<Vec<Seen>, String> {
     Ok(out)
 }
 
+/// What the disk says of a path the watcher named.
+enum OnDisk {
+    /// A transcript sidecar (`<name>.vtt`), modified then.
+    Sidecar {
+        mtime: i64,
+    },
+    /// A recording file (or a link to one: `escapes` when it leads outside the folder).
+    File {
+        size: u64,
+        mtime: i64,
+        escapes: bool,
+    },
+    /// Not a file: a folder, a device.
+    Other,
+    Gone,
+    Unreadable(std::io::Error),
+}
+
+/// Looks at each path (a folder is walked: its first files can be written before its watch is
+/// in place), keeping the recordings and sidecars of the folder `root`, by path in it. Blocking:
+/// run off the async threads.
+fn look_at(root: &Path, paths: Vec<PathBuf>) -> Vec<(String, OnDisk)> {
+    let mut expanded = Vec::new();
+    for path in paths {
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            match walk(&path) {
+                Ok(inside) => expanded.extend(inside.into_iter().map(|s| path.join(s.rel))),
+                Err(reason) => {
+                    tracing::warn!(reason = %reason, "cannot list a new folder; the next rescan retries")
+                }
+            }
+        } else {
+            expanded.push(path);
+        }
+    }
+    let canonical_root = root.canonicalize().unwrap_or_default();
+    let mut out = Vec::new();
+    for path in expanded {
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if is_sidecar(&path) && !in_hidden_folder(&rel) {
+            let mtime = std::fs::metadata(&path).map(|m| mtime_ms(&m)).unwrap_or(0);
+            out.push((rel, OnDisk::Sidecar { mtime }));
+            continue;
+        }
+        if !is_recording_file(&path) || in_hidden_folder(&rel) {
+            continue;
+        }
+        let on_disk = match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let inside = path
+                    .canonicalize()
+                    .is_ok_and(|t| t.starts_with(&canonical_root));
+                let target = std::fs::metadata(&path).ok();
+                let (size, mtime) = target
+                    .map(|m| (m.len(), mtime_ms(&m)))
+                    .unwrap_or((0, mtime_ms(&meta)));
+                OnDisk::File {
+                    size,
+                    mtime,
+                    escapes: !inside,
+                }
+            }
+            Ok(meta) if meta.is_file() => OnDisk::File {
+                size: meta.len(),
+                mtime: mtime_ms(&meta),
+                escapes: false,
+            },
+            Ok(_) => OnDisk::Other,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => OnDisk::Gone,
+            Err(e) => OnDisk::Unreadable(e),
+        };
+        out.push((rel, on_disk));
+    }
+    out
+}
+
 impl Indexer {
     /// Reconciles the table with the folder. A walk that fails changes no row: the error is
     /// kept for `/readyz` and `/metrics` and returned.
@@ -328,37 +407,22 @@ impl Indexer {
         paths: Vec<PathBuf>,
         mut calls: HashMap<String, CallMeta>,
     ) -> Result<Vec<String>, DbError> {
+        // What the disk says of each path, read on a blocking thread before any statement.
+        let root = self.root.clone();
+        let looked = tokio::task::spawn_blocking(move || look_at(&root, paths))
+            .await
+            .unwrap_or_default();
         // One connection for all the statements: each given back to the pool costs a check.
         let conn = held.get().await?;
         let mut seen = Vec::new();
-        // A new folder's first files can be written before its watch is in place: index
-        // whatever a folder event names.
-        let mut expanded = Vec::new();
-        for path in paths {
-            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                match walk(&path) {
-                    Ok(inside) => expanded.extend(inside.into_iter().map(|s| path.join(s.rel))),
-                    Err(reason) => {
-                        tracing::warn!(reason = %reason, "cannot list a new folder; the next rescan retries")
-                    }
+        for (rel, on_disk) in looked {
+            let on_disk = match on_disk {
+                OnDisk::Sidecar { mtime } => {
+                    self.import_sidecar(&rel, mtime).await?;
+                    continue;
                 }
-            } else {
-                expanded.push(path);
-            }
-        }
-        for path in expanded {
-            let Ok(rel) = path.strip_prefix(&self.root) else {
-                continue;
+                other => other,
             };
-            let rel = rel.to_string_lossy().replace('\\', "/");
-            if is_sidecar(&path) && !in_hidden_folder(&rel) {
-                let mtime = std::fs::metadata(&path).map(|m| mtime_ms(&m)).unwrap_or(0);
-                self.import_sidecar(&rel, mtime).await?;
-                continue;
-            }
-            if !is_recording_file(&path) || in_hidden_folder(&rel) {
-                continue;
-            }
             let known: Option<(String, i64, i64, Option<String>)> = sqlx::query_as(KNOWN_ROW)
                 .bind(&rel)
                 .bind(&self.node)
@@ -378,38 +442,24 @@ impl Indexer {
                         && !matches!(status.as_str(), "recording" | "missing" | "quarantined")
                 })
             };
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    let inside = path
-                        .canonicalize()
-                        .is_ok_and(|t| t.starts_with(self.root.canonicalize().unwrap_or_default()));
-                    let target = std::fs::metadata(&path).ok();
-                    let (size, mtime) = target
-                        .map(|m| (m.len(), mtime_ms(&m)))
-                        .unwrap_or((0, mtime_ms(&meta)));
+            match on_disk {
+                OnDisk::Sidecar { .. } | OnDisk::Other => {}
+                OnDisk::File {
+                    size,
+                    mtime,
+                    escapes,
+                } => {
                     if !unchanged(size, mtime) {
                         seen.push(Seen {
                             rel,
                             size,
                             mtime_ms: mtime,
-                            escapes: !inside,
+                            escapes,
                             before,
                         });
                     }
                 }
-                Ok(meta) if meta.is_file() => {
-                    if !unchanged(meta.len(), mtime_ms(&meta)) {
-                        seen.push(Seen {
-                            rel,
-                            size: meta.len(),
-                            mtime_ms: mtime_ms(&meta),
-                            escapes: false,
-                            before,
-                        });
-                    }
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                OnDisk::Gone => {
                     let listed = known.as_ref().is_some_and(|(status, _, _, _)| {
                         !matches!(status.as_str(), "missing" | "not_recorded")
                     }) && !self
@@ -439,7 +489,7 @@ impl Indexer {
                             .await?;
                     }
                 }
-                Err(e) => {
+                OnDisk::Unreadable(e) => {
                     tracing::warn!(path = %rel, error = %e, "cannot read a recording's metadata; left as it was");
                 }
             }

@@ -330,12 +330,32 @@ impl Indexer {
     ) -> Result<(), DbError> {
         let settle_ms = self.settle.as_millis() as i64;
         let now = now_ms();
+        if growing.entries.is_empty() {
+            return Ok(());
+        }
+        // Each growing file's size and time, read on a blocking thread.
+        let paths: Vec<PathBuf> = growing
+            .entries
+            .keys()
+            .map(|rel| self.root.join(rel))
+            .collect();
+        let mut stats = tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|path| std::fs::metadata(path).map(|m| (m.len(), mtime_ms(&m))))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default()
+        .into_iter();
         let mut due = Vec::new();
         for (rel, entry) in growing.entries.iter_mut() {
-            let path = self.root.join(rel);
-            match std::fs::metadata(&path) {
-                Ok(meta) => {
-                    let (size, mtime) = (meta.len(), mtime_ms(&meta));
+            // The same order as the paths read (the map did not change meanwhile).
+            match stats
+                .next()
+                .unwrap_or_else(|| Err(std::io::ErrorKind::Other.into()))
+            {
+                Ok((size, mtime)) => {
                     let quiet = now - mtime >= settle_ms;
                     let stale =
                         size != entry.written_size && entry.written_at.elapsed() >= GROWING_UPDATE;
