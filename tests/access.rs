@@ -676,13 +676,15 @@ async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
             "{forged:?}"
         );
     }
-    let (compliance,): (String,) =
-        sqlx::query_as("SELECT compliance FROM recordings WHERE id = $1")
-            .bind(id)
-            .fetch_one(&s.svc.db.pool)
-            .await
-            .expect("row");
-    assert_eq!(compliance, "permitted", "no forged write went through");
+    let row = ari_recorder::library::recordings::by_id(&s.svc.db.pool, id)
+        .await
+        .expect("row")
+        .expect("listed");
+    assert_eq!(
+        row.compliance.as_str(),
+        "permitted",
+        "no forged write went through"
+    );
     let answer = send(patch(Some(&csrf))).await;
     assert_eq!(
         answer.status,
@@ -1436,11 +1438,11 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
     .expect("second");
     let second_url = format!("{}/api/recordings/{second}/transcript", s.base);
     let mut attached = serde_json::Value::Null;
-    for _ in 0..500 {
+    common::eventually("the sidecar transcript attached", async || {
         let answer = send(admin.get(&second_url)).await;
         if answer.status == 200 {
             attached = answer.json();
-            break;
+            return true;
         }
         // The first scan may have seen the file before the recording's row: the watcher's
         // next look at it, or this nudge, attaches it.
@@ -1448,8 +1450,9 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
             t.recordings.join("second.vtt"),
             "WEBVTT\n\n00:00.000 --> 00:00.150\n<v Agent>From the file.\n",
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        false
+    })
+    .await;
     assert_eq!(attached["source"], "sidecar", "{attached}");
     assert_eq!(attached["cues"][0]["text"], "From the file.");
 

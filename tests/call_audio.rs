@@ -7,8 +7,8 @@ mod common;
 use ari_recorder::access::Scope;
 use ari_recorder::sim::{Script, Step};
 use common::{
-    bearer, bootstrap_admin, caller, metrics_text, quiet, send, start_service, start_sim, stop,
-    user_token, wait_rows, wait_until, TestSim,
+    bearer, bootstrap_admin, caller, eventually, metrics_text, quiet, send, start_service,
+    start_sim, stop, user_token, wait_rows, wait_until, TestSim,
 };
 
 /// Two agents one after the other: the first hangs up and the caller goes on to the second.
@@ -63,18 +63,15 @@ fn wav_samples(bytes: &[u8]) -> Vec<i16> {
 }
 
 async fn ready_segments(s: &common::TestService, n: i64) {
-    for _ in 0..1000 {
+    eventually(&format!("{n} segments ready"), async || {
         let (ready,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE status = 'ready'")
                 .fetch_one(&s.svc.db.pool)
                 .await
                 .expect("count");
-        if ready == n {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("{n} segments never became ready");
+        ready == n
+    })
+    .await;
 }
 
 /// After a call: everything torn down, its `n` segments finished, indexed and playable (the
@@ -92,17 +89,17 @@ async fn settle_with_consent(t: &TestSim, s: &common::TestService, n: usize) {
 /// The call's id: its caller's channel in the app, once its first row reached the library
 /// (the library's writer commits it beside the record request, not before it).
 async fn call_id(s: &common::TestService) -> String {
-    for _ in 0..1000 {
-        let row: Option<(String,)> = sqlx::query_as("SELECT call_id FROM call_recordings LIMIT 1")
-            .fetch_optional(&s.svc.db.pool)
+    let mut id = None;
+    eventually("a recorded call in the library", async || {
+        id = common::recording_rows(&s.svc.db)
             .await
-            .expect("query");
-        if let Some((id,)) = row {
-            return id;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("no recorded call reached the library");
+            .into_iter()
+            .next()
+            .map(|row| row.call_id);
+        id.is_some()
+    })
+    .await;
+    id.unwrap_or_default()
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -228,17 +225,15 @@ async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_pl
     let mut bytes = std::fs::read(&file).expect("segment");
     bytes[44..].fill(0);
     std::fs::write(&file, &bytes).expect("rewrite");
-    for _ in 0..1000 {
+    eventually("the changed segment indexed again", async || {
         let (sha,): (Option<String>,) =
             sqlx::query_as("SELECT sha256 FROM recordings WHERE node = 'desk'")
                 .fetch_one(&s.svc.db.pool)
                 .await
                 .expect("sha");
-        if sha.as_deref().is_some_and(|s| s != old_sha) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        sha.as_deref().is_some_and(|s| s != old_sha)
+    })
+    .await;
     let rebuilt = send(admin.get(format!("{call}/audio"))).await;
     let rebuilt = wav_samples(&rebuilt.body);
     assert_eq!(rebuilt.len(), samples.len());

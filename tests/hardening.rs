@@ -1042,19 +1042,13 @@ record_call = true
         .expect("rows");
         rows
     };
-    let mut quarantined = false;
-    for _ in 0..1000 {
-        if status_of_call_file()
+    common::eventually("the call's file quarantined", async || {
+        status_of_call_file()
             .await
             .iter()
             .any(|r| r.0 == "quarantined")
-        {
-            quarantined = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(quarantined, "{:?}", status_of_call_file().await);
+    })
+    .await;
     let acme_admin = common::tenant_admin(&s.svc.db, "acme").await;
     // Whose it is is not known yet: acme's admin does not see it; the operator's admins see it
     // listed as quarantined, with the reason (issue 30: not invisible to everyone).

@@ -593,12 +593,10 @@ async fn strict_compliance_blocks_new_recordings_until_an_admin_permits_them() {
         .index_paths(vec![path])
         .await
         .expect("re-index");
-    let (compliance,): (String,) =
-        sqlx::query_as("SELECT compliance FROM recordings WHERE id = $1")
-            .bind(id)
-            .fetch_one(&s.svc.db.pool)
-            .await
-            .expect("row");
-    assert_eq!(compliance, "permitted");
+    let row = ari_recorder::library::recordings::by_id(&s.svc.db.pool, id)
+        .await
+        .expect("row")
+        .expect("listed");
+    assert_eq!(row.compliance.as_str(), "permitted");
     let _ = s.stop.send(true);
 }

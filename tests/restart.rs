@@ -80,19 +80,19 @@ async fn restart(t: &TestSim, s: TestService, flows: &[(&str, &str)]) -> TestSer
 
 /// The library row of a recording once the indexer made it final: (status, duration ms).
 async fn final_file(s: &TestService, name: &str) -> (String, i64) {
-    for _ in 0..1000 {
-        let row: Option<(String, i64)> =
+    let mut row = None;
+    eventually(&format!("{name} final"), async || {
+        let found: Option<(String, i64)> =
             sqlx::query_as("SELECT status, duration_ms FROM recordings WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&s.svc.db.pool)
                 .await
                 .expect("query");
-        if let Some(row) = row.filter(|(status, _)| status != "recording") {
-            return row;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("{name} never became final");
+        row = found.filter(|(status, _)| status != "recording");
+        row.is_some()
+    })
+    .await;
+    row.unwrap_or_default()
 }
 
 /// A simulated Asterisk on its own clock, a caller `name` behaving by `steps`, and the service

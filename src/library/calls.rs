@@ -58,11 +58,15 @@ pub struct CallMeta {
     pub asterisk_started_at_ms: Option<i64>,
     /// Why the recording failed, or (finished) why it is short: cut by an Asterisk restart.
     pub failure_cause: Option<String>,
+    /// The file's format (a [`RecordingFormat`]'s name), or `none` when nothing was written.
+    pub format: String,
+    /// How long it was, once finished (as Asterisk said).
+    pub duration_seconds: Option<i64>,
 }
 
 const META_COLUMNS: &str = "recording_name, call_id, tenant, flow, node, node_type, direction, \
      caller_name, caller_number, callee, state, started_at_ms, project, private, consent, \
-     participants, asterisk_started_at_ms, failure_cause";
+     participants, asterisk_started_at_ms, failure_cause, format, duration_seconds";
 
 /// Binds a recording's row in the one order its statements number it: $1 recording_name,
 /// $2 call_id, $3 tenant, $4 flow, $5 node, $6 node_type, $7 direction, $8 caller_name,

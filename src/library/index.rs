@@ -210,6 +210,9 @@ impl Indexer {
             // MixMonitor's start time comes from the file name, on Asterisk's clock.
             asterisk_started_at_ms: Some(fallback.started_at_ms),
             failure_cause: None,
+            // MixMonitor in the fallback dialplan writes WAV.
+            format: super::RecordingFormat::Wav.as_str().to_string(),
+            duration_seconds: None,
         })
     }
 

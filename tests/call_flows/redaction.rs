@@ -198,16 +198,12 @@ async fn wait_recording_state(s: &common::TestService, state: &'static str) {
 
 /// Who or what redacted each stretch of a recording, in order.
 async fn redaction_authors(s: &common::TestService, recording: &str) -> Vec<String> {
-    sqlx::query_as::<_, (String,)>(
-        "SELECT by_actor FROM recording_redactions WHERE recording_name = $1 ORDER BY id",
-    )
-    .bind(recording)
-    .fetch_all(&s.svc.db.pool)
-    .await
-    .expect("spans")
-    .into_iter()
-    .map(|(by,)| by)
-    .collect()
+    ari_recorder::library::calls::redactions(&s.svc.db.pool, recording)
+        .await
+        .expect("spans")
+        .into_iter()
+        .map(|span| span.by_actor)
+        .collect()
 }
 
 /// Lets a call whose keys mute its recording at `mute_at` simulated seconds run to its end:

@@ -405,8 +405,8 @@ pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     eventually(what, async || condition()).await;
 }
 
-/// A row of the library's call metadata.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A row of the library's call metadata, as the tests compare it.
+#[derive(Debug, Clone)]
 pub struct RecordingRow {
     pub recording_name: String,
     pub call_id: String,
@@ -424,14 +424,35 @@ pub struct RecordingRow {
     pub failure_cause: Option<String>,
 }
 
+/// The library's call metadata (as the indexer reads it), oldest first.
 pub async fn recording_rows(db: &ari_recorder::db::Database) -> Vec<RecordingRow> {
-    sqlx::query_as(
-        "SELECT recording_name, call_id, tenant, flow, node, node_type, direction, caller_name, caller_number, \
-         callee, format, state, duration_seconds, failure_cause FROM call_recordings ORDER BY started_at_ms, recording_name",
-    )
-    .fetch_all(&db.pool)
-    .await
-    .expect("rows")
+    let mut metas: Vec<_> = ari_recorder::library::calls::meta_all(&db.pool)
+        .await
+        .expect("rows")
+        .into_values()
+        .collect();
+    metas.sort_by(|a, b| {
+        (a.started_at_ms, &a.recording_name).cmp(&(b.started_at_ms, &b.recording_name))
+    });
+    metas
+        .into_iter()
+        .map(|m| RecordingRow {
+            recording_name: m.recording_name,
+            call_id: m.call_id,
+            tenant: m.tenant,
+            flow: m.flow,
+            node: m.node,
+            node_type: m.node_type.map(|t| t.as_str().to_string()),
+            direction: m.direction.as_str().to_string(),
+            caller_name: m.caller_name,
+            caller_number: m.caller_number,
+            callee: m.callee,
+            format: m.format,
+            state: m.state,
+            duration_seconds: m.duration_seconds,
+            failure_cause: m.failure_cause,
+        })
+        .collect()
 }
 
 /// Waits until the library holds `n` rows all satisfying `pred`.
