@@ -4,12 +4,18 @@
 Places N calls at once into a recorded transfer flow whose agent is `Local/201@agents` (answers,
 plays a 16 s prompt, hangs up), as the issue's measurement did, and reads from /proc the CPU
 time ari-recorder and Asterisk spent from the first call until every channel is gone, and the
-events ari-recorder received (`ari_events_total`). Runs with the event filter on and off
-(`ARI_EVENT_FILTER`), alternately, `--runs` times each.
+events ari-recorder received (`ari_events_total`). Beside it, a second ARI app subscribed to
+everything measures, from Asterisk's own event timestamps, how long after a bridge holds its
+second party its recording starts (p50 / p90 / p99). Runs with the event filter on and off
+(`ARI_EVENT_FILTER`), alternately, `--runs` times each; with `--compare OTHER_BIN`, the two
+builds alternately instead (the filter on), for a before/after.
 
 Usage: cpu_per_call.py --bin target/release/ari-recorder --recordings DIR --asterisk-pid PID
-                       [--calls 100] [--runs 2]
+                       [--calls 100] [--runs 2] [--compare OLDER_BIN]
 """
+import datetime
+import json
+import threading
 import argparse
 import os
 import re
@@ -18,6 +24,7 @@ import tempfile
 import time
 
 import requests
+import websocket
 
 from restart import SETTINGS
 
@@ -42,7 +49,54 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def run(args, event_filter):
+class RecordStart:
+    """Bridge gets its second party -> its recording starts, from Asterisk's event timestamps
+    (a second app, `subscribeAll`, so it sees every bridge)."""
+
+    def __init__(self, args):
+        url = args.ari.replace("http", "ws", 1)
+        self.ws = websocket.create_connection(
+            f"{url}/ari/events?api_key={args.user}:{args.password}&app=record-start-meter"
+            "&subscribeAll=true", timeout=1)
+        self.members, self.full_at, self.started = {}, {}, {}
+        self.stop = False
+        self.thread = threading.Thread(target=self.listen, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def ts(text):
+        return datetime.datetime.strptime(text[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+    def listen(self):
+        while not self.stop:
+            try:
+                ev = json.loads(self.ws.recv())
+            except websocket.WebSocketTimeoutException:
+                continue
+            except Exception:
+                return
+            kind = ev.get("type")
+            if kind == "ChannelEnteredBridge":
+                bridge = ev["bridge"]["id"]
+                self.members.setdefault(bridge, set()).add(ev["channel"]["id"])
+                if len(self.members[bridge]) >= 2 and bridge not in self.full_at:
+                    self.full_at[bridge] = self.ts(ev["timestamp"])
+            elif kind == "RecordingStarted" and ev["recording"]["target_uri"].startswith("bridge:"):
+                self.started[ev["recording"]["target_uri"][7:]] = self.ts(ev["timestamp"])
+
+    def figures(self):
+        self.stop = True
+        self.thread.join(timeout=3)
+        self.ws.close()
+        d = sorted((self.started[b] - self.full_at[b]) * 1000
+                   for b in self.started if b in self.full_at)
+        if not d:
+            return "no bridge recordings seen"
+        q = lambda p: d[min(len(d) - 1, int(p * len(d)))]
+        return f"{q(.5):.0f} / {q(.9):.0f} / {q(.99):.0f} ms ({len(d)} bridges)"
+
+
+def run(args, event_filter, binary=None):
     work = tempfile.mkdtemp(prefix="cpu-per-call-")
     os.makedirs(os.path.join(work, "dialplans"))
     with open(os.path.join(work, "dialplans", "desk.toml"), "w") as f:
@@ -55,7 +109,7 @@ def run(args, event_filter):
                HTTP_ADDR="127.0.0.1:18230", METRICS_TOKEN=TOKEN, RUST_LOG="warn",
                ARI_EVENT_FILTER="true" if event_filter else "false")
     log = open(os.path.join(work, "serve.log"), "w")
-    proc = subprocess.Popen([args.bin, "serve"], env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen([binary or args.bin, "serve"], env=env, stdout=log, stderr=log)
     s = requests.Session()
     s.auth = (args.user, args.password)
     for _ in range(100):
@@ -82,6 +136,7 @@ def run(args, event_filter):
         time.sleep(3)
         if cpu_seconds(proc.pid) - before < 0.02 and file_reads() == reads:
             break
+    meter = RecordStart(args)
     ours0, ast0 = cpu_seconds(proc.pid), cpu_seconds(args.asterisk_pid)
     for i in range(args.calls):
         s.post(args.ari + "/ari/channels", params={
@@ -103,6 +158,7 @@ def run(args, event_filter):
         time.sleep(0.1)
     ours = cpu_seconds(proc.pid) - ours0
     ast = cpu_seconds(args.asterisk_pid) - ast0
+    latency = meter.figures()
     m = requests.get("http://127.0.0.1:18230/metrics",
                      headers={"authorization": "Bearer " + TOKEN}).text
     events = sum(int(v) for v in re.findall(r'^ari_events_total\{[^}]*\} (\d+)$', m, re.M))
@@ -110,7 +166,7 @@ def run(args, event_filter):
     finished = int(found.group(1)) if found else 0
     proc.terminate()
     proc.wait(timeout=30)
-    return ours, ast, events, finished
+    return ours, ast, events, finished, latency
 
 
 def main():
@@ -123,15 +179,21 @@ def main():
     p.add_argument("--password", default="recorder-secret")
     p.add_argument("--calls", type=int, default=100)
     p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--compare", help="another build, run alternately with --bin (filter on)")
     args = p.parse_args()
-    print("| event filter | calls | recordings finished | events a call | ari-recorder CPU a call | Asterisk CPU a call |")
-    print("|---|---|---|---|---|---|")
+    print("| build / event filter | calls | recordings finished | events a call | ari-recorder CPU a call "
+          "| Asterisk CPU a call | record start p50 / p90 / p99 |")
+    print("|---|---|---|---|---|---|---|")
+    if args.compare:
+        plan = [(os.path.basename(b), True, b) for b in (args.compare, args.bin)]
+    else:
+        plan = [("off", False, None), ("on", True, None)]
     for _ in range(args.runs):
-        for event_filter in (False, True):
-            ours, ast, events, finished = run(args, event_filter)
-            print(f"| {'on' if event_filter else 'off'} | {args.calls} | {finished} | "
+        for label, event_filter, binary in plan:
+            ours, ast, events, finished, latency = run(args, event_filter, binary)
+            print(f"| {label} | {args.calls} | {finished} | "
                   f"{events / args.calls:.1f} | {ours * 1000 / args.calls:.2f} ms | "
-                  f"{ast * 1000 / args.calls:.0f} ms |", flush=True)
+                  f"{ast * 1000 / args.calls:.0f} ms | {latency} |", flush=True)
 
 
 if __name__ == "__main__":
