@@ -437,6 +437,8 @@ const KEY_A: &str = "a:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const KEY_B: &str = "b:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: Db) {
+    let steps =
+        common::Steps::new("signed_links_expire_are_capped_single_use_tamper_proof_and_rotate");
     let t = start_sim(0.0).await;
     let url = database_url(&t, db).await;
     let (s, id) = one_recording(
@@ -448,7 +450,7 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
     let admin = common::authed();
     let anonymous = reqwest::Client::new();
 
-    // Created links carry their expiry; the cap applies; nonsense is refused.
+    steps.step("Created links carry their expiry; the cap applies; nonsense is refused.");
     let made = link(&s, &admin, id, "download-url", "?expires_in=100000").await;
     assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
     assert_eq!(made.json()["expires_in"], 600, "capped at LINK_MAX_SECONDS");
@@ -468,7 +470,7 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
         );
     }
 
-    // A download link works once, without any credentials, as an attachment.
+    steps.step("A download link works once, without any credentials, as an attachment.");
     let url_of = |a: &Answer| format!("{}{}", s.base, a.json()["url"].as_str().expect("url"));
     let first = send(anonymous.get(url_of(&made))).await;
     assert_eq!(first.status, 200);
@@ -481,7 +483,7 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
     let again = send(anonymous.get(url_of(&made))).await;
     assert_eq!((again.status, again.error().as_str()), (403, "link_used"));
 
-    // Each signed field, changed, breaks the signature.
+    steps.step("Each signed field, changed, breaks the signature.");
     let fresh = url_of(&link(&s, &admin, id, "download-url", "?expires_in=300").await);
     let query = fresh.split_once('?').expect("query").1.to_string();
     let field = |name: &str| {
@@ -529,10 +531,10 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
             "{what}"
         );
     }
-    // The untouched link still works: tampering spent nothing.
+    steps.step("The untouched link still works: tampering spent nothing.");
     assert_eq!(send(anonymous.get(&fresh)).await.status, 200);
 
-    // Expiry.
+    steps.step("Expiry.");
     let short = url_of(&link(&s, &admin, id, "download-url", "?expires_in=1").await);
     s.svc.clock.advance(Duration::from_secs(2));
     let expired = send(anonymous.get(&short)).await;
@@ -541,7 +543,9 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
         (403, "link_expired")
     );
 
-    // Playback links are reusable (a player makes many range requests) but never download.
+    steps.step(
+        "Playback links are reusable (a player makes many range requests) but never download.",
+    );
     let play = url_of(&link(&s, &admin, id, "play-url", "").await);
     for _ in 0..3 {
         let answer = send(anonymous.get(&play).header("range", "bytes=0-99")).await;
@@ -549,7 +553,7 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
         assert_eq!(answer.headers["content-disposition"], "inline");
     }
 
-    // Rotation: B signs, A still verifies; then A is retired.
+    steps.step("Rotation: B signs, A still verifies; then A is retired.");
     let old_path = link(&s, &admin, id, "play-url", "").await.json()["url"]
         .as_str()
         .expect("url")
@@ -579,7 +583,7 @@ async fn signed_links_expire_are_capped_single_use_tamper_proof_and_rotate(db: D
     let new_link = format!("{}{new_path}", s.base);
     assert_eq!(send(anonymous.get(&new_link)).await.status, 200);
 
-    // A link dies with the rights of whoever made it.
+    steps.step("A link dies with the rights of whoever made it.");
     sqlx::query("UPDATE users SET disabled = 1 WHERE username = 'tester'")
         .execute(&s.svc.db.pool)
         .await
@@ -610,6 +614,7 @@ async fn login(s: &TestService, username: &str, password: &str) -> Answer {
 }
 
 async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
+    let steps = common::Steps::new("sessions_need_csrf_for_writes_and_expire");
     let t = start_sim(0.0).await;
     let url = database_url(&t, db).await;
     let (s, id) = one_recording(
@@ -650,7 +655,7 @@ async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
     assert_eq!(me.json()["user"]["username"], "tester");
     assert_eq!(me.json()["csrf_token"], csrf.as_str());
 
-    // Reads need only the cookie; writes need the CSRF token too.
+    steps.step("Reads need only the cookie; writes need the CSRF token too.");
     let read = send(
         browser
             .get(format!("{}/api/recordings/{id}", s.base))
@@ -698,7 +703,7 @@ async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
         "compliance_policy"
     );
 
-    // Expiry: the cookie stops working when the session ends.
+    steps.step("Expiry: the cookie stops working when the session ends.");
     let expires_at = chrono::DateTime::parse_from_rfc3339(
         signed_in.json()["expires_at"].as_str().expect("expiry"),
     )
@@ -713,7 +718,7 @@ async fn sessions_need_csrf_for_writes_and_expire(db: Db) {
     .await;
     assert_eq!(late.status, 401);
 
-    // Logout ends a session at once.
+    steps.step("Logout ends a session at once.");
     let again = login(&s, "tester", "tester-password").await;
     let cookie = session_cookie(&again);
     let csrf = again.json()["csrf_token"]
@@ -1301,6 +1306,7 @@ async fn calls_are_listed_once_each_across_pages(db: Db) {
 /// reason when malformed, never overwritten by a file once an admin attached one, and deleted
 /// with its recording.
 async fn transcripts_follow_the_audios_rules(db: Db) {
+    let steps = common::Steps::new("transcripts_follow_the_audios_rules");
     let t = start_sim(0.0).await;
     let url = database_url(&t, db).await;
     put_wav(&t, "call");
@@ -1335,7 +1341,7 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
             .json()["has_transcript"],
         true
     );
-    // Bad input: a clear reason, nothing stored.
+    steps.step("Bad input: a clear reason, nothing stored.");
     let wrong_type = send(
         admin
             .put(&transcript)
@@ -1369,8 +1375,7 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
         Some(2)
     );
 
-    // The rules are the audio's: a token without playback may not read it, another tenant
-    // does not see it, staff may not change it.
+    steps.step("The rules are the audio's: a token without playback may not read it, another tenant does not see it, staff may not change it.");
     let reader = common::bearer(
         &user_token(
             &s.svc.db,
@@ -1422,7 +1427,9 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
     .expect("audit");
     assert!(reads >= 4, "every read and refusal is audited: {reads}");
 
-    // A sidecar file: attached when its recording is in the library; an admin's wins after.
+    steps.step(
+        "A sidecar file: attached when its recording is in the library; an admin's wins after.",
+    );
     put_wav(&t, "second");
     std::fs::write(
         t.recordings.join("second.vtt"),
@@ -1456,7 +1463,7 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
     assert_eq!(attached["source"], "sidecar", "{attached}");
     assert_eq!(attached["cues"][0]["text"], "From the file.");
 
-    // Deleting the recording deletes its transcript and the sidecar beside it.
+    steps.step("Deleting the recording deletes its transcript and the sidecar beside it.");
     let deleted = common::delete_confirmed(&admin, &s.base, second).await;
     assert_eq!(deleted.status, 200);
     let (left,): (i64,) =
@@ -1475,6 +1482,7 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
 /// the audio past the tenant's days (voicemail by its own), keeps the row as `purged` with the
 /// rule, audits each, and a dry run changes nothing; old purged rows are forgotten later.
 async fn holds_and_retention_keep_what_must_be_kept(db: Db) {
+    let steps = common::Steps::new("holds_and_retention_keep_what_must_be_kept");
     let t = start_sim(0.0).await;
     let url = database_url(&t, db).await;
     let database = Database::open(&url).await.expect("database");
@@ -1514,7 +1522,7 @@ async fn holds_and_retention_keep_what_must_be_kept(db: Db) {
     let (old, held) = (id_of("old-call").await, id_of("held-call").await);
     let hold_url = format!("{}/api/recordings/{held}/hold", s.base);
 
-    // Who may hold: the tenant's admins only; a reason is required.
+    steps.step("Who may hold: the tenant's admins only; a reason is required.");
     let admin = common::authed();
     let manager = common::bearer(
         &user_token(
@@ -1551,11 +1559,11 @@ async fn holds_and_retention_keep_what_must_be_kept(db: Db) {
         .json();
     assert_eq!(shown["hold"]["reason"], "case 2026-117");
     assert_eq!(shown["access"]["delete"]["reason"], "on_hold");
-    // Held: not deleted by hand.
+    steps.step("Held: not deleted by hand.");
     let delete = send(admin.delete(format!("{}/api/recordings/{held}", s.base))).await;
     assert_eq!((delete.status, delete.error().as_str()), (409, "on_hold"));
 
-    // The rule, from the command line: calls 30 days, voicemail 60, forget after 365.
+    steps.step("The rule, from the command line: calls 30 days, voicemail 60, forget after 365.");
     let run = |args: &[&str]| {
         let out = binary()
             .args(args)
@@ -1624,7 +1632,7 @@ async fn holds_and_retention_keep_what_must_be_kept(db: Db) {
     .expect("audit");
     assert_eq!(audited, 1);
 
-    // Released: the next purge takes it; much later the rows are forgotten.
+    steps.step("Released: the next purge takes it; much later the rows are forgotten.");
     assert_eq!(
         send(admin.delete(&hold_url)).await.json()["hold"],
         serde_json::Value::Null

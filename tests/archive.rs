@@ -234,6 +234,7 @@ async fn uploads_wait_for_the_bucket_then_play_from_it(db: Db) {
 /// A file past `split_bytes` is stored as ordered parts and a manifest and served as one; a
 /// whole file gets a presigned bucket link when asked for; delete and purge remove the objects.
 async fn split_files_presigned_links_and_removal(db: Db) {
+    let steps = common::Steps::new("split_files_presigned_links_and_removal");
     let (t, url, s3) = with_a_bucket(db).await;
     let long = put_long_wav(&t, "long", 10);
     let short = put_long_wav(&t, "short", 1);
@@ -280,7 +281,7 @@ async fn split_files_presigned_links_and_removal(db: Db) {
         .collect();
     assert_eq!(joined, long);
 
-    // Served as one, a range across a part boundary included.
+    steps.step("Served as one, a range across a part boundary included.");
     let client = common::bearer(&s.token);
     let audio = format!("{}/api/recordings/{long_id}/audio", s.base);
     let whole = send(client.get(&audio)).await;
@@ -290,8 +291,7 @@ async fn split_files_presigned_links_and_removal(db: Db) {
     assert_eq!(across.status, 206);
     assert_eq!(across.body, long[65000..=66000].to_vec());
 
-    // A presigned link for a whole object, fetched without credentials; a split one gets the
-    // service's own single-use link.
+    steps.step("A presigned link for a whole object, fetched without credentials; a split one gets the service's own single-use link.");
     let link = send(client.get(format!(
         "{}/api/recordings/{short_id}/download-url?expires_in=120",
         s.base
@@ -317,7 +317,7 @@ async fn split_files_presigned_links_and_removal(db: Db) {
         .expect("url")
         .starts_with("/api/recordings/"));
 
-    // Deleted by hand: the objects go.
+    steps.step("Deleted by hand: the objects go.");
     let deleted = common::delete_confirmed(&client, &s.base, long_id).await;
     assert_eq!(deleted.status, 200, "{}", deleted.error());
     wait_archive(&s, "the deleted recording's objects removed", |q| {
@@ -330,7 +330,7 @@ async fn split_files_presigned_links_and_removal(db: Db) {
         s3.keys()
     );
 
-    // Purged by a retention rule: its object goes too.
+    steps.step("Purged by a retention rule: its object goes too.");
     sqlx::query("UPDATE recordings SET started_at_ms = started_at_ms - $1 WHERE id = $2")
         .bind(40i64 * 86_400_000)
         .bind(old_id)
@@ -414,6 +414,7 @@ async fn a_large_file_goes_up_as_a_multipart_upload() {
 #[tokio::test]
 #[ignore = "needs s3s-fs and PostgreSQL: scripts/test.sh provides both and runs it"]
 async fn two_nodes_share_one_library() {
+    let steps = common::Steps::new("two_nodes_share_one_library");
     let bin = s3s_fs_bin();
     let a = start_sim(0.0).await;
     let b = start_sim(0.0).await;
@@ -432,7 +433,7 @@ async fn two_nodes_share_one_library() {
     common::wait_ready(&node_a.svc.db, 2).await;
     let node_b = start(&b, &url, &node("pbx-b")).await;
     common::wait_ready(&node_b.svc.db, 3).await;
-    // A's full scan again, with B's rows in the table: B's are not A's to mark missing.
+    steps.step("A's full scan again, with B's rows in the table: B's are not A's to mark missing.");
     common::stop(node_a).await;
     let node_a = start(&a, &url, &node("pbx-a")).await;
     node_a.svc.indexer.full_scan().await.expect("scan");
@@ -467,7 +468,7 @@ async fn two_nodes_share_one_library() {
     let same_b = id_of("pbx-b", "same").await;
     let only_a = id_of("pbx-a", "only-a").await;
 
-    // Listed once each, from either node.
+    steps.step("Listed once each, from either node.");
     for s in [&node_a, &node_b] {
         let list = send(common::bearer(&s.token).get(format!("{}/api/recordings", s.base)))
             .await
@@ -484,7 +485,8 @@ async fn two_nodes_share_one_library() {
         assert_eq!(ids, want, "{list}");
     }
 
-    // Not archived yet (the bucket is down): the other node says so; the owner plays it.
+    steps
+        .step("Not archived yet (the bucket is down): the other node says so; the owner plays it.");
     let audio = |s: &TestService, id: i64| {
         let request = common::bearer(&s.token).get(format!("{}/api/recordings/{id}/audio", s.base));
         send(request)
@@ -496,7 +498,9 @@ async fn two_nodes_share_one_library() {
     assert_eq!(audio(&node_a, same_a).await.body, on_a);
     assert_eq!(audio(&node_b, same_b).await.body, on_b);
 
-    // A delete through B of A's `same.wav` leaves B's own `same.wav`; A finishes the removal.
+    steps.step(
+        "A delete through B of A's `same.wav` leaves B's own `same.wav`; A finishes the removal.",
+    );
     let client_b = common::bearer(&node_b.token);
     let deleted = common::delete_confirmed(&client_b, &node_b.base, same_a).await;
     assert_eq!(deleted.status, 200, "{}", deleted.error());
@@ -519,7 +523,9 @@ async fn two_nodes_share_one_library() {
         "A removed its file"
     );
 
-    // The bucket comes back: both nodes upload their own files; any node plays any recording.
+    steps.step(
+        "The bucket comes back: both nodes upload their own files; any node plays any recording.",
+    );
     s3.start().await;
     wait_archive(&node_a, "both nodes' uploads", |q| {
         q.stored == 2 && q.local_copies_removed == 2 && q.pending == 0

@@ -110,12 +110,15 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test]
 async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_place() {
+    let steps = common::Steps::new(
+        "a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_place",
+    );
     let t = start_sim(0.0).await;
     let s = start_service(&t, &[("desk.toml", TWO_AGENTS)]).await;
     let admin = bearer(&bootstrap_admin(&s.svc.db).await);
     quiet_agent(&t, "PJSIP/agent-one", 3.0);
     quiet_agent(&t, "PJSIP/agent-two", 3.0);
-    // Two beeps 3.75 s apart on the caller's own clock: one in each segment.
+    steps.step("Two beeps 3.75 s apart on the caller's own clock: one in each segment.");
     caller(
         &t,
         "beeper",
@@ -135,7 +138,7 @@ async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_pl
     wait_until("first segment recording", || record_requests(&t) == 1).await;
     let call = format!("{}/api/calls/{}", s.base, call_id(&s).await);
 
-    // While the call goes on there is no call recording yet: come back later.
+    steps.step("While the call goes on there is no call recording yet: come back later.");
     let early = send(admin.get(format!("{call}/audio"))).await;
     assert_eq!((early.status, early.error().as_str()), (409, "in_progress"));
     assert_eq!(
@@ -146,7 +149,7 @@ async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_pl
         Some("5")
     );
 
-    // The first agent hangs up at 3 s; the caller is put through to the second.
+    steps.step("The first agent hangs up at 3 s; the caller is put through to the second.");
     t.sim.advance(3.1);
     wait_until("second segment recording", || {
         record_requests(&t) == 2 && t.sim.with_world(|w| w.counts().2) == 1
@@ -164,7 +167,9 @@ async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_pl
     assert_eq!(segments[0]["node"], "desk");
     assert_eq!(segments[1]["node"], "second");
     assert_eq!(segments[0]["offset_seconds"], 0.0);
-    // The second segment began when the first agent had gone, 3.1 s of Asterisk's clock later.
+    steps.step(
+        "The second segment began when the first agent had gone, 3.1 s of Asterisk's clock later.",
+    );
     let offset = segments[1]["offset_seconds"].as_f64().expect("offset");
     assert!((offset - 3.1).abs() <= 0.02, "offset {offset}");
     assert_eq!(meta["access"]["play"]["allowed"], true, "{meta}");
@@ -192,13 +197,15 @@ async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_pl
         (beep1 as i64 - 8000).abs() <= 160,
         "first beep at sample {beep1}"
     );
-    // 3.75 s apart on the caller's clock, so 30,000 samples apart in the call (+/- 20 ms).
+    steps.step(
+        "3.75 s apart on the caller's clock, so 30,000 samples apart in the call (+/- 20 ms).",
+    );
     assert!(
         (beep2 as i64 - beep1 as i64 - 30_000).abs() <= 160,
         "beeps {beep1} and {beep2}"
     );
 
-    // Exact ranges, as for a recording's own audio.
+    steps.step("Exact ranges, as for a recording's own audio.");
     let part = send(
         admin
             .get(format!("{call}/audio"))
@@ -208,14 +215,16 @@ async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_pl
     assert_eq!(part.status, 206);
     assert_eq!(part.body, audio.body[44..1044]);
 
-    // Later requests (the range above, this one) are served from the assembled file.
+    steps.step("Later requests (the range above, this one) are served from the assembled file.");
     let again = send(admin.get(format!("{call}/audio"))).await;
     assert_eq!(again.body, audio.body);
     let metrics = metrics_text(&s.base).await;
     assert_eq!(metric(&metrics, "call_audio_builds_total"), 1.0);
     assert_eq!(metric(&metrics, "call_audio_cache_hits_total"), 2.0);
 
-    // A segment changes on disk: the next request builds the call again, with the new audio.
+    steps.step(
+        "A segment changes on disk: the next request builds the call again, with the new audio.",
+    );
     let (name, old_sha): (String, String) =
         sqlx::query_as("SELECT path, sha256 FROM recordings WHERE node = 'desk'")
             .fetch_one(&s.svc.db.pool)
@@ -242,7 +251,7 @@ async fn a_call_through_two_agents_is_one_recording_with_the_callers_tones_in_pl
     let metrics = metrics_text(&s.base).await;
     assert_eq!(metric(&metrics, "call_audio_builds_total"), 2.0);
 
-    // Audited as plays of each segment.
+    steps.step("Audited as plays of each segment.");
     let (plays,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM audit_events WHERE action = 'play' AND detail LIKE 'call %' AND outcome = 'allowed'",
     )
@@ -405,6 +414,8 @@ async fn call_audio_follows_the_segments_access_rules() {
 /// files are never listed as recordings of their own, and go when the recording is deleted.
 #[tokio::test]
 async fn a_dual_channel_call_is_served_in_stereo_caller_left_agent_right() {
+    let steps =
+        common::Steps::new("a_dual_channel_call_is_served_in_stereo_caller_left_agent_right");
     let t = start_sim(0.0).await;
     let flow = r#"
 [flow]
@@ -446,7 +457,7 @@ channels = "dual"
     t.sim
         .place_inbound_call("300", "Dee <5552004>", "beeper")
         .expect("call");
-    // The bridge, then each party through its snoop.
+    steps.step("The bridge, then each party through its snoop.");
     wait_until("three recordings", || {
         record_requests(&t) == 3 && t.sim.with_world(|w| w.counts().2) == 3
     })
@@ -500,12 +511,12 @@ channels = "dual"
         (agent_beep as i64 - 24_000).abs() <= 160,
         "agent at {agent_beep}"
     );
-    // Each side holds its party only.
+    steps.step("Each side holds its party only.");
     assert!(right[caller_beep..caller_beep + 1600]
         .iter()
         .all(|s| *s == 0));
     assert!(left[agent_beep..agent_beep + 1600].iter().all(|s| *s == 0));
-    // The mix (the default) holds both.
+    steps.step("The mix (the default) holds both.");
     let mixed = wav_samples(&send(admin.get(format!("{base}/audio"))).await.body);
     assert!(first_loud(&mixed, 0).is_some_and(|at| (at as i64 - 8000).abs() <= 160));
     assert!(first_loud(&mixed, 16_000).is_some_and(|at| (at as i64 - 24_000).abs() <= 160));
@@ -535,7 +546,7 @@ channels = "dual"
     let wrong = send(admin.get(format!("{base}/audio?channels=quad"))).await;
     assert_eq!((wrong.status, wrong.error().as_str()), (400, "bad_request"));
 
-    // Deleting the recording removes each party's file too.
+    steps.step("Deleting the recording removes each party's file too.");
     let parties = t.recordings.join(".channels");
     assert_eq!(std::fs::read_dir(&parties).expect("parties").count(), 2);
     let step = send(admin.delete(&base)).await.json();

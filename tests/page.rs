@@ -253,11 +253,13 @@ async fn audio_state(browser: &Browser, panel: &str) -> (f64, f64, bool) {
 #[tokio::test]
 #[ignore = "needs Chromium and chromedriver: scripts/test.sh installs them and runs it"]
 async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording() {
+    let steps = common::Steps::new(
+        "reviewers_find_play_download_and_delete_and_designers_toggle_recording",
+    );
     let driver = driver();
     let t = start_sim(0.0).await;
     let url = common::database_url(&t, common::Db::Sqlite).await;
-    // The library: a real Asterisk recording, four more calls, one without consent, and one of
-    // another tenant that must never show.
+    steps.step("The library: a real Asterisk recording, four more calls, one without consent, and one of another tenant that must never show.");
     let database = Database::open(&url).await.expect("database");
     let day = 1_795_300_000_000i64;
     let calls = [
@@ -363,12 +365,12 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         indexed >= 6,
         "the library indexed {indexed} of 6 recordings"
     );
-    // Browsers send Secure cookies to localhost over plain HTTP.
+    steps.step("Browsers send Secure cookies to localhost over plain HTTP.");
     let base = format!("http://localhost:{}", s.svc.http_addr.port());
     let downloads = tempfile::tempdir().expect("downloads");
     let browser = Browser::start(driver, downloads.path()).await;
 
-    // Sign in; the list shows what the admin may see, never the other tenant's call.
+    steps.step("Sign in; the list shows what the admin may see, never the other tenant's call.");
     sign_in(&browser, &base, "tester", "tester-password").await;
     browser
         .wait_for(
@@ -387,7 +389,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     );
     browser.screenshot(&screenshots().join("list.png")).await;
 
-    // Every field has a label; nothing was fetched from another origin.
+    steps.step("Every field has a label; nothing was fetched from another origin.");
     let unlabeled = browser
         .exec(
             "return [...document.querySelectorAll('input, select')].filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.id)",
@@ -396,7 +398,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .await;
     assert_eq!(unlabeled, serde_json::json!([]));
 
-    // Pages through the API's cursor, kept in the URL.
+    steps.step("Pages through the API's cursor, kept in the URL.");
     browser.goto(&format!("{base}/#/recordings?limit=2")).await;
     browser
         .wait_for(
@@ -441,8 +443,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
 
-    // "Previous page" from a shared link of the second page stays in the app: the link carries
-    // the cursors before it (it was `history.back()`, which left the app).
+    steps.step("\"Previous page\" from a shared link of the second page stays in the app: the link carries the cursors before it (it was `history.back()`, which left the app).");
     browser.click(&browser.find("#next-page").await).await;
     browser
         .wait_for(
@@ -474,7 +475,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
             ),
         )
         .await;
-    // The current view is named for assistive technology.
+    steps.step("The current view is named for assistive technology.");
     let current = browser
         .exec(
             "return document.querySelector('#nav a[aria-current]')?.getAttribute('aria-current')",
@@ -483,7 +484,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .await;
     assert_eq!(current, "page");
 
-    // Filters keep their state in the URL: a shared link opens the same search.
+    steps.step("Filters keep their state in the URL: a shared link opens the same search.");
     browser.goto(&format!("{base}/#/recordings")).await;
     let name = browser.find("#f-name").await;
     browser.keys(&name, "zed").await;
@@ -500,8 +501,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
     assert_eq!(rows(&browser).await, ["Zed Zimmer 5551005"]);
-    // The filters offer what the API accepts, from the server's lists: every node type, the
-    // two directions (no "fallback", which the API would refuse), no hidden status.
+    steps.step("The filters offer what the API accepts, from the server's lists: every node type, the two directions (no \"fallback\", which the API would refuse), no hidden status.");
     let offered = browser
         .exec(
             "return ['f-node_type', 'f-direction', 'f-status'].map((id) => [...document.querySelectorAll(`#${id} option`)].map((o) => o.value).join(','))",
@@ -534,14 +534,14 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
 
-    // Nothing of a recording's audio is requested before its panel opens.
+    steps.step("Nothing of a recording's audio is requested before its panel opens.");
     assert_eq!(
         stream_events(&s, None).await,
         0,
         "no audio before a panel opens"
     );
 
-    // A recording without consent: Play disabled with the reason, no audio fetched.
+    steps.step("A recording without consent: Play disabled with the reason, no audio fetched.");
     let unconsented = browser
         .find("#recordings tbody tr[data-id]:nth-of-type(7) button.expand")
         .await;
@@ -562,7 +562,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         "no player without consent"
     );
 
-    // The admin records the caller's consent in the panel: the player appears.
+    steps.step("The admin records the caller's consent in the panel: the player appears.");
     let consent = browser
         .find(".panel select[name=consent] option[value=granted]")
         .await;
@@ -578,7 +578,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     assert_eq!(audited(&s, "set_status", "allowed").await, 1);
     browser.click(&unconsented).await;
 
-    // Keyboard only: Enter on a row's button opens its panel.
+    steps.step("Keyboard only: Enter on a row's button opens its panel.");
     let carol = browser
         .find("#recordings tbody tr[data-id]:nth-of-type(5) button.expand")
         .await;
@@ -597,7 +597,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
 
-    // Open the real recording's panel: its audio is requested only now.
+    steps.step("Open the real recording's panel: its audio is requested only now.");
     let id = browser
         .exec(
             "return document.querySelector('#recordings tbody tr[data-id]').dataset.id",
@@ -606,7 +606,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .await;
     let recording: i64 = id.as_str().and_then(|i| i.parse().ok()).expect("id");
     assert_eq!(stream_events(&s, Some(recording)).await, 0);
-    // A stretch muted while the call was live (issue 12): listed in the panel.
+    steps.step("A stretch muted while the call was live (issue 12): listed in the panel.");
     sqlx::query(
         "INSERT INTO recording_redactions (recording_name, mode, from_offset_ms, to_offset_ms, started_at_ms, ended_at_ms, by_actor) \
          SELECT name, 'mute', 1000, 2500, 0, 1500, 'user:agent' FROM recordings WHERE id = $1",
@@ -621,12 +621,14 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     browser.click(&open).await;
     let panel = format!("#panel-{recording}");
     let wave = browser.find(&format!("{panel} .player canvas.wave")).await;
-    // The waveform slider is in the tab order (it had tabindex -1: focusable by script only).
+    steps.step(
+        "The waveform slider is in the tab order (it had tabindex -1: focusable by script only).",
+    );
     let focused = browser
         .exec("return arguments[0].tabIndex >= 0", &[Browser::arg(&wave)])
         .await;
     assert_eq!(focused, true);
-    // Playback access is asked for when Play is pressed, not when the panel opens.
+    steps.step("Playback access is asked for when Play is pressed, not when the panel opens.");
     browser
         .wait_for(
             "the waveform",
@@ -655,7 +657,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         "{indicators}"
     );
 
-    // Play: the link is asked for, the audio streams, time advances.
+    steps.step("Play: the link is asked for, the audio streams, time advances.");
     browser
         .click(&browser.find(&format!("{panel} button.play")).await)
         .await;
@@ -686,7 +688,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .await;
     browser.screenshot(&screenshots().join("player.png")).await;
 
-    // Keyboard: Right moves 5 s, Space plays and pauses, when the panel has focus.
+    steps.step("Keyboard: Right moves 5 s, Space plays and pauses, when the panel has focus.");
     let (before, _, _) = audio_state(&browser, &panel).await;
     let panel_element = browser.find(&panel).await;
     browser.keys(&panel_element, ARROW_RIGHT).await;
@@ -710,7 +712,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
 
-    // Click on the waveform: the middle of it is the middle of the call.
+    steps.step("Click on the waveform: the middle of it is the middle of the call.");
     browser
         .click(&browser.find(&format!("{panel} canvas.wave")).await)
         .await;
@@ -728,7 +730,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         "{position} of {duration}"
     );
 
-    // Drag on the waveform: the position follows the pointer to where it is released.
+    steps.step("Drag on the waveform: the position follows the pointer to where it is released.");
     let wave = browser.find(&format!("{panel} canvas.wave")).await;
     let width = browser
         .exec(
@@ -747,7 +749,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         "dragged to {dragged}, expected {expected}"
     );
 
-    // Speed.
+    steps.step("Speed.");
     browser
         .click(
             &browser
@@ -758,7 +760,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     let (_, rate, _) = audio_state(&browser, &panel).await;
     assert_eq!(rate, 2.0);
 
-    // Download through the confirmation, which says it is audited.
+    steps.step("Download through the confirmation, which says it is audited.");
     open_dialog(
         &browser,
         &format!("{panel} button.download"),
@@ -787,7 +789,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     assert_eq!(&bytes[..4], b"RIFF");
     assert_eq!(audited(&s, "download", "allowed").await, 1);
 
-    // Delete through the confirmation naming the recording: the row becomes deleted.
+    steps.step("Delete through the confirmation naming the recording: the row becomes deleted.");
     open_dialog(
         &browser,
         &format!("{panel} button.delete"),
@@ -808,7 +810,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
 
-    // Phone width: no sideways scrolling.
+    steps.step("Phone width: no sideways scrolling.");
     browser.set_window(390, 844).await;
     let fits = browser
         .exec(
@@ -817,7 +819,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
     assert_eq!(fits, Value::Bool(true), "the page fits a phone");
-    // Opened on a phone, the filters fold away so the list comes first.
+    steps.step("Opened on a phone, the filters fold away so the list comes first.");
     browser.exec("location.reload()", &[]).await;
     browser
         .wait_for(
@@ -839,7 +841,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     browser.screenshot(&screenshots().join("phone.png")).await;
     browser.set_window(1280, 900).await;
 
-    // Staff may play (the tenant allows it) but never download.
+    steps.step("Staff may play (the tenant allows it) but never download.");
     sign_out(&browser).await;
     sign_in(&browser, &base, "sam", "sam-password").await;
     browser
@@ -856,7 +858,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
     browser.find(".panel .player").await;
-    // Staff never download: the button is there, disabled, with the reason beside it.
+    steps.step("Staff never download: the button is there, disabled, with the reason beside it.");
     let blocked = browser
         .exec(
             "const b = document.querySelector('.panel button.download'); return [b.disabled, document.getElementById(b.getAttribute('aria-describedby')).textContent]",
@@ -877,7 +879,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     );
     sign_out(&browser).await;
 
-    // A call bridged while record_call is off is listed, and says why it has no audio.
+    steps.step("A call bridged while record_call is off is listed, and says why it has no audio.");
     t.sim
         .place_inbound_call("100", "Nina North <5551007>", "talk")
         .expect("call");
@@ -898,8 +900,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         )
         .await;
 
-    // A flow designer turns record_call on, after a warning that recordings can hold health
-    // information and are audited (cancelled once: nothing changes): the next call is recorded.
+    steps.step("A flow designer turns record_call on, after a warning that recordings can hold health information and are audited (cancelled once: nothing changes): the next call is recorded.");
     browser.goto(&format!("{base}/#/flows")).await;
     let switch = browser.find("#record-support-desk").await;
     assert_eq!(
@@ -949,7 +950,7 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     .await;
     assert!(recorded, "the next call was recorded");
 
-    // While the call goes on, its panel says so.
+    steps.step("While the call goes on, its panel says so.");
     let in_progress = advance_until_one(
         &t,
         &s,
@@ -966,7 +967,8 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
         .await;
     t.sim.advance(30.0);
 
-    // A recording's own link opens it, its panel open, and survives a reload (issue 16).
+    steps
+        .step("A recording's own link opens it, its panel open, and survives a reload (issue 16).");
     let id = browser
         .exec(
             "return document.querySelector('#recordings tbody tr[data-id]').dataset.id",

@@ -143,6 +143,7 @@ async fn listed(client: &reqwest::Client, base: &str) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs s3s-fs and PostgreSQL: scripts/test.sh provides both and runs it"]
 async fn three_nodes_one_library_survive_a_killed_instance() {
+    let steps = common::Steps::new("three_nodes_one_library_survive_a_killed_instance");
     let bin = s3s_fs_bin();
     let sims = [
         start_sim(10.0).await,
@@ -166,7 +167,7 @@ async fn three_nodes_one_library_survive_a_killed_instance() {
         );
     }
     let names = ["pbx-a", "pbx-b", "pbx-c"];
-    // One after the other: the first migrates the database.
+    steps.step("One after the other: the first migrates the database.");
     let mut nodes = Vec::new();
     for (t, name) in sims.iter().zip(names) {
         let n = node(name, t, dir.path(), &db_url, &s3);
@@ -239,10 +240,7 @@ async fn three_nodes_one_library_survive_a_killed_instance() {
         }
     }
 
-    // Every call ends; every recording is final and archived. A call's file whose metadata
-    // write died with the killed process stays quarantined (hidden rather than misfiled); on
-    // the other nodes a file indexed before its metadata was written is quarantined only until
-    // the metadata arrives.
+    steps.step("Every call ends; every recording is final and archived. A call's file whose metadata write died with the killed process stays quarantined (hidden rather than misfiled); on the other nodes a file indexed before its metadata was written is quarantined only until the metadata arrives.");
     let state = || async {
         (
             sims.iter().all(common::quiet),
@@ -301,7 +299,9 @@ async fn three_nodes_one_library_survive_a_killed_instance() {
         .iter()
         .map(|n| (*n, ready.iter().filter(|(_, node)| node == n).count()))
         .collect();
-    // Each node recorded its calls (a few of C's in flight at the kill may end unrecorded).
+    steps.step(
+        "Each node recorded its calls (a few of C's in flight at the kill may end unrecorded).",
+    );
     for (k, name) in names.iter().enumerate() {
         assert!(
             by_node[name] * 10 >= placed[k] * 9,
@@ -312,7 +312,7 @@ async fn three_nodes_one_library_survive_a_killed_instance() {
     }
     assert!(ready.len() * 10 >= CALLS * 9, "{} of {CALLS}", ready.len());
 
-    // Listed exactly once, and the same, by every instance.
+    steps.step("Listed exactly once, and the same, by every instance.");
     let all_ids: BTreeSet<i64> = ready.iter().map(|(id, _)| *id).collect();
     for n in &nodes {
         let ids = listed(&client, &n.base).await;
@@ -331,7 +331,7 @@ async fn three_nodes_one_library_survive_a_killed_instance() {
         );
     }
 
-    // Playable from any instance, the same bytes.
+    steps.step("Playable from any instance, the same bytes.");
     for (i, (id, _)) in ready.iter().enumerate() {
         let from_a = send(client.get(format!("{}/api/recordings/{id}/audio", nodes[0].base))).await;
         assert_eq!(from_a.status, 200, "recording {id}: {}", from_a.error());
@@ -343,7 +343,7 @@ async fn three_nodes_one_library_survive_a_killed_instance() {
         }
     }
 
-    // One chain, written by three processes, verifies.
+    steps.step("One chain, written by three processes, verifies.");
     let verify = Command::new(env!("CARGO_BIN_EXE_ari-recorder"))
         .args(["audit", "verify"])
         .env("DATABASE_URL", &db_url)

@@ -575,7 +575,7 @@ mod tests {
             id: 42,
             path: "../../x".into(),
             name: "evil\"; rm -rf".into(),
-            format: crate::library::RecordingFormat::Wav,
+            format: "wav".into(),
             status: crate::library::RecordingStatus::Ready,
             reason: None,
             size_bytes: 0,

@@ -3,7 +3,7 @@
 
 use sqlx::AnyExecutor;
 
-use super::{Compliance, Consent, Direction, NodeType, RecordingFormat, RecordingStatus};
+use super::{Compliance, Consent, Direction, NodeType, RecordingStatus};
 
 /// A recording as the API sees it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -11,7 +11,8 @@ pub struct Recording {
     pub id: i64,
     pub path: String,
     pub name: String,
-    pub format: RecordingFormat,
+    /// A [`super::RecordingFormat`]'s name, or `none` for a call not recorded (no file).
+    pub format: String,
     pub status: RecordingStatus,
     pub reason: Option<String>,
     pub size_bytes: i64,

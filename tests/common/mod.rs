@@ -400,6 +400,41 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// The named steps of a long scenario test: each step says what it checks, its name is
+/// printed as it starts (shown with a failing test's output), and a failure says which step it
+/// failed in.
+pub struct Steps {
+    scenario: &'static str,
+    current: std::cell::RefCell<String>,
+}
+
+impl Steps {
+    pub fn new(scenario: &'static str) -> Steps {
+        Steps {
+            scenario,
+            current: std::cell::RefCell::new("setting up".into()),
+        }
+    }
+
+    /// The next step begins.
+    pub fn step(&self, name: &str) {
+        eprintln!("[{}] step: {name}", self.scenario);
+        *self.current.borrow_mut() = name.to_string();
+    }
+}
+
+impl Drop for Steps {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "[{}] failed in step: {}",
+                self.scenario,
+                self.current.borrow()
+            );
+        }
+    }
+}
+
 /// [`eventually`] for a condition read at once (the simulated world, a metric, a registry).
 pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     eventually(what, async || condition()).await;
