@@ -758,7 +758,7 @@ fn boolean(key: &'static str, value: &str) -> Result<bool, ConfigError> {
 }
 
 /// Database URLs are shown without their password; the library owns the rule.
-pub use crate::db::redact_url;
+use crate::db::redact_url;
 
 fn describe_span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {

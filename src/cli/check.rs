@@ -64,7 +64,7 @@ pub(crate) fn check_summary(config: &Config, flows: usize) -> String {
         ("recordings", config.recordings_dir.display().to_string()),
         (
             "database",
-            ari_recorder::config::redact_url(&config.database_url),
+            ari_recorder::db::redact_url(&config.database_url),
         ),
         ("HTTP", config.http_addr.to_string()),
         (

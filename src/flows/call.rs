@@ -202,6 +202,11 @@ pub struct Call {
     /// The full disk ended the bridged call's recording: it records again once the disk has room.
     #[serde(default)]
     awaiting_disk_room: bool,
+    /// The call's own randomness (the suffix of its recordings' names), seeded by whoever makes
+    /// the call ([`Call::seeded`]): the machine draws nothing from outside. Saved, so a resumed
+    /// call goes on with its own sequence; 0 in a state saved before it existed.
+    #[serde(default)]
+    random: u64,
 }
 
 fn switched_on() -> bool {
@@ -313,10 +318,30 @@ impl Call {
             announcement: Vec::new(),
             disk_room: true,
             awaiting_disk_room: false,
+            random: 0,
         }
     }
 
     /// The caller channel's name (from its StasisStart), for hanging up by name.
+    /// The call's randomness starts from `seed` (the runtime gives each call its own).
+    pub fn seeded(mut self, seed: u64) -> Call {
+        self.random = seed;
+        self
+    }
+
+    /// Whether the call was given a seed (a state saved before calls had one was not).
+    pub fn is_seeded(&self) -> bool {
+        self.random != 0
+    }
+
+    /// The next 32 bits of the call's randomness.
+    fn next_random(&mut self) -> u32 {
+        let mut rng = fastrand::Rng::with_seed(self.random);
+        let drawn = rng.u32(..);
+        self.random = rng.u64(..);
+        drawn
+    }
+
     pub fn with_channel_name(mut self, name: &str) -> Call {
         if !name.is_empty() {
             self.channel_names.insert(self.id.clone(), name.to_string());
@@ -713,10 +738,11 @@ impl Call {
     }
 }
 
-/// A unique, filesystem-safe recording name: `<kind>-<UTC date-time>-<8 hex>`.
-pub fn recording_name(kind: &str, now_ms: u64) -> String {
+/// A unique, filesystem-safe recording name: `<kind>-<UTC date-time>-<8 hex>`, the hex drawn
+/// from the call's randomness.
+pub fn recording_name(kind: &str, now_ms: u64, random: u32) -> String {
     let when = chrono::DateTime::from_timestamp_millis(i64::try_from(now_ms).unwrap_or(0))
         .map(|t| t.format("%Y%m%d-%H%M%S").to_string())
         .unwrap_or_else(|| "00000000-000000".into());
-    format!("{}-{when}-{:08x}", sanitize(kind), fastrand::u32(..))
+    format!("{}-{when}-{random:08x}", sanitize(kind))
 }

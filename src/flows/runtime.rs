@@ -224,6 +224,7 @@ impl FlowRuntime {
         let id = format!("out{:016x}", fastrand::u64(..));
         let settings = self.inner.store.settings();
         let call = Call::outbound(&id, from, to, settings.record_outbound_calls)
+            .seeded(fastrand::u64(1..))
             .in_scope(tenant, project)
             .recording_from_dial(settings.record_from_dial)
             .redacting_with(settings.redaction_mode)
@@ -552,6 +553,7 @@ fn start_inbound(inner: &Arc<Inner>, channel: &Channel, number: &str) {
                 &channel.caller.number,
                 flow,
             )
+            .seeded(fastrand::u64(1..))
             .recording_from_dial(flows.settings.record_from_dial)
             .redacting_with(flows.settings.redaction_mode)
             .recording_switches(

@@ -247,7 +247,8 @@ impl Call {
         else {
             return;
         };
-        let name = recording_name(&format!("voicemail-{}", sanitize(&mailbox)), now_ms);
+        let random = self.next_random();
+        let name = recording_name(&format!("voicemail-{}", sanitize(&mailbox)), now_ms, random);
         let mut request = RecordRequest::new(name.clone(), "ulaw");
         request.max_duration_seconds = Some(max_duration);
         request.max_silence_seconds = Some(max_silence);

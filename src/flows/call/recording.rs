@@ -87,7 +87,7 @@ impl Call {
     }
 
     /// The recording's name for the current node: `<node type>-<time>-<hex>`.
-    pub(super) fn new_recording_name(&self, now_ms: u64) -> String {
+    pub(super) fn new_recording_name(&mut self, now_ms: u64) -> String {
         let prefix = match &self.outbound_to {
             Some(_) => "outbound".to_string(),
             None => self
@@ -97,7 +97,8 @@ impl Call {
                 .map(|k| k.type_name().replace('_', "-"))
                 .unwrap_or_default(),
         };
-        recording_name(&prefix, now_ms)
+        let random = self.next_random();
+        recording_name(&prefix, now_ms, random)
     }
 
     /// Starts recording the call's bridge now, with only the caller in it, when the deployment

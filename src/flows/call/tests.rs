@@ -1064,3 +1064,28 @@ fn a_caller_hanging_up_in_any_state_leaves_nothing_behind() {
             .is_empty());
     }
 }
+
+/// The name of the recording a transfer asks for once its agent answers, for a call seeded so.
+fn recording_name_with_seed(seed: u64) -> String {
+    let mut agents = AgentBook::default();
+    let mut call = Call::inbound("c1", "Alice", "5551001", flow(true)).seeded(seed);
+    call.handle(Input::Start, 0, &mut agents);
+    let out = call.handle(Input::Event(&stasis_start("c1_L2")), 10, &mut agents);
+    commands(&out)
+        .iter()
+        .find_map(|c| match c {
+            Command::RecordBridge { request, .. } => Some(request.name.clone()),
+            _ => None,
+        })
+        .expect("a recording asked for")
+}
+
+/// The machine draws its randomness from its own seed, not from the world: the same seed names
+/// the recording alike, another seed differently (the runtime seeds each call on its own).
+#[test]
+fn a_calls_recording_names_come_from_its_seed() {
+    let name = recording_name_with_seed(7);
+    assert!(name.starts_with("transfer-19700101-000000-"), "{name}");
+    assert_eq!(name, recording_name_with_seed(7));
+    assert_ne!(name, recording_name_with_seed(8));
+}

@@ -91,7 +91,11 @@ pub(super) async fn adopt_call(
         .get(&saved.id)
         .cloned();
     let Some(tx) = tx else { return };
-    let call = saved.resume(flow);
+    let mut call = saved.resume(flow);
+    if !call.is_seeded() {
+        // Saved before calls had their own randomness.
+        call = call.seeded(fastrand::u64(1..));
+    }
     drive_call(inner, call, tx, rx, Some(adoption)).await;
 }
 
