@@ -1,5 +1,8 @@
-//! The recordings page: one HTML document, one ES module and one stylesheet, compiled into the
-//! binary and served at `/` (no build step, no external requests). The page talks to the same
+//! The recordings page: one HTML document, its ES modules (`app.js` the entry: sign-in, routing,
+//! the list and a recording's panel; `api.js` the API client; `format.js` what every view
+//! shares; `player.js` the waveform, audio and transcript; `calls.js` a call and the calls in
+//! progress; `flows.js` the recording switches) and one stylesheet, compiled into the binary and
+//! served at `/` (no build step, no external requests). The page talks to the same
 //! public API as any integration.
 //!
 //! Every answer carries a Content-Security-Policy that allows only this origin, and no Referer
@@ -34,7 +37,15 @@ fn page_values() -> serde_json::Value {
         "compliance": Compliance::names(),
     })
 }
-const APP_JS: &str = include_str!("app.js");
+/// The page's ES modules, by file name under `/assets/`.
+const MODULES: [(&str, &str); 6] = [
+    ("app.js", include_str!("app.js")),
+    ("api.js", include_str!("api.js")),
+    ("format.js", include_str!("format.js")),
+    ("player.js", include_str!("player.js")),
+    ("calls.js", include_str!("calls.js")),
+    ("flows.js", include_str!("flows.js")),
+];
 const APP_CSS: &str = include_str!("app.css");
 
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -51,21 +62,24 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-/// `/`, `/assets/app.js`, `/assets/app.css`.
+/// `/`, `/assets/<module>.js`, `/assets/app.css`.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/",
             get(|| async { asset(PAGE.as_str(), "text/html; charset=utf-8") }),
         )
         .route(
-            "/assets/app.js",
-            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
             "/assets/app.css",
             get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
-        )
+        );
+    for (name, body) in MODULES {
+        router = router.route(
+            &format!("/assets/{name}"),
+            get(move || async move { asset(body, "text/javascript; charset=utf-8") }),
+        );
+    }
+    router
 }
 
 #[cfg(test)]
