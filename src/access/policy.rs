@@ -166,8 +166,14 @@ pub fn decide(
             }
         }
     }
-    if recording.consent != Consent::Granted {
-        return Err(Denial::MissingConsent);
+    match recording.consent {
+        Consent::Granted => {}
+        // Consent by conduct (a message left after a greeting that says it is recorded) is
+        // enough for those who handle the messages, not for staff.
+        Consent::Implied if matches!(role, Role::Admin | Role::Manager) => {}
+        Consent::Implied | Consent::Denied | Consent::Unknown => {
+            return Err(Denial::MissingConsent)
+        }
     }
     if recording.compliance != Compliance::Permitted {
         return Err(Denial::CompliancePolicy);
@@ -257,6 +263,30 @@ mod tests {
         assert_eq!(
             decide(&admin, all, &facts(), Action::Play),
             Err(Denial::MissingScope)
+        );
+    }
+
+    /// A voicemail left after a greeting that says it is recorded (consent `implied`) plays for
+    /// admins and managers, not for staff, even where the tenant lets staff play.
+    #[test]
+    fn implied_consent_is_enough_for_admins_and_managers_only() {
+        let implied = RecordingFacts {
+            consent: Consent::Implied,
+            ..facts()
+        };
+        let tenant = TenantSettings {
+            staff_playback: true,
+            ..TenantSettings::default()
+        };
+        for role in [Role::Admin, Role::Manager] {
+            assert_eq!(
+                decide(&principal(role), tenant, &implied, Action::Play),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            decide(&principal(Role::Staff), tenant, &implied, Action::Play),
+            Err(Denial::MissingConsent)
         );
     }
 }

@@ -141,6 +141,9 @@ named_values! {
         Denied => "denied",
         /// Nobody asked, or the call's metadata has not said.
         Unknown => "unknown",
+        /// By conduct: a voicemail message left after a greeting that says it is recorded.
+        /// Enough for admins and managers to play it, not for staff.
+        Implied => "implied",
     }
 }
 
@@ -229,7 +232,10 @@ mod tests {
             assert_eq!(RecordingStatus::from(probe).as_str(), probe.as_str());
         }
         assert_eq!(RecordingStatus::parse("ok"), None);
-        assert_eq!(Consent::names(), ["granted", "denied", "unknown"]);
+        assert_eq!(
+            Consent::names(),
+            ["granted", "denied", "unknown", "implied"]
+        );
         for compliance in Compliance::ALL {
             assert_eq!(Compliance::parse(compliance.as_str()), Some(compliance));
         }

@@ -44,6 +44,7 @@ export const VALUE_LABEL = {
   fallback: "fallback (service away)",
   recording: "recording in progress",
   purged: "removed (retention)",
+  implied: "implied (a voicemail after a greeting that says it is recorded)",
 };
 
 export function valueLabel(value) {

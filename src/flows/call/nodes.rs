@@ -242,6 +242,7 @@ impl Call {
             beep,
             max_duration,
             max_silence,
+            greeting_discloses_recording,
             ..
         }) = self.node.as_deref().and_then(|n| self.node_kind(n))
         else {
@@ -255,13 +256,14 @@ impl Call {
         request.beep = Some(beep);
         request.terminate_on = Some("#".into());
         request.if_exists = Some(IfExists::Fail);
+        let mut row = self.row(&name, Some(RecordingFormat::Ulaw), &mailbox, now_ms);
+        // A message left after a greeting that says it is recorded: consent by conduct, unless
+        // the caller answered a consent question already.
+        if greeting_discloses_recording && row.consent == crate::library::Consent::Unknown {
+            row.consent = crate::library::Consent::Implied;
+        }
         // The row goes first so RecordingFinished always finds it.
-        out.push(Output::RecordingStarted(Box::new(self.row(
-            &name,
-            Some(RecordingFormat::Ulaw),
-            &mailbox,
-            now_ms,
-        ))));
+        out.push(Output::RecordingStarted(Box::new(row)));
         out.push(Output::Command(Command::RecordChannel {
             channel: self.id.clone(),
             request,

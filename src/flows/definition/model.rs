@@ -76,6 +76,9 @@ pub enum NodeKind {
     Voicemail {
         mailbox: String,
         greeting: Option<String>,
+        /// The greeting says the message is recorded: a message left after it is consent by
+        /// conduct (`implied`).
+        greeting_discloses_recording: bool,
         beep: bool,
         max_duration: u32,
         max_silence: u32,

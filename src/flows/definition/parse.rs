@@ -314,6 +314,7 @@ pub(super) fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<N
                     "type",
                     "mailbox",
                     "greeting",
+                    "greeting_discloses_recording",
                     "beep",
                     "max_duration",
                     "max_silence",
@@ -335,9 +336,18 @@ pub(super) fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<N
             if let Some(g) = &greeting {
                 check_media(ctx, "greeting", g);
             }
+            let greeting_discloses_recording =
+                ctx.boolean(table, "greeting_discloses_recording", false);
+            if greeting_discloses_recording && greeting.is_none() {
+                ctx.err(
+                    Some("greeting_discloses_recording"),
+                    "needs a greeting (the one that says the message is recorded)",
+                );
+            }
             NodeKind::Voicemail {
                 mailbox: mailbox.unwrap_or_default(),
                 greeting,
+                greeting_discloses_recording,
                 beep: ctx.boolean(table, "beep", true),
                 max_duration: ctx.seconds(table, "max_duration", 120, 3600),
                 max_silence: ctx.seconds(table, "max_silence", 10, 600),

@@ -230,3 +230,23 @@ fn syntax_errors_give_the_line() {
     let errors = parse("[flow]\nnumbers = [\n").expect_err("broken");
     assert!(errors[0].message.starts_with("line "), "{errors:?}");
 }
+
+/// `greeting_discloses_recording` speaks of a greeting: without one it is refused, naming the
+/// node and the field.
+#[test]
+fn a_voicemail_disclosing_recording_needs_its_greeting() {
+    let flow = |extra: &str| {
+        format!("[flow]\nnumbers = [\"600\"]\nstart = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"sales\"\n{extra}greeting_discloses_recording = true\n")
+    };
+    parse_flow(
+        Path::new("vm.toml"),
+        &flow("greeting = \"sound:vm-intro\"\n"),
+    )
+    .expect("a greeting that discloses");
+    let errors = parse_flow(Path::new("vm.toml"), &flow("")).expect_err("no greeting");
+    assert_eq!(
+        (errors[0].node.as_deref(), errors[0].field.as_deref()),
+        (Some("vm"), Some("greeting_discloses_recording")),
+        "{errors:?}"
+    );
+}

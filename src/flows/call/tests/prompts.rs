@@ -3,6 +3,7 @@
 
 use super::recording::recorded_row;
 use super::*;
+use crate::library::Consent;
 
 /// A play_audio node plays its prompts in order, each once the one before has finished, then
 /// goes to `next`.
@@ -259,4 +260,29 @@ fn a_caller_hanging_up_in_any_state_leaves_nothing_behind() {
             .handle(Input::Event(&stasis_end("c1")), 6_000, &mut agents)
             .is_empty());
     }
+}
+
+/// The consent a voicemail message is stored with, for a voicemail node with these extra lines.
+fn voicemail_consent(extra: &str) -> Consent {
+    let (mut call, mut agents, out) = started(&format!(
+        "[flow]\nnumbers = [\"600\"]\nstart = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"sales\"\ngreeting = \"sound:vm-intro\"\n{extra}"
+    ));
+    let greeting = plays(&out);
+    let out = call.handle(
+        Input::Event(&playback_finished(&greeting[0].0)),
+        3_000,
+        &mut agents,
+    );
+    recorded_row(&out).expect("the message's row").consent
+}
+
+/// A message left after a greeting that says it is recorded is consent by conduct (`implied`);
+/// after a greeting that does not say so, the consent stays unknown.
+#[test]
+fn a_greeting_that_discloses_recording_makes_the_message_implied_consent() {
+    assert_eq!(
+        voicemail_consent("greeting_discloses_recording = true\n"),
+        Consent::Implied
+    );
+    assert_eq!(voicemail_consent(""), Consent::Unknown);
 }
