@@ -189,6 +189,50 @@ impl FromQuery for PeakChannels {
     }
 }
 
+/// `?expires_in=` of the link routes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct LinkLifetime {
+    /// seconds, at least 1: a download link lasts 3600 unless asked, at most link_max_seconds; a
+    /// player's link play_link_seconds at most
+    #[param(value_type = Option<u32>, minimum = 1)]
+    pub(super) expires_in: Option<i64>,
+}
+
+impl FromQuery for LinkLifetime {
+    fn from_query(q: &HashMap<String, String>) -> Result<LinkLifetime, ApiError> {
+        let expires_in = match q.get("expires_in") {
+            None => None,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    return Err(bad(
+                        "expires_in",
+                        "must be a whole number of seconds, at least 1",
+                    ))
+                }
+            },
+        };
+        Ok(LinkLifetime { expires_in })
+    }
+}
+
+/// `?confirm=` of a delete: the second step's token.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DeleteConfirmation {
+    /// the token of the first step
+    pub(super) confirm: Option<String>,
+}
+
+impl FromQuery for DeleteConfirmation {
+    fn from_query(q: &HashMap<String, String>) -> Result<DeleteConfirmation, ApiError> {
+        Ok(DeleteConfirmation {
+            confirm: q.get("confirm").cloned(),
+        })
+    }
+}
+
 /// What an audio route serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum AudioFormat {

@@ -20,7 +20,8 @@ use base64::Engine;
 
 use super::auth::{denied, Caller, ConnectInfoOrUnknown};
 use super::params::{
-    AudioFormat, AudioQuery, FromQuery, Params, PeakChannels, PeakPoints, RangeHeader, RecordingId,
+    AudioFormat, AudioQuery, DeleteConfirmation, FromQuery, LinkLifetime, Params, PeakChannels,
+    PeakPoints, RangeHeader, RecordingId,
 };
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::accounts::principal_for_subject;

@@ -7,7 +7,7 @@ use super::*;
 /// Without `confirm`, answers a token bound to this recording; with it, removes the file and
 /// keeps the row as a tombstone. A held recording is deleted by nobody.
 #[utoipa::path(delete, path = "/api/recordings/{id}", tag = "recordings", operation_id = "delete_recording",
-    params(RecordingId, ("confirm" = Option<String>, Query, description = "the token of the first step")),
+    params(RecordingId, DeleteConfirmation),
     responses(
     (status = 202, description = "the first step: `{confirm_token, expires_in_seconds, recording, confirm_with}`"),
     (status = 200, description = "deleted: the tombstone", body = RecordingView),
@@ -20,7 +20,7 @@ pub(in crate::http) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(RecordingId { id }): Path<RecordingId>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(DeleteConfirmation { confirm }): Params<DeleteConfirmation>,
 ) -> Result<Response, ApiError> {
     let (row, tenant, mut entry) =
         authorize(&state, &caller, &id, Action::Delete, "delete").await?;
@@ -48,7 +48,7 @@ pub(in crate::http) async fn delete(
         );
         return Err(caller.refuse(&state, entry, error).await);
     }
-    let Some(token) = q.get("confirm") else {
+    let Some(token) = confirm.as_ref() else {
         entry.detail = Some("confirmation issued".into());
         audit::record(&state.db, &entry).await.map_err(internal)?;
         let token = crate::access::confirmations::issue(

@@ -96,7 +96,7 @@ pub(in crate::http) async fn refusal_tenant(
 /// Single-use and served by this service, or (`ARCHIVE_PRESIGNED_LINKS`, once archived) a
 /// presigned bucket URL reusable until it expires.
 #[utoipa::path(post, path = "/api/recordings/{id}/download-url", tag = "recordings",
-    params(RecordingId, ("expires_in" = Option<u32>, Query, minimum = 1, description = "seconds (3600), capped at link_max_seconds")),
+    params(RecordingId, LinkLifetime),
     responses(
     (status = 201, description = "`{url, expires_at, expires_in, single_use, presigned}`"),
     (status = 400, description = "a bad expires_in", body = ErrorBody),
@@ -107,15 +107,15 @@ pub(in crate::http) async fn download_url(
     State(state): State<AppState>,
     caller: Caller,
     Path(RecordingId { id }): Path<RecordingId>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(lifetime): Params<LinkLifetime>,
 ) -> Result<Response, ApiError> {
-    create_link(&state, &caller, &id, &q, LinkAction::Download).await
+    create_link(&state, &caller, &id, lifetime, LinkAction::Download).await
 }
 
 /// A download link, as `POST` makes it (`GET` as the Gravity Rail API spells it).
 #[utoipa::path(get, path = "/api/recordings/{id}/download-url", tag = "recordings",
     operation_id = "download_url_get",
-    params(RecordingId, ("expires_in" = Option<u32>, Query, minimum = 1, description = "seconds (3600), capped at link_max_seconds")),
+    params(RecordingId, LinkLifetime),
     responses(
     (status = 201, description = "`{url, expires_at, expires_in, single_use, presigned}`"),
     (status = 400, description = "a bad expires_in", body = ErrorBody),
@@ -126,7 +126,7 @@ pub(in crate::http) async fn download_url_get(
     state: State<AppState>,
     caller: Caller,
     id: Path<RecordingId>,
-    q: Query<HashMap<String, String>>,
+    lifetime: Params<LinkLifetime>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     // Making a link is a state change (audited, counted against the caller's quota) however
@@ -138,11 +138,11 @@ pub(in crate::http) async fn download_url_get(
             format!("GET /api/recordings/{}/download-url", id.0.id),
         )
         .await?;
-    download_url(state, caller, id, q).await
+    download_url(state, caller, id, lifetime).await
 }
 
 /// A short-lived signed audio link for a player (reusable until it expires).
-#[utoipa::path(post, path = "/api/recordings/{id}/play-url", tag = "recordings", params(RecordingId), responses(
+#[utoipa::path(post, path = "/api/recordings/{id}/play-url", tag = "recordings", params(RecordingId, LinkLifetime), responses(
     (status = 201, description = "`{url, expires_at, expires_in, single_use}`"),
     crate::http::openapi::RecordingRefusals,
     (status = 429, description = "too many links asked for", body = ErrorBody),
@@ -151,31 +151,23 @@ pub(in crate::http) async fn play_url(
     State(state): State<AppState>,
     caller: Caller,
     Path(RecordingId { id }): Path<RecordingId>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(lifetime): Params<LinkLifetime>,
 ) -> Result<Response, ApiError> {
-    create_link(&state, &caller, &id, &q, LinkAction::Audio).await
+    create_link(&state, &caller, &id, lifetime, LinkAction::Audio).await
 }
 
 pub(in crate::http) async fn create_link(
     state: &AppState,
     caller: &Caller,
     id: &str,
-    query: &HashMap<String, String>,
+    LinkLifetime { expires_in }: LinkLifetime,
     action: LinkAction,
 ) -> Result<Response, ApiError> {
     let access = &state.access;
-    let requested = match query.get("expires_in") {
+    let requested = match expires_in {
         None if action == LinkAction::Download => 3600,
         None => access.play_link_seconds,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                return Err(bad(
-                    "expires_in",
-                    "must be a whole number of seconds, at least 1",
-                ))
-            }
-        },
+        Some(seconds) => seconds,
     };
     let cap = match action {
         LinkAction::Download => access.link_max_seconds,
