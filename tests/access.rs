@@ -334,6 +334,18 @@ async fn the_permission_matrix_holds_through_the_api(db: Db) {
             .map(|r| r.id)
             .collect();
         assert_eq!(listed, visible, "{:?} of {}", user.role, user.tenant.name);
+        // The CSV export holds the same rows: what the user may see, nothing more.
+        let exported = send(client.get(format!("{}/api/recordings/export.csv", s.base))).await;
+        assert_eq!(exported.status, 200);
+        let exported: BTreeSet<i64> = csv::Reader::from_reader(exported.body.as_slice())
+            .records()
+            .filter_map(|r| r.ok()?.get(0)?.parse().ok())
+            .collect();
+        assert_eq!(
+            exported, visible,
+            "export: {:?} of {}",
+            user.role, user.tenant.name
+        );
 
         let mut not_found = HashMap::new();
         for act in ACTS {

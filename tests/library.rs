@@ -59,14 +59,11 @@ async fn json(url: &str) -> (u16, Value) {
 }
 
 async fn scanned(s: &TestService, at_least: u64) {
-    for _ in 0..1000 {
+    eventually("the scan completed", async || {
         let (_, state) = json(&format!("{}/api/library/scan", s.base)).await;
-        if state["scans_completed"].as_u64().unwrap_or(0) >= at_least {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("scan never completed");
+        state["scans_completed"].as_u64().unwrap_or(0) >= at_least
+    })
+    .await;
 }
 
 /// Files found on disk carry no consent: these tests play them, so an admin grants it.
@@ -685,7 +682,93 @@ async fn reindexing_keeps_ids_stable_and_dense(db: Db) {
     assert_eq!(second, first + 1, "{ids:?}");
 }
 
+/// The list as CSV: every matching recording the caller may see, whatever the page size, the
+/// same rows the list gives for the same filters; parameters the export does not take are named;
+/// one audit event for the whole export.
+async fn the_list_exports_as_csv_with_its_filters(db: Db) {
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, db).await;
+    for i in 0..7 {
+        put_fixture(&t, &format!("q{i}.wav"), "queue-447a786b.wav");
+    }
+    put_fixture(&t, "long.wav", "transfer-1a5138fb.wav");
+    put_fixture(&t, "vm.ulaw", "voicemail-b97ae5ca.ulaw");
+    let s = start_service_on(&t, &[], &url).await;
+    scanned(&s, 1).await;
+    let audits_before = audit_events(&s, "export").await;
+    for filter in ["", "format=wav", "sort=longest&min_duration=10"] {
+        let (status, headers, body) = get(
+            &format!("{}/api/recordings/export.csv?{filter}", s.base),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+        assert!(headers["content-disposition"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("attachment"));
+        let mut reader = csv::Reader::from_reader(body.as_slice());
+        let columns = reader.headers().expect("header").clone();
+        assert_eq!(&columns[0], "id");
+        assert_eq!(&columns[1], "name");
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+        let listed = all(&s, filter).await;
+        let exported: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r[0].to_string(), r[1].to_string()))
+            .collect();
+        let expected: Vec<(String, String)> = listed
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].to_string(),
+                    r["name"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            exported, expected,
+            "{filter}: the list's rows, in its order"
+        );
+    }
+    assert_eq!(
+        audit_events(&s, "export").await,
+        audits_before + 3,
+        "one event an export"
+    );
+    for (query, param) in [
+        ("group=call", "group"),
+        ("limit=5", "limit"),
+        ("status=great", "status"),
+    ] {
+        let (status, _, body) = get(
+            &format!("{}/api/recordings/export.csv?{query}", s.base),
+            &[],
+        )
+        .await;
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").starts_with(param),
+            "{query}: {body}"
+        );
+    }
+    let _ = s.stop.send(true);
+}
+
+/// The audit events of `action` so far.
+async fn audit_events(s: &TestService, action: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = $1")
+        .bind(action)
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("count");
+    n
+}
+
 on_both_databases!(
+    the_list_exports_as_csv_with_its_filters,
     reindexing_keeps_ids_stable_and_dense,
     flows_give_recordings_their_project_consent_and_privacy,
     scan_indexes_real_and_bad_files_with_status_and_reason,

@@ -234,6 +234,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::get_tenant, admin::patch_tenant))
         .routes(routes!(admin::list_audit))
         .routes(routes!(recordings::list))
+        .routes(routes!(recordings::export_csv))
         .routes(routes!(
             recordings::get_one,
             recordings::set_status,

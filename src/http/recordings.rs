@@ -38,11 +38,13 @@ use crate::playback::renderings::{RenderError, Renderings};
 use crate::playback::serve::{parse_range, RangeRequest, WavStream};
 
 mod delete;
+mod export;
 mod list;
 mod media;
 mod signed_links;
 
 pub(in crate::http) use delete::*;
+pub(in crate::http) use export::*;
 pub(in crate::http) use list::*;
 pub(in crate::http) use media::*;
 pub(in crate::http) use signed_links::*;

@@ -175,6 +175,11 @@ async function loadRecordings(params) {
   }
   if (!listLoaded(request)) return;
   current = { params, next: page.next_cursor };
+  // The export takes the same filters, every page of them.
+  const exported = apiQuery(params);
+  exported.delete("cursor");
+  exported.delete("limit");
+  $("#export-csv").href = `/api/recordings/export.csv${exported.size ? `?${exported}` : ""}`;
   // Players of the rows being replaced stop, and drop their window and key listeners.
   for (const panel of body.querySelectorAll(".panel")) panel.player?.stop();
   body.replaceChildren(...page.recordings.flatMap(recordingRows));
