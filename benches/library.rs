@@ -308,6 +308,49 @@ async fn list(dir: &Path) {
             percentile(&times, 0.99)
         );
     }
+    // The whole list as CSV through the endpoint (streamed, read chunk by chunk), beside the
+    // sqlite3 shell writing the same columns of the same rows from the same file.
+    let t0 = Instant::now();
+    let mut response = client
+        .get(format!("http://{addr}/api/recordings/export.csv"))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(response.status().as_u16(), 200);
+    let (mut bytes, mut lines) = (0usize, 0usize);
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let served = t0.elapsed();
+    assert_eq!(lines as i64, rows + 1, "a header and every row");
+    println!(
+        "  GET /api/recordings/export.csv, {rows} rows: {served:?} ({:.0} rows/s, {:.1} MB)",
+        rows as f64 / served.as_secs_f64(),
+        bytes as f64 / 1e6
+    );
+    if backend == "SQLite" {
+        let t0 = Instant::now();
+        let peer = std::process::Command::new("sqlite3")
+            .args([
+                "-csv",
+                "-header",
+                &dir.join("list.db").display().to_string(),
+                "SELECT id, name, started_at_ms, duration_ms, status, reason, format, caller_name, \
+                 caller_number, callee, direction, node_type, flow, node, call_id, tenant, project, \
+                 consent, compliance FROM recordings ORDER BY started_at_ms DESC, id DESC",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .expect("sqlite3 (scripts/bench.sh installs it)");
+        let took = t0.elapsed();
+        assert!(peer.status.success());
+        println!(
+            "  peer: sqlite3 -csv of the same columns and rows: {took:?} ({:.0} rows/s, {:.1} MB)",
+            rows as f64 / took.as_secs_f64(),
+            peer.stdout.len() as f64 / 1e6
+        );
+    }
 }
 
 fn transcode(dir: &Path) {
