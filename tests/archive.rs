@@ -124,7 +124,12 @@ async fn served(s: &TestService, id: i64) -> Served {
     let client = common::bearer(&s.token);
     let audio = format!("{}/api/recordings/{id}/audio", s.base);
     let whole = send(client.get(&audio)).await;
-    assert_eq!(whole.status, 200, "{}", whole.error());
+    assert_eq!(
+        whole.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&whole.body)
+    );
     let etag = whole.headers["etag"].to_str().expect("etag").to_string();
     let head = send(client.get(&audio).header("range", "bytes=0-99")).await;
     assert_eq!(head.status, 206);

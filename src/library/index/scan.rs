@@ -344,7 +344,7 @@ impl Indexer {
             let now = now_ms();
             batch
                 .into_iter()
-                .map(|seen| {
+                .filter_map(|seen| {
                     let is_final = finished.contains(&recording_name(&seen.rel))
                         || now - seen.mtime_ms >= settle_ms;
                     let probe = if seen.escapes {
@@ -361,17 +361,27 @@ impl Indexer {
                         )
                     } else {
                         reads.fetch_add(1, Ordering::Relaxed);
-                        probe_sealed(&root.join(&seen.rel), is_final, keys.as_deref())
+                        let path = root.join(&seen.rel);
+                        let probe = probe_sealed(&path, is_final, keys.as_deref());
+                        // Gone since it was seen (the archive removed its local copy, a delete):
+                        // not unreadable. Its removal is handled as such (its own event, or the
+                        // next scan), where a copy kept elsewhere is not missing.
+                        if probe.status == Status::Unreadable
+                            && matches!(std::fs::symlink_metadata(&path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                        {
+                            return None;
+                        }
+                        probe
                     };
                     let status = match probe.status {
                         Status::Ready | Status::Empty if !is_final => "recording",
                         other => other.as_str(),
                     };
-                    Row {
+                    Some(Row {
                         seen,
                         probe,
                         status,
-                    }
+                    })
                 })
                 .collect::<Vec<_>>()
         })

@@ -93,3 +93,39 @@ fn call_recording_names_are_told_from_other_files() {
         assert!(!made_by_a_call(other), "{other}");
     }
 }
+
+/// A file seen by a walk or an event and gone before it is read (the archive removed the local
+/// copy of a recording it holds, a delete) is not written as unreadable: its removal is handled
+/// as such, where a copy kept elsewhere is not missing.
+#[tokio::test]
+async fn a_file_gone_before_it_is_read_is_not_unreadable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = Database::open(&format!(
+        "sqlite://{}/gone.db?mode=rwc",
+        dir.path().display()
+    ))
+    .await
+    .expect("database");
+    let root = dir.path().join("recordings");
+    std::fs::create_dir_all(&root).expect("folder");
+    std::fs::write(root.join("broken.wav"), b"not a wav at all").expect("file");
+    let indexer = Indexer::new(db, root, std::time::Duration::from_secs(1));
+    let seen = |rel: &str| rows::Seen {
+        rel: rel.into(),
+        size: 16,
+        mtime_ms: 0,
+        escapes: false,
+        before: rows::Before::Nothing,
+    };
+    let probed = indexer
+        .probe_batch(
+            vec![seen("gone.wav"), seen("broken.wav")],
+            &std::collections::HashMap::new(),
+        )
+        .await;
+    let kept: Vec<(&str, &str)> = probed
+        .iter()
+        .map(|(row, _)| (row.seen.rel.as_str(), row.status))
+        .collect();
+    assert_eq!(kept, [("broken.wav", "unreadable")]);
+}
