@@ -146,13 +146,8 @@ pub(in crate::http) async fn export_csv(
     caller: Caller,
     query: Result<Params<ListQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
+    let query = listing(&state, &caller, query, "export").await?;
     let principal = &caller.principal;
-    if !principal.has_scope(Scope::RecordingsRead) {
-        return Err(caller
-            .refuse(&state, caller.entry("export"), denied(Denial::MissingScope))
-            .await);
-    }
-    let Params(query) = query?;
     for param in ["limit", "cursor", "group"] {
         if query.asked.contains_key(param) {
             return Err(bad(

@@ -30,6 +30,22 @@ pub(in crate::http) fn decode_cursor(sort: Sort, cursor: &str) -> Result<(i64, i
     }
 }
 
+/// What a listing (the list, its export) asks first: a token that may read recordings (refused
+/// and audited as `action` otherwise), then parameters that hold.
+pub(in crate::http) async fn listing(
+    state: &AppState,
+    caller: &Caller,
+    query: Result<Params<ListQuery>, ApiError>,
+    action: &'static str,
+) -> Result<ListQuery, ApiError> {
+    if !caller.principal.has_scope(Scope::RecordingsRead) {
+        return Err(caller
+            .refuse(state, caller.entry(action), denied(Denial::MissingScope))
+            .await);
+    }
+    Ok(query?.0)
+}
+
 /// Who is listing: their tenant, their projects, the private calls they were on.
 pub(in crate::http) fn viewer(principal: &Principal) -> Viewer<'_> {
     Viewer {
@@ -90,13 +106,8 @@ pub(in crate::http) async fn list(
     caller: Caller,
     query: Result<Params<ListQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
+    let query = listing(&state, &caller, query, "list").await?;
     let principal = &caller.principal;
-    if !principal.has_scope(Scope::RecordingsRead) {
-        return Err(caller
-            .refuse(&state, caller.entry("list"), denied(Denial::MissingScope))
-            .await);
-    }
-    let Params(query) = query?;
     let viewer = viewer(principal);
     let filter = query.filter();
     if query.by_call {
