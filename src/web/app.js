@@ -1,4 +1,5 @@
-// The recordings page. Plain ES module, no build step; it uses only the public API.
+// The recordings page's entry module: sign-in, routing, the list and a recording's panel. Plain ES
+// modules, no build step; they use only the public API.
 //
 // Views live in the URL hash (#/recordings?caller=555&status=ready, #/flows) so a reviewer can
 // share a link with a colleague who has the same rights.
