@@ -88,11 +88,24 @@ pub(crate) fn demo_flows(data: &Path) -> Result<PathBuf, String> {
     if !has_flows {
         for (name, text) in DEMO_FLOWS {
             let path = dir.join(name);
+            let text = match name {
+                "settings.toml" => demo_settings(text),
+                _ => text.to_string(),
+            };
             std::fs::write(&path, text)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
     }
     Ok(dir)
+}
+
+/// The sample settings with recording on: a new deployment starts with it off, the demo records
+/// its sample calls (their callers are simulated).
+fn demo_settings(sample: &str) -> String {
+    sample.replace(
+        "recording_enabled = false",
+        "recording_enabled = true # the demo records its simulated calls",
+    )
 }
 
 /// The demo's link-signing and audit keys, made on its first start and kept in
@@ -231,4 +244,29 @@ pub(crate) async fn demo(
     }
     service.join().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new deployment records nothing until an admin turns recording on; the demo's copy of
+    /// the same settings records.
+    #[test]
+    fn the_shipped_settings_record_nothing_and_the_demo_turns_recording_on() {
+        let (_, sample) = DEMO_FLOWS
+            .iter()
+            .find(|(name, _)| *name == "settings.toml")
+            .expect("sample settings");
+        let shipped: toml::Table = sample.parse().expect("toml");
+        assert_eq!(
+            shipped.get("recording_enabled"),
+            Some(&toml::Value::Boolean(false))
+        );
+        let demo: toml::Table = demo_settings(sample).parse().expect("toml");
+        assert_eq!(
+            demo.get("recording_enabled"),
+            Some(&toml::Value::Boolean(true))
+        );
+    }
 }
