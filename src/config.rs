@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::db::redact_url;
+
 pub mod archive;
 
 /// Everything ari-recorder needs to run. See `ari-recorder.example.toml` for a commented copy.
@@ -758,7 +760,6 @@ fn boolean(key: &'static str, value: &str) -> Result<bool, ConfigError> {
 }
 
 /// Database URLs are shown without their password; the library owns the rule.
-use crate::db::redact_url;
 
 fn describe_span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::queue::{self, Job};
 use super::{backoff, Archive, ArchiveError};
+use crate::clock::now_ms;
 use crate::db::Database;
 
 const DAY_MS: i64 = 86_400_000;
@@ -52,8 +53,6 @@ pub struct Round {
     pub removed: u64,
     pub local_copies_removed: u64,
 }
-
-use crate::clock::now_ms;
 
 /// The manifest of a recording stored as parts.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

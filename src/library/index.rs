@@ -21,6 +21,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::calls::CallMeta;
 use tokio::sync::mpsc;
 
+use crate::clock::now_ms;
 use crate::db::{Database, DbError};
 
 mod names;
@@ -80,8 +81,6 @@ pub trait CopiesElsewhere: Send + Sync {
         paths: &'a [String],
     ) -> futures_util::future::BoxFuture<'a, Result<HashSet<String>, DbError>>;
 }
-
-use crate::clock::now_ms;
 
 fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
