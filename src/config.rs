@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+// Database URLs are shown without their password; the database module owns the rule.
 use crate::db::redact_url;
 
 pub mod archive;
@@ -758,8 +759,6 @@ fn boolean(key: &'static str, value: &str) -> Result<bool, ConfigError> {
         }),
     }
 }
-
-/// Database URLs are shown without their password; the library owns the rule.
 
 fn describe_span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {
