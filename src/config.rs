@@ -146,6 +146,14 @@ pub struct Config {
     /// Keep the event types the app never uses (Asterisk's dialplan chatter) off the ARI
     /// websocket with `eventFilter`, set at every connection.
     pub ari_event_filter: bool,
+    /// How people and receivers reach this service (`https://recorder.example.com`): the
+    /// links in webhook payloads. Empty: the links are paths.
+    pub public_url: String,
+    /// Hosts webhooks may reach over plain `http://` (every other endpoint is `https://`).
+    pub webhook_allow_http_hosts: Vec<String>,
+    /// Networks (CIDR blocks or addresses) webhooks may reach although they are not public:
+    /// loopback, private, link-local and metadata addresses are refused otherwise.
+    pub webhook_allow_networks: Vec<String>,
 }
 
 /// Which forwarding header names the client behind a trusted proxy.
@@ -210,12 +218,15 @@ impl Default for Config {
             http_max_connections_per_client: 64,
             api_requests_per_minute: 3000,
             ari_event_filter: true,
+            public_url: String::new(),
+            webhook_allow_http_hosts: Vec::new(),
+            webhook_allow_networks: Vec::new(),
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the table in docs/configuration.md (a test holds the two together).
-pub const ENV_KEYS: [&str; 50] = [
+pub const ENV_KEYS: [&str; 53] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -266,6 +277,9 @@ pub const ENV_KEYS: [&str; 50] = [
     "DISK_RESERVE_BYTES",
     "DISK_CHECK_SECONDS",
     "QUARANTINE_GRACE_HOURS",
+    "PUBLIC_URL",
+    "WEBHOOK_ALLOW_HTTP_HOSTS",
+    "WEBHOOK_ALLOW_NETWORKS",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -413,6 +427,9 @@ impl Config {
             "END_UNRESUMABLE_CALLS" => self.end_unresumable_calls = boolean(key, &value)?,
             "API_REQUESTS_PER_MINUTE" => self.api_requests_per_minute = number(key, &value)?,
             "ARI_EVENT_FILTER" => self.ari_event_filter = boolean(key, &value)?,
+            "PUBLIC_URL" => self.public_url = value.trim().to_string(),
+            "WEBHOOK_ALLOW_HTTP_HOSTS" => self.webhook_allow_http_hosts = list(&value),
+            "WEBHOOK_ALLOW_NETWORKS" => self.webhook_allow_networks = list(&value),
             "HTTP_MAX_CONNECTIONS_PER_CLIENT" => {
                 self.http_max_connections_per_client = number(key, &value)?
             }
@@ -487,6 +504,24 @@ impl Config {
             .map_err(|reason| ConfigError::Invalid { key, reason })
     }
 
+    /// `webhook_allow_networks` parsed: an address is a block of one.
+    pub fn webhook_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.webhook_allow_networks
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "WEBHOOK_ALLOW_NETWORKS",
+                        reason: format!(
+                            "{entry:?} is not an address or a CIDR block like 10.0.0.0/8"
+                        ),
+                    })
+            })
+            .collect()
+    }
+
     /// `trusted_proxies` parsed: an address is a block of one.
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         self.trusted_proxies
@@ -507,6 +542,19 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.trusted_proxy_nets()?;
+        self.webhook_networks()?;
+        if !self.public_url.is_empty() {
+            let url = url::Url::parse(&self.public_url).map_err(|e| ConfigError::Invalid {
+                key: "PUBLIC_URL",
+                reason: format!("{:?} is not a URL ({e})", self.public_url),
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid {
+                    key: "PUBLIC_URL",
+                    reason: "must be an http:// or https:// URL".into(),
+                });
+            }
+        }
         let url = url::Url::parse(&self.ari_url).map_err(|e| ConfigError::Invalid {
             key: "ARI_URL",
             reason: format!("{:?} is not a URL ({e})", self.ari_url),
@@ -737,9 +785,21 @@ impl fmt::Debug for Config {
             .field("forwarded_header", &self.forwarded_header)
             .field("api_requests_per_minute", &self.api_requests_per_minute)
             .field("ari_event_filter", &self.ari_event_filter)
+            .field("public_url", &self.public_url)
+            .field("webhook_allow_http_hosts", &self.webhook_allow_http_hosts)
+            .field("webhook_allow_networks", &self.webhook_allow_networks)
             .field("end_unresumable_calls", &self.end_unresumable_calls)
             .finish()
     }
+}
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError> {

@@ -170,6 +170,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0019_user_names_per_tenant.sql"),
         postgres: include_str!("../migrations/postgres/0019_user_names_per_tenant.sql"),
     },
+    Migration {
+        version: 20,
+        name: "webhooks",
+        sqlite: include_str!("../migrations/sqlite/0020_webhooks.sql"),
+        postgres: include_str!("../migrations/postgres/0020_webhooks.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

@@ -11,7 +11,8 @@
 //!    (HMAC keys with ids), [`tls`] (rustls settings), [`db`] (SQLite or PostgreSQL: connections,
 //!    every table's migrations, whether writes go through), [`audio`] (G.711, WAV, Opus, MP3,
 //!    generated speech), [`encryption`] (the age format recordings are sealed in), [`metrics`]
-//!    (Prometheus).
+//!    (Prometheus), [`outbox`] (events other systems are told of, written in the transaction
+//!    of the change that causes them, and their queued deliveries).
 //! 2. **Asterisk's language and the recordings**: [`ari`] (resource models, every event, REST,
 //!    the watched websocket), [`library`] (the recordings and call metadata it owns: probing,
 //!    indexing the folder, search, transcripts), [`disk_space`] (the disks written during calls).
@@ -23,7 +24,8 @@
 //!    [`config`] (the TOML file and its environment overrides: data and its validation).
 //! 5. **Storage over time and playback**: [`archive`] (the S3-compatible copy), [`retention`]
 //!    (rules, holds, the purge), [`playback`] (streams, a call assembled, renderings),
-//!    [`preflight`] (folders the service cannot write).
+//!    [`preflight`] (folders the service cannot write), [`webhooks`] (endpoints, signed
+//!    deliveries of the outbox, where they may go).
 //! 6. **The outside**: [`http`] (the API and its OpenAPI document).
 //! 7. **Wiring**: [`service`] (starts every task of `serve`); the binary's `main.rs` and `cli/`
 //!    are the command line.
@@ -46,6 +48,7 @@ pub mod flows;
 pub mod http;
 pub mod library;
 pub mod metrics;
+pub mod outbox;
 pub mod playback;
 pub mod preflight;
 pub mod retention;
@@ -56,3 +59,4 @@ pub mod sim;
 pub mod stasis;
 pub mod tls;
 pub mod web;
+pub mod webhooks;

@@ -102,6 +102,10 @@ pub struct Metrics {
     recordings_cut_by_asterisk_restart: AtomicU64,
     recordings_cut_by_full_disk: AtomicU64,
     recordings_resumed_after_full_disk: AtomicU64,
+    /// Webhook delivery attempts by outcome (delivered, retried, failed).
+    webhook_attempts: Mutex<BTreeMap<&'static str, u64>>,
+    /// From a webhook's request leaving to the receiver's answer.
+    pub webhook_latency: Histogram,
 }
 
 impl Metrics {
@@ -152,6 +156,12 @@ impl Metrics {
     pub fn count_recording_resumed_after_full_disk(&self) {
         self.recordings_resumed_after_full_disk
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_webhook(&self, outcome: &'static str) {
+        if let Ok(mut map) = self.webhook_attempts.lock() {
+            *map.entry(outcome).or_insert(0) += 1;
+        }
     }
 
     pub fn count_recording_cut_by_asterisk_restart(&self) {
@@ -386,6 +396,25 @@ impl Metrics {
         );
         self.call_db_writes
             .render(&mut out, "calls_db_write_seconds", "");
+        header(
+            &mut out,
+            "webhook_attempts_total",
+            "counter",
+            "Webhook delivery attempts, by outcome: delivered, retried (a failure tried again later), failed (given up).",
+        );
+        if let Ok(map) = self.webhook_attempts.lock() {
+            for (outcome, n) in map.iter() {
+                let _ = writeln!(out, "webhook_attempts_total{{outcome=\"{outcome}\"}} {n}");
+            }
+        }
+        header(
+            &mut out,
+            "webhook_delivery_seconds",
+            "histogram",
+            "From a webhook's request leaving to the receiver's answer (or the timeout).",
+        );
+        self.webhook_latency
+            .render(&mut out, "webhook_delivery_seconds", "");
         out
     }
 }

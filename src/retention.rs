@@ -12,6 +12,7 @@ use std::path::Path;
 use crate::access::audit::{self, AuditEntry};
 use crate::db::{Database, DbError};
 use crate::library::{transcripts, NodeType};
+use crate::outbox::{Event, EventKind, Subject};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -71,6 +72,8 @@ pub async fn set_rule(db: &Database, tenant: &str, rule: Rule) -> Result<(), DbE
 
 /// Places recording `id` on hold (or replaces the reason of its hold).
 pub async fn hold(db: &Database, id: i64, reason: &str, by: &str) -> Result<(), DbError> {
+    let mut tx = db.pool.begin().await?;
+    let at_ms = crate::clock::now_ms();
     sqlx::query(
         "INSERT INTO recording_holds (recording_id, reason, held_by, held_at_ms) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (recording_id) DO UPDATE SET reason = $2, held_by = $3, held_at_ms = $4",
@@ -78,19 +81,32 @@ pub async fn hold(db: &Database, id: i64, reason: &str, by: &str) -> Result<(), 
     .bind(id)
     .bind(reason)
     .bind(by)
-    .bind(crate::clock::now_ms())
-    .execute(&db.pool)
+    .bind(at_ms)
+    .execute(&mut *tx)
     .await?;
+    let event =
+        Event::each_time(EventKind::HoldPlaced, Subject::Recording(id), at_ms).with_detail(reason);
+    crate::outbox::record(&mut tx, &event).await?;
+    tx.commit().await?;
     Ok(())
 }
 
 /// Releases the hold on recording `id`; whether it had one.
 pub async fn release(db: &Database, id: i64) -> Result<bool, DbError> {
-    let done = sqlx::query("DELETE FROM recording_holds WHERE recording_id = $1")
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
-    Ok(done.rows_affected() > 0)
+    let mut tx = db.pool.begin().await?;
+    let released: Option<(String,)> =
+        sqlx::query_as("DELETE FROM recording_holds WHERE recording_id = $1 RETURNING reason")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some((reason,)) = &released {
+        let at_ms = crate::clock::now_ms();
+        let event = Event::each_time(EventKind::HoldReleased, Subject::Recording(id), at_ms)
+            .with_detail(reason.as_str());
+        crate::outbox::record(&mut tx, &event).await?;
+    }
+    tx.commit().await?;
+    Ok(released.is_some())
 }
 
 pub async fn hold_of(db: &Database, id: i64) -> Result<Option<Hold>, DbError> {

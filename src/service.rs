@@ -41,6 +41,8 @@ pub enum ServiceError {
     },
     #[error("DIALPLANS_DIR: cannot watch for changes: {0}")]
     Watch(notify::Error),
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhooks::WebhookError),
     #[error("archive: {0}")]
     Archive(String),
     #[error(transparent)]
@@ -236,6 +238,13 @@ pub async fn start(
         );
         tokio::spawn(worker.run(shutdown.clone()))
     });
+    let webhooks = crate::webhooks::Deliverer::new(
+        db.clone(),
+        crate::webhooks::WebhookSettings::from_config(config),
+        crate::tls::client_config(config.tls_ca_file.as_deref())?,
+        metrics.clone(),
+    )?;
+    let webhook_task = tokio::spawn(Arc::new(webhooks).run(shutdown.clone()));
     let filing_task = tokio::spawn(file_unclaimed_recordings(
         db.clone(),
         indexer.clone(),
@@ -348,6 +357,7 @@ pub async fn start(
         index_task,
         purge_task,
         filing_task,
+        webhook_task,
     ]);
     tasks.extend(archive_task);
     tasks.extend(seal_task);

@@ -64,6 +64,8 @@ pub struct Access {
     pub metrics: MetricsAccess,
     /// How long a client gets to send a request body.
     pub read_timeout: std::time::Duration,
+    /// Where webhook endpoints may point (checked when an admin registers one).
+    pub webhook_guard: crate::webhooks::Guard,
 }
 
 /// Where `/metrics` is served: it shows every tenant's call volumes and errors.
@@ -139,6 +141,7 @@ impl Access {
                 .unwrap_or(i64::MAX),
             metrics: MetricsAccess::from_config(config),
             read_timeout: std::time::Duration::from_secs(config.http_read_timeout_seconds),
+            webhook_guard: crate::webhooks::WebhookSettings::from_config(config).guard,
             link_max_seconds: i64::try_from(config.link_max_seconds).unwrap_or(i64::MAX),
             play_link_seconds: i64::try_from(config.play_link_seconds).unwrap_or(i64::MAX),
             secure_cookies: config.secure_cookies,

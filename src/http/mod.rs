@@ -30,6 +30,7 @@ pub mod proxy;
 mod recordings;
 pub mod server;
 mod transcripts;
+mod webhooks;
 
 pub use auth::Access;
 pub use recordings::Library;
@@ -231,6 +232,15 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::current, auth::login, auth::logout))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::update_user))
+        .routes(routes!(webhooks::list_endpoints, webhooks::create_endpoint))
+        .routes(routes!(
+            webhooks::update_endpoint,
+            webhooks::delete_endpoint
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::send_test))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::redeliver))
         .routes(routes!(admin::get_tenant, admin::patch_tenant))
         .routes(routes!(admin::list_audit))
         .routes(routes!(recordings::list))

@@ -95,6 +95,24 @@ pub(super) struct UserId {
     pub(super) id: i64,
 }
 
+/// `{id}` of a webhook endpoint.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct WebhookId {
+    /// The endpoint's id.
+    pub(super) id: i64,
+}
+
+/// `{id}` of a webhook endpoint and `{delivery}` of one of its deliveries.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct WebhookDelivery {
+    /// The endpoint's id.
+    pub(super) id: i64,
+    /// The delivery's id.
+    pub(super) delivery: i64,
+}
+
 /// The `Range` header of the audio routes (and `If-Range`, which keeps a range made for another
 /// version of the file from being stitched onto this one).
 #[derive(utoipa::IntoParams)]

@@ -537,6 +537,17 @@ pub(super) async fn set_status(
             }
         }
     }
+    if consent != row.consent {
+        let event = crate::outbox::Event::each_time(
+            crate::outbox::EventKind::ConsentChanged,
+            crate::outbox::Subject::Recording(row.id),
+            crate::clock::now_ms(),
+        )
+        .with_detail(row.consent.as_str());
+        crate::outbox::record(tx.conn(), &event)
+            .await
+            .map_err(internal)?;
+    }
     tx.commit(&entry).await.map_err(internal)?;
     let row = Recording {
         consent,

@@ -261,6 +261,8 @@ pub async fn store(
     by: &str,
 ) -> Result<(), DbError> {
     let json = serde_json::to_string(cues).unwrap_or_else(|_| "[]".into());
+    let at_ms = crate::clock::now_ms();
+    let mut tx = db.pool.begin().await?;
     sqlx::query(
         "INSERT INTO recording_transcripts (recording_id, source, cues, sidecar_mtime_ms, updated_at_ms, by_actor) \
          VALUES ($1, $2, $3, $4, $5, $6) \
@@ -271,10 +273,18 @@ pub async fn store(
     .bind(source.as_str())
     .bind(json)
     .bind(sidecar_mtime_ms)
-    .bind(crate::clock::now_ms())
+    .bind(at_ms)
     .bind(by)
-    .execute(&db.pool)
+    .execute(&mut *tx)
     .await?;
+    let event = crate::outbox::Event::each_time(
+        crate::outbox::EventKind::TranscriptReady,
+        crate::outbox::Subject::Recording(recording_id),
+        at_ms,
+    )
+    .with_detail(source.as_str());
+    crate::outbox::record(&mut tx, &event).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -313,16 +313,9 @@ pub(super) async fn apply_write(
         } => calls::answered(conn, name, callee, *at_ms).await?,
         LibraryWrite::Cancelled { name, at_ms } => calls::cancelled(conn, name, *at_ms).await?,
         LibraryWrite::CallState { call_id, state } => {
-            crate::flows::saved::save_all(
-                conn,
-                &[(call_id.clone(), state.clone())],
-                now_ms() as i64,
-            )
-            .await?
+            save_states(conn, &[(call_id.clone(), state.clone())]).await?
         }
-        LibraryWrite::CallStates(states) => {
-            crate::flows::saved::save_all(conn, states, now_ms() as i64).await?
-        }
+        LibraryWrite::CallStates(states) => save_states(conn, states).await?,
         LibraryWrite::Finished {
             name,
             duration,
@@ -349,4 +342,32 @@ pub(super) async fn apply_write(
         }
     }
     Ok(None)
+}
+
+/// Saves calls' states; the calls that ended are told to the outbox (`call.ended`) in the
+/// same transaction as their state's removal.
+async fn save_states(
+    conn: &mut sqlx::AnyConnection,
+    states: &[(String, Option<String>)],
+) -> Result<(), sqlx::Error> {
+    let now = now_ms() as i64;
+    let ended: Vec<&str> = states
+        .iter()
+        .filter(|(_, state)| state.is_none())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if ended.is_empty() {
+        return crate::flows::saved::save_all(conn, states, now).await;
+    }
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    crate::flows::saved::save_all(&mut tx, states, now).await?;
+    for call in ended {
+        let event = crate::outbox::Event::once(
+            crate::outbox::EventKind::CallEnded,
+            crate::outbox::Subject::Call(call),
+            crate::clock::now_ms(),
+        );
+        crate::outbox::record(&mut tx, &event).await?;
+    }
+    tx.commit().await
 }

@@ -79,14 +79,23 @@ pub(in crate::http) async fn delete(
     }
     entry.detail = Some("deleted".into());
     let mut tx = AuditTx::begin(&state.db).await.map_err(internal)?;
+    let deleted_at = crate::clock::now_ms();
     crate::library::recordings::mark_deleted(
         tx.conn(),
         row.id,
-        crate::clock::now_ms(),
+        deleted_at,
         &caller.principal.actor(),
     )
     .await
     .map_err(internal)?;
+    let event = crate::outbox::Event::once(
+        crate::outbox::EventKind::RecordingDeleted,
+        crate::outbox::Subject::Recording(row.id),
+        deleted_at,
+    );
+    crate::outbox::record(tx.conn(), &event)
+        .await
+        .map_err(internal)?;
     tx.commit(&entry).await.map_err(internal)?;
     // Its copy in the archive's bucket goes too (retried while the bucket is away).
     crate::archive::queue::queue_removal(&state.db, row.id, crate::clock::now_ms())

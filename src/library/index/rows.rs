@@ -18,6 +18,7 @@ use crate::db::{Database, DbError};
 /// stays, with the rule as its reason, so "no recording available: retention" is true. False
 /// when it was not in a purgeable state any more (deleted, purged or held meanwhile).
 pub async fn mark_purged(db: &Database, id: i64, reason: &str) -> Result<bool, DbError> {
+    let mut tx = db.pool.begin().await?;
     let done = sqlx::query(
         "UPDATE recordings SET status = 'purged', reason = $1, indexed_at_ms = $2 \
          WHERE id = $3 AND status NOT IN ('deleted', 'purged', 'recording') \
@@ -26,9 +27,19 @@ pub async fn mark_purged(db: &Database, id: i64, reason: &str) -> Result<bool, D
     .bind(reason)
     .bind(now_ms())
     .bind(id)
-    .execute(&db.pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() > 0)
+    let purged = done.rows_affected() > 0;
+    if purged {
+        let event = crate::outbox::Event::once(
+            crate::outbox::EventKind::RecordingPurged,
+            crate::outbox::Subject::Recording(id),
+            now_ms(),
+        );
+        crate::outbox::record(&mut tx, &event).await?;
+    }
+    tx.commit().await?;
+    Ok(purged)
 }
 
 /// Recording `name`, final, turned out cut short (Asterisk restarted under it): its row says
@@ -460,7 +471,8 @@ impl Indexer {
         // is the whole write, no transaction around it.
         let mut written = false;
         if let [(row, meta)] = rows.as_slice() {
-            if same_caller(row, meta.as_ref()) {
+            // A final row tells the outbox in its transaction (below).
+            if same_caller(row, meta.as_ref()) && told_of(row).is_none() {
                 let values = self.row_values(row, meta.as_ref());
                 let updated: Option<(i64,)> = bind_stored(sqlx::query_as(&UPDATE_ROW), &values)
                     .fetch_optional(&mut *conn)
@@ -517,6 +529,15 @@ impl Indexer {
                 if new_row || !same_caller(&row, m) {
                     store_name_words(&mut tx, id, caller_name, new_row).await?;
                 }
+                if let Some(kind) = told_of(&row) {
+                    let subject = crate::outbox::Subject::Recording(id);
+                    let mut event = crate::outbox::Event::once(kind, subject, now_ms());
+                    // A file rewritten with other audio is ready again.
+                    if let Some(sha) = &row.probe.sha256 {
+                        event = event.keyed(sha);
+                    }
+                    crate::outbox::record(&mut tx, &event).await?;
+                }
             }
             tx.commit().await?;
         }
@@ -540,6 +561,16 @@ pub(super) struct Seen {
     /// A symlink whose target leaves the folder: never followed.
     pub(super) escapes: bool,
     pub(super) before: Before,
+}
+
+/// What other systems are told of a row written final: ready (hashed), or unusable.
+fn told_of(row: &Row) -> Option<crate::outbox::EventKind> {
+    use crate::outbox::EventKind;
+    match row.status {
+        "ready" if row.probe.sha256.is_some() => Some(EventKind::RecordingReady),
+        "empty" | "unreadable" | "not_playable" => Some(EventKind::RecordingFailed),
+        _ => None,
+    }
 }
 
 /// Whether the row written for `row` keeps the caller name it had (its words stay as they are).
