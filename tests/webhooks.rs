@@ -437,3 +437,51 @@ async fn endpoints_the_operator_did_not_allow_are_refused_with_the_reason() {
     assert_eq!(refused.status, 403);
     common::stop(s).await;
 }
+
+#[tokio::test]
+async fn a_delivery_outlives_a_restart_and_is_made_once() {
+    let steps = Steps::new("webhook across a restart");
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, Db::Sqlite).await;
+    let s = start_service_with(&t, &[], &url, &SETTINGS).await;
+    let receiver = Receiver::start().await;
+    receiver.status.store(500, Ordering::SeqCst);
+    register(&common::authed(), &s.base, &receiver.url, &["recording.ready"]).await;
+
+    steps.step("a recording ready while the receiver fails");
+    common::put_wav(&t, "restart");
+    common::wait_ready(&s.svc.db, 1).await;
+    eventually("the first attempt", async || !receiver.all().is_empty()).await;
+    common::stop(s).await;
+
+    steps.step("the service starts again; the receiver is back");
+    receiver.status.store(200, Ordering::SeqCst);
+    let s = start_service_with(&t, &[], &url, &SETTINGS).await;
+    eventually("delivered after the restart", async || {
+        let (delivered,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'",
+        )
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("count");
+        delivered == 1
+    })
+    .await;
+    let got = receiver.all();
+    let ids: std::collections::HashSet<String> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().expect("ascii").to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "one event, tried {} times", got.len());
+    assert_eq!(
+        got.iter().filter(|r| r.json()["type"] == "recording.ready").count(),
+        got.len()
+    );
+    // The restart's rescan of the folder told nothing new.
+    let (events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM webhook_events")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(events, 1);
+    common::stop(s).await;
+}

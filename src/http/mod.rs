@@ -453,6 +453,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "count": count,
         "newest_started_at": newest.map(rfc3339),
     });
+    // Informative, not gating: a receiver that is down is not this node's fault.
+    let webhooks = match crate::outbox::pending(&state.db).await {
+        Ok((pending, oldest)) => serde_json::json!({
+            "pending": pending,
+            "oldest_pending_since": oldest.map(rfc3339),
+        }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
     let body = serde_json::json!({
         "status": match (ready, degraded) {
             (false, _) => "not_ready",
@@ -466,6 +474,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "ari": if state.metrics.ari_connected() { "connected" } else { "disconnected" },
         "fallback_recordings": fallback,
         "archive": archive,
+        "webhooks": webhooks,
         "warnings": warnings,
     });
     let status = if ready {
