@@ -1491,6 +1491,11 @@ async fn every_view_passes_axe_and_fits_320_pixels() {
             "return !document.querySelector('#calls-view').hidden",
         ),
         (
+            "webhooks",
+            "#/webhooks",
+            "return !document.querySelector('#webhooks-view').hidden && document.querySelectorAll('#wh-events input').length > 0",
+        ),
+        (
             "call",
             "#/calls/call-audited",
             "return document.querySelector('#call-view canvas.wave') !== null",
@@ -1516,6 +1521,11 @@ async fn every_view_passes_axe_and_fits_320_pixels() {
             "return document.querySelectorAll('#recordings tbody tr[data-id]').length === 1",
         ),
         ("flows", "#/flows", "return document.querySelectorAll('#flows .flow').length > 0"),
+        (
+            "webhooks",
+            "#/webhooks",
+            "return !document.querySelector('#webhooks-view').hidden && document.querySelectorAll('#wh-events input').length > 0",
+        ),
         (
             "call",
             "#/calls/call-audited",
@@ -1584,6 +1594,113 @@ async fn a_hold_placed_on_the_page_blocks_delete_until_released() {
             "return document.querySelector('.panel .badge.hold') === null && document.querySelector('.panel button.delete')?.disabled === false",
         )
         .await;
+    browser.quit().await;
+    let _ = s.stop.send(true);
+}
+
+/// Issue 34 (webhooks on the page): an admin adds an endpoint, sees its secret once, sends a
+/// test event and reads it delivered in the endpoint's log; staff have no Webhooks view.
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver: scripts/test.sh installs them and runs it"]
+async fn an_admin_adds_a_webhook_and_reads_its_deliveries() {
+    let driver = driver();
+    let t = start_sim(0.0).await;
+    let url = common::database_url(&t, common::Db::Sqlite).await;
+    let s = common::start_service_with(
+        &t,
+        &[],
+        &url,
+        &[
+            ("WEBHOOK_ALLOW_HTTP_HOSTS", "127.0.0.1"),
+            ("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8"),
+        ],
+    )
+    .await;
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { "ok" }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = format!("http://localhost:{}", s.svc.http_addr.port());
+    let downloads = tempfile::tempdir().expect("downloads");
+    let browser = Browser::start(driver, downloads.path()).await;
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    browser.goto(&format!("{base}/#/webhooks")).await;
+    browser
+        .wait_for(
+            "the webhooks view",
+            "return !document.querySelector('#webhooks-view').hidden && document.querySelector('#no-webhooks').hidden === false",
+        )
+        .await;
+    let field = browser.find("#wh-url").await;
+    browser.keys(&field, &hook).await;
+    browser
+        .click(&browser.find("#webhook-new button[type=submit]").await)
+        .await;
+    browser
+        .wait_for(
+            "the secret, shown once",
+            "return !document.querySelector('#wh-secret').hidden && document.querySelector('#wh-secret code').textContent.startsWith('whsec_')",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the endpoint listed",
+            "return document.querySelectorAll('#webhooks .webhook').length === 1",
+        )
+        .await;
+    let card = browser
+        .text(&browser.find("#webhooks .webhook").await)
+        .await;
+    assert!(card.contains("recording.ready, call.ended"), "{card}");
+    assert!(
+        !card.contains("whsec_"),
+        "the list never shows the secret: {card}"
+    );
+    browser
+        .click(&browser.find("#webhooks .webhook .actions button").await)
+        .await;
+    common::eventually("the test event received", async || {
+        received.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    browser
+        .click(&browser.find("#webhooks .webhook details summary").await)
+        .await;
+    browser
+        .wait_for(
+            "delivered in the log",
+            "return [...document.querySelectorAll('#webhooks .delivery-log td')].some((td) => td.textContent === 'delivered')",
+        )
+        .await;
+    sign_out(&browser).await;
+    user_token(
+        &s.svc.db,
+        "reviewer",
+        "staff",
+        "default",
+        &[],
+        None,
+        &[ari_recorder::access::Scope::RecordingsRead],
+    )
+    .await;
+    sign_in(&browser, &base, "reviewer", "reviewer-password").await;
+    assert!(
+        browser
+            .find_all("#nav-webhooks:not([hidden])")
+            .await
+            .is_empty(),
+        "staff do not administer webhooks"
+    );
     browser.quit().await;
     let _ = s.stop.send(true);
 }

@@ -273,6 +273,7 @@ async fn a_recorded_call_is_told_to_its_tenants_endpoint_on_sqlite() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/test.sh starts one and runs it"]
 async fn a_recorded_call_is_told_to_its_tenants_endpoint_on_postgres() {
     a_recorded_call_is_told_to_its_tenants_endpoint(Db::Postgres).await;
 }
@@ -446,7 +447,13 @@ async fn a_delivery_outlives_a_restart_and_is_made_once() {
     let s = start_service_with(&t, &[], &url, &SETTINGS).await;
     let receiver = Receiver::start().await;
     receiver.status.store(500, Ordering::SeqCst);
-    register(&common::authed(), &s.base, &receiver.url, &["recording.ready"]).await;
+    register(
+        &common::authed(),
+        &s.base,
+        &receiver.url,
+        &["recording.ready"],
+    )
+    .await;
 
     steps.step("a recording ready while the receiver fails");
     common::put_wav(&t, "restart");
@@ -458,12 +465,11 @@ async fn a_delivery_outlives_a_restart_and_is_made_once() {
     receiver.status.store(200, Ordering::SeqCst);
     let s = start_service_with(&t, &[], &url, &SETTINGS).await;
     eventually("delivered after the restart", async || {
-        let (delivered,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'",
-        )
-        .fetch_one(&s.svc.db.pool)
-        .await
-        .expect("count");
+        let (delivered,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'")
+                .fetch_one(&s.svc.db.pool)
+                .await
+                .expect("count");
         delivered == 1
     })
     .await;
@@ -474,7 +480,9 @@ async fn a_delivery_outlives_a_restart_and_is_made_once() {
         .collect();
     assert_eq!(ids.len(), 1, "one event, tried {} times", got.len());
     assert_eq!(
-        got.iter().filter(|r| r.json()["type"] == "recording.ready").count(),
+        got.iter()
+            .filter(|r| r.json()["type"] == "recording.ready")
+            .count(),
         got.len()
     );
     // The restart's rescan of the folder told nothing new.

@@ -9,6 +9,7 @@ import { api, onSignedOut, session } from "./api.js";
 import { Player, showTranscript } from "./player.js";
 import { loadCall, loadLiveCalls, stopCallPlayer, stopLiveCalls } from "./calls.js";
 import { loadFlows } from "./flows.js";
+import { loadWebhooks } from "./webhooks.js";
 
 // The filters' choices, before any view sets them from the URL.
 for (const select of document.querySelectorAll("select[data-values]")) {
@@ -23,7 +24,7 @@ for (const select of document.querySelectorAll("select[data-values]")) {
 function showOnly(id) {
   if (id !== "calls-view") stopLiveCalls();
   if (id !== "call-view") stopCallPlayer();
-  for (const view of ["sign-in-view", "recordings-view", "calls-view", "call-view", "flows-view"]) {
+  for (const view of ["sign-in-view", "recordings-view", "calls-view", "call-view", "flows-view", "webhooks-view"]) {
     $(`#${view}`).hidden = view !== id;
   }
 }
@@ -46,6 +47,7 @@ function signedIn(data) {
   $("#who").hidden = false;
   $("#nav").hidden = false;
   $("#nav-flows").hidden = !session.can.edit_flows;
+  $("#nav-webhooks").hidden = !session.can.administer;
 }
 
 $("#sign-in").addEventListener("submit", async (event) => {
@@ -94,6 +96,9 @@ async function route() {
   if (path === "/flows" && session.can.edit_flows) {
     showOnly("flows-view");
     await loadFlows();
+  } else if (path === "/webhooks" && session.can.administer) {
+    showOnly("webhooks-view");
+    await loadWebhooks();
   } else if (path === "/calls") {
     showOnly("calls-view");
     await loadLiveCalls();

@@ -34,17 +34,19 @@ fn page_values() -> serde_json::Value {
         "direction": Direction::names(),
         "status": statuses,
         "consent": Consent::names(),
+        "webhook_events": crate::outbox::EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         "compliance": Compliance::names(),
     })
 }
 /// The page's ES modules, by file name under `/assets/`.
-const MODULES: [(&str, &str); 6] = [
+const MODULES: [(&str, &str); 7] = [
     ("app.js", include_str!("app.js")),
     ("api.js", include_str!("api.js")),
     ("format.js", include_str!("format.js")),
     ("player.js", include_str!("player.js")),
     ("calls.js", include_str!("calls.js")),
     ("flows.js", include_str!("flows.js")),
+    ("webhooks.js", include_str!("webhooks.js")),
 ];
 const APP_CSS: &str = include_str!("app.css");
 
