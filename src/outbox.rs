@@ -122,6 +122,17 @@ fn random_hex(bytes: usize) -> String {
         .collect()
 }
 
+/// Told when deliveries were queued (after their transaction committed) or an endpoint was
+/// added or turned on: the delivering task of this instance looks at once instead of at its
+/// next poll. Kept with the database handle (`Database::attached`).
+#[derive(Default)]
+pub struct Wake(pub tokio::sync::Notify);
+
+/// Wakes this instance's delivering task.
+pub fn wake(db: &Database) {
+    db.attached::<Wake>().0.notify_one();
+}
+
 /// The endpoints of tenant `{tenant}` that take events of kind `{kind}` (SQL, over
 /// `webhook_endpoints e`).
 const SUBSCRIBED: &str = "e.tenant = {tenant} AND e.enabled = 1 \

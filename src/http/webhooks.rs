@@ -148,6 +148,7 @@ pub(super) async fn create_endpoint(
         .await
         .map_err(internal)?;
     tx.commit(&entry).await.map_err(internal)?;
+    crate::outbox::wake(&state.db);
     let mut json = serde_json::to_value(endpoint).unwrap_or_default();
     json["secret"] = serde_json::json!(secret);
     Ok((StatusCode::CREATED, Json(json)).into_response())
@@ -216,6 +217,7 @@ pub(super) async fn update_endpoint(
         .await
         .map_err(internal)?;
     tx.commit(&entry).await.map_err(internal)?;
+    crate::outbox::wake(&state.db);
     Ok(Json(endpoint).into_response())
 }
 
@@ -324,6 +326,7 @@ pub(super) async fn send_test(
         .await
         .map_err(internal)?;
     tx.commit(&entry).await.map_err(internal)?;
+    crate::outbox::wake(&state.db);
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "delivery_id": delivery })),
@@ -392,6 +395,7 @@ pub(super) async fn redeliver(
         return Err(caller.refuse(&state, entry, not_found()).await);
     }
     tx.commit(&entry).await.map_err(internal)?;
+    crate::outbox::wake(&state.db);
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "delivery_id": delivery })),

@@ -110,6 +110,7 @@ impl Deliverer {
     /// Delivers until `shutdown` turns true (a delivery under way is finished first).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut last_forget = 0;
+        let wake = self.db.attached::<outbox::Wake>();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -141,6 +142,7 @@ impl Deliverer {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = wake.0.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -122,6 +122,10 @@ impl Writer {
                     self.metrics.note_db_write_ok();
                     self.db.took_a_write();
                     told = finished;
+                    // A call that ended may be told to webhooks (`call.ended`): look now.
+                    if write.ends_a_call() {
+                        crate::outbox::wake(&self.db);
+                    }
                     break;
                 }
                 Err(e) if refused_for_good(&e) => {
@@ -169,6 +173,14 @@ pub(super) fn refused_for_good(error: &sqlx::Error) -> bool {
 }
 
 impl LibraryWrite {
+    fn ends_a_call(&self) -> bool {
+        match self {
+            LibraryWrite::CallState { state, .. } => state.is_none(),
+            LibraryWrite::CallStates(states) => states.iter().any(|(_, s)| s.is_none()),
+            _ => false,
+        }
+    }
+
     /// The write's kind, for the log (never its contents: caller names and numbers).
     fn kind(&self) -> &'static str {
         match self {

@@ -470,6 +470,7 @@ impl Indexer {
         // One row rewritten with the same caller (a recording turning final): its UPDATE alone
         // is the whole write, no transaction around it.
         let mut written = false;
+        let mut told = false;
         if let [(row, meta)] = rows.as_slice() {
             // A final row tells the outbox in its transaction (below).
             if same_caller(row, meta.as_ref()) && told_of(row).is_none() {
@@ -536,10 +537,13 @@ impl Indexer {
                     if let Some(sha) = &row.probe.sha256 {
                         event = event.keyed(sha);
                     }
-                    crate::outbox::record(&mut tx, &event).await?;
+                    told |= crate::outbox::record(&mut tx, &event).await?;
                 }
             }
             tx.commit().await?;
+        }
+        if told {
+            crate::outbox::wake(&self.db);
         }
         self.state.write_seconds.observe(started.elapsed());
         if any_ready {
