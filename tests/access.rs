@@ -346,6 +346,25 @@ async fn the_permission_matrix_holds_through_the_api(db: Db) {
             "export: {:?} of {}",
             user.role, user.tenant.name
         );
+        // A ZIP of one recording answers as its download does.
+        for rec in &recordings {
+            let zip = send(client.get(format!(
+                "{}/api/recordings/export.zip?ids={}",
+                s.base, rec.id
+            )))
+            .await;
+            assert_eq!(
+                zip.status,
+                expected(user, rec, Act::Download).0,
+                "zip of {} by {:?} of {}: {:?}",
+                rec.id,
+                user.role,
+                user.tenant.name,
+                zip.json()
+            );
+            // Audited as the download it is, allowed or refused.
+            attempts += 1;
+        }
 
         let mut not_found = HashMap::new();
         for act in ACTS {

@@ -757,6 +757,121 @@ async fn the_list_exports_as_csv_with_its_filters(db: Db) {
     let _ = s.stop.send(true);
 }
 
+/// Selected recordings as one ZIP: each as its download would be (the mu-law voicemail as PCM
+/// WAV), then a manifest whose SHA-256 matches each file's bytes in the archive; each audited
+/// as a download; staff are refused the whole archive.
+async fn selected_recordings_download_as_one_zip_with_a_manifest(db: Db) {
+    use futures_util::io::AsyncReadExt as _;
+    use sha2::Digest as _;
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, db).await;
+    put_fixture(&t, "one.wav", "queue-447a786b.wav");
+    put_fixture(&t, "two.wav", "transfer-1a5138fb.wav");
+    put_fixture(&t, "vm.ulaw", "voicemail-b97ae5ca.ulaw");
+    let s = start_service_on(&t, &[], &url).await;
+    scanned(&s, 1).await;
+    let ids: Vec<(i64, String)> = sqlx::query_as(
+        "UPDATE recordings SET consent = 'granted' WHERE status = 'ready' RETURNING id, name",
+    )
+    .fetch_all(&s.svc.db.pool)
+    .await
+    .expect("consent");
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let list: Vec<String> = ids.iter().map(|(id, _)| id.to_string()).collect();
+    let downloads_before = audit_events(&s, "download").await;
+    let (status, headers, body) = get(
+        &format!(
+            "{}/api/recordings/export.zip?ids={}",
+            s.base,
+            list.join(",")
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "application/zip");
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("attachment"));
+    let zip = async_zip::base::read::mem::ZipFileReader::new(body)
+        .await
+        .expect("a readable ZIP");
+    let mut files = std::collections::HashMap::new();
+    for index in 0..zip.file().entries().len() {
+        let name = zip.file().entries()[index]
+            .filename()
+            .as_str()
+            .expect("name")
+            .to_string();
+        let mut bytes = Vec::new();
+        zip.reader_with_entry(index)
+            .await
+            .expect("entry")
+            .read_to_end(&mut bytes)
+            .await
+            .expect("read");
+        files.insert(name, bytes);
+    }
+    assert_eq!(files.len(), 4, "{:?}", files.keys().collect::<Vec<_>>());
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).expect("manifest");
+    let listed = manifest["recordings"].as_array().expect("recordings");
+    assert_eq!(listed.len(), 3);
+    for entry in listed {
+        let file = entry["file"].as_str().expect("file");
+        let bytes = &files[file];
+        assert_eq!(entry["bytes"].as_u64(), Some(bytes.len() as u64));
+        assert_eq!(
+            entry["sha256"].as_str(),
+            Some(hex::encode(sha2::Sha256::digest(bytes)).as_str()),
+            "{file}"
+        );
+        assert_eq!(&bytes[0..4], b"RIFF", "{file} is a WAV");
+        assert!(file.ends_with(".wav"), "{file}");
+    }
+    assert_eq!(
+        audit_events(&s, "download").await,
+        downloads_before + 3,
+        "each recording audited as a download"
+    );
+    // Staff never download: the whole archive is refused, nothing streamed.
+    let staff = common::bearer(
+        &common::user_token(
+            &s.svc.db,
+            "reviewer",
+            "staff",
+            "default",
+            &[],
+            None,
+            &[
+                ari_recorder::access::Scope::RecordingsRead,
+                ari_recorder::access::Scope::RecordingsDownload,
+            ],
+        )
+        .await,
+    );
+    let refused = common::send(staff.get(format!(
+        "{}/api/recordings/export.zip?ids={}",
+        s.base, list[0]
+    )))
+    .await;
+    assert_eq!(refused.status, 403, "{:?}", refused.json());
+    for (query, param) in [("", "ids"), ("ids=x", "ids"), ("name=a", "name")] {
+        let (status, _, body) = get(
+            &format!("{}/api/recordings/export.zip?{query}", s.base),
+            &[],
+        )
+        .await;
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").starts_with(param),
+            "{query}: {body}"
+        );
+    }
+    let _ = s.stop.send(true);
+}
+
 /// The audit events of `action` so far.
 async fn audit_events(s: &TestService, action: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = $1")
@@ -768,6 +883,7 @@ async fn audit_events(s: &TestService, action: &str) -> i64 {
 }
 
 on_both_databases!(
+    selected_recordings_download_as_one_zip_with_a_manifest,
     the_list_exports_as_csv_with_its_filters,
     reindexing_keeps_ids_stable_and_dense,
     flows_give_recordings_their_project_consent_and_privacy,

@@ -1704,3 +1704,45 @@ async fn an_admin_adds_a_webhook_and_reads_its_deliveries() {
     browser.quit().await;
     let _ = s.stop.send(true);
 }
+
+/// Issue 34 (a ZIP of picked recordings): a recording the user may download has a pick box;
+/// picking it shows a link to the ZIP of the picked, which downloads.
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver: scripts/test.sh installs them and runs it"]
+async fn picked_recordings_download_as_one_zip() {
+    let driver = driver();
+    let t = start_sim(0.0).await;
+    let s = one_consented_call(&t, "picked", 4, "Pat Pick", "5551012", &[]).await;
+    let base = format!("http://localhost:{}", s.svc.http_addr.port());
+    let downloads = tempfile::tempdir().expect("downloads");
+    let browser = Browser::start(driver, downloads.path()).await;
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    browser.goto(&format!("{base}/#/recordings")).await;
+    browser
+        .wait_for(
+            "the row with its pick box",
+            "return document.querySelectorAll('#recordings input.pick').length === 1 && document.querySelector('#export-zip').hidden",
+        )
+        .await;
+    browser
+        .click(&browser.find("#recordings input.pick").await)
+        .await;
+    let answer = browser
+        .exec(
+            "const link = document.querySelector('#export-zip'); \
+             return fetch(link.href).then((r) => [link.hidden, link.textContent, r.status, r.headers.get('content-type')])",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        answer,
+        serde_json::json!([
+            false,
+            "Download the 1 picked as ZIP",
+            200,
+            "application/zip"
+        ])
+    );
+    browser.quit().await;
+    let _ = s.stop.send(true);
+}

@@ -237,6 +237,15 @@ async fn a_recorded_call_is_told_to_its_tenants_endpoint(db: Db) {
         ours.of_type("hold.placed")[0].json()["data"]["hold_reason"],
         "complaint 4411"
     );
+    // The call as a ZIP, by its id: its one segment and the manifest.
+    let call = json["data"]["call_id"]
+        .as_str()
+        .expect("call id")
+        .to_string();
+    let zip = send(admin.get(format!("{}/api/recordings/export.zip?calls={call}", s.base))).await;
+    assert_eq!(zip.status, 200, "{:?}", zip.json());
+    let text = String::from_utf8_lossy(&zip.body);
+    assert!(text.contains("manifest.json") && text.contains(&format!("\"id\": {id}")));
     // A rescan of the library tells nothing again.
     s.svc.indexer.full_scan().await.expect("rescan");
     let log = send(admin.get(format!("{}/api/webhooks/{endpoint}/deliveries", s.base)))

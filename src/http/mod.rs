@@ -245,6 +245,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::list_audit))
         .routes(routes!(recordings::list))
         .routes(routes!(recordings::export_csv))
+        .routes(routes!(recordings::export_zip))
         .routes(routes!(
             recordings::get_one,
             recordings::set_status,

@@ -235,6 +235,61 @@ impl FromQuery for LinkLifetime {
     }
 }
 
+/// The most recordings one ZIP export holds.
+pub(super) const BUNDLE_MAX: usize = 500;
+
+/// `?ids=` or `?calls=` of the ZIP export.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct BundleQuery {
+    /// recording ids, comma-separated
+    #[param(value_type = Option<String>)]
+    pub(super) ids: Vec<i64>,
+    /// call ids, comma-separated: each call's recordings
+    #[param(value_type = Option<String>)]
+    pub(super) calls: Vec<String>,
+}
+
+impl FromQuery for BundleQuery {
+    fn from_query(q: &HashMap<String, String>) -> Result<BundleQuery, ApiError> {
+        if let Some(unknown) = q.keys().find(|k| *k != "ids" && *k != "calls") {
+            return Err(bad(unknown, "not a parameter of the export: ids or calls"));
+        }
+        let list = |param: &str| -> Vec<String> {
+            q.get(param)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let ids = list("ids")
+            .iter()
+            .map(|id| {
+                id.parse::<i64>()
+                    .map_err(|_| bad("ids", format!("{id:?} is not a recording id")))
+            })
+            .collect::<Result<Vec<i64>, ApiError>>()?;
+        let calls = list("calls");
+        if ids.is_empty() && calls.is_empty() {
+            return Err(bad(
+                "ids",
+                "name the recordings (ids) or calls (calls) to export",
+            ));
+        }
+        if ids.len() > BUNDLE_MAX || calls.len() > BUNDLE_MAX {
+            return Err(bad(
+                "ids",
+                format!("at most {BUNDLE_MAX} recordings in one archive"),
+            ));
+        }
+        Ok(BundleQuery { ids, calls })
+    }
+}
+
 /// `?confirm=` of a delete: the second step's token.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

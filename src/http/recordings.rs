@@ -37,12 +37,14 @@ use crate::playback::call_audio::CallAudio;
 use crate::playback::renderings::{RenderError, Renderings};
 use crate::playback::serve::{parse_range, RangeRequest, WavStream};
 
+mod bundle;
 mod delete;
 mod export;
 mod list;
 mod media;
 mod signed_links;
 
+pub(in crate::http) use bundle::*;
 pub(in crate::http) use delete::*;
 pub(in crate::http) use export::*;
 pub(in crate::http) use list::*;

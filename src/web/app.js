@@ -189,6 +189,7 @@ async function loadRecordings(params) {
   // Players of the rows being replaced stop, and drop their window and key listeners.
   for (const panel of body.querySelectorAll(".panel")) panel.player?.stop();
   body.replaceChildren(...page.recordings.flatMap(recordingRows));
+  updateZipLink();
   $("#empty").hidden = page.recordings.length > 0;
   $("#next-page").disabled = !page.next_cursor;
   $("#prev-page").disabled = !params.get("cursor");
@@ -265,6 +266,15 @@ $("#first-page").addEventListener("click", () => {
   go("/recordings", params);
 });
 
+/// The ZIP link names the picked recordings (none picked: no link).
+function updateZipLink() {
+  const ids = [...document.querySelectorAll("#recordings input.pick:checked")].map((i) => i.value);
+  const link = $("#export-zip");
+  link.hidden = ids.length === 0;
+  link.href = `/api/recordings/export.zip?ids=${ids.join(",")}`;
+  link.textContent = `Download the ${ids.length} picked as ZIP`;
+}
+
 /// A recording's row and its (closed) panel row.
 function recordingRows(rec) {
   const panelId = `panel-${rec.id}`;
@@ -277,8 +287,12 @@ function recordingRows(rec) {
     "aria-label": `Open the recording of the call from ${caller}`,
     text: "▸",
   });
+  // Recordings the user may download can be picked for one ZIP.
+  const pick = rec.access?.download?.allowed
+    ? el("input", { type: "checkbox", class: "pick", value: String(rec.id), "aria-label": `Add the recording of the call from ${caller} to the ZIP download`, onchange: updateZipLink })
+    : null;
   const row = el("tr", { "data-id": rec.id },
-    el("td", {}, toggle),
+    el("td", {}, toggle, pick),
     el("td", { "data-label": "Caller" }, caller),
     el("td", { "data-label": "Callee" }, rec.callee ?? ""),
     el("td", { "data-label": "Node" }, rec.node_type === "fallback"
