@@ -176,6 +176,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0020_webhooks.sql"),
         postgres: include_str!("../migrations/postgres/0020_webhooks.sql"),
     },
+    Migration {
+        version: 21,
+        name: "linkedid",
+        sqlite: include_str!("../migrations/sqlite/0021_linkedid.sql"),
+        postgres: include_str!("../migrations/postgres/0021_linkedid.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

@@ -171,11 +171,21 @@ async fn a_recorded_call_is_told_to_its_tenants_endpoint(db: Db) {
         "a read never shows the secret: {listed}"
     );
 
-    steps.step("a recorded call");
+    steps.step("a recorded call, Asterisk reporting its linkedid (ari.conf's channelvars)");
+    t.sim.set_channelvars(&["CHANNEL(linkedid)"]);
     t.sim
         .place_inbound_call("100", "Alice <5551001>", "talk")
         .expect("call");
     common::wait_recording(&t, &s, "recording", 1).await;
+    let half_one = t
+        .sim
+        .with_world(|w| {
+            w.channels()
+                .iter()
+                .find(|c| c.name.ends_with(";1") && c.name.contains("@inbound"))
+                .map(|c| c.id.clone())
+        })
+        .expect("the caller's ;1 half");
     t.sim.advance(20.0);
     wait_until("torn down", || common::quiet(&t)).await;
     common::wait_ready(&s.svc.db, 1).await;
@@ -210,6 +220,23 @@ async fn a_recorded_call_is_told_to_its_tenants_endpoint(db: Db) {
         format!("https://recorder.example.com/api/recordings/{id}")
     );
     assert!(ready.body.len() < 4096, "metadata, never audio");
+    // The call's linkedid (the CDR's): its caller's Local ;1 half began the call, so it is
+    // not the call's own id (the ;2 half in Stasis); the list finds the recording by it.
+    let linkedid = json["data"]["linkedid"]
+        .as_str()
+        .expect("linkedid")
+        .to_string();
+    assert_ne!(json["data"]["call_id"].as_str(), Some(linkedid.as_str()));
+    assert_eq!(linkedid, half_one);
+    let found = send(admin.get(format!("{}/api/recordings?linkedid={linkedid}", s.base)))
+        .await
+        .json();
+    assert_eq!(found["recordings"][0]["id"], id, "{found}");
+    assert_eq!(found["recordings"][0]["linkedid"], linkedid.as_str());
+    let none = send(admin.get(format!("{}/api/recordings?linkedid=1.2", s.base)))
+        .await
+        .json();
+    assert_eq!(none["recordings"], serde_json::json!([]));
     let ended = ours.of_type("call.ended")[0].json();
     assert_eq!(ended["data"]["segments"][0]["id"], id, "{ended}");
     assert!(verifies(&secret, &ours.of_type("call.ended")[0]));

@@ -207,7 +207,14 @@ pub struct Call {
     /// call goes on with its own sequence; 0 in a state saved before it existed.
     #[serde(default)]
     random: u64,
+    /// Asterisk's linkedid of the call (CDR and CEL carry it), from the first channel snapshot
+    /// of the call that reports it (ari.conf's `channelvars = CHANNEL(linkedid)`).
+    #[serde(default)]
+    linkedid: Option<String>,
 }
+
+/// The channel variable ari.conf's `channelvars` must list for calls to carry their linkedid.
+pub const LINKEDID_VAR: &str = "CHANNEL(linkedid)";
 
 fn switched_on() -> bool {
     true
@@ -319,6 +326,7 @@ impl Call {
             disk_room: true,
             awaiting_disk_room: false,
             random: 0,
+            linkedid: None,
         }
     }
 
@@ -340,6 +348,23 @@ impl Call {
         let drawn = rng.u32(..);
         self.random = rng.u64(..);
         drawn
+    }
+
+    /// The linkedid the channel snapshot reports, if it does.
+    pub fn with_linkedid_of(mut self, channel: &crate::ari::models::Channel) -> Call {
+        self.note_linkedid(channel);
+        self
+    }
+
+    pub(super) fn note_linkedid(&mut self, channel: &crate::ari::models::Channel) {
+        if self.linkedid.is_none() {
+            self.linkedid = channel
+                .channelvars
+                .as_ref()
+                .and_then(|vars| vars.get(LINKEDID_VAR))
+                .filter(|id| !id.is_empty())
+                .cloned();
+        }
     }
 
     pub fn with_channel_name(mut self, name: &str) -> Call {

@@ -561,7 +561,8 @@ fn start_inbound(inner: &Arc<Inner>, channel: &Channel, number: &str) {
                 flows.settings.record_inbound_calls,
             )
             .announcing(flows.settings.recording_announcement.clone())
-            .with_channel_name(&channel.name);
+            .with_channel_name(&channel.name)
+            .with_linkedid_of(channel);
             spawn_call(inner.clone(), call);
         }
         None => {

@@ -422,7 +422,7 @@ impl FromQuery for AuditQuery {
 /// The most rows a list page holds.
 pub(super) const MAX_LIMIT: i64 = 200;
 
-pub(super) const LIST_PARAMS: [&str; 14] = [
+pub(super) const LIST_PARAMS: [&str; 15] = [
     "limit",
     "group",
     "cursor",
@@ -437,6 +437,7 @@ pub(super) const LIST_PARAMS: [&str; 14] = [
     "from",
     "to",
     "min_duration",
+    "linkedid",
 ];
 
 /// The list's filters and pages; any other parameter is refused.
@@ -473,6 +474,8 @@ pub(super) struct ListQuery {
     to: Option<i64>,
     /// Seconds at least.
     min_duration: Option<f64>,
+    /// Asterisk's linkedid of the call, exactly (what CDR and CEL records carry).
+    linkedid: Option<String>,
     /// What was asked, as the audit log notes it.
     #[param(ignore)]
     pub(super) asked: HashMap<String, String>,
@@ -492,6 +495,7 @@ impl ListQuery {
             from_ms: self.from,
             to_ms: self.to,
             min_duration_ms: self.min_duration.map(|seconds| (seconds * 1000.0) as i64),
+            linkedid: self.linkedid.clone(),
         }
     }
 }
@@ -562,6 +566,7 @@ impl FromQuery for ListQuery {
                 Some(seconds)
             }
         };
+        let linkedid = prefix("linkedid")?;
         let by_call = match q.get("group").map(String::as_str) {
             None => false,
             Some("call") if sort != Sort::Newest => {
@@ -590,6 +595,7 @@ impl FromQuery for ListQuery {
             from,
             to,
             min_duration,
+            linkedid,
             asked: q.clone(),
         })
     }

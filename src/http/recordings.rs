@@ -154,6 +154,10 @@ pub(super) struct RecordingView<'a> {
     /// A legal hold: no delete, no purge until released.
     hold: Option<HoldView<'a>>,
     id: i64,
+    /// Asterisk's linkedid of the call, as its CDR and CEL records carry it (when Asterisk
+    /// reports it: `channelvars = CHANNEL(linkedid)` in ari.conf). `call_id` is the caller
+    /// channel's uniqueid.
+    linkedid: Option<&'a str>,
     links: LinksView,
     name: &'a str,
     node: Option<&'a str>,
@@ -288,6 +292,7 @@ impl Recording {
                 .as_deref()
                 .map(|reason| HoldView { reason }),
             id: self.id,
+            linkedid: self.linkedid.as_deref(),
             links: LinksView {
                 audio: link(play.is_ok(), "audio"),
                 download: link(download.is_ok(), "download"),
@@ -620,6 +625,7 @@ mod tests {
             asterisk_started_at_ms: None,
             hold_reason: None,
             node_id: String::new(),
+            linkedid: None,
         };
         assert_eq!(
             download_name(&row),

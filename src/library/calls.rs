@@ -33,6 +33,9 @@ pub struct RecordingStarted {
     /// None: nothing is written (a call not recorded).
     pub format: Option<RecordingFormat>,
     pub started_at_ms: i64,
+    /// Asterisk's linkedid of the call (its CDR and CEL records carry it), when Asterisk
+    /// reports it (`channelvars = CHANNEL(linkedid)` in ari.conf).
+    pub linkedid: Option<String>,
 }
 
 /// A call's recording as the library knows it, by recording name.
@@ -62,16 +65,18 @@ pub struct CallMeta {
     pub format: String,
     /// How long it was, once finished (as Asterisk said).
     pub duration_seconds: Option<i64>,
+    /// Asterisk's linkedid of the call, when it was reported.
+    pub linkedid: Option<String>,
 }
 
 const META_COLUMNS: &str = "recording_name, call_id, tenant, flow, node, node_type, direction, \
      caller_name, caller_number, callee, state, started_at_ms, project, private, consent, \
-     participants, asterisk_started_at_ms, failure_cause, format, duration_seconds";
+     participants, asterisk_started_at_ms, failure_cause, format, duration_seconds, linkedid";
 
 /// Binds a recording's row in the one order its statements number it: $1 recording_name,
 /// $2 call_id, $3 tenant, $4 flow, $5 node, $6 node_type, $7 direction, $8 caller_name,
 /// $9 caller_number, $10 callee, $11 format, $12 started_at_ms, $13 project, $14 private,
-/// $15 consent, $16 participants.
+/// $15 consent, $16 participants, $17 linkedid.
 pub(crate) fn bind_row<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     row: &'q RecordingStarted,
@@ -93,6 +98,7 @@ pub(crate) fn bind_row<'q>(
         .bind(i64::from(row.private))
         .bind(row.consent.as_str())
         .bind(&row.participants)
+        .bind(&row.linkedid)
 }
 
 /// A recording began: its metadata, before (or beside) its file.
@@ -103,8 +109,9 @@ pub async fn started(
     bind_row(
         sqlx::query(
             "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
-             caller_name, caller_number, callee, format, state, started_at_ms, project, private, consent, participants) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16) \
+             caller_name, caller_number, callee, format, state, started_at_ms, project, private, consent, participants, \
+             linkedid) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (recording_name) DO NOTHING",
         ),
         row,

@@ -212,6 +212,8 @@ impl Indexer {
             // MixMonitor in the fallback dialplan writes WAV.
             format: super::RecordingFormat::Wav.as_str().to_string(),
             duration_seconds: None,
+            // Its call id is the caller channel's uniqueid, which the CDR carries as well.
+            linkedid: None,
         })
     }
 

@@ -39,6 +39,8 @@ pub struct Filter {
     /// Started before (ms since 1970).
     pub to_ms: Option<i64>,
     pub min_duration_ms: Option<i64>,
+    /// Asterisk's linkedid of the call (joins with CDR and CEL records).
+    pub linkedid: Option<String>,
 }
 
 /// The order of the ungrouped list.
@@ -170,6 +172,7 @@ impl Clauses {
             (filter.direction.map(Direction::as_str), "direction"),
             (filter.status.map(RecordingStatus::as_str), "status"),
             (filter.format.map(RecordingFormat::as_str), "format"),
+            (filter.linkedid.as_deref(), "linkedid"),
         ] {
             if let Some(v) = value {
                 let p = c.text(v.to_string());

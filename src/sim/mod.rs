@@ -138,6 +138,11 @@ impl SimHandle {
         self.with_world(|w| w.set_dialplan_fallback(seconds));
     }
 
+    /// ari.conf's `channelvars` (e.g. `CHANNEL(linkedid)`): reported in every channel snapshot.
+    pub fn set_channelvars(&self, names: &[&str]) {
+        self.with_world(|w| w.set_channelvars(names));
+    }
+
     /// The next record request answers 201 and then fails with `cause`.
     pub fn fail_next_record(&self, cause: &str) {
         self.with_world(|w| w.fail_next_record(cause));

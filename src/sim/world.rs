@@ -210,6 +210,9 @@ pub struct World {
     /// None hangs it up (the dialplan without a fallback); Some answers it through the shipped
     /// fallback, which MixMonitor records for this many seconds.
     dialplan_fallback: Option<f64>,
+    /// ari.conf's `channelvars`: the channel variables every snapshot reports (Asterisk
+    /// evaluates functions such as `CHANNEL(linkedid)` for each). Empty, as Asterisk ships.
+    channelvars: Vec<String>,
 }
 
 fn timestamp() -> String {
@@ -267,6 +270,7 @@ impl World {
             started_at: timestamp(),
             bridge_complete_at: HashMap::new(),
             dialplan_fallback: None,
+            channelvars: Vec::new(),
         }
     }
 
@@ -280,6 +284,38 @@ impl World {
     /// (answered elsewhere, MixMonitor recording `seconds` of the call), or are hung up (None).
     pub fn set_dialplan_fallback(&mut self, seconds: Option<f64>) {
         self.dialplan_fallback = seconds;
+    }
+
+    /// ari.conf's `channelvars`; of functions the simulator knows `CHANNEL(linkedid)` (a
+    /// channel's linkedid is the id of the channel that began its call: both halves of a Local
+    /// pair carry the first half's) and `CHANNEL(uniqueid)`; others report empty, as unset
+    /// variables do.
+    pub fn set_channelvars(&mut self, names: &[&str]) {
+        self.channelvars = names.iter().map(|n| n.to_string()).collect();
+    }
+
+    /// The `channelvars` of a new channel whose call began with channel `linked`.
+    pub(super) fn channelvars_of(
+        &self,
+        own: &str,
+        linked: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        if self.channelvars.is_empty() {
+            return None;
+        }
+        Some(
+            self.channelvars
+                .iter()
+                .map(|name| {
+                    let value = match name.as_str() {
+                        "CHANNEL(linkedid)" => linked.to_string(),
+                        "CHANNEL(uniqueid)" => own.to_string(),
+                        _ => String::new(),
+                    };
+                    (name.clone(), value)
+                })
+                .collect(),
+        )
     }
 
     /// The recording MixMonitor leaves for a fallback call, finished: a WAV named as the

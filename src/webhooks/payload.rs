@@ -87,6 +87,7 @@ fn recording(row: &Recording, link: &dyn Fn(String) -> String) -> Value {
         "id": row.id,
         "name": row.name,
         "call_id": row.call_id,
+        "linkedid": row.linkedid,
         "tenant": row.tenant,
         "project": row.project,
         "status": row.status.as_str(),

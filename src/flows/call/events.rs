@@ -14,6 +14,9 @@ impl Call {
         match event {
             Event::StasisStart(e) => {
                 let id = e.channel.id.as_str();
+                if id == self.id || self.legs.contains_key(id) {
+                    self.note_linkedid(&e.channel);
+                }
                 if (id == self.id || self.legs.contains_key(id)) && !e.channel.name.is_empty() {
                     self.channel_names
                         .insert(id.to_string(), e.channel.name.clone());

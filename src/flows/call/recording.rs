@@ -51,6 +51,7 @@ impl Call {
             callee: callee.to_string(),
             format,
             started_at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
+            linkedid: self.linkedid.clone(),
         }
     }
 

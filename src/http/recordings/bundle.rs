@@ -158,6 +158,7 @@ async fn write_zip(
             "id": row.id,
             "name": row.name,
             "call_id": row.call_id,
+            "linkedid": row.linkedid,
             "started_at": rfc3339(row.started_at_ms),
             "duration_ms": row.duration_ms,
             "caller_name": row.caller_name,

@@ -10,7 +10,7 @@ use crate::library::search::{self, Filter, Sort};
 const EXPORT_PAGE: i64 = 500;
 
 /// The columns, in order.
-const HEADER: [&str; 19] = [
+const HEADER: [&str; 20] = [
     "id",
     "name",
     "started_at",
@@ -30,10 +30,11 @@ const HEADER: [&str; 19] = [
     "project",
     "consent",
     "compliance",
+    "linkedid",
 ];
 
 /// One recording as a CSV record (metadata only: no audio, no link).
-fn record(row: &Recording) -> [String; 19] {
+fn record(row: &Recording) -> [String; 20] {
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     [
         row.id.to_string(),
@@ -61,6 +62,7 @@ fn record(row: &Recording) -> [String; 19] {
         row.project.clone(),
         row.consent.as_str().to_string(),
         row.compliance.as_str().to_string(),
+        text(&row.linkedid),
     ]
 }
 

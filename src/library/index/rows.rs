@@ -174,7 +174,7 @@ pub(super) fn gone_for_good(status: &str) -> bool {
 }
 
 /// The columns the indexer writes, in the order of its values.
-pub(super) const ROW_COLUMNS: [&str; 32] = [
+pub(super) const ROW_COLUMNS: [&str; 33] = [
     "path",
     // The instance whose recordings folder holds the file: with several instances on one
     // database, a row is found by (node_id, path).
@@ -211,6 +211,7 @@ pub(super) const ROW_COLUMNS: [&str; 32] = [
     // Set when the row is made (the deployment's `default_compliance`); never changed by a
     // re-index, so an admin's decision stays.
     "compliance",
+    "linkedid",
 ];
 
 /// A value the indexer writes.
@@ -273,13 +274,13 @@ pub async fn add_not_recorded(
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = sqlx::Connection::begin(conn).await?;
-    // The row's values as `calls::bind_row` numbers them, the reason $17.
+    // The row's values as `calls::bind_row` numbers them, the reason $18.
     let inserted = calls::bind_row(
         sqlx::query(
             "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
              flow, node, node_type, direction, caller_name, caller_number, callee, started_at_ms, participants, private, \
-             consent, indexed_at_ms) \
-             VALUES ($1, $1, $11, 'not_recorded', $17, 0, $12, $2, $3, $13, $4, $5, $6, $7, $8, $9, $10, $12, $16, $14, $15, $12) \
+             consent, indexed_at_ms, linkedid) \
+             VALUES ($1, $1, $11, 'not_recorded', $18, 0, $12, $2, $3, $13, $4, $5, $6, $7, $8, $9, $10, $12, $16, $14, $15, $12, $17) \
              ON CONFLICT (node_id, path) DO NOTHING RETURNING id",
         ),
         row,
@@ -446,6 +447,7 @@ impl Indexer {
                     .map_or(crate::library::Compliance::Permitted.as_str(), |f| f())
                     .to_string(),
             )),
+            text(m.and_then(|m| m.linkedid.clone())),
         ]
     }
 

@@ -74,7 +74,7 @@ impl World {
             },
             creationtime: created.clone(),
             language: "en".into(),
-            channelvars: None,
+            channelvars: self.channelvars_of(&outgoing_id, &outgoing_id),
             caller_rdnis: None,
             tenantid: None,
         };
@@ -100,6 +100,7 @@ impl World {
             let app_data = format!("{stasis_app},inbound,{exten}");
             let mut inbound = outgoing.clone();
             inbound.id = other_id.clone();
+            inbound.channelvars = self.channelvars_of(&other_id, &outgoing_id);
             inbound.name = format!("{base_name};2");
             inbound.state = "Ring".into();
             inbound.dialplan = DialplanCep {
@@ -164,6 +165,7 @@ impl World {
         dialled.ring_deadline = Some(self.now + timeout_samples);
         let mut half_model = outgoing.clone();
         half_model.id = other_id.clone();
+        half_model.channelvars = self.channelvars_of(&other_id, &outgoing_id);
         half_model.name = format!("{base_name};2");
         half_model.state = "Ring".into();
         half_model.dialplan.priority = 1;
