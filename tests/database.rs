@@ -504,6 +504,7 @@ async fn a_call_not_recorded_is_listed_once(url: String) {
         callee: "201".into(),
         format: Some(ari_recorder::library::RecordingFormat::Wav),
         started_at_ms: 1_700_000_000_000,
+        linkedid: Some("1.0".into()),
     };
     let mut conn = db.pool.acquire().await.expect("connection");
     for _ in 0..2 {
@@ -511,8 +512,9 @@ async fn a_call_not_recorded_is_listed_once(url: String) {
             .await
             .expect("listed");
     }
-    let rows: Vec<(String, String, String, String, i64, i64, String)> = sqlx::query_as(
-        "SELECT path, status, reason, tenant, started_at_ms, mtime_ms, participants FROM recordings",
+    type Listed = (String, String, String, String, i64, i64, String, String);
+    let rows: Vec<Listed> = sqlx::query_as(
+        "SELECT path, status, reason, tenant, started_at_ms, mtime_ms, participants, linkedid FROM recordings",
     )
     .fetch_all(&db.pool)
     .await
@@ -526,7 +528,8 @@ async fn a_call_not_recorded_is_listed_once(url: String) {
             "acme".into(),
             1_700_000_000_000,
             1_700_000_000_000,
-            "5551001,201".into()
+            "5551001,201".into(),
+            "1.0".into()
         )]
     );
     let (words,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM recording_words")
