@@ -53,7 +53,7 @@ def main():
     began = {}
     for i in range(args.calls):
         answer = s.post(f"{args.ari}/ari/channels", params={
-            "endpoint": "Local/7020@inbound", "context": "caller-sim", "extension": "talk",
+            "endpoint": "Local/7020@inbound", "context": "callers", "extension": "talk",
             "priority": 1, "callerId": f"Linked {i} <55520{i:02d}>"}).json()
         began[f"55520{i:02d}"] = answer["id"]
     db = os.path.join(work, "library.db")
