@@ -506,38 +506,12 @@ impl Config {
 
     /// `webhook_allow_networks` parsed: an address is a block of one.
     pub fn webhook_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        self.webhook_allow_networks
-            .iter()
-            .map(|entry| {
-                entry
-                    .parse::<ipnet::IpNet>()
-                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| ConfigError::Invalid {
-                        key: "WEBHOOK_ALLOW_NETWORKS",
-                        reason: format!(
-                            "{entry:?} is not an address or a CIDR block like 10.0.0.0/8"
-                        ),
-                    })
-            })
-            .collect()
+        networks("WEBHOOK_ALLOW_NETWORKS", &self.webhook_allow_networks)
     }
 
     /// `trusted_proxies` parsed: an address is a block of one.
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        self.trusted_proxies
-            .iter()
-            .map(|entry| {
-                entry
-                    .parse::<ipnet::IpNet>()
-                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| ConfigError::Invalid {
-                        key: "TRUSTED_PROXIES",
-                        reason: format!(
-                            "{entry:?} is not an address or a CIDR block like 10.0.0.0/8"
-                        ),
-                    })
-            })
-            .collect()
+        networks("TRUSTED_PROXIES", &self.trusted_proxies)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -791,6 +765,22 @@ impl fmt::Debug for Config {
             .field("end_unresumable_calls", &self.end_unresumable_calls)
             .finish()
     }
+}
+
+/// Addresses or CIDR blocks (an address is a block of one), named by `key` when one is not.
+fn networks(key: &'static str, entries: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    key,
+                    reason: format!("{entry:?} is not an address or a CIDR block like 10.0.0.0/8"),
+                })
+        })
+        .collect()
 }
 
 fn list(value: &str) -> Vec<String> {

@@ -42,28 +42,20 @@ const COLUMNS: &str = "id, tenant, url, description, events, include_transcript,
 
 /// The event kinds of a request, checked and in a stable order.
 pub fn parse_events(events: &[String]) -> Result<String, String> {
+    let every = || {
+        EventKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if events.is_empty() {
-        return Err(format!(
-            "name at least one of: {}",
-            EventKind::ALL
-                .iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        return Err(format!("name at least one of: {}", every()));
     }
     let mut kinds = Vec::new();
     for event in events {
-        let kind = EventKind::parse(event.trim()).ok_or_else(|| {
-            format!(
-                "{event:?} is not an event; one of: {}",
-                EventKind::ALL
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
+        let kind = EventKind::parse(event.trim())
+            .ok_or_else(|| format!("{event:?} is not an event; one of: {}", every()))?;
         if !kinds.contains(&kind) {
             kinds.push(kind);
         }
