@@ -77,7 +77,9 @@ pub(in crate::http) async fn export_zip(
             }
         }
     }
-    ids.dedup();
+    // Each recording once, in the order first asked for (a call's may repeat an id given).
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
     if ids.len() > crate::http::params::BUNDLE_MAX {
         return Err(bad(
             "ids",
