@@ -182,6 +182,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0021_linkedid.sql"),
         postgres: include_str!("../migrations/postgres/0021_linkedid.sql"),
     },
+    Migration {
+        version: 22,
+        name: "callee_channel",
+        sqlite: include_str!("../migrations/sqlite/0022_callee_channel.sql"),
+        postgres: include_str!("../migrations/postgres/0022_callee_channel.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

@@ -505,6 +505,7 @@ async fn a_call_not_recorded_is_listed_once(url: String) {
         format: Some(ari_recorder::library::RecordingFormat::Wav),
         started_at_ms: 1_700_000_000_000,
         linkedid: Some("1.0".into()),
+        callee_channel: Some("1.2".into()),
     };
     let mut conn = db.pool.acquire().await.expect("connection");
     for _ in 0..2 {

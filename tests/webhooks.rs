@@ -186,6 +186,15 @@ async fn a_recorded_call_is_told_to_its_tenants_endpoint(db: Db) {
                 .map(|c| c.id.clone())
         })
         .expect("the caller's ;1 half");
+    let agent = t
+        .sim
+        .with_world(|w| {
+            w.channels()
+                .iter()
+                .find(|c| c.name.starts_with("PJSIP/201"))
+                .map(|c| c.id.clone())
+        })
+        .expect("the agent's channel");
     t.sim.advance(20.0);
     wait_until("torn down", || common::quiet(&t)).await;
     common::wait_ready(&s.svc.db, 1).await;
@@ -233,6 +242,18 @@ async fn a_recorded_call_is_told_to_its_tenants_endpoint(db: Db) {
         .json();
     assert_eq!(found["recordings"][0]["id"], id, "{found}");
     assert_eq!(found["recordings"][0]["linkedid"], linkedid.as_str());
+    // The answering agent's channel: Asterisk's uniqueid of it, and the list finds the
+    // recording by it as by the caller's.
+    assert_eq!(json["data"]["callee_channel"], agent.as_str());
+    for channel in [
+        agent.as_str(),
+        json["data"]["call_id"].as_str().unwrap_or(""),
+    ] {
+        let found = send(admin.get(format!("{}/api/recordings?channel={channel}", s.base)))
+            .await
+            .json();
+        assert_eq!(found["recordings"][0]["id"], id, "{channel}: {found}");
+    }
     let none = send(admin.get(format!("{}/api/recordings?linkedid=1.2", s.base)))
         .await
         .json();

@@ -5,7 +5,8 @@ With `channelvars = CHANNEL(linkedid)` in ari.conf, places N recorded calls into
 whose agent is `Local/201@agents` and checks that each recording's `linkedid` in the library is
 the uniqueid of the channel that began the call (the caller's Local `;1` half, which the
 originate answers with), the value Asterisk's CDR and CEL records carry, and that the list finds
-each recording by it.
+each recording by it; and that each recording's `callee_channel` is the uniqueid of an agent
+channel Asterisk showed during the calls (`Local/201@agents-...;1`, which the app originated).
 
 Usage: linkedid.py --bin target/release/ari-recorder --recordings DIR [--calls 5]
 """
@@ -56,13 +57,19 @@ def main():
             "endpoint": "Local/7020@inbound", "context": "callers", "extension": "talk",
             "priority": 1, "callerId": f"Linked {i} <55520{i:02d}>"}).json()
         began[f"55520{i:02d}"] = answer["id"]
+    agents = set()
+    for _ in range(40):
+        for channel in s.get(f"{args.ari}/ari/channels").json():
+            if channel["name"].startswith("Local/201@agents") and channel["name"].endswith(";1"):
+                agents.add(channel["id"])
+        time.sleep(0.25)
     db = os.path.join(work, "library.db")
     deadline = time.time() + 120
     rows = []
     while time.time() < deadline:
         try:
             con = sqlite3.connect(db)
-            rows = con.execute("SELECT caller_number, linkedid, call_id, status FROM recordings "
+            rows = con.execute("SELECT caller_number, linkedid, call_id, callee_channel FROM recordings "
                                "WHERE status = 'ready'").fetchall()
             con.close()
         except sqlite3.OperationalError:
@@ -73,10 +80,11 @@ def main():
     proc.terminate()
     proc.wait(timeout=30)
     matched = sum(1 for number, linkedid, _, _ in rows if began.get(number) == linkedid)
-    print(f"| recorded calls | recordings ready | linkedid = the originating channel's uniqueid | linkedid differs from call_id |")
-    print(f"| {args.calls} | {len(rows)} | {matched} | {sum(1 for _, l, c, _ in rows if l and l != c)} |")
-    for number, linkedid, call_id, _ in rows:
-        print(f"  {number}: linkedid {linkedid} (began {began.get(number)}), call_id {call_id}")
+    agent = sum(1 for _, _, _, callee in rows if callee in agents)
+    print("| recorded calls | recordings ready | linkedid = the originating channel's uniqueid | linkedid differs from call_id | callee_channel = an agent channel's uniqueid |")
+    print(f"| {args.calls} | {len(rows)} | {matched} | {sum(1 for _, l, c, _ in rows if l and l != c)} | {agent} |")
+    for number, linkedid, call_id, callee in rows:
+        print(f"  {number}: linkedid {linkedid} (began {began.get(number)}), call_id {call_id}, callee_channel {callee}")
 
 
 if __name__ == "__main__":

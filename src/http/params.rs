@@ -422,7 +422,7 @@ impl FromQuery for AuditQuery {
 /// The most rows a list page holds.
 pub(super) const MAX_LIMIT: i64 = 200;
 
-pub(super) const LIST_PARAMS: [&str; 15] = [
+pub(super) const LIST_PARAMS: [&str; 16] = [
     "limit",
     "group",
     "cursor",
@@ -438,6 +438,7 @@ pub(super) const LIST_PARAMS: [&str; 15] = [
     "to",
     "min_duration",
     "linkedid",
+    "channel",
 ];
 
 /// The list's filters and pages; any other parameter is refused.
@@ -476,6 +477,8 @@ pub(super) struct ListQuery {
     min_duration: Option<f64>,
     /// Asterisk's linkedid of the call, exactly (what CDR and CEL records carry).
     linkedid: Option<String>,
+    /// A channel's uniqueid, exactly: the caller's (the call's id) or the answering party's.
+    channel: Option<String>,
     /// What was asked, as the audit log notes it.
     #[param(ignore)]
     pub(super) asked: HashMap<String, String>,
@@ -496,6 +499,7 @@ impl ListQuery {
             to_ms: self.to,
             min_duration_ms: self.min_duration.map(|seconds| (seconds * 1000.0) as i64),
             linkedid: self.linkedid.clone(),
+            channel: self.channel.clone(),
         }
     }
 }
@@ -567,6 +571,7 @@ impl FromQuery for ListQuery {
             }
         };
         let linkedid = prefix("linkedid")?;
+        let channel = prefix("channel")?;
         let by_call = match q.get("group").map(String::as_str) {
             None => false,
             Some("call") if sort != Sort::Newest => {
@@ -596,6 +601,7 @@ impl FromQuery for ListQuery {
             to,
             min_duration,
             linkedid,
+            channel,
             asked: q.clone(),
         })
     }

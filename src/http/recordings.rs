@@ -139,6 +139,9 @@ pub(super) struct RecordingView<'a> {
     call_id: Option<&'a str>,
     callee: Option<&'a str>,
     caller: CallerView<'a>,
+    /// The uniqueid of the channel that answered the caller (the CDR's `uniqueid` of that
+    /// leg), when known.
+    callee_channel: Option<&'a str>,
     #[schema(value_type = crate::library::Compliance)]
     compliance: &'a str,
     #[schema(value_type = crate::library::Consent)]
@@ -276,6 +279,7 @@ impl Recording {
             },
             call_id: self.call_id.as_deref(),
             callee: self.callee.as_deref(),
+            callee_channel: self.callee_channel.as_deref(),
             caller: CallerView {
                 name: self.caller_name.as_deref(),
                 number: self.caller_number.as_deref(),
@@ -626,6 +630,7 @@ mod tests {
             hold_reason: None,
             node_id: String::new(),
             linkedid: None,
+            callee_channel: None,
         };
         assert_eq!(
             download_name(&row),

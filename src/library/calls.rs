@@ -36,6 +36,9 @@ pub struct RecordingStarted {
     /// Asterisk's linkedid of the call (its CDR and CEL records carry it), when Asterisk
     /// reports it (`channelvars = CHANNEL(linkedid)` in ari.conf).
     pub linkedid: Option<String>,
+    /// The uniqueid of the channel that answered the caller (None: not known when the
+    /// recording began, as for a lead-in armed at dial).
+    pub callee_channel: Option<String>,
 }
 
 /// A call's recording as the library knows it, by recording name.
@@ -67,16 +70,19 @@ pub struct CallMeta {
     pub duration_seconds: Option<i64>,
     /// Asterisk's linkedid of the call, when it was reported.
     pub linkedid: Option<String>,
+    /// The uniqueid of the channel that answered the caller, when known.
+    pub callee_channel: Option<String>,
 }
 
 const META_COLUMNS: &str = "recording_name, call_id, tenant, flow, node, node_type, direction, \
      caller_name, caller_number, callee, state, started_at_ms, project, private, consent, \
-     participants, asterisk_started_at_ms, failure_cause, format, duration_seconds, linkedid";
+     participants, asterisk_started_at_ms, failure_cause, format, duration_seconds, linkedid, \
+     callee_channel";
 
 /// Binds a recording's row in the one order its statements number it: $1 recording_name,
 /// $2 call_id, $3 tenant, $4 flow, $5 node, $6 node_type, $7 direction, $8 caller_name,
 /// $9 caller_number, $10 callee, $11 format, $12 started_at_ms, $13 project, $14 private,
-/// $15 consent, $16 participants, $17 linkedid.
+/// $15 consent, $16 participants, $17 linkedid, $18 callee_channel.
 pub(crate) fn bind_row<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     row: &'q RecordingStarted,
@@ -99,6 +105,7 @@ pub(crate) fn bind_row<'q>(
         .bind(row.consent.as_str())
         .bind(&row.participants)
         .bind(&row.linkedid)
+        .bind(&row.callee_channel)
 }
 
 /// A recording began: its metadata, before (or beside) its file.
@@ -110,8 +117,8 @@ pub async fn started(
         sqlx::query(
             "INSERT INTO call_recordings (recording_name, call_id, tenant, flow, node, node_type, direction, \
              caller_name, caller_number, callee, format, state, started_at_ms, project, private, consent, participants, \
-             linkedid) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16, $17) \
+             linkedid, callee_channel) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'recording', $12, $13, $14, $15, $16, $17, $18) \
              ON CONFLICT (recording_name) DO NOTHING",
         ),
         row,

@@ -214,6 +214,7 @@ impl Indexer {
             duration_seconds: None,
             // Its call id is the caller channel's uniqueid, which the CDR carries as well.
             linkedid: None,
+            callee_channel: None,
         })
     }
 

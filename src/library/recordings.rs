@@ -46,13 +46,15 @@ pub struct Recording {
     pub node_id: String,
     /// Asterisk's linkedid of its call (CDR and CEL), when Asterisk reported it.
     pub linkedid: Option<String>,
+    /// The uniqueid of the channel that answered the caller, when known.
+    pub callee_channel: Option<String>,
 }
 
 /// The columns of [`Recording`], for queries that select rows (the list builds on them).
 pub const COLUMNS: &str = "id, path, name, format, status, reason, size_bytes, duration_ms, encoding, sample_rate, \
     data_offset, data_len, sha256, call_id, tenant, project, participants, flow, node, node_type, direction, caller_name, caller_number, \
     callee, started_at_ms, private, consent, compliance, deleted_at_ms, asterisk_started_at_ms, \
-    (SELECT reason FROM recording_holds h WHERE h.recording_id = recordings.id) AS hold_reason, node_id, linkedid";
+    (SELECT reason FROM recording_holds h WHERE h.recording_id = recordings.id) AS hold_reason, node_id, linkedid, callee_channel";
 
 pub async fn by_id(conn: impl AnyExecutor<'_>, id: i64) -> Result<Option<Recording>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM recordings WHERE id = $1"))

@@ -41,6 +41,8 @@ pub struct Filter {
     pub min_duration_ms: Option<i64>,
     /// Asterisk's linkedid of the call (joins with CDR and CEL records).
     pub linkedid: Option<String>,
+    /// A channel's uniqueid: the caller's (the call's id) or the answering party's.
+    pub channel: Option<String>,
 }
 
 /// The order of the ungrouped list.
@@ -178,6 +180,10 @@ impl Clauses {
                 let p = c.text(v.to_string());
                 c.push(format!("{column} = {p}"));
             }
+        }
+        if let Some(channel) = &filter.channel {
+            let p = c.text(channel.clone());
+            c.push(format!("(call_id = {p} OR callee_channel = {p})"));
         }
         for (value, clause) in [
             (filter.from_ms, "started_at_ms >="),

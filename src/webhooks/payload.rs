@@ -88,6 +88,7 @@ fn recording(row: &Recording, link: &dyn Fn(String) -> String) -> Value {
         "name": row.name,
         "call_id": row.call_id,
         "linkedid": row.linkedid,
+        "callee_channel": row.callee_channel,
         "tenant": row.tenant,
         "project": row.project,
         "status": row.status.as_str(),

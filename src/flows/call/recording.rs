@@ -52,6 +52,7 @@ impl Call {
             format,
             started_at_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
             linkedid: self.linkedid.clone(),
+            callee_channel: None,
         }
     }
 
@@ -152,22 +153,19 @@ impl Call {
         if !record {
             if self.recording.is_none() {
                 let name = format!("call:{}", self.id);
-                out.push(Output::NotRecorded(
-                    Box::new(self.row(&name, None, &callee, now_ms)),
-                    switch,
-                ));
+                let mut row = self.row(&name, None, &callee, now_ms);
+                row.callee_channel = Some(self.asterisk_id(agent).to_string());
+                out.push(Output::NotRecorded(Box::new(row), switch));
             }
             return;
         }
         let name = self.new_recording_name(now_ms);
         let mut request = RecordRequest::new(name.clone(), "wav");
         request.if_exists = Some(IfExists::Fail);
-        out.push(Output::RecordingStarted(Box::new(self.row(
-            &name,
-            Some(RecordingFormat::Wav),
-            &callee,
-            now_ms,
-        ))));
+        let mut row = self.row(&name, Some(RecordingFormat::Wav), &callee, now_ms);
+        // Asterisk's uniqueid of the answering leg (the call knows its own name for it).
+        row.callee_channel = Some(self.asterisk_id(agent).to_string());
+        out.push(Output::RecordingStarted(Box::new(row)));
         out.push(Output::Command(Command::RecordBridge { bridge, request }));
         self.record_parties(&name, agent, out);
         self.recording = Some(name);

@@ -161,6 +161,7 @@ async fn write_zip(
             "name": row.name,
             "call_id": row.call_id,
             "linkedid": row.linkedid,
+            "callee_channel": row.callee_channel,
             "started_at": rfc3339(row.started_at_ms),
             "duration_ms": row.duration_ms,
             "caller_name": row.caller_name,

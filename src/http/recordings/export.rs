@@ -10,7 +10,7 @@ use crate::library::search::{self, Filter, Sort};
 const EXPORT_PAGE: i64 = 500;
 
 /// The columns, in order.
-const HEADER: [&str; 20] = [
+const HEADER: [&str; 21] = [
     "id",
     "name",
     "started_at",
@@ -31,10 +31,11 @@ const HEADER: [&str; 20] = [
     "consent",
     "compliance",
     "linkedid",
+    "callee_channel",
 ];
 
 /// One recording as a CSV record (metadata only: no audio, no link).
-fn record(row: &Recording) -> [String; 20] {
+fn record(row: &Recording) -> [String; 21] {
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     [
         row.id.to_string(),
@@ -63,6 +64,7 @@ fn record(row: &Recording) -> [String; 20] {
         row.consent.as_str().to_string(),
         row.compliance.as_str().to_string(),
         text(&row.linkedid),
+        text(&row.callee_channel),
     ]
 }
 

@@ -174,7 +174,7 @@ pub(super) fn gone_for_good(status: &str) -> bool {
 }
 
 /// The columns the indexer writes, in the order of its values.
-pub(super) const ROW_COLUMNS: [&str; 33] = [
+pub(super) const ROW_COLUMNS: [&str; 34] = [
     "path",
     // The instance whose recordings folder holds the file: with several instances on one
     // database, a row is found by (node_id, path).
@@ -212,6 +212,7 @@ pub(super) const ROW_COLUMNS: [&str; 33] = [
     // re-index, so an admin's decision stays.
     "compliance",
     "linkedid",
+    "callee_channel",
 ];
 
 /// A value the indexer writes.
@@ -274,13 +275,13 @@ pub async fn add_not_recorded(
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = sqlx::Connection::begin(conn).await?;
-    // The row's values as `calls::bind_row` numbers them, the reason $18.
+    // The row's values as `calls::bind_row` numbers them, the reason $19.
     let inserted = calls::bind_row(
         sqlx::query(
             "INSERT INTO recordings (path, name, format, status, reason, size_bytes, mtime_ms, call_id, tenant, project, \
              flow, node, node_type, direction, caller_name, caller_number, callee, started_at_ms, participants, private, \
-             consent, indexed_at_ms, linkedid) \
-             VALUES ($1, $1, $11, 'not_recorded', $18, 0, $12, $2, $3, $13, $4, $5, $6, $7, $8, $9, $10, $12, $16, $14, $15, $12, $17) \
+             consent, indexed_at_ms, linkedid, callee_channel) \
+             VALUES ($1, $1, $11, 'not_recorded', $19, 0, $12, $2, $3, $13, $4, $5, $6, $7, $8, $9, $10, $12, $16, $14, $15, $12, $17, $18) \
              ON CONFLICT (node_id, path) DO NOTHING RETURNING id",
         ),
         row,
@@ -448,6 +449,7 @@ impl Indexer {
                     .to_string(),
             )),
             text(m.and_then(|m| m.linkedid.clone())),
+            text(m.and_then(|m| m.callee_channel.clone())),
         ]
     }
 
