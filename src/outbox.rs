@@ -251,14 +251,16 @@ pub async fn claim_due(
     .await?)
 }
 
-/// The soonest a pending delivery is due (None: nothing pending).
-pub async fn next_due(db: &Database) -> Result<Option<i64>, DbError> {
-    let next: Option<(Option<i64>,)> = sqlx::query_as(
-        "SELECT MIN(next_attempt_at_ms) FROM webhook_deliveries WHERE state = 'pending'",
+/// Whether a delivery is due: a read through the queue's index, so an instance polling an
+/// empty queue takes no write lock.
+pub async fn any_due(db: &Database, now_ms: i64) -> Result<bool, DbError> {
+    let due: Option<(i64,)> = sqlx::query_as(
+        "SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at_ms <= $1 LIMIT 1",
     )
+    .bind(now_ms)
     .fetch_optional(&db.pool)
     .await?;
-    Ok(next.and_then(|(n,)| n))
+    Ok(due.is_some())
 }
 
 /// How an attempt ended, for the delivery's row.
@@ -386,17 +388,15 @@ pub struct Delivery {
 pub async fn deliveries_of(
     db: &Database,
     endpoint_id: i64,
-    before_id: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Delivery>, DbError> {
     Ok(sqlx::query_as(
         "SELECT d.id, v.message_id, v.kind, d.state, d.attempts, d.created_at_ms, \
          d.next_attempt_at_ms, d.delivered_at_ms, d.last_status, d.last_error \
          FROM webhook_deliveries d JOIN webhook_events v ON v.id = d.event_id \
-         WHERE d.endpoint_id = $1 AND d.id < $2 ORDER BY d.id DESC LIMIT $3",
+         WHERE d.endpoint_id = $1 ORDER BY d.id DESC LIMIT $2",
     )
     .bind(endpoint_id)
-    .bind(before_id.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(&db.pool)
     .await?)

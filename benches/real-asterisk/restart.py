@@ -256,6 +256,7 @@ def run(args, phase, restart_signal):
     proc = start_serve(args, work, log)
     number = flow.split('numbers = ["')[1].split('"')[0]
     callers = {}
+    began = {}
     for i in range(args.calls):
         cid = "55599%02d" % i
         r = s.post(args.ari + "/ari/channels", params={
@@ -263,6 +264,9 @@ def run(args, phase, restart_signal):
             "priority": 1, "callerId": "Bench %d <%s>" % (i, cid), "timeout": 30})
         r.raise_for_status()
         callers[cid] = r.json()["name"].replace(";1", ";2")
+        # The ;1 half began the call: its uniqueid is the call's linkedid (when ari.conf's
+        # channelvars reports CHANNEL(linkedid)).
+        began[cid] = r.json()["id"]
         time.sleep(args.spacing)
     time.sleep(restart_at)
     restarted = None
@@ -312,6 +316,9 @@ def run(args, phase, restart_signal):
         "SELECT r.name, r.path, r.status, r.duration_ms, c.caller_number, c.node_type "
         "FROM recordings r JOIN call_recordings c ON c.recording_name = r.name "
         "WHERE r.status <> 'deleted'").fetchall()
+    linked = sum(1 for number_, linkedid in db.execute(
+        "SELECT caller_number, linkedid FROM recordings WHERE status = 'ready'")
+        if linkedid and began.get(number_) == linkedid)
     lengths = {}
     for name, path, status, duration_ms, number_, node_type in rows:
         if (path or "").startswith(".channels/"):
@@ -326,6 +333,7 @@ def run(args, phase, restart_signal):
         "lengths": sorted(max((l for l, _ in v), default=0) for v in lengths.values()),
         "not_ready": sum(1 for v in lengths.values() for _, st in v if st != "ready"),
         "replayed": replayed,
+        "linked": linked,
         "left_channels": left_channels,
         "left_bridges": left_bridges,
         "log": log.name,
@@ -353,18 +361,18 @@ def main():
     p.add_argument("--json")
     args = p.parse_args()
     results = []
-    print("| phase | restart | recordings | shortest s | median s | not ready | prompts replayed | left in Asterisk |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| phase | restart | recordings | shortest s | median s | not ready | prompts replayed | left in Asterisk | with their call's linkedid |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for phase in args.phases.split(","):
         for sig in args.signals.split(","):
             r = run(args, phase, None if sig == "none" else sig)
             results.append(r)
             lengths = r["lengths"]
-            print("| %s | %s | %d/%d | %.1f | %.1f | %d | %d | %d channels, %d bridges |" % (
+            print("| %s | %s | %d/%d | %.1f | %.1f | %d | %d | %d channels, %d bridges | %d |" % (
                 phase, r["signal"], r["recordings"], r["calls"],
                 min(lengths) if lengths else 0, statistics.median(lengths) if lengths else 0,
-                r["not_ready"], r["replayed"], len(r["left_channels"]), len(r["left_bridges"])),
-                flush=True)
+                r["not_ready"], r["replayed"], len(r["left_channels"]), len(r["left_bridges"]),
+                r["linked"]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -154,6 +154,16 @@ pub(super) async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(json)).into_response())
 }
 
+/// A delivery queued (committed): this instance's delivering task looks at once; 202.
+fn queued(state: &AppState, delivery: i64) -> Response {
+    crate::outbox::wake(&state.db);
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "delivery_id": delivery })),
+    )
+        .into_response()
+}
+
 fn host_of(url: &str) -> String {
     url::Url::parse(url)
         .ok()
@@ -326,12 +336,7 @@ pub(super) async fn send_test(
         .await
         .map_err(internal)?;
     tx.commit(&entry).await.map_err(internal)?;
-    crate::outbox::wake(&state.db);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "delivery_id": delivery })),
-    )
-        .into_response())
+    Ok(queued(&state, delivery))
 }
 
 /// The endpoint's delivery log: its latest deliveries and attempts, newest first.
@@ -357,7 +362,7 @@ pub(super) async fn list_deliveries(
         return Err(not_found());
     }
     drop(conn);
-    let deliveries = crate::outbox::deliveries_of(&state.db, id, None, 100)
+    let deliveries = crate::outbox::deliveries_of(&state.db, id, 100)
         .await
         .map_err(internal)?;
     let attempts = endpoints::attempts(&state.db, id, 200)
@@ -395,10 +400,5 @@ pub(super) async fn redeliver(
         return Err(caller.refuse(&state, entry, not_found()).await);
     }
     tx.commit(&entry).await.map_err(internal)?;
-    crate::outbox::wake(&state.db);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "delivery_id": delivery })),
-    )
-        .into_response())
+    Ok(queued(&state, delivery))
 }

@@ -158,7 +158,11 @@ impl Deliverer {
 
     /// Claims due deliveries and sends them, a few at once; how many were sent.
     pub async fn round(&self) -> Result<usize, DbError> {
-        let claimed = outbox::claim_due(&self.db, now_ms(), LEASE_MS, AT_ONCE as i64).await?;
+        let now = now_ms();
+        if !outbox::any_due(&self.db, now).await? {
+            return Ok(0);
+        }
+        let claimed = outbox::claim_due(&self.db, now, LEASE_MS, AT_ONCE as i64).await?;
         let count = claimed.len();
         futures_util::future::join_all(claimed.into_iter().map(|c| self.deliver(c))).await;
         Ok(count)
