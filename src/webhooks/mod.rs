@@ -38,9 +38,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Deliveries sent at once by one instance.
 const AT_ONCE: usize = 8;
-/// How often the queue is looked at while endpoints exist (events written by any instance),
-/// and while none do.
-const POLL_BUSY: Duration = Duration::from_millis(250);
+/// How often the queue is looked at while endpoints exist (retries falling due, events another
+/// instance queued: this instance's own wake it at once), and while none do.
+const POLL_BUSY: Duration = Duration::from_secs(1);
 const POLL_IDLE: Duration = Duration::from_secs(5);
 /// The delivery log keeps this long.
 const LOG_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
