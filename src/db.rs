@@ -188,6 +188,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0022_callee_channel.sql"),
         postgres: include_str!("../migrations/postgres/0022_callee_channel.sql"),
     },
+    Migration {
+        version: 23,
+        name: "call_objects",
+        sqlite: include_str!("../migrations/sqlite/0023_call_objects.sql"),
+        postgres: include_str!("../migrations/postgres/0023_call_objects.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

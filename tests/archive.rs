@@ -626,6 +626,29 @@ async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
         assert_eq!(&served(&s, *id).await, clear, "recording {id} sealed");
     }
     assert_eq!(call_audio(&s).await, call_in_clear, "the call assembled");
+    // The whole call's copy for download links goes up sealed, and its link serves it in clear.
+    let sealed_link =
+        send(common::bearer(&s.token).post(format!("{}/api/calls/enc-call/download-url", s.base)))
+            .await;
+    assert_eq!(sealed_link.status, 201, "{}", sealed_link.error());
+    assert_eq!(sealed_link.json()["stored"], true);
+    let copy = s3
+        .keys()
+        .into_iter()
+        .find(|k| k.starts_with("default/calls/enc-call/"))
+        .expect("the call's copy in the bucket");
+    assert!(s3
+        .object(&copy)
+        .expect("copy")
+        .starts_with(ari_recorder::encryption::MAGIC));
+    let through_link = send(reqwest::Client::new().get(format!(
+        "{}{}",
+        s.base,
+        sealed_link.json()["url"].as_str().expect("url")
+    )))
+    .await;
+    assert_eq!(through_link.status, 200, "{}", through_link.error());
+    assert_eq!(through_link.body, call_in_clear, "the sealed copy, opened");
     let bucket = s3.root.join(BUCKET);
     for pattern in &patterns {
         assert_eq!(found_in(&bucket, pattern), Vec::<PathBuf>::new());
@@ -667,6 +690,13 @@ async fn sealed_at_rest_on_disk_and_in_the_bucket(db: Db) {
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
+    // The call's copy is retired with the old key, not sealed again: made anew on the next link.
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1 whole-call copies retired, 1 deleted"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(!s3.keys().iter().any(|k| k.contains("/calls/")));
     let new_only =
         ari_recorder::encryption::Keyring::parse(std::slice::from_ref(&new_key)).expect("key");
     let object = s3.object("default/pbx-a/alpha.wav").expect("object");
@@ -758,6 +788,148 @@ async fn instances_claiming_at_once_never_take_the_same_job(db: Db) {
     assert_eq!(b.and_then(|job| job.path).as_deref(), Some("r60.wav"));
 }
 
+/// The bucket's whole-call copies, by key.
+fn call_copies(s3: &S3Server) -> Vec<String> {
+    s3.keys()
+        .into_iter()
+        .filter(|k| k.starts_with("default/calls/call-x/"))
+        .collect()
+}
+
+async fn call_link(s: &TestService, query: &str) -> serde_json::Value {
+    let client = common::bearer(&s.token);
+    let made = send(client.get(format!("{}/api/calls/call-x/download-url{query}", s.base))).await;
+    assert_eq!(made.status, 201, "{}", made.error());
+    made.json()
+}
+
+async fn whole_call(s: &TestService) -> Vec<u8> {
+    let client = common::bearer(&s.token);
+    let got = send(client.get(format!("{}/api/calls/call-x/download", s.base))).await;
+    assert_eq!(got.status, 200, "{}", got.error());
+    got.body
+}
+
+/// A whole call's download link: the call is assembled once and kept in the bucket under the
+/// tenant's prefix; later links reuse that object (a presigned URL where allowed, else the
+/// service's single-use link served from it); deleting a segment retires the copy (its object
+/// goes) and the next link stores the call as it is now.
+async fn whole_call_links_are_kept_in_the_bucket(db: Db) {
+    let steps = common::Steps::new("whole_call_links_are_kept_in_the_bucket");
+    let (t, url, s3) = with_a_bucket(db).await;
+    put_long_wav(&t, "first", 3);
+    put_long_wav(&t, "second", 2);
+    let settings = archive_settings(&s3, &[("ARCHIVE_PRESIGNED_LINKS", "true")]);
+    let s = start(&t, &url, &settings).await;
+    common::wait_ready(&s.svc.db, 2).await;
+    let [_, second] = ids(&s, &["first", "second"]).await[..] else {
+        panic!("two recordings");
+    };
+    wait_archive(&s, "both stored", |q| {
+        q.stored == 2 && q.local_copies_removed == 2
+    })
+    .await;
+    sqlx::query("UPDATE recordings SET call_id = 'call-x', started_at_ms = started_at_ms + CASE WHEN name = 'second' THEN 4000 ELSE 0 END")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("one call");
+
+    steps.step("The first link assembles the call, stores it in the bucket and presigns it.");
+    let first_link = call_link(&s, "?expires_in=120").await;
+    assert_eq!(first_link["presigned"], true, "{first_link}");
+    assert_eq!(first_link["stored"], true);
+    assert_eq!(first_link["single_use"], false);
+    assert_eq!(first_link["expires_in"], 120);
+    let copies = call_copies(&s3);
+    assert_eq!(copies.len(), 1, "{:?}", s3.keys());
+    let call = whole_call(&s).await;
+    assert_eq!(&call[..4], b"RIFF");
+    assert_eq!(s3.object(&copies[0]).as_deref(), Some(call.as_slice()));
+    let presigned = first_link["url"].as_str().expect("url");
+    assert!(presigned.starts_with(&s3.endpoint()), "{presigned}");
+    let fetched = send(reqwest::Client::new().get(presigned)).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.body, call, "the presigned URL gives the whole call");
+
+    steps.step("The next link reuses the stored object: nothing assembled or uploaded again.");
+    let stored_at = |s: &TestService| {
+        let db = s.svc.db.clone();
+        async move {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT object_key, stored_at_ms FROM call_objects")
+                    .fetch_all(&db.pool)
+                    .await
+                    .expect("call objects");
+            rows
+        }
+    };
+    let before = stored_at(&s).await;
+    let again = call_link(&s, "").await;
+    assert_eq!(again["presigned"], true);
+    assert_eq!(
+        stored_at(&s).await,
+        before,
+        "the same object, not stored again"
+    );
+    assert_eq!(call_copies(&s3), copies);
+
+    steps.step("A segment deleted: the copy is retired and its object goes; the next link stores the call as it is now.");
+    let client = common::bearer(&s.token);
+    let deleted = common::delete_confirmed(&client, &s.base, second).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.error());
+    eventually("the retired copy deleted from the bucket", async || {
+        call_copies(&s3).is_empty()
+    })
+    .await;
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM call_objects")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 0, "the retired version is forgotten");
+    let now_link = call_link(&s, "").await;
+    assert_eq!(now_link["stored"], true);
+    let now_copies = call_copies(&s3);
+    assert_eq!(now_copies.len(), 1);
+    assert_ne!(now_copies, copies, "a new version of the timeline");
+    let shorter = whole_call(&s).await;
+    assert!(shorter.len() < call.len(), "only the first segment now");
+    assert_eq!(
+        s3.object(&now_copies[0]).as_deref(),
+        Some(shorter.as_slice())
+    );
+    common::stop(s).await;
+
+    steps.step("Without presigned links: the service's single-use link, served from the bucket's copy by any instance.");
+    let settings = archive_settings(&s3, &[]);
+    let s = start(&t, &url, &settings).await;
+    let own = call_link(&s, "").await;
+    assert_eq!(own["presigned"], false, "{own}");
+    assert_eq!(own["single_use"], true);
+    assert_eq!(own["stored"], true);
+    let own_url = format!("{}{}", s.base, own["url"].as_str().expect("url"));
+    assert!(own_url.contains("/api/calls/call-x/download?"), "{own_url}");
+    let anonymous = reqwest::Client::new();
+    let got = send(anonymous.get(&own_url)).await;
+    assert_eq!(got.status, 200, "{}", got.error());
+    assert_eq!(got.body, shorter);
+    assert!(got.headers["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("attachment"));
+    let used = send(anonymous.get(&own_url)).await;
+    assert_eq!((used.status, used.error().as_str()), (403, "link_used"));
+    let (from_bucket,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'download' AND outcome = 'allowed' \
+         AND detail LIKE '%signed link, the bucket''s copy%'",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(from_bucket, 1, "served from the stored copy, audited once");
+    assert_eq!(call_copies(&s3), now_copies, "still one version");
+    common::stop(s).await;
+}
+
 on_both_databases!(
     instances_claiming_at_once_never_take_the_same_job,
     #[needs = "needs s3s-fs: scripts/test.sh builds it and runs it"]
@@ -766,4 +938,6 @@ on_both_databases!(
     split_files_presigned_links_and_removal,
     #[needs = "needs s3s-fs: scripts/test.sh builds it and runs it"]
     sealed_at_rest_on_disk_and_in_the_bucket,
+    #[needs = "needs s3s-fs: scripts/test.sh builds it and runs it"]
+    whole_call_links_are_kept_in_the_bucket,
 );

@@ -405,6 +405,70 @@ async fn call_audio_follows_the_segments_access_rules() {
     .await
     .expect("audit");
     assert_eq!(refusals, 1);
+
+    // A download link to the whole call follows the same rules; without a bucket it is the
+    // service's own single-use link, signed for this call only.
+    let staff_link = send(staff.post(format!("{call}/download-url"))).await;
+    assert_eq!(
+        (staff_link.status, staff_link.error().as_str()),
+        (403, "role_restriction")
+    );
+    let hidden = send(outsider.post(format!("{call}/download-url"))).await;
+    assert_eq!((hidden.status, hidden.error().as_str()), (404, "not_found"));
+    let admin = bearer(&s.token);
+    let made = send(admin.post(format!("{call}/download-url?expires_in=60"))).await;
+    assert_eq!(made.status, 201, "{}", made.error());
+    let link = made.json();
+    assert_eq!(
+        (&link["single_use"], &link["presigned"], &link["stored"]),
+        (&true.into(), &false.into(), &false.into()),
+        "{link}"
+    );
+    assert_eq!(link["expires_in"], 60);
+    let url = format!("{}{}", s.base, link["url"].as_str().expect("url"));
+    let anonymous = reqwest::Client::new();
+    let whole = send(admin.get(format!("{call}/download"))).await;
+    let got = send(anonymous.get(&url)).await;
+    assert_eq!(got.status, 200, "{}", got.error());
+    assert_eq!(
+        got.body, whole.body,
+        "the link gives the call as /download does"
+    );
+    assert!(got.headers["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("attachment"));
+    let again = send(anonymous.get(&url)).await;
+    assert_eq!((again.status, again.error().as_str()), (403, "link_used"));
+    let fresh = send(admin.post(format!("{call}/download-url")))
+        .await
+        .json();
+    let query = fresh["url"]
+        .as_str()
+        .and_then(|u| u.split_once('?'))
+        .map(|(_, q)| q.to_string())
+        .expect("query");
+    let (first_id,): (i64,) = sqlx::query_as("SELECT MIN(id) FROM recordings")
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("a recording");
+    for elsewhere in [
+        format!("{}/api/calls/another-call/download?{query}", s.base),
+        format!("{}/api/recordings/{first_id}/download?{query}", s.base),
+    ] {
+        let tampered = send(anonymous.get(&elsewhere)).await;
+        assert_eq!(
+            (tampered.status, tampered.error().as_str()),
+            (403, "link_tampered"),
+            "{elsewhere}"
+        );
+    }
+    let used = format!("{}{}", s.base, fresh["url"].as_str().expect("url"));
+    assert_eq!(
+        send(anonymous.get(&used)).await.status,
+        200,
+        "tampering spent nothing"
+    );
     stop(s).await;
 }
 

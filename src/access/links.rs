@@ -1,7 +1,7 @@
 //! Short-lived links:
-//! `/api/recordings/{id}/{audio|download}?by=..&iat_ms=..&exp=..&nonce=..&kid=..&sig=..` where
-//! `sig` is HMAC-SHA256 over the recording, the action, the principal, the issue time, the
-//! expiry and a nonce. The issue time lets links made before a user was disabled stay refused
+//! `/api/recordings/{id}/{audio|download}?by=..&iat_ms=..&exp=..&nonce=..&kid=..&sig=..` (and a
+//! whole call's `/api/calls/{id}/download?...`) where `sig` is HMAC-SHA256 over the recording
+//! (or call), the action, the principal, the issue time, the expiry and a nonce. The issue time lets links made before a user was disabled stay refused
 //! after the user is enabled again. Any changed field breaks the signature. Keys carry ids so they can be rotated: the
 //! first configured key signs, every configured key verifies.
 
@@ -45,10 +45,17 @@ impl LinkAction {
     }
 }
 
+/// What a link is to: one recording, or a whole call (its id as Asterisk gave it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkTarget {
+    Recording(i64),
+    Call(String),
+}
+
 /// What a link allows, and to whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    pub recording: i64,
+    pub target: LinkTarget,
     pub action: LinkAction,
     /// `u<user id>` or `t<token id>`.
     pub subject: String,
@@ -61,9 +68,13 @@ pub struct Grant {
 }
 
 fn message(grant: &Grant) -> String {
+    // A call's link is signed under its own heading: no call id can pass for a recording's.
+    let (heading, target) = match &grant.target {
+        LinkTarget::Recording(id) => ("ari-recorder link v2", id.to_string()),
+        LinkTarget::Call(id) => ("ari-recorder call link v1", id.clone()),
+    };
     format!(
-        "ari-recorder link v2\n{}\n{}\n{}\n{}\n{}\n{}",
-        grant.recording,
+        "{heading}\n{target}\n{}\n{}\n{}\n{}\n{}",
         grant.action.as_str(),
         grant.subject,
         grant.issued_ms,
@@ -125,11 +136,11 @@ pub fn is_link(query: &HashMap<String, String>) -> bool {
     query.contains_key("sig")
 }
 
-/// Checks a link for `recording` and `action` at `now` (unix seconds). The signature is checked
+/// Checks a link for `target` and `action` at `now` (unix seconds). The signature is checked
 /// before the expiry, so a link whose expiry was pushed back reads as tampered.
 pub fn verify(
     keys: &LinkKeys,
-    recording: i64,
+    target: LinkTarget,
     action: LinkAction,
     query: &HashMap<String, String>,
     now: i64,
@@ -149,7 +160,7 @@ pub fn verify(
         Ok(value)
     };
     let grant = Grant {
-        recording,
+        target,
         action,
         subject: field("by")?.clone(),
         issued_ms: canonical("iat_ms")?,
@@ -244,7 +255,7 @@ mod tests {
 
     fn grant() -> Grant {
         Grant {
-            recording: 7,
+            target: LinkTarget::Recording(7),
             action: LinkAction::Download,
             subject: "u3".into(),
             issued_ms: 900_000,
@@ -257,9 +268,18 @@ mod tests {
     fn a_signed_link_verifies_until_it_expires() {
         let k = keys(&[K1]);
         let q = query(&sign(&k, &grant()));
-        assert_eq!(verify(&k, 7, LinkAction::Download, &q, 999), Ok(grant()));
         assert_eq!(
-            verify(&k, 7, LinkAction::Download, &q, 1_000),
+            verify(&k, LinkTarget::Recording(7), LinkAction::Download, &q, 999),
+            Ok(grant())
+        );
+        assert_eq!(
+            verify(
+                &k,
+                LinkTarget::Recording(7),
+                LinkAction::Download,
+                &q,
+                1_000
+            ),
             Err(LinkError::Expired)
         );
     }
@@ -269,12 +289,24 @@ mod tests {
         let k = keys(&[K1]);
         let signed = sign(&k, &grant());
         assert_eq!(
-            verify(&k, 8, LinkAction::Download, &query(&signed), 0),
+            verify(
+                &k,
+                LinkTarget::Recording(8),
+                LinkAction::Download,
+                &query(&signed),
+                0
+            ),
             Err(LinkError::Tampered),
             "recording"
         );
         assert_eq!(
-            verify(&k, 7, LinkAction::Audio, &query(&signed), 0),
+            verify(
+                &k,
+                LinkTarget::Recording(7),
+                LinkAction::Audio,
+                &query(&signed),
+                0
+            ),
             Err(LinkError::Tampered),
             "action"
         );
@@ -288,7 +320,13 @@ mod tests {
         ] {
             let changed = signed.replace(from, to);
             assert_eq!(
-                verify(&k, 7, LinkAction::Download, &query(&changed), 0),
+                verify(
+                    &k,
+                    LinkTarget::Recording(7),
+                    LinkAction::Download,
+                    &query(&changed),
+                    0
+                ),
                 Err(LinkError::Tampered),
                 "{from} -> {to}"
             );
@@ -298,11 +336,23 @@ mod tests {
         flipped[sig_pos] = if flipped[sig_pos] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).expect("ascii");
         assert_eq!(
-            verify(&k, 7, LinkAction::Download, &query(&flipped), 0),
+            verify(
+                &k,
+                LinkTarget::Recording(7),
+                LinkAction::Download,
+                &query(&flipped),
+                0
+            ),
             Err(LinkError::Tampered)
         );
         assert_eq!(
-            verify(&k, 7, LinkAction::Download, &query("by=u3&exp=1000"), 0),
+            verify(
+                &k,
+                LinkTarget::Recording(7),
+                LinkAction::Download,
+                &query("by=u3&exp=1000"),
+                0
+            ),
             Err(LinkError::Malformed)
         );
         // Fields of the wrong shape are malformed before any signature is computed.
@@ -318,7 +368,13 @@ mod tests {
         ] {
             let changed = signed.replace(from, to);
             assert_eq!(
-                verify(&k, 7, LinkAction::Download, &query(&changed), 0),
+                verify(
+                    &k,
+                    LinkTarget::Recording(7),
+                    LinkAction::Download,
+                    &query(&changed),
+                    0
+                ),
                 Err(LinkError::Malformed),
                 "{from} -> {to}"
             );
@@ -332,20 +388,38 @@ mod tests {
         let link = query(&sign(&old, &grant()));
         let rotated = keys(&[K2, K1]);
         assert_eq!(
-            verify(&rotated, 7, LinkAction::Download, &link, 0),
+            verify(
+                &rotated,
+                LinkTarget::Recording(7),
+                LinkAction::Download,
+                &link,
+                0
+            ),
             Ok(grant())
         );
         let new_link = sign(&rotated, &grant());
         assert!(new_link.contains("kid=k2"), "{new_link}");
         let retired = keys(&[K2]);
         assert_eq!(
-            verify(&retired, 7, LinkAction::Download, &link, 0),
+            verify(
+                &retired,
+                LinkTarget::Recording(7),
+                LinkAction::Download,
+                &link,
+                0
+            ),
             Err(LinkError::UnknownKey)
         );
         // A key id pointed at a different secret does not verify.
         let swapped = keys(&["k1:another-secret-of-at-least-32-chars!!"]);
         assert_eq!(
-            verify(&swapped, 7, LinkAction::Download, &link, 0),
+            verify(
+                &swapped,
+                LinkTarget::Recording(7),
+                LinkAction::Download,
+                &link,
+                0
+            ),
             Err(LinkError::Tampered)
         );
     }
@@ -361,5 +435,33 @@ mod tests {
             assert!(LinkKeys::parse(&bad).is_err(), "{bad:?}");
         }
         assert!(!format!("{:?}", keys(&[K1])).contains("0123456789abcdef"));
+    }
+    #[test]
+    fn a_call_link_holds_for_its_call_only() {
+        let k = keys(&[K1]);
+        let grant = Grant {
+            target: LinkTarget::Call("1764518400.7".into()),
+            ..grant()
+        };
+        let q = query(&sign(&k, &grant));
+        assert_eq!(
+            verify(
+                &k,
+                LinkTarget::Call("1764518400.7".into()),
+                LinkAction::Download,
+                &q,
+                0
+            ),
+            Ok(grant)
+        );
+        for other in [
+            LinkTarget::Call("1764518400.8".into()),
+            LinkTarget::Recording(7),
+        ] {
+            assert_eq!(
+                verify(&k, other, LinkAction::Download, &q, 0),
+                Err(LinkError::Tampered)
+            );
+        }
     }
 }

@@ -7,6 +7,8 @@
 //! transcoding and call assembly read the bucket with Range requests (`ObjectBytes`), the same
 //! bytes as from disk. The S3 protocol, signing included, is the `object_store` crate's.
 
+pub mod calls;
+mod objects;
 pub mod queue;
 pub mod worker;
 

@@ -8,25 +8,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{
-    Attribute, Attributes, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
-};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use object_store::ObjectStore;
 use tokio::sync::watch;
 
+use super::objects::{attributes_for, object_keys};
 use super::queue::{self, Job};
 use super::{backoff, Archive, ArchiveError};
 use crate::clock::now_ms;
 use crate::db::Database;
 
 const DAY_MS: i64 = 86_400_000;
-/// Files up to this size go up in one request; larger ones as a multipart upload of such parts.
-const MULTIPART_CHUNK: usize = 8 << 20;
-/// Parts of one multipart upload in flight at once.
-const MULTIPART_CONCURRENCY: usize = 2;
 /// Rounds between full looks queue recordings that started this recently (a call's file is
 /// final when it ends, hours at most after its start).
 const RECENT_MS: i64 = 2 * DAY_MS;
@@ -52,22 +44,8 @@ pub struct Round {
     pub failed: u64,
     pub removed: u64,
     pub local_copies_removed: u64,
-}
-
-/// The manifest of a recording stored as parts.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Manifest {
-    size: u64,
-    sha256: String,
-    part_bytes: u64,
-    parts: Vec<ManifestPart>,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ManifestPart {
-    key: String,
-    size: u64,
-    sha256: String,
+    /// Objects of whole-call copies deleted.
+    pub call_copies_removed: u64,
 }
 
 impl Worker {
@@ -115,6 +93,9 @@ impl Worker {
         let now = now_ms();
         let mut next = IDLE_ROUND;
         if let Ok(Some(at)) = queue::next_due(&self.db).await {
+            next = next.min(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+        }
+        if let Ok(Some(at)) = super::calls::next_removal(&self.db).await {
             next = next.min(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
         }
         if let Ok(Some(at)) = queue::next_local_removal(&self.db).await {
@@ -183,7 +164,43 @@ impl Worker {
             }
         }
         round.local_copies_removed = self.remove_local_copies().await?;
+        round.call_copies_removed = self.remove_call_copies().await?;
         Ok(round)
+    }
+
+    /// Deletes the objects of whole-call copies retired now or before (a segment changed or
+    /// went, or a newer version replaced them). Deleting is idempotent, so two instances
+    /// meeting on one object do no harm.
+    async fn remove_call_copies(&self) -> Result<u64, ArchiveError> {
+        let now = now_ms();
+        super::calls::retire_stale(&self.db, now).await?;
+        let mut removed = 0;
+        for retired in super::calls::removals_due(&self.db, now, 100).await? {
+            match self.archive.delete_keys(&retired.object_key, 0).await {
+                Ok(()) => {
+                    super::calls::forget(&self.db, &retired.object_key).await?;
+                    self.archive
+                        .stats
+                        .objects_removed
+                        .fetch_add(1, Ordering::Relaxed);
+                    removed += 1;
+                }
+                Err(e) => {
+                    let attempts = u32::try_from(retired.attempts).unwrap_or(u32::MAX);
+                    let wait = backoff(attempts, self.archive.settings.retry_cap);
+                    let next = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "a whole call's copy was not deleted from the bucket");
+                    super::calls::removal_failed(
+                        &self.db,
+                        &retired.object_key,
+                        next,
+                        &e.to_string(),
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Uploads, reads back and records one recording; false when there was nothing to store
@@ -229,12 +246,19 @@ impl Worker {
         let key = self.archive.object_key(tenant, &self.node, rel);
         let started = std::time::Instant::now();
         let (object, sent) = self
-            .store_file(&key, &file, size, attributes_for(rel), sealed)
+            .archive
+            .store_file(
+                &key,
+                &file,
+                (size, self.archive.settings.split_bytes),
+                attributes_for(rel),
+                sealed,
+            )
             .await?;
         // In clear, what went up must be what the library hashed (a sealed file holds the same
         // plaintext under another hash).
         if !sealed && sent != job.sha256 {
-            self.delete_keys(&key, object.parts).await?;
+            self.archive.delete_keys(&key, object.parts).await?;
             return Err(ArchiveError::Mismatch(format!(
                 "SHA-256 differs: library {}, sent {sent}",
                 job.sha256
@@ -253,80 +277,10 @@ impl Worker {
         );
         if !queue::mark_stored(&self.db, job.recording_id, &object, now_ms()).await? {
             // Deleted or purged while it went up: its objects go now.
-            self.delete_keys(&key, object.parts).await?;
+            self.archive.delete_keys(&key, object.parts).await?;
             return Ok(false);
         }
         Ok(true)
-    }
-
-    /// Uploads `file` (`size` bytes) as `key`, as parts plus a manifest past `split_bytes`,
-    /// and reads every object back; what is stored and the SHA-256 of what went up.
-    async fn store_file(
-        &self,
-        key: &str,
-        file: &Path,
-        size: u64,
-        attributes: Attributes,
-        sealed: bool,
-    ) -> Result<(queue::StoredObject, String), ArchiveError> {
-        let split = self.archive.settings.split_bytes;
-        let (parts, part_bytes) = if split > 0 && size > split {
-            (size.div_ceil(split), split)
-        } else {
-            (0, 0)
-        };
-        let mut sent = Sha256::new();
-        let mut manifest_parts = Vec::new();
-        if parts == 0 {
-            self.put_region(key, file, 0, size, attributes, &mut sent)
-                .await?;
-        } else {
-            for part in 0..parts {
-                let start = part * part_bytes;
-                let len = part_bytes.min(size - start);
-                let part_key = Archive::part_key(key, part);
-                let part_sha = self
-                    .put_region(&part_key, file, start, len, Attributes::new(), &mut sent)
-                    .await?;
-                manifest_parts.push(ManifestPart {
-                    key: part_key,
-                    size: len,
-                    sha256: part_sha,
-                });
-            }
-        }
-        let sent = hex::encode(sent.finalize());
-        let read_back = self.verify(key, parts, &manifest_parts, size).await?;
-        if read_back != sent {
-            return Err(ArchiveError::Mismatch(format!(
-                "SHA-256 read back {read_back}, sent {sent}"
-            )));
-        }
-        if parts > 0 {
-            let manifest = Manifest {
-                size,
-                sha256: sent.clone(),
-                part_bytes,
-                parts: manifest_parts,
-            };
-            let body = serde_json::to_vec_pretty(&manifest)
-                .map_err(|e| ArchiveError::Mismatch(e.to_string()))?;
-            self.archive
-                .store()
-                .put(
-                    &ObjectPath::from(Archive::manifest_key(key)),
-                    PutPayload::from(body),
-                )
-                .await?;
-        }
-        let object = queue::StoredObject {
-            key: key.to_string(),
-            parts,
-            part_bytes,
-            size,
-            sealed,
-        };
-        Ok((object, sent))
     }
 
     /// Seals recording `id`'s object again with the current key (or for the first time, when it
@@ -373,10 +327,11 @@ impl Worker {
         let result = async {
             let size = sealing.await.map_err(std::io::Error::other)??;
             let (object, _) = self
+                .archive
                 .store_file(
                     &stored.object_key,
                     &sealed_file,
-                    size,
+                    (size, self.archive.settings.split_bytes),
                     attributes_for(&stored.object_key),
                     true,
                 )
@@ -384,7 +339,8 @@ impl Worker {
             // Parts of the old form the new one does not have.
             let old = object_keys(&stored.object_key, u64::try_from(stored.parts).unwrap_or(0));
             let new = object_keys(&object.key, object.parts);
-            self.delete_objects(old.into_iter().filter(|k| !new.contains(k)))
+            self.archive
+                .delete_objects(old.into_iter().filter(|k| !new.contains(k)))
                 .await?;
             let now = now_ms();
             queue::replaced(&self.db, id, &object, now).await?;
@@ -396,140 +352,11 @@ impl Worker {
         result
     }
 
-    /// Sends bytes `start..start + len` of `file` as object `key`, feeding them to `whole` as
-    /// well; the SHA-256 of what was sent.
-    async fn put_region(
-        &self,
-        key: &str,
-        file: &Path,
-        start: u64,
-        len: u64,
-        attributes: Attributes,
-        whole: &mut Sha256,
-    ) -> Result<String, ArchiveError> {
-        let mut source = tokio::fs::File::open(file).await?;
-        source.seek(std::io::SeekFrom::Start(start)).await?;
-        let mut source = source.take(len);
-        let path = ObjectPath::from(key);
-        let store = self.archive.store();
-        let mut hash = Sha256::new();
-        let mut sent = 0u64;
-        if len <= MULTIPART_CHUNK as u64 {
-            let mut body = Vec::with_capacity(len as usize);
-            source.read_to_end(&mut body).await?;
-            hash.update(&body);
-            whole.update(&body);
-            sent = body.len() as u64;
-            check_len(sent, len, key)?;
-            store
-                .put_opts(
-                    &path,
-                    PutPayload::from(body),
-                    PutOptions {
-                        attributes,
-                        ..PutOptions::default()
-                    },
-                )
-                .await?;
-        } else {
-            let upload = store
-                .put_multipart_opts(
-                    &path,
-                    PutMultipartOptions {
-                        attributes,
-                        ..PutMultipartOptions::default()
-                    },
-                )
-                .await?;
-            let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK);
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = match source.read(&mut buf).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = writer.abort().await;
-                        return Err(e.into());
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                if let Err(e) = writer.wait_for_capacity(MULTIPART_CONCURRENCY).await {
-                    let _ = writer.abort().await;
-                    return Err(e.into());
-                }
-                hash.update(&buf[..n]);
-                whole.update(&buf[..n]);
-                writer.write(&buf[..n]);
-                sent += n as u64;
-            }
-            if let Err(e) = check_len(sent, len, key) {
-                let _ = writer.abort().await;
-                return Err(e);
-            }
-            writer.finish().await?;
-        }
-        Ok(hex::encode(hash.finalize()))
-    }
-
-    /// Reads every object back: sizes as sent, and the SHA-256 of the whole as read.
-    async fn verify(
-        &self,
-        key: &str,
-        parts: u64,
-        manifest: &[ManifestPart],
-        size: u64,
-    ) -> Result<String, ArchiveError> {
-        let store = self.archive.store();
-        let objects: Vec<(String, u64, Option<&str>)> = if parts == 0 {
-            vec![(key.to_string(), size, None)]
-        } else {
-            manifest
-                .iter()
-                .map(|p| (p.key.clone(), p.size, Some(p.sha256.as_str())))
-                .collect()
-        };
-        let mut whole = Sha256::new();
-        for (object, expected, part_sha) in objects {
-            let path = ObjectPath::from(object.as_str());
-            let meta = store.head(&path).await?;
-            if meta.size != expected {
-                return Err(ArchiveError::Mismatch(format!(
-                    "{object}: the bucket holds {} bytes, {expected} were sent",
-                    meta.size
-                )));
-            }
-            let mut stream = store.get(&path).await?.into_stream();
-            let mut part = Sha256::new();
-            let mut read = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
-                read += chunk.len() as u64;
-                part.update(&chunk);
-                whole.update(&chunk);
-            }
-            if read != expected {
-                return Err(ArchiveError::Mismatch(format!(
-                    "{object}: read back {read} bytes of {expected}"
-                )));
-            }
-            if let Some(sha) = part_sha {
-                let got = hex::encode(part.finalize());
-                if got != sha {
-                    return Err(ArchiveError::Mismatch(format!(
-                        "{object}: SHA-256 read back {got}, sent {sha}"
-                    )));
-                }
-            }
-        }
-        Ok(hex::encode(whole.finalize()))
-    }
-
     async fn remove_objects(&self, job: &Job) -> Result<(), ArchiveError> {
         match &job.object_key {
             Some(key) => {
                 let parts = u64::try_from(job.parts).unwrap_or(0);
-                self.delete_keys(key, parts).await?;
+                self.archive.delete_keys(key, parts).await?;
                 self.archive
                     .stats
                     .objects_removed
@@ -539,24 +366,6 @@ impl Worker {
             // Never stored: an interrupted upload left nothing a key names.
             None => Ok(()),
         }
-    }
-
-    async fn delete_keys(&self, key: &str, parts: u64) -> Result<(), ArchiveError> {
-        self.delete_objects(object_keys(key, parts)).await
-    }
-
-    /// Deletes each object; one already gone counts as deleted.
-    async fn delete_objects(
-        &self,
-        keys: impl IntoIterator<Item = String>,
-    ) -> Result<(), ArchiveError> {
-        for key in keys {
-            match self.archive.store().delete(&ObjectPath::from(key)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
     }
 
     /// Local copies stored longer than `local_retention_days` ago: checked still in the
@@ -593,45 +402,4 @@ impl Worker {
         }
         Ok(removed)
     }
-}
-
-/// Every object a recording stored as `key` (in `parts`, 0: whole) is made of.
-fn object_keys(key: &str, parts: u64) -> Vec<String> {
-    if parts == 0 {
-        return vec![key.to_string()];
-    }
-    let mut keys: Vec<String> = (0..parts).map(|p| Archive::part_key(key, p)).collect();
-    keys.push(Archive::manifest_key(key));
-    keys
-}
-
-fn check_len(sent: u64, len: u64, key: &str) -> Result<(), ArchiveError> {
-    if sent == len {
-        Ok(())
-    } else {
-        Err(ArchiveError::Mismatch(format!(
-            "{key}: the file ended after {sent} of {len} bytes"
-        )))
-    }
-}
-
-/// What a browser fetching the object itself (a presigned link) should be told.
-fn attributes_for(rel: &str) -> Attributes {
-    let name = rel.rsplit('/').next().unwrap_or(rel);
-    let content_type = match name.rsplit('.').next() {
-        Some("wav") => "audio/wav",
-        Some("ulaw") | Some("ul") => "audio/basic",
-        _ => "application/octet-stream",
-    };
-    let safe: String = name
-        .chars()
-        .map(|c| if c == '"' || c.is_control() { '_' } else { c })
-        .collect();
-    let mut attributes = Attributes::new();
-    attributes.insert(Attribute::ContentType, content_type.into());
-    attributes.insert(
-        Attribute::ContentDisposition,
-        format!("attachment; filename=\"{safe}\"").into(),
-    );
-    attributes
 }

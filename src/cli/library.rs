@@ -95,7 +95,18 @@ pub(crate) async fn reencrypt(config: Option<PathBuf>) -> Result<(), String> {
     let requeued = ari_recorder::archive::queue::requeue_resealed(&db, now)
         .await
         .map_err(|e| e.to_string())?;
+    // Whole calls kept for download links are copies: retired (and deleted by the round) rather
+    // than sealed again; the next link assembles the call under the new key.
+    let calls_retired = ari_recorder::archive::calls::retire_sealed(&db, now)
+        .await
+        .map_err(|e| e.to_string())?;
     let round = worker.round().await.map_err(|e| e.to_string())?;
+    if calls_retired > 0 {
+        println!(
+            "archive: {calls_retired} whole-call copies retired, {} deleted (made again on the next link)",
+            round.call_copies_removed
+        );
+    }
     let remote = ari_recorder::archive::queue::remote_to_reseal(&db, &keys.current_id())
         .await
         .map_err(|e| e.to_string())?;

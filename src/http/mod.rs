@@ -225,6 +225,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::audio))
         .routes(routes!(calls::download))
+        .routes(routes!(calls::download_url, calls::download_url_get))
         .routes(routes!(calls::peaks))
         .routes(routes!(holds::hold_call, holds::release_call))
         .routes(routes!(live::pause))

@@ -26,7 +26,7 @@ use super::params::{
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::accounts::principal_for_subject;
 use crate::access::audit::{self, AuditEntry, AuditTx};
-use crate::access::links::{self, Grant, LinkAction};
+use crate::access::links::{self, Grant, LinkAction, LinkTarget};
 use crate::access::policy::{decide, Action, Denial, RecordingFacts, TenantSettings};
 use crate::access::{random_secret, Principal, Scope};
 use crate::archive::{Archive, ObjectBytes, StoredAudio};

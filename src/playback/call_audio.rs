@@ -51,6 +51,22 @@ impl CallFile {
     pub fn source(&self) -> StoredAudio {
         StoredAudio::File(self.path.clone()).sealed_if(self.seal.is_some(), self.seal.as_ref())
     }
+
+    /// Writes the WAV sealed with `keys` (the deployment's, not this cache's) to `to`, a copy
+    /// that outlives the process; the copy's size. The plaintext never touches the disk.
+    pub fn seal_copy(&self, keys: &Keyring, to: &Path) -> std::io::Result<u64> {
+        let file = std::io::BufReader::new(std::fs::File::open(&self.path)?);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
+        match &self.seal {
+            Some(own) => keys.seal(&mut own.open(file)?, &mut out)?,
+            None => keys.seal(&mut { file }, &mut out)?,
+        };
+        let out = out
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        out.sync_all()?;
+        Ok(out.metadata()?.len())
+    }
 }
 
 /// What places one segment on a call's timeline: its file's hash, offset and pauses.

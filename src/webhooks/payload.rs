@@ -32,11 +32,15 @@ pub async fn build(
         Some(EventKind::CallEnded) => {
             let call = event.call_id.clone().unwrap_or_default();
             let rows = recordings::of_call(&db.pool, &call).await?;
+            let path: String = url::form_urlencoded::byte_serialize(call.as_bytes()).collect();
             data = json!({
                 "call_id": call,
                 "tenant": event.tenant,
                 "segments": rows.iter().map(|r| recording(r, &link)).collect::<Vec<_>>(),
-                "links": { "call": link(format!("/api/calls/{call}")) },
+                "links": {
+                    "call": link(format!("/api/calls/{path}")),
+                    "download_url": link(format!("/api/calls/{path}/download-url")),
+                },
             });
         }
         Some(EventKind::HoldPlaced | EventKind::HoldReleased) => {

@@ -8,28 +8,49 @@ pub(in crate::http) fn link_refused(error: links::LinkError) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, error.reason(), error.message())
 }
 
-/// Checks a signed link and returns the caller it stands for, auditing a refusal.
+/// Checks a signed link to a recording and returns the caller it stands for, auditing a
+/// refusal.
 pub(in crate::http) async fn link_caller(
     state: &AppState,
     request: &MediaRequest,
     action: LinkAction,
 ) -> Result<(Caller, Grant), ApiError> {
+    let target = request.id.parse().ok().map(LinkTarget::Recording);
+    link_caller_for(state, &request.query, &request.client, target, action).await
+}
+
+/// Checks a signed link to `target` (None: a recording id that is no number) and returns the
+/// caller it stands for, auditing a refusal where the recording's (or call's) admins see it.
+pub(in crate::http) async fn link_caller_for(
+    state: &AppState,
+    query: &HashMap<String, String>,
+    client: &str,
+    target: Option<LinkTarget>,
+    action: LinkAction,
+) -> Result<(Caller, Grant), ApiError> {
     let audit_action = action.audit_action();
     // Only a well-formed subject is written down; anything else is named as such.
-    let subject = request
-        .query
+    let subject = query
         .get("by")
         .filter(|by| links::valid_subject(by))
         .map_or("invalid", String::as_str);
+    let (recording_id, detail) = match &target {
+        Some(LinkTarget::Recording(id)) => (Some(*id), "signed link".to_string()),
+        Some(LinkTarget::Call(call)) => (
+            fetch_call(&state.db, call).await?.first().map(|r| r.id),
+            audit::capped(&format!("signed link, call {call}"), 200),
+        ),
+        None => (None, "signed link".to_string()),
+    };
     let mut entry = AuditEntry {
-        client: request.client.clone(),
-        recording_id: request.id.parse().ok(),
-        detail: Some("signed link".into()),
+        client: client.to_string(),
+        recording_id,
+        detail: Some(detail),
         ..AuditEntry::new(format!("link:{subject}"), "", audit_action)
     };
     let now = state.access.clock.now_secs();
-    let verified = match entry.recording_id {
-        Some(id) => links::verify(&state.access.keys, id, action, &request.query, now),
+    let verified = match target {
+        Some(target) => links::verify(&state.access.keys, target, action, query, now),
         None => Err(links::LinkError::Tampered),
     };
     let principal = match verified {
@@ -50,7 +71,7 @@ pub(in crate::http) async fn link_caller(
         (Ok(grant), Some(principal)) => Ok((
             Caller {
                 principal,
-                client: request.client.clone(),
+                client: client.to_string(),
                 session: None,
             },
             grant,
@@ -190,7 +211,7 @@ pub(in crate::http) async fn create_link(
     let issued_ms = state.access.clock.now_ms();
     let expires = issued_ms.div_euclid(1000) + lifetime;
     let grant = Grant {
-        recording: row.id,
+        target: LinkTarget::Recording(row.id),
         action,
         subject: principal.link_subject(),
         issued_ms,

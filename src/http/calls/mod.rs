@@ -18,7 +18,7 @@ use super::auth::{denied, Caller};
 use super::params::{CallId, ListQuery, Params, PeakPoints, RangeHeader};
 use super::recordings::{
     bad, fetch_call, list_entry, playable, redaction_spans, serve, spans_json, AudioBody,
-    Recording, Span,
+    MediaRequest, Recording, Span,
 };
 use super::{internal, rfc3339, ApiError, AppState, ErrorBody};
 use crate::access::audit;
@@ -30,6 +30,10 @@ use crate::playback::call_audio::{timeline_key, TimelinePart};
 use crate::playback::renderings::RenderError;
 use crate::playback::serve::WavStream;
 use base64::Engine;
+
+mod links;
+
+pub(super) use links::*;
 
 const SAMPLES_PER_MS: u64 = TIMELINE_RATE as u64 / 1000;
 
@@ -223,22 +227,23 @@ fn live_and_visible(state: &AppState, caller: &Caller, call_id: &str) -> bool {
         .any(|c| c.id == call_id && super::live::visible(caller, c))
 }
 
-/// The assembled call the caller may have for `action`, or why not (audited).
-async fn assembled(
+/// A call the caller may have for an action: its segments with audio, each placed on the
+/// call's timeline, and the timeline's key. Nothing is audited as served yet.
+struct CallPlan {
+    segments: Vec<Recording>,
+    pieces: Vec<Segment>,
+    key: String,
+}
+
+/// The call the caller may have for `action`, or why not (the refusal audited as
+/// `audit_action`).
+async fn plan(
     state: &AppState,
     caller: &Caller,
     call_id: &str,
     action: Action,
     audit_action: &'static str,
-    detail: Option<String>,
-) -> Result<
-    (
-        crate::playback::call_audio::CallFile,
-        String,
-        Vec<Recording>,
-    ),
-    ApiError,
-> {
+) -> Result<CallPlan, ApiError> {
     let mut entry = caller.entry(audit_action);
     entry.detail = Some(audit::capped(&format!("call {call_id}"), 200));
     let Some(segments) = visible_segments(state, caller, call_id).await? else {
@@ -307,11 +312,24 @@ async fn assembled(
             gaps,
         });
     }
-    let key = timeline_key(&parts);
-    let file = state
+    Ok(CallPlan {
+        segments: with_audio,
+        pieces,
+        key: timeline_key(&parts),
+    })
+}
+
+/// The call assembled from its plan's pieces, from this instance's cache or built now.
+async fn build(
+    state: &AppState,
+    call_id: &str,
+    key: &str,
+    pieces: Vec<Segment>,
+) -> Result<crate::playback::call_audio::CallFile, ApiError> {
+    state
         .library
         .call_audio
-        .get(call_id, &key, pieces)
+        .get(call_id, key, pieces)
         .await
         .map_err(|e| match e {
             RenderError::Audio(reason) => ApiError::new(
@@ -326,22 +344,89 @@ async fn assembled(
             )
             .retry_after(60),
             RenderError::Job(_) => internal(e),
-        })?;
-    // Each segment served is audited as a play (or download) of that recording.
-    for segment in &with_audio {
+        })
+}
+
+/// Audits each segment served as if it had been played (or downloaded) alone. With `spend`,
+/// a single-use link's nonce is spent in the transaction of the first event (refused when it
+/// was spent before).
+async fn audit_segments(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    (audit_action, detail): (&'static str, Option<String>),
+    segments: &[Recording],
+    spend: Option<&crate::access::links::Grant>,
+) -> Result<(), ApiError> {
+    for (i, segment) in segments.iter().enumerate() {
         let mut each = caller.entry(audit_action);
         each.recording_id = Some(segment.id);
-        each.detail = Some(
-            [Some(format!("call {call_id}")), detail.clone()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-        each.detail = each.detail.map(|d| audit::capped(&d, 400));
-        audit::record(&state.db, &each).await.map_err(internal)?;
+        let text = [Some(format!("call {call_id}")), detail.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+        each.detail = Some(audit::capped(&text, 400));
+        match spend.filter(|_| i == 0) {
+            Some(grant) => {
+                let mut tx = audit::AuditTx::begin(&state.db).await.map_err(internal)?;
+                let spent = crate::access::links::spend(
+                    tx.conn(),
+                    &grant.nonce,
+                    grant.expires.saturating_mul(1000),
+                    state.access.clock.now_ms(),
+                )
+                .await
+                .map_err(internal)?;
+                if !spent {
+                    drop(tx);
+                    let used = crate::access::links::LinkError::Used;
+                    return Err(caller
+                        .refuse(state, each, super::recordings::link_refused(used))
+                        .await);
+                }
+                tx.commit(&each).await.map_err(internal)?;
+            }
+            None => {
+                audit::record(&state.db, &each).await.map_err(internal)?;
+            }
+        }
     }
-    Ok((file, key, with_audio))
+    Ok(())
+}
+
+/// The assembled call the caller may have for `action`, or why not (audited).
+async fn assembled(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    action: Action,
+    audit_action: &'static str,
+    detail: Option<String>,
+) -> Result<
+    (
+        crate::playback::call_audio::CallFile,
+        String,
+        Vec<Recording>,
+    ),
+    ApiError,
+> {
+    let CallPlan {
+        segments,
+        pieces,
+        key,
+    } = plan(state, caller, call_id, action, audit_action).await?;
+    let file = build(state, call_id, &key, pieces).await?;
+    audit_segments(
+        state,
+        caller,
+        call_id,
+        (audit_action, detail),
+        &segments,
+        None,
+    )
+    .await?;
+    Ok((file, key, segments))
 }
 
 fn call_stream(file: &crate::playback::call_audio::CallFile) -> WavStream {
@@ -375,7 +460,8 @@ pub(super) async fn audio(
     serve_call(&state, &caller, &call_id, &range, false).await
 }
 
-/// The assembled call as an attachment (needs the right to download every segment).
+/// The assembled call as an attachment (needs the right to download every segment), to a
+/// signed-in caller or through a link from `download-url`.
 #[utoipa::path(get, path = "/api/calls/{id}/download", tag = "calls", operation_id = "call_download",
     params(CallId, RangeHeader), responses(
     (status = 200, description = "the call, `Content-Disposition: attachment`", content_type = "audio/wav"),
@@ -385,11 +471,19 @@ pub(super) async fn audio(
 ))]
 pub(super) async fn download(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(CallId { id: call_id }): Path<CallId>,
-    range: RangeHeader,
+    mut request: MediaRequest,
 ) -> Result<Response, ApiError> {
-    serve_call(&state, &caller, &call_id, &range, true).await
+    if crate::access::links::is_link(&request.query) {
+        return links::serve_link(&state, request).await;
+    }
+    let Some(caller) = request.caller.take() else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "sign in, send an API token, or use a signed link",
+        ));
+    };
+    serve_call(&state, &caller, &request.id, &request.range, true).await
 }
 
 /// The assembled call inline, or as an attachment (the right to download every segment).
