@@ -26,6 +26,14 @@ if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
+# Transcription is tested with the offline engine: Debian's PocketSphinx and its English model
+# (about 40 MB), and python3 for the OpenAI-compatible server the tests run beside it.
+if ! command -v pocketsphinx_continuous >/dev/null || [ ! -f /usr/share/pocketsphinx/model/en-us/en-us/mdef ] || [ ! -x /usr/bin/python3 ]; then
+  echo "installing pocketsphinx and pocketsphinx-en-us for the transcription tests..." >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pocketsphinx pocketsphinx-en-us python3 >/dev/null
+fi
+
 # axe-core audits the page's accessibility in the browser test. It comes from the npm registry,
 # checked against the registry's checksum, and is served to the test page only: it is not part
 # of the product.
@@ -102,8 +110,8 @@ if [ -z "${TEST_POSTGRES_URL:-}" ]; then
 fi
 
 # Benchmarks are not tests: `cargo bench` (scripts/bench.sh) runs them.
-# The tests that need PostgreSQL, Chromium or s3s-fs are marked ignored (a plain `cargo test`
-# lists them so, with what they need); this script provided all three, so it runs them too.
+# The tests that need PostgreSQL, Chromium, s3s-fs or PocketSphinx are marked ignored (a plain
+# `cargo test` lists them so, with what they need); this script provided them, so it runs them too.
 case " $* " in
   *" -- "*) cargo test --locked --lib --bins --tests "$@" --include-ignored ;;
   *) cargo test --locked --lib --bins --tests "$@" -- --include-ignored ;;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::db::redact_url;
 
 pub mod archive;
+pub mod transcription;
 
 /// Everything ari-recorder needs to run. See `ari-recorder.example.toml` for a commented copy.
 #[derive(Clone, Deserialize)]
@@ -154,6 +155,26 @@ pub struct Config {
     /// Networks (CIDR blocks or addresses) webhooks may reach although they are not public:
     /// loopback, private, link-local and metadata addresses are refused otherwise.
     pub webhook_allow_networks: Vec<String>,
+    /// What transcribes final recordings: `auto` (the offline `pocketsphinx` engine when its
+    /// program and model are installed, else none), `pocketsphinx`, `openai` (a server speaking
+    /// the OpenAI-compatible `/v1/audio/transcriptions`) or `off`.
+    pub transcription_engine: String,
+    /// Recordings transcribed at once by this instance (each at low priority).
+    pub transcription_workers: u32,
+    /// The language of the calls unless their flow says otherwise (`en`, `de`, `pt-BR`).
+    pub transcription_language: String,
+    /// One recording's transcription is given up (and retried later) after this long.
+    pub transcription_timeout_seconds: u64,
+    /// The offline engine's program and its model folder (Debian's `pocketsphinx` and
+    /// `pocketsphinx-en-us`).
+    pub pocketsphinx_bin: PathBuf,
+    pub pocketsphinx_model_dir: PathBuf,
+    /// The OpenAI-compatible server (`https://whisper.example:8000`; plain `http://` only to
+    /// loopback), the model it is asked for, and its API key (or a file holding it). Never logged.
+    pub transcription_openai_url: String,
+    pub transcription_openai_model: String,
+    pub transcription_openai_key: String,
+    pub transcription_openai_key_file: Option<PathBuf>,
 }
 
 /// Which forwarding header names the client behind a trusted proxy.
@@ -221,12 +242,22 @@ impl Default for Config {
             public_url: String::new(),
             webhook_allow_http_hosts: Vec::new(),
             webhook_allow_networks: Vec::new(),
+            transcription_engine: "auto".into(),
+            transcription_workers: 1,
+            transcription_language: "en".into(),
+            transcription_timeout_seconds: 600,
+            pocketsphinx_bin: PathBuf::from("pocketsphinx_continuous"),
+            pocketsphinx_model_dir: PathBuf::from("/usr/share/pocketsphinx/model/en-us"),
+            transcription_openai_url: String::new(),
+            transcription_openai_model: "whisper-1".into(),
+            transcription_openai_key: String::new(),
+            transcription_openai_key_file: None,
         }
     }
 }
 
 /// The environment variables that override the file, in the order of the table in docs/configuration.md (a test holds the two together).
-pub const ENV_KEYS: [&str; 53] = [
+pub const ENV_KEYS: [&str; 63] = [
     "ARI_URL",
     "ARI_USERNAME",
     "ARI_PASSWORD",
@@ -280,6 +311,16 @@ pub const ENV_KEYS: [&str; 53] = [
     "PUBLIC_URL",
     "WEBHOOK_ALLOW_HTTP_HOSTS",
     "WEBHOOK_ALLOW_NETWORKS",
+    "TRANSCRIPTION_ENGINE",
+    "TRANSCRIPTION_WORKERS",
+    "TRANSCRIPTION_LANGUAGE",
+    "TRANSCRIPTION_TIMEOUT_SECONDS",
+    "POCKETSPHINX_BIN",
+    "POCKETSPHINX_MODEL_DIR",
+    "TRANSCRIPTION_OPENAI_URL",
+    "TRANSCRIPTION_OPENAI_MODEL",
+    "TRANSCRIPTION_OPENAI_KEY",
+    "TRANSCRIPTION_OPENAI_KEY_FILE",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -430,6 +471,21 @@ impl Config {
             "PUBLIC_URL" => self.public_url = value.trim().to_string(),
             "WEBHOOK_ALLOW_HTTP_HOSTS" => self.webhook_allow_http_hosts = list(&value),
             "WEBHOOK_ALLOW_NETWORKS" => self.webhook_allow_networks = list(&value),
+            "TRANSCRIPTION_ENGINE" => self.transcription_engine = value.trim().to_string(),
+            "TRANSCRIPTION_WORKERS" => self.transcription_workers = number(key, &value)?,
+            "TRANSCRIPTION_LANGUAGE" => self.transcription_language = value.trim().to_string(),
+            "TRANSCRIPTION_TIMEOUT_SECONDS" => {
+                self.transcription_timeout_seconds = number(key, &value)?
+            }
+            "POCKETSPHINX_BIN" => self.pocketsphinx_bin = PathBuf::from(value),
+            "POCKETSPHINX_MODEL_DIR" => self.pocketsphinx_model_dir = PathBuf::from(value),
+            "TRANSCRIPTION_OPENAI_URL" => self.transcription_openai_url = value.trim().to_string(),
+            "TRANSCRIPTION_OPENAI_MODEL" => self.transcription_openai_model = value,
+            "TRANSCRIPTION_OPENAI_KEY" => self.transcription_openai_key = value,
+            "TRANSCRIPTION_OPENAI_KEY_FILE" => {
+                self.transcription_openai_key_file =
+                    Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+            }
             "HTTP_MAX_CONNECTIONS_PER_CLIENT" => {
                 self.http_max_connections_per_client = number(key, &value)?
             }
@@ -648,6 +704,7 @@ impl Config {
         if !self.archive_bucket.is_empty() {
             archive::ArchiveSettings::from_config(self)?;
         }
+        transcription::TranscriptionSettings::from_config(self)?;
         self.encryption_keyring()?;
         let node = self.node();
         if node.is_empty()

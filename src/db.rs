@@ -194,6 +194,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0023_call_objects.sql"),
         postgres: include_str!("../migrations/postgres/0023_call_objects.sql"),
     },
+    Migration {
+        version: 24,
+        name: "transcription_jobs",
+        sqlite: include_str!("../migrations/sqlite/0024_transcription_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0024_transcription_jobs.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

@@ -58,5 +58,6 @@ pub mod signing;
 pub mod sim;
 pub mod stasis;
 pub mod tls;
+pub mod transcription;
 pub mod web;
 pub mod webhooks;

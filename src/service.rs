@@ -43,6 +43,8 @@ pub enum ServiceError {
     Watch(notify::Error),
     #[error(transparent)]
     Webhooks(#[from] crate::webhooks::WebhookError),
+    #[error("transcription: {0}")]
+    Transcription(String),
     #[error("archive: {0}")]
     Archive(String),
     #[error(transparent)]
@@ -173,6 +175,25 @@ pub async fn start(
         (None, Some(archive)) => indexer.with_ready_notify(archive.wake.clone()),
         (None, None) => indexer,
     };
+    // Final recordings are also transcribed, when an engine is configured.
+    let transcription = crate::config::transcription::TranscriptionSettings::from_config(config)?;
+    let transcription_engine = crate::transcription::Engine::from_settings(
+        &transcription,
+        crate::tls::client_config(config.tls_ca_file.as_deref())?,
+    )
+    .map_err(ServiceError::Transcription)?;
+    let transcribe_wake = Arc::new(tokio::sync::Notify::new());
+    let indexer = match &transcription_engine {
+        Some(engine) => {
+            tracing::info!(
+                engine = engine.name(),
+                workers = transcription.workers,
+                "final recordings are transcribed"
+            );
+            indexer.with_ready_notify(transcribe_wake.clone())
+        }
+        None => indexer,
+    };
     let indexer = Arc::new(indexer);
     // One time for links, sessions and the calls' timers (tests move it on).
     let clock = crate::clock::Clock::default();
@@ -216,7 +237,8 @@ pub async fn start(
     let library = Arc::new(
         Library::new(indexer.clone(), call_audio)
             .with_archive(archive.clone())
-            .with_keys(keys.clone()),
+            .with_keys(keys.clone())
+            .with_transcription(transcription_engine.as_ref().map(|e| e.name())),
     );
     let seal_task = keys.clone().map(|keys| {
         let sealer = crate::sealing::Sealer::new(
@@ -237,6 +259,37 @@ pub async fn start(
             &node,
         );
         tokio::spawn(worker.run(shutdown.clone()))
+    });
+    let transcription_task = transcription_engine.map(|engine| {
+        let flows_store = Arc::clone(flows.store());
+        let policies: crate::transcription::FlowPolicies = Arc::new(move |flow: Option<&str>| {
+            let found =
+                flow.and_then(|name| {
+                    flows_store.current().flows.get(name).map(|f| {
+                        crate::transcription::FlowPolicy {
+                            transcribe: f.transcribe,
+                            language: f.language.clone(),
+                        }
+                    })
+                });
+            found.unwrap_or(crate::transcription::FlowPolicy {
+                transcribe: true,
+                language: None,
+            })
+        });
+        let worker = crate::transcription::Worker::new(
+            db.clone(),
+            engine,
+            http::LibraryAudio {
+                db: db.clone(),
+                library: library.clone(),
+            },
+            policies,
+            &transcription,
+            &node,
+            transcribe_wake,
+        );
+        tokio::spawn(Arc::new(worker).run(shutdown.clone()))
     });
     let webhooks = crate::webhooks::Deliverer::new(
         db.clone(),
@@ -361,6 +414,7 @@ pub async fn start(
     ]);
     tasks.extend(archive_task);
     tasks.extend(seal_task);
+    tasks.extend(transcription_task);
     Ok(Service {
         http_addr,
         metrics_addr,

@@ -431,35 +431,12 @@ impl From<PathBuf> for StoredAudio {
     }
 }
 
-/// The capped exponential backoff with full jitter before attempt `attempts + 1`: uniform in
-/// `0..=min(cap, 1 s * 2^attempts)`, so instances that failed together do not retry together.
-pub fn backoff(attempts: u32, cap: Duration) -> Duration {
-    let ceiling = Duration::from_secs(1)
-        .saturating_mul(2u32.saturating_pow(attempts.min(30)))
-        .min(cap);
-    let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(fastrand::u64(0..=ms))
-}
+pub use crate::clock::backoff;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Config, ConfigError};
-
-    #[test]
-    fn backoff_is_jittered_below_a_doubling_ceiling_and_the_cap() {
-        let cap = Duration::from_secs(60);
-        for attempts in 0..40 {
-            let ceiling = Duration::from_secs(1u64 << attempts.min(6)).min(cap);
-            for _ in 0..50 {
-                assert!(backoff(attempts, cap) <= ceiling);
-            }
-        }
-        // Full jitter: not every wait is the ceiling.
-        let waits: std::collections::HashSet<Duration> =
-            (0..50).map(|_| backoff(10, cap)).collect();
-        assert!(waits.len() > 10);
-    }
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: std::collections::HashMap<String, String> = pairs

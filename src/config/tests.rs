@@ -119,3 +119,57 @@ fn debug_output_hides_secrets() {
     assert!(!shown.contains("pgsecret"), "{shown}");
     assert!(!shown.contains("linksecret"), "{shown}");
 }
+
+#[test]
+fn transcription_settings_are_checked() {
+    use super::transcription::{EngineChoice, TranscriptionSettings};
+    let load = |pairs: &[(&str, &str)]| {
+        Config::load(None, env_of(pairs)).and_then(|c| TranscriptionSettings::from_config(&c))
+    };
+    let off = load(&[("TRANSCRIPTION_ENGINE", "off")]).expect("off");
+    assert_eq!(off.engine, EngineChoice::Off);
+    for (pairs, key) in [
+        (
+            vec![("TRANSCRIPTION_ENGINE", "whisper")],
+            "TRANSCRIPTION_ENGINE",
+        ),
+        (
+            vec![("TRANSCRIPTION_ENGINE", "openai")],
+            "TRANSCRIPTION_OPENAI_URL",
+        ),
+        (
+            vec![
+                ("TRANSCRIPTION_ENGINE", "openai"),
+                ("TRANSCRIPTION_OPENAI_URL", "http://whisper.example:8000"),
+            ],
+            "TRANSCRIPTION_OPENAI_URL",
+        ),
+        (
+            vec![("TRANSCRIPTION_LANGUAGE", "english please")],
+            "TRANSCRIPTION_LANGUAGE",
+        ),
+        (
+            vec![("TRANSCRIPTION_WORKERS", "0")],
+            "TRANSCRIPTION_WORKERS",
+        ),
+    ] {
+        match load(&pairs) {
+            Err(ConfigError::Invalid { key: found, .. }) => assert_eq!(found, key, "{pairs:?}"),
+            other => panic!("{pairs:?}: {:?}", other.map(|s| s.engine)),
+        }
+    }
+    let openai = load(&[
+        ("TRANSCRIPTION_ENGINE", "openai"),
+        ("TRANSCRIPTION_OPENAI_URL", "http://127.0.0.1:9000"),
+        ("TRANSCRIPTION_OPENAI_KEY", "sk-secret-key-value"),
+    ])
+    .expect("loopback http");
+    let EngineChoice::OpenAi(settings) = &openai.engine else {
+        panic!("openai");
+    };
+    assert_eq!(settings.api_key.as_deref(), Some("sk-secret-key-value"));
+    assert!(
+        !format!("{openai:?}").contains("sk-secret"),
+        "the key never shows"
+    );
+}

@@ -33,7 +33,7 @@ mod transcripts;
 mod webhooks;
 
 pub use auth::Access;
-pub use recordings::Library;
+pub use recordings::{Library, LibraryAudio};
 
 use crate::db::Database;
 use crate::flows::store::EditError;
@@ -397,7 +397,7 @@ async fn healthz() -> Response {
 /// while Asterisk is away), nor do the warnings (folders not writable, no dialplans folder), the
 /// calls recorded by the dialplan's fallback while the service was away, or the archive's state.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses(
-    (status = 200, description = "ready: `status`, `database`, `recordings_dir`, `disk_space`, `ari`, `fallback_recordings`, `archive`, `warnings`"),
+    (status = 200, description = "ready: `status`, `database`, `recordings_dir`, `disk_space`, `ari`, `fallback_recordings`, `archive`, `webhooks`, `transcription`, `warnings`"),
     (status = 503, description = "not ready, with the reasons in the same fields"),
 ))]
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -463,6 +463,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         }),
         Err(e) => serde_json::json!({ "error": e.to_string() }),
     };
+    // Informative too: transcripts come after the call, whenever the engine gets to them.
+    let transcription = match state.library.transcription {
+        Some(engine) => Some(
+            match crate::transcription::queue::summary(&state.db).await {
+                Ok(summary) => summary.readiness(engine),
+                Err(e) => serde_json::json!({ "engine": engine, "error": e.to_string() }),
+            },
+        ),
+        None => None,
+    };
     let body = serde_json::json!({
         "status": match (ready, degraded) {
             (false, _) => "not_ready",
@@ -477,6 +487,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "fallback_recordings": fallback,
         "archive": archive,
         "webhooks": webhooks,
+        "transcription": transcription,
         "warnings": warnings,
     });
     let status = if ready {
@@ -568,6 +579,12 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         match crate::archive::queue::summary(&state.db).await {
             Ok(summary) => archive.render_metrics(&summary, crate::clock::now_ms(), &mut text),
             Err(e) => tracing::warn!(error = %e, "archive figures not read for /metrics"),
+        }
+    }
+    if state.library.transcription.is_some() {
+        match crate::transcription::queue::summary(&state.db).await {
+            Ok(summary) => summary.render_metrics(crate::clock::now_ms(), &mut text),
+            Err(e) => tracing::warn!(error = %e, "transcription figures not read for /metrics"),
         }
     }
     (

@@ -48,6 +48,7 @@ pub(in crate::http) use bundle::*;
 pub(in crate::http) use delete::*;
 pub(in crate::http) use export::*;
 pub(in crate::http) use list::*;
+pub use media::LibraryAudio;
 pub(in crate::http) use media::*;
 pub(in crate::http) use signed_links::*;
 
@@ -66,6 +67,8 @@ pub struct Library {
     pub call_audio: Arc<CallAudio>,
     /// The object store recordings are copied to, when one is configured.
     pub archive: Option<Arc<Archive>>,
+    /// The engine that transcribes final recordings (None: transcription is off).
+    pub transcription: Option<&'static str>,
     /// Opens recordings sealed at rest.
     pub keys: Option<Arc<crate::encryption::Keyring>>,
 }
@@ -89,6 +92,7 @@ impl Library {
             ),
             call_audio,
             archive: None,
+            transcription: None,
             keys: None,
         }
     }
@@ -96,6 +100,12 @@ impl Library {
     /// Opens recordings sealed at rest with `keys`.
     pub fn with_keys(mut self, keys: Option<Arc<crate::encryption::Keyring>>) -> Library {
         self.keys = keys;
+        self
+    }
+
+    /// Final recordings are transcribed by `engine` (shown in `/readyz`).
+    pub fn with_transcription(mut self, engine: Option<&'static str>) -> Library {
+        self.transcription = engine;
         self
     }
 

@@ -14,6 +14,14 @@ pub const MAX_CUES: usize = 20_000;
 const MAX_TEXT: usize = 2_000;
 const MAX_SPEAKER: usize = 100;
 
+/// Whether `language` looks like a language tag (`en`, `pt-BR`, `zh-Hant`).
+pub fn valid_language(language: &str) -> bool {
+    (2..=16).contains(&language.len())
+        && language
+            .split('-')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
 /// One timed line of a transcript.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cue {
@@ -286,6 +294,54 @@ pub async fn store(
     crate::outbox::record(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Stores what an engine (`source`: its name) recognised, unless a transcript was attached by
+/// hand meanwhile (the API's or a sidecar's is never replaced) or the recording is no longer
+/// ready (deleted or purged while it was transcribed). Whether it was stored.
+pub async fn store_recognised(
+    db: &Database,
+    recording_id: i64,
+    cues: &[Cue],
+    source: &str,
+) -> Result<bool, DbError> {
+    let json = serde_json::to_string(cues).unwrap_or_else(|_| "[]".into());
+    let at_ms = crate::clock::now_ms();
+    let mut tx = db.pool.begin().await?;
+    let attached: Option<(String,)> =
+        sqlx::query_as("SELECT source FROM recording_transcripts WHERE recording_id = $1")
+            .bind(recording_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if attached.is_some_and(|(s,)| s == Source::Api.as_str() || s == Source::Sidecar.as_str()) {
+        return Ok(false);
+    }
+    let written = sqlx::query(
+        "INSERT INTO recording_transcripts (recording_id, source, cues, sidecar_mtime_ms, updated_at_ms, by_actor) \
+         SELECT $1, $2, $3, NULL, $4, $5 WHERE EXISTS \
+         (SELECT 1 FROM recordings WHERE id = $1 AND status = 'ready') \
+         ON CONFLICT (recording_id) DO UPDATE SET source = $2, cues = $3, sidecar_mtime_ms = NULL, \
+         updated_at_ms = $4, by_actor = $5",
+    )
+    .bind(recording_id)
+    .bind(source)
+    .bind(json)
+    .bind(at_ms)
+    .bind(format!("engine:{source}"))
+    .execute(&mut *tx)
+    .await?;
+    if written.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let event = crate::outbox::Event::each_time(
+        crate::outbox::EventKind::TranscriptReady,
+        crate::outbox::Subject::Recording(recording_id),
+        at_ms,
+    )
+    .with_detail(source);
+    crate::outbox::record(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// The transcript of a recording, if it has one.

@@ -22,6 +22,8 @@ pub enum Step {
     Talk(f64),
     /// Play a prompt as this party's voice (`demo-congrats`, `tt-monkeys`, ...).
     Say(String),
+    /// Speak these 8 kHz samples (recorded speech a test gives, so a transcript can be checked).
+    Speak(std::sync::Arc<[i16]>),
     /// Stay on the line sending no audio at all, like Asterisk's `Wait()`.
     Wait(f64),
     /// Press a DTMF digit.
@@ -159,6 +161,7 @@ impl PartyRun {
                 }
                 Step::Ring(s) | Step::Talk(s) | Step::Wait(s) => seconds(*s),
                 Step::Say(name) => sound_length(name).unwrap_or(0),
+                Step::Speak(samples) => samples.len() as u64,
             };
             if self.into_step >= length {
                 self.next();
@@ -182,6 +185,16 @@ impl PartyRun {
                             } else {
                                 0
                             }
+                        })
+                        .collect(),
+                ),
+                Step::Speak(samples) => Some(
+                    (0..FRAME_SAMPLES as u64)
+                        .map(|i| {
+                            usize::try_from(start + i)
+                                .ok()
+                                .and_then(|n| samples.get(n).copied())
+                                .unwrap_or(0)
                         })
                         .collect(),
                 ),

@@ -358,6 +358,8 @@ pub async fn start_service_with(
             "CACHE_DIR" => Some(cache_text.clone()),
             "HTTP_ADDR" => Some("127.0.0.1:0".into()),
             "METRICS_TOKEN" => Some(METRICS_TOKEN.into()),
+            // Transcription costs seconds of CPU a recording: the tests that transcribe ask.
+            "TRANSCRIPTION_ENGINE" => Some("off".into()),
             _ => None,
         }
     })

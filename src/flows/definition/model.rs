@@ -276,6 +276,11 @@ pub struct Flow {
     /// Whether the deployment's `recording_announcement` plays in this flow (true unless the
     /// flow says `recording_announcement = false`).
     pub announces: bool,
+    /// Whether its recordings are transcribed after the call (true unless the flow says
+    /// `transcribe = false`, e.g. a health line that may not be).
+    pub transcribe: bool,
+    /// The language its calls are in (`language = "de"`); None: the deployment's.
+    pub language: Option<String>,
 }
 
 /// `pause_code` / `resume_code` of a flow: digits an agent on a desk phone keys to pause and

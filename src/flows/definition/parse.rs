@@ -488,6 +488,8 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             "resume_code",
             "feature_code_leg",
             "recording_announcement",
+            "transcribe",
+            "language",
         ],
     );
     let numbers = ctx.strings(head, "numbers", true);
@@ -501,6 +503,17 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
     let private = ctx.boolean(head, "private", false);
     let feature_codes = feature_codes(&mut ctx, head);
     let announces = ctx.boolean(head, "recording_announcement", true);
+    let transcribe = ctx.boolean(head, "transcribe", true);
+    let language = ctx.string(head, "language", false);
+    if let Some(tag) = language
+        .as_deref()
+        .filter(|tag| !crate::library::transcripts::valid_language(tag))
+    {
+        ctx.err(
+            Some("language"),
+            format!("{tag:?} is not a language tag (en, de, pt-BR)"),
+        );
+    }
     let mut nodes = BTreeMap::new();
     match table.get("nodes") {
         Some(Value::Table(node_tables)) => {
@@ -580,6 +593,8 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             nodes,
             feature_codes,
             announces,
+            transcribe,
+            language,
         })
     } else {
         Err(errors)

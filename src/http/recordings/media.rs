@@ -9,6 +9,15 @@ pub(in crate::http) async fn playable(
     state: &AppState,
     row: &Recording,
 ) -> Result<WavStream, ApiError> {
+    playable_in(&state.db, &state.library, row).await
+}
+
+/// [`playable`] from the database and the library themselves (for work outside a request).
+async fn playable_in(
+    db: &crate::db::Database,
+    library: &Arc<Library>,
+    row: &Recording,
+) -> Result<WavStream, ApiError> {
     match row.status.as_str() {
         "ready" => {}
         "recording" => {
@@ -27,10 +36,10 @@ pub(in crate::http) async fn playable(
             ));
         }
     }
-    let keys = state.library.keys.as_ref();
+    let keys = library.keys.as_ref();
     // The file, and whether it is sealed, found on a blocking thread.
-    let local = if state.library.holds(row) {
-        let (library, rel) = (Arc::clone(&state.library), row.path.clone());
+    let local = if library.holds(row) {
+        let (library, rel) = (Arc::clone(library), row.path.clone());
         tokio::task::spawn_blocking(move || {
             library
                 .file(&rel)
@@ -54,9 +63,9 @@ pub(in crate::http) async fn playable(
             }
             StoredAudio::File(file).sealed_if(sealed, keys)
         }
-        None => match archived(state, row).await? {
+        None => match archived(db, library, row).await? {
             Some(source) => source,
-            None if !state.library.holds(row) => return Err(on_other_node(state, row)),
+            None if !library.holds(row) => return Err(on_other_node(library, row)),
             None => {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -77,8 +86,8 @@ pub(in crate::http) async fn playable(
 
 /// A recording still only on another node's disk: served once it is archived (the documented
 /// choice: no proxying between nodes).
-fn on_other_node(state: &AppState, row: &Recording) -> ApiError {
-    match &state.library.archive {
+fn on_other_node(library: &Library, row: &Recording) -> ApiError {
+    match &library.archive {
         Some(_) => ApiError::new(
             StatusCode::CONFLICT,
             "not_yet_archived",
@@ -100,11 +109,15 @@ fn on_other_node(state: &AppState, row: &Recording) -> ApiError {
 }
 
 /// The row's verified copy in the archive's bucket, if it has one.
-async fn archived(state: &AppState, row: &Recording) -> Result<Option<StoredAudio>, ApiError> {
-    let Some(archive) = state.library.archive.clone() else {
+async fn archived(
+    db: &crate::db::Database,
+    library: &Library,
+    row: &Recording,
+) -> Result<Option<StoredAudio>, ApiError> {
+    let Some(archive) = library.archive.clone() else {
         return Ok(None);
     };
-    let Some(stored) = crate::archive::queue::stored(&state.db, row.id)
+    let Some(stored) = crate::archive::queue::stored(db, row.id)
         .await
         .map_err(internal)?
     else {
@@ -114,7 +127,7 @@ async fn archived(state: &AppState, row: &Recording) -> Result<Option<StoredAudi
         // The bucket holds another version of the file than the library describes.
         return Ok(None);
     }
-    let keys = state.library.keys.as_ref();
+    let keys = library.keys.as_ref();
     if stored.sealed != 0 && keys.is_none() {
         return Ok(None);
     }
@@ -128,6 +141,25 @@ async fn archived(state: &AppState, row: &Recording) -> Result<Option<StoredAudi
         })
         .sealed_if(stored.sealed != 0, keys),
     ))
+}
+
+/// The library's audio as the transcription worker reads it: as playback does, from disk or
+/// the bucket, sealed or not.
+pub struct LibraryAudio {
+    pub db: crate::db::Database,
+    pub library: Arc<Library>,
+}
+
+impl crate::transcription::RecordingAudio for LibraryAudio {
+    async fn audio(&self, row: &Recording) -> Result<WavStream, String> {
+        playable_in(&self.db, &self.library, row)
+            .await
+            .map_err(|e| e.message)
+    }
+
+    async fn parties(&self, row: &Recording) -> Option<[WavStream; 2]> {
+        party_streams(&self.library, row).await
+    }
 }
 
 /// Each party of a dual-channel recording on its own (`.channels/<name>-caller.wav` and

@@ -425,10 +425,13 @@ impl Indexer {
         // One connection for all the statements: each given back to the pool costs a check.
         let conn = held.get().await?;
         let mut seen = Vec::new();
+        // Read once the recordings of this batch are rows: a file and its transcript written
+        // together arrive in one batch, the transcript maybe first.
+        let mut sidecars = Vec::new();
         for (rel, on_disk) in looked {
             let on_disk = match on_disk {
                 OnDisk::Sidecar { mtime } => {
-                    self.import_sidecar(&rel, mtime).await?;
+                    sidecars.push((rel, mtime));
                     continue;
                 }
                 other => other,
@@ -505,6 +508,9 @@ impl Indexer {
             }
         }
         if seen.is_empty() {
+            for (rel, mtime) in sidecars {
+                self.import_sidecar(&rel, mtime).await?;
+            }
             return Ok(Vec::new());
         }
         for s in &seen {
@@ -517,7 +523,11 @@ impl Indexer {
             }
         }
         let rows = self.probe_batch(seen, &calls).await;
-        self.write_rows(conn, rows).await
+        let growing = self.write_rows(conn, rows).await?;
+        for (rel, mtime) in sidecars {
+            self.import_sidecar(&rel, mtime).await?;
+        }
+        Ok(growing)
     }
 
     /// Removes the rows of recordings that never were (a cancelled lead-in).

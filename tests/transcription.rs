@@ -1,0 +1,507 @@
+//! Transcripts made after the call: the queue, the offline engine (Debian's pocketsphinx, which
+//! `scripts/test.sh` installs) on real speech (tests/fixtures/speech, with its text), a call's
+//! parties transcribed one by one, flows that opt out, transcripts attached by hand left alone,
+//! a job a killed instance held finished once, and the OpenAI-compatible engine against a
+//! server that implements that API and recognises the audio itself
+//! (tests/support/openai_transcriptions.py).
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ari_recorder::sim::{Script, Step};
+use common::{
+    bearer, caller, eventually, send, start_service_with, start_sim, wait_until, TestService,
+    TestSim,
+};
+
+const NEEDS: &str =
+    "needs pocketsphinx and pocketsphinx-en-us: scripts/test.sh installs them and runs it";
+
+/// The engine's program and model, or a failure that names them (these tests are ignored
+/// unless run through scripts/test.sh, which installs them).
+fn pocketsphinx_here() {
+    assert!(
+        ari_recorder::config::transcription::pocketsphinx_installed(
+            Path::new("pocketsphinx_continuous"),
+            Path::new("/usr/share/pocketsphinx/model/en-us"),
+        ),
+        "{NEEDS}"
+    );
+}
+
+/// A fixture's speech: its 8 kHz samples and the sentence said.
+fn speech(name: &str) -> (Arc<[i16]>, String) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speech");
+    let mut reader = hound::WavReader::open(dir.join(format!("{name}.wav"))).expect("speech");
+    let samples: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
+    let text = std::fs::read_to_string(dir.join(format!("{name}.txt"))).expect("text");
+    (samples.into(), text.trim().to_string())
+}
+
+/// Words, lower-cased, without punctuation.
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric() || *c == '\'')
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Word error rate of `heard` against `said`: edits (Levenshtein over words) per word said.
+fn word_error_rate(said: &str, heard: &str) -> f64 {
+    let (a, b) = (words(said), words(heard));
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, wa) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, wb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(wa != wb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = here;
+        }
+    }
+    row[b.len()] as f64 / a.len().max(1) as f64
+}
+
+async fn start(t: &TestSim, flows: &[(&str, &str)], settings: &[(&str, &str)]) -> TestService {
+    let url = format!("sqlite://{}/library.db?mode=rwc", t.dir.path().display());
+    start_service_with(t, flows, &url, settings).await
+}
+
+/// The transcript of recording `id` through the API, once there is one.
+async fn transcript(s: &TestService, id: i64) -> serde_json::Value {
+    sqlx::query("UPDATE recordings SET consent = 'granted' WHERE id = $1")
+        .bind(id)
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    let admin = bearer(&s.token);
+    let url = format!("{}/api/recordings/{id}/transcript", s.base);
+    let mut found = serde_json::Value::Null;
+    eventually("a transcript", async || {
+        let answer = send(admin.get(&url)).await;
+        if answer.status == 200 {
+            found = answer.json();
+        }
+        answer.status == 200
+    })
+    .await;
+    found
+}
+
+async fn job_state(s: &TestService, id: i64) -> Option<(String, Option<String>)> {
+    ari_recorder::transcription::queue::state_of(&s.svc.db, id)
+        .await
+        .expect("job")
+}
+
+async fn only_recording(s: &TestService) -> i64 {
+    let mut id = 0;
+    eventually("one recording ready", async || {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM recordings WHERE status = 'ready' LIMIT 1")
+                .fetch_optional(&s.svc.db.pool)
+                .await
+                .expect("row");
+        id = row.map_or(0, |(id,)| id);
+        id != 0
+    })
+    .await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    id
+}
+
+fn cue_text(cues: &serde_json::Value, speaker: Option<&str>) -> String {
+    cues.as_array()
+        .expect("cues")
+        .iter()
+        .filter(|c| speaker.is_none_or(|s| c["speaker"].as_str().is_some_and(|x| x.starts_with(s))))
+        .filter_map(|c| c["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+const DUAL: &str = r#"
+[flow]
+numbers = ["300"]
+start = "desk"
+
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/agent-one"
+record_call = true
+channels = "dual"
+"#;
+
+/// A recorded call through the simulator, each party saying a known sentence: the recording is
+/// transcribed party by party by the offline engine, each line carrying who said it, with the
+/// words it hears (the bound of the word error rate is what this engine gets on this 8 kHz
+/// speech: see README.md, Transcripts).
+#[tokio::test]
+#[ignore = "needs pocketsphinx and pocketsphinx-en-us: scripts/test.sh installs them and runs it"]
+async fn a_call_is_transcribed_party_by_party() {
+    pocketsphinx_here();
+    let t = start_sim(0.0).await;
+    let s = start(
+        &t,
+        &[("dual.toml", DUAL)],
+        &[("TRANSCRIPTION_ENGINE", "pocketsphinx")],
+    )
+    .await;
+    let (caller_speech, caller_said) = speech("caller");
+    let (agent_speech, agent_said) = speech("agent");
+    t.sim.define_party(
+        "PJSIP/agent-one",
+        Script::new(
+            "agent",
+            vec![
+                Step::Answer,
+                Step::Wait(8.0),
+                Step::Speak(agent_speech),
+                Step::Wait(1.0),
+                Step::Hangup,
+            ],
+        ),
+    );
+    caller(
+        &t,
+        "speaker",
+        vec![
+            Step::Answer,
+            Step::Wait(1.0),
+            Step::Speak(caller_speech),
+            Step::Wait(30.0),
+            Step::Hangup,
+        ],
+    );
+    t.sim
+        .place_inbound_call("300", "Dee <5552004>", "speaker")
+        .expect("call");
+    wait_until("the call recorded", || {
+        t.sim.with_world(|w| w.counts().2) == 3
+    })
+    .await;
+    t.sim.advance(15.0);
+    let id = only_recording(&s).await;
+    let found = transcript(&s, id).await;
+    assert_eq!(found["source"], "pocketsphinx", "{found}");
+    let cues = &found["cues"];
+    let speakers: std::collections::BTreeSet<&str> = cues
+        .as_array()
+        .expect("cues")
+        .iter()
+        .filter_map(|c| c["speaker"].as_str())
+        .collect();
+    assert_eq!(
+        speakers.into_iter().collect::<Vec<_>>(),
+        ["Agent (PJSIP/agent-one)", "Caller (Dee)"],
+        "{found}"
+    );
+    let heard_caller = cue_text(cues, Some("Caller"));
+    let heard_agent = cue_text(cues, Some("Agent"));
+    let (caller_wer, agent_wer) = (
+        word_error_rate(&caller_said, &heard_caller),
+        word_error_rate(&agent_said, &heard_agent),
+    );
+    println!("caller heard: {heard_caller:?} (WER {caller_wer:.2})");
+    println!("agent heard: {heard_agent:?} (WER {agent_wer:.2})");
+    for word in ["delivery", "damaged", "like"] {
+        assert!(
+            words(&heard_caller).contains(&word.to_string()),
+            "{word} in {heard_caller:?}"
+        );
+    }
+    assert!(
+        caller_wer <= 0.7,
+        "caller WER {caller_wer:.2}: {heard_caller:?}"
+    );
+    assert!(
+        agent_wer <= 0.9,
+        "agent WER {agent_wer:.2}: {heard_agent:?}"
+    );
+    // The caller's words come while the caller speaks (1 s to 6 s into the call), the agent's
+    // after 8 s: the lines keep the recording's time.
+    for cue in cues.as_array().expect("cues") {
+        let start = cue["start"].as_f64().expect("start");
+        if cue["speaker"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Caller"))
+        {
+            assert!(start < 7.0, "{cue}");
+        } else {
+            assert!(start >= 7.5, "{cue}");
+        }
+    }
+    assert_eq!(
+        job_state(&s, id).await.map(|(state, _)| state).as_deref(),
+        Some("done")
+    );
+    let ready = send(reqwest::Client::new().get(format!("{}/readyz", s.base)))
+        .await
+        .json();
+    assert_eq!(ready["transcription"]["engine"], "pocketsphinx");
+    assert_eq!(ready["transcription"]["done"], 1);
+    common::stop(s).await;
+}
+
+/// A file dropped in the folder is transcribed as one voice; a job that a killed instance of
+/// this node held is due again when the node starts, and done once.
+#[tokio::test]
+#[ignore = "needs pocketsphinx and pocketsphinx-en-us: scripts/test.sh installs them and runs it"]
+async fn a_job_held_by_a_killed_instance_is_done_once_after_its_restart() {
+    pocketsphinx_here();
+    let t = start_sim(0.0).await;
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speech/caller.wav"),
+        t.recordings.join("memo.wav"),
+    )
+    .expect("copy");
+    // First without an engine: the recording is indexed; its job is then taken by "the killed
+    // instance" (this node, a lease far in the future).
+    let s = start(&t, &[], &[("NODE_ID", "pbx-a")]).await;
+    let id = only_recording(&s).await;
+    ari_recorder::transcription::queue::enqueue_ready(&s.svc.db, 0, 1)
+        .await
+        .expect("queued");
+    let held = ari_recorder::transcription::queue::claim_next(&s.svc.db, "pbx-a", 1)
+        .await
+        .expect("claim")
+        .expect("the job");
+    assert_eq!(held.recording_id, id);
+    common::stop(s).await;
+    let s = start(
+        &t,
+        &[],
+        &[
+            ("NODE_ID", "pbx-a"),
+            ("TRANSCRIPTION_ENGINE", "pocketsphinx"),
+        ],
+    )
+    .await;
+    let found = transcript(&s, id).await;
+    assert!(found["cues"]
+        .as_array()
+        .expect("cues")
+        .iter()
+        .all(|c| c["speaker"].is_null()));
+    assert!(words(&cue_text(&found["cues"], None)).contains(&"delivery".to_string()));
+    eventually("the job done", async || {
+        job_state(&s, id).await.map(|(state, _)| state).as_deref() == Some("done")
+    })
+    .await;
+    let (runs,): (i64,) =
+        sqlx::query_as("SELECT attempts FROM transcription_jobs WHERE recording_id = $1")
+            .bind(id)
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("attempts");
+    assert_eq!(runs, 2, "the killed attempt and the one that finished");
+    let (events,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM webhook_events WHERE kind = 'transcript.ready' AND recording_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("events");
+    assert!(events <= 1, "stored once");
+    common::stop(s).await;
+}
+
+/// A flow that says `transcribe = false` is left alone, a transcript attached beside the file
+/// is kept, and an engine that cannot run leaves the reason on the job (retried, never lost).
+#[tokio::test]
+async fn opted_out_flows_attached_transcripts_and_a_missing_engine() {
+    let t = start_sim(0.0).await;
+    let opted_out = DUAL.replace(
+        "numbers = [\"300\"]",
+        "numbers = [\"300\"]\ntranscribe = false",
+    );
+    let s = start(
+        &t,
+        &[("health.toml", &opted_out)],
+        &[
+            ("TRANSCRIPTION_ENGINE", "pocketsphinx"),
+            ("POCKETSPHINX_BIN", "/nonexistent/pocketsphinx_continuous"),
+        ],
+    )
+    .await;
+    t.sim.define_party(
+        "PJSIP/agent-one",
+        Script::new("agent", vec![Step::Answer, Step::Wait(2.0), Step::Hangup]),
+    );
+    caller(
+        &t,
+        "patient",
+        vec![Step::Answer, Step::Wait(30.0), Step::Hangup],
+    );
+    t.sim
+        .place_inbound_call("300", "Pat <5550100>", "patient")
+        .expect("call");
+    wait_until("the call recorded", || {
+        t.sim.with_world(|w| w.counts().2) == 3
+    })
+    .await;
+    t.sim.advance(3.0);
+    let call = only_recording(&s).await;
+    eventually("the opted-out call skipped", async || {
+        job_state(&s, call).await.map(|(state, _)| state).as_deref() == Some("skipped")
+    })
+    .await;
+    let (_, reason) = job_state(&s, call).await.expect("job");
+    assert_eq!(
+        reason.as_deref(),
+        Some("flow health is not transcribed (transcribe = false)")
+    );
+
+    // A memo with its own WebVTT: not queued, the sidecar kept.
+    let (memo, _) = speech("caller");
+    let wav = {
+        let mut bytes = ari_recorder::audio::wav::header((memo.len() * 2) as u32).to_vec();
+        bytes.extend(ari_recorder::audio::wav::pcm_bytes(&memo));
+        bytes
+    };
+    let vtt = "WEBVTT\n\n00:00.500 --> 00:02.000\nwritten by hand\n";
+    // And a plain one the missing program cannot transcribe. Dated an hour ago: final at once.
+    for (name, bytes) in [
+        ("memo.wav", wav.as_slice()),
+        ("memo.vtt", vtt.as_bytes()),
+        ("plain.wav", wav.as_slice()),
+    ] {
+        let path = t.recordings.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        ari_recorder::library::index::set_mtime(
+            &path,
+            std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+        )
+        .expect("mtime");
+    }
+    let id_of = |name: &'static str| {
+        let db = s.svc.db.clone();
+        async move {
+            let row: Option<(i64,)> =
+                sqlx::query_as("SELECT id FROM recordings WHERE name = $1 AND status = 'ready'")
+                    .bind(name)
+                    .fetch_optional(&db.pool)
+                    .await
+                    .expect("row");
+            row.map(|(id,)| id)
+        }
+    };
+    let mut plain = None;
+    eventually("the plain file's attempt failed", async || {
+        plain = id_of("plain").await;
+        match plain {
+            Some(id) => job_state(&s, id)
+                .await
+                .and_then(|(_, reason)| reason)
+                .is_some_and(|r| r.contains("cannot start /nonexistent/pocketsphinx_continuous")),
+            None => false,
+        }
+    })
+    .await;
+    let plain = plain.expect("plain");
+    assert_eq!(
+        job_state(&s, plain)
+            .await
+            .map(|(state, _)| state)
+            .as_deref(),
+        Some("pending"),
+        "retried later, not dropped"
+    );
+    let memo = id_of("memo").await.expect("memo");
+    let kept = transcript(&s, memo).await;
+    assert_eq!(kept["source"], "sidecar");
+    assert_eq!(cue_text(&kept["cues"], None), "written by hand");
+    let memo_job = job_state(&s, memo).await;
+    assert!(
+        memo_job.is_none()
+            || memo_job
+                .as_ref()
+                .is_some_and(|(state, _)| state == "skipped"),
+        "{memo_job:?}"
+    );
+    let metrics = common::metrics_text(&s.base).await;
+    assert!(metrics.contains("transcription_pending "), "{metrics}");
+    common::stop(s).await;
+}
+
+/// The OpenAI-compatible engine against a server that implements that API and recognises the
+/// audio itself: the file goes as multipart with the model, the language and `verbose_json`,
+/// the key as a bearer token; the answer's segments become the transcript.
+#[tokio::test]
+#[ignore = "needs pocketsphinx and pocketsphinx-en-us: scripts/test.sh installs them and runs it"]
+async fn the_openai_compatible_engine_sends_the_audio_and_reads_the_segments() {
+    pocketsphinx_here();
+    let t = start_sim(0.0).await;
+    let port = common::process::free_port();
+    let log = t.dir.path().join("openai-requests.jsonl");
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/openai_transcriptions.py"))
+        .arg(port.to_string())
+        .arg("test-key-0123456789")
+        .arg(&log)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    wait_until("the server listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speech/caller.wav"),
+        t.recordings.join("memo.wav"),
+    )
+    .expect("copy");
+    let url = format!("http://127.0.0.1:{port}");
+    let s = start(
+        &t,
+        &[],
+        &[
+            ("TRANSCRIPTION_ENGINE", "openai"),
+            ("TRANSCRIPTION_OPENAI_URL", &url),
+            ("TRANSCRIPTION_OPENAI_KEY", "test-key-0123456789"),
+            ("TRANSCRIPTION_OPENAI_MODEL", "whisper-large-v3"),
+            ("TRANSCRIPTION_LANGUAGE", "en-GB"),
+        ],
+    )
+    .await;
+    let id = only_recording(&s).await;
+    let found = transcript(&s, id).await;
+    assert_eq!(found["source"], "openai");
+    let (_, said) = speech("caller");
+    let heard = cue_text(&found["cues"], None);
+    assert!(words(&heard).contains(&"delivery".to_string()), "{heard}");
+    assert!(word_error_rate(&said, &heard) <= 0.7, "{heard}");
+    let sent: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .expect("log")
+            .lines()
+            .next()
+            .expect("a request"),
+    )
+    .expect("json");
+    assert_eq!(sent["model"], serde_json::json!(["whisper-large-v3"]));
+    assert_eq!(sent["language"], serde_json::json!(["en"]));
+    assert_eq!(sent["response_format"], serde_json::json!(["verbose_json"]));
+    assert_eq!(
+        sent["timestamp_granularities[]"],
+        serde_json::json!(["segment"])
+    );
+    assert_eq!(sent["file"], "audio.wav");
+    common::stop(s).await;
+    common::process::terminate(&mut server);
+}
