@@ -200,6 +200,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0024_transcription_jobs.sql"),
         postgres: include_str!("../migrations/postgres/0024_transcription_jobs.sql"),
     },
+    Migration {
+        version: 25,
+        name: "transcript_search",
+        sqlite: include_str!("../migrations/sqlite/0025_transcript_search.sql"),
+        postgres: include_str!("../migrations/postgres/0025_transcript_search.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

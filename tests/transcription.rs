@@ -5,6 +5,7 @@
 //! server that implements that API and recognises the audio itself
 //! (tests/support/openai_transcriptions.py).
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -12,8 +13,8 @@ use std::sync::Arc;
 
 use ari_recorder::sim::{Script, Step};
 use common::{
-    bearer, caller, eventually, send, start_service_with, start_sim, wait_until, TestService,
-    TestSim,
+    bearer, caller, database_url, eventually, send, start_service_with, start_sim, wait_until, Db,
+    TestService, TestSim,
 };
 
 const NEEDS: &str =
@@ -505,3 +506,153 @@ async fn the_openai_compatible_engine_sends_the_audio_and_reads_the_segments() {
     common::stop(s).await;
     common::process::terminate(&mut server);
 }
+
+/// `?q=` finds recordings by what was said: every word, any case, through the full-text index
+/// of each backend; only recordings the caller may play (a transcript is read where the audio
+/// is), never another tenant's; each row says where (start, speaker, snippet); by call too.
+async fn what_was_said_is_searchable_within_the_access_rules(db: Db) {
+    use ari_recorder::library::transcripts::{self, Cue, Source};
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, db).await;
+    for name in ["refund-call", "money-call", "other-tenant"] {
+        common::put_wav(&t, name);
+    }
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    common::wait_ready(&s.svc.db, 3).await;
+    let id_of = |name: &'static str| {
+        let db = s.svc.db.clone();
+        async move {
+            let (id,): (i64,) = sqlx::query_as(
+                "UPDATE recordings SET consent = 'granted', call_id = $1 WHERE name = $1 RETURNING id",
+            )
+            .bind(name)
+            .fetch_one(&db.pool)
+            .await
+            .expect("row");
+            id
+        }
+    };
+    let (refund, money, other) = (
+        id_of("refund-call").await,
+        id_of("money-call").await,
+        id_of("other-tenant").await,
+    );
+    sqlx::query("UPDATE recordings SET tenant = 'other' WHERE id = $1")
+        .bind(other)
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("tenant");
+    let cue = |start_ms: u64, speaker: &str, text: &str| Cue {
+        start_ms,
+        end_ms: start_ms + 1500,
+        speaker: Some(speaker.into()),
+        text: text.into(),
+    };
+    for (id, cues) in [
+        (
+            refund,
+            vec![
+                cue(0, "Agent", "Thank you for calling, how can I help?"),
+                cue(
+                    2500,
+                    "Caller",
+                    "The box was damaged. I would like a REFUND please.",
+                ),
+            ],
+        ),
+        (
+            money,
+            vec![cue(1000, "Caller", "Nothing about money here.")],
+        ),
+        (
+            other,
+            vec![cue(0, "Caller", "A refund for the other tenant.")],
+        ),
+    ] {
+        transcripts::store(&s.svc.db, id, &cues, Source::Api, None, "test")
+            .await
+            .expect("stored");
+    }
+    let admin = bearer(&s.token);
+    let search = |client: reqwest::Client, query: &'static str| {
+        let base = s.base.clone();
+        async move {
+            let answer = send(client.get(format!("{base}/api/recordings?{query}"))).await;
+            assert_eq!(answer.status, 200, "{query}: {}", answer.error());
+            answer.json()
+        }
+    };
+    let ids = |page: &serde_json::Value| -> Vec<i64> {
+        page["recordings"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter_map(|r| r["id"].as_i64())
+            .collect()
+    };
+    let found = search(admin.clone(), "q=refund").await;
+    assert_eq!(ids(&found), [refund], "{found}");
+    let said = &found["recordings"][0]["match"];
+    assert_eq!(said["start_seconds"], 2.5);
+    assert_eq!(said["speaker"], "Caller");
+    assert!(said["snippet"]
+        .as_str()
+        .expect("snippet")
+        .contains("REFUND"));
+    assert_eq!(
+        ids(&search(admin.clone(), "q=Damaged+refund").await),
+        [refund]
+    );
+    assert_eq!(
+        ids(&search(admin.clone(), "q=refund+money").await),
+        Vec::<i64>::new()
+    );
+    assert_eq!(ids(&search(admin.clone(), "q=money").await), [money]);
+    // A word that is a search operator is a word: nothing typed is query syntax.
+    assert_eq!(
+        ids(&search(admin.clone(), "q=NOT+money").await),
+        Vec::<i64>::new()
+    );
+    // Without consent the audio may not be played, so its words are not searched either.
+    sqlx::query("UPDATE recordings SET consent = 'unknown' WHERE id = $1")
+        .bind(money)
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    assert_eq!(
+        ids(&search(admin.clone(), "q=money").await),
+        Vec::<i64>::new()
+    );
+    assert!(ids(&search(admin.clone(), "limit=10").await).contains(&money));
+    // Another tenant's admin finds only their own.
+    let outsider = common::tenant_admin(&s.svc.db, "other").await;
+    assert_eq!(ids(&search(outsider, "q=refund").await), [other]);
+    // By call: the call with the segment, and where.
+    let calls = search(admin.clone(), "group=call&q=refund").await;
+    let listed = calls["calls"].as_array().expect("calls");
+    assert_eq!(listed.len(), 1, "{calls}");
+    assert_eq!(listed[0]["call_id"], "refund-call");
+    assert_eq!(listed[0]["segments"][0]["match"]["start_seconds"], 2.5);
+    for bad in [
+        "q=a",
+        "q=%21%21",
+        "q=one+two+three+four+five+six+seven+eight+nine+ten+eleven",
+    ] {
+        let answer = send(admin.get(format!("{}/api/recordings?{bad}", s.base))).await;
+        assert_eq!(
+            (answer.status, answer.error().as_str()),
+            (400, "bad_request"),
+            "{bad}"
+        );
+    }
+    // Deleted with its recording: its words go with it.
+    let deleted = common::delete_confirmed(&admin, &s.base, refund).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.error());
+    assert_eq!(
+        ids(&search(admin.clone(), "q=refund").await),
+        Vec::<i64>::new()
+    );
+    common::stop(s).await;
+}
+
+on_both_databases!(what_was_said_is_searchable_within_the_access_rules);

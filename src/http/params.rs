@@ -422,7 +422,7 @@ impl FromQuery for AuditQuery {
 /// The most rows a list page holds.
 pub(super) const MAX_LIMIT: i64 = 200;
 
-pub(super) const LIST_PARAMS: [&str; 16] = [
+pub(super) const LIST_PARAMS: [&str; 17] = [
     "limit",
     "group",
     "cursor",
@@ -439,6 +439,7 @@ pub(super) const LIST_PARAMS: [&str; 16] = [
     "min_duration",
     "linkedid",
     "channel",
+    "q",
 ];
 
 /// The list's filters and pages; any other parameter is refused.
@@ -479,6 +480,10 @@ pub(super) struct ListQuery {
     linkedid: Option<String>,
     /// A channel's uniqueid, exactly: the caller's (the call's id) or the answering party's.
     channel: Option<String>,
+    /// Words said in the call: recordings whose transcript holds every one (any case), that the
+    /// caller may play; each row then says where (`match`: start, speaker, snippet).
+    #[param(rename = "q", value_type = Option<String>)]
+    pub(super) said: Vec<String>,
     /// What was asked, as the audit log notes it.
     #[param(ignore)]
     pub(super) asked: HashMap<String, String>,
@@ -500,6 +505,7 @@ impl ListQuery {
             min_duration_ms: self.min_duration.map(|seconds| (seconds * 1000.0) as i64),
             linkedid: self.linkedid.clone(),
             channel: self.channel.clone(),
+            said: self.said.clone(),
         }
     }
 }
@@ -570,6 +576,22 @@ impl FromQuery for ListQuery {
                 Some(seconds)
             }
         };
+        let mut said = Vec::new();
+        if let Some(v) = q.get("q") {
+            let words = crate::library::transcripts::search_words(v);
+            let max = crate::library::search::MAX_SAID_WORDS;
+            if words.is_empty()
+                || v.chars().count() > 200
+                || words.len() > max
+                || words.iter().any(|w| w.chars().count() < 2)
+            {
+                return Err(bad(
+                    "q",
+                    format!("must hold 1 to {max} words of at least 2 letters or digits, at most 200 characters"),
+                ));
+            }
+            said = words;
+        }
         let linkedid = prefix("linkedid")?;
         let channel = prefix("channel")?;
         let by_call = match q.get("group").map(String::as_str) {
@@ -602,6 +624,7 @@ impl FromQuery for ListQuery {
             min_duration,
             linkedid,
             channel,
+            said,
             asked: q.clone(),
         })
     }

@@ -191,6 +191,18 @@ pub(super) struct RecordingView<'a> {
     #[schema(value_type = crate::library::RecordingStatus)]
     status: &'a str,
     tenant: &'a str,
+    /// With `q`: where the words are said in its transcript.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub(in crate::http) said: Option<SaidView>,
+}
+
+/// Where a transcript search's words are said: the line's start in the recording, its speaker
+/// and a snippet of it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(in crate::http) struct SaidView {
+    pub(in crate::http) start_seconds: f64,
+    pub(in crate::http) speaker: Option<String>,
+    pub(in crate::http) snippet: String,
 }
 
 /// What the asking user may do with the recording, and if not, why.
@@ -327,6 +339,7 @@ impl Recording {
             started_at: rfc3339(self.started_at_ms),
             status: self.status.as_str(),
             tenant: &self.tenant,
+            said: None,
         }
     }
 

@@ -31,7 +31,7 @@ fn cue_json(cue: &Cue) -> serde_json::Value {
 ///
 /// Cues with start and end (seconds), speaker and text.
 #[utoipa::path(get, path = "/api/recordings/{id}/transcript", tag = "recordings", operation_id = "get_transcript", params(RecordingId), responses(
-    (status = 200, description = "`{id, source: \"api\" | \"sidecar\", updated_at, by, cues: [...]}`"),
+    (status = 200, description = "`{id, source: \"api\" | \"sidecar\" | \"pocketsphinx\" | \"openai\", updated_at, by, cues: [...]}`"),
     crate::http::openapi::RecordingRefusals,
 ))]
 pub(super) async fn get(
@@ -44,11 +44,20 @@ pub(super) async fn get(
         .await
         .map_err(internal)?
     else {
-        let error = ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_transcript",
-            "this recording has no transcript",
-        );
+        // Say where its transcription is, when one was queued.
+        let job = crate::transcription::queue::state_of(&state.db, row.id)
+            .await
+            .map_err(internal)?;
+        let message = match job {
+            Some((state, _)) if state == "pending" => {
+                "this recording has no transcript yet: its transcription is pending".to_string()
+            }
+            Some((state, Some(reason))) if state == "failed" || state == "skipped" => {
+                format!("this recording has no transcript: its transcription {state}: {reason}")
+            }
+            _ => "this recording has no transcript".to_string(),
+        };
+        let error = ApiError::new(StatusCode::NOT_FOUND, "no_transcript", message);
         return Err(caller.refuse(&state, entry, error).await);
     };
     audit::record(&state.db, &entry)

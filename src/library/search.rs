@@ -43,7 +43,13 @@ pub struct Filter {
     pub linkedid: Option<String>,
     /// A channel's uniqueid: the caller's (the call's id) or the answering party's.
     pub channel: Option<String>,
+    /// Words said in the transcript, every one of them (lower-case, as
+    /// `transcripts::search_words` makes them).
+    pub said: Vec<String>,
 }
+
+/// Words of a transcript search at most.
+pub const MAX_SAID_WORDS: usize = 10;
 
 /// The order of the ungrouped list.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -181,6 +187,10 @@ impl Clauses {
                 c.push(format!("{column} = {p}"));
             }
         }
+        if !filter.said.is_empty() {
+            let clause = said_clause(backend, &filter.said, &mut c);
+            c.push(clause);
+        }
         if let Some(channel) = &filter.channel {
             let p = c.text(channel.clone());
             c.push(format!("(call_id = {p} OR callee_channel = {p})"));
@@ -196,6 +206,28 @@ impl Clauses {
             }
         }
         c
+    }
+}
+
+/// SQL: the recording's transcript holds every word of `said` (its full-text index: FTS5 on
+/// SQLite, a GIN-indexed tsvector on PostgreSQL). Each word is a quoted term, so nothing typed
+/// is read as the index's query syntax.
+fn said_clause(backend: Backend, said: &[String], c: &mut Clauses) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let terms: Vec<String> = said
+                .iter()
+                .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+                .collect();
+            let p = c.text(terms.join(" "));
+            format!("id IN (SELECT rowid FROM transcript_search WHERE transcript_search MATCH {p})")
+        }
+        Backend::Postgres => {
+            let p = c.text(said.join(" "));
+            format!(
+                "id IN (SELECT recording_id FROM transcript_search WHERE words @@ plainto_tsquery('simple', {p}))"
+            )
+        }
     }
 }
 

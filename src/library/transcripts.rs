@@ -285,6 +285,7 @@ pub async fn store(
     .bind(by)
     .execute(&mut *tx)
     .await?;
+    index_words(&mut tx, db.backend, recording_id, cues).await?;
     let event = crate::outbox::Event::each_time(
         crate::outbox::EventKind::TranscriptReady,
         crate::outbox::Subject::Recording(recording_id),
@@ -294,6 +295,123 @@ pub async fn store(
     crate::outbox::record(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The words a transcript is found by: its cues' text.
+fn searchable_text(cues: &[Cue]) -> String {
+    cues.iter()
+        .map(|c| c.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes recording `id`'s words into `transcript_search` (this module's), in the caller's
+/// transaction, replacing what it had.
+async fn index_words(
+    conn: &mut sqlx::AnyConnection,
+    backend: crate::db::Backend,
+    id: i64,
+    cues: &[Cue],
+) -> Result<(), sqlx::Error> {
+    let text = searchable_text(cues);
+    match backend {
+        crate::db::Backend::Sqlite => {
+            sqlx::query("DELETE FROM transcript_search WHERE rowid = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("INSERT INTO transcript_search (rowid, text) VALUES ($1, $2)")
+                .bind(id)
+                .bind(text)
+                .execute(&mut *conn)
+                .await?;
+        }
+        crate::db::Backend::Postgres => {
+            sqlx::query(
+                "INSERT INTO transcript_search (recording_id, words) VALUES ($1, to_tsvector('simple', $2)) \
+                 ON CONFLICT (recording_id) DO UPDATE SET words = excluded.words",
+            )
+            .bind(id)
+            .bind(text)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes recording `id`'s words from `transcript_search`.
+async fn unindex_words(
+    conn: &mut sqlx::AnyConnection,
+    backend: crate::db::Backend,
+    id: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = match backend {
+        crate::db::Backend::Sqlite => "DELETE FROM transcript_search WHERE rowid = $1",
+        crate::db::Backend::Postgres => "DELETE FROM transcript_search WHERE recording_id = $1",
+    };
+    sqlx::query(sql).bind(id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Where in a transcript the words of a search are said: the earliest cue holding the most of
+/// them, with a snippet of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub start_ms: u64,
+    pub speaker: Option<String>,
+    pub snippet: String,
+}
+
+/// Words as the search indexes them: lower-case runs of letters and digits.
+pub fn search_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .map(|w| w.trim_matches('\'').to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// The cue of `cues` that best shows where `words` are said.
+pub fn find_said(cues: &[Cue], words: &[String]) -> Option<Found> {
+    const SNIPPET: usize = 160;
+    let best = cues
+        .iter()
+        .map(|cue| {
+            let said = search_words(&cue.text);
+            let hits = words.iter().filter(|w| said.contains(w)).count();
+            (hits, cue)
+        })
+        .filter(|(hits, _)| *hits > 0)
+        .max_by_key(|(hits, cue)| (*hits, std::cmp::Reverse(cue.start_ms)))?
+        .1;
+    let snippet = if best.text.chars().count() <= SNIPPET {
+        best.text.clone()
+    } else {
+        // Around the first word found.
+        let lower = best.text.to_lowercase();
+        let at = words
+            .iter()
+            .filter_map(|w| lower.find(w.as_str()))
+            .min()
+            .unwrap_or(0);
+        let chars: Vec<char> = best.text.chars().collect();
+        let at_char = best.text[..at.min(best.text.len())].chars().count();
+        let from = at_char.saturating_sub(SNIPPET / 3);
+        let to = (from + SNIPPET).min(chars.len());
+        let mut out: String = chars[from..to].iter().collect();
+        if from > 0 {
+            out.insert(0, '…');
+        }
+        if to < chars.len() {
+            out.push('…');
+        }
+        out
+    };
+    Some(Found {
+        start_ms: best.start_ms,
+        speaker: best.speaker.clone(),
+        snippet,
+    })
 }
 
 /// Stores what an engine (`source`: its name) recognised, unless a transcript was attached by
@@ -333,6 +451,7 @@ pub async fn store_recognised(
     if written.rows_affected() == 0 {
         return Ok(false);
     }
+    index_words(&mut tx, db.backend, recording_id, cues).await?;
     let event = crate::outbox::Event::each_time(
         crate::outbox::EventKind::TranscriptReady,
         crate::outbox::Subject::Recording(recording_id),
@@ -372,10 +491,13 @@ pub async fn exists(db: &Database, recording_id: i64) -> Result<bool, DbError> {
 
 /// Removes a recording's transcript; whether it had one.
 pub async fn remove(db: &Database, recording_id: i64) -> Result<bool, DbError> {
+    let mut tx = db.pool.begin().await?;
     let done = sqlx::query("DELETE FROM recording_transcripts WHERE recording_id = $1")
         .bind(recording_id)
-        .execute(&db.pool)
+        .execute(&mut *tx)
         .await?;
+    unindex_words(&mut tx, db.backend, recording_id).await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
 }
 

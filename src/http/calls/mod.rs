@@ -606,12 +606,27 @@ pub(super) async fn list_grouped(
         _ => None,
     };
     let settings = caller.principal.settings;
+    // A search of what was said shows the segments the caller may play, each with where.
+    let mut said = HashMap::new();
+    if !filter.said.is_empty() {
+        for row in &rows {
+            if decide(&caller.principal, settings, &row.facts(), Action::Play).is_ok() {
+                let found = super::recordings::said_in(state, row.id, &filter.said).await?;
+                said.insert(row.id, found);
+            }
+        }
+    }
+    let shown = |r: &Recording| filter.said.is_empty() || said.contains_key(&r.id);
     let calls: Vec<serde_json::Value> = groups
         .iter()
+        .filter(|group| {
+            rows.iter()
+                .any(|r| search::call_key(r) == group.key && shown(r))
+        })
         .map(|group| {
             let segments: Vec<&Recording> = rows
                 .iter()
-                .filter(|r| search::call_key(r) == group.key)
+                .filter(|r| search::call_key(r) == group.key && shown(r))
                 .collect();
             let first = segments.first();
             let call_id = first.and_then(|r| r.call_id.clone());
@@ -626,7 +641,13 @@ pub(super) async fn list_grouped(
                 "tenant": first.map(|r| r.tenant.clone()),
                 "project": first.map(|r| r.project.clone()),
                 "consent": first.map(|r| r.consent.as_str()),
-                "segments": segments.iter().map(|r| r.json(&caller.principal, settings)).collect::<Vec<_>>(),
+                "segments": segments.iter().map(|r| {
+                    let mut json = r.json(&caller.principal, settings);
+                    if let Some(Some(found)) = said.get(&r.id) {
+                        json["match"] = serde_json::json!(found);
+                    }
+                    json
+                }).collect::<Vec<_>>(),
                 "links": call_id.map(|id| serde_json::json!({"call": format!("/api/calls/{}", urlencode(&id))})),
             })
         })

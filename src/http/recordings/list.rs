@@ -133,9 +133,40 @@ pub(in crate::http) async fn list(
         _ => None,
     };
     let tenant = principal.settings;
+    let mut recordings = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut view = row.view(principal, tenant);
+        if !filter.said.is_empty() {
+            // A transcript is read where the audio may be played: a search of what was said
+            // shows only those (the page may be shorter; its cursor goes on from the last row).
+            if decide(principal, tenant, &row.facts(), Action::Play).is_err() {
+                continue;
+            }
+            view.said = said_in(&state, row.id, &filter.said).await?;
+        }
+        recordings.push(view);
+    }
     Ok(Json(RecordingPage {
         next_cursor,
-        recordings: rows.iter().map(|r| r.view(principal, tenant)).collect(),
+        recordings,
     })
     .into_response())
+}
+
+/// Where `words` are said in recording `id`'s transcript.
+pub(in crate::http) async fn said_in(
+    state: &AppState,
+    id: i64,
+    words: &[String],
+) -> Result<Option<SaidView>, ApiError> {
+    let transcript = crate::library::transcripts::load(&state.db, id)
+        .await
+        .map_err(internal)?;
+    Ok(transcript
+        .and_then(|t| crate::library::transcripts::find_said(&t.cues, words))
+        .map(|found| SaidView {
+            start_seconds: found.start_ms as f64 / 1000.0,
+            speaker: found.speaker,
+            snippet: found.snippet,
+        }))
 }
