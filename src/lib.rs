@@ -25,7 +25,8 @@
 //! 5. **Storage over time and playback**: [`archive`] (the S3-compatible copy), [`retention`]
 //!    (rules, holds, the purge), [`playback`] (streams, a call assembled, renderings),
 //!    [`preflight`] (folders the service cannot write), [`webhooks`] (endpoints, signed
-//!    deliveries of the outbox, where they may go).
+//!    deliveries of the outbox, where they may go), [`transcription`] (transcripts made after
+//!    the call: the queue, the engines).
 //! 6. **The outside**: [`http`] (the API and its OpenAPI document).
 //! 7. **Wiring**: [`service`] (starts every task of `serve`); the binary's `main.rs` and `cli/`
 //!    are the command line.
