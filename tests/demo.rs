@@ -184,6 +184,41 @@ async fn the_demo_records_every_kind_of_call_and_serves_the_page() {
     assert_eq!(audio.status(), 206);
     assert_eq!(&audio.bytes().await.expect("bytes")[..4], b"RIFF");
 
+    // The demo transcribes its calls with the offline engine (scripts/test.sh and
+    // scripts/demo.sh install it): the voicemail caller's sentence is found by what was said.
+    let transcribing = ari_recorder::config::transcription::pocketsphinx_installed(
+        std::path::Path::new("pocketsphinx_continuous"),
+        std::path::Path::new("/usr/share/pocketsphinx/model/en-us"),
+    );
+    assert!(
+        transcribing || std::env::var_os("CI").is_none(),
+        "pocketsphinx and pocketsphinx-en-us are missing: scripts/test.sh installs them"
+    );
+    if transcribing {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let found: serde_json::Value = http
+                .get(format!("{base}/api/recordings?q=delivery"))
+                .header(reqwest::header::COOKIE, &cookie)
+                .send()
+                .await
+                .expect("search")
+                .json()
+                .await
+                .expect("json");
+            let rows = found["recordings"].as_array().cloned().unwrap_or_default();
+            if let Some(message) = rows.iter().find(|r| r["node_type"] == "voicemail") {
+                assert!(message["match"]["snippet"].is_string(), "{message}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no voicemail found by what its caller said after 4 minutes: {found}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     terminate(&demo.0);
     let status = tokio::task::spawn_blocking(move || demo.0.wait())
         .await

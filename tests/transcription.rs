@@ -1,5 +1,5 @@
 //! Transcripts made after the call: the queue, the offline engine (Debian's pocketsphinx, which
-//! `scripts/test.sh` installs) on real speech (tests/fixtures/speech, with its text), a call's
+//! `scripts/test.sh` installs) on real speech (assets/speech, with its text), a call's
 //! parties transcribed one by one, flows that opt out, transcripts attached by hand left alone,
 //! a job a killed instance held finished once, and the OpenAI-compatible engine against a
 //! server that implements that API and recognises the audio itself
@@ -34,7 +34,7 @@ fn pocketsphinx_here() {
 
 /// A fixture's speech: its 8 kHz samples and the sentence said.
 fn speech(name: &str) -> (Arc<[i16]>, String) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speech");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/speech");
     let mut reader = hound::WavReader::open(dir.join(format!("{name}.wav"))).expect("speech");
     let samples: Vec<i16> = reader
         .samples::<i16>()
@@ -151,7 +151,7 @@ channels = "dual"
 /// A recorded call through the simulator, each party saying a known sentence: the recording is
 /// transcribed party by party by the offline engine, each line carrying who said it, with the
 /// words it hears (the bound of the word error rate is what this engine gets on this 8 kHz
-/// speech: see README.md, Transcripts).
+/// speech, measured: docs/library.md, Transcripts).
 #[tokio::test]
 #[ignore = "needs pocketsphinx and pocketsphinx-en-us: scripts/test.sh installs them and runs it"]
 async fn a_call_is_transcribed_party_by_party() {
@@ -220,7 +220,7 @@ async fn a_call_is_transcribed_party_by_party() {
     );
     println!("caller heard: {heard_caller:?} (WER {caller_wer:.2})");
     println!("agent heard: {heard_agent:?} (WER {agent_wer:.2})");
-    for word in ["delivery", "damaged", "like"] {
+    for word in ["delivery", "damaged", "refund"] {
         assert!(
             words(&heard_caller).contains(&word.to_string()),
             "{word} in {heard_caller:?}"
@@ -267,7 +267,7 @@ async fn a_job_held_by_a_killed_instance_is_done_once_after_its_restart() {
     pocketsphinx_here();
     let t = start_sim(0.0).await;
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speech/caller.wav"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/speech/caller.wav"),
         t.recordings.join("memo.wav"),
     )
     .expect("copy");
@@ -463,7 +463,7 @@ async fn the_openai_compatible_engine_sends_the_audio_and_reads_the_segments() {
     })
     .await;
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speech/caller.wav"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/speech/caller.wav"),
         t.recordings.join("memo.wav"),
     )
     .expect("copy");
@@ -486,7 +486,7 @@ async fn the_openai_compatible_engine_sends_the_audio_and_reads_the_segments() {
     let (_, said) = speech("caller");
     let heard = cue_text(&found["cues"], None);
     assert!(words(&heard).contains(&"delivery".to_string()), "{heard}");
-    assert!(word_error_rate(&said, &heard) <= 0.7, "{heard}");
+    assert!(word_error_rate(&said, &heard) <= 0.3, "{heard}");
     let sent: serde_json::Value = serde_json::from_str(
         std::fs::read_to_string(&log)
             .expect("log")

@@ -12,10 +12,12 @@ CREATE TABLE IF NOT EXISTS transcription_jobs (
     -- The node whose instance holds the job now (released when that instance starts again).
     claimed_by          TEXT,
     finished_at_ms      BIGINT,
-    -- The engine that made the transcript, and the audio it heard.
+    -- The engine that made the transcript, and the audio it heard (until then the recording's
+    -- length: the shortest due job is taken first).
     engine              TEXT,
-    audio_ms            BIGINT,
+    audio_ms            BIGINT NOT NULL DEFAULT 0,
     -- Why it was skipped or failed (a flow that opts out, no audio, the engine's error).
     reason              TEXT
 );
 CREATE INDEX IF NOT EXISTS transcription_jobs_due ON transcription_jobs (state, next_attempt_at_ms);
+CREATE INDEX IF NOT EXISTS transcription_jobs_shortest ON transcription_jobs (state, audio_ms);

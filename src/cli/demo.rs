@@ -208,7 +208,8 @@ pub(crate) async fn demo(
         ("300", "Bob <5551002>", "talk"),
         ("400", "Carol <5551003>", "talk"),
         ("500", "Dave <5551004>", "talk"),
-        ("320", "Ivan <5551009>", "talkhash"),
+        // A voicemail message said in words: its transcript can be read and searched.
+        ("320", "Ivan <5551009>", "speakhash"),
         // The billing line asks for consent; this caller presses 1.
         ("600", "Grace <5551007>", "talkconsent"),
     ];

@@ -65,6 +65,18 @@ pub fn caller_sim_script(extension: &str) -> Option<Script> {
             Step::Hangup,
         ],
         "silent" => vec![Step::Answer, Step::Wait(30.0), Step::Hangup],
+        // After a voicemail greeting and its beep (`vm-intro`, 5.65 s), says a real sentence
+        // (assets/speech/caller.wav), then # (the message's end): a message a transcript can be
+        // checked against.
+        "speakhash" => vec![
+            Step::Answer,
+            Step::Wait(8.5),
+            Step::Speak(spoken_sentence()),
+            Step::Wait(1.0),
+            Step::Dtmf('#'),
+            Step::Wait(5.0),
+            Step::Hangup,
+        ],
         // Answers a consent question with 1 after 2 s, then talks.
         "talkconsent" => vec![
             Step::Answer,
@@ -88,6 +100,25 @@ pub fn caller_sim_script(extension: &str) -> Option<Script> {
         _ => return None,
     };
     Some(Script::new(extension, steps))
+}
+
+/// The sentence of `assets/speech/caller.wav` ("The delivery was late and the box was damaged.
+/// I would like a refund please."), as 8 kHz samples, read once.
+fn spoken_sentence() -> std::sync::Arc<[i16]> {
+    static SENTENCE: std::sync::OnceLock<std::sync::Arc<[i16]>> = std::sync::OnceLock::new();
+    SENTENCE
+        .get_or_init(|| {
+            let wav = include_bytes!("../../assets/speech/caller.wav");
+            hound::WavReader::new(std::io::Cursor::new(&wav[..]))
+                .map(|reader| {
+                    reader
+                        .into_samples::<i16>()
+                        .filter_map(Result::ok)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .clone()
 }
 
 /// The reference `agents` context: `2XX` answer and play `tt-monkeys`, `busy`, `noanswer`.
@@ -274,5 +305,7 @@ mod tests {
             Some(vec![Step::Busy])
         );
         assert!(agent_script("999").is_none());
+        // The spoken sentence is the asset's 5 s of 8 kHz speech.
+        assert_eq!(spoken_sentence().len(), 40_520);
     }
 }

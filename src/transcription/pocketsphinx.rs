@@ -2,8 +2,8 @@
 //! (`apt-get install pocketsphinx pocketsphinx-en-us`), no network at run time.
 //!
 //! The audio is decoded, raised from the telephone's 8 kHz to the 16 kHz the model was trained
-//! on (`rubato`), and written to the program's standard input as raw 16-bit samples: no copy of
-//! the call in clear touches the disk. The program runs under `nice`, so a call in progress
+//! on (linear interpolation: see [`Raise`]), and written to the program's standard input as raw
+//! 16-bit samples: no copy of the call in clear touches the disk. The program runs under `nice`, so a call in progress
 //! always has the CPU first, and is killed past the timeout. Its `-time yes` output gives each
 //! word's start and end; words are grouped into phrases at pauses.
 
@@ -11,8 +11,6 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-use rubato::{FftFixedInOut, Resampler};
 
 use super::{EngineError, Phrase};
 use crate::playback::serve::WavStream;
@@ -137,77 +135,76 @@ fn feed(audio: &WavStream, to: &mut impl Write) -> std::io::Result<()> {
     to.write_all(&crate::audio::wav::pcm_bytes(&out))
 }
 
-/// A resampler to the model's rate fed any number of samples at a time.
+/// Raises audio to the model's rate by linear interpolation, fed any number of samples at a
+/// time. Deliberately not a band-limited resampler: the model was trained on wideband speech, and
+/// the images above 4 kHz that interpolation leaves are closer to what it knows than an empty
+/// band. On our test speech this halves the word error rate or better (0.13 against `sox`'s
+/// 0.60 on one sentence, 0.00 against 0.71 on the other: BENCHMARKS.md).
 struct Raise {
-    resampler: FftFixedInOut<f32>,
-    pending: Vec<f32>,
-    /// Output samples still to drop: the resampler's delay, so times stay the recording's.
-    delay: usize,
-    /// Output samples the input so far is worth (the tail is cut to it).
-    expected: usize,
-    produced: usize,
-    rate: usize,
+    rate: u64,
+    /// Input samples not used up yet; `pending[0]` is input sample `base`.
+    pending: Vec<i16>,
+    base: u64,
+    /// Input samples given so far, and output samples made.
+    given: u64,
+    produced: u64,
 }
 
 impl Raise {
     fn new(rate: usize) -> std::io::Result<Raise> {
-        let resampler =
-            FftFixedInOut::<f32>::new(rate, MODEL_RATE, 1024, 1).map_err(std::io::Error::other)?;
-        let delay = resampler.output_delay();
+        if rate == 0 {
+            return Err(std::io::Error::other("a sample rate of 0"));
+        }
         Ok(Raise {
-            resampler,
+            rate: rate as u64,
             pending: Vec::new(),
-            delay,
-            expected: 0,
+            base: 0,
+            given: 0,
             produced: 0,
-            rate,
         })
     }
 
     fn push(&mut self, samples: &[i16]) -> std::io::Result<Vec<i16>> {
-        self.pending
-            .extend(samples.iter().map(|s| f32::from(*s) / 32768.0));
-        self.expected += samples.len() * MODEL_RATE / self.rate;
-        let mut out = Vec::new();
-        loop {
-            let need = self.resampler.input_frames_next();
-            if self.pending.len() < need {
-                return Ok(out);
-            }
-            let chunk: Vec<f32> = self.pending.drain(..need).collect();
-            let made = self
-                .resampler
-                .process(&[chunk], None)
-                .map_err(std::io::Error::other)?;
-            self.take(&made[0], &mut out);
-        }
+        self.pending.extend_from_slice(samples);
+        self.given += samples.len() as u64;
+        Ok(self.make(false))
     }
 
     fn finish(&mut self) -> std::io::Result<Vec<i16>> {
-        let mut out = Vec::new();
-        // The rest, then silence to flush the resampler's delay.
-        while self.produced < self.expected {
-            let need = self.resampler.input_frames_next();
-            let mut chunk: Vec<f32> = self.pending.drain(..self.pending.len().min(need)).collect();
-            chunk.resize(need, 0.0);
-            let made = self
-                .resampler
-                .process(&[chunk], None)
-                .map_err(std::io::Error::other)?;
-            self.take(&made[0], &mut out);
-        }
-        let extra = self.produced - self.expected;
-        out.truncate(out.len().saturating_sub(extra));
-        Ok(out)
+        Ok(self.make(true))
     }
 
-    fn take(&mut self, made: &[f32], out: &mut Vec<i16>) {
-        let skip = self.delay.min(made.len());
-        self.delay -= skip;
-        for sample in &made[skip..] {
-            out.push((sample * 32768.0).round().clamp(-32768.0, 32767.0) as i16);
+    /// Output samples whose neighbours are in hand (at the end, the last sample held).
+    fn make(&mut self, last: bool) -> Vec<i16> {
+        let model = MODEL_RATE as u64;
+        let total = self.given * model / self.rate;
+        let mut out = Vec::new();
+        while self.produced < total {
+            let at = self.produced * self.rate;
+            let (i, frac) = (at / model, at % model);
+            let Some(a) = self.sample(i) else { break };
+            let b = match self.sample(i + 1) {
+                Some(b) => b,
+                None if last => a,
+                None => break,
+            };
+            let value = i64::from(a) + (i64::from(b) - i64::from(a)) * frac as i64 / model as i64;
+            out.push(value as i16);
+            self.produced += 1;
         }
-        self.produced += made.len() - skip;
+        // Keep only what the next output needs.
+        let next = self.produced * self.rate / model;
+        let drop = usize::try_from(next.saturating_sub(self.base))
+            .unwrap_or(0)
+            .min(self.pending.len());
+        self.pending.drain(..drop);
+        self.base += drop as u64;
+        out
+    }
+
+    fn sample(&self, i: u64) -> Option<i16> {
+        let index = usize::try_from(i.checked_sub(self.base)?).ok()?;
+        self.pending.get(index).copied()
     }
 }
 
@@ -315,6 +312,11 @@ mod tests {
             .max_by_key(|(_, s)| s.unsigned_abs())
             .map(|(i, _)| i)
             .expect("samples");
-        assert!((15_990..=16_010).contains(&loudest), "{loudest}");
+        assert_eq!(loudest, 16_000);
+        // Halfway between two input samples, the mean of the two.
+        let mut raise = Raise::new(8000).expect("resampler");
+        let mut out = raise.push(&[0, 1000, 2000]).expect("push");
+        out.extend(raise.finish().expect("finish"));
+        assert_eq!(out, [0, 500, 1000, 1500, 2000, 2000]);
     }
 }

@@ -41,8 +41,8 @@ pub async fn enqueue_ready(db: &Database, since_ms: i64, now_ms: i64) -> Result<
         return Ok(0);
     }
     let done = sqlx::query(&format!(
-        "INSERT INTO transcription_jobs (recording_id, state, next_attempt_at_ms, queued_at_ms) \
-         SELECT r.id, 'pending', $1, $1 {}",
+        "INSERT INTO transcription_jobs (recording_id, state, next_attempt_at_ms, queued_at_ms, audio_ms) \
+         SELECT r.id, 'pending', $1, $1, r.duration_ms {}",
         NEW.replace("{since}", "$2")
     ))
     .bind(now_ms)
@@ -52,7 +52,9 @@ pub async fn enqueue_ready(db: &Database, since_ms: i64, now_ms: i64) -> Result<
     Ok(done.rows_affected())
 }
 
-/// Claims the oldest due job until the lease ends, in one statement.
+/// Claims the shortest due job until the lease ends, in one statement. Shortest first: under a
+/// backlog a voicemail is read in seconds rather than after every long call before it, and
+/// more transcripts are ready sooner; a long call still comes once the short ones are done.
 pub async fn claim_next(db: &Database, node: &str, now_ms: i64) -> Result<Option<Job>, DbError> {
     let lock = match db.backend {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -62,7 +64,7 @@ pub async fn claim_next(db: &Database, node: &str, now_ms: i64) -> Result<Option
         "UPDATE transcription_jobs SET next_attempt_at_ms = $1, claimed_by = $2, attempts = attempts + 1 \
          WHERE recording_id = (SELECT recording_id FROM transcription_jobs \
          WHERE state = 'pending' AND next_attempt_at_ms <= $3 \
-         ORDER BY next_attempt_at_ms, recording_id LIMIT 1{lock}) \
+         ORDER BY audio_ms, next_attempt_at_ms, recording_id LIMIT 1{lock}) \
          AND state = 'pending' AND next_attempt_at_ms <= $3 RETURNING recording_id, attempts"
     ))
     .bind(now_ms + LEASE_MS)
@@ -96,8 +98,8 @@ pub async fn finish(
     now_ms: i64,
 ) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE transcription_jobs SET state = $1, engine = $2, audio_ms = $3, reason = $4, \
-         finished_at_ms = $5, claimed_by = NULL WHERE recording_id = $6",
+        "UPDATE transcription_jobs SET state = $1, engine = $2, audio_ms = COALESCE($3, audio_ms), \
+         reason = $4, finished_at_ms = $5, claimed_by = NULL WHERE recording_id = $6",
     )
     .bind(state)
     .bind(engine)
@@ -161,7 +163,7 @@ pub struct Summary {
     pub done: i64,
     pub skipped: i64,
     pub failed: i64,
-    /// Audio transcribed, all jobs.
+    /// Audio transcribed, the jobs done.
     pub audio_ms: i64,
 }
 
@@ -179,7 +181,7 @@ pub async fn summary(db: &Database) -> Result<Summary, DbError> {
          CAST(COALESCE(SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0) AS BIGINT), \
          CAST(COALESCE(SUM(CASE WHEN state = 'skipped' THEN 1 ELSE 0 END), 0) AS BIGINT), \
          CAST(COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(audio_ms), 0) AS BIGINT) FROM transcription_jobs",
+         CAST(COALESCE(SUM(CASE WHEN state = 'done' THEN audio_ms ELSE 0 END), 0) AS BIGINT) FROM transcription_jobs",
     )
     .fetch_one(&db.pool)
     .await?;
