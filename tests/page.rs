@@ -1306,7 +1306,8 @@ channels = "dual"
 }
 
 /// Issue 16 (transcripts): the panel shows a recording's transcript, a clicked line seeks the
-/// player there and is highlighted as the audio plays, and the search box finds lines.
+/// player there and is highlighted as the audio plays, and the search box finds lines; the
+/// list's "Words said" search finds the recording and its line opens the player there.
 #[tokio::test]
 #[ignore = "needs Chromium and chromedriver: scripts/test.sh installs them and runs it"]
 async fn a_transcript_follows_playback_seeks_on_click_and_is_searchable() {
@@ -1382,6 +1383,29 @@ async fn a_transcript_follows_playback_seeks_on_click_and_is_searchable() {
         .await;
     browser
         .screenshot(&screenshots().join("transcript.png"))
+        .await;
+    // The list's search of what was said: the row says where, and its line opens the player
+    // at that moment.
+    browser.exec("location.hash = '#/recordings'", &[]).await;
+    let words = browser.find("#f-q").await;
+    browser.keys(&words, "card").await;
+    browser
+        .click(&browser.find("#filters button[type=submit]").await)
+        .await;
+    browser
+        .wait_for(
+            "the row found by what was said",
+            "const b = document.querySelector('#recordings button.said'); return location.hash.includes('q=card') && b !== null && b.textContent.includes('pay by card') && b.textContent.includes('0:03');",
+        )
+        .await;
+    browser
+        .click(&browser.find("#recordings button.said").await)
+        .await;
+    browser
+        .wait_for(
+            "opened where the words are said",
+            "const a = document.querySelector('.panel audio'); return a !== null && a.currentTime >= 3 && a.currentTime < 6;",
+        )
         .await;
     browser.quit().await;
     let _ = s.stop.send(true);

@@ -656,3 +656,102 @@ async fn what_was_said_is_searchable_within_the_access_rules(db: Db) {
 }
 
 on_both_databases!(what_was_said_is_searchable_within_the_access_rules);
+
+/// A call's transcript: each segment's lines on the call's timeline (the second segment's first
+/// line where that segment starts in the call), refused as the audio is.
+#[tokio::test]
+async fn a_calls_transcript_follows_its_timeline() {
+    use ari_recorder::library::transcripts::{self, Cue, Source};
+    let t = start_sim(0.0).await;
+    for name in ["desk-one", "desk-two"] {
+        common::put_wav(&t, name);
+    }
+    let s = start(&t, &[], &[]).await;
+    common::wait_ready(&s.svc.db, 2).await;
+    let mut ids = Vec::new();
+    for (name, start_ms) in [("desk-one", 1_000_000i64), ("desk-two", 1_007_500)] {
+        let (id,): (i64,) = sqlx::query_as(
+            "UPDATE recordings SET consent = 'granted', call_id = 'two-desks', started_at_ms = $1 \
+             WHERE name = $2 RETURNING id",
+        )
+        .bind(start_ms)
+        .bind(name)
+        .fetch_one(&s.svc.db.pool)
+        .await
+        .expect("row");
+        ids.push(id);
+    }
+    let line = |start_ms: u64, speaker: &str, text: &str| Cue {
+        start_ms,
+        end_ms: start_ms + 1000,
+        speaker: Some(speaker.into()),
+        text: text.into(),
+    };
+    transcripts::store(
+        &s.svc.db,
+        ids[0],
+        &[
+            line(500, "Agent", "First desk, hello."),
+            line(3000, "Caller", "Please transfer me."),
+        ],
+        Source::Api,
+        None,
+        "test",
+    )
+    .await
+    .expect("first");
+    transcripts::store(
+        &s.svc.db,
+        ids[1],
+        &[line(250, "Agent", "Second desk.")],
+        Source::Api,
+        None,
+        "test",
+    )
+    .await
+    .expect("second");
+    let admin = bearer(&s.token);
+    let url = format!("{}/api/calls/two-desks/transcript", s.base);
+    let answer = send(admin.get(&url)).await;
+    assert_eq!(answer.status, 200, "{}", answer.error());
+    let body = answer.json();
+    let lines: Vec<(f64, String)> = body["cues"]
+        .as_array()
+        .expect("cues")
+        .iter()
+        .map(|c| {
+            (
+                c["start"].as_f64().expect("start"),
+                c["text"].as_str().expect("text").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (0.5, "First desk, hello.".to_string()),
+            (3.0, "Please transfer me.".to_string()),
+            (7.75, "Second desk.".to_string()),
+        ]
+    );
+    assert_eq!(body["segments_transcribed"], 2);
+    let (reads,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'transcript' AND outcome = 'allowed'",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(reads, 2, "each segment's transcript read is audited");
+    // Without consent on one segment, the whole call's words are refused as its audio is.
+    sqlx::query("UPDATE recordings SET consent = 'unknown' WHERE id = $1")
+        .bind(ids[1])
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    let refused = send(admin.get(&url)).await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (403, "missing_consent")
+    );
+    common::stop(s).await;
+}

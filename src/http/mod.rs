@@ -227,6 +227,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::download))
         .routes(routes!(calls::download_url, calls::download_url_get))
         .routes(routes!(calls::peaks))
+        .routes(routes!(calls::transcript))
         .routes(routes!(holds::hold_call, holds::release_call))
         .routes(routes!(live::pause))
         .routes(routes!(live::resume))

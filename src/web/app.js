@@ -119,7 +119,7 @@ window.addEventListener("hashchange", route);
 // ---------------------------------------------------------------------------------------------
 // Recordings list
 
-const FILTERS = ["name", "caller", "callee", "node_type", "direction", "status", "from", "to", "min_duration", "sort"];
+const FILTERS = ["q", "name", "caller", "callee", "node_type", "direction", "status", "from", "to", "min_duration", "sort"];
 
 /// The API query for the page's filters; dates are local days.
 function apiQuery(params) {
@@ -291,9 +291,28 @@ function recordingRows(rec) {
   const pick = rec.access?.download?.allowed
     ? el("input", { type: "checkbox", class: "pick", value: String(rec.id), "aria-label": `Add the recording of the call from ${caller} to the ZIP download`, onchange: updateZipLink })
     : null;
+  // A search of what was said: where, and a way straight to that moment.
+  const said = rec.match
+    ? el("button", {
+      type: "button",
+      class: "said",
+      "aria-label": `Play from ${clock(rec.match.start_seconds)}, where ${rec.match.speaker ?? "someone"} says: ${rec.match.snippet}`,
+      text: `“${rec.match.snippet}” ${clock(rec.match.start_seconds)}${rec.match.speaker ? ` (${rec.match.speaker})` : ""}`,
+      onclick: () => {
+        if (toggle.getAttribute("aria-expanded") !== "true") {
+          toggle.setAttribute("aria-expanded", "true");
+          toggle.textContent = "▾";
+          panelRow.hidden = false;
+          openPanel($(`#${panelId}`), rec.id, row, rec.match.start_seconds);
+        } else {
+          $(`#${panelId}`).player?.seek(rec.match.start_seconds);
+        }
+      },
+    })
+    : null;
   const row = el("tr", { "data-id": rec.id },
     el("td", {}, toggle, pick),
-    el("td", { "data-label": "Caller" }, caller),
+    el("td", { "data-label": "Caller" }, caller, said),
     el("td", { "data-label": "Callee" }, rec.callee ?? ""),
     el("td", { "data-label": "Node" }, rec.node_type === "fallback"
       ? el("span", { class: "badge", title: "Recorded by Asterisk's dialplan fallback while ari-recorder was away", text: "fallback (service away)" })
@@ -324,7 +343,7 @@ function recordingRows(rec) {
 // ---------------------------------------------------------------------------------------------
 // The Call Recording panel: nothing is fetched until it opens.
 
-async function openPanel(panel, id, row) {
+async function openPanel(panel, id, row, startAt) {
   panel.replaceChildren(el("p", { class: "muted", text: "Loading recording..." }));
   let rec;
   try {
@@ -363,6 +382,8 @@ async function openPanel(panel, id, row) {
   } else if (rec.status === "ready" && rec.access.play.allowed) {
     panel.player = new Player(body, rec);
     if (rec.has_transcript) showTranscript(body, rec, panel.player);
+    // Opened from a search of what was said: at that moment.
+    if (startAt) panel.player.seek(startAt);
   } else {
     body.append(el("p", { class: "notice" }, el("strong", { text: "No recording available" }), ` (${noAudioReason(rec)})`));
     if (rec.status === "ready") {

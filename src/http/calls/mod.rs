@@ -192,6 +192,7 @@ pub(super) async fn get_call(
             "audio": format!("{base}/audio"),
             "download": format!("{base}/download"),
             "peaks": format!("{base}/peaks"),
+            "transcript": format!("{base}/transcript"),
         },
     }))
     .into_response())
@@ -551,6 +552,97 @@ pub(super) async fn peaks(
         "points": points,
         "duration_seconds": file.samples as f64 / f64::from(TIMELINE_RATE),
         "peaks": peaks.iter().map(|[lo, hi]| [*lo, *hi]).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// What was said in the whole call: each segment's transcript placed on the call's timeline.
+///
+/// Needs the right to play every segment with audio (a transcript says what the audio says);
+/// each segment read is audited as a `transcript` of that recording. Lines are in time order,
+/// at the call's offsets (a paused stretch keeps what follows in its place, as in the audio),
+/// each with its segment's recording id.
+#[utoipa::path(get, path = "/api/calls/{id}/transcript", tag = "calls", operation_id = "call_transcript",
+    params(CallId), responses(
+    (status = 200, description = "`{call_id, cues: [{start, end, speaker, text, recording_id}], segments_transcribed, segments}`"),
+    crate::http::openapi::CallRefusals,
+    (status = 409, description = "the call is still in progress", body = ErrorBody),
+))]
+pub(super) async fn transcript(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(CallId { id: call_id }): Path<CallId>,
+) -> Result<Response, ApiError> {
+    let mut entry = caller.entry("transcript");
+    entry.detail = Some(audit::capped(&format!("call {call_id}"), 200));
+    let Some(segments) = visible_segments(&state, &caller, &call_id).await? else {
+        return Err(caller.refuse(&state, entry, no_such_call()).await);
+    };
+    entry.recording_id = segments.first().map(|s| s.id);
+    if let Some(d) = read_denial(&caller, &segments) {
+        return Err(caller.refuse(&state, entry, denied(d)).await);
+    }
+    if call_in_progress(&state, &call_id, &segments) {
+        return Err(caller.refuse(&state, entry, in_progress()).await);
+    }
+    let with_audio: Vec<Recording> = segments
+        .into_iter()
+        .filter(|s| s.status == crate::library::RecordingStatus::Ready)
+        .collect();
+    let settings = caller.principal.settings;
+    for segment in &with_audio {
+        if let Err(d) = decide(&caller.principal, settings, &segment.facts(), Action::Play) {
+            entry.recording_id = Some(segment.id);
+            return Err(caller.refuse(&state, entry, denied(d)).await);
+        }
+    }
+    let start = timeline_start(&with_audio);
+    let spans = spans_of(&state, &with_audio).await?;
+    let mut cues = Vec::new();
+    let mut transcribed = 0;
+    for segment in &with_audio {
+        let Some(found) = crate::library::transcripts::load(&state.db, segment.id)
+            .await
+            .map_err(internal)?
+        else {
+            continue;
+        };
+        transcribed += 1;
+        let offset = segment.timeline_ms() - start;
+        let gaps = spans.get(&segment.name).map_or(&[][..], Vec::as_slice);
+        for cue in &found.cues {
+            let at = |ms: u64| {
+                let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+                // The pauses before this moment of the file are time of the call it lacks.
+                let paused: i64 = gaps
+                    .iter()
+                    .filter(|g| g.from_offset_ms <= ms)
+                    .map(Span::gap_ms)
+                    .sum();
+                (offset + ms + paused) as f64 / 1000.0
+            };
+            cues.push((
+                at(cue.start_ms),
+                serde_json::json!({
+                    "start": at(cue.start_ms),
+                    "end": at(cue.end_ms),
+                    "speaker": cue.speaker,
+                    "text": cue.text,
+                    "recording_id": segment.id,
+                }),
+            ));
+        }
+        let mut each = caller.entry("transcript");
+        each.recording_id = Some(segment.id);
+        each.detail = Some(audit::capped(&format!("call {call_id}"), 200));
+        audit::record(&state.db, &each).await.map_err(internal)?;
+    }
+    cues.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(Json(serde_json::json!({
+        "call_id": call_id,
+        "segments": with_audio.len(),
+        "segments_transcribed": transcribed,
+        "cues": cues.into_iter().map(|(_, cue)| cue).collect::<Vec<_>>(),
     }))
     .into_response())
 }
