@@ -3,6 +3,9 @@
 //!   (`find`);
 //! - a list page at `BENCH_ROWS` rows (1,000,000), shallow and deep, through the HTTP endpoint,
 //!   against OFFSET paging of the same rows (SQLite, or PostgreSQL at `BENCH_POSTGRES_URL`);
+//! - a search of what was said (`?q=`) at `BENCH_ROWS` transcribed recordings, a rare word and a
+//!   word of every transcript, through the HTTP endpoint, against a scan of the transcripts'
+//!   text (`LIKE`, what a search without the full-text index does);
 //! - mu-law to WAV transcoding throughput against `sox`, Opus encoding speed against `opusenc`,
 //!   and one range stream against nginx serving the same file (`scripts/bench.sh` installs the
 //!   three).
@@ -353,6 +356,136 @@ async fn list(dir: &Path) {
     }
 }
 
+/// `?q=` over `BENCH_ROWS` (1,000,000) transcribed recordings on SQLite, or on PostgreSQL at
+/// `BENCH_POSTGRES_URL` (its recordings are replaced): every transcript says "refund", one in a
+/// thousand "damaged", one in a hundred thousand its order number.
+async fn said(dir: &Path) {
+    let rows: i64 = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let (url, backend) = match std::env::var("BENCH_POSTGRES_URL") {
+        Ok(url) => (url, "PostgreSQL"),
+        Err(_) => (
+            format!("sqlite://{}/said.db?mode=rwc", dir.display()),
+            "SQLite",
+        ),
+    };
+    let db = Database::open(&url).await.expect("db");
+    for table in ["recording_transcripts", "recordings"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&db.pool)
+            .await
+            .expect("empty");
+    }
+    sqlx::query("DELETE FROM transcript_search")
+        .execute(&db.pool)
+        .await
+        .expect("empty index");
+    let t0 = Instant::now();
+    let numbers = if backend == "SQLite" {
+        format!("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {rows}) SELECT x FROM n")
+    } else {
+        format!("SELECT x FROM generate_series(1::bigint, {rows}) AS n(x)")
+    };
+    sqlx::query(&format!(
+        "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, \
+         data_offset, data_len, caller_number, caller_name, node_type, direction, started_at_ms, indexed_at_ms, consent) \
+         SELECT 'r/' || x || '.wav', 'r/' || x, 'wav', 'ready', 16044, 0, 60000, 'pcm16', 8000, 44, 16000, \
+         '555' || (x % 10000), 'Caller ' || x, 'transfer', 'inbound', 1700000000000 + x * 1000, 0, 'granted' \
+         FROM ({numbers}) AS numbers"
+    ))
+    .execute(&db.pool)
+    .await
+    .expect("seed recordings");
+    // What each call said.
+    let text = "'thank you for calling about order ' || (id % 100000) || ' the parcel ' || \
+                CASE WHEN id % 1000 = 0 THEN 'damaged' ELSE 'arrived' END || ' please refund'";
+    let (cues, words) = if backend == "SQLite" {
+        (
+            format!("json_array(json_object('start_ms', 1500, 'end_ms', 4000, 'speaker', 'Caller', 'text', {text}))"),
+            format!("INSERT INTO transcript_search (rowid, text) SELECT id, {text} FROM recordings"),
+        )
+    } else {
+        (
+            format!("json_build_array(json_build_object('start_ms', 1500, 'end_ms', 4000, 'speaker', 'Caller', 'text', {text}))::text"),
+            format!("INSERT INTO transcript_search (recording_id, words) SELECT id, to_tsvector('simple', {text}) FROM recordings"),
+        )
+    };
+    sqlx::query(&format!(
+        "INSERT INTO recording_transcripts (recording_id, source, cues, updated_at_ms, by_actor) \
+         SELECT id, 'api', {cues}, 0, 'bench' FROM recordings"
+    ))
+    .execute(&db.pool)
+    .await
+    .expect("seed transcripts");
+    sqlx::query(&words)
+        .execute(&db.pool)
+        .await
+        .expect("seed the index");
+    sqlx::query("ANALYZE")
+        .execute(&db.pool)
+        .await
+        .expect("analyze");
+    println!(
+        "search of what was said at {rows} transcribed recordings ({backend}, seeded in {:.1?}):",
+        t0.elapsed()
+    );
+    let (router, token) = library_router(dir, db.clone(), dir.join("none")).await;
+    let addr = serve_router(router).await;
+    let client = bearer_client(&token);
+    for (label, words, requests) in [
+        (
+            "a word of one transcript in a thousand (damaged)",
+            "damaged",
+            REQUESTS,
+        ),
+        ("an order number (ten transcripts)", "order+4242", REQUESTS),
+        ("a word of every transcript (refund)", "refund", 100),
+    ] {
+        let url = format!("http://{addr}/api/recordings?limit=50&q={words}");
+        let mut times = Vec::new();
+        for _ in 0..requests {
+            let t0 = Instant::now();
+            let response = client.get(&url).send().await.expect("get");
+            assert_eq!(response.status().as_u16(), 200);
+            let body = response.bytes().await.expect("body");
+            let page: Page = serde_json::from_slice(&body).expect("a page");
+            assert!(!page.recordings.is_empty());
+            times.push(t0.elapsed());
+        }
+        times.sort();
+        println!(
+            "  GET /api/recordings?q={words}, {label}: p50 {:?}  p99 {:?}",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+    }
+    // Peer: the same search as a scan of the transcripts' text, newest first, 50 rows.
+    for (label, pattern) in [("damaged", "%damaged%"), ("refund", "%refund%")] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            let found: Vec<(i64,)> = sqlx::query_as(
+                "SELECT r.id FROM recordings r JOIN recording_transcripts t ON t.recording_id = r.id \
+                 WHERE t.cues LIKE $1 ORDER BY r.started_at_ms DESC, r.id DESC LIMIT 50",
+            )
+            .bind(pattern)
+            .fetch_all(&db.pool)
+            .await
+            .expect("scan");
+            assert!(!found.is_empty());
+            times.push(t0.elapsed());
+        }
+        times.sort();
+        println!(
+            "  peer: LIKE scan of the transcripts, {label}, query only: p50 {:?}  max {:?}",
+            percentile(&times, 0.5),
+            times[times.len() - 1]
+        );
+    }
+}
+
 fn transcode(dir: &Path) {
     const BYTES: usize = 200 * 1024 * 1024;
     let input = dir.join("big.ulaw");
@@ -651,7 +784,7 @@ fn is_root() -> bool {
 }
 
 fn main() {
-    // `BENCH_ONLY=list` (or scan, range, transcode, opus) runs one part.
+    // `BENCH_ONLY=list` (or said, scan, range, transcode, opus) runs one part.
     let only = std::env::var("BENCH_ONLY").ok();
     let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let dir = tempfile::tempdir().expect("dir");
@@ -673,5 +806,8 @@ fn main() {
     }
     if run("list") {
         runtime.block_on(list(dir.path()));
+    }
+    if run("said") {
+        runtime.block_on(said(dir.path()));
     }
 }
