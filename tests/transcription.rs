@@ -624,6 +624,14 @@ async fn what_was_said_is_searchable_within_the_access_rules(db: Db) {
         Vec::<i64>::new()
     );
     assert!(ids(&search(admin.clone(), "limit=10").await).contains(&money));
+    // The CSV export of a search of what was said holds only what the caller may play too.
+    let csv = send(admin.get(format!("{}/api/recordings/export.csv?q=money", s.base))).await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&csv.body).lines().count(),
+        1,
+        "the header alone"
+    );
     // Another tenant's admin finds only their own.
     let outsider = common::tenant_admin(&s.svc.db, "other").await;
     assert_eq!(ids(&search(outsider, "q=refund").await), [other]);

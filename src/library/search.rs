@@ -48,6 +48,31 @@ pub struct Filter {
     pub said: Vec<String>,
 }
 
+/// On SQLite, a transcript search whose rarest word is in more transcripts than this walks the
+/// newest recordings asking the full-text index about each (the first page is found after a
+/// few rows); below it, the index's matches are gathered first (a rare word's few rows).
+const COMMON_WORD_DOCS: i64 = 20_000;
+
+/// Whether every word of `said` is common (SQLite: the index's own counts); PostgreSQL's
+/// planner weighs this itself.
+async fn said_is_common(db: &Database, said: &[String]) -> Result<bool, sqlx::Error> {
+    if said.is_empty() || db.backend != Backend::Sqlite {
+        return Ok(false);
+    }
+    let list: Vec<String> = (1..=said.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT COUNT(*), MIN(doc) FROM transcript_search_terms WHERE term IN ({})",
+        list.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (i64, Option<i64>)>(&sql);
+    for word in said {
+        query = query.bind(word.clone());
+    }
+    let (known, rarest) = query.fetch_one(&db.pool).await?;
+    // A word in no transcript at all: the gathered matches are none.
+    Ok(known == said.len() as i64 && rarest.unwrap_or(0) > COMMON_WORD_DOCS)
+}
+
 /// Words of a transcript search at most.
 pub const MAX_SAID_WORDS: usize = 10;
 
@@ -131,7 +156,7 @@ impl Clauses {
     }
 
     /// What `viewer` may see and what `filter` asks for.
-    fn of(backend: Backend, viewer: &Viewer<'_>, filter: &Filter) -> Clauses {
+    fn of(backend: Backend, viewer: &Viewer<'_>, filter: &Filter, said_common: bool) -> Clauses {
         let mut c = Clauses::default();
         let p = c.text(viewer.tenant);
         c.push(format!("tenant = {p}"));
@@ -188,7 +213,7 @@ impl Clauses {
             }
         }
         if !filter.said.is_empty() {
-            let clause = said_clause(backend, &filter.said, &mut c);
+            let clause = said_clause(backend, &filter.said, said_common, &mut c);
             c.push(clause);
         }
         if let Some(channel) = &filter.channel {
@@ -212,7 +237,7 @@ impl Clauses {
 /// SQL: the recording's transcript holds every word of `said` (its full-text index: FTS5 on
 /// SQLite, a GIN-indexed tsvector on PostgreSQL). Each word is a quoted term, so nothing typed
 /// is read as the index's query syntax.
-fn said_clause(backend: Backend, said: &[String], c: &mut Clauses) -> String {
+fn said_clause(backend: Backend, said: &[String], common: bool, c: &mut Clauses) -> String {
     match backend {
         Backend::Sqlite => {
             let terms: Vec<String> = said
@@ -220,7 +245,16 @@ fn said_clause(backend: Backend, said: &[String], c: &mut Clauses) -> String {
                 .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
                 .collect();
             let p = c.text(terms.join(" "));
-            format!("id IN (SELECT rowid FROM transcript_search WHERE transcript_search MATCH {p})")
+            if common {
+                // Asked of each row in list order: the index seeks the row in the word's list.
+                format!(
+                    "EXISTS (SELECT 1 FROM transcript_search WHERE transcript_search MATCH {p} AND rowid = recordings.id)"
+                )
+            } else {
+                format!(
+                    "id IN (SELECT rowid FROM transcript_search WHERE transcript_search MATCH {p})"
+                )
+            }
         }
         Backend::Postgres => {
             let p = c.text(said.join(" "));
@@ -277,7 +311,8 @@ pub async fn recordings(
     after: Option<(i64, i64)>,
     limit: i64,
 ) -> Result<Page<Recording>, sqlx::Error> {
-    let mut c = Clauses::of(db.backend, viewer, filter);
+    let common = said_is_common(db, &filter.said).await?;
+    let mut c = Clauses::of(db.backend, viewer, filter, common);
     let (key_column, order) = match sort {
         Sort::Newest => ("started_at_ms", "started_at_ms DESC, id DESC"),
         Sort::Longest => ("duration_ms", "duration_ms DESC, id DESC"),
@@ -321,7 +356,8 @@ pub async fn calls(
     after: Option<(i64, String)>,
     limit: i64,
 ) -> Result<(Page<CallGroup>, Vec<Recording>), sqlx::Error> {
-    let filters = Clauses::of(db.backend, viewer, filter);
+    let common = said_is_common(db, &filter.said).await?;
+    let filters = Clauses::of(db.backend, viewer, filter, common);
     let where_sql = filters.where_sql();
     let mut c = filters.clone();
     let mut having = String::new();
@@ -448,6 +484,55 @@ mod tests {
         );
     }
 
+    /// Both SQLite forms of a transcript search find the same rows, and the walk of the newest
+    /// rows is chosen only when every word is in more transcripts than the threshold.
+    #[tokio::test]
+    async fn transcript_searches_find_the_same_rows_either_way() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}/said.db?mode=rwc", dir.path().display());
+        let db = Database::open(&url).await.expect("db");
+        for (id, text) in [
+            (1, "a refund please"),
+            (2, "no money"),
+            (3, "refund the parcel"),
+        ] {
+            sqlx::query("INSERT INTO recordings (id, path, name, format, status, size_bytes, mtime_ms, duration_ms, sample_rate, data_offset, data_len, started_at_ms, indexed_at_ms) VALUES ($1, $2, $2, 'wav', 'ready', 0, 0, 0, 8000, 44, 0, $1, 0)")
+                .bind(id)
+                .bind(format!("r{id}"))
+                .execute(&db.pool)
+                .await
+                .expect("row");
+            sqlx::query("INSERT INTO transcript_search (rowid, text) VALUES ($1, $2)")
+                .bind(id)
+                .bind(text)
+                .execute(&db.pool)
+                .await
+                .expect("words");
+        }
+        let said = vec!["refund".to_string()];
+        let mut found = Vec::new();
+        for common in [false, true] {
+            let mut c = Clauses::default();
+            let clause = said_clause(Backend::Sqlite, &said, common, &mut c);
+            let sql = format!("SELECT id FROM recordings WHERE {clause} ORDER BY id");
+            let ids: Vec<i64> = c
+                .bind_all(sqlx::query_as::<_, (i64,)>(&sql))
+                .fetch_all(&db.pool)
+                .await
+                .expect("search")
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
+            found.push(ids);
+        }
+        assert_eq!(found, vec![vec![1, 3], vec![1, 3]]);
+        // Two transcripts say it: far below the threshold; a word said nowhere is not common.
+        assert!(!said_is_common(&db, &said).await.expect("counts"));
+        assert!(!said_is_common(&db, &["nowhere".to_string()])
+            .await
+            .expect("counts"));
+    }
+
     #[test]
     fn values_are_bound_never_spliced() {
         let projects = vec!["sales".to_string()];
@@ -464,7 +549,7 @@ mod tests {
             from_ms: Some(1),
             ..Filter::default()
         };
-        let c = Clauses::of(Backend::Sqlite, &viewer, &filter);
+        let c = Clauses::of(Backend::Sqlite, &viewer, &filter, false);
         let sql = c.where_sql();
         assert!(!sql.contains("DROP") && !sql.contains("55"), "{sql}");
         // tenant, project, two identities, the prefix, the word's two bounds, status, from.

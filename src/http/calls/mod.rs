@@ -573,29 +573,11 @@ pub(super) async fn transcript(
     caller: Caller,
     Path(CallId { id: call_id }): Path<CallId>,
 ) -> Result<Response, ApiError> {
-    let mut entry = caller.entry("transcript");
-    entry.detail = Some(audit::capped(&format!("call {call_id}"), 200));
-    let Some(segments) = visible_segments(&state, &caller, &call_id).await? else {
-        return Err(caller.refuse(&state, entry, no_such_call()).await);
-    };
-    entry.recording_id = segments.first().map(|s| s.id);
-    if let Some(d) = read_denial(&caller, &segments) {
-        return Err(caller.refuse(&state, entry, denied(d)).await);
-    }
-    if call_in_progress(&state, &call_id, &segments) {
-        return Err(caller.refuse(&state, entry, in_progress()).await);
-    }
-    let with_audio: Vec<Recording> = segments
-        .into_iter()
-        .filter(|s| s.status == crate::library::RecordingStatus::Ready)
-        .collect();
-    let settings = caller.principal.settings;
-    for segment in &with_audio {
-        if let Err(d) = decide(&caller.principal, settings, &segment.facts(), Action::Play) {
-            entry.recording_id = Some(segment.id);
-            return Err(caller.refuse(&state, entry, denied(d)).await);
-        }
-    }
+    // The same gate as the call's audio: a transcript says what the audio says.
+    let CallPlan {
+        segments: with_audio,
+        ..
+    } = plan(&state, &caller, &call_id, Action::Play, "transcript").await?;
     let start = timeline_start(&with_audio);
     let spans = spans_of(&state, &with_audio).await?;
     let mut cues = Vec::new();

@@ -127,10 +127,20 @@ impl Export {
         self.after = rows
             .last()
             .map(|last| (search::sort_key(last, self.sort), last.id));
+        // A search of what was said shows only what the caller may play (as the list does):
+        // a row would otherwise tell what a recording they may not hear says.
+        let settings = self.principal.settings;
+        let shown: Vec<&Recording> = rows
+            .iter()
+            .filter(|row| {
+                self.filter.said.is_empty()
+                    || decide(&self.principal, settings, &row.facts(), Action::Play).is_ok()
+            })
+            .collect();
         if rows.is_empty() {
             return None;
         }
-        Some(csv_bytes(rows.iter().map(record)).map_err(std::io::Error::other))
+        Some(csv_bytes(shown.into_iter().map(record)).map_err(std::io::Error::other))
     }
 }
 
