@@ -59,18 +59,19 @@ async fn said_is_common(db: &Database, said: &[String]) -> Result<bool, sqlx::Er
     if said.is_empty() || db.backend != Backend::Sqlite {
         return Ok(false);
     }
-    let list: Vec<String> = (1..=said.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT COUNT(*), MIN(doc) FROM transcript_search_terms WHERE term IN ({})",
-        list.join(", ")
-    );
-    let mut query = sqlx::query_as::<_, (i64, Option<i64>)>(&sql);
+    // One term at a time: the vocabulary table seeks an equal term, it scans for a list.
     for word in said {
-        query = query.bind(word.clone());
+        let docs: Option<(i64,)> =
+            sqlx::query_as("SELECT doc FROM transcript_search_terms WHERE term = $1")
+                .bind(word)
+                .fetch_optional(&db.pool)
+                .await?;
+        // A word in few transcripts (or none): gathering its matches first is quick.
+        if docs.is_none_or(|(docs,)| docs <= COMMON_WORD_DOCS) {
+            return Ok(false);
+        }
     }
-    let (known, rarest) = query.fetch_one(&db.pool).await?;
-    // A word in no transcript at all: the gathered matches are none.
-    Ok(known == said.len() as i64 && rarest.unwrap_or(0) > COMMON_WORD_DOCS)
+    Ok(true)
 }
 
 /// Words of a transcript search at most.
