@@ -7,6 +7,3 @@ INSERT INTO transcript_search (rowid, text)
                                      FROM json_each(t.cues) c), '')
     FROM recording_transcripts t
     WHERE t.recording_id NOT IN (SELECT rowid FROM transcript_search);
--- How many transcripts hold each word: a search for a word most calls say walks the newest
--- recordings and asks the index about each, instead of gathering every match first.
-CREATE VIRTUAL TABLE IF NOT EXISTS transcript_search_terms USING fts5vocab(transcript_search, 'row');

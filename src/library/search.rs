@@ -48,30 +48,35 @@ pub struct Filter {
     pub said: Vec<String>,
 }
 
-/// On SQLite, a transcript search whose rarest word is in more transcripts than this walks the
-/// newest recordings asking the full-text index about each (the first page is found after a
-/// few rows); below it, the index's matches are gathered first (a rare word's few rows).
-const COMMON_WORD_DOCS: i64 = 20_000;
+/// On SQLite, a transcript search that more transcripts than this match walks the newest
+/// recordings asking the full-text index about each (the first page is found after a few rows);
+/// with fewer matches, they are gathered first.
+const COMMON_MATCHES: i64 = 5_000;
 
-/// Whether every word of `said` is common (SQLite: the index's own counts); PostgreSQL's
-/// planner weighs this itself.
+/// Whether a transcript search matches many transcripts (SQLite: its matches counted up to the
+/// threshold, which costs at most that many index entries); PostgreSQL's planner weighs this
+/// itself.
 async fn said_is_common(db: &Database, said: &[String]) -> Result<bool, sqlx::Error> {
     if said.is_empty() || db.backend != Backend::Sqlite {
         return Ok(false);
     }
-    // One term at a time: the vocabulary table seeks an equal term, it scans for a list.
-    for word in said {
-        let docs: Option<(i64,)> =
-            sqlx::query_as("SELECT doc FROM transcript_search_terms WHERE term = $1")
-                .bind(word)
-                .fetch_optional(&db.pool)
-                .await?;
-        // A word in few transcripts (or none): gathering its matches first is quick.
-        if docs.is_none_or(|(docs,)| docs <= COMMON_WORD_DOCS) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let (matches,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM (SELECT rowid FROM transcript_search WHERE transcript_search MATCH $1 LIMIT $2)",
+    )
+    .bind(fts_query(said))
+    .bind(COMMON_MATCHES + 1)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(matches > COMMON_MATCHES)
+}
+
+/// The FTS5 query of `said`: each word a quoted term (nothing typed is read as query syntax),
+/// all of them required.
+fn fts_query(said: &[String]) -> String {
+    said.iter()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Words of a transcript search at most.
@@ -241,11 +246,7 @@ impl Clauses {
 fn said_clause(backend: Backend, said: &[String], common: bool, c: &mut Clauses) -> String {
     match backend {
         Backend::Sqlite => {
-            let terms: Vec<String> = said
-                .iter()
-                .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-                .collect();
-            let p = c.text(terms.join(" "));
+            let p = c.text(fts_query(said));
             if common {
                 // Asked of each row in list order: the index seeks the row in the word's list.
                 format!(
@@ -527,7 +528,7 @@ mod tests {
             found.push(ids);
         }
         assert_eq!(found, vec![vec![1, 3], vec![1, 3]]);
-        // Two transcripts say it: far below the threshold; a word said nowhere is not common.
+        // Two transcripts say it: far below the threshold; a word said nowhere matches nothing.
         assert!(!said_is_common(&db, &said).await.expect("counts"));
         assert!(!said_is_common(&db, &["nowhere".to_string()])
             .await
