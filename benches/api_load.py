@@ -47,7 +47,7 @@ def load(url, headers):
 
 
 def service(workers, data):
-    env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", RUST_LOG="warn", TOKIO_WORKER_THREADS=str(workers))
+    env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", TRANSCRIPTION_ENGINE="off", RUST_LOG="warn", TOKIO_WORKER_THREADS=str(workers))
     p = subprocess.Popen([BIN, "demo", "--data", data, "--call-every", "100000"], cwd=data, env=env,
                          stdout=subprocess.PIPE, text=True)
     base = "http://" + re.search(r"localhost:(\d+)", p.stdout.readline()).group(0).replace("localhost", "127.0.0.1")

@@ -74,6 +74,7 @@ async fn run(arrival: Arrival) {
             "DIALPLANS_DIR" => Some(dialplans.display().to_string()),
             "CACHE_DIR" => Some(dir.path().join("cache").display().to_string()),
             "HTTP_ADDR" => Some("127.0.0.1:0".into()),
+            "TRANSCRIPTION_ENGINE" => Some("off".into()),
             _ => None,
         })
         .expect("config");

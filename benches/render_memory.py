@@ -36,7 +36,7 @@ def main():
     subprocess.run([sys.executable, "-c",
                     f"from renderings import write_wav; write_wav({wav!r}, 30 * 60)"],
                    cwd=os.path.dirname(os.path.abspath(__file__)), check=True)
-    env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", RUST_LOG="error")
+    env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", TRANSCRIPTION_ENGINE="off", RUST_LOG="error")
     p = subprocess.Popen([BIN, "demo", "--data", data, "--call-every", "100000"], env=env,
                          stdout=subprocess.PIPE, text=True)
     base = "http://" + re.search(r"localhost:(\d+)", p.stdout.readline()).group(0).replace(

@@ -66,7 +66,7 @@ def main():
     hour = os.path.join(recordings, "one-hour.wav")
     write_wav(ten, 600)
     write_wav(hour, 3600)
-    env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", RUST_LOG="info", RECORDINGS_DIR=recordings,
+    env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", TRANSCRIPTION_ENGINE="off", RUST_LOG="info", RECORDINGS_DIR=recordings,
                DIALPLANS_DIR=os.path.join(data, "dialplans"), ARI_PASSWORD="unused",
                ARI_URL="http://127.0.0.1:9", DATABASE_URL=f"sqlite://{data}/lib.db?mode=rwc",
                CACHE_DIR=os.path.join(data, "cache"),

@@ -69,6 +69,7 @@ fn start_instance(dir: &Path, node: &str, ari: &str, db_url: &str) -> Instance {
         .env("DIALPLANS_DIR", dir.join("dialplans"))
         .env("CACHE_DIR", dir.join(format!("cache-{node}")))
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("TRANSCRIPTION_ENGINE", "off")
         .env("NODE_ID", node)
         .env("AUDIT_KEYS", AUDIT_KEY)
         .env("RUST_LOG", "warn")

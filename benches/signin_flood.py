@@ -5,7 +5,7 @@ import json, subprocess, sys, threading, time, urllib.request, statistics, os, r
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/ari-recorder")
 data = tempfile.mkdtemp()
-env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", RUST_LOG="warn", GRANTS_PER_MINUTE="1000000")
+env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", TRANSCRIPTION_ENGINE="off", RUST_LOG="warn", GRANTS_PER_MINUTE="1000000")
 p = subprocess.Popen([BIN, "demo", "--data", data, "--call-every", "1000"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
 line = p.stdout.readline()
 base = "http://" + re.search(r"localhost:(\d+)", line).group(0).replace("localhost", "127.0.0.1")

@@ -36,7 +36,7 @@ MOMENTS = [3, 20, 45]
 
 def start_service():
     data = tempfile.mkdtemp()
-    env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", RUST_LOG="error")
+    env = dict(os.environ, HTTP_ADDR="127.0.0.1:0", TRANSCRIPTION_ENGINE="off", RUST_LOG="error")
     p = subprocess.Popen([BIN, "demo", "--data", data, "--call-every", "1000"], env=env,
                          stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()

@@ -116,6 +116,7 @@ fn start_service(bin: &Path, dir: &Path, ari: &str) -> Service {
         .env("DIALPLANS_DIR", dir.join("dialplans"))
         .env("CACHE_DIR", dir.join("cache"))
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("TRANSCRIPTION_ENGINE", "off")
         .env("METRICS_TOKEN", SOAK_METRICS_TOKEN)
         // SOAK_LOG=FILE keeps the service's log, at SOAK_RUST_LOG (warn) level.
         .env(

@@ -106,7 +106,7 @@ def run(args, event_filter, binary=None):
     env = dict(os.environ, ARI_URL=args.ari, ARI_USERNAME=args.user, ARI_PASSWORD=args.password,
                RECORDINGS_DIR=args.recordings, DATABASE_URL=f"sqlite://{work}/library.db?mode=rwc",
                DIALPLANS_DIR=os.path.join(work, "dialplans"), CACHE_DIR=os.path.join(work, "cache"),
-               HTTP_ADDR="127.0.0.1:18230", METRICS_TOKEN=TOKEN, RUST_LOG="warn",
+               HTTP_ADDR="127.0.0.1:18230", TRANSCRIPTION_ENGINE="off", METRICS_TOKEN=TOKEN, RUST_LOG="warn",
                ARI_EVENT_FILTER="true" if event_filter else "false")
     log = open(os.path.join(work, "serve.log"), "w")
     proc = subprocess.Popen([binary or args.bin, "serve"], env=env, stdout=log, stderr=log)

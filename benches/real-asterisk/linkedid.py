@@ -41,7 +41,7 @@ def main():
     env = dict(os.environ, ARI_URL=args.ari, ARI_USERNAME=args.user, ARI_PASSWORD=args.password,
                RECORDINGS_DIR=args.recordings, DATABASE_URL=f"sqlite://{work}/library.db?mode=rwc",
                DIALPLANS_DIR=os.path.join(work, "dialplans"), CACHE_DIR=os.path.join(work, "cache"),
-               HTTP_ADDR="127.0.0.1:18231", RUST_LOG="warn")
+               HTTP_ADDR="127.0.0.1:18231", TRANSCRIPTION_ENGINE="off", RUST_LOG="warn")
     log = open(os.path.join(work, "serve.log"), "w")
     proc = subprocess.Popen([args.bin, "serve"], env=env, stdout=log, stderr=log)
     s = requests.Session()

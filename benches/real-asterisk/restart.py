@@ -211,6 +211,7 @@ def start_serve(args, work, log, database=None):
         "DIALPLANS_DIR": os.path.join(work, "dialplans"),
         "CACHE_DIR": os.path.join(work, "cache"),
         "HTTP_ADDR": "127.0.0.1:0",
+        "TRANSCRIPTION_ENGINE": "off",
         "RUST_LOG": env.get("RUST_LOG", "info"),
     })
     proc = subprocess.Popen([args.bin, "serve"], env=env, stdout=log, stderr=log)
