@@ -206,6 +206,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0025_transcript_search.sql"),
         postgres: include_str!("../migrations/postgres/0025_transcript_search.sql"),
     },
+    Migration {
+        version: 26,
+        name: "recording_insights",
+        sqlite: include_str!("../migrations/sqlite/0026_recording_insights.sql"),
+        postgres: include_str!("../migrations/postgres/0026_recording_insights.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

@@ -251,6 +251,39 @@ async fn a_call_is_transcribed_party_by_party() {
         job_state(&s, id).await.map(|(state, _)| state).as_deref(),
         Some("done")
     );
+    // Talk-time, from each party's audio: the caller's 5.1 s sentence and the agent's 3.6 s
+    // one (each held 0.3 s past its last word), never at once, a silence between them.
+    let admin = bearer(&s.token);
+    let shown = send(admin.get(format!("{}/api/recordings/{id}", s.base)))
+        .await
+        .json();
+    let talk = &shown["insights"];
+    let seconds = |key: &str| talk[key].as_f64().unwrap_or(-1.0);
+    assert!(
+        (4.9..=5.8).contains(&seconds("caller_talk_seconds")),
+        "{talk}"
+    );
+    assert!(
+        (3.3..=4.4).contains(&seconds("agent_talk_seconds")),
+        "{talk}"
+    );
+    assert_eq!(talk["crosstalk_count"], 0, "{talk}");
+    assert!(seconds("longest_silence_seconds") >= 1.0, "{talk}");
+    let share = talk["agent_share_percent"].as_i64().expect("share");
+    assert!((35..=48).contains(&share), "{talk}");
+    let listed = |query: String| {
+        let admin = admin.clone();
+        let base = s.base.clone();
+        async move {
+            let page = send(admin.get(format!("{base}/api/recordings?{query}"))).await;
+            assert_eq!(page.status, 200, "{}", page.error());
+            page.json()["recordings"].as_array().map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(listed(format!("min_agent_share={}", share)).await, 1);
+    assert_eq!(listed(format!("min_agent_share={}", share + 1)).await, 0);
+    assert_eq!(listed("min_silence=1".into()).await, 1);
+    assert_eq!(listed("min_silence=60".into()).await, 0);
     let ready = send(reqwest::Client::new().get(format!("{}/readyz", s.base)))
         .await
         .json();

@@ -1,6 +1,8 @@
 //! Audio formats: G.711 mu-law and A-law, the WAV layout Asterisk writes, Opus and MP3
-//! encoding, and generated sounds. It knows nothing of where audio is stored.
+//! encoding, generated sounds, and who talked when (`activity`). It knows nothing of where audio
+//! is stored.
 
+pub mod activity;
 pub mod g711;
 pub mod mp3;
 pub mod opus;

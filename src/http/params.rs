@@ -422,7 +422,7 @@ impl FromQuery for AuditQuery {
 /// The most rows a list page holds.
 pub(super) const MAX_LIMIT: i64 = 200;
 
-pub(super) const LIST_PARAMS: [&str; 17] = [
+pub(super) const LIST_PARAMS: [&str; 19] = [
     "limit",
     "group",
     "cursor",
@@ -440,6 +440,8 @@ pub(super) const LIST_PARAMS: [&str; 17] = [
     "linkedid",
     "channel",
     "q",
+    "min_silence",
+    "min_agent_share",
 ];
 
 /// The list's filters and pages; any other parameter is refused.
@@ -484,6 +486,11 @@ pub(super) struct ListQuery {
     /// caller may play; each row then says where (`match`: start, speaker, snippet).
     #[param(rename = "q", value_type = Option<String>)]
     pub(super) said: Vec<String>,
+    /// Seconds at least of the longest silence (nobody talking), from the talk-time figures.
+    min_silence: Option<f64>,
+    /// The agent's share of the talking at least, in percent (dual-channel recordings).
+    #[param(value_type = Option<u8>, minimum = 0, maximum = 100)]
+    min_agent_share: Option<i64>,
     /// What was asked, as the audit log notes it.
     #[param(ignore)]
     pub(super) asked: HashMap<String, String>,
@@ -506,6 +513,8 @@ impl ListQuery {
             linkedid: self.linkedid.clone(),
             channel: self.channel.clone(),
             said: self.said.clone(),
+            min_silence_ms: self.min_silence.map(|seconds| (seconds * 1000.0) as i64),
+            min_agent_share: self.min_agent_share,
         }
     }
 }
@@ -592,6 +601,30 @@ impl FromQuery for ListQuery {
             }
             said = words;
         }
+        let min_silence = match q.get("min_silence") {
+            None => None,
+            Some(v) => match v.parse::<f64>() {
+                Ok(seconds) if (0.0..=86_400.0).contains(&seconds) => Some(seconds),
+                _ => {
+                    return Err(bad(
+                        "min_silence",
+                        "must be a number of seconds from 0 to 86400",
+                    ))
+                }
+            },
+        };
+        let min_agent_share = match q.get("min_agent_share") {
+            None => None,
+            Some(v) => match v.parse::<i64>() {
+                Ok(percent) if (0..=100).contains(&percent) => Some(percent),
+                _ => {
+                    return Err(bad(
+                        "min_agent_share",
+                        "must be a whole percent from 0 to 100",
+                    ))
+                }
+            },
+        };
         let linkedid = prefix("linkedid")?;
         let channel = prefix("channel")?;
         let by_call = match q.get("group").map(String::as_str) {
@@ -625,6 +658,8 @@ impl FromQuery for ListQuery {
             linkedid,
             channel,
             said,
+            min_silence,
+            min_agent_share,
             asked: q.clone(),
         })
     }

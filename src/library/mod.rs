@@ -5,6 +5,7 @@
 pub mod calls;
 
 pub mod index;
+pub mod insights;
 pub mod probe;
 pub mod recordings;
 pub mod search;

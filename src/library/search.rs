@@ -46,6 +46,18 @@ pub struct Filter {
     /// Words said in the transcript, every one of them (lower-case, as
     /// `transcripts::search_words` makes them).
     pub said: Vec<String>,
+    /// Talk-time figures: the longest silence at least (ms); the agent's share of the talking
+    /// at least (percent).
+    pub min_silence_ms: Option<i64>,
+    pub min_agent_share: Option<i64>,
+}
+
+impl Filter {
+    /// Whether it asks what the audio holds (words said, talk-time): its answers are then only
+    /// recordings the caller may play.
+    pub fn reads_audio(&self) -> bool {
+        !self.said.is_empty() || self.min_silence_ms.is_some() || self.min_agent_share.is_some()
+    }
 }
 
 /// On SQLite, a transcript search that more transcripts than this match walks the newest
@@ -221,6 +233,17 @@ impl Clauses {
         if !filter.said.is_empty() {
             let clause = said_clause(backend, &filter.said, said_common, &mut c);
             c.push(clause);
+        }
+        for (value, column) in [
+            (filter.min_silence_ms, "longest_silence_ms"),
+            (filter.min_agent_share, "agent_share"),
+        ] {
+            if let Some(v) = value {
+                let p = c.int(v);
+                c.push(format!(
+                    "id IN (SELECT recording_id FROM recording_insights WHERE {column} >= {p})"
+                ));
+            }
         }
         if let Some(channel) = &filter.channel {
             let p = c.text(channel.clone());

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify, Semaphore};
 
+use crate::audio::activity::{talk_time, Activity, TalkTime};
 use crate::clock::now_ms;
 use crate::config::transcription::{EngineChoice, TranscriptionSettings};
 use crate::db::{Database, DbError};
@@ -314,6 +315,8 @@ impl<A: RecordingAudio> Worker<A> {
         {
             return Ok(Outcome::Skipped("a transcript is attached already".into()));
         }
+        // Who talked when, from the audio (no words: also for a flow that is not transcribed).
+        self.draw_insights(&row).await;
         let policy = (self.policies)(row.flow.as_deref());
         if !policy.transcribe {
             return Ok(Outcome::Skipped(format!(
@@ -366,6 +369,51 @@ impl<A: RecordingAudio> Worker<A> {
             cues: cues.len(),
             audio_ms,
         })
+    }
+}
+
+impl<A: RecordingAudio> Worker<A> {
+    /// Draws and stores the recording's talk-time figures: each party's voice when recorded
+    /// apart, else speech against silence. A failure is logged: the transcript goes on.
+    async fn draw_insights(&self, row: &Recording) {
+        let parties = self.audio.parties(row).await;
+        let mono = match parties {
+            Some(_) => None,
+            None => match self.audio.audio(row).await {
+                Ok(audio) => Some(audio),
+                Err(e) => {
+                    tracing::warn!(recording = row.id, error = %e, "no talk-time figures: no audio");
+                    return;
+                }
+            },
+        };
+        let drawn = tokio::task::spawn_blocking(move || -> std::io::Result<TalkTime> {
+            let frames = |audio: &WavStream| -> std::io::Result<Vec<bool>> {
+                let mut activity = Activity::new(audio.sample_rate);
+                audio.for_each_chunk(|chunk| {
+                    activity.push(chunk);
+                    Ok::<(), std::io::Error>(())
+                })?;
+                Ok(activity.frames())
+            };
+            Ok(match (&parties, &mono) {
+                (Some([caller, agent]), _) => talk_time(&frames(caller)?, Some(&frames(agent)?)),
+                (None, Some(audio)) => talk_time(&frames(audio)?, None),
+                (None, None) => TalkTime::default(),
+            })
+        })
+        .await;
+        match drawn {
+            Ok(Ok(talk)) => {
+                if let Err(e) = crate::library::insights::store(&self.db, row.id, &talk).await {
+                    tracing::warn!(recording = row.id, error = %e, "talk-time figures not stored");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(recording = row.id, error = %e, "talk-time figures not drawn")
+            }
+            Err(e) => tracing::warn!(recording = row.id, error = %e, "talk-time figures not drawn"),
+        }
     }
 }
 

@@ -682,15 +682,19 @@ pub(super) async fn list_grouped(
     let settings = caller.principal.settings;
     // A search of what was said shows the segments the caller may play, each with where.
     let mut said = HashMap::new();
-    if !filter.said.is_empty() {
+    if filter.reads_audio() {
         for row in &rows {
             if decide(&caller.principal, settings, &row.facts(), Action::Play).is_ok() {
-                let found = super::recordings::said_in(state, row.id, &filter.said).await?;
+                let found = if filter.said.is_empty() {
+                    None
+                } else {
+                    super::recordings::said_in(state, row.id, &filter.said).await?
+                };
                 said.insert(row.id, found);
             }
         }
     }
-    let shown = |r: &Recording| filter.said.is_empty() || said.contains_key(&r.id);
+    let shown = |r: &Recording| !filter.reads_audio() || said.contains_key(&r.id);
     let calls: Vec<serde_json::Value> = groups
         .iter()
         .filter(|group| {

@@ -142,8 +142,11 @@ pub(in crate::http) async fn delete(
     if let Some(removed) = files {
         removed.await.map_err(internal)?;
     }
-    // Its transcript holds its words: it goes too.
+    // Its transcript holds its words, its figures who talked when: they go too.
     crate::library::transcripts::remove(&state.db, row.id)
+        .await
+        .map_err(internal)?;
+    crate::library::insights::remove(&state.db, row.id)
         .await
         .map_err(internal)?;
     // Deleted audio leaves no rendering of itself in memory either.

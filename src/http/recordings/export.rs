@@ -133,7 +133,7 @@ impl Export {
         let shown: Vec<&Recording> = rows
             .iter()
             .filter(|row| {
-                self.filter.said.is_empty()
+                !self.filter.reads_audio()
                     || decide(&self.principal, settings, &row.facts(), Action::Play).is_ok()
             })
             .collect();

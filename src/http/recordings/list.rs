@@ -136,12 +136,15 @@ pub(in crate::http) async fn list(
     let mut recordings = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut view = row.view(principal, tenant);
-        if !filter.said.is_empty() {
-            // A transcript is read where the audio may be played: a search of what was said
-            // shows only those (the page may be shorter; its cursor goes on from the last row).
+        if filter.reads_audio() {
+            // A transcript (or a talk-time figure) is read where the audio may be played: such
+            // a search shows only those (the page may be shorter; its cursor goes on from the
+            // last row).
             if decide(principal, tenant, &row.facts(), Action::Play).is_err() {
                 continue;
             }
+        }
+        if !filter.said.is_empty() {
             view.said = said_in(&state, row.id, &filter.said).await?;
         }
         recordings.push(view);
