@@ -96,6 +96,27 @@ struct Page {
 /// Requests per list measurement: enough for a p99 that is not one slow request.
 const REQUESTS: usize = 1000;
 
+/// `rows` final recordings in one statement (newest last, a call a second), each `duration` ms
+/// long (an SQL expression of the row's number `x`) with consent `consent`.
+async fn seed_recordings(db: &Database, backend: &str, rows: i64, duration: &str, consent: &str) {
+    let numbers = if backend == "SQLite" {
+        format!("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {rows}) SELECT x FROM n")
+    } else {
+        format!("SELECT x FROM generate_series(1::bigint, {rows}) AS n(x)")
+    };
+    sqlx::query(&format!(
+        "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, \
+         data_offset, data_len, caller_number, caller_name, node_type, direction, started_at_ms, indexed_at_ms, consent) \
+         SELECT 'r/' || x || '.wav', 'r/' || x, 'wav', 'ready', 16044, 0, {duration}, 'pcm16', 8000, 44, 16000, \
+         '555' || (x % 10000), 'Caller ' || x, 'transfer', 'inbound', 1700000000000 + x * 1000, 0, $1 \
+         FROM ({numbers}) AS numbers"
+    ))
+    .bind(consent)
+    .execute(&db.pool)
+    .await
+    .expect("seed recordings");
+}
+
 /// `BENCH_ROWS` (default 1,000,000) rows, on SQLite, or on the PostgreSQL database named by
 /// `BENCH_POSTGRES_URL` when set (its recordings table is emptied first).
 async fn list(dir: &Path) {
@@ -149,22 +170,7 @@ async fn list(dir: &Path) {
             .expect("drop index");
     }
     let t0 = Instant::now();
-    // One statement generates the rows.
-    let numbers = if backend == "SQLite" {
-        format!("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {rows}) SELECT x FROM n")
-    } else {
-        format!("SELECT x FROM generate_series(1::bigint, {rows}) AS n(x)")
-    };
-    sqlx::query(&format!(
-        "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, \
-         data_offset, data_len, caller_number, caller_name, node_type, direction, started_at_ms, indexed_at_ms) \
-         SELECT 'r/' || x || '.wav', 'r/' || x, 'wav', 'ready', 16044, 0, (x * 7919) % 600000, 'pcm16', 8000, 44, 16000, \
-         '555' || (x % 10000), 'Caller ' || x, 'transfer', 'inbound', 1700000000000 + x * 1000, 0 \
-         FROM ({numbers}) AS numbers"
-    ))
-    .execute(&db.pool)
-    .await
-    .expect("seed");
+    seed_recordings(&db, backend, rows, "(x * 7919) % 600000", "unknown").await;
     for statement in &create_indexes {
         sqlx::query(statement)
             .execute(&db.pool)
@@ -383,21 +389,7 @@ async fn said(dir: &Path) {
         .await
         .expect("empty index");
     let t0 = Instant::now();
-    let numbers = if backend == "SQLite" {
-        format!("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {rows}) SELECT x FROM n")
-    } else {
-        format!("SELECT x FROM generate_series(1::bigint, {rows}) AS n(x)")
-    };
-    sqlx::query(&format!(
-        "INSERT INTO recordings (path, name, format, status, size_bytes, mtime_ms, duration_ms, encoding, sample_rate, \
-         data_offset, data_len, caller_number, caller_name, node_type, direction, started_at_ms, indexed_at_ms, consent) \
-         SELECT 'r/' || x || '.wav', 'r/' || x, 'wav', 'ready', 16044, 0, 60000, 'pcm16', 8000, 44, 16000, \
-         '555' || (x % 10000), 'Caller ' || x, 'transfer', 'inbound', 1700000000000 + x * 1000, 0, 'granted' \
-         FROM ({numbers}) AS numbers"
-    ))
-    .execute(&db.pool)
-    .await
-    .expect("seed recordings");
+    seed_recordings(&db, backend, rows, "60000", "granted").await;
     // What each call said.
     let text = "'thank you for calling about order ' || (id % 100000) || ' the parcel ' || \
                 CASE WHEN id % 1000 = 0 THEN 'damaged' ELSE 'arrived' END || ' please refund'";
