@@ -105,13 +105,45 @@ pub async fn store(
             sealed,
         )
         .await?;
-    let now = crate::clock::now_ms();
     let object = CallObject {
         object_key: key,
         size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
         samples: i64::try_from(version.samples).unwrap_or(i64::MAX),
         sealed: i64::from(sealed),
     };
+    if let Err(e) = record(db, version, &object).await {
+        // An object no row names would outlive the recordings it holds: it goes at once, unless
+        // a request for the same version recorded it meanwhile (the same key, the same bytes).
+        let named: Result<Option<(String,)>, sqlx::Error> =
+            sqlx::query_as("SELECT object_key FROM call_objects WHERE object_key = $1")
+                .bind(&object.object_key)
+                .fetch_optional(&db.pool)
+                .await;
+        match named {
+            Ok(None) => {
+                if let Err(removal) = archive.delete_keys(&object.object_key, 0).await {
+                    tracing::warn!(key = %object.object_key, error = %removal, "a whole call's copy no row names is left in the bucket");
+                }
+            }
+            Ok(Some(_)) => {}
+            Err(lookup) => {
+                tracing::warn!(key = %object.object_key, error = %lookup, "a whole call's copy may be left in the bucket with no row naming it");
+            }
+        }
+        return Err(e.into());
+    }
+    archive.wake.notify_one();
+    Ok(object)
+}
+
+/// Records a stored version and its segments, retiring the call's other versions, in one
+/// transaction.
+async fn record(
+    db: &Database,
+    version: &CallVersion<'_>,
+    object: &CallObject,
+) -> Result<(), DbError> {
+    let now = crate::clock::now_ms();
     let mut tx = db.pool.begin().await?;
     sqlx::query(
         "INSERT INTO call_objects (object_key, call_id, tenant, timeline_key, size_bytes, samples, \
@@ -151,8 +183,7 @@ pub async fn store(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    archive.wake.notify_one();
-    Ok(object)
+    Ok(())
 }
 
 /// The condition of a stored version some segment of which is no longer as it was assembled:
