@@ -110,7 +110,7 @@ pub async fn start(
         &config.ari_url,
         &config.ari_username,
         &config.ari_password,
-        tls,
+        tls.clone(),
     )
     .map_err(ServiceError::AriUrl)?
     .with_metrics(metrics.clone());
@@ -179,7 +179,7 @@ pub async fn start(
     let transcription = crate::config::transcription::TranscriptionSettings::from_config(config)?;
     let transcription_engine = crate::transcription::Engine::from_settings(
         &transcription,
-        crate::tls::client_config(config.tls_ca_file.as_deref())?,
+        tls.clone(),
     )
     .map_err(ServiceError::Transcription)?;
     let transcribe_wake = Arc::new(tokio::sync::Notify::new());
@@ -294,7 +294,7 @@ pub async fn start(
     let webhooks = crate::webhooks::Deliverer::new(
         db.clone(),
         crate::webhooks::WebhookSettings::from_config(config),
-        crate::tls::client_config(config.tls_ca_file.as_deref())?,
+        tls,
         metrics.clone(),
     )?;
     let webhook_task = tokio::spawn(Arc::new(webhooks).run(shutdown.clone()));
