@@ -177,11 +177,9 @@ pub async fn start(
     };
     // Final recordings are also transcribed, when an engine is configured.
     let transcription = crate::config::transcription::TranscriptionSettings::from_config(config)?;
-    let transcription_engine = crate::transcription::Engine::from_settings(
-        &transcription,
-        tls.clone(),
-    )
-    .map_err(ServiceError::Transcription)?;
+    let transcription_engine =
+        crate::transcription::Engine::from_settings(&transcription, tls.clone())
+            .map_err(ServiceError::Transcription)?;
     let transcribe_wake = Arc::new(tokio::sync::Notify::new());
     let indexer = match &transcription_engine {
         Some(engine) => {
