@@ -45,6 +45,9 @@ pub enum DbError {
     /// A group of audit events could not be appended (the reason is shared by each).
     #[error("audit write failed: {0}")]
     Audit(String),
+    /// A value sealed at rest (a transcript, a talk timeline) could not be sealed or opened.
+    #[error("sealed value: {0}")]
+    Sealed(String),
 }
 
 struct Migration {
@@ -211,6 +214,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "recording_insights",
         sqlite: include_str!("../migrations/sqlite/0026_recording_insights.sql"),
         postgres: include_str!("../migrations/postgres/0026_recording_insights.sql"),
+    },
+    Migration {
+        version: 27,
+        name: "sealed_transcripts",
+        sqlite: include_str!("../migrations/sqlite/0027_sealed_transcripts.sql"),
+        postgres: include_str!("../migrations/postgres/0027_sealed_transcripts.sql"),
     },
 ];
 

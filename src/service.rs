@@ -286,7 +286,8 @@ pub async fn start(
             &transcription,
             &node,
             transcribe_wake,
-        );
+        )
+        .with_keys(keys.clone());
         tokio::spawn(Arc::new(worker).run(shutdown.clone()))
     });
     let webhooks = crate::webhooks::Deliverer::new(
@@ -294,7 +295,8 @@ pub async fn start(
         crate::webhooks::WebhookSettings::from_config(config),
         tls,
         metrics.clone(),
-    )?;
+    )?
+    .with_keys(keys.clone());
     let webhook_task = tokio::spawn(Arc::new(webhooks).run(shutdown.clone()));
     let filing_task = tokio::spawn(file_unclaimed_recordings(
         db.clone(),

@@ -603,7 +603,7 @@ async fn what_was_said_is_searchable_within_the_access_rules(db: Db) {
             vec![cue(0, "Caller", "A refund for the other tenant.")],
         ),
     ] {
-        transcripts::store(&s.svc.db, id, &cues, Source::Api, None, "test")
+        transcripts::store(&s.svc.db, None, id, &cues, Source::Api, None, "test")
             .await
             .expect("stored");
     }
@@ -697,7 +697,195 @@ async fn what_was_said_is_searchable_within_the_access_rules(db: Db) {
     common::stop(s).await;
 }
 
-on_both_databases!(what_was_said_is_searchable_within_the_access_rules);
+/// With `ENCRYPTION_KEYS`, transcripts and talk timelines are sealed in the database and the
+/// search index holds keyed tokens, not words: one stored in clear before encryption was turned
+/// on is sealed by the next start, one stored after is sealed at once, a key rotation seals
+/// them again, and search, the transcript and the timeline read the same throughout.
+async fn transcripts_and_talk_timelines_are_sealed_at_rest(db: Db) {
+    use ari_recorder::audio::activity::{TalkTime, Timeline};
+    use ari_recorder::encryption::Keyring;
+    use ari_recorder::library::{insights, transcripts};
+    let t = start_sim(0.0).await;
+    let url = database_url(&t, db).await;
+    common::put_wav(&t, "sealed-call");
+    let s = start_service_with(&t, &[], &url, &[]).await;
+    common::wait_ready(&s.svc.db, 1).await;
+    let (id,): (i64,) = sqlx::query_as(
+        "UPDATE recordings SET consent = 'granted', call_id = name WHERE name = 'sealed-call' RETURNING id",
+    )
+    .fetch_one(&s.svc.db.pool)
+    .await
+    .expect("row");
+    let said = vec![transcripts::Cue {
+        start_ms: 1_000,
+        end_ms: 3_000,
+        speaker: Some("Caller".into()),
+        text: "The parcel was damaged, a refund please.".into(),
+    }];
+    transcripts::store(
+        &s.svc.db,
+        None,
+        id,
+        &said,
+        transcripts::Source::Api,
+        None,
+        "test",
+    )
+    .await
+    .expect("stored");
+    // What the database holds of the transcript and its words, as text.
+    let stored = |db: ari_recorder::db::Database| async move {
+        let (cues, sealed_by): (String, Option<String>) = sqlx::query_as(
+            "SELECT cues, sealed_by FROM recording_transcripts WHERE recording_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .expect("transcript");
+        let index_sql = match db.backend {
+            ari_recorder::db::Backend::Sqlite => {
+                "SELECT text FROM transcript_search WHERE rowid = $1"
+            }
+            ari_recorder::db::Backend::Postgres => {
+                "SELECT words::text FROM transcript_search WHERE recording_id = $1"
+            }
+        };
+        let (words,): (String,) = sqlx::query_as(index_sql)
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .expect("words");
+        (cues, sealed_by, words)
+    };
+    let (cues, sealed_by, words) = stored(s.svc.db.clone()).await;
+    assert!(cues.contains("damaged") && words.contains("damaged"));
+    assert_eq!(sealed_by, None);
+    let found = |s: &TestService, query: &'static str| {
+        let (admin, base) = (bearer(&s.token), s.base.clone());
+        async move {
+            let page = send(admin.get(format!("{base}/api/recordings?{query}"))).await;
+            assert_eq!(page.status, 200, "{}", page.error());
+            page.json()["recordings"]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .filter_map(|r| r["id"].as_i64())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found(&s, "q=damaged").await, [id]);
+    common::stop(s).await;
+
+    // Encryption turned on: the first look of the sealer seals what was stored in clear.
+    let (old_key, _) = Keyring::generate();
+    let old = Keyring::parse(std::slice::from_ref(&old_key)).expect("key");
+    let s = start_service_with(&t, &[], &url, &[("ENCRYPTION_KEYS", old_key.as_str())]).await;
+    let db = s.svc.db.clone();
+    eventually("the transcript sealed", async || {
+        stored(db.clone()).await.1 == Some(old.current_id())
+    })
+    .await;
+    let (cues, _, words) = stored(s.svc.db.clone()).await;
+    assert!(cues.starts_with("age:"), "{cues}");
+    for word in ["damaged", "refund", "parcel"] {
+        assert!(
+            !cues.contains(word) && !words.contains(word),
+            "{word}: {words}"
+        );
+    }
+    assert_eq!(found(&s, "q=damaged+REFUND").await, [id]);
+    assert_eq!(found(&s, "q=parcel").await, [id]);
+    assert_eq!(found(&s, "q=invoice").await, Vec::<i64>::new());
+    assert_eq!(
+        cue_text(&transcript(&s, id).await["cues"], None),
+        said[0].text
+    );
+    // A transcript attached now is sealed as it is stored.
+    let admin = bearer(&s.token);
+    let put = send(
+        admin
+            .put(format!("{}/api/recordings/{id}/transcript", s.base))
+            .header("content-type", "application/json")
+            .body(r#"[{"start": 0.5, "end": 2, "speaker": "Agent", "text": "Your invoice number is 7734."}]"#),
+    )
+    .await;
+    assert!(put.status < 300, "{}", put.error());
+    let (cues, sealed_by, words) = stored(s.svc.db.clone()).await;
+    assert!(
+        cues.starts_with("age:") && !words.contains("invoice"),
+        "{words}"
+    );
+    assert_eq!(sealed_by, Some(old.current_id()));
+    assert_eq!(found(&s, "q=invoice+7734").await, [id]);
+    assert_eq!(found(&s, "q=damaged").await, Vec::<i64>::new());
+    // A talk timeline is sealed too; the figures the list filters on stay readable.
+    let mut timeline = Timeline::new();
+    timeline.insert("caller".into(), vec![[1_000, 3_000]]);
+    timeline.insert("agent".into(), vec![[4_000, 4_500]]);
+    let talk = TalkTime {
+        length_ms: 5_000,
+        speech_ms: 2_500,
+        caller_ms: Some(2_000),
+        agent_ms: Some(500),
+        silence_ms: 2_500,
+        longest_silence_ms: 1_000,
+        ..TalkTime::default()
+    };
+    assert!(insights::store(&s.svc.db, Some(&old), id, &talk, &timeline)
+        .await
+        .expect("figures"));
+    let (raw,): (String,) =
+        sqlx::query_as("SELECT timeline FROM recording_insights WHERE recording_id = $1")
+            .bind(id)
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("timeline");
+    assert!(raw.starts_with("age:") && !raw.contains("4000"), "{raw}");
+    let shown = send(admin.get(format!("{}/api/recordings/{id}", s.base)))
+        .await
+        .json();
+    assert_eq!(
+        shown["insights"]["timeline"],
+        serde_json::json!({"caller": [[1.0, 3.0]], "agent": [[4.0, 4.5]]}),
+        "{shown}"
+    );
+    assert_eq!(shown["insights"]["agent_share_percent"], 20);
+    common::stop(s).await;
+
+    // A new key: the start seals them again with it, and an old key's tokens are gone.
+    let (new_key, _) = Keyring::generate();
+    let rotated = Keyring::parse(&[new_key.clone(), old_key.clone()]).expect("keys");
+    let both = format!("{new_key},{old_key}");
+    let s = start_service_with(&t, &[], &url, &[("ENCRYPTION_KEYS", both.as_str())]).await;
+    let db = s.svc.db.clone();
+    eventually("the transcript sealed with the new key", async || {
+        stored(db.clone()).await.1 == Some(rotated.current_id())
+    })
+    .await;
+    let (timeline_key,): (Option<String>,) =
+        sqlx::query_as("SELECT timeline_sealed_by FROM recording_insights WHERE recording_id = $1")
+            .bind(id)
+            .fetch_one(&s.svc.db.pool)
+            .await
+            .expect("timeline key");
+    assert_eq!(timeline_key, Some(rotated.current_id()));
+    let only_new = Keyring::parse(std::slice::from_ref(&new_key)).expect("key");
+    let (_, _, words) = stored(s.svc.db.clone()).await;
+    let under = |keys: &Keyring| {
+        transcripts::said(&["invoice".to_string()], Some(keys))[0].forms[1].clone()
+    };
+    assert!(
+        words.contains(&under(&only_new)) && !words.contains(&under(&old)),
+        "{words}"
+    );
+    assert_eq!(found(&s, "q=invoice").await, [id]);
+    common::stop(s).await;
+}
+
+on_both_databases!(
+    what_was_said_is_searchable_within_the_access_rules,
+    transcripts_and_talk_timelines_are_sealed_at_rest,
+);
 
 /// A call's transcript: each segment's lines on the call's timeline (the second segment's first
 /// line where that segment starts in the call), refused as the audio is.
@@ -731,6 +919,7 @@ async fn a_calls_transcript_follows_its_timeline() {
     };
     transcripts::store(
         &s.svc.db,
+        None,
         ids[0],
         &[
             line(500, "Agent", "First desk, hello."),
@@ -744,6 +933,7 @@ async fn a_calls_transcript_follows_its_timeline() {
     .expect("first");
     transcripts::store(
         &s.svc.db,
+        None,
         ids[1],
         &[line(250, "Agent", "Second desk.")],
         Source::Api,

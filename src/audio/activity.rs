@@ -92,6 +92,61 @@ impl TalkTime {
     }
 }
 
+/// Who talked when: each voice's talk spans (`[start_ms, end_ms]`), named `caller` and `agent`
+/// when the parties were recorded apart, else `speech`.
+pub type Timeline = std::collections::BTreeMap<String, Vec<[u64; 2]>>;
+
+/// Spans kept a voice at most: a bar of a few hundred pixels shows no more.
+pub const MAX_SPANS: usize = 2_000;
+
+/// The talk spans of one voice's frames, in milliseconds; past [`MAX_SPANS`], the nearest spans
+/// are merged (the bar stays true at a glance, the figures are drawn from the frames).
+pub fn spans(frames: &[bool]) -> Vec<[u64; 2]> {
+    let mut out: Vec<[u64; 2]> = Vec::new();
+    let mut open: Option<usize> = None;
+    for (i, speech) in frames.iter().chain(std::iter::once(&false)).enumerate() {
+        match (open, *speech) {
+            (None, true) => open = Some(i),
+            (Some(from), false) => {
+                out.push([from as u64 * FRAME_MS, i as u64 * FRAME_MS]);
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if out.len() <= MAX_SPANS {
+        return out;
+    }
+    // Merge across every gap no longer than the one that leaves at most MAX_SPANS (ties may
+    // merge a few more).
+    let mut gaps: Vec<u64> = out.windows(2).map(|w| w[1][0] - w[0][1]).collect();
+    gaps.sort_unstable();
+    let widest_merged = gaps[out.len() - MAX_SPANS - 1];
+    let mut merged: Vec<[u64; 2]> = Vec::with_capacity(MAX_SPANS);
+    for span in out {
+        match merged.last_mut() {
+            Some(last) if span[0] - last[1] <= widest_merged => last[1] = span[1],
+            _ => merged.push(span),
+        }
+    }
+    merged
+}
+
+/// The timeline of one voice's frames (`caller` alone: a mono recording) or two.
+pub fn timeline(caller: &[bool], agent: Option<&[bool]>) -> Timeline {
+    let mut t = Timeline::new();
+    match agent {
+        Some(agent) => {
+            t.insert("caller".into(), spans(caller));
+            t.insert("agent".into(), spans(agent));
+        }
+        None => {
+            t.insert("speech".into(), spans(caller));
+        }
+    }
+    t
+}
+
 /// The figures from one voice's frames (`caller` alone: a mono recording) or two.
 pub fn talk_time(caller: &[bool], agent: Option<&[bool]>) -> TalkTime {
     let frames = agent.map_or(caller.len(), |a| caller.len().max(a.len()));
@@ -158,6 +213,27 @@ mod tests {
             (mono.speech_ms, mono.caller_ms, mono.agent_share()),
             (3_000, None, None)
         );
+    }
+
+    #[test]
+    fn timelines_hold_each_voice_s_spans() {
+        let caller = voice(&[(0, 150), (300, 310)], 500);
+        let agent = voice(&[(125, 250)], 500);
+        let t = timeline(&caller, Some(&agent));
+        assert_eq!(t["caller"], vec![[0, 3_000], [6_000, 6_200]]);
+        assert_eq!(t["agent"], vec![[2_500, 5_000]]);
+        assert!(!t.contains_key("speech"));
+        let mono = timeline(&voice(&[(490, 500)], 500), None);
+        assert_eq!(mono["speech"], vec![[9_800, 10_000]]);
+        // Too many spans: the nearest merge, the first start and last end stay.
+        // 2,500 spans 60 ms apart, then 1,667 spans 100 ms apart: the close ones merge.
+        let many: Vec<bool> = (0..20_000)
+            .map(|i| if i < 10_000 { i % 4 == 0 } else { i % 6 == 0 })
+            .collect();
+        let merged = spans(&many);
+        assert_eq!(merged.len(), 1 + 1_667);
+        assert_eq!(merged[0], [0, 9_997 * FRAME_MS]);
+        assert_eq!(merged[merged.len() - 1][1], 19_999 * FRAME_MS);
     }
 
     #[test]

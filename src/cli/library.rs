@@ -79,6 +79,11 @@ pub(crate) async fn reencrypt(config: Option<PathBuf>) -> Result<(), String> {
         keys.current_id(),
         first.failed + again.failed
     );
+    println!(
+        "database: {} transcripts and talk timelines sealed with {}",
+        first.transcripts_sealed,
+        keys.current_id()
+    );
     let Some(settings) =
         ari_recorder::archive::ArchiveSettings::from_config(&config).map_err(|e| e.to_string())?
     else {

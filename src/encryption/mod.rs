@@ -96,6 +96,44 @@ impl Keyring {
         Ok(copied)
     }
 
+    /// `plain` sealed with the current key, as one age file in memory (a transcript, a talk
+    /// timeline: small values kept in the database).
+    pub fn seal_bytes(&self, plain: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(plain.len() + 256);
+        self.seal(&mut &plain[..], &mut out)?;
+        Ok(out)
+    }
+
+    /// The plaintext of an age file held in memory, opened with any of the keys.
+    pub fn open_bytes(&self, sealed: &[u8]) -> io::Result<Vec<u8>> {
+        let mut plain = Vec::new();
+        self.open(io::Cursor::new(sealed))?
+            .read_to_end(&mut plain)?;
+        Ok(plain)
+    }
+
+    /// A 32-byte key for `purpose` drawn from each identity (HMAC-SHA256 keyed by the secret),
+    /// the current key's first, each with its key's public half: what a keyed index of sealed
+    /// data is built with, so rotating the keys rotates it too.
+    pub fn derived_keys(&self, purpose: &str) -> Vec<(String, [u8; 32])> {
+        use hmac::Mac;
+        self.keys
+            .iter()
+            .filter_map(|key| {
+                let secret = key.identity.to_string();
+                // HMAC takes a key of any length: this never fails.
+                let mut mac =
+                    crate::signing::HmacSha256::new_from_slice(secret.expose_secret().as_bytes())
+                        .ok()?;
+                mac.update(purpose.as_bytes());
+                Some((
+                    key.recipient.to_string(),
+                    mac.finalize().into_bytes().into(),
+                ))
+            })
+            .collect()
+    }
+
     /// Seals `path` in place: written beside it, flushed to disk, renamed over it, its
     /// modification time kept (the library dates files without call metadata by it). The new
     /// size on disk.
@@ -268,6 +306,24 @@ mod tests {
         let only_new = Keyring::parse(&[new_secret]).expect("key");
         assert!(only_new.open(io::Cursor::new(&sealed)).is_err());
         assert!(!format!("{rotated:?}").contains("AGE-SECRET"));
+    }
+
+    #[test]
+    fn small_values_seal_in_memory_and_derived_keys_follow_the_keys() {
+        let (keys, secret) = ring();
+        let sealed = keys.seal_bytes(b"card ending 4242").expect("seal");
+        assert!(is_sealed(sealed.as_slice()).expect("read"));
+        assert!(!sealed.windows(4).any(|w| w == b"4242"));
+        assert_eq!(keys.open_bytes(&sealed).expect("open"), b"card ending 4242");
+        let (other, _) = ring();
+        assert!(other.open_bytes(&sealed).is_err());
+        let derived = keys.derived_keys("words");
+        assert_eq!(derived.len(), 1);
+        assert_eq!(derived[0].0, keys.current_id());
+        assert_ne!(derived[0].1, keys.derived_keys("other")[0].1);
+        assert_ne!(derived[0].1, other.derived_keys("words")[0].1);
+        let again = Keyring::parse(&[secret]).expect("key");
+        assert_eq!(again.derived_keys("words"), derived);
     }
 
     #[test]

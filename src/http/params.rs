@@ -497,8 +497,9 @@ pub(super) struct ListQuery {
 }
 
 impl ListQuery {
-    /// The filters, as the search takes them.
-    pub(super) fn filter(&self) -> Filter {
+    /// The filters, as the search takes them (words said looked for in each form `keys` may
+    /// have stored them in).
+    pub(super) fn filter(&self, keys: Option<&crate::encryption::Keyring>) -> Filter {
         Filter {
             caller_number_prefix: self.caller.clone(),
             callee_prefix: self.callee.clone(),
@@ -512,7 +513,7 @@ impl ListQuery {
             min_duration_ms: self.min_duration.map(|seconds| (seconds * 1000.0) as i64),
             linkedid: self.linkedid.clone(),
             channel: self.channel.clone(),
-            said: self.said.clone(),
+            said: crate::library::transcripts::said(&self.said, keys),
             min_silence_ms: self.min_silence.map(|seconds| (seconds * 1000.0) as i64),
             min_agent_share: self.min_agent_share,
         }

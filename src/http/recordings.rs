@@ -445,9 +445,10 @@ pub(super) async fn get_one(
     );
     // Who talked how long: shown where the audio may be played (it is drawn from it).
     if decide(&caller.principal, tenant, &row.facts(), Action::Play).is_ok() {
-        if let Some(talk) = crate::library::insights::load(&state.db, row.id)
-            .await
-            .map_err(internal)?
+        if let Some(talk) =
+            crate::library::insights::load(&state.db, state.library.keys.as_deref(), row.id)
+                .await
+                .map_err(internal)?
         {
             json["insights"] = crate::library::insights::json(&talk);
         }

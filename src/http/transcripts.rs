@@ -40,7 +40,7 @@ pub(super) async fn get(
     Path(RecordingId { id }): Path<RecordingId>,
 ) -> Result<Response, ApiError> {
     let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "transcript").await?;
-    let Some(transcript) = transcripts::load(&state.db, row.id)
+    let Some(transcript) = transcripts::load(&state.db, state.library.keys.as_deref(), row.id)
         .await
         .map_err(internal)?
     else {
@@ -140,6 +140,7 @@ pub(super) async fn put(
         .map_err(crate::http::audit_failed)?;
     transcripts::store(
         &state.db,
+        state.library.keys.as_deref(),
         row.id,
         &cues,
         Source::Api,

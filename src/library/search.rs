@@ -3,6 +3,7 @@
 //! [`Filter`]; the SQL is built here, and only here, with every value bound.
 
 use super::recordings::{Recording, COLUMNS};
+use super::transcripts::Said;
 use super::{Direction, NodeType, RecordingFormat, RecordingStatus};
 use crate::db::{Backend, Database};
 
@@ -44,8 +45,8 @@ pub struct Filter {
     /// A channel's uniqueid: the caller's (the call's id) or the answering party's.
     pub channel: Option<String>,
     /// Words said in the transcript, every one of them (lower-case, as
-    /// `transcripts::search_words` makes them).
-    pub said: Vec<String>,
+    /// `transcripts::search_words` makes them), each with the forms the index may hold it in.
+    pub said: Vec<Said>,
     /// Talk-time figures: the longest silence at least (ms); the agent's share of the talking
     /// at least (percent).
     pub min_silence_ms: Option<i64>,
@@ -53,6 +54,11 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The words of its transcript search.
+    pub fn said_words(&self) -> Vec<String> {
+        self.said.iter().map(|s| s.word.clone()).collect()
+    }
+
     /// Whether it asks what the audio holds (words said, talk-time): its answers are then only
     /// recordings the caller may play.
     pub fn reads_audio(&self) -> bool {
@@ -68,7 +74,7 @@ const COMMON_MATCHES: i64 = 5_000;
 /// Whether a transcript search matches many transcripts (SQLite: its matches counted up to the
 /// threshold, which costs at most that many index entries); PostgreSQL's planner weighs this
 /// itself.
-async fn said_is_common(db: &Database, said: &[String]) -> Result<bool, sqlx::Error> {
+async fn said_is_common(db: &Database, said: &[Said]) -> Result<bool, sqlx::Error> {
     if said.is_empty() || db.backend != Backend::Sqlite {
         return Ok(false);
     }
@@ -82,13 +88,21 @@ async fn said_is_common(db: &Database, said: &[String]) -> Result<bool, sqlx::Er
     Ok(matches > COMMON_MATCHES)
 }
 
-/// The FTS5 query of `said`: each word a quoted term (nothing typed is read as query syntax),
-/// all of them required.
-fn fts_query(said: &[String]) -> String {
+/// The FTS5 query of `said`: each form a quoted term (nothing typed is read as query syntax),
+/// any form of a word, every word required.
+fn fts_query(said: &[Said]) -> String {
     said.iter()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .map(|s| {
+            let forms = s
+                .forms
+                .iter()
+                .map(|f| format!("\"{}\"", f.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            format!("({forms})")
+        })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" AND ")
 }
 
 /// Words of a transcript search at most.
@@ -266,7 +280,7 @@ impl Clauses {
 /// SQL: the recording's transcript holds every word of `said` (its full-text index: FTS5 on
 /// SQLite, a GIN-indexed tsvector on PostgreSQL). Each word is a quoted term, so nothing typed
 /// is read as the index's query syntax.
-fn said_clause(backend: Backend, said: &[String], common: bool, c: &mut Clauses) -> String {
+fn said_clause(backend: Backend, said: &[Said], common: bool, c: &mut Clauses) -> String {
     match backend {
         Backend::Sqlite => {
             let p = c.text(fts_query(said));
@@ -282,10 +296,20 @@ fn said_clause(backend: Backend, said: &[String], common: bool, c: &mut Clauses)
             }
         }
         Backend::Postgres => {
-            let p = c.text(said.join(" "));
-            format!(
-                "id IN (SELECT recording_id FROM transcript_search WHERE words @@ plainto_tsquery('simple', {p}))"
-            )
+            let words = said
+                .iter()
+                .map(|s| {
+                    let forms = s
+                        .forms
+                        .iter()
+                        .map(|f| format!("plainto_tsquery('simple', {})", c.text(f.clone())))
+                        .collect::<Vec<_>>()
+                        .join(" || ");
+                    format!("({forms})")
+                })
+                .collect::<Vec<_>>()
+                .join(" && ");
+            format!("id IN (SELECT recording_id FROM transcript_search WHERE words @@ ({words}))")
         }
     }
 }
@@ -534,7 +558,7 @@ mod tests {
                 .await
                 .expect("words");
         }
-        let said = vec!["refund".to_string()];
+        let said = crate::library::transcripts::said(&["refund".to_string()], None);
         let mut found = Vec::new();
         for common in [false, true] {
             let mut c = Clauses::default();
@@ -553,9 +577,8 @@ mod tests {
         assert_eq!(found, vec![vec![1, 3], vec![1, 3]]);
         // Two transcripts say it: far below the threshold; a word said nowhere matches nothing.
         assert!(!said_is_common(&db, &said).await.expect("counts"));
-        assert!(!said_is_common(&db, &["nowhere".to_string()])
-            .await
-            .expect("counts"));
+        let nowhere = crate::library::transcripts::said(&["nowhere".to_string()], None);
+        assert!(!said_is_common(&db, &nowhere).await.expect("counts"));
     }
 
     #[test]

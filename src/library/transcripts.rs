@@ -2,11 +2,17 @@
 //! `<name>.vtt` sidecar file beside the audio. This module owns `recording_transcripts`.
 //!
 //! A transcript is as sensitive as the audio it transcribes: the HTTP layer reads it only for
-//! callers who may play the recording, and audits every read and change.
+//! callers who may play the recording, and audits every read and change. With `ENCRYPTION_KEYS`
+//! its cues are sealed with the deployment's key (an age file in the row) and its words reach
+//! `transcript_search` only as keyed tokens ([`word_token`]): the index finds a word asked for
+//! but holds no word itself.
 
 use std::str::FromStr;
 
+use base64::Engine;
+
 use crate::db::{Database, DbError};
+use crate::encryption::Keyring;
 
 /// At most this many cues, and this much text in one: a transcript is a call's words, not a
 /// place to store anything else.
@@ -259,9 +265,49 @@ fn checked(mut cues: Vec<Cue>) -> Result<Vec<Cue>, String> {
     Ok(cues)
 }
 
+/// Where the stored value of a sealed transcript or timeline begins: an age file in base64
+/// follows.
+const SEALED_PREFIX: &str = "age:";
+
+/// `plain` as stored: itself, or sealed with the current key (with that key's name).
+pub fn seal_text(
+    plain: String,
+    keys: Option<&Keyring>,
+) -> Result<(String, Option<String>), DbError> {
+    let Some(keys) = keys else {
+        return Ok((plain, None));
+    };
+    let sealed = keys
+        .seal_bytes(plain.as_bytes())
+        .map_err(|e| DbError::Sealed(e.to_string()))?;
+    let text = format!(
+        "{SEALED_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(sealed)
+    );
+    Ok((text, Some(keys.current_id())))
+}
+
+/// A stored value's plaintext: opened with the keys when it was sealed.
+pub fn open_text(stored: String, keys: Option<&Keyring>) -> Result<String, DbError> {
+    let Some(encoded) = stored.strip_prefix(SEALED_PREFIX) else {
+        return Ok(stored);
+    };
+    let keys = keys.ok_or_else(|| {
+        DbError::Sealed("it is sealed and no ENCRYPTION_KEYS are configured".into())
+    })?;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| DbError::Sealed(e.to_string()))?;
+    let plain = keys
+        .open_bytes(&sealed)
+        .map_err(|e| DbError::Sealed(e.to_string()))?;
+    String::from_utf8(plain).map_err(|e| DbError::Sealed(e.to_string()))
+}
+
 /// Attaches `cues` to a recording, replacing what it had.
 pub async fn store(
     db: &Database,
+    keys: Option<&Keyring>,
     recording_id: i64,
     cues: &[Cue],
     source: Source,
@@ -269,23 +315,25 @@ pub async fn store(
     by: &str,
 ) -> Result<(), DbError> {
     let json = serde_json::to_string(cues).unwrap_or_else(|_| "[]".into());
+    let (stored, sealed_by) = seal_text(json, keys)?;
     let at_ms = crate::clock::now_ms();
     let mut tx = db.pool.begin().await?;
     sqlx::query(
-        "INSERT INTO recording_transcripts (recording_id, source, cues, sidecar_mtime_ms, updated_at_ms, by_actor) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+        "INSERT INTO recording_transcripts (recording_id, source, cues, sidecar_mtime_ms, updated_at_ms, by_actor, sealed_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (recording_id) DO UPDATE SET source = $2, cues = $3, sidecar_mtime_ms = $4, \
-         updated_at_ms = $5, by_actor = $6",
+         updated_at_ms = $5, by_actor = $6, sealed_by = $7",
     )
     .bind(recording_id)
     .bind(source.as_str())
-    .bind(json)
+    .bind(stored)
     .bind(sidecar_mtime_ms)
     .bind(at_ms)
     .bind(by)
+    .bind(sealed_by)
     .execute(&mut *tx)
     .await?;
-    index_words(&mut tx, db.backend, recording_id, cues).await?;
+    index_words(&mut tx, db.backend, keys, recording_id, cues).await?;
     let event = crate::outbox::Event::each_time(
         crate::outbox::EventKind::TranscriptReady,
         crate::outbox::Subject::Recording(recording_id),
@@ -297,12 +345,66 @@ pub async fn store(
     Ok(())
 }
 
-/// The words a transcript is found by: its cues' text.
-fn searchable_text(cues: &[Cue]) -> String {
-    cues.iter()
+/// What the search index needs to find the purpose's words: the key each word is keyed by.
+const SEARCH_PURPOSE: &str = "ari-recorder transcript words v1";
+
+/// The keyed token of `word` under `key`: `w` and 20 hex digits of an HMAC-SHA256. Letters and
+/// digits only, so both full-text indexes take it as one word.
+pub fn word_token(key: &[u8; 32], word: &str) -> String {
+    use hmac::Mac;
+    let Ok(mut mac) = crate::signing::HmacSha256::new_from_slice(key) else {
+        // Unreachable: HMAC takes a key of any length.
+        return String::new();
+    };
+    mac.update(word.as_bytes());
+    format!("w{}", hex::encode(&mac.finalize().into_bytes()[..10]))
+}
+
+/// The words a transcript is found by: its cues' text; sealed, each distinct word as its token
+/// under the current key.
+fn searchable_text(cues: &[Cue], keys: Option<&Keyring>) -> String {
+    let text = cues
+        .iter()
         .map(|c| c.text.as_str())
         .collect::<Vec<_>>()
+        .join(" ");
+    let Some((_, key)) = keys.and_then(|k| k.derived_keys(SEARCH_PURPOSE).into_iter().next())
+    else {
+        return text;
+    };
+    let mut seen = std::collections::HashSet::new();
+    search_words(&text)
+        .into_iter()
+        .filter(|w| seen.insert(w.clone()))
+        .map(|w| word_token(&key, &w))
+        .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A word searched for, and the forms the index may hold it in: the word itself (a transcript
+/// stored in clear) and its token under each key (one sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Said {
+    pub word: String,
+    pub forms: Vec<String>,
+}
+
+/// The words of a search, each with its forms.
+pub fn said(words: &[String], keys: Option<&Keyring>) -> Vec<Said> {
+    let derived = keys
+        .map(|k| k.derived_keys(SEARCH_PURPOSE))
+        .unwrap_or_default();
+    words
+        .iter()
+        .map(|word| {
+            let mut forms = vec![word.clone()];
+            forms.extend(derived.iter().map(|(_, key)| word_token(key, word)));
+            Said {
+                word: word.clone(),
+                forms,
+            }
+        })
+        .collect()
 }
 
 /// Writes recording `id`'s words into `transcript_search` (this module's), in the caller's
@@ -310,10 +412,11 @@ fn searchable_text(cues: &[Cue]) -> String {
 async fn index_words(
     conn: &mut sqlx::AnyConnection,
     backend: crate::db::Backend,
+    keys: Option<&Keyring>,
     id: i64,
     cues: &[Cue],
 ) -> Result<(), sqlx::Error> {
-    let text = searchable_text(cues);
+    let text = searchable_text(cues, keys);
     match backend {
         crate::db::Backend::Sqlite => {
             sqlx::query("DELETE FROM transcript_search WHERE rowid = $1")
@@ -419,11 +522,13 @@ pub fn find_said(cues: &[Cue], words: &[String]) -> Option<Found> {
 /// ready (deleted or purged while it was transcribed). Whether it was stored.
 pub async fn store_recognised(
     db: &Database,
+    keys: Option<&Keyring>,
     recording_id: i64,
     cues: &[Cue],
     source: &str,
 ) -> Result<bool, DbError> {
     let json = serde_json::to_string(cues).unwrap_or_else(|_| "[]".into());
+    let (stored, sealed_by) = seal_text(json, keys)?;
     let at_ms = crate::clock::now_ms();
     let mut tx = db.pool.begin().await?;
     let attached: Option<(String,)> =
@@ -435,23 +540,24 @@ pub async fn store_recognised(
         return Ok(false);
     }
     let written = sqlx::query(
-        "INSERT INTO recording_transcripts (recording_id, source, cues, sidecar_mtime_ms, updated_at_ms, by_actor) \
-         SELECT $1, $2, $3, NULL, $4, $5 WHERE EXISTS \
+        "INSERT INTO recording_transcripts (recording_id, source, cues, sidecar_mtime_ms, updated_at_ms, by_actor, sealed_by) \
+         SELECT $1, $2, $3, NULL, $4, $5, $6 WHERE EXISTS \
          (SELECT 1 FROM recordings WHERE id = $1 AND status = 'ready') \
          ON CONFLICT (recording_id) DO UPDATE SET source = $2, cues = $3, sidecar_mtime_ms = NULL, \
-         updated_at_ms = $4, by_actor = $5",
+         updated_at_ms = $4, by_actor = $5, sealed_by = $6",
     )
     .bind(recording_id)
     .bind(source)
-    .bind(json)
+    .bind(stored)
     .bind(at_ms)
     .bind(format!("engine:{source}"))
+    .bind(sealed_by)
     .execute(&mut *tx)
     .await?;
     if written.rows_affected() == 0 {
         return Ok(false);
     }
-    index_words(&mut tx, db.backend, recording_id, cues).await?;
+    index_words(&mut tx, db.backend, keys, recording_id, cues).await?;
     let event = crate::outbox::Event::each_time(
         crate::outbox::EventKind::TranscriptReady,
         crate::outbox::Subject::Recording(recording_id),
@@ -463,20 +569,94 @@ pub async fn store_recognised(
     Ok(true)
 }
 
-/// The transcript of a recording, if it has one.
-pub async fn load(db: &Database, recording_id: i64) -> Result<Option<Transcript>, DbError> {
+/// The transcript of a recording, if it has one (opened with `keys` when sealed).
+pub async fn load(
+    db: &Database,
+    keys: Option<&Keyring>,
+    recording_id: i64,
+) -> Result<Option<Transcript>, DbError> {
     let row: Option<(String, String, i64, String)> = sqlx::query_as(
         "SELECT source, cues, updated_at_ms, by_actor FROM recording_transcripts WHERE recording_id = $1",
     )
     .bind(recording_id)
     .fetch_optional(&db.pool)
     .await?;
-    Ok(row.map(|(source, cues, updated_at_ms, by)| Transcript {
+    let Some((source, cues, updated_at_ms, by)) = row else {
+        return Ok(None);
+    };
+    let cues = open_text(cues, keys)?;
+    Ok(Some(Transcript {
         source,
         cues: serde_json::from_str(&cues).unwrap_or_default(),
         updated_at_ms,
         by,
     }))
+}
+
+/// What a pass of [`reseal`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Resealed {
+    pub sealed: u64,
+    /// Rows that could not be opened (sealed with a key this service does not hold).
+    pub failed: u64,
+    /// The last row looked at: the next pass starts after it; None when none was left.
+    pub last: Option<i64>,
+}
+
+/// Seals (again) up to `limit` transcripts after recording `after` that are stored in clear or
+/// sealed by another key than the current one, and keys their words anew. Their source, time
+/// and author stay. `sealed_by < $1 OR sealed_by > $1` rather than `<>`: each side is a range
+/// of the index, so the look costs the rows it finds, not the table.
+pub async fn reseal(
+    db: &Database,
+    keys: &Keyring,
+    after: i64,
+    limit: i64,
+) -> Result<Resealed, DbError> {
+    let current = keys.current_id();
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT recording_id, cues FROM recording_transcripts \
+         WHERE (sealed_by IS NULL OR sealed_by < $1 OR sealed_by > $1) AND recording_id > $2 \
+         ORDER BY recording_id LIMIT $3",
+    )
+    .bind(&current)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut pass = Resealed {
+        last: rows.last().map(|(id, _)| *id),
+        ..Resealed::default()
+    };
+    for (id, stored) in rows {
+        let cues: Vec<Cue> = match open_text(stored.clone(), Some(keys)) {
+            Ok(json) => serde_json::from_str(&json).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(recording = id, error = %e, "transcript not sealed again");
+                pass.failed += 1;
+                continue;
+            }
+        };
+        let json = serde_json::to_string(&cues).unwrap_or_else(|_| "[]".into());
+        let (sealed, sealed_by) = seal_text(json, Some(keys))?;
+        let mut tx = db.pool.begin().await?;
+        // Only if unchanged meanwhile: a transcript stored since is sealed already.
+        let written = sqlx::query(
+            "UPDATE recording_transcripts SET cues = $1, sealed_by = $2 WHERE recording_id = $3 AND cues = $4",
+        )
+        .bind(sealed)
+        .bind(sealed_by)
+        .bind(id)
+        .bind(stored)
+        .execute(&mut *tx)
+        .await?;
+        if written.rows_affected() > 0 {
+            index_words(&mut tx, db.backend, Some(keys), id, &cues).await?;
+            pass.sealed += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(pass)
 }
 
 /// Whether a recording has a transcript.
@@ -506,6 +686,7 @@ pub async fn remove(db: &Database, recording_id: i64) -> Result<bool, DbError> {
 /// Returns whether it was stored.
 pub async fn import_sidecar(
     db: &Database,
+    keys: Option<&Keyring>,
     rel: &str,
     mtime_ms: i64,
     read: impl FnOnce() -> std::io::Result<String> + Send + 'static,
@@ -544,7 +725,16 @@ pub async fn import_sidecar(
         Ok(cues) => cues,
         Err(reason) => return Ok(Err(reason)),
     };
-    store(db, id, &cues, Source::Sidecar, Some(mtime_ms), "sidecar").await?;
+    store(
+        db,
+        keys,
+        id,
+        &cues,
+        Source::Sidecar,
+        Some(mtime_ms),
+        "sidecar",
+    )
+    .await?;
     Ok(Ok(true))
 }
 

@@ -42,6 +42,8 @@ pub struct SealReport {
     pub failed: u64,
     /// Files of recordings whose local copy is gone (in the archive's bucket only).
     pub not_on_disk: u64,
+    /// Transcripts and talk timelines sealed (again) with the current key.
+    pub transcripts_sealed: u64,
 }
 
 impl Sealer {
@@ -115,6 +117,33 @@ impl Sealer {
         if report.sealed > 0 {
             if let Some(notify) = &self.sealed {
                 notify.notify_one();
+            }
+        }
+        if since.is_none() {
+            let words = self.seal_transcripts().await?;
+            report.transcripts_sealed = words.sealed;
+            report.failed += words.failed;
+        }
+        Ok(report)
+    }
+
+    /// Seals (again) every transcript and talk timeline stored in clear or sealed with an older
+    /// key (their rows are written by any instance: whichever looks first seals them).
+    pub async fn seal_transcripts(&self) -> Result<SealReport, DbError> {
+        use crate::library::{insights, transcripts};
+        let mut report = SealReport::default();
+        for timelines in [false, true] {
+            let mut after = 0;
+            loop {
+                let pass = if timelines {
+                    insights::reseal(&self.db, &self.keys, after, 256).await?
+                } else {
+                    transcripts::reseal(&self.db, &self.keys, after, 256).await?
+                };
+                report.sealed += pass.sealed;
+                report.failed += pass.failed;
+                let Some(last) = pass.last else { break };
+                after = last;
             }
         }
         Ok(report)

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify, Semaphore};
 
-use crate::audio::activity::{talk_time, Activity, TalkTime};
+use crate::audio::activity::{talk_time, timeline, Activity, TalkTime, Timeline};
 use crate::clock::now_ms;
 use crate::config::transcription::{EngineChoice, TranscriptionSettings};
 use crate::db::{Database, DbError};
@@ -143,6 +143,8 @@ pub struct Worker<A: RecordingAudio> {
     node: String,
     /// Wakes the worker: a recording became final (the indexer), or a job ended.
     pub wake: Arc<Notify>,
+    /// The deployment's keys: transcripts and talk timelines are stored sealed with them.
+    keys: Option<Arc<crate::encryption::Keyring>>,
 }
 
 /// What one job did.
@@ -171,7 +173,14 @@ impl<A: RecordingAudio> Worker<A> {
             workers: settings.workers.max(1),
             node: node.to_string(),
             wake,
+            keys: None,
         }
+    }
+
+    /// Stores what it draws sealed with `keys`.
+    pub fn with_keys(mut self, keys: Option<Arc<crate::encryption::Keyring>>) -> Worker<A> {
+        self.keys = keys;
+        self
     }
 
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -357,9 +366,15 @@ impl<A: RecordingAudio> Worker<A> {
         let mut cues: Vec<Cue> = cues;
         cues.sort_by_key(|c| (c.start_ms, c.end_ms));
         cues.truncate(transcripts::MAX_CUES);
-        let stored = transcripts::store_recognised(&self.db, id, &cues, self.engine.name())
-            .await
-            .map_err(|e| EngineError::Failed(e.to_string()))?;
+        let stored = transcripts::store_recognised(
+            &self.db,
+            self.keys.as_deref(),
+            id,
+            &cues,
+            self.engine.name(),
+        )
+        .await
+        .map_err(|e| EngineError::Failed(e.to_string()))?;
         if !stored {
             return Ok(Outcome::Skipped(
                 "a transcript was attached, or the recording went, meanwhile".into(),
@@ -387,25 +402,43 @@ impl<A: RecordingAudio> Worker<A> {
                 }
             },
         };
-        let drawn = tokio::task::spawn_blocking(move || -> std::io::Result<TalkTime> {
-            let frames = |audio: &WavStream| -> std::io::Result<Vec<bool>> {
-                let mut activity = Activity::new(audio.sample_rate);
-                audio.for_each_chunk(|chunk| {
-                    activity.push(chunk);
-                    Ok::<(), std::io::Error>(())
-                })?;
-                Ok(activity.frames())
-            };
-            Ok(match (&parties, &mono) {
-                (Some([caller, agent]), _) => talk_time(&frames(caller)?, Some(&frames(agent)?)),
-                (None, Some(audio)) => talk_time(&frames(audio)?, None),
-                (None, None) => TalkTime::default(),
+        let drawn =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(TalkTime, Timeline)> {
+                let frames = |audio: &WavStream| -> std::io::Result<Vec<bool>> {
+                    let mut activity = Activity::new(audio.sample_rate);
+                    audio.for_each_chunk(|chunk| {
+                        activity.push(chunk);
+                        Ok::<(), std::io::Error>(())
+                    })?;
+                    Ok(activity.frames())
+                };
+                Ok(match (&parties, &mono) {
+                    (Some([caller, agent]), _) => {
+                        let (caller, agent) = (frames(caller)?, frames(agent)?);
+                        (
+                            talk_time(&caller, Some(&agent)),
+                            timeline(&caller, Some(&agent)),
+                        )
+                    }
+                    (None, Some(audio)) => {
+                        let speech = frames(audio)?;
+                        (talk_time(&speech, None), timeline(&speech, None))
+                    }
+                    (None, None) => (TalkTime::default(), Timeline::default()),
+                })
             })
-        })
-        .await;
+            .await;
         match drawn {
-            Ok(Ok(talk)) => {
-                if let Err(e) = crate::library::insights::store(&self.db, row.id, &talk).await {
+            Ok(Ok((talk, timeline))) => {
+                let stored = crate::library::insights::store(
+                    &self.db,
+                    self.keys.as_deref(),
+                    row.id,
+                    &talk,
+                    &timeline,
+                )
+                .await;
+                if let Err(e) = stored {
                     tracing::warn!(recording = row.id, error = %e, "talk-time figures not stored");
                 }
             }

@@ -73,6 +73,8 @@ pub struct Deliverer {
     http: reqwest::Client,
     settings: WebhookSettings,
     metrics: Arc<Metrics>,
+    /// Opens sealed transcripts for endpoints that receive their text.
+    keys: Option<Arc<crate::encryption::Keyring>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +106,14 @@ impl Deliverer {
             http,
             settings,
             metrics,
+            keys: None,
         })
+    }
+
+    /// Opens sealed transcripts with `keys`.
+    pub fn with_keys(mut self, keys: Option<Arc<crate::encryption::Keyring>>) -> Deliverer {
+        self.keys = keys;
+        self
     }
 
     /// Delivers until `shutdown` turns true (a delivery under way is finished first).
@@ -201,6 +210,7 @@ impl Deliverer {
         }
         let body = payload::build(
             &self.db,
+            self.keys.as_deref(),
             claimed,
             target.include_transcript,
             &self.settings.public_url,

@@ -12,6 +12,7 @@ use crate::outbox::{Claimed, EventKind};
 /// The JSON body of a delivery, built when it is sent (a retry tells the state of then).
 pub async fn build(
     db: &Database,
+    keys: Option<&crate::encryption::Keyring>,
     event: &Claimed,
     include_transcript: bool,
     public_url: &str,
@@ -54,7 +55,7 @@ pub async fn build(
                 data["links"]["transcript"] =
                     json!(link(format!("/api/recordings/{id}/transcript")));
                 if include_transcript && may_download(db, &event.tenant).await? {
-                    if let Some(t) = crate::library::transcripts::load(db, id).await? {
+                    if let Some(t) = crate::library::transcripts::load(db, keys, id).await? {
                         data["transcript"] = json!({
                             "source": t.source,
                             "cues": t.cues.iter().map(|c| json!({

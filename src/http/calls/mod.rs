@@ -583,9 +583,10 @@ pub(super) async fn transcript(
     let mut cues = Vec::new();
     let mut transcribed = 0;
     for segment in &with_audio {
-        let Some(found) = crate::library::transcripts::load(&state.db, segment.id)
-            .await
-            .map_err(internal)?
+        let Some(found) =
+            crate::library::transcripts::load(&state.db, state.library.keys.as_deref(), segment.id)
+                .await
+                .map_err(internal)?
         else {
             continue;
         };
@@ -688,7 +689,7 @@ pub(super) async fn list_grouped(
                 let found = if filter.said.is_empty() {
                     None
                 } else {
-                    super::recordings::said_in(state, row.id, &filter.said).await?
+                    super::recordings::said_in(state, row.id, &filter.said_words()).await?
                 };
                 said.insert(row.id, found);
             }

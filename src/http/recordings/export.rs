@@ -178,7 +178,7 @@ pub(in crate::http) async fn export_csv(
     let export = Export {
         db: state.db.clone(),
         principal: principal.clone(),
-        filter: query.filter(),
+        filter: query.filter(state.library.keys.as_deref()),
         sort: query.sort,
         after: None,
         header_sent: false,

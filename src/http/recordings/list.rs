@@ -109,7 +109,7 @@ pub(in crate::http) async fn list(
     let query = listing(&state, &caller, query, "list").await?;
     let principal = &caller.principal;
     let viewer = viewer(principal);
-    let filter = query.filter();
+    let filter = query.filter(state.library.keys.as_deref());
     if query.by_call {
         return crate::http::calls::list_grouped(&state, &caller, &query, &viewer, &filter).await;
     }
@@ -145,7 +145,7 @@ pub(in crate::http) async fn list(
             }
         }
         if !filter.said.is_empty() {
-            view.said = said_in(&state, row.id, &filter.said).await?;
+            view.said = said_in(&state, row.id, &filter.said_words()).await?;
         }
         recordings.push(view);
     }
@@ -162,9 +162,10 @@ pub(in crate::http) async fn said_in(
     id: i64,
     words: &[String],
 ) -> Result<Option<SaidView>, ApiError> {
-    let transcript = crate::library::transcripts::load(&state.db, id)
-        .await
-        .map_err(internal)?;
+    let transcript =
+        crate::library::transcripts::load(&state.db, state.library.keys.as_deref(), id)
+            .await
+            .map_err(internal)?;
     Ok(transcript
         .and_then(|t| crate::library::transcripts::find_said(&t.cues, words))
         .map(|found| SaidView {

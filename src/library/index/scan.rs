@@ -311,7 +311,15 @@ impl Indexer {
             }
             std::fs::read_to_string(&path)
         };
-        match crate::library::transcripts::import_sidecar(&self.db, rel, mtime, read).await? {
+        match crate::library::transcripts::import_sidecar(
+            &self.db,
+            self.keys.as_deref(),
+            rel,
+            mtime,
+            read,
+        )
+        .await?
+        {
             Ok(true) => tracing::info!(file = %rel, "transcript attached from its sidecar file"),
             Ok(false) => {}
             Err(reason) => {
