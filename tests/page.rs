@@ -1327,6 +1327,22 @@ async fn a_transcript_follows_playback_seeks_on_click_and_is_searchable() {
     )
     .await;
     assert_eq!(put.status, 200);
+    // Who talked when, as the worker draws it: the agent 0-3 s and 6-12 s, the caller 3-6 s.
+    let mut timeline = ari_recorder::audio::activity::Timeline::new();
+    timeline.insert("agent".into(), vec![[0, 3_000], [6_000, 12_000]]);
+    timeline.insert("caller".into(), vec![[3_000, 6_000]]);
+    let talk = ari_recorder::audio::activity::TalkTime {
+        length_ms: 12_000,
+        speech_ms: 12_000,
+        caller_ms: Some(3_000),
+        agent_ms: Some(9_000),
+        ..Default::default()
+    };
+    assert!(
+        ari_recorder::library::insights::store(&s.svc.db, None, id, &talk, &timeline)
+            .await
+            .expect("talk-time")
+    );
     let base = format!("http://localhost:{}", s.svc.http_addr.port());
     let downloads = tempfile::tempdir().expect("downloads");
     let browser = Browser::start(driver, downloads.path()).await;
@@ -1336,6 +1352,22 @@ async fn a_transcript_follows_playback_seeks_on_click_and_is_searchable() {
         .wait_for(
             "the transcript",
             "return document.querySelectorAll('.panel .transcript li').length === 3",
+        )
+        .await;
+    // The talk-time bars: one a party, its stretches placed; a click plays from one.
+    browser
+        .wait_for(
+            "the talk-time bars",
+            "const t = document.querySelector('.panel .talk'); return t !== null && t.textContent.includes(\"agent's share 75 %\") && t.querySelectorAll('.talkbar.agent .talk-span').length === 2 && t.querySelector('.talkbar.caller').getAttribute('aria-label') === 'Caller talks 0:03–0:06';",
+        )
+        .await;
+    browser
+        .click(&browser.find(".panel .talkbar.caller .talk-span").await)
+        .await;
+    browser
+        .wait_for(
+            "played from where the caller talks",
+            "const a = document.querySelector('.panel audio'); return a.currentTime >= 3 && a.currentTime < 6;",
         )
         .await;
     // A click on the third line seeks there and highlights it.
@@ -1405,6 +1437,32 @@ async fn a_transcript_follows_playback_seeks_on_click_and_is_searchable() {
         .wait_for(
             "opened where the words are said",
             "const a = document.querySelector('.panel audio'); return a !== null && a.currentTime >= 3 && a.currentTime < 6;",
+        )
+        .await;
+    // The call log: one row per call, the same search, its line opening the call view there,
+    // with the call's talk-time.
+    browser
+        .exec("document.querySelector('#f-group').value = 'call'", &[])
+        .await;
+    browser
+        .click(&browser.find("#filters button[type=submit]").await)
+        .await;
+    browser
+        .wait_for(
+            "the call found by what was said",
+            "const a = document.querySelector('#call-rows a.said'); return location.hash.includes('group=call') && document.querySelector('#recordings-wrap').hidden && a !== null && a.textContent.includes('pay by card') && document.querySelector('#call-rows a.open-call').textContent === 'Ivy Irwin 5551009';",
+        )
+        .await;
+    browser
+        .screenshot(&screenshots().join("call-log.png"))
+        .await;
+    browser
+        .click(&browser.find("#call-rows a.said").await)
+        .await;
+    browser
+        .wait_for(
+            "the call opened where the words are said",
+            "const a = document.querySelector('#call-body audio'); return location.hash.startsWith('#/calls/') && a !== null && a.currentTime >= 3 && a.currentTime < 6 && document.querySelectorAll('#call-body .talkbar.agent .talk-span').length === 2;",
         )
         .await;
     browser.quit().await;

@@ -10,6 +10,7 @@ import { Player, showTranscript } from "./player.js";
 import { loadCall, loadLiveCalls, stopCallPlayer, stopLiveCalls } from "./calls.js";
 import { loadFlows } from "./flows.js";
 import { loadWebhooks } from "./webhooks.js";
+import { talkTime } from "./talk.js";
 
 // The filters' choices, before any view sets them from the URL.
 for (const select of document.querySelectorAll("select[data-values]")) {
@@ -104,7 +105,8 @@ async function route() {
     await loadLiveCalls();
   } else if (/^\/calls\/.+$/.test(path)) {
     showOnly("call-view");
-    await loadCall(decodeURIComponent(path.slice("/calls/".length)));
+    const at = Number(params.get("t"));
+    await loadCall(decodeURIComponent(path.slice("/calls/".length)), Number.isFinite(at) && at > 0 ? at : null);
   } else if (/^\/recordings\/\d+$/.test(path)) {
     showOnly("recordings-view");
     await loadOneRecording(Number(path.split("/")[2]));
@@ -119,7 +121,7 @@ window.addEventListener("hashchange", route);
 // ---------------------------------------------------------------------------------------------
 // Recordings list
 
-const FILTERS = ["q", "name", "caller", "callee", "node_type", "direction", "status", "from", "to", "min_duration", "sort"];
+const FILTERS = ["q", "name", "caller", "callee", "node_type", "direction", "status", "from", "to", "min_duration", "sort", "group"];
 
 /// The API query for the page's filters; dates are local days.
 function apiQuery(params) {
@@ -132,6 +134,8 @@ function apiQuery(params) {
       const end = new Date(`${value}T00:00`);
       end.setDate(end.getDate() + 1);
       query.set("to", end.toISOString());
+    } else if (key === "sort" && params.get("group") === "call") {
+      // Calls are listed newest first only.
     } else query.set(key, value);
   }
   if (params.get("cursor")) query.set("cursor", params.get("cursor"));
@@ -185,16 +189,53 @@ async function loadRecordings(params) {
   const exported = apiQuery(params);
   exported.delete("cursor");
   exported.delete("limit");
+  exported.delete("group");
   $("#export-csv").href = `/api/recordings/export.csv${exported.size ? `?${exported}` : ""}`;
   // Players of the rows being replaced stop, and drop their window and key listeners.
   for (const panel of body.querySelectorAll(".panel")) panel.player?.stop();
-  body.replaceChildren(...page.recordings.flatMap(recordingRows));
+  // One row per call (the call log), or one per recording.
+  const byCall = Array.isArray(page.calls);
+  const rows = byCall ? page.calls : page.recordings;
+  $("#recordings-wrap").hidden = byCall;
+  $("#calls-wrap").hidden = !byCall;
+  body.replaceChildren(...(byCall ? [] : page.recordings.flatMap(recordingRows)));
+  $("#call-rows tbody").replaceChildren(...(byCall ? page.calls.map(callRow) : []));
+  $("#recordings-title").textContent = byCall ? "Calls" : "Recordings";
   updateZipLink();
-  $("#empty").hidden = page.recordings.length > 0;
+  $("#empty").hidden = rows.length > 0;
   $("#next-page").disabled = !page.next_cursor;
   $("#prev-page").disabled = !params.get("cursor");
   $("#first-page").disabled = !params.get("cursor");
-  say(`${page.recordings.length} recordings${page.next_cursor ? ", more on the next page" : ""}.`);
+  const noun = byCall ? ["call", "calls"] : ["recording", "recordings"];
+  say(`${rows.length} ${noun[rows.length === 1 ? 0 : 1]}${page.next_cursor ? ", more on the next page" : ""}.`);
+}
+
+/// A row of the call log: the call (opened in the call view), its segments, and where the words
+/// searched for are said (each opens the call there).
+function callRow(call) {
+  const caller = [call.caller?.name, call.caller?.number].filter(Boolean).join(" ") || "unknown";
+  const only = call.segments[0];
+  const href = call.call_id ? `#/calls/${encodeURIComponent(call.call_id)}` : `#/recordings/${only?.id}`;
+  const callStart = Date.parse(call.started_at);
+  const said = call.segments.filter((s) => s.match).map((s) => {
+    // Where in the call: the segment's start after the call's, and the line's in the segment.
+    const at = Math.max((Date.parse(s.started_at) - callStart) / 1000, 0) + s.match.start_seconds;
+    const text = `“${s.match.snippet}” ${clock(at)}${s.match.speaker ? ` (${s.match.speaker})` : ""}`;
+    return el("a", {
+      class: "said",
+      href: call.call_id ? `${href}?t=${at.toFixed(1)}` : `#/recordings/${s.id}`,
+      "aria-label": `Play the call from ${clock(at)}, where ${s.match.speaker ?? "someone"} says: ${s.match.snippet}`,
+      text,
+    });
+  });
+  const what = [...new Set(call.segments.map((s) => (s.node_type ?? "").replace("_", " ")).filter(Boolean))].join(", ");
+  return el("tr", { "data-call": call.call_id ?? "" },
+    el("td", { "data-label": "Caller" }, el("a", { href, class: "open-call", "aria-label": `Open the call from ${caller}`, text: caller }), ...said),
+    el("td", { "data-label": "Segments" }, `${call.segment_count}${what ? ` (${what})` : ""}`),
+    el("td", { "data-label": "Direction" }, call.direction ?? ""),
+    el("td", { "data-label": "Duration" }, clock(call.duration_seconds)),
+    el("td", { "data-label": "Date and time" }, el("time", { datetime: call.started_at, text: when(call.started_at) })),
+    el("td", { "data-label": "Flow" }, call.flow ?? ""));
 }
 
 /// `#/recordings/{id}`: one recording, its panel open, a link to share or reload.
@@ -381,6 +422,7 @@ async function openPanel(panel, id, row, startAt) {
     body.append(el("p", { class: "notice", text: "Recording in progress" }));
   } else if (rec.status === "ready" && rec.access.play.allowed) {
     panel.player = new Player(body, rec);
+    if (rec.insights) body.append(talkTime(rec.insights, (at) => panel.player?.seek(at)));
     if (rec.has_transcript) showTranscript(body, rec, panel.player);
     // Opened from a search of what was said: at that moment.
     if (startAt) panel.player.seek(startAt);

@@ -3,6 +3,7 @@
 import { $, REASON_TEXT, clock, confirmWith, el, say, statusBadge, when } from "./format.js";
 import { api, session } from "./api.js";
 import { Player } from "./player.js";
+import { talkTime } from "./talk.js";
 
 /** The call view's player (one at a time), and its newest request (a slow earlier one is dropped). */
 let callPlayer = null;
@@ -62,7 +63,8 @@ export function segmentItem(segment) {
     el("a", { href: `#/recordings/${segment.id}`, text: "Open this segment" }));
 }
 
-export async function loadCall(id) {
+/// Shows call `id`; `startAt` (seconds): the player starts there (a search's match).
+export async function loadCall(id, startAt = null) {
   const body = $("#call-body");
   callPlayer?.stop();
   callPlayer = null;
@@ -93,6 +95,7 @@ export async function loadCall(id) {
     playerBox.append(el("p", { class: "notice", text: "Call in progress: its recording is put together when it ends" }));
   } else if (call.access.play.allowed) {
     callPlayer = new Player(playerBox, call, callSource(call));
+    if (startAt) callPlayer.seek(startAt);
   } else {
     const reason = REASON_TEXT[call.access.play.reason] ?? "not permitted";
     playerBox.append(el("p", { class: "notice" }, el("strong", { text: "No call recording available" }), ` (${reason})`));
@@ -105,9 +108,10 @@ export async function loadCall(id) {
       el("span", { id: "call-download-reason", class: "muted reason", text: `Download ${reason}` }));
   }
   // The deployment says what comes first: the call (per_call) or its segments (per_segment).
+  const talk = call.insights && callPlayer ? talkTime(call.insights, (at) => callPlayer?.seek(at)) : null;
   const parts = (call.separation === "per_segment"
-    ? [summary, segments, playerBox, redactedList, actions]
-    : [summary, playerBox, redactedList, actions, segments]).filter(Boolean);
+    ? [summary, segments, playerBox, talk, redactedList, actions]
+    : [summary, playerBox, talk, redactedList, actions, segments]).filter(Boolean);
   body.replaceChildren(...parts);
   say(`Call from ${caller}, ${call.segment_count} segments.`);
 }

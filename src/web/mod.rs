@@ -1,8 +1,9 @@
 //! The recordings page: one HTML document, its ES modules (`app.js` the entry: sign-in, routing,
 //! the list and a recording's panel; `api.js` the API client; `format.js` what every view
 //! shares; `player.js` the waveform, audio and transcript; `calls.js` a call and the calls in
-//! progress; `flows.js` the recording switches) and one stylesheet, compiled into the binary and
-//! served at `/` (no build step, no external requests). The page talks to the same
+//! progress; `flows.js` the recording switches; `talk.js` the talk-time bars) and one
+//! stylesheet, compiled into the binary and served at `/` (no build step, no external
+//! requests). The page talks to the same
 //! public API as any integration.
 //!
 //! Every answer carries a Content-Security-Policy that allows only this origin, and no Referer
@@ -39,7 +40,7 @@ fn page_values() -> serde_json::Value {
     })
 }
 /// The page's ES modules, by file name under `/assets/`.
-const MODULES: [(&str, &str); 7] = [
+const MODULES: [(&str, &str); 8] = [
     ("app.js", include_str!("app.js")),
     ("api.js", include_str!("api.js")),
     ("format.js", include_str!("format.js")),
@@ -47,6 +48,7 @@ const MODULES: [(&str, &str); 7] = [
     ("calls.js", include_str!("calls.js")),
     ("flows.js", include_str!("flows.js")),
     ("webhooks.js", include_str!("webhooks.js")),
+    ("talk.js", include_str!("talk.js")),
 ];
 const APP_CSS: &str = include_str!("app.css");
 

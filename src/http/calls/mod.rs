@@ -158,6 +158,12 @@ pub(super) async fn get_call(
         }
         (true, None) => serde_json::json!({"allowed": true}),
     };
+    // Who talked how long, over the whole call: where all of its audio may be played.
+    let insights = if has_audio && audio_denial.is_none() {
+        call_insights(&state, &segments, start, &spans).await?
+    } else {
+        None
+    };
     let base = format!("/api/calls/{}", urlencode(&call_id));
     let segments_json: Vec<serde_json::Value> = segments
         .iter()
@@ -188,6 +194,7 @@ pub(super) async fn get_call(
         "segment_count": segments.len(),
         "segments": segments_json,
         "access": {"play": verdict(audio_denial), "download": verdict(download_denial)},
+        "insights": insights.as_ref().map(crate::library::insights::json),
         "links": {
             "audio": format!("{base}/audio"),
             "download": format!("{base}/download"),
@@ -196,6 +203,51 @@ pub(super) async fn get_call(
         },
     }))
     .into_response())
+}
+
+/// The talk-time figures of a call: its segments' with audio, each timeline placed on the
+/// call's (after the segment's offset and the pauses before each moment, as its transcript's
+/// lines are). None when no segment has figures yet.
+async fn call_insights(
+    state: &AppState,
+    segments: &[Recording],
+    start: i64,
+    spans: &HashMap<String, Vec<Span>>,
+) -> Result<Option<crate::library::insights::Insights>, ApiError> {
+    let mut found = Vec::new();
+    for segment in segments
+        .iter()
+        .filter(|s| s.status == crate::library::RecordingStatus::Ready)
+    {
+        let Some(mut figures) =
+            crate::library::insights::load(&state.db, state.library.keys.as_deref(), segment.id)
+                .await
+                .map_err(internal)?
+        else {
+            continue;
+        };
+        let gaps = spans.get(&segment.name).map_or(&[][..], Vec::as_slice);
+        let paused_before = |ms: u64| -> u64 {
+            let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+            let paused: i64 = gaps
+                .iter()
+                .filter(|g| g.from_offset_ms <= ms)
+                .map(Span::gap_ms)
+                .sum();
+            u64::try_from(paused).unwrap_or(0)
+        };
+        for voice in figures.timeline.iter_mut().flat_map(|t| t.values_mut()) {
+            for [from, to] in voice.iter_mut() {
+                let shift = paused_before(*from);
+                *from += shift;
+                *to += shift;
+            }
+        }
+        figures.talk.length_ms += paused_before(u64::MAX);
+        let offset = u64::try_from(segment.timeline_ms() - start).unwrap_or(0);
+        found.push((offset, figures));
+    }
+    Ok(crate::library::insights::of_call(&found))
 }
 
 /// A call id in a URL path (ids are Asterisk's `1764518400.12`; anything else is escaped).
