@@ -292,6 +292,146 @@ async fn a_call_is_transcribed_party_by_party() {
     common::stop(s).await;
 }
 
+/// A flow of two desks: the caller speaks while the second is answered. With that desk
+/// redacted (`pause_recording`), its recording is silence, so nothing said there is
+/// transcribed; without, the same words are heard.
+fn payment_flow(number: &str, redacted: bool) -> String {
+    format!(
+        r#"
+[flow]
+numbers = ["{number}"]
+start = "desk"
+
+[nodes.desk]
+type = "transfer"
+target = "PJSIP/agent-one"
+record_call = true
+on_agent_hangup = "payment"
+
+[nodes.payment]
+type = "transfer"
+target = "PJSIP/agent-two"
+record_call = true
+pause_recording = {redacted}
+"#
+    )
+}
+
+fn record_requests(t: &TestSim) -> usize {
+    t.sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/record"))
+        .count()
+}
+
+/// Places a call to `number`: the first desk's agent speaks, then the caller speaks (the card
+/// details, say) while the second desk's agent listens. Returns the call's transcript, once
+/// both segments' jobs are done.
+async fn payment_call(t: &TestSim, s: &TestService, number: &str, calls_before: usize) -> String {
+    let (caller_speech, _) = speech("caller");
+    let (agent_speech, _) = speech("agent");
+    t.sim.define_party(
+        "PJSIP/agent-one",
+        Script::new(
+            "agent",
+            vec![
+                Step::Answer,
+                Step::Speak(agent_speech),
+                Step::Wait(0.5),
+                Step::Hangup,
+            ],
+        ),
+    );
+    t.sim.define_party(
+        "PJSIP/agent-two",
+        Script::new("agent", vec![Step::Answer, Step::Wait(14.0), Step::Hangup]),
+    );
+    let script = format!("payer-{number}");
+    caller(
+        t,
+        &script,
+        vec![
+            Step::Answer,
+            Step::Wait(7.0),
+            Step::Speak(caller_speech),
+            Step::Wait(30.0),
+            Step::Hangup,
+        ],
+    );
+    t.sim
+        .place_inbound_call(number, "Pat <5552005>", &script)
+        .expect("call");
+    let first = calls_before * 2 + 1;
+    wait_until("the first desk recorded", || record_requests(t) == first).await;
+    t.sim.advance(5.0);
+    wait_until("the second desk recorded", || {
+        record_requests(t) == first + 1
+    })
+    .await;
+    t.sim.advance(20.0);
+    // This call's two segments (the calls before it have theirs), both transcribed.
+    let mut call = String::new();
+    eventually("both segments transcribed", async || {
+        let calls: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT r.call_id, SUM(CASE WHEN j.state = 'done' THEN 1 ELSE 0 END) FROM recordings r \
+             LEFT JOIN transcription_jobs j ON j.recording_id = r.id \
+             GROUP BY r.call_id ORDER BY MIN(r.id)",
+        )
+        .fetch_all(&s.svc.db.pool)
+        .await
+        .expect("jobs");
+        match calls.get(calls_before) {
+            Some((id, 2)) => {
+                call = id.clone();
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    sqlx::query("UPDATE recordings SET consent = 'granted'")
+        .execute(&s.svc.db.pool)
+        .await
+        .expect("consent");
+    let admin = bearer(&s.token);
+    let answer = send(admin.get(format!("{}/api/calls/{call}/transcript", s.base))).await;
+    assert_eq!(answer.status, 200, "{}", answer.error());
+    let found = answer.json();
+    assert_eq!(found["segments_transcribed"], 2, "{found}");
+    cue_text(&found["cues"], None)
+}
+
+/// Redacted stretches are never transcribed: words said while the recording is redacted are
+/// silence in the file, so the engine hears none of them; the same words in a call that is not
+/// redacted are heard.
+#[tokio::test]
+#[ignore = "needs pocketsphinx and pocketsphinx-en-us: scripts/test.sh installs them and runs it"]
+async fn words_said_while_redacted_are_never_transcribed() {
+    pocketsphinx_here();
+    let t = start_sim(0.0).await;
+    let (redacted, heard) = (payment_flow("600", true), payment_flow("601", false));
+    let s = start(
+        &t,
+        &[("redacted.toml", &redacted), ("heard.toml", &heard)],
+        &[("TRANSCRIPTION_ENGINE", "pocketsphinx")],
+    )
+    .await;
+    let caller_words = ["delivery", "damaged", "refund"];
+    let redacted_text = payment_call(&t, &s, "600", 0).await;
+    let heard_text = payment_call(&t, &s, "601", 1).await;
+    println!("redacted call: {redacted_text:?}\nthe same call not redacted: {heard_text:?}");
+    let said = |text: &str| {
+        caller_words
+            .iter()
+            .filter(|w| words(text).contains(&w.to_string()))
+            .count()
+    };
+    assert_eq!(said(&redacted_text), 0, "{redacted_text:?}");
+    assert!(said(&heard_text) >= 2, "{heard_text:?}");
+    common::stop(s).await;
+}
+
 /// A file dropped in the folder is transcribed as one voice; a job that a killed instance of
 /// this node held is due again when the node starts, and done once.
 #[tokio::test]
