@@ -8,10 +8,13 @@ events ari-recorder received (`ari_events_total`). Beside it, a second ARI app s
 everything measures, from Asterisk's own event timestamps, how long after a bridge holds its
 second party its recording starts (p50 / p90 / p99). Runs with the event filter on and off
 (`ARI_EVENT_FILTER`), alternately, `--runs` times each; with `--compare OTHER_BIN`, the two
-builds alternately instead (the filter on), for a before/after.
+builds alternately instead (the filter on), for a before/after; with `--transcription`,
+transcription off and on alternately (issue 33): on, the new library finds the earlier runs'
+recordings in the folder and queues them, so the offline engine is transcribing that backlog
+while the calls are placed (its recogniser's own CPU is its child processes', printed apart).
 
 Usage: cpu_per_call.py --bin target/release/ari-recorder --recordings DIR --asterisk-pid PID
-                       [--calls 100] [--runs 2] [--compare OLDER_BIN]
+                       [--calls 100] [--runs 2] [--compare OLDER_BIN | --transcription]
 """
 import datetime
 import json
@@ -47,6 +50,45 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def recogniser_seconds():
+    """CPU of every running pocketsphinx_continuous (the engine's children), by pid."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("pocketsphinx"):
+                    continue
+            out[pid] = cpu_seconds(pid)
+        except OSError:
+            continue
+    return out
+
+
+class RecogniserMeter:
+    """Samples the recognisers' CPU every 100 ms (each runs a few seconds: the sum of each
+    one's last reading is what they spent while sampled)."""
+
+    def __init__(self):
+        self.seen, self.first = {}, {}
+        self.stop = False
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        while not self.stop:
+            for pid, used in recogniser_seconds().items():
+                self.first.setdefault(pid, used)
+                self.seen[pid] = used
+            time.sleep(0.1)
+
+    def total(self):
+        self.stop = True
+        self.thread.join(timeout=3)
+        return sum(self.seen[p] - self.first[p] for p in self.seen), len(self.seen)
 
 
 class RecordStart:
@@ -96,7 +138,14 @@ class RecordStart:
         return f"{q(.5):.0f} / {q(.9):.0f} / {q(.99):.0f} ms ({len(d)} bridges)"
 
 
-def run(args, event_filter, binary=None):
+def metric(name):
+    m = requests.get("http://127.0.0.1:18230/metrics",
+                     headers={"authorization": "Bearer " + TOKEN}, timeout=5).text
+    found = re.search(rf'^{name} (\d+)$', m, re.M)
+    return int(found.group(1)) if found else -1
+
+
+def run(args, event_filter, binary=None, transcription="off"):
     work = tempfile.mkdtemp(prefix="cpu-per-call-")
     os.makedirs(os.path.join(work, "dialplans"))
     with open(os.path.join(work, "dialplans", "desk.toml"), "w") as f:
@@ -106,7 +155,7 @@ def run(args, event_filter, binary=None):
     env = dict(os.environ, ARI_URL=args.ari, ARI_USERNAME=args.user, ARI_PASSWORD=args.password,
                RECORDINGS_DIR=args.recordings, DATABASE_URL=f"sqlite://{work}/library.db?mode=rwc",
                DIALPLANS_DIR=os.path.join(work, "dialplans"), CACHE_DIR=os.path.join(work, "cache"),
-               HTTP_ADDR="127.0.0.1:18230", TRANSCRIPTION_ENGINE="off", METRICS_TOKEN=TOKEN, RUST_LOG="warn",
+               HTTP_ADDR="127.0.0.1:18230", TRANSCRIPTION_ENGINE=transcription, METRICS_TOKEN=TOKEN, RUST_LOG="warn",
                ARI_EVENT_FILTER="true" if event_filter else "false")
     log = open(os.path.join(work, "serve.log"), "w")
     proc = subprocess.Popen([binary or args.bin, "serve"], env=env, stdout=log, stderr=log)
@@ -134,8 +183,12 @@ def run(args, event_filter, binary=None):
     while time.time() - settled < 300:
         before, reads = cpu_seconds(proc.pid), file_reads()
         time.sleep(3)
-        if cpu_seconds(proc.pid) - before < 0.02 and file_reads() == reads:
+        # Transcribing a backlog, the service is never at rest: the indexer's end is enough.
+        busy_ok = transcription != "off"
+        if (busy_ok or cpu_seconds(proc.pid) - before < 0.02) and file_reads() == reads:
             break
+    pending_before, done_before = metric("transcription_pending"), metric("transcription_done")
+    recognisers = RecogniserMeter()
     meter = RecordStart(args)
     ours0, ast0 = cpu_seconds(proc.pid), cpu_seconds(args.asterisk_pid)
     for i in range(args.calls):
@@ -159,6 +212,10 @@ def run(args, event_filter, binary=None):
     ours = cpu_seconds(proc.pid) - ours0
     ast = cpu_seconds(args.asterisk_pid) - ast0
     latency = meter.figures()
+    recogniser, processes = recognisers.total()
+    backlog = (f"pending {pending_before} -> {metric('transcription_pending')}, "
+               f"{metric('transcription_done') - done_before} transcribed, recogniser "
+               f"{recogniser:.1f} s CPU in {processes} runs")
     m = requests.get("http://127.0.0.1:18230/metrics",
                      headers={"authorization": "Bearer " + TOKEN}).text
     events = sum(int(v) for v in re.findall(r'^ari_events_total\{[^}]*\} (\d+)$', m, re.M))
@@ -166,7 +223,7 @@ def run(args, event_filter, binary=None):
     finished = int(found.group(1)) if found else 0
     proc.terminate()
     proc.wait(timeout=30)
-    return ours, ast, events, finished, latency
+    return ours, ast, events, finished, latency, backlog
 
 
 def main():
@@ -180,20 +237,25 @@ def main():
     p.add_argument("--calls", type=int, default=100)
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--compare", help="another build, run alternately with --bin (filter on)")
+    p.add_argument("--transcription", action="store_true",
+                   help="transcription off and on (pocketsphinx), alternately (filter on)")
     args = p.parse_args()
-    print("| build / event filter | calls | recordings finished | events a call | ari-recorder CPU a call "
-          "| Asterisk CPU a call | record start p50 / p90 / p99 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| build / event filter / transcription | calls | recordings finished | events a call "
+          "| ari-recorder CPU a call | Asterisk CPU a call | record start p50 / p90 / p99 | transcription |")
+    print("|---|---|---|---|---|---|---|---|")
     if args.compare:
-        plan = [(os.path.basename(b), True, b) for b in (args.compare, args.bin)]
+        plan = [(os.path.basename(b), True, b, "off") for b in (args.compare, args.bin)]
+    elif args.transcription:
+        plan = [("transcription off", True, None, "off"),
+                ("transcription on", True, None, "pocketsphinx")]
     else:
-        plan = [("off", False, None), ("on", True, None)]
+        plan = [("off", False, None, "off"), ("on", True, None, "off")]
     for _ in range(args.runs):
-        for label, event_filter, binary in plan:
-            ours, ast, events, finished, latency = run(args, event_filter, binary)
+        for label, event_filter, binary, engine in plan:
+            ours, ast, events, finished, latency, backlog = run(args, event_filter, binary, engine)
             print(f"| {label} | {args.calls} | {finished} | "
                   f"{events / args.calls:.1f} | {ours * 1000 / args.calls:.2f} ms | "
-                  f"{ast * 1000 / args.calls:.0f} ms | {latency} |", flush=True)
+                  f"{ast * 1000 / args.calls:.0f} ms | {latency} | {backlog} |", flush=True)
 
 
 if __name__ == "__main__":
