@@ -1014,7 +1014,17 @@ target = "PJSIP/201"
 ring_timeout = 5
 record_call = true
 "#;
-    let s = start_service_on(&t, &[("support.toml", flow)], &url).await;
+    // A second line where pausing is off.
+    let no_pause = flow
+        .replace("\"100\"", "\"200\"")
+        .replace("start = \"desk\"", "start = \"desk\"\nredaction = false")
+        .replace("PJSIP/201", "PJSIP/202");
+    let s = start_service_on(
+        &t,
+        &[("support.toml", flow), ("no-pause.toml", &no_pause)],
+        &url,
+    )
+    .await;
     t.sim
         .place_inbound_call("100", "Alice Archer <5551001>", "talk")
         .expect("call");
@@ -1068,6 +1078,16 @@ record_call = true
         s.svc.flows.live_calls()[0].recording_state,
         Some("recording")
     );
+    // A call of the line where pausing is off: Pause shows disabled, with the reason.
+    t.sim
+        .place_inbound_call("200", "Bob Baker <5551002>", "talk")
+        .expect("call");
+    browser
+        .wait_for(
+            "pausing off, and why",
+            "const row = [...document.querySelectorAll('#live-calls tbody tr')].find(r => r.textContent.includes('Bob Baker')); const b = row?.querySelector('button.pause-off'); return b !== undefined && b !== null && b.disabled && document.getElementById(b.getAttribute('aria-describedby'))?.textContent === 'Pausing is off for this flow';",
+        )
+        .await;
     browser.quit().await;
     let _ = s.stop.send(true);
 }

@@ -9,9 +9,10 @@ everything measures, from Asterisk's own event timestamps, how long after a brid
 second party its recording starts (p50 / p90 / p99). Runs with the event filter on and off
 (`ARI_EVENT_FILTER`), alternately, `--runs` times each; with `--compare OTHER_BIN`, the two
 builds alternately instead (the filter on), for a before/after; with `--transcription`,
-transcription off and on alternately (issue 33): on, the new library finds the earlier runs'
-recordings in the folder and queues them, so the offline engine is transcribing that backlog
-while the calls are placed (its recogniser's own CPU is its child processes', printed apart).
+transcription off and on alternately (issue 33): before each run a backlog of speech files
+(the test speech, three minutes each) is put in the recordings folder, so with transcription on
+the offline engine is transcribing it while the calls are placed (its recogniser's own CPU is
+its child processes', printed apart); with it off they are only indexed.
 
 Usage: cpu_per_call.py --bin target/release/ari-recorder --recordings DIR --asterisk-pid PID
                        [--calls 100] [--runs 2] [--compare OLDER_BIN | --transcription]
@@ -22,6 +23,7 @@ import threading
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -145,8 +147,31 @@ def metric(name):
     return int(found.group(1)) if found else -1
 
 
+SPEECH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "assets", "speech")
+
+
+def put_backlog(recordings, files):
+    """`files` WAVs of about three minutes of the test speech in `<recordings>/backlog/`."""
+    import wave
+    frames = b""
+    for name in ("caller", "agent"):
+        with wave.open(os.path.join(SPEECH, f"{name}.wav")) as w:
+            frames += w.readframes(w.getnframes()) + b"\0\0" * 8000
+    folder = os.path.join(recordings, "backlog")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    for i in range(files):
+        with wave.open(os.path.join(folder, f"memo-{i:03d}.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(frames * (180 * 16000 // len(frames)))
+    return folder
+
+
 def run(args, event_filter, binary=None, transcription="off"):
     work = tempfile.mkdtemp(prefix="cpu-per-call-")
+    backlog = put_backlog(args.recordings, args.backlog) if args.transcription else None
     os.makedirs(os.path.join(work, "dialplans"))
     with open(os.path.join(work, "dialplans", "desk.toml"), "w") as f:
         f.write(FLOW)
@@ -187,6 +212,12 @@ def run(args, event_filter, binary=None, transcription="off"):
         busy_ok = transcription != "off"
         if (busy_ok or cpu_seconds(proc.pid) - before < 0.02) and file_reads() == reads:
             break
+    # With transcription on, the backlog is queued (and the first of it being transcribed)
+    # before the calls come.
+    for _ in range(300):
+        if transcription == "off" or (metric("transcription_pending") > 0 and recogniser_seconds()):
+            break
+        time.sleep(0.1)
     pending_before, done_before = metric("transcription_pending"), metric("transcription_done")
     recognisers = RecogniserMeter()
     meter = RecordStart(args)
@@ -213,7 +244,7 @@ def run(args, event_filter, binary=None, transcription="off"):
     ast = cpu_seconds(args.asterisk_pid) - ast0
     latency = meter.figures()
     recogniser, processes = recognisers.total()
-    backlog = (f"pending {pending_before} -> {metric('transcription_pending')}, "
+    transcribed = (f"pending {pending_before} -> {metric('transcription_pending')}, "
                f"{metric('transcription_done') - done_before} transcribed, recogniser "
                f"{recogniser:.1f} s CPU in {processes} runs")
     m = requests.get("http://127.0.0.1:18230/metrics",
@@ -223,7 +254,9 @@ def run(args, event_filter, binary=None, transcription="off"):
     finished = int(found.group(1)) if found else 0
     proc.terminate()
     proc.wait(timeout=30)
-    return ours, ast, events, finished, latency, backlog
+    if backlog:
+        shutil.rmtree(backlog, ignore_errors=True)
+    return ours, ast, events, finished, latency, transcribed
 
 
 def main():
@@ -237,6 +270,8 @@ def main():
     p.add_argument("--calls", type=int, default=100)
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--compare", help="another build, run alternately with --bin (filter on)")
+    p.add_argument("--backlog", type=int, default=30,
+                   help="speech files of three minutes put in the folder for --transcription")
     p.add_argument("--transcription", action="store_true",
                    help="transcription off and on (pocketsphinx), alternately (filter on)")
     args = p.parse_args()

@@ -182,6 +182,10 @@ pub struct Call {
     /// The last keys heard on the feature-code leg, for matching `pause_code` / `resume_code`.
     #[serde(default)]
     keys_heard: String,
+    /// `redaction_inbound_calls` / `redaction_outbound_calls` for this call's kind: whether
+    /// people may pause its recording, unless its flow or node says otherwise.
+    #[serde(default = "switched_on")]
+    redaction_by_people: bool,
     /// `recording_enabled`: off, nothing of this call is recorded (voicemail still is).
     #[serde(default = "switched_on")]
     recording_enabled: bool,
@@ -319,6 +323,7 @@ impl Call {
             redacting: None,
             redaction_mode: RedactMode::Mute,
             keys_heard: String::new(),
+            redaction_by_people: true,
             recording_enabled: true,
             record_inbound_calls: false,
             consent: None,
@@ -661,6 +666,7 @@ impl Call {
                 Some(r) if r.mode == RedactMode::Mute => "muted",
                 Some(_) => "paused",
             }),
+            redaction_refused_by: self.redaction_refused_by(),
         }
     }
 
@@ -702,6 +708,32 @@ impl Call {
     }
 
     /// The deployment's recording switches (`settings.toml`), fixed for the call's life.
+    /// Whether people may pause this kind of call's recording (the deployment's
+    /// `redaction_inbound_calls` or `redaction_outbound_calls`).
+    pub fn redaction_by_people(mut self, allowed: bool) -> Call {
+        self.redaction_by_people = allowed;
+        self
+    }
+
+    /// Why people may not pause the recording now: the switch that says no (the node's
+    /// `redaction`, the flow's, or the deployment's for this kind of call); None: they may.
+    pub fn redaction_refused_by(&self) -> Option<&'static str> {
+        let flow = self.flow.as_deref();
+        let node_says = flow
+            .zip(self.node.as_ref())
+            .and_then(|(flow, node)| flow.node_redaction.get(node));
+        if let Some(allowed) = node_says {
+            return (!allowed).then_some("node");
+        }
+        if let Some(allowed) = flow.and_then(|f| f.redaction) {
+            return (!allowed).then_some("flow");
+        }
+        (!self.redaction_by_people).then_some(match self.direction {
+            Direction::Inbound => "redaction_inbound_calls",
+            Direction::Outbound => "redaction_outbound_calls",
+        })
+    }
+
     pub fn recording_switches(mut self, enabled: bool, inbound_default: bool) -> Call {
         self.recording_enabled = enabled;
         self.record_inbound_calls = inbound_default;

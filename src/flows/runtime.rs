@@ -55,6 +55,9 @@ pub enum RedactError {
     NotRecording,
     #[error("Asterisk refused to change the recording")]
     Refused,
+    /// People may not pause this call's recording; the switch that says so.
+    #[error("pausing this call's recording is turned off ({0})")]
+    NotAllowed(&'static str),
 }
 
 struct Inner {
@@ -228,6 +231,7 @@ impl FlowRuntime {
             .in_scope(tenant, project)
             .recording_from_dial(settings.record_from_dial)
             .redacting_with(settings.redaction_mode)
+            .redaction_by_people(settings.redaction_outbound_calls)
             .recording_switches(settings.recording_enabled, settings.record_inbound_calls);
         spawn_call(self.inner.clone(), call);
         id
@@ -556,6 +560,7 @@ fn start_inbound(inner: &Arc<Inner>, channel: &Channel, number: &str) {
             .seeded(fastrand::u64(1..))
             .recording_from_dial(flows.settings.record_from_dial)
             .redacting_with(flows.settings.redaction_mode)
+            .redaction_by_people(flows.settings.redaction_inbound_calls)
             .recording_switches(
                 flows.settings.recording_enabled,
                 flows.settings.record_inbound_calls,

@@ -186,6 +186,8 @@ pub(super) struct SettingsPatch {
     recording_enabled: Option<bool>,
     record_inbound_calls: Option<bool>,
     record_outbound_calls: Option<bool>,
+    redaction_inbound_calls: Option<bool>,
+    redaction_outbound_calls: Option<bool>,
 }
 
 impl SettingsPatch {
@@ -194,6 +196,8 @@ impl SettingsPatch {
             ("recording_enabled", self.recording_enabled),
             ("record_inbound_calls", self.record_inbound_calls),
             ("record_outbound_calls", self.record_outbound_calls),
+            ("redaction_inbound_calls", self.redaction_inbound_calls),
+            ("redaction_outbound_calls", self.redaction_outbound_calls),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.map(|on| (key, on)))
@@ -201,7 +205,8 @@ impl SettingsPatch {
     }
 }
 
-/// Change `recording_enabled`, `record_inbound_calls` and/or `record_outbound_calls`.
+/// Change `recording_enabled`, `record_inbound_calls`, `record_outbound_calls`,
+/// `redaction_inbound_calls` and/or `redaction_outbound_calls`.
 ///
 /// Settings are the deployment's, not a tenant's: only editors of the operator's tenant (the
 /// configured default tenant) change them. Audited; written back to settings.toml with its
@@ -226,7 +231,7 @@ pub(super) async fn patch_settings(
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "name at least one of recording_enabled, record_inbound_calls, record_outbound_calls",
+            "name at least one of recording_enabled, record_inbound_calls, record_outbound_calls, redaction_inbound_calls, redaction_outbound_calls",
         ));
     }
     let detail = switches

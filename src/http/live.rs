@@ -5,7 +5,8 @@
 //! its participants only. Pausing (a card number, a diagnosis being read out) is for admins,
 //! managers and the agent on the call; it redacts as the deployment says (`redaction_mode`:
 //! mute by default, so the file stays aligned with the call), and every pause and resume is
-//! audited and stored with the recording.
+//! audited and stored with the recording. Pausing may be turned off per kind of call
+//! (`redaction_inbound_calls`, `redaction_outbound_calls`), per flow or per node (`redaction`).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -36,6 +37,9 @@ fn may_pause(caller: &Caller, call: &LiveCall) -> bool {
 fn call_json(caller: &Caller, call: &LiveCall) -> serde_json::Value {
     serde_json::json!({
         "can_pause": may_pause(caller, call),
+        // Pausing turned off for this call (its kind, its flow or the node it is at): the
+        // switch that says so. Resuming stays possible.
+        "pause_off_by": call.redaction_refused_by,
         "id": call.id,
         "tenant": call.tenant,
         "project": call.project,
@@ -104,7 +108,7 @@ pub(super) async fn list(
 /// managers and the agent on the call; audited, stored with the recording.
 #[utoipa::path(post, path = "/api/calls/{id}/recording/pause", tag = "calls", params(super::params::CallId), responses(
     (status = 200, description = "the call"),
-    (status = 403, description = "not allowed to redact this call", body = ErrorBody),
+    (status = 403, description = "not allowed to redact this call (`role_restriction`), or pausing is turned off for it (`redaction_off`)", body = ErrorBody),
     (status = 404, description = "no such call in progress", body = ErrorBody),
     (status = 409, description = "the call is not being recorded", body = ErrorBody),
     (status = 502, description = "Asterisk refused", body = ErrorBody),
@@ -173,6 +177,7 @@ async fn control(
                 RedactError::NoCall => (StatusCode::NOT_FOUND, "not_found"),
                 RedactError::NotRecording => (StatusCode::CONFLICT, "not_recording"),
                 RedactError::Refused => (StatusCode::BAD_GATEWAY, "asterisk_refused"),
+                RedactError::NotAllowed(_) => (StatusCode::FORBIDDEN, "redaction_off"),
             };
             let error = ApiError::new(status, code, e.to_string());
             Err(caller.refuse(&state, entry, error).await)

@@ -199,7 +199,14 @@ impl<A: RecordingAudio> Worker<A> {
             if let Err(e) = self.claim_what_is_due(&slots).await {
                 tracing::warn!(error = %e, "transcription round failed; retrying");
             }
-            let pause = self.until_next_due().await;
+            // Every slot busy: the next job can start only when one ends, which wakes the
+            // loop; looking at the queue meanwhile (every 50 ms while jobs are due) cost the
+            // call path CPU for nothing.
+            let pause = if slots.available_permits() == 0 {
+                IDLE_ROUND
+            } else {
+                self.until_next_due().await
+            };
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = self.wake.notified() => {}

@@ -140,6 +140,14 @@ export function stopLiveCalls() {
 
 export const RECORDING_STATE = { recording: "Recording", muted: "Paused (muted)", paused: "Paused" };
 
+/// Why Pause is not offered, by the switch that turned it off (`pause_off_by`).
+export const PAUSE_OFF = {
+  node: "Pausing is off at this step of the call",
+  flow: "Pausing is off for this flow",
+  redaction_inbound_calls: "Pausing is off for inbound calls",
+  redaction_outbound_calls: "Pausing is off for outbound calls",
+};
+
 export async function loadLiveCalls() {
   stopLiveCalls();
   // Not while the tab is hidden: every look at live calls is audited.
@@ -160,7 +168,15 @@ export function renderLiveCalls(calls) {
   body.replaceChildren(...calls.map((call) => {
     const caller = [call.caller?.name, call.caller?.number].filter(Boolean).join(" ") || "unknown";
     const state = call.recording?.state;
-    const action = state && call.can_pause
+    // Pausing turned off for this call: the button shows disabled, with the reason beside it
+    // (resuming a paused recording stays possible).
+    const off = state === "recording" && call.can_pause && call.pause_off_by;
+    const reasonId = `pause-off-${call.id}`;
+    const action = off
+      ? el("span", {},
+        el("button", { type: "button", class: "secondary pause-off", disabled: true, "aria-disabled": "true", "aria-describedby": reasonId, text: "Pause recording" }),
+        el("span", { id: reasonId, class: "muted reason", text: PAUSE_OFF[call.pause_off_by] ?? "Pausing is off for this call" }))
+      : state && call.can_pause
       ? el("button", {
         type: "button",
         class: state === "recording" ? "secondary pause" : "resume",

@@ -390,3 +390,115 @@ async fn pausing_follows_the_rules_for_every_role_scope_tenant_and_privacy() {
     wait_until("torn down", || quiet(&t)).await;
     stop(s).await;
 }
+
+/// Pausing turned off for a flow (`redaction = false`): the API refuses with `redaction_off`,
+/// the live call says which switch (`pause_off_by`), and the flow's feature codes do nothing;
+/// the recording has no redacted stretch.
+#[tokio::test]
+async fn a_flow_that_forbids_pausing_refuses_the_api_and_its_feature_codes() {
+    let t = start_sim(0.0).await;
+    let flow = feature_code_flow("caller")
+        .replace("tenant = \"acme\"", "tenant = \"acme\"\nredaction = false");
+    let s = start_service(&t, &[("support.toml", &flow)]).await;
+    let admin = common::tenant_admin(&s.svc.db, "acme").await;
+    // Presses *1 after 3 s and *2 3 s later.
+    t.sim
+        .place_inbound_call("100", "Olivia <5551013>", "talkdtmf")
+        .expect("call");
+    let rows = wait_recording(&t, &s, "recording", 1).await;
+    let calls = common::send(admin.get(format!("{}/api/calls", s.base))).await;
+    let call = calls.json()["calls"][0].clone();
+    assert_eq!(call["pause_off_by"], "flow", "{call}");
+    assert_eq!(call["can_pause"], true, "the role may, the flow says no");
+    let id = call["id"].as_str().expect("id").to_string();
+    let refused =
+        common::send(admin.post(format!("{}/api/calls/{id}/recording/pause", s.base))).await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (403, "redaction_off")
+    );
+    // The keys come and go; the recording runs on.
+    t.sim.advance(3.2);
+    t.sim.advance(3.0);
+    t.sim.advance(14.0);
+    wait_rows(&s.svc.db, "finished", 1, |r| r.state == "done").await;
+    wait_until("torn down", || quiet(&t)).await;
+    assert!(redaction_authors(&s, &rows[0].recording_name)
+        .await
+        .is_empty());
+    let samples = samples_of(&t, &rows[0].recording_name);
+    let at = |s: f64| (s * 8000.0) as usize;
+    assert!(
+        samples[at(3.3)..at(5.7)].iter().any(|v| *v != 0),
+        "not muted"
+    );
+    let audit: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, outcome FROM audit_events WHERE action = 'recording_pause' ORDER BY seq",
+    )
+    .fetch_all(&s.svc.db.pool)
+    .await
+    .expect("audit");
+    assert_eq!(
+        audit,
+        [("recording_pause".to_string(), "redaction_off".to_string())]
+    );
+    stop(s).await;
+}
+
+/// The deployment turns pausing off for inbound calls; a node that allows it (`redaction =
+/// true`) wins while the call is there.
+#[tokio::test]
+async fn a_node_may_allow_pausing_the_deployment_turned_off() {
+    let t = start_sim(0.0).await;
+    let allowed_desk = transfer_flow("PJSIP/201", true)
+        .replace("record_call = true", "record_call = true\nredaction = true");
+    let s = start_service(
+        &t,
+        &[
+            ("support.toml", &allowed_desk),
+            ("settings.toml", "redaction_inbound_calls = false\n"),
+        ],
+    )
+    .await;
+    let admin = common::tenant_admin(&s.svc.db, "acme").await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_recording(&t, &s, "recording", 1).await;
+    let calls = common::send(admin.get(format!("{}/api/calls", s.base))).await;
+    let call = calls.json()["calls"][0].clone();
+    assert_eq!(call["pause_off_by"], serde_json::Value::Null, "{call}");
+    let id = call["id"].as_str().expect("id").to_string();
+    let paused =
+        common::send(admin.post(format!("{}/api/calls/{id}/recording/pause", s.base))).await;
+    assert_eq!(paused.status, 200, "{}", paused.error());
+    assert_eq!(paused.json()["recording"]["state"], "muted");
+    stop(s).await;
+
+    // Without the node's word, the deployment's switch holds.
+    let t = start_sim(0.0).await;
+    let s = start_service(
+        &t,
+        &[
+            ("support.toml", &transfer_flow("PJSIP/201", true)),
+            ("settings.toml", "redaction_inbound_calls = false\n"),
+        ],
+    )
+    .await;
+    let admin = common::tenant_admin(&s.svc.db, "acme").await;
+    t.sim
+        .place_inbound_call("100", "Alice <5551001>", "talk")
+        .expect("call");
+    wait_recording(&t, &s, "recording", 1).await;
+    let calls = common::send(admin.get(format!("{}/api/calls", s.base))).await;
+    let call = calls.json()["calls"][0].clone();
+    assert_eq!(call["pause_off_by"], "redaction_inbound_calls", "{call}");
+    let id = call["id"].as_str().expect("id").to_string();
+    let refused =
+        common::send(admin.post(format!("{}/api/calls/{id}/recording/pause", s.base))).await;
+    assert_eq!(
+        (refused.status, refused.error().as_str()),
+        (403, "redaction_off")
+    );
+    stop(s).await;
+}

@@ -116,6 +116,8 @@ pub struct LiveCall {
     pub recording: Option<String>,
     /// `recording`, `muted`, `paused`; None without a recording.
     pub recording_state: Option<&'static str>,
+    /// Why people may not pause the recording now (the switch that says no); None: they may.
+    pub redaction_refused_by: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

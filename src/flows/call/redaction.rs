@@ -82,6 +82,10 @@ impl Call {
             return;
         };
         self.keys_heard.clear();
+        // Pausing may be off for this call (its kind, flow or node); resuming never is.
+        if on && self.redaction_refused_by().is_some() {
+            return;
+        }
         let request = RedactRequest {
             on,
             mode: self.redaction_mode,

@@ -281,6 +281,11 @@ pub struct Flow {
     pub transcribe: bool,
     /// The language its calls are in (`language = "de"`); None: the deployment's.
     pub language: Option<String>,
+    /// Whether people may pause its calls' recordings (`redaction = false`: never); None: the
+    /// deployment's `redaction_inbound_calls`.
+    pub redaction: Option<bool>,
+    /// The same said by a node (`[nodes.<id>] redaction`), which wins while the call is there.
+    pub node_redaction: BTreeMap<String, bool>,
 }
 
 /// `pause_code` / `resume_code` of a flow: digits an agent on a desk phone keys to pause and

@@ -202,6 +202,7 @@ pub(super) fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<N
                     "on_agent_hangup",
                     "channels",
                     "pause_recording",
+                    "redaction",
                 ],
             );
             let target = ctx.string(table, "target", true);
@@ -235,6 +236,7 @@ pub(super) fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<N
                     "on_agent_hangup",
                     "channels",
                     "pause_recording",
+                    "redaction",
                 ],
             );
             let agents = ctx.strings(table, "agents", true);
@@ -280,6 +282,7 @@ pub(super) fn parse_node(ctx: &mut Ctx<'_>, id: &str, table: &Table) -> Option<N
                     "on_agent_hangup",
                     "channels",
                     "pause_recording",
+                    "redaction",
                 ],
             );
             let members = ctx.strings(table, "members", true);
@@ -490,6 +493,7 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             "recording_announcement",
             "transcribe",
             "language",
+            "redaction",
         ],
     );
     let numbers = ctx.strings(head, "numbers", true);
@@ -504,6 +508,9 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
     let feature_codes = feature_codes(&mut ctx, head);
     let announces = ctx.boolean(head, "recording_announcement", true);
     let transcribe = ctx.boolean(head, "transcribe", true);
+    let redaction = head
+        .contains_key("redaction")
+        .then(|| ctx.boolean(head, "redaction", true));
     let language = ctx.string(head, "language", false);
     if let Some(tag) = language
         .as_deref()
@@ -515,6 +522,7 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
         );
     }
     let mut nodes = BTreeMap::new();
+    let mut node_redaction = BTreeMap::new();
     match table.get("nodes") {
         Some(Value::Table(node_tables)) => {
             for (id, value) in node_tables {
@@ -525,6 +533,12 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
                 };
                 match value {
                     Value::Table(t) => {
+                        // Whether people may pause its recording (`redaction`), where the node
+                        // bridges a call (parse_node refuses the field elsewhere).
+                        if t.contains_key("redaction") {
+                            node_redaction
+                                .insert(id.clone(), node_ctx.boolean(t, "redaction", true));
+                        }
                         if let Some(kind) = parse_node(&mut node_ctx, id, t) {
                             nodes.insert(
                                 id.clone(),
@@ -595,6 +609,8 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<Flow, Vec<FlowError>> {
             announces,
             transcribe,
             language,
+            redaction,
+            node_redaction,
         })
     } else {
         Err(errors)
@@ -718,6 +734,8 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
             "record_outbound_calls",
             "record_from_dial",
             "redaction_mode",
+            "redaction_inbound_calls",
+            "redaction_outbound_calls",
             "default_compliance",
             "recording_announcement",
             "recording_separation",
@@ -757,6 +775,8 @@ pub fn parse_settings(file: &Path, text: &str) -> Result<Settings, Vec<FlowError
         record_outbound_calls: ctx.boolean(&table, "record_outbound_calls", false),
         record_from_dial: ctx.boolean(&table, "record_from_dial", false),
         redaction_mode,
+        redaction_inbound_calls: ctx.boolean(&table, "redaction_inbound_calls", true),
+        redaction_outbound_calls: ctx.boolean(&table, "redaction_outbound_calls", true),
     };
     if errors.is_empty() {
         Ok(settings)

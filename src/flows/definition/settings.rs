@@ -50,6 +50,12 @@ pub struct Settings {
     /// file stays aligned with the call) or `pause` (the audio is left out).
     #[schema(read_only)]
     pub redaction_mode: RedactMode,
+    /// Whether the recording of an inbound call may be paused by people (the API, the page's
+    /// Pause button, the flow's feature codes); a flow or a node may say otherwise. A node's
+    /// own `pause_recording` redacts whatever this says.
+    pub redaction_inbound_calls: bool,
+    /// The same for direct outbound calls (`POST /api/calls`).
+    pub redaction_outbound_calls: bool,
     /// Compliance status of new recordings: `permitted` (the default), or `unknown`, which
     /// blocks playback until an admin records the evidence (the strict reading).
     #[schema(read_only)]
@@ -127,6 +133,8 @@ impl Default for Settings {
             record_outbound_calls: false,
             record_from_dial: false,
             redaction_mode: RedactMode::Mute,
+            redaction_inbound_calls: true,
+            redaction_outbound_calls: true,
             default_compliance: DefaultCompliance::Permitted,
             recording_separation: RecordingSeparation::PerCall,
             recording_announcement: Vec::new(),

@@ -250,3 +250,28 @@ fn a_voicemail_disclosing_recording_needs_its_greeting() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn redaction_is_said_by_the_flow_and_by_nodes_that_bridge() {
+    let flow = parse(&GOOD.replace("start = \"hello\"", "start = \"hello\"\nredaction = false"))
+        .expect("valid");
+    assert_eq!(flow.redaction, Some(false));
+    assert!(flow.node_redaction.is_empty());
+    let flow = parse(&GOOD.replace("record_call = true", "record_call = true\nredaction = true"))
+        .expect("valid");
+    assert_eq!(
+        (flow.redaction, flow.node_redaction.get("desk")),
+        (None, Some(&true))
+    );
+    // A prompt bridges nothing: there is nothing to pause.
+    let errors = parse(&GOOD.replace("next = \"desk\"", "next = \"desk\"\nredaction = false"))
+        .expect_err("not on a prompt");
+    assert_eq!(errors[0].node.as_deref(), Some("hello"));
+    assert_eq!(errors[0].field.as_deref(), Some("redaction"));
+    let errors = parse(&GOOD.replace(
+        "record_call = true",
+        "record_call = true\nredaction = \"no\"",
+    ))
+    .expect_err("a boolean");
+    assert!(errors[0].message.contains("true or false"), "{errors:?}");
+}

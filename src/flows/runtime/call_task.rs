@@ -210,6 +210,9 @@ pub(super) async fn redact_call(
     if call.live_recording().is_none() {
         return Err(RedactError::NotRecording);
     }
+    if let Some(switch) = call.redaction_refused_by().filter(|_| request.on) {
+        return Err(RedactError::NotAllowed(switch));
+    }
     let want_on = request.on;
     let outputs = handle(inner, call, Input::Redact(request));
     execute(inner, call, tx, outputs).await;
