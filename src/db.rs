@@ -221,6 +221,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0027_sealed_transcripts.sql"),
         postgres: include_str!("../migrations/postgres/0027_sealed_transcripts.sql"),
     },
+    Migration {
+        version: 28,
+        name: "voicemail_heard",
+        sqlite: include_str!("../migrations/sqlite/0028_voicemail_heard.sql"),
+        postgres: include_str!("../migrations/postgres/0028_voicemail_heard.sql"),
+    },
 ];
 
 /// The PostgreSQL advisory lock instances take turns on to migrate (an arbitrary constant:

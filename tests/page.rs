@@ -69,6 +69,31 @@ async fn metadata(db: &Database, call: &Call<'_>) {
     .expect("metadata");
 }
 
+/// A voicemail message `name` in mailbox `support` of the default tenant, left by `caller_name`
+/// (consent implied, as after a greeting that says it is recorded), an older call than the
+/// others; its metadata first, then its file, so a running service files it at once.
+async fn voicemail_message(t: &TestSim, db: &Database, name: &str, caller_name: &str) {
+    metadata(
+        db,
+        &Call {
+            name,
+            tenant: "default",
+            caller_name,
+            caller_number: "5552020",
+            node_type: "voicemail",
+            consent: "implied",
+            started_at_ms: 1_795_200_000_000,
+        },
+    )
+    .await;
+    sqlx::query("UPDATE call_recordings SET callee = 'support' WHERE recording_name = $1")
+        .bind(name)
+        .execute(&db.pool)
+        .await
+        .expect("mailbox");
+    put_tone(t, name, 4);
+}
+
 /// A service over one final, consented transfer recording `name` of the default tenant: a tone
 /// of `seconds`, called by `caller_name` from `number`.
 async fn one_consented_call(
@@ -996,6 +1021,71 @@ async fn reviewers_find_play_download_and_delete_and_designers_toggle_recording(
     let _ = s.stop.send(true);
 }
 
+/// The voicemail view: a mailbox with its message, new until it is listened to (its panel's
+/// Play asks for the audio link), then heard; "Mark as new" makes it new again.
+#[tokio::test]
+#[ignore = "needs Chromium and chromedriver: scripts/test.sh installs them and runs it"]
+async fn a_voicemail_message_is_new_until_listened_to() {
+    let driver = driver();
+    let t = start_sim(0.0).await;
+    let url = common::database_url(&t, common::Db::Sqlite).await;
+    let database = Database::open(&url).await.expect("database");
+    voicemail_message(&t, &database, "message-one", "Val Vance").await;
+    let s = start_service_on(&t, &[], &url).await;
+    common::wait_ready(&s.svc.db, 1).await;
+    let base = format!("http://localhost:{}", s.svc.http_addr.port());
+    let downloads = tempfile::tempdir().expect("downloads");
+    let browser = Browser::start(driver, downloads.path()).await;
+    sign_in(&browser, &base, "tester", "tester-password").await;
+    browser.click(&browser.find("#nav-voicemail").await).await;
+    browser
+        .wait_for(
+            "the mailbox, one new message",
+            "const box = document.querySelector('#voicemail-body .mailbox'); return box !== null && box.querySelector('h3').textContent === 'support: 1 new of 1' && box.querySelector('tbody tr .badge.new') !== null && box.querySelector('tbody tr').textContent.includes('Val Vance 5552020') && !document.querySelector('#voicemail-body').textContent.includes('null');",
+        )
+        .await;
+    // Listening: the message's panel opens; Play asks for its audio link.
+    browser
+        .click(&browser.find("#voicemail-body a.listen").await)
+        .await;
+    browser
+        .wait_for(
+            "the message's panel",
+            "return document.querySelector('.panel button.play') !== null",
+        )
+        .await;
+    browser
+        .click(&browser.find(".panel button.play").await)
+        .await;
+    browser
+        .wait_for(
+            "playing",
+            "const a = document.querySelector('.panel audio'); return a !== null && a.currentTime > 0;",
+        )
+        .await;
+    browser.click(&browser.find("#nav-voicemail").await).await;
+    browser
+        .wait_for(
+            "heard",
+            "const box = document.querySelector('#voicemail-body .mailbox'); return box !== null && box.querySelector('h3').textContent === 'support: 0 new of 1' && box.querySelector('tbody tr .badge.heard') !== null;",
+        )
+        .await;
+    browser
+        .click(&browser.find("#voicemail-body button.mark").await)
+        .await;
+    browser
+        .wait_for(
+            "new again",
+            "const box = document.querySelector('#voicemail-body .mailbox'); return box !== null && box.querySelector('h3').textContent === 'support: 1 new of 1';",
+        )
+        .await;
+    browser
+        .screenshot(&screenshots().join("voicemail.png"))
+        .await;
+    browser.quit().await;
+    let _ = s.stop.send(true);
+}
+
 /// Issue 16 (live calls): a call in progress shows on the Live calls view with its recording's
 /// state; Pause and Resume there mute and unmute the recording.
 #[tokio::test]
@@ -1550,6 +1640,8 @@ async fn every_view_passes_axe_and_fits_320_pixels() {
     )
     .await;
     assert_eq!(put.status, 200);
+    voicemail_message(&t, &s.svc.db, "left-message", "Val Vance").await;
+    common::wait_ready(&s.svc.db, 2).await;
     let base = format!("http://localhost:{}", s.svc.http_addr.port());
     let downloads = tempfile::tempdir().expect("downloads");
     let browser = Browser::start(driver, downloads.path()).await;
@@ -1602,6 +1694,11 @@ async fn every_view_passes_axe_and_fits_320_pixels() {
             "#/calls/call-audited",
             "return document.querySelector('#call-view canvas.wave') !== null",
         ),
+        (
+            "voicemail",
+            "#/voicemail",
+            "return document.querySelectorAll('#voicemail-body .mailbox tbody tr').length === 1",
+        ),
     ] {
         browser.goto(&format!("{base}/{hash}")).await;
         browser.wait_for(view, ready).await;
@@ -1620,7 +1717,12 @@ async fn every_view_passes_axe_and_fits_320_pixels() {
         (
             "recordings",
             "#/recordings",
-            "return document.querySelectorAll('#recordings tbody tr[data-id]').length === 1",
+            "return document.querySelectorAll('#recordings tbody tr[data-id]').length === 2",
+        ),
+        (
+            "voicemail",
+            "#/voicemail",
+            "return document.querySelectorAll('#voicemail-body .mailbox tbody tr').length === 1",
         ),
         ("flows", "#/flows", "return document.querySelectorAll('#flows .flow').length > 0"),
         (

@@ -30,6 +30,7 @@ pub mod proxy;
 mod recordings;
 pub mod server;
 mod transcripts;
+mod voicemail;
 mod webhooks;
 
 pub use auth::Access;
@@ -268,6 +269,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
             transcripts::delete
         ))
         .routes(routes!(recordings::scan_state))
+        .routes(routes!(voicemail::mailboxes))
+        .routes(routes!(voicemail::mark_heard, voicemail::mark_new))
 }
 
 pub fn router(state: AppState) -> Router {

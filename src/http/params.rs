@@ -235,6 +235,29 @@ impl FromQuery for LinkLifetime {
     }
 }
 
+/// `?limit=` of the voicemail view.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct VoicemailQuery {
+    /// 1 to 500 (100): the newest messages shown.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    pub(super) limit: i64,
+}
+
+impl FromQuery for VoicemailQuery {
+    fn from_query(q: &HashMap<String, String>) -> Result<VoicemailQuery, ApiError> {
+        only_known(q, &["limit"], bad)?;
+        let limit = match q.get("limit") {
+            None => 100,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (1..=500).contains(&n) => n,
+                _ => return Err(bad("limit", "must be a whole number from 1 to 500")),
+            },
+        };
+        Ok(VoicemailQuery { limit })
+    }
+}
+
 /// The most recordings one ZIP export holds.
 pub(super) const BUNDLE_MAX: usize = 500;
 

@@ -11,6 +11,7 @@ pub mod recordings;
 pub mod search;
 pub mod status;
 pub mod transcripts;
+pub mod voicemail;
 
 pub use index::Indexer;
 pub use status::{Compliance, Consent, Direction, NodeType, RecordingFormat, RecordingStatus};

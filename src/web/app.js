@@ -11,6 +11,7 @@ import { loadCall, loadLiveCalls, stopCallPlayer, stopLiveCalls } from "./calls.
 import { loadFlows } from "./flows.js";
 import { loadWebhooks } from "./webhooks.js";
 import { talkTime } from "./talk.js";
+import { loadVoicemail } from "./voicemail.js";
 
 // The filters' choices, before any view sets them from the URL.
 for (const select of document.querySelectorAll("select[data-values]")) {
@@ -25,7 +26,7 @@ for (const select of document.querySelectorAll("select[data-values]")) {
 function showOnly(id) {
   if (id !== "calls-view") stopLiveCalls();
   if (id !== "call-view") stopCallPlayer();
-  for (const view of ["sign-in-view", "recordings-view", "calls-view", "call-view", "flows-view", "webhooks-view"]) {
+  for (const view of ["sign-in-view", "recordings-view", "calls-view", "call-view", "voicemail-view", "flows-view", "webhooks-view"]) {
     $(`#${view}`).hidden = view !== id;
   }
 }
@@ -100,6 +101,9 @@ async function route() {
   } else if (path === "/webhooks" && session.can.administer) {
     showOnly("webhooks-view");
     await loadWebhooks();
+  } else if (path === "/voicemail") {
+    showOnly("voicemail-view");
+    await loadVoicemail();
   } else if (path === "/calls") {
     showOnly("calls-view");
     await loadLiveCalls();

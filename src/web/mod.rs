@@ -1,10 +1,9 @@
 //! The recordings page: one HTML document, its ES modules (`app.js` the entry: sign-in, routing,
 //! the list and a recording's panel; `api.js` the API client; `format.js` what every view
 //! shares; `player.js` the waveform, audio and transcript; `calls.js` a call and the calls in
-//! progress; `flows.js` the recording switches; `talk.js` the talk-time bars) and one
-//! stylesheet, compiled into the binary and served at `/` (no build step, no external
-//! requests). The page talks to the same
-//! public API as any integration.
+//! progress; `flows.js` the recording switches; `talk.js` the talk-time bars; `voicemail.js` the
+//! mailboxes) and one stylesheet, compiled into the binary and served at `/` (no build step, no
+//! external requests). The page talks to the same public API as any integration.
 //!
 //! Every answer carries a Content-Security-Policy that allows only this origin, and no Referer
 //! leaves the page (signed audio links sit in URLs).
@@ -40,7 +39,7 @@ fn page_values() -> serde_json::Value {
     })
 }
 /// The page's ES modules, by file name under `/assets/`.
-const MODULES: [(&str, &str); 8] = [
+const MODULES: [(&str, &str); 9] = [
     ("app.js", include_str!("app.js")),
     ("api.js", include_str!("api.js")),
     ("format.js", include_str!("format.js")),
@@ -49,6 +48,7 @@ const MODULES: [(&str, &str); 8] = [
     ("flows.js", include_str!("flows.js")),
     ("webhooks.js", include_str!("webhooks.js")),
     ("talk.js", include_str!("talk.js")),
+    ("voicemail.js", include_str!("voicemail.js")),
 ];
 const APP_CSS: &str = include_str!("app.css");
 

@@ -149,6 +149,9 @@ pub(in crate::http) async fn delete(
     crate::library::insights::remove(&state.db, row.id)
         .await
         .map_err(internal)?;
+    crate::library::voicemail::forget(&state.db, row.id)
+        .await
+        .map_err(internal)?;
     // Deleted audio leaves no rendering of itself in memory either.
     state.library.renderings.forget(row.id);
     if let Some(call_id) = &row.call_id {

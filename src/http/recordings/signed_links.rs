@@ -208,6 +208,9 @@ pub(in crate::http) async fn create_link(
     }
     let (row, _, mut entry) =
         authorize(state, caller, id, action.policy_action(), "link_create").await?;
+    if action == LinkAction::Audio {
+        crate::http::voicemail::heard_on_play(state, caller, &row).await?;
+    }
     let issued_ms = state.access.clock.now_ms();
     let expires = issued_ms.div_euclid(1000) + lifetime;
     let grant = Grant {
