@@ -233,6 +233,14 @@ const MIGRATIONS: &[Migration] = &[
 /// "ari-rec" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0061_7269_2d72_6563;
 
+/// `$first, $first+1, ...`: `count` numbered parameters from `first`, for an `IN (...)` list.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// How many migrations this binary carries.
 pub fn migration_count() -> usize {
     MIGRATIONS.len()

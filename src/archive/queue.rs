@@ -383,11 +383,10 @@ pub async fn kept_remotely(
         return Ok(out);
     }
     for chunk in paths.chunks(500) {
-        let marks: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT r.path FROM recordings r JOIN recording_archive a ON a.recording_id = r.id \
              WHERE a.local_removed_at_ms IS NOT NULL AND r.node_id = $1 AND r.path IN ({})",
-            marks.join(", ")
+            crate::db::placeholders(2, chunk.len())
         );
         let mut query = sqlx::query_as::<_, (String,)>(&sql).bind(node);
         for path in chunk {

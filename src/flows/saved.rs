@@ -40,10 +40,9 @@ pub async fn save_all(
         .map(|(id, _)| id.as_str())
         .collect();
     for chunk in ended.chunks(ROWS_A_STATEMENT) {
-        let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "DELETE FROM active_calls WHERE call_id IN ({})",
-            params.join(", ")
+            crate::db::placeholders(1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
         for id in chunk {

@@ -198,7 +198,7 @@ pub(super) struct RecordingView<'a> {
 
 /// Where a transcript search's words are said: the line's start in the recording, its speaker
 /// and a snippet of it.
-#[derive(serde::Serialize, utoipa::ToSchema)]
+#[derive(Clone, serde::Serialize, utoipa::ToSchema)]
 pub(in crate::http) struct SaidView {
     pub(in crate::http) start_seconds: f64,
     pub(in crate::http) speaker: Option<String>,

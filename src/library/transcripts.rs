@@ -603,6 +603,31 @@ pub struct Resealed {
     pub last: Option<i64>,
 }
 
+/// The cues of each of `ids` that has a transcript, in one query a few hundred ids at a time
+/// (a page of search results reads its snippets at once, not a round trip a row).
+pub async fn cues_of(
+    db: &Database,
+    keys: Option<&Keyring>,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Vec<Cue>>, DbError> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT recording_id, cues FROM recording_transcripts WHERE recording_id IN ({})",
+            crate::db::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for (id, cues) in query.fetch_all(&db.pool).await? {
+            let cues = open_text(cues, keys)?;
+            out.insert(id, serde_json::from_str(&cues).unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
 /// Seals (again) up to `limit` transcripts after recording `after` that are stored in clear or
 /// sealed by another key than the current one, and keys their words anew. Their source, time
 /// and author stay. `sealed_by < $1 OR sealed_by > $1` rather than `<>`: each side is a range

@@ -41,12 +41,9 @@ pub async fn mark_new(db: &Database, id: i64) -> Result<bool, DbError> {
 pub async fn heard_of(db: &Database, ids: &[i64]) -> Result<HashMap<i64, Heard>, DbError> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(500) {
-        let marks = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
-            "SELECT recording_id, heard_at_ms, by_actor FROM voicemail_heard WHERE recording_id IN ({marks})"
+            "SELECT recording_id, heard_at_ms, by_actor FROM voicemail_heard WHERE recording_id IN ({})",
+            crate::db::placeholders(1, chunk.len())
         );
         let mut query = sqlx::query_as::<_, (i64, i64, String)>(&sql);
         for id in chunk {

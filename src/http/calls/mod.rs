@@ -736,15 +736,19 @@ pub(super) async fn list_grouped(
     // A search of what was said shows the segments the caller may play, each with where.
     let mut said = HashMap::new();
     if filter.reads_audio() {
-        for row in &rows {
-            if decide(&caller.principal, settings, &row.facts(), Action::Play).is_ok() {
-                let found = if filter.said.is_empty() {
-                    None
-                } else {
-                    super::recordings::said_in(state, row.id, &filter.said_words()).await?
-                };
-                said.insert(row.id, found);
-            }
+        let playable: Vec<i64> = rows
+            .iter()
+            .filter(|r| decide(&caller.principal, settings, &r.facts(), Action::Play).is_ok())
+            .map(|r| r.id)
+            .collect();
+        let mut found = if filter.said.is_empty() {
+            HashMap::new()
+        } else {
+            super::recordings::said_in_each(state, playable.iter().copied(), &filter.said_words())
+                .await?
+        };
+        for id in playable {
+            said.insert(id, found.remove(&id));
         }
     }
     let shown = |r: &Recording| !filter.reads_audio() || said.contains_key(&r.id);

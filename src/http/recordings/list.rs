@@ -133,6 +133,17 @@ pub(in crate::http) async fn list(
         _ => None,
     };
     let tenant = principal.settings;
+    let said_words = filter.said_words();
+    // Snippets of the rows shown only: a transcript is read where the audio may be played.
+    let snippets = if said_words.is_empty() {
+        Default::default()
+    } else {
+        let playable = rows
+            .iter()
+            .filter(|r| decide(principal, tenant, &r.facts(), Action::Play).is_ok())
+            .map(|r| r.id);
+        said_in_each(&state, playable, &said_words).await?
+    };
     let mut recordings = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut view = row.view(principal, tenant);
@@ -144,8 +155,8 @@ pub(in crate::http) async fn list(
                 continue;
             }
         }
-        if !filter.said.is_empty() {
-            view.said = said_in(&state, row.id, &filter.said_words()).await?;
+        if !said_words.is_empty() {
+            view.said = snippets.get(&row.id).cloned();
         }
         recordings.push(view);
     }
@@ -156,21 +167,29 @@ pub(in crate::http) async fn list(
     .into_response())
 }
 
-/// Where `words` are said in recording `id`'s transcript.
-pub(in crate::http) async fn said_in(
+/// Where `words` are said in each of the recordings `ids`' transcripts (their transcripts read
+/// in one query): by recording, those where they are.
+pub(in crate::http) async fn said_in_each(
     state: &AppState,
-    id: i64,
+    ids: impl Iterator<Item = i64>,
     words: &[String],
-) -> Result<Option<SaidView>, ApiError> {
-    let transcript =
-        crate::library::transcripts::load(&state.db, state.library.keys.as_deref(), id)
-            .await
-            .map_err(internal)?;
-    Ok(transcript
-        .and_then(|t| crate::library::transcripts::find_said(&t.cues, words))
-        .map(|found| SaidView {
-            start_seconds: found.start_ms as f64 / 1000.0,
-            speaker: found.speaker,
-            snippet: found.snippet,
-        }))
+) -> Result<HashMap<i64, SaidView>, ApiError> {
+    let ids: Vec<i64> = ids.collect();
+    let cues = crate::library::transcripts::cues_of(&state.db, state.library.keys.as_deref(), &ids)
+        .await
+        .map_err(internal)?;
+    Ok(cues
+        .into_iter()
+        .filter_map(|(id, cues)| {
+            let found = crate::library::transcripts::find_said(&cues, words)?;
+            Some((
+                id,
+                SaidView {
+                    start_seconds: found.start_ms as f64 / 1000.0,
+                    speaker: found.speaker,
+                    snippet: found.snippet,
+                },
+            ))
+        })
+        .collect())
 }
