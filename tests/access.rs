@@ -1462,6 +1462,34 @@ async fn transcripts_follow_the_audios_rules(db: Db) {
     .expect("audit");
     assert!(reads >= 4, "every read and refusal is audited: {reads}");
 
+    steps.step("On legal hold, the transcript stays as it is: neither replaced nor removed.");
+    let hold = send(
+        admin
+            .put(format!("{}/api/recordings/{id}/hold", s.base))
+            .json(&serde_json::json!({"reason": "case 2026-204"})),
+    )
+    .await;
+    assert_eq!(hold.status, 200, "{}", hold.error());
+    let replaced = send(
+        admin
+            .put(&transcript)
+            .header("content-type", "text/vtt")
+            .body("WEBVTT\n\n00:00.000 --> 00:00.100\nSomething else.\n"),
+    )
+    .await;
+    assert_eq!(
+        (replaced.status, replaced.error().as_str()),
+        (409, "on_hold")
+    );
+    let removed = send(admin.delete(&transcript)).await;
+    assert_eq!((removed.status, removed.error().as_str()), (409, "on_hold"));
+    assert_eq!(
+        send(admin.get(&transcript)).await.json()["cues"][1]["text"],
+        "My card number is"
+    );
+    let released = send(admin.delete(format!("{}/api/recordings/{id}/hold", s.base))).await;
+    assert_eq!(released.status, 200, "{}", released.error());
+
     steps.step(
         "A sidecar file: attached when its recording is in the library; an admin's wins after.",
     );

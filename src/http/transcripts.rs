@@ -86,6 +86,7 @@ pub(super) async fn get(
     (status = 200, description = "the stored cues"),
     (status = 400, description = "not a transcript: the reason", body = ErrorBody),
     crate::http::openapi::RecordingRefusals,
+    (status = 409, description = "the recording is on legal hold", body = ErrorBody),
 ))]
 pub(super) async fn put(
     State(state): State<AppState>,
@@ -105,6 +106,9 @@ pub(super) async fn put(
     })?;
     let (row, _, mut entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "transcript_change").await?;
+    if let Some(error) = held(&row) {
+        return Err(caller.refuse(&state, entry, error).await);
+    }
     let refuse =
         |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_transcript", message);
     let Ok(text) = std::str::from_utf8(&body) else {
@@ -157,10 +161,24 @@ pub(super) async fn put(
     .into_response())
 }
 
+/// A recording on legal hold keeps its transcript as it is: neither replaced nor removed.
+fn held(row: &super::recordings::Recording) -> Option<ApiError> {
+    row.hold_reason.as_ref().map(|reason| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "on_hold",
+            format!(
+                "the recording is on legal hold ({reason}): its transcript stays as it is until an admin releases it"
+            ),
+        )
+    })
+}
+
 /// Remove the recording's transcript (admins; audited).
 #[utoipa::path(delete, path = "/api/recordings/{id}/transcript", tag = "recordings", operation_id = "delete_transcript", params(RecordingId), responses(
     (status = 200, description = "`{id, removed: bool}`"),
     crate::http::openapi::RecordingRefusals,
+    (status = 409, description = "the recording is on legal hold", body = ErrorBody),
 ))]
 pub(super) async fn delete(
     State(state): State<AppState>,
@@ -169,6 +187,9 @@ pub(super) async fn delete(
 ) -> Result<Response, ApiError> {
     let (row, _, entry) =
         authorize(&state, &caller, &id, Action::SetStatus, "transcript_delete").await?;
+    if let Some(error) = held(&row) {
+        return Err(caller.refuse(&state, entry, error).await);
+    }
     audit::record(&state.db, &entry)
         .await
         .map_err(crate::http::audit_failed)?;
