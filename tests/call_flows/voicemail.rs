@@ -38,24 +38,18 @@ media = ["sound:hello-world", "sound:vm-goodbye"]
     stop(s).await;
 }
 
-#[tokio::test]
-async fn voicemail_stops_on_hash_and_on_silence() {
-    let t = start_sim(0.0).await;
-    let flow = r#"
-[flow]
-numbers = ["300"]
-start = "vm"
-[nodes.vm]
-type = "voicemail"
-mailbox = "general"
-greeting = "sound:vm-intro"
-max_duration = 60
-max_silence = 3
-"#;
-    let s = start_service(&t, &[("vm.toml", flow)]).await;
+/// Mailbox `general` on number 300 after `vm-intro` (5.65 s), with `extra` lines in its node.
+fn general_mailbox(extra: &str) -> String {
+    format!(
+        "[flow]\nnumbers = [\"300\"]\nstart = \"vm\"\n[nodes.vm]\ntype = \"voicemail\"\nmailbox = \"general\"\ngreeting = \"sound:vm-intro\"\nmax_duration = 60\nmax_silence = 3\n{extra}"
+    )
+}
+
+/// A caller script `name` that speaks 4 s after the greeting and ends the message with `#`.
+fn leaves_a_message(t: &TestSim, name: &str) {
     caller(
-        &t,
-        "presses-hash",
+        t,
+        name,
         vec![
             Step::Answer,
             Step::Wait(6.0),
@@ -64,13 +58,10 @@ max_silence = 3
             Step::Wait(30.0),
         ],
     );
-    caller(&t, "says-nothing", vec![Step::Answer, Step::Wait(60.0)]);
-    t.sim
-        .place_inbound_call("300", "Ivan <5551009>", "presses-hash")
-        .expect("call");
-    t.sim
-        .place_inbound_call("300", "Judy <5551010>", "says-nothing")
-        .expect("call");
+}
+
+/// Both greetings are playing.
+async fn two_greetings(t: &TestSim) {
     wait_until("greetings playing", || {
         t.sim
             .requests()
@@ -80,6 +71,21 @@ max_silence = 3
             == 2
     })
     .await;
+}
+
+#[tokio::test]
+async fn voicemail_stops_on_hash_and_on_silence() {
+    let t = start_sim(0.0).await;
+    let s = start_service(&t, &[("vm.toml", &general_mailbox(""))]).await;
+    leaves_a_message(&t, "presses-hash");
+    caller(&t, "says-nothing", vec![Step::Answer, Step::Wait(60.0)]);
+    t.sim
+        .place_inbound_call("300", "Ivan <5551009>", "presses-hash")
+        .expect("call");
+    t.sim
+        .place_inbound_call("300", "Judy <5551010>", "says-nothing")
+        .expect("call");
+    two_greetings(&t).await;
     t.sim.advance(5.8); // vm-intro is 5.65 s
     wait_recording(&t, &s, "both recording", 2).await;
     t.sim.advance(12.0);
@@ -143,44 +149,15 @@ max_silence = 10
 #[tokio::test]
 async fn voicemail_messages_are_new_until_heard() {
     let t = start_sim(0.0).await;
-    let flow = r#"
-[flow]
-numbers = ["300"]
-start = "vm"
-[nodes.vm]
-type = "voicemail"
-mailbox = "general"
-greeting = "sound:vm-intro"
-greeting_discloses_recording = true
-max_duration = 60
-max_silence = 3
-"#;
-    let s = start_service(&t, &[("vm.toml", flow)]).await;
-    caller(
-        &t,
-        "leaves-a-message",
-        vec![
-            Step::Answer,
-            Step::Wait(6.0),
-            Step::Talk(4.0),
-            Step::Dtmf('#'),
-            Step::Wait(30.0),
-        ],
-    );
+    let flow = general_mailbox("greeting_discloses_recording = true\n");
+    let s = start_service(&t, &[("vm.toml", &flow)]).await;
+    leaves_a_message(&t, "leaves-a-message");
     for who in ["Ivan <5551009>", "Judy <5551010>"] {
         t.sim
             .place_inbound_call("300", who, "leaves-a-message")
             .expect("call");
     }
-    wait_until("greetings playing", || {
-        t.sim
-            .requests()
-            .iter()
-            .filter(|r| r.path.ends_with("/play"))
-            .count()
-            == 2
-    })
-    .await;
+    two_greetings(&t).await;
     t.sim.advance(5.8);
     wait_recording(&t, &s, "both recording", 2).await;
     t.sim.advance(12.0);
