@@ -304,6 +304,11 @@ pub fn open_text(stored: String, keys: Option<&Keyring>) -> Result<String, DbErr
     String::from_utf8(plain).map_err(|e| DbError::Sealed(e.to_string()))
 }
 
+/// The cues a stored value holds (opened with `keys` when sealed).
+fn cues_from(stored: String, keys: Option<&Keyring>) -> Result<Vec<Cue>, DbError> {
+    Ok(serde_json::from_str(&open_text(stored, keys)?).unwrap_or_default())
+}
+
 /// Attaches `cues` to a recording, replacing what it had.
 pub async fn store(
     db: &Database,
@@ -584,10 +589,9 @@ pub async fn load(
     let Some((source, cues, updated_at_ms, by)) = row else {
         return Ok(None);
     };
-    let cues = open_text(cues, keys)?;
     Ok(Some(Transcript {
         source,
-        cues: serde_json::from_str(&cues).unwrap_or_default(),
+        cues: cues_from(cues, keys)?,
         updated_at_ms,
         by,
     }))
@@ -621,8 +625,7 @@ pub async fn cues_of(
             query = query.bind(*id);
         }
         for (id, cues) in query.fetch_all(&db.pool).await? {
-            let cues = open_text(cues, keys)?;
-            out.insert(id, serde_json::from_str(&cues).unwrap_or_default());
+            out.insert(id, cues_from(cues, keys)?);
         }
     }
     Ok(out)
@@ -654,15 +657,16 @@ pub async fn reseal(
         ..Resealed::default()
     };
     for (id, stored) in rows {
-        let cues: Vec<Cue> = match open_text(stored.clone(), Some(keys)) {
-            Ok(json) => serde_json::from_str(&json).unwrap_or_default(),
+        // The plaintext is sealed as it is; its cues are read for the index only.
+        let json = match open_text(stored.clone(), Some(keys)) {
+            Ok(json) => json,
             Err(e) => {
                 tracing::warn!(recording = id, error = %e, "transcript not sealed again");
                 pass.failed += 1;
                 continue;
             }
         };
-        let json = serde_json::to_string(&cues).unwrap_or_else(|_| "[]".into());
+        let cues: Vec<Cue> = serde_json::from_str(&json).unwrap_or_default();
         let (sealed, sealed_by) = seal_text(json, Some(keys))?;
         let mut tx = db.pool.begin().await?;
         // Only if unchanged meanwhile: a transcript stored since is sealed already.
