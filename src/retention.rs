@@ -201,7 +201,7 @@ pub async fn purge(
         }
         transcripts::remove(db, row.id).await?;
         crate::library::insights::remove(db, row.id).await?;
-        crate::library::voicemail::forget(db, row.id).await?;
+        crate::library::voicemail::mark_new(db, row.id).await?;
         // And from the archive's bucket, by its worker.
         crate::archive::queue::queue_removal(db, row.id, now_ms).await?;
         if row.node_id == node {

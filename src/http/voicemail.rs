@@ -61,8 +61,8 @@ pub(super) async fn mailboxes(
         node_type: Some(NodeType::Voicemail),
         ..Filter::default()
     };
-    // Deleted and purged messages are no longer messages; read a little past the limit so
-    // they do not shorten the answer much.
+    // Deleted and purged messages are no longer messages: left out below, so the answer may
+    // hold fewer than `limit`.
     let page = search::recordings(
         &state.db,
         &viewer(principal),
@@ -131,28 +131,7 @@ pub(super) async fn mark_heard(
     caller: Caller,
     Path(RecordingId { id }): Path<RecordingId>,
 ) -> Result<Response, ApiError> {
-    let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "voicemail_heard").await?;
-    if let Err(error) = message(&row) {
-        return Err(caller.refuse(&state, entry, error).await);
-    }
-    voicemail::mark_heard(
-        &state.db,
-        row.id,
-        &caller.principal.actor(),
-        state.access.clock.now_ms(),
-    )
-    .await
-    .map_err(internal)?;
-    audit::record(&state.db, &entry)
-        .await
-        .map_err(super::audit_failed)?;
-    let heard = voicemail::heard_of(&state.db, &[row.id])
-        .await
-        .map_err(internal)?;
-    Ok(
-        Json(serde_json::json!({"id": row.id, "heard": heard_json(heard.get(&row.id))}))
-            .into_response(),
-    )
+    mark(&state, &caller, &id, true).await
 }
 
 /// Mark a voicemail message new again (audited).
@@ -166,17 +145,43 @@ pub(super) async fn mark_new(
     caller: Caller,
     Path(RecordingId { id }): Path<RecordingId>,
 ) -> Result<Response, ApiError> {
-    let (row, _, entry) = authorize(&state, &caller, &id, Action::Play, "voicemail_new").await?;
+    mark(&state, &caller, &id, false).await
+}
+
+/// Marks message `id` heard or new again, for a caller who may play it; audited either way.
+async fn mark(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    heard: bool,
+) -> Result<Response, ApiError> {
+    let action = if heard {
+        "voicemail_heard"
+    } else {
+        "voicemail_new"
+    };
+    let (row, _, entry) = authorize(state, caller, id, Action::Play, action).await?;
     if let Err(error) = message(&row) {
-        return Err(caller.refuse(&state, entry, error).await);
+        return Err(caller.refuse(state, entry, error).await);
     }
-    voicemail::mark_new(&state.db, row.id)
-        .await
-        .map_err(internal)?;
+    if heard {
+        let now = state.access.clock.now_ms();
+        voicemail::mark_heard(&state.db, row.id, &caller.principal.actor(), now).await
+    } else {
+        voicemail::mark_new(&state.db, row.id).await
+    }
+    .map_err(internal)?;
     audit::record(&state.db, &entry)
         .await
         .map_err(super::audit_failed)?;
-    Ok(Json(serde_json::json!({"id": row.id, "heard": null})).into_response())
+    // The first listener is kept: what is stored now, which may be someone else's.
+    let marks = voicemail::heard_of(&state.db, &[row.id])
+        .await
+        .map_err(internal)?;
+    Ok(
+        Json(serde_json::json!({"id": row.id, "heard": heard_json(marks.get(&row.id))}))
+            .into_response(),
+    )
 }
 
 /// A player asked for a voicemail message's audio link: it is heard (by the first who did).

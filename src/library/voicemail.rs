@@ -55,8 +55,3 @@ pub async fn heard_of(db: &Database, ids: &[i64]) -> Result<HashMap<i64, Heard>,
     }
     Ok(out)
 }
-
-/// Forgets whether message `id` was heard (its recording's row is gone).
-pub async fn forget(db: &Database, id: i64) -> Result<(), DbError> {
-    mark_new(db, id).await.map(|_| ())
-}

@@ -142,14 +142,15 @@ pub(in crate::http) async fn delete(
     if let Some(removed) = files {
         removed.await.map_err(internal)?;
     }
-    // Its transcript holds its words, its figures who talked when: they go too.
+    // Its transcript holds its words, its figures who talked when, a voicemail's mark who
+    // listened: they go too.
     crate::library::transcripts::remove(&state.db, row.id)
         .await
         .map_err(internal)?;
     crate::library::insights::remove(&state.db, row.id)
         .await
         .map_err(internal)?;
-    crate::library::voicemail::forget(&state.db, row.id)
+    crate::library::voicemail::mark_new(&state.db, row.id)
         .await
         .map_err(internal)?;
     // Deleted audio leaves no rendering of itself in memory either.
