@@ -7,8 +7,8 @@ mod common;
 use ari_recorder::access::Scope;
 use ari_recorder::sim::{Script, Step};
 use common::{
-    bearer, bootstrap_admin, caller, eventually, metrics_text, quiet, send, start_service,
-    start_sim, stop, user_token, wait_rows, wait_until, TestSim,
+    bearer, bootstrap_admin, caller, eventually, metrics_text, quiet, record_requests, send,
+    start_service, start_sim, stop, user_token, wait_rows, wait_until, TestSim,
 };
 
 /// Two agents one after the other: the first hangs up and the caller goes on to the second.
@@ -37,14 +37,6 @@ fn quiet_agent(t: &TestSim, endpoint: &str, seconds: f64) {
             vec![Step::Answer, Step::Wait(seconds), Step::Hangup],
         ),
     );
-}
-
-fn record_requests(t: &TestSim) -> usize {
-    t.sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/record"))
-        .count()
 }
 
 /// Index of the first sample at or after `from` louder than a whisper.

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use ari_recorder::sim::{Script, Step};
 use common::{
-    bearer, caller, database_url, eventually, send, start_service_with, start_sim, wait_until, Db,
-    TestService, TestSim,
+    bearer, caller, database_url, eventually, record_requests, send, start_service_with, start_sim,
+    wait_until, Db, TestService, TestSim,
 };
 
 const NEEDS: &str =
@@ -315,14 +315,6 @@ record_call = true
 pause_recording = {redacted}
 "#
     )
-}
-
-fn record_requests(t: &TestSim) -> usize {
-    t.sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/record"))
-        .count()
 }
 
 /// Places a call to `number`: the first desk's agent speaks, then the caller speaks (the card

@@ -578,6 +578,15 @@ macro_rules! on_both_databases {
     };
 }
 
+/// How many record requests (bridge or channel) the simulated Asterisk has received.
+pub fn record_requests(t: &TestSim) -> usize {
+    t.sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/record"))
+        .count()
+}
+
 /// No channel, bridge or live recording left in the simulated Asterisk.
 pub fn quiet(t: &TestSim) -> bool {
     t.sim.with_world(|w| w.counts()) == (0, 0, 0)
