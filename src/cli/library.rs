@@ -79,14 +79,21 @@ pub(crate) async fn reencrypt(config: Option<PathBuf>) -> Result<(), String> {
         keys.current_id(),
         first.failed + again.failed
     );
+    let words = sealer.seal_transcripts().await.map_err(|e| e.to_string())?;
     println!(
-        "database: {} transcripts and talk timelines sealed with {}",
-        first.transcripts_sealed,
-        keys.current_id()
+        "database: {} transcripts and talk timelines sealed with {}; {} failed (see the log)",
+        words.sealed,
+        keys.current_id(),
+        words.failed
     );
     let Some(settings) =
         ari_recorder::archive::ArchiveSettings::from_config(&config).map_err(|e| e.to_string())?
     else {
+        if first.failed + again.failed + words.failed > 0 {
+            return Err(
+                "some recordings or transcripts were not sealed again; run reencrypt again".into(),
+            );
+        }
         return Ok(());
     };
     let archive = ari_recorder::archive::Archive::connect(settings, config.tls_ca_file.as_deref())?;
@@ -131,7 +138,7 @@ pub(crate) async fn reencrypt(config: Option<PathBuf>) -> Result<(), String> {
         "archive: {requeued} uploaded again from disk ({} stored, {} failed and left queued), {resealed} sealed again in the bucket, {failed} failed",
         round.stored, round.failed
     );
-    if failed > 0 || first.failed + again.failed > 0 {
+    if failed > 0 || first.failed + again.failed + words.failed > 0 {
         return Err("some recordings were not sealed again; run reencrypt again".into());
     }
     Ok(())

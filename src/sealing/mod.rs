@@ -42,8 +42,6 @@ pub struct SealReport {
     pub failed: u64,
     /// Files of recordings whose local copy is gone (in the archive's bucket only).
     pub not_on_disk: u64,
-    /// Transcripts and talk timelines sealed (again) with the current key.
-    pub transcripts_sealed: u64,
 }
 
 impl Sealer {
@@ -71,6 +69,20 @@ impl Sealer {
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        // Transcripts and timelines are written sealed with the current key: only a start
+        // (encryption turned on, a key rotated) leaves any in clear or under an older key, so
+        // they are looked for once, here, not at every full look (a pass over the table).
+        match self.seal_transcripts().await {
+            Ok(report) if report.sealed > 0 || report.failed > 0 => tracing::info!(
+                sealed = report.sealed,
+                failed = report.failed,
+                "transcripts and talk timelines sealed with the current key"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "transcripts not sealed; tried again at the next start")
+            }
+        }
         let mut last_full: Option<Instant> = None;
         loop {
             let full = last_full.is_none_or(|at| at.elapsed() >= FULL_LOOK);
@@ -118,11 +130,6 @@ impl Sealer {
             if let Some(notify) = &self.sealed {
                 notify.notify_one();
             }
-        }
-        if since.is_none() {
-            let words = self.seal_transcripts().await?;
-            report.transcripts_sealed = words.sealed;
-            report.failed += words.failed;
         }
         Ok(report)
     }
